@@ -1,0 +1,131 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ClaimAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CLAIM_ACTION_UNSPECIFIED: _ClassVar[ClaimAction]
+    CLAIM_ACTION_EXECUTE: _ClassVar[ClaimAction]
+    CLAIM_ACTION_VERIFY: _ClassVar[ClaimAction]
+    CLAIM_ACTION_SKIP: _ClassVar[ClaimAction]
+
+class RailOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RAIL_OUTCOME_UNSPECIFIED: _ClassVar[RailOutcome]
+    RAIL_OUTCOME_SUCCEEDED: _ClassVar[RailOutcome]
+    RAIL_OUTCOME_FAILED: _ClassVar[RailOutcome]
+CLAIM_ACTION_UNSPECIFIED: ClaimAction
+CLAIM_ACTION_EXECUTE: ClaimAction
+CLAIM_ACTION_VERIFY: ClaimAction
+CLAIM_ACTION_SKIP: ClaimAction
+RAIL_OUTCOME_UNSPECIFIED: RailOutcome
+RAIL_OUTCOME_SUCCEEDED: RailOutcome
+RAIL_OUTCOME_FAILED: RailOutcome
+
+class WorkChunk(_message.Message):
+    __slots__ = ("chunk_id", "rail", "batch", "items", "create_time")
+    CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    RAIL_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    chunk_id: str
+    rail: str
+    batch: str
+    items: _containers.RepeatedCompositeFieldContainer[WorkItem]
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, chunk_id: _Optional[str] = ..., rail: _Optional[str] = ..., batch: _Optional[str] = ..., items: _Optional[_Iterable[_Union[WorkItem, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class WorkItem(_message.Message):
+    __slots__ = ("payment_number", "idempotency_key", "reference_id", "payer_fa", "payee_fa", "amount", "currency_code", "payee_name", "note", "purpose")
+    PAYMENT_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYER_FA_FIELD_NUMBER: _ClassVar[int]
+    PAYEE_FA_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    PAYEE_NAME_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    payment_number: int
+    idempotency_key: str
+    reference_id: str
+    payer_fa: str
+    payee_fa: str
+    amount: str
+    currency_code: str
+    payee_name: str
+    note: str
+    purpose: str
+    def __init__(self, payment_number: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., reference_id: _Optional[str] = ..., payer_fa: _Optional[str] = ..., payee_fa: _Optional[str] = ..., amount: _Optional[str] = ..., currency_code: _Optional[str] = ..., payee_name: _Optional[str] = ..., note: _Optional[str] = ..., purpose: _Optional[str] = ...) -> None: ...
+
+class ClaimWorkChunkRequest(_message.Message):
+    __slots__ = ("chunk_id", "batch", "payment_numbers", "sidecar")
+    CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    SIDECAR_FIELD_NUMBER: _ClassVar[int]
+    chunk_id: str
+    batch: str
+    payment_numbers: _containers.RepeatedScalarFieldContainer[int]
+    sidecar: str
+    def __init__(self, chunk_id: _Optional[str] = ..., batch: _Optional[str] = ..., payment_numbers: _Optional[_Iterable[int]] = ..., sidecar: _Optional[str] = ...) -> None: ...
+
+class ClaimDecision(_message.Message):
+    __slots__ = ("payment_number", "action")
+    PAYMENT_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    payment_number: int
+    action: ClaimAction
+    def __init__(self, payment_number: _Optional[int] = ..., action: _Optional[_Union[ClaimAction, str]] = ...) -> None: ...
+
+class ClaimWorkChunkResponse(_message.Message):
+    __slots__ = ("decisions",)
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    decisions: _containers.RepeatedCompositeFieldContainer[ClaimDecision]
+    def __init__(self, decisions: _Optional[_Iterable[_Union[ClaimDecision, _Mapping]]] = ...) -> None: ...
+
+class PaymentResult(_message.Message):
+    __slots__ = ("payment_number", "idempotency_key", "outcome", "reason_code", "reason_message", "rail_reference", "complete_time")
+    PAYMENT_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    REASON_CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RAIL_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_TIME_FIELD_NUMBER: _ClassVar[int]
+    payment_number: int
+    idempotency_key: str
+    outcome: RailOutcome
+    reason_code: str
+    reason_message: str
+    rail_reference: str
+    complete_time: _timestamp_pb2.Timestamp
+    def __init__(self, payment_number: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., outcome: _Optional[_Union[RailOutcome, str]] = ..., reason_code: _Optional[str] = ..., reason_message: _Optional[str] = ..., rail_reference: _Optional[str] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ReportResultsRequest(_message.Message):
+    __slots__ = ("chunk_id", "batch", "results")
+    CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    chunk_id: str
+    batch: str
+    results: _containers.RepeatedCompositeFieldContainer[PaymentResult]
+    def __init__(self, chunk_id: _Optional[str] = ..., batch: _Optional[str] = ..., results: _Optional[_Iterable[_Union[PaymentResult, _Mapping]]] = ...) -> None: ...
+
+class ReportResultsResponse(_message.Message):
+    __slots__ = ("chunk_id", "applied_count")
+    CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    chunk_id: str
+    applied_count: int
+    def __init__(self, chunk_id: _Optional[str] = ..., applied_count: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,134 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class BatchState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BATCH_STATE_UNSPECIFIED: _ClassVar[BatchState]
+    BATCH_STATE_UPLOADING: _ClassVar[BatchState]
+    BATCH_STATE_PROCESSING: _ClassVar[BatchState]
+    BATCH_STATE_COMPLETED: _ClassVar[BatchState]
+    BATCH_STATE_CANCELLED: _ClassVar[BatchState]
+
+class PaymentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PAYMENT_STATUS_UNSPECIFIED: _ClassVar[PaymentStatus]
+    PAYMENT_STATUS_ACCEPTED: _ClassVar[PaymentStatus]
+    PAYMENT_STATUS_QUEUED: _ClassVar[PaymentStatus]
+    PAYMENT_STATUS_SENT: _ClassVar[PaymentStatus]
+    PAYMENT_STATUS_SUCCEEDED: _ClassVar[PaymentStatus]
+    PAYMENT_STATUS_FAILED: _ClassVar[PaymentStatus]
+    PAYMENT_STATUS_REJECTED: _ClassVar[PaymentStatus]
+    PAYMENT_STATUS_CANCELLED: _ClassVar[PaymentStatus]
+BATCH_STATE_UNSPECIFIED: BatchState
+BATCH_STATE_UPLOADING: BatchState
+BATCH_STATE_PROCESSING: BatchState
+BATCH_STATE_COMPLETED: BatchState
+BATCH_STATE_CANCELLED: BatchState
+PAYMENT_STATUS_UNSPECIFIED: PaymentStatus
+PAYMENT_STATUS_ACCEPTED: PaymentStatus
+PAYMENT_STATUS_QUEUED: PaymentStatus
+PAYMENT_STATUS_SENT: PaymentStatus
+PAYMENT_STATUS_SUCCEEDED: PaymentStatus
+PAYMENT_STATUS_FAILED: PaymentStatus
+PAYMENT_STATUS_REJECTED: PaymentStatus
+PAYMENT_STATUS_CANCELLED: PaymentStatus
+
+class Batch(_message.Message):
+    __slots__ = ("name", "program", "request_id", "state", "payer_fa", "schedule_time", "callback_uri", "expected_payment_count", "expected_total_amount", "payment_count", "totals", "last_chunk_sequence", "create_time", "update_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROGRAM_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PAYER_FA_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_URI_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_PAYMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_TOTAL_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHUNK_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    program: str
+    request_id: str
+    state: BatchState
+    payer_fa: str
+    schedule_time: _timestamp_pb2.Timestamp
+    callback_uri: str
+    expected_payment_count: int
+    expected_total_amount: str
+    payment_count: int
+    totals: _containers.RepeatedCompositeFieldContainer[PaymentTotal]
+    last_chunk_sequence: int
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., program: _Optional[str] = ..., request_id: _Optional[str] = ..., state: _Optional[_Union[BatchState, str]] = ..., payer_fa: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., callback_uri: _Optional[str] = ..., expected_payment_count: _Optional[int] = ..., expected_total_amount: _Optional[str] = ..., payment_count: _Optional[int] = ..., totals: _Optional[_Iterable[_Union[PaymentTotal, _Mapping]]] = ..., last_chunk_sequence: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Payment(_message.Message):
+    __slots__ = ("name", "reference_id", "payer_fa", "payee_fa", "amount", "currency_code", "payee_name", "note", "purpose", "schedule_time", "metadata", "status", "reason_code", "reason_message", "rail", "idempotency_key", "rail_reference", "update_time")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYER_FA_FIELD_NUMBER: _ClassVar[int]
+    PAYEE_FA_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    PAYEE_NAME_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_TIME_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RAIL_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    RAIL_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    reference_id: str
+    payer_fa: str
+    payee_fa: str
+    amount: str
+    currency_code: str
+    payee_name: str
+    note: str
+    purpose: str
+    schedule_time: _timestamp_pb2.Timestamp
+    metadata: _containers.ScalarMap[str, str]
+    status: PaymentStatus
+    reason_code: str
+    reason_message: str
+    rail: str
+    idempotency_key: str
+    rail_reference: str
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., reference_id: _Optional[str] = ..., payer_fa: _Optional[str] = ..., payee_fa: _Optional[str] = ..., amount: _Optional[str] = ..., currency_code: _Optional[str] = ..., payee_name: _Optional[str] = ..., note: _Optional[str] = ..., purpose: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[PaymentStatus, str]] = ..., reason_code: _Optional[str] = ..., reason_message: _Optional[str] = ..., rail: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., rail_reference: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PaymentTotal(_message.Message):
+    __slots__ = ("status", "currency_code", "count", "amount")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    status: PaymentStatus
+    currency_code: str
+    count: int
+    amount: str
+    def __init__(self, status: _Optional[_Union[PaymentStatus, str]] = ..., currency_code: _Optional[str] = ..., count: _Optional[int] = ..., amount: _Optional[str] = ...) -> None: ...

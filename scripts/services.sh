@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs (from Debian's packages) and starts the PostgreSQL and RabbitMQ that GPO's real path needs,
+# on 127.0.0.1 only. Idempotent: does nothing that is already done. Prints the URLs to use.
+set -euo pipefail
+
+PG_USER=gpo
+PG_PASSWORD=gpo
+PG_DB=gpo
+
+need_install=()
+command -v pg_ctlcluster >/dev/null 2>&1 || need_install+=(postgresql)
+command -v rabbitmq-server >/dev/null 2>&1 || need_install+=(rabbitmq-server)
+if [ ${#need_install[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then echo "services.sh: need root to install ${need_install[*]}" >&2; exit 1; fi
+  echo "services.sh: installing ${need_install[*]} from Debian's packages" >&2
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_install[@]}" >/dev/null
+fi
+
+# PostgreSQL: the Debian cluster, started with pg_ctlcluster (no systemd on these machines).
+pg_version=$(ls /usr/lib/postgresql | sort -n | tail -1)
+if ! pg_lsclusters -h 2>/dev/null | grep -q "^$pg_version main"; then
+  pg_createcluster "$pg_version" main >/dev/null
+fi
+if ! pg_lsclusters -h | grep -q "^$pg_version main .* online"; then
+  pg_ctlcluster "$pg_version" main start
+fi
+for _ in $(seq 1 60); do
+  su postgres -c "psql -qtAc 'select 1'" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+su postgres -c "psql -qtAc \"select 1 from pg_roles where rolname='$PG_USER'\"" | grep -q 1 ||
+  su postgres -c "psql -qc \"create role $PG_USER login superuser password '$PG_PASSWORD'\"" >/dev/null
+su postgres -c "psql -qtAc \"select 1 from pg_database where datname='$PG_DB'\"" | grep -q 1 ||
+  su postgres -c "createdb -O $PG_USER $PG_DB"
+
+# RabbitMQ: started detached; the guest user may log in from loopback, which is all GPO's tests use.
+rabbit_up() { rabbitmq-diagnostics -q check_running >/dev/null 2>&1; }
+if ! rabbit_up && pgrep -u rabbitmq -f beam.smp >/dev/null; then
+  # The package's postinst may have started a node that is still booting: give it time.
+  for _ in $(seq 1 60); do rabbit_up && break; sleep 1; done
+fi
+if ! rabbit_up; then
+  # A node left half-started (no systemd here) is cleared before starting afresh.
+  pkill -u rabbitmq -f beam.smp >/dev/null 2>&1 || true
+  export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+  su rabbitmq -s /bin/sh -c "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 rabbitmq-server -detached" >/dev/null 2>&1 ||
+    rabbitmq-server -detached
+  for _ in $(seq 1 120); do
+    rabbitmq-diagnostics -q check_running >/dev/null 2>&1 && break
+    sleep 1
+  done
+  rabbitmq-diagnostics -q check_running
+fi
+
+echo "GPO_TEST_DATABASE_URL=postgresql+asyncpg://$PG_USER:$PG_PASSWORD@127.0.0.1:5432/$PG_DB"
+echo "GPO_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/"
