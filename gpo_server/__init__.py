@@ -1,0 +1,1 @@
+"""GPO, the G2P Payments Orchestrator: the orchestrator service."""

@@ -1,0 +1,1 @@
+"""The gRPC API: the public DisbursementService and the RailService that sidecars call."""

@@ -1,0 +1,115 @@
+"""Stored records to API messages, and API names to stored ids."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from gpo.v1 import resources_pb2 as res_pb
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import Row
+
+from gpo_server.api.errors import invalid_argument
+from gpo_server.domain.money import format_amount
+from gpo_server.domain.states import BatchState, PaymentStatus
+from gpo_server.storage.store import BatchRecord, StatusTotal
+
+_BATCH_NAME = re.compile(r"batches/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
+
+BATCH_STATES = {s: getattr(res_pb, f"BATCH_STATE_{s.name}") for s in BatchState}
+PAYMENT_STATUSES = {s: getattr(res_pb, f"PAYMENT_STATUS_{s.name}") for s in PaymentStatus}
+
+
+def batch_uid(name: str, field: str = "name") -> str:
+    match = _BATCH_NAME.fullmatch(name)
+    if match is None:
+        raise invalid_argument(
+            f"{field} must be batches/{{uuid}}", "INVALID_BATCH_NAME", [(field, "not of the form batches/{uuid}")]
+        )
+    return match.group(1)
+
+
+def timestamp(value: dt.datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite hands back naive datetimes; GPO stores UTC only
+        value = value.replace(tzinfo=dt.UTC)
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def batch_message(batch: BatchRecord, totals: Sequence[StatusTotal] | None = None) -> res_pb.Batch:
+    message = res_pb.Batch(
+        name=f"batches/{batch.uid}",
+        program=batch.program,
+        request_id=batch.request_id,
+        state=BATCH_STATES[batch.state],
+        payer_fa=batch.payer_fa,
+        schedule_time=timestamp(batch.schedule_time),
+        callback_uri=batch.callback_uri,
+        expected_payment_count=batch.expected_payment_count,
+        expected_total_amount=(
+            format_amount(batch.expected_total_hundredths) if batch.expected_total_hundredths is not None else ""
+        ),
+        payment_count=batch.payment_count,
+        last_chunk_sequence=batch.last_chunk_sequence,
+        create_time=timestamp(batch.create_time),
+        update_time=timestamp(batch.update_time),
+    )
+    for t in totals or ():
+        message.totals.add(
+            status=PAYMENT_STATUSES[t.status], currency_code=t.currency_code, count=t.count,
+            amount=format_amount(t.amount_hundredths),
+        )
+    return message
+
+
+def payment_message(batch_uid: str, row: Row[Any]) -> res_pb.Payment:
+    m = row._mapping
+    message = res_pb.Payment(
+        name=f"batches/{batch_uid}/payments/{m['reference_id']}",
+        reference_id=m["reference_id"],
+        payer_fa=m["payer_fa"],
+        payee_fa=m["payee_fa"],
+        amount=format_amount(m["amount_hundredths"]) if m["amount_hundredths"] is not None else "",
+        currency_code=m["currency_code"],
+        payee_name=m["payee_name"],
+        note=m["note"],
+        purpose=m["purpose"],
+        schedule_time=timestamp(m["schedule_time"]),
+        status=PAYMENT_STATUSES[PaymentStatus(m["status"])],
+        reason_code=m["reason_code"],
+        reason_message=m["reason_message"],
+        rail=m["rail"] or "",
+        idempotency_key=m["idempotency_key"],
+        rail_reference=m["rail_reference"],
+        update_time=timestamp(m["update_time"]),
+    )
+    if m["metadata_json"]:
+        message.metadata.update(json.loads(m["metadata_json"]))
+    return message
+
+
+def encode_page_token(position: int, scope: str) -> str:
+    """Opaque AIP-158 token: where the next page starts and the query it belongs to."""
+    return base64.urlsafe_b64encode(json.dumps([position, scope]).encode()).decode()
+
+
+def decode_page_token(token: str, scope: str) -> int | None:
+    if not token:
+        return None
+    try:
+        position, token_scope = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if token_scope == scope and isinstance(position, int):
+            return position
+    except (ValueError, TypeError):
+        pass
+    raise invalid_argument(
+        "page_token is invalid or belongs to another query", "INVALID_PAGE_TOKEN",
+        [("page_token", "not from a previous call with the same parameters")],
+    )

@@ -1,0 +1,263 @@
+"""DisbursementService: upload batches as streams of chunks, read them, watch them, cancel them."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from gpo.v1 import disbursement_service_pb2 as api_pb
+from gpo.v1 import disbursement_service_pb2_grpc as api_grpc
+from gpo.v1 import resources_pb2 as res_pb
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from gpo_server.api.auth import Authenticator, Caller, permission_denied
+from gpo_server.api.convert import (
+    batch_message,
+    batch_uid,
+    decode_page_token,
+    encode_page_token,
+    payment_message,
+)
+from gpo_server.api.errors import ApiError, abort, invalid_argument, not_found
+from gpo_server.domain.filters import InvalidFilter, parse_status_filter
+from gpo_server.domain.money import InvalidAmount, parse_total
+from gpo_server.domain.states import FINAL, BatchState
+from gpo_server.domain.validation import is_financial_address
+from gpo_server.intake import MAX_PAYMENTS_PER_CHUNK, Intake, OutOfOrderChunk
+from gpo_server.storage.store import BatchRecord, NewBatch, Store
+
+log = logging.getLogger(__name__)
+Context = grpc.aio.ServicerContext  # type: ignore[type-arg]
+
+
+class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore[misc]
+    def __init__(
+        self,
+        store: Store,
+        intake: Intake,
+        auth: Authenticator,
+        on_upload_complete: Callable[[], None],
+        watch_interval_s: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.intake = intake
+        self.auth = auth
+        self.on_upload_complete = on_upload_complete
+        self.watch_interval_s = watch_interval_s
+        self.accepting = True
+
+    # ---- upload --------------------------------------------------------------------------------
+
+    async def UploadBatch(  # noqa: N802 (gRPC method name)
+        self, request_iterator: AsyncIterator[api_pb.UploadBatchRequest], context: Context
+    ) -> AsyncIterator[api_pb.UploadBatchResponse]:
+        try:
+            caller = self.auth.caller(context)
+            if not self.accepting:
+                raise ApiError(grpc.StatusCode.UNAVAILABLE, "the server is shutting down", "SHUTTING_DOWN")
+            batch: BatchRecord | None = None
+            async for request in request_iterator:
+                part = request.WhichOneof("part")
+                if part == "header":
+                    if batch is not None:
+                        raise invalid_argument("the header was sent twice", "HEADER_REPEATED")
+                    batch = await self._open_batch(caller, request.header)
+                    totals = await self.store.batch_totals(batch.id)
+                    yield api_pb.UploadBatchResponse(batch=batch_message(batch, totals))
+                elif part == "chunk":
+                    if batch is None:
+                        raise invalid_argument("the first message must be the header", "HEADER_MISSING")
+                    yield await self._store_chunk(batch, request.chunk)
+                else:
+                    raise invalid_argument("a message carries neither header nor chunk", "EMPTY_MESSAGE")
+            if batch is None:
+                raise invalid_argument("the upload sent no header", "HEADER_MISSING")
+            batch = await self.store.finish_upload(batch.id)
+            if batch.payment_count == 0:
+                raise invalid_argument("the batch has no payments", "EMPTY_BATCH")
+            if batch.state is BatchState.UPLOADING:
+                log.info("batch %s held: %d payments received of %d declared", batch.uid,
+                         batch.payment_count, batch.expected_payment_count)
+            else:
+                self.on_upload_complete()
+            totals = await self.store.batch_totals(batch.id)
+            yield api_pb.UploadBatchResponse(batch=batch_message(batch, totals))
+        except ApiError as error:
+            await abort(context, error)
+
+    async def _open_batch(self, caller: Caller, header: api_pb.BatchHeader) -> BatchRecord:
+        violations = []
+        if not header.program:
+            violations.append(("header.program", "required"))
+        try:
+            uuid.UUID(header.request_id)
+        except ValueError:
+            violations.append(("header.request_id", "must be a UUID (AIP-155)"))
+        if header.payer_fa and not is_financial_address(header.payer_fa):
+            violations.append(("header.payer_fa", "not a financial address scheme:id@provider"))
+        if header.expected_payment_count < 0:
+            violations.append(("header.expected_payment_count", "must not be negative"))
+        total = None
+        if header.expected_total_amount:
+            try:
+                total = parse_total(header.expected_total_amount)
+            except InvalidAmount as exc:
+                violations.append(("header.expected_total_amount", str(exc)))
+        if violations:
+            raise invalid_argument("the batch header is invalid", "INVALID_HEADER", violations)
+        if not caller.may_use(header.program):
+            raise permission_denied(f"the caller may not pay for program {header.program!r}", "PROGRAM_FORBIDDEN")
+        new = NewBatch(
+            program=header.program,
+            request_id=header.request_id,
+            payer_fa=header.payer_fa,
+            callback_uri=header.callback_uri,
+            schedule_time=header.schedule_time.ToDatetime(dt.UTC) if header.HasField("schedule_time") else None,
+            expected_payment_count=header.expected_payment_count,
+            expected_total_hundredths=total,
+        )
+        batch, created = await self.store.create_or_get_batch(new)
+        if not created and (batch.payer_fa, batch.expected_payment_count, batch.expected_total_hundredths) != (
+            new.payer_fa, new.expected_payment_count, new.expected_total_hundredths
+        ):
+            raise ApiError(
+                grpc.StatusCode.ALREADY_EXISTS,
+                "request_id was used for a batch with a different header",
+                "REQUEST_ID_REUSED",
+                metadata={"batch": f"batches/{batch.uid}"},
+            )
+        log.info("batch %s %s for program %s", batch.uid, "created" if created else "resumed", batch.program)
+        return batch
+
+    async def _store_chunk(self, batch: BatchRecord, chunk: api_pb.PaymentChunk) -> api_pb.UploadBatchResponse:
+        if len(chunk.payments) > MAX_PAYMENTS_PER_CHUNK:
+            raise invalid_argument(
+                f"a chunk holds at most {MAX_PAYMENTS_PER_CHUNK} payments", "CHUNK_TOO_LARGE",
+                [("chunk.payments", f"{len(chunk.payments)} payments")],
+            )
+        if chunk.sequence < 1:
+            raise invalid_argument("chunk.sequence starts at 1", "INVALID_SEQUENCE", [("chunk.sequence", "< 1")])
+        try:
+            outcome = await self.intake.store_chunk(batch.id, chunk)
+        except OutOfOrderChunk as exc:
+            raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, str(exc), "CHUNK_OUT_OF_ORDER",
+                           metadata={"expected_sequence": str(exc.expected)}) from None
+        if not outcome.duplicate and outcome.batch.state is not BatchState.UPLOADING:
+            raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, "the batch's upload is already complete",
+                           "UPLOAD_COMPLETE")
+        summary = res_pb.Batch(
+            name=f"batches/{batch.uid}",
+            payment_count=outcome.batch.payment_count + outcome.stored,
+            last_chunk_sequence=max(chunk.sequence, outcome.batch.last_chunk_sequence),
+        )
+        return api_pb.UploadBatchResponse(
+            batch=summary, acknowledged_sequence=chunk.sequence, rejections=outcome.rejections
+        )
+
+    # ---- reads ---------------------------------------------------------------------------------
+
+    async def _readable_batch(self, name: str, context: Context, field: str = "name") -> BatchRecord:
+        caller = self.auth.caller(context)
+        batch = await self.store.get_batch(batch_uid(name, field))
+        # A batch of a program the caller may not see is reported as missing, so names do not leak.
+        if batch is None or not caller.may_use(batch.program):
+            raise not_found("batch", name)
+        return batch
+
+    async def GetBatch(self, request: api_pb.GetBatchRequest, context: Context) -> res_pb.Batch:  # noqa: N802
+        try:
+            batch = await self._readable_batch(request.name, context)
+            return batch_message(batch, await self.store.batch_totals(batch.id))
+        except ApiError as error:
+            await abort(context, error)
+
+    async def ListBatches(  # noqa: N802
+        self, request: api_pb.ListBatchesRequest, context: Context
+    ) -> api_pb.ListBatchesResponse:
+        try:
+            caller = self.auth.caller(context)
+            size = _page_size(request.page_size, default=50, most=1000)
+            after = decode_page_token(request.page_token, f"batches:{request.program}")
+            rows = await self.store.list_batches(
+                programs=caller.programs, program=request.program, after_id=after, limit=size + 1
+            )
+            response = api_pb.ListBatchesResponse()
+            for batch in rows[:size]:
+                response.batches.append(batch_message(batch, await self.store.batch_totals(batch.id)))
+            if len(rows) > size:
+                response.next_page_token = encode_page_token(rows[size - 1].id, f"batches:{request.program}")
+            return response
+        except ApiError as error:
+            await abort(context, error)
+
+    async def ListPayments(  # noqa: N802
+        self, request: api_pb.ListPaymentsRequest, context: Context
+    ) -> api_pb.ListPaymentsResponse:
+        try:
+            batch = await self._readable_batch(request.parent, context, "parent")
+            try:
+                statuses = parse_status_filter(request.filter)
+            except InvalidFilter as exc:
+                raise invalid_argument(str(exc), "INVALID_FILTER", [("filter", str(exc))]) from None
+            size = _page_size(request.page_size, default=100, most=10_000)
+            scope = f"payments:{batch.uid}:{request.filter}"
+            after = decode_page_token(request.page_token, scope) or 0
+            rows = await self.store.list_payments(batch.id, statuses=statuses, after_number=after, limit=size + 1)
+            response = api_pb.ListPaymentsResponse(payments=[payment_message(batch.uid, r) for r in rows[:size]])
+            if len(rows) > size:
+                response.next_page_token = encode_page_token(int(rows[size - 1].number), scope)
+            return response
+        except ApiError as error:
+            await abort(context, error)
+
+    async def WatchBatch(  # noqa: N802
+        self, request: api_pb.WatchBatchRequest, context: Context
+    ) -> AsyncIterator[api_pb.WatchBatchResponse]:
+        try:
+            batch = await self._readable_batch(request.name, context)
+            last: bytes | None = None
+            while True:
+                totals = await self.store.batch_totals(batch.id)
+                message = batch_message(batch, totals)
+                view = message.SerializeToString(deterministic=True)
+                if view != last:
+                    read_time = Timestamp()
+                    read_time.GetCurrentTime()
+                    yield api_pb.WatchBatchResponse(batch=message, read_time=read_time)
+                    last = view
+                pending = any(t.status not in FINAL for t in totals)
+                if batch.state is BatchState.COMPLETED or (batch.state is BatchState.CANCELLED and not pending):
+                    return
+                await asyncio.sleep(self.watch_interval_s)
+                refreshed = await self.store.get_batch(batch.uid)
+                assert refreshed is not None
+                batch = refreshed
+        except ApiError as error:
+            await abort(context, error)
+
+    async def CancelBatch(self, request: api_pb.CancelBatchRequest, context: Context) -> res_pb.Batch:  # noqa: N802
+        try:
+            batch = await self._readable_batch(request.name, context)
+            if batch.state in (BatchState.UPLOADING, BatchState.PROCESSING):
+                await self.store.cancel_batch(batch.id)
+                log.info("batch %s cancelled", batch.uid)
+            refreshed = await self.store.get_batch(batch.uid)
+            assert refreshed is not None
+            return batch_message(refreshed, await self.store.batch_totals(refreshed.id))
+        except ApiError as error:
+            await abort(context, error)
+
+
+def _page_size(requested: int, *, default: int, most: int) -> int:
+    if requested < 0:
+        raise invalid_argument("page_size must not be negative", "INVALID_PAGE_SIZE", [("page_size", "< 0")])
+    return min(requested or default, most)
+
+
+def _unused(*_: Any) -> None:
+    """Keeps linters quiet about names only used in annotations."""

@@ -1,0 +1,69 @@
+"""AIP-193 errors: google.rpc.Status with ErrorInfo (domain gpo.dev) and BadRequest field violations."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import NoReturn
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+DOMAIN = "gpo.dev"
+
+
+class ApiError(Exception):
+    """Raised anywhere below a handler; the handler turns it into a rich gRPC status."""
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        reason: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        violations: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.reason = reason
+        self.metadata = dict(metadata or {})
+        self.violations = list(violations)
+
+    def to_status(self) -> grpc.Status:
+        info = error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=self.metadata)
+        details = [_pack(info)]
+        if self.violations:
+            bad = error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in self.violations
+                ]
+            )
+            details.append(_pack(bad))
+        status = status_pb2.Status(code=_CODES[self.code], message=self.message, details=details)
+        return rpc_status.to_status(status)
+
+
+def invalid_argument(message: str, reason: str, violations: Sequence[tuple[str, str]] = ()) -> ApiError:
+    return ApiError(grpc.StatusCode.INVALID_ARGUMENT, message, reason, violations=violations)
+
+
+def not_found(what: str, name: str) -> ApiError:
+    return ApiError(grpc.StatusCode.NOT_FOUND, f"{what} {name!r} not found", f"{what.upper()}_NOT_FOUND",
+                    metadata={"name": name[:200]})
+
+
+async def abort(context: grpc.aio.ServicerContext, error: ApiError) -> NoReturn:  # type: ignore[type-arg]
+    await context.abort_with_status(error.to_status())
+    raise AssertionError("abort_with_status returned")  # it always raises
+
+
+def _pack(message: error_details_pb2.ErrorInfo | error_details_pb2.BadRequest) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+_CODES = {c: getattr(code_pb2, c.name) for c in grpc.StatusCode}

@@ -1,0 +1,128 @@
+"""Wiring: the store, the broker, the outbox relay, the gRPC server and, embedded, the simulator sidecar."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import grpc
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from gpo.v1 import disbursement_service_pb2, disbursement_service_pb2_grpc, rail_pb2, rail_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from gpo_server.api.auth import SIDECAR_ROLE, Authenticator, local_secret, mint_token
+from gpo_server.api.disbursement import DisbursementService
+from gpo_server.api.rail_service import RailService
+from gpo_server.config import Settings
+from gpo_server.dispatch import OutboxRelay
+from gpo_server.intake import Intake
+from gpo_server.queueing.base import Broker
+from gpo_server.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def make_broker(settings: Settings) -> Broker:
+    if settings.amqp_url:
+        from gpo_server.queueing.rabbitmq import RabbitMQBroker
+
+        return RabbitMQBroker(settings.amqp_url)
+    from gpo_server.queueing.memory import MemoryBroker
+
+    return MemoryBroker()
+
+
+def make_authenticator(settings: Settings) -> tuple[Authenticator, bytes | None]:
+    """Returns the authenticator and, for the embedded default, the local secret it trusts."""
+    keys: list[Any] = [load_pem_public_key(p.read_bytes()) for p in settings.auth_public_key_files]
+    secrets = list(settings.auth_hs256_secrets)
+    local = None
+    if not secrets and not keys and not settings.auth_jwks_url:
+        local = local_secret(settings.data_dir)
+        secrets = [local]
+    auth = Authenticator(secrets, keys, settings.auth_jwks_url or None, settings.auth_issuer or None)
+    return auth, local
+
+
+class Orchestrator:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = Store.open(settings.effective_database_url)
+        self.broker = make_broker(settings)
+        self.auth, self.local_secret = make_authenticator(settings)
+        self.relay = OutboxRelay(self.store, self.broker)
+        self.intake = Intake(self.store, settings.router(), settings.work_chunk_size)
+        self.disbursements = DisbursementService(self.store, self.intake, self.auth, self.relay.wake)
+        self.health = health.HealthServicer()
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_send_message_length", settings.max_message_bytes),
+            ]
+        )
+        self.port = 0
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.store.migrate()
+        await self.broker.connect()
+        for rail in self.settings.rails():
+            await self.broker.declare_rail(rail)
+        disbursement_service_pb2_grpc.add_DisbursementServiceServicer_to_server(self.disbursements, self.server)
+        rail_pb2_grpc.add_RailServiceServicer_to_server(RailService(self.store, self.auth), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names = [
+            disbursement_service_pb2.DESCRIPTOR.services_by_name["DisbursementService"].full_name,
+            rail_pb2.DESCRIPTOR.services_by_name["RailService"].full_name,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+        ]
+        reflection.enable_server_reflection(names, self.server)
+        self.port = self.server.add_insecure_port(self.settings.listen)
+        await self.server.start()
+        self._tasks.append(asyncio.create_task(self.relay.run(self._stop)))
+        if self.settings.embedded:
+            self._tasks.extend(await self._start_embedded_sidecars())
+        for name in ["", *names[:2]]:
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("GPO serving on port %d (%s)", self.port,
+                 "embedded" if self.settings.embedded else "PostgreSQL/RabbitMQ mode")
+
+    async def _start_embedded_sidecars(self) -> list[asyncio.Task[None]]:
+        from rail_sidecars.rails.simulator import SimulatorRail, SimulatorSettings
+        from rail_sidecars.runner import SidecarRunner
+
+        assert self.local_secret is not None or self.settings.auth_hs256_secrets
+        secret = self.local_secret or self.settings.auth_hs256_secrets[0]
+        token = mint_token(secret, "embedded-sidecar", [], [SIDECAR_ROLE], ttl_s=10 * 365 * 86400)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.port}")
+        sim = SimulatorSettings.parse(self.settings.simulator,
+                                      ledger_path=str(self.settings.data_dir / "simulator-ledger.db"))
+        tasks = []
+        for rail_name in self.settings.rails():
+            runner = SidecarRunner(rail_name=rail_name, rail=SimulatorRail(sim), broker=self.broker,
+                                   channel=channel, token=token, sidecar_name=f"embedded-{rail_name}")
+            tasks.append(asyncio.create_task(runner.run(self._stop)))
+        return tasks
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Graceful: stop intake, let in-flight chunks finish, then close everything."""
+        self.disbursements.accepting = False
+        self.health.enter_graceful_shutdown()
+        self._stop.set()
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+        await self.server.stop(grace_s)
+        await self.broker.close()
+        await self.store.close()
+
+    async def wait(self) -> None:
+        await self._stop.wait()
+
+    def request_stop(self) -> None:
+        self._stop.set()

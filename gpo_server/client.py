@@ -1,0 +1,117 @@
+"""A small async client over the generated stubs, used by the CLI, the demo and the tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import grpc
+from gpo.v1 import disbursement_service_pb2 as api_pb
+from gpo.v1 import disbursement_service_pb2_grpc as api_grpc
+from gpo.v1 import resources_pb2 as res_pb
+
+
+@dataclass
+class UploadResult:
+    batch: res_pb.Batch
+    acknowledged_chunks: int = 0
+    rejected: int = 0
+    rejections: list[api_pb.PaymentRejection] = field(default_factory=list)  # the first `keep_rejections`
+
+
+class GpoClient:
+    def __init__(self, target: str, token: str, *, max_message_bytes: int = 16 * 1024 * 1024) -> None:
+        self.channel = grpc.aio.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+            ],
+        )
+        self.stub = api_grpc.DisbursementServiceStub(self.channel)
+        self.metadata = (("authorization", f"Bearer {token}"),)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def upload(
+        self,
+        header: api_pb.BatchHeader,
+        chunks: Iterable[list[api_pb.PaymentInput]],
+        *,
+        on_ack: Callable[[api_pb.UploadBatchResponse], None] | None = None,
+        keep_rejections: int = 1000,
+        first_sequence: int = 1,
+    ) -> UploadResult:
+        """Streams the header and the chunks (numbered from first_sequence) without waiting for each
+        acknowledgement; gRPC flow control keeps memory bounded on both sides."""
+
+        async def requests() -> AsyncIterator[api_pb.UploadBatchRequest]:
+            yield api_pb.UploadBatchRequest(header=header)
+            for sequence, payments in enumerate(chunks, start=first_sequence):
+                yield api_pb.UploadBatchRequest(chunk=api_pb.PaymentChunk(sequence=sequence, payments=payments))
+                await asyncio.sleep(0)  # let acknowledgements be read while a generator is synchronous
+
+        result = UploadResult(batch=res_pb.Batch())
+        call = self.stub.UploadBatch(requests(), metadata=self.metadata)
+        async for response in call:
+            if response.acknowledged_sequence:
+                result.acknowledged_chunks += 1
+                result.rejected += len(response.rejections)
+                room = keep_rejections - len(result.rejections)
+                if room > 0:
+                    result.rejections.extend(response.rejections[:room])
+            else:
+                result.batch = response.batch
+            if on_ack is not None:
+                on_ack(response)
+        return result
+
+    async def get_batch(self, name: str) -> res_pb.Batch:
+        batch: res_pb.Batch = await self.stub.GetBatch(api_pb.GetBatchRequest(name=name), metadata=self.metadata)
+        return batch
+
+    async def watch(self, name: str) -> AsyncIterator[res_pb.Batch]:
+        async for response in self.stub.WatchBatch(api_pb.WatchBatchRequest(name=name), metadata=self.metadata):
+            yield response.batch
+
+    async def payments(self, parent: str, filter: str = "", page_size: int = 1000) -> AsyncIterator[res_pb.Payment]:
+        token = ""
+        while True:
+            page = await self.stub.ListPayments(
+                api_pb.ListPaymentsRequest(parent=parent, filter=filter, page_size=page_size, page_token=token),
+                metadata=self.metadata,
+            )
+            for payment in page.payments:
+                yield payment
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def cancel(self, name: str, request_id: str = "") -> res_pb.Batch:
+        batch: res_pb.Batch = await self.stub.CancelBatch(
+            api_pb.CancelBatchRequest(name=name, request_id=request_id), metadata=self.metadata
+        )
+        return batch
+
+
+def chunked(items: Iterable[api_pb.PaymentInput], size: int) -> Iterator[list[api_pb.PaymentInput]]:
+    """Groups a stream of payments into chunks of `size` without holding more than one chunk."""
+    chunk: list[api_pb.PaymentInput] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def status_counts(batch: res_pb.Batch) -> dict[str, int]:
+    """Payments per status name (lower case), over every currency."""
+    counts: dict[str, int] = {}
+    for total in batch.totals:
+        name = res_pb.PaymentStatus.Name(total.status).removeprefix("PAYMENT_STATUS_").lower()
+        counts[name] = counts.get(name, 0) + total.count
+    return counts

@@ -1,0 +1,71 @@
+"""Settings, from GPO_* environment variables (and CLI flags that override them).
+
+With no settings at all GPO runs the embedded default: SQLite in the data folder, an in-process queue
+and the simulator rail in-process. GPO_DATABASE_URL and GPO_AMQP_URL switch to PostgreSQL and RabbitMQ,
+with sidecars as separate processes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gpo_server.domain.routing import Router
+
+
+@dataclass
+class Settings:
+    data_dir: Path = Path(".gpo")
+    database_url: str = ""  # empty: SQLite file in data_dir
+    amqp_url: str = ""  # empty: the in-process queue, with the simulator sidecar in-process
+    listen: str = "127.0.0.1:50051"
+    routes: str = ""  # "pattern=rail,pattern=rail", e.g. "mobile:*@mpesa=mpesa"
+    default_rail: str = "simulator"  # empty: unroutable payments are rejected
+    work_chunk_size: int = 1000
+    # Authentication: HS256 secrets, PEM public key files, or a JWKS URL. None configured: a local
+    # secret is created in data_dir (see gpo_server.api.auth.local_secret).
+    auth_hs256_secrets: list[bytes] = field(default_factory=list)
+    auth_public_key_files: list[Path] = field(default_factory=list)
+    auth_jwks_url: str = ""
+    auth_issuer: str = ""
+    simulator: str = ""  # embedded simulator settings, e.g. "latency_ms=5,failure_rate=0.01"
+    max_message_bytes: int = 16 * 1024 * 1024
+    log_level: str = "INFO"
+
+    @property
+    def embedded(self) -> bool:
+        return not self.amqp_url
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{(self.data_dir / 'gpo.db').resolve()}"
+
+    def router(self) -> Router:
+        return Router.parse(self.routes, self.default_rail or None)
+
+    def rails(self) -> list[str]:
+        """Every rail the routing can choose."""
+        router = self.router()
+        names = [r.rail for r in router.rules] + ([router.default_rail] if router.default_rail else [])
+        return list(dict.fromkeys(names))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        s = cls()
+        s.data_dir = Path(env.get("GPO_DATA_DIR", str(s.data_dir)))
+        s.database_url = env.get("GPO_DATABASE_URL", "")
+        s.amqp_url = env.get("GPO_AMQP_URL", "")
+        s.listen = env.get("GPO_LISTEN", s.listen)
+        s.routes = env.get("GPO_ROUTES", "")
+        s.default_rail = env.get("GPO_DEFAULT_RAIL", s.default_rail)
+        s.work_chunk_size = int(env.get("GPO_WORK_CHUNK_SIZE", s.work_chunk_size))
+        s.auth_hs256_secrets = [x.encode() for x in env.get("GPO_AUTH_HS256_SECRETS", "").split(",") if x]
+        s.auth_public_key_files = [Path(x) for x in env.get("GPO_AUTH_PUBLIC_KEY_FILES", "").split(",") if x]
+        s.auth_jwks_url = env.get("GPO_AUTH_JWKS_URL", "")
+        s.auth_issuer = env.get("GPO_AUTH_ISSUER", "")
+        s.simulator = env.get("GPO_SIMULATOR", "")
+        s.log_level = env.get("GPO_LOG_LEVEL", s.log_level)
+        return s

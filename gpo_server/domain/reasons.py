@@ -1,0 +1,26 @@
+"""Reason codes, from G2P Connect's DisburseStatusReasonCode where the spec has one."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    REFERENCE_ID_INVALID = "rjct.reference_id.invalid"
+    REFERENCE_ID_DUPLICATE = "rjct.reference_id.duplicate"
+    AMOUNT_INVALID = "rjct.amount.invalid"
+    CURRENCY_CODE_INVALID = "rjct.currency_code.invalid"
+    PAYER_FA_INVALID = "rjct.payer_fa.invalid"
+    PAYEE_FA_INVALID = "rjct.payee_fa.invalid"
+    PAYEE_NAME_INVALID = "rjct.payee_name.invalid"
+    SCHEDULED_TIMESTAMP_INVALID = "rjct.scheduled_timestamp.invalid"
+    # Not in the G2P Connect draft: GPO's own codes keep the spec's "rjct.<field>.<problem>" shape.
+    NOTE_INVALID = "rjct.note.invalid"
+    PURPOSE_INVALID = "rjct.purpose.invalid"
+    METADATA_INVALID = "rjct.metadata.invalid"
+    PAYEE_FA_UNROUTABLE = "rjct.payee_fa.unroutable"
+    # Rail outcomes.
+    RAIL_INSUFFICIENT_FUNDS = "rjct.payer.insufficient_funds"
+    RAIL_ACCOUNT_INVALID = "rjct.payee_fa.invalid"
+    RAIL_LIMIT_EXCEEDED = "rjct.amount.limit_exceeded"
+    RAIL_ERROR = "rjct.rail.error"

@@ -1,0 +1,159 @@
+"""Intake of one chunk: validate each payment, route it, write the chunk and its outbox work at once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gpo.v1 import disbursement_service_pb2 as api_pb
+from gpo.v1 import rail_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from gpo_server.domain.money import InvalidAmount, format_amount, parse_amount
+from gpo_server.domain.reasons import Reason
+from gpo_server.domain.routing import Router
+from gpo_server.domain.states import PaymentStatus
+from gpo_server.domain.validation import Rejection, validate_metadata, validate_payment
+from gpo_server.storage.store import BatchRecord, NewPayment, NewWorkChunk, Store
+
+MAX_PAYMENTS_PER_CHUNK = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkOutcome:
+    """What happened to a chunk: stored (or already stored before), with its rejections."""
+
+    duplicate: bool
+    stored: int
+    rejections: list[api_pb.PaymentRejection]
+    batch: BatchRecord
+
+
+class OutOfOrderChunk(Exception):
+    def __init__(self, expected: int, got: int) -> None:
+        super().__init__(f"chunk sequence {got} sent; the next expected is {expected}")
+        self.expected = expected
+
+
+def idempotency_key(batch_uid: str, reference_id: str) -> str:
+    """Stable per payment: the same batch and reference always give the same key."""
+    return str(uuid.uuid5(uuid.UUID(batch_uid), reference_id))
+
+
+class Intake:
+    def __init__(self, store: Store, router: Router, work_chunk_size: int = 1000) -> None:
+        self.store = store
+        self.router = router
+        self.work_chunk_size = work_chunk_size
+
+    async def store_chunk(self, batch_id: int, chunk: api_pb.PaymentChunk) -> ChunkOutcome:
+        async with self.store.chunk_transaction(batch_id) as tx:
+            batch = tx.batch
+            expected = batch.last_chunk_sequence + 1
+            if chunk.sequence < expected:
+                return ChunkOutcome(duplicate=True, stored=0, rejections=[], batch=batch)
+            if chunk.sequence > expected:
+                raise OutOfOrderChunk(expected, chunk.sequence)
+            refs = [p.reference_id for p in chunk.payments]
+            taken = await tx.existing_references(refs)
+            rows, work, rejections, total = self._build(batch, chunk.payments, taken)
+            await tx.write(chunk.sequence, rows, work, total)
+        return ChunkOutcome(duplicate=False, stored=len(rows), rejections=rejections, batch=batch)
+
+    def _build(
+        self, batch: BatchRecord, inputs: Sequence[api_pb.PaymentInput], taken: set[str]
+    ) -> tuple[list[NewPayment], list[NewWorkChunk], list[api_pb.PaymentRejection], int]:
+        rows: list[NewPayment] = []
+        rejections: list[api_pb.PaymentRejection] = []
+        groups: dict[tuple[str, dt.datetime | None], list[rail_pb2.WorkItem]] = defaultdict(list)
+        seen: set[str] = set()
+        received_total = 0
+        number = batch.payment_count
+        for index, p in enumerate(inputs):
+            number += 1
+            payer_fa = p.payer_fa or batch.payer_fa
+            try:
+                received_total += parse_amount(p.amount)
+            except InvalidAmount:
+                pass
+            verdict = validate_payment(p, payer_fa)
+            if not isinstance(verdict, Rejection) and p.metadata:
+                verdict = validate_metadata(dict(p.metadata)) or verdict
+            rail = None
+            if not isinstance(verdict, Rejection):
+                if p.reference_id in seen or p.reference_id in taken:
+                    verdict = Rejection(Reason.REFERENCE_ID_DUPLICATE, "reference_id already used in this batch")
+                elif (rail := self.router.rail_for(p.payee_fa)) is None:
+                    verdict = Rejection(Reason.PAYEE_FA_UNROUTABLE, "no rail serves this payee financial address")
+            seen.add(p.reference_id)
+            schedule = p.schedule_time.ToDatetime(dt.UTC) if p.HasField("schedule_time") else None
+            key = idempotency_key(batch.uid, p.reference_id)
+            if isinstance(verdict, Rejection):
+                rejections.append(
+                    api_pb.PaymentRejection(
+                        reference_id=p.reference_id[:128], index=index, reason_code=verdict.reason,
+                        message=verdict.message,
+                    )
+                )
+                status, amount, reason, message = PaymentStatus.REJECTED, None, verdict.reason, verdict.message
+                if verdict.reason is not Reason.AMOUNT_INVALID:
+                    amount = _amount_or_none(p.amount)
+            else:
+                status, amount, reason, message = PaymentStatus.ACCEPTED, verdict.amount_hundredths, "", ""
+                assert rail is not None
+                groups[(rail, schedule)].append(
+                    rail_pb2.WorkItem(
+                        payment_number=number, idempotency_key=key, reference_id=p.reference_id,
+                        payer_fa=payer_fa, payee_fa=p.payee_fa, amount=format_amount(amount),
+                        currency_code=p.currency_code, payee_name=p.payee_name, note=p.note, purpose=p.purpose,
+                    )
+                )
+            rows.append(
+                NewPayment(
+                    number=number,
+                    # Rejected rows keep bounded copies of what was sent, for the report.
+                    reference_id=p.reference_id[:256],
+                    idempotency_key=key,
+                    payer_fa=payer_fa[:512],
+                    payee_fa=p.payee_fa[:512],
+                    amount_hundredths=amount,
+                    currency_code=p.currency_code[:8],
+                    payee_name=p.payee_name[:512],
+                    note=p.note[:2048],
+                    purpose=p.purpose[:256],
+                    schedule_time=schedule,
+                    metadata_json=json.dumps(dict(p.metadata), ensure_ascii=False) if p.metadata else None,
+                    rail=rail,
+                    status=status.value,
+                    reason_code=reason,
+                    reason_message=message,
+                )
+            )
+        return rows, self._work_chunks(batch, groups), rejections, received_total
+
+    def _work_chunks(
+        self, batch: BatchRecord, groups: dict[tuple[str, dt.datetime | None], list[rail_pb2.WorkItem]]
+    ) -> list[NewWorkChunk]:
+        now = Timestamp()
+        now.GetCurrentTime()
+        work = []
+        for (rail, not_before), items in groups.items():
+            for start in range(0, len(items), self.work_chunk_size):
+                chunk_id = str(uuid.uuid4())
+                message = rail_pb2.WorkChunk(
+                    chunk_id=chunk_id, rail=rail, batch=f"batches/{batch.uid}",
+                    items=items[start : start + self.work_chunk_size], create_time=now,
+                )
+                work.append(NewWorkChunk(chunk_id, rail, message.SerializeToString(), not_before))
+        return work
+
+
+def _amount_or_none(text: str) -> int | None:
+    try:
+        return parse_amount(text)
+    except InvalidAmount:
+        return None

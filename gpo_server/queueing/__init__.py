@@ -1,0 +1,1 @@
+"""Queueing: the Broker interface (base.py) with one module per implementation."""

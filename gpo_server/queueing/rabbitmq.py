@@ -1,0 +1,196 @@
+"""RabbitMQ broker on aio-pika: a durable quorum queue per rail, dead-lettering to a quorum queue of its own.
+
+Publishing goes through the default exchange straight to the rail's queue, on a channel with publisher
+confirms and mandatory publishing, so a message the broker did not take is always an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    AbstractRobustQueue,
+)
+from aiormq.exceptions import AMQPChannelError, AMQPConnectionError, ChannelInvalidStateError
+
+from gpo_server.queueing.base import (
+    WORK_CONTENT_TYPE,
+    Broker,
+    Delivery,
+    OutgoingMessage,
+    dead_letter_queue_name,
+    queue_name,
+)
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_EXCHANGE = "gpo.dead-letter"
+
+# What settling a delivery raises once its channel is gone (connection lost, broker restarted).
+_CHANNEL_GONE = (ChannelInvalidStateError, AMQPChannelError, AMQPConnectionError, ConnectionError)
+
+
+def _channel_gone(message: AbstractIncomingMessage) -> bool:
+    try:
+        return bool(message.channel.is_closed)
+    except ChannelInvalidStateError:  # what aio-pika raises for a closed channel
+        return True
+
+
+class _RabbitDelivery(Delivery):
+    def __init__(self, message: AbstractIncomingMessage) -> None:
+        self._message = message
+        self.body = message.body
+        self.message_id = message.message_id or ""
+        self.redelivered = bool(message.redelivered)
+        # Quorum queues count returns in x-delivery-count; the header is absent on a first delivery.
+        count = (message.headers or {}).get("x-delivery-count", 0)
+        self.delivery_count = count if isinstance(count, int) else 0
+
+    async def ack(self) -> None:
+        try:
+            await self._message.ack()
+        except _CHANNEL_GONE as exc:
+            # The channel that delivered it died: the broker requeued the message and will deliver it again.
+            log.warning(
+                "ack of message %s lost with its channel (%r); it will be redelivered", self.message_id, exc
+            )
+
+    async def reject(self, requeue: bool) -> None:
+        try:
+            await self._message.reject(requeue=requeue)
+        except _CHANNEL_GONE as exc:
+            log.warning(
+                "reject of message %s lost with its channel (%r); it will be redelivered",
+                self.message_id,
+                exc,
+            )
+
+
+class RabbitMQBroker(Broker):
+    def __init__(self, url: str, *, publish_timeout: float = 30.0, delivery_limit: int = 20) -> None:
+        self._url = url
+        self._publish_timeout = publish_timeout
+        self._delivery_limit = delivery_limit
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None  # declarations
+        self._publish_channel: AbstractRobustChannel | None = None
+        # Inboxes of running consumers; close() ends them with a None.
+        self._inboxes: set[asyncio.Queue[AbstractIncomingMessage | None]] = set()
+        self._closing = False
+
+    async def connect(self) -> None:
+        # A robust connection reconnects by itself and restores channels, qos, queues and consumers.
+        self._closing = False
+        self._connection = await aio_pika.connect_robust(self._url)
+        self._channel = await self._connection.channel()
+        self._publish_channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+
+    async def close(self) -> None:
+        self._closing = True
+        for inbox in self._inboxes:
+            inbox.put_nowait(None)
+        if self._connection is not None:
+            await self._connection.close()
+        self._connection = self._channel = self._publish_channel = None
+
+    def _conn(self) -> AbstractRobustConnection:
+        if self._connection is None:
+            raise RuntimeError("RabbitMQBroker is not connected")
+        return self._connection
+
+    def _queue_arguments(self, rail: str) -> dict[str, Any]:
+        return {
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+            "x-dead-letter-routing-key": dead_letter_queue_name(rail),
+            # At-least-once dead-lettering (no message lost on its way to the DLQ) requires reject-publish.
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+            "x-delivery-limit": self._delivery_limit,
+        }
+
+    async def _declare(
+        self, channel: AbstractRobustChannel, rail: str, *, robust: bool
+    ) -> AbstractRobustQueue:
+        """Declares everything a rail needs; `robust` makes the channel declare it again after a reconnect."""
+        dlx = await channel.declare_exchange(
+            DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True, robust=robust
+        )
+        dlq = await channel.declare_queue(
+            dead_letter_queue_name(rail), durable=True, arguments={"x-queue-type": "quorum"}, robust=robust
+        )
+        await dlq.bind(dlx, routing_key=dead_letter_queue_name(rail), robust=robust)
+        return await channel.declare_queue(
+            queue_name(rail), durable=True, arguments=self._queue_arguments(rail), robust=robust
+        )
+
+    async def declare_rail(self, rail: str) -> None:
+        if self._channel is None:
+            raise RuntimeError("RabbitMQBroker is not connected")
+        # Durable, so there is nothing to restore after a reconnect.
+        await self._declare(self._channel, rail, robust=False)
+
+    async def publish(self, rail: str, messages: Sequence[OutgoingMessage]) -> None:
+        if self._publish_channel is None:
+            raise RuntimeError("RabbitMQBroker is not connected")
+        exchange = self._publish_channel.default_exchange
+        routing_key = queue_name(rail)
+        publishes = [
+            exchange.publish(
+                aio_pika.Message(
+                    m.body,
+                    content_type=WORK_CONTENT_TYPE,
+                    type=m.type,
+                    message_id=m.message_id,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key=routing_key,
+                mandatory=True,  # an unroutable message (undeclared rail) is returned: PublishError
+            )
+            for m in messages
+        ]
+        # All in flight at once: one round trip of confirms for the whole chunk sequence, not one each.
+        async with asyncio.timeout(self._publish_timeout):
+            results = await asyncio.gather(*publishes, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def consume(self, rail: str, prefetch: int) -> AsyncGenerator[Delivery, None]:
+        """Close it (aclose() or contextlib.aclosing) to stop: its channel closes, unacked messages requeue.
+
+        Survives reconnects: the robust channel consumes again and new deliveries keep arriving here.
+        """
+        channel = await self._conn().channel()
+        inbox: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
+        self._inboxes.add(inbox)
+        try:
+            await channel.set_qos(prefetch_count=prefetch)
+            queue = await self._declare(channel, rail, robust=True)
+            await queue.consume(inbox.put)
+            while (message := await inbox.get()) is not None:
+                if _channel_gone(message):
+                    continue  # delivered before a reconnect: the broker requeued it and will deliver it again
+                yield _RabbitDelivery(message)
+        finally:
+            self._inboxes.discard(inbox)
+            # Closing the connection closes its channels; closing one of them meanwhile is cancelled.
+            if not (channel.is_closed or self._closing):
+                try:
+                    await channel.close()
+                except Exception:
+                    log.warning("closing the consumer channel of rail %s failed", rail, exc_info=True)
+
+    async def dead_letter_count(self, rail: str) -> int:
+        # A passive declare of a missing queue closes its channel, so it gets a channel of its own.
+        async with self._conn().channel() as channel:
+            queue = await channel.declare_queue(dead_letter_queue_name(rail), passive=True, robust=False)
+            return queue.declaration_result.message_count or 0

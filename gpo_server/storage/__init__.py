@@ -1,0 +1,1 @@
+"""Storage: the SQLAlchemy schema (tables.py), migrations, and the Store that the service uses."""

@@ -1,0 +1,105 @@
+"""The schema, in SQLAlchemy Core. Alembic migrations (migrations/versions) must match it."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+metadata = MetaData()
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("uid", Text, nullable=False, unique=True),
+    Column("program", Text, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("payer_fa", Text, nullable=False, server_default=""),
+    Column("callback_uri", Text, nullable=False, server_default=""),
+    Column("schedule_time", DateTime(timezone=True)),
+    Column("expected_payment_count", BigInteger, nullable=False, server_default="0"),
+    Column("expected_total_hundredths", BigInteger),
+    Column("payment_count", BigInteger, nullable=False, server_default="0"),
+    # Sum of the well-formed amounts received, checked against expected_total_hundredths.
+    Column("received_total_hundredths", BigInteger, nullable=False, server_default="0"),
+    Column("last_chunk_sequence", BigInteger, nullable=False, server_default="0"),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("update_time", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("program", "request_id", name="uq_batches_program_request_id"),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("batch_id", BigInteger, ForeignKey("batches.id"), nullable=False),
+    # 1-based position in the batch's upload; (batch_id, number) identifies a payment everywhere.
+    Column("number", BigInteger, nullable=False),
+    Column("reference_id", Text, nullable=False),
+    Column("idempotency_key", Text, nullable=False),
+    Column("payer_fa", Text, nullable=False),
+    Column("payee_fa", Text, nullable=False),
+    Column("amount_hundredths", BigInteger),  # NULL only for payments rejected for their amount
+    Column("currency_code", Text, nullable=False),
+    Column("payee_name", Text, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("schedule_time", DateTime(timezone=True)),
+    Column("metadata_json", Text),
+    Column("rail", Text),
+    Column("status", Text, nullable=False),
+    Column("reason_code", Text, nullable=False, server_default=""),
+    Column("reason_message", Text, nullable=False, server_default=""),
+    Column("rail_reference", Text, nullable=False, server_default=""),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("update_time", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("batch_id", "number", name="pk_payments"),
+    Index("ix_payments_batch_status", "batch_id", "status"),
+    # A reference is unique in its batch, except that duplicates are themselves stored as rejected.
+    Index(
+        "uq_payments_batch_reference",
+        "batch_id",
+        "reference_id",
+        unique=True,
+        postgresql_where=text("status <> 'rejected'"),
+        sqlite_where=text("status <> 'rejected'"),
+    ),
+)
+
+# Transactional outbox: a work chunk is written in the same transaction as its payments and published
+# to the rail's queue afterwards, so nothing is published unpersisted or marked queued unpublished.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("chunk_id", Text, nullable=False, unique=True),
+    Column("batch_id", BigInteger, ForeignKey("batches.id"), nullable=False),
+    Column("rail", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("not_before", DateTime(timezone=True)),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("publish_time", DateTime(timezone=True)),
+    Index(
+        "ix_outbox_unpublished",
+        "batch_id",
+        "id",
+        postgresql_where=text("publish_time IS NULL"),
+        sqlite_where=text("publish_time IS NULL"),
+    ),
+)

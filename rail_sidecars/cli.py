@@ -1,0 +1,81 @@
+"""`gpo-sidecar --rail NAME`: run a rail sidecar process; `gpo-sidecar ledger PATH`: simulator totals."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import grpc
+
+from rail_sidecars.rails.base import Rail
+
+log = logging.getLogger("gpo-sidecar")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["ledger"]:
+        from rail_sidecars.rails.simulator_ledger import main as ledger_main
+
+        return ledger_main(argv[1:])
+    parser = argparse.ArgumentParser(prog="gpo-sidecar", description="Run a GPO rail sidecar.")
+    parser.add_argument("--rail", required=True, help="the rail's name: its queue is gpo.rail.NAME")
+    parser.add_argument("--kind", default="simulator", choices=["simulator"], help="the rail plugin")
+    parser.add_argument("--orchestrator", default=os.environ.get("GPO_ORCHESTRATOR", "127.0.0.1:50051"))
+    parser.add_argument("--amqp-url", default=os.environ.get("GPO_AMQP_URL", ""), required=False)
+    parser.add_argument("--token", default=os.environ.get("GPO_SIDECAR_TOKEN", ""),
+                        help="bearer JWT with role 'sidecar' (GPO_SIDECAR_TOKEN)")
+    parser.add_argument("--prefetch", type=int, default=8, help="chunks in hand at once")
+    parser.add_argument("--simulator", default=os.environ.get("GPO_SIMULATOR", ""),
+                        help="simulator settings, e.g. latency_ms=5,failure_rate=0.01,rate_limit=1000")
+    parser.add_argument("--ledger", default=os.environ.get("GPO_SIMULATOR_LEDGER", "simulator-ledger.db"))
+    args = parser.parse_args(argv)
+    if not args.amqp_url:
+        parser.error("--amqp-url (or GPO_AMQP_URL) is required: a separate sidecar needs RabbitMQ")
+    if not args.token:
+        parser.error("--token (or GPO_SIDECAR_TOKEN) is required")
+    logging.basicConfig(
+        level=os.environ.get("GPO_LOG_LEVEL", "INFO"), stream=sys.stderr,
+        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","message":"%(message)s"}',
+    )
+    return asyncio.run(_run(args))
+
+
+def _make_rail(args: argparse.Namespace) -> Rail:
+    from rail_sidecars.rails.simulator import SimulatorRail, SimulatorSettings
+
+    return SimulatorRail(SimulatorSettings.parse(args.simulator, ledger_path=args.ledger))
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from gpo_server.queueing.rabbitmq import RabbitMQBroker
+    from rail_sidecars.runner import SidecarRunner
+
+    broker = RabbitMQBroker(args.amqp_url)
+    await broker.connect()
+    rail = _make_rail(args)
+    channel = grpc.aio.insecure_channel(args.orchestrator)
+    runner = SidecarRunner(rail_name=args.rail, rail=rail, broker=broker, channel=channel, token=args.token,
+                           prefetch=args.prefetch, sidecar_name=f"{args.rail}-{os.getpid()}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("sidecar for rail %s consuming gpo.rail.%s", args.rail, args.rail)
+    try:
+        await runner.run(stop)
+    finally:
+        await rail.close()
+        await channel.close()
+        await broker.close()
+    log.info("sidecar stopped after %d chunks", runner.chunks_done)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Rail plugins: the Rail interface (base.py) with one module per rail."""

@@ -1,0 +1,59 @@
+"""The Rail interface: every rail is the same two hooks, execute and look_up.
+
+A rail must treat the idempotency key as the identity of a payment. GPO sends the same key on every
+attempt and, before executing a payment that may have been sent before, asks look_up whether the rail
+already knows the key; the rail answers from its own records.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class RailPayment:
+    idempotency_key: str
+    reference_id: str
+    payer_fa: str
+    payee_fa: str
+    amount: str  # exact decimal string, e.g. "125.50"
+    currency_code: str
+    payee_name: str = ""
+    note: str = ""
+    purpose: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RailResult:
+    idempotency_key: str
+    outcome: Outcome
+    reason_code: str = ""
+    reason_message: str = ""
+    rail_reference: str = ""
+
+
+class RetryableRailError(Exception):
+    """The rail could not take the call now (timeout, 5xx, throttled); nothing was executed by it."""
+
+
+class Rail(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    async def execute(self, payments: Sequence[RailPayment]) -> Sequence[RailResult]:
+        """Executes a chunk and returns one result per payment (any order)."""
+
+    @abc.abstractmethod
+    async def look_up(self, idempotency_keys: Sequence[str]) -> Mapping[str, RailResult]:
+        """Results the rail holds for these keys; a key the rail never executed is absent."""
+
+    async def close(self) -> None:
+        """Releases connections and files."""

@@ -1,0 +1,178 @@
+"""The simulator rail: a deliberately naive payment rail that records every execution in a ledger.
+
+It does NOT deduplicate: executing a key it has already seen executes (and counts) it again, which is how
+end-to-end tests catch an orchestrator paying twice. look_up answers from the ledger with the first result
+of each key, so a correct orchestrator can always avoid re-executing.
+
+Failures are a pure function of (seed, idempotency key), so a re-execution of a key fails or succeeds
+exactly as before, in this process or a restarted one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+
+from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult
+from rail_sidecars.rails.simulator_ledger import Ledger, LedgerEntry, parse_hundredths
+
+# Reasons a real rail gives for refusing a single payment, with G2P-Connect-style codes.
+FAILURE_REASONS: tuple[tuple[str, str], ...] = (
+    ("rjct.payee_fa.invalid", "account closed"),
+    ("rjct.payee_fa.invalid", "no account at the payee's financial address"),
+    ("rjct.payee_fa.blocked", "account frozen by the payee's provider"),
+    ("rjct.payer.insufficient_funds", "insufficient funds in the payer's account"),
+    ("rjct.amount.limit_exceeded", "exceeds the wallet's limit"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorSettings:
+    ledger_path: str
+    latency_ms: float = 0  # added to every execute call
+    failure_rate: float = 0.0  # fraction of payments (by key) that fail
+    rate_limit: float = 0  # payments per second across the rail; 0 = unlimited
+    seed: int | None = None  # None: failures derive from the key alone
+
+    def __post_init__(self) -> None:
+        if self.latency_ms < 0:
+            raise ValueError(f"latency_ms must be >= 0, not {self.latency_ms}")
+        if not 0.0 <= self.failure_rate <= 1.0:
+            raise ValueError(f"failure_rate must be within [0, 1], not {self.failure_rate}")
+        if self.rate_limit < 0:
+            raise ValueError(f"rate_limit must be >= 0, not {self.rate_limit}")
+
+    @classmethod
+    def parse(cls, text: str, *, ledger_path: str | None = None) -> SimulatorSettings:
+        """Settings from "latency_ms=5,failure_rate=0.01,rate_limit=1000,seed=1" (a CLI flag's value).
+
+        ledger_path may be given in the text or as the argument; the text wins.
+        """
+        known = {f.name for f in fields(cls)}
+        values: dict[str, str] = {}
+        for item in text.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            name, sep, value = item.partition("=")
+            name, value = name.strip(), value.strip()
+            if not sep or name not in known:
+                raise ValueError(f"bad simulator setting {item!r}; expected name=value of {sorted(known)}")
+            values[name] = value
+        path = values.pop("ledger_path", ledger_path)
+        if not path:
+            raise ValueError("the simulator needs a ledger_path")
+        seed = values.get("seed", "")
+        return cls(
+            ledger_path=path,
+            latency_ms=float(values.get("latency_ms", 0)),
+            failure_rate=float(values.get("failure_rate", 0.0)),
+            rate_limit=float(values.get("rate_limit", 0)),
+            seed=None if seed.lower() in ("", "none") else int(seed),
+        )
+
+
+class TokenBucket:
+    """An async token bucket that delays callers so the achieved rate never exceeds `rate` per second.
+
+    Tokens may go negative: a caller takes what it needs at once (so a chunk larger than the bucket still
+    passes) and sleeps until the debt is refilled. Reservations are made in call order under a lock, so
+    concurrent callers queue fairly and the sleeps happen outside it.
+    """
+
+    def __init__(self, rate: float, capacity: float = 1.0) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be > 0")
+        self.rate = rate
+        # A small capacity keeps bursts small: a full bucket of `rate` tokens would let a whole second's
+        # worth of payments through instantly after an idle spell.
+        self.capacity = max(1.0, capacity)
+        self._tokens = self.capacity
+        self._updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, tokens: float) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+            self._updated = now
+            self._tokens -= tokens
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+class SimulatorRail(Rail):
+    name = "simulator"
+
+    def __init__(self, settings: SimulatorSettings, ledger: Ledger | None = None) -> None:
+        self.settings = settings
+        # The rail closes only a ledger it opened itself.
+        self._owns_ledger = ledger is None
+        self.ledger = ledger if ledger is not None else Ledger(settings.ledger_path)
+        self._bucket = TokenBucket(settings.rate_limit) if settings.rate_limit > 0 else None
+        self._seed_prefix = b"" if settings.seed is None else f"{settings.seed}\x00".encode()
+
+    async def execute(self, payments: Sequence[RailPayment]) -> Sequence[RailResult]:
+        if not payments:
+            return []
+        if self._bucket is not None:
+            await self._bucket.acquire(len(payments))
+        if self.settings.latency_ms > 0:
+            await asyncio.sleep(self.settings.latency_ms / 1000)
+        entries = [self._decide(p) for p in payments]
+        # The chunk is committed in one transaction before returning: what we report executed is on disk.
+        await self.ledger.record(entries)
+        return [e.result() for e in entries]
+
+    async def look_up(self, idempotency_keys: Sequence[str]) -> Mapping[str, RailResult]:
+        if not idempotency_keys:
+            return {}
+        return await self.ledger.look_up(idempotency_keys)
+
+    async def close(self) -> None:
+        if self._owns_ledger:
+            await self.ledger.aclose()
+
+    def _digest(self, idempotency_key: str) -> bytes:
+        return hashlib.sha256(self._seed_prefix + idempotency_key.encode()).digest()
+
+    def fails(self, idempotency_key: str) -> bool:
+        """Whether the simulated failure rate hits this key (deterministic for the key and seed)."""
+        return _fraction(self._digest(idempotency_key)) < self.settings.failure_rate
+
+    def _decide(self, payment: RailPayment) -> LedgerEntry:
+        digest = self._digest(payment.idempotency_key)
+        hundredths = parse_hundredths(payment.amount)
+        # A rail validates before it pays; these rejections depend on the payment, so are deterministic too.
+        code, message = "", ""
+        if hundredths is None or hundredths == 0:
+            code, message = "rjct.amount.invalid", f"amount {payment.amount!r} is not a positive money amount"
+        elif not payment.payee_fa:
+            code, message = "rjct.payee_fa.invalid", "payee financial address missing"
+        elif _fraction(digest) < self.settings.failure_rate:
+            # Bytes 8.. pick the reason, independent of the bytes that decided the failure.
+            code, message = FAILURE_REASONS[int.from_bytes(digest[8:16], "big") % len(FAILURE_REASONS)]
+        return LedgerEntry(
+            idempotency_key=payment.idempotency_key,
+            reference_id=payment.reference_id,
+            amount_hundredths=hundredths,
+            currency=payment.currency_code,
+            payee_fa=payment.payee_fa,
+            outcome=Outcome.FAILED if code else Outcome.SUCCEEDED,
+            reason_code=code,
+            reason_message=message,
+            rail_reference="sim-" + digest[16:28].hex(),
+        )
+
+
+def _fraction(digest: bytes) -> float:
+    """A uniform number in [0, 1) from the digest's first 53 bits (exact in a float, so never rounds up to 1
+    and failure_rate=1 fails every payment)."""
+    return (int.from_bytes(digest[:8], "big") >> 11) / 2**53
+
+
+__all__ = ["FAILURE_REASONS", "SimulatorRail", "SimulatorSettings", "TokenBucket"]

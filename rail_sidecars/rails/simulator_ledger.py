@@ -1,0 +1,296 @@
+"""The simulator rail's ledger: a SQLite file recording every payment the simulator executed.
+
+It is the oracle of end-to-end tests: after a run, its totals say what was really paid, and its execution
+counts reveal any payment GPO sent twice. It lives in its own file (WAL mode) so several sidecar
+processes and the test process can open it at once, and it survives ``kill -9`` of any of them.
+
+    python -m rail_sidecars.rails.simulator_ledger PATH   # prints the totals as one JSON line
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sqlite3
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rail_sidecars.rails.base import Outcome, RailResult
+
+_MONEY = re.compile(r"^(\d{1,13})\.(\d{1,2})$")
+
+# SQLite caps the number of bound parameters per statement (999 in old builds).
+_LOOKUP_BATCH = 500
+
+# Amounts are split into high and low parts before summing so SUM never overflows SQLite's 64-bit integers.
+_SPLIT = 1_000_000_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS payments (
+    idempotency_key   TEXT PRIMARY KEY,
+    reference_id      TEXT NOT NULL,
+    amount_hundredths INTEGER,            -- NULL when the amount was not a valid money string
+    currency          TEXT NOT NULL,
+    payee_fa          TEXT NOT NULL,
+    outcome           TEXT NOT NULL,
+    reason_code       TEXT NOT NULL,
+    reason_message    TEXT NOT NULL,
+    rail_reference    TEXT NOT NULL,
+    executions        INTEGER NOT NULL,
+    first_time        TEXT NOT NULL,
+    last_time         TEXT NOT NULL
+) WITHOUT ROWID
+"""
+
+# The first execution's result stays; a re-execution only counts (the simulator is a naive rail).
+_UPSERT = """
+INSERT INTO payments (idempotency_key, reference_id, amount_hundredths, currency, payee_fa, outcome,
+                      reason_code, reason_message, rail_reference, executions, first_time, last_time)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+ON CONFLICT (idempotency_key) DO UPDATE SET executions = executions + 1, last_time = excluded.last_time
+"""
+
+
+def parse_hundredths(amount: str) -> int | None:
+    """Exact integer hundredths of a money string like "125.5" or "125.50"; None if it is not one."""
+    match = _MONEY.match(amount)
+    if match is None:
+        return None
+    whole, fraction = match.groups()
+    return int(whole) * 100 + int(fraction.ljust(2, "0"))
+
+
+def format_hundredths(hundredths: int) -> str:
+    """The decimal string of integer hundredths, always with two decimals ("0.30")."""
+    whole, cents = divmod(hundredths, 100)
+    return f"{whole}.{cents:02d}"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One execution of one payment, as the rail recorded it."""
+
+    idempotency_key: str
+    reference_id: str
+    amount_hundredths: int | None
+    currency: str
+    payee_fa: str
+    outcome: Outcome
+    reason_code: str = ""
+    reason_message: str = ""
+    rail_reference: str = ""
+
+    def result(self) -> RailResult:
+        return RailResult(
+            idempotency_key=self.idempotency_key,
+            outcome=self.outcome,
+            reason_code=self.reason_code,
+            reason_message=self.reason_message,
+            rail_reference=self.rail_reference,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerTotals:
+    payments: int  # keys that succeeded
+    amount: str  # decimal sum of succeeded amounts over all currencies
+    amounts_by_currency: dict[str, str] = field(default_factory=dict)
+    failed: int = 0  # keys that failed
+    duplicates: int = 0  # keys executed more than once
+    executions: int = 0  # every execution, duplicates included
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+class Ledger:
+    """The simulator's record of executed payments, in a SQLite file of its own.
+
+    Writes run in a worker thread (asyncio.to_thread) so the event loop is never blocked on fsync.
+    One connection is shared by the threads, serialized by a lock.
+    """
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 30_000) -> None:
+        self.path = str(path)
+        self._lock = threading.Lock()
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) below.
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # busy_timeout first: other processes may be switching the file to WAL or writing at this moment.
+        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        # FULL fsyncs the WAL at each commit: an executed payment survives a crash, not only kill -9.
+        self._conn.execute("PRAGMA synchronous = FULL")
+        self._conn.execute(_SCHEMA)
+
+    # -- writes
+
+    async def record(self, entries: Sequence[LedgerEntry]) -> None:
+        """Records one execution of each entry, all in ONE transaction committed before this returns."""
+        if entries:
+            await asyncio.to_thread(self.record_sync, entries)
+
+    def record_sync(self, entries: Sequence[LedgerEntry]) -> None:
+        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        rows = [
+            (
+                e.idempotency_key,
+                e.reference_id,
+                e.amount_hundredths,
+                e.currency,
+                e.payee_fa,
+                str(e.outcome),
+                e.reason_code,
+                e.reason_message,
+                e.rail_reference,
+                now,
+                now,
+            )
+            for e in entries
+        ]
+        with self._lock, self._transaction():
+            self._conn.executemany(_UPSERT, rows)
+
+    # -- reads
+
+    async def look_up(self, idempotency_keys: Sequence[str]) -> dict[str, RailResult]:
+        return await asyncio.to_thread(self.look_up_sync, idempotency_keys)
+
+    def look_up_sync(self, idempotency_keys: Sequence[str]) -> dict[str, RailResult]:
+        """The stored (first) result of each key ever executed; unknown keys are absent."""
+        keys = list(dict.fromkeys(idempotency_keys))
+        found: dict[str, RailResult] = {}
+        with self._lock:
+            for start in range(0, len(keys), _LOOKUP_BATCH):
+                batch = keys[start : start + _LOOKUP_BATCH]
+                marks = ",".join("?" * len(batch))
+                cursor = self._conn.execute(
+                    "SELECT idempotency_key, outcome, reason_code, reason_message, rail_reference"
+                    f" FROM payments WHERE idempotency_key IN ({marks})",
+                    batch,
+                )
+                for key, outcome, code, message, reference in cursor:
+                    found[key] = RailResult(key, Outcome(outcome), code, message, reference)
+        return found
+
+    async def executions(self, idempotency_keys: Sequence[str]) -> dict[str, int]:
+        return await asyncio.to_thread(self.executions_sync, idempotency_keys)
+
+    def executions_sync(self, idempotency_keys: Sequence[str]) -> dict[str, int]:
+        """How many times each key was executed; keys never executed are absent."""
+        keys = list(dict.fromkeys(idempotency_keys))
+        counts: dict[str, int] = {}
+        with self._lock:
+            for start in range(0, len(keys), _LOOKUP_BATCH):
+                batch = keys[start : start + _LOOKUP_BATCH]
+                marks = ",".join("?" * len(batch))
+                cursor = self._conn.execute(
+                    f"SELECT idempotency_key, executions FROM payments WHERE idempotency_key IN ({marks})",
+                    batch,
+                )
+                counts.update((key, n) for key, n in cursor)
+        return counts
+
+    async def totals_async(self) -> LedgerTotals:
+        return await asyncio.to_thread(self.totals)
+
+    def totals(self) -> LedgerTotals:
+        """What the rail really paid, read in one snapshot (one read transaction)."""
+        with self._lock, self._transaction(immediate=False):
+            counts = self._conn.execute(
+                "SELECT"
+                " COALESCE(SUM(outcome = 'succeeded'), 0),"
+                " COALESCE(SUM(outcome = 'failed'), 0),"
+                " COALESCE(SUM(executions > 1), 0),"
+                " COALESCE(SUM(executions), 0)"
+                " FROM payments"
+            ).fetchone()
+            sums = self._conn.execute(
+                "SELECT currency,"
+                f" COALESCE(SUM(amount_hundredths / {_SPLIT}), 0),"
+                f" COALESCE(SUM(amount_hundredths % {_SPLIT}), 0)"
+                " FROM payments WHERE outcome = 'succeeded' AND amount_hundredths IS NOT NULL"
+                " GROUP BY currency ORDER BY currency"
+            ).fetchall()
+        by_currency = {currency: high * _SPLIT + low for currency, high, low in sums}
+        payments, failed, duplicates, executions = (int(n) for n in counts)
+        return LedgerTotals(
+            payments=payments,
+            amount=format_hundredths(sum(by_currency.values())),
+            amounts_by_currency={c: format_hundredths(h) for c, h in by_currency.items()},
+            failed=failed,
+            duplicates=duplicates,
+            executions=executions,
+        )
+
+    # -- lifecycle
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _transaction(self, *, immediate: bool = True) -> _Transaction:
+        return _Transaction(self._conn, immediate)
+
+
+class _Transaction:
+    """BEGIN (IMMEDIATE for writes, so two writers never deadlock upgrading a read lock) ... COMMIT."""
+
+    def __init__(self, conn: sqlite3.Connection, immediate: bool) -> None:
+        self._conn = conn
+        self._begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+    def __enter__(self) -> None:
+        self._conn.execute(self._begin)
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def read_totals(path: str | Path) -> LedgerTotals:
+    """The totals of a ledger file (convenience for tests and scripts)."""
+    with Ledger(path) as ledger:
+        return ledger.totals()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m rail_sidecars.rails.simulator_ledger",
+        description="Print the simulator ledger's totals as one JSON line.",
+    )
+    parser.add_argument("path", help="the ledger's SQLite file")
+    args = parser.parse_args(argv)
+    # Opening a missing path would create an empty ledger and report zero payments: refuse instead.
+    if not Path(args.path).is_file():
+        print(f"no ledger at {args.path}", file=sys.stderr)
+        return 2
+    print(read_totals(args.path).to_json())
+    return 0
+
+
+__all__ = [
+    "Ledger",
+    "LedgerEntry",
+    "LedgerTotals",
+    "format_hundredths",
+    "main",
+    "parse_hundredths",
+    "read_totals",
+]
+
+if __name__ == "__main__":
+    sys.exit(main())
