@@ -71,7 +71,9 @@ class Orchestrator:
         await self.broker.connect()
         for rail in self.settings.rails():
             await self.broker.declare_rail(rail)
-        disbursement_service_pb2_grpc.add_DisbursementServiceServicer_to_server(self.disbursements, self.server)
+        disbursement_service_pb2_grpc.add_DisbursementServiceServicer_to_server(
+            self.disbursements, self.server
+        )
         rail_pb2_grpc.add_RailServiceServicer_to_server(RailService(self.store, self.auth), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = [
@@ -88,8 +90,11 @@ class Orchestrator:
             self._tasks.extend(await self._start_embedded_sidecars())
         for name in ["", *names[:2]]:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("GPO serving on port %d (%s)", self.port,
-                 "embedded" if self.settings.embedded else "PostgreSQL/RabbitMQ mode")
+        log.info(
+            "GPO serving on port %d (%s)",
+            self.port,
+            "embedded" if self.settings.embedded else "PostgreSQL/RabbitMQ mode",
+        )
 
     async def _start_embedded_sidecars(self) -> list[asyncio.Task[None]]:
         from rail_sidecars.rails.simulator import SimulatorRail, SimulatorSettings
@@ -99,12 +104,19 @@ class Orchestrator:
         secret = self.local_secret or self.settings.auth_hs256_secrets[0]
         token = mint_token(secret, "embedded-sidecar", [], [SIDECAR_ROLE], ttl_s=10 * 365 * 86400)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.port}")
-        sim = SimulatorSettings.parse(self.settings.simulator,
-                                      ledger_path=str(self.settings.data_dir / "simulator-ledger.db"))
+        sim = SimulatorSettings.parse(
+            self.settings.simulator, ledger_path=str(self.settings.data_dir / "simulator-ledger.db")
+        )
         tasks = []
         for rail_name in self.settings.rails():
-            runner = SidecarRunner(rail_name=rail_name, rail=SimulatorRail(sim), broker=self.broker,
-                                   channel=channel, token=token, sidecar_name=f"embedded-{rail_name}")
+            runner = SidecarRunner(
+                rail_name=rail_name,
+                rail=SimulatorRail(sim),
+                broker=self.broker,
+                channel=channel,
+                token=token,
+                sidecar_name=f"embedded-{rail_name}",
+            )
             tasks.append(asyncio.create_task(runner.run(self._stop)))
         return tasks
 
@@ -114,7 +126,7 @@ class Orchestrator:
         self.health.enter_graceful_shutdown()
         self._stop.set()
         if self._tasks:
-            done, pending = await asyncio.wait(self._tasks, timeout=grace_s)
+            _, pending = await asyncio.wait(self._tasks, timeout=grace_s)
             for task in pending:
                 task.cancel()
         await self.server.stop(grace_s)

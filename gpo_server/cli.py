@@ -27,7 +27,8 @@ log = logging.getLogger("gpo")
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=os.environ.get("GPO_LOG_LEVEL", "INFO"), stream=sys.stderr,
+        level=os.environ.get("GPO_LOG_LEVEL", "INFO"),
+        stream=sys.stderr,
         format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","message":"%(message)s"}',
     )
     result: int = args.func(args)
@@ -36,15 +37,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpo", description="GPO, the G2P Payments Orchestrator")
-    parser.add_argument("--server", default=os.environ.get("GPO_SERVER", "127.0.0.1:50051"),
-                        help="orchestrator address for client commands")
-    parser.add_argument("--token", default=os.environ.get("GPO_TOKEN", ""),
-                        help="bearer JWT; default: one minted from the embedded default's local secret")
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("GPO_SERVER", "127.0.0.1:50051"),
+        help="orchestrator address for client commands",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("GPO_TOKEN", ""),
+        help="bearer JWT; default: one minted from the embedded default's local secret",
+    )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the orchestrator")
     serve.add_argument("--listen", help="host:port (GPO_LISTEN)")
-    serve.add_argument("--database-url", help="SQLAlchemy URL (GPO_DATABASE_URL); default SQLite in the data dir")
+    serve.add_argument(
+        "--database-url", help="SQLAlchemy URL (GPO_DATABASE_URL); default SQLite in the data dir"
+    )
     serve.add_argument("--amqp-url", help="RabbitMQ URL (GPO_AMQP_URL); default the in-process queue")
     serve.set_defaults(func=_serve)
 
@@ -86,8 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--database-url", default="")
     demo.add_argument("--amqp-url", default="")
     demo.add_argument("--chunk-size", type=int, default=1000)
-    demo.add_argument("--simulator", default="failure_rate=0.01,seed=7",
-                      help="simulator settings, e.g. latency_ms=5,failure_rate=0.01,rate_limit=0")
+    demo.add_argument(
+        "--simulator",
+        default="failure_rate=0.01,seed=7",
+        help="simulator settings, e.g. latency_ms=5,failure_rate=0.01,rate_limit=0",
+    )
     demo.add_argument("--invalid-every", type=int, default=997, help="make every Nth payment invalid")
     demo.set_defaults(func=lambda a: asyncio.run(_demo(a)))
     return parser
@@ -150,11 +162,13 @@ def read_payments(path: Path) -> Iterator[api_pb.PaymentInput]:
                 if line.strip():
                     record = json.loads(line)
                     metadata = record.pop("metadata", None) or {}
-                    yield api_pb.PaymentInput(**{k: str(v) for k, v in record.items() if k in names},
-                                              metadata={str(k): str(v) for k, v in metadata.items()})
+                    yield api_pb.PaymentInput(
+                        **{k: str(v) for k, v in record.items() if k in names},  # type: ignore[arg-type]
+                        metadata={str(k): str(v) for k, v in metadata.items()},
+                    )
         else:
             for row in csv.DictReader(handle):
-                yield api_pb.PaymentInput(**{k: v for k, v in row.items() if k in names and v is not None})
+                yield api_pb.PaymentInput(**{k: v for k, v in row.items() if k in names and v})  # type: ignore[arg-type]
 
 
 async def _submit(args: argparse.Namespace) -> int:
@@ -170,14 +184,24 @@ async def _submit(args: argparse.Namespace) -> int:
             print(f"\ruploaded {sent} payments", end="", file=sys.stderr, flush=True)
 
     try:
-        result = await client.upload(header, chunked(read_payments(args.file), args.chunk_size), on_ack=progress)
+        result = await client.upload(
+            header, chunked(read_payments(args.file), args.chunk_size), on_ack=progress
+        )
     finally:
         await client.close()
     print(file=sys.stderr)
     for r in result.rejections:
         print(json.dumps({"rejected": r.reference_id, "reason_code": r.reason_code, "message": r.message}))
-    print(json.dumps({"batch": result.batch.name, "payments": result.batch.payment_count,
-                      "rejected": result.rejected, "state": res_pb.BatchState.Name(result.batch.state)}))
+    print(
+        json.dumps(
+            {
+                "batch": result.batch.name,
+                "payments": result.batch.payment_count,
+                "rejected": result.rejected,
+                "state": res_pb.BatchState.Name(result.batch.state),
+            }
+        )
+    )
     return 0
 
 
@@ -185,7 +209,9 @@ async def _watch(args: argparse.Namespace) -> int:
     client = _client(args)
     try:
         async for batch in client.watch(_batch_name(args.batch)):
-            print(json.dumps({"state": res_pb.BatchState.Name(batch.state), **status_counts(batch)}), flush=True)
+            print(
+                json.dumps({"state": res_pb.BatchState.Name(batch.state), **status_counts(batch)}), flush=True
+            )
     finally:
         await client.close()
     return 0
@@ -206,8 +232,17 @@ async def _payments(args: argparse.Namespace) -> int:
     from google.protobuf.json_format import MessageToDict
 
     client = _client(args)
-    columns = ["reference_id", "payee_fa", "amount", "currency_code", "status", "reason_code", "rail",
-               "idempotency_key", "rail_reference"]
+    columns = [
+        "reference_id",
+        "payee_fa",
+        "amount",
+        "currency_code",
+        "status",
+        "reason_code",
+        "rail",
+        "idempotency_key",
+        "rail_reference",
+    ]
     try:
         stream = client.payments(_batch_name(args.batch), args.filter)
         if args.csv:
@@ -230,8 +265,11 @@ async def _cancel(args: argparse.Namespace) -> int:
     client = _client(args)
     try:
         batch = await client.cancel(_batch_name(args.batch), str(uuid.uuid4()))
-        print(json.dumps({"batch": batch.name, "state": res_pb.BatchState.Name(batch.state),
-                          **status_counts(batch)}))
+        print(
+            json.dumps(
+                {"batch": batch.name, "state": res_pb.BatchState.Name(batch.state), **status_counts(batch)}
+            )
+        )
     finally:
         await client.close()
     return 0

@@ -50,7 +50,9 @@ class GpoClient:
         async def requests() -> AsyncIterator[api_pb.UploadBatchRequest]:
             yield api_pb.UploadBatchRequest(header=header)
             for sequence, payments in enumerate(chunks, start=first_sequence):
-                yield api_pb.UploadBatchRequest(chunk=api_pb.PaymentChunk(sequence=sequence, payments=payments))
+                yield api_pb.UploadBatchRequest(
+                    chunk=api_pb.PaymentChunk(sequence=sequence, payments=payments)
+                )
                 await asyncio.sleep(0)  # let acknowledgements be read while a generator is synchronous
 
         result = UploadResult(batch=res_pb.Batch())
@@ -69,18 +71,26 @@ class GpoClient:
         return result
 
     async def get_batch(self, name: str) -> res_pb.Batch:
-        batch: res_pb.Batch = await self.stub.GetBatch(api_pb.GetBatchRequest(name=name), metadata=self.metadata)
+        batch: res_pb.Batch = await self.stub.GetBatch(
+            api_pb.GetBatchRequest(name=name), metadata=self.metadata
+        )
         return batch
 
     async def watch(self, name: str) -> AsyncIterator[res_pb.Batch]:
-        async for response in self.stub.WatchBatch(api_pb.WatchBatchRequest(name=name), metadata=self.metadata):
+        async for response in self.stub.WatchBatch(
+            api_pb.WatchBatchRequest(name=name), metadata=self.metadata
+        ):
             yield response.batch
 
-    async def payments(self, parent: str, filter: str = "", page_size: int = 1000) -> AsyncIterator[res_pb.Payment]:
+    async def payments(
+        self, parent: str, filter: str = "", page_size: int = 1000
+    ) -> AsyncIterator[res_pb.Payment]:
         token = ""
         while True:
             page = await self.stub.ListPayments(
-                api_pb.ListPaymentsRequest(parent=parent, filter=filter, page_size=page_size, page_token=token),
+                api_pb.ListPaymentsRequest(
+                    parent=parent, filter=filter, page_size=page_size, page_token=token
+                ),
                 metadata=self.metadata,
             )
             for payment in page.payments:

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 from gpo.v1 import disbursement_service_pb2 as api_pb
@@ -44,7 +45,7 @@ _INVALID = [
 def synthetic_payments(count: int, invalid_every: int, seed: int = 1) -> Iterator[api_pb.PaymentInput]:
     rng = random.Random(seed)
     for i in range(1, count + 1):
-        fields = {
+        fields: dict[str, str] = {
             "reference_id": f"demo-{i:09d}",
             "payee_fa": f"mobile:2547{i:08d}@mpesa" if i % 3 else f"account:{10**9 + i}@bank-a",
             "amount": format_amount(rng.randrange(500, 500_000)),
@@ -55,7 +56,7 @@ def synthetic_payments(count: int, invalid_every: int, seed: int = 1) -> Iterato
         }
         if invalid_every and i % invalid_every == 0:
             fields.update(_INVALID[(i // invalid_every) % len(_INVALID)])
-        yield api_pb.PaymentInput(**fields)
+        yield api_pb.PaymentInput(**fields)  # type: ignore[arg-type]
 
 
 def _free_port() -> int:
@@ -102,16 +103,36 @@ async def run_demo(args: argparse.Namespace) -> int:
     try:
         server_log = (run_dir / "server.log").open("wb")
         logs.append(server_log)
-        processes.append(subprocess.Popen([sys.executable, "-m", "gpo_server.cli", "serve"], env=env,
-                                          stdout=server_log, stderr=subprocess.STDOUT))
+        processes.append(
+            subprocess.Popen(  # noqa: ASYNC220 (started once, before any async work)
+                [sys.executable, "-m", "gpo_server.cli", "serve"],
+                env=env,
+                stdout=server_log,
+                stderr=subprocess.STDOUT,
+            )
+        )
         if args.amqp_url:
             sidecar_log = (run_dir / "sidecar.log").open("wb")
             logs.append(sidecar_log)
             token = mint_token(secret, "demo-sidecar", [], [SIDECAR_ROLE])
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "rail_sidecars.cli", "--rail", "simulator", "--orchestrator",
-                 f"127.0.0.1:{port}", "--ledger", str(ledger)],
-                env={**env, "GPO_SIDECAR_TOKEN": token}, stdout=sidecar_log, stderr=subprocess.STDOUT))
+            processes.append(
+                subprocess.Popen(  # noqa: ASYNC220 (started once, before any async work)
+                    [
+                        sys.executable,
+                        "-m",
+                        "rail_sidecars.cli",
+                        "--rail",
+                        "simulator",
+                        "--orchestrator",
+                        f"127.0.0.1:{port}",
+                        "--ledger",
+                        str(ledger),
+                    ],
+                    env={**env, "GPO_SIDECAR_TOKEN": token},
+                    stdout=sidecar_log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         await _wait_serving(f"127.0.0.1:{port}", processes)
         summary = await _pay(args, f"127.0.0.1:{port}", mint_token(secret, "demo", [PROGRAM]), ledger)
     finally:
@@ -135,20 +156,25 @@ async def run_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-async def _pay(args: argparse.Namespace, target: str, token: str, ledger: Path) -> dict[str, object]:
+async def _pay(args: argparse.Namespace, target: str, token: str, ledger: Path) -> dict[str, Any]:
     from rail_sidecars.rails.simulator_ledger import read_totals
 
     client = GpoClient(target, token)
     started = time.monotonic()
-    header = api_pb.BatchHeader(program=PROGRAM, request_id=str(uuid.uuid4()),
-                                payer_fa="account:treasury-001@central-bank")
+    header = api_pb.BatchHeader(
+        program=PROGRAM, request_id=str(uuid.uuid4()), payer_fa="account:treasury-001@central-bank"
+    )
     payments = synthetic_payments(args.payments, args.invalid_every)
     chunks = chunked(payments, args.chunk_size)
 
     def progress(response: api_pb.UploadBatchResponse) -> None:
         if response.acknowledged_sequence:
-            print(f"\ruploaded {response.batch.payment_count}/{args.payments}", end="", file=sys.stderr,
-                  flush=True)
+            print(
+                f"\ruploaded {response.batch.payment_count}/{args.payments}",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
 
     try:
         upload = await client.upload(header, chunks, on_ack=progress)
@@ -157,8 +183,12 @@ async def _pay(args: argparse.Namespace, target: str, token: str, ledger: Path) 
         batch = upload.batch
         async for batch in client.watch(upload.batch.name):
             counts = status_counts(batch)
-            print("\r" + " ".join(f"{k}={v}" for k, v in sorted(counts.items())), end="", file=sys.stderr,
-                  flush=True)
+            print(
+                "\r" + " ".join(f"{k}={v}" for k, v in sorted(counts.items())),
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
         print(file=sys.stderr)
     finally:
         await client.close()

@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 
 
 class OutboxRelay:
-    def __init__(self, store: Store, broker: Broker, *, poll_interval_s: float = 0.25, limit: int = 64) -> None:
+    def __init__(
+        self, store: Store, broker: Broker, *, poll_interval_s: float = 0.25, limit: int = 64
+    ) -> None:
         self.store = store
         self.broker = broker
         self.poll_interval_s = poll_interval_s
@@ -61,7 +63,10 @@ class OutboxRelay:
                 self._declared.add(rail)
             await self.broker.publish(rail, [OutgoingMessage(c.payload, c.chunk_id) for c in rail_chunks])
         await self.store.mark_published(
-            [(c, [item.payment_number for item in rail_pb2.WorkChunk.FromString(c.payload).items]) for c in chunks]
+            [
+                (c, [item.payment_number for item in rail_pb2.WorkChunk.FromString(c.payload).items])
+                for c in chunks
+            ]
         )
         return len(chunks)
 

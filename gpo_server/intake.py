@@ -9,9 +9,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import rail_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from gpo_server.domain.money import InvalidAmount, format_amount, parse_amount
 from gpo_server.domain.reasons import Reason
@@ -72,6 +72,7 @@ class Intake:
         groups: dict[tuple[str, dt.datetime | None], list[rail_pb2.WorkItem]] = defaultdict(list)
         seen: set[str] = set()
         received_total = 0
+        amount: int | None
         number = batch.payment_count
         for index, p in enumerate(inputs):
             number += 1
@@ -86,30 +87,43 @@ class Intake:
             rail = None
             if not isinstance(verdict, Rejection):
                 if p.reference_id in seen or p.reference_id in taken:
-                    verdict = Rejection(Reason.REFERENCE_ID_DUPLICATE, "reference_id already used in this batch")
+                    verdict = Rejection(
+                        Reason.REFERENCE_ID_DUPLICATE, "reference_id already used in this batch"
+                    )
                 elif (rail := self.router.rail_for(p.payee_fa)) is None:
-                    verdict = Rejection(Reason.PAYEE_FA_UNROUTABLE, "no rail serves this payee financial address")
+                    verdict = Rejection(
+                        Reason.PAYEE_FA_UNROUTABLE, "no rail serves this payee financial address"
+                    )
             seen.add(p.reference_id)
             schedule = p.schedule_time.ToDatetime(dt.UTC) if p.HasField("schedule_time") else None
             key = idempotency_key(batch.uid, p.reference_id)
             if isinstance(verdict, Rejection):
                 rejections.append(
                     api_pb.PaymentRejection(
-                        reference_id=p.reference_id[:128], index=index, reason_code=verdict.reason,
+                        reference_id=p.reference_id[:128],
+                        index=index,
+                        reason_code=verdict.reason,
                         message=verdict.message,
                     )
                 )
-                status, amount, reason, message = PaymentStatus.REJECTED, None, verdict.reason, verdict.message
-                if verdict.reason is not Reason.AMOUNT_INVALID:
-                    amount = _amount_or_none(p.amount)
+                status, reason, message = PaymentStatus.REJECTED, str(verdict.reason), verdict.message
+                amount = None if verdict.reason is Reason.AMOUNT_INVALID else _amount_or_none(p.amount)
             else:
-                status, amount, reason, message = PaymentStatus.ACCEPTED, verdict.amount_hundredths, "", ""
+                status, reason, message = PaymentStatus.ACCEPTED, "", ""
+                amount = verdict.amount_hundredths
                 assert rail is not None
                 groups[(rail, schedule)].append(
                     rail_pb2.WorkItem(
-                        payment_number=number, idempotency_key=key, reference_id=p.reference_id,
-                        payer_fa=payer_fa, payee_fa=p.payee_fa, amount=format_amount(amount),
-                        currency_code=p.currency_code, payee_name=p.payee_name, note=p.note, purpose=p.purpose,
+                        payment_number=number,
+                        idempotency_key=key,
+                        reference_id=p.reference_id,
+                        payer_fa=payer_fa,
+                        payee_fa=p.payee_fa,
+                        amount=format_amount(verdict.amount_hundredths),
+                        currency_code=p.currency_code,
+                        payee_name=p.payee_name,
+                        note=p.note,
+                        purpose=p.purpose,
                     )
                 )
             rows.append(
@@ -145,8 +159,11 @@ class Intake:
             for start in range(0, len(items), self.work_chunk_size):
                 chunk_id = str(uuid.uuid4())
                 message = rail_pb2.WorkChunk(
-                    chunk_id=chunk_id, rail=rail, batch=f"batches/{batch.uid}",
-                    items=items[start : start + self.work_chunk_size], create_time=now,
+                    chunk_id=chunk_id,
+                    rail=rail,
+                    batch=f"batches/{batch.uid}",
+                    items=items[start : start + self.work_chunk_size],
+                    create_time=now,
                 )
                 work.append(NewWorkChunk(chunk_id, rail, message.SerializeToString(), not_before))
         return work

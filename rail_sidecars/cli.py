@@ -28,11 +28,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kind", default="simulator", choices=["simulator"], help="the rail plugin")
     parser.add_argument("--orchestrator", default=os.environ.get("GPO_ORCHESTRATOR", "127.0.0.1:50051"))
     parser.add_argument("--amqp-url", default=os.environ.get("GPO_AMQP_URL", ""), required=False)
-    parser.add_argument("--token", default=os.environ.get("GPO_SIDECAR_TOKEN", ""),
-                        help="bearer JWT with role 'sidecar' (GPO_SIDECAR_TOKEN)")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("GPO_SIDECAR_TOKEN", ""),
+        help="bearer JWT with role 'sidecar' (GPO_SIDECAR_TOKEN)",
+    )
     parser.add_argument("--prefetch", type=int, default=8, help="chunks in hand at once")
-    parser.add_argument("--simulator", default=os.environ.get("GPO_SIMULATOR", ""),
-                        help="simulator settings, e.g. latency_ms=5,failure_rate=0.01,rate_limit=1000")
+    parser.add_argument(
+        "--simulator",
+        default=os.environ.get("GPO_SIMULATOR", ""),
+        help="simulator settings, e.g. latency_ms=5,failure_rate=0.01,rate_limit=1000",
+    )
     parser.add_argument("--ledger", default=os.environ.get("GPO_SIMULATOR_LEDGER", "simulator-ledger.db"))
     args = parser.parse_args(argv)
     if not args.amqp_url:
@@ -40,7 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.token:
         parser.error("--token (or GPO_SIDECAR_TOKEN) is required")
     logging.basicConfig(
-        level=os.environ.get("GPO_LOG_LEVEL", "INFO"), stream=sys.stderr,
+        level=os.environ.get("GPO_LOG_LEVEL", "INFO"),
+        stream=sys.stderr,
         format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","message":"%(message)s"}',
     )
     return asyncio.run(_run(args))
@@ -60,8 +67,15 @@ async def _run(args: argparse.Namespace) -> int:
     await broker.connect()
     rail = _make_rail(args)
     channel = grpc.aio.insecure_channel(args.orchestrator)
-    runner = SidecarRunner(rail_name=args.rail, rail=rail, broker=broker, channel=channel, token=args.token,
-                           prefetch=args.prefetch, sidecar_name=f"{args.rail}-{os.getpid()}")
+    runner = SidecarRunner(
+        rail_name=args.rail,
+        rail=rail,
+        broker=broker,
+        channel=channel,
+        token=args.token,
+        prefetch=args.prefetch,
+        sidecar_name=f"{args.rail}-{os.getpid()}",
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -13,10 +13,11 @@ import collections
 import logging
 import random
 from collections.abc import Sequence
+from typing import Any
 
 import grpc
-from gpo.v1 import rail_pb2, rail_pb2_grpc
 from google.protobuf.message import DecodeError
+from gpo.v1 import rail_pb2, rail_pb2_grpc
 
 from gpo_server.queueing.base import Broker, Delivery
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, RetryableRailError
@@ -35,7 +36,7 @@ class ResultsReporter:
     def __init__(self, stub: rail_pb2_grpc.RailServiceStub, metadata: Sequence[tuple[str, str]]) -> None:
         self._stub = stub
         self._metadata = tuple(metadata)
-        self._call: grpc.aio.StreamStreamCall | None = None  # type: ignore[type-arg]
+        self._call: Any = None
         self._waiting: collections.deque[asyncio.Future[rail_pb2.ReportResultsResponse]] = collections.deque()
         self._lock = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
@@ -45,7 +46,9 @@ class ResultsReporter:
             if self._call is None:
                 self._call = self._stub.ReportResults(metadata=self._metadata)
                 self._reader = asyncio.create_task(self._read(self._call))
-            answer: asyncio.Future[rail_pb2.ReportResultsResponse] = asyncio.get_running_loop().create_future()
+            answer: asyncio.Future[rail_pb2.ReportResultsResponse] = (
+                asyncio.get_running_loop().create_future()
+            )
             self._waiting.append(answer)
             try:
                 await self._call.write(request)
@@ -54,7 +57,7 @@ class ResultsReporter:
                 raise
         return await answer
 
-    async def _read(self, call: grpc.aio.StreamStreamCall) -> None:  # type: ignore[type-arg]
+    async def _read(self, call: grpc.aio.StreamStreamCall) -> None:
         try:
             while True:
                 response = await call.read()
@@ -67,7 +70,7 @@ class ResultsReporter:
         except Exception as exc:
             self._fail_all(call, exc)
 
-    def _fail_all(self, call: grpc.aio.StreamStreamCall, exc: BaseException) -> None:  # type: ignore[type-arg]
+    def _fail_all(self, call: grpc.aio.StreamStreamCall, exc: BaseException) -> None:
         if self._call is call:
             self._call = None
             call.cancel()
@@ -166,7 +169,10 @@ class SidecarRunner:
         items = {item.payment_number: item for item in chunk.items}
         claim = await self.stub.ClaimWorkChunk(
             rail_pb2.ClaimWorkChunkRequest(
-                chunk_id=chunk.chunk_id, batch=chunk.batch, payment_numbers=list(items), sidecar=self.sidecar_name
+                chunk_id=chunk.chunk_id,
+                batch=chunk.batch,
+                payment_numbers=list(items),
+                sidecar=self.sidecar_name,
             ),
             metadata=self.metadata,
             timeout=self.rpc_timeout_s,
@@ -178,15 +184,22 @@ class SidecarRunner:
             known = await self.rail.look_up([items[n].idempotency_key for n in to_verify])
             results.extend(known.values())
             to_execute += [n for n in to_verify if items[n].idempotency_key not in known]
-            log.info("chunk %s: %d of %d re-claimed payments were already on the rail",
-                     chunk.chunk_id, len(known), len(to_verify))
+            log.info(
+                "chunk %s: %d of %d re-claimed payments were already on the rail",
+                chunk.chunk_id,
+                len(known),
+                len(to_verify),
+            )
         if to_execute:
             results.extend(await self._execute([_rail_payment(items[n]) for n in to_execute]))
         by_key = {item.idempotency_key: n for n, item in items.items()}
         outcomes = [
             rail_pb2.PaymentResult(
-                payment_number=by_key[r.idempotency_key], idempotency_key=r.idempotency_key,
-                outcome=_OUTCOMES[r.outcome], reason_code=r.reason_code, reason_message=r.reason_message,
+                payment_number=by_key[r.idempotency_key],
+                idempotency_key=r.idempotency_key,
+                outcome=_OUTCOMES[r.outcome],
+                reason_code=r.reason_code,
+                reason_message=r.reason_message,
                 rail_reference=r.rail_reference,
             )
             for r in results
@@ -198,7 +211,9 @@ class SidecarRunner:
             )
         expected = len(to_execute) + len(to_verify)
         if len(outcomes) < expected:
-            log.error("chunk %s: the rail answered %d of %d payments", chunk.chunk_id, len(outcomes), expected)
+            log.error(
+                "chunk %s: the rail answered %d of %d payments", chunk.chunk_id, len(outcomes), expected
+            )
             return False
         return True
 
@@ -225,9 +240,15 @@ class SidecarRunner:
 
 def _rail_payment(item: rail_pb2.WorkItem) -> RailPayment:
     return RailPayment(
-        idempotency_key=item.idempotency_key, reference_id=item.reference_id, payer_fa=item.payer_fa,
-        payee_fa=item.payee_fa, amount=item.amount, currency_code=item.currency_code,
-        payee_name=item.payee_name, note=item.note, purpose=item.purpose,
+        idempotency_key=item.idempotency_key,
+        reference_id=item.reference_id,
+        payer_fa=item.payer_fa,
+        payee_fa=item.payee_fa,
+        amount=item.amount,
+        currency_code=item.currency_code,
+        payee_name=item.payee_name,
+        note=item.note,
+        purpose=item.purpose,
     )
 
 

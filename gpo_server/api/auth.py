@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 import jwt
 
-from gpo_server.api.errors import ApiError
+from gpo_server.api.errors import ApiError, Context
 
 AUDIENCE = "gpo"
 SIDECAR_ROLE = "sidecar"
@@ -56,7 +56,7 @@ class Authenticator:
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True) if jwks_url else None
         self._issuer = issuer
 
-    def caller(self, context: grpc.aio.ServicerContext) -> Caller:  # type: ignore[type-arg]
+    def caller(self, context: Context) -> Caller:
         token = _bearer(context.invocation_metadata() or ())
         claims = self.verify(token)
         programs = claims.get("programs", [])
@@ -66,11 +66,13 @@ class Authenticator:
         return Caller(
             subject=str(claims.get("sub", "")),
             programs=None if "*" in programs else frozenset(programs),
-            roles=frozenset(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else frozenset(),
+            roles=frozenset(r for r in roles if isinstance(r, str))
+            if isinstance(roles, list)
+            else frozenset(),
         )
 
     def verify(self, token: str) -> dict[str, Any]:
-        options = {"require": ["exp"]}
+        options: Any = {"require": ["exp"]}
         keys = list(self._keys)
         if self._jwks is not None:
             try:
@@ -105,8 +107,14 @@ def mint_token(
 ) -> str:
     """An HS256 token, for the embedded default, tests and `gpo token`."""
     now = int(time.time())
-    claims = {"sub": subject, "aud": AUDIENCE, "iat": now, "exp": now + ttl_s,
-              "programs": list(programs), "roles": list(roles)}
+    claims = {
+        "sub": subject,
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + ttl_s,
+        "programs": list(programs),
+        "roles": list(roles),
+    }
     return jwt.encode(claims, secret, algorithm="HS256")
 
 

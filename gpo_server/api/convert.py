@@ -9,8 +9,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from gpo.v1 import resources_pb2 as res_pb
 from google.protobuf.timestamp_pb2 import Timestamp
+from gpo.v1 import resources_pb2 as res_pb
 from sqlalchemy import Row
 
 from gpo_server.api.errors import invalid_argument
@@ -28,7 +28,9 @@ def batch_uid(name: str, field: str = "name") -> str:
     match = _BATCH_NAME.fullmatch(name)
     if match is None:
         raise invalid_argument(
-            f"{field} must be batches/{{uuid}}", "INVALID_BATCH_NAME", [(field, "not of the form batches/{uuid}")]
+            f"{field} must be batches/{{uuid}}",
+            "INVALID_BATCH_NAME",
+            [(field, "not of the form batches/{uuid}")],
         )
     return match.group(1)
 
@@ -54,7 +56,9 @@ def batch_message(batch: BatchRecord, totals: Sequence[StatusTotal] | None = Non
         callback_uri=batch.callback_uri,
         expected_payment_count=batch.expected_payment_count,
         expected_total_amount=(
-            format_amount(batch.expected_total_hundredths) if batch.expected_total_hundredths is not None else ""
+            format_amount(batch.expected_total_hundredths)
+            if batch.expected_total_hundredths is not None
+            else ""
         ),
         payment_count=batch.payment_count,
         last_chunk_sequence=batch.last_chunk_sequence,
@@ -63,7 +67,9 @@ def batch_message(batch: BatchRecord, totals: Sequence[StatusTotal] | None = Non
     )
     for t in totals or ():
         message.totals.add(
-            status=PAYMENT_STATUSES[t.status], currency_code=t.currency_code, count=t.count,
+            status=PAYMENT_STATUSES[t.status],
+            currency_code=t.currency_code,
+            count=t.count,
             amount=format_amount(t.amount_hundredths),
         )
     return message
@@ -110,6 +116,7 @@ def decode_page_token(token: str, scope: str) -> int | None:
     except (ValueError, TypeError):
         pass
     raise invalid_argument(
-        "page_token is invalid or belongs to another query", "INVALID_PAGE_TOKEN",
+        "page_token is invalid or belongs to another query",
+        "INVALID_PAGE_TOKEN",
         [("page_token", "not from a previous call with the same parameters")],
     )

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import disbursement_service_pb2_grpc as api_grpc
 from gpo.v1 import resources_pb2 as res_pb
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from gpo_server.api.auth import Authenticator, Caller, permission_denied
 from gpo_server.api.convert import (
@@ -23,7 +23,7 @@ from gpo_server.api.convert import (
     encode_page_token,
     payment_message,
 )
-from gpo_server.api.errors import ApiError, abort, invalid_argument, not_found
+from gpo_server.api.errors import ApiError, Context, abort, invalid_argument, not_found
 from gpo_server.domain.filters import InvalidFilter, parse_status_filter
 from gpo_server.domain.money import InvalidAmount, parse_total
 from gpo_server.domain.states import FINAL, BatchState
@@ -32,7 +32,6 @@ from gpo_server.intake import MAX_PAYMENTS_PER_CHUNK, Intake, OutOfOrderChunk
 from gpo_server.storage.store import BatchRecord, NewBatch, Store
 
 log = logging.getLogger(__name__)
-Context = grpc.aio.ServicerContext  # type: ignore[type-arg]
 
 
 class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore[misc]
@@ -53,7 +52,7 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
 
     # ---- upload --------------------------------------------------------------------------------
 
-    async def UploadBatch(  # noqa: N802 (gRPC method name)
+    async def UploadBatch(
         self, request_iterator: AsyncIterator[api_pb.UploadBatchRequest], context: Context
     ) -> AsyncIterator[api_pb.UploadBatchResponse]:
         try:
@@ -81,8 +80,12 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             if batch.payment_count == 0:
                 raise invalid_argument("the batch has no payments", "EMPTY_BATCH")
             if batch.state is BatchState.UPLOADING:
-                log.info("batch %s held: %d payments received of %d declared", batch.uid,
-                         batch.payment_count, batch.expected_payment_count)
+                log.info(
+                    "batch %s held: %d payments received of %d declared",
+                    batch.uid,
+                    batch.payment_count,
+                    batch.expected_payment_count,
+                )
             else:
                 self.on_upload_complete()
             totals = await self.store.batch_totals(batch.id)
@@ -111,20 +114,26 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         if violations:
             raise invalid_argument("the batch header is invalid", "INVALID_HEADER", violations)
         if not caller.may_use(header.program):
-            raise permission_denied(f"the caller may not pay for program {header.program!r}", "PROGRAM_FORBIDDEN")
+            raise permission_denied(
+                f"the caller may not pay for program {header.program!r}", "PROGRAM_FORBIDDEN"
+            )
         new = NewBatch(
             program=header.program,
             request_id=header.request_id,
             payer_fa=header.payer_fa,
             callback_uri=header.callback_uri,
-            schedule_time=header.schedule_time.ToDatetime(dt.UTC) if header.HasField("schedule_time") else None,
+            schedule_time=header.schedule_time.ToDatetime(dt.UTC)
+            if header.HasField("schedule_time")
+            else None,
             expected_payment_count=header.expected_payment_count,
             expected_total_hundredths=total,
         )
         batch, created = await self.store.create_or_get_batch(new)
-        if not created and (batch.payer_fa, batch.expected_payment_count, batch.expected_total_hundredths) != (
-            new.payer_fa, new.expected_payment_count, new.expected_total_hundredths
-        ):
+        if not created and (
+            batch.payer_fa,
+            batch.expected_payment_count,
+            batch.expected_total_hundredths,
+        ) != (new.payer_fa, new.expected_payment_count, new.expected_total_hundredths):
             raise ApiError(
                 grpc.StatusCode.ALREADY_EXISTS,
                 "request_id was used for a batch with a different header",
@@ -134,22 +143,34 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         log.info("batch %s %s for program %s", batch.uid, "created" if created else "resumed", batch.program)
         return batch
 
-    async def _store_chunk(self, batch: BatchRecord, chunk: api_pb.PaymentChunk) -> api_pb.UploadBatchResponse:
+    async def _store_chunk(
+        self, batch: BatchRecord, chunk: api_pb.PaymentChunk
+    ) -> api_pb.UploadBatchResponse:
         if len(chunk.payments) > MAX_PAYMENTS_PER_CHUNK:
             raise invalid_argument(
-                f"a chunk holds at most {MAX_PAYMENTS_PER_CHUNK} payments", "CHUNK_TOO_LARGE",
+                f"a chunk holds at most {MAX_PAYMENTS_PER_CHUNK} payments",
+                "CHUNK_TOO_LARGE",
                 [("chunk.payments", f"{len(chunk.payments)} payments")],
             )
         if chunk.sequence < 1:
-            raise invalid_argument("chunk.sequence starts at 1", "INVALID_SEQUENCE", [("chunk.sequence", "< 1")])
+            raise invalid_argument(
+                "chunk.sequence starts at 1", "INVALID_SEQUENCE", [("chunk.sequence", "< 1")]
+            )
         try:
             outcome = await self.intake.store_chunk(batch.id, chunk)
         except OutOfOrderChunk as exc:
-            raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, str(exc), "CHUNK_OUT_OF_ORDER",
-                           metadata={"expected_sequence": str(exc.expected)}) from None
+            raise ApiError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                str(exc),
+                "CHUNK_OUT_OF_ORDER",
+                metadata={"expected_sequence": str(exc.expected)},
+            ) from None
         if not outcome.duplicate and outcome.batch.state is not BatchState.UPLOADING:
-            raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, "the batch's upload is already complete",
-                           "UPLOAD_COMPLETE")
+            raise ApiError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "the batch's upload is already complete",
+                "UPLOAD_COMPLETE",
+            )
         summary = res_pb.Batch(
             name=f"batches/{batch.uid}",
             payment_count=outcome.batch.payment_count + outcome.stored,
@@ -169,14 +190,14 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             raise not_found("batch", name)
         return batch
 
-    async def GetBatch(self, request: api_pb.GetBatchRequest, context: Context) -> res_pb.Batch:  # noqa: N802
+    async def GetBatch(self, request: api_pb.GetBatchRequest, context: Context) -> res_pb.Batch:
         try:
             batch = await self._readable_batch(request.name, context)
             return batch_message(batch, await self.store.batch_totals(batch.id))
         except ApiError as error:
             await abort(context, error)
 
-    async def ListBatches(  # noqa: N802
+    async def ListBatches(
         self, request: api_pb.ListBatchesRequest, context: Context
     ) -> api_pb.ListBatchesResponse:
         try:
@@ -195,7 +216,7 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         except ApiError as error:
             await abort(context, error)
 
-    async def ListPayments(  # noqa: N802
+    async def ListPayments(
         self, request: api_pb.ListPaymentsRequest, context: Context
     ) -> api_pb.ListPaymentsResponse:
         try:
@@ -207,15 +228,19 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             size = _page_size(request.page_size, default=100, most=10_000)
             scope = f"payments:{batch.uid}:{request.filter}"
             after = decode_page_token(request.page_token, scope) or 0
-            rows = await self.store.list_payments(batch.id, statuses=statuses, after_number=after, limit=size + 1)
-            response = api_pb.ListPaymentsResponse(payments=[payment_message(batch.uid, r) for r in rows[:size]])
+            rows = await self.store.list_payments(
+                batch.id, statuses=statuses, after_number=after, limit=size + 1
+            )
+            response = api_pb.ListPaymentsResponse(
+                payments=[payment_message(batch.uid, r) for r in rows[:size]]
+            )
             if len(rows) > size:
                 response.next_page_token = encode_page_token(int(rows[size - 1].number), scope)
             return response
         except ApiError as error:
             await abort(context, error)
 
-    async def WatchBatch(  # noqa: N802
+    async def WatchBatch(
         self, request: api_pb.WatchBatchRequest, context: Context
     ) -> AsyncIterator[api_pb.WatchBatchResponse]:
         try:
@@ -231,7 +256,9 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
                     yield api_pb.WatchBatchResponse(batch=message, read_time=read_time)
                     last = view
                 pending = any(t.status not in FINAL for t in totals)
-                if batch.state is BatchState.COMPLETED or (batch.state is BatchState.CANCELLED and not pending):
+                if batch.state is BatchState.COMPLETED or (
+                    batch.state is BatchState.CANCELLED and not pending
+                ):
                     return
                 await asyncio.sleep(self.watch_interval_s)
                 refreshed = await self.store.get_batch(batch.uid)
@@ -240,7 +267,7 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         except ApiError as error:
             await abort(context, error)
 
-    async def CancelBatch(self, request: api_pb.CancelBatchRequest, context: Context) -> res_pb.Batch:  # noqa: N802
+    async def CancelBatch(self, request: api_pb.CancelBatchRequest, context: Context) -> res_pb.Batch:
         try:
             batch = await self._readable_batch(request.name, context)
             if batch.state in (BatchState.UPLOADING, BatchState.PROCESSING):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn, TypeAlias
 
 import grpc
 from google.protobuf import any_pb2
@@ -11,6 +11,9 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 DOMAIN = "gpo.dev"
+
+# grpcio ships no type stubs, so a servicer context is Any to mypy.
+Context: TypeAlias = Any
 
 
 class ApiError(Exception):
@@ -38,7 +41,8 @@ class ApiError(Exception):
         if self.violations:
             bad = error_details_pb2.BadRequest(
                 field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in self.violations
+                    error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+                    for f, d in self.violations
                 ]
             )
             details.append(_pack(bad))
@@ -51,11 +55,15 @@ def invalid_argument(message: str, reason: str, violations: Sequence[tuple[str, 
 
 
 def not_found(what: str, name: str) -> ApiError:
-    return ApiError(grpc.StatusCode.NOT_FOUND, f"{what} {name!r} not found", f"{what.upper()}_NOT_FOUND",
-                    metadata={"name": name[:200]})
+    return ApiError(
+        grpc.StatusCode.NOT_FOUND,
+        f"{what} {name!r} not found",
+        f"{what.upper()}_NOT_FOUND",
+        metadata={"name": name[:200]},
+    )
 
 
-async def abort(context: grpc.aio.ServicerContext, error: ApiError) -> NoReturn:  # type: ignore[type-arg]
+async def abort(context: Context, error: ApiError) -> NoReturn:
     await context.abort_with_status(error.to_status())
     raise AssertionError("abort_with_status returned")  # it always raises
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
-import grpc
 from gpo.v1 import rail_pb2, rail_pb2_grpc
 
 from gpo_server.api.auth import SIDECAR_ROLE, Authenticator, permission_denied
 from gpo_server.api.convert import batch_uid
-from gpo_server.api.errors import ApiError, abort, invalid_argument, not_found
+from gpo_server.api.errors import ApiError, Context, abort, invalid_argument, not_found
 from gpo_server.domain.states import PaymentStatus
 from gpo_server.storage.store import ResultUpdate, Store
 
 log = logging.getLogger(__name__)
-Context = grpc.aio.ServicerContext  # type: ignore[type-arg]
 
 _OUTCOMES = {
     rail_pb2.RAIL_OUTCOME_SUCCEEDED: PaymentStatus.SUCCEEDED,
@@ -44,7 +42,7 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
             self._batch_ids[uid] = batch.id
         return self._batch_ids[uid]
 
-    async def ClaimWorkChunk(  # noqa: N802
+    async def ClaimWorkChunk(
         self, request: rail_pb2.ClaimWorkChunkRequest, context: Context
     ) -> rail_pb2.ClaimWorkChunkResponse:
         try:
@@ -63,13 +61,17 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
                     action = rail_pb2.CLAIM_ACTION_SKIP
                 response.decisions.add(payment_number=number, action=action)
             if others:
-                log.info("chunk %s redelivered or cancelled in part: %d of %d not newly claimed",
-                         request.chunk_id, len(others), len(numbers))
+                log.info(
+                    "chunk %s redelivered or cancelled in part: %d of %d not newly claimed",
+                    request.chunk_id,
+                    len(others),
+                    len(numbers),
+                )
             return response
         except ApiError as error:
             await abort(context, error)
 
-    async def ReportResults(  # noqa: N802
+    async def ReportResults(
         self, request_iterator: AsyncIterator[rail_pb2.ReportResultsRequest], context: Context
     ) -> AsyncIterator[rail_pb2.ReportResultsResponse]:
         try:
@@ -81,12 +83,18 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
                     status = _OUTCOMES.get(r.outcome)
                     if status is None:
                         raise invalid_argument(
-                            "every result needs outcome SUCCEEDED or FAILED", "INVALID_OUTCOME",
+                            "every result needs outcome SUCCEEDED or FAILED",
+                            "INVALID_OUTCOME",
                             [("results.outcome", f"payment {r.payment_number}: {r.outcome}")],
                         )
                     updates.append(
-                        ResultUpdate(r.payment_number, status, r.reason_code[:128], r.reason_message[:1024],
-                                     r.rail_reference[:256])
+                        ResultUpdate(
+                            r.payment_number,
+                            status,
+                            r.reason_code[:128],
+                            r.reason_message[:1024],
+                            r.rail_reference[:256],
+                        )
                     )
                 applied = await self.store.apply_results(batch_id, updates)
                 yield rail_pb2.ReportResultsResponse(chunk_id=request.chunk_id, applied_count=applied)

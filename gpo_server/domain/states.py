@@ -19,7 +19,9 @@ class PaymentStatus(StrEnum):
 S = PaymentStatus
 
 TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
-    S.ACCEPTED: frozenset({S.QUEUED, S.SENT, S.CANCELLED}),  # SENT: a sidecar may claim before the relay marks it
+    S.ACCEPTED: frozenset(
+        {S.QUEUED, S.SENT, S.CANCELLED}
+    ),  # SENT: a sidecar may claim before the relay marks it
     S.QUEUED: frozenset({S.SENT, S.CANCELLED}),
     S.SENT: frozenset({S.SUCCEEDED, S.FAILED}),  # once a rail may have moved money, only the rail decides
     S.SUCCEEDED: frozenset(),
@@ -29,6 +31,8 @@ TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
 }
 
 FINAL: frozenset[PaymentStatus] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+
+
 # Statuses a payment may leave for `target`; storage uses these as WHERE clauses so a stale or repeated
 # update can never move a payment backwards.
 def sources_of(target: PaymentStatus) -> frozenset[PaymentStatus]:

@@ -78,14 +78,19 @@ def validate_payment(p: PaymentFields, payer_fa: str) -> ValidPayment | Rejectio
         return Rejection(Reason.AMOUNT_INVALID, "amount must be greater than zero")
     if not is_payable_currency(p.currency_code):
         return Rejection(
-            Reason.CURRENCY_CODE_INVALID, f"currency_code {p.currency_code[:8]!r} is not a payable ISO 4217 code"
+            Reason.CURRENCY_CODE_INVALID,
+            f"currency_code {p.currency_code[:8]!r} is not a payable ISO 4217 code",
         )
     if not fits_minor_units(p.currency_code, hundredths):
-        return Rejection(Reason.AMOUNT_INVALID, f"{p.currency_code} has no minor units; amount {p.amount} has")
+        return Rejection(
+            Reason.AMOUNT_INVALID, f"{p.currency_code} has no minor units; amount {p.amount} has"
+        )
     if not is_financial_address(p.payee_fa):
         return Rejection(Reason.PAYEE_FA_INVALID, "payee_fa is not a financial address scheme:id@provider")
     if not is_financial_address(payer_fa):
-        return Rejection(Reason.PAYER_FA_INVALID, "payer_fa (or the header's payer_fa) is not a financial address")
+        return Rejection(
+            Reason.PAYER_FA_INVALID, "payer_fa (or the header's payer_fa) is not a financial address"
+        )
     for value, limit, reason, field in (
         (p.payee_name, MAX_NAME, Reason.PAYEE_NAME_INVALID, "payee_name"),
         (p.note, MAX_NOTE, Reason.NOTE_INVALID, "note"),
@@ -101,7 +106,9 @@ def validate_metadata(metadata: dict[str, str]) -> Rejection | None:
         return Rejection(Reason.METADATA_INVALID, f"more than {MAX_METADATA_ENTRIES} metadata entries")
     for key, value in metadata.items():
         if len(key) + len(value) > MAX_METADATA_TEXT or _CONTROL.search(key):
-            return Rejection(Reason.METADATA_INVALID, "a metadata entry is too long or has control characters")
+            return Rejection(
+                Reason.METADATA_INVALID, "a metadata entry is too long or has control characters"
+            )
     return None
 
 

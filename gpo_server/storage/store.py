@@ -238,8 +238,9 @@ class Store:
             else:
                 # SQLite takes its single writer lock at the first write; take it now so the read below
                 # cannot go stale under a concurrent upload of the same batch.
-                await conn.execute(text("UPDATE batches SET update_time = update_time WHERE id = :id"),
-                                   {"id": batch_id})
+                await conn.execute(
+                    text("UPDATE batches SET update_time = update_time WHERE id = :id"), {"id": batch_id}
+                )
             row = (await conn.execute(query)).one()
             yield ChunkTransaction(conn, BatchRecord.from_row(row), self.is_postgres)
 
@@ -387,8 +388,12 @@ class Store:
                     payments.c.batch_id == batch_id,
                     payments.c.status.in_([s.value for s in sources_of(S.CANCELLED)]),
                 )
-                .values(status=S.CANCELLED.value, reason_code="rjct.batch.cancelled",
-                        reason_message="batch cancelled", update_time=now)
+                .values(
+                    status=S.CANCELLED.value,
+                    reason_code="rjct.batch.cancelled",
+                    reason_message="batch cancelled",
+                    update_time=now,
+                )
             )
             # Unpublished work is dropped: its payments are all cancelled now.
             await conn.execute(
@@ -398,8 +403,10 @@ class Store:
             )
             await conn.execute(
                 update(batches)
-                .where(batches.c.id == batch_id, batches.c.state.in_(
-                    [BatchState.UPLOADING.value, BatchState.PROCESSING.value]))
+                .where(
+                    batches.c.id == batch_id,
+                    batches.c.state.in_([BatchState.UPLOADING.value, BatchState.PROCESSING.value]),
+                )
                 .values(state=BatchState.CANCELLED.value, update_time=now)
             )
 
@@ -469,8 +476,14 @@ class ChunkTransaction:
             await self.conn.execute(
                 insert(outbox),
                 [
-                    {"batch_id": self.batch.id, "chunk_id": w.chunk_id, "rail": w.rail, "payload": w.payload,
-                     "not_before": w.not_before, "create_time": now}
+                    {
+                        "batch_id": self.batch.id,
+                        "chunk_id": w.chunk_id,
+                        "rail": w.rail,
+                        "payload": w.payload,
+                        "not_before": w.not_before,
+                        "create_time": now,
+                    }
                     for w in work
                 ],
             )
@@ -491,9 +504,11 @@ def _as_dict(row: NewPayment) -> dict[str, Any]:
 
 
 async def _complete_if_final(conn: AsyncConnection, batch_id: int) -> None:
-    pending = select(payments.c.number).where(
-        and_(payments.c.batch_id == batch_id, payments.c.status.in_(PENDING))
-    ).exists()
+    pending = (
+        select(payments.c.number)
+        .where(and_(payments.c.batch_id == batch_id, payments.c.status.in_(PENDING)))
+        .exists()
+    )
     await conn.execute(
         update(batches)
         .where(batches.c.id == batch_id, batches.c.state == BatchState.PROCESSING.value, ~pending)

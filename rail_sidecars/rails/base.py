@@ -55,5 +55,5 @@ class Rail(abc.ABC):
     async def look_up(self, idempotency_keys: Sequence[str]) -> Mapping[str, RailResult]:
         """Results the rail holds for these keys; a key the rail never executed is absent."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 (optional hook; most rails hold nothing to release)
         """Releases connections and files."""

@@ -31,5 +31,10 @@ given = config.attributes.get("connection")
 if given is not None:
     _run(given)
 else:
-    asyncio.run(_run_on_url(context.get_x_argument(as_dictionary=True).get("url")
-                            or config.get_main_option("sqlalchemy.url") or ""))
+    asyncio.run(
+        _run_on_url(
+            context.get_x_argument(as_dictionary=True).get("url")
+            or config.get_main_option("sqlalchemy.url")
+            or ""
+        )
+    )

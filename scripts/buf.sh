@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs buf (installed from the npm registry into .tools/ on first use) with the given arguments.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUF_VERSION=1.75.0
+if [ ! -x .tools/node_modules/.bin/buf ]; then
+  mkdir -p .tools
+  npm install --silent --prefix .tools "@bufbuild/buf@$BUF_VERSION" >/dev/null
+fi
+exec .tools/node_modules/.bin/buf "$@"

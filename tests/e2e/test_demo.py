@@ -1,0 +1,51 @@
+"""End to end through separate processes: `gpo demo` starts `gpo serve` (and, on the real path, a
+`gpo-sidecar` process), pays a batch, and checks GPO's totals against the simulator's own ledger."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def run_demo(tmp_path: Path, *extra: str, payments: int = 5000) -> dict[str, object]:
+    env = {**os.environ, "GPO_DATA_DIR": str(tmp_path), "GPO_LOG_LEVEL": "WARNING"}
+    done = subprocess.run(
+        [sys.executable, "-m", "gpo_server.cli", "demo", "--payments", str(payments), "--invalid-every", "101",
+         "--simulator", "failure_rate=0.05,seed=3", *extra],
+        env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert done.stdout.strip(), f"demo printed nothing; stderr:\n{done.stderr[-4000:]}"
+    summary: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert done.returncode == 0, f"demo reported a mismatch: {summary}\n{done.stderr[-4000:]}"
+    return summary
+
+
+def check_oracle(summary: dict[str, object], payments: int) -> None:
+    s = summary
+    assert s["payments"] == payments
+    assert s["rejected"] == payments // 101  # every 101st payment is made invalid
+    assert s["accepted"] + s["rejected"] == payments  # type: ignore[operator]
+    assert s["succeeded"] + s["failed"] + s["cancelled"] == s["accepted"]  # type: ignore[operator]
+    assert s["failed"] > 0, "the simulator's 5% failure rate should fail some payments"
+    assert s["ledger_payments"] == s["succeeded"]
+    assert s["ledger_amount"] == s["amount_succeeded"]
+    assert s["ledger_duplicates"] == 0
+    assert s["state"] == "BATCH_STATE_COMPLETED"
+
+
+def test_demo_embedded(tmp_path: Path) -> None:
+    check_oracle(run_demo(tmp_path), 5000)
+
+
+def test_demo_postgres_rabbitmq_separate_sidecar(tmp_path: Path) -> None:
+    db, amqp = os.environ.get("GPO_TEST_DATABASE_URL"), os.environ.get("GPO_TEST_AMQP_URL")
+    if not db or not amqp:
+        pytest.skip("GPO_TEST_DATABASE_URL and GPO_TEST_AMQP_URL are not set (scripts/test.sh sets them)")
+    check_oracle(run_demo(tmp_path, "--database-url", db, "--amqp-url", amqp), 5000)
