@@ -20,17 +20,14 @@ from gpo.v1 import resources_pb2 as res_pb
 from gpo_server.api.auth import local_secret, mint_token
 from gpo_server.client import GpoClient, chunked, status_counts
 from gpo_server.config import Settings
+from gpo_server.logs import configure
 
 log = logging.getLogger("gpo")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("GPO_LOG_LEVEL", "INFO"),
-        stream=sys.stderr,
-        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","message":"%(message)s"}',
-    )
+    configure(os.environ.get("GPO_LOG_LEVEL", "INFO"))
     result: int = args.func(args)
     return result
 
@@ -119,7 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings.listen = args.listen or settings.listen
     settings.database_url = args.database_url or settings.database_url
     settings.amqp_url = args.amqp_url or settings.amqp_url
-    logging.getLogger().setLevel(settings.log_level)
+    configure(settings.log_level)
     return asyncio.run(_run_server(settings))
 
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import grpc
 
+from gpo_server.logs import configure
 from rail_sidecars.rails.base import Rail
 
 log = logging.getLogger("gpo-sidecar")
@@ -45,11 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--amqp-url (or GPO_AMQP_URL) is required: a separate sidecar needs RabbitMQ")
     if not args.token:
         parser.error("--token (or GPO_SIDECAR_TOKEN) is required")
-    logging.basicConfig(
-        level=os.environ.get("GPO_LOG_LEVEL", "INFO"),
-        stream=sys.stderr,
-        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","message":"%(message)s"}',
-    )
+    configure(os.environ.get("GPO_LOG_LEVEL", "INFO"))
     return asyncio.run(_run(args))
 
 

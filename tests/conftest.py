@@ -60,7 +60,7 @@ async def gpo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[G
     secret = secrets.token_bytes(32)
     ledger = tmp_path / "simulator-ledger.db"
     settings = Settings(data_dir=tmp_path, listen="127.0.0.1:0", auth_hs256_secrets=[secret],
-                        simulator=SIMULATOR, log_level="WARNING")
+                        simulator=SIMULATOR)
     if backend == "postgres":
         database_url = os.environ.get("GPO_TEST_DATABASE_URL")
         amqp_url = os.environ.get("GPO_TEST_AMQP_URL")
