@@ -53,7 +53,7 @@ class Orchestrator:
         self.broker = make_broker(settings)
         self.auth, self.local_secret = make_authenticator(settings)
         self.relay = OutboxRelay(self.store, self.broker)
-        self.intake = Intake(self.store, settings.router(), settings.work_chunk_size)
+        self.intake = Intake(self.store, settings.router(), settings.work_chunk_size, settings.chunk_sizes())
         self.disbursements = DisbursementService(self.store, self.intake, self.auth, self.relay.wake)
         self.health = health.HealthServicer()
         self.server = grpc.aio.server(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpo_server.domain.routing import Router
+from rail_sidecars.config import load_rails_config
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Settings:
     auth_jwks_url: str = ""
     auth_issuer: str = ""
     simulator: str = ""  # embedded simulator settings, e.g. "latency_ms=5,failure_rate=0.01"
+    rails_config: str = ""  # a rails TOML file (rail_sidecars/config.py): routes, default rail, chunk sizes
     max_message_bytes: int = 16 * 1024 * 1024
     log_level: str = "INFO"
 
@@ -43,7 +45,16 @@ class Settings:
         return self.database_url or f"sqlite+aiosqlite:///{(self.data_dir / 'gpo.db').resolve()}"
 
     def router(self) -> Router:
+        if self.rails_config:
+            rails = load_rails_config(self.rails_config)
+            return Router.parse(rails.routes(), rails.default_rail)
         return Router.parse(self.routes, self.default_rail or None)
+
+    def chunk_sizes(self) -> dict[str, int]:
+        """Payments per work chunk, per rail."""
+        if self.rails_config:
+            return {name: r.chunk_size for name, r in load_rails_config(self.rails_config).rails.items()}
+        return {}
 
     def rails(self) -> list[str]:
         """Every rail the routing can choose."""
@@ -67,5 +78,6 @@ class Settings:
         s.auth_jwks_url = env.get("GPO_AUTH_JWKS_URL", "")
         s.auth_issuer = env.get("GPO_AUTH_ISSUER", "")
         s.simulator = env.get("GPO_SIMULATOR", "")
+        s.rails_config = env.get("GPO_RAILS_CONFIG", "")
         s.log_level = env.get("GPO_LOG_LEVEL", s.log_level)
         return s

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -45,10 +45,17 @@ def idempotency_key(batch_uid: str, reference_id: str) -> str:
 
 
 class Intake:
-    def __init__(self, store: Store, router: Router, work_chunk_size: int = 1000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        router: Router,
+        work_chunk_size: int = 1000,
+        chunk_sizes: Mapping[str, int] | None = None,
+    ) -> None:
         self.store = store
         self.router = router
         self.work_chunk_size = work_chunk_size
+        self.chunk_sizes = dict(chunk_sizes or {})
 
     async def store_chunk(self, batch_id: int, chunk: api_pb.PaymentChunk) -> ChunkOutcome:
         async with self.store.chunk_transaction(batch_id) as tx:
@@ -156,13 +163,14 @@ class Intake:
         now.GetCurrentTime()
         work = []
         for (rail, not_before), items in groups.items():
-            for start in range(0, len(items), self.work_chunk_size):
+            size = self.chunk_sizes.get(rail, self.work_chunk_size)
+            for start in range(0, len(items), size):
                 chunk_id = str(uuid.uuid4())
                 message = rail_pb2.WorkChunk(
                     chunk_id=chunk_id,
                     rail=rail,
                     batch=f"batches/{batch.uid}",
-                    items=items[start : start + self.work_chunk_size],
+                    items=items[start : start + size],
                     create_time=now,
                 )
                 work.append(NewWorkChunk(chunk_id, rail, message.SerializeToString(), not_before))

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 import grpc
 
 from gpo_server.logs import configure
-from rail_sidecars.rails.base import Rail
+from rail_sidecars.config import RailConfig, load_rails_config
+from rail_sidecars.rails.registry import make_rail
+from rail_sidecars.rails.simulator import SimulatorSettings
 
 log = logging.getLogger("gpo-sidecar")
 
@@ -26,7 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ledger_main(argv[1:])
     parser = argparse.ArgumentParser(prog="gpo-sidecar", description="Run a GPO rail sidecar.")
     parser.add_argument("--rail", required=True, help="the rail's name: its queue is gpo.rail.NAME")
-    parser.add_argument("--kind", default="simulator", choices=["simulator"], help="the rail plugin")
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("GPO_RAILS_CONFIG", ""),
+        help="rails TOML file (GPO_RAILS_CONFIG); without it the rail is the simulator",
+    )
     parser.add_argument("--orchestrator", default=os.environ.get("GPO_ORCHESTRATOR", "127.0.0.1:50051"))
     parser.add_argument("--amqp-url", default=os.environ.get("GPO_AMQP_URL", ""), required=False)
     parser.add_argument(
@@ -34,7 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=os.environ.get("GPO_SIDECAR_TOKEN", ""),
         help="bearer JWT with role 'sidecar' (GPO_SIDECAR_TOKEN)",
     )
-    parser.add_argument("--prefetch", type=int, default=8, help="chunks in hand at once")
+    parser.add_argument(
+        "--prefetch", type=int, default=0, help="chunks in hand at once (default: the rail's concurrency)"
+    )
     parser.add_argument(
         "--simulator",
         default=os.environ.get("GPO_SIMULATOR", ""),
@@ -50,10 +58,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return asyncio.run(_run(args))
 
 
-def _make_rail(args: argparse.Namespace) -> Rail:
-    from rail_sidecars.rails.simulator import SimulatorRail, SimulatorSettings
-
-    return SimulatorRail(SimulatorSettings.parse(args.simulator, ledger_path=args.ledger))
+def _rail_config(args: argparse.Namespace) -> RailConfig:
+    if args.config:
+        rails = load_rails_config(args.config).rails
+        if args.rail not in rails:
+            raise SystemExit(f"gpo-sidecar: rail {args.rail!r} is not in {args.config}")
+        return rails[args.rail]
+    sim = SimulatorSettings.parse(args.simulator, ledger_path=args.ledger)
+    options = {
+        "ledger_path": sim.ledger_path,
+        "latency_ms": sim.latency_ms,
+        "failure_rate": sim.failure_rate,
+        "seed": sim.seed,
+    }
+    return RailConfig(name=args.rail, kind="simulator", rate_limit=sim.rate_limit, options=options)
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -62,7 +80,8 @@ async def _run(args: argparse.Namespace) -> int:
 
     broker = RabbitMQBroker(args.amqp_url)
     await broker.connect()
-    rail = _make_rail(args)
+    config = _rail_config(args)
+    rail = make_rail(config)
     channel = grpc.aio.insecure_channel(args.orchestrator)
     runner = SidecarRunner(
         rail_name=args.rail,
@@ -70,7 +89,7 @@ async def _run(args: argparse.Namespace) -> int:
         broker=broker,
         channel=channel,
         token=args.token,
-        prefetch=args.prefetch,
+        prefetch=args.prefetch or config.concurrency,
         sidecar_name=f"{args.rail}-{os.getpid()}",
     )
     stop = asyncio.Event()

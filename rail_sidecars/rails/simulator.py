@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
+from rail_sidecars.config import RailConfig
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult
 from rail_sidecars.rails.simulator_ledger import Ledger, LedgerEntry, parse_hundredths
 
@@ -176,3 +177,16 @@ def _fraction(digest: bytes) -> float:
 
 
 __all__ = ["FAILURE_REASONS", "SimulatorRail", "SimulatorSettings", "TokenBucket"]
+
+
+def from_config(config: RailConfig) -> SimulatorRail:
+    """Options: ledger_path (required), latency_ms, failure_rate, seed; rate_limit is the rail's own."""
+    return SimulatorRail(
+        SimulatorSettings(
+            ledger_path=str(config.option("ledger_path", "simulator-ledger.db")),
+            latency_ms=float(config.option("latency_ms", 0)),
+            failure_rate=float(config.option("failure_rate", 0.0)),
+            rate_limit=config.rate_limit,
+            seed=config.option("seed"),
+        )
+    )

@@ -67,6 +67,16 @@ class DisbursementServiceStub:
                 request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.CancelBatchRequest.SerializeToString,
                 response_deserializer=gpo_dot_v1_dot_resources__pb2.Batch.FromString,
                 _registered_method=True)
+        self.RetryFailedPayments = channel.unary_unary(
+                '/gpo.v1.DisbursementService/RetryFailedPayments',
+                request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.RetryFailedPaymentsRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_resources__pb2.Batch.FromString,
+                _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/gpo.v1.DisbursementService/ListDeadLetters',
+                request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
 
 
 class DisbursementServiceServicer:
@@ -118,6 +128,21 @@ class DisbursementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryFailedPayments(self, request, context):
+        """Sends a batch's FAILED payments again. A payment the rail refused for good gets a new idempotency
+        key; one that failed because the rail was unreachable keeps its key, since the rail may still hold it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """Lists work chunks that rail sidecars could not process (poison messages), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DisbursementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -150,6 +175,16 @@ def add_DisbursementServiceServicer_to_server(servicer, server):
                     servicer.CancelBatch,
                     request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.CancelBatchRequest.FromString,
                     response_serializer=gpo_dot_v1_dot_resources__pb2.Batch.SerializeToString,
+            ),
+            'RetryFailedPayments': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryFailedPayments,
+                    request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.RetryFailedPaymentsRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_resources__pb2.Batch.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ListDeadLettersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -316,6 +351,60 @@ class DisbursementService:
             '/gpo.v1.DisbursementService/CancelBatch',
             gpo_dot_v1_dot_disbursement__service__pb2.CancelBatchRequest.SerializeToString,
             gpo_dot_v1_dot_resources__pb2.Batch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryFailedPayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.DisbursementService/RetryFailedPayments',
+            gpo_dot_v1_dot_disbursement__service__pb2.RetryFailedPaymentsRequest.SerializeToString,
+            gpo_dot_v1_dot_resources__pb2.Batch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.DisbursementService/ListDeadLetters',
+            gpo_dot_v1_dot_disbursement__service__pb2.ListDeadLettersRequest.SerializeToString,
+            gpo_dot_v1_dot_disbursement__service__pb2.ListDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,6 +22,8 @@ class RailOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RAIL_OUTCOME_UNSPECIFIED: _ClassVar[RailOutcome]
     RAIL_OUTCOME_SUCCEEDED: _ClassVar[RailOutcome]
     RAIL_OUTCOME_FAILED: _ClassVar[RailOutcome]
+    RAIL_OUTCOME_UNREACHABLE: _ClassVar[RailOutcome]
+    RAIL_OUTCOME_REVERSED: _ClassVar[RailOutcome]
 CLAIM_ACTION_UNSPECIFIED: ClaimAction
 CLAIM_ACTION_EXECUTE: ClaimAction
 CLAIM_ACTION_VERIFY: ClaimAction
@@ -29,6 +31,8 @@ CLAIM_ACTION_SKIP: ClaimAction
 RAIL_OUTCOME_UNSPECIFIED: RailOutcome
 RAIL_OUTCOME_SUCCEEDED: RailOutcome
 RAIL_OUTCOME_FAILED: RailOutcome
+RAIL_OUTCOME_UNREACHABLE: RailOutcome
+RAIL_OUTCOME_REVERSED: RailOutcome
 
 class WorkChunk(_message.Message):
     __slots__ = ("chunk_id", "rail", "batch", "items", "create_time")

@@ -28,6 +28,7 @@ class PaymentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PAYMENT_STATUS_FAILED: _ClassVar[PaymentStatus]
     PAYMENT_STATUS_REJECTED: _ClassVar[PaymentStatus]
     PAYMENT_STATUS_CANCELLED: _ClassVar[PaymentStatus]
+    PAYMENT_STATUS_REVERSED: _ClassVar[PaymentStatus]
 BATCH_STATE_UNSPECIFIED: BatchState
 BATCH_STATE_UPLOADING: BatchState
 BATCH_STATE_PROCESSING: BatchState
@@ -41,6 +42,7 @@ PAYMENT_STATUS_SUCCEEDED: PaymentStatus
 PAYMENT_STATUS_FAILED: PaymentStatus
 PAYMENT_STATUS_REJECTED: PaymentStatus
 PAYMENT_STATUS_CANCELLED: PaymentStatus
+PAYMENT_STATUS_REVERSED: PaymentStatus
 
 class Batch(_message.Message):
     __slots__ = ("name", "program", "request_id", "state", "payer_fa", "schedule_time", "callback_uri", "expected_payment_count", "expected_total_amount", "payment_count", "totals", "last_chunk_sequence", "create_time", "update_time")
@@ -75,7 +77,7 @@ class Batch(_message.Message):
     def __init__(self, name: _Optional[str] = ..., program: _Optional[str] = ..., request_id: _Optional[str] = ..., state: _Optional[_Union[BatchState, str]] = ..., payer_fa: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., callback_uri: _Optional[str] = ..., expected_payment_count: _Optional[int] = ..., expected_total_amount: _Optional[str] = ..., payment_count: _Optional[int] = ..., totals: _Optional[_Iterable[_Union[PaymentTotal, _Mapping]]] = ..., last_chunk_sequence: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Payment(_message.Message):
-    __slots__ = ("name", "reference_id", "payer_fa", "payee_fa", "amount", "currency_code", "payee_name", "note", "purpose", "schedule_time", "metadata", "status", "reason_code", "reason_message", "rail", "idempotency_key", "rail_reference", "update_time")
+    __slots__ = ("name", "reference_id", "payer_fa", "payee_fa", "amount", "currency_code", "payee_name", "note", "purpose", "schedule_time", "metadata", "status", "reason_code", "reason_message", "rail", "idempotency_key", "rail_reference", "update_time", "attempts", "attention_reason", "retries")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +103,9 @@ class Payment(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     RAIL_REFERENCE_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    ATTENTION_REASON_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
     name: str
     reference_id: str
     payer_fa: str
@@ -119,7 +124,10 @@ class Payment(_message.Message):
     idempotency_key: str
     rail_reference: str
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., reference_id: _Optional[str] = ..., payer_fa: _Optional[str] = ..., payee_fa: _Optional[str] = ..., amount: _Optional[str] = ..., currency_code: _Optional[str] = ..., payee_name: _Optional[str] = ..., note: _Optional[str] = ..., purpose: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[PaymentStatus, str]] = ..., reason_code: _Optional[str] = ..., reason_message: _Optional[str] = ..., rail: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., rail_reference: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    attempts: int
+    attention_reason: str
+    retries: int
+    def __init__(self, name: _Optional[str] = ..., reference_id: _Optional[str] = ..., payer_fa: _Optional[str] = ..., payee_fa: _Optional[str] = ..., amount: _Optional[str] = ..., currency_code: _Optional[str] = ..., payee_name: _Optional[str] = ..., note: _Optional[str] = ..., purpose: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[PaymentStatus, str]] = ..., reason_code: _Optional[str] = ..., reason_message: _Optional[str] = ..., rail: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., rail_reference: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[int] = ..., attention_reason: _Optional[str] = ..., retries: _Optional[int] = ...) -> None: ...
 
 class PaymentTotal(_message.Message):
     __slots__ = ("status", "currency_code", "count", "amount")
@@ -132,3 +140,19 @@ class PaymentTotal(_message.Message):
     count: int
     amount: str
     def __init__(self, status: _Optional[_Union[PaymentStatus, str]] = ..., currency_code: _Optional[str] = ..., count: _Optional[int] = ..., amount: _Optional[str] = ...) -> None: ...
+
+class DeadLetter(_message.Message):
+    __slots__ = ("rail", "chunk_id", "batch", "payment_count", "reason", "create_time")
+    RAIL_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    rail: str
+    chunk_id: str
+    batch: str
+    payment_count: int
+    reason: str
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, rail: _Optional[str] = ..., chunk_id: _Optional[str] = ..., batch: _Optional[str] = ..., payment_count: _Optional[int] = ..., reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,98 @@
+"""Rail settings: one TOML file (GPO_RAILS_CONFIG) read by the orchestrator (routes) and by sidecars.
+
+[rails.mpesa]
+kind = "gsma"                      # the plugin in rail_sidecars/rails/registry.py
+routes = ["mobile:*@mpesa"]        # payee financial-address patterns this rail serves
+chunk_size = 500                   # payments per work chunk
+concurrency = 4                    # chunks a sidecar works on at once (AMQP prefetch)
+rate_limit = 100                   # payments per second to the rail; 0 = unlimited
+timeout_s = 30                     # per call to the rail
+[rails.mpesa.options]              # kind-specific settings
+base_url = "http://127.0.0.1:8080"
+api_key = { env = "MPESA_API_KEY" }       # secrets: { env = "NAME" } or { file = "/path" }
+
+[defaults]
+default_rail = "mpesa"             # where unmatched payees go; omit to reject them
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class RailConfig:
+    name: str
+    kind: str
+    routes: tuple[str, ...] = ()
+    chunk_size: int = 1000
+    concurrency: int = 8
+    rate_limit: float = 0
+    timeout_s: float = 30
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def option(self, key: str, default: Any = None) -> Any:
+        """A kind-specific option, with {env = …} and {file = …} secrets resolved."""
+        return resolve_secret(self.options.get(key, default), f"rails.{self.name}.options.{key}")
+
+
+@dataclass(frozen=True)
+class RailsConfig:
+    rails: dict[str, RailConfig]
+    default_rail: str | None
+
+    def routes(self) -> str:
+        """The rules in the GPO_ROUTES form, in file order."""
+        return ",".join(f"{pattern}={r.name}" for r in self.rails.values() for pattern in r.routes)
+
+
+def resolve_secret(value: Any, where: str) -> Any:
+    if isinstance(value, dict) and set(value) == {"env"}:
+        if value["env"] not in os.environ:
+            raise ConfigError(f"{where}: environment variable {value['env']} is not set")
+        return os.environ[value["env"]]
+    if isinstance(value, dict) and set(value) == {"file"}:
+        return Path(value["file"]).read_text().strip()
+    return value
+
+
+def load_rails_config(path: str | Path) -> RailsConfig:
+    with open(path, "rb") as handle:
+        data = tomllib.load(handle)
+    rails = {}
+    for name, table in (data.get("rails") or {}).items():
+        if "kind" not in table:
+            raise ConfigError(f"rails.{name}: 'kind' is required")
+        unknown = set(table) - {
+            "kind",
+            "routes",
+            "chunk_size",
+            "concurrency",
+            "rate_limit",
+            "timeout_s",
+            "options",
+        }
+        if unknown:
+            raise ConfigError(f"rails.{name}: unknown settings {sorted(unknown)}")
+        rails[name] = RailConfig(
+            name=name,
+            kind=str(table["kind"]),
+            routes=tuple(table.get("routes", ())),
+            chunk_size=int(table.get("chunk_size", 1000)),
+            concurrency=int(table.get("concurrency", 8)),
+            rate_limit=float(table.get("rate_limit", 0)),
+            timeout_s=float(table.get("timeout_s", 30)),
+            options=dict(table.get("options", {})),
+        )
+    default = (data.get("defaults") or {}).get("default_rail")
+    if default is not None and default not in rails:
+        raise ConfigError(f"defaults.default_rail {default!r} is not a configured rail")
+    return RailsConfig(rails, default)

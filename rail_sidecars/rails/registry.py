@@ -1,0 +1,23 @@
+"""Rail plugins by kind. Each entry builds a Rail from its RailConfig; imports stay lazy so a sidecar
+loads only its own rail's dependencies. Add one line per new rail."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from rail_sidecars.config import RailConfig
+from rail_sidecars.rails.base import Rail
+
+# kind -> "module:factory"; the factory takes a RailConfig and returns a Rail.
+RAIL_KINDS: dict[str, str] = {
+    "simulator": "rail_sidecars.rails.simulator:from_config",
+}
+
+
+def make_rail(config: RailConfig) -> Rail:
+    if config.kind not in RAIL_KINDS:
+        raise ValueError(f"rail {config.name}: unknown kind {config.kind!r}; known: {sorted(RAIL_KINDS)}")
+    module_name, _, factory_name = RAIL_KINDS[config.kind].partition(":")
+    factory: Callable[[RailConfig], Rail] = getattr(importlib.import_module(module_name), factory_name)
+    return factory(config)
