@@ -117,6 +117,7 @@ class SidecarRunner:
     async def run(self, stop: asyncio.Event) -> None:
         """Consumes until `stop` is set, then lets the chunks in hand finish (graceful shutdown)."""
         await self.broker.declare_rail(self.rail_name)
+        await self.rail.start()
         in_flight: set[asyncio.Task[None]] = set()
 
         async def consume() -> None:

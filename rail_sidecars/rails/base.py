@@ -55,5 +55,8 @@ class Rail(abc.ABC):
     async def look_up(self, idempotency_keys: Sequence[str]) -> Mapping[str, RailResult]:
         """Results the rail holds for these keys; a key the rail never executed is absent."""
 
+    async def start(self) -> None:  # noqa: B027 (optional hook)
+        """Opens what the rail needs before the first chunk, e.g. a callback listener."""
+
     async def close(self) -> None:  # noqa: B027 (optional hook; most rails hold nothing to release)
         """Releases connections and files."""
