@@ -98,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
         help="simulator settings, e.g. latency_ms=5,failure_rate=0.01,rate_limit=0",
     )
     demo.add_argument("--invalid-every", type=int, default=997, help="make every Nth payment invalid")
+    demo.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds")
     demo.set_defaults(func=lambda a: asyncio.run(_demo(a)))
     return parser
 

@@ -134,7 +134,9 @@ async def run_demo(args: argparse.Namespace) -> int:
                 )
             )
         await _wait_serving(f"127.0.0.1:{port}", processes)
-        summary = await _pay(args, f"127.0.0.1:{port}", mint_token(secret, "demo", [PROGRAM]), ledger)
+        summary = await asyncio.wait_for(
+            _pay(args, f"127.0.0.1:{port}", mint_token(secret, "demo", [PROGRAM]), ledger), args.timeout
+        )
     finally:
         for p in processes:
             p.terminate()

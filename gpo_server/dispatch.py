@@ -51,23 +51,23 @@ class OutboxRelay:
 
     async def publish_once(self) -> int:
         """Publishes one round of pending chunks; returns how many."""
-        chunks = await self.store.publishable_chunks(self.limit)
-        if not chunks:
-            return 0
-        by_rail: dict[str, list[PublishableChunk]] = defaultdict(list)
-        for chunk in chunks:
-            by_rail[chunk.rail].append(chunk)
-        for rail, rail_chunks in by_rail.items():
-            if rail not in self._declared:
-                await self.broker.declare_rail(rail)
-                self._declared.add(rail)
-            await self.broker.publish(rail, [OutgoingMessage(c.payload, c.chunk_id) for c in rail_chunks])
-        await self.store.mark_published(
-            [
-                (c, [item.payment_number for item in rail_pb2.WorkChunk.FromString(c.payload).items])
-                for c in chunks
-            ]
-        )
+        async with self.store.publishing(self.limit) as (chunks, mark_published):
+            if not chunks:
+                return 0
+            by_rail: dict[str, list[PublishableChunk]] = defaultdict(list)
+            for chunk in chunks:
+                by_rail[chunk.rail].append(chunk)
+            for rail, rail_chunks in by_rail.items():
+                if rail not in self._declared:
+                    await self.broker.declare_rail(rail)
+                    self._declared.add(rail)
+                await self.broker.publish(rail, [OutgoingMessage(c.payload, c.chunk_id) for c in rail_chunks])
+            await mark_published(
+                [
+                    (c, [item.payment_number for item in rail_pb2.WorkChunk.FromString(c.payload).items])
+                    for c in chunks
+                ]
+            )
         return len(chunks)
 
 

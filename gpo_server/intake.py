@@ -9,16 +9,16 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import rail_pb2
 
 from gpo_server.domain.money import InvalidAmount, format_amount, parse_amount
 from gpo_server.domain.reasons import Reason
 from gpo_server.domain.routing import Router
-from gpo_server.domain.states import PaymentStatus
+from gpo_server.domain.states import BatchState, PaymentStatus
 from gpo_server.domain.validation import Rejection, validate_metadata, validate_payment
 from gpo_server.storage.store import BatchRecord, NewPayment, NewWorkChunk, Store
+from gpo_server.work import work_chunks
 
 MAX_PAYMENTS_PER_CHUNK = 10_000
 
@@ -63,6 +63,9 @@ class Intake:
             expected = batch.last_chunk_sequence + 1
             if chunk.sequence < expected:
                 return ChunkOutcome(duplicate=True, stored=0, rejections=[], batch=batch)
+            if batch.state is not BatchState.UPLOADING:
+                # Completed or cancelled: store nothing; the caller answers UPLOAD_COMPLETE.
+                return ChunkOutcome(duplicate=False, stored=0, rejections=[], batch=batch)
             if chunk.sequence > expected:
                 raise OutOfOrderChunk(expected, chunk.sequence)
             refs = [p.reference_id for p in chunk.payments]
@@ -101,7 +104,6 @@ class Intake:
                     verdict = Rejection(
                         Reason.PAYEE_FA_UNROUTABLE, "no rail serves this payee financial address"
                     )
-            seen.add(p.reference_id)
             schedule = p.schedule_time.ToDatetime(dt.UTC) if p.HasField("schedule_time") else None
             key = idempotency_key(batch.uid, p.reference_id)
             if isinstance(verdict, Rejection):
@@ -116,6 +118,7 @@ class Intake:
                 status, reason, message = PaymentStatus.REJECTED, str(verdict.reason), verdict.message
                 amount = None if verdict.reason is Reason.AMOUNT_INVALID else _amount_or_none(p.amount)
             else:
+                seen.add(p.reference_id)  # only accepted payments claim a reference, as in the store
                 status, reason, message = PaymentStatus.ACCEPTED, "", ""
                 amount = verdict.amount_hundredths
                 assert rail is not None
@@ -159,21 +162,10 @@ class Intake:
     def _work_chunks(
         self, batch: BatchRecord, groups: dict[tuple[str, dt.datetime | None], list[rail_pb2.WorkItem]]
     ) -> list[NewWorkChunk]:
-        now = Timestamp()
-        now.GetCurrentTime()
-        work = []
+        work: list[NewWorkChunk] = []
         for (rail, not_before), items in groups.items():
             size = self.chunk_sizes.get(rail, self.work_chunk_size)
-            for start in range(0, len(items), size):
-                chunk_id = str(uuid.uuid4())
-                message = rail_pb2.WorkChunk(
-                    chunk_id=chunk_id,
-                    rail=rail,
-                    batch=f"batches/{batch.uid}",
-                    items=items[start : start + size],
-                    create_time=now,
-                )
-                work.append(NewWorkChunk(chunk_id, rail, message.SerializeToString(), not_before))
+            work.extend(work_chunks(batch.uid, rail, items, size, not_before=not_before))
         return work
 
 

@@ -3,7 +3,8 @@
 The AMQP delivery is acknowledged only after the orchestrator answered that the outcomes are
 persisted. Any failure before that leaves the delivery to come again; the orchestrator then answers
 VERIFY for payments already claimed, and the sidecar asks the rail (look_up) before executing them,
-so a redelivered chunk never pays anybody twice.
+so a redelivered chunk never pays anybody twice. While one delivery holds a chunk's payments (its claim
+lease), any other delivery of the same payments is told BUSY and waits.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import asyncio
 import collections
 import logging
 import random
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -24,7 +27,12 @@ from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, Ret
 
 log = logging.getLogger(__name__)
 
-_OUTCOMES = {Outcome.SUCCEEDED: rail_pb2.RAIL_OUTCOME_SUCCEEDED, Outcome.FAILED: rail_pb2.RAIL_OUTCOME_FAILED}
+_OUTCOMES = {
+    Outcome.SUCCEEDED: rail_pb2.RAIL_OUTCOME_SUCCEEDED,
+    Outcome.FAILED: rail_pb2.RAIL_OUTCOME_FAILED,
+    Outcome.REVERSED: rail_pb2.RAIL_OUTCOME_REVERSED,
+}
+MAX_REQUEUE_WAIT_S = 30.0
 
 
 class ResultsReporter:
@@ -45,7 +53,8 @@ class ResultsReporter:
         async with self._lock:
             if self._call is None:
                 self._call = self._stub.ReportResults(metadata=self._metadata)
-                self._reader = asyncio.create_task(self._read(self._call))
+                self._waiting = collections.deque()
+                self._reader = asyncio.create_task(self._read(self._call, self._waiting))
             answer: asyncio.Future[rail_pb2.ReportResultsResponse] = (
                 asyncio.get_running_loop().create_future()
             )
@@ -53,37 +62,50 @@ class ResultsReporter:
             try:
                 await self._call.write(request)
             except Exception as exc:
-                self._fail_all(self._call, exc)
-                raise
+                self._fail(self._call, self._waiting, exc)
+                raise ConnectionError(f"results stream failed: {exc}") from exc
         return await answer
 
-    async def _read(self, call: grpc.aio.StreamStreamCall) -> None:
+    async def _read(self, call: Any, waiting: collections.deque[asyncio.Future[Any]]) -> None:
         try:
             while True:
                 response = await call.read()
                 if response is grpc.aio.EOF:
                     raise ConnectionError("the orchestrator closed the results stream")
-                if self._waiting:
-                    future = self._waiting.popleft()
+                if waiting:
+                    future = waiting.popleft()
                     if not future.done():
                         future.set_result(response)
         except Exception as exc:
-            self._fail_all(call, exc)
+            self._fail(call, waiting, exc)
 
-    def _fail_all(self, call: grpc.aio.StreamStreamCall, exc: BaseException) -> None:
+    def _fail(self, call: Any, waiting: collections.deque[asyncio.Future[Any]], exc: BaseException) -> None:
+        """Fails the callers waiting on this stream only; a newer stream's callers are untouched."""
         if self._call is call:
             self._call = None
-            call.cancel()
-        while self._waiting:
-            future = self._waiting.popleft()
+        call.cancel()
+        while waiting:
+            future = waiting.popleft()
             if not future.done():
                 future.set_exception(ConnectionError(f"results stream failed: {exc}"))
 
     async def close(self) -> None:
         if self._call is not None:
-            await self._call.done_writing()
-            self._call.cancel()
-            self._call = None
+            try:
+                await self._call.done_writing()
+            finally:
+                self._call.cancel()
+                self._call = None
+
+
+@dataclass
+class _Plan:
+    """What one delivery does with its chunk, decided by the claim."""
+
+    execute: list[int] = field(default_factory=list)
+    verify: list[int] = field(default_factory=list)
+    busy: list[int] = field(default_factory=list)
+    retry_after_s: float = 0.0
 
 
 class SidecarRunner:
@@ -108,11 +130,15 @@ class SidecarRunner:
         self.metadata = (("authorization", f"Bearer {token}"),)
         self.reporter = ResultsReporter(self.stub, self.metadata)
         self.sidecar_name = sidecar_name or f"{rail_name}-sidecar"
+        # Claim leases are owned per (this process, chunk): a redelivery to this same process may take its
+        # own lease back at once, while other processes wait for the lease to end.
+        self.instance = uuid.uuid4().hex
         self.prefetch = prefetch
         self.execute_attempts = execute_attempts
         self.retry_base_s = retry_base_s
         self.rpc_timeout_s = rpc_timeout_s
         self.chunks_done = 0
+        self._in_hand: set[str] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consumes until `stop` is set, then lets the chunks in hand finish (graceful shutdown)."""
@@ -122,19 +148,26 @@ class SidecarRunner:
 
         async def consume() -> None:
             async for delivery in self.broker.consume(self.rail_name, self.prefetch):
+                if stop.is_set():
+                    await delivery.reject(requeue=True)  # shutting down: leave it to another sidecar
+                    continue
                 task = asyncio.create_task(self.handle(delivery))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
 
         consumer = asyncio.create_task(consume())
+        late = asyncio.create_task(self._forward_late_results())
         stopper = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait([consumer, stopper], return_when=asyncio.FIRST_COMPLETED)
+            # Finish what is in hand while the channel is still open, so its acks reach the broker.
+            while in_flight:
+                await asyncio.gather(*list(in_flight), return_exceptions=True)
         finally:
             consumer.cancel()
+            late.cancel()
             stopper.cancel()
-            if in_flight:
-                await asyncio.gather(*in_flight, return_exceptions=True)
+            await asyncio.gather(consumer, late, return_exceptions=True)
             await self.reporter.close()
         if consumer.done() and not consumer.cancelled() and consumer.exception() is not None:
             raise consumer.exception()  # type: ignore[misc]
@@ -146,102 +179,162 @@ class SidecarRunner:
             log.error("message %s is not a WorkChunk: dead-lettered", delivery.message_id)
             await delivery.reject(requeue=False)
             return
+        if chunk.chunk_id in self._in_hand:
+            # A duplicate of a chunk this process is working on: never work on the same payments twice.
+            await asyncio.sleep(self._requeue_wait(delivery.delivery_count))
+            await delivery.reject(requeue=True)
+            return
+        self._in_hand.add(chunk.chunk_id)
         try:
-            complete = await self._process(chunk)
-        except (grpc.aio.AioRpcError, ConnectionError, RetryableRailError, OSError) as exc:
-            # The chunk comes back later; its claimed payments are then verified on the rail first.
-            log.warning("chunk %s not finished (%s); it will be redelivered", chunk.chunk_id, _short(exc))
-            await asyncio.sleep(self._backoff(1))
+            wait_s = await self._process(chunk)
+        except Exception as exc:
+            # The chunk comes back later; this process's own lease lets it verify them at once.
+            level = (
+                logging.WARNING
+                if isinstance(exc, grpc.aio.AioRpcError | ConnectionError | OSError)
+                else logging.ERROR
+            )
+            log.log(
+                level,
+                "chunk %s not finished (%s); it will be redelivered",
+                chunk.chunk_id,
+                _short(exc),
+                exc_info=level == logging.ERROR,
+            )
+            await asyncio.sleep(self._requeue_wait(delivery.delivery_count))
             await delivery.reject(requeue=True)
             return
-        except Exception:
-            log.exception("chunk %s failed unexpectedly; it will be redelivered", chunk.chunk_id)
-            await asyncio.sleep(self._backoff(1))
-            await delivery.reject(requeue=True)
-            return
-        if complete:
+        finally:
+            self._in_hand.discard(chunk.chunk_id)
+        if wait_s is None:
             await delivery.ack()
             self.chunks_done += 1
         else:
+            await asyncio.sleep(wait_s)
             await delivery.reject(requeue=True)
 
-    async def _process(self, chunk: rail_pb2.WorkChunk) -> bool:
-        """Returns True when every payment of the chunk has a persisted outcome or needs none."""
+    async def _process(self, chunk: rail_pb2.WorkChunk) -> float | None:
+        """Returns None when every payment of the chunk has a persisted outcome or needs none, else how
+        long to wait before the chunk should come back."""
         items = {item.payment_number: item for item in chunk.items}
-        claim = await self.stub.ClaimWorkChunk(
-            rail_pb2.ClaimWorkChunkRequest(
-                chunk_id=chunk.chunk_id,
-                batch=chunk.batch,
-                payment_numbers=list(items),
-                sidecar=self.sidecar_name,
-            ),
-            metadata=self.metadata,
-            timeout=self.rpc_timeout_s,
-        )
-        to_execute = [d.payment_number for d in claim.decisions if d.action == rail_pb2.CLAIM_ACTION_EXECUTE]
-        to_verify = [d.payment_number for d in claim.decisions if d.action == rail_pb2.CLAIM_ACTION_VERIFY]
+        claim_id = f"{self.instance}:{chunk.chunk_id}"
+        plan = await self._claim(chunk, claim_id, list(items))
         results: list[RailResult] = []
-        if to_verify:
-            known = await self.rail.look_up([items[n].idempotency_key for n in to_verify])
+        unknown: list[int] = []
+        if plan.verify:
+            known = await self.rail.look_up([items[n].idempotency_key for n in plan.verify])
             results.extend(known.values())
-            to_execute += [n for n in to_verify if items[n].idempotency_key not in known]
+            missing = [n for n in plan.verify if items[n].idempotency_key not in known]
+            if chunk.verify_only:
+                unknown = missing  # the first execution may still be in flight: never execute here
+            else:
+                plan.execute += missing
             log.info(
                 "chunk %s: %d of %d re-claimed payments were already on the rail",
                 chunk.chunk_id,
                 len(known),
-                len(to_verify),
+                len(plan.verify),
             )
-        if to_execute:
-            results.extend(await self._execute([_rail_payment(items[n]) for n in to_execute]))
-        by_key = {item.idempotency_key: n for n, item in items.items()}
-        outcomes = [
-            rail_pb2.PaymentResult(
-                payment_number=by_key[r.idempotency_key],
-                idempotency_key=r.idempotency_key,
-                outcome=_OUTCOMES[r.outcome],
-                reason_code=r.reason_code,
-                reason_message=r.reason_message,
-                rail_reference=r.rail_reference,
-            )
-            for r in results
-            if r.idempotency_key in by_key
-        ]
-        if outcomes:
-            await self.reporter.report(
-                rail_pb2.ReportResultsRequest(chunk_id=chunk.chunk_id, batch=chunk.batch, results=outcomes)
-            )
-        expected = len(to_execute) + len(to_verify)
-        if len(outcomes) < expected:
+        released: list[int] = []
+        if plan.execute and chunk.verify_only:
+            released = plan.execute  # not ours to execute in a verify-only sweep; the next claim decides
+        elif plan.execute:
+            results.extend(await self._execute([_rail_payment(chunk.batch, items[n]) for n in plan.execute]))
+        request = _report(chunk, claim_id, results, items, released, unknown)
+        if request.results or released or unknown:
+            await self.reporter.report(request)
+        answered = {r.payment_number for r in request.results} | set(released) | set(unknown)
+        missing_answers = [n for n in [*plan.execute, *plan.verify] if n not in answered]
+        if missing_answers:
             log.error(
-                "chunk %s: the rail answered %d of %d payments", chunk.chunk_id, len(outcomes), expected
+                "chunk %s: the rail answered %d of %d payments",
+                chunk.chunk_id,
+                len(plan.execute) + len(plan.verify) - len(missing_answers),
+                len(plan.execute) + len(plan.verify),
             )
-            return False
-        return True
+            return self._requeue_wait(1)
+        if plan.busy:
+            return min(plan.retry_after_s, MAX_REQUEUE_WAIT_S)
+        return None
 
-    async def _execute(self, payments: list[RailPayment]) -> Sequence[RailResult]:
+    async def _claim(self, chunk: rail_pb2.WorkChunk, claim_id: str, numbers: list[int]) -> _Plan:
+        claim = await self.stub.ClaimWorkChunk(
+            rail_pb2.ClaimWorkChunkRequest(
+                chunk_id=chunk.chunk_id,
+                batch=chunk.batch,
+                payment_numbers=numbers,
+                sidecar=self.sidecar_name,
+                claim_id=claim_id,
+            ),
+            metadata=self.metadata,
+            timeout=self.rpc_timeout_s,
+        )
+        plan = _Plan(retry_after_s=claim.retry_after.ToTimedelta().total_seconds())
+        lists = {
+            rail_pb2.CLAIM_ACTION_EXECUTE: plan.execute,
+            rail_pb2.CLAIM_ACTION_VERIFY: plan.verify,
+            rail_pb2.CLAIM_ACTION_BUSY: plan.busy,
+        }
+        for decision in claim.decisions:
+            if decision.action in lists:
+                lists[decision.action].append(decision.payment_number)
+        return plan
+
+    async def _execute(self, payments: list[RailPayment]) -> list[RailResult]:
+        """Executes with retries on retryable errors; after the last attempt, payments the rail does not
+        know come back as UNREACHABLE failures (their keys are kept for an operator's retry)."""
+        pending = payments
+        done: list[RailResult] = []
         for attempt in range(1, self.execute_attempts + 1):
             try:
-                return await self.rail.execute(payments)
+                return [*done, *(await self.rail.execute(pending))]
             except RetryableRailError as exc:
-                if attempt == self.execute_attempts:
-                    raise
-                log.warning("rail %s: retryable error (%s), attempt %d", self.rail_name, exc, attempt)
-                await asyncio.sleep(self._backoff(attempt))
+                log.warning(
+                    "rail %s: retryable error (%s), attempt %d of %d",
+                    self.rail_name,
+                    exc,
+                    attempt,
+                    self.execute_attempts,
+                )
+                if attempt < self.execute_attempts:
+                    await asyncio.sleep(self._backoff(attempt))
                 # A timeout may hide an execution: ask the rail before trying again.
-                known = await self.rail.look_up([p.idempotency_key for p in payments])
-                if known:
-                    rest = [p for p in payments if p.idempotency_key not in known]
-                    return [*known.values(), *(await self._execute(rest) if rest else [])]
-        raise AssertionError("unreachable")
+                known = await self.rail.look_up([p.idempotency_key for p in pending])
+                done.extend(known.values())
+                pending = [p for p in pending if p.idempotency_key not in known]
+                if not pending:
+                    return done
+                last_error = str(exc)
+        return [*done, *(_unreachable(p, last_error) for p in pending)]
+
+    async def _forward_late_results(self) -> None:
+        """Reports outcomes the rail learns after the fact (returns), whenever they come."""
+        async for result in self.rail.late_results():
+            request = rail_pb2.ReportResultsRequest(batch=result.batch)
+            request.results.append(_result_message(result.payment_number, result))
+            while True:
+                try:
+                    await self.reporter.report(request)
+                    break
+                except Exception as exc:
+                    log.warning("late result not reported yet (%s); retrying", _short(exc))
+                    await asyncio.sleep(self._backoff(3))
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter."""
         return random.uniform(0, self.retry_base_s * 2 ** min(attempt, 8))
 
+    def _requeue_wait(self, delivery_count: int) -> float:
+        """Grows with each redelivery, so an outage of the orchestrator does not burn the delivery limit."""
+        ceiling = min(MAX_REQUEUE_WAIT_S, self.retry_base_s * 2.0 ** min(delivery_count + 1, 10))
+        return ceiling * random.uniform(0.5, 1.0)
 
-def _rail_payment(item: rail_pb2.WorkItem) -> RailPayment:
+
+def _rail_payment(batch: str, item: rail_pb2.WorkItem) -> RailPayment:
     return RailPayment(
         idempotency_key=item.idempotency_key,
+        batch=batch,
+        payment_number=item.payment_number,
         reference_id=item.reference_id,
         payer_fa=item.payer_fa,
         payee_fa=item.payee_fa,
@@ -250,6 +343,53 @@ def _rail_payment(item: rail_pb2.WorkItem) -> RailPayment:
         payee_name=item.payee_name,
         note=item.note,
         purpose=item.purpose,
+    )
+
+
+def _unreachable(payment: RailPayment, error: str) -> RailResult:
+    return RailResult(
+        payment.idempotency_key,
+        Outcome.FAILED,
+        "rjct.rail.unreachable",
+        error[:500],
+        "",
+        payment.batch,
+        payment.payment_number,
+    )
+
+
+def _result_message(number: int, r: RailResult) -> rail_pb2.PaymentResult:
+    outcome = _OUTCOMES[r.outcome]
+    if r.outcome is Outcome.FAILED and r.reason_code == "rjct.rail.unreachable":
+        outcome = rail_pb2.RAIL_OUTCOME_UNREACHABLE
+    return rail_pb2.PaymentResult(
+        payment_number=number,
+        idempotency_key=r.idempotency_key,
+        outcome=outcome,
+        reason_code=r.reason_code,
+        reason_message=r.reason_message,
+        rail_reference=r.rail_reference,
+    )
+
+
+def _report(
+    chunk: rail_pb2.WorkChunk,
+    claim_id: str,
+    results: list[RailResult],
+    items: dict[int, rail_pb2.WorkItem],
+    released: list[int],
+    unknown: list[int],
+) -> rail_pb2.ReportResultsRequest:
+    by_key = {item.idempotency_key: n for n, item in items.items()}
+    return rail_pb2.ReportResultsRequest(
+        chunk_id=chunk.chunk_id,
+        batch=chunk.batch,
+        claim_id=claim_id,
+        results=[
+            _result_message(by_key[r.idempotency_key], r) for r in results if r.idempotency_key in by_key
+        ],
+        released_payment_numbers=released,
+        unknown_payment_numbers=unknown,
     )
 
 

@@ -23,7 +23,7 @@ from gpo_server.api.convert import (
     encode_page_token,
     payment_message,
 )
-from gpo_server.api.errors import ApiError, Context, abort, invalid_argument, not_found
+from gpo_server.api.errors import ApiError, Context, abort, abort_internal, invalid_argument, not_found
 from gpo_server.domain.filters import InvalidFilter, parse_status_filter
 from gpo_server.domain.money import InvalidAmount, parse_total
 from gpo_server.domain.states import FINAL, BatchState
@@ -92,6 +92,8 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             yield api_pb.UploadBatchResponse(batch=batch_message(batch, totals))
         except ApiError as error:
             await abort(context, error)
+        except Exception:
+            await abort_internal(context)
 
     async def _open_batch(self, caller: Caller, header: api_pb.BatchHeader) -> BatchRecord:
         violations = []
@@ -196,6 +198,8 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             return batch_message(batch, await self.store.batch_totals(batch.id))
         except ApiError as error:
             await abort(context, error)
+        except Exception:
+            await abort_internal(context)
 
     async def ListBatches(
         self, request: api_pb.ListBatchesRequest, context: Context
@@ -215,6 +219,8 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             return response
         except ApiError as error:
             await abort(context, error)
+        except Exception:
+            await abort_internal(context)
 
     async def ListPayments(
         self, request: api_pb.ListPaymentsRequest, context: Context
@@ -239,6 +245,8 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             return response
         except ApiError as error:
             await abort(context, error)
+        except Exception:
+            await abort_internal(context)
 
     async def WatchBatch(
         self, request: api_pb.WatchBatchRequest, context: Context
@@ -266,6 +274,8 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
                 batch = refreshed
         except ApiError as error:
             await abort(context, error)
+        except Exception:
+            await abort_internal(context)
 
     async def CancelBatch(self, request: api_pb.CancelBatchRequest, context: Context) -> res_pb.Batch:
         try:
@@ -278,6 +288,8 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             return batch_message(refreshed, await self.store.batch_totals(refreshed.id))
         except ApiError as error:
             await abort(context, error)
+        except Exception:
+            await abort_internal(context)
 
 
 def _page_size(requested: int, *, default: int, most: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn, TypeAlias
 
@@ -10,6 +11,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+log = logging.getLogger(__name__)
 DOMAIN = "gpo.dev"
 
 # grpcio ships no type stubs, so a servicer context is Any to mypy.
@@ -66,6 +68,14 @@ def not_found(what: str, name: str) -> ApiError:
 async def abort(context: Context, error: ApiError) -> NoReturn:
     await context.abort_with_status(error.to_status())
     raise AssertionError("abort_with_status returned")  # it always raises
+
+
+async def abort_internal(context: Context) -> NoReturn:
+    """An unexpected failure: logged here in full, answered with a short INTERNAL status. The client
+    never sees SQL, stack traces or payment data, and the status stays small enough for gRPC metadata."""
+    log.exception("unexpected error in %s", getattr(context, "_rpc_name", "a handler"))
+    error = ApiError(grpc.StatusCode.INTERNAL, "internal error; the server log has the details", "INTERNAL")
+    await abort(context, error)
 
 
 def _pack(message: error_details_pb2.ErrorInfo | error_details_pb2.BadRequest) -> any_pb2.Any:

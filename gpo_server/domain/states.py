@@ -14,23 +14,32 @@ class PaymentStatus(StrEnum):
     FAILED = "failed"
     REJECTED = "rejected"
     CANCELLED = "cancelled"
+    REVERSED = "reversed"
 
 
 S = PaymentStatus
 
+# Automatic transitions: what intake, dispatch, sidecars and rails may do.
 TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
-    S.ACCEPTED: frozenset(
-        {S.QUEUED, S.SENT, S.CANCELLED}
-    ),  # SENT: a sidecar may claim before the relay marks it
+    # SENT straight from ACCEPTED: a sidecar may claim a chunk before the relay has marked it QUEUED.
+    S.ACCEPTED: frozenset({S.QUEUED, S.SENT, S.CANCELLED}),
     S.QUEUED: frozenset({S.SENT, S.CANCELLED}),
-    S.SENT: frozenset({S.SUCCEEDED, S.FAILED}),  # once a rail may have moved money, only the rail decides
-    S.SUCCEEDED: frozenset(),
+    # Once a rail may have moved money, only the rail decides.
+    S.SENT: frozenset({S.SUCCEEDED, S.FAILED}),
+    # A payee's institution may return money after reporting it paid (e.g. a camt.054 return).
+    S.SUCCEEDED: frozenset({S.REVERSED}),
     S.FAILED: frozenset(),
     S.REJECTED: frozenset(),
     S.CANCELLED: frozenset(),
+    S.REVERSED: frozenset(),
 }
 
-FINAL: frozenset[PaymentStatus] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+# Final: nothing in GPO moves the payment on by itself. A SUCCEEDED payment is final even though a late
+# return may still reverse it; a FAILED one is final even though an operator may retry it.
+FINAL: frozenset[PaymentStatus] = frozenset({S.SUCCEEDED, S.FAILED, S.REJECTED, S.CANCELLED, S.REVERSED})
+
+# Operator actions, apart from the automatic machine: "retry failed payments" sends FAILED back to ACCEPTED.
+OPERATOR_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {S.FAILED: frozenset({S.ACCEPTED})}
 
 
 # Statuses a payment may leave for `target`; storage uses these as WHERE clauses so a stale or repeated

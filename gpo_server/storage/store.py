@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
@@ -16,13 +17,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Row, and_, event, func, insert, select, text, update
+from sqlalchemy import Row, Select, and_, bindparam, event, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gpo_server.domain.states import FINAL, BatchState, PaymentStatus, sources_of
-from gpo_server.storage.tables import batches, outbox, payments
+from gpo_server.storage.tables import batch_operations, batches, dead_letters, outbox, payments
 
 S = PaymentStatus
 PENDING = tuple(s.value for s in PaymentStatus if s not in FINAL)
@@ -129,10 +130,56 @@ class StatusTotal:
 @dataclass(frozen=True, slots=True)
 class ResultUpdate:
     number: int
-    status: PaymentStatus  # SUCCEEDED or FAILED
+    status: PaymentStatus  # SUCCEEDED, FAILED or REVERSED
     reason_code: str
     reason_message: str
     rail_reference: str
+    failure_definite: bool | None = None  # FAILED only: False when the rail was unreachable
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimOutcome:
+    execute: set[int]
+    verify: set[int]
+    busy: set[int]
+    lease_expire_time: dt.datetime
+    retry_after: dt.timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRow:
+    """What a work item needs of a stored payment."""
+
+    number: int
+    idempotency_key: str
+    reference_id: str
+    payer_fa: str
+    payee_fa: str
+    amount_hundredths: int
+    currency_code: str
+    payee_name: str
+    note: str
+    purpose: str
+    rail: str
+
+    @classmethod
+    def from_row(cls, row: Row[Any], key: str | None = None) -> PaymentRow:
+        m = row._mapping
+        values = {f.name: m[f.name] for f in fields(cls)}
+        if key is not None:
+            values["idempotency_key"] = key
+        return cls(**values)
+
+
+# Builds the outbox work for (batch uid, payments, verify_only); supplied by gpo_server.work.
+WorkBuilder = Callable[[str, Sequence[PaymentRow], bool], list["NewWorkChunk"]]
+PublishDone = Callable[[Sequence[tuple["PublishableChunk", Sequence[int]]]], Awaitable[None]]
+
+STUCK_UNANSWERED = (
+    "stuck: SENT past the stuck-payment timeout and the rail has not answered repeated look-ups"
+)
+STUCK_UNKNOWN = "stuck: the rail has no record of this payment; it may never have been executed"
+WORK_SLICE = 1000
 
 
 class Store:
@@ -245,11 +292,16 @@ class Store:
             yield ChunkTransaction(conn, BatchRecord.from_row(row), self.is_postgres)
 
     async def finish_upload(self, batch_id: int) -> BatchRecord:
-        """Ends the upload if what arrived matches what was declared; the batch then starts dispatching."""
+        """Ends the upload if what arrived matches what was declared; the batch then starts dispatching.
+        An upload with no payments stays open, so the same request_id can still send them."""
         async with self.engine.begin() as conn:
             row = (await conn.execute(select(batches).where(batches.c.id == batch_id))).one()
             batch = BatchRecord.from_row(row)
-            if batch.state is BatchState.UPLOADING and batch.upload_matches_declaration:
+            if (
+                batch.state is BatchState.UPLOADING
+                and batch.payment_count > 0
+                and batch.upload_matches_declaration
+            ):
                 await conn.execute(
                     update(batches)
                     .where(batches.c.id == batch_id, batches.c.state == BatchState.UPLOADING.value)
@@ -262,121 +314,377 @@ class Store:
 
     # ---- dispatch ------------------------------------------------------------------------------
 
-    async def publishable_chunks(self, limit: int) -> list[PublishableChunk]:
-        """Unpublished work of batches whose upload is complete and whose time has come, oldest first."""
+    @asynccontextmanager
+    async def publishing(self, limit: int) -> AsyncIterator[tuple[list[PublishableChunk], PublishDone]]:
+        """Unpublished work of batches whose upload is complete and whose time has come, oldest first,
+        locked for this relay (other replicas skip it) until the caller marks it published."""
         now = utcnow()
         query = (
             select(outbox.c.id, outbox.c.batch_id, outbox.c.chunk_id, outbox.c.rail, outbox.c.payload)
             .join(batches, batches.c.id == outbox.c.batch_id)
             .where(
                 outbox.c.publish_time.is_(None),
-                batches.c.state == BatchState.PROCESSING.value,
+                # CANCELLED too: sweeps of its in-flight payments must still reach the rail.
+                batches.c.state.in_([BatchState.PROCESSING.value, BatchState.CANCELLED.value]),
                 (batches.c.schedule_time.is_(None)) | (batches.c.schedule_time <= now),
                 (outbox.c.not_before.is_(None)) | (outbox.c.not_before <= now),
             )
             .order_by(outbox.c.id)
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [PublishableChunk(*row) for row in rows]
+        if self.is_postgres:
+            query = query.with_for_update(of=outbox, skip_locked=True)
+        async with self.engine.begin() as conn:
+            chunks = [PublishableChunk(*row) for row in await conn.execute(query)]
 
-    async def mark_published(self, published: Sequence[tuple[PublishableChunk, Sequence[int]]]) -> None:
-        """After the broker confirmed these chunks: record it and move their payments to QUEUED."""
+            async def done(published: Sequence[tuple[PublishableChunk, Sequence[int]]]) -> None:
+                await _mark_published(conn, published)
+
+            yield chunks, done
+
+    async def claim(self, batch_id: int, numbers: Sequence[int], owner: str, lease_s: float) -> ClaimOutcome:
+        """Leases the chunk's payments to one delivery. Unclaimed ones move to SENT (execute); SENT ones
+        whose lease ended are re-leased (verify); SENT ones leased to another delivery are busy."""
+        now = utcnow()
+        expires = now + dt.timedelta(seconds=lease_s)
+        lease = {"lease_owner": owner, "lease_expire_time": expires, "update_time": now}
+        mine = (payments.c.batch_id == batch_id, payments.c.number.in_(numbers))
+        async with self.engine.begin() as conn:
+            fresh = await conn.execute(
+                update(payments)
+                .where(*mine, payments.c.status.in_([s.value for s in sources_of(S.SENT)]))
+                .values(status=S.SENT.value, attempts=payments.c.attempts + 1, **lease)
+                .returning(payments.c.number)
+            )
+            execute = {int(n) for (n,) in fresh}
+            # Re-leased: the lease ended, or the same owner (the same sidecar process, which never works on
+            # one chunk twice at once) is trying again after a failure.
+            free = (
+                (payments.c.lease_expire_time.is_(None))
+                | (payments.c.lease_expire_time < now)
+                | (payments.c.lease_owner == owner)
+            )
+            again = await conn.execute(
+                update(payments)
+                .where(*mine, payments.c.status == S.SENT.value, free)
+                .values(attempts=payments.c.attempts + 1, **lease)
+                .returning(payments.c.number)
+            )
+            verify = {int(n) for (n,) in again}
+            rest = [n for n in numbers if n not in execute and n not in verify]
+            busy: set[int] = set()
+            busy_until = now
+            if rest:
+                rows = await conn.execute(
+                    select(
+                        payments.c.number,
+                        payments.c.status,
+                        payments.c.lease_owner,
+                        payments.c.lease_expire_time,
+                    ).where(payments.c.batch_id == batch_id, payments.c.number.in_(rest))
+                )
+                for number, status, lease_owner, lease_end in rows:
+                    if status == S.SENT.value and lease_owner != owner:
+                        busy.add(int(number))
+                        busy_until = max(busy_until, _aware(lease_end) or now)
+        return ClaimOutcome(execute, verify, busy, expires, busy_until - now)
+
+    async def apply_results(
+        self,
+        batch_id: int,
+        results: Sequence[ResultUpdate],
+        *,
+        owner: str = "",
+        released: Sequence[int] = (),
+        unknown: Sequence[int] = (),
+        max_sweeps: int = 3,
+    ) -> int:
+        """Records rail outcomes; repeats change nothing. Returns how many payments changed.
+
+        SUCCEEDED/FAILED apply to SENT payments, REVERSED to SUCCEEDED ones. `released` and `unknown`
+        end the owner's lease on payments it could not finish; `unknown` (the rail has no record of them
+        after a sweep) also tells an operator once the sweeps are exhausted."""
+        now = utcnow()
+        count = 0
+        async with self.engine.begin() as conn:
+            for source, group in _by_source(results).items():
+                count += await self._apply(conn, batch_id, source, group, now)
+            if released or unknown:
+                owned = (
+                    payments.c.batch_id == batch_id,
+                    payments.c.status == S.SENT.value,
+                    payments.c.lease_owner == owner,
+                )
+                await conn.execute(
+                    update(payments)
+                    .where(*owned, payments.c.number.in_([*released, *unknown]))
+                    .values(lease_owner="", lease_expire_time=None)
+                )
+                if unknown:
+                    await conn.execute(
+                        update(payments)
+                        .where(
+                            payments.c.batch_id == batch_id,
+                            payments.c.status == S.SENT.value,
+                            payments.c.number.in_(unknown),
+                            payments.c.sweeps >= max_sweeps,
+                        )
+                        .values(attention_reason=STUCK_UNKNOWN)
+                    )
+            await _complete_if_final(conn, batch_id)
+        return count
+
+    async def _apply(
+        self,
+        conn: AsyncConnection,
+        batch_id: int,
+        source: PaymentStatus,
+        group: Sequence[ResultUpdate],
+        now: dt.datetime,
+    ) -> int:
+        """One UPDATE for a group of outcomes that all move payments out of `source`."""
+        params = {
+            "now": now,
+            "batch_id": batch_id,
+            "source": source.value,
+        }
+        columns = (
+            "status = v.status, reason_code = v.reason_code, reason_message = v.reason_message,"
+            " rail_reference = CASE WHEN v.rail_reference = '' THEN p.rail_reference ELSE v.rail_reference END,"
+            " failure_definite = v.definite, update_time = :now, lease_owner = '', lease_expire_time = NULL,"
+            " attention_reason = ''"
+        )
+        if self.is_postgres:
+            changed = await conn.execute(
+                text(
+                    f"UPDATE payments AS p SET {columns}"
+                    " FROM unnest(CAST(:numbers AS bigint[]), CAST(:statuses AS text[]),"
+                    " CAST(:codes AS text[]), CAST(:messages AS text[]), CAST(:refs AS text[]),"
+                    " CAST(:definite AS boolean[]))"
+                    " AS v(number, status, reason_code, reason_message, rail_reference, definite)"
+                    " WHERE p.batch_id = :batch_id AND p.number = v.number AND p.status = :source"
+                    " RETURNING p.number"
+                ),
+                {
+                    **params,
+                    "numbers": [r.number for r in group],
+                    "statuses": [r.status.value for r in group],
+                    "codes": [r.reason_code for r in group],
+                    "messages": [r.reason_message for r in group],
+                    "refs": [r.rail_reference for r in group],
+                    "definite": [r.failure_definite for r in group],
+                },
+            )
+            return len(changed.all())
+        # SQLite: the same statement per payment through one executemany, in this one transaction.
+        changed = await conn.execute(
+            text(
+                "UPDATE payments AS p SET"
+                " status = :status, reason_code = :code, reason_message = :message,"
+                " rail_reference = CASE WHEN :ref = '' THEN p.rail_reference ELSE :ref END,"
+                " failure_definite = :definite, update_time = :now, lease_owner = '',"
+                " lease_expire_time = NULL, attention_reason = ''"
+                " WHERE batch_id = :batch_id AND number = :number AND status = :source"
+            ),
+            [
+                {
+                    **params,
+                    "status": r.status.value,
+                    "code": r.reason_code,
+                    "message": r.reason_message,
+                    "ref": r.rail_reference,
+                    "definite": r.failure_definite,
+                    "number": r.number,
+                }
+                for r in group
+            ],
+        )
+        return max(changed.rowcount, 0)
+
+    # ---- operators and the sweeper -----------------------------------------------------------------
+
+    async def retry_failed(self, batch_id: int, request_id: str, build: WorkBuilder) -> int | None:
+        """Sends the batch's FAILED payments again; None if this request_id already did. A payment the
+        rail refused for good gets a new idempotency key (the rail keeps refusing the old one); one that
+        failed because the rail was unreachable keeps its key, which the rail may still hold."""
         now = utcnow()
         async with self.engine.begin() as conn:
-            await conn.execute(
-                update(outbox).where(outbox.c.id.in_([c.id for c, _ in published])).values(publish_time=now)
-            )
-            for chunk, numbers in published:
+            if not await _record_operation(conn, batch_id, request_id, "retry_failed", now):
+                return None
+            query = select(batches).where(batches.c.id == batch_id)
+            batch = BatchRecord.from_row((await conn.execute(_locked(query, self.is_postgres))).one())
+            total, after = 0, 0
+            while rows := (
+                await conn.execute(
+                    select(payments)
+                    .where(
+                        payments.c.batch_id == batch_id,
+                        payments.c.status == S.FAILED.value,
+                        payments.c.number > after,
+                    )
+                    .order_by(payments.c.number)
+                    .limit(WORK_SLICE)
+                )
+            ).all():
+                after = int(rows[-1].number)
+                retried = [
+                    PaymentRow.from_row(
+                        r,
+                        key=r.idempotency_key
+                        if r.failure_definite is False
+                        else str(uuid.uuid5(uuid.UUID(batch.uid), f"{r.reference_id}#retry{r.retries + 1}")),
+                    )
+                    for r in rows
+                ]
                 await conn.execute(
                     update(payments)
                     .where(
-                        payments.c.batch_id == chunk.batch_id,
-                        payments.c.number.in_(numbers),
-                        payments.c.status.in_([s.value for s in sources_of(S.QUEUED)]),
+                        payments.c.batch_id == batch_id,
+                        payments.c.number == bindparam("b_number"),
+                        payments.c.status == S.FAILED.value,
                     )
-                    .values(status=S.QUEUED.value, update_time=now)
+                    .values(
+                        status=S.ACCEPTED.value,
+                        idempotency_key=bindparam("b_key"),
+                        retries=payments.c.retries + 1,
+                        reason_code="",
+                        reason_message="",
+                        failure_definite=None,
+                        attention_reason="",
+                        update_time=now,
+                    ),
+                    [{"b_number": p.number, "b_key": p.idempotency_key} for p in retried],
                 )
+                await _insert_work(conn, batch_id, build(batch.uid, retried, False), now)
+                total += len(rows)
+            if total:
+                await conn.execute(
+                    update(batches)
+                    .where(batches.c.id == batch_id, batches.c.state == BatchState.COMPLETED.value)
+                    .values(state=BatchState.PROCESSING.value, update_time=now)
+                )
+        return total
 
-    async def claim(self, batch_id: int, numbers: Sequence[int]) -> tuple[set[int], dict[int, PaymentStatus]]:
-        """Moves the chunk's unclaimed payments to SENT. Returns (newly sent, status of every other one)."""
+    async def sweep_stuck(
+        self, older_than_s: float, max_sweeps: int, build: WorkBuilder, limit: int = 5000
+    ) -> int:
+        """Finds SENT payments nobody holds that have waited longer than older_than_s, and queues a
+        verify-only chunk for them: their sidecar asks the rail and reports what it knows. After
+        max_sweeps unanswered sweeps a payment is marked for an operator's attention."""
         now = utcnow()
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(payments)
-                .where(
-                    payments.c.batch_id == batch_id,
-                    payments.c.number.in_(numbers),
-                    payments.c.status.in_([s.value for s in sources_of(S.SENT)]),
-                )
-                .values(status=S.SENT.value, attempts=payments.c.attempts + 1, update_time=now)
-                .returning(payments.c.number)
+        cutoff = now - dt.timedelta(seconds=older_than_s)
+        query = (
+            select(payments)
+            .where(
+                payments.c.status == S.SENT.value,
+                payments.c.update_time < cutoff,
+                (payments.c.lease_expire_time.is_(None)) | (payments.c.lease_expire_time < now),
             )
-            sent = {int(n) for (n,) in result}
-            rest = [n for n in numbers if n not in sent]
-            others: dict[int, PaymentStatus] = {}
-            if rest:
-                rows = await conn.execute(
-                    select(payments.c.number, payments.c.status).where(
-                        payments.c.batch_id == batch_id, payments.c.number.in_(rest)
-                    )
+            .order_by(payments.c.update_time)
+            .limit(limit)
+        )
+        if self.is_postgres:
+            query = query.with_for_update(of=payments, skip_locked=True)
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(query)).all()
+            by_batch: dict[int, list[Row[Any]]] = defaultdict(list)
+            for row in rows:
+                by_batch[int(row.batch_id)].append(row)
+            for batch_id, group in by_batch.items():
+                uid = (await conn.execute(select(batches.c.uid).where(batches.c.id == batch_id))).scalar_one()
+                await _insert_work(
+                    conn, batch_id, build(uid, [PaymentRow.from_row(r) for r in group], True), now
                 )
-                others = {int(n): PaymentStatus(s) for n, s in rows}
-        return sent, others
+                numbers = [int(r.number) for r in group]
+                await conn.execute(
+                    update(payments)
+                    .where(
+                        payments.c.batch_id == batch_id,
+                        payments.c.number.in_(numbers),
+                        payments.c.status == S.SENT.value,
+                    )
+                    .values(sweeps=payments.c.sweeps + 1, update_time=now)
+                )
+                await conn.execute(
+                    update(payments)
+                    .where(
+                        payments.c.batch_id == batch_id,
+                        payments.c.number.in_(numbers),
+                        payments.c.status == S.SENT.value,
+                        payments.c.sweeps > max_sweeps,
+                    )
+                    .values(attention_reason=STUCK_UNANSWERED)
+                )
+        return len(rows)
 
-    async def apply_results(self, batch_id: int, results: Sequence[ResultUpdate]) -> int:
-        """Records rail outcomes of SENT payments; repeats change nothing. Returns how many changed."""
-        if not results:
-            return 0
+    async def record_dead_letter(
+        self, rail: str, chunk_id: str, batch_uid: str, numbers: Sequence[int], reason: str, payload: bytes
+    ) -> None:
+        """Keeps a dead-lettered chunk for operators and flags its unfinished payments."""
         now = utcnow()
         async with self.engine.begin() as conn:
-            if self.is_postgres:
-                changed = await conn.execute(
-                    text(
-                        "UPDATE payments AS p SET status = v.status, reason_code = v.reason_code,"
-                        " reason_message = v.reason_message, rail_reference = v.rail_reference,"
-                        " update_time = :now"
-                        " FROM unnest(CAST(:numbers AS bigint[]), CAST(:statuses AS text[]),"
-                        " CAST(:codes AS text[]), CAST(:messages AS text[]), CAST(:refs AS text[]))"
-                        " AS v(number, status, reason_code, reason_message, rail_reference)"
-                        " WHERE p.batch_id = :batch_id AND p.number = v.number AND p.status = 'sent'"
-                        " RETURNING p.number"
-                    ),
-                    {
-                        "now": now,
-                        "batch_id": batch_id,
-                        "numbers": [r.number for r in results],
-                        "statuses": [r.status.value for r in results],
-                        "codes": [r.reason_code for r in results],
-                        "messages": [r.reason_message for r in results],
-                        "refs": [r.rail_reference for r in results],
-                    },
+            batch_id = None
+            if batch_uid:
+                batch_id = (
+                    await conn.execute(select(batches.c.id).where(batches.c.uid == batch_uid))
+                ).scalar_one_or_none()
+            await conn.execute(
+                insert(dead_letters).values(
+                    rail=rail,
+                    chunk_id=chunk_id,
+                    batch_id=batch_id,
+                    payment_count=len(numbers),
+                    reason=reason,
+                    payload=payload,
+                    create_time=now,
                 )
-                count = len(changed.all())
-            else:
-                changed = await conn.execute(
-                    text(
-                        "UPDATE payments SET status = :status, reason_code = :code, reason_message = :message,"
-                        " rail_reference = :ref, update_time = :now"
-                        " WHERE batch_id = :batch_id AND number = :number AND status = 'sent'"
-                    ),
-                    [
-                        {
-                            "status": r.status.value,
-                            "code": r.reason_code,
-                            "message": r.reason_message,
-                            "ref": r.rail_reference,
-                            "now": now,
-                            "batch_id": batch_id,
-                            "number": r.number,
-                        }
-                        for r in results
-                    ],
+            )
+            if batch_id is not None and numbers:
+                await conn.execute(
+                    update(payments)
+                    .where(
+                        payments.c.batch_id == batch_id,
+                        payments.c.number.in_(list(numbers)),
+                        payments.c.status.in_(PENDING),
+                    )
+                    .values(attention_reason=f"work chunk {chunk_id} was dead-lettered ({reason})")
                 )
-                count = max(changed.rowcount, 0)
-            await _complete_if_final(conn, batch_id)
-        return count
+
+    async def list_dead_letters(self, rail: str, before_id: int | None, limit: int) -> list[Any]:
+        query = (
+            select(
+                dead_letters.c.id,
+                dead_letters.c.rail,
+                dead_letters.c.chunk_id,
+                batches.c.uid,
+                dead_letters.c.payment_count,
+                dead_letters.c.reason,
+                dead_letters.c.create_time,
+            )
+            .outerjoin(batches, batches.c.id == dead_letters.c.batch_id)
+            .order_by(dead_letters.c.id.desc())
+            .limit(limit)
+        )
+        if rail:
+            query = query.where(dead_letters.c.rail == rail)
+        if before_id is not None:
+            query = query.where(dead_letters.c.id < before_id)
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).all())
+
+    async def republish_unfinished(self) -> int:
+        """For the in-process queue, which forgets everything on a restart: every published chunk of a
+        batch still in progress goes out again (claims skip what is already final)."""
+        async with self.engine.begin() as conn:
+            in_progress = select(batches.c.id).where(
+                batches.c.state.in_([BatchState.PROCESSING.value, BatchState.CANCELLED.value])
+            )
+            result = await conn.execute(
+                update(outbox)
+                .where(outbox.c.publish_time.is_not(None), outbox.c.batch_id.in_(in_progress))
+                .values(publish_time=None)
+            )
+        return max(result.rowcount, 0)
 
     async def cancel_batch(self, batch_id: int) -> None:
         """Payments no rail has claimed become CANCELLED; claimed ones finish on their rail."""
@@ -497,6 +805,85 @@ class ChunkTransaction:
                 update_time=now,
             )
         )
+
+
+async def _mark_published(
+    conn: AsyncConnection, published: Sequence[tuple[PublishableChunk, Sequence[int]]]
+) -> None:
+    """After the broker confirmed these chunks: record it and move their payments to QUEUED."""
+    if not published:
+        return
+    now = utcnow()
+    await conn.execute(
+        update(outbox).where(outbox.c.id.in_([c.id for c, _ in published])).values(publish_time=now)
+    )
+    for chunk, numbers in published:
+        await conn.execute(
+            update(payments)
+            .where(
+                payments.c.batch_id == chunk.batch_id,
+                payments.c.number.in_(numbers),
+                payments.c.status.in_([s.value for s in sources_of(S.QUEUED)]),
+            )
+            .values(status=S.QUEUED.value, update_time=now)
+        )
+
+
+async def _insert_work(
+    conn: AsyncConnection, batch_id: int, work: Sequence[NewWorkChunk], now: dt.datetime
+) -> None:
+    if work:
+        await conn.execute(
+            insert(outbox),
+            [
+                {
+                    "batch_id": batch_id,
+                    "chunk_id": w.chunk_id,
+                    "rail": w.rail,
+                    "payload": w.payload,
+                    "not_before": w.not_before,
+                    "create_time": now,
+                }
+                for w in work
+            ],
+        )
+
+
+async def _record_operation(
+    conn: AsyncConnection, batch_id: int, request_id: str, kind: str, now: dt.datetime
+) -> bool:
+    """False if this request_id already acted on the batch (AIP-155); an empty request_id always acts."""
+    if not request_id:
+        return True
+    seen = await conn.execute(
+        select(batch_operations.c.kind).where(
+            batch_operations.c.batch_id == batch_id, batch_operations.c.request_id == request_id
+        )
+    )
+    if seen.first() is not None:
+        return False
+    await conn.execute(
+        insert(batch_operations).values(batch_id=batch_id, request_id=request_id, kind=kind, create_time=now)
+    )
+    return True
+
+
+def _locked(query: Select[Any], is_postgres: bool) -> Select[Any]:
+    return query.with_for_update() if is_postgres else query
+
+
+def _by_source(results: Sequence[ResultUpdate]) -> dict[PaymentStatus, list[ResultUpdate]]:
+    """Groups outcomes by the status they leave: SENT for SUCCEEDED/FAILED, SUCCEEDED for REVERSED."""
+    groups: dict[PaymentStatus, list[ResultUpdate]] = defaultdict(list)
+    for r in results:
+        (source,) = sources_of(r.status) & {S.SENT, S.SUCCEEDED}
+        groups[source].append(r)
+    return groups
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite returns naive datetimes; GPO stores UTC only."""
+    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
 
 
 def _as_dict(row: NewPayment) -> dict[str, Any]:

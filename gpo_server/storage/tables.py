@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -69,8 +70,24 @@ payments = Table(
     Column("rail_reference", Text, nullable=False, server_default=""),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("update_time", DateTime(timezone=True), nullable=False),
+    # Migration 0002: operator retries, stuck-payment sweeps, and why a payment needs an operator.
+    Column("retries", Integer, nullable=False, server_default="0"),
+    Column("sweeps", Integer, nullable=False, server_default="0"),
+    Column("failure_definite", Boolean),  # FAILED: True = the rail refused; False = it was unreachable
+    Column("attention_reason", Text, nullable=False, server_default=""),
+    # The claim lease: while it lasts, one delivery of a chunk owns the payment; a concurrent duplicate
+    # delivery is told BUSY instead of verifying (and perhaps executing) it a second time.
+    Column("lease_owner", Text, nullable=False, server_default=""),
+    Column("lease_expire_time", DateTime(timezone=True)),
     PrimaryKeyConstraint("batch_id", "number", name="pk_payments"),
     Index("ix_payments_batch_status", "batch_id", "status"),
+    # The stuck-payment sweeper scans SENT payments by age.
+    Index(
+        "ix_payments_sent_age",
+        "update_time",
+        postgresql_where=text("status = 'sent'"),
+        sqlite_where=text("status = 'sent'"),
+    ),
     # A reference is unique in its batch, except that duplicates are themselves stored as rejected.
     Index(
         "uq_payments_batch_reference",
@@ -102,4 +119,29 @@ outbox = Table(
         postgresql_where=text("publish_time IS NULL"),
         sqlite_where=text("publish_time IS NULL"),
     ),
+)
+
+# Work chunks RabbitMQ dead-lettered (poison messages), recorded so operators see them through the API.
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("rail", Text, nullable=False),
+    Column("chunk_id", Text, nullable=False),
+    Column("batch_id", BigInteger),
+    Column("payment_count", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+)
+
+# Idempotency of operator requests (AIP-155): a request_id acts on a batch once.
+batch_operations = Table(
+    "batch_operations",
+    metadata,
+    Column("batch_id", BigInteger, ForeignKey("batches.id"), nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("batch_id", "request_id", name="pk_batch_operations"),
 )

@@ -8,14 +8,15 @@ already knows the key; the rail answers from its own records.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 
 class Outcome(StrEnum):
     SUCCEEDED = "succeeded"
-    FAILED = "failed"
+    FAILED = "failed"  # definite: the rail refused and will keep refusing this key
+    REVERSED = "reversed"  # late only: reported SUCCEEDED before, then returned
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,9 @@ class RailPayment:
     payee_name: str = ""
     note: str = ""
     purpose: str = ""
+    # Where the payment belongs in GPO; a rail that reports outcomes late (see late_results) keeps them.
+    batch: str = ""
+    payment_number: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +42,9 @@ class RailResult:
     reason_code: str = ""
     reason_message: str = ""
     rail_reference: str = ""
+    # Needed only on late results, which arrive outside any chunk: the RailPayment's batch and number.
+    batch: str = ""
+    payment_number: int = 0
 
 
 class RetryableRailError(Exception):
@@ -55,8 +62,18 @@ class Rail(abc.ABC):
     async def look_up(self, idempotency_keys: Sequence[str]) -> Mapping[str, RailResult]:
         """Results the rail holds for these keys; a key the rail never executed is absent."""
 
+    def late_results(self) -> AsyncIterator[RailResult]:
+        """Outcomes the rail learns after execute() returned (e.g. a bank's return of a paid transfer),
+        each carrying batch and payment_number. Most rails have none."""
+        return _no_results()
+
     async def start(self) -> None:  # noqa: B027 (optional hook)
         """Opens what the rail needs before the first chunk, e.g. a callback listener."""
 
     async def close(self) -> None:  # noqa: B027 (optional hook; most rails hold nothing to release)
         """Releases connections and files."""
+
+
+async def _no_results() -> AsyncIterator[RailResult]:
+    return
+    yield  # an async generator that yields nothing

@@ -12,6 +12,9 @@ from rail_sidecars.rails.base import Rail
 # kind -> "module:factory"; the factory takes a RailConfig and returns a Rail.
 RAIL_KINDS: dict[str, str] = {
     "simulator": "rail_sidecars.rails.simulator:from_config",
+    "gsma": "rail_sidecars.rails.gsma:from_config",
+    "mojaloop": "rail_sidecars.rails.mojaloop:from_config",
+    "iso20022": "rail_sidecars.rails.iso20022:from_config",
 }
 
 

@@ -11,6 +11,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from gpo_server.domain.states import (
     FINAL,
+    OPERATOR_TRANSITIONS,
     TRANSITIONS,
     BatchState,
     PaymentStatus,
@@ -31,7 +32,19 @@ EXPECTED = {
     (S.QUEUED, S.CANCELLED),
     (S.SENT, S.SUCCEEDED),
     (S.SENT, S.FAILED),
+    (S.SUCCEEDED, S.REVERSED),
 }
+
+EXPECTED_FINAL = {S.SUCCEEDED, S.FAILED, S.REJECTED, S.CANCELLED, S.REVERSED}
+PENDING = {S.ACCEPTED, S.QUEUED, S.SENT}
+# Final statuses that no automatic transition ever leaves.
+TERMINAL = [S.FAILED, S.REJECTED, S.CANCELLED, S.REVERSED]
+# Statuses that mean a rail moved money at some point; only a SENT payment can get there.
+MONEY_MOVED = {S.SUCCEEDED, S.REVERSED}
+
+
+def _edges(table: dict[PaymentStatus, frozenset[PaymentStatus]]) -> set[tuple[PaymentStatus, PaymentStatus]]:
+    return {(source, target) for source, targets in table.items() for target in targets}
 
 
 def test_status_values() -> None:
@@ -43,6 +56,7 @@ def test_status_values() -> None:
         "failed",
         "rejected",
         "cancelled",
+        "reversed",
     }
 
 
@@ -51,8 +65,7 @@ def test_every_status_has_a_row() -> None:
 
 
 def test_transition_table_is_exactly_the_expected_edges() -> None:
-    edges = {(source, target) for source, targets in TRANSITIONS.items() for target in targets}
-    assert edges == EXPECTED
+    assert _edges(TRANSITIONS) == EXPECTED
 
 
 @pytest.mark.parametrize(("source", "target"), list(itertools.product(ALL, ALL)))
@@ -63,7 +76,7 @@ def test_can_move_matches_the_table(source: PaymentStatus, target: PaymentStatus
 def test_no_self_loops_and_nothing_returns_to_the_start() -> None:
     for status in ALL:
         assert not can_move(status, status)
-        assert not can_move(status, S.ACCEPTED)
+        assert not can_move(status, S.ACCEPTED)  # only an operator retry goes back to ACCEPTED
 
 
 def test_sent_can_never_be_cancelled() -> None:
@@ -71,13 +84,52 @@ def test_sent_can_never_be_cancelled() -> None:
     assert TRANSITIONS[S.SENT] == frozenset({S.SUCCEEDED, S.FAILED})
     assert not can_move(S.SENT, S.CANCELLED)
     assert not can_move(S.SENT, S.QUEUED)
+    assert not can_move(S.SENT, S.REVERSED)  # a reversal needs a reported success first
+
+
+def test_succeeded_may_only_be_reversed() -> None:
+    assert TRANSITIONS[S.SUCCEEDED] == frozenset({S.REVERSED})
+    assert can_move(S.SUCCEEDED, S.REVERSED)
+    for target in set(ALL) - {S.REVERSED}:
+        assert not can_move(S.SUCCEEDED, target)
 
 
 def test_final_statuses() -> None:
-    assert frozenset({S.SUCCEEDED, S.FAILED, S.REJECTED, S.CANCELLED}) == FINAL
+    assert frozenset(EXPECTED_FINAL) == FINAL
     for status in ALL:
-        assert is_final(status) is (status in FINAL)
-        assert is_final(status) is (not TRANSITIONS[status])
+        assert is_final(status) is (status in EXPECTED_FINAL)
+    # Every pending status can still move on by itself.
+    for status in PENDING:
+        assert TRANSITIONS[status]
+    assert set(ALL) == PENDING | EXPECTED_FINAL
+
+
+@pytest.mark.parametrize("status", TERMINAL)
+def test_no_automatic_transition_leaves_a_terminal_status(status: PaymentStatus) -> None:
+    assert TRANSITIONS[status] == frozenset()
+    for target in ALL:
+        assert not can_move(status, target)
+
+
+def test_the_only_automatic_move_out_of_a_final_status_is_a_reversal() -> None:
+    assert {(s, t) for s, t in _edges(TRANSITIONS) if s in FINAL} == {(S.SUCCEEDED, S.REVERSED)}
+    assert {(s, t) for s in FINAL for t in ALL if can_move(s, t)} == {(S.SUCCEEDED, S.REVERSED)}
+
+
+# --- operator transitions -----------------------------------------------------------------------------
+
+
+def test_operator_transitions_are_exactly_retry_failed() -> None:
+    assert OPERATOR_TRANSITIONS == {S.FAILED: frozenset({S.ACCEPTED})}
+
+
+def test_operator_transitions_are_disjoint_from_automatic_ones() -> None:
+    operator_edges = _edges(OPERATOR_TRANSITIONS)
+    assert operator_edges == {(S.FAILED, S.ACCEPTED)}
+    assert not (operator_edges & _edges(TRANSITIONS))
+    for source, target in operator_edges:
+        assert not can_move(source, target)  # the automatic machine never retries by itself
+        assert source not in sources_of(target)
 
 
 @pytest.mark.parametrize(
@@ -90,6 +142,7 @@ def test_final_statuses() -> None:
         (S.FAILED, {S.SENT}),
         (S.CANCELLED, {S.ACCEPTED, S.QUEUED}),
         (S.REJECTED, set()),  # rejection happens at intake only, never as an update
+        (S.REVERSED, {S.SUCCEEDED}),  # a return only ever follows a reported success
     ],
 )
 def test_sources_of(target: PaymentStatus, sources: set[PaymentStatus]) -> None:
@@ -99,10 +152,41 @@ def test_sources_of(target: PaymentStatus, sources: set[PaymentStatus]) -> None:
 @pytest.mark.parametrize("target", ALL)
 def test_sources_of_agrees_with_can_move(target: PaymentStatus) -> None:
     assert sources_of(target) == frozenset(s for s in ALL if can_move(s, target))
-    assert not (sources_of(target) & FINAL)  # no update may start from a final status
+    # No update may start from a final status, except a reversal of a success.
+    expected_final_sources = {S.SUCCEEDED} if target == S.REVERSED else set()
+    assert sources_of(target) & FINAL == frozenset(expected_final_sources)
 
 
 # --- random walks -------------------------------------------------------------------------------------
+
+
+def _check_history(history: list[PaymentStatus]) -> None:
+    """Rules every automatic path through the machine obeys, wherever it starts."""
+    for before, after in itertools.pairwise(history):
+        assert can_move(before, after)
+        if is_final(before):
+            assert (before, after) == (S.SUCCEEDED, S.REVERSED), f"left final status {before}"
+        # Money can only have moved through SENT: SUCCEEDED only from SENT, REVERSED only from SUCCEEDED.
+        if after == S.SUCCEEDED:
+            assert before == S.SENT
+        if after == S.REVERSED:
+            assert before == S.SUCCEEDED
+    if history[0] not in MONEY_MOVED:
+        for i, status in enumerate(history):
+            if status in MONEY_MOVED:
+                assert S.SENT in history[:i], f"{status} reached without SENT"
+    if S.SENT in history:
+        after_sent = history[history.index(S.SENT) :]
+        assert set(after_sent) <= {S.SENT, S.SUCCEEDED, S.FAILED, S.REVERSED}
+        assert S.CANCELLED not in after_sent
+        # The rail's outcome right after SENT is SUCCEEDED or FAILED, nothing else.
+        if len(after_sent) > 1:
+            assert after_sent[1] in {S.SUCCEEDED, S.FAILED}
+    for terminal in TERMINAL:
+        if terminal in history:
+            assert history.index(terminal) == len(history) - 1, f"moved on after {terminal}"
+    # Walks are short and acyclic: each status is visited at most once.
+    assert len(history) == len(set(history))
 
 
 @given(st.sampled_from(ALL), st.lists(st.sampled_from(ALL), max_size=30))
@@ -111,34 +195,59 @@ def test_random_walk_over_legal_moves(start: PaymentStatus, attempts: list[Payme
     status = start
     history = [status]
     for target in attempts:
-        was_final = is_final(status)
         if can_move(status, target):
-            assert not was_final, f"left final status {status}"
             assert status in sources_of(target)
             status = target
             history.append(status)
         else:
             assert status not in sources_of(target)
-    if S.SENT in history:
-        after_sent = history[history.index(S.SENT) :]
-        assert set(after_sent) <= {S.SENT, S.SUCCEEDED, S.FAILED}
-        assert S.CANCELLED not in after_sent
-    # Walks are short and acyclic: each status is visited at most once.
-    assert len(history) == len(set(history))
+    _check_history(history)
+
+
+@given(st.lists(st.sampled_from(ALL), max_size=30))
+def test_random_walk_from_accepted(attempts: list[PaymentStatus]) -> None:
+    status = S.ACCEPTED
+    history = [status]
+    for target in attempts:
+        if can_move(status, target):
+            status = target
+            history.append(status)
+    _check_history(history)
+    assert S.REJECTED not in history  # rejection is never reached by an update
 
 
 @given(st.lists(st.integers(min_value=0, max_value=10), max_size=10))
 def test_every_maximal_walk_from_accepted_ends_final(choices: list[int]) -> None:
     status = S.ACCEPTED
-    steps = 0
+    history = [status]
     for choice in choices + [0] * 10:
         options = sorted(TRANSITIONS[status])
         if not options:
             break
         status = options[choice % len(options)]
+        history.append(status)
+    assert is_final(status)
+    assert status in {S.FAILED, S.CANCELLED, S.REVERSED}  # a SUCCEEDED walk can still be reversed
+    assert not TRANSITIONS[status]
+    _check_history(history)
+    assert len(history) - 1 <= 4  # ACCEPTED -> QUEUED -> SENT -> SUCCEEDED -> REVERSED is the longest path
+
+
+@given(st.lists(st.integers(min_value=0, max_value=10), max_size=10))
+def test_walk_from_accepted_reaches_a_final_status(choices: list[int]) -> None:
+    """Stopping at the first final status: every path from ACCEPTED gets there within three moves."""
+    status = S.ACCEPTED
+    steps = 0
+    for choice in choices + [0] * 10:
+        if is_final(status):
+            break
+        options = sorted(TRANSITIONS[status])
+        assert options, f"pending status {status} has no way out"
+        status = options[choice % len(options)]
         steps += 1
     assert is_final(status)
-    assert steps <= 3  # ACCEPTED -> QUEUED -> SENT -> outcome is the longest path
+    assert status in {S.SUCCEEDED, S.FAILED, S.CANCELLED}
+    assert steps <= 3  # ACCEPTED -> QUEUED -> SENT -> outcome
 
 
 class PaymentLifecycle(RuleBasedStateMachine):
@@ -147,13 +256,18 @@ class PaymentLifecycle(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.status = S.ACCEPTED
+        self.history = [S.ACCEPTED]
         self.final_seen: PaymentStatus | None = None
         self.was_sent = False
 
     @rule(new_status=st.sampled_from(ALL))
     def attempt(self, new_status: PaymentStatus) -> None:
+        before = self.status
         if can_move(self.status, new_status):
             self.status = new_status
+            self.history.append(new_status)
+        else:
+            assert self.status == before
         if self.status == S.SENT:
             self.was_sent = True
         if is_final(self.status) and self.final_seen is None:
@@ -161,18 +275,36 @@ class PaymentLifecycle(RuleBasedStateMachine):
 
     @precondition(lambda self: self.status in FINAL)
     @rule()
-    def final_has_no_exit(self) -> None:
-        assert all(not can_move(self.status, t) for t in ALL)
+    def final_exits_only_by_reversal(self) -> None:
+        exits = {t for t in ALL if can_move(self.status, t)}
+        assert exits == ({S.REVERSED} if self.status == S.SUCCEEDED else set())
+
+    @precondition(lambda self: self.status == S.REVERSED)
+    @rule(new_status=st.sampled_from(ALL))
+    def nothing_moves_after_reversed(self, new_status: PaymentStatus) -> None:
+        assert not can_move(S.REVERSED, new_status)
 
     @invariant()
-    def final_is_forever(self) -> None:
+    def final_is_forever_except_a_reversal(self) -> None:
         if self.final_seen is not None:
-            assert self.status == self.final_seen
+            if self.final_seen == S.SUCCEEDED:
+                assert self.status in {S.SUCCEEDED, S.REVERSED}
+            else:
+                assert self.status == self.final_seen
 
     @invariant()
     def sent_ends_only_in_an_outcome(self) -> None:
         if self.was_sent:
-            assert self.status in {S.SENT, S.SUCCEEDED, S.FAILED}
+            assert self.status in {S.SENT, S.SUCCEEDED, S.FAILED, S.REVERSED}
+
+    @invariant()
+    def money_moves_only_through_sent(self) -> None:
+        if self.status in MONEY_MOVED:
+            assert self.was_sent
+
+    @invariant()
+    def history_is_a_legal_path(self) -> None:
+        _check_history(self.history)
 
     @invariant()
     def rejected_is_unreachable_by_update(self) -> None:
@@ -186,8 +318,9 @@ TestPaymentLifecycle = PaymentLifecycle.TestCase
 
 
 def test_batch_is_final_when_every_payment_is() -> None:
-    assert batch_is_final([S.SUCCEEDED, S.FAILED, S.REJECTED, S.CANCELLED])
+    assert batch_is_final([S.SUCCEEDED, S.FAILED, S.REJECTED, S.CANCELLED, S.REVERSED])
     assert batch_is_final([S.SUCCEEDED])
+    assert batch_is_final([S.REVERSED])
     assert batch_is_final(iter([S.FAILED, S.FAILED]))
 
 
@@ -196,6 +329,7 @@ def test_batch_is_not_final_while_any_payment_is_pending(pending: PaymentStatus)
     assert not batch_is_final([S.SUCCEEDED, pending, S.FAILED])
     assert not batch_is_final([pending])
     assert not batch_is_final(s for s in [S.REJECTED, pending])
+    assert not batch_is_final([S.REVERSED, pending])
 
 
 def test_batch_without_payments_is_final() -> None:
@@ -205,7 +339,7 @@ def test_batch_without_payments_is_final() -> None:
 
 @given(st.lists(st.sampled_from(ALL), max_size=20))
 def test_batch_is_final_property(statuses: list[PaymentStatus]) -> None:
-    assert batch_is_final(statuses) is not any(s in {S.ACCEPTED, S.QUEUED, S.SENT} for s in statuses)
+    assert batch_is_final(statuses) is not any(s in PENDING for s in statuses)
 
 
 def test_batch_states() -> None:

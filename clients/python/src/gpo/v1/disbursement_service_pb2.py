@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from gpo.v1 import resources_pb2 as gpo_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!gpo/v1/disbursement_service.proto\x12\x06gpo.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16gpo/v1/resources.proto\"j\n\x12UploadBatchRequest\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x13.gpo.v1.BatchHeaderH\x00\x12%\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.gpo.v1.PaymentChunkH\x00\x42\x06\n\x04part\"\xcc\x01\n\x0b\x42\x61tchHeader\x12\x0f\n\x07program\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x10\n\x08payer_fa\x18\x03 \x01(\t\x12\x31\n\rschedule_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63\x61llback_uri\x18\x05 \x01(\t\x12\x1e\n\x16\x65xpected_payment_count\x18\x06 \x01(\x03\x12\x1d\n\x15\x65xpected_total_amount\x18\x07 \x01(\t\"H\n\x0cPaymentChunk\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12&\n\x08payments\x18\x02 \x03(\x0b\x32\x14.gpo.v1.PaymentInput\"\xbc\x02\n\x0cPaymentInput\x12\x14\n\x0creference_id\x18\x01 \x01(\t\x12\x10\n\x08payer_fa\x18\x02 \x01(\t\x12\x10\n\x08payee_fa\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x15\n\rcurrency_code\x18\x05 \x01(\t\x12\x12\n\npayee_name\x18\x06 \x01(\t\x12\x0c\n\x04note\x18\x07 \x01(\t\x12\x0f\n\x07purpose\x18\x08 \x01(\t\x12\x31\n\rschedule_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x08metadata\x18\n \x03(\x0b\x32\".gpo.v1.PaymentInput.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x80\x01\n\x13UploadBatchResponse\x12\x1c\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\r.gpo.v1.Batch\x12\x1d\n\x15\x61\x63knowledged_sequence\x18\x02 \x01(\x03\x12,\n\nrejections\x18\x03 \x03(\x0b\x32\x18.gpo.v1.PaymentRejection\"]\n\x10PaymentRejection\x12\x14\n\x0creference_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x13\n\x0breason_code\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x1f\n\x0fGetBatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"L\n\x12ListBatchesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0f\n\x07program\x18\x03 \x01(\t\"N\n\x13ListBatchesResponse\x12\x1e\n\x07\x62\x61tches\x18\x01 \x03(\x0b\x32\r.gpo.v1.Batch\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\\\n\x13ListPaymentsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"R\n\x14ListPaymentsResponse\x12!\n\x08payments\x18\x01 \x03(\x0b\x32\x0f.gpo.v1.Payment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11WatchBatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"a\n\x12WatchBatchResponse\x12\x1c\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\r.gpo.v1.Batch\x12-\n\tread_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x1aRetryFailedPaymentsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"M\n\x16ListDeadLettersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04rail\x18\x03 \x01(\t\"\\\n\x17ListDeadLettersResponse\x12(\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x12.gpo.v1.DeadLetter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x12\x43\x61ncelBatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t2\xc7\x04\n\x13\x44isbursementService\x12J\n\x0bUploadBatch\x12\x1a.gpo.v1.UploadBatchRequest\x1a\x1b.gpo.v1.UploadBatchResponse(\x01\x30\x01\x12\x32\n\x08GetBatch\x12\x17.gpo.v1.GetBatchRequest\x1a\r.gpo.v1.Batch\x12\x46\n\x0bListBatches\x12\x1a.gpo.v1.ListBatchesRequest\x1a\x1b.gpo.v1.ListBatchesResponse\x12I\n\x0cListPayments\x12\x1b.gpo.v1.ListPaymentsRequest\x1a\x1c.gpo.v1.ListPaymentsResponse\x12\x45\n\nWatchBatch\x12\x19.gpo.v1.WatchBatchRequest\x1a\x1a.gpo.v1.WatchBatchResponse0\x01\x12\x38\n\x0b\x43\x61ncelBatch\x12\x1a.gpo.v1.CancelBatchRequest\x1a\r.gpo.v1.Batch\x12H\n\x13RetryFailedPayments\x12\".gpo.v1.RetryFailedPaymentsRequest\x1a\r.gpo.v1.Batch\x12R\n\x0fListDeadLetters\x12\x1e.gpo.v1.ListDeadLettersRequest\x1a\x1f.gpo.v1.ListDeadLettersResponseBB\n\norg.gpo.v1P\x01Z2github.com/gpo-project/gpo/clients/go/gpo/v1;gpov1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!gpo/v1/disbursement_service.proto\x12\x06gpo.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16gpo/v1/resources.proto\"j\n\x12UploadBatchRequest\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x13.gpo.v1.BatchHeaderH\x00\x12%\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.gpo.v1.PaymentChunkH\x00\x42\x06\n\x04part\"\xcc\x01\n\x0b\x42\x61tchHeader\x12\x0f\n\x07program\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x10\n\x08payer_fa\x18\x03 \x01(\t\x12\x31\n\rschedule_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63\x61llback_uri\x18\x05 \x01(\t\x12\x1e\n\x16\x65xpected_payment_count\x18\x06 \x01(\x03\x12\x1d\n\x15\x65xpected_total_amount\x18\x07 \x01(\t\"H\n\x0cPaymentChunk\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12&\n\x08payments\x18\x02 \x03(\x0b\x32\x14.gpo.v1.PaymentInput\"\xbc\x02\n\x0cPaymentInput\x12\x14\n\x0creference_id\x18\x01 \x01(\t\x12\x10\n\x08payer_fa\x18\x02 \x01(\t\x12\x10\n\x08payee_fa\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x15\n\rcurrency_code\x18\x05 \x01(\t\x12\x12\n\npayee_name\x18\x06 \x01(\t\x12\x0c\n\x04note\x18\x07 \x01(\t\x12\x0f\n\x07purpose\x18\x08 \x01(\t\x12\x31\n\rschedule_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x08metadata\x18\n \x03(\x0b\x32\".gpo.v1.PaymentInput.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x80\x01\n\x13UploadBatchResponse\x12\x1c\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\r.gpo.v1.Batch\x12\x1d\n\x15\x61\x63knowledged_sequence\x18\x02 \x01(\x03\x12,\n\nrejections\x18\x03 \x03(\x0b\x32\x18.gpo.v1.PaymentRejection\"]\n\x10PaymentRejection\x12\x14\n\x0creference_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x13\n\x0breason_code\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x1f\n\x0fGetBatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"L\n\x12ListBatchesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0f\n\x07program\x18\x03 \x01(\t\"N\n\x13ListBatchesResponse\x12\x1e\n\x07\x62\x61tches\x18\x01 \x03(\x0b\x32\r.gpo.v1.Batch\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\\\n\x13ListPaymentsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"R\n\x14ListPaymentsResponse\x12!\n\x08payments\x18\x01 \x03(\x0b\x32\x0f.gpo.v1.Payment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11WatchBatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"a\n\x12WatchBatchResponse\x12\x1c\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\r.gpo.v1.Batch\x12-\n\tread_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x1aRetryFailedPaymentsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"M\n\x16ListDeadLettersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04rail\x18\x03 \x01(\t\"\\\n\x17ListDeadLettersResponse\x12(\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x12.gpo.v1.DeadLetter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x12\x43\x61ncelBatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t2\xdc\x06\n\x13\x44isbursementService\x12i\n\x0bUploadBatch\x12\x1a.gpo.v1.UploadBatchRequest\x1a\x1b.gpo.v1.UploadBatchResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/batches:upload:\x01*(\x01\x30\x01\x12P\n\x08GetBatch\x12\x17.gpo.v1.GetBatchRequest\x1a\r.gpo.v1.Batch\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=batches/*}\x12[\n\x0bListBatches\x12\x1a.gpo.v1.ListBatchesRequest\x1a\x1b.gpo.v1.ListBatchesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/batches\x12r\n\x0cListPayments\x12\x1b.gpo.v1.ListPaymentsRequest\x1a\x1c.gpo.v1.ListPaymentsResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/{parent=batches/*}/payments\x12i\n\nWatchBatch\x12\x19.gpo.v1.WatchBatchRequest\x1a\x1a.gpo.v1.WatchBatchResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/{name=batches/*}:watch0\x01\x12`\n\x0b\x43\x61ncelBatch\x12\x1a.gpo.v1.CancelBatchRequest\x1a\r.gpo.v1.Batch\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/{name=batches/*}:cancel:\x01*\x12}\n\x13RetryFailedPayments\x12\".gpo.v1.RetryFailedPaymentsRequest\x1a\r.gpo.v1.Batch\"3\x82\xd3\xe4\x93\x02-\"(/v1/{name=batches/*}:retryFailedPayments:\x01*\x12k\n\x0fListDeadLetters\x12\x1e.gpo.v1.ListDeadLettersRequest\x1a\x1f.gpo.v1.ListDeadLettersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/deadLettersBB\n\norg.gpo.v1P\x01Z2github.com/gpo-project/gpo/clients/go/gpo/v1;gpov1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,42 +37,58 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\norg.gpo.v1P\001Z2github.com/gpo-project/gpo/clients/go/gpo/v1;gpov1'
   _globals['_PAYMENTINPUT_METADATAENTRY']._loaded_options = None
   _globals['_PAYMENTINPUT_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_UPLOADBATCHREQUEST']._serialized_start=102
-  _globals['_UPLOADBATCHREQUEST']._serialized_end=208
-  _globals['_BATCHHEADER']._serialized_start=211
-  _globals['_BATCHHEADER']._serialized_end=415
-  _globals['_PAYMENTCHUNK']._serialized_start=417
-  _globals['_PAYMENTCHUNK']._serialized_end=489
-  _globals['_PAYMENTINPUT']._serialized_start=492
-  _globals['_PAYMENTINPUT']._serialized_end=808
-  _globals['_PAYMENTINPUT_METADATAENTRY']._serialized_start=761
-  _globals['_PAYMENTINPUT_METADATAENTRY']._serialized_end=808
-  _globals['_UPLOADBATCHRESPONSE']._serialized_start=811
-  _globals['_UPLOADBATCHRESPONSE']._serialized_end=939
-  _globals['_PAYMENTREJECTION']._serialized_start=941
-  _globals['_PAYMENTREJECTION']._serialized_end=1034
-  _globals['_GETBATCHREQUEST']._serialized_start=1036
-  _globals['_GETBATCHREQUEST']._serialized_end=1067
-  _globals['_LISTBATCHESREQUEST']._serialized_start=1069
-  _globals['_LISTBATCHESREQUEST']._serialized_end=1145
-  _globals['_LISTBATCHESRESPONSE']._serialized_start=1147
-  _globals['_LISTBATCHESRESPONSE']._serialized_end=1225
-  _globals['_LISTPAYMENTSREQUEST']._serialized_start=1227
-  _globals['_LISTPAYMENTSREQUEST']._serialized_end=1319
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=1321
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=1403
-  _globals['_WATCHBATCHREQUEST']._serialized_start=1405
-  _globals['_WATCHBATCHREQUEST']._serialized_end=1438
-  _globals['_WATCHBATCHRESPONSE']._serialized_start=1440
-  _globals['_WATCHBATCHRESPONSE']._serialized_end=1537
-  _globals['_RETRYFAILEDPAYMENTSREQUEST']._serialized_start=1539
-  _globals['_RETRYFAILEDPAYMENTSREQUEST']._serialized_end=1601
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1603
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1680
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1682
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1774
-  _globals['_CANCELBATCHREQUEST']._serialized_start=1776
-  _globals['_CANCELBATCHREQUEST']._serialized_end=1830
-  _globals['_DISBURSEMENTSERVICE']._serialized_start=1833
-  _globals['_DISBURSEMENTSERVICE']._serialized_end=2416
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['UploadBatch']._loaded_options = None
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['UploadBatch']._serialized_options = b'\202\323\344\223\002\027\"\022/v1/batches:upload:\001*'
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['GetBatch']._loaded_options = None
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['GetBatch']._serialized_options = b'\202\323\344\223\002\026\022\024/v1/{name=batches/*}'
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['ListBatches']._loaded_options = None
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['ListBatches']._serialized_options = b'\202\323\344\223\002\r\022\013/v1/batches'
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['ListPayments']._loaded_options = None
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['ListPayments']._serialized_options = b'\202\323\344\223\002!\022\037/v1/{parent=batches/*}/payments'
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['WatchBatch']._loaded_options = None
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['WatchBatch']._serialized_options = b'\202\323\344\223\002\034\022\032/v1/{name=batches/*}:watch'
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['CancelBatch']._loaded_options = None
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['CancelBatch']._serialized_options = b'\202\323\344\223\002 \"\033/v1/{name=batches/*}:cancel:\001*'
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['RetryFailedPayments']._loaded_options = None
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['RetryFailedPayments']._serialized_options = b'\202\323\344\223\002-\"(/v1/{name=batches/*}:retryFailedPayments:\001*'
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['ListDeadLetters']._loaded_options = None
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['ListDeadLetters']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/deadLetters'
+  _globals['_UPLOADBATCHREQUEST']._serialized_start=132
+  _globals['_UPLOADBATCHREQUEST']._serialized_end=238
+  _globals['_BATCHHEADER']._serialized_start=241
+  _globals['_BATCHHEADER']._serialized_end=445
+  _globals['_PAYMENTCHUNK']._serialized_start=447
+  _globals['_PAYMENTCHUNK']._serialized_end=519
+  _globals['_PAYMENTINPUT']._serialized_start=522
+  _globals['_PAYMENTINPUT']._serialized_end=838
+  _globals['_PAYMENTINPUT_METADATAENTRY']._serialized_start=791
+  _globals['_PAYMENTINPUT_METADATAENTRY']._serialized_end=838
+  _globals['_UPLOADBATCHRESPONSE']._serialized_start=841
+  _globals['_UPLOADBATCHRESPONSE']._serialized_end=969
+  _globals['_PAYMENTREJECTION']._serialized_start=971
+  _globals['_PAYMENTREJECTION']._serialized_end=1064
+  _globals['_GETBATCHREQUEST']._serialized_start=1066
+  _globals['_GETBATCHREQUEST']._serialized_end=1097
+  _globals['_LISTBATCHESREQUEST']._serialized_start=1099
+  _globals['_LISTBATCHESREQUEST']._serialized_end=1175
+  _globals['_LISTBATCHESRESPONSE']._serialized_start=1177
+  _globals['_LISTBATCHESRESPONSE']._serialized_end=1255
+  _globals['_LISTPAYMENTSREQUEST']._serialized_start=1257
+  _globals['_LISTPAYMENTSREQUEST']._serialized_end=1349
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=1351
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=1433
+  _globals['_WATCHBATCHREQUEST']._serialized_start=1435
+  _globals['_WATCHBATCHREQUEST']._serialized_end=1468
+  _globals['_WATCHBATCHRESPONSE']._serialized_start=1470
+  _globals['_WATCHBATCHRESPONSE']._serialized_end=1567
+  _globals['_RETRYFAILEDPAYMENTSREQUEST']._serialized_start=1569
+  _globals['_RETRYFAILEDPAYMENTSREQUEST']._serialized_end=1631
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1633
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1710
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1712
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1804
+  _globals['_CANCELBATCHREQUEST']._serialized_start=1806
+  _globals['_CANCELBATCHREQUEST']._serialized_end=1860
+  _globals['_DISBURSEMENTSERVICE']._serialized_start=1863
+  _globals['_DISBURSEMENTSERVICE']._serialized_end=2723
 # @@protoc_insertion_point(module_scope)

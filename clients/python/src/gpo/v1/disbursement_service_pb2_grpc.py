@@ -29,6 +29,7 @@ if _version_not_supported:
 class DisbursementServiceStub:
     """Bulk disbursements: upload, follow, and cancel batches of payments.
     Errors are google.rpc.Status with ErrorInfo (domain "gpo.dev") and, for bad fields, BadRequest.
+    REST (the gateway in gateway/): JSON in lowerCamelCase; streams are newline-delimited JSON.
     """
 
     def __init__(self, channel):
@@ -82,12 +83,16 @@ class DisbursementServiceStub:
 class DisbursementServiceServicer:
     """Bulk disbursements: upload, follow, and cancel batches of payments.
     Errors are google.rpc.Status with ErrorInfo (domain "gpo.dev") and, for bad fields, BadRequest.
+    REST (the gateway in gateway/): JSON in lowerCamelCase; streams are newline-delimited JSON.
     """
 
     def UploadBatch(self, request_iterator, context):
         """Uploads one batch as a stream: a header, then chunks of payments, then the client half-closes.
         Each chunk is acknowledged once it is committed, with the payments it rejected. Re-sending the
         same request_id resumes or returns the existing batch; it never creates a second one.
+        REST: the body is newline-delimited JSON, one UploadBatchRequest per line (the header, then
+        chunks); the reply is newline-delimited JSON, one {"result": UploadBatchResponse} or
+        {"error": Status} per line.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -116,6 +121,7 @@ class DisbursementServiceServicer:
 
     def WatchBatch(self, request, context):
         """Streams a batch's progress whenever it changes, ending once the batch is final.
+        REST: newline-delimited JSON, one {"result": WatchBatchResponse} or {"error": Status} per line.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -197,6 +203,7 @@ def add_DisbursementServiceServicer_to_server(servicer, server):
 class DisbursementService:
     """Bulk disbursements: upload, follow, and cancel batches of payments.
     Errors are google.rpc.Status with ErrorInfo (domain "gpo.dev") and, for bad fields, BadRequest.
+    REST (the gateway in gateway/): JSON in lowerCamelCase; streams are newline-delimited JSON.
     """
 
     @staticmethod

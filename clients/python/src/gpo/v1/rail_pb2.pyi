@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -16,6 +17,7 @@ class ClaimAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CLAIM_ACTION_EXECUTE: _ClassVar[ClaimAction]
     CLAIM_ACTION_VERIFY: _ClassVar[ClaimAction]
     CLAIM_ACTION_SKIP: _ClassVar[ClaimAction]
+    CLAIM_ACTION_BUSY: _ClassVar[ClaimAction]
 
 class RailOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -28,6 +30,7 @@ CLAIM_ACTION_UNSPECIFIED: ClaimAction
 CLAIM_ACTION_EXECUTE: ClaimAction
 CLAIM_ACTION_VERIFY: ClaimAction
 CLAIM_ACTION_SKIP: ClaimAction
+CLAIM_ACTION_BUSY: ClaimAction
 RAIL_OUTCOME_UNSPECIFIED: RailOutcome
 RAIL_OUTCOME_SUCCEEDED: RailOutcome
 RAIL_OUTCOME_FAILED: RailOutcome
@@ -35,18 +38,20 @@ RAIL_OUTCOME_UNREACHABLE: RailOutcome
 RAIL_OUTCOME_REVERSED: RailOutcome
 
 class WorkChunk(_message.Message):
-    __slots__ = ("chunk_id", "rail", "batch", "items", "create_time")
+    __slots__ = ("chunk_id", "rail", "batch", "items", "create_time", "verify_only")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     RAIL_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_ONLY_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     rail: str
     batch: str
     items: _containers.RepeatedCompositeFieldContainer[WorkItem]
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, chunk_id: _Optional[str] = ..., rail: _Optional[str] = ..., batch: _Optional[str] = ..., items: _Optional[_Iterable[_Union[WorkItem, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    verify_only: bool
+    def __init__(self, chunk_id: _Optional[str] = ..., rail: _Optional[str] = ..., batch: _Optional[str] = ..., items: _Optional[_Iterable[_Union[WorkItem, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., verify_only: _Optional[bool] = ...) -> None: ...
 
 class WorkItem(_message.Message):
     __slots__ = ("payment_number", "idempotency_key", "reference_id", "payer_fa", "payee_fa", "amount", "currency_code", "payee_name", "note", "purpose")
@@ -73,16 +78,18 @@ class WorkItem(_message.Message):
     def __init__(self, payment_number: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., reference_id: _Optional[str] = ..., payer_fa: _Optional[str] = ..., payee_fa: _Optional[str] = ..., amount: _Optional[str] = ..., currency_code: _Optional[str] = ..., payee_name: _Optional[str] = ..., note: _Optional[str] = ..., purpose: _Optional[str] = ...) -> None: ...
 
 class ClaimWorkChunkRequest(_message.Message):
-    __slots__ = ("chunk_id", "batch", "payment_numbers", "sidecar")
+    __slots__ = ("chunk_id", "batch", "payment_numbers", "sidecar", "claim_id")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_NUMBERS_FIELD_NUMBER: _ClassVar[int]
     SIDECAR_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     batch: str
     payment_numbers: _containers.RepeatedScalarFieldContainer[int]
     sidecar: str
-    def __init__(self, chunk_id: _Optional[str] = ..., batch: _Optional[str] = ..., payment_numbers: _Optional[_Iterable[int]] = ..., sidecar: _Optional[str] = ...) -> None: ...
+    claim_id: str
+    def __init__(self, chunk_id: _Optional[str] = ..., batch: _Optional[str] = ..., payment_numbers: _Optional[_Iterable[int]] = ..., sidecar: _Optional[str] = ..., claim_id: _Optional[str] = ...) -> None: ...
 
 class ClaimDecision(_message.Message):
     __slots__ = ("payment_number", "action")
@@ -93,10 +100,14 @@ class ClaimDecision(_message.Message):
     def __init__(self, payment_number: _Optional[int] = ..., action: _Optional[_Union[ClaimAction, str]] = ...) -> None: ...
 
 class ClaimWorkChunkResponse(_message.Message):
-    __slots__ = ("decisions",)
+    __slots__ = ("decisions", "lease_expire_time", "retry_after")
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
     decisions: _containers.RepeatedCompositeFieldContainer[ClaimDecision]
-    def __init__(self, decisions: _Optional[_Iterable[_Union[ClaimDecision, _Mapping]]] = ...) -> None: ...
+    lease_expire_time: _timestamp_pb2.Timestamp
+    retry_after: _duration_pb2.Duration
+    def __init__(self, decisions: _Optional[_Iterable[_Union[ClaimDecision, _Mapping]]] = ..., lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class PaymentResult(_message.Message):
     __slots__ = ("payment_number", "idempotency_key", "outcome", "reason_code", "reason_message", "rail_reference", "complete_time")
@@ -117,14 +128,20 @@ class PaymentResult(_message.Message):
     def __init__(self, payment_number: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., outcome: _Optional[_Union[RailOutcome, str]] = ..., reason_code: _Optional[str] = ..., reason_message: _Optional[str] = ..., rail_reference: _Optional[str] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ReportResultsRequest(_message.Message):
-    __slots__ = ("chunk_id", "batch", "results")
+    __slots__ = ("chunk_id", "batch", "results", "released_payment_numbers", "unknown_payment_numbers", "claim_id")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_PAYMENT_NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_PAYMENT_NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     batch: str
     results: _containers.RepeatedCompositeFieldContainer[PaymentResult]
-    def __init__(self, chunk_id: _Optional[str] = ..., batch: _Optional[str] = ..., results: _Optional[_Iterable[_Union[PaymentResult, _Mapping]]] = ...) -> None: ...
+    released_payment_numbers: _containers.RepeatedScalarFieldContainer[int]
+    unknown_payment_numbers: _containers.RepeatedScalarFieldContainer[int]
+    claim_id: str
+    def __init__(self, chunk_id: _Optional[str] = ..., batch: _Optional[str] = ..., results: _Optional[_Iterable[_Union[PaymentResult, _Mapping]]] = ..., released_payment_numbers: _Optional[_Iterable[int]] = ..., unknown_payment_numbers: _Optional[_Iterable[int]] = ..., claim_id: _Optional[str] = ...) -> None: ...
 
 class ReportResultsResponse(_message.Message):
     __slots__ = ("chunk_id", "applied_count")

@@ -1,0 +1,642 @@
+"""GSMA Mobile Money API v1.2 batch disbursements.
+
+A chunk becomes one or more batch transactions (`POST /batchtransactions`, at most `max_batch_size`
+transactions each). Each transaction carries the payment's idempotency key as its
+requestingOrganisationTransactionReference (and in its metadata), so completions and rejections map back
+to GPO payments. The batch's X-CorrelationID is a UUIDv5 of its sorted keys, and the binding key → batch,
+with the exact body, is committed to the sidecar's SQLite file before the POST (store.py): a retry after
+a timeout or a crash re-posts the same body under the same X-CorrelationID, or resumes the batch the
+provider already holds (`GET /responses/{X-CorrelationID}`), and never puts a key into a second batch.
+
+Per batch: POST → 202 request state (objectReference = batchId, or later via /requeststates) →
+`PATCH /batchtransactions/{batchId}` batchStatus=approved when the provider requires approval → wait for
+the callback on X-Callback-URL, polling `GET /batchtransactions/{batchId}` when none arrives → read
+`/completions` and `/rejections` (paged) for the results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gpo_server.domain.reasons import Reason
+from rail_sidecars.config import ConfigError, RailConfig
+from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, RetryableRailError
+from rail_sidecars.rails.gsma import transformers as t
+from rail_sidecars.rails.gsma.callbacks import CallbackListener, CallbackSlot
+from rail_sidecars.rails.gsma.store import BatchRecord, BatchState, BatchStore, NewBatch
+from rail_sidecars.rails.simulator import TokenBucket
+
+log = logging.getLogger(__name__)
+
+# Namespace of the batches' X-CorrelationIDs: UUIDv5(namespace, sorted keys joined by newlines).
+CORRELATION_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:gpo:rail:gsma:batchtransactions")
+# 400 on these refuses the whole request definitely; other statuses may be transient.
+_DEFINITE_REFUSALS = frozenset({400, 404})
+
+
+@dataclass(frozen=True)
+class GsmaSettings:
+    base_url: str
+    state_path: str
+    api_key: str = ""
+    client_id: str = ""
+    callback_host: str = "127.0.0.1"
+    callback_port: int = 0  # 0: any free port
+    callback_url: str = ""  # the listener's public base URL; default http://{host}:{port}
+    callback_api_key: str = ""  # when set, callbacks must carry it in X-API-Key
+    approval_required: bool = False
+    max_batch_size: int = 1000
+    page_size: int = 500  # limit= of /completions and /rejections
+    poll_interval_s: float = 2.0
+    callback_wait_s: float = 10.0  # wait this long for a callback before polling
+    completion_timeout_s: float = 300.0  # give up waiting (the chunk comes back and is looked up)
+    # How long a POST or PATCH that got no answer (timeout, broken connection, crash) may still take
+    # effect at the provider; until then look_up cannot call its payments absent.
+    in_flight_grace_s: float = 120.0
+    timeout_s: float = 30.0  # per HTTP call
+    rate_limit: float = 0.0  # transactions per second; 0 = unlimited
+    body: t.BodyOptions = field(default_factory=lambda: t.BodyOptions(t.DEFAULT_FA_SCHEMES))
+
+    def __post_init__(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"gsma base_url must be an http(s) URL, not {self.base_url!r}")
+        if not 1 <= self.max_batch_size <= 999_999:  # the spec's maxItems
+            raise ConfigError("gsma max_batch_size must be within 1..999999")
+        if self.page_size < 1 or self.poll_interval_s <= 0 or self.completion_timeout_s <= 0:
+            raise ConfigError("gsma page_size, poll_interval_s and completion_timeout_s must be positive")
+
+
+class _BatchRefused(Exception):
+    def __init__(self, error: Mapping[str, Any]) -> None:
+        super().__init__(str(error.get("errorCode")))
+        self.error = error
+
+
+def correlation_id_for(keys: Sequence[str]) -> str:
+    return str(uuid.uuid5(CORRELATION_NAMESPACE, "\n".join(sorted(keys))))
+
+
+class GsmaRail(Rail):
+    name = "gsma"
+
+    def __init__(self, settings: GsmaSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.s = settings
+        self._transport = transport
+        self.store: BatchStore | None = None
+        self.listener = CallbackListener(
+            host=settings.callback_host,
+            port=settings.callback_port,
+            public_url=settings.callback_url,
+            api_key=settings.callback_api_key,
+            is_known=self._is_known,
+        )
+        self._http: httpx.AsyncClient | None = None
+        self._bucket = TokenBucket(settings.rate_limit) if settings.rate_limit > 0 else None
+        # One coroutine at a time per batch in this process (two deliveries of a chunk may overlap).
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    # -- lifecycle
+
+    async def start(self) -> None:
+        if self.store is not None:
+            return
+        self.store = BatchStore(self.s.state_path)
+        self._http = httpx.AsyncClient(
+            base_url=self.s.base_url.rstrip("/") + "/", timeout=self.s.timeout_s, transport=self._transport
+        )
+        await self.listener.start()
+
+    async def close(self) -> None:
+        await self.listener.close()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        if self.store is not None:
+            await self.store.aclose()
+            self.store = None
+
+    # -- the Rail hooks
+
+    async def execute(self, payments: Sequence[RailPayment]) -> Sequence[RailResult]:
+        store = await self._started()
+        keys = [p.idempotency_key for p in payments]
+        bound_before = await store.bindings(keys)
+        results: list[RailResult] = []
+        transactions: dict[str, dict[str, Any]] = {}
+        for p in payments:
+            if p.idempotency_key in bound_before:
+                continue  # already in a batch: never built or sent again
+            try:
+                transactions[p.idempotency_key] = t.request_transaction(p, self.s.body)
+            except t.TransformError as exc:
+                results.append(RailResult(p.idempotency_key, Outcome.FAILED, exc.reason, exc.message))
+
+        def make_batches(unbound: list[str]) -> list[NewBatch]:
+            ordered = sorted(unbound)
+            size = self.s.max_batch_size
+            groups = [ordered[i : i + size] for i in range(0, len(ordered), size)]
+            return [
+                NewBatch(
+                    correlation_id_for(group),
+                    t.encode(t.batch_body([transactions[k] for k in group], self.s.body)),
+                    tuple(group),
+                )
+                for group in groups
+            ]
+
+        sendable = [k for k in keys if k in bound_before or k in transactions]
+        bindings = await store.bind(sendable, make_batches) if sendable else {}
+        by_batch: dict[str, list[str]] = {}
+        for key in sendable:
+            by_batch.setdefault(bindings[key], []).append(key)
+        outcomes = await asyncio.gather(
+            *(self._settle(c, ks) for c, ks in by_batch.items()), return_exceptions=True
+        )
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        settled = [r for o in outcomes if not isinstance(o, BaseException) for r in o]
+        if errors and not settled:
+            raise errors[0]
+        for error in errors:
+            # The other batches' results are definite: report them; this chunk comes back for the rest.
+            log.warning("GSMA batch not settled (%s: %s)", type(error).__name__, error)
+        return [*results, *settled]
+
+    async def look_up(self, idempotency_keys: Sequence[str]) -> Mapping[str, RailResult]:
+        store = await self._started()
+        bindings = await store.bindings(idempotency_keys)
+        found = await store.results(list(bindings))
+        by_batch: dict[str, list[str]] = {}
+        for key, correlation_id in bindings.items():
+            if key not in found:
+                by_batch.setdefault(correlation_id, []).append(key)
+        # Keys never bound were never sent by this sidecar: absent.
+        parts = await asyncio.gather(*(self._look_up_batch(c, ks) for c, ks in by_batch.items()))
+        for part in parts:
+            found.update(part)
+        return found
+
+    # -- one batch
+
+    async def _settle(self, correlation_id: str, wanted: list[str]) -> list[RailResult]:
+        """Drives one bound batch to its results: submit (or resume), approve, wait, collect."""
+        store = await self._started()
+        async with self._lock(correlation_id):
+            record = await self._record(correlation_id)
+            cached = await store.results(wanted)
+            if len(cached) == len(wanted):
+                return list(cached.values())
+            if record.state is BatchState.FAILED:
+                return await self._refused(record, wanted)
+            slot = self.listener.slot(correlation_id)
+            # A batch submitted before (by an earlier attempt or process) may be long finished: its
+            # callback went elsewhere, so ask at once instead of waiting for one.
+            resumed = record.state is not BatchState.RECORDED
+            try:
+                if record.state is BatchState.RECORDED:
+                    record, created = await self._submit(record)
+                    resumed = not created
+                if record.batch_id is None:
+                    record = await self._await_batch_id(record, slot)
+                if self.s.approval_required and record.state is BatchState.SUBMITTED:
+                    record = await self._approve(record)
+                if record.state is not BatchState.COMPLETED:
+                    await self._wait_completed(
+                        record, slot, first_poll_s=0.0 if resumed else self.s.callback_wait_s
+                    )
+                collected = await self._collect(record)
+            except _BatchRefused as refused:
+                record = await self._mark_refused(record, refused.error)
+                return await self._refused(record, wanted)
+            self.listener.forget(correlation_id)
+            return [collected[k] for k in wanted if k in collected]
+
+    async def _look_up_batch(self, correlation_id: str, keys: list[str]) -> dict[str, RailResult]:
+        """Definite results of a bound batch; keys of a batch the provider never received (or that waits
+        for our approval) are absent, since only this sidecar re-posts or approves that very batch."""
+        store = await self._started()
+        async with self._lock(correlation_id):
+            record = await self._record(correlation_id)
+            cached = await store.results(keys)
+            if len(cached) == len(keys):
+                return cached
+            if record.state is BatchState.FAILED:
+                return {r.idempotency_key: r for r in await self._refused(record, keys)}
+            slot = self.listener.slot(correlation_id)
+            try:
+                if record.batch_id is None:
+                    if record.server_correlation_id is None:
+                        batch_id = await self._find_batch(correlation_id)
+                        if batch_id is None:
+                            if time.time() < record.in_flight_until:
+                                raise RetryableRailError(
+                                    f"batch {correlation_id}: a POST may still be in flight; cannot tell yet"
+                                )
+                            return cached  # the provider never got it; execute() re-posts the same batch
+                        await store.update(correlation_id, state=BatchState.SUBMITTED, batch_id=batch_id)
+                        record = await self._record(correlation_id)
+                    else:
+                        record = await self._await_batch_id(record, slot)
+                assert record.batch_id is not None
+                batch = await self._get_batch(record.batch_id)
+                status = batch.get("batchStatus")
+                if status == "created" and self.s.approval_required:
+                    if time.time() < record.in_flight_until:
+                        raise RetryableRailError(
+                            f"batch {record.batch_id}: an approval may still be in flight; cannot tell yet"
+                        )
+                    return cached  # nothing runs before we approve it; execute() resumes it
+                if status != "completed":
+                    # Just polled: the next poll comes after poll_interval_s, or a callback first.
+                    await self._wait_completed(record, slot, first_poll_s=self.s.poll_interval_s)
+                collected = await self._collect(record)
+            except _BatchRefused as refused:
+                record = await self._mark_refused(record, refused.error)
+                return {r.idempotency_key: r for r in await self._refused(record, keys)}
+            self.listener.forget(correlation_id)
+            return {k: collected[k] for k in keys if k in collected}
+
+    async def _submit(self, record: BatchRecord) -> tuple[BatchRecord, bool]:
+        """POSTs the recorded batch; True when this POST created it, False when the provider already
+        had it from an earlier attempt."""
+        store = await self._started()
+        if self._bucket is not None:
+            await self._bucket.acquire(record.size)
+        cid = record.correlation_id
+        response = await self._tracked(
+            record,
+            "POST",
+            "batchtransactions",
+            content=record.body.encode(),
+            headers=self._headers(cid, callback=self.listener.url_for(cid)),
+        )
+        if response.status_code in (200, 201, 202):
+            state = _json(response)
+            if not isinstance(state, dict):
+                raise RetryableRailError(
+                    f"POST /batchtransactions answered {response.status_code} without a body"
+                )
+            if state.get("status") == "failed":
+                raise _BatchRefused(
+                    state.get("error") or {"errorCategory": "internal", "errorCode": "genericError"}
+                )
+            batch_id = state.get("objectReference") or None
+            await store.update(
+                cid,
+                state=BatchState.SUBMITTED,
+                batch_id=batch_id,
+                server_correlation_id=state.get("serverCorrelationId") or None,
+            )
+            log.info("GSMA batch %s posted: %d transactions, batchId %s", cid, record.size, batch_id)
+            return await self._record(cid), True
+        error = _json(response) if response.status_code in _DEFINITE_REFUSALS else None
+        if t.is_error_object(error):
+            assert isinstance(error, dict)
+            if error.get("errorCode") == "duplicateRequest":
+                # The provider already has this X-CorrelationID: an earlier attempt reached it.
+                batch_id = await self._find_batch(cid)
+                if batch_id is None:
+                    raise RetryableRailError(f"batch {cid}: duplicate request but no response resource yet")
+                await store.update(cid, state=BatchState.SUBMITTED, batch_id=batch_id)
+                log.info("GSMA batch %s already at the provider as %s", cid, batch_id)
+                return await self._record(cid), False
+            raise _BatchRefused(error)
+        raise _retryable("POST /batchtransactions", response)
+
+    async def _await_batch_id(self, record: BatchRecord, slot: CallbackSlot) -> BatchRecord:
+        """The batchId of an acknowledged batch whose request state had no objectReference yet."""
+        store = await self._started()
+        cid = record.correlation_id
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.s.completion_timeout_s
+        while True:
+            if slot.error is not None:
+                raise _BatchRefused(slot.error)
+            batch_id = slot.batch.get("batchId") if slot.batch else None
+            if batch_id is None and record.server_correlation_id:
+                state = await self._get_json(f"requeststates/{record.server_correlation_id}")
+                if isinstance(state, dict) and state.get("status") == "failed":
+                    raise _BatchRefused(
+                        state.get("error") or {"errorCategory": "internal", "errorCode": "genericError"}
+                    )
+                batch_id = state.get("objectReference") if isinstance(state, dict) else None
+            if batch_id is None and not record.server_correlation_id:
+                batch_id = await self._find_batch(cid)
+            if batch_id:
+                await store.update(cid, state=BatchState.SUBMITTED, batch_id=str(batch_id))
+                return await self._record(cid)
+            if loop.time() >= deadline:
+                raise RetryableRailError(f"batch {cid}: no batchId after {self.s.completion_timeout_s}s")
+            await _wait(slot, self.s.poll_interval_s)
+
+    async def _approve(self, record: BatchRecord) -> BatchRecord:
+        store = await self._started()
+        assert record.batch_id is not None
+        cid = record.correlation_id
+        patch_id = str(uuid.uuid5(uuid.UUID(cid), "approve"))
+        response = await self._tracked(
+            record,
+            "PATCH",
+            f"batchtransactions/{record.batch_id}",
+            content=t.encode(t.APPROVE_PATCH).encode(),
+            headers=self._headers(patch_id, callback=self.listener.approval_url_for(cid)),
+        )
+        if response.status_code not in (200, 202, 204):
+            error = _json(response) if response.status_code == 400 else None
+            if not (isinstance(error, dict) and error.get("errorCode") == "incorrectState"):
+                raise _retryable(f"PATCH /batchtransactions/{record.batch_id}", response)
+            # Already approved (an earlier attempt's PATCH got through) or completed.
+            status = (await self._get_batch(record.batch_id)).get("batchStatus")
+            if status not in ("approved", "completed"):
+                raise RetryableRailError(f"batch {record.batch_id} cannot be approved from {status!r}")
+        await store.update(cid, state=BatchState.APPROVED)
+        log.info("GSMA batch %s approved", record.batch_id)
+        return await self._record(cid)
+
+    async def _wait_completed(self, record: BatchRecord, slot: CallbackSlot, *, first_poll_s: float) -> None:
+        """Until the callback or a poll says batchStatus is completed; bounded by completion_timeout_s."""
+        assert record.batch_id is not None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self.s.completion_timeout_s
+        poll_at = started + first_poll_s
+        while True:
+            if slot.error is not None:
+                raise _BatchRefused(slot.error)
+            if slot.approval_error is not None:
+                slot.approval_error = None
+                raise RetryableRailError(f"batch {record.batch_id}: the provider refused the approval")
+            if slot.batch is not None and slot.batch.get("batchStatus") == "completed":
+                return
+            now = loop.time()
+            if now >= poll_at:
+                # No callback yet: ask (callbacks can be lost; this is the fallback).
+                if (await self._get_batch(record.batch_id)).get("batchStatus") == "completed":
+                    return
+                now = loop.time()
+                poll_at = now + self.s.poll_interval_s
+            if now >= deadline:
+                raise RetryableRailError(
+                    f"batch {record.batch_id} not completed after {self.s.completion_timeout_s}s"
+                )
+            await _wait(slot, min(poll_at, deadline) - now)
+
+    async def _collect(self, record: BatchRecord) -> dict[str, RailResult]:
+        """Every result of a completed batch, from /completions and /rejections; cached in the store."""
+        store = await self._started()
+        assert record.batch_id is not None
+        completions = await self._list(record.batch_id, "completions")
+        rejections = await self._list(record.batch_id, "rejections")
+        members = set(await store.keys_of(record.correlation_id))
+        found: dict[str, RailResult] = {}
+        for item in completions:
+            result = t.completion_result(item) if isinstance(item, dict) else None
+            if result is not None and result.idempotency_key in members:
+                found[result.idempotency_key] = result
+        for item in rejections:
+            result = t.rejection_result(item) if isinstance(item, dict) else None
+            # A key listed as both completed and rejected is taken as paid: never paid again.
+            if result is not None and result.idempotency_key in members:
+                found.setdefault(result.idempotency_key, result)
+        if len(found) < len(members):
+            log.warning(
+                "GSMA batch %s: %d of %d transactions have no definite result",
+                record.batch_id,
+                len(members) - len(found),
+                len(members),
+            )
+        await store.save_results(list(found.values()), completed=record.correlation_id)
+        return found
+
+    async def _list(self, batch_id: str, kind: str) -> list[Any]:
+        items: list[Any] = []
+        offset = 0
+        while True:
+            response = await self._call(
+                "GET",
+                f"batchtransactions/{batch_id}/{kind}",
+                params={"limit": self.s.page_size, "offset": offset},
+                headers=self._headers(),
+            )
+            if response.status_code != 200:
+                raise _retryable(f"GET /batchtransactions/{batch_id}/{kind}", response)
+            page = _json(response)
+            if not isinstance(page, list):
+                raise RetryableRailError(f"GET /batchtransactions/{batch_id}/{kind}: not a list")
+            items.extend(page)
+            offset += len(page)
+            available = _int_header(response, "X-Records-Available-Count")
+            if not page or len(page) < self.s.page_size or (available is not None and offset >= available):
+                return items
+
+    async def _refused(self, record: BatchRecord, keys: Sequence[str]) -> list[RailResult]:
+        """The provider refused the whole batch: none of its transactions was executed."""
+        store = await self._started()
+        results = [
+            RailResult(k, Outcome.FAILED, record.error_code or Reason.RAIL_ERROR, record.error_message)
+            for k in keys
+        ]
+        await store.save_results(results)
+        self.listener.forget(record.correlation_id)
+        return results
+
+    async def _mark_refused(self, record: BatchRecord, error: Mapping[str, Any]) -> BatchRecord:
+        store = await self._started()
+        code, message = t.error_reason(error)
+        await store.update(record.correlation_id, state=BatchState.FAILED, error=(code, message))
+        log.warning("GSMA batch %s refused by the provider: %s", record.correlation_id, message)
+        return await self._record(record.correlation_id)
+
+    # -- HTTP
+
+    async def _find_batch(self, correlation_id: str) -> str | None:
+        """The batchId the provider created for this X-CorrelationID (GET /responses/{id}), or None."""
+        response = await self._call("GET", f"responses/{correlation_id}", headers=self._headers())
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise _retryable(f"GET /responses/{correlation_id}", response)
+        body = _json(response)
+        link = body.get("link") if isinstance(body, dict) else None
+        return t.batch_id_from_link(link) if isinstance(link, str) else None
+
+    async def _get_batch(self, batch_id: str) -> dict[str, Any]:
+        body = await self._get_json(f"batchtransactions/{batch_id}")
+        if not isinstance(body, dict):
+            raise RetryableRailError(f"GET /batchtransactions/{batch_id}: not an object")
+        return body
+
+    async def _get_json(self, path: str) -> Any:
+        response = await self._call("GET", path, headers=self._headers())
+        if response.status_code != 200:
+            raise _retryable(f"GET /{path}", response)
+        return _json(response)
+
+    async def _tracked(self, record: BatchRecord, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A request that may execute payments: marked in flight (durably) while no answer has come."""
+        store = await self._started()
+        until = max(record.in_flight_until, time.time() + self.s.in_flight_grace_s)
+        await store.update(record.correlation_id, in_flight_until=until)
+        response = await self._call(method, path, **kwargs)  # raises on no answer: the mark stays
+        # An answer, whatever it says, settles this attempt; an earlier unanswered one keeps its mark.
+        await store.update(record.correlation_id, in_flight_until=record.in_flight_until)
+        return response
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if self._http is None:
+            raise RuntimeError("the GSMA rail is not started")
+        try:
+            return await self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            # Timeouts and broken connections: the request may or may not have taken effect.
+            raise RetryableRailError(f"{method} /{path}: {type(exc).__name__}: {exc}") from exc
+
+    def _headers(self, correlation_id: str | None = None, *, callback: str | None = None) -> dict[str, str]:
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "X-Date": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        }
+        if correlation_id is not None:
+            headers["X-CorrelationID"] = correlation_id
+        if callback is not None:
+            headers["X-Callback-URL"] = callback
+        if self.s.api_key:
+            headers["X-API-Key"] = self.s.api_key
+        if self.s.client_id:
+            headers["X-Client-Id"] = self.s.client_id
+        return headers
+
+    # -- helpers
+
+    async def _started(self) -> BatchStore:
+        if self.store is None:
+            await self.start()
+        assert self.store is not None
+        return self.store
+
+    async def _record(self, correlation_id: str) -> BatchRecord:
+        record = await (await self._started()).get(correlation_id)
+        if record is None:
+            raise RuntimeError(f"batch {correlation_id} is not in the store")
+        return record
+
+    async def _is_known(self, correlation_id: str) -> bool:
+        return self.store is not None and await self.store.known_correlation(correlation_id)
+
+    def _lock(self, correlation_id: str) -> asyncio.Lock:
+        lock = self._locks.get(correlation_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[correlation_id] = lock
+        return lock
+
+
+async def _wait(slot: CallbackSlot, seconds: float) -> None:
+    """Sleeps until the next callback for the batch or `seconds`, whichever comes first."""
+    slot.event.clear()
+    try:
+        await asyncio.wait_for(slot.event.wait(), timeout=max(seconds, 0.0))
+    except TimeoutError:
+        pass
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _int_header(response: httpx.Response, name: str) -> int | None:
+    try:
+        return int(response.headers[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def _retryable(what: str, response: httpx.Response) -> RetryableRailError:
+    body = _json(response)
+    detail = f" {body.get('errorCategory')}/{body.get('errorCode')}" if t.is_error_object(body) else ""
+    return RetryableRailError(f"{what} answered {response.status_code}{detail}")
+
+
+# -- configuration
+
+_OPTIONS = {
+    "base_url",
+    "api_key",
+    "client_id",
+    "callback_host",
+    "callback_port",
+    "callback_url",
+    "callback_api_key",
+    "approval_required",
+    "max_batch_size",
+    "page_size",
+    "poll_interval_s",
+    "callback_wait_s",
+    "completion_timeout_s",
+    "in_flight_grace_s",
+    "state_path",
+    "debit_party",
+    "fa_schemes",
+    "requesting_organisation",
+    "batch_title",
+}
+
+
+def settings_from_config(config: RailConfig) -> GsmaSettings:
+    unknown = set(config.options) - _OPTIONS
+    if unknown:
+        raise ConfigError(f"rails.{config.name}.options: unknown GSMA options {sorted(unknown)}")
+    if not config.option("base_url"):
+        raise ConfigError(f"rails.{config.name}.options.base_url is required")
+    data_dir = os.environ.get("GPO_DATA_DIR", ".")
+    debit = config.option("debit_party") or {}
+    if debit and (set(debit) != {"key", "value"}):
+        raise ConfigError(f"rails.{config.name}.options.debit_party needs exactly key and value")
+    org = config.option("requesting_organisation") or {}
+    if org and set(org) != {"type", "identifier"}:
+        raise ConfigError(f"rails.{config.name}.options.requesting_organisation needs type and identifier")
+    body = t.BodyOptions(
+        fa_schemes={**t.DEFAULT_FA_SCHEMES, **dict(config.option("fa_schemes") or {})},
+        debit_party=((str(debit["key"]), str(debit["value"])),) if debit else (),
+        requesting_organisation=(str(org["type"]), str(org["identifier"])) if org else None,
+        batch_title=str(config.option("batch_title", "GPO disbursement")),
+    )
+    return GsmaSettings(
+        base_url=str(config.option("base_url")),
+        state_path=str(config.option("state_path") or Path(data_dir) / f"gsma-{config.name}.db"),
+        api_key=str(config.option("api_key", "") or ""),
+        client_id=str(config.option("client_id", "") or ""),
+        callback_host=str(config.option("callback_host", "127.0.0.1")),
+        callback_port=int(config.option("callback_port", 0)),
+        callback_url=str(config.option("callback_url", "") or ""),
+        callback_api_key=str(config.option("callback_api_key", "") or ""),
+        approval_required=bool(config.option("approval_required", False)),
+        max_batch_size=int(config.option("max_batch_size", 1000)),
+        page_size=int(config.option("page_size", 500)),
+        poll_interval_s=float(config.option("poll_interval_s", 2.0)),
+        callback_wait_s=float(config.option("callback_wait_s", 10.0)),
+        completion_timeout_s=float(config.option("completion_timeout_s", 300.0)),
+        in_flight_grace_s=float(config.option("in_flight_grace_s", 120.0)),
+        timeout_s=config.timeout_s,
+        rate_limit=config.rate_limit,
+        body=body,
+    )
+
+
+def from_config(config: RailConfig) -> GsmaRail:
+    return GsmaRail(settings_from_config(config))

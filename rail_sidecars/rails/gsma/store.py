@@ -1,0 +1,283 @@
+"""The sidecar's own record of what it sent: idempotency key → batch, in a SQLite file in its data dir.
+
+A key is bound to exactly one batch, and the binding, with the exact request body, is committed BEFORE
+the batch is posted. A key is therefore never put into a second batch: a retry (after a timeout, a crash
+or a redelivery) re-posts the same body under the same X-CorrelationID, which the provider recognises,
+or resumes the batch the provider already has. Final results learned from the provider are cached here.
+Several sidecar processes may share the file (WAL, BEGIN IMMEDIATE).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from rail_sidecars.rails.base import Outcome, RailResult
+
+_IN_BATCH = 500  # SQLite's bound-parameter limit is 999 in old builds
+
+_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS batches (
+        correlation_id        TEXT PRIMARY KEY,   -- X-CorrelationID of the POST
+        body                  TEXT NOT NULL,      -- the exact requestBatchTransaction JSON
+        size                  INTEGER NOT NULL,
+        state                 TEXT NOT NULL,
+        batch_id              TEXT,               -- the provider's batchId, once known
+        server_correlation_id TEXT,
+        error_code            TEXT NOT NULL DEFAULT '',
+        error_message         TEXT NOT NULL DEFAULT '',
+        in_flight_until       REAL NOT NULL DEFAULT 0,  -- a POST or PATCH may take effect until then
+        created               TEXT NOT NULL,
+        updated               TEXT NOT NULL
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS batch_keys (
+        idempotency_key TEXT PRIMARY KEY,
+        correlation_id  TEXT NOT NULL REFERENCES batches (correlation_id)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX IF NOT EXISTS batch_keys_by_batch ON batch_keys (correlation_id)",
+    """
+    CREATE TABLE IF NOT EXISTS results (
+        idempotency_key TEXT PRIMARY KEY,
+        outcome         TEXT NOT NULL,
+        reason_code     TEXT NOT NULL,
+        reason_message  TEXT NOT NULL,
+        rail_reference  TEXT NOT NULL
+    ) WITHOUT ROWID
+    """,
+)
+
+
+class BatchState(StrEnum):
+    RECORDED = "recorded"  # bound and stored; the POST may or may not have reached the provider
+    SUBMITTED = "submitted"  # the provider acknowledged it (batch id known)
+    APPROVED = "approved"  # the approval PATCH was accepted
+    COMPLETED = "completed"  # the provider completed it; results collected (and cached)
+    FAILED = "failed"  # the provider refused the whole batch: no transaction of it was executed
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    correlation_id: str
+    body: str
+    size: int
+    state: BatchState
+    batch_id: str | None = None
+    server_correlation_id: str | None = None
+    error_code: str = ""
+    error_message: str = ""
+    in_flight_until: float = 0.0  # epoch seconds
+
+
+@dataclass(frozen=True, slots=True)
+class NewBatch:
+    correlation_id: str
+    body: str
+    keys: tuple[str, ...]
+
+
+class BatchStore:
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 30_000) -> None:
+        self.path = str(path)
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a binding must survive a power cut, since the POST follows it at once.
+        self._conn.execute("PRAGMA synchronous = FULL")
+        for statement in _SCHEMA:
+            self._conn.execute(statement)
+
+    # -- binding keys to batches
+
+    async def bind(
+        self, keys: Sequence[str], make_batches: Callable[[list[str]], list[NewBatch]]
+    ) -> dict[str, str]:
+        """key → correlation id for every key. Keys already bound keep their batch; the others are
+        grouped by make_batches (called inside the transaction) and bound, all in one commit."""
+        return await asyncio.to_thread(self._bind, list(dict.fromkeys(keys)), make_batches)
+
+    def _bind(self, keys: list[str], make_batches: Callable[[list[str]], list[NewBatch]]) -> dict[str, str]:
+        now = _now()
+        with self._lock, _Transaction(self._conn):
+            bound = self._select_bindings(keys)
+            unbound = [k for k in keys if k not in bound]
+            if unbound:
+                for batch in make_batches(unbound):
+                    self._conn.execute(
+                        "INSERT OR IGNORE INTO batches (correlation_id, body, size, state, created, updated)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (batch.correlation_id, batch.body, len(batch.keys), BatchState.RECORDED, now, now),
+                    )
+                    self._conn.executemany(
+                        "INSERT INTO batch_keys (idempotency_key, correlation_id) VALUES (?, ?)",
+                        [(k, batch.correlation_id) for k in batch.keys],
+                    )
+                    bound.update((k, batch.correlation_id) for k in batch.keys)
+        return bound
+
+    async def bindings(self, keys: Sequence[str]) -> dict[str, str]:
+        """key → correlation id for the keys this sidecar ever put in a batch."""
+
+        def run() -> dict[str, str]:
+            with self._lock:
+                return self._select_bindings(list(dict.fromkeys(keys)))
+
+        return await asyncio.to_thread(run)
+
+    def _select_bindings(self, keys: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for part in _parts(keys):
+            marks = ",".join("?" * len(part))
+            found.update(
+                self._conn.execute(
+                    f"SELECT idempotency_key, correlation_id FROM batch_keys WHERE idempotency_key IN ({marks})",
+                    part,
+                ).fetchall()
+            )
+        return found
+
+    async def keys_of(self, correlation_id: str) -> list[str]:
+        def run() -> list[str]:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT idempotency_key FROM batch_keys WHERE correlation_id = ?", (correlation_id,)
+                ).fetchall()
+            return [r[0] for r in rows]
+
+        return await asyncio.to_thread(run)
+
+    # -- batches
+
+    async def get(self, correlation_id: str) -> BatchRecord | None:
+        def run() -> BatchRecord | None:
+            with self._lock:
+                row = self._conn.execute(
+                    "SELECT correlation_id, body, size, state, batch_id, server_correlation_id, error_code,"
+                    " error_message, in_flight_until FROM batches WHERE correlation_id = ?",
+                    (correlation_id,),
+                ).fetchone()
+            if row is None:
+                return None
+            return BatchRecord(row[0], row[1], row[2], BatchState(row[3]), *row[4:])
+
+        return await asyncio.to_thread(run)
+
+    async def update(
+        self,
+        correlation_id: str,
+        *,
+        state: BatchState | None = None,
+        batch_id: str | None = None,
+        server_correlation_id: str | None = None,
+        error: tuple[str, str] | None = None,
+        in_flight_until: float | None = None,
+    ) -> None:
+        """Sets the given fields. A batch never moves back from COMPLETED or FAILED."""
+        sets: list[str] = ["updated = ?"]
+        args: list[object] = [_now()]
+        if in_flight_until is not None:
+            sets.append("in_flight_until = ?")
+            args.append(float(in_flight_until))
+        for column, value in (
+            ("state", state),
+            ("batch_id", batch_id),
+            ("server_correlation_id", server_correlation_id),
+        ):
+            if value is not None:
+                sets.append(f"{column} = ?")
+                args.append(str(value))
+        if error is not None:
+            sets += ["error_code = ?", "error_message = ?"]
+            args += list(error)
+        args += [correlation_id, BatchState.COMPLETED, BatchState.FAILED]
+
+        def run() -> None:
+            with self._lock, _Transaction(self._conn):
+                self._conn.execute(
+                    f"UPDATE batches SET {', '.join(sets)} WHERE correlation_id = ? AND state NOT IN (?, ?)",
+                    args,
+                )
+
+        await asyncio.to_thread(run)
+
+    # -- results
+
+    async def save_results(self, results: Sequence[RailResult], *, completed: str | None = None) -> None:
+        """Caches final results (the first one of a key stays); marks batch `completed` COMPLETED."""
+
+        def run() -> None:
+            with self._lock, _Transaction(self._conn):
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO results VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (r.idempotency_key, str(r.outcome), r.reason_code, r.reason_message, r.rail_reference)
+                        for r in results
+                    ],
+                )
+                if completed is not None:
+                    self._conn.execute(
+                        "UPDATE batches SET state = ?, updated = ? WHERE correlation_id = ? AND state <> ?",
+                        (BatchState.COMPLETED, _now(), completed, BatchState.FAILED),
+                    )
+
+        await asyncio.to_thread(run)
+
+    async def results(self, keys: Sequence[str]) -> dict[str, RailResult]:
+        def run() -> dict[str, RailResult]:
+            found: dict[str, RailResult] = {}
+            with self._lock:
+                for part in _parts(list(dict.fromkeys(keys))):
+                    marks = ",".join("?" * len(part))
+                    for key, outcome, code, message, ref in self._conn.execute(
+                        "SELECT idempotency_key, outcome, reason_code, reason_message, rail_reference"
+                        f" FROM results WHERE idempotency_key IN ({marks})",
+                        part,
+                    ):
+                        found[key] = RailResult(key, Outcome(outcome), code, message, ref)
+            return found
+
+        return await asyncio.to_thread(run)
+
+    async def known_correlation(self, correlation_id: str) -> bool:
+        return await self.get(correlation_id) is not None
+
+    # -- lifecycle
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+
+def _parts(keys: list[str]) -> list[list[str]]:
+    return [keys[i : i + _IN_BATCH] for i in range(0, len(keys), _IN_BATCH)]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT: writers take the write lock first, so they never deadlock."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")

@@ -1,0 +1,154 @@
+"""Options of an ISO 20022 bank-file rail, read from its [rails.NAME.options] table (docs/rails/iso20022.md)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rail_sidecars.config import ConfigError, RailConfig
+from rail_sidecars.rails.iso20022.codes import DEFAULT_SUCCESS_STATUSES
+from rail_sidecars.rails.iso20022.delivery_sftp import SftpSettings
+from rail_sidecars.rails.iso20022.pain001 import DEFAULT_SCHEMES, Debtor, PaymentType
+
+_KNOWN = {
+    "state_dir",
+    "transport",
+    "pain001_dir",
+    "reports_dir",
+    "sftp_host",
+    "sftp_port",
+    "sftp_user",
+    "sftp_private_key",
+    "sftp_passphrase",
+    "sftp_password",
+    "sftp_known_hosts",
+    "sftp_host_key",
+    "sftp_insecure_skip_host_key_check",
+    "debtor_name",
+    "debtor_iban",
+    "debtor_bic",
+    "debtor_currency",
+    "initiating_party",
+    "initiating_party_id",
+    "service_level",
+    "category_purpose",
+    "schemes",
+    "xsd_path",
+    "validate",
+    "success_statuses",
+    "report_timeout_s",
+    "poll_interval_s",
+    "reversal_grace_s",
+    "execution_days_ahead",
+}
+
+
+@dataclass(frozen=True)
+class Iso20022Settings:
+    state_dir: Path
+    pain001_dir: str
+    reports_dir: str
+    debtor: Debtor
+    transport: str = "folder"
+    sftp: SftpSettings | None = None
+    debtor_currency: str = ""  # when set, payments in other currencies fail without being sent
+    payment_type: PaymentType = field(default_factory=PaymentType)
+    schemes: tuple[str, ...] = DEFAULT_SCHEMES
+    xsd_path: Path | None = None  # None: files are not validated (validate = false)
+    success_statuses: frozenset[str] = DEFAULT_SUCCESS_STATUSES
+    report_timeout_s: float = 60.0  # how long execute and look_up wait for the bank's statuses
+    poll_interval_s: float = 1.0  # how often the reports folder is read
+    reversal_grace_s: float = 60.0  # a return is reported this long after its success was handed over
+    execution_days_ahead: int = 0  # ReqdExctnDt = today (UTC) + this
+    transport_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        self.debtor.check()
+        if self.transport not in ("folder", "sftp"):
+            raise ValueError(f"transport must be folder or sftp, not {self.transport!r}")
+        if self.transport == "sftp" and self.sftp is None:
+            raise ValueError("transport sftp needs the sftp_* options")
+        if self.report_timeout_s <= 0 or self.poll_interval_s <= 0 or self.reversal_grace_s < 0:
+            raise ValueError("report_timeout_s and poll_interval_s must be > 0, reversal_grace_s >= 0")
+
+
+def settings_from_config(config: RailConfig) -> Iso20022Settings:
+    unknown = set(config.options) - _KNOWN
+    if unknown:
+        raise ConfigError(f"rails.{config.name}.options: unknown settings {sorted(unknown)}")
+
+    def need(key: str) -> Any:
+        value = config.option(key)
+        if value in (None, ""):
+            raise ConfigError(f"rails.{config.name}.options.{key} is required")
+        return value
+
+    try:
+        return _settings(config, need)
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"rails.{config.name}.options: {exc}") from exc
+
+
+def _settings(config: RailConfig, need: Any) -> Iso20022Settings:
+    transport = str(config.option("transport", "folder"))
+    sftp = None
+    if transport == "sftp":
+        sftp = SftpSettings(
+            host=str(need("sftp_host")),
+            port=int(config.option("sftp_port", 22)),
+            username=str(need("sftp_user")),
+            pain001_dir=str(need("pain001_dir")),
+            reports_dir=str(need("reports_dir")),
+            private_key=str(config.option("sftp_private_key", "")),
+            passphrase=str(config.option("sftp_passphrase", "")),
+            password=str(config.option("sftp_password", "")),
+            known_hosts=str(config.option("sftp_known_hosts", "")),
+            host_key=str(config.option("sftp_host_key", "")),
+            insecure_skip_host_key_check=bool(config.option("sftp_insecure_skip_host_key_check", False)),
+            timeout_s=config.timeout_s,
+        )
+    xsd_path: Path | None = None
+    if config.option("validate", True):
+        default_xsd = os.environ.get("GPO_SPECS_DIR", "")
+        xsd = config.option("xsd_path") or (
+            str(Path(default_xsd) / "iso20022" / "pain.001.001.09.xsd") if default_xsd else ""
+        )
+        if not xsd:
+            raise ConfigError(
+                f"rails.{config.name}.options.xsd_path is required (the pain.001.001.09 XSD every file is "
+                "checked against before delivery); set validate = false to send unchecked files"
+            )
+        xsd_path = Path(xsd)
+        if not xsd_path.is_file():
+            raise ConfigError(f"rails.{config.name}.options.xsd_path: {xsd_path} is not a file")
+    return Iso20022Settings(
+        state_dir=Path(need("state_dir")),
+        pain001_dir=str(need("pain001_dir")),
+        reports_dir=str(need("reports_dir")),
+        debtor=Debtor(
+            name=str(need("debtor_name")),
+            iban=str(need("debtor_iban")),
+            bic=str(need("debtor_bic")),
+            initiating_party=str(config.option("initiating_party", "")),
+            initiating_party_id=str(config.option("initiating_party_id", "")),
+        ),
+        transport=transport,
+        sftp=sftp,
+        debtor_currency=str(config.option("debtor_currency", "")),
+        payment_type=PaymentType(
+            service_level=str(config.option("service_level", "")),
+            category_purpose=str(config.option("category_purpose", "")),
+        ),
+        schemes=tuple(config.option("schemes", list(DEFAULT_SCHEMES))),
+        xsd_path=xsd_path,
+        success_statuses=frozenset(config.option("success_statuses", sorted(DEFAULT_SUCCESS_STATUSES))),
+        report_timeout_s=float(config.option("report_timeout_s", 60.0)),
+        poll_interval_s=float(config.option("poll_interval_s", 1.0)),
+        reversal_grace_s=float(config.option("reversal_grace_s", 60.0)),
+        execution_days_ahead=int(config.option("execution_days_ahead", 0)),
+        transport_timeout_s=config.timeout_s,
+    )

@@ -1,0 +1,91 @@
+"""Which bulk transfer carried each idempotency key: a small SQLite file in the sidecar's data dir.
+
+FSPIOP has no look-up by transferId for bulks, only GET /bulkTransfers/{ID}. The sidecar records each
+key's bulkTransferId (with the payee FSP, for FSPIOP-Destination, and the quote's condition) and commits
+it BEFORE it posts the bulk, so after any crash look_up knows which bulks to ask about. A key with no row
+was never posted by this sidecar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sent (
+    idempotency_key  TEXT NOT NULL,
+    bulk_transfer_id TEXT NOT NULL,
+    transfer_id      TEXT NOT NULL,
+    payee_fsp        TEXT NOT NULL,
+    condition        TEXT NOT NULL,
+    sent_time        TEXT NOT NULL,
+    PRIMARY KEY (idempotency_key, bulk_transfer_id)
+) WITHOUT ROWID
+"""
+_BATCH = 500  # bound parameters per statement stay under SQLite's limit
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    idempotency_key: str
+    bulk_transfer_id: str
+    transfer_id: str
+    payee_fsp: str
+    condition: str
+
+
+class KeyMap:
+    def __init__(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA busy_timeout = 30000")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = FULL")  # the row must survive a crash right after POST
+        self._conn.execute(_SCHEMA)
+
+    async def record(self, rows: Sequence[Sent]) -> None:
+        if rows:
+            await asyncio.to_thread(self._record, rows)
+
+    def _record(self, rows: Sequence[Sent]) -> None:
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        values = [
+            (r.idempotency_key, r.bulk_transfer_id, r.transfer_id, r.payee_fsp, r.condition, now)
+            for r in rows
+        ]
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany("INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?, ?, ?)", values)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    async def find(self, keys: Sequence[str]) -> dict[str, list[Sent]]:
+        return await asyncio.to_thread(self._find, keys)
+
+    def _find(self, keys: Sequence[str]) -> dict[str, list[Sent]]:
+        unique = list(dict.fromkeys(keys))
+        found: dict[str, list[Sent]] = {}
+        with self._lock:
+            for start in range(0, len(unique), _BATCH):
+                part = unique[start : start + _BATCH]
+                rows = self._conn.execute(
+                    "SELECT idempotency_key, bulk_transfer_id, transfer_id, payee_fsp, condition FROM sent"
+                    f" WHERE idempotency_key IN ({','.join('?' * len(part))}) ORDER BY sent_time",
+                    part,
+                )
+                for row in rows:
+                    found.setdefault(row[0], []).append(Sent(*row))
+        return found
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
