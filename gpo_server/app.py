@@ -18,8 +18,10 @@ from gpo_server.api.rail_service import RailService
 from gpo_server.config import Settings
 from gpo_server.dispatch import OutboxRelay
 from gpo_server.intake import Intake
+from gpo_server.maintenance import DeadLetterRecorder, StuckPaymentSweeper
 from gpo_server.queueing.base import Broker
 from gpo_server.storage.store import Store
+from gpo_server.work import RailWorkBuilder
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,10 @@ class Orchestrator:
         self.auth, self.local_secret = make_authenticator(settings)
         self.relay = OutboxRelay(self.store, self.broker)
         self.intake = Intake(self.store, settings.router(), settings.work_chunk_size, settings.chunk_sizes())
-        self.disbursements = DisbursementService(self.store, self.intake, self.auth, self.relay.wake)
+        self.build_work = RailWorkBuilder(settings.chunk_sizes(), settings.work_chunk_size)
+        self.disbursements = DisbursementService(
+            self.store, self.intake, self.auth, self.relay.wake, self.build_work
+        )
         self.health = health.HealthServicer()
         self.server = grpc.aio.server(
             options=[
@@ -74,7 +79,10 @@ class Orchestrator:
         disbursement_service_pb2_grpc.add_DisbursementServiceServicer_to_server(
             self.disbursements, self.server
         )
-        rail_pb2_grpc.add_RailServiceServicer_to_server(RailService(self.store, self.auth), self.server)
+        rail_service = RailService(
+            self.store, self.auth, lease_s=self.settings.claim_lease_s, max_sweeps=self.settings.max_sweeps
+        )
+        rail_pb2_grpc.add_RailServiceServicer_to_server(rail_service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = [
             disbursement_service_pb2.DESCRIPTOR.services_by_name["DisbursementService"].full_name,
@@ -85,7 +93,25 @@ class Orchestrator:
         reflection.enable_server_reflection(names, self.server)
         self.port = self.server.add_insecure_port(self.settings.listen)
         await self.server.start()
+        if self.settings.embedded:
+            # The in-process queue forgot everything when the last process ended: send unfinished work again.
+            if republished := await self.store.republish_unfinished():
+                log.warning(
+                    "embedded restart: %d work chunks of unfinished batches queued again", republished
+                )
         self._tasks.append(asyncio.create_task(self.relay.run(self._stop)))
+        sweeper = StuckPaymentSweeper(
+            self.store,
+            self.build_work,
+            self.relay.wake,
+            stuck_after_s=self.settings.stuck_after_s,
+            max_sweeps=self.settings.max_sweeps,
+            interval_s=min(60.0, self.settings.stuck_after_s / 2),
+        )
+        self._tasks.append(asyncio.create_task(sweeper.run(self._stop)))
+        for rail in self.settings.rails():
+            recorder = DeadLetterRecorder(self.store, self.broker, rail)
+            self._tasks.append(asyncio.create_task(recorder.run(self._stop)))
         if self.settings.embedded:
             self._tasks.extend(await self._start_embedded_sidecars())
         for name in ["", *names[:2]]:
@@ -97,6 +123,8 @@ class Orchestrator:
         )
 
     async def _start_embedded_sidecars(self) -> list[asyncio.Task[None]]:
+        from rail_sidecars.config import load_rails_config
+        from rail_sidecars.rails.registry import make_rail
         from rail_sidecars.rails.simulator import SimulatorRail, SimulatorSettings
         from rail_sidecars.runner import SidecarRunner
 
@@ -107,11 +135,13 @@ class Orchestrator:
         sim = SimulatorSettings.parse(
             self.settings.simulator, ledger_path=str(self.settings.data_dir / "simulator-ledger.db")
         )
+        configured = load_rails_config(self.settings.rails_config).rails if self.settings.rails_config else {}
         tasks = []
         for rail_name in self.settings.rails():
+            rail = make_rail(configured[rail_name]) if rail_name in configured else SimulatorRail(sim)
             runner = SidecarRunner(
                 rail_name=rail_name,
-                rail=SimulatorRail(sim),
+                rail=rail,
                 broker=self.broker,
                 channel=channel,
                 token=token,

@@ -81,6 +81,15 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("batch")
     cancel.set_defaults(func=lambda a: asyncio.run(_cancel(a)))
 
+    retry = sub.add_parser("retry", help="send a batch's FAILED payments again")
+    retry.add_argument("batch")
+    retry.add_argument("--request-id", default="", help="idempotency key; default: a new one")
+    retry.set_defaults(func=lambda a: asyncio.run(_retry(a)))
+
+    dead = sub.add_parser("dead-letters", help="list work chunks the rails could not process")
+    dead.add_argument("--rail", default="")
+    dead.set_defaults(func=lambda a: asyncio.run(_dead_letters(a)))
+
     token = sub.add_parser("token", help="print a token signed with the embedded default's local secret")
     token.add_argument("--program", action="append", default=[], help="allowed program (repeat); default all")
     token.add_argument("--sidecar", action="store_true", help="a token for a rail sidecar")
@@ -268,6 +277,32 @@ async def _cancel(args: argparse.Namespace) -> int:
                 {"batch": batch.name, "state": res_pb.BatchState.Name(batch.state), **status_counts(batch)}
             )
         )
+    finally:
+        await client.close()
+    return 0
+
+
+async def _retry(args: argparse.Namespace) -> int:
+    client = _client(args)
+    try:
+        batch = await client.retry_failed(_batch_name(args.batch), args.request_id or str(uuid.uuid4()))
+        print(
+            json.dumps(
+                {"batch": batch.name, "state": res_pb.BatchState.Name(batch.state), **status_counts(batch)}
+            )
+        )
+    finally:
+        await client.close()
+    return 0
+
+
+async def _dead_letters(args: argparse.Namespace) -> int:
+    from google.protobuf.json_format import MessageToDict
+
+    client = _client(args)
+    try:
+        async for dead in client.dead_letters(args.rail):
+            print(json.dumps(MessageToDict(dead, preserving_proto_field_name=True)))
     finally:
         await client.close()
     return 0

@@ -99,6 +99,24 @@ class GpoClient:
             if not token:
                 return
 
+    async def retry_failed(self, name: str, request_id: str) -> res_pb.Batch:
+        batch: res_pb.Batch = await self.stub.RetryFailedPayments(
+            api_pb.RetryFailedPaymentsRequest(name=name, request_id=request_id), metadata=self.metadata
+        )
+        return batch
+
+    async def dead_letters(self, rail: str = "") -> AsyncIterator[res_pb.DeadLetter]:
+        token = ""
+        while True:
+            page = await self.stub.ListDeadLetters(
+                api_pb.ListDeadLettersRequest(rail=rail, page_size=1000, page_token=token),
+                metadata=self.metadata,
+            )
+            for dead in page.dead_letters:
+                yield dead
+            if not (token := page.next_page_token):
+                return
+
     async def cancel(self, name: str, request_id: str = "") -> res_pb.Batch:
         batch: res_pb.Batch = await self.stub.CancelBatch(
             api_pb.CancelBatchRequest(name=name, request_id=request_id), metadata=self.metadata

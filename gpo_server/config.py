@@ -34,6 +34,12 @@ class Settings:
     simulator: str = ""  # embedded simulator settings, e.g. "latency_ms=5,failure_rate=0.01"
     rails_config: str = ""  # a rails TOML file (rail_sidecars/config.py): routes, default rail, chunk sizes
     max_message_bytes: int = 16 * 1024 * 1024
+    # A claimed chunk belongs to one delivery this long; it must exceed a rail's slowest chunk.
+    claim_lease_s: float = 300
+    # SENT payments older than this, and unheld, are looked up on their rail by the sweeper.
+    stuck_after_s: float = 900
+    # Sweeps without an answer before a payment is marked for an operator's attention.
+    max_sweeps: int = 3
     log_level: str = "INFO"
 
     @property
@@ -79,5 +85,8 @@ class Settings:
         s.auth_issuer = env.get("GPO_AUTH_ISSUER", "")
         s.simulator = env.get("GPO_SIMULATOR", "")
         s.rails_config = env.get("GPO_RAILS_CONFIG", "")
+        s.claim_lease_s = float(env.get("GPO_CLAIM_LEASE_S", s.claim_lease_s))
+        s.stuck_after_s = float(env.get("GPO_STUCK_AFTER_S", s.stuck_after_s))
+        s.max_sweeps = int(env.get("GPO_MAX_SWEEPS", s.max_sweeps))
         s.log_level = env.get("GPO_LOG_LEVEL", s.log_level)
         return s

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from gpo.v1 import rail_pb2
 
 from gpo_server.domain.money import format_amount
-from gpo_server.storage.store import NewWorkChunk
+from gpo_server.storage.store import NewWorkChunk, PaymentRow
 
 
 def work_item(row: Any) -> rail_pb2.WorkItem:
@@ -53,3 +54,22 @@ def work_chunks(
             verify_only=verify_only,
         )
         yield NewWorkChunk(chunk_id, rail, message.SerializeToString(), not_before)
+
+
+class RailWorkBuilder:
+    """Builds outbox work for stored payments (operator retries, sweeps): per rail, in that rail's chunk
+    size. Satisfies storage's WorkBuilder."""
+
+    def __init__(self, chunk_sizes: Mapping[str, int], default_size: int) -> None:
+        self.chunk_sizes = dict(chunk_sizes)
+        self.default_size = default_size
+
+    def __call__(self, batch_uid: str, rows: Sequence[PaymentRow], verify_only: bool) -> list[NewWorkChunk]:
+        by_rail: dict[str, list[rail_pb2.WorkItem]] = defaultdict(list)
+        for row in rows:
+            by_rail[row.rail].append(work_item(row))
+        work: list[NewWorkChunk] = []
+        for rail, items in by_rail.items():
+            size = self.chunk_sizes.get(rail, self.default_size)
+            work.extend(work_chunks(batch_uid, rail, items, size, verify_only=verify_only))
+        return work

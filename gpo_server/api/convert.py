@@ -95,6 +95,9 @@ def payment_message(batch_uid: str, row: Row[Any]) -> res_pb.Payment:
         idempotency_key=m["idempotency_key"],
         rail_reference=m["rail_reference"],
         update_time=timestamp(m["update_time"]),
+        attempts=m["attempts"],
+        attention_reason=m["attention_reason"],
+        retries=m["retries"],
     )
     if m["metadata_json"]:
         message.metadata.update(json.loads(m["metadata_json"]))

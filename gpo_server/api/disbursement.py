@@ -22,6 +22,7 @@ from gpo_server.api.convert import (
     decode_page_token,
     encode_page_token,
     payment_message,
+    timestamp,
 )
 from gpo_server.api.errors import ApiError, Context, abort, abort_internal, invalid_argument, not_found
 from gpo_server.domain.filters import InvalidFilter, parse_status_filter
@@ -29,7 +30,7 @@ from gpo_server.domain.money import InvalidAmount, parse_total
 from gpo_server.domain.states import FINAL, BatchState
 from gpo_server.domain.validation import is_financial_address
 from gpo_server.intake import MAX_PAYMENTS_PER_CHUNK, Intake, OutOfOrderChunk
-from gpo_server.storage.store import BatchRecord, NewBatch, Store
+from gpo_server.storage.store import BatchRecord, NewBatch, Store, WorkBuilder
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,10 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         intake: Intake,
         auth: Authenticator,
         on_upload_complete: Callable[[], None],
+        build_work: WorkBuilder,
         watch_interval_s: float = 0.5,
     ) -> None:
+        self.build_work = build_work
         self.store = store
         self.intake = intake
         self.auth = auth
@@ -286,6 +289,59 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             refreshed = await self.store.get_batch(batch.uid)
             assert refreshed is not None
             return batch_message(refreshed, await self.store.batch_totals(refreshed.id))
+        except ApiError as error:
+            await abort(context, error)
+        except Exception:
+            await abort_internal(context)
+
+    async def RetryFailedPayments(
+        self, request: api_pb.RetryFailedPaymentsRequest, context: Context
+    ) -> res_pb.Batch:
+        try:
+            batch = await self._readable_batch(request.name, context)
+            if batch.state not in (BatchState.PROCESSING, BatchState.COMPLETED):
+                raise ApiError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"a batch in state {batch.state.value} cannot be retried",
+                    "BATCH_NOT_RETRYABLE",
+                )
+            retried = await self.store.retry_failed(batch.id, request.request_id, self.build_work)
+            if retried:
+                log.info("batch %s: %d failed payments sent again", batch.uid, retried)
+                self.on_upload_complete()
+            refreshed = await self.store.get_batch(batch.uid)
+            assert refreshed is not None
+            return batch_message(refreshed, await self.store.batch_totals(refreshed.id))
+        except ApiError as error:
+            await abort(context, error)
+        except Exception:
+            await abort_internal(context)
+
+    async def ListDeadLetters(
+        self, request: api_pb.ListDeadLettersRequest, context: Context
+    ) -> api_pb.ListDeadLettersResponse:
+        try:
+            caller = self.auth.caller(context)
+            if caller.programs is not None:
+                # Dead letters may mix programs' payments: only callers allowed every program see them.
+                raise permission_denied("listing dead letters needs access to every program")
+            size = _page_size(request.page_size, default=100, most=1000)
+            scope = f"dead:{request.rail}"
+            before = decode_page_token(request.page_token, scope)
+            rows = await self.store.list_dead_letters(request.rail, before, size + 1)
+            response = api_pb.ListDeadLettersResponse()
+            for row in rows[:size]:
+                response.dead_letters.add(
+                    rail=row.rail,
+                    chunk_id=row.chunk_id,
+                    batch=f"batches/{row.uid}" if row.uid else "",
+                    payment_count=row.payment_count,
+                    reason=row.reason,
+                    create_time=timestamp(row.create_time),
+                )
+            if len(rows) > size:
+                response.next_page_token = encode_page_token(int(rows[size - 1].id), scope)
+            return response
         except ApiError as error:
             await abort(context, error)
         except Exception:

@@ -38,6 +38,8 @@ class Delivery(abc.ABC):
     redelivered: bool
     # How many times this message was delivered before this time (0 on first delivery), where known.
     delivery_count: int
+    # Dead letters only: why the broker dead-lettered it ("rejected", "delivery_limit", ...).
+    death_reason: str = ""
 
     @abc.abstractmethod
     async def ack(self) -> None:
@@ -70,6 +72,10 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def consume(self, rail: str, prefetch: int) -> AsyncIterator[Delivery]:
         """Yields deliveries from the rail's queue, at most `prefetch` unacknowledged at once."""
+
+    @abc.abstractmethod
+    def consume_dead_letters(self, rail: str, prefetch: int) -> AsyncIterator[Delivery]:
+        """Yields messages from the rail's dead-letter queue, each with its death_reason."""
 
     @abc.abstractmethod
     async def dead_letter_count(self, rail: str) -> int:

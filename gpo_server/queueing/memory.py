@@ -23,12 +23,13 @@ class _Message:
     body: bytes
     message_id: str
     deliveries: int = 0  # how many times it was handed to a consumer
+    death_reason: str = ""
 
 
 @dataclass(slots=True)
 class _Rail:
     ready: deque[_Message] = field(default_factory=deque)
-    dead: list[_Message] = field(default_factory=list)
+    dead: deque[_Message] = field(default_factory=deque)
     # Woken on every change a waiting consumer may care about: a publish, a requeue, a settled delivery.
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -49,6 +50,7 @@ class _MemoryDelivery(Delivery):
         self.message_id = message.message_id
         self.delivery_count = message.deliveries - 1
         self.redelivered = self.delivery_count > 0
+        self.death_reason = message.death_reason
 
     async def ack(self) -> None:
         if self._settle():
@@ -74,6 +76,7 @@ class MemoryBroker(Broker):
     def __init__(self, *, delivery_limit: int = 20) -> None:
         self._delivery_limit = delivery_limit
         self._rails: dict[str, _Rail] = {}
+        self._dead_queues: dict[str, _Rail] = {}
         self._closed = False
 
     async def connect(self) -> None:
@@ -99,10 +102,19 @@ class MemoryBroker(Broker):
         queue.ready.extend(_Message(m.body, m.message_id) for m in messages)
         await self._notify(queue)
 
-    async def consume(self, rail: str, prefetch: int) -> AsyncGenerator[Delivery, None]:
+    def consume(self, rail: str, prefetch: int) -> AsyncGenerator[Delivery, None]:
         """Close it (aclose() or contextlib.aclosing) to stop; its unsettled deliveries are then requeued."""
+        return self._consume(rail, prefetch, dead=False)
+
+    def consume_dead_letters(self, rail: str, prefetch: int) -> AsyncGenerator[Delivery, None]:
+        return self._consume(rail, prefetch, dead=True)
+
+    async def _consume(self, rail: str, prefetch: int, dead: bool) -> AsyncGenerator[Delivery, None]:
         await self.declare_rail(rail)  # as RabbitMQBroker does
         queue = self._rails[rail]
+        if dead:
+            # The dead list is a queue of its own that consumers drain; nothing dies twice.
+            queue = self._dead_queues.setdefault(rail, _Rail(ready=queue.dead))
         consumer = _Consumer(queue)
         try:
             while True:
@@ -133,7 +145,11 @@ class MemoryBroker(Broker):
         if requeue and message.deliveries <= self._delivery_limit:
             queue.ready.appendleft(message)
         else:
+            message.death_reason = "rejected" if not requeue else "delivery_limit"
             queue.dead.append(message)
+            dead_queue = next((d for d in self._dead_queues.values() if d.ready is queue.dead), None)
+            if dead_queue is not None:
+                asyncio.get_running_loop().create_task(self._notify(dead_queue))
 
     async def _notify(self, queue: _Rail) -> None:
         async with queue.changed:

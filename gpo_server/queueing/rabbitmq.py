@@ -14,6 +14,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import (
     AbstractIncomingMessage,
+    AbstractQueue,
     AbstractRobustChannel,
     AbstractRobustConnection,
     AbstractRobustQueue,
@@ -53,6 +54,8 @@ class _RabbitDelivery(Delivery):
         # Quorum queues count returns in x-delivery-count; the header is absent on a first delivery.
         count = (message.headers or {}).get("x-delivery-count", 0)
         self.delivery_count = count if isinstance(count, int) else 0
+        reason = (message.headers or {}).get("x-first-death-reason", "")
+        self.death_reason = reason.decode() if isinstance(reason, bytes) else str(reason)
 
     async def ack(self) -> None:
         try:
@@ -164,17 +167,25 @@ class RabbitMQBroker(Broker):
             if isinstance(result, BaseException):
                 raise result
 
-    async def consume(self, rail: str, prefetch: int) -> AsyncGenerator[Delivery, None]:
+    def consume(self, rail: str, prefetch: int) -> AsyncGenerator[Delivery, None]:
         """Close it (aclose() or contextlib.aclosing) to stop: its channel closes, unacked messages requeue.
 
         Survives reconnects: the robust channel consumes again and new deliveries keep arriving here.
         """
+        return self._consume(rail, prefetch, dead=False)
+
+    def consume_dead_letters(self, rail: str, prefetch: int) -> AsyncGenerator[Delivery, None]:
+        return self._consume(rail, prefetch, dead=True)
+
+    async def _consume(self, rail: str, prefetch: int, dead: bool) -> AsyncGenerator[Delivery, None]:
         channel = await self._conn().channel()
         inbox: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
         self._inboxes.add(inbox)
         try:
             await channel.set_qos(prefetch_count=prefetch)
-            queue = await self._declare(channel, rail, robust=True)
+            queue: AbstractQueue = await self._declare(channel, rail, robust=True)
+            if dead:
+                queue = await channel.get_queue(dead_letter_queue_name(rail))
             await queue.consume(inbox.put)
             while (message := await inbox.get()) is not None:
                 if _channel_gone(message):

@@ -103,7 +103,11 @@ class Iso20022Rail(Rail):
         store = await self._keys()
         results: list[RailResult] = []
         checked: list[_Checked] = []
+        seen: set[str] = set()
         for p in payments:
+            if p.idempotency_key in seen:
+                continue  # one transfer per key, whatever the caller passed
+            seen.add(p.idempotency_key)
             refusal = self._check(p)
             if isinstance(refusal, RailResult):
                 results.append(refusal)

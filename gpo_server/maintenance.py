@@ -1,0 +1,101 @@
+"""Background duties that keep every payment visible: the stuck-payment sweeper and the dead-letter
+recorder. Both are safe with any number of orchestrator replicas (the sweeper's rows are claimed with
+SKIP LOCKED; a dead letter is consumed by one replica only)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from google.protobuf.message import DecodeError
+from gpo.v1 import rail_pb2
+
+from gpo_server.queueing.base import Broker, Delivery
+from gpo_server.storage.store import Store, WorkBuilder
+
+log = logging.getLogger(__name__)
+
+
+class StuckPaymentSweeper:
+    """SENT payments that nobody holds and that waited past `stuck_after_s` get a verify-only chunk: their
+    sidecar asks the rail and reports what it knows, without executing. After `max_sweeps` such rounds
+    without an answer, the payment is marked for an operator's attention."""
+
+    def __init__(
+        self,
+        store: Store,
+        build: WorkBuilder,
+        on_work: Callable[[], None],
+        *,
+        stuck_after_s: float,
+        max_sweeps: int,
+        interval_s: float,
+    ) -> None:
+        self.store = store
+        self.build = build
+        self.on_work = on_work
+        self.stuck_after_s = stuck_after_s
+        self.max_sweeps = max_sweeps
+        self.interval_s = interval_s
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                found = await self.store.sweep_stuck(self.stuck_after_s, self.max_sweeps, self.build)
+                if found:
+                    log.warning(
+                        "sweeper: %d payments SENT for over %.0fs queued for a rail look-up",
+                        found,
+                        self.stuck_after_s,
+                    )
+                    self.on_work()
+            except Exception:
+                log.exception("sweeper round failed; trying again next round")
+            try:
+                await asyncio.wait_for(stop.wait(), self.interval_s)
+            except TimeoutError:
+                pass
+
+
+class DeadLetterRecorder:
+    """Moves each rail's dead letters into the database, where the API lists them and where the payments
+    they carried are flagged for attention. The message is acked only after that commit."""
+
+    def __init__(self, store: Store, broker: Broker, rail: str) -> None:
+        self.store = store
+        self.broker = broker
+        self.rail = rail
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                async for delivery in self.broker.consume_dead_letters(self.rail, prefetch=16):
+                    await self.record(delivery)
+                    if stop.is_set():
+                        return
+            except Exception:
+                log.exception("dead-letter recorder for rail %s failed; restarting", self.rail)
+                try:
+                    await asyncio.wait_for(stop.wait(), 5)
+                except TimeoutError:
+                    pass
+
+    async def record(self, delivery: Delivery) -> None:
+        try:
+            chunk = rail_pb2.WorkChunk.FromString(delivery.body)
+            batch_uid = chunk.batch.removeprefix("batches/")
+            numbers = [item.payment_number for item in chunk.items]
+            chunk_id = chunk.chunk_id
+        except DecodeError:
+            batch_uid, numbers, chunk_id = "", [], delivery.message_id
+        reason = delivery.death_reason or "unknown"
+        await self.store.record_dead_letter(self.rail, chunk_id, batch_uid, numbers, reason, delivery.body)
+        log.error(
+            "rail %s: work chunk %s was dead-lettered (%s): %d payments need attention",
+            self.rail,
+            chunk_id,
+            reason,
+            len(numbers),
+        )
+        await delivery.ack()
