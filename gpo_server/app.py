@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -22,6 +23,9 @@ from gpo_server.maintenance import DeadLetterRecorder, StuckPaymentSweeper
 from gpo_server.queueing.base import Broker
 from gpo_server.storage.store import Store
 from gpo_server.work import RailWorkBuilder
+
+if TYPE_CHECKING:
+    from rail_sidecars.rails.base import Rail
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +53,11 @@ def make_authenticator(settings: Settings) -> tuple[Authenticator, bytes | None]
 
 
 class Orchestrator:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, embedded_rails: Mapping[str, Rail] | None = None) -> None:
+        """embedded_rails: Rail plugins for the in-process sidecars, by rail name (tests inject rails
+        here instead of patching); rails not given are built from the rails config or are simulators."""
         self.settings = settings
+        self.embedded_rails = dict(embedded_rails or {})
         self.store = Store.open(settings.effective_database_url)
         self.broker = make_broker(settings)
         self.auth, self.local_secret = make_authenticator(settings)
@@ -138,7 +145,12 @@ class Orchestrator:
         configured = load_rails_config(self.settings.rails_config).rails if self.settings.rails_config else {}
         tasks = []
         for rail_name in self.settings.rails():
-            rail = make_rail(configured[rail_name]) if rail_name in configured else SimulatorRail(sim)
+            if rail_name in self.embedded_rails:
+                rail = self.embedded_rails[rail_name]
+            elif rail_name in configured:
+                rail = make_rail(configured[rail_name])
+            else:
+                rail = SimulatorRail(sim)
             runner = SidecarRunner(
                 rail_name=rail_name,
                 rail=rail,

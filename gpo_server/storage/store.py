@@ -350,13 +350,6 @@ class Store:
         lease = {"lease_owner": owner, "lease_expire_time": expires, "update_time": now}
         mine = (payments.c.batch_id == batch_id, payments.c.number.in_(numbers))
         async with self.engine.begin() as conn:
-            fresh = await conn.execute(
-                update(payments)
-                .where(*mine, payments.c.status.in_([s.value for s in sources_of(S.SENT)]))
-                .values(status=S.SENT.value, attempts=payments.c.attempts + 1, **lease)
-                .returning(payments.c.number)
-            )
-            execute = {int(n) for (n,) in fresh}
             # Re-leased: the lease ended, or the same owner (the same sidecar process, which never works on
             # one chunk twice at once) is trying again after a failure.
             free = (
@@ -371,6 +364,14 @@ class Store:
                 .returning(payments.c.number)
             )
             verify = {int(n) for (n,) in again}
+            # Then the first claim of the rest (after the re-lease, which must not see these as SENT).
+            fresh = await conn.execute(
+                update(payments)
+                .where(*mine, payments.c.status.in_([s.value for s in sources_of(S.SENT)]))
+                .values(status=S.SENT.value, attempts=payments.c.attempts + 1, **lease)
+                .returning(payments.c.number)
+            )
+            execute = {int(n) for (n,) in fresh}
             rest = [n for n in numbers if n not in execute and n not in verify]
             busy: set[int] = set()
             busy_until = now

@@ -1,0 +1,297 @@
+"""Operator and safety mechanisms on a real in-process orchestrator (embedded, and PostgreSQL where
+the mechanism differs there): retrying failed payments, unreachable rails, claim leases, the
+stuck-payment sweeper, and dead letters. Rails are injected (dramatiq/httpx style), never patched."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+from gpo.v1 import disbursement_service_pb2 as api_pb
+from gpo.v1 import resources_pb2 as res_pb
+
+from gpo_server.api.auth import mint_token
+from gpo_server.app import Orchestrator
+from gpo_server.client import GpoClient, chunked, status_counts
+from gpo_server.config import Settings
+from gpo_server.demo import synthetic_payments
+from gpo_server.queueing.base import OutgoingMessage
+from gpo_server.storage.store import NewBatch, Store
+from rail_sidecars.rails.base import Rail, RailPayment, RailResult, RetryableRailError
+from rail_sidecars.rails.simulator import SimulatorRail, SimulatorSettings
+from rail_sidecars.rails.simulator_ledger import read_totals
+
+PROGRAM = "ops"
+RAIL = "simulator"
+
+
+class Running:
+    def __init__(self, orchestrator: Orchestrator, secret: bytes, ledger: Path) -> None:
+        self.orchestrator = orchestrator
+        self.ledger = ledger
+        self.client = GpoClient(f"127.0.0.1:{orchestrator.port}", mint_token(secret, "ops-test", ["*"]))
+
+
+async def start(tmp_path: Path, rail: Rail | None = None, **overrides: object) -> Running:
+    secret = secrets.token_bytes(32)
+    ledger = tmp_path / "ledger.db"
+    settings = Settings(
+        data_dir=tmp_path,
+        listen="127.0.0.1:0",
+        auth_hs256_secrets=[secret],
+        simulator="failure_rate=0.2,seed=11",
+    )
+    for key, value in overrides.items():
+        setattr(settings, key, value)
+    rails: Mapping[str, Rail] = (
+        {RAIL: rail}
+        if rail is not None
+        else {RAIL: SimulatorRail(SimulatorSettings(ledger_path=str(ledger), failure_rate=0.2, seed=11))}
+    )
+    orchestrator = Orchestrator(settings, embedded_rails=rails)
+    await orchestrator.start()
+    return Running(orchestrator, secret, ledger)
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    gpo = await start(tmp_path)
+    yield gpo
+    await gpo.client.close()
+    await gpo.orchestrator.stop(grace_s=2)
+
+
+async def upload(client: GpoClient, count: int) -> str:
+    header = api_pb.BatchHeader(program=PROGRAM, request_id=str(uuid.uuid4()), payer_fa="account:treasury@cb")
+    result = await client.upload(header, chunked(synthetic_payments(count, 0), 100))
+    return str(result.batch.name)
+
+
+async def wait_state(client: GpoClient, name: str, state: int, timeout_s: float = 60) -> res_pb.Batch:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        batch = await client.get_batch(name)
+        if batch.state == state and not {"accepted", "queued", "sent"} & set(status_counts(batch)):
+            return batch
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{name} not in state {state} after {timeout_s}s: {batch}")
+
+
+async def payments_of(client: GpoClient, name: str, status_filter: str = "") -> list[res_pb.Payment]:
+    return [p async for p in client.payments(name, status_filter)]
+
+
+# ---- operator retry ---------------------------------------------------------------------------
+
+
+async def test_retry_failed_gives_refused_payments_new_keys_once_per_request_id(running: Running) -> None:
+    client = running.client
+    name = await upload(client, 400)
+    await wait_state(client, name, res_pb.BATCH_STATE_COMPLETED)
+    failed_before = {p.reference_id: p for p in await payments_of(client, name, "status = FAILED")}
+    assert 30 < len(failed_before) < 130  # the simulator fails about 20% by key
+
+    request_id = str(uuid.uuid4())
+    await client.retry_failed(name, request_id)
+    batch = await wait_state(client, name, res_pb.BATCH_STATE_COMPLETED)
+    await client.retry_failed(name, request_id)  # the same request_id: no second retry
+    await asyncio.sleep(0.5)
+
+    after = {p.reference_id: p for p in await payments_of(client, name)}
+    for ref, before in failed_before.items():
+        retried = after[ref]
+        assert retried.retries == 1
+        assert retried.idempotency_key != before.idempotency_key  # refused for good: a new key
+        assert retried.status in (res_pb.PAYMENT_STATUS_SUCCEEDED, res_pb.PAYMENT_STATUS_FAILED)
+    assert any(after[ref].status == res_pb.PAYMENT_STATUS_SUCCEEDED for ref in failed_before)
+    assert all(p.retries == 0 for ref, p in after.items() if ref not in failed_before)
+
+    totals = read_totals(running.ledger)
+    counts = status_counts(await client.get_batch(name))
+    assert totals.duplicates == 0
+    assert totals.payments == counts["succeeded"]
+    succeeded = sum(
+        int(t.amount.replace(".", "")) for t in batch.totals if t.status == res_pb.PAYMENT_STATUS_SUCCEEDED
+    )
+    assert int(totals.amount.replace(".", "")) == succeeded
+
+
+class UnreachableRail(Rail):
+    """Every call fails as a rail outage would; it never executes anything."""
+
+    name = "unreachable"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def execute(self, payments: Sequence[RailPayment]) -> Sequence[RailResult]:
+        self.calls += 1
+        raise RetryableRailError("503 from the rail")
+
+    async def look_up(self, idempotency_keys: Sequence[str]) -> Mapping[str, RailResult]:
+        return {}
+
+
+async def test_an_unreachable_rail_fails_payments_that_keep_their_keys_on_retry(tmp_path: Path) -> None:
+    rail = UnreachableRail()
+    gpo = await start(tmp_path, rail)
+    try:
+        name = await upload(gpo.client, 20)
+        await wait_state(gpo.client, name, res_pb.BATCH_STATE_COMPLETED)
+        failed = await payments_of(gpo.client, name)
+        assert {p.status for p in failed} == {res_pb.PAYMENT_STATUS_FAILED}
+        assert {p.reason_code for p in failed} == {"rjct.rail.unreachable"}
+        assert rail.calls >= 5  # retried with backoff before giving up
+        keys = {p.reference_id: p.idempotency_key for p in failed}
+        await gpo.client.retry_failed(name, str(uuid.uuid4()))
+        await wait_state(gpo.client, name, res_pb.BATCH_STATE_COMPLETED)
+        again = await payments_of(gpo.client, name)
+        assert {p.reference_id: p.idempotency_key for p in again} == keys  # the rail may still hold them
+        assert {p.retries for p in again} == {1}
+    finally:
+        await gpo.client.close()
+        await gpo.orchestrator.stop(grace_s=2)
+
+
+# ---- claim leases -----------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "postgres":
+        url = os.environ.get("GPO_TEST_DATABASE_URL")
+        if not url:
+            pytest.skip("GPO_TEST_DATABASE_URL is not set")
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'leases.db'}"
+    s = Store.open(url)
+    await s.migrate()
+    yield s
+    await s.close()
+
+
+async def _batch_with_payments(store: Store, count: int) -> int:
+    from gpo.v1 import disbursement_service_pb2
+
+    from gpo_server.domain.routing import Router
+    from gpo_server.intake import Intake
+
+    batch, _ = await store.create_or_get_batch(
+        NewBatch("leases", str(uuid.uuid4()), "account:treasury@cb", "", None, 0, None)
+    )
+    chunk = disbursement_service_pb2.PaymentChunk(sequence=1, payments=list(synthetic_payments(count, 0)))
+    await Intake(store, Router((), RAIL)).store_chunk(batch.id, chunk)
+    return batch.id
+
+
+async def test_a_claim_lease_keeps_a_concurrent_delivery_away_until_it_ends(store: Store) -> None:
+    batch_id = await _batch_with_payments(store, 10)
+    numbers = list(range(1, 11))
+    first = await store.claim(batch_id, numbers, "sidecar-a:chunk-1", lease_s=30)
+    assert first.execute == set(numbers) and not first.verify and not first.busy
+
+    other = await store.claim(batch_id, numbers, "sidecar-b:chunk-1", lease_s=30)
+    assert other.busy == set(numbers) and not other.execute and not other.verify
+    assert dt.timedelta(seconds=25) < other.retry_after <= dt.timedelta(seconds=30)
+
+    again = await store.claim(batch_id, numbers, "sidecar-a:chunk-1", lease_s=30)
+    assert again.verify == set(numbers)  # the same process retrying its own chunk verifies at once
+
+    # The owner gives up without an outcome: the lease ends and another delivery may verify.
+    await store.apply_results(batch_id, [], owner="sidecar-a:chunk-1", released=numbers[:5])
+    later = await store.claim(batch_id, numbers, "sidecar-b:chunk-1", lease_s=0.5)
+    assert later.verify == set(numbers[:5]) and later.busy == set(numbers[5:])
+
+    await asyncio.sleep(0.6)  # a short lease ends by itself
+    last = await store.claim(batch_id, numbers[:5], "sidecar-c:chunk-1", lease_s=30)
+    assert last.verify == set(numbers[:5])
+
+
+# ---- the stuck-payment sweeper ----------------------------------------------------------------
+
+
+class HangingRail(Rail):
+    """Executes on the simulator (money moves), then never answers: the call hangs forever."""
+
+    name = "hanging"
+
+    def __init__(self, ledger: Path, record_first: bool) -> None:
+        self.simulator = SimulatorRail(SimulatorSettings(ledger_path=str(ledger)))
+        self.record_first = record_first
+
+    async def execute(self, payments: Sequence[RailPayment]) -> Sequence[RailResult]:
+        if self.record_first:
+            await self.simulator.execute(payments)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def look_up(self, idempotency_keys: Sequence[str]) -> Mapping[str, RailResult]:
+        return await self.simulator.look_up(idempotency_keys)
+
+
+async def test_the_sweeper_resolves_a_payment_whose_rail_executed_but_never_answered(tmp_path: Path) -> None:
+    gpo = await start(
+        tmp_path,
+        HangingRail(tmp_path / "ledger.db", record_first=True),
+        claim_lease_s=1.0,
+        stuck_after_s=1.0,
+        max_sweeps=3,
+    )
+    try:
+        name = await upload(gpo.client, 30)
+        batch = await wait_state(gpo.client, name, res_pb.BATCH_STATE_COMPLETED, timeout_s=30)
+        assert status_counts(batch) == {"succeeded": 30}
+        totals = read_totals(gpo.ledger)
+        assert totals.payments == 30 and totals.duplicates == 0  # verified, never executed again
+    finally:
+        await gpo.client.close()
+        await gpo.orchestrator.stop(grace_s=1)
+
+
+async def test_the_sweeper_marks_a_payment_the_rail_never_saw_for_attention(tmp_path: Path) -> None:
+    gpo = await start(
+        tmp_path,
+        HangingRail(tmp_path / "ledger.db", record_first=False),
+        claim_lease_s=0.5,
+        stuck_after_s=0.5,
+        max_sweeps=1,
+    )
+    try:
+        name = await upload(gpo.client, 5)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            stuck = await payments_of(gpo.client, name)
+            if all(p.attention_reason for p in stuck):
+                break
+            await asyncio.sleep(0.2)
+        assert {p.status for p in stuck} == {res_pb.PAYMENT_STATUS_SENT}  # visibly stuck, never guessed
+        assert {p.attention_reason.split(":")[0] for p in stuck} == {"stuck"}
+        assert read_totals(gpo.ledger).executions == 0  # the sweeper never executes
+    finally:
+        await gpo.client.close()
+        await gpo.orchestrator.stop(grace_s=1)
+
+
+# ---- dead letters -----------------------------------------------------------------------------
+
+
+async def test_a_poison_message_is_dead_lettered_and_listed(running: Running) -> None:
+    broker = running.orchestrator.broker
+    await broker.publish(RAIL, [OutgoingMessage(b"\xff not a protobuf", "poison-1")])
+    deadline = time.monotonic() + 20
+    found: list[res_pb.DeadLetter] = []
+    while time.monotonic() < deadline and not found:
+        found = [d async for d in running.client.dead_letters(RAIL)]
+        await asyncio.sleep(0.1)
+    assert len(found) == 1
+    assert found[0].rail == RAIL and found[0].chunk_id == "poison-1" and found[0].reason == "rejected"
+    # The rail keeps serving after the poison message.
+    name = await upload(running.client, 50)
+    await wait_state(running.client, name, res_pb.BATCH_STATE_COMPLETED)
