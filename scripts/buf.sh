@@ -7,4 +7,5 @@ if [ ! -x .tools/node_modules/.bin/buf ]; then
   mkdir -p .tools
   npm install --silent --prefix .tools "@bufbuild/buf@$BUF_VERSION" >/dev/null
 fi
+bash scripts/proto_deps.sh  # google/api protos that buf.yaml names as a local module
 exec .tools/node_modules/.bin/buf "$@"

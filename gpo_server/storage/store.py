@@ -408,6 +408,12 @@ class Store:
         now = utcnow()
         count = 0
         async with self.engine.begin() as conn:
+            reversals = [r for r in results if r.status is S.REVERSED]
+            if reversals:
+                # A return proves the payment was paid: one still SENT (its success never reached GPO)
+                # becomes SUCCEEDED first, then REVERSED, in this same transaction.
+                paid = [ResultUpdate(r.number, S.SUCCEEDED, "", "", r.rail_reference, True) for r in reversals]
+                await self._apply(conn, batch_id, S.SENT, paid, now)
             for source, group in _by_source(results).items():
                 count += await self._apply(conn, batch_id, source, group, now)
             if released or unknown:

@@ -7,16 +7,16 @@ give a known_hosts file or the host's public key; only an explicit insecure sett
 from __future__ import annotations
 
 import asyncio
-import logging
 import posixpath
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncssh
 
 from rail_sidecars.rails.iso20022.delivery import REPORT_NAME, Transport, TransportError
 
-log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class SftpTransport(Transport):
                     if s.private_key
                     else []
                 )
-                self._connection = await asyncssh.connect(
+                connection = await asyncssh.connect(
                     s.host,
                     s.port,
                     username=s.username,
@@ -75,63 +75,75 @@ class SftpTransport(Transport):
                     connect_timeout=s.timeout_s,
                     agent_path=None,
                 )
-                self._sftp = await self._connection.start_sftp_client()
+                try:
+                    self._sftp = await connection.start_sftp_client()
+                except BaseException:
+                    connection.close()
+                    raise
+                self._connection = connection
             return self._sftp
 
-    async def _reset(self) -> asyncssh.SSHClientConnection | None:
+    async def _reset(self, failed: asyncssh.SFTPClient | None) -> None:
+        """Drops the session that failed; a newer one, opened meanwhile by another caller, stays."""
         async with self._lock:
-            connection = self._connection
-            if self._sftp is not None:
-                self._sftp.exit()
-            if connection is not None:
-                connection.close()
+            if failed is None or failed is not self._sftp:
+                return
+            failed.exit()
+            if self._connection is not None:
+                self._connection.close()
             self._sftp = self._connection = None
-            return connection
+
+    async def _call(self, what: str, operation: Callable[[asyncssh.SFTPClient], Awaitable[T]]) -> T:
+        sftp: asyncssh.SFTPClient | None = None
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
+                sftp = await self._client()
+                return await operation(sftp)
+        except asyncssh.SFTPError as exc:  # the server refused this operation; the session is still good
+            raise TransportError(f"{what}: {exc}") from exc
+        except (OSError, asyncssh.Error, TimeoutError) as exc:
+            await self._reset(sftp)
+            raise TransportError(f"{what}: {exc}") from exc
 
     async def deliver(self, name: str, data: bytes) -> None:
         final = posixpath.join(self.settings.pain001_dir, name)
         temporary = posixpath.join(self.settings.pain001_dir, f".{name}.part")
-        try:
-            async with asyncio.timeout(self.settings.timeout_s):
-                sftp = await self._client()
-                async with sftp.open(temporary, "wb") as handle:
-                    await handle.write(data)
-        except (OSError, asyncssh.Error, TimeoutError) as exc:
-            await self._reset()
-            raise TransportError(f"upload of {name} failed: {exc}") from exc
-        try:
-            async with asyncio.timeout(self.settings.timeout_s):
-                try:
-                    await sftp.posix_rename(temporary, final)  # replaces an earlier copy atomically
-                except asyncssh.SFTPOpUnsupported:
-                    await sftp.rename(temporary, final)
-        except (OSError, asyncssh.Error, TimeoutError) as exc:
-            # The rename may have happened before the failure: the file may be at the bank.
-            await self._reset()
-            raise TransportError(f"rename of {name} unconfirmed: {exc}") from exc
+
+        async def upload(sftp: asyncssh.SFTPClient) -> None:
+            async with sftp.open(temporary, "wb") as handle:
+                await handle.write(data)
+
+        async def rename(sftp: asyncssh.SFTPClient) -> None:
+            try:
+                await sftp.posix_rename(temporary, final)  # replaces an earlier copy atomically
+            except asyncssh.SFTPOpUnsupported:
+                await sftp.rename(temporary, final)
+
+        await self._call(f"upload of {name} failed", upload)
+        # If the rename fails, it may still have happened: the file may be at the bank.
+        await self._call(f"rename of {name} unconfirmed", rename)
 
     async def list_reports(self) -> list[str]:
-        try:
-            async with asyncio.timeout(self.settings.timeout_s):
-                sftp = await self._client()
-                names = await sftp.listdir(self.settings.reports_dir)
-        except (OSError, asyncssh.Error, TimeoutError) as exc:
-            await self._reset()
-            raise TransportError(f"cannot list {self.settings.reports_dir}: {exc}") from exc
+        async def listing(sftp: asyncssh.SFTPClient) -> list[str]:
+            return [str(n) for n in await sftp.listdir(self.settings.reports_dir)]
+
+        names = await self._call(f"cannot list {self.settings.reports_dir}", listing)
         return sorted(n for n in names if REPORT_NAME.fullmatch(n))
 
     async def fetch_report(self, name: str) -> bytes:
-        try:
-            async with asyncio.timeout(self.settings.timeout_s):
-                sftp = await self._client()
-                async with sftp.open(posixpath.join(self.settings.reports_dir, name), "rb") as handle:
-                    data = await handle.read()
-        except (OSError, asyncssh.Error, TimeoutError) as exc:
-            await self._reset()
-            raise TransportError(f"cannot read {name}: {exc}") from exc
-        return data if isinstance(data, bytes) else data.encode()
+        async def read(sftp: asyncssh.SFTPClient) -> bytes:
+            async with sftp.open(posixpath.join(self.settings.reports_dir, name), "rb") as handle:
+                data = await handle.read()
+            return data if isinstance(data, bytes) else data.encode()
+
+        return await self._call(f"cannot read {name}", read)
 
     async def close(self) -> None:
-        connection = await self._reset()
+        async with self._lock:
+            sftp, connection = self._sftp, self._connection
+            self._sftp = self._connection = None
+        if sftp is not None:
+            sftp.exit()
         if connection is not None:
+            connection.close()
             await connection.wait_closed()

@@ -25,8 +25,8 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _IBAN = re.compile(r"[A-Z]{2}[0-9]{2}[A-Za-z0-9]{1,30}")
 _BIC = re.compile(r"[A-Z0-9]{4}[A-Z]{2}[A-Z0-9]{2}([A-Z0-9]{3})?")
 _EXTERNAL_CODE = re.compile(r"[A-Z0-9]{1,4}")
-# XML 1.0 forbids most control characters; the rest only hurt a bank's fixed-width back end.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# XML 1.0 forbids most control characters and U+FFFE/U+FFFF; the rest only hurt a bank's back end.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ufffe\uffff]")
 
 # Schemes of payee financial addresses that name a bank account.
 DEFAULT_SCHEMES: tuple[str, ...] = ("iban", "account")

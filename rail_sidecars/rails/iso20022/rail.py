@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -147,7 +148,11 @@ class Iso20022Rail(Rail):
         store = await self._keys()
         while True:
             cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.reversal_grace_s)
-            rows = await store.unreported_returns(cutoff.isoformat(timespec="milliseconds"))
+            try:
+                rows = await store.unreported_returns(cutoff.isoformat(timespec="milliseconds"))
+            except sqlite3.Error:
+                log.exception("cannot read returns from the key map; trying again")
+                rows = []
             for row in rows:
                 yield RailResult(
                     idempotency_key=row.idempotency_key,
@@ -158,7 +163,13 @@ class Iso20022Rail(Rail):
                     batch=row.batch,
                     payment_number=row.payment_number,
                 )
-                await store.mark_return_reported(row.end_to_end_id)
+                try:
+                    await store.mark_return_reported(row.end_to_end_id)
+                except sqlite3.Error:
+                    log.exception(
+                        "cannot mark the return of %s reported; it will be offered again", row.end_to_end_id
+                    )
+                    continue
                 log.info("reported the return of transfer %s (%s)", row.end_to_end_id, row.return_code)
             if not rows:
                 await asyncio.sleep(self.settings.poll_interval_s)
@@ -268,12 +279,13 @@ class Iso20022Rail(Rail):
             except TimeoutError:
                 pass
             rows = await store.current(keys)
-        decided = [r for r in rows.values() if r.outcome is not None]
-        await store.mark_answered([r.end_to_end_id for r in decided if r.outcome == SUCCEEDED])
         if pending:
             log.info("%d of %d transfers still await the bank's status", len(pending), len(rows))
             if strict:
                 raise RetryableRailError(f"{len(pending)} transfers still await the bank's status")
+        decided = [r for r in rows.values() if r.outcome is not None]
+        # Only now are these successes handed to the runner: their returns may be reported after them.
+        await store.mark_answered([r.end_to_end_id for r in decided if r.outcome == SUCCEEDED])
         return [_result(r) for r in decided]
 
     async def _deliver(self, msg_ids: set[str]) -> None:

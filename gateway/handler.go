@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	_ "google.golang.org/genproto/googleapis/rpc/errdetails" // so error details (ErrorInfo, BadRequest) render as JSON
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	gpov1gw "github.com/gpo-project/gpo/gateway/gen/gpo/v1"
+)
+
+// NewHandler is the REST API over conn: the generated DisbursementService routes and /healthz (the GPO
+// server's gRPC health). Authorization headers reach GPO as "authorization" metadata.
+func NewHandler(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error) {
+	mux := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &jsonMarshaler{runtime.JSONPb{
+			// lowerCamelCase names, enums by name, int64 as strings (proto3 JSON); zero values are
+			// written so clients see every field, but unset messages are left out rather than null.
+			MarshalOptions:   protojson.MarshalOptions{EmitDefaultValues: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
+		}}),
+		runtime.WithIncomingHeaderMatcher(incomingHeader),
+		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
+		runtime.WithRoutingErrorHandler(routingError),
+		runtime.WithErrorHandler(errorHandler),
+		runtime.WithStreamErrorHandler(streamErrorHandler),
+		runtime.WithHealthzEndpoint(grpc_health_v1.NewHealthClient(conn)),
+	)
+	if err := gpov1gw.RegisterDisbursementServiceHandler(ctx, mux, conn); err != nil {
+		return nil, err
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, ":upload") {
+			// An upload is a bidirectional stream: acknowledgements go out while chunks still come in.
+			// Without full duplex, net/http may close an HTTP/1.1 request body once the reply starts.
+			_ = http.NewResponseController(w).EnableFullDuplex()
+			guardUpload(mux, challengeWriter{w}, r)
+			return
+		}
+		mux.ServeHTTP(challengeWriter{w}, r)
+	}), nil
+}
+
+// jsonMarshaler is JSONPb whose streams are labelled newline-delimited JSON, as they are written.
+type jsonMarshaler struct{ runtime.JSONPb }
+
+func (*jsonMarshaler) StreamContentType(any) string { return "application/x-ndjson" }
+
+// incomingHeader forwards, besides grpc-gateway's defaults, a client's request id for GPO's logs.
+func incomingHeader(key string) (string, bool) {
+	if strings.EqualFold(key, "X-Request-Id") {
+		return "x-request-id", true
+	}
+	return runtime.DefaultHeaderMatcher(key)
+}
+
+// routingError answers a known path with the wrong method 405 with an Allow header (grpc-gateway
+// answers 501). Every route of the API is a GET, except the AIP-136 custom methods that change state
+// (":upload", ":cancel", ":retryFailedPayments"), which are POSTs.
+func routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	if httpStatus != http.StatusMethodNotAllowed {
+		runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
+		return
+	}
+	allow := http.MethodGet
+	if i := strings.LastIndex(r.URL.Path, ":"); i >= 0 && r.URL.Path[i+1:] != "watch" {
+		allow = http.MethodPost
+	}
+	w.Header().Set("Allow", allow)
+	err := &runtime.HTTPStatusError{
+		HTTPStatus: http.StatusMethodNotAllowed,
+		Err:        status.Errorf(codes.Unimplemented, "%s is not allowed here; use %s", r.Method, allow),
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// outgoingHeader returns GPO's response metadata as Grpc-Metadata-* headers, less gRPC's own transport
+// headers, which mean nothing to an HTTP client.
+func outgoingHeader(key string) (string, bool) {
+	switch strings.ToLower(key) {
+	case "content-type", "grpc-accept-encoding", "grpc-encoding":
+		return "", false
+	}
+	return runtime.MetadataHeaderPrefix + key, true
+}
+
+// challengeWriter answers a 401 with the WWW-Authenticate challenge of RFC 6750 (grpc-gateway would
+// put the error message there, and streams that fail before their first message get none).
+type challengeWriter struct{ http.ResponseWriter }
+
+func (c challengeWriter) WriteHeader(code int) {
+	if code == http.StatusUnauthorized {
+		c.Header().Set("WWW-Authenticate", `Bearer realm="gpo"`)
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the connection (flushes, full duplex).
+func (c challengeWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }

@@ -1,0 +1,676 @@
+"""The Mojaloop FSPIOP v1.1 rail: transformers, the rail against the test hub (tests/peers/mojaloop_hub.py)
+with every request and callback checked against the spec file, and end to end through GPO processes on
+PostgreSQL + RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rail_sidecars.config import ConfigError, RailConfig
+from rail_sidecars.rails.base import Outcome, RailPayment, RetryableRailError
+from rail_sidecars.rails.mojaloop import MojaloopRail, from_config, settings_from_config
+from rail_sidecars.rails.mojaloop.keymap import Sent
+from rail_sidecars.rails.mojaloop.transformers import (
+    CORRELATION_ID,
+    FspiopError,
+    Planned,
+    QuoteTerms,
+    Verdict,
+    bulk_quote_id,
+    bulk_quote_request,
+    bulk_transfer_id,
+    bulk_transfer_request,
+    condition_of,
+    fspiop_headers,
+    gpo_amount,
+    parse_fa,
+    party_id_info,
+    payee_fsp_of,
+    payee_party,
+    payer_party,
+    quote_id_for,
+    read_quotes,
+    read_transfers,
+    reason_for,
+    to_fspiop_amount,
+    to_units,
+    transaction_type,
+    transfer_id_for,
+)
+from rail_sidecars.rails.registry import make_rail
+from tests.peers.mojaloop_hub import Behaviour, FspiopSpec, MojaloopHub
+from tests.support.processes import free_port, spec_path
+
+SPEC = "mojaloop/fspiop-v1.1-openapi3.yaml"
+PAYER_FSP = "gpo-payer"
+SPEC_AMOUNT = re.compile(r"^([0]|([1-9][0-9]{0,17}))([.][0-9]{0,3}[1-9])?$")
+
+
+def payment(n: int, fsp: str = "payeefsp1", amount: str = "10.00", **extra: str) -> RailPayment:
+    key = str(uuid.uuid5(uuid.NAMESPACE_OID, f"payment-{n}"))
+    return RailPayment(
+        idempotency_key=key,
+        reference_id=f"ref-{n}",
+        payer_fa="account:treasury-001@central-bank",
+        payee_fa=extra.pop("payee_fa", f"mobile:2547{n:08d}@{fsp}"),
+        amount=amount,
+        currency_code="KES",
+        payee_name=f"Beneficiary {n}",
+        note="monthly cash transfer",
+        **extra,
+    )
+
+
+# -- transformers
+
+
+def test_amounts_are_exact_and_canonical() -> None:
+    assert to_fspiop_amount("125.50") == "125.5"
+    assert to_fspiop_amount("100.00") == "100"
+    assert to_fspiop_amount("0.05") == "0.05"
+    assert to_fspiop_amount("9999999999999.99") == "9999999999999.99"
+    assert to_units("125.5") == to_units("125.50") == 1_255_000
+    assert gpo_amount(to_units("100")) == "100.00"
+    with pytest.raises(ValueError):
+        gpo_amount(to_units("1.005"))
+    for bad in ("1e3", "-1.00", "1,00", "", " 1.00", "1.00000"):
+        with pytest.raises(ValueError):
+            to_units(bad)
+
+
+@given(st.integers(min_value=1, max_value=10**15 - 1))
+def test_amount_round_trip(hundredths: int) -> None:
+    gpo = f"{hundredths // 100}.{hundredths % 100:02d}"
+    fspiop = to_fspiop_amount(gpo)
+    assert SPEC_AMOUNT.match(fspiop)
+    assert gpo_amount(to_units(fspiop)) == gpo
+
+
+def test_ids_are_deterministic_correlation_ids() -> None:
+    key = str(uuid.uuid5(uuid.NAMESPACE_OID, "x"))
+    assert transfer_id_for(key) == key
+    assert CORRELATION_ID.match(transfer_id_for("not-a-uuid"))
+    assert transfer_id_for("not-a-uuid") == transfer_id_for("not-a-uuid")
+    ids = [transfer_id_for(str(i)) for i in range(5)]
+    assert bulk_quote_id("a", "b", ids) == bulk_quote_id("a", "b", reversed(ids))
+    assert bulk_quote_id("a", "b", ids) != bulk_quote_id("a", "c", ids)
+    quote = bulk_quote_id("a", "b", ids)
+    assert bulk_transfer_id(quote, ids) == bulk_transfer_id(quote, sorted(ids))
+    assert bulk_transfer_id(quote, ids) != bulk_transfer_id(quote, ids[:4])
+    for derived in (quote, bulk_transfer_id(quote, ids), quote_id_for(ids[0])):
+        assert CORRELATION_ID.match(derived)
+
+
+def test_addresses_map_to_parties_and_fsps() -> None:
+    address = parse_fa("mobile:254700000001@payeefsp1")
+    assert address is not None and address.provider == "payeefsp1"
+    assert payee_fsp_of(address, {}) == "payeefsp1"
+    assert payee_fsp_of(address, {"payeefsp1": "fsp-one"}) == "fsp-one"
+    settings_types = {"mobile": "MSISDN", "account": "ACCOUNT_ID"}
+    assert party_id_info(address, settings_types, "payeefsp1") == {
+        "partyIdType": "MSISDN",
+        "partyIdentifier": "254700000001",
+        "fspId": "payeefsp1",
+    }
+    unknown = parse_fa("token:abc@national-id")
+    assert unknown is not None and party_id_info(unknown, settings_types) is None
+    assert parse_fa("not-an-address") is None
+    assert payer_party("account:treasury-001@central-bank", settings_types, "gpo")["partyIdInfo"] == {
+        "partyIdType": "ACCOUNT_ID",
+        "partyIdentifier": "treasury-001",
+        "fspId": "gpo",
+    }
+
+
+def test_error_codes_map_to_reasons() -> None:
+    assert reason_for("4001") == "rjct.payer.insufficient_funds"
+    assert reason_for("3204") == "rjct.payee_fa.invalid"
+    assert reason_for("5200") == "rjct.amount.limit_exceeded"
+    assert reason_for("5104") == "rjct.payee_fa.rejected"
+    assert reason_for("5400") == "rjct.payee_fa.blocked"
+    assert reason_for("3303") == "rjct.rail.error"
+    assert FspiopError("4001", "x").definite
+    assert not FspiopError("2001", "x").definite  # server error: the request may have been processed
+    assert not FspiopError("1001", "x").definite
+    assert not FspiopError("3106", "x").definite  # modified request: the id exists
+    assert FspiopError("3210", "x").not_found
+
+
+def _planned(n: int, amount: str = "10.00") -> Planned:
+    p = payment(n, amount=amount)
+    info = {"partyIdType": "MSISDN", "partyIdentifier": f"2547{n:08d}", "fspId": "payeefsp1"}
+    return Planned(p, transfer_id_for(p.idempotency_key), payee_party(info, p.payee_name), to_units(amount))
+
+
+def test_read_quotes_checks_amounts_fees_and_errors() -> None:
+    items = [_planned(i) for i in range(4)]
+    fulfilment = "a" * 43
+    ok = {"ilpPacket": "AAAA", "condition": condition_of(fulfilment)}
+    body = {
+        "expiration": "2030-01-01T00:00:00.000Z",
+        "individualQuoteResults": [
+            {"quoteId": items[0].quote_id, "transferAmount": {"currency": "KES", "amount": "10"}, **ok},
+            {"quoteId": items[1].quote_id, "transferAmount": {"currency": "KES", "amount": "10.5"}, **ok},
+            {
+                "quoteId": items[2].quote_id,
+                "errorInformation": {"errorCode": "3204", "errorDescription": "no"},
+            },
+        ],
+    }
+    server_error = {
+        "quoteId": items[3].quote_id,
+        "errorInformation": {"errorCode": "2001", "errorDescription": "x"},
+    }
+    terms, refused = read_quotes({**body, "individualQuoteResults": [server_error]}, items[3:], 0)
+    assert terms == {} and refused == {}  # a server error decides nothing
+    terms, refused = read_quotes(body, items, max_fee_units=0)
+    assert set(terms) == {items[0].transfer_id}
+    assert terms[items[0].transfer_id].transfer_amount == {"currency": "KES", "amount": "10"}
+    assert refused[items[1].transfer_id].reason_code == "rjct.amount.limit_exceeded"
+    assert refused[items[2].transfer_id].reason_code == "rjct.payee_fa.invalid"
+    assert refused[items[3].transfer_id] == Verdict(Outcome.FAILED, "rjct.rail.error", "no quote result")
+    terms, _ = read_quotes(body, items, max_fee_units=to_units("0.5"))
+    assert terms[items[1].transfer_id].transfer_amount["amount"] == "10.5"
+
+
+def test_read_transfers_needs_final_state_and_a_valid_fulfilment() -> None:
+    good, bad = "a" * 43, "b" * 43
+    conditions = {"t1": condition_of(good), "t2": condition_of(good), "t3": "", "t4": condition_of(good)}
+    results = [
+        {"transferId": "t1", "fulfilment": good},
+        {"transferId": "t2", "fulfilment": bad},
+        {"transferId": "t3", "errorInformation": {"errorCode": "5400", "errorDescription": "blocked"}},
+        {"transferId": "other", "fulfilment": good},
+    ]
+    verdicts = read_transfers(
+        {"bulkTransferState": "COMPLETED", "individualTransferResults": results}, conditions
+    )
+    assert verdicts["t1"].outcome is Outcome.SUCCEEDED
+    assert "t2" not in verdicts and "t4" not in verdicts  # wrong fulfilment, no result: undecided
+    assert verdicts["t3"] == Verdict(Outcome.FAILED, "rjct.payee_fa.blocked", "FSPIOP 5400: blocked")
+    assert "other" not in verdicts
+    assert (
+        read_transfers({"bulkTransferState": "PROCESSING", "individualTransferResults": results}, conditions)
+        == {}
+    )
+    rejected = read_transfers({"bulkTransferState": "REJECTED"}, conditions)
+    assert {v.outcome for v in rejected.values()} == {Outcome.FAILED} and set(rejected) == set(conditions)
+
+
+def test_builders_conform_to_the_spec() -> None:
+    spec = FspiopSpec(spec_path(SPEC))
+    items = [_planned(i, amount) for i, amount in enumerate(["10.00", "0.05", "125.50", "7.10"])]
+    payer = payer_party("account:treasury-001@central-bank", {"account": "ACCOUNT_ID"}, PAYER_FSP)
+    quote = bulk_quote_request(
+        bulk_quote_id(PAYER_FSP, "payeefsp1", []), payer, items, transaction_type("TRANSFER", "BUSINESS")
+    )
+    headers = fspiop_headers("bulkQuotes", PAYER_FSP, "payeefsp1")
+    assert spec.check("POST", "/bulkQuotes", headers, quote) == []
+    terms = {
+        i.transfer_id: QuoteTerms({"currency": "KES", "amount": "10"}, "AAAA", condition_of("a" * 43))
+        for i in items
+    }
+    from datetime import UTC, datetime
+
+    transfer = bulk_transfer_request(
+        bulk_transfer_id("q", terms), quote["bulkQuoteId"], PAYER_FSP, "payeefsp1", terms, datetime.now(UTC)
+    )
+    assert (
+        spec.check(
+            "POST", "/bulkTransfers", fspiop_headers("bulkTransfers", PAYER_FSP, "payeefsp1"), transfer
+        )
+        == []
+    )
+
+
+def test_the_conformance_check_is_not_vacuous() -> None:
+    spec = FspiopSpec(spec_path(SPEC))
+    headers = fspiop_headers("bulkQuotes", PAYER_FSP, "payeefsp1")
+    body: dict[str, Any] = {
+        "bulkQuoteId": str(uuid.uuid4()),
+        "payer": {"partyIdInfo": {"partyIdType": "ACCOUNT_ID", "partyIdentifier": "x"}},
+        "individualQuotes": [],
+    }
+    problems = spec.check("POST", "/bulkQuotes", {k: v for k, v in headers.items() if k != "Date"}, body)
+    assert any("Date" in p for p in problems)
+    assert any("individualQuotes" in p or "too short" in p or "non-empty" in p for p in problems)
+    body["individualQuotes"] = [{"quoteId": "x", "amount": {"currency": "KES", "amount": "12.50"}, "typo": 1}]
+    problems = spec.check("POST", "/bulkQuotes", headers, body)
+    assert any("12.50" in p for p in problems)
+    assert any("typo" in p for p in problems)
+    bad_type = {**headers, "Content-Type": "application/json"}
+    assert any("Content-Type" in p for p in spec.check("POST", "/bulkQuotes", bad_type, body))
+
+
+def test_settings_from_the_rails_toml(tmp_path: Path) -> None:
+    config = RailConfig(
+        name="ml", kind="mojaloop", timeout_s=7, options={"base_url": "http://hub/", "payer_fsp": "p"}
+    )
+    settings = settings_from_config(config)
+    assert settings.base_url == "http://hub" and settings.callback_timeout_s == 7
+    assert settings.max_bulk_size == 1000
+    with pytest.raises(ConfigError):
+        settings_from_config(RailConfig(name="ml", kind="mojaloop", options={"payer_fsp": "p"}))
+    with pytest.raises(ConfigError):
+        settings_from_config(
+            RailConfig(
+                name="ml", kind="mojaloop", options={"base_url": "x", "payer_fsp": "p", "max_bulk_size": 1001}
+            )
+        )
+    options = {"base_url": "http://hub", "payer_fsp": "p", "state_path": str(tmp_path / "s.db")}
+    assert isinstance(make_rail(RailConfig(name="ml", kind="mojaloop", options=options)), MojaloopRail)
+
+
+# -- the rail against the hub
+
+
+@pytest.fixture
+def hub() -> Iterator[MojaloopHub]:
+    hub = MojaloopHub(spec=spec_path(SPEC), payee_fsps={"payeefsp1", "payeefsp2"}).start()
+    try:
+        yield hub
+    finally:
+        hub.stop()
+    assert hub.violations == [], hub.violations[:5]
+    assert hub.problems == [], hub.problems[:5]
+
+
+def rail_config(hub: MojaloopHub, tmp_path: Path, **options: Any) -> RailConfig:
+    port = free_port()
+    hub.register(PAYER_FSP, f"http://127.0.0.1:{port}")
+    return RailConfig(
+        name="mojaloop-test",
+        kind="mojaloop",
+        timeout_s=5,
+        options={
+            "base_url": hub.base_url,
+            "payer_fsp": PAYER_FSP,
+            "callback_port": port,
+            "callback_timeout_s": 1.0,
+            "state_path": str(tmp_path / "mojaloop.db"),
+            **options,
+        },
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(config: RailConfig) -> AsyncIterator[MojaloopRail]:
+    rail = from_config(config)
+    await rail.start()
+    try:
+        yield rail
+    finally:
+        await rail.close()
+
+
+def check_against_ledger(hub: MojaloopHub, payments: list[RailPayment], results: dict[str, Any]) -> None:
+    ledger = hub.snapshot()
+    for p in payments:
+        result, entry = results[p.idempotency_key], ledger.get(p.idempotency_key)
+        if result.outcome is Outcome.SUCCEEDED:
+            assert entry is not None and entry.state == "COMMITTED"
+            assert to_units(entry.amount) == to_units(p.amount) and entry.currency == p.currency_code
+        elif entry is not None:
+            assert entry.state == "ABORTED" and result.reason_code == reason_for(entry.error_code)
+        assert entry is None or entry.executions == 1
+
+
+async def test_pays_a_chunk_over_two_fsps_and_looks_it_up(hub: MojaloopHub, tmp_path: Path) -> None:
+    hub.behaviour.transfer_fail_rate = 0.2
+    hub.behaviour.quote_fail_rate = 0.1
+    payments = [payment(i, f"payeefsp{1 + i % 2}", f"{i}.{i % 100:02d}") for i in range(1, 61)]
+    async with running(rail_config(hub, tmp_path)) as rail:
+        results = {r.idempotency_key: r for r in await rail.execute(payments)}
+        assert set(results) == {p.idempotency_key for p in payments}
+        outcomes = {r.outcome for r in results.values()}
+        assert outcomes == {Outcome.SUCCEEDED, Outcome.FAILED}
+        check_against_ledger(hub, payments, results)
+        assert hub.stats["POST bulkTransfers"] == 2  # one bulk per payee FSP
+        looked_up = await rail.look_up([p.idempotency_key for p in payments])
+        # Quote refusals never reached the transfer stage: the hub never executed those keys.
+        assert set(looked_up) == set(hub.snapshot())
+        for key, result in looked_up.items():
+            assert (result.outcome, result.reason_code) == (results[key].outcome, results[key].reason_code)
+        assert await rail.look_up([str(uuid.uuid4())]) == {}
+
+
+async def test_splits_at_1000_transfers_a_bulk(hub: MojaloopHub, tmp_path: Path) -> None:
+    payments = [payment(i) for i in range(2100)]
+    sizes: list[int] = []
+    hub.on_request = lambda method, path, headers, body: (
+        sizes.append(len(body["individualTransfers"])) if path == "/bulkTransfers" else None
+    )
+    async with running(rail_config(hub, tmp_path)) as rail:
+        results = await rail.execute(payments)
+    assert len(results) == 2100 and all(r.outcome is Outcome.SUCCEEDED for r in results)
+    assert sorted(sizes) == [100, 1000, 1000]
+    assert len(hub.snapshot()) == 2100
+
+
+async def test_a_retry_reuses_the_ids_and_never_pays_twice(hub: MojaloopHub, tmp_path: Path) -> None:
+    hub.behaviour.transfer_fail_rate = 0.3
+    payments = [payment(i) for i in range(40)]
+    config = rail_config(hub, tmp_path)
+    async with running(config) as rail:
+        first = {r.idempotency_key: r for r in await rail.execute(payments)}
+    async with running(config) as rail:  # a restarted sidecar executes the same chunk again
+        second = {r.idempotency_key: r for r in await rail.execute(payments)}
+        looked_up = await rail.look_up(list(first))
+    assert second == first == dict(looked_up)
+    assert hub.stats["duplicate bulk transfers"] == 1
+    assert all(t.executions == 1 and t.requests == 1 for t in hub.snapshot().values())
+    # A chunk cut differently reuses the transfer ids: the hub answers from its ledger.
+    async with running(config) as rail:
+        third = {r.idempotency_key: r for r in await rail.execute(payments[:25])}
+    same = [
+        (third[k].outcome, third[k].reason_code) == (first[k].outcome, first[k].reason_code) for k in third
+    ]
+    assert len(third) == 25 and all(same)
+    assert all(t.executions == 1 for t in hub.snapshot().values())
+
+
+async def test_dropped_and_duplicated_callbacks(hub: MojaloopHub, tmp_path: Path) -> None:
+    hub.behaviour.drop_rate = 1.0  # the first callback for every bulk id is lost
+    hub.behaviour.duplicate_rate = 1.0  # every delivered callback comes twice
+    hub.behaviour.transfer_fail_rate = 0.2
+    payments = [payment(i, f"payeefsp{1 + i % 2}") for i in range(30)]
+    async with running(rail_config(hub, tmp_path, callback_timeout_s=0.5)) as rail:
+        results = {r.idempotency_key: r for r in await rail.execute(payments)}
+    assert len(results) == 30
+    check_against_ledger(hub, payments, results)
+    assert hub.stats["callbacks dropped"] >= 4 and hub.stats["callbacks duplicated"] > 0
+    assert hub.stats["GET bulkTransfers"] >= 2  # the sidecar asked for the lost results
+
+
+async def test_no_callback_leaves_payments_undecided_until_look_up_can_tell(
+    hub: MojaloopHub, tmp_path: Path
+) -> None:
+    payments = [payment(i) for i in range(10)]
+    async with running(rail_config(hub, tmp_path, callback_timeout_s=0.3, callback_retries=0)) as rail:
+        hub.behaviour.processing_s = 1.5  # the results come after the sidecar stopped waiting
+        results = await rail.execute(payments)
+        assert results == []  # neither success nor failure is known: nothing is reported
+        with pytest.raises(RetryableRailError):
+            await rail.look_up([p.idempotency_key for p in payments])
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                found = await rail.look_up([p.idempotency_key for p in payments])
+                break
+            except RetryableRailError:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+    assert len(found) == 10 and all(r.outcome is Outcome.SUCCEEDED for r in found.values())
+    assert all(t.executions == 1 for t in hub.snapshot().values())
+
+
+async def test_a_bulk_recorded_but_never_posted_is_absent(hub: MojaloopHub, tmp_path: Path) -> None:
+    """A crash between the key map's commit and the POST: the hub never heard of the bulk."""
+    p = payment(1)
+    async with running(rail_config(hub, tmp_path)) as rail:
+        await rail.keymap.record(
+            [Sent(p.idempotency_key, str(uuid.uuid4()), p.idempotency_key, "payeefsp1", "")]
+        )
+        assert await rail.look_up([p.idempotency_key]) == {}
+        [result] = await rail.execute([p])
+    assert result.outcome is Outcome.SUCCEEDED
+
+
+async def test_a_crash_after_the_post_is_answered_by_look_up(hub: MojaloopHub, tmp_path: Path) -> None:
+    """The sidecar dies while the hub processes its bulk: a new one finds the outcome, pays nothing again."""
+    hub.behaviour.processing_s = 0.5
+    payments = [payment(i) for i in range(20)]
+    config = rail_config(hub, tmp_path)
+    async with running(config) as rail:
+        task = asyncio.create_task(rail.execute(payments))
+        deadline = time.monotonic() + 10
+        while hub.stats["POST bulkTransfers"] == 0:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    async with running(config) as rail:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                found = await rail.look_up([p.idempotency_key for p in payments])
+                break
+            except RetryableRailError:  # still PROCESSING at the hub
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+    assert len(found) == 20 and all(r.outcome is Outcome.SUCCEEDED for r in found.values())
+    assert all(t.executions == 1 and t.requests == 1 for t in hub.snapshot().values())
+
+
+async def test_hub_unavailable_is_retryable(hub: MojaloopHub, tmp_path: Path) -> None:
+    hub.behaviour.unavailable = 2
+    payments = [payment(i, f"payeefsp{1 + i % 2}") for i in range(4)]
+    async with running(rail_config(hub, tmp_path)) as rail:
+        with pytest.raises(RetryableRailError):
+            await rail.execute(payments)
+        assert hub.snapshot() == {}
+        assert await rail.look_up([p.idempotency_key for p in payments]) == {}
+        results = await rail.execute(payments)
+    assert len(results) == 4
+
+
+async def test_refusals_fail_with_mapped_reasons(hub: MojaloopHub, tmp_path: Path) -> None:
+    payments = [payment(1, "payeefsp1"), payment(2, "ghostfsp"), payment(3, payee_fa="token:123@national-id")]
+    async with running(rail_config(hub, tmp_path)) as rail:
+        hub.behaviour.bulk_transfer_error = "4001"
+        results = {r.idempotency_key: r for r in await rail.execute(payments)}
+    assert {r.outcome for r in results.values()} == {Outcome.FAILED}
+    assert results[payments[0].idempotency_key].reason_code == "rjct.payer.insufficient_funds"
+    assert results[payments[1].idempotency_key].reason_code == "rjct.payee_fa.invalid"  # 3201: no such FSP
+    assert results[payments[2].idempotency_key].reason_code == "rjct.payee_fa.invalid"  # no party type
+    assert hub.snapshot() == {}
+
+
+async def test_fees_within_max_fee_are_paid_by_the_payer(hub: MojaloopHub, tmp_path: Path) -> None:
+    hub.behaviour.fee = "0.5"
+    async with running(rail_config(hub, tmp_path)) as rail:
+        [refused] = await rail.execute([payment(1, amount="10.00")])
+    async with running(rail_config(hub, tmp_path, max_fee="1")) as rail:
+        [paid] = await rail.execute([payment(2, amount="10.00")])
+    assert refused.outcome is Outcome.FAILED and refused.reason_code == "rjct.amount.limit_exceeded"
+    assert paid.outcome is Outcome.SUCCEEDED
+    assert hub.snapshot()[payment(2).idempotency_key].amount == "10.5"
+
+
+async def test_party_look_up_finds_the_payee_fsp(hub: MojaloopHub, tmp_path: Path) -> None:
+    payments = [payment(i, "anywhere") for i in range(3)]
+    hub.parties[("MSISDN", f"2547{0:08d}")] = "payeefsp1"
+    hub.parties[("MSISDN", f"2547{1:08d}")] = "payeefsp2"
+    async with running(rail_config(hub, tmp_path, party_lookup=True)) as rail:
+        results = {r.idempotency_key: r for r in await rail.execute(payments)}
+    assert results[payments[0].idempotency_key].outcome is Outcome.SUCCEEDED
+    assert results[payments[1].idempotency_key].outcome is Outcome.SUCCEEDED
+    assert results[payments[2].idempotency_key].reason_code == "rjct.payee_fa.invalid"  # 3204
+    ledger = hub.snapshot()
+    assert ledger[payments[1].idempotency_key].payee_fsp == "payeefsp2"
+    assert hub.stats["GET parties"] == 3
+
+
+async def test_the_listener_refuses_malformed_callbacks(hub: MojaloopHub, tmp_path: Path) -> None:
+    config = rail_config(hub, tmp_path)
+    async with running(config) as rail, httpx.AsyncClient(base_url=rail.settings.listen_url) as http:
+        headers = {"Content-Type": "application/vnd.interoperability.bulkTransfers+json;version=1.1"}
+        bad_json = await http.put("/bulkTransfers/x", content=b"{", headers=headers)
+        assert bad_json.status_code == 400 and bad_json.json()["errorInformation"]["errorCode"] == "3101"
+        missing = await http.put("/bulkTransfers/x", json={"individualTransferResults": []}, headers=headers)
+        assert missing.status_code == 400 and missing.json()["errorInformation"]["errorCode"] == "3102"
+        elsewhere = await http.put(
+            "/bulkTransfers/x",
+            json={"bulkTransferState": "COMPLETED"},
+            headers={**headers, "FSPIOP-Destination": "other"},
+        )
+        assert elsewhere.status_code == 400
+        fine = await http.put(
+            "/bulkTransfers/x/error",
+            json={"errorInformation": {"errorCode": "3210", "errorDescription": "x"}},
+        )
+        assert fine.status_code == 200
+
+
+# -- end to end: GPO on PostgreSQL + RabbitMQ, a mojaloop sidecar process, the hub
+
+
+@pytest.mark.e2e
+@pytest.mark.postgres
+@pytest.mark.rabbitmq
+async def test_end_to_end_5000_payments(tmp_path: Path) -> None:
+    from gpo.v1 import disbursement_service_pb2 as api_pb
+    from gpo.v1 import resources_pb2 as res_pb
+
+    from gpo_server.client import GpoClient, chunked
+    from tests.support.processes import Cluster, service_urls
+
+    database_url, amqp_url = service_urls()
+    rail = f"mojaloop{uuid.uuid4().hex[:10]}"
+    count = 5000
+    behaviour = Behaviour(
+        transfer_fail_rate=0.03, quote_fail_rate=0.01, duplicate_rate=0.2, drop_rate=0.1, seed=rail
+    )
+    hub = MojaloopHub(
+        spec=spec_path(SPEC), payee_fsps={"payeefsp1", "payeefsp2", "payeefsp3"}, behaviour=behaviour
+    )
+    port = free_port()
+    hub.register(PAYER_FSP, f"http://127.0.0.1:{port}")
+    config = tmp_path / "rails.toml"
+    config.write_text(
+        f"""
+[rails.{rail}]
+kind = "mojaloop"
+routes = ["mobile:*", "account:*"]
+chunk_size = 500
+concurrency = 4
+timeout_s = 10
+[rails.{rail}.options]
+base_url = "{hub.base_url}"
+payer_fsp = "{PAYER_FSP}"
+callback_port = {port}
+callback_timeout_s = 1.5
+state_path = "{tmp_path / "mojaloop-state.db"}"
+"""
+    )
+    rng = random.Random(7)
+    payees = ["payeefsp1", "payeefsp2", "payeefsp3", "payeefsp1", "payeefsp2"]
+
+    def payments() -> Iterator[api_pb.PaymentInput]:
+        for i in range(1, count + 1):
+            fsp = "ghostfsp" if i % 97 == 0 else payees[i % len(payees)]
+            cents = rng.choice([0, 50, rng.randrange(1, 100)])
+            yield api_pb.PaymentInput(
+                reference_id=f"ml-{i:06d}",
+                payee_fa=f"mobile:2547{i:08d}@{fsp}" if i % 4 else f"account:{10**9 + i}@{fsp}",
+                amount=f"{rng.randrange(5, 50_000)}.{cents:02d}",
+                currency_code="KES",
+                payee_name=f"Beneficiary {i}",
+            )
+
+    cluster = Cluster(
+        workdir=tmp_path,
+        database_url=database_url,
+        amqp_url=amqp_url,
+        rails_config=config,
+        extra_env={"GPO_CLAIM_LEASE_S": "8"},
+    )
+    hub.start()
+    client: GpoClient | None = None
+    try:
+        cluster.start_orchestrator()
+        sidecar = cluster.start_sidecar(rail, "--config", str(config))
+        client = GpoClient(cluster.target, cluster.token(["mojaloop-e2e"]))
+        header = api_pb.BatchHeader(
+            program="mojaloop-e2e", request_id=str(uuid.uuid4()), payer_fa="account:treasury-001@central-bank"
+        )
+        upload = await client.upload(header, chunked(payments(), 1000))
+        assert upload.rejected == 0
+        name = upload.batch.name
+
+        # Crash the sidecar mid-run (kill -9) and start another: what it sent must not be sent again. The
+        # new one verifies the dead one's payments once their claim lease (GPO_CLAIM_LEASE_S) has ended.
+        deadline = time.monotonic() + 60
+        while hub.executed() < 1500:
+            assert time.monotonic() < deadline, (
+                f"the hub executed {hub.executed()} transfers\n{sidecar.tail()}"
+            )
+            assert sidecar.alive(), sidecar.tail()
+            await asyncio.sleep(0.05)
+        sidecar.kill9()
+        sidecar = cluster.start_sidecar(rail, "--config", str(config))
+
+        deadline = time.monotonic() + 100
+        while True:
+            batch = await client.get_batch(name)
+            if batch.state == res_pb.BATCH_STATE_COMPLETED:
+                break
+            assert time.monotonic() < deadline, f"batch not completed: {batch}\n{sidecar.tail()}"
+            assert sidecar.alive(), sidecar.tail()
+            await asyncio.sleep(0.5)
+        gpo = {p.idempotency_key: p async for p in client.payments(name)}
+    finally:
+        if client is not None:
+            await client.close()
+        cluster.stop()
+        hub.stop()
+        await _delete_queues(amqp_url, rail)
+
+    ledger = hub.snapshot()
+    assert len(gpo) == count
+    assert hub.violations == [], hub.violations[:5]
+    assert hub.problems == [], hub.problems[:5]
+    statuses = {res_pb.PaymentStatus.Name(p.status) for p in gpo.values()}
+    assert statuses == {"PAYMENT_STATUS_SUCCEEDED", "PAYMENT_STATUS_FAILED"}, statuses  # every payment final
+    succeeded_gpo = succeeded_hub = 0
+    for key, p in gpo.items():
+        entry = ledger.get(key)
+        if p.status == res_pb.PAYMENT_STATUS_SUCCEEDED:
+            assert entry is not None and entry.state == "COMMITTED", (p, entry)
+            assert to_units(entry.amount) == to_units(p.amount) and entry.currency == p.currency_code
+            assert p.rail_reference == entry.bulk_transfer_id
+            succeeded_gpo += to_units(p.amount)
+        else:
+            assert entry is None or entry.state == "ABORTED", (p, entry)
+            if entry is not None:
+                assert p.reason_code == reason_for(entry.error_code)
+            elif p.payee_fa.endswith("@ghostfsp"):
+                assert p.reason_code == "rjct.payee_fa.invalid"
+            else:  # refused at the quote stage
+                code = hub.refused_quotes[quote_id_for(transfer_id_for(key))]
+                assert p.reason_code == reason_for(code)
+    assert set(ledger) <= set(gpo), "the hub executed transfers GPO never sent"
+    assert all(t.executions == 1 for t in ledger.values()), "a transfer was executed twice"
+    succeeded_hub = sum(to_units(t.amount) for t in ledger.values() if t.state == "COMMITTED")
+    assert succeeded_hub == succeeded_gpo
+    failed = sum(1 for p in gpo.values() if p.status == res_pb.PAYMENT_STATUS_FAILED)
+    assert failed > 0 and hub.stats["callbacks duplicated"] > 0 and hub.stats["callbacks dropped"] > 0
+    print(json.dumps({"failed": failed, **{k: v for k, v in hub.stats.items()}}))
+
+
+async def _delete_queues(amqp_url: str, rail: str) -> None:
+    import aio_pika
+
+    from gpo_server.queueing.base import dead_letter_queue_name, queue_name
+
+    with contextlib.suppress(Exception):
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            for name in (queue_name(rail), dead_letter_queue_name(rail)):
+                await channel.queue_delete(name)
