@@ -69,17 +69,24 @@ class DeadLetterRecorder:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            try:
-                async for delivery in self.broker.consume_dead_letters(self.rail, prefetch=16):
-                    await self.record(delivery)
-                    if stop.is_set():
-                        return
-            except Exception:
-                log.exception("dead-letter recorder for rail %s failed; restarting", self.rail)
+            consumer = asyncio.create_task(self._consume())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait([consumer, stopper], return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if stop.is_set():
+                consumer.cancel()  # nothing is lost: an unacked dead letter stays in its queue
+                await asyncio.gather(consumer, return_exceptions=True)
+                return
+            if (error := consumer.exception()) is not None:
+                log.error("dead-letter recorder for rail %s failed (%r); restarting", self.rail, error)
                 try:
                     await asyncio.wait_for(stop.wait(), 5)
                 except TimeoutError:
                     pass
+
+    async def _consume(self) -> None:
+        async for delivery in self.broker.consume_dead_letters(self.rail, prefetch=16):
+            await self.record(delivery)
 
     async def record(self, delivery: Delivery) -> None:
         try:

@@ -6,15 +6,19 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 eval "$(bash scripts/services.sh | sed 's/^/export /')"
 
-echo "== generated code is fresh"
-tmp=$(mktemp -d)
-cp -r clients/python/src/gpo "$tmp/before"
+echo "== generated code is fresh (every language)"
+generated=(clients/python/src/gpo clients/go/gpo clients/java/gpo-client/src clients/typescript/src/gen gateway/gen docs/openapi)
+snapshot=$(mktemp -d)
+for dir in "${generated[@]}"; do mkdir -p "$snapshot/$dir" && cp -r "$dir/." "$snapshot/$dir/"; done
 bash scripts/gen_protos.sh
-if ! diff -r -q "$tmp/before" clients/python/src/gpo -x __pycache__ >/dev/null; then
-  echo "generated code in clients/python/src/gpo was stale: run scripts/gen_protos.sh and commit" >&2
-  exit 1
-fi
-rm -rf "$tmp"
+for dir in "${generated[@]}"; do
+  if ! diff -r -q -x __pycache__ "$snapshot/$dir" "$dir" >/dev/null; then
+    diff -r -q -x __pycache__ "$snapshot/$dir" "$dir" >&2 || true
+    echo "generated code in $dir was stale: run scripts/gen_protos.sh and commit the result" >&2
+    exit 1
+  fi
+done
+rm -rf "$snapshot"
 
 echo "== buf lint"
 bash scripts/buf.sh lint
