@@ -61,7 +61,8 @@ class GsmaSettings:
     page_size: int = 500  # limit= of /completions and /rejections
     poll_interval_s: float = 2.0
     callback_wait_s: float = 10.0  # wait this long for a callback before polling
-    completion_timeout_s: float = 300.0  # give up waiting (the chunk comes back and is looked up)
+    # Give up waiting (the chunk comes back and is looked up); keep it well under GPO's claim lease.
+    completion_timeout_s: float = 120.0
     # How long a POST or PATCH that got no answer (timeout, broken connection, crash) may still take
     # effect at the provider; until then look_up cannot call its payments absent.
     in_flight_grace_s: float = 120.0
@@ -164,14 +165,12 @@ class GsmaRail(Rail):
         outcomes = await asyncio.gather(
             *(self._settle(c, ks) for c, ks in by_batch.items()), return_exceptions=True
         )
-        errors = [o for o in outcomes if isinstance(o, BaseException)]
-        settled = [r for o in outcomes if not isinstance(o, BaseException) for r in o]
-        if errors and not settled:
-            raise errors[0]
-        for error in errors:
-            # The other batches' results are definite: report them; this chunk comes back for the rest.
-            log.warning("GSMA batch not settled (%s: %s)", type(error).__name__, error)
-        return [*results, *settled]
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                # The settled batches' results are cached: the runner's look_up before its retry returns
+                # them at once, and the retry resumes only the batches still open.
+                raise outcome
+        return [*results, *(r for o in outcomes if not isinstance(o, BaseException) for r in o)]
 
     async def look_up(self, idempotency_keys: Sequence[str]) -> Mapping[str, RailResult]:
         store = await self._started()
@@ -630,7 +629,7 @@ def settings_from_config(config: RailConfig) -> GsmaSettings:
         page_size=int(config.option("page_size", 500)),
         poll_interval_s=float(config.option("poll_interval_s", 2.0)),
         callback_wait_s=float(config.option("callback_wait_s", 10.0)),
-        completion_timeout_s=float(config.option("completion_timeout_s", 300.0)),
+        completion_timeout_s=float(config.option("completion_timeout_s", 120.0)),
         in_flight_grace_s=float(config.option("in_flight_grace_s", 120.0)),
         timeout_s=config.timeout_s,
         rate_limit=config.rate_limit,
