@@ -59,14 +59,17 @@ async def gpo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[G
     backend: str = request.param
     secret = secrets.token_bytes(32)
     ledger = tmp_path / "simulator-ledger.db"
-    settings = Settings(data_dir=tmp_path, listen="127.0.0.1:0", auth_hs256_secrets=[secret],
-                        simulator=SIMULATOR)
+    settings = Settings(
+        data_dir=tmp_path, listen="127.0.0.1:0", auth_hs256_secrets=[secret], simulator=SIMULATOR
+    )
     if backend == "postgres":
         database_url = os.environ.get("GPO_TEST_DATABASE_URL")
         amqp_url = os.environ.get("GPO_TEST_AMQP_URL")
         if not database_url or not amqp_url:
-            pytest.skip("GPO_TEST_DATABASE_URL and GPO_TEST_AMQP_URL are not set "
-                        "(run scripts/services.sh for a local PostgreSQL and RabbitMQ)")
+            pytest.skip(
+                "GPO_TEST_DATABASE_URL and GPO_TEST_AMQP_URL are not set "
+                "(run scripts/services.sh for a local PostgreSQL and RabbitMQ)"
+            )
         settings.database_url, settings.amqp_url = database_url, amqp_url
         settings.default_rail = f"sim{uuid.uuid4().hex[:12]}"
     orchestrator = Orchestrator(settings)
@@ -98,8 +101,14 @@ async def _start_sidecar(gpo: Gpo, settings: Settings, stop: asyncio.Event) -> a
     await broker.connect()
     channel = grpc.aio.insecure_channel(gpo.target)
     rail = SimulatorRail(SimulatorSettings.parse(SIMULATOR, ledger_path=str(gpo.ledger)))
-    runner = SidecarRunner(rail_name=gpo.rail, rail=rail, broker=broker, channel=channel,
-                           token=gpo.token([], [SIDECAR_ROLE]), sidecar_name="test-sidecar")
+    runner = SidecarRunner(
+        rail_name=gpo.rail,
+        rail=rail,
+        broker=broker,
+        channel=channel,
+        token=gpo.token([], [SIDECAR_ROLE]),
+        sidecar_name="test-sidecar",
+    )
 
     async def run() -> None:
         try:

@@ -11,13 +11,29 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Row, Select, and_, bindparam, event, func, insert, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Row,
+    Select,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    event,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -77,9 +93,8 @@ class NewBatch:
     expected_total_hundredths: int | None
 
 
-@dataclass(slots=True)
-class NewPayment:
-    """A payment row as intake writes it. Field order is the COPY column order."""
+class NewPayment(NamedTuple):
+    """A payment row as intake writes it. A tuple, in COPY column order, so COPY takes it as it is."""
 
     number: int
     reference_id: str
@@ -99,7 +114,7 @@ class NewPayment:
     reason_message: str
 
 
-PAYMENT_COLUMNS = [f.name for f in fields(NewPayment)]
+PAYMENT_COLUMNS = list(NewPayment._fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,7 +363,10 @@ class Store:
         now = utcnow()
         expires = now + dt.timedelta(seconds=lease_s)
         lease = {"lease_owner": owner, "lease_expire_time": expires, "update_time": now}
-        mine = (payments.c.batch_id == batch_id, payments.c.number.in_(numbers))
+        mine = (
+            payments.c.batch_id == batch_id,
+            _in(payments.c.number, numbers, self.is_postgres, BigInteger),
+        )
         async with self.engine.begin() as conn:
             # Re-leased: the lease ended, or the same owner (the same sidecar process, which never works on
             # one chunk twice at once) is trying again after a failure.
@@ -382,7 +400,10 @@ class Store:
                         payments.c.status,
                         payments.c.lease_owner,
                         payments.c.lease_expire_time,
-                    ).where(payments.c.batch_id == batch_id, payments.c.number.in_(rest))
+                    ).where(
+                        payments.c.batch_id == batch_id,
+                        _in(payments.c.number, rest, self.is_postgres, BigInteger),
+                    )
                 )
                 for number, status, lease_owner, lease_end in rows:
                     if status == S.SENT.value and lease_owner != owner:
@@ -412,7 +433,9 @@ class Store:
             if reversals:
                 # A return proves the payment was paid: one still SENT (its success never reached GPO)
                 # becomes SUCCEEDED first, then REVERSED, in this same transaction.
-                paid = [ResultUpdate(r.number, S.SUCCEEDED, "", "", r.rail_reference, True) for r in reversals]
+                paid = [
+                    ResultUpdate(r.number, S.SUCCEEDED, "", "", r.rail_reference, True) for r in reversals
+                ]
                 await self._apply(conn, batch_id, S.SENT, paid, now)
             for source, group in _by_source(results).items():
                 count += await self._apply(conn, batch_id, source, group, now)
@@ -759,7 +782,7 @@ class ChunkTransaction:
             rows = await self.conn.execute(
                 select(payments.c.reference_id).where(
                     payments.c.batch_id == self.batch.id,
-                    payments.c.reference_id.in_(part),
+                    _in(payments.c.reference_id, part, self.is_postgres, Text),
                     payments.c.status != S.REJECTED.value,
                 )
             )
@@ -779,7 +802,7 @@ class ChunkTransaction:
                 raw = await self.conn.get_raw_connection()
                 await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
                     "payments",
-                    records=[(self.batch.id, *astuple(r), now) for r in rows],
+                    records=[(self.batch.id, *r, now) for r in rows],
                     columns=["batch_id", *PAYMENT_COLUMNS, "update_time"],
                 )
             else:
@@ -829,7 +852,7 @@ async def _mark_published(
             update(payments)
             .where(
                 payments.c.batch_id == chunk.batch_id,
-                payments.c.number.in_(numbers),
+                _in(payments.c.number, numbers, conn.dialect.name == "postgresql", BigInteger),
                 payments.c.status.in_([s.value for s in sources_of(S.QUEUED)]),
             )
             .values(status=S.QUEUED.value, update_time=now)
@@ -875,6 +898,14 @@ async def _record_operation(
     return True
 
 
+def _in(column: Any, values: Sequence[Any], is_postgres: bool, item_type: Any) -> Any:
+    """column IN values: on PostgreSQL as = ANY(array), one parameter whatever the chunk size, so the
+    statement is prepared once instead of once per list length."""
+    if is_postgres:
+        return column == any_(literal(list(values), ARRAY(item_type)))
+    return column.in_(values)
+
+
 def _locked(query: Select[Any], is_postgres: bool) -> Select[Any]:
     return query.with_for_update() if is_postgres else query
 
@@ -894,7 +925,7 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
 
 
 def _as_dict(row: NewPayment) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in PAYMENT_COLUMNS}
+    return row._asdict()
 
 
 async def _complete_if_final(conn: AsyncConnection, batch_id: int) -> None:

@@ -11,9 +11,9 @@ import datetime as dt
 import re
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import pytest
@@ -29,9 +29,7 @@ from grpc_status import rpc_status
 from gpo_server.api.auth import mint_token
 from gpo_server.client import GpoClient, chunked
 from rail_sidecars.rails.simulator_ledger import Ledger, read_totals
-
-if TYPE_CHECKING:
-    from conftest import Gpo
+from tests.conftest import Gpo
 
 WAIT = 60.0  # seconds: a generous deadline for anything asynchronous; never an assertion about speed
 PAYER = "account:treasury-001@central-bank"
@@ -96,16 +94,24 @@ async def all_payments(client: GpoClient, name: str, filter: str = "") -> list[r
 
 
 async def raw_upload(
-    client: GpoClient, requests: Iterable[api_pb.UploadBatchRequest], responses: list[api_pb.UploadBatchResponse]
+    client: GpoClient,
+    requests: Iterable[api_pb.UploadBatchRequest],
+    responses: list[api_pb.UploadBatchResponse] | None = None,
 ) -> None:
-    """Sends exactly these messages, collecting the replies (so they survive an error)."""
+    """Sends exactly these messages, collecting the replies (so they survive an error).
 
-    async def stream() -> AsyncIterator[api_pb.UploadBatchRequest]:
-        for request in requests:
-            yield request
-
+    Lockstep: each message's reply is read before the next is written, so no write races the status of a
+    call the server ends; grpc-python's asyncio client reports INTERNAL "Internal error from Core" instead
+    of the server's status when a write fails that way (grpc/grpc#36066).
+    """
+    responses = [] if responses is None else responses
+    call = client.stub.UploadBatch(metadata=client.metadata)
     async with asyncio.timeout(WAIT):
-        async for response in client.stub.UploadBatch(stream(), metadata=client.metadata):
+        for request in requests:
+            await call.write(request)
+            responses.append(await call.read())
+        await call.done_writing()
+        while (response := await call.read()) is not grpc.aio.EOF:
             responses.append(response)
 
 
@@ -182,13 +188,18 @@ def check_ledger(gpo: Gpo, stored: Sequence[res_pb.Payment]) -> None:
     for p in executed:  # GPO recorded the rail's own outcome and reference for every payment
         result = outcomes[p.idempotency_key]
         assert (str(result.outcome), result.rail_reference) == (
-            "succeeded" if p.status == SUCCEEDED else "failed", p.rail_reference)
+            "succeeded" if p.status == SUCCEEDED else "failed",
+            p.rail_reference,
+        )
         assert p.rail == gpo.rail
         assert (p.reason_code == "") == (p.status == SUCCEEDED)
 
 
 async def check_final(
-    gpo: Gpo, client: GpoClient, name: str, inputs: Sequence[api_pb.PaymentInput],
+    gpo: Gpo,
+    client: GpoClient,
+    name: str,
+    inputs: Sequence[api_pb.PaymentInput],
     earlier: Sequence[res_pb.Payment] = (),
 ) -> list[res_pb.Payment]:
     """Watches the batch to COMPLETED, then checks its totals and the ledger against what was sent.
@@ -252,8 +263,11 @@ async def test_invalid_payments_are_rejected_individually_with_g2p_reason_codes(
     acks: list[api_pb.UploadBatchResponse] = []
     result = await deadline(client.upload(header(program), [first, second], on_ack=acks.append))
 
-    rejections = {a.acknowledged_sequence: [(r.reference_id, r.index, r.reason_code) for r in a.rejections]
-                  for a in acks if a.acknowledged_sequence}
+    rejections = {
+        a.acknowledged_sequence: [(r.reference_id, r.index, r.reason_code) for r in a.rejections]
+        for a in acks
+        if a.acknowledged_sequence
+    }
     assert rejections == {
         1: [
             ("bad-amount-exp", 1, "rjct.amount.invalid"),
@@ -310,13 +324,17 @@ async def test_resending_a_request_id_returns_the_same_batch_and_stores_nothing_
     changed = api_pb.BatchHeader()
     changed.CopyFrom(first_header)
     changed.payer_fa = "account:other-001@central-bank"
-    info, _ = await expect_error(client.upload(changed, [payments(200, 1)]), grpc.StatusCode.ALREADY_EXISTS,
-                                 "REQUEST_ID_REUSED")
+    info, _ = await expect_error(
+        raw_upload(client, [api_pb.UploadBatchRequest(header=changed)]),
+        grpc.StatusCode.ALREADY_EXISTS,
+        "REQUEST_ID_REUSED",
+    )
     assert info.metadata["batch"] == first.batch.name
 
     await check_final(gpo, client, first.batch.name, inputs)
-    listed = await deadline(client.stub.ListBatches(api_pb.ListBatchesRequest(program=program),
-                                                    metadata=client.metadata))
+    listed = await deadline(
+        client.stub.ListBatches(api_pb.ListBatchesRequest(program=program), metadata=client.metadata)
+    )
     assert [b.name for b in listed.batches] == [first.batch.name]
 
 
@@ -349,7 +367,7 @@ async def test_an_interrupted_upload_resumes_after_its_last_chunk_sequence(gpo: 
     assert {p.status for p in await all_payments(client, name)} == {res_pb.PAYMENT_STATUS_ACCEPTED}
 
     resume_from = held.last_chunk_sequence + 1
-    result = await deadline(client.upload(the_header, chunks[resume_from - 1:], first_sequence=resume_from))
+    result = await deadline(client.upload(the_header, chunks[resume_from - 1 :], first_sequence=resume_from))
     assert result.batch.name == name
     assert (result.batch.payment_count, result.batch.last_chunk_sequence) == (50, 5)
     stored = await check_final(gpo, client, name, inputs)
@@ -383,29 +401,83 @@ async def test_an_out_of_order_chunk_is_a_failed_precondition(gpo: Gpo) -> None:
     client = gpo.client([program])
     the_header = header(program)
     responses: list[api_pb.UploadBatchResponse] = []
-    requests = [api_pb.UploadBatchRequest(header=the_header), chunk_request(1, payments(1, 3)),
-                chunk_request(3, payments(4, 3))]
-    info, _ = await expect_error(raw_upload(client, requests, responses), grpc.StatusCode.FAILED_PRECONDITION,
-                                 "CHUNK_OUT_OF_ORDER")
+    requests = [
+        api_pb.UploadBatchRequest(header=the_header),
+        chunk_request(1, payments(1, 3)),
+        chunk_request(3, payments(4, 3)),
+    ]
+    info, _ = await expect_error(
+        raw_upload(client, requests, responses), grpc.StatusCode.FAILED_PRECONDITION, "CHUNK_OUT_OF_ORDER"
+    )
     assert info.metadata["expected_sequence"] == "2"
     assert [r.acknowledged_sequence for r in responses] == [0, 1]
     batch = await client.get_batch(responses[0].batch.name)
-    assert (batch.state, batch.last_chunk_sequence, batch.payment_count) == (res_pb.BATCH_STATE_UPLOADING, 1, 3)
+    assert (batch.state, batch.last_chunk_sequence, batch.payment_count) == (
+        res_pb.BATCH_STATE_UPLOADING,
+        1,
+        3,
+    )
+
+
+async def test_a_chunk_after_the_upload_ended_is_refused_and_not_stored(gpo: Gpo) -> None:
+    program = new_program()
+    client = gpo.client([program])
+    # Scheduled an hour ahead, so the finished batch stays PROCESSING with nothing dispatched.
+    the_header = header(program, schedule_time=_in_one_hour())
+    inputs = payments(1, 10)
+    done = await deadline(client.upload(the_header, [inputs]))
+    name = done.batch.name
+    assert done.batch.state == res_pb.BATCH_STATE_PROCESSING
+    await expect_error(
+        raw_upload(client, [api_pb.UploadBatchRequest(header=the_header), chunk_request(2, payments(11, 5))]),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "UPLOAD_COMPLETE",
+    )
+    batch = await client.get_batch(name)
+    assert (batch.payment_count, batch.last_chunk_sequence) == (10, 1)
+    assert [p.reference_id for p in await all_payments(client, name)] == [p.reference_id for p in inputs]
+    assert (await client.cancel(name)).state == res_pb.BATCH_STATE_CANCELLED
+
+    # A batch cancelled while its upload stream is open takes no more chunks either.
+    call = client.stub.UploadBatch(metadata=client.metadata)
+    async with asyncio.timeout(WAIT):
+        await call.write(api_pb.UploadBatchRequest(header=header(program)))
+        other = (await call.read()).batch.name
+        await call.write(chunk_request(1, payments(20, 5)))
+        assert (await call.read()).acknowledged_sequence == 1
+        assert (await client.cancel(other)).state == res_pb.BATCH_STATE_CANCELLED
+        await call.write(chunk_request(2, payments(25, 5)))
+    await expect_error(call.read(), grpc.StatusCode.FAILED_PRECONDITION, "UPLOAD_COMPLETE")
+    batch = await client.get_batch(other)
+    assert (batch.state, batch.payment_count, batch.last_chunk_sequence) == (
+        res_pb.BATCH_STATE_CANCELLED,
+        5,
+        1,
+    )
+    assert {p.status for p in await all_payments(client, other)} == {CANCELLED}
+    assert (await watch_to_end(client, other)).state == res_pb.BATCH_STATE_CANCELLED
+    assert read_totals(gpo.ledger).executions == 0
 
 
 async def test_a_chunk_before_the_header_is_invalid(gpo: Gpo) -> None:
     client = gpo.client([new_program()])
     responses: list[api_pb.UploadBatchResponse] = []
-    await expect_error(raw_upload(client, [chunk_request(1, payments(1, 2))], responses),
-                       grpc.StatusCode.INVALID_ARGUMENT, "HEADER_MISSING")
+    await expect_error(
+        raw_upload(client, [chunk_request(1, payments(1, 2))], responses),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "HEADER_MISSING",
+    )
     assert responses == []
 
 
 async def test_an_empty_batch_is_invalid(gpo: Gpo) -> None:
     program = new_program()
     client = gpo.client([program])
-    await expect_error(raw_upload(client, [api_pb.UploadBatchRequest(header=header(program))], []),
-                       grpc.StatusCode.INVALID_ARGUMENT, "EMPTY_BATCH")
+    await expect_error(
+        raw_upload(client, [api_pb.UploadBatchRequest(header=header(program))], []),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "EMPTY_BATCH",
+    )
     await expect_error(raw_upload(client, [], []), grpc.StatusCode.INVALID_ARGUMENT, "HEADER_MISSING")
 
 
@@ -414,11 +486,16 @@ async def test_a_bad_request_id_is_a_field_violation(gpo: Gpo) -> None:
     client = gpo.client([program])
     bad = header(program)
     bad.request_id = "not-a-uuid"
-    _, violations = await expect_error(client.upload(bad, [payments(1, 1)]), grpc.StatusCode.INVALID_ARGUMENT,
-                                       "INVALID_HEADER")
+    _, violations = await expect_error(
+        raw_upload(client, [api_pb.UploadBatchRequest(header=bad)]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_HEADER",
+    )
     assert [v.field for v in violations] == ["header.request_id"]
     assert violations[0].description
-    listed = await client.stub.ListBatches(api_pb.ListBatchesRequest(program=program), metadata=client.metadata)
+    listed = await client.stub.ListBatches(
+        api_pb.ListBatchesRequest(program=program), metadata=client.metadata
+    )
     assert list(listed.batches) == []
 
 
@@ -429,20 +506,17 @@ async def test_a_call_without_a_valid_token_is_unauthenticated(gpo: Gpo) -> None
     program = new_program()
     async with grpc.aio.insecure_channel(gpo.target) as channel:
         stub = api_grpc.DisbursementServiceStub(channel)
-        await expect_error(stub.ListBatches(api_pb.ListBatchesRequest()), grpc.StatusCode.UNAUTHENTICATED,
-                           "UNAUTHENTICATED")
-        responses: list[api_pb.UploadBatchResponse] = []
-
-        async def upload() -> None:
-            async for response in stub.UploadBatch(iter([api_pb.UploadBatchRequest(header=header(program))])):
-                responses.append(response)
-
-        await expect_error(upload(), grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED")
-        assert responses == []
+        await expect_error(
+            stub.ListBatches(api_pb.ListBatchesRequest()), grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED"
+        )
+        # The server refuses an upload before reading anything (so nothing is written: see raw_upload).
+        await expect_error(stub.UploadBatch().read(), grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED")
         forged = mint_token(b"another secret entirely, not the server's", "intruder", [program])
         await expect_error(
             stub.ListBatches(api_pb.ListBatchesRequest(), metadata=(("authorization", f"Bearer {forged}"),)),
-            grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED")
+            grpc.StatusCode.UNAUTHENTICATED,
+            "UNAUTHENTICATED",
+        )
 
 
 async def test_programs_are_isolated_from_each_other(gpo: Gpo) -> None:
@@ -452,8 +526,11 @@ async def test_programs_are_isolated_from_each_other(gpo: Gpo) -> None:
     result = await deadline(owner.upload(header(mine), [inputs]))
     name = result.batch.name
 
-    await expect_error(outsider.upload(header(mine), [payments(10, 1)]), grpc.StatusCode.PERMISSION_DENIED,
-                       "PROGRAM_FORBIDDEN")
+    await expect_error(
+        raw_upload(outsider, [api_pb.UploadBatchRequest(header=header(mine))]),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "PROGRAM_FORBIDDEN",
+    )
     # Another program's batch is reported as missing, whatever the call.
     info, _ = await expect_error(outsider.get_batch(name), grpc.StatusCode.NOT_FOUND, "BATCH_NOT_FOUND")
     assert info.metadata["name"] == name
@@ -462,7 +539,9 @@ async def test_programs_are_isolated_from_each_other(gpo: Gpo) -> None:
     await expect_error(outsider.cancel(name), grpc.StatusCode.NOT_FOUND, "BATCH_NOT_FOUND")
     listed = await outsider.stub.ListBatches(api_pb.ListBatchesRequest(), metadata=outsider.metadata)
     assert name not in {b.name for b in listed.batches}
-    listed = await outsider.stub.ListBatches(api_pb.ListBatchesRequest(program=mine), metadata=outsider.metadata)
+    listed = await outsider.stub.ListBatches(
+        api_pb.ListBatchesRequest(program=mine), metadata=outsider.metadata
+    )
     assert list(listed.batches) == []
     # ...and the outsider's attempt changed nothing.
     await check_final(gpo, owner, name, inputs)
@@ -475,20 +554,22 @@ async def test_only_sidecars_may_call_the_rail_service(gpo: Gpo) -> None:
     name = result.batch.name
     async with grpc.aio.insecure_channel(gpo.target) as channel:
         stub = rail_pb2_grpc.RailServiceStub(channel)
-        claim = rail_pb2.ClaimWorkChunkRequest(chunk_id=str(uuid.uuid4()), batch=name, payment_numbers=[1, 2, 3])
+        claim = rail_pb2.ClaimWorkChunkRequest(
+            chunk_id=str(uuid.uuid4()), batch=name, payment_numbers=[1, 2, 3]
+        )
         for token in (gpo.token([program]), gpo.token(["*"], ["operator"])):
             metadata = (("authorization", f"Bearer {token}"),)
-            await expect_error(stub.ClaimWorkChunk(claim, metadata=metadata), grpc.StatusCode.PERMISSION_DENIED,
-                               "NOT_A_SIDECAR")
-            report = rail_pb2.ReportResultsRequest(chunk_id=claim.chunk_id, batch=name, results=[
-                rail_pb2.PaymentResult(payment_number=1, outcome=rail_pb2.RAIL_OUTCOME_SUCCEEDED)])
-
-            async def results(metadata: tuple[tuple[str, str], ...] = metadata,
-                              report: rail_pb2.ReportResultsRequest = report) -> None:
-                async for _ in stub.ReportResults(iter([report]), metadata=metadata):
-                    pass
-
-            await expect_error(results(), grpc.StatusCode.PERMISSION_DENIED, "NOT_A_SIDECAR")
+            await expect_error(
+                stub.ClaimWorkChunk(claim, metadata=metadata),
+                grpc.StatusCode.PERMISSION_DENIED,
+                "NOT_A_SIDECAR",
+            )
+            # The results stream is refused before the server reads any request (see raw_upload).
+            await expect_error(
+                stub.ReportResults(metadata=metadata).read(),
+                grpc.StatusCode.PERMISSION_DENIED,
+                "NOT_A_SIDECAR",
+            )
         await expect_error(stub.ClaimWorkChunk(claim), grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED")
     # Nothing was claimed or reported: the payments are untouched, and cancelling finishes them.
     assert {p.status for p in await all_payments(client, name)} == {res_pb.PAYMENT_STATUS_ACCEPTED}
@@ -514,7 +595,8 @@ async def test_list_payments_pages_walk_every_payment_once_in_order(gpo: Gpo) ->
         while True:
             page = await client.stub.ListPayments(
                 api_pb.ListPaymentsRequest(parent=name, page_size=page_size, page_token=token, filter=filter),
-                metadata=client.metadata)
+                metadata=client.metadata,
+            )
             pages.append(list(page.payments))
             token = page.next_page_token
             if not token:
@@ -526,26 +608,40 @@ async def test_list_payments_pages_walk_every_payment_once_in_order(gpo: Gpo) ->
 
     rejected = await deadline(walk(3, "status = REJECTED"))
     assert [len(p) for p in rejected] == [3, 1]
-    assert [p.reference_id for page in rejected for p in page] == [inputs[i].reference_id for i in (3, 11, 12, 30)]
+    assert [p.reference_id for page in rejected for p in page] == [
+        inputs[i].reference_id for i in (3, 11, 12, 30)
+    ]
     assert {p.status for page in rejected for p in page} == {REJECTED}
     either = await all_payments(client, name, filter="status = SUCCEEDED OR status = FAILED")
-    assert [p.reference_id for p in either] == [p.reference_id for i, p in enumerate(inputs)
-                                                if i not in (3, 11, 12, 30)]
+    assert [p.reference_id for p in either] == [
+        p.reference_id for i, p in enumerate(inputs) if i not in (3, 11, 12, 30)
+    ]
 
     for token in ("not-a-token", "bm9wZQ=="):
-        await expect_error(client.stub.ListPayments(api_pb.ListPaymentsRequest(parent=name, page_token=token),
-                                                    metadata=client.metadata),
-                           grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN")
+        await expect_error(
+            client.stub.ListPayments(
+                api_pb.ListPaymentsRequest(parent=name, page_token=token), metadata=client.metadata
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_PAGE_TOKEN",
+        )
     # A token belongs to its query: it does not carry over to another filter.
-    first = await client.stub.ListPayments(api_pb.ListPaymentsRequest(parent=name, page_size=7),
-                                           metadata=client.metadata)
+    first = await client.stub.ListPayments(
+        api_pb.ListPaymentsRequest(parent=name, page_size=7), metadata=client.metadata
+    )
     await expect_error(
-        client.stub.ListPayments(api_pb.ListPaymentsRequest(parent=name, page_size=7, filter="status = FAILED",
-                                                            page_token=first.next_page_token),
-                                 metadata=client.metadata),
-        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN")
-    await expect_error(all_payments(client, name, filter="amount > 5"), grpc.StatusCode.INVALID_ARGUMENT,
-                       "INVALID_FILTER")
+        client.stub.ListPayments(
+            api_pb.ListPaymentsRequest(
+                parent=name, page_size=7, filter="status = FAILED", page_token=first.next_page_token
+            ),
+            metadata=client.metadata,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_PAGE_TOKEN",
+    )
+    await expect_error(
+        all_payments(client, name, filter="amount > 5"), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FILTER"
+    )
 
 
 async def test_list_batches_pages_newest_first(gpo: Gpo) -> None:
@@ -567,20 +663,36 @@ async def test_list_batches_pages_newest_first(gpo: Gpo) -> None:
 
     newest_first = names[::-1]
     assert await deadline(walk(api_pb.ListBatchesRequest(program=program, page_size=2))) == [
-        newest_first[0:2], newest_first[2:4], newest_first[4:]]
+        newest_first[0:2],
+        newest_first[2:4],
+        newest_first[4:],
+    ]
     # The token only sees its program's batches, so the unfiltered listing is the same.
-    assert await deadline(walk(api_pb.ListBatchesRequest(page_size=3))) == [newest_first[:3], newest_first[3:]]
+    assert await deadline(walk(api_pb.ListBatchesRequest(page_size=3))) == [
+        newest_first[:3],
+        newest_first[3:],
+    ]
     assert await deadline(walk(api_pb.ListBatchesRequest())) == [newest_first]
-    page = await client.stub.ListBatches(api_pb.ListBatchesRequest(program=program, page_size=2),
-                                         metadata=client.metadata)
+    page = await client.stub.ListBatches(
+        api_pb.ListBatchesRequest(program=program, page_size=2), metadata=client.metadata
+    )
     await expect_error(
-        client.stub.ListBatches(api_pb.ListBatchesRequest(page_size=2, page_token=page.next_page_token),
-                                metadata=client.metadata),
-        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN")
-    batch = (await client.stub.ListBatches(api_pb.ListBatchesRequest(program=program, page_size=1),
-                                           metadata=client.metadata)).batches[0]
+        client.stub.ListBatches(
+            api_pb.ListBatchesRequest(page_size=2, page_token=page.next_page_token), metadata=client.metadata
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_PAGE_TOKEN",
+    )
+    batch = (
+        await client.stub.ListBatches(
+            api_pb.ListBatchesRequest(program=program, page_size=1), metadata=client.metadata
+        )
+    ).batches[0]
     assert (batch.state, batch.payment_count, sum(t.count for t in batch.totals)) == (
-        res_pb.BATCH_STATE_COMPLETED, 2, 2)
+        res_pb.BATCH_STATE_COMPLETED,
+        2,
+        2,
+    )
 
 
 # ---- cancel ------------------------------------------------------------------------------------
@@ -614,7 +726,9 @@ async def test_cancelling_a_scheduled_batch_cancels_every_payment_and_pays_none(
     stored = await all_payments(client, name)
     assert totals_of(cancelled) == expected_totals(inputs, stored)
     assert {(p.status, p.reason_code) for p in stored} == {
-        (CANCELLED, "rjct.batch.cancelled"), (REJECTED, "rjct.currency_code.invalid")}
+        (CANCELLED, "rjct.batch.cancelled"),
+        (REJECTED, "rjct.currency_code.invalid"),
+    }
     assert sum(p.status == CANCELLED for p in stored) == 23
     # The watch ends at once: nothing of the batch is pending any more.
     assert (await watch_to_end(client, name)).state == res_pb.BATCH_STATE_CANCELLED
@@ -644,19 +758,36 @@ async def test_the_server_keeps_serving_others_after_a_bad_client(gpo: Gpo) -> N
     inputs = payments(700, 30)
 
     async def misbehave() -> None:
-        await expect_error(raw_upload(bad, [chunk_request(1, payments(1, 2))], []),
-                           grpc.StatusCode.INVALID_ARGUMENT, "HEADER_MISSING")
-        await expect_error(raw_upload(bad, [api_pb.UploadBatchRequest()], []), grpc.StatusCode.INVALID_ARGUMENT,
-                           "EMPTY_MESSAGE")
+        await expect_error(
+            raw_upload(bad, [chunk_request(1, payments(1, 2))], []),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "HEADER_MISSING",
+        )
+        await expect_error(
+            raw_upload(bad, [api_pb.UploadBatchRequest()], []),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "EMPTY_MESSAGE",
+        )
         the_header = header(program)
         await expect_error(
-            raw_upload(bad, [api_pb.UploadBatchRequest(header=the_header), api_pb.UploadBatchRequest(
-                header=the_header)], []), grpc.StatusCode.INVALID_ARGUMENT, "HEADER_REPEATED")
-        await expect_error(raw_upload(bad, [api_pb.UploadBatchRequest(header=header(program)),
-                                            chunk_request(0, payments(1, 1))], []),
-                           grpc.StatusCode.INVALID_ARGUMENT, "INVALID_SEQUENCE")
-        await expect_error(bad.get_batch("batches/../../etc"), grpc.StatusCode.INVALID_ARGUMENT,
-                           "INVALID_BATCH_NAME")
+            raw_upload(
+                bad,
+                [api_pb.UploadBatchRequest(header=the_header), api_pb.UploadBatchRequest(header=the_header)],
+                [],
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "HEADER_REPEATED",
+        )
+        await expect_error(
+            raw_upload(
+                bad, [api_pb.UploadBatchRequest(header=header(program)), chunk_request(0, payments(1, 1))], []
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_SEQUENCE",
+        )
+        await expect_error(
+            bad.get_batch("batches/../../etc"), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_BATCH_NAME"
+        )
         # A stream abandoned mid-upload, its channel closed without a half-close.
         call = bad.stub.UploadBatch(metadata=bad.metadata)
         await call.write(api_pb.UploadBatchRequest(header=header(program)))

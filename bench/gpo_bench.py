@@ -1,0 +1,418 @@
+"""GPO benchmarks: one command per scenario, each printing a table and, last, one JSON line.
+
+    .venv/bin/python -m bench.gpo_bench raw          --payments 1000000
+    .venv/bin/python -m bench.gpo_bench intake       --payments 1000000
+    .venv/bin/python -m bench.gpo_bench e2e          --payments 1000000
+    .venv/bin/python -m bench.gpo_bench memory       --payments 1000000 5000000
+    .venv/bin/python -m bench.gpo_bench slow-rail    --payments 20000 --latency-ms 200 --rate-limit 2000
+    .venv/bin/python -m bench.gpo_bench many-batches --batches 100 --payments 10000
+
+Every scenario runs on PostgreSQL + RabbitMQ (GPO_TEST_DATABASE_URL / GPO_TEST_AMQP_URL, which
+scripts/services.sh prints) with `gpo serve` and the simulator `gpo-sidecar` as separate processes, and
+measures this machine's raw limits in the same run, so results are ratios rather than absolute times on
+a shared, noisy machine. See docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import asyncpg
+from gpo.v1 import disbursement_service_pb2 as api_pb
+from gpo.v1 import resources_pb2 as res_pb
+
+from gpo_server.client import GpoClient, chunked, status_counts
+from gpo_server.demo import synthetic_payments
+from gpo_server.domain.money import format_amount, parse_amount
+from rail_sidecars.rails.simulator_ledger import read_totals
+from tests.support.processes import Cluster
+
+PROGRAM = "bench"
+PAYER = "account:treasury-001@central-bank"
+UPLOAD_CHUNK = 2000
+
+
+def urls() -> tuple[str, str]:
+    db, amqp = os.environ.get("GPO_TEST_DATABASE_URL"), os.environ.get("GPO_TEST_AMQP_URL")
+    if not db or not amqp:
+        raise SystemExit(
+            "set GPO_TEST_DATABASE_URL and GPO_TEST_AMQP_URL: eval \"$(bash scripts/services.sh | sed 's/^/export /')\""
+        )
+    return db, amqp
+
+
+# ---- raw limits -----------------------------------------------------------------------------------
+
+
+def payment_rows(n: int, batch_id: int) -> Iterator[tuple[Any, ...]]:
+    now = dt.datetime.now(dt.UTC)
+    for i, p in enumerate(synthetic_payments(n, 0), start=1):
+        yield (
+            batch_id,
+            i,
+            p.reference_id,
+            str(uuid.uuid4()),
+            PAYER,
+            p.payee_fa,
+            parse_amount(p.amount),
+            p.currency_code,
+            p.payee_name,
+            p.note,
+            p.purpose,
+            None,
+            None,
+            "simulator",
+            "accepted",
+            "",
+            "",
+            now,
+        )
+
+
+async def raw_copy_rate(db_url: str, n: int) -> float:
+    """COPY of n payment-shaped rows into a table with the payments table's indexes, in 2,000-row
+    transactions as intake writes them: this machine's PostgreSQL ceiling for GPO's intake."""
+    dsn, _, query = db_url.replace("postgresql+asyncpg", "postgresql").partition("?")
+    conn = await asyncpg.connect(dsn, ssl=False if "ssl=disable" in query else None)
+    table = f"bench_copy_{uuid.uuid4().hex[:8]}"
+    try:
+        await conn.execute(f"CREATE TABLE {table} (LIKE payments INCLUDING DEFAULTS INCLUDING INDEXES)")
+        columns = [
+            "batch_id",
+            "number",
+            "reference_id",
+            "idempotency_key",
+            "payer_fa",
+            "payee_fa",
+            "amount_hundredths",
+            "currency_code",
+            "payee_name",
+            "note",
+            "purpose",
+            "schedule_time",
+            "metadata_json",
+            "rail",
+            "status",
+            "reason_code",
+            "reason_message",
+            "update_time",
+        ]
+        rows = list(payment_rows(n, 1))
+        started = time.perf_counter()
+        for start in range(0, n, UPLOAD_CHUNK):
+            async with conn.transaction():
+                await conn.copy_records_to_table(
+                    table, records=rows[start : start + UPLOAD_CHUNK], columns=columns
+                )
+        return n / (time.perf_counter() - started)
+    finally:
+        await conn.execute(f"DROP TABLE IF EXISTS {table}")
+        await conn.close()
+
+
+async def raw_amqp_rate(amqp_url: str, n: int, chunk: int = 1000, item_bytes: int = 150) -> float:
+    """Publish-with-confirms then consume-with-ack of n payments' worth of bytes in chunks of `chunk`,
+    through a durable quorum queue: this machine's RabbitMQ ceiling for GPO's dispatch."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        name = f"bench.raw.{uuid.uuid4().hex[:8]}"
+        await channel.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"})
+        body = b"x" * (chunk * item_bytes)
+        messages = n // chunk
+        started = time.perf_counter()
+        for start in range(0, messages, 64):
+            await asyncio.gather(
+                *(
+                    channel.default_exchange.publish(
+                        aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                        routing_key=name,
+                    )
+                    for _ in range(min(64, messages - start))
+                )
+            )
+        consumer = await connection.channel()
+        await consumer.set_qos(prefetch_count=16)
+        q = await consumer.get_queue(name)
+        got = 0
+        async with q.iterator() as it:
+            async for message in it:
+                await message.ack()
+                got += 1
+                if got == messages:
+                    break
+        elapsed = time.perf_counter() - started
+        await channel.queue_delete(name)
+    return n / elapsed
+
+
+# ---- the cluster ------------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(
+        self, simulator: str = "", prefetch: int = 0, extra_env: dict[str, str] | None = None
+    ) -> None:
+        db, amqp = urls()
+        self.workdir = Path(tempfile.mkdtemp(prefix="gpo-bench-"))
+        self.rail = f"bench{uuid.uuid4().hex[:8]}"
+        env = {"GPO_DEFAULT_RAIL": self.rail, "GPO_LOG_LEVEL": "WARNING", **(extra_env or {})}
+        self.cluster = Cluster(self.workdir, db, amqp, extra_env=env)
+        self.ledger = self.workdir / "ledger.db"
+        self.simulator = simulator
+        self.prefetch = prefetch
+
+    def __enter__(self) -> Bench:
+        self.cluster.start_orchestrator()
+        args = ["--ledger", str(self.ledger), "--simulator", self.simulator]
+        if self.prefetch:
+            args += ["--prefetch", str(self.prefetch)]
+        self.cluster.start_sidecar(self.rail, *args)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cluster.stop()
+
+    def client(self) -> GpoClient:
+        return GpoClient(self.cluster.target, self.cluster.token([PROGRAM]))
+
+    def peak_rss_mb(self) -> dict[str, float]:
+        """VmHWM of each process: the most resident memory it ever held."""
+        out = {}
+        for name, proc in [("orchestrator", self.cluster.orchestrator), *self.cluster.sidecars.items()]:
+            assert proc is not None and proc.popen is not None
+            status = Path(f"/proc/{proc.popen.pid}/status").read_text()
+            kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+            out["orchestrator" if name == "orchestrator" else "sidecar"] = round(kb / 1024, 1)
+        return out
+
+
+async def upload(client: GpoClient, n: int, seed: int = 1) -> tuple[str, float]:
+    header = api_pb.BatchHeader(program=PROGRAM, request_id=str(uuid.uuid4()), payer_fa=PAYER)
+    started = time.perf_counter()
+    result = await client.upload(header, chunked(synthetic_payments(n, 0, seed=seed), UPLOAD_CHUNK))
+    return str(result.batch.name), time.perf_counter() - started
+
+
+async def until_final(client: GpoClient, name: str) -> res_pb.Batch:
+    last = res_pb.Batch()
+    async for batch in client.watch(name):
+        last = batch
+    return last
+
+
+def check_ledger(batches: list[res_pb.Batch], ledger: Path) -> dict[str, Any]:
+    """The oracle: GPO's succeeded payments and amount equal the rail's ledger, and no key paid twice."""
+    totals = read_totals(ledger)
+    succeeded = sum(status_counts(b).get("succeeded", 0) for b in batches)
+    amount = sum(
+        parse_amount(t.amount)
+        for b in batches
+        for t in b.totals
+        if t.status == res_pb.PAYMENT_STATUS_SUCCEEDED
+    )
+    pending = sum(
+        v for b in batches for k, v in status_counts(b).items() if k in ("accepted", "queued", "sent")
+    )
+    return {
+        "ledger_exact": totals.payments == succeeded and totals.amount == format_amount(amount),
+        "ledger_duplicates": totals.duplicates,
+        "all_final": pending == 0,
+    }
+
+
+# ---- scenarios --------------------------------------------------------------------------------------
+
+
+async def scenario_raw(args: argparse.Namespace) -> dict[str, Any]:
+    db, amqp = urls()
+    return {
+        "copy_rows_per_s": round(await raw_copy_rate(db, args.payments[0])),
+        "amqp_payments_per_s": round(await raw_amqp_rate(amqp, args.payments[0])),
+    }
+
+
+async def scenario_intake(args: argparse.Namespace) -> dict[str, Any]:
+    n = args.payments[0]
+    copy = await raw_copy_rate(urls()[0], min(n, 200_000))
+    # Scheduled an hour ahead: nothing is dispatched, so intake is measured alone.
+    with Bench() as bench:
+        client = bench.client()
+        header = api_pb.BatchHeader(program=PROGRAM, request_id=str(uuid.uuid4()), payer_fa=PAYER)
+        header.schedule_time.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+        started = time.perf_counter()
+        result = await client.upload(header, chunked(synthetic_payments(n, 0), UPLOAD_CHUNK))
+        elapsed = time.perf_counter() - started
+        await client.cancel(result.batch.name)
+        await client.close()
+        rss = bench.peak_rss_mb()
+    rate = n / elapsed
+    return {
+        "payments": n,
+        "intake_s": round(elapsed, 2),
+        "intake_per_s": round(rate),
+        "raw_copy_per_s": round(copy),
+        "ratio_to_copy": round(rate / copy, 3),
+        "orchestrator_peak_rss_mb": rss["orchestrator"],
+        "target_per_s": 50_000,
+        "met": rate >= 50_000,
+    }
+
+
+async def scenario_e2e(args: argparse.Namespace) -> dict[str, Any]:
+    n = args.payments[0]
+    copy = await raw_copy_rate(urls()[0], min(n, 200_000))
+    with Bench(simulator="failure_rate=0.01,seed=5") as bench:
+        client = bench.client()
+        started = time.perf_counter()
+        name, upload_s = await upload(client, n)
+        batch = await until_final(client, name)
+        elapsed = time.perf_counter() - started
+        await client.close()
+        oracle = check_ledger([batch], bench.ledger)
+        rss = bench.peak_rss_mb()
+    rate = n / elapsed
+    return {
+        "payments": n,
+        "upload_s": round(upload_s, 2),
+        "elapsed_s": round(elapsed, 2),
+        "payments_per_s": round(rate),
+        "raw_copy_per_s": round(copy),
+        "ratio_to_copy": round(rate / copy, 3),
+        **oracle,
+        "orchestrator_peak_rss_mb": rss["orchestrator"],
+        "sidecar_peak_rss_mb": rss["sidecar"],
+        "target_s": 90,
+        "met": elapsed <= 90 and oracle["ledger_exact"] and oracle["ledger_duplicates"] == 0,
+    }
+
+
+async def scenario_memory(args: argparse.Namespace) -> dict[str, Any]:
+    results = {}
+    for n in args.payments:
+        with Bench() as bench:
+            client = bench.client()
+            name, _ = await upload(client, n)
+            batch = await until_final(client, name)
+            await client.close()
+            oracle = check_ledger([batch], bench.ledger)
+            results[str(n)] = {**bench.peak_rss_mb(), **oracle}
+    worst = max(r["orchestrator"] for r in results.values())
+    return {
+        "by_payments": results,
+        "orchestrator_peak_rss_mb_max": worst,
+        "target_mb": 400,
+        "met": worst <= 400,
+    }
+
+
+async def scenario_slow_rail(args: argparse.Namespace) -> dict[str, Any]:
+    n, latency_ms, limit = args.payments[0], args.latency_ms, args.rate_limit
+    chunk = 1000
+    prefetch = args.prefetch
+    ideal = (
+        min(limit, prefetch * chunk / (latency_ms / 1000))
+        if limit
+        else prefetch * chunk / (latency_ms / 1000)
+    )
+    with Bench(simulator=f"latency_ms={latency_ms},rate_limit={limit}", prefetch=prefetch) as bench:
+        client = bench.client()
+        name, _ = await upload(client, n)
+        # Measured from the first payment dispatched, so intake does not count against the rail.
+        started = time.perf_counter()
+        batch = await until_final(client, name)
+        elapsed = time.perf_counter() - started
+        await client.close()
+        oracle = check_ledger([batch], bench.ledger)
+    rate = n / elapsed
+    return {
+        "payments": n,
+        "latency_ms": latency_ms,
+        "rate_limit": limit,
+        "prefetch": prefetch,
+        "ideal_per_s": round(ideal),
+        "achieved_per_s": round(rate),
+        "fraction_of_ideal": round(rate / ideal, 3),
+        **oracle,
+        "target_fraction": 0.9,
+        "met": rate / ideal >= 0.9,
+    }
+
+
+async def scenario_many(args: argparse.Namespace) -> dict[str, Any]:
+    count, n = args.batches, args.payments[0]
+    with Bench(simulator="failure_rate=0.01,seed=9") as bench:
+        clients = [bench.client() for _ in range(min(count, 8))]
+
+        async def one(i: int) -> res_pb.Batch:
+            client = clients[i % len(clients)]
+            name, _ = await upload(client, n, seed=i + 1)
+            return await until_final(client, name)
+
+        started = time.perf_counter()
+        batches = await asyncio.gather(*(one(i) for i in range(count)))
+        elapsed = time.perf_counter() - started
+        for c in clients:
+            await c.close()
+        oracle = check_ledger(list(batches), bench.ledger)
+    rate = count * n / elapsed
+    return {
+        "batches": count,
+        "payments_each": n,
+        "elapsed_s": round(elapsed, 2),
+        "payments_per_s": round(rate),
+        **oracle,
+        "note": "compare payments_per_s with the e2e scenario of the same run (target >= 70%)",
+    }
+
+
+SCENARIOS = {
+    "raw": scenario_raw,
+    "intake": scenario_intake,
+    "e2e": scenario_e2e,
+    "memory": scenario_memory,
+    "slow-rail": scenario_slow_rail,
+    "many-batches": scenario_many,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="gpo_bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--payments", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--batches", type=int, default=100)
+    parser.add_argument("--latency-ms", type=float, default=200)
+    parser.add_argument("--rate-limit", type=float, default=2000)
+    parser.add_argument("--prefetch", type=int, default=8)
+    args = parser.parse_args(argv)
+    result = asyncio.run(SCENARIOS[args.scenario](args))
+    result = {
+        "scenario": args.scenario,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores",
+        **result,
+    }
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}")
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
