@@ -42,7 +42,7 @@ from tests.support.processes import Cluster
 
 PROGRAM = "bench"
 PAYER = "account:treasury-001@central-bank"
-UPLOAD_CHUNK = 2000
+UPLOAD_CHUNK = 5000  # "a few thousand" payments per upload chunk
 
 
 def urls() -> tuple[str, str]:

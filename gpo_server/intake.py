@@ -22,6 +22,7 @@ from gpo_server.storage.store import BatchRecord, NewPayment, NewWorkChunk, Stor
 from gpo_server.work import work_chunks
 
 MAX_PAYMENTS_PER_CHUNK = 10_000
+ACCEPTED, REJECTED = PaymentStatus.ACCEPTED.value, PaymentStatus.REJECTED.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,19 @@ class ChunkOutcome:
     stored: int
     rejections: list[api_pb.PaymentRejection]
     batch: BatchRecord
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedChunk:
+    """A validated chunk, ready to commit: its rows, outbox work and rejections."""
+
+    sequence: int
+    first_number: int
+    rows: list[NewPayment]
+    work: list[NewWorkChunk]
+    rejections: list[api_pb.PaymentRejection]
+    received_total: int
+    accepted_references: frozenset[str]
 
 
 class OutOfOrderChunk(Exception):
@@ -69,104 +83,154 @@ class Intake:
         self.chunk_sizes = dict(chunk_sizes or {})
 
     async def store_chunk(self, batch_id: int, chunk: api_pb.PaymentChunk) -> ChunkOutcome:
+        """Validates and stores one chunk, all or nothing (prepare, then commit)."""
+        batch = await self.store.get_batch_by_id(batch_id)
+        if chunk.sequence <= batch.last_chunk_sequence:
+            return ChunkOutcome(duplicate=True, stored=0, rejections=[], batch=batch)
+        prepared = await self.prepare(batch, chunk, first_number=batch.payment_count + 1)
+        return await self.commit(batch_id, prepared)
+
+    async def prepare(
+        self,
+        batch: BatchRecord,
+        chunk: api_pb.PaymentChunk,
+        *,
+        first_number: int,
+        pending_references: frozenset[str] = frozenset(),
+    ) -> PreparedChunk:
+        """The CPU half of intake: validation, routing, rows and work chunks, numbered from first_number.
+        An upload stream prepares chunk N+1 while chunk N commits; `pending_references` are the references
+        that chunk N claims, which the database cannot show yet."""
+        refs = [p.reference_id for p in chunk.payments]
+        taken = await self.store.existing_references(batch.id, refs)
+        taken.update(pending_references.intersection(refs))
+        rows, work, rejections, total = self._build(batch, chunk.payments, taken, first_number)
+        accepted = frozenset(r.reference_id for r in rows if r.status == ACCEPTED)
+        return PreparedChunk(chunk.sequence, first_number, rows, work, rejections, total, accepted)
+
+    async def commit(self, batch_id: int, prepared: PreparedChunk) -> ChunkOutcome:
+        """The durable half: one transaction, under the batch's row lock, after re-checking that this chunk
+        is the next one and that nothing else was stored meanwhile."""
         async with self.store.chunk_transaction(batch_id) as tx:
             batch = tx.batch
             expected = batch.last_chunk_sequence + 1
-            if chunk.sequence < expected:
+            if prepared.sequence < expected:
                 return ChunkOutcome(duplicate=True, stored=0, rejections=[], batch=batch)
             if batch.state is not BatchState.UPLOADING:
                 # Completed or cancelled: store nothing; the caller answers UPLOAD_COMPLETE.
                 return ChunkOutcome(duplicate=False, stored=0, rejections=[], batch=batch)
-            if chunk.sequence > expected:
-                raise OutOfOrderChunk(expected, chunk.sequence)
-            refs = [p.reference_id for p in chunk.payments]
-            taken = await tx.existing_references(refs)
-            rows, work, rejections, total = self._build(batch, chunk.payments, taken)
-            await tx.write(chunk.sequence, rows, work, total)
-        return ChunkOutcome(duplicate=False, stored=len(rows), rejections=rejections, batch=batch)
+            if prepared.sequence > expected or batch.payment_count + 1 != prepared.first_number:
+                raise OutOfOrderChunk(expected, prepared.sequence)
+            await tx.write(prepared.sequence, prepared.rows, prepared.work, prepared.received_total)
+        return ChunkOutcome(
+            duplicate=False, stored=len(prepared.rows), rejections=prepared.rejections, batch=batch
+        )
 
     def _build(
-        self, batch: BatchRecord, inputs: Sequence[api_pb.PaymentInput], taken: set[str]
+        self, batch: BatchRecord, inputs: Sequence[api_pb.PaymentInput], taken: set[str], first_number: int
     ) -> tuple[list[NewPayment], list[NewWorkChunk], list[api_pb.PaymentRejection], int]:
         rows: list[NewPayment] = []
         rejections: list[api_pb.PaymentRejection] = []
         groups: dict[tuple[str, dt.datetime | None], list[rail_pb2.WorkItem]] = defaultdict(list)
         seen: set[str] = set()
         namespace = uuid.UUID(batch.uid).bytes  # for idempotency_key(), computed once per chunk
-        received_total = 0
+        received_total = 0  # of every well-formed amount received, checked against the declared total
         amount: int | None
-        number = batch.payment_count
+        number = first_number - 1
+        route = self.router.rail_for
+        default_payer = batch.payer_fa
         for index, p in enumerate(inputs):
+            # Each protobuf field is read once: on a million payments every attribute access counts.
             number += 1
-            payer_fa = p.payer_fa or batch.payer_fa
-            try:
-                received_total += parse_amount(p.amount)
-            except InvalidAmount:
-                pass
+            ref, payee_fa, amount_text, currency = p.reference_id, p.payee_fa, p.amount, p.currency_code
+            payer_fa = p.payer_fa or default_payer
             verdict = validate_payment(p, payer_fa)
-            if not isinstance(verdict, Rejection) and p.metadata:
-                verdict = validate_metadata(dict(p.metadata)) or verdict
+            metadata = dict(p.metadata) if p.metadata else None
+            if metadata and not isinstance(verdict, Rejection):
+                verdict = validate_metadata(metadata) or verdict
             rail = None
             if not isinstance(verdict, Rejection):
-                if p.reference_id in seen or p.reference_id in taken:
+                if ref in seen or ref in taken:
                     verdict = Rejection(
                         Reason.REFERENCE_ID_DUPLICATE, "reference_id already used in this batch"
                     )
-                elif (rail := self.router.rail_for(p.payee_fa)) is None:
+                elif (rail := route(payee_fa)) is None:
                     verdict = Rejection(
                         Reason.PAYEE_FA_UNROUTABLE, "no rail serves this payee financial address"
                     )
             schedule = p.schedule_time.ToDatetime(dt.UTC) if p.HasField("schedule_time") else None
-            key = uuid5(namespace, p.reference_id)
+            key = uuid5(namespace, ref)
+            metadata_json = json.dumps(metadata, ensure_ascii=False) if metadata else None
             if isinstance(verdict, Rejection):
+                amount = None if verdict.reason is Reason.AMOUNT_INVALID else _amount_or_none(amount_text)
+                received_total += amount or 0
                 rejections.append(
                     api_pb.PaymentRejection(
-                        reference_id=p.reference_id[:128],
+                        reference_id=ref[:128],
                         index=index,
                         reason_code=verdict.reason,
                         message=verdict.message,
                     )
                 )
-                status, reason, message = PaymentStatus.REJECTED, str(verdict.reason), verdict.message
-                amount = None if verdict.reason is Reason.AMOUNT_INVALID else _amount_or_none(p.amount)
-            else:
-                seen.add(p.reference_id)  # only accepted payments claim a reference, as in the store
-                status, reason, message = PaymentStatus.ACCEPTED, "", ""
-                amount = verdict.amount_hundredths
-                assert rail is not None
-                groups[(rail, schedule)].append(
-                    rail_pb2.WorkItem(
-                        payment_number=number,
-                        idempotency_key=key,
-                        reference_id=p.reference_id,
-                        payer_fa=payer_fa,
-                        payee_fa=p.payee_fa,
-                        amount=format_amount(verdict.amount_hundredths),
-                        currency_code=p.currency_code,
-                        payee_name=p.payee_name,
-                        note=p.note,
-                        purpose=p.purpose,
+                # Rejected rows keep bounded copies of what was sent, for the report.
+                rows.append(
+                    NewPayment(
+                        number,
+                        ref[:256],
+                        key,
+                        payer_fa[:512],
+                        payee_fa[:512],
+                        amount,
+                        currency[:8],
+                        p.payee_name[:512],
+                        p.note[:2048],
+                        p.purpose[:256],
+                        schedule,
+                        metadata_json,
+                        rail,
+                        REJECTED,
+                        str(verdict.reason),
+                        verdict.message,
                     )
                 )
+                continue
+            amount = verdict.amount_hundredths
+            received_total += amount
+            seen.add(ref)  # only accepted payments claim a reference, as in the store
+            assert rail is not None
+            payee_name, note, purpose = p.payee_name, p.note, p.purpose
+            groups[(rail, schedule)].append(
+                rail_pb2.WorkItem(
+                    payment_number=number,
+                    idempotency_key=key,
+                    reference_id=ref,
+                    payer_fa=payer_fa,
+                    payee_fa=payee_fa,
+                    amount=format_amount(amount),
+                    currency_code=currency,
+                    payee_name=payee_name,
+                    note=note,
+                    purpose=purpose,
+                )
+            )
             rows.append(
                 NewPayment(
-                    number=number,
-                    # Rejected rows keep bounded copies of what was sent, for the report.
-                    reference_id=p.reference_id[:256],
-                    idempotency_key=key,
-                    payer_fa=payer_fa[:512],
-                    payee_fa=p.payee_fa[:512],
-                    amount_hundredths=amount,
-                    currency_code=p.currency_code[:8],
-                    payee_name=p.payee_name[:512],
-                    note=p.note[:2048],
-                    purpose=p.purpose[:256],
-                    schedule_time=schedule,
-                    metadata_json=json.dumps(dict(p.metadata), ensure_ascii=False) if p.metadata else None,
-                    rail=rail,
-                    status=status.value,
-                    reason_code=reason,
-                    reason_message=message,
+                    number,
+                    ref,
+                    key,
+                    payer_fa,
+                    payee_fa,
+                    amount,
+                    currency,
+                    payee_name,
+                    note,
+                    purpose,
+                    schedule,
+                    metadata_json,
+                    rail,
+                    ACCEPTED,
+                    "",
+                    "",
                 )
             )
         return rows, self._work_chunks(batch, groups), rejections, received_total

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -29,7 +30,7 @@ from gpo_server.domain.filters import InvalidFilter, parse_status_filter
 from gpo_server.domain.money import InvalidAmount, parse_total
 from gpo_server.domain.states import FINAL, BatchState
 from gpo_server.domain.validation import is_financial_address
-from gpo_server.intake import MAX_PAYMENTS_PER_CHUNK, Intake, OutOfOrderChunk
+from gpo_server.intake import MAX_PAYMENTS_PER_CHUNK, Intake, OutOfOrderChunk, PreparedChunk
 from gpo_server.storage.store import BatchRecord, NewBatch, Store, WorkBuilder
 
 log = logging.getLogger(__name__)
@@ -58,25 +59,73 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
     async def UploadBatch(
         self, request_iterator: AsyncIterator[api_pb.UploadBatchRequest], context: Context
     ) -> AsyncIterator[api_pb.UploadBatchResponse]:
+        # Requests are read (and chunks validated) by one task while commits run and acknowledge in order,
+        # so chunk N commits while chunk N+1 is validated, and every acknowledgement goes out as soon as its
+        # chunk is durable, whether or not the client has sent the next one.
+        replies: asyncio.Queue[api_pb.UploadBatchResponse | BaseException | None] = asyncio.Queue()
+        reader = asyncio.create_task(self._upload(request_iterator, context, replies))
+        try:
+            while (reply := await replies.get()) is not None:
+                if isinstance(reply, BaseException):
+                    raise reply
+                yield reply
+        except ApiError as error:
+            await abort(context, error)
+        except Exception:
+            await abort_internal(context)
+        finally:
+            reader.cancel()
+
+    async def _upload(
+        self,
+        request_iterator: AsyncIterator[api_pb.UploadBatchRequest],
+        context: Context,
+        replies: asyncio.Queue[api_pb.UploadBatchResponse | BaseException | None],
+    ) -> None:
+        committing: asyncio.Task[bool] | None = None
         try:
             caller = self.auth.caller(context)
             if not self.accepting:
                 raise ApiError(grpc.StatusCode.UNAVAILABLE, "the server is shutting down", "SHUTTING_DOWN")
             batch: BatchRecord | None = None
+            # What comes next, by this stream's own count: the committing chunk's references are not yet
+            # visible in the database, so they travel with the next chunk's validation.
+            next_sequence = next_number = 0
+            pending_refs: frozenset[str] = frozenset()
             async for request in request_iterator:
                 part = request.WhichOneof("part")
                 if part == "header":
                     if batch is not None:
                         raise invalid_argument("the header was sent twice", "HEADER_REPEATED")
                     batch = await self._open_batch(caller, request.header)
+                    next_sequence, next_number = batch.last_chunk_sequence + 1, batch.payment_count + 1
                     totals = await self.store.batch_totals(batch.id)
-                    yield api_pb.UploadBatchResponse(batch=batch_message(batch, totals))
+                    replies.put_nowait(api_pb.UploadBatchResponse(batch=batch_message(batch, totals)))
                 elif part == "chunk":
                     if batch is None:
                         raise invalid_argument("the first message must be the header", "HEADER_MISSING")
-                    yield await self._store_chunk(batch, request.chunk)
+                    chunk = request.chunk
+                    _check_chunk(chunk)
+                    if chunk.sequence < next_sequence:  # sent again by a resuming client: acknowledge only
+                        if committing is not None and not await committing:
+                            return
+                        replies.put_nowait(_chunk_ack(batch, chunk.sequence, next_number - 1, []))
+                        continue
+                    if chunk.sequence > next_sequence:
+                        raise _out_of_order(OutOfOrderChunk(next_sequence, chunk.sequence))
+                    prepared = await self.intake.prepare(
+                        batch, chunk, first_number=next_number, pending_references=pending_refs
+                    )
+                    if committing is not None and not await committing:
+                        return  # it failed and said why
+                    committing = asyncio.create_task(self._commit(batch, prepared, replies))
+                    next_sequence += 1
+                    next_number += len(prepared.rows)
+                    pending_refs = prepared.accepted_references
                 else:
                     raise invalid_argument("a message carries neither header nor chunk", "EMPTY_MESSAGE")
+            if committing is not None and not await committing:
+                return
             if batch is None:
                 raise invalid_argument("the upload sent no header", "HEADER_MISSING")
             batch = await self.store.finish_upload(batch.id)
@@ -92,11 +141,39 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             else:
                 self.on_upload_complete()
             totals = await self.store.batch_totals(batch.id)
-            yield api_pb.UploadBatchResponse(batch=batch_message(batch, totals))
-        except ApiError as error:
-            await abort(context, error)
-        except Exception:
-            await abort_internal(context)
+            replies.put_nowait(api_pb.UploadBatchResponse(batch=batch_message(batch, totals)))
+            replies.put_nowait(None)
+        except asyncio.CancelledError:
+            # The stream ended (client gone or error answered). A commit in flight runs to its end: it is
+            # all or nothing, and a resuming client learns from last_chunk_sequence whether it landed.
+            raise
+        except BaseException as exc:  # handed to the replying side, which turns it into a status
+            replies.put_nowait(exc)
+
+    async def _commit(
+        self,
+        batch: BatchRecord,
+        prepared: PreparedChunk,
+        replies: asyncio.Queue[api_pb.UploadBatchResponse | BaseException | None],
+    ) -> bool:
+        """Commits one chunk and queues its acknowledgement (or its error). True when it was stored."""
+        try:
+            outcome = await self.intake.commit(batch.id, prepared)
+            if not outcome.duplicate and outcome.batch.state is not BatchState.UPLOADING:
+                raise ApiError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    "the batch's upload is already complete",
+                    "UPLOAD_COMPLETE",
+                )
+        except OutOfOrderChunk as exc:
+            replies.put_nowait(_out_of_order(exc))
+            return False
+        except Exception as exc:
+            replies.put_nowait(exc)
+            return False
+        count = outcome.batch.payment_count + outcome.stored
+        replies.put_nowait(_chunk_ack(batch, prepared.sequence, count, outcome.rejections))
+        return True
 
     async def _open_batch(self, caller: Caller, header: api_pb.BatchHeader) -> BatchRecord:
         violations = []
@@ -147,43 +224,6 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             )
         log.info("batch %s %s for program %s", batch.uid, "created" if created else "resumed", batch.program)
         return batch
-
-    async def _store_chunk(
-        self, batch: BatchRecord, chunk: api_pb.PaymentChunk
-    ) -> api_pb.UploadBatchResponse:
-        if len(chunk.payments) > MAX_PAYMENTS_PER_CHUNK:
-            raise invalid_argument(
-                f"a chunk holds at most {MAX_PAYMENTS_PER_CHUNK} payments",
-                "CHUNK_TOO_LARGE",
-                [("chunk.payments", f"{len(chunk.payments)} payments")],
-            )
-        if chunk.sequence < 1:
-            raise invalid_argument(
-                "chunk.sequence starts at 1", "INVALID_SEQUENCE", [("chunk.sequence", "< 1")]
-            )
-        try:
-            outcome = await self.intake.store_chunk(batch.id, chunk)
-        except OutOfOrderChunk as exc:
-            raise ApiError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                str(exc),
-                "CHUNK_OUT_OF_ORDER",
-                metadata={"expected_sequence": str(exc.expected)},
-            ) from None
-        if not outcome.duplicate and outcome.batch.state is not BatchState.UPLOADING:
-            raise ApiError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "the batch's upload is already complete",
-                "UPLOAD_COMPLETE",
-            )
-        summary = res_pb.Batch(
-            name=f"batches/{batch.uid}",
-            payment_count=outcome.batch.payment_count + outcome.stored,
-            last_chunk_sequence=max(chunk.sequence, outcome.batch.last_chunk_sequence),
-        )
-        return api_pb.UploadBatchResponse(
-            batch=summary, acknowledged_sequence=chunk.sequence, rejections=outcome.rejections
-        )
 
     # ---- reads ---------------------------------------------------------------------------------
 
@@ -258,7 +298,11 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             batch = await self._readable_batch(request.name, context)
             last: bytes | None = None
             while True:
+                read_started = time.monotonic()
                 totals = await self.store.batch_totals(batch.id)
+                # Counting a million-payment batch takes the database a while: poll so that watching
+                # costs it at most about a tenth of its time, however large the batch.
+                interval = max(self.watch_interval_s, 10 * (time.monotonic() - read_started))
                 message = batch_message(batch, totals)
                 view = message.SerializeToString(deterministic=True)
                 if view != last:
@@ -271,7 +315,7 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
                     batch.state is BatchState.CANCELLED and not pending
                 ):
                     return
-                await asyncio.sleep(self.watch_interval_s)
+                await asyncio.sleep(interval)
                 refreshed = await self.store.get_batch(batch.uid)
                 assert refreshed is not None
                 batch = refreshed
@@ -346,6 +390,35 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             await abort(context, error)
         except Exception:
             await abort_internal(context)
+
+
+def _check_chunk(chunk: api_pb.PaymentChunk) -> None:
+    if len(chunk.payments) > MAX_PAYMENTS_PER_CHUNK:
+        raise invalid_argument(
+            f"a chunk holds at most {MAX_PAYMENTS_PER_CHUNK} payments",
+            "CHUNK_TOO_LARGE",
+            [("chunk.payments", f"{len(chunk.payments)} payments")],
+        )
+    if chunk.sequence < 1:
+        raise invalid_argument("chunk.sequence starts at 1", "INVALID_SEQUENCE", [("chunk.sequence", "< 1")])
+
+
+def _out_of_order(exc: OutOfOrderChunk) -> ApiError:
+    return ApiError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        str(exc),
+        "CHUNK_OUT_OF_ORDER",
+        metadata={"expected_sequence": str(exc.expected)},
+    )
+
+
+def _chunk_ack(
+    batch: BatchRecord, sequence: int, payment_count: int, rejections: list[api_pb.PaymentRejection]
+) -> api_pb.UploadBatchResponse:
+    summary = res_pb.Batch(
+        name=f"batches/{batch.uid}", payment_count=payment_count, last_chunk_sequence=sequence
+    )
+    return api_pb.UploadBatchResponse(batch=summary, acknowledged_sequence=sequence, rejections=rejections)
 
 
 def _page_size(requested: int, *, default: int, most: int) -> int:

@@ -253,6 +253,27 @@ class Store:
             row = (await conn.execute(query)).first()
         return BatchRecord.from_row(row) if row else None
 
+    async def get_batch_by_id(self, batch_id: int) -> BatchRecord:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(batches).where(batches.c.id == batch_id))).one()
+        return BatchRecord.from_row(row)
+
+    async def existing_references(self, batch_id: int, reference_ids: Sequence[str]) -> set[str]:
+        """Which of these references the batch's stored, non-rejected payments already use."""
+        found: set[str] = set()
+        async with self.engine.connect() as conn:
+            for start in range(0, len(reference_ids), 5000):
+                part = reference_ids[start : start + 5000]
+                rows = await conn.execute(
+                    select(payments.c.reference_id).where(
+                        payments.c.batch_id == batch_id,
+                        _in(payments.c.reference_id, part, self.is_postgres, Text),
+                        payments.c.status != S.REJECTED.value,
+                    )
+                )
+                found.update(r for (r,) in rows)
+        return found
+
     async def get_batch(self, uid: str) -> BatchRecord | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(batches).where(batches.c.uid == uid))).first()
@@ -773,21 +794,6 @@ class ChunkTransaction:
         self.conn = conn
         self.batch = batch
         self.is_postgres = is_postgres
-
-    async def existing_references(self, reference_ids: Sequence[str]) -> set[str]:
-        """Which of these references earlier chunks of the batch already used."""
-        found: set[str] = set()
-        for start in range(0, len(reference_ids), 5000):
-            part = reference_ids[start : start + 5000]
-            rows = await self.conn.execute(
-                select(payments.c.reference_id).where(
-                    payments.c.batch_id == self.batch.id,
-                    _in(payments.c.reference_id, part, self.is_postgres, Text),
-                    payments.c.status != S.REJECTED.value,
-                )
-            )
-            found.update(r for (r,) in rows)
-        return found
 
     async def write(
         self,
