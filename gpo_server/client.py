@@ -44,20 +44,11 @@ class GpoClient:
         keep_rejections: int = 1000,
         first_sequence: int = 1,
     ) -> UploadResult:
-        """Streams the header and the chunks (numbered from first_sequence) without waiting for each
+        """Streams the header, then the chunks (numbered from first_sequence) without waiting for each
         acknowledgement; gRPC flow control keeps memory bounded on both sides."""
-
-        async def requests() -> AsyncIterator[api_pb.UploadBatchRequest]:
-            yield api_pb.UploadBatchRequest(header=header)
-            for sequence, payments in enumerate(chunks, start=first_sequence):
-                yield api_pb.UploadBatchRequest(
-                    chunk=api_pb.PaymentChunk(sequence=sequence, payments=payments)
-                )
-                await asyncio.sleep(0)  # let acknowledgements be read while a generator is synchronous
-
         result = UploadResult(batch=res_pb.Batch())
-        call = self.stub.UploadBatch(requests(), metadata=self.metadata)
-        async for response in call:
+
+        def take(response: api_pb.UploadBatchResponse) -> None:
             if response.acknowledged_sequence:
                 result.acknowledged_chunks += 1
                 result.rejected += len(response.rejections)
@@ -68,6 +59,30 @@ class GpoClient:
                 result.batch = response.batch
             if on_ack is not None:
                 on_ack(response)
+
+        call = self.stub.UploadBatch(metadata=self.metadata)
+        # The header's answer comes first: a refused header (bad token, program, request_id) surfaces as its
+        # own status instead of racing with chunks already in flight.
+        await call.write(api_pb.UploadBatchRequest(header=header))
+        first = await call.read()
+        if first is grpc.aio.EOF:  # an error status raises from read(); EOF means a silent close
+            raise ConnectionError("the server closed the upload without answering the header")
+        take(first)
+
+        async def send() -> None:
+            for sequence, payments in enumerate(chunks, start=first_sequence):
+                await call.write(
+                    api_pb.UploadBatchRequest(chunk=api_pb.PaymentChunk(sequence=sequence, payments=payments))
+                )
+            await call.done_writing()
+
+        sender = asyncio.create_task(send())
+        try:
+            while (response := await call.read()) is not grpc.aio.EOF:
+                take(response)
+            await sender
+        finally:
+            sender.cancel()
         return result
 
     async def get_batch(self, name: str) -> res_pb.Batch:

@@ -316,6 +316,13 @@ class SidecarRunner:
                 try:
                     await self.reporter.report(request)
                     break
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                        # GPO refuses it for good (e.g. an unknown batch): retrying cannot help.
+                        log.error("late result for %s refused: %s", result.idempotency_key, _short(exc))
+                        break
+                    log.warning("late result not reported yet (%s); retrying", _short(exc))
+                    await asyncio.sleep(self._backoff(3))
                 except Exception as exc:
                     log.warning("late result not reported yet (%s); retrying", _short(exc))
                     await asyncio.sleep(self._backoff(3))

@@ -27,7 +27,7 @@ from gpo_server.api.convert import (
 )
 from gpo_server.api.errors import ApiError, Context, abort, abort_internal, invalid_argument, not_found
 from gpo_server.domain.filters import InvalidFilter, parse_status_filter
-from gpo_server.domain.money import InvalidAmount, parse_total
+from gpo_server.domain.money import InvalidAmount, format_amount, parse_total
 from gpo_server.domain.states import FINAL, BatchState
 from gpo_server.domain.validation import is_financial_address
 from gpo_server.intake import MAX_PAYMENTS_PER_CHUNK, Intake, OutOfOrderChunk, PreparedChunk
@@ -131,6 +131,20 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             batch = await self.store.finish_upload(batch.id)
             if batch.payment_count == 0:
                 raise invalid_argument("the batch has no payments", "EMPTY_BATCH")
+            if (
+                batch.state is BatchState.UPLOADING
+                and batch.expected_payment_count
+                and (batch.payment_count >= batch.expected_payment_count)
+            ):
+                # Everything declared has arrived but does not add up: say so rather than hold silently.
+                raise ApiError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"the batch holds {batch.payment_count} payments totalling "
+                    f"{format_amount(batch.received_total_hundredths)}; the header declared "
+                    f"{batch.expected_payment_count} totalling {format_amount(batch.expected_total_hundredths or 0)}",
+                    "DECLARATION_MISMATCH",
+                    metadata={"batch": f"batches/{batch.uid}"},
+                )
             if batch.state is BatchState.UPLOADING:
                 log.info(
                     "batch %s held: %d payments received of %d declared",

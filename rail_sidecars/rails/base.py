@@ -1,4 +1,5 @@
-"""The Rail interface: every rail is the same two hooks, execute and look_up.
+"""The Rail interface: every rail is the same small set of hooks: execute and look_up, plus the optional
+start, late_results and close.
 
 A rail must treat the idempotency key as the identity of a payment. GPO sends the same key on every
 attempt and, before executing a payment that may have been sent before, asks look_up whether the rail

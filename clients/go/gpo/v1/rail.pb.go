@@ -380,7 +380,8 @@ type ClaimWorkChunkRequest struct {
 	PaymentNumbers []int64 `protobuf:"varint,3,rep,packed,name=payment_numbers,json=paymentNumbers,proto3" json:"payment_numbers,omitempty"`
 	// The sidecar's name, for logs and stuck-payment reports.
 	Sidecar string `protobuf:"bytes,4,opt,name=sidecar,proto3" json:"sidecar,omitempty"`
-	// A new UUID per delivery attempt: the owner of the claim lease; repeated in ReportResultsRequest.
+	// The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
+	// (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
 	ClaimId       string `protobuf:"bytes,5,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

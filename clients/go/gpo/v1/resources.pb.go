@@ -83,7 +83,8 @@ func (BatchState) EnumDescriptor() ([]byte, []int) {
 	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{0}
 }
 
-// The status of one payment. Final statuses: SUCCEEDED, FAILED, REJECTED, CANCELLED.
+// The status of one payment. Final statuses: SUCCEEDED, FAILED, REJECTED, CANCELLED, REVERSED (a
+// SUCCEEDED payment may still be reversed by its rail; an operator may retry a FAILED one).
 type PaymentStatus int32
 
 const (

@@ -205,7 +205,10 @@ export interface ClaimWorkChunkRequest {
   paymentNumbers: string[];
   /** The sidecar's name, for logs and stuck-payment reports. */
   sidecar: string;
-  /** A new UUID per delivery attempt: the owner of the claim lease; repeated in ReportResultsRequest. */
+  /**
+   * The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
+   * (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
+   */
   claimId: string;
 }
 

@@ -65,7 +65,10 @@ export function batchStateToJSON(object: BatchState): string {
   }
 }
 
-/** The status of one payment. Final statuses: SUCCEEDED, FAILED, REJECTED, CANCELLED. */
+/**
+ * The status of one payment. Final statuses: SUCCEEDED, FAILED, REJECTED, CANCELLED, REVERSED (a
+ * SUCCEEDED payment may still be reversed by its rail; an operator may retry a FAILED one).
+ */
 export enum PaymentStatus {
   /** PAYMENT_STATUS_UNSPECIFIED - Unset. */
   PAYMENT_STATUS_UNSPECIFIED = 0,

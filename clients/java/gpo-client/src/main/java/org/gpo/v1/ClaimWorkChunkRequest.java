@@ -245,7 +245,8 @@ private static final long serialVersionUID = 0L;
   private volatile java.lang.Object claimId_ = "";
   /**
    * <pre>
-   * A new UUID per delivery attempt: the owner of the claim lease; repeated in ReportResultsRequest.
+   * The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
+   * (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
    * </pre>
    *
    * <code>string claim_id = 5;</code>
@@ -266,7 +267,8 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * A new UUID per delivery attempt: the owner of the claim lease; repeated in ReportResultsRequest.
+   * The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
+   * (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
    * </pre>
    *
    * <code>string claim_id = 5;</code>
@@ -1112,7 +1114,8 @@ private static final long serialVersionUID = 0L;
     private java.lang.Object claimId_ = "";
     /**
      * <pre>
-     * A new UUID per delivery attempt: the owner of the claim lease; repeated in ReportResultsRequest.
+     * The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
+     * (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
      * </pre>
      *
      * <code>string claim_id = 5;</code>
@@ -1132,7 +1135,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * A new UUID per delivery attempt: the owner of the claim lease; repeated in ReportResultsRequest.
+     * The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
+     * (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
      * </pre>
      *
      * <code>string claim_id = 5;</code>
@@ -1153,7 +1157,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * A new UUID per delivery attempt: the owner of the claim lease; repeated in ReportResultsRequest.
+     * The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
+     * (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
      * </pre>
      *
      * <code>string claim_id = 5;</code>
@@ -1170,7 +1175,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * A new UUID per delivery attempt: the owner of the claim lease; repeated in ReportResultsRequest.
+     * The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
+     * (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
      * </pre>
      *
      * <code>string claim_id = 5;</code>
@@ -1184,7 +1190,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * A new UUID per delivery attempt: the owner of the claim lease; repeated in ReportResultsRequest.
+     * The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
+     * (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
      * </pre>
      *
      * <code>string claim_id = 5;</code>

@@ -101,7 +101,8 @@ public interface ClaimWorkChunkRequestOrBuilder extends
 
   /**
    * <pre>
-   * A new UUID per delivery attempt: the owner of the claim lease; repeated in ReportResultsRequest.
+   * The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
+   * (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
    * </pre>
    *
    * <code>string claim_id = 5;</code>
@@ -110,7 +111,8 @@ public interface ClaimWorkChunkRequestOrBuilder extends
   java.lang.String getClaimId();
   /**
    * <pre>
-   * A new UUID per delivery attempt: the owner of the claim lease; repeated in ReportResultsRequest.
+   * The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
+   * (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
    * </pre>
    *
    * <code>string claim_id = 5;</code>

@@ -7,7 +7,8 @@ package org.gpo.v1;
 
 /**
  * <pre>
- * The status of one payment. Final statuses: SUCCEEDED, FAILED, REJECTED, CANCELLED.
+ * The status of one payment. Final statuses: SUCCEEDED, FAILED, REJECTED, CANCELLED, REVERSED (a
+ * SUCCEEDED payment may still be reversed by its rail; an operator may retry a FAILED one).
  * </pre>
  *
  * Protobuf enum {@code gpo.v1.PaymentStatus}
