@@ -295,3 +295,31 @@ async def test_a_poison_message_is_dead_lettered_and_listed(running: Running) ->
     # The rail keeps serving after the poison message.
     name = await upload(running.client, 50)
     await wait_state(running.client, name, res_pb.BATCH_STATE_COMPLETED)
+
+
+async def test_a_declared_total_that_does_not_add_up_is_refused_and_nothing_is_paid(running: Running) -> None:
+    import grpc
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    inputs = list(synthetic_payments(10, 0))
+    header = api_pb.BatchHeader(
+        program=PROGRAM,
+        request_id=str(uuid.uuid4()),
+        payer_fa="account:treasury@cb",
+        expected_payment_count=10,
+        expected_total_amount="1.00",
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await running.client.upload(header, [inputs])
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    status = rpc_status.from_call(raised.value)
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info) and info.reason == "DECLARATION_MISMATCH"
+    batch = await running.client.get_batch(info.metadata["batch"])
+    assert batch.state == res_pb.BATCH_STATE_UPLOADING and batch.payment_count == 10
+    await asyncio.sleep(0.5)  # time the relay would need to dispatch anything it wrongly could
+    assert {p.status for p in await payments_of(running.client, batch.name)} == {
+        res_pb.PAYMENT_STATUS_ACCEPTED
+    }
