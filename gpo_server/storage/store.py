@@ -214,6 +214,9 @@ class Store:
     async def migrate(self) -> None:
         """Brings the schema to the newest migration."""
         async with self.engine.begin() as conn:
+            if self.is_postgres:
+                # Replicas starting together on an empty database take turns; the second finds it done.
+                await conn.execute(text("SELECT pg_advisory_xact_lock(7350001)"))
             await conn.run_sync(_upgrade_to_head)
 
     async def close(self) -> None:
