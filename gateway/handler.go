@@ -32,8 +32,12 @@ func NewHandler(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithStreamErrorHandler(streamErrorHandler),
 		runtime.WithHealthzEndpoint(grpc_health_v1.NewHealthClient(conn)),
+		runtime.WithForwardResponseOption(httpCode),
 	)
 	if err := gpov1gw.RegisterDisbursementServiceHandler(ctx, mux, conn); err != nil {
+		return nil, err
+	}
+	if err := gpov1gw.RegisterG2PConnectServiceHandler(ctx, mux, conn); err != nil {
 		return nil, err
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -53,24 +57,28 @@ type jsonMarshaler struct{ runtime.JSONPb }
 
 func (*jsonMarshaler) StreamContentType(any) string { return "application/x-ndjson" }
 
-// incomingHeader forwards, besides grpc-gateway's defaults, a client's request id for GPO's logs.
+// incomingHeader forwards, besides grpc-gateway's defaults, a client's request id for GPO's logs and
+// G2P Connect's Signature header.
 func incomingHeader(key string) (string, bool) {
 	if strings.EqualFold(key, "X-Request-Id") {
 		return "x-request-id", true
+	}
+	if name, ok := g2pHeaders[strings.ToLower(key)]; ok {
+		return name, true
 	}
 	return runtime.DefaultHeaderMatcher(key)
 }
 
 // routingError answers a known path with the wrong method 405 with an Allow header (grpc-gateway
 // answers 501). Every route of the API is a GET, except the AIP-136 custom methods that change state
-// (":upload", ":cancel", ":retryFailedPayments"), which are POSTs.
+// (":upload", ":cancel", ":retryFailedPayments") and G2P Connect's routes ("/disburse…"), which are POSTs.
 func routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
 	if httpStatus != http.StatusMethodNotAllowed {
 		runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
 		return
 	}
 	allow := http.MethodGet
-	if i := strings.LastIndex(r.URL.Path, ":"); i >= 0 && r.URL.Path[i+1:] != "watch" {
+	if i := strings.LastIndex(r.URL.Path, ":"); isG2P(r.URL.Path) || (i >= 0 && r.URL.Path[i+1:] != "watch") {
 		allow = http.MethodPost
 	}
 	w.Header().Set("Allow", allow)

@@ -18,6 +18,7 @@ from gpo_server.api.disbursement import DisbursementService
 from gpo_server.api.rail_service import RailService
 from gpo_server.config import Settings
 from gpo_server.dispatch import OutboxRelay
+from gpo_server.g2p_connect.wiring import G2pConnect
 from gpo_server.intake import Intake
 from gpo_server.maintenance import DeadLetterRecorder, StuckPaymentSweeper
 from gpo_server.queueing.base import Broker
@@ -67,6 +68,7 @@ class Orchestrator:
         self.disbursements = DisbursementService(
             self.store, self.intake, self.auth, self.relay.wake, self.build_work
         )
+        self.g2p = G2pConnect(settings, self.store, self.intake, self.auth, self.relay.wake)
         self.health = health.HealthServicer()
         self.server = grpc.aio.server(
             options=[
@@ -90,12 +92,14 @@ class Orchestrator:
             self.store, self.auth, lease_s=self.settings.claim_lease_s, max_sweeps=self.settings.max_sweeps
         )
         rail_pb2_grpc.add_RailServiceServicer_to_server(rail_service, self.server)
+        self.g2p.add_to(self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = [
             disbursement_service_pb2.DESCRIPTOR.services_by_name["DisbursementService"].full_name,
             rail_pb2.DESCRIPTOR.services_by_name["RailService"].full_name,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
+            G2pConnect.service_name(),
         ]
         reflection.enable_server_reflection(names, self.server)
         self.port = self.server.add_insecure_port(self.settings.listen)
@@ -116,6 +120,7 @@ class Orchestrator:
             interval_s=min(60.0, self.settings.stuck_after_s / 2),
         )
         self._tasks.append(asyncio.create_task(sweeper.run(self._stop)))
+        self._tasks.append(asyncio.create_task(self.g2p.run(self._stop)))
         for rail in self.settings.rails():
             recorder = DeadLetterRecorder(self.store, self.broker, rail)
             self._tasks.append(asyncio.create_task(recorder.run(self._stop)))

@@ -41,6 +41,7 @@ class Settings:
     # Sweeps without an answer before a payment is marked for an operator's attention.
     max_sweeps: int = 3
     log_level: str = "INFO"
+    g2p_config: str = ""  # G2P Connect settings (TOML), see docs/G2P_CONNECT.md
 
     @property
     def embedded(self) -> bool:
@@ -89,4 +90,5 @@ class Settings:
         s.stuck_after_s = float(env.get("GPO_STUCK_AFTER_S", s.stuck_after_s))
         s.max_sweeps = int(env.get("GPO_MAX_SWEEPS", s.max_sweeps))
         s.log_level = env.get("GPO_LOG_LEVEL", s.log_level)
+        s.g2p_config = env.get("GPO_G2P_CONFIG", "")
         return s

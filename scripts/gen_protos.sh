@@ -29,6 +29,9 @@ includes=(-I protos -I .tools/protos -I "$wkt")
 all_protos=(protos/gpo/v1/*.proto)
 # Only the public API is mapped to REST; RailService is internal to GPO and its sidecars.
 public_protos=(protos/gpo/v1/disbursement_service.proto)
+# The gateway also serves G2P Connect on the spec's paths; its OpenAPI document is the spec itself, so
+# gpo.swagger.json stays GPO's own API.
+gateway_protos=("${public_protos[@]}" protos/gpo/v1/g2p_connect_service.proto)
 
 protoc() { "$PY" -m grpc_tools.protoc "${includes[@]}" "$@"; }
 
@@ -88,7 +91,7 @@ gen_gateway() {  # REST handlers, in the gateway's own package so the Go client 
   mkdir -p gateway/gen
   protoc --plugin=protoc-gen-grpc-gateway="$bin/protoc-gen-grpc-gateway" \
     --grpc-gateway_out=gateway/gen --grpc-gateway_opt=paths=source_relative,standalone=true \
-    "${public_protos[@]}"
+    "${gateway_protos[@]}"
 }
 
 gen_openapi() {
@@ -126,8 +129,10 @@ gen_typescript() {  # the TypeScript client: ts-proto over @grpc/grpc-js, pinned
     --ts_proto_opt=useOptionals=messages,exportCommonSymbols=false \
     "${all_protos[@]}"
   # ts-proto also emits the files of options-only imports (google/api, descriptor.proto), which no
-  # generated file references; the package does without them.
-  rm -rf "$out/google/api" "$out/google/protobuf/descriptor.ts"
+  # generated file references; the package does without them. httpbody.ts is kept: the G2P Connect
+  # service's messages are google.api.HttpBody.
+  find "$out/google/api" -type f ! -name httpbody.ts -delete
+  rm -f "$out/google/protobuf/descriptor.ts"
 }
 
 for lang in "${langs[@]}"; do

@@ -145,3 +145,65 @@ batch_operations = Table(
     Column("create_time", DateTime(timezone=True), nullable=False),
     PrimaryKeyConstraint("batch_id", "request_id", name="pk_batch_operations"),
 )
+
+# ---- G2P Connect (migration 0004): what callbacks need, so upstream systems never have to poll ---------
+
+# One received G2P Connect message. (sender_id, message_id) is unique: a message sent again with the same
+# bytes gets the same answer; the same message_id with other bytes is rejct.message_id.duplicate.
+g2p_messages = Table(
+    "g2p_messages",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("sender_id", Text, nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("body_digest", Text, nullable=False),  # SHA-256 of the exact request bytes
+    Column("action", Text, nullable=False),  # disburse, txn/status, search
+    Column("correlation_id", Text, nullable=False, unique=True),
+    Column("transaction_id", Text, nullable=False, server_default=""),
+    Column("sender_uri", Text, nullable=False, server_default=""),  # empty: no callbacks (sync)
+    Column("batch_id", BigInteger, ForeignKey("batches.id")),  # the batch a disburse became
+    # Every final status of the batch's payments has been called back (or no callbacks are wanted).
+    Column("reported", Boolean, nullable=False, server_default=text("false")),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("sender_id", "message_id", name="uq_g2p_messages_sender_message"),
+    Index(
+        "ix_g2p_messages_unreported",
+        "id",
+        postgresql_where=text("NOT reported"),
+        sqlite_where=text("NOT reported"),
+    ),
+)
+
+# Callbacks to send (on-disburse, on-status, on-search), written in the transaction that decides them and
+# delivered with retries and backoff. The body is stored unsigned: it is signed afresh on every attempt.
+g2p_callbacks = Table(
+    "g2p_callbacks",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("message_id", BigInteger, ForeignKey("g2p_messages.id"), nullable=False),
+    Column("uri", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_time", DateTime(timezone=True), nullable=False),
+    Column("sent_time", DateTime(timezone=True)),
+    Column("abandoned", Boolean, nullable=False, server_default=text("false")),
+    Column("last_error", Text, nullable=False, server_default=""),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Index(
+        "ix_g2p_callbacks_due",
+        "next_attempt_time",
+        postgresql_where=text("sent_time IS NULL AND NOT abandoned"),
+        sqlite_where=text("sent_time IS NULL AND NOT abandoned"),
+    ),
+)
+
+# Which final status of which payment was already put into an on-disburse callback (a REVERSED payment
+# is reported again after its SUCCEEDED).
+g2p_reported = Table(
+    "g2p_reported",
+    metadata,
+    Column("batch_id", BigInteger, ForeignKey("batches.id"), nullable=False),
+    Column("number", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),
+    PrimaryKeyConstraint("batch_id", "number", "status", name="pk_g2p_reported"),
+)

@@ -1,0 +1,109 @@
+"""A live `gpo serve` with G2P Connect configured, the real gateway binary in front of it, a G2P Connect
+sender (which receives the callbacks) and a mock ID mapper, all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from gpo_server.api.auth import mint_token
+from tests.clients.live import build
+from tests.gateway.conftest import start_gateway
+from tests.peers.g2p_connect import DISBURSE_SPEC, G2pSender, MockMapper, SpecSchemas
+from tests.support.processes import Proc, free_port, spec_path, wait_serving
+
+SENDER_ID = "spp.test"
+PROGRAM = "g2p-cash"
+RESOLVABLE = 80  # person IDs token:{i}@nid with i < RESOLVABLE resolve; others are not found
+
+
+@dataclass
+class G2pEnv:
+    url: str  # the gateway
+    secret: bytes
+    sender: G2pSender
+    mapper: MockMapper
+    schemas: SpecSchemas
+    gpo: Proc
+
+    def token(self, programs: list[str] | None = None) -> str:
+        return mint_token(self.secret, SENDER_ID, [PROGRAM] if programs is None else programs)
+
+
+def person_fa(i: int) -> str:
+    return f"mobile:2549{i:08d}@mpesa"
+
+
+@pytest.fixture(scope="session")
+async def g2p(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[G2pEnv]:
+    schemas = SpecSchemas(spec_path(DISBURSE_SPEC))
+    build("gateway")
+    workdir = tmp_path_factory.mktemp("g2p")
+    gpo_key = ed25519.Ed25519PrivateKey.generate()
+    (workdir / "gpo-key.pem").write_bytes(
+        gpo_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    )
+    mapper = MockMapper({f"token:{i}@nid": person_fa(i) for i in range(RESOLVABLE)})
+    sender = G2pSender(SENDER_ID, schemas, gpo_key.public_key())
+    await mapper.start()
+    await sender.start()
+    (workdir / "sender.pem").write_text(sender.public_pem())
+    (workdir / "g2p.toml").write_text(
+        f"""
+receiver_id = "gpo.test"
+signing_key_file = "gpo-key.pem"
+signing_key_id = "gpo-key-1"
+
+[mapper]
+url = "{mapper.url}"
+id_providers = ["nid"]
+batch_size = 50
+
+[callbacks]
+batch_size = 300
+backoff_s = 0.2
+poll_interval_s = 0.2
+
+[senders."{SENDER_ID}"]
+programs = ["{PROGRAM}", "other-program"]
+default_program = "{PROGRAM}"
+require_signature = true
+keys = {{ "key-1" = "sender.pem" }}
+callback_uri_prefixes = ["{sender.url}"]
+default_currency = "KES"
+
+[senders."lenient.test"]
+programs = ["{PROGRAM}"]
+require_signature = false
+"""
+    )
+    secret = secrets.token_urlsafe(32).encode()
+    target = f"127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPO_")}
+    env |= {
+        "GPO_DATA_DIR": str(workdir),
+        "GPO_LISTEN": target,
+        "GPO_AUTH_HS256_SECRETS": secret.decode(),
+        "GPO_SIMULATOR": "failure_rate=0.05,seed=7",
+        "GPO_G2P_CONFIG": str(workdir / "g2p.toml"),
+        "GPO_LOG_LEVEL": "WARNING",
+    }
+    proc = Proc("gpo", [sys.executable, "-m", "gpo_server.cli", "serve"], env, workdir / "gpo.log").start()
+    gateway = None
+    try:
+        wait_serving(target, [proc])
+        url, gateway = start_gateway(target, workdir / "gateway.log")
+        yield G2pEnv(url, secret, sender, mapper, schemas, proc)
+    finally:
+        if gateway is not None:
+            gateway.terminate()
+        proc.terminate(timeout_s=3)
+        await sender.close()
+        await mapper.close()
