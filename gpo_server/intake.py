@@ -176,15 +176,15 @@ class Intake:
                 rows.append(
                     NewPayment(
                         number,
-                        ref[:256],
+                        _storable(ref[:256]),
                         key,
-                        payer_fa[:512],
-                        payee_fa[:512],
+                        _storable(payer_fa[:512]),
+                        _storable(payee_fa[:512]),
                         amount,
-                        currency[:8],
-                        p.payee_name[:512],
-                        p.note[:2048],
-                        p.purpose[:256],
+                        _storable(currency[:8]),
+                        _storable(p.payee_name[:512]),
+                        _storable(p.note[:2048]),
+                        _storable(p.purpose[:256]),
                         schedule,
                         metadata_json,
                         rail,
@@ -243,6 +243,11 @@ class Intake:
             size = self.chunk_sizes.get(rail, self.work_chunk_size)
             work.extend(work_chunks(batch.uid, rail, items, size, not_before=not_before))
         return work
+
+
+def _storable(text: str) -> str:
+    """PostgreSQL text cannot hold NUL (it would fail the whole chunk): a rejected copy shows U+FFFD."""
+    return text.replace("\x00", "\ufffd")
 
 
 def _amount_or_none(text: str) -> int | None:

@@ -29,7 +29,7 @@ from gpo_server.api.errors import ApiError, Context, abort, abort_internal, inva
 from gpo_server.domain.filters import InvalidFilter, parse_status_filter
 from gpo_server.domain.money import InvalidAmount, format_amount, parse_total
 from gpo_server.domain.states import FINAL, BatchState
-from gpo_server.domain.validation import is_financial_address
+from gpo_server.domain.validation import has_control_characters, is_financial_address
 from gpo_server.intake import MAX_PAYMENTS_PER_CHUNK, Intake, OutOfOrderChunk, PreparedChunk
 from gpo_server.storage.store import BatchRecord, NewBatch, Store, WorkBuilder
 
@@ -193,6 +193,10 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         violations = []
         if not header.program:
             violations.append(("header.program", "required"))
+        elif has_control_characters(header.program):
+            violations.append(("header.program", "contains control characters"))
+        if has_control_characters(header.callback_uri):  # stored as sent: PostgreSQL refuses NUL
+            violations.append(("header.callback_uri", "contains control characters"))
         try:
             uuid.UUID(header.request_id)
         except ValueError:

@@ -53,6 +53,10 @@ def is_financial_address(text: str) -> bool:
     return len(text) <= MAX_FA and _FA.fullmatch(text) is not None
 
 
+def has_control_characters(text: str) -> bool:
+    return _CONTROL.search(text) is not None
+
+
 def _text_problem(value: str, limit: int) -> str | None:
     if len(value) > limit:
         return f"longer than {limit} characters"

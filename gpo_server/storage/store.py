@@ -744,6 +744,13 @@ class Store:
         """Payments no rail has claimed become CANCELLED; claimed ones finish on their rail."""
         now = utcnow()
         async with self.engine.begin() as conn:
+            # Unpublished work is dropped: its payments are all cancelled below. Outbox rows first, then
+            # payments: the relay's order (publishing), so the two never deadlock on PostgreSQL.
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.batch_id == batch_id, outbox.c.publish_time.is_(None))
+                .values(publish_time=now)
+            )
             await conn.execute(
                 update(payments)
                 .where(
@@ -756,12 +763,6 @@ class Store:
                     reason_message="batch cancelled",
                     update_time=now,
                 )
-            )
-            # Unpublished work is dropped: its payments are all cancelled now.
-            await conn.execute(
-                update(outbox)
-                .where(outbox.c.batch_id == batch_id, outbox.c.publish_time.is_(None))
-                .values(publish_time=now)
             )
             await conn.execute(
                 update(batches)
