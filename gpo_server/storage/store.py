@@ -939,6 +939,11 @@ def _as_dict(row: NewPayment) -> dict[str, Any]:
 
 
 async def _complete_if_final(conn: AsyncConnection, batch_id: int) -> None:
+    if conn.dialect.name == "postgresql":
+        # One check at a time per batch: two transactions settling each other's last payments would each
+        # see the other's as pending (READ COMMITTED) and neither would complete the batch. The lock makes
+        # the second check run after the first commits, with a snapshot that includes it.
+        await conn.execute(select(batches.c.id).where(batches.c.id == batch_id).with_for_update())
     pending = (
         select(payments.c.number)
         .where(and_(payments.c.batch_id == batch_id, payments.c.status.in_(PENDING)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -37,6 +38,9 @@ class SimulatorSettings:
     failure_rate: float = 0.0  # fraction of payments (by key) that fail
     rate_limit: float = 0  # payments per second across the rail; 0 = unlimited
     seed: int | None = None  # None: failures derive from the key alone
+    # Fault injection for crash tests only: the process dies (os._exit(137), as if kill -9) right after
+    # the N-th execute call is committed to the ledger, before its results reach anybody. 0 = never.
+    exit_after_executions: int = 0
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
@@ -73,6 +77,7 @@ class SimulatorSettings:
             failure_rate=float(values.get("failure_rate", 0.0)),
             rate_limit=float(values.get("rate_limit", 0)),
             seed=None if seed.lower() in ("", "none") else int(seed),
+            exit_after_executions=int(values.get("exit_after_executions", 0)),
         )
 
 
@@ -116,6 +121,7 @@ class SimulatorRail(Rail):
         self.ledger = ledger if ledger is not None else Ledger(settings.ledger_path)
         self._bucket = TokenBucket(settings.rate_limit) if settings.rate_limit > 0 else None
         self._seed_prefix = b"" if settings.seed is None else f"{settings.seed}\x00".encode()
+        self._executions = 0
 
     async def execute(self, payments: Sequence[RailPayment]) -> Sequence[RailResult]:
         if not payments:
@@ -127,6 +133,9 @@ class SimulatorRail(Rail):
         entries = [self._decide(p) for p in payments]
         # The chunk is committed in one transaction before returning: what we report executed is on disk.
         await self.ledger.record(entries)
+        self._executions += 1
+        if self._executions == self.settings.exit_after_executions:
+            os._exit(137)  # fault injection: executed and recorded, but never reported
         return [e.result() for e in entries]
 
     async def look_up(self, idempotency_keys: Sequence[str]) -> Mapping[str, RailResult]:
@@ -180,7 +189,8 @@ __all__ = ["FAILURE_REASONS", "SimulatorRail", "SimulatorSettings", "TokenBucket
 
 
 def from_config(config: RailConfig) -> SimulatorRail:
-    """Options: ledger_path (required), latency_ms, failure_rate, seed; rate_limit is the rail's own."""
+    """Options: ledger_path (required), latency_ms, failure_rate, seed, exit_after_executions (fault
+    injection for tests); rate_limit is the rail's own."""
     return SimulatorRail(
         SimulatorSettings(
             ledger_path=str(config.option("ledger_path", "simulator-ledger.db")),
@@ -188,5 +198,6 @@ def from_config(config: RailConfig) -> SimulatorRail:
             failure_rate=float(config.option("failure_rate", 0.0)),
             rate_limit=config.rate_limit,
             seed=config.option("seed"),
+            exit_after_executions=int(config.option("exit_after_executions", 0)),
         )
     )
