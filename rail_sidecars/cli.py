@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 
 import grpc
 
@@ -65,12 +66,8 @@ def _rail_config(args: argparse.Namespace) -> RailConfig:
             raise SystemExit(f"gpo-sidecar: rail {args.rail!r} is not in {args.config}")
         return rails[args.rail]
     sim = SimulatorSettings.parse(args.simulator, ledger_path=args.ledger)
-    options = {
-        "ledger_path": sim.ledger_path,
-        "latency_ms": sim.latency_ms,
-        "failure_rate": sim.failure_rate,
-        "seed": sim.seed,
-    }
+    # Every simulator setting but the rate limit travels as an option (the rate limit is the rail's own).
+    options = {f.name: getattr(sim, f.name) for f in fields(sim) if f.name != "rate_limit"}
     return RailConfig(name=args.rail, kind="simulator", rate_limit=sim.rate_limit, options=options)
 
 
