@@ -22,6 +22,8 @@ rm -rf "$snapshot"
 
 echo "== buf lint"
 bash scripts/buf.sh lint
+echo "== buf breaking (against the last released protos)"
+bash scripts/proto_breaking.sh
 
 echo "== ruff"
 .venv/bin/ruff check .
