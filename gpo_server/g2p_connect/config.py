@@ -35,6 +35,12 @@ class SenderConfig:
     callback_uri_prefixes: tuple[str, ...] = ()
     default_callback_uri: str = ""  # used when a message carries no sender_uri
     default_currency: str = ""  # for disbursements without currency_code
+    # Bearer-token subjects ("sub") that may act as this sender; default: the sender_id itself. Without
+    # this, any valid token holding the program could send as any sender that does not sign.
+    subjects: frozenset[str] = frozenset()
+
+    def may_be(self, subject: str) -> bool:
+        return subject in (self.subjects or {self.sender_id})
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,7 @@ def _sender(sender_id: str, v: dict[str, Any], base: Path) -> SenderConfig:
         callback_uri_prefixes=tuple(str(p) for p in v.get("callback_uri_prefixes", [])),
         default_callback_uri=str(v.get("default_callback_uri", "")),
         default_currency=str(v.get("default_currency", "")),
+        subjects=frozenset(str(s) for s in v.get("subjects", [])),
     )
 
 

@@ -169,6 +169,8 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
         sender = self.settings.senders.get(str(header.get("sender_id", "")))
         if sender is None:
             raise Refusal("err.sender_id.invalid", "header.sender_id is not a sender configured in GPO")
+        if not sender.may_be(caller.subject):
+            raise Refusal("err.sender_id.invalid", "the bearer token may not act as this sender_id", 403)
         await self._verify(raw, _metadata(context, "signature"), sender, sync=sync)
         if header.get("is_msg_encrypted") is True:
             raise Refusal("err.encryption.invalid", "encrypted messages are not supported by GPO")

@@ -33,8 +33,8 @@ class G2pEnv:
     schemas: SpecSchemas
     gpo: Proc
 
-    def token(self, programs: list[str] | None = None) -> str:
-        return mint_token(self.secret, SENDER_ID, [PROGRAM] if programs is None else programs)
+    def token(self, programs: list[str] | None = None, subject: str = SENDER_ID) -> str:
+        return mint_token(self.secret, subject, [PROGRAM] if programs is None else programs)
 
 
 def person_fa(i: int) -> str:

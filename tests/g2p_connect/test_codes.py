@@ -168,8 +168,18 @@ async def test_a_sender_not_requiring_signatures_may_send_unsigned(
     g2p: G2pEnv, client: httpx.AsyncClient
 ) -> None:
     body = disburse(g2p, [payment("a")], sender_id="lenient.test", sender_uri="http://127.0.0.1:9/cb")
-    status, answer = await send(g2p, client, "/disburse", body, sign=False)
+    status, answer = await send(
+        g2p, client, "/disburse", body, sign=False, token=g2p.token(subject="lenient.test")
+    )
     assert (status, answer["message"]["ack_status"]) == (200, "ACK")
+
+
+async def test_a_token_may_not_act_as_another_sender(g2p: G2pEnv, client: httpx.AsyncClient) -> None:
+    # The unsigned-friendly sender is the easy target: only its own token may speak for it.
+    body = disburse(g2p, [payment("a")], sender_id="lenient.test", sender_uri="http://127.0.0.1:9/cb")
+    status, answer = await send(g2p, client, "/disburse", body, sign=False)  # token of another sender
+    assert status == 403
+    assert answer["errors"][0]["code"] == "err.sender_id.invalid"
 
 
 # ---- header reason codes (ACK, then a rjct on-disburse header) ------------------------------------------
