@@ -25,7 +25,15 @@ from gpo_server.api.convert import (
     payment_message,
     timestamp,
 )
-from gpo_server.api.errors import ApiError, Context, abort, abort_internal, invalid_argument, not_found
+from gpo_server.api.errors import (
+    ApiError,
+    Context,
+    abort,
+    abort_internal,
+    handles_errors,
+    invalid_argument,
+    not_found,
+)
 from gpo_server.domain.filters import InvalidFilter, parse_status_filter
 from gpo_server.domain.money import InvalidAmount, format_amount, parse_total
 from gpo_server.domain.states import FINAL, BatchState
@@ -253,61 +261,51 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             raise not_found("batch", name)
         return batch
 
-    async def GetBatch(self, request: api_pb.GetBatchRequest, context: Context) -> res_pb.Batch:
-        try:
-            batch = await self._readable_batch(request.name, context)
-            return batch_message(batch, await self.store.batch_totals(batch.id))
-        except ApiError as error:
-            await abort(context, error)
-        except Exception:
-            await abort_internal(context)
+    async def _view(self, uid: str) -> res_pb.Batch:
+        """The batch as it stands now, with its totals."""
+        batch = await self.store.get_batch(uid)
+        assert batch is not None
+        return batch_message(batch, await self.store.batch_totals(batch.id))
 
+    @handles_errors
+    async def GetBatch(self, request: api_pb.GetBatchRequest, context: Context) -> res_pb.Batch:
+        batch = await self._readable_batch(request.name, context)
+        return batch_message(batch, await self.store.batch_totals(batch.id))
+
+    @handles_errors
     async def ListBatches(
         self, request: api_pb.ListBatchesRequest, context: Context
     ) -> api_pb.ListBatchesResponse:
-        try:
-            caller = self.auth.caller(context)
-            size = _page_size(request.page_size, default=50, most=1000)
-            after = decode_page_token(request.page_token, f"batches:{request.program}")
-            rows = await self.store.list_batches(
-                programs=caller.programs, program=request.program, after_id=after, limit=size + 1
-            )
-            response = api_pb.ListBatchesResponse()
-            for batch in rows[:size]:
-                response.batches.append(batch_message(batch, await self.store.batch_totals(batch.id)))
-            if len(rows) > size:
-                response.next_page_token = encode_page_token(rows[size - 1].id, f"batches:{request.program}")
-            return response
-        except ApiError as error:
-            await abort(context, error)
-        except Exception:
-            await abort_internal(context)
+        caller = self.auth.caller(context)
+        size = _page_size(request.page_size, default=50, most=1000)
+        after = decode_page_token(request.page_token, f"batches:{request.program}")
+        rows = await self.store.list_batches(
+            programs=caller.programs, program=request.program, after_id=after, limit=size + 1
+        )
+        response = api_pb.ListBatchesResponse()
+        for batch in rows[:size]:
+            response.batches.append(batch_message(batch, await self.store.batch_totals(batch.id)))
+        if len(rows) > size:
+            response.next_page_token = encode_page_token(rows[size - 1].id, f"batches:{request.program}")
+        return response
 
+    @handles_errors
     async def ListPayments(
         self, request: api_pb.ListPaymentsRequest, context: Context
     ) -> api_pb.ListPaymentsResponse:
+        batch = await self._readable_batch(request.parent, context, "parent")
         try:
-            batch = await self._readable_batch(request.parent, context, "parent")
-            try:
-                statuses = parse_status_filter(request.filter)
-            except InvalidFilter as exc:
-                raise invalid_argument(str(exc), "INVALID_FILTER", [("filter", str(exc))]) from None
-            size = _page_size(request.page_size, default=100, most=10_000)
-            scope = f"payments:{batch.uid}:{request.filter}"
-            after = decode_page_token(request.page_token, scope) or 0
-            rows = await self.store.list_payments(
-                batch.id, statuses=statuses, after_number=after, limit=size + 1
-            )
-            response = api_pb.ListPaymentsResponse(
-                payments=[payment_message(batch.uid, r) for r in rows[:size]]
-            )
-            if len(rows) > size:
-                response.next_page_token = encode_page_token(int(rows[size - 1].number), scope)
-            return response
-        except ApiError as error:
-            await abort(context, error)
-        except Exception:
-            await abort_internal(context)
+            statuses = parse_status_filter(request.filter)
+        except InvalidFilter as exc:
+            raise invalid_argument(str(exc), "INVALID_FILTER", [("filter", str(exc))]) from None
+        size = _page_size(request.page_size, default=100, most=10_000)
+        scope = f"payments:{batch.uid}:{request.filter}"
+        after = decode_page_token(request.page_token, scope) or 0
+        rows = await self.store.list_payments(batch.id, statuses=statuses, after_number=after, limit=size + 1)
+        response = api_pb.ListPaymentsResponse(payments=[payment_message(batch.uid, r) for r in rows[:size]])
+        if len(rows) > size:
+            response.next_page_token = encode_page_token(int(rows[size - 1].number), scope)
+        return response
 
     async def WatchBatch(
         self, request: api_pb.WatchBatchRequest, context: Context
@@ -342,72 +340,56 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         except Exception:
             await abort_internal(context)
 
+    @handles_errors
     async def CancelBatch(self, request: api_pb.CancelBatchRequest, context: Context) -> res_pb.Batch:
-        try:
-            batch = await self._readable_batch(request.name, context)
-            if batch.state in (BatchState.UPLOADING, BatchState.PROCESSING):
-                await self.store.cancel_batch(batch.id)
-                log.info("batch %s cancelled", batch.uid)
-            refreshed = await self.store.get_batch(batch.uid)
-            assert refreshed is not None
-            return batch_message(refreshed, await self.store.batch_totals(refreshed.id))
-        except ApiError as error:
-            await abort(context, error)
-        except Exception:
-            await abort_internal(context)
+        batch = await self._readable_batch(request.name, context)
+        if batch.state in (BatchState.UPLOADING, BatchState.PROCESSING):
+            await self.store.cancel_batch(batch.id)
+            log.info("batch %s cancelled", batch.uid)
+        return await self._view(batch.uid)
 
+    @handles_errors
     async def RetryFailedPayments(
         self, request: api_pb.RetryFailedPaymentsRequest, context: Context
     ) -> res_pb.Batch:
-        try:
-            batch = await self._readable_batch(request.name, context)
-            if batch.state not in (BatchState.PROCESSING, BatchState.COMPLETED):
-                raise ApiError(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    f"a batch in state {batch.state.value} cannot be retried",
-                    "BATCH_NOT_RETRYABLE",
-                )
-            retried = await self.store.retry_failed(batch.id, request.request_id, self.build_work)
-            if retried:
-                log.info("batch %s: %d failed payments sent again", batch.uid, retried)
-                self.on_upload_complete()
-            refreshed = await self.store.get_batch(batch.uid)
-            assert refreshed is not None
-            return batch_message(refreshed, await self.store.batch_totals(refreshed.id))
-        except ApiError as error:
-            await abort(context, error)
-        except Exception:
-            await abort_internal(context)
+        batch = await self._readable_batch(request.name, context)
+        if batch.state not in (BatchState.PROCESSING, BatchState.COMPLETED):
+            raise ApiError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"a batch in state {batch.state.value} cannot be retried",
+                "BATCH_NOT_RETRYABLE",
+            )
+        retried = await self.store.retry_failed(batch.id, request.request_id, self.build_work)
+        if retried:
+            log.info("batch %s: %d failed payments sent again", batch.uid, retried)
+            self.on_upload_complete()
+        return await self._view(batch.uid)
 
+    @handles_errors
     async def ListDeadLetters(
         self, request: api_pb.ListDeadLettersRequest, context: Context
     ) -> api_pb.ListDeadLettersResponse:
-        try:
-            caller = self.auth.caller(context)
-            if caller.programs is not None:
-                # Dead letters may mix programs' payments: only callers allowed every program see them.
-                raise permission_denied("listing dead letters needs access to every program")
-            size = _page_size(request.page_size, default=100, most=1000)
-            scope = f"dead:{request.rail}"
-            before = decode_page_token(request.page_token, scope)
-            rows = await self.store.list_dead_letters(request.rail, before, size + 1)
-            response = api_pb.ListDeadLettersResponse()
-            for row in rows[:size]:
-                response.dead_letters.add(
-                    rail=row.rail,
-                    chunk_id=row.chunk_id,
-                    batch=f"batches/{row.uid}" if row.uid else "",
-                    payment_count=row.payment_count,
-                    reason=row.reason,
-                    create_time=timestamp(row.create_time),
-                )
-            if len(rows) > size:
-                response.next_page_token = encode_page_token(int(rows[size - 1].id), scope)
-            return response
-        except ApiError as error:
-            await abort(context, error)
-        except Exception:
-            await abort_internal(context)
+        caller = self.auth.caller(context)
+        if caller.programs is not None:
+            # Dead letters may mix programs' payments: only callers allowed every program see them.
+            raise permission_denied("listing dead letters needs access to every program")
+        size = _page_size(request.page_size, default=100, most=1000)
+        scope = f"dead:{request.rail}"
+        before = decode_page_token(request.page_token, scope)
+        rows = await self.store.list_dead_letters(request.rail, before, size + 1)
+        response = api_pb.ListDeadLettersResponse()
+        for row in rows[:size]:
+            response.dead_letters.add(
+                rail=row.rail,
+                chunk_id=row.chunk_id,
+                batch=f"batches/{row.uid}" if row.uid else "",
+                payment_count=row.payment_count,
+                reason=row.reason,
+                create_time=timestamp(row.create_time),
+            )
+        if len(rows) > size:
+            response.next_page_token = encode_page_token(int(rows[size - 1].id), scope)
+        return response
 
 
 def _check_chunk(chunk: api_pb.PaymentChunk) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn, TypeAlias
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, NoReturn, TypeAlias, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -12,6 +13,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 DOMAIN = "gpo.dev"
 
 # grpcio ships no type stubs, so a servicer context is Any to mypy.
@@ -76,6 +78,23 @@ async def abort_internal(context: Context) -> NoReturn:
     log.exception("unexpected error in %s", getattr(context, "_rpc_name", "a handler"))
     error = ApiError(grpc.StatusCode.INTERNAL, "internal error; the server log has the details", "INTERNAL")
     await abort(context, error)
+
+
+def handles_errors(
+    handler: Callable[[Any, Any, Context], Awaitable[R]],
+) -> Callable[[Any, Any, Context], Awaitable[R]]:
+    """For unary handlers: an ApiError becomes its rich status, anything else a short INTERNAL."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: Any, request: Any, context: Context) -> R:
+        try:
+            return await handler(self, request, context)
+        except ApiError as error:
+            await abort(context, error)
+        except Exception:
+            await abort_internal(context)
+
+    return wrapper
 
 
 def _pack(message: error_details_pb2.ErrorInfo | error_details_pb2.BadRequest) -> any_pb2.Any:

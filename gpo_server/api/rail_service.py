@@ -9,7 +9,15 @@ from gpo.v1 import rail_pb2, rail_pb2_grpc
 
 from gpo_server.api.auth import SIDECAR_ROLE, Authenticator, permission_denied
 from gpo_server.api.convert import batch_uid
-from gpo_server.api.errors import ApiError, Context, abort, abort_internal, invalid_argument, not_found
+from gpo_server.api.errors import (
+    ApiError,
+    Context,
+    abort,
+    abort_internal,
+    handles_errors,
+    invalid_argument,
+    not_found,
+)
 from gpo_server.domain.states import PaymentStatus
 from gpo_server.storage.store import ResultUpdate, Store
 
@@ -49,45 +57,41 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
             self._batch_ids[uid] = batch.id
         return self._batch_ids[uid]
 
+    @handles_errors
     async def ClaimWorkChunk(
         self, request: rail_pb2.ClaimWorkChunkRequest, context: Context
     ) -> rail_pb2.ClaimWorkChunkResponse:
-        try:
-            self._check_sidecar(context)
-            if not request.claim_id:
-                raise invalid_argument("claim_id is required", "CLAIM_ID_MISSING", [("claim_id", "empty")])
-            batch_id = await self._batch_id(request.batch)
-            numbers = list(request.payment_numbers)
-            claim = await self.store.claim(batch_id, numbers, request.claim_id, self.lease_s)
-            response = rail_pb2.ClaimWorkChunkResponse()
-            response.lease_expire_time.FromDatetime(claim.lease_expire_time)
-            response.retry_after.FromTimedelta(claim.retry_after)
-            for number in numbers:
-                if number in claim.execute:
-                    action = rail_pb2.CLAIM_ACTION_EXECUTE
-                elif number in claim.verify:
-                    # Claimed before and no longer held: the rail may have executed it already.
-                    action = rail_pb2.CLAIM_ACTION_VERIFY
-                elif number in claim.busy:
-                    action = rail_pb2.CLAIM_ACTION_BUSY
-                else:
-                    action = rail_pb2.CLAIM_ACTION_SKIP
-                response.decisions.add(payment_number=number, action=action)
-            if len(claim.execute) < len(numbers):
-                log.info(
-                    "chunk %s by %s: %d execute, %d verify, %d busy, %d skip",
-                    request.chunk_id,
-                    request.sidecar,
-                    len(claim.execute),
-                    len(claim.verify),
-                    len(claim.busy),
-                    len(numbers) - len(claim.execute) - len(claim.verify) - len(claim.busy),
-                )
-            return response
-        except ApiError as error:
-            await abort(context, error)
-        except Exception:
-            await abort_internal(context)
+        self._check_sidecar(context)
+        if not request.claim_id:
+            raise invalid_argument("claim_id is required", "CLAIM_ID_MISSING", [("claim_id", "empty")])
+        batch_id = await self._batch_id(request.batch)
+        numbers = list(request.payment_numbers)
+        claim = await self.store.claim(batch_id, numbers, request.claim_id, self.lease_s)
+        response = rail_pb2.ClaimWorkChunkResponse()
+        response.lease_expire_time.FromDatetime(claim.lease_expire_time)
+        response.retry_after.FromTimedelta(claim.retry_after)
+        for number in numbers:
+            if number in claim.execute:
+                action = rail_pb2.CLAIM_ACTION_EXECUTE
+            elif number in claim.verify:
+                # Claimed before and no longer held: the rail may have executed it already.
+                action = rail_pb2.CLAIM_ACTION_VERIFY
+            elif number in claim.busy:
+                action = rail_pb2.CLAIM_ACTION_BUSY
+            else:
+                action = rail_pb2.CLAIM_ACTION_SKIP
+            response.decisions.add(payment_number=number, action=action)
+        if len(claim.execute) < len(numbers):
+            log.info(
+                "chunk %s by %s: %d execute, %d verify, %d busy, %d skip",
+                request.chunk_id,
+                request.sidecar,
+                len(claim.execute),
+                len(claim.verify),
+                len(claim.busy),
+                len(numbers) - len(claim.execute) - len(claim.verify) - len(claim.busy),
+            )
+        return response
 
     async def ReportResults(
         self, request_iterator: AsyncIterator[rail_pb2.ReportResultsRequest], context: Context
