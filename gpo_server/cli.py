@@ -268,15 +268,18 @@ async def _payments(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_batch(batch: res_pb.Batch) -> None:
+    print(
+        json.dumps(
+            {"batch": batch.name, "state": res_pb.BatchState.Name(batch.state), **status_counts(batch)}
+        )
+    )
+
+
 async def _cancel(args: argparse.Namespace) -> int:
     client = _client(args)
     try:
-        batch = await client.cancel(_batch_name(args.batch), str(uuid.uuid4()))
-        print(
-            json.dumps(
-                {"batch": batch.name, "state": res_pb.BatchState.Name(batch.state), **status_counts(batch)}
-            )
-        )
+        _print_batch(await client.cancel(_batch_name(args.batch), str(uuid.uuid4())))
     finally:
         await client.close()
     return 0
@@ -285,12 +288,7 @@ async def _cancel(args: argparse.Namespace) -> int:
 async def _retry(args: argparse.Namespace) -> int:
     client = _client(args)
     try:
-        batch = await client.retry_failed(_batch_name(args.batch), args.request_id or str(uuid.uuid4()))
-        print(
-            json.dumps(
-                {"batch": batch.name, "state": res_pb.BatchState.Name(batch.state), **status_counts(batch)}
-            )
-        )
+        _print_batch(await client.retry_failed(_batch_name(args.batch), args.request_id or str(uuid.uuid4())))
     finally:
         await client.close()
     return 0
