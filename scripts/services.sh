@@ -2,6 +2,8 @@
 # Installs (from Debian's packages) and starts the PostgreSQL and RabbitMQ that GPO's real path needs,
 # on 127.0.0.1 only. Idempotent: does nothing that is already done. Prints the URLs to use.
 set -euo pipefail
+# Only the URL lines below belong on stdout (callers eval them); everything any tool prints goes to stderr.
+exec 3>&1 1>&2
 
 PG_USER=gpo
 PG_PASSWORD=gpo
@@ -68,5 +70,5 @@ if ! rabbit_up; then
 fi
 
 # TLS on loopback buys nothing and costs CPU on every row; production URLs choose their own ssl mode.
-echo "GPO_TEST_DATABASE_URL=postgresql+asyncpg://$PG_USER:$PG_PASSWORD@127.0.0.1:5432/$PG_DB?ssl=disable"
-echo "GPO_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/"
+echo "GPO_TEST_DATABASE_URL=postgresql+asyncpg://$PG_USER:$PG_PASSWORD@127.0.0.1:5432/$PG_DB?ssl=disable" >&3
+echo "GPO_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/" >&3

@@ -4,7 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-eval "$(bash scripts/services.sh | sed 's/^/export /')"
+service_urls=$(bash scripts/services.sh)
+# Only well-formed GPO_TEST_* assignments are taken from its output.
+while IFS= read -r line; do
+  [[ "$line" =~ ^(GPO_TEST_[A-Z_]+)=(.*)$ ]] && export "${BASH_REMATCH[1]}=${BASH_REMATCH[2]}"
+done <<<"$service_urls"
 
 echo "== generated code is fresh (every language)"
 generated=(clients/python/src/gpo clients/go/gpo clients/java/gpo-client/src clients/typescript/src/gen gateway/gen docs/openapi)
