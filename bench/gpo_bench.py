@@ -37,6 +37,7 @@ from gpo.v1 import resources_pb2 as res_pb
 from gpo_server.client import GpoClient, chunked, status_counts
 from gpo_server.demo import synthetic_payments
 from gpo_server.domain.money import format_amount, parse_amount
+from gpo_server.storage.store import Store
 from rail_sidecars.rails.simulator_ledger import read_totals
 from tests.support.processes import Cluster
 
@@ -85,6 +86,12 @@ def payment_rows(n: int, batch_id: int) -> Iterator[tuple[Any, ...]]:
 async def raw_copy_rate(db_url: str, n: int) -> float:
     """COPY of n payment-shaped rows into a table with the payments table's indexes, in 2,000-row
     transactions as intake writes them: this machine's PostgreSQL ceiling for GPO's intake."""
+    # The table copied into is shaped like GPO's own, so the schema must exist (a fresh database has none).
+    store = Store.open(db_url)
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
     dsn, _, query = db_url.replace("postgresql+asyncpg", "postgresql").partition("?")
     conn = await asyncpg.connect(dsn, ssl=False if "ssl=disable" in query else None)
     table = f"bench_copy_{uuid.uuid4().hex[:8]}"
@@ -200,6 +207,68 @@ class Bench:
         return out
 
 
+def _ticks(pid: int, children: bool = False) -> int:
+    """CPU clock ticks a process used (user + system), plus its reaped children's when asked."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks + int(fields[13]) + int(fields[14]) if children else ticks
+
+
+def _pids_named(name: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+class CpuMeter:
+    """CPU seconds each part of the system spent between start() and stop(): where the time goes."""
+
+    def __init__(self, bench: Bench) -> None:
+        self.bench = bench
+        self._start: dict[str, float] = {}
+
+    def _read(self) -> dict[str, float]:
+        hz = os.sysconf("SC_CLK_TCK")
+        cluster = self.bench.cluster
+        parts: dict[str, float] = {}
+        assert cluster.orchestrator is not None and cluster.orchestrator.popen is not None
+        parts["orchestrator"] = _ticks(cluster.orchestrator.popen.pid) / hz
+        parts["sidecar"] = sum(
+            _ticks(p.popen.pid) / hz for p in cluster.sidecars.values() if p.popen is not None
+        )
+        # PostgreSQL: every server process, plus the ended backends the postmaster reaped.
+        server = set(_pids_named("postgres"))
+        postgres = 0.0
+        for pid in server:
+            try:
+                is_postmaster = _parent(pid) not in server
+                postgres += _ticks(pid, children=is_postmaster) / hz
+            except OSError:
+                continue
+        parts["postgresql"] = postgres
+        parts["rabbitmq"] = sum(_ticks(pid) / hz for pid in _pids_named("beam.smp"))
+        usage = os.times()
+        parts["bench_client"] = usage.user + usage.system
+        return parts
+
+    def start(self) -> None:
+        self._start = self._read()
+
+    def stop(self) -> dict[str, float]:
+        end = self._read()
+        return {k: round(end[k] - self._start.get(k, 0.0), 1) for k in end}
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
 async def upload(client: GpoClient, n: int, seed: int = 1) -> tuple[str, float]:
     header = api_pb.BatchHeader(program=PROGRAM, request_id=str(uuid.uuid4()), payer_fa=PAYER)
     started = time.perf_counter()
@@ -253,9 +322,12 @@ async def scenario_intake(args: argparse.Namespace) -> dict[str, Any]:
         client = bench.client()
         header = api_pb.BatchHeader(program=PROGRAM, request_id=str(uuid.uuid4()), payer_fa=PAYER)
         header.schedule_time.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+        meter = CpuMeter(bench)
+        meter.start()
         started = time.perf_counter()
         result = await client.upload(header, chunked(synthetic_payments(n, 0), UPLOAD_CHUNK))
         elapsed = time.perf_counter() - started
+        cpu = meter.stop()
         await client.cancel(result.batch.name)
         await client.close()
         rss = bench.peak_rss_mb()
@@ -267,6 +339,7 @@ async def scenario_intake(args: argparse.Namespace) -> dict[str, Any]:
         "raw_copy_per_s": round(copy),
         "ratio_to_copy": round(rate / copy, 3),
         "orchestrator_peak_rss_mb": rss["orchestrator"],
+        "cpu_s": cpu,
         "target_per_s": 50_000,
         "met": rate >= 50_000,
     }
@@ -277,10 +350,14 @@ async def scenario_e2e(args: argparse.Namespace) -> dict[str, Any]:
     copy = await raw_copy_rate(urls()[0], min(n, 200_000))
     with Bench(simulator="failure_rate=0.01,seed=5") as bench:
         client = bench.client()
+        meter = CpuMeter(bench)
+        meter.start()
         started = time.perf_counter()
         name, upload_s = await upload(client, n)
+        cpu_upload = meter.stop()
         batch = await until_final(client, name)
         elapsed = time.perf_counter() - started
+        cpu = meter.stop()
         await client.close()
         oracle = check_ledger([batch], bench.ledger)
         rss = bench.peak_rss_mb()
@@ -295,6 +372,8 @@ async def scenario_e2e(args: argparse.Namespace) -> dict[str, Any]:
         **oracle,
         "orchestrator_peak_rss_mb": rss["orchestrator"],
         "sidecar_peak_rss_mb": rss["sidecar"],
+        "cpu_upload_s": cpu_upload,
+        "cpu_s": cpu,
         "target_s": 90,
         "met": elapsed <= 90 and oracle["ledger_exact"] and oracle["ledger_duplicates"] == 0,
     }
