@@ -21,6 +21,7 @@ from gpo_server.api.auth import local_secret, mint_token
 from gpo_server.client import GpoClient, chunked, status_counts
 from gpo_server.config import Settings
 from gpo_server.logs import configure
+from gpo_server.runtime import tune_garbage_collector
 
 log = logging.getLogger("gpo")
 
@@ -135,6 +136,7 @@ async def _run_server(settings: Settings) -> int:
 
     orchestrator = Orchestrator(settings)
     await orchestrator.start()
+    tune_garbage_collector()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, orchestrator.request_stop)

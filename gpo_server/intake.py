@@ -18,7 +18,7 @@ from gpo_server.domain.reasons import Reason
 from gpo_server.domain.routing import Router
 from gpo_server.domain.states import BatchState, PaymentStatus
 from gpo_server.domain.validation import Rejection, validate_metadata, validate_payment
-from gpo_server.storage.store import BatchRecord, NewPayment, NewWorkChunk, Store
+from gpo_server.storage.store import BatchRecord, NewPayment, NewWorkChunk, ReferenceTaken, Store
 from gpo_server.work import work_chunks
 
 MAX_PAYMENTS_PER_CHUNK = 10_000
@@ -46,6 +46,10 @@ class PreparedChunk:
     rejections: list[api_pb.PaymentRejection]
     received_total: int
     accepted_references: frozenset[str]
+    # The chunk as received, kept until it commits: if a reference turns out to be taken already, the
+    # chunk is prepared again against the database.
+    source: api_pb.PaymentChunk
+    checked_database: bool
 
 
 class OutOfOrderChunk(Exception):
@@ -97,31 +101,47 @@ class Intake:
         *,
         first_number: int,
         pending_references: frozenset[str] = frozenset(),
+        check_database: bool = False,
     ) -> PreparedChunk:
         """The CPU half of intake: validation, routing, rows and work chunks, numbered from first_number.
         An upload stream prepares chunk N+1 while chunk N commits; `pending_references` are the references
-        that chunk N claims, which the database cannot show yet."""
+        that chunk N claims, which the database cannot show yet.
+
+        References already stored are not looked up first: the batch's unique index refuses them at commit,
+        which then prepares the chunk again with `check_database`. Duplicates across chunks are rare, and a
+        lookup per chunk cost a scan of the growing batch whenever PostgreSQL's statistics lagged."""
         refs = [p.reference_id for p in chunk.payments]
-        taken = await self.store.existing_references(batch.id, refs)
+        taken = await self.store.existing_references(batch.id, refs) if check_database else set()
         taken.update(pending_references.intersection(refs))
         rows, work, rejections, total = self._build(batch, chunk.payments, taken, first_number)
         accepted = frozenset(r.reference_id for r in rows if r.status == ACCEPTED)
-        return PreparedChunk(chunk.sequence, first_number, rows, work, rejections, total, accepted)
+        return PreparedChunk(
+            chunk.sequence, first_number, rows, work, rejections, total, accepted, chunk, check_database
+        )
 
     async def commit(self, batch_id: int, prepared: PreparedChunk) -> ChunkOutcome:
         """The durable half: one transaction, under the batch's row lock, after re-checking that this chunk
         is the next one and that nothing else was stored meanwhile."""
-        async with self.store.chunk_transaction(batch_id) as tx:
-            batch = tx.batch
-            expected = batch.last_chunk_sequence + 1
-            if prepared.sequence < expected:
-                return ChunkOutcome(duplicate=True, stored=0, rejections=[], batch=batch)
-            if batch.state is not BatchState.UPLOADING:
-                # Completed or cancelled: store nothing; the caller answers UPLOAD_COMPLETE.
-                return ChunkOutcome(duplicate=False, stored=0, rejections=[], batch=batch)
-            if prepared.sequence > expected or batch.payment_count + 1 != prepared.first_number:
-                raise OutOfOrderChunk(expected, prepared.sequence)
-            await tx.write(prepared.sequence, prepared.rows, prepared.work, prepared.received_total)
+        try:
+            async with self.store.chunk_transaction(batch_id) as tx:
+                batch = tx.batch
+                expected = batch.last_chunk_sequence + 1
+                if prepared.sequence < expected:
+                    return ChunkOutcome(duplicate=True, stored=0, rejections=[], batch=batch)
+                if batch.state is not BatchState.UPLOADING:
+                    # Completed or cancelled: store nothing; the caller answers UPLOAD_COMPLETE.
+                    return ChunkOutcome(duplicate=False, stored=0, rejections=[], batch=batch)
+                if prepared.sequence > expected or batch.payment_count + 1 != prepared.first_number:
+                    raise OutOfOrderChunk(expected, prepared.sequence)
+                await tx.write(prepared.sequence, prepared.rows, prepared.work, prepared.received_total)
+        except ReferenceTaken:
+            if prepared.checked_database:
+                raise  # the batch row lock keeps other writers out: a checked chunk cannot collide
+            # An earlier chunk stored some of these references: look them up and reject those payments.
+            again = await self.prepare(
+                batch, prepared.source, first_number=prepared.first_number, check_database=True
+            )
+            return await self.commit(batch_id, again)
         return ChunkOutcome(
             duplicate=False, stored=len(prepared.rows), rejections=prepared.rejections, batch=batch
         )

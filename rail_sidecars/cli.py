@@ -14,6 +14,7 @@ from dataclasses import fields
 import grpc
 
 from gpo_server.logs import configure
+from gpo_server.runtime import tune_garbage_collector
 from rail_sidecars.config import RailConfig, load_rails_config
 from rail_sidecars.rails.registry import make_rail
 from rail_sidecars.rails.simulator import SimulatorSettings
@@ -89,6 +90,7 @@ async def _run(args: argparse.Namespace) -> int:
         prefetch=args.prefetch or config.concurrency,
         sidecar_name=f"{args.rail}-{os.getpid()}",
     )
+    tune_garbage_collector()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

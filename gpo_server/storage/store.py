@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
@@ -22,7 +23,6 @@ from sqlalchemy import (
     Row,
     Select,
     Text,
-    and_,
     any_,
     bindparam,
     event,
@@ -67,6 +67,7 @@ class BatchRecord:
     last_chunk_sequence: int
     create_time: dt.datetime
     update_time: dt.datetime
+    unfinished_count: int = 0
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> BatchRecord:
@@ -197,6 +198,18 @@ STUCK_UNKNOWN = "stuck: the rail has no record of this payment; it may never hav
 WORK_SLICE = 1000
 
 
+# The partial unique index on (batch_id, reference_id) of accepted payments (tables.py).
+REFERENCE_INDEX = "uq_payments_batch_reference"
+
+
+# A batch at least this large refreshes the payments table's planner statistics when its upload ends.
+ANALYZE_AFTER = 20_000
+
+
+class ReferenceTaken(Exception):
+    """A chunk's payment uses a reference_id the batch already holds (its unique index refused it)."""
+
+
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -208,7 +221,16 @@ class Store:
             engine = create_async_engine(url, connect_args={"timeout": 60})
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            engine = create_async_engine(
+                url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                # asyncpg prepares every statement; after five runs PostgreSQL may switch to a generic
+                # plan that ignores the array's size. For `batch_id = $1 AND number = ANY($2)` that plan
+                # scanned the whole batch per chunk (quadratic in the batch size), so plans stay custom.
+                connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
+            )
         return cls(engine)
 
     async def migrate(self) -> None:
@@ -349,6 +371,15 @@ class Store:
                 await _complete_if_final(conn, batch_id)
         found = await self.get_batch(batch.uid)
         assert found is not None
+        if (
+            self.is_postgres
+            and found.state is not BatchState.UPLOADING
+            and found.payment_count >= ANALYZE_AFTER
+        ):
+            # Until PostgreSQL's statistics know the new batch, it estimates a handful of rows for it and
+            # plans dispatch's `number = ANY(...)` updates as scans of the whole batch, once per chunk.
+            async with self.engine.begin() as conn:
+                await conn.execute(text("ANALYZE payments"))
         return found
 
     # ---- dispatch ------------------------------------------------------------------------------
@@ -460,9 +491,14 @@ class Store:
                 paid = [
                     ResultUpdate(r.number, S.SUCCEEDED, "", "", r.rail_reference, True) for r in reversals
                 ]
-                await self._apply(conn, batch_id, S.SENT, paid, now)
+                settled = await self._apply(conn, batch_id, S.SENT, paid, now)
+            else:
+                settled = 0
             for source, group in _by_source(results).items():
-                count += await self._apply(conn, batch_id, source, group, now)
+                changed = await self._apply(conn, batch_id, source, group, now)
+                count += changed
+                if source is S.SENT:
+                    settled += changed
             if released or unknown:
                 owned = (
                     payments.c.batch_id == batch_id,
@@ -485,7 +521,7 @@ class Store:
                         )
                         .values(attention_reason=STUCK_UNKNOWN)
                     )
-            await _complete_if_final(conn, batch_id)
+            await _complete_if_final(conn, batch_id, settled)
         return count
 
     async def _apply(
@@ -612,6 +648,11 @@ class Store:
                 await _insert_work(conn, batch_id, build(batch.uid, retried, False), now)
                 total += len(rows)
             if total:
+                await conn.execute(
+                    update(batches)
+                    .where(batches.c.id == batch_id)
+                    .values(unfinished_count=batches.c.unfinished_count + total)
+                )
                 await conn.execute(
                     update(batches)
                     .where(batches.c.id == batch_id, batches.c.state == BatchState.COMPLETED.value)
@@ -751,7 +792,7 @@ class Store:
                 .where(outbox.c.batch_id == batch_id, outbox.c.publish_time.is_(None))
                 .values(publish_time=now)
             )
-            await conn.execute(
+            cancelled = await conn.execute(
                 update(payments)
                 .where(
                     payments.c.batch_id == batch_id,
@@ -763,6 +804,11 @@ class Store:
                     reason_message="batch cancelled",
                     update_time=now,
                 )
+            )
+            await conn.execute(
+                update(batches)
+                .where(batches.c.id == batch_id)
+                .values(unfinished_count=batches.c.unfinished_count - max(cancelled.rowcount, 0))
             )
             await conn.execute(
                 update(batches)
@@ -806,20 +852,31 @@ class ChunkTransaction:
         work: Sequence[NewWorkChunk],
         received_total_hundredths: int,
     ) -> None:
+        """Raises ReferenceTaken (the transaction is then unusable) when a reference is already stored."""
         now = utcnow()
         if rows:
             if self.is_postgres:
                 raw = await self.conn.get_raw_connection()
-                await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-                    "payments",
-                    records=[(self.batch.id, *r, now) for r in rows],
-                    columns=["batch_id", *PAYMENT_COLUMNS, "update_time"],
-                )
+                try:
+                    await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+                        "payments",
+                        records=[(self.batch.id, *r, now) for r in rows],
+                        columns=["batch_id", *PAYMENT_COLUMNS, "update_time"],
+                    )
+                except asyncpg.UniqueViolationError as exc:
+                    if exc.constraint_name == REFERENCE_INDEX:
+                        raise ReferenceTaken(str(exc)) from exc
+                    raise
             else:
-                await self.conn.execute(
-                    insert(payments),
-                    [{"batch_id": self.batch.id, "update_time": now, **_as_dict(r)} for r in rows],
-                )
+                try:
+                    await self.conn.execute(
+                        insert(payments),
+                        [{"batch_id": self.batch.id, "update_time": now, **_as_dict(r)} for r in rows],
+                    )
+                except IntegrityError as exc:
+                    if "payments.reference_id" in str(exc.orig):
+                        raise ReferenceTaken(str(exc.orig)) from exc
+                    raise
         if work:
             await self.conn.execute(
                 insert(outbox),
@@ -840,6 +897,8 @@ class ChunkTransaction:
             .where(batches.c.id == self.batch.id)
             .values(
                 payment_count=batches.c.payment_count + len(rows),
+                unfinished_count=batches.c.unfinished_count
+                + sum(1 for r in rows if r.status == S.ACCEPTED.value),
                 received_total_hundredths=batches.c.received_total_hundredths + received_total_hundredths,
                 last_chunk_sequence=sequence,
                 update_time=now,
@@ -938,20 +997,24 @@ def _as_dict(row: NewPayment) -> dict[str, Any]:
     return row._asdict()
 
 
-async def _complete_if_final(conn: AsyncConnection, batch_id: int) -> None:
-    if conn.dialect.name == "postgresql":
-        # One check at a time per batch: two transactions settling each other's last payments would each
-        # see the other's as pending (READ COMMITTED) and neither would complete the batch. The lock makes
-        # the second check run after the first commits, with a snapshot that includes it.
-        await conn.execute(select(batches.c.id).where(batches.c.id == batch_id).with_for_update())
-    pending = (
-        select(payments.c.number)
-        .where(and_(payments.c.batch_id == batch_id, payments.c.status.in_(PENDING)))
-        .exists()
-    )
+async def _complete_if_final(conn: AsyncConnection, batch_id: int, settled: int = 0) -> None:
+    """Takes `settled` payments off the batch's unfinished count and completes the batch at zero.
+
+    The UPDATE locks the batch row, so concurrent settlements of one batch count one after another and
+    exactly one of them sees zero."""
+    if settled:
+        await conn.execute(
+            update(batches)
+            .where(batches.c.id == batch_id)
+            .values(unfinished_count=batches.c.unfinished_count - settled)
+        )
     await conn.execute(
         update(batches)
-        .where(batches.c.id == batch_id, batches.c.state == BatchState.PROCESSING.value, ~pending)
+        .where(
+            batches.c.id == batch_id,
+            batches.c.state == BatchState.PROCESSING.value,
+            batches.c.unfinished_count == 0,
+        )
         .values(state=BatchState.COMPLETED.value, update_time=utcnow())
     )
 

@@ -43,6 +43,9 @@ batches = Table(
     Column("last_chunk_sequence", BigInteger, nullable=False, server_default="0"),
     Column("create_time", DateTime(timezone=True), nullable=False),
     Column("update_time", DateTime(timezone=True), nullable=False),
+    # Migration 0005: payments not yet final (ACCEPTED, QUEUED, SENT), kept in step with every status change
+    # in the same transaction, so "is the batch done?" is one row, not a search of the batch's payments.
+    Column("unfinished_count", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("program", "request_id", name="uq_batches_program_request_id"),
 )
 

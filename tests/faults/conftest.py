@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.rig import Rig, create_database, drop_database
+from tests.faults.rig import Rig
+from tests.support.databases import create_database, drop_database
 from tests.support.processes import service_urls
 
 

@@ -359,37 +359,6 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flow
             await writer.drain()
 
 
-async def create_database(url: str) -> str:
-    """A fresh, empty database beside the one `url` names; returns its URL. Each test gets its own, so
-    its sweeper and relay see only its payments, and no other run's orchestrator sees them."""
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    name = f"gpo_fault_{uuid.uuid4().hex[:12]}"
-    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        await engine.dispose()
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
-async def drop_database(url: str, fresh_url: str) -> None:
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    name = make_url(fresh_url).database
-    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await engine.dispose()
-
-
 class OutboxProbe:
     """Reads a batch's outbox straight from PostgreSQL: how much work the relay has marked published."""
 

@@ -12,7 +12,7 @@ import pytest
 
 from gpo_server.domain.states import BatchState, PaymentStatus
 from gpo_server.storage.store import NewBatch, NewPayment, ResultUpdate, Store
-from tests.faults.rig import create_database, drop_database
+from tests.support.databases import create_database, drop_database
 from tests.support.processes import service_urls
 
 pytestmark = pytest.mark.faults

@@ -302,6 +302,32 @@ async def test_invalid_payments_are_rejected_individually_with_g2p_reason_codes(
     assert sum(t.count for t in result.batch.totals if t.status == REJECTED) == 7  # known at upload end
 
 
+async def test_a_reference_stored_two_chunks_earlier_is_rejected_and_the_rest_of_its_chunk_stored(
+    gpo: Gpo,
+) -> None:
+    # Only the database knows chunk 1's references when chunk 3 arrives: intake writes optimistically,
+    # the unique index refuses the chunk, and it is prepared again against the stored references.
+    program = new_program()
+    client = gpo.client([program])
+    first, second = payments(1, 5), payments(6, 5)
+    third = [payment(11), payment(12, reference_id=first[2].reference_id), payment(13)]
+    acks: list[api_pb.UploadBatchResponse] = []
+    result = await deadline(client.upload(header(program), [first, second, third], on_ack=acks.append))
+
+    rejections = {
+        a.acknowledged_sequence: [(r.reference_id, r.index, r.reason_code) for r in a.rejections]
+        for a in acks
+        if a.acknowledged_sequence
+    }
+    assert rejections == {1: [], 2: [], 3: [(first[2].reference_id, 1, "rjct.reference_id.duplicate")]}
+    assert result.batch.payment_count == 13
+    stored = await check_final(gpo, client, result.batch.name, first + second + third)
+    valid = [p for p in stored if p.status != REJECTED]
+    assert len(valid) == 12
+    assert Counter(p.reference_id for p in valid)[first[2].reference_id] == 1
+    assert {p.reference_id for p in valid} >= {third[0].reference_id, third[2].reference_id}
+
+
 async def test_resending_a_request_id_returns_the_same_batch_and_stores_nothing_twice(gpo: Gpo) -> None:
     program = new_program()
     client = gpo.client([program])

@@ -1,0 +1,32 @@
+"""Fresh PostgreSQL databases beside the shared one, so a run's relay and sweeper see only its own work."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+
+async def create_database(url: str, prefix: str = "gpo_fault") -> str:
+    """A fresh, empty database beside the one `url` names; returns its URL. Each test gets its own, so
+    its sweeper and relay see only its payments, and no other run's orchestrator sees them."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await engine.dispose()
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_database(url: str, fresh_url: str) -> None:
+    name = make_url(fresh_url).database
+    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await engine.dispose()
