@@ -293,7 +293,7 @@ class Store:
                     select(payments.c.reference_id).where(
                         payments.c.batch_id == batch_id,
                         _in(payments.c.reference_id, part, self.is_postgres, Text),
-                        payments.c.status != S.REJECTED.value,
+                        payments.c.rail.is_not(None),  # accepted: the unique index's own predicate
                     )
                 )
                 found.update(r for (r,) in rows)
@@ -668,9 +668,15 @@ class Store:
         max_sweeps unanswered sweeps a payment is marked for an operator's attention."""
         now = utcnow()
         cutoff = now - dt.timedelta(seconds=older_than_s)
+        # Only batches in progress can hold SENT payments; reading just those keeps the sweep's cost to the
+        # work in flight, however much history the table holds (no index on status: see tables.py).
+        in_progress = select(batches.c.id).where(
+            batches.c.state.in_([BatchState.PROCESSING.value, BatchState.CANCELLED.value])
+        )
         query = (
             select(payments)
             .where(
+                payments.c.batch_id.in_(in_progress),
                 payments.c.status == S.SENT.value,
                 payments.c.update_time < cutoff,
                 (payments.c.lease_expire_time.is_(None)) | (payments.c.lease_expire_time < now),

@@ -17,9 +17,26 @@ pytestmark = pytest.mark.e2e
 def run_demo(tmp_path: Path, *extra: str, payments: int = 5000) -> dict[str, object]:
     env = {**os.environ, "GPO_DATA_DIR": str(tmp_path), "GPO_LOG_LEVEL": "WARNING"}
     done = subprocess.run(
-        [sys.executable, "-m", "gpo_server.cli", "demo", "--payments", str(payments), "--invalid-every", "101",
-         "--simulator", "failure_rate=0.05,seed=3", "--timeout", "300", *extra],
-        env=env, capture_output=True, text=True, timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "gpo_server.cli",
+            "demo",
+            "--payments",
+            str(payments),
+            "--invalid-every",
+            "101",
+            "--simulator",
+            "failure_rate=0.05,seed=3",
+            "--timeout",
+            "300",
+            *extra,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert done.stdout.strip(), f"demo printed nothing; stderr:\n{done.stderr[-4000:]}"
     summary: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
