@@ -434,6 +434,15 @@ async def scenario_slow_rail(args: argparse.Namespace) -> dict[str, Any]:
 
 async def scenario_many(args: argparse.Namespace) -> dict[str, Any]:
     count, n = args.batches, args.payments[0]
+    # The reference: the same number of payments as one batch, on the same cluster, in the same run.
+    with Bench(simulator="failure_rate=0.01,seed=9") as bench:
+        client = bench.client()
+        started = time.perf_counter()
+        name, _ = await upload(client, count * n, seed=count + 1)
+        single = await until_final(client, name)
+        single_s = time.perf_counter() - started
+        await client.close()
+        single_oracle = check_ledger([single], bench.ledger)
     with Bench(simulator="failure_rate=0.01,seed=9") as bench:
         clients = [bench.client() for _ in range(min(count, 8))]
 
@@ -448,14 +457,19 @@ async def scenario_many(args: argparse.Namespace) -> dict[str, Any]:
         for c in clients:
             await c.close()
         oracle = check_ledger(list(batches), bench.ledger)
-    rate = count * n / elapsed
+    rate, single_rate = count * n / elapsed, count * n / single_s
     return {
         "batches": count,
         "payments_each": n,
         "elapsed_s": round(elapsed, 2),
         "payments_per_s": round(rate),
+        "single_batch_s": round(single_s, 2),
+        "single_batch_per_s": round(single_rate),
+        "ratio_to_single": round(rate / single_rate, 3),
         **oracle,
-        "note": "compare payments_per_s with the e2e scenario of the same run (target >= 70%)",
+        "single_batch_ledger_exact": single_oracle["ledger_exact"],
+        "target_ratio": 0.7,
+        "met": rate / single_rate >= 0.7 and oracle["ledger_exact"] and oracle["ledger_duplicates"] == 0,
     }
 
 
