@@ -422,29 +422,60 @@ class Store:
             payments.c.batch_id == batch_id,
             _in(payments.c.number, numbers, self.is_postgres, BigInteger),
         )
+        claimable = [s.value for s in sources_of(S.SENT)]
         async with self.engine.begin() as conn:
-            # Re-leased: the lease ended, or the same owner (the same sidecar process, which never works on
-            # one chunk twice at once) is trying again after a failure.
-            free = (
-                (payments.c.lease_expire_time.is_(None))
-                | (payments.c.lease_expire_time < now)
-                | (payments.c.lease_owner == owner)
-            )
-            again = await conn.execute(
-                update(payments)
-                .where(*mine, payments.c.status == S.SENT.value, free)
-                .values(attempts=payments.c.attempts + 1, **lease)
-                .returning(payments.c.number)
-            )
-            verify = {int(n) for (n,) in again}
-            # Then the first claim of the rest (after the re-lease, which must not see these as SENT).
-            fresh = await conn.execute(
-                update(payments)
-                .where(*mine, payments.c.status.in_([s.value for s in sources_of(S.SENT)]))
-                .values(status=S.SENT.value, attempts=payments.c.attempts + 1, **lease)
-                .returning(payments.c.number)
-            )
-            execute = {int(n) for (n,) in fresh}
+            # Re-leased (verify): SENT, and the lease ended or the same owner (the same sidecar process, which
+            # never works on one chunk twice at once) is trying again after a failure. Claimed (execute):
+            # not sent yet.
+            if self.is_postgres:
+                # One statement: the CTE reads each payment's status before the update changes it.
+                claimed = await conn.execute(
+                    text(
+                        "WITH before AS (SELECT number, status FROM payments"
+                        " WHERE batch_id = :batch_id AND number = ANY(CAST(:numbers AS bigint[]))"
+                        " ORDER BY number FOR UPDATE)"
+                        " UPDATE payments AS p SET status = :sent, attempts = p.attempts + 1,"
+                        " lease_owner = :owner, lease_expire_time = :expires, update_time = :now"
+                        " FROM before WHERE p.batch_id = :batch_id AND p.number = before.number AND ("
+                        " before.status = ANY(CAST(:claimable AS text[])) OR (before.status = :sent AND ("
+                        " p.lease_expire_time IS NULL OR p.lease_expire_time < :now OR p.lease_owner = :owner)))"
+                        " RETURNING p.number, before.status"
+                    ),
+                    {
+                        "batch_id": batch_id,
+                        "numbers": list(numbers),
+                        "sent": S.SENT.value,
+                        "claimable": claimable,
+                        "owner": owner,
+                        "expires": expires,
+                        "now": now,
+                    },
+                )
+                verify: set[int] = set()
+                execute: set[int] = set()
+                for number, status in claimed:
+                    (verify if status == S.SENT.value else execute).add(int(number))
+            else:
+                free = (
+                    (payments.c.lease_expire_time.is_(None))
+                    | (payments.c.lease_expire_time < now)
+                    | (payments.c.lease_owner == owner)
+                )
+                again = await conn.execute(
+                    update(payments)
+                    .where(*mine, payments.c.status == S.SENT.value, free)
+                    .values(attempts=payments.c.attempts + 1, **lease)
+                    .returning(payments.c.number)
+                )
+                verify = {int(n) for (n,) in again}
+                # Then the first claim of the rest (after the re-lease, which must not see these as SENT).
+                fresh = await conn.execute(
+                    update(payments)
+                    .where(*mine, payments.c.status.in_(claimable))
+                    .values(status=S.SENT.value, attempts=payments.c.attempts + 1, **lease)
+                    .returning(payments.c.number)
+                )
+                execute = {int(n) for (n,) in fresh}
             rest = [n for n in numbers if n not in execute and n not in verify]
             busy: set[int] = set()
             busy_until = now
