@@ -82,11 +82,15 @@ class Intake:
         router: Router,
         work_chunk_size: int = 1000,
         chunk_sizes: Mapping[str, int] | None = None,
+        max_concurrent_commits: int = 4,
     ) -> None:
         self.store = store
         self.router = router
         self.work_chunk_size = work_chunk_size
         self.chunk_sizes = dict(chunk_sizes or {})
+        # Many uploads at once must not take every pooled connection (watchers, claims and results need
+        # theirs); two cores gain nothing from more COPYs at a time than this anyway.
+        self._commit_slots = asyncio.Semaphore(max_concurrent_commits)
 
     async def store_chunk(self, batch_id: int, chunk: api_pb.PaymentChunk) -> ChunkOutcome:
         """Validates and stores one chunk, all or nothing (prepare, then commit)."""
@@ -125,7 +129,7 @@ class Intake:
         """The durable half: one transaction, under the batch's row lock, after re-checking that this chunk
         is the next one and that nothing else was stored meanwhile."""
         try:
-            async with self.store.chunk_transaction(batch_id) as tx:
+            async with self._commit_slots, self.store.chunk_transaction(batch_id) as tx:
                 batch = tx.batch
                 expected = batch.last_chunk_sequence + 1
                 if prepared.sequence < expected:

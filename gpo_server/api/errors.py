@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NoReturn, TypeAlias, TypeVar
 
@@ -11,6 +12,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from sqlalchemy import exc as sa_exc
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -74,10 +76,27 @@ async def abort(context: Context, error: ApiError) -> NoReturn:
 
 async def abort_internal(context: Context) -> NoReturn:
     """An unexpected failure: logged here in full, answered with a short INTERNAL status. The client
-    never sees SQL, stack traces or payment data, and the status stays small enough for gRPC metadata."""
-    log.exception("unexpected error in %s", getattr(context, "_rpc_name", "a handler"))
-    error = ApiError(grpc.StatusCode.INTERNAL, "internal error; the server log has the details", "INTERNAL")
+    never sees SQL, stack traces or payment data, and the status stays small enough for gRPC metadata.
+
+    A database that is out of connections or unreachable is UNAVAILABLE instead: it passes, and the client
+    should retry."""
+    if _database_unavailable(sys.exc_info()[1]):
+        log.warning("database unavailable in %s", getattr(context, "_rpc_name", "a handler"), exc_info=True)
+        error = ApiError(
+            grpc.StatusCode.UNAVAILABLE, "the database is busy or unreachable; retry", "DATABASE_UNAVAILABLE"
+        )
+    else:
+        log.exception("unexpected error in %s", getattr(context, "_rpc_name", "a handler"))
+        error = ApiError(
+            grpc.StatusCode.INTERNAL, "internal error; the server log has the details", "INTERNAL"
+        )
     await abort(context, error)
+
+
+def _database_unavailable(exc: BaseException | None) -> bool:
+    if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection came free in time
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
 
 
 def handles_errors(
