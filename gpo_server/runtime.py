@@ -6,8 +6,8 @@ import gc
 
 # CPython's default (700, 10, 10) runs a collection every 700 new containers and a full one often: with
 # thousands of protobuf messages and row tuples alive per chunk, that measured about 40% of intake's CPU.
-# Young collections are what cost: a full one still runs every 10 older ones, so cyclic garbage from
-# long runs is reclaimed and resident memory stays flat (5M payments: see docs/BENCHMARKS.md).
+# Young collections are what cost: a full one still runs every 10 older ones, as by default, so cyclic
+# garbage of long runs is still reclaimed.
 GC_THRESHOLDS = (50_000, 20, 10)
 
 
