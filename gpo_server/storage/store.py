@@ -436,7 +436,9 @@ class Store:
                         " ORDER BY number FOR UPDATE)"
                         " UPDATE payments AS p SET status = :sent, attempts = p.attempts + 1,"
                         " lease_owner = :owner, lease_expire_time = :expires, update_time = :now"
-                        " FROM before WHERE p.batch_id = :batch_id AND p.number = before.number AND ("
+                        # The array again on p: an index condition that needs no row estimate for the join.
+                        " FROM before WHERE p.batch_id = :batch_id"
+                        " AND p.number = ANY(CAST(:numbers AS bigint[])) AND p.number = before.number AND ("
                         " before.status = ANY(CAST(:claimable AS text[])) OR (before.status = :sent AND ("
                         " p.lease_expire_time IS NULL OR p.lease_expire_time < :now OR p.lease_owner = :owner)))"
                         " RETURNING p.number, before.status"
