@@ -84,6 +84,12 @@ def payment_rows(n: int, batch_id: int) -> Iterator[tuple[Any, ...]]:
         )
 
 
+async def _connect(db_url: str) -> asyncpg.Connection:
+    """A plain asyncpg connection from GPO's SQLAlchemy URL (postgresql+asyncpg://…?ssl=disable)."""
+    dsn, _, query = db_url.replace("postgresql+asyncpg", "postgresql").partition("?")
+    return await asyncpg.connect(dsn, ssl=False if "ssl=disable" in query else None)
+
+
 async def raw_copy_rate(db_url: str, n: int) -> float:
     """COPY of n payment-shaped rows into a table with the payments table's indexes, in 2,000-row
     transactions as intake writes them: this machine's PostgreSQL ceiling for GPO's intake."""
@@ -93,8 +99,7 @@ async def raw_copy_rate(db_url: str, n: int) -> float:
         await store.migrate()
     finally:
         await store.close()
-    dsn, _, query = db_url.replace("postgresql+asyncpg", "postgresql").partition("?")
-    conn = await asyncpg.connect(dsn, ssl=False if "ssl=disable" in query else None)
+    conn = await _connect(db_url)
     table = f"bench_copy_{uuid.uuid4().hex[:8]}"
     try:
         await conn.execute(f"CREATE TABLE {table} (LIKE payments INCLUDING DEFAULTS INCLUDING INDEXES)")
@@ -273,8 +278,7 @@ def _parent(pid: int) -> int:
 async def settle_database(db_url: str) -> None:
     """VACUUM ANALYZE and CHECKPOINT: what one phase left behind (dead row versions, dirty pages) is
     written out now, not in the middle of the next phase's measurement."""
-    dsn, _, query = db_url.replace("postgresql+asyncpg", "postgresql").partition("?")
-    conn = await asyncpg.connect(dsn, ssl=False if "ssl=disable" in query else None)
+    conn = await _connect(db_url)
     try:
         await conn.execute("VACUUM ANALYZE")
         await conn.execute("CHECKPOINT")

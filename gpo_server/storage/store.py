@@ -23,8 +23,10 @@ from sqlalchemy import (
     Row,
     Select,
     Text,
+    and_,
     any_,
     bindparam,
+    case,
     event,
     func,
     insert,
@@ -368,7 +370,7 @@ class Store:
                     .where(batches.c.id == batch_id, batches.c.state == BatchState.UPLOADING.value)
                     .values(state=BatchState.PROCESSING.value, update_time=utcnow())
                 )
-                await _complete_if_final(conn, batch_id)
+                await _count_unfinished(conn, batch_id)
         found = await self.get_batch(batch.uid)
         assert found is not None
         if (
@@ -417,11 +419,6 @@ class Store:
         whose lease ended are re-leased (verify); SENT ones leased to another delivery are busy."""
         now = utcnow()
         expires = now + dt.timedelta(seconds=lease_s)
-        lease = {"lease_owner": owner, "lease_expire_time": expires, "update_time": now}
-        mine = (
-            payments.c.batch_id == batch_id,
-            _in(payments.c.number, numbers, self.is_postgres, BigInteger),
-        )
         claimable = [s.value for s in sources_of(S.SENT)]
         async with self.engine.begin() as conn:
             # Re-leased (verify): SENT, and the lease ended or the same owner (the same sidecar process, which
@@ -458,6 +455,8 @@ class Store:
                 for number, status in claimed:
                     (verify if status == S.SENT.value else execute).add(int(number))
             else:
+                lease = {"lease_owner": owner, "lease_expire_time": expires, "update_time": now}
+                mine = (payments.c.batch_id == batch_id, payments.c.number.in_(numbers))
                 free = (
                     (payments.c.lease_expire_time.is_(None))
                     | (payments.c.lease_expire_time < now)
@@ -554,7 +553,7 @@ class Store:
                         )
                         .values(attention_reason=STUCK_UNKNOWN)
                     )
-            await _complete_if_final(conn, batch_id, settled)
+            await _count_unfinished(conn, batch_id, -settled)
         return count
 
     async def _apply(
@@ -681,16 +680,7 @@ class Store:
                 await _insert_work(conn, batch_id, build(batch.uid, retried, False), now)
                 total += len(rows)
             if total:
-                await conn.execute(
-                    update(batches)
-                    .where(batches.c.id == batch_id)
-                    .values(unfinished_count=batches.c.unfinished_count + total)
-                )
-                await conn.execute(
-                    update(batches)
-                    .where(batches.c.id == batch_id, batches.c.state == BatchState.COMPLETED.value)
-                    .values(state=BatchState.PROCESSING.value, update_time=now)
-                )
+                await _count_unfinished(conn, batch_id, total)
         return total
 
     async def sweep_stuck(
@@ -846,17 +836,14 @@ class Store:
             )
             await conn.execute(
                 update(batches)
-                .where(batches.c.id == batch_id)
-                .values(unfinished_count=batches.c.unfinished_count - max(cancelled.rowcount, 0))
-            )
-            await conn.execute(
-                update(batches)
                 .where(
                     batches.c.id == batch_id,
                     batches.c.state.in_([BatchState.UPLOADING.value, BatchState.PROCESSING.value]),
                 )
                 .values(state=BatchState.CANCELLED.value, update_time=now)
             )
+            # After the state: a CANCELLED batch stays CANCELLED whatever its count.
+            await _count_unfinished(conn, batch_id, -max(cancelled.rowcount, 0))
 
     # ---- reads ---------------------------------------------------------------------------------
 
@@ -1036,25 +1023,27 @@ def _as_dict(row: NewPayment) -> dict[str, Any]:
     return row._asdict()
 
 
-async def _complete_if_final(conn: AsyncConnection, batch_id: int, settled: int = 0) -> None:
-    """Takes `settled` payments off the batch's unfinished count and completes the batch at zero.
+async def _count_unfinished(conn: AsyncConnection, batch_id: int, change: int = 0) -> None:
+    """Adds `change` to the batch's unfinished count and moves its state to match, in one statement: a
+    PROCESSING batch at zero is COMPLETED, a COMPLETED one with payments again (a retry) PROCESSING.
 
-    The UPDATE locks the batch row, so concurrent settlements of one batch count one after another and
-    exactly one of them sees zero."""
-    if settled:
-        await conn.execute(
-            update(batches)
-            .where(batches.c.id == batch_id)
-            .values(unfinished_count=batches.c.unfinished_count - settled)
-        )
+    The UPDATE locks the batch row and its SET reads the row it locked, so concurrent settlements of one
+    batch count one after another and exactly one of them sees zero."""
+    remaining = batches.c.unfinished_count + change
+    completes = and_(batches.c.state == BatchState.PROCESSING.value, remaining == 0)
+    reopens = and_(batches.c.state == BatchState.COMPLETED.value, remaining > 0)
     await conn.execute(
         update(batches)
-        .where(
-            batches.c.id == batch_id,
-            batches.c.state == BatchState.PROCESSING.value,
-            batches.c.unfinished_count == 0,
+        .where(batches.c.id == batch_id)
+        .values(
+            unfinished_count=remaining,
+            state=case(
+                (completes, BatchState.COMPLETED.value),
+                (reopens, BatchState.PROCESSING.value),
+                else_=batches.c.state,
+            ),
+            update_time=case((completes | reopens, utcnow()), else_=batches.c.update_time),
         )
-        .values(state=BatchState.COMPLETED.value, update_time=utcnow())
     )
 
 

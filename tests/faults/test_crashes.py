@@ -19,7 +19,7 @@ import grpc
 import pytest
 from gpo.v1 import resources_pb2 as res_pb
 
-from gpo_server.client import status_counts
+from gpo_server.client import GpoClient, status_counts
 from tests.faults.rig import (
     FAULT_ENV,
     SIMULATOR,
@@ -44,6 +44,7 @@ from tests.faults.rig import (
     upload_retrying,
     wait_for,
 )
+from tests.support.processes import Cluster
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 
@@ -124,17 +125,24 @@ async def test_kill9_orchestrator_during_dispatch(rig: Rig) -> None:
     )
 
 
-async def test_kill9_orchestrator_while_results_stream_back(rig: Rig) -> None:
-    """Results: reports in flight are lost with the process; the sidecar's deliveries come back, its own
-    lease lets it re-claim at once, and look_up finds what the rail already executed."""
+async def _paying_a_quarter_settled(rig: Rig) -> tuple[Cluster, Batch, GpoClient, res_pb.Batch, res_pb.Batch]:
+    """One replica and its sidecar paying a fresh batch; returns once a quarter of it has settled, with the
+    uploaded batch and that snapshot."""
     node = rig.add_replica()
     await rig.start(node)
     rig.start_sidecar(node)
     batch, client = Batch.make(), rig.client(node)
     uploaded = await upload(client, batch, UploadProgress())
-    at_kill = await poll_batch(
+    snapshot = await poll_batch(
         client, uploaded.name, lambda b: settled(b) >= batch.count // 4, interval_s=0.05, what="25% settled"
     )
+    return node, batch, client, uploaded, snapshot
+
+
+async def test_kill9_orchestrator_while_results_stream_back(rig: Rig) -> None:
+    """Results: reports in flight are lost with the process; the sidecar's deliveries come back, its own
+    lease lets it re-claim at once, and look_up finds what the rail already executed."""
+    node, batch, client, uploaded, at_kill = await _paying_a_quarter_settled(rig)
     assert node.orchestrator is not None
     await asyncio.to_thread(node.orchestrator.kill9)
     assert settled(at_kill) < batch.count, "the batch finished before the kill; nothing was tested"
@@ -327,14 +335,7 @@ async def test_orchestrator_down_longer_than_the_requeue_budget(rig: Rig) -> Non
 async def _restart_mid_batch(rig: Rig, fault: str, restart: list[list[str]]) -> None:
     """Restarts a service while results stream back, then also pays a small batch uploaded after the
     restart: intake, relay and sidecar all have to have reconnected by themselves."""
-    node = rig.add_replica()
-    await rig.start(node)
-    rig.start_sidecar(node)
-    batch, client = Batch.make(), rig.client(node)
-    uploaded = await upload(client, batch, UploadProgress())
-    at_restart = await poll_batch(
-        client, uploaded.name, lambda b: settled(b) >= batch.count // 4, interval_s=0.05, what="25% settled"
-    )
+    node, batch, client, uploaded, at_restart = await _paying_a_quarter_settled(rig)
     started_at = time.monotonic()
     for command in restart:
         result = await asyncio.to_thread(run, *command)

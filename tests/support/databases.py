@@ -13,20 +13,19 @@ async def create_database(url: str, prefix: str = "gpo_fault") -> str:
     """A fresh, empty database beside the one `url` names; returns its URL. Each test gets its own, so
     its sweeper and relay see only its payments, and no other run's orchestrator sees them."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        await engine.dispose()
+    await _outside_transactions(url, f'CREATE DATABASE "{name}"')
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
 async def drop_database(url: str, fresh_url: str) -> None:
-    name = make_url(fresh_url).database
+    await _outside_transactions(url, f'DROP DATABASE IF EXISTS "{make_url(fresh_url).database}" WITH (FORCE)')
+
+
+async def _outside_transactions(url: str, statement: str) -> None:
+    """CREATE and DROP DATABASE refuse to run inside a transaction block."""
     engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            await conn.execute(text(statement))
     finally:
         await engine.dispose()
