@@ -4,6 +4,8 @@
 set -euo pipefail
 # Only the URL lines below belong on stdout (callers eval them); everything any tool prints goes to stderr.
 exec 3>&1 1>&2
+# shellcheck source=scripts/lib/detached.sh
+. "$(dirname "$0")/lib/detached.sh"
 
 PG_USER=gpo
 PG_PASSWORD=gpo
@@ -15,14 +17,20 @@ command -v rabbitmq-server >/dev/null 2>&1 || need_install+=(rabbitmq-server)
 if [ ${#need_install[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "services.sh: need root to install ${need_install[*]}" >&2; exit 1; fi
   echo "services.sh: installing ${need_install[*]} from Debian's packages" >&2
-  apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_install[@]}" >/dev/null
+  apt_log=$(mktemp)
+  # A package's postinst may start its server: that server must not hold this script's output open.
+  if ! detached apt-get update -q >"$apt_log" 2>&1 ||
+    ! DEBIAN_FRONTEND=noninteractive detached apt-get install -y -q "${need_install[@]}" >"$apt_log" 2>&1; then
+    cat "$apt_log" >&2
+    exit 1
+  fi
+  rm -f "$apt_log"
 fi
 
 # PostgreSQL: the Debian cluster, started with pg_ctlcluster (no systemd on these machines).
 pg_version=$(ls /usr/lib/postgresql | sort -n | tail -1)
 if ! pg_lsclusters -h 2>/dev/null | grep -q "^$pg_version main"; then
-  pg_createcluster "$pg_version" main >/dev/null
+  detached pg_createcluster "$pg_version" main >/dev/null
 fi
 # Settings for a 24 GiB machine doing bulk writes: more cache, fewer checkpoints. Durability is untouched
 # (fsync and synchronous_commit stay on: an acknowledged chunk is on disk).
@@ -36,10 +44,10 @@ checkpoint_timeout = 15min
 wal_compression = on
 max_connections = 200
 CONF
-  pg_lsclusters -h | grep -q "^$pg_version main .* online" && pg_ctlcluster "$pg_version" main restart
+  pg_lsclusters -h | grep -q "^$pg_version main .* online" && detached pg_ctlcluster "$pg_version" main restart
 fi
 if ! pg_lsclusters -h | grep -q "^$pg_version main .* online"; then
-  pg_ctlcluster "$pg_version" main start
+  detached pg_ctlcluster "$pg_version" main start
 fi
 for _ in $(seq 1 60); do
   su postgres -c "psql -qtAc 'select 1'" >/dev/null 2>&1 && break
@@ -51,7 +59,7 @@ su postgres -c "psql -qtAc \"select 1 from pg_database where datname='$PG_DB'\""
   su postgres -c "createdb -O $PG_USER $PG_DB"
 
 # RabbitMQ: started detached; the guest user may log in from loopback, which is all GPO's tests use.
-rabbit_up() { rabbitmq-diagnostics -q check_running >/dev/null 2>&1; }
+rabbit_up() { detached rabbitmq-diagnostics -q check_running >/dev/null 2>&1; }
 if ! rabbit_up && pgrep -u rabbitmq -f beam.smp >/dev/null; then
   # The package's postinst may have started a node that is still booting: give it time.
   for _ in $(seq 1 60); do rabbit_up && break; sleep 1; done
@@ -60,13 +68,13 @@ if ! rabbit_up; then
   # A node left half-started (no systemd here) is cleared before starting afresh.
   pkill -u rabbitmq -f beam.smp >/dev/null 2>&1 || true
   export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
-  su rabbitmq -s /bin/sh -c "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 rabbitmq-server -detached" >/dev/null 2>&1 ||
-    rabbitmq-server -detached
+  detached su rabbitmq -s /bin/sh -c "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 rabbitmq-server -detached" >/dev/null 2>&1 ||
+    detached rabbitmq-server -detached >/dev/null 2>&1
   for _ in $(seq 1 120); do
-    rabbitmq-diagnostics -q check_running >/dev/null 2>&1 && break
+    rabbit_up && break
     sleep 1
   done
-  rabbitmq-diagnostics -q check_running
+  detached rabbitmq-diagnostics -q check_running
 fi
 
 # TLS on loopback buys nothing and costs CPU on every row; production URLs choose their own ssl mode.
