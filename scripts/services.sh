@@ -12,7 +12,8 @@ PG_PASSWORD=gpo
 PG_DB=gpo
 
 need_install=()
-command -v pg_ctlcluster >/dev/null 2>&1 || need_install+=(postgresql)
+# The server binary, not pg_ctlcluster: a machine with only the client has postgresql-common too.
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need_install+=(postgresql)
 command -v rabbitmq-server >/dev/null 2>&1 || need_install+=(rabbitmq-server)
 if [ ${#need_install[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "services.sh: need root to install ${need_install[*]}" >&2; exit 1; fi
@@ -28,7 +29,7 @@ if [ ${#need_install[@]} -gt 0 ]; then
 fi
 
 # PostgreSQL: the Debian cluster, started with pg_ctlcluster (no systemd on these machines).
-pg_version=$(ls /usr/lib/postgresql | sort -n | tail -1)
+pg_version=$(basename "$(dirname "$(dirname "$(compgen -G "/usr/lib/postgresql/*/bin/postgres" | sort -V | tail -1)")")")
 if ! pg_lsclusters -h 2>/dev/null | grep -q "^$pg_version main"; then
   detached pg_createcluster "$pg_version" main >/dev/null
 fi
