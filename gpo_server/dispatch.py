@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 class OutboxRelay:
     def __init__(
-        self, store: Store, broker: Broker, *, poll_interval_s: float = 0.25, limit: int = 64
+        self, store: Store, broker: Broker, *, poll_interval_s: float = 0.25, limit: int = 8
     ) -> None:
         self.store = store
         self.broker = broker

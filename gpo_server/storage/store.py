@@ -425,35 +425,47 @@ class Store:
             # never works on one chunk twice at once) is trying again after a failure. Claimed (execute):
             # not sent yet.
             if self.is_postgres:
-                # One statement: the CTE reads each payment's status before the update changes it.
-                claimed = await conn.execute(
+                # Lock the chunk's rows and read them, decide here, then update the chosen ones. Both
+                # statements are plain primary-key lookups: an earlier single statement joined the locked
+                # rows back to the table, and for a batch the statistics did not know yet the planner
+                # chose a nested loop over the two (a million comparisons per 1,000-payment chunk).
+                current = await conn.execute(
                     text(
-                        "WITH before AS (SELECT number, status FROM payments"
+                        "SELECT number, status, lease_owner, lease_expire_time FROM payments"
                         " WHERE batch_id = :batch_id AND number = ANY(CAST(:numbers AS bigint[]))"
-                        " ORDER BY number FOR UPDATE)"
-                        " UPDATE payments AS p SET status = :sent, attempts = p.attempts + 1,"
-                        " lease_owner = :owner, lease_expire_time = :expires, update_time = :now"
-                        # The array again on p: an index condition that needs no row estimate for the join.
-                        " FROM before WHERE p.batch_id = :batch_id"
-                        " AND p.number = ANY(CAST(:numbers AS bigint[])) AND p.number = before.number AND ("
-                        " before.status = ANY(CAST(:claimable AS text[])) OR (before.status = :sent AND ("
-                        " p.lease_expire_time IS NULL OR p.lease_expire_time < :now OR p.lease_owner = :owner)))"
-                        " RETURNING p.number, before.status"
+                        " ORDER BY number FOR UPDATE"
                     ),
-                    {
-                        "batch_id": batch_id,
-                        "numbers": list(numbers),
-                        "sent": S.SENT.value,
-                        "claimable": claimable,
-                        "owner": owner,
-                        "expires": expires,
-                        "now": now,
-                    },
+                    {"batch_id": batch_id, "numbers": list(numbers)},
                 )
                 verify: set[int] = set()
                 execute: set[int] = set()
-                for number, status in claimed:
-                    (verify if status == S.SENT.value else execute).add(int(number))
+                busy: set[int] = set()
+                busy_until = now
+                for number, status, lease_owner, lease_end in current:
+                    if status in claimable:
+                        execute.add(int(number))
+                    elif status == S.SENT.value:
+                        if lease_end is None or lease_end < now or lease_owner == owner:
+                            verify.add(int(number))
+                        else:
+                            busy.add(int(number))
+                            busy_until = max(busy_until, lease_end)
+                if execute or verify:
+                    await conn.execute(
+                        text(
+                            "UPDATE payments SET status = :sent, attempts = attempts + 1, lease_owner = :owner,"
+                            " lease_expire_time = :expires, update_time = :now"
+                            " WHERE batch_id = :batch_id AND number = ANY(CAST(:numbers AS bigint[]))"
+                        ),
+                        {
+                            "batch_id": batch_id,
+                            "numbers": sorted(execute | verify),
+                            "sent": S.SENT.value,
+                            "owner": owner,
+                            "expires": expires,
+                            "now": now,
+                        },
+                    )
             else:
                 lease = {"lease_owner": owner, "lease_expire_time": expires, "update_time": now}
                 mine = (payments.c.batch_id == batch_id, payments.c.number.in_(numbers))
@@ -477,25 +489,22 @@ class Store:
                     .returning(payments.c.number)
                 )
                 execute = {int(n) for (n,) in fresh}
-            rest = [n for n in numbers if n not in execute and n not in verify]
-            busy: set[int] = set()
-            busy_until = now
-            if rest:
-                rows = await conn.execute(
-                    select(
-                        payments.c.number,
-                        payments.c.status,
-                        payments.c.lease_owner,
-                        payments.c.lease_expire_time,
-                    ).where(
-                        payments.c.batch_id == batch_id,
-                        _in(payments.c.number, rest, self.is_postgres, BigInteger),
+                busy = set()
+                busy_until = now
+                rest = [n for n in numbers if n not in execute and n not in verify]
+                if rest:
+                    rows = await conn.execute(
+                        select(
+                            payments.c.number,
+                            payments.c.status,
+                            payments.c.lease_owner,
+                            payments.c.lease_expire_time,
+                        ).where(payments.c.batch_id == batch_id, payments.c.number.in_(rest))
                     )
-                )
-                for number, status, lease_owner, lease_end in rows:
-                    if status == S.SENT.value and lease_owner != owner:
-                        busy.add(int(number))
-                        busy_until = max(busy_until, _aware(lease_end) or now)
+                    for number, status, lease_owner, lease_end in rows:
+                        if status == S.SENT.value and lease_owner != owner:
+                            busy.add(int(number))
+                            busy_until = max(busy_until, _aware(lease_end) or now)
         return ClaimOutcome(execute, verify, busy, expires, busy_until - now)
 
     async def apply_results(
