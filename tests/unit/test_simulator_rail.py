@@ -196,6 +196,64 @@ async def test_duplicate_key_inside_one_chunk(rail: SimulatorRail) -> None:
     assert (totals.executions, totals.duplicates, totals.payments) == (2, 1, 1)
 
 
+class CountingLedger(Ledger):
+    """Counts transactions, and fails them while `failing` is set."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.transactions = 0
+        self.failing = False
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        self.transactions += 1
+        if self.failing:
+            raise sqlite3.OperationalError("disk I/O error")
+        super()._write(rows)
+
+
+async def test_chunks_recorded_at_once_share_one_transaction(tmp_path: Path) -> None:
+    ledger = CountingLedger(tmp_path / "ledger.db")
+    rail = SimulatorRail(SimulatorSettings(ledger_path=ledger.path), ledger=ledger)
+    chunks = [payments(100, prefix=f"c{i}-", amount="0.25") for i in range(10)]
+    # A key in two chunks at once (a duplicate delivery) is still two executions.
+    chunks[9].append(payment("c0-0", "0.25"))
+    await asyncio.gather(*(rail.execute(chunk) for chunk in chunks))
+    assert ledger.transactions == 1  # one commit (one fsync) for the ten chunks, not ten
+    totals = ledger.totals()
+    assert (totals.payments, totals.executions, totals.duplicates) == (1000, 1001, 1)
+    assert totals.amount == "250.00"
+    ledger.close()
+
+
+async def test_a_failed_group_commit_fails_every_chunk_in_it(tmp_path: Path) -> None:
+    ledger = CountingLedger(tmp_path / "ledger.db")
+    rail = SimulatorRail(SimulatorSettings(ledger_path=ledger.path), ledger=ledger)
+    ledger.failing = True
+    outcomes_ = await asyncio.gather(
+        *(rail.execute(payments(10, prefix=f"f{i}-")) for i in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(o, sqlite3.OperationalError) for o in outcomes_)
+    assert ledger.totals().executions == 0
+    ledger.failing = False  # the next chunks commit as usual
+    await rail.execute(payments(10, prefix="after-"))
+    assert ledger.totals().executions == 10
+    ledger.close()
+
+
+async def test_non_ascii_and_missing_amounts_are_recorded_as_sent(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.db")
+    rail = SimulatorRail(SimulatorSettings(ledger_path=ledger.path), ledger=ledger)
+    await rail.execute([payment("ü-1", "12.50", payee="mobile:+254700000000@mpesa"), payment("x", "abc")])
+    rows = sqlite3.connect(ledger.path).execute(
+        "SELECT idempotency_key, amount_hundredths, payee_fa, outcome FROM payments ORDER BY 1"
+    )
+    assert rows.fetchall() == [
+        ("x", None, "account:x@bank", "failed"),
+        ("ü-1", 1250, "mobile:+254700000000@mpesa", "succeeded"),
+    ]
+    ledger.close()
+
+
 # -- rate limit and latency
 
 
