@@ -11,7 +11,7 @@ from sqlalchemy import Row, and_, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gpo_server.domain.states import FINAL, BatchState, PaymentStatus
-from gpo_server.storage.store import Store, utcnow
+from gpo_server.storage.store import Store, cached_plans, utcnow
 from gpo_server.storage.tables import batches, g2p_callbacks, g2p_messages, g2p_reported, payments
 
 FINAL_VALUES = [s.value for s in FINAL]
@@ -171,10 +171,11 @@ class G2pStore:
                     await _add_callbacks(conn, message.id, build(message, part), now)
                     written += 1
             if rows:
-                await conn.execute(
-                    insert(g2p_reported),
-                    [{"batch_id": batch_id, "number": r.number, "status": r.status} for r in rows],
-                )
+                async with cached_plans(conn):  # a foreign key check per reported payment
+                    await conn.execute(
+                        insert(g2p_reported),
+                        [{"batch_id": batch_id, "number": r.number, "status": r.status} for r in rows],
+                    )
             pending = (
                 await conn.execute(
                     select(

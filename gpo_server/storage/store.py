@@ -352,7 +352,9 @@ class Store:
                     text("UPDATE batches SET update_time = update_time WHERE id = :id"), {"id": batch_id}
                 )
             row = (await conn.execute(query)).one()
-            yield ChunkTransaction(conn, BatchRecord.from_row(row), self.is_postgres)
+            # Every statement of a chunk's transaction reads or writes by key: no plan depends on values.
+            async with cached_plans(conn):
+                yield ChunkTransaction(conn, BatchRecord.from_row(row), self.is_postgres)
 
     async def finish_upload(self, batch_id: int) -> BatchRecord:
         """Ends the upload if what arrived matches what was declared; the batch then starts dispatching.
@@ -1000,6 +1002,21 @@ async def _record_operation(
         insert(batch_operations).values(batch_id=batch_id, request_id=request_id, kind=kind, create_time=now)
     )
     return True
+
+
+@asynccontextmanager
+async def cached_plans(conn: AsyncConnection) -> AsyncIterator[None]:
+    """Inside this block of a PostgreSQL transaction, prepared statements may use cached generic plans.
+
+    A foreign key check runs one query per inserted row; with the connection's custom plans (see
+    Store.open) it was planned afresh for every row: about 70% of PostgreSQL's CPU in an intake COPY.
+    Wrap only statements whose plans do not depend on their parameters' values."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    await conn.execute(text("SET LOCAL plan_cache_mode = auto"))
+    yield
+    await conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
 def _in(column: Any, values: Sequence[Any], is_postgres: bool, item_type: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from gpo_server.storage.store import Store
+from gpo_server.storage.store import NewBatch, Store, cached_plans
 from gpo_server.storage.tables import metadata
 from tests.support.databases import create_database, drop_database
 from tests.support.processes import service_urls
@@ -115,3 +116,32 @@ async def test_dispatch_updates_of_a_payment_are_heap_only(postgres_store: Store
     # (with status indexed, none would be heap-only).
     assert updated == 120
     assert hot >= 0.9 * updated
+
+
+async def test_outbox_payloads_are_stored_out_of_line_uncompressed(postgres_store: Store) -> None:
+    async with postgres_store.engine.connect() as conn:
+        storage = await conn.scalar(
+            text(
+                "SELECT attstorage::text FROM pg_attribute"
+                " WHERE attrelid = 'outbox'::regclass AND attname = 'payload'"
+            )
+        )
+    assert storage == "e"  # EXTERNAL: no pglz on the intake path (migration 0007)
+
+
+async def test_intake_transactions_let_foreign_key_checks_use_cached_plans(postgres_store: Store) -> None:
+    """Custom plans everywhere else; inside a chunk's transaction the per-row foreign key query may be
+    planned once instead of once per payment."""
+    batch, _ = await postgres_store.create_or_get_batch(
+        NewBatch("plans", str(uuid.uuid4()), "account:treasury@cb", "", None, 0, None)
+    )
+    show = text("SHOW plan_cache_mode")
+    async with postgres_store.chunk_transaction(batch.id) as tx:
+        assert await tx.conn.scalar(show) == "auto"
+        async with postgres_store.engine.connect() as other:
+            assert await other.scalar(show) == "force_custom_plan"
+    async with postgres_store.engine.begin() as conn:
+        assert await conn.scalar(show) == "force_custom_plan"
+        async with cached_plans(conn):
+            assert await conn.scalar(show) == "auto"
+        assert await conn.scalar(show) == "force_custom_plan"
