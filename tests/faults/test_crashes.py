@@ -86,7 +86,7 @@ async def test_kill9_orchestrator_during_intake(rig: Rig) -> None:
 async def test_kill9_orchestrator_during_dispatch(rig: Rig) -> None:
     """Dispatch: the outbox relay is killed while it publishes; on restart it publishes again what it
     had not marked, so sidecars see some chunks twice and the claims keep them from paying twice."""
-    # Small work chunks: the relay needs several rounds (64 chunks each), so the kill lands among them.
+    # Small work chunks: the relay needs many rounds (8 chunks each), so the kill lands among them.
     node = rig.add_replica(GPO_WORK_CHUNK_SIZE="50")
     await rig.start(node)
     rig.start_sidecar(node)
