@@ -830,3 +830,52 @@ async def test_the_server_keeps_serving_others_after_a_bad_client(gpo: Gpo) -> N
     after = payments(800, 4)
     again = await deadline(gpo.client([program]).upload(header(program), [after]))
     await check_final(gpo, gpo.client([program]), again.batch.name, after, earlier=first)
+
+
+async def test_a_watch_recounts_payments_only_when_the_batch_row_changes(
+    gpo: Gpo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting is a GROUP BY over the batch: a watcher polls the batch row, and counts again only when
+    that row shows settlements or a new state (or after watch_recount_s)."""
+    service = gpo.orchestrator.disbursements
+    monkeypatch.setattr(service, "watch_interval_s", 0.05)
+    monkeypatch.setattr(service, "watch_recount_s", 3600.0)
+    program = new_program()
+    client = gpo.client([program])
+    inputs = payments(800, 12)
+    scheduled = await deadline(client.upload(header(program, schedule_time=_in_one_hour()), [inputs]))
+    name = scheduled.batch.name
+
+    counted: list[int] = []
+    polled: list[str] = []
+    ten_polls = asyncio.Event()
+    count, poll = service.store.batch_totals, service.store.get_batch
+
+    async def counting(batch_id: int) -> Any:
+        counted.append(batch_id)
+        return await count(batch_id)
+
+    async def polling(uid: str) -> Any:
+        polled.append(uid)
+        if len(polled) >= 10:
+            ten_polls.set()
+        return await poll(uid)
+
+    monkeypatch.setattr(service.store, "batch_totals", counting)
+    monkeypatch.setattr(service.store, "get_batch", polling)
+    views: list[res_pb.Batch] = []
+
+    async def watch() -> None:
+        async for batch in client.watch(name):
+            views.append(batch)
+
+    watcher = asyncio.create_task(watch())
+    await deadline(ten_polls.wait())  # the batch row read ten times, unchanged (nothing is due for an hour)
+    assert len(counted) == 1
+    assert len(views) == 1 and views[0].state == res_pb.BATCH_STATE_PROCESSING
+
+    await client.cancel(name, request_id=str(uuid.uuid4()))  # a new state: counted again, and final
+    await deadline(watcher)
+    assert len(counted) == 3  # the cancel's own answer, then the watcher's one recount
+    assert views[-1].state == res_pb.BATCH_STATE_CANCELLED
+    assert totals_of(views[-1]) == expected_totals(inputs, await all_payments(client, name))
