@@ -49,6 +49,8 @@ class MapperConfig:
     # Payee addresses whose provider (after "@") is one of these are person IDs to resolve.
     id_providers: frozenset[str] = frozenset()
     cache_ttl_s: float = 300.0
+    # Resolutions kept at most (least recently used go first): a message can name millions of people.
+    cache_max_entries: int = 100_000
     batch_size: int = 500
     timeout_s: float = 30.0
     bearer_token: str = ""
@@ -89,6 +91,7 @@ def load(path: str | Path | None, data_dir: Path) -> G2pSettings:
         url=str(m.get("url", "")).rstrip("/"),
         id_providers=frozenset(p.lower() for p in m.get("id_providers", [])),
         cache_ttl_s=float(m.get("cache_ttl_s", 300)),
+        cache_max_entries=int(m.get("cache_max_entries", 100_000)),
         batch_size=int(m.get("batch_size", 500)),
         timeout_s=float(m.get("timeout_s", 30)),
         bearer_token=str(m.get("bearer_token", "")),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +40,8 @@ class MapperClient:
         self.config = config
         self.signer = signer
         self._client = client or httpx.AsyncClient(timeout=config.timeout_s)
-        self._cache: dict[str, tuple[float, Resolution]] = {}
+        # Least recently used first; bounded by config.cache_max_entries.
+        self._cache: OrderedDict[str, tuple[float, Resolution]] = OrderedDict()
 
     @property
     def enabled(self) -> bool:
@@ -57,7 +59,10 @@ class MapperClient:
             cached = self._cache.get(pid)
             if cached is not None and cached[0] > clock:
                 found[pid] = cached[1]
+                self._cache.move_to_end(pid)
             else:
+                if cached is not None:
+                    del self._cache[pid]  # expired
                 wanted.append(pid)
         size = max(1, self.config.batch_size)
         for start in range(0, len(wanted), size):
@@ -65,9 +70,16 @@ class MapperClient:
             expires = time.monotonic() + self.config.cache_ttl_s
             for pid, resolution in answers.items():
                 found[pid] = resolution
-                if self.config.cache_ttl_s > 0:
+                if self.config.cache_ttl_s > 0 and self.config.cache_max_entries > 0:
                     self._cache[pid] = (expires, resolution)
+                    if len(self._cache) > self.config.cache_max_entries:
+                        self._cache.popitem(last=False)
         return found
+
+    @property
+    def cached(self) -> int:
+        """How many resolutions the cache holds."""
+        return len(self._cache)
 
     async def _resolve_batch(self, ids: list[str]) -> dict[str, Resolution]:
         refs = {f"r{i}": pid for i, pid in enumerate(ids)}

@@ -100,6 +100,44 @@ async def test_mapper_batches_caches_and_reports_unavailability() -> None:
     await mapper.close()
 
 
+async def test_the_mapper_cache_keeps_at_most_its_limit_least_recently_used_first() -> None:
+    asked: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        items = json.loads(request.content)["message"]["resolve_request"]
+        asked.extend(it["id"] for it in items)
+        answers = [
+            {
+                "reference_id": it["reference_id"],
+                "timestamp": "t",
+                "id": it["id"],
+                "fa": f"account:{it['id'].split(':')[1].split('@')[0]}@bank",
+                "status": "succ",
+                "status_reason_code": "succ.fa.active",
+            }
+            for it in items
+        ]
+        return httpx.Response(200, json={"message": {"resolve_response": answers}})
+
+    config = MapperConfig(
+        url="http://mapper", id_providers=frozenset({"nid"}), batch_size=100, cache_max_entries=3
+    )
+    signer = Signer("gpo", "k", ed25519.Ed25519PrivateKey.generate())
+    mapper = MapperClient(config, signer, httpx.AsyncClient(transport=httpx.MockTransport(handle)))
+    await mapper.resolve([f"token:{i}@nid" for i in range(10)])
+    assert mapper.cached == 3  # not 10: a million-person message must not stay in memory
+    asked.clear()
+    await mapper.resolve(["token:9@nid", "token:7@nid"])  # the three most recent are kept
+    assert asked == []
+    await mapper.resolve(["token:0@nid"])  # evicted: asked again, and token:8 (least recent) goes
+    assert asked == ["token:0@nid"]
+    asked.clear()
+    await mapper.resolve(["token:8@nid"])
+    assert asked == ["token:8@nid"]
+    assert mapper.cached == 3
+    await mapper.close()
+
+
 async def test_callbacks_are_retried_with_backoff_then_abandoned(tmp_path: Path) -> None:
     store = Store.open(f"sqlite+aiosqlite:///{tmp_path / 'gpo.db'}")
     await store.migrate()
