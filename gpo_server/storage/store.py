@@ -346,11 +346,7 @@ class Store:
             if self.is_postgres:
                 query = query.with_for_update()
             else:
-                # SQLite takes its single writer lock at the first write; take it now so the read below
-                # cannot go stale under a concurrent upload of the same batch.
-                await conn.execute(
-                    text("UPDATE batches SET update_time = update_time WHERE id = :id"), {"id": batch_id}
-                )
+                await _hold_sqlite_writer(conn, batch_id)
             row = (await conn.execute(query)).one()
             # Every statement of a chunk's transaction reads or writes by key: no plan depends on values.
             async with cached_plans(conn):
@@ -422,91 +418,61 @@ class Store:
         now = utcnow()
         expires = now + dt.timedelta(seconds=lease_s)
         claimable = [s.value for s in sources_of(S.SENT)]
+        verify: set[int] = set()
+        execute: set[int] = set()
+        busy: set[int] = set()
+        busy_until = now
         async with self.engine.begin() as conn:
-            # Re-leased (verify): SENT, and the lease ended or the same owner (the same sidecar process, which
-            # never works on one chunk twice at once) is trying again after a failure. Claimed (execute):
-            # not sent yet.
-            if self.is_postgres:
-                # Lock the chunk's rows and read them, decide here, then update the chosen ones. Both
-                # statements are plain primary-key lookups: an earlier single statement joined the locked
-                # rows back to the table, and for a batch the statistics did not know yet the planner
-                # chose a nested loop over the two (a million comparisons per 1,000-payment chunk).
-                current = await conn.execute(
-                    text(
-                        "SELECT number, status, lease_owner, lease_expire_time FROM payments"
-                        " WHERE batch_id = :batch_id AND number = ANY(CAST(:numbers AS bigint[]))"
-                        " ORDER BY number FOR UPDATE"
-                    ),
-                    {"batch_id": batch_id, "numbers": list(numbers)},
-                )
-                verify: set[int] = set()
-                execute: set[int] = set()
-                busy: set[int] = set()
-                busy_until = now
-                for number, status, lease_owner, lease_end in current:
-                    if status in claimable:
-                        execute.add(int(number))
-                    elif status == S.SENT.value:
-                        if lease_end is None or lease_end < now or lease_owner == owner:
-                            verify.add(int(number))
-                        else:
-                            busy.add(int(number))
-                            busy_until = max(busy_until, lease_end)
-                if execute or verify:
-                    await conn.execute(
-                        text(
-                            "UPDATE payments SET status = :sent, attempts = attempts + 1, lease_owner = :owner,"
-                            " lease_expire_time = :expires, update_time = :now"
-                            " WHERE batch_id = :batch_id AND number = ANY(CAST(:numbers AS bigint[]))"
-                        ),
-                        {
-                            "batch_id": batch_id,
-                            "numbers": sorted(execute | verify),
-                            "sent": S.SENT.value,
-                            "owner": owner,
-                            "expires": expires,
-                            "now": now,
-                        },
+            # Lock the chunk's rows and read them, decide here, then update the chosen ones: two plain
+            # primary-key statements. A single PostgreSQL statement that joined the locked rows back to the
+            # table ran, for a batch the statistics did not know yet, as a nested loop over the two (a
+            # million comparisons per 1,000-payment chunk).
+            if not self.is_postgres:
+                await _hold_sqlite_writer(conn, batch_id)
+            mine = (
+                payments.c.batch_id == batch_id,
+                _in(payments.c.number, numbers, self.is_postgres, BigInteger),
+            )
+            current = await conn.execute(
+                _locked(
+                    select(
+                        payments.c.number,
+                        payments.c.status,
+                        payments.c.lease_owner,
+                        payments.c.lease_expire_time,
                     )
-            else:
-                lease = {"lease_owner": owner, "lease_expire_time": expires, "update_time": now}
-                mine = (payments.c.batch_id == batch_id, payments.c.number.in_(numbers))
-                free = (
-                    (payments.c.lease_expire_time.is_(None))
-                    | (payments.c.lease_expire_time < now)
-                    | (payments.c.lease_owner == owner)
+                    .where(*mine)
+                    .order_by(payments.c.number),
+                    self.is_postgres,
                 )
-                again = await conn.execute(
+            )
+            for number, status, lease_owner, lease_expire_time in current:
+                if status in claimable:
+                    execute.add(int(number))  # not sent yet: execute
+                elif status == S.SENT.value:
+                    # Re-leased (verify): the lease ended, or the same owner (the same sidecar process,
+                    # which never works on one chunk twice at once) is trying again after a failure.
+                    lease_end = _aware(lease_expire_time)
+                    if lease_end is None or lease_end < now or lease_owner == owner:
+                        verify.add(int(number))
+                    else:
+                        busy.add(int(number))
+                        busy_until = max(busy_until, lease_end)
+            if execute or verify:
+                await conn.execute(
                     update(payments)
-                    .where(*mine, payments.c.status == S.SENT.value, free)
-                    .values(attempts=payments.c.attempts + 1, **lease)
-                    .returning(payments.c.number)
-                )
-                verify = {int(n) for (n,) in again}
-                # Then the first claim of the rest (after the re-lease, which must not see these as SENT).
-                fresh = await conn.execute(
-                    update(payments)
-                    .where(*mine, payments.c.status.in_(claimable))
-                    .values(status=S.SENT.value, attempts=payments.c.attempts + 1, **lease)
-                    .returning(payments.c.number)
-                )
-                execute = {int(n) for (n,) in fresh}
-                busy = set()
-                busy_until = now
-                rest = [n for n in numbers if n not in execute and n not in verify]
-                if rest:
-                    rows = await conn.execute(
-                        select(
-                            payments.c.number,
-                            payments.c.status,
-                            payments.c.lease_owner,
-                            payments.c.lease_expire_time,
-                        ).where(payments.c.batch_id == batch_id, payments.c.number.in_(rest))
+                    .where(
+                        payments.c.batch_id == batch_id,
+                        _in(payments.c.number, sorted(execute | verify), self.is_postgres, BigInteger),
                     )
-                    for number, status, lease_owner, lease_end in rows:
-                        if status == S.SENT.value and lease_owner != owner:
-                            busy.add(int(number))
-                            busy_until = max(busy_until, _aware(lease_end) or now)
+                    .values(
+                        status=S.SENT.value,
+                        attempts=payments.c.attempts + 1,
+                        lease_owner=owner,
+                        lease_expire_time=expires,
+                        update_time=now,
+                    )
+                )
         return ClaimOutcome(execute, verify, busy, expires, busy_until - now)
 
     async def apply_results(
@@ -1016,7 +982,7 @@ async def cached_plans(conn: AsyncConnection) -> AsyncIterator[None]:
         return
     await conn.execute(text("SET LOCAL plan_cache_mode = auto"))
     yield
-    await conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    await conn.execute(text("SET LOCAL plan_cache_mode TO DEFAULT"))  # the connection's own setting
 
 
 def _in(column: Any, values: Sequence[Any], is_postgres: bool, item_type: Any) -> Any:
@@ -1025,6 +991,12 @@ def _in(column: Any, values: Sequence[Any], is_postgres: bool, item_type: Any) -
     if is_postgres:
         return column == any_(literal(list(values), ARRAY(item_type)))
     return column.in_(values)
+
+
+async def _hold_sqlite_writer(conn: AsyncConnection, batch_id: int) -> None:
+    """SQLite takes its single writer lock at the first write; take it now, so that what the transaction
+    reads before it writes cannot go stale under a concurrent writer (PostgreSQL locks rows instead)."""
+    await conn.execute(text("UPDATE batches SET update_time = update_time WHERE id = :id"), {"id": batch_id})
 
 
 def _locked(query: Select[Any], is_postgres: bool) -> Select[Any]:
