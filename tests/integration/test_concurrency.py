@@ -117,8 +117,10 @@ async def cancel_midway(gpo: Gpo, offset: int) -> Submitted:
 
 
 async def cancel_at_once(gpo: Gpo, offset: int) -> Submitted:
-    """Cancelled as soon as its upload ends, while the rail may be claiming its payments."""
-    sent = await submit(gpo, offset)
+    """Cancelled as soon as its upload ends, while the rail may be claiming its payments. Its last payment
+    is scheduled an hour ahead: otherwise a fast rail may legitimately finish all 120 before the cancel
+    arrives, and the batch is then COMPLETED, not CANCELLED (seen once in CI, embedded)."""
+    sent = await submit(gpo, offset, scheduled_from=PER_BATCH - 1)
     cancelled = await deadline(sent.client.cancel(sent.name))
     assert cancelled.state == res_pb.BATCH_STATE_CANCELLED
     return sent
