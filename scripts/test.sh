@@ -35,4 +35,5 @@ echo "== mypy"
 .venv/bin/mypy
 
 echo "== pytest"
-.venv/bin/pytest -q -p no:cacheprovider "$@"
+# The slowest tests close the run, so slow creep shows.
+.venv/bin/pytest -q -p no:cacheprovider --durations=15 "$@"

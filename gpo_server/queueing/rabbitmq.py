@@ -2,14 +2,18 @@
 
 Publishing goes through the default exchange straight to the rail's queue, on a channel with publisher
 confirms and mandatory publishing, so a message the broker did not take is always an exception.
+
+Across a dropped connection every call waits for the robust connection and channel to be restored and
+tries again, within its timeout: a publish reports success only for confirms it received, so the relay
+sees a reconnect as a slower publish, not as an error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import aio_pika
 from aio_pika.abc import (
@@ -19,7 +23,12 @@ from aio_pika.abc import (
     AbstractRobustConnection,
     AbstractRobustQueue,
 )
-from aiormq.exceptions import AMQPChannelError, AMQPConnectionError, ChannelInvalidStateError
+from aiormq.exceptions import (
+    AMQPChannelError,
+    AMQPConnectionError,
+    ChannelClosed,
+    ChannelInvalidStateError,
+)
 
 from gpo_server.queueing.base import (
     WORK_CONTENT_TYPE,
@@ -36,6 +45,16 @@ DEAD_LETTER_EXCHANGE = "gpo.dead-letter"
 
 # What settling a delivery raises once its channel is gone (connection lost, broker restarted).
 _CHANNEL_GONE = (ChannelInvalidStateError, AMQPChannelError, AMQPConnectionError, ConnectionError)
+_T = TypeVar("_T")
+
+
+def _lost_with_connection(exc: BaseException) -> bool:
+    """True for what a call raises when its connection or channel went away under it: worth a retry once
+    restored. A channel closed by the broker for a reason of its own (a missing queue, unequal arguments,
+    an access refusal: ChannelClosed's subclasses) would fail the same way again."""
+    return isinstance(exc, ChannelInvalidStateError | AMQPConnectionError | ConnectionError) or (
+        type(exc) is ChannelClosed
+    )
 
 
 def _channel_gone(message: AbstractIncomingMessage) -> bool:
@@ -135,37 +154,77 @@ class RabbitMQBroker(Broker):
             queue_name(rail), durable=True, arguments=self._queue_arguments(rail), robust=robust
         )
 
+    async def _across_reconnects(
+        self, what: str, ready: Callable[[], Awaitable[None]], call: Callable[[], Awaitable[_T]]
+    ) -> _T:
+        """Runs `call` once the connection (and channel) is ready, again after each loss of the connection,
+        until it succeeds or the publish timeout runs out (TimeoutError)."""
+        attempt = 0
+        async with asyncio.timeout(self._publish_timeout):
+            while True:
+                await ready()
+                try:
+                    return await call()
+                except Exception as exc:
+                    if not _lost_with_connection(exc) or self._closing:
+                        raise
+                    attempt += 1
+                    log.warning("%s lost with the connection (%r); again once it is restored", what, exc)
+                    # The channel may not know yet that it is gone: let its close callbacks run first.
+                    await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+
     async def declare_rail(self, rail: str) -> None:
-        if self._channel is None:
+        channel = self._channel
+        if channel is None:
             raise RuntimeError("RabbitMQBroker is not connected")
         # Durable, so there is nothing to restore after a reconnect.
-        await self._declare(self._channel, rail, robust=False)
+        await self._across_reconnects(
+            f"declaring rail {rail}",
+            channel.ready,
+            lambda: self._declare(channel, rail, robust=False),
+        )
 
     async def publish(self, rail: str, messages: Sequence[OutgoingMessage]) -> None:
-        if self._publish_channel is None:
+        channel = self._publish_channel
+        if channel is None:
             raise RuntimeError("RabbitMQBroker is not connected")
-        exchange = self._publish_channel.default_exchange
         routing_key = queue_name(rail)
-        publishes = [
-            exchange.publish(
-                aio_pika.Message(
-                    m.body,
-                    content_type=WORK_CONTENT_TYPE,
-                    type=m.type,
-                    message_id=m.message_id,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        pending = list(messages)
+
+        async def publish_pending() -> None:
+            nonlocal pending
+            exchange = channel.default_exchange
+            # All in flight at once: one round trip of confirms for the whole chunk sequence, not one each.
+            results = await asyncio.gather(
+                *(
+                    exchange.publish(
+                        aio_pika.Message(
+                            m.body,
+                            content_type=WORK_CONTENT_TYPE,
+                            type=m.type,
+                            message_id=m.message_id,
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        ),
+                        routing_key=routing_key,
+                        mandatory=True,  # an unroutable message (undeclared rail) is returned: PublishError
+                    )
+                    for m in pending
                 ),
-                routing_key=routing_key,
-                mandatory=True,  # an unroutable message (undeclared rail) is returned: PublishError
+                return_exceptions=True,
             )
-            for m in messages
-        ]
-        # All in flight at once: one round trip of confirms for the whole chunk sequence, not one each.
-        async with asyncio.timeout(self._publish_timeout):
-            results = await asyncio.gather(*publishes, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+            failures = [(m, r) for m, r in zip(pending, results, strict=True) if isinstance(r, BaseException)]
+            for _, error in failures:
+                if not _lost_with_connection(error):
+                    raise error  # refused by the broker (nack, unroutable): not a matter of connection
+            if failures:
+                # Only the unconfirmed go again; one that reached the queue before its confirm was lost is
+                # then there twice, which consumers tolerate (same message_id).
+                pending = [m for m, _ in failures]
+                raise failures[0][1]
+
+        await self._across_reconnects(
+            f"publishing {len(messages)} chunk(s) to rail {rail}", channel.ready, publish_pending
+        )
 
     def consume(self, rail: str, prefetch: int) -> AsyncGenerator[Delivery, None]:
         """Close it (aclose() or contextlib.aclosing) to stop: its channel closes, unacked messages requeue.
@@ -178,15 +237,22 @@ class RabbitMQBroker(Broker):
         return self._consume(rail, prefetch, dead=True)
 
     async def _consume(self, rail: str, prefetch: int, dead: bool) -> AsyncGenerator[Delivery, None]:
-        channel = await self._conn().channel()
+        connection = self._conn()
+        channel = await self._across_reconnects(
+            f"opening a consumer channel for rail {rail}", connection.ready, connection.channel
+        )
         inbox: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
         self._inboxes.add(inbox)
         try:
-            await channel.set_qos(prefetch_count=prefetch)
-            queue: AbstractQueue = await self._declare(channel, rail, robust=True)
-            if dead:
-                queue = await channel.get_queue(dead_letter_queue_name(rail))
-            await queue.consume(inbox.put)
+
+            async def start_consuming() -> None:
+                await channel.set_qos(prefetch_count=prefetch)
+                queue: AbstractQueue = await self._declare(channel, rail, robust=True)
+                if dead:
+                    queue = await channel.get_queue(dead_letter_queue_name(rail))
+                await queue.consume(inbox.put)
+
+            await self._across_reconnects(f"consuming rail {rail}", channel.ready, start_consuming)
             while (message := await inbox.get()) is not None:
                 if _channel_gone(message):
                     continue  # delivered before a reconnect: the broker requeued it and will deliver it again
@@ -201,7 +267,12 @@ class RabbitMQBroker(Broker):
                     log.warning("closing the consumer channel of rail %s failed", rail, exc_info=True)
 
     async def dead_letter_count(self, rail: str) -> int:
-        # A passive declare of a missing queue closes its channel, so it gets a channel of its own.
-        async with self._conn().channel() as channel:
-            queue = await channel.declare_queue(dead_letter_queue_name(rail), passive=True, robust=False)
-            return queue.declaration_result.message_count or 0
+        connection = self._conn()
+
+        async def count() -> int:
+            # A passive declare of a missing queue closes its channel, so it gets a channel of its own.
+            async with connection.channel() as channel:
+                queue = await channel.declare_queue(dead_letter_queue_name(rail), passive=True, robust=False)
+                return queue.declaration_result.message_count or 0
+
+        return await self._across_reconnects(f"counting dead letters of rail {rail}", connection.ready, count)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
@@ -22,6 +21,7 @@ from gpo_server.queueing.base import (
     queue_name,
 )
 from gpo_server.queueing.rabbitmq import RabbitMQBroker
+from tests.support.rabbitmq import close_connection_named
 
 AMQP_URL = os.environ.get("GPO_TEST_AMQP_URL")
 if not AMQP_URL:
@@ -179,26 +179,6 @@ async def test_prefetch_limits_unacked_deliveries(broker: RabbitMQBroker, rail: 
             await delivery.ack()
 
 
-def _close_connection_named(name: str) -> bool:
-    """Has the broker force-close a connection (as a broker shutdown does); False if rabbitmqctl can't."""
-    try:
-        listing = subprocess.run(
-            ["rabbitmqctl", "-q", "list_connections", "--no-table-headers", "pid", "client_properties"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return False
-    for line in listing.splitlines():
-        if f'"connection_name","{name}"' in line:
-            pid = line.split("\t")[0]
-            subprocess.run(["rabbitmqctl", "-q", "close_connection", pid, "test"], timeout=30, check=True)
-            return True
-    return False
-
-
 @pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl to drop a connection")
 async def test_consuming_survives_a_dropped_connection(rail: str) -> None:
     assert AMQP_URL
@@ -210,7 +190,7 @@ async def test_consuming_survives_a_dropped_connection(rail: str) -> None:
         await broker.publish(rail, messages(3))
         async with aclosing(broker.consume(rail, prefetch=1)) as deliveries:
             stale = await asyncio.wait_for(anext(deliveries), WAIT)
-            if not await asyncio.to_thread(_close_connection_named, name):
+            if not await asyncio.to_thread(close_connection_named, name):
                 pytest.skip("rabbitmqctl can not reach the broker under test")
             await asyncio.sleep(0.5)
             await stale.ack()  # its channel is gone: logged and swallowed, the message comes again
