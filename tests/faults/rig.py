@@ -26,6 +26,7 @@ import aio_pika
 import grpc
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import resources_pb2 as res_pb
+from sqlalchemy.engine import make_url
 
 from gpo_server.client import GpoClient, chunked, status_counts
 from gpo_server.demo import synthetic_payments
@@ -414,12 +415,17 @@ def run(*command: str, timeout_s: float = 120) -> subprocess.CompletedProcess[st
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
 
 
-def postgres_cluster() -> tuple[str, str] | None:
-    """(version, name) of the local Debian PostgreSQL cluster, or None when the tests cannot restart it."""
+def postgres_cluster(database_url: str) -> tuple[str, str] | None:
+    """(version, name) of the local Debian PostgreSQL cluster serving `database_url` (found by its port),
+    or None when the tests cannot restart it. A machine may run several clusters: restart only this run's."""
     if not shutil.which("pg_ctlcluster") or not shutil.which("pg_lsclusters"):
         return None
-    lines = run("pg_lsclusters", "-h").stdout.split()
-    return (lines[0], lines[1]) if len(lines) >= 2 else None
+    port = str(make_url(database_url).port or 5432)
+    for line in run("pg_lsclusters", "-h").stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == port:
+            return fields[0], fields[1]
+    return None
 
 
 def queue_consumers(rail: str) -> dict[str, int]:

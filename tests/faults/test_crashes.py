@@ -387,7 +387,7 @@ async def test_restart_rabbitmq_mid_batch(rig: Rig) -> None:
 async def test_restart_postgresql_mid_batch(rig: Rig) -> None:
     """PostgreSQL restarts (fast shutdown: open transactions roll back, connections drop) while results
     stream back: the orchestrator's pool reconnects, failed claims and reports are redelivered."""
-    cluster = postgres_cluster()
+    cluster = postgres_cluster(rig.database_url)
     if cluster is None:
         pytest.skip("PostgreSQL is not a local Debian cluster this test may restart (pg_ctlcluster)")
     await _restart_mid_batch(
