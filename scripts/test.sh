@@ -4,11 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-service_urls=$(bash scripts/services.sh)
-# Only well-formed GPO_TEST_* assignments are taken from its output.
-while IFS= read -r line; do
-  [[ "$line" =~ ^(GPO_TEST_[A-Z_]+)=(.*)$ ]] && export "${BASH_REMATCH[1]}=${BASH_REMATCH[2]}"
-done <<<"$service_urls"
+if [ -n "${GPO_TEST_DATABASE_URL:-}" ] && [ -n "${GPO_TEST_AMQP_URL:-}" ]; then
+  # Servers of the caller's own (e.g. a second PostgreSQL cluster and RabbitMQ node, so that one run's
+  # restarts do not disturb another's; RABBITMQ_NODENAME then names the node rabbitmqctl drives).
+  echo "== using GPO_TEST_DATABASE_URL and GPO_TEST_AMQP_URL as given"
+else
+  service_urls=$(bash scripts/services.sh)
+  # Only well-formed GPO_TEST_* assignments are taken from its output.
+  while IFS= read -r line; do
+    [[ "$line" =~ ^(GPO_TEST_[A-Z_]+)=(.*)$ ]] && export "${BASH_REMATCH[1]}=${BASH_REMATCH[2]}"
+  done <<<"$service_urls"
+fi
 
 echo "== generated code is fresh (every language)"
 generated=(clients/python/src/gpo clients/go/gpo clients/java/gpo-client/src clients/typescript/src/gen gateway/gen docs/openapi)
