@@ -382,9 +382,15 @@ type ClaimWorkChunkRequest struct {
 	Sidecar string `protobuf:"bytes,4,opt,name=sidecar,proto3" json:"sidecar,omitempty"`
 	// The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
 	// (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
-	ClaimId       string `protobuf:"bytes,5,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ClaimId string `protobuf:"bytes,5,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`
+	// The lease this sidecar asks for; it renews it with RenewClaim well before it ends (every third of
+	// it). Unset: GPO_CLAIM_LEASE_S, for a sidecar that never renews. GPO grants at most GPO_CLAIM_LEASE_S.
+	LeaseDuration *durationpb.Duration `protobuf:"bytes,6,opt,name=lease_duration,json=leaseDuration,proto3" json:"lease_duration,omitempty"`
+	// The longest a rail call this sidecar started can still take effect on the rail. Until the lease plus
+	// this time has passed, GPO lets no other claim verify or execute the payments. Unset: GPO_MAX_CALL_S.
+	MaxCallDuration *durationpb.Duration `protobuf:"bytes,7,opt,name=max_call_duration,json=maxCallDuration,proto3" json:"max_call_duration,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ClaimWorkChunkRequest) Reset() {
@@ -452,6 +458,20 @@ func (x *ClaimWorkChunkRequest) GetClaimId() string {
 	return ""
 }
 
+func (x *ClaimWorkChunkRequest) GetLeaseDuration() *durationpb.Duration {
+	if x != nil {
+		return x.LeaseDuration
+	}
+	return nil
+}
+
+func (x *ClaimWorkChunkRequest) GetMaxCallDuration() *durationpb.Duration {
+	if x != nil {
+		return x.MaxCallDuration
+	}
+	return nil
+}
+
 // One payment's claim decision.
 type ClaimDecision struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -516,7 +536,12 @@ type ClaimWorkChunkResponse struct {
 	// before it ends, or another delivery may verify them.
 	LeaseExpireTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=lease_expire_time,json=leaseExpireTime,proto3" json:"lease_expire_time,omitempty"`
 	// For BUSY payments: when to try the chunk again.
-	RetryAfter    *durationpb.Duration `protobuf:"bytes,3,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	RetryAfter *durationpb.Duration `protobuf:"bytes,3,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	// The claim's fencing token: repeat it in RenewClaim and ReportResults. Every claim gets a new one.
+	LeaseToken int64 `protobuf:"varint,4,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
+	// The lease granted, counted from when GPO received the request. Measure it on your own clock from
+	// when you sent the request, and start no rail call once it has run out without a renewal.
+	LeaseDuration *durationpb.Duration `protobuf:"bytes,5,opt,name=lease_duration,json=leaseDuration,proto3" json:"lease_duration,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -572,6 +597,157 @@ func (x *ClaimWorkChunkResponse) GetRetryAfter() *durationpb.Duration {
 	return nil
 }
 
+func (x *ClaimWorkChunkResponse) GetLeaseToken() int64 {
+	if x != nil {
+		return x.LeaseToken
+	}
+	return 0
+}
+
+func (x *ClaimWorkChunkResponse) GetLeaseDuration() *durationpb.Duration {
+	if x != nil {
+		return x.LeaseDuration
+	}
+	return nil
+}
+
+// Request for RenewClaim.
+type RenewClaimRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The claimed chunk's id, for logs.
+	ChunkId string `protobuf:"bytes,1,opt,name=chunk_id,json=chunkId,proto3" json:"chunk_id,omitempty"`
+	// The chunk's batch.
+	Batch string `protobuf:"bytes,2,opt,name=batch,proto3" json:"batch,omitempty"`
+	// The claim_id of the claim.
+	ClaimId string `protobuf:"bytes,3,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`
+	// The claim's fencing token (ClaimWorkChunkResponse.lease_token).
+	LeaseToken int64 `protobuf:"varint,4,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
+	// The claimed payments whose outcome this sidecar has not reported yet.
+	PaymentNumbers []int64 `protobuf:"varint,5,rep,packed,name=payment_numbers,json=paymentNumbers,proto3" json:"payment_numbers,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RenewClaimRequest) Reset() {
+	*x = RenewClaimRequest{}
+	mi := &file_gpo_v1_rail_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewClaimRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewClaimRequest) ProtoMessage() {}
+
+func (x *RenewClaimRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_rail_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewClaimRequest.ProtoReflect.Descriptor instead.
+func (*RenewClaimRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RenewClaimRequest) GetChunkId() string {
+	if x != nil {
+		return x.ChunkId
+	}
+	return ""
+}
+
+func (x *RenewClaimRequest) GetBatch() string {
+	if x != nil {
+		return x.Batch
+	}
+	return ""
+}
+
+func (x *RenewClaimRequest) GetClaimId() string {
+	if x != nil {
+		return x.ClaimId
+	}
+	return ""
+}
+
+func (x *RenewClaimRequest) GetLeaseToken() int64 {
+	if x != nil {
+		return x.LeaseToken
+	}
+	return 0
+}
+
+func (x *RenewClaimRequest) GetPaymentNumbers() []int64 {
+	if x != nil {
+		return x.PaymentNumbers
+	}
+	return nil
+}
+
+// Response of RenewClaim.
+type RenewClaimResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The renewed lease's end.
+	LeaseExpireTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=lease_expire_time,json=leaseExpireTime,proto3" json:"lease_expire_time,omitempty"`
+	// The lease granted, counted from when GPO received the request (as in ClaimWorkChunkResponse).
+	LeaseDuration *durationpb.Duration `protobuf:"bytes,2,opt,name=lease_duration,json=leaseDuration,proto3" json:"lease_duration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewClaimResponse) Reset() {
+	*x = RenewClaimResponse{}
+	mi := &file_gpo_v1_rail_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewClaimResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewClaimResponse) ProtoMessage() {}
+
+func (x *RenewClaimResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_rail_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewClaimResponse.ProtoReflect.Descriptor instead.
+func (*RenewClaimResponse) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RenewClaimResponse) GetLeaseExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LeaseExpireTime
+	}
+	return nil
+}
+
+func (x *RenewClaimResponse) GetLeaseDuration() *durationpb.Duration {
+	if x != nil {
+		return x.LeaseDuration
+	}
+	return nil
+}
+
 // One payment's outcome.
 type PaymentResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -588,14 +764,17 @@ type PaymentResult struct {
 	// The rail's reference for the transfer.
 	RailReference string `protobuf:"bytes,6,opt,name=rail_reference,json=railReference,proto3" json:"rail_reference,omitempty"`
 	// When the rail executed or refused it.
-	CompleteTime  *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=complete_time,json=completeTime,proto3" json:"complete_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CompleteTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=complete_time,json=completeTime,proto3" json:"complete_time,omitempty"`
+	// How many times the rail executed this key, when its look-up can tell (0: not known). More than 1
+	// means the payment was paid more than once: GPO flags it for attention and counts it.
+	RailExecutions int32 `protobuf:"varint,8,opt,name=rail_executions,json=railExecutions,proto3" json:"rail_executions,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PaymentResult) Reset() {
 	*x = PaymentResult{}
-	mi := &file_gpo_v1_rail_proto_msgTypes[5]
+	mi := &file_gpo_v1_rail_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +786,7 @@ func (x *PaymentResult) String() string {
 func (*PaymentResult) ProtoMessage() {}
 
 func (x *PaymentResult) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_rail_proto_msgTypes[5]
+	mi := &file_gpo_v1_rail_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +799,7 @@ func (x *PaymentResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentResult.ProtoReflect.Descriptor instead.
 func (*PaymentResult) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{5}
+	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PaymentResult) GetPaymentNumber() int64 {
@@ -672,6 +851,13 @@ func (x *PaymentResult) GetCompleteTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *PaymentResult) GetRailExecutions() int32 {
+	if x != nil {
+		return x.RailExecutions
+	}
+	return 0
+}
+
 // Request for ReportResults: the outcomes of (part of) one chunk.
 type ReportResultsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -687,14 +873,19 @@ type ReportResultsRequest struct {
 	// For verify_only chunks: payments the rail has no record of (not executed by this sidecar either).
 	UnknownPaymentNumbers []int64 `protobuf:"varint,5,rep,packed,name=unknown_payment_numbers,json=unknownPaymentNumbers,proto3" json:"unknown_payment_numbers,omitempty"`
 	// The claim_id of the ClaimWorkChunk this report follows; releases apply only to leases it owns.
-	ClaimId       string `protobuf:"bytes,6,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`
+	ClaimId string `protobuf:"bytes,6,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`
+	// The claim's fencing token. Statements only the holder can make (UNREACHABLE outcomes, releases,
+	// unknowns) apply only while this claim still holds the payment; 0 means the claim_id alone decides
+	// (a sidecar that predates tokens). SUCCEEDED, FAILED and REVERSED are the rail's facts and apply from
+	// any holder.
+	LeaseToken    int64 `protobuf:"varint,7,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReportResultsRequest) Reset() {
 	*x = ReportResultsRequest{}
-	mi := &file_gpo_v1_rail_proto_msgTypes[6]
+	mi := &file_gpo_v1_rail_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +897,7 @@ func (x *ReportResultsRequest) String() string {
 func (*ReportResultsRequest) ProtoMessage() {}
 
 func (x *ReportResultsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_rail_proto_msgTypes[6]
+	mi := &file_gpo_v1_rail_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +910,7 @@ func (x *ReportResultsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResultsRequest.ProtoReflect.Descriptor instead.
 func (*ReportResultsRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{6}
+	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReportResultsRequest) GetChunkId() string {
@@ -764,20 +955,30 @@ func (x *ReportResultsRequest) GetClaimId() string {
 	return ""
 }
 
+func (x *ReportResultsRequest) GetLeaseToken() int64 {
+	if x != nil {
+		return x.LeaseToken
+	}
+	return 0
+}
+
 // Response of ReportResults, sent once the request's outcomes are committed.
 type ReportResultsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The chunk whose outcomes are now durable.
 	ChunkId string `protobuf:"bytes,1,opt,name=chunk_id,json=chunkId,proto3" json:"chunk_id,omitempty"`
 	// How many outcomes changed a payment; repeats of stored outcomes count zero.
-	AppliedCount  int32 `protobuf:"varint,2,opt,name=applied_count,json=appliedCount,proto3" json:"applied_count,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AppliedCount int32 `protobuf:"varint,2,opt,name=applied_count,json=appliedCount,proto3" json:"applied_count,omitempty"`
+	// Payments whose UNREACHABLE outcome, release or unknown was refused: this claim no longer holds
+	// them (another claim does, or its lease lapsed and it may be in flight elsewhere).
+	RefusedPaymentNumbers []int64 `protobuf:"varint,3,rep,packed,name=refused_payment_numbers,json=refusedPaymentNumbers,proto3" json:"refused_payment_numbers,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *ReportResultsResponse) Reset() {
 	*x = ReportResultsResponse{}
-	mi := &file_gpo_v1_rail_proto_msgTypes[7]
+	mi := &file_gpo_v1_rail_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +990,7 @@ func (x *ReportResultsResponse) String() string {
 func (*ReportResultsResponse) ProtoMessage() {}
 
 func (x *ReportResultsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_rail_proto_msgTypes[7]
+	mi := &file_gpo_v1_rail_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +1003,7 @@ func (x *ReportResultsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResultsResponse.ProtoReflect.Descriptor instead.
 func (*ReportResultsResponse) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{7}
+	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReportResultsResponse) GetChunkId() string {
@@ -817,6 +1018,13 @@ func (x *ReportResultsResponse) GetAppliedCount() int32 {
 		return x.AppliedCount
 	}
 	return 0
+}
+
+func (x *ReportResultsResponse) GetRefusedPaymentNumbers() []int64 {
+	if x != nil {
+		return x.RefusedPaymentNumbers
+	}
+	return nil
 }
 
 var File_gpo_v1_rail_proto protoreflect.FileDescriptor
@@ -845,21 +1053,36 @@ const file_gpo_v1_rail_proto_rawDesc = "" +
 	"payee_name\x18\b \x01(\tR\tpayeeName\x12\x12\n" +
 	"\x04note\x18\t \x01(\tR\x04note\x12\x18\n" +
 	"\apurpose\x18\n" +
-	" \x01(\tR\apurpose\"\xa6\x01\n" +
+	" \x01(\tR\apurpose\"\xaf\x02\n" +
 	"\x15ClaimWorkChunkRequest\x12\x19\n" +
 	"\bchunk_id\x18\x01 \x01(\tR\achunkId\x12\x14\n" +
 	"\x05batch\x18\x02 \x01(\tR\x05batch\x12'\n" +
 	"\x0fpayment_numbers\x18\x03 \x03(\x03R\x0epaymentNumbers\x12\x18\n" +
 	"\asidecar\x18\x04 \x01(\tR\asidecar\x12\x19\n" +
-	"\bclaim_id\x18\x05 \x01(\tR\aclaimId\"c\n" +
+	"\bclaim_id\x18\x05 \x01(\tR\aclaimId\x12@\n" +
+	"\x0elease_duration\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\x12E\n" +
+	"\x11max_call_duration\x18\a \x01(\v2\x19.google.protobuf.DurationR\x0fmaxCallDuration\"c\n" +
 	"\rClaimDecision\x12%\n" +
 	"\x0epayment_number\x18\x01 \x01(\x03R\rpaymentNumber\x12+\n" +
-	"\x06action\x18\x02 \x01(\x0e2\x13.gpo.v1.ClaimActionR\x06action\"\xd1\x01\n" +
+	"\x06action\x18\x02 \x01(\x0e2\x13.gpo.v1.ClaimActionR\x06action\"\xb4\x02\n" +
 	"\x16ClaimWorkChunkResponse\x123\n" +
 	"\tdecisions\x18\x01 \x03(\v2\x15.gpo.v1.ClaimDecisionR\tdecisions\x12F\n" +
 	"\x11lease_expire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x0fleaseExpireTime\x12:\n" +
 	"\vretry_after\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"retryAfter\"\xbe\x02\n" +
+	"retryAfter\x12\x1f\n" +
+	"\vlease_token\x18\x04 \x01(\x03R\n" +
+	"leaseToken\x12@\n" +
+	"\x0elease_duration\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\"\xa9\x01\n" +
+	"\x11RenewClaimRequest\x12\x19\n" +
+	"\bchunk_id\x18\x01 \x01(\tR\achunkId\x12\x14\n" +
+	"\x05batch\x18\x02 \x01(\tR\x05batch\x12\x19\n" +
+	"\bclaim_id\x18\x03 \x01(\tR\aclaimId\x12\x1f\n" +
+	"\vlease_token\x18\x04 \x01(\x03R\n" +
+	"leaseToken\x12'\n" +
+	"\x0fpayment_numbers\x18\x05 \x03(\x03R\x0epaymentNumbers\"\x9e\x01\n" +
+	"\x12RenewClaimResponse\x12F\n" +
+	"\x11lease_expire_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x0fleaseExpireTime\x12@\n" +
+	"\x0elease_duration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\"\xe7\x02\n" +
 	"\rPaymentResult\x12%\n" +
 	"\x0epayment_number\x18\x01 \x01(\x03R\rpaymentNumber\x12'\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x12-\n" +
@@ -868,17 +1091,21 @@ const file_gpo_v1_rail_proto_rawDesc = "" +
 	"reasonCode\x12%\n" +
 	"\x0ereason_message\x18\x05 \x01(\tR\rreasonMessage\x12%\n" +
 	"\x0erail_reference\x18\x06 \x01(\tR\rrailReference\x12?\n" +
-	"\rcomplete_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\fcompleteTime\"\x85\x02\n" +
+	"\rcomplete_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\fcompleteTime\x12'\n" +
+	"\x0frail_executions\x18\b \x01(\x05R\x0erailExecutions\"\xa6\x02\n" +
 	"\x14ReportResultsRequest\x12\x19\n" +
 	"\bchunk_id\x18\x01 \x01(\tR\achunkId\x12\x14\n" +
 	"\x05batch\x18\x02 \x01(\tR\x05batch\x12/\n" +
 	"\aresults\x18\x03 \x03(\v2\x15.gpo.v1.PaymentResultR\aresults\x128\n" +
 	"\x18released_payment_numbers\x18\x04 \x03(\x03R\x16releasedPaymentNumbers\x126\n" +
 	"\x17unknown_payment_numbers\x18\x05 \x03(\x03R\x15unknownPaymentNumbers\x12\x19\n" +
-	"\bclaim_id\x18\x06 \x01(\tR\aclaimId\"W\n" +
+	"\bclaim_id\x18\x06 \x01(\tR\aclaimId\x12\x1f\n" +
+	"\vlease_token\x18\a \x01(\x03R\n" +
+	"leaseToken\"\x8f\x01\n" +
 	"\x15ReportResultsResponse\x12\x19\n" +
 	"\bchunk_id\x18\x01 \x01(\tR\achunkId\x12#\n" +
-	"\rapplied_count\x18\x02 \x01(\x05R\fappliedCount*\x8c\x01\n" +
+	"\rapplied_count\x18\x02 \x01(\x05R\fappliedCount\x126\n" +
+	"\x17refused_payment_numbers\x18\x03 \x03(\x03R\x15refusedPaymentNumbers*\x8c\x01\n" +
 	"\vClaimAction\x12\x1c\n" +
 	"\x18CLAIM_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CLAIM_ACTION_EXECUTE\x10\x01\x12\x17\n" +
@@ -890,9 +1117,11 @@ const file_gpo_v1_rail_proto_rawDesc = "" +
 	"\x16RAIL_OUTCOME_SUCCEEDED\x10\x01\x12\x17\n" +
 	"\x13RAIL_OUTCOME_FAILED\x10\x02\x12\x1c\n" +
 	"\x18RAIL_OUTCOME_UNREACHABLE\x10\x03\x12\x19\n" +
-	"\x15RAIL_OUTCOME_REVERSED\x10\x042\xb0\x01\n" +
+	"\x15RAIL_OUTCOME_REVERSED\x10\x042\xf5\x01\n" +
 	"\vRailService\x12O\n" +
-	"\x0eClaimWorkChunk\x12\x1d.gpo.v1.ClaimWorkChunkRequest\x1a\x1e.gpo.v1.ClaimWorkChunkResponse\x12P\n" +
+	"\x0eClaimWorkChunk\x12\x1d.gpo.v1.ClaimWorkChunkRequest\x1a\x1e.gpo.v1.ClaimWorkChunkResponse\x12C\n" +
+	"\n" +
+	"RenewClaim\x12\x19.gpo.v1.RenewClaimRequest\x1a\x1a.gpo.v1.RenewClaimResponse\x12P\n" +
 	"\rReportResults\x12\x1c.gpo.v1.ReportResultsRequest\x1a\x1d.gpo.v1.ReportResultsResponse(\x010\x01BB\n" +
 	"\n" +
 	"org.gpo.v1P\x01Z2github.com/gpo-project/gpo/clients/go/gpo/v1;gpov1b\x06proto3"
@@ -910,7 +1139,7 @@ func file_gpo_v1_rail_proto_rawDescGZIP() []byte {
 }
 
 var file_gpo_v1_rail_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_gpo_v1_rail_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_gpo_v1_rail_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_gpo_v1_rail_proto_goTypes = []any{
 	(ClaimAction)(0),               // 0: gpo.v1.ClaimAction
 	(RailOutcome)(0),               // 1: gpo.v1.RailOutcome
@@ -919,31 +1148,40 @@ var file_gpo_v1_rail_proto_goTypes = []any{
 	(*ClaimWorkChunkRequest)(nil),  // 4: gpo.v1.ClaimWorkChunkRequest
 	(*ClaimDecision)(nil),          // 5: gpo.v1.ClaimDecision
 	(*ClaimWorkChunkResponse)(nil), // 6: gpo.v1.ClaimWorkChunkResponse
-	(*PaymentResult)(nil),          // 7: gpo.v1.PaymentResult
-	(*ReportResultsRequest)(nil),   // 8: gpo.v1.ReportResultsRequest
-	(*ReportResultsResponse)(nil),  // 9: gpo.v1.ReportResultsResponse
-	(*timestamppb.Timestamp)(nil),  // 10: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 11: google.protobuf.Duration
+	(*RenewClaimRequest)(nil),      // 7: gpo.v1.RenewClaimRequest
+	(*RenewClaimResponse)(nil),     // 8: gpo.v1.RenewClaimResponse
+	(*PaymentResult)(nil),          // 9: gpo.v1.PaymentResult
+	(*ReportResultsRequest)(nil),   // 10: gpo.v1.ReportResultsRequest
+	(*ReportResultsResponse)(nil),  // 11: gpo.v1.ReportResultsResponse
+	(*timestamppb.Timestamp)(nil),  // 12: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 13: google.protobuf.Duration
 }
 var file_gpo_v1_rail_proto_depIdxs = []int32{
 	3,  // 0: gpo.v1.WorkChunk.items:type_name -> gpo.v1.WorkItem
-	10, // 1: gpo.v1.WorkChunk.create_time:type_name -> google.protobuf.Timestamp
-	0,  // 2: gpo.v1.ClaimDecision.action:type_name -> gpo.v1.ClaimAction
-	5,  // 3: gpo.v1.ClaimWorkChunkResponse.decisions:type_name -> gpo.v1.ClaimDecision
-	10, // 4: gpo.v1.ClaimWorkChunkResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
-	11, // 5: gpo.v1.ClaimWorkChunkResponse.retry_after:type_name -> google.protobuf.Duration
-	1,  // 6: gpo.v1.PaymentResult.outcome:type_name -> gpo.v1.RailOutcome
-	10, // 7: gpo.v1.PaymentResult.complete_time:type_name -> google.protobuf.Timestamp
-	7,  // 8: gpo.v1.ReportResultsRequest.results:type_name -> gpo.v1.PaymentResult
-	4,  // 9: gpo.v1.RailService.ClaimWorkChunk:input_type -> gpo.v1.ClaimWorkChunkRequest
-	8,  // 10: gpo.v1.RailService.ReportResults:input_type -> gpo.v1.ReportResultsRequest
-	6,  // 11: gpo.v1.RailService.ClaimWorkChunk:output_type -> gpo.v1.ClaimWorkChunkResponse
-	9,  // 12: gpo.v1.RailService.ReportResults:output_type -> gpo.v1.ReportResultsResponse
-	11, // [11:13] is the sub-list for method output_type
-	9,  // [9:11] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	12, // 1: gpo.v1.WorkChunk.create_time:type_name -> google.protobuf.Timestamp
+	13, // 2: gpo.v1.ClaimWorkChunkRequest.lease_duration:type_name -> google.protobuf.Duration
+	13, // 3: gpo.v1.ClaimWorkChunkRequest.max_call_duration:type_name -> google.protobuf.Duration
+	0,  // 4: gpo.v1.ClaimDecision.action:type_name -> gpo.v1.ClaimAction
+	5,  // 5: gpo.v1.ClaimWorkChunkResponse.decisions:type_name -> gpo.v1.ClaimDecision
+	12, // 6: gpo.v1.ClaimWorkChunkResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
+	13, // 7: gpo.v1.ClaimWorkChunkResponse.retry_after:type_name -> google.protobuf.Duration
+	13, // 8: gpo.v1.ClaimWorkChunkResponse.lease_duration:type_name -> google.protobuf.Duration
+	12, // 9: gpo.v1.RenewClaimResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
+	13, // 10: gpo.v1.RenewClaimResponse.lease_duration:type_name -> google.protobuf.Duration
+	1,  // 11: gpo.v1.PaymentResult.outcome:type_name -> gpo.v1.RailOutcome
+	12, // 12: gpo.v1.PaymentResult.complete_time:type_name -> google.protobuf.Timestamp
+	9,  // 13: gpo.v1.ReportResultsRequest.results:type_name -> gpo.v1.PaymentResult
+	4,  // 14: gpo.v1.RailService.ClaimWorkChunk:input_type -> gpo.v1.ClaimWorkChunkRequest
+	7,  // 15: gpo.v1.RailService.RenewClaim:input_type -> gpo.v1.RenewClaimRequest
+	10, // 16: gpo.v1.RailService.ReportResults:input_type -> gpo.v1.ReportResultsRequest
+	6,  // 17: gpo.v1.RailService.ClaimWorkChunk:output_type -> gpo.v1.ClaimWorkChunkResponse
+	8,  // 18: gpo.v1.RailService.RenewClaim:output_type -> gpo.v1.RenewClaimResponse
+	11, // 19: gpo.v1.RailService.ReportResults:output_type -> gpo.v1.ReportResultsResponse
+	17, // [17:20] is the sub-list for method output_type
+	14, // [14:17] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_gpo_v1_rail_proto_init() }
@@ -957,7 +1195,7 @@ func file_gpo_v1_rail_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gpo_v1_rail_proto_rawDesc), len(file_gpo_v1_rail_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

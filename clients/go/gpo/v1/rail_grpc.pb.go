@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	RailService_ClaimWorkChunk_FullMethodName = "/gpo.v1.RailService/ClaimWorkChunk"
+	RailService_RenewClaim_FullMethodName     = "/gpo.v1.RailService/RenewClaim"
 	RailService_ReportResults_FullMethodName  = "/gpo.v1.RailService/ReportResults"
 )
 
@@ -38,6 +39,10 @@ type RailServiceClient interface {
 	// execute it, must first look its idempotency key up on the rail (it may have been executed before),
 	// or must skip it (final or cancelled).
 	ClaimWorkChunk(ctx context.Context, in *ClaimWorkChunkRequest, opts ...grpc.CallOption) (*ClaimWorkChunkResponse, error)
+	// Renews a claim's lease (a heartbeat) while the sidecar works on its payments. Fails with
+	// FAILED_PRECONDITION (reason LEASE_LOST) when the claim no longer holds every listed payment: the
+	// sidecar must then start no new rail call for that claim.
+	RenewClaim(ctx context.Context, in *RenewClaimRequest, opts ...grpc.CallOption) (*RenewClaimResponse, error)
 	// Streams outcomes; each request is answered once its outcomes are committed.
 	ReportResults(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReportResultsRequest, ReportResultsResponse], error)
 }
@@ -54,6 +59,16 @@ func (c *railServiceClient) ClaimWorkChunk(ctx context.Context, in *ClaimWorkChu
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ClaimWorkChunkResponse)
 	err := c.cc.Invoke(ctx, RailService_ClaimWorkChunk_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *railServiceClient) RenewClaim(ctx context.Context, in *RenewClaimRequest, opts ...grpc.CallOption) (*RenewClaimResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenewClaimResponse)
+	err := c.cc.Invoke(ctx, RailService_RenewClaim_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -88,6 +103,10 @@ type RailServiceServer interface {
 	// execute it, must first look its idempotency key up on the rail (it may have been executed before),
 	// or must skip it (final or cancelled).
 	ClaimWorkChunk(context.Context, *ClaimWorkChunkRequest) (*ClaimWorkChunkResponse, error)
+	// Renews a claim's lease (a heartbeat) while the sidecar works on its payments. Fails with
+	// FAILED_PRECONDITION (reason LEASE_LOST) when the claim no longer holds every listed payment: the
+	// sidecar must then start no new rail call for that claim.
+	RenewClaim(context.Context, *RenewClaimRequest) (*RenewClaimResponse, error)
 	// Streams outcomes; each request is answered once its outcomes are committed.
 	ReportResults(grpc.BidiStreamingServer[ReportResultsRequest, ReportResultsResponse]) error
 	mustEmbedUnimplementedRailServiceServer()
@@ -102,6 +121,9 @@ type UnimplementedRailServiceServer struct{}
 
 func (UnimplementedRailServiceServer) ClaimWorkChunk(context.Context, *ClaimWorkChunkRequest) (*ClaimWorkChunkResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClaimWorkChunk not implemented")
+}
+func (UnimplementedRailServiceServer) RenewClaim(context.Context, *RenewClaimRequest) (*RenewClaimResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RenewClaim not implemented")
 }
 func (UnimplementedRailServiceServer) ReportResults(grpc.BidiStreamingServer[ReportResultsRequest, ReportResultsResponse]) error {
 	return status.Error(codes.Unimplemented, "method ReportResults not implemented")
@@ -145,6 +167,24 @@ func _RailService_ClaimWorkChunk_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RailService_RenewClaim_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenewClaimRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RailServiceServer).RenewClaim(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RailService_RenewClaim_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RailServiceServer).RenewClaim(ctx, req.(*RenewClaimRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _RailService_ReportResults_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(RailServiceServer).ReportResults(&grpc.GenericServerStream[ReportResultsRequest, ReportResultsResponse]{ServerStream: stream})
 }
@@ -162,6 +202,10 @@ var RailService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ClaimWorkChunk",
 			Handler:    _RailService_ClaimWorkChunk_Handler,
+		},
+		{
+			MethodName: "RenewClaim",
+			Handler:    _RailService_RenewClaim_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11gpo/v1/rail.proto\x12\x06gpo.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x01\n\tWorkChunk\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x0c\n\x04rail\x18\x02 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x03 \x01(\t\x12\x1f\n\x05items\x18\x04 \x03(\x0b\x32\x10.gpo.v1.WorkItem\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bverify_only\x18\x06 \x01(\x08\"\xcf\x01\n\x08WorkItem\x12\x16\n\x0epayment_number\x18\x01 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x14\n\x0creference_id\x18\x03 \x01(\t\x12\x10\n\x08payer_fa\x18\x04 \x01(\t\x12\x10\n\x08payee_fa\x18\x05 \x01(\t\x12\x0e\n\x06\x61mount\x18\x06 \x01(\t\x12\x15\n\rcurrency_code\x18\x07 \x01(\t\x12\x12\n\npayee_name\x18\x08 \x01(\t\x12\x0c\n\x04note\x18\t \x01(\t\x12\x0f\n\x07purpose\x18\n \x01(\t\"t\n\x15\x43laimWorkChunkRequest\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x02 \x01(\t\x12\x17\n\x0fpayment_numbers\x18\x03 \x03(\x03\x12\x0f\n\x07sidecar\x18\x04 \x01(\t\x12\x10\n\x08\x63laim_id\x18\x05 \x01(\t\"L\n\rClaimDecision\x12\x16\n\x0epayment_number\x18\x01 \x01(\x03\x12#\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x13.gpo.v1.ClaimAction\"\xa9\x01\n\x16\x43laimWorkChunkResponse\x12(\n\tdecisions\x18\x01 \x03(\x0b\x32\x15.gpo.v1.ClaimDecision\x12\x35\n\x11lease_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xde\x01\n\rPaymentResult\x12\x16\n\x0epayment_number\x18\x01 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12$\n\x07outcome\x18\x03 \x01(\x0e\x32\x13.gpo.v1.RailOutcome\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12\x16\n\x0ereason_message\x18\x05 \x01(\t\x12\x16\n\x0erail_reference\x18\x06 \x01(\t\x12\x31\n\rcomplete_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb4\x01\n\x14ReportResultsRequest\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x02 \x01(\t\x12&\n\x07results\x18\x03 \x03(\x0b\x32\x15.gpo.v1.PaymentResult\x12 \n\x18released_payment_numbers\x18\x04 \x03(\x03\x12\x1f\n\x17unknown_payment_numbers\x18\x05 \x03(\x03\x12\x10\n\x08\x63laim_id\x18\x06 \x01(\t\"@\n\x15ReportResultsResponse\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x15\n\rapplied_count\x18\x02 \x01(\x05*\x8c\x01\n\x0b\x43laimAction\x12\x1c\n\x18\x43LAIM_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43LAIM_ACTION_EXECUTE\x10\x01\x12\x17\n\x13\x43LAIM_ACTION_VERIFY\x10\x02\x12\x15\n\x11\x43LAIM_ACTION_SKIP\x10\x03\x12\x15\n\x11\x43LAIM_ACTION_BUSY\x10\x04*\x99\x01\n\x0bRailOutcome\x12\x1c\n\x18RAIL_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16RAIL_OUTCOME_SUCCEEDED\x10\x01\x12\x17\n\x13RAIL_OUTCOME_FAILED\x10\x02\x12\x1c\n\x18RAIL_OUTCOME_UNREACHABLE\x10\x03\x12\x19\n\x15RAIL_OUTCOME_REVERSED\x10\x04\x32\xb0\x01\n\x0bRailService\x12O\n\x0e\x43laimWorkChunk\x12\x1d.gpo.v1.ClaimWorkChunkRequest\x1a\x1e.gpo.v1.ClaimWorkChunkResponse\x12P\n\rReportResults\x12\x1c.gpo.v1.ReportResultsRequest\x1a\x1d.gpo.v1.ReportResultsResponse(\x01\x30\x01\x42\x42\n\norg.gpo.v1P\x01Z2github.com/gpo-project/gpo/clients/go/gpo/v1;gpov1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11gpo/v1/rail.proto\x12\x06gpo.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x01\n\tWorkChunk\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x0c\n\x04rail\x18\x02 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x03 \x01(\t\x12\x1f\n\x05items\x18\x04 \x03(\x0b\x32\x10.gpo.v1.WorkItem\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bverify_only\x18\x06 \x01(\x08\"\xcf\x01\n\x08WorkItem\x12\x16\n\x0epayment_number\x18\x01 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x14\n\x0creference_id\x18\x03 \x01(\t\x12\x10\n\x08payer_fa\x18\x04 \x01(\t\x12\x10\n\x08payee_fa\x18\x05 \x01(\t\x12\x0e\n\x06\x61mount\x18\x06 \x01(\t\x12\x15\n\rcurrency_code\x18\x07 \x01(\t\x12\x12\n\npayee_name\x18\x08 \x01(\t\x12\x0c\n\x04note\x18\t \x01(\t\x12\x0f\n\x07purpose\x18\n \x01(\t\"\xdd\x01\n\x15\x43laimWorkChunkRequest\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x02 \x01(\t\x12\x17\n\x0fpayment_numbers\x18\x03 \x03(\x03\x12\x0f\n\x07sidecar\x18\x04 \x01(\t\x12\x10\n\x08\x63laim_id\x18\x05 \x01(\t\x12\x31\n\x0elease_duration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11max_call_duration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\"L\n\rClaimDecision\x12\x16\n\x0epayment_number\x18\x01 \x01(\x03\x12#\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x13.gpo.v1.ClaimAction\"\xf1\x01\n\x16\x43laimWorkChunkResponse\x12(\n\tdecisions\x18\x01 \x03(\x0b\x32\x15.gpo.v1.ClaimDecision\x12\x35\n\x11lease_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0blease_token\x18\x04 \x01(\x03\x12\x31\n\x0elease_duration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"t\n\x11RenewClaimRequest\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x02 \x01(\t\x12\x10\n\x08\x63laim_id\x18\x03 \x01(\t\x12\x13\n\x0blease_token\x18\x04 \x01(\x03\x12\x17\n\x0fpayment_numbers\x18\x05 \x03(\x03\"~\n\x12RenewClaimResponse\x12\x35\n\x11lease_expire_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x0elease_duration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xf7\x01\n\rPaymentResult\x12\x16\n\x0epayment_number\x18\x01 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12$\n\x07outcome\x18\x03 \x01(\x0e\x32\x13.gpo.v1.RailOutcome\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12\x16\n\x0ereason_message\x18\x05 \x01(\t\x12\x16\n\x0erail_reference\x18\x06 \x01(\t\x12\x31\n\rcomplete_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0frail_executions\x18\x08 \x01(\x05\"\xc9\x01\n\x14ReportResultsRequest\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x02 \x01(\t\x12&\n\x07results\x18\x03 \x03(\x0b\x32\x15.gpo.v1.PaymentResult\x12 \n\x18released_payment_numbers\x18\x04 \x03(\x03\x12\x1f\n\x17unknown_payment_numbers\x18\x05 \x03(\x03\x12\x10\n\x08\x63laim_id\x18\x06 \x01(\t\x12\x13\n\x0blease_token\x18\x07 \x01(\x03\"a\n\x15ReportResultsResponse\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x15\n\rapplied_count\x18\x02 \x01(\x05\x12\x1f\n\x17refused_payment_numbers\x18\x03 \x03(\x03*\x8c\x01\n\x0b\x43laimAction\x12\x1c\n\x18\x43LAIM_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43LAIM_ACTION_EXECUTE\x10\x01\x12\x17\n\x13\x43LAIM_ACTION_VERIFY\x10\x02\x12\x15\n\x11\x43LAIM_ACTION_SKIP\x10\x03\x12\x15\n\x11\x43LAIM_ACTION_BUSY\x10\x04*\x99\x01\n\x0bRailOutcome\x12\x1c\n\x18RAIL_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16RAIL_OUTCOME_SUCCEEDED\x10\x01\x12\x17\n\x13RAIL_OUTCOME_FAILED\x10\x02\x12\x1c\n\x18RAIL_OUTCOME_UNREACHABLE\x10\x03\x12\x19\n\x15RAIL_OUTCOME_REVERSED\x10\x04\x32\xf5\x01\n\x0bRailService\x12O\n\x0e\x43laimWorkChunk\x12\x1d.gpo.v1.ClaimWorkChunkRequest\x1a\x1e.gpo.v1.ClaimWorkChunkResponse\x12\x43\n\nRenewClaim\x12\x19.gpo.v1.RenewClaimRequest\x1a\x1a.gpo.v1.RenewClaimResponse\x12P\n\rReportResults\x12\x1c.gpo.v1.ReportResultsRequest\x1a\x1d.gpo.v1.ReportResultsResponse(\x01\x30\x01\x42\x42\n\norg.gpo.v1P\x01Z2github.com/gpo-project/gpo/clients/go/gpo/v1;gpov1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,26 +34,30 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gpo.v1.rail_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\norg.gpo.v1P\001Z2github.com/gpo-project/gpo/clients/go/gpo/v1;gpov1'
-  _globals['_CLAIMACTION']._serialized_start=1311
-  _globals['_CLAIMACTION']._serialized_end=1451
-  _globals['_RAILOUTCOME']._serialized_start=1454
-  _globals['_RAILOUTCOME']._serialized_end=1607
+  _globals['_CLAIMACTION']._serialized_start=1814
+  _globals['_CLAIMACTION']._serialized_end=1954
+  _globals['_RAILOUTCOME']._serialized_start=1957
+  _globals['_RAILOUTCOME']._serialized_end=2110
   _globals['_WORKCHUNK']._serialized_start=95
   _globals['_WORKCHUNK']._serialized_end=256
   _globals['_WORKITEM']._serialized_start=259
   _globals['_WORKITEM']._serialized_end=466
-  _globals['_CLAIMWORKCHUNKREQUEST']._serialized_start=468
-  _globals['_CLAIMWORKCHUNKREQUEST']._serialized_end=584
-  _globals['_CLAIMDECISION']._serialized_start=586
-  _globals['_CLAIMDECISION']._serialized_end=662
-  _globals['_CLAIMWORKCHUNKRESPONSE']._serialized_start=665
-  _globals['_CLAIMWORKCHUNKRESPONSE']._serialized_end=834
-  _globals['_PAYMENTRESULT']._serialized_start=837
-  _globals['_PAYMENTRESULT']._serialized_end=1059
-  _globals['_REPORTRESULTSREQUEST']._serialized_start=1062
-  _globals['_REPORTRESULTSREQUEST']._serialized_end=1242
-  _globals['_REPORTRESULTSRESPONSE']._serialized_start=1244
-  _globals['_REPORTRESULTSRESPONSE']._serialized_end=1308
-  _globals['_RAILSERVICE']._serialized_start=1610
-  _globals['_RAILSERVICE']._serialized_end=1786
+  _globals['_CLAIMWORKCHUNKREQUEST']._serialized_start=469
+  _globals['_CLAIMWORKCHUNKREQUEST']._serialized_end=690
+  _globals['_CLAIMDECISION']._serialized_start=692
+  _globals['_CLAIMDECISION']._serialized_end=768
+  _globals['_CLAIMWORKCHUNKRESPONSE']._serialized_start=771
+  _globals['_CLAIMWORKCHUNKRESPONSE']._serialized_end=1012
+  _globals['_RENEWCLAIMREQUEST']._serialized_start=1014
+  _globals['_RENEWCLAIMREQUEST']._serialized_end=1130
+  _globals['_RENEWCLAIMRESPONSE']._serialized_start=1132
+  _globals['_RENEWCLAIMRESPONSE']._serialized_end=1258
+  _globals['_PAYMENTRESULT']._serialized_start=1261
+  _globals['_PAYMENTRESULT']._serialized_end=1508
+  _globals['_REPORTRESULTSREQUEST']._serialized_start=1511
+  _globals['_REPORTRESULTSREQUEST']._serialized_end=1712
+  _globals['_REPORTRESULTSRESPONSE']._serialized_start=1714
+  _globals['_REPORTRESULTSRESPONSE']._serialized_end=1811
+  _globals['_RAILSERVICE']._serialized_start=2113
+  _globals['_RAILSERVICE']._serialized_end=2358
 # @@protoc_insertion_point(module_scope)

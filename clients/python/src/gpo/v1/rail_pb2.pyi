@@ -78,18 +78,22 @@ class WorkItem(_message.Message):
     def __init__(self, payment_number: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., reference_id: _Optional[str] = ..., payer_fa: _Optional[str] = ..., payee_fa: _Optional[str] = ..., amount: _Optional[str] = ..., currency_code: _Optional[str] = ..., payee_name: _Optional[str] = ..., note: _Optional[str] = ..., purpose: _Optional[str] = ...) -> None: ...
 
 class ClaimWorkChunkRequest(_message.Message):
-    __slots__ = ("chunk_id", "batch", "payment_numbers", "sidecar", "claim_id")
+    __slots__ = ("chunk_id", "batch", "payment_numbers", "sidecar", "claim_id", "lease_duration", "max_call_duration")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_NUMBERS_FIELD_NUMBER: _ClassVar[int]
     SIDECAR_FIELD_NUMBER: _ClassVar[int]
     CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_DURATION_FIELD_NUMBER: _ClassVar[int]
+    MAX_CALL_DURATION_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     batch: str
     payment_numbers: _containers.RepeatedScalarFieldContainer[int]
     sidecar: str
     claim_id: str
-    def __init__(self, chunk_id: _Optional[str] = ..., batch: _Optional[str] = ..., payment_numbers: _Optional[_Iterable[int]] = ..., sidecar: _Optional[str] = ..., claim_id: _Optional[str] = ...) -> None: ...
+    lease_duration: _duration_pb2.Duration
+    max_call_duration: _duration_pb2.Duration
+    def __init__(self, chunk_id: _Optional[str] = ..., batch: _Optional[str] = ..., payment_numbers: _Optional[_Iterable[int]] = ..., sidecar: _Optional[str] = ..., claim_id: _Optional[str] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_call_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ClaimDecision(_message.Message):
     __slots__ = ("payment_number", "action")
@@ -100,17 +104,43 @@ class ClaimDecision(_message.Message):
     def __init__(self, payment_number: _Optional[int] = ..., action: _Optional[_Union[ClaimAction, str]] = ...) -> None: ...
 
 class ClaimWorkChunkResponse(_message.Message):
-    __slots__ = ("decisions", "lease_expire_time", "retry_after")
+    __slots__ = ("decisions", "lease_expire_time", "retry_after", "lease_token", "lease_duration")
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
     LEASE_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LEASE_DURATION_FIELD_NUMBER: _ClassVar[int]
     decisions: _containers.RepeatedCompositeFieldContainer[ClaimDecision]
     lease_expire_time: _timestamp_pb2.Timestamp
     retry_after: _duration_pb2.Duration
-    def __init__(self, decisions: _Optional[_Iterable[_Union[ClaimDecision, _Mapping]]] = ..., lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    lease_token: int
+    lease_duration: _duration_pb2.Duration
+    def __init__(self, decisions: _Optional[_Iterable[_Union[ClaimDecision, _Mapping]]] = ..., lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lease_token: _Optional[int] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class RenewClaimRequest(_message.Message):
+    __slots__ = ("chunk_id", "batch", "claim_id", "lease_token", "payment_numbers")
+    CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    chunk_id: str
+    batch: str
+    claim_id: str
+    lease_token: int
+    payment_numbers: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, chunk_id: _Optional[str] = ..., batch: _Optional[str] = ..., claim_id: _Optional[str] = ..., lease_token: _Optional[int] = ..., payment_numbers: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class RenewClaimResponse(_message.Message):
+    __slots__ = ("lease_expire_time", "lease_duration")
+    LEASE_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LEASE_DURATION_FIELD_NUMBER: _ClassVar[int]
+    lease_expire_time: _timestamp_pb2.Timestamp
+    lease_duration: _duration_pb2.Duration
+    def __init__(self, lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class PaymentResult(_message.Message):
-    __slots__ = ("payment_number", "idempotency_key", "outcome", "reason_code", "reason_message", "rail_reference", "complete_time")
+    __slots__ = ("payment_number", "idempotency_key", "outcome", "reason_code", "reason_message", "rail_reference", "complete_time", "rail_executions")
     PAYMENT_NUMBER_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +148,7 @@ class PaymentResult(_message.Message):
     REASON_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     RAIL_REFERENCE_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_TIME_FIELD_NUMBER: _ClassVar[int]
+    RAIL_EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
     payment_number: int
     idempotency_key: str
     outcome: RailOutcome
@@ -125,28 +156,33 @@ class PaymentResult(_message.Message):
     reason_message: str
     rail_reference: str
     complete_time: _timestamp_pb2.Timestamp
-    def __init__(self, payment_number: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., outcome: _Optional[_Union[RailOutcome, str]] = ..., reason_code: _Optional[str] = ..., reason_message: _Optional[str] = ..., rail_reference: _Optional[str] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    rail_executions: int
+    def __init__(self, payment_number: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., outcome: _Optional[_Union[RailOutcome, str]] = ..., reason_code: _Optional[str] = ..., reason_message: _Optional[str] = ..., rail_reference: _Optional[str] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rail_executions: _Optional[int] = ...) -> None: ...
 
 class ReportResultsRequest(_message.Message):
-    __slots__ = ("chunk_id", "batch", "results", "released_payment_numbers", "unknown_payment_numbers", "claim_id")
+    __slots__ = ("chunk_id", "batch", "results", "released_payment_numbers", "unknown_payment_numbers", "claim_id", "lease_token")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     RELEASED_PAYMENT_NUMBERS_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_PAYMENT_NUMBERS_FIELD_NUMBER: _ClassVar[int]
     CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     batch: str
     results: _containers.RepeatedCompositeFieldContainer[PaymentResult]
     released_payment_numbers: _containers.RepeatedScalarFieldContainer[int]
     unknown_payment_numbers: _containers.RepeatedScalarFieldContainer[int]
     claim_id: str
-    def __init__(self, chunk_id: _Optional[str] = ..., batch: _Optional[str] = ..., results: _Optional[_Iterable[_Union[PaymentResult, _Mapping]]] = ..., released_payment_numbers: _Optional[_Iterable[int]] = ..., unknown_payment_numbers: _Optional[_Iterable[int]] = ..., claim_id: _Optional[str] = ...) -> None: ...
+    lease_token: int
+    def __init__(self, chunk_id: _Optional[str] = ..., batch: _Optional[str] = ..., results: _Optional[_Iterable[_Union[PaymentResult, _Mapping]]] = ..., released_payment_numbers: _Optional[_Iterable[int]] = ..., unknown_payment_numbers: _Optional[_Iterable[int]] = ..., claim_id: _Optional[str] = ..., lease_token: _Optional[int] = ...) -> None: ...
 
 class ReportResultsResponse(_message.Message):
-    __slots__ = ("chunk_id", "applied_count")
+    __slots__ = ("chunk_id", "applied_count", "refused_payment_numbers")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     APPLIED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_PAYMENT_NUMBERS_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     applied_count: int
-    def __init__(self, chunk_id: _Optional[str] = ..., applied_count: _Optional[int] = ...) -> None: ...
+    refused_payment_numbers: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, chunk_id: _Optional[str] = ..., applied_count: _Optional[int] = ..., refused_payment_numbers: _Optional[_Iterable[int]] = ...) -> None: ...

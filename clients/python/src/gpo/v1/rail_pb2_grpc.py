@@ -45,6 +45,11 @@ class RailServiceStub:
                 request_serializer=gpo_dot_v1_dot_rail__pb2.ClaimWorkChunkRequest.SerializeToString,
                 response_deserializer=gpo_dot_v1_dot_rail__pb2.ClaimWorkChunkResponse.FromString,
                 _registered_method=True)
+        self.RenewClaim = channel.unary_unary(
+                '/gpo.v1.RailService/RenewClaim',
+                request_serializer=gpo_dot_v1_dot_rail__pb2.RenewClaimRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_rail__pb2.RenewClaimResponse.FromString,
+                _registered_method=True)
         self.ReportResults = channel.stream_stream(
                 '/gpo.v1.RailService/ReportResults',
                 request_serializer=gpo_dot_v1_dot_rail__pb2.ReportResultsRequest.SerializeToString,
@@ -70,6 +75,15 @@ class RailServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenewClaim(self, request, context):
+        """Renews a claim's lease (a heartbeat) while the sidecar works on its payments. Fails with
+        FAILED_PRECONDITION (reason LEASE_LOST) when the claim no longer holds every listed payment: the
+        sidecar must then start no new rail call for that claim.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReportResults(self, request_iterator, context):
         """Streams outcomes; each request is answered once its outcomes are committed.
         """
@@ -84,6 +98,11 @@ def add_RailServiceServicer_to_server(servicer, server):
                     servicer.ClaimWorkChunk,
                     request_deserializer=gpo_dot_v1_dot_rail__pb2.ClaimWorkChunkRequest.FromString,
                     response_serializer=gpo_dot_v1_dot_rail__pb2.ClaimWorkChunkResponse.SerializeToString,
+            ),
+            'RenewClaim': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewClaim,
+                    request_deserializer=gpo_dot_v1_dot_rail__pb2.RenewClaimRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_rail__pb2.RenewClaimResponse.SerializeToString,
             ),
             'ReportResults': grpc.stream_stream_rpc_method_handler(
                     servicer.ReportResults,
@@ -124,6 +143,33 @@ class RailService:
             '/gpo.v1.RailService/ClaimWorkChunk',
             gpo_dot_v1_dot_rail__pb2.ClaimWorkChunkRequest.SerializeToString,
             gpo_dot_v1_dot_rail__pb2.ClaimWorkChunkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewClaim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.RailService/RenewClaim',
+            gpo_dot_v1_dot_rail__pb2.RenewClaimRequest.SerializeToString,
+            gpo_dot_v1_dot_rail__pb2.RenewClaimResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -210,6 +210,18 @@ export interface ClaimWorkChunkRequest {
    * (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
    */
   claimId: string;
+  /**
+   * The lease this sidecar asks for; it renews it with RenewClaim well before it ends (every third of
+   * it). Unset: GPO_CLAIM_LEASE_S, for a sidecar that never renews. GPO grants at most GPO_CLAIM_LEASE_S.
+   */
+  leaseDuration?:
+    | Duration
+    | undefined;
+  /**
+   * The longest a rail call this sidecar started can still take effect on the rail. Until the lease plus
+   * this time has passed, GPO lets no other claim verify or execute the payments. Unset: GPO_MAX_CALL_S.
+   */
+  maxCallDuration?: Duration | undefined;
 }
 
 /** One payment's claim decision. */
@@ -232,7 +244,40 @@ export interface ClaimWorkChunkResponse {
     | Date
     | undefined;
   /** For BUSY payments: when to try the chunk again. */
-  retryAfter?: Duration | undefined;
+  retryAfter?:
+    | Duration
+    | undefined;
+  /** The claim's fencing token: repeat it in RenewClaim and ReportResults. Every claim gets a new one. */
+  leaseToken: string;
+  /**
+   * The lease granted, counted from when GPO received the request. Measure it on your own clock from
+   * when you sent the request, and start no rail call once it has run out without a renewal.
+   */
+  leaseDuration?: Duration | undefined;
+}
+
+/** Request for RenewClaim. */
+export interface RenewClaimRequest {
+  /** The claimed chunk's id, for logs. */
+  chunkId: string;
+  /** The chunk's batch. */
+  batch: string;
+  /** The claim_id of the claim. */
+  claimId: string;
+  /** The claim's fencing token (ClaimWorkChunkResponse.lease_token). */
+  leaseToken: string;
+  /** The claimed payments whose outcome this sidecar has not reported yet. */
+  paymentNumbers: string[];
+}
+
+/** Response of RenewClaim. */
+export interface RenewClaimResponse {
+  /** The renewed lease's end. */
+  leaseExpireTime?:
+    | Date
+    | undefined;
+  /** The lease granted, counted from when GPO received the request (as in ClaimWorkChunkResponse). */
+  leaseDuration?: Duration | undefined;
 }
 
 /** One payment's outcome. */
@@ -250,7 +295,14 @@ export interface PaymentResult {
   /** The rail's reference for the transfer. */
   railReference: string;
   /** When the rail executed or refused it. */
-  completeTime?: Date | undefined;
+  completeTime?:
+    | Date
+    | undefined;
+  /**
+   * How many times the rail executed this key, when its look-up can tell (0: not known). More than 1
+   * means the payment was paid more than once: GPO flags it for attention and counts it.
+   */
+  railExecutions: number;
 }
 
 /** Request for ReportResults: the outcomes of (part of) one chunk. */
@@ -270,6 +322,13 @@ export interface ReportResultsRequest {
   unknownPaymentNumbers: string[];
   /** The claim_id of the ClaimWorkChunk this report follows; releases apply only to leases it owns. */
   claimId: string;
+  /**
+   * The claim's fencing token. Statements only the holder can make (UNREACHABLE outcomes, releases,
+   * unknowns) apply only while this claim still holds the payment; 0 means the claim_id alone decides
+   * (a sidecar that predates tokens). SUCCEEDED, FAILED and REVERSED are the rail's facts and apply from
+   * any holder.
+   */
+  leaseToken: string;
 }
 
 /** Response of ReportResults, sent once the request's outcomes are committed. */
@@ -278,6 +337,11 @@ export interface ReportResultsResponse {
   chunkId: string;
   /** How many outcomes changed a payment; repeats of stored outcomes count zero. */
   appliedCount: number;
+  /**
+   * Payments whose UNREACHABLE outcome, release or unknown was refused: this claim no longer holds
+   * them (another claim does, or its lease lapsed and it may be in flight elsewhere).
+   */
+  refusedPaymentNumbers: string[];
 }
 
 function createBaseWorkChunk(): WorkChunk {
@@ -694,7 +758,15 @@ export const WorkItem: MessageFns<WorkItem> = {
 };
 
 function createBaseClaimWorkChunkRequest(): ClaimWorkChunkRequest {
-  return { chunkId: "", batch: "", paymentNumbers: [], sidecar: "", claimId: "" };
+  return {
+    chunkId: "",
+    batch: "",
+    paymentNumbers: [],
+    sidecar: "",
+    claimId: "",
+    leaseDuration: undefined,
+    maxCallDuration: undefined,
+  };
 }
 
 export const ClaimWorkChunkRequest: MessageFns<ClaimWorkChunkRequest> = {
@@ -717,6 +789,12 @@ export const ClaimWorkChunkRequest: MessageFns<ClaimWorkChunkRequest> = {
     }
     if (message.claimId !== "") {
       writer.uint32(42).string(message.claimId);
+    }
+    if (message.leaseDuration !== undefined) {
+      Duration.encode(message.leaseDuration, writer.uint32(50).fork()).join();
+    }
+    if (message.maxCallDuration !== undefined) {
+      Duration.encode(message.maxCallDuration, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -784,6 +862,22 @@ export const ClaimWorkChunkRequest: MessageFns<ClaimWorkChunkRequest> = {
             message.claimId = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.leaseDuration = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.maxCallDuration = Duration.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -815,6 +909,16 @@ export const ClaimWorkChunkRequest: MessageFns<ClaimWorkChunkRequest> = {
         : isSet(object.claim_id)
         ? globalThis.String(object.claim_id)
         : "",
+      leaseDuration: isSet(object.leaseDuration)
+        ? Duration.fromJSON(object.leaseDuration)
+        : isSet(object.lease_duration)
+        ? Duration.fromJSON(object.lease_duration)
+        : undefined,
+      maxCallDuration: isSet(object.maxCallDuration)
+        ? Duration.fromJSON(object.maxCallDuration)
+        : isSet(object.max_call_duration)
+        ? Duration.fromJSON(object.max_call_duration)
+        : undefined,
     };
   },
 
@@ -835,6 +939,12 @@ export const ClaimWorkChunkRequest: MessageFns<ClaimWorkChunkRequest> = {
     if (message.claimId !== "") {
       obj.claimId = message.claimId;
     }
+    if (message.leaseDuration !== undefined) {
+      obj.leaseDuration = Duration.toJSON(message.leaseDuration);
+    }
+    if (message.maxCallDuration !== undefined) {
+      obj.maxCallDuration = Duration.toJSON(message.maxCallDuration);
+    }
     return obj;
   },
 
@@ -848,6 +958,12 @@ export const ClaimWorkChunkRequest: MessageFns<ClaimWorkChunkRequest> = {
     message.paymentNumbers = object.paymentNumbers?.map((e) => e) || [];
     message.sidecar = object.sidecar ?? "";
     message.claimId = object.claimId ?? "";
+    message.leaseDuration = (object.leaseDuration !== undefined && object.leaseDuration !== null)
+      ? Duration.fromPartial(object.leaseDuration)
+      : undefined;
+    message.maxCallDuration = (object.maxCallDuration !== undefined && object.maxCallDuration !== null)
+      ? Duration.fromPartial(object.maxCallDuration)
+      : undefined;
     return message;
   },
 };
@@ -942,7 +1058,13 @@ export const ClaimDecision: MessageFns<ClaimDecision> = {
 };
 
 function createBaseClaimWorkChunkResponse(): ClaimWorkChunkResponse {
-  return { decisions: [], leaseExpireTime: undefined, retryAfter: undefined };
+  return {
+    decisions: [],
+    leaseExpireTime: undefined,
+    retryAfter: undefined,
+    leaseToken: "0",
+    leaseDuration: undefined,
+  };
 }
 
 export const ClaimWorkChunkResponse: MessageFns<ClaimWorkChunkResponse> = {
@@ -955,6 +1077,12 @@ export const ClaimWorkChunkResponse: MessageFns<ClaimWorkChunkResponse> = {
     }
     if (message.retryAfter !== undefined) {
       Duration.encode(message.retryAfter, writer.uint32(26).fork()).join();
+    }
+    if (message.leaseToken !== "0") {
+      writer.uint32(32).int64(message.leaseToken);
+    }
+    if (message.leaseDuration !== undefined) {
+      Duration.encode(message.leaseDuration, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -996,6 +1124,22 @@ export const ClaimWorkChunkResponse: MessageFns<ClaimWorkChunkResponse> = {
             message.retryAfter = Duration.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.leaseToken = reader.int64().toString();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.leaseDuration = Duration.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1023,6 +1167,16 @@ export const ClaimWorkChunkResponse: MessageFns<ClaimWorkChunkResponse> = {
         : isSet(object.retry_after)
         ? Duration.fromJSON(object.retry_after)
         : undefined,
+      leaseToken: isSet(object.leaseToken)
+        ? globalThis.String(object.leaseToken)
+        : isSet(object.lease_token)
+        ? globalThis.String(object.lease_token)
+        : "0",
+      leaseDuration: isSet(object.leaseDuration)
+        ? Duration.fromJSON(object.leaseDuration)
+        : isSet(object.lease_duration)
+        ? Duration.fromJSON(object.lease_duration)
+        : undefined,
     };
   },
 
@@ -1037,6 +1191,12 @@ export const ClaimWorkChunkResponse: MessageFns<ClaimWorkChunkResponse> = {
     if (message.retryAfter !== undefined) {
       obj.retryAfter = Duration.toJSON(message.retryAfter);
     }
+    if (message.leaseToken !== "0") {
+      obj.leaseToken = message.leaseToken;
+    }
+    if (message.leaseDuration !== undefined) {
+      obj.leaseDuration = Duration.toJSON(message.leaseDuration);
+    }
     return obj;
   },
 
@@ -1049,6 +1209,268 @@ export const ClaimWorkChunkResponse: MessageFns<ClaimWorkChunkResponse> = {
     message.leaseExpireTime = object.leaseExpireTime ?? undefined;
     message.retryAfter = (object.retryAfter !== undefined && object.retryAfter !== null)
       ? Duration.fromPartial(object.retryAfter)
+      : undefined;
+    message.leaseToken = object.leaseToken ?? "0";
+    message.leaseDuration = (object.leaseDuration !== undefined && object.leaseDuration !== null)
+      ? Duration.fromPartial(object.leaseDuration)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRenewClaimRequest(): RenewClaimRequest {
+  return { chunkId: "", batch: "", claimId: "", leaseToken: "0", paymentNumbers: [] };
+}
+
+export const RenewClaimRequest: MessageFns<RenewClaimRequest> = {
+  encode(message: RenewClaimRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.chunkId !== "") {
+      writer.uint32(10).string(message.chunkId);
+    }
+    if (message.batch !== "") {
+      writer.uint32(18).string(message.batch);
+    }
+    if (message.claimId !== "") {
+      writer.uint32(26).string(message.claimId);
+    }
+    if (message.leaseToken !== "0") {
+      writer.uint32(32).int64(message.leaseToken);
+    }
+    if (message.paymentNumbers.length !== 0) {
+      writer.uint32(42).fork();
+      for (const v of message.paymentNumbers) {
+        writer.int64(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RenewClaimRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRenewClaimRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.chunkId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.batch = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.claimId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.leaseToken = reader.int64().toString();
+            continue;
+          }
+          case 5: {
+            if (tag === 40) {
+              message.paymentNumbers.push(reader.int64().toString());
+
+              continue;
+            }
+
+            if (tag === 42) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.paymentNumbers.push(reader.int64().toString());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RenewClaimRequest {
+    return {
+      chunkId: isSet(object.chunkId)
+        ? globalThis.String(object.chunkId)
+        : isSet(object.chunk_id)
+        ? globalThis.String(object.chunk_id)
+        : "",
+      batch: isSet(object.batch) ? globalThis.String(object.batch) : "",
+      claimId: isSet(object.claimId)
+        ? globalThis.String(object.claimId)
+        : isSet(object.claim_id)
+        ? globalThis.String(object.claim_id)
+        : "",
+      leaseToken: isSet(object.leaseToken)
+        ? globalThis.String(object.leaseToken)
+        : isSet(object.lease_token)
+        ? globalThis.String(object.lease_token)
+        : "0",
+      paymentNumbers: globalThis.Array.isArray(object?.paymentNumbers)
+        ? object.paymentNumbers.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.payment_numbers)
+        ? object.payment_numbers.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RenewClaimRequest): unknown {
+    const obj: any = {};
+    if (message.chunkId !== "") {
+      obj.chunkId = message.chunkId;
+    }
+    if (message.batch !== "") {
+      obj.batch = message.batch;
+    }
+    if (message.claimId !== "") {
+      obj.claimId = message.claimId;
+    }
+    if (message.leaseToken !== "0") {
+      obj.leaseToken = message.leaseToken;
+    }
+    if (message.paymentNumbers?.length) {
+      obj.paymentNumbers = message.paymentNumbers;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RenewClaimRequest>, I>>(base?: I): RenewClaimRequest {
+    return RenewClaimRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RenewClaimRequest>, I>>(object: I): RenewClaimRequest {
+    const message = createBaseRenewClaimRequest();
+    message.chunkId = object.chunkId ?? "";
+    message.batch = object.batch ?? "";
+    message.claimId = object.claimId ?? "";
+    message.leaseToken = object.leaseToken ?? "0";
+    message.paymentNumbers = object.paymentNumbers?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseRenewClaimResponse(): RenewClaimResponse {
+  return { leaseExpireTime: undefined, leaseDuration: undefined };
+}
+
+export const RenewClaimResponse: MessageFns<RenewClaimResponse> = {
+  encode(message: RenewClaimResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.leaseExpireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.leaseExpireTime), writer.uint32(10).fork()).join();
+    }
+    if (message.leaseDuration !== undefined) {
+      Duration.encode(message.leaseDuration, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RenewClaimResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRenewClaimResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.leaseExpireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.leaseDuration = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RenewClaimResponse {
+    return {
+      leaseExpireTime: isSet(object.leaseExpireTime)
+        ? fromJsonTimestamp(object.leaseExpireTime)
+        : isSet(object.lease_expire_time)
+        ? fromJsonTimestamp(object.lease_expire_time)
+        : undefined,
+      leaseDuration: isSet(object.leaseDuration)
+        ? Duration.fromJSON(object.leaseDuration)
+        : isSet(object.lease_duration)
+        ? Duration.fromJSON(object.lease_duration)
+        : undefined,
+    };
+  },
+
+  toJSON(message: RenewClaimResponse): unknown {
+    const obj: any = {};
+    if (message.leaseExpireTime !== undefined) {
+      obj.leaseExpireTime = message.leaseExpireTime.toISOString();
+    }
+    if (message.leaseDuration !== undefined) {
+      obj.leaseDuration = Duration.toJSON(message.leaseDuration);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RenewClaimResponse>, I>>(base?: I): RenewClaimResponse {
+    return RenewClaimResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RenewClaimResponse>, I>>(object: I): RenewClaimResponse {
+    const message = createBaseRenewClaimResponse();
+    message.leaseExpireTime = object.leaseExpireTime ?? undefined;
+    message.leaseDuration = (object.leaseDuration !== undefined && object.leaseDuration !== null)
+      ? Duration.fromPartial(object.leaseDuration)
       : undefined;
     return message;
   },
@@ -1063,6 +1485,7 @@ function createBasePaymentResult(): PaymentResult {
     reasonMessage: "",
     railReference: "",
     completeTime: undefined,
+    railExecutions: 0,
   };
 }
 
@@ -1088,6 +1511,9 @@ export const PaymentResult: MessageFns<PaymentResult> = {
     }
     if (message.completeTime !== undefined) {
       Timestamp.encode(toTimestamp(message.completeTime), writer.uint32(58).fork()).join();
+    }
+    if (message.railExecutions !== 0) {
+      writer.uint32(64).int32(message.railExecutions);
     }
     return writer;
   },
@@ -1161,6 +1587,14 @@ export const PaymentResult: MessageFns<PaymentResult> = {
             message.completeTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.railExecutions = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1206,6 +1640,11 @@ export const PaymentResult: MessageFns<PaymentResult> = {
         : isSet(object.complete_time)
         ? fromJsonTimestamp(object.complete_time)
         : undefined,
+      railExecutions: isSet(object.railExecutions)
+        ? globalThis.Number(object.railExecutions)
+        : isSet(object.rail_executions)
+        ? globalThis.Number(object.rail_executions)
+        : 0,
     };
   },
 
@@ -1232,6 +1671,9 @@ export const PaymentResult: MessageFns<PaymentResult> = {
     if (message.completeTime !== undefined) {
       obj.completeTime = message.completeTime.toISOString();
     }
+    if (message.railExecutions !== 0) {
+      obj.railExecutions = Math.round(message.railExecutions);
+    }
     return obj;
   },
 
@@ -1247,12 +1689,21 @@ export const PaymentResult: MessageFns<PaymentResult> = {
     message.reasonMessage = object.reasonMessage ?? "";
     message.railReference = object.railReference ?? "";
     message.completeTime = object.completeTime ?? undefined;
+    message.railExecutions = object.railExecutions ?? 0;
     return message;
   },
 };
 
 function createBaseReportResultsRequest(): ReportResultsRequest {
-  return { chunkId: "", batch: "", results: [], releasedPaymentNumbers: [], unknownPaymentNumbers: [], claimId: "" };
+  return {
+    chunkId: "",
+    batch: "",
+    results: [],
+    releasedPaymentNumbers: [],
+    unknownPaymentNumbers: [],
+    claimId: "",
+    leaseToken: "0",
+  };
 }
 
 export const ReportResultsRequest: MessageFns<ReportResultsRequest> = {
@@ -1282,6 +1733,9 @@ export const ReportResultsRequest: MessageFns<ReportResultsRequest> = {
     }
     if (message.claimId !== "") {
       writer.uint32(50).string(message.claimId);
+    }
+    if (message.leaseToken !== "0") {
+      writer.uint32(56).int64(message.leaseToken);
     }
     return writer;
   },
@@ -1367,6 +1821,14 @@ export const ReportResultsRequest: MessageFns<ReportResultsRequest> = {
             message.claimId = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.leaseToken = reader.int64().toString();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1405,6 +1867,11 @@ export const ReportResultsRequest: MessageFns<ReportResultsRequest> = {
         : isSet(object.claim_id)
         ? globalThis.String(object.claim_id)
         : "",
+      leaseToken: isSet(object.leaseToken)
+        ? globalThis.String(object.leaseToken)
+        : isSet(object.lease_token)
+        ? globalThis.String(object.lease_token)
+        : "0",
     };
   },
 
@@ -1428,6 +1895,9 @@ export const ReportResultsRequest: MessageFns<ReportResultsRequest> = {
     if (message.claimId !== "") {
       obj.claimId = message.claimId;
     }
+    if (message.leaseToken !== "0") {
+      obj.leaseToken = message.leaseToken;
+    }
     return obj;
   },
 
@@ -1442,12 +1912,13 @@ export const ReportResultsRequest: MessageFns<ReportResultsRequest> = {
     message.releasedPaymentNumbers = object.releasedPaymentNumbers?.map((e) => e) || [];
     message.unknownPaymentNumbers = object.unknownPaymentNumbers?.map((e) => e) || [];
     message.claimId = object.claimId ?? "";
+    message.leaseToken = object.leaseToken ?? "0";
     return message;
   },
 };
 
 function createBaseReportResultsResponse(): ReportResultsResponse {
-  return { chunkId: "", appliedCount: 0 };
+  return { chunkId: "", appliedCount: 0, refusedPaymentNumbers: [] };
 }
 
 export const ReportResultsResponse: MessageFns<ReportResultsResponse> = {
@@ -1457,6 +1928,13 @@ export const ReportResultsResponse: MessageFns<ReportResultsResponse> = {
     }
     if (message.appliedCount !== 0) {
       writer.uint32(16).int32(message.appliedCount);
+    }
+    if (message.refusedPaymentNumbers.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.refusedPaymentNumbers) {
+        writer.int64(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -1490,6 +1968,24 @@ export const ReportResultsResponse: MessageFns<ReportResultsResponse> = {
             message.appliedCount = reader.int32();
             continue;
           }
+          case 3: {
+            if (tag === 24) {
+              message.refusedPaymentNumbers.push(reader.int64().toString());
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.refusedPaymentNumbers.push(reader.int64().toString());
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1514,6 +2010,11 @@ export const ReportResultsResponse: MessageFns<ReportResultsResponse> = {
         : isSet(object.applied_count)
         ? globalThis.Number(object.applied_count)
         : 0,
+      refusedPaymentNumbers: globalThis.Array.isArray(object?.refusedPaymentNumbers)
+        ? object.refusedPaymentNumbers.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.refused_payment_numbers)
+        ? object.refused_payment_numbers.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1525,6 +2026,9 @@ export const ReportResultsResponse: MessageFns<ReportResultsResponse> = {
     if (message.appliedCount !== 0) {
       obj.appliedCount = Math.round(message.appliedCount);
     }
+    if (message.refusedPaymentNumbers?.length) {
+      obj.refusedPaymentNumbers = message.refusedPaymentNumbers;
+    }
     return obj;
   },
 
@@ -1535,6 +2039,7 @@ export const ReportResultsResponse: MessageFns<ReportResultsResponse> = {
     const message = createBaseReportResultsResponse();
     message.chunkId = object.chunkId ?? "";
     message.appliedCount = object.appliedCount ?? 0;
+    message.refusedPaymentNumbers = object.refusedPaymentNumbers?.map((e) => e) || [];
     return message;
   },
 };
@@ -1565,6 +2070,20 @@ export const RailServiceService = {
       Buffer.from(ClaimWorkChunkResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ClaimWorkChunkResponse => ClaimWorkChunkResponse.decode(value),
   },
+  /**
+   * Renews a claim's lease (a heartbeat) while the sidecar works on its payments. Fails with
+   * FAILED_PRECONDITION (reason LEASE_LOST) when the claim no longer holds every listed payment: the
+   * sidecar must then start no new rail call for that claim.
+   */
+  renewClaim: {
+    path: "/gpo.v1.RailService/RenewClaim" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RenewClaimRequest): Buffer => Buffer.from(RenewClaimRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RenewClaimRequest => RenewClaimRequest.decode(value),
+    responseSerialize: (value: RenewClaimResponse): Buffer => Buffer.from(RenewClaimResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RenewClaimResponse => RenewClaimResponse.decode(value),
+  },
   /** Streams outcomes; each request is answered once its outcomes are committed. */
   reportResults: {
     path: "/gpo.v1.RailService/ReportResults" as const,
@@ -1585,6 +2104,12 @@ export interface RailServiceServer extends UntypedServiceImplementation {
    * or must skip it (final or cancelled).
    */
   claimWorkChunk: handleUnaryCall<ClaimWorkChunkRequest, ClaimWorkChunkResponse>;
+  /**
+   * Renews a claim's lease (a heartbeat) while the sidecar works on its payments. Fails with
+   * FAILED_PRECONDITION (reason LEASE_LOST) when the claim no longer holds every listed payment: the
+   * sidecar must then start no new rail call for that claim.
+   */
+  renewClaim: handleUnaryCall<RenewClaimRequest, RenewClaimResponse>;
   /** Streams outcomes; each request is answered once its outcomes are committed. */
   reportResults: handleBidiStreamingCall<ReportResultsRequest, ReportResultsResponse>;
 }
@@ -1609,6 +2134,26 @@ export interface RailServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ClaimWorkChunkResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Renews a claim's lease (a heartbeat) while the sidecar works on its payments. Fails with
+   * FAILED_PRECONDITION (reason LEASE_LOST) when the claim no longer holds every listed payment: the
+   * sidecar must then start no new rail call for that claim.
+   */
+  renewClaim(
+    request: RenewClaimRequest,
+    callback: (error: ServiceError | null, response: RenewClaimResponse) => void,
+  ): ClientUnaryCall;
+  renewClaim(
+    request: RenewClaimRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RenewClaimResponse) => void,
+  ): ClientUnaryCall;
+  renewClaim(
+    request: RenewClaimRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RenewClaimResponse) => void,
   ): ClientUnaryCall;
   /** Streams outcomes; each request is answered once its outcomes are committed. */
   reportResults(): ClientDuplexStream<ReportResultsRequest, ReportResultsResponse>;

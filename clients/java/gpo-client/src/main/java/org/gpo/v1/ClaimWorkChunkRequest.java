@@ -57,6 +57,7 @@ private static final long serialVersionUID = 0L;
             org.gpo.v1.ClaimWorkChunkRequest.class, org.gpo.v1.ClaimWorkChunkRequest.Builder.class);
   }
 
+  private int bitField0_;
   public static final int CHUNK_ID_FIELD_NUMBER = 1;
   @SuppressWarnings("serial")
   private volatile java.lang.Object chunkId_ = "";
@@ -289,6 +290,88 @@ private static final long serialVersionUID = 0L;
     }
   }
 
+  public static final int LEASE_DURATION_FIELD_NUMBER = 6;
+  private com.google.protobuf.Duration leaseDuration_;
+  /**
+   * <pre>
+   * The lease this sidecar asks for; it renews it with RenewClaim well before it ends (every third of
+   * it). Unset: GPO_CLAIM_LEASE_S, for a sidecar that never renews. GPO grants at most GPO_CLAIM_LEASE_S.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration lease_duration = 6;</code>
+   * @return Whether the leaseDuration field is set.
+   */
+  @java.lang.Override
+  public boolean hasLeaseDuration() {
+    return ((bitField0_ & 0x00000001) != 0);
+  }
+  /**
+   * <pre>
+   * The lease this sidecar asks for; it renews it with RenewClaim well before it ends (every third of
+   * it). Unset: GPO_CLAIM_LEASE_S, for a sidecar that never renews. GPO grants at most GPO_CLAIM_LEASE_S.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration lease_duration = 6;</code>
+   * @return The leaseDuration.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Duration getLeaseDuration() {
+    return leaseDuration_ == null ? com.google.protobuf.Duration.getDefaultInstance() : leaseDuration_;
+  }
+  /**
+   * <pre>
+   * The lease this sidecar asks for; it renews it with RenewClaim well before it ends (every third of
+   * it). Unset: GPO_CLAIM_LEASE_S, for a sidecar that never renews. GPO grants at most GPO_CLAIM_LEASE_S.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration lease_duration = 6;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.DurationOrBuilder getLeaseDurationOrBuilder() {
+    return leaseDuration_ == null ? com.google.protobuf.Duration.getDefaultInstance() : leaseDuration_;
+  }
+
+  public static final int MAX_CALL_DURATION_FIELD_NUMBER = 7;
+  private com.google.protobuf.Duration maxCallDuration_;
+  /**
+   * <pre>
+   * The longest a rail call this sidecar started can still take effect on the rail. Until the lease plus
+   * this time has passed, GPO lets no other claim verify or execute the payments. Unset: GPO_MAX_CALL_S.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration max_call_duration = 7;</code>
+   * @return Whether the maxCallDuration field is set.
+   */
+  @java.lang.Override
+  public boolean hasMaxCallDuration() {
+    return ((bitField0_ & 0x00000002) != 0);
+  }
+  /**
+   * <pre>
+   * The longest a rail call this sidecar started can still take effect on the rail. Until the lease plus
+   * this time has passed, GPO lets no other claim verify or execute the payments. Unset: GPO_MAX_CALL_S.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration max_call_duration = 7;</code>
+   * @return The maxCallDuration.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Duration getMaxCallDuration() {
+    return maxCallDuration_ == null ? com.google.protobuf.Duration.getDefaultInstance() : maxCallDuration_;
+  }
+  /**
+   * <pre>
+   * The longest a rail call this sidecar started can still take effect on the rail. Until the lease plus
+   * this time has passed, GPO lets no other claim verify or execute the payments. Unset: GPO_MAX_CALL_S.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration max_call_duration = 7;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.DurationOrBuilder getMaxCallDurationOrBuilder() {
+    return maxCallDuration_ == null ? com.google.protobuf.Duration.getDefaultInstance() : maxCallDuration_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -323,6 +406,12 @@ private static final long serialVersionUID = 0L;
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(claimId_)) {
       com.google.protobuf.GeneratedMessage.writeString(output, 5, claimId_);
     }
+    if (((bitField0_ & 0x00000001) != 0)) {
+      output.writeMessage(6, getLeaseDuration());
+    }
+    if (((bitField0_ & 0x00000002) != 0)) {
+      output.writeMessage(7, getMaxCallDuration());
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -352,6 +441,14 @@ private static final long serialVersionUID = 0L;
     }
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(claimId_)) {
       size += com.google.protobuf.GeneratedMessage.computeStringSize(5, claimId_);
+    }
+    if (((bitField0_ & 0x00000001) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(6, getLeaseDuration());
+    }
+    if (((bitField0_ & 0x00000002) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(7, getMaxCallDuration());
     }
     return size;
   }
@@ -387,6 +484,16 @@ private static final long serialVersionUID = 0L;
         .equals(other.getSidecar())) return false;
     if (!getClaimId()
         .equals(other.getClaimId())) return false;
+    if (hasLeaseDuration() != other.hasLeaseDuration()) return false;
+    if (hasLeaseDuration()) {
+      if (!getLeaseDuration()
+          .equals(other.getLeaseDuration())) return false;
+    }
+    if (hasMaxCallDuration() != other.hasMaxCallDuration()) return false;
+    if (hasMaxCallDuration()) {
+      if (!getMaxCallDuration()
+          .equals(other.getMaxCallDuration())) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -410,6 +517,14 @@ private static final long serialVersionUID = 0L;
     hash = (53 * hash) + getSidecar().hashCode();
     hash = (37 * hash) + CLAIM_ID_FIELD_NUMBER;
     hash = (53 * hash) + getClaimId().hashCode();
+    if (hasLeaseDuration()) {
+      hash = (37 * hash) + LEASE_DURATION_FIELD_NUMBER;
+      hash = (53 * hash) + getLeaseDuration().hashCode();
+    }
+    if (hasMaxCallDuration()) {
+      hash = (37 * hash) + MAX_CALL_DURATION_FIELD_NUMBER;
+      hash = (53 * hash) + getMaxCallDuration().hashCode();
+    }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -533,13 +648,20 @@ private static final long serialVersionUID = 0L;
 
     // Construct using org.gpo.v1.ClaimWorkChunkRequest.newBuilder()
     private Builder() {
-
+      maybeForceBuilderInitialization();
     }
 
     private Builder(
         com.google.protobuf.GeneratedMessage.BuilderParent parent) {
       super(parent);
-
+      maybeForceBuilderInitialization();
+    }
+    private void maybeForceBuilderInitialization() {
+      if (com.google.protobuf.GeneratedMessage
+              .alwaysUseFieldBuilders) {
+        internalGetLeaseDurationFieldBuilder();
+        internalGetMaxCallDurationFieldBuilder();
+      }
     }
     @java.lang.Override
     public Builder clear() {
@@ -550,6 +672,16 @@ private static final long serialVersionUID = 0L;
       paymentNumbers_ = emptyLongList();
       sidecar_ = "";
       claimId_ = "";
+      leaseDuration_ = null;
+      if (leaseDurationBuilder_ != null) {
+        leaseDurationBuilder_.dispose();
+        leaseDurationBuilder_ = null;
+      }
+      maxCallDuration_ = null;
+      if (maxCallDurationBuilder_ != null) {
+        maxCallDurationBuilder_.dispose();
+        maxCallDurationBuilder_ = null;
+      }
       return this;
     }
 
@@ -599,6 +731,20 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000010) != 0)) {
         result.claimId_ = claimId_;
       }
+      int to_bitField0_ = 0;
+      if (((from_bitField0_ & 0x00000020) != 0)) {
+        result.leaseDuration_ = leaseDurationBuilder_ == null
+            ? leaseDuration_
+            : leaseDurationBuilder_.build();
+        to_bitField0_ |= 0x00000001;
+      }
+      if (((from_bitField0_ & 0x00000040) != 0)) {
+        result.maxCallDuration_ = maxCallDurationBuilder_ == null
+            ? maxCallDuration_
+            : maxCallDurationBuilder_.build();
+        to_bitField0_ |= 0x00000002;
+      }
+      result.bitField0_ |= to_bitField0_;
     }
 
     @java.lang.Override
@@ -643,6 +789,12 @@ private static final long serialVersionUID = 0L;
         claimId_ = other.claimId_;
         bitField0_ |= 0x00000010;
         onChanged();
+      }
+      if (other.hasLeaseDuration()) {
+        mergeLeaseDuration(other.getLeaseDuration());
+      }
+      if (other.hasMaxCallDuration()) {
+        mergeMaxCallDuration(other.getMaxCallDuration());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -706,6 +858,20 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000010;
               break;
             } // case 42
+            case 50: {
+              input.readMessage(
+                  internalGetLeaseDurationFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x00000020;
+              break;
+            } // case 50
+            case 58: {
+              input.readMessage(
+                  internalGetMaxCallDurationFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x00000040;
+              break;
+            } // case 58
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1206,6 +1372,338 @@ private static final long serialVersionUID = 0L;
       bitField0_ |= 0x00000010;
       onChanged();
       return this;
+    }
+
+    private com.google.protobuf.Duration leaseDuration_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Duration, com.google.protobuf.Duration.Builder, com.google.protobuf.DurationOrBuilder> leaseDurationBuilder_;
+    /**
+     * <pre>
+     * The lease this sidecar asks for; it renews it with RenewClaim well before it ends (every third of
+     * it). Unset: GPO_CLAIM_LEASE_S, for a sidecar that never renews. GPO grants at most GPO_CLAIM_LEASE_S.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 6;</code>
+     * @return Whether the leaseDuration field is set.
+     */
+    public boolean hasLeaseDuration() {
+      return ((bitField0_ & 0x00000020) != 0);
+    }
+    /**
+     * <pre>
+     * The lease this sidecar asks for; it renews it with RenewClaim well before it ends (every third of
+     * it). Unset: GPO_CLAIM_LEASE_S, for a sidecar that never renews. GPO grants at most GPO_CLAIM_LEASE_S.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 6;</code>
+     * @return The leaseDuration.
+     */
+    public com.google.protobuf.Duration getLeaseDuration() {
+      if (leaseDurationBuilder_ == null) {
+        return leaseDuration_ == null ? com.google.protobuf.Duration.getDefaultInstance() : leaseDuration_;
+      } else {
+        return leaseDurationBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * The lease this sidecar asks for; it renews it with RenewClaim well before it ends (every third of
+     * it). Unset: GPO_CLAIM_LEASE_S, for a sidecar that never renews. GPO grants at most GPO_CLAIM_LEASE_S.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 6;</code>
+     */
+    public Builder setLeaseDuration(com.google.protobuf.Duration value) {
+      if (leaseDurationBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        leaseDuration_ = value;
+      } else {
+        leaseDurationBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x00000020;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The lease this sidecar asks for; it renews it with RenewClaim well before it ends (every third of
+     * it). Unset: GPO_CLAIM_LEASE_S, for a sidecar that never renews. GPO grants at most GPO_CLAIM_LEASE_S.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 6;</code>
+     */
+    public Builder setLeaseDuration(
+        com.google.protobuf.Duration.Builder builderForValue) {
+      if (leaseDurationBuilder_ == null) {
+        leaseDuration_ = builderForValue.build();
+      } else {
+        leaseDurationBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x00000020;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The lease this sidecar asks for; it renews it with RenewClaim well before it ends (every third of
+     * it). Unset: GPO_CLAIM_LEASE_S, for a sidecar that never renews. GPO grants at most GPO_CLAIM_LEASE_S.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 6;</code>
+     */
+    public Builder mergeLeaseDuration(com.google.protobuf.Duration value) {
+      if (leaseDurationBuilder_ == null) {
+        if (((bitField0_ & 0x00000020) != 0) &&
+          leaseDuration_ != null &&
+          leaseDuration_ != com.google.protobuf.Duration.getDefaultInstance()) {
+          getLeaseDurationBuilder().mergeFrom(value);
+        } else {
+          leaseDuration_ = value;
+        }
+      } else {
+        leaseDurationBuilder_.mergeFrom(value);
+      }
+      if (leaseDuration_ != null) {
+        bitField0_ |= 0x00000020;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The lease this sidecar asks for; it renews it with RenewClaim well before it ends (every third of
+     * it). Unset: GPO_CLAIM_LEASE_S, for a sidecar that never renews. GPO grants at most GPO_CLAIM_LEASE_S.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 6;</code>
+     */
+    public Builder clearLeaseDuration() {
+      bitField0_ = (bitField0_ & ~0x00000020);
+      leaseDuration_ = null;
+      if (leaseDurationBuilder_ != null) {
+        leaseDurationBuilder_.dispose();
+        leaseDurationBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The lease this sidecar asks for; it renews it with RenewClaim well before it ends (every third of
+     * it). Unset: GPO_CLAIM_LEASE_S, for a sidecar that never renews. GPO grants at most GPO_CLAIM_LEASE_S.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 6;</code>
+     */
+    public com.google.protobuf.Duration.Builder getLeaseDurationBuilder() {
+      bitField0_ |= 0x00000020;
+      onChanged();
+      return internalGetLeaseDurationFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * The lease this sidecar asks for; it renews it with RenewClaim well before it ends (every third of
+     * it). Unset: GPO_CLAIM_LEASE_S, for a sidecar that never renews. GPO grants at most GPO_CLAIM_LEASE_S.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 6;</code>
+     */
+    public com.google.protobuf.DurationOrBuilder getLeaseDurationOrBuilder() {
+      if (leaseDurationBuilder_ != null) {
+        return leaseDurationBuilder_.getMessageOrBuilder();
+      } else {
+        return leaseDuration_ == null ?
+            com.google.protobuf.Duration.getDefaultInstance() : leaseDuration_;
+      }
+    }
+    /**
+     * <pre>
+     * The lease this sidecar asks for; it renews it with RenewClaim well before it ends (every third of
+     * it). Unset: GPO_CLAIM_LEASE_S, for a sidecar that never renews. GPO grants at most GPO_CLAIM_LEASE_S.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 6;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Duration, com.google.protobuf.Duration.Builder, com.google.protobuf.DurationOrBuilder> 
+        internalGetLeaseDurationFieldBuilder() {
+      if (leaseDurationBuilder_ == null) {
+        leaseDurationBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Duration, com.google.protobuf.Duration.Builder, com.google.protobuf.DurationOrBuilder>(
+                getLeaseDuration(),
+                getParentForChildren(),
+                isClean());
+        leaseDuration_ = null;
+      }
+      return leaseDurationBuilder_;
+    }
+
+    private com.google.protobuf.Duration maxCallDuration_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Duration, com.google.protobuf.Duration.Builder, com.google.protobuf.DurationOrBuilder> maxCallDurationBuilder_;
+    /**
+     * <pre>
+     * The longest a rail call this sidecar started can still take effect on the rail. Until the lease plus
+     * this time has passed, GPO lets no other claim verify or execute the payments. Unset: GPO_MAX_CALL_S.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration max_call_duration = 7;</code>
+     * @return Whether the maxCallDuration field is set.
+     */
+    public boolean hasMaxCallDuration() {
+      return ((bitField0_ & 0x00000040) != 0);
+    }
+    /**
+     * <pre>
+     * The longest a rail call this sidecar started can still take effect on the rail. Until the lease plus
+     * this time has passed, GPO lets no other claim verify or execute the payments. Unset: GPO_MAX_CALL_S.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration max_call_duration = 7;</code>
+     * @return The maxCallDuration.
+     */
+    public com.google.protobuf.Duration getMaxCallDuration() {
+      if (maxCallDurationBuilder_ == null) {
+        return maxCallDuration_ == null ? com.google.protobuf.Duration.getDefaultInstance() : maxCallDuration_;
+      } else {
+        return maxCallDurationBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * The longest a rail call this sidecar started can still take effect on the rail. Until the lease plus
+     * this time has passed, GPO lets no other claim verify or execute the payments. Unset: GPO_MAX_CALL_S.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration max_call_duration = 7;</code>
+     */
+    public Builder setMaxCallDuration(com.google.protobuf.Duration value) {
+      if (maxCallDurationBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        maxCallDuration_ = value;
+      } else {
+        maxCallDurationBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The longest a rail call this sidecar started can still take effect on the rail. Until the lease plus
+     * this time has passed, GPO lets no other claim verify or execute the payments. Unset: GPO_MAX_CALL_S.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration max_call_duration = 7;</code>
+     */
+    public Builder setMaxCallDuration(
+        com.google.protobuf.Duration.Builder builderForValue) {
+      if (maxCallDurationBuilder_ == null) {
+        maxCallDuration_ = builderForValue.build();
+      } else {
+        maxCallDurationBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The longest a rail call this sidecar started can still take effect on the rail. Until the lease plus
+     * this time has passed, GPO lets no other claim verify or execute the payments. Unset: GPO_MAX_CALL_S.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration max_call_duration = 7;</code>
+     */
+    public Builder mergeMaxCallDuration(com.google.protobuf.Duration value) {
+      if (maxCallDurationBuilder_ == null) {
+        if (((bitField0_ & 0x00000040) != 0) &&
+          maxCallDuration_ != null &&
+          maxCallDuration_ != com.google.protobuf.Duration.getDefaultInstance()) {
+          getMaxCallDurationBuilder().mergeFrom(value);
+        } else {
+          maxCallDuration_ = value;
+        }
+      } else {
+        maxCallDurationBuilder_.mergeFrom(value);
+      }
+      if (maxCallDuration_ != null) {
+        bitField0_ |= 0x00000040;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The longest a rail call this sidecar started can still take effect on the rail. Until the lease plus
+     * this time has passed, GPO lets no other claim verify or execute the payments. Unset: GPO_MAX_CALL_S.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration max_call_duration = 7;</code>
+     */
+    public Builder clearMaxCallDuration() {
+      bitField0_ = (bitField0_ & ~0x00000040);
+      maxCallDuration_ = null;
+      if (maxCallDurationBuilder_ != null) {
+        maxCallDurationBuilder_.dispose();
+        maxCallDurationBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The longest a rail call this sidecar started can still take effect on the rail. Until the lease plus
+     * this time has passed, GPO lets no other claim verify or execute the payments. Unset: GPO_MAX_CALL_S.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration max_call_duration = 7;</code>
+     */
+    public com.google.protobuf.Duration.Builder getMaxCallDurationBuilder() {
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return internalGetMaxCallDurationFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * The longest a rail call this sidecar started can still take effect on the rail. Until the lease plus
+     * this time has passed, GPO lets no other claim verify or execute the payments. Unset: GPO_MAX_CALL_S.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration max_call_duration = 7;</code>
+     */
+    public com.google.protobuf.DurationOrBuilder getMaxCallDurationOrBuilder() {
+      if (maxCallDurationBuilder_ != null) {
+        return maxCallDurationBuilder_.getMessageOrBuilder();
+      } else {
+        return maxCallDuration_ == null ?
+            com.google.protobuf.Duration.getDefaultInstance() : maxCallDuration_;
+      }
+    }
+    /**
+     * <pre>
+     * The longest a rail call this sidecar started can still take effect on the rail. Until the lease plus
+     * this time has passed, GPO lets no other claim verify or execute the payments. Unset: GPO_MAX_CALL_S.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration max_call_duration = 7;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Duration, com.google.protobuf.Duration.Builder, com.google.protobuf.DurationOrBuilder> 
+        internalGetMaxCallDurationFieldBuilder() {
+      if (maxCallDurationBuilder_ == null) {
+        maxCallDurationBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Duration, com.google.protobuf.Duration.Builder, com.google.protobuf.DurationOrBuilder>(
+                getMaxCallDuration(),
+                getParentForChildren(),
+                isClean());
+        maxCallDuration_ = null;
+      }
+      return maxCallDurationBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:gpo.v1.ClaimWorkChunkRequest)

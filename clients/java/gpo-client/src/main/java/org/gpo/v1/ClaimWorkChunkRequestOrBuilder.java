@@ -120,4 +120,64 @@ public interface ClaimWorkChunkRequestOrBuilder extends
    */
   com.google.protobuf.ByteString
       getClaimIdBytes();
+
+  /**
+   * <pre>
+   * The lease this sidecar asks for; it renews it with RenewClaim well before it ends (every third of
+   * it). Unset: GPO_CLAIM_LEASE_S, for a sidecar that never renews. GPO grants at most GPO_CLAIM_LEASE_S.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration lease_duration = 6;</code>
+   * @return Whether the leaseDuration field is set.
+   */
+  boolean hasLeaseDuration();
+  /**
+   * <pre>
+   * The lease this sidecar asks for; it renews it with RenewClaim well before it ends (every third of
+   * it). Unset: GPO_CLAIM_LEASE_S, for a sidecar that never renews. GPO grants at most GPO_CLAIM_LEASE_S.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration lease_duration = 6;</code>
+   * @return The leaseDuration.
+   */
+  com.google.protobuf.Duration getLeaseDuration();
+  /**
+   * <pre>
+   * The lease this sidecar asks for; it renews it with RenewClaim well before it ends (every third of
+   * it). Unset: GPO_CLAIM_LEASE_S, for a sidecar that never renews. GPO grants at most GPO_CLAIM_LEASE_S.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration lease_duration = 6;</code>
+   */
+  com.google.protobuf.DurationOrBuilder getLeaseDurationOrBuilder();
+
+  /**
+   * <pre>
+   * The longest a rail call this sidecar started can still take effect on the rail. Until the lease plus
+   * this time has passed, GPO lets no other claim verify or execute the payments. Unset: GPO_MAX_CALL_S.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration max_call_duration = 7;</code>
+   * @return Whether the maxCallDuration field is set.
+   */
+  boolean hasMaxCallDuration();
+  /**
+   * <pre>
+   * The longest a rail call this sidecar started can still take effect on the rail. Until the lease plus
+   * this time has passed, GPO lets no other claim verify or execute the payments. Unset: GPO_MAX_CALL_S.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration max_call_duration = 7;</code>
+   * @return The maxCallDuration.
+   */
+  com.google.protobuf.Duration getMaxCallDuration();
+  /**
+   * <pre>
+   * The longest a rail call this sidecar started can still take effect on the rail. Until the lease plus
+   * this time has passed, GPO lets no other claim verify or execute the payments. Unset: GPO_MAX_CALL_S.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration max_call_duration = 7;</code>
+   */
+  com.google.protobuf.DurationOrBuilder getMaxCallDurationOrBuilder();
 }

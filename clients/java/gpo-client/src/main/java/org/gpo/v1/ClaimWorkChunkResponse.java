@@ -194,6 +194,62 @@ private static final long serialVersionUID = 0L;
     return retryAfter_ == null ? com.google.protobuf.Duration.getDefaultInstance() : retryAfter_;
   }
 
+  public static final int LEASE_TOKEN_FIELD_NUMBER = 4;
+  private long leaseToken_ = 0L;
+  /**
+   * <pre>
+   * The claim's fencing token: repeat it in RenewClaim and ReportResults. Every claim gets a new one.
+   * </pre>
+   *
+   * <code>int64 lease_token = 4;</code>
+   * @return The leaseToken.
+   */
+  @java.lang.Override
+  public long getLeaseToken() {
+    return leaseToken_;
+  }
+
+  public static final int LEASE_DURATION_FIELD_NUMBER = 5;
+  private com.google.protobuf.Duration leaseDuration_;
+  /**
+   * <pre>
+   * The lease granted, counted from when GPO received the request. Measure it on your own clock from
+   * when you sent the request, and start no rail call once it has run out without a renewal.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration lease_duration = 5;</code>
+   * @return Whether the leaseDuration field is set.
+   */
+  @java.lang.Override
+  public boolean hasLeaseDuration() {
+    return ((bitField0_ & 0x00000004) != 0);
+  }
+  /**
+   * <pre>
+   * The lease granted, counted from when GPO received the request. Measure it on your own clock from
+   * when you sent the request, and start no rail call once it has run out without a renewal.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration lease_duration = 5;</code>
+   * @return The leaseDuration.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Duration getLeaseDuration() {
+    return leaseDuration_ == null ? com.google.protobuf.Duration.getDefaultInstance() : leaseDuration_;
+  }
+  /**
+   * <pre>
+   * The lease granted, counted from when GPO received the request. Measure it on your own clock from
+   * when you sent the request, and start no rail call once it has run out without a renewal.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration lease_duration = 5;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.DurationOrBuilder getLeaseDurationOrBuilder() {
+    return leaseDuration_ == null ? com.google.protobuf.Duration.getDefaultInstance() : leaseDuration_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -217,6 +273,12 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000002) != 0)) {
       output.writeMessage(3, getRetryAfter());
     }
+    if (leaseToken_ != 0L) {
+      output.writeInt64(4, leaseToken_);
+    }
+    if (((bitField0_ & 0x00000004) != 0)) {
+      output.writeMessage(5, getLeaseDuration());
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -237,6 +299,14 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000002) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(3, getRetryAfter());
+    }
+    if (leaseToken_ != 0L) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt64Size(4, leaseToken_);
+    }
+    if (((bitField0_ & 0x00000004) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(5, getLeaseDuration());
     }
     return size;
   }
@@ -274,6 +344,13 @@ private static final long serialVersionUID = 0L;
       if (!getRetryAfter()
           .equals(other.getRetryAfter())) return false;
     }
+    if (getLeaseToken()
+        != other.getLeaseToken()) return false;
+    if (hasLeaseDuration() != other.hasLeaseDuration()) return false;
+    if (hasLeaseDuration()) {
+      if (!getLeaseDuration()
+          .equals(other.getLeaseDuration())) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -296,6 +373,13 @@ private static final long serialVersionUID = 0L;
     if (hasRetryAfter()) {
       hash = (37 * hash) + RETRY_AFTER_FIELD_NUMBER;
       hash = (53 * hash) + getRetryAfter().hashCode();
+    }
+    hash = (37 * hash) + LEASE_TOKEN_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        getLeaseToken());
+    if (hasLeaseDuration()) {
+      hash = (37 * hash) + LEASE_DURATION_FIELD_NUMBER;
+      hash = (53 * hash) + getLeaseDuration().hashCode();
     }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
@@ -434,6 +518,7 @@ private static final long serialVersionUID = 0L;
         internalGetDecisionsFieldBuilder();
         internalGetLeaseExpireTimeFieldBuilder();
         internalGetRetryAfterFieldBuilder();
+        internalGetLeaseDurationFieldBuilder();
       }
     }
     @java.lang.Override
@@ -456,6 +541,12 @@ private static final long serialVersionUID = 0L;
       if (retryAfterBuilder_ != null) {
         retryAfterBuilder_.dispose();
         retryAfterBuilder_ = null;
+      }
+      leaseToken_ = 0L;
+      leaseDuration_ = null;
+      if (leaseDurationBuilder_ != null) {
+        leaseDurationBuilder_.dispose();
+        leaseDurationBuilder_ = null;
       }
       return this;
     }
@@ -516,6 +607,15 @@ private static final long serialVersionUID = 0L;
             : retryAfterBuilder_.build();
         to_bitField0_ |= 0x00000002;
       }
+      if (((from_bitField0_ & 0x00000008) != 0)) {
+        result.leaseToken_ = leaseToken_;
+      }
+      if (((from_bitField0_ & 0x00000010) != 0)) {
+        result.leaseDuration_ = leaseDurationBuilder_ == null
+            ? leaseDuration_
+            : leaseDurationBuilder_.build();
+        to_bitField0_ |= 0x00000004;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -562,6 +662,12 @@ private static final long serialVersionUID = 0L;
       }
       if (other.hasRetryAfter()) {
         mergeRetryAfter(other.getRetryAfter());
+      }
+      if (other.getLeaseToken() != 0L) {
+        setLeaseToken(other.getLeaseToken());
+      }
+      if (other.hasLeaseDuration()) {
+        mergeLeaseDuration(other.getLeaseDuration());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -616,6 +722,18 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000004;
               break;
             } // case 26
+            case 32: {
+              leaseToken_ = input.readInt64();
+              bitField0_ |= 0x00000008;
+              break;
+            } // case 32
+            case 42: {
+              input.readMessage(
+                  internalGetLeaseDurationFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x00000010;
+              break;
+            } // case 42
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1266,6 +1384,216 @@ private static final long serialVersionUID = 0L;
         retryAfter_ = null;
       }
       return retryAfterBuilder_;
+    }
+
+    private long leaseToken_ ;
+    /**
+     * <pre>
+     * The claim's fencing token: repeat it in RenewClaim and ReportResults. Every claim gets a new one.
+     * </pre>
+     *
+     * <code>int64 lease_token = 4;</code>
+     * @return The leaseToken.
+     */
+    @java.lang.Override
+    public long getLeaseToken() {
+      return leaseToken_;
+    }
+    /**
+     * <pre>
+     * The claim's fencing token: repeat it in RenewClaim and ReportResults. Every claim gets a new one.
+     * </pre>
+     *
+     * <code>int64 lease_token = 4;</code>
+     * @param value The leaseToken to set.
+     * @return This builder for chaining.
+     */
+    public Builder setLeaseToken(long value) {
+
+      leaseToken_ = value;
+      bitField0_ |= 0x00000008;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The claim's fencing token: repeat it in RenewClaim and ReportResults. Every claim gets a new one.
+     * </pre>
+     *
+     * <code>int64 lease_token = 4;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearLeaseToken() {
+      bitField0_ = (bitField0_ & ~0x00000008);
+      leaseToken_ = 0L;
+      onChanged();
+      return this;
+    }
+
+    private com.google.protobuf.Duration leaseDuration_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Duration, com.google.protobuf.Duration.Builder, com.google.protobuf.DurationOrBuilder> leaseDurationBuilder_;
+    /**
+     * <pre>
+     * The lease granted, counted from when GPO received the request. Measure it on your own clock from
+     * when you sent the request, and start no rail call once it has run out without a renewal.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 5;</code>
+     * @return Whether the leaseDuration field is set.
+     */
+    public boolean hasLeaseDuration() {
+      return ((bitField0_ & 0x00000010) != 0);
+    }
+    /**
+     * <pre>
+     * The lease granted, counted from when GPO received the request. Measure it on your own clock from
+     * when you sent the request, and start no rail call once it has run out without a renewal.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 5;</code>
+     * @return The leaseDuration.
+     */
+    public com.google.protobuf.Duration getLeaseDuration() {
+      if (leaseDurationBuilder_ == null) {
+        return leaseDuration_ == null ? com.google.protobuf.Duration.getDefaultInstance() : leaseDuration_;
+      } else {
+        return leaseDurationBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * The lease granted, counted from when GPO received the request. Measure it on your own clock from
+     * when you sent the request, and start no rail call once it has run out without a renewal.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 5;</code>
+     */
+    public Builder setLeaseDuration(com.google.protobuf.Duration value) {
+      if (leaseDurationBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        leaseDuration_ = value;
+      } else {
+        leaseDurationBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x00000010;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The lease granted, counted from when GPO received the request. Measure it on your own clock from
+     * when you sent the request, and start no rail call once it has run out without a renewal.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 5;</code>
+     */
+    public Builder setLeaseDuration(
+        com.google.protobuf.Duration.Builder builderForValue) {
+      if (leaseDurationBuilder_ == null) {
+        leaseDuration_ = builderForValue.build();
+      } else {
+        leaseDurationBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x00000010;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The lease granted, counted from when GPO received the request. Measure it on your own clock from
+     * when you sent the request, and start no rail call once it has run out without a renewal.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 5;</code>
+     */
+    public Builder mergeLeaseDuration(com.google.protobuf.Duration value) {
+      if (leaseDurationBuilder_ == null) {
+        if (((bitField0_ & 0x00000010) != 0) &&
+          leaseDuration_ != null &&
+          leaseDuration_ != com.google.protobuf.Duration.getDefaultInstance()) {
+          getLeaseDurationBuilder().mergeFrom(value);
+        } else {
+          leaseDuration_ = value;
+        }
+      } else {
+        leaseDurationBuilder_.mergeFrom(value);
+      }
+      if (leaseDuration_ != null) {
+        bitField0_ |= 0x00000010;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The lease granted, counted from when GPO received the request. Measure it on your own clock from
+     * when you sent the request, and start no rail call once it has run out without a renewal.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 5;</code>
+     */
+    public Builder clearLeaseDuration() {
+      bitField0_ = (bitField0_ & ~0x00000010);
+      leaseDuration_ = null;
+      if (leaseDurationBuilder_ != null) {
+        leaseDurationBuilder_.dispose();
+        leaseDurationBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The lease granted, counted from when GPO received the request. Measure it on your own clock from
+     * when you sent the request, and start no rail call once it has run out without a renewal.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 5;</code>
+     */
+    public com.google.protobuf.Duration.Builder getLeaseDurationBuilder() {
+      bitField0_ |= 0x00000010;
+      onChanged();
+      return internalGetLeaseDurationFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * The lease granted, counted from when GPO received the request. Measure it on your own clock from
+     * when you sent the request, and start no rail call once it has run out without a renewal.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 5;</code>
+     */
+    public com.google.protobuf.DurationOrBuilder getLeaseDurationOrBuilder() {
+      if (leaseDurationBuilder_ != null) {
+        return leaseDurationBuilder_.getMessageOrBuilder();
+      } else {
+        return leaseDuration_ == null ?
+            com.google.protobuf.Duration.getDefaultInstance() : leaseDuration_;
+      }
+    }
+    /**
+     * <pre>
+     * The lease granted, counted from when GPO received the request. Measure it on your own clock from
+     * when you sent the request, and start no rail call once it has run out without a renewal.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 5;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Duration, com.google.protobuf.Duration.Builder, com.google.protobuf.DurationOrBuilder> 
+        internalGetLeaseDurationFieldBuilder() {
+      if (leaseDurationBuilder_ == null) {
+        leaseDurationBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Duration, com.google.protobuf.Duration.Builder, com.google.protobuf.DurationOrBuilder>(
+                getLeaseDuration(),
+                getParentForChildren(),
+                isClean());
+        leaseDuration_ = null;
+      }
+      return leaseDurationBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:gpo.v1.ClaimWorkChunkResponse)

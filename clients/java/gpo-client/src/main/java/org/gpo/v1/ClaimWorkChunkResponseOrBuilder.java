@@ -110,4 +110,44 @@ public interface ClaimWorkChunkResponseOrBuilder extends
    * <code>.google.protobuf.Duration retry_after = 3;</code>
    */
   com.google.protobuf.DurationOrBuilder getRetryAfterOrBuilder();
+
+  /**
+   * <pre>
+   * The claim's fencing token: repeat it in RenewClaim and ReportResults. Every claim gets a new one.
+   * </pre>
+   *
+   * <code>int64 lease_token = 4;</code>
+   * @return The leaseToken.
+   */
+  long getLeaseToken();
+
+  /**
+   * <pre>
+   * The lease granted, counted from when GPO received the request. Measure it on your own clock from
+   * when you sent the request, and start no rail call once it has run out without a renewal.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration lease_duration = 5;</code>
+   * @return Whether the leaseDuration field is set.
+   */
+  boolean hasLeaseDuration();
+  /**
+   * <pre>
+   * The lease granted, counted from when GPO received the request. Measure it on your own clock from
+   * when you sent the request, and start no rail call once it has run out without a renewal.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration lease_duration = 5;</code>
+   * @return The leaseDuration.
+   */
+  com.google.protobuf.Duration getLeaseDuration();
+  /**
+   * <pre>
+   * The lease granted, counted from when GPO received the request. Measure it on your own clock from
+   * when you sent the request, and start no rail call once it has run out without a renewal.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration lease_duration = 5;</code>
+   */
+  com.google.protobuf.DurationOrBuilder getLeaseDurationOrBuilder();
 }

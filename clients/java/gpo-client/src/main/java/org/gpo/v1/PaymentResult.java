@@ -325,6 +325,22 @@ private static final long serialVersionUID = 0L;
     return completeTime_ == null ? com.google.protobuf.Timestamp.getDefaultInstance() : completeTime_;
   }
 
+  public static final int RAIL_EXECUTIONS_FIELD_NUMBER = 8;
+  private int railExecutions_ = 0;
+  /**
+   * <pre>
+   * How many times the rail executed this key, when its look-up can tell (0: not known). More than 1
+   * means the payment was paid more than once: GPO flags it for attention and counts it.
+   * </pre>
+   *
+   * <code>int32 rail_executions = 8;</code>
+   * @return The railExecutions.
+   */
+  @java.lang.Override
+  public int getRailExecutions() {
+    return railExecutions_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -360,6 +376,9 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000001) != 0)) {
       output.writeMessage(7, getCompleteTime());
     }
+    if (railExecutions_ != 0) {
+      output.writeInt32(8, railExecutions_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -387,6 +406,10 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000001) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(7, getCompleteTime());
+    }
+    if (railExecutions_ != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt32Size(8, railExecutions_);
     }
     return size;
   }
@@ -428,6 +451,8 @@ private static final long serialVersionUID = 0L;
       if (!getCompleteTime()
           .equals(other.getCompleteTime())) return false;
     }
+    if (getRailExecutions()
+        != other.getRailExecutions()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -456,6 +481,8 @@ private static final long serialVersionUID = 0L;
       hash = (37 * hash) + COMPLETE_TIME_FIELD_NUMBER;
       hash = (53 * hash) + getCompleteTime().hashCode();
     }
+    hash = (37 * hash) + RAIL_EXECUTIONS_FIELD_NUMBER;
+    hash = (53 * hash) + getRailExecutions();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -608,6 +635,7 @@ private static final long serialVersionUID = 0L;
         completeTimeBuilder_.dispose();
         completeTimeBuilder_ = null;
       }
+      railExecutions_ = 0;
       return this;
     }
 
@@ -666,6 +694,9 @@ private static final long serialVersionUID = 0L;
             : completeTimeBuilder_.build();
         to_bitField0_ |= 0x00000001;
       }
+      if (((from_bitField0_ & 0x00000080) != 0)) {
+        result.railExecutions_ = railExecutions_;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -709,6 +740,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.hasCompleteTime()) {
         mergeCompleteTime(other.getCompleteTime());
+      }
+      if (other.getRailExecutions() != 0) {
+        setRailExecutions(other.getRailExecutions());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -773,6 +807,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000040;
               break;
             } // case 58
+            case 64: {
+              railExecutions_ = input.readInt32();
+              bitField0_ |= 0x00000080;
+              break;
+            } // case 64
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1429,6 +1468,53 @@ private static final long serialVersionUID = 0L;
         completeTime_ = null;
       }
       return completeTimeBuilder_;
+    }
+
+    private int railExecutions_ ;
+    /**
+     * <pre>
+     * How many times the rail executed this key, when its look-up can tell (0: not known). More than 1
+     * means the payment was paid more than once: GPO flags it for attention and counts it.
+     * </pre>
+     *
+     * <code>int32 rail_executions = 8;</code>
+     * @return The railExecutions.
+     */
+    @java.lang.Override
+    public int getRailExecutions() {
+      return railExecutions_;
+    }
+    /**
+     * <pre>
+     * How many times the rail executed this key, when its look-up can tell (0: not known). More than 1
+     * means the payment was paid more than once: GPO flags it for attention and counts it.
+     * </pre>
+     *
+     * <code>int32 rail_executions = 8;</code>
+     * @param value The railExecutions to set.
+     * @return This builder for chaining.
+     */
+    public Builder setRailExecutions(int value) {
+
+      railExecutions_ = value;
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * How many times the rail executed this key, when its look-up can tell (0: not known). More than 1
+     * means the payment was paid more than once: GPO flags it for attention and counts it.
+     * </pre>
+     *
+     * <code>int32 rail_executions = 8;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearRailExecutions() {
+      bitField0_ = (bitField0_ & ~0x00000080);
+      railExecutions_ = 0;
+      onChanged();
+      return this;
     }
 
     // @@protoc_insertion_point(builder_scope:gpo.v1.PaymentResult)

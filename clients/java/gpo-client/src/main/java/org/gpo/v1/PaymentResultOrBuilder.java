@@ -145,4 +145,15 @@ public interface PaymentResultOrBuilder extends
    * <code>.google.protobuf.Timestamp complete_time = 7;</code>
    */
   com.google.protobuf.TimestampOrBuilder getCompleteTimeOrBuilder();
+
+  /**
+   * <pre>
+   * How many times the rail executed this key, when its look-up can tell (0: not known). More than 1
+   * means the payment was paid more than once: GPO flags it for attention and counts it.
+   * </pre>
+   *
+   * <code>int32 rail_executions = 8;</code>
+   * @return The railExecutions.
+   */
+  int getRailExecutions();
 }

@@ -52,6 +52,16 @@ public final class Rail extends com.google.protobuf.GeneratedFile {
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_gpo_v1_ClaimWorkChunkResponse_fieldAccessorTable;
   static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_gpo_v1_RenewClaimRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_gpo_v1_RenewClaimRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_gpo_v1_RenewClaimResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_gpo_v1_RenewClaimResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
     internal_static_gpo_v1_PaymentResult_descriptor;
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
@@ -86,42 +96,56 @@ public final class Rail extends com.google.protobuf.GeneratedFile {
       "\n\014reference_id\030\003 \001(\t\022\020\n\010payer_fa\030\004 \001(\t\022\020" +
       "\n\010payee_fa\030\005 \001(\t\022\016\n\006amount\030\006 \001(\t\022\025\n\rcurr" +
       "ency_code\030\007 \001(\t\022\022\n\npayee_name\030\010 \001(\t\022\014\n\004n" +
-      "ote\030\t \001(\t\022\017\n\007purpose\030\n \001(\t\"t\n\025ClaimWorkC" +
-      "hunkRequest\022\020\n\010chunk_id\030\001 \001(\t\022\r\n\005batch\030\002" +
-      " \001(\t\022\027\n\017payment_numbers\030\003 \003(\003\022\017\n\007sidecar" +
-      "\030\004 \001(\t\022\020\n\010claim_id\030\005 \001(\t\"L\n\rClaimDecisio" +
-      "n\022\026\n\016payment_number\030\001 \001(\003\022#\n\006action\030\002 \001(" +
-      "\0162\023.gpo.v1.ClaimAction\"\251\001\n\026ClaimWorkChun" +
-      "kResponse\022(\n\tdecisions\030\001 \003(\0132\025.gpo.v1.Cl" +
-      "aimDecision\0225\n\021lease_expire_time\030\002 \001(\0132\032" +
-      ".google.protobuf.Timestamp\022.\n\013retry_afte" +
-      "r\030\003 \001(\0132\031.google.protobuf.Duration\"\336\001\n\rP" +
-      "aymentResult\022\026\n\016payment_number\030\001 \001(\003\022\027\n\017" +
-      "idempotency_key\030\002 \001(\t\022$\n\007outcome\030\003 \001(\0162\023" +
-      ".gpo.v1.RailOutcome\022\023\n\013reason_code\030\004 \001(\t" +
-      "\022\026\n\016reason_message\030\005 \001(\t\022\026\n\016rail_referen" +
-      "ce\030\006 \001(\t\0221\n\rcomplete_time\030\007 \001(\0132\032.google" +
-      ".protobuf.Timestamp\"\264\001\n\024ReportResultsReq" +
-      "uest\022\020\n\010chunk_id\030\001 \001(\t\022\r\n\005batch\030\002 \001(\t\022&\n" +
-      "\007results\030\003 \003(\0132\025.gpo.v1.PaymentResult\022 \n" +
-      "\030released_payment_numbers\030\004 \003(\003\022\037\n\027unkno" +
-      "wn_payment_numbers\030\005 \003(\003\022\020\n\010claim_id\030\006 \001" +
-      "(\t\"@\n\025ReportResultsResponse\022\020\n\010chunk_id\030" +
-      "\001 \001(\t\022\025\n\rapplied_count\030\002 \001(\005*\214\001\n\013ClaimAc" +
-      "tion\022\034\n\030CLAIM_ACTION_UNSPECIFIED\020\000\022\030\n\024CL" +
-      "AIM_ACTION_EXECUTE\020\001\022\027\n\023CLAIM_ACTION_VER" +
-      "IFY\020\002\022\025\n\021CLAIM_ACTION_SKIP\020\003\022\025\n\021CLAIM_AC" +
-      "TION_BUSY\020\004*\231\001\n\013RailOutcome\022\034\n\030RAIL_OUTC" +
-      "OME_UNSPECIFIED\020\000\022\032\n\026RAIL_OUTCOME_SUCCEE" +
-      "DED\020\001\022\027\n\023RAIL_OUTCOME_FAILED\020\002\022\034\n\030RAIL_O" +
-      "UTCOME_UNREACHABLE\020\003\022\031\n\025RAIL_OUTCOME_REV" +
-      "ERSED\020\0042\260\001\n\013RailService\022O\n\016ClaimWorkChun" +
-      "k\022\035.gpo.v1.ClaimWorkChunkRequest\032\036.gpo.v" +
-      "1.ClaimWorkChunkResponse\022P\n\rReportResult" +
-      "s\022\034.gpo.v1.ReportResultsRequest\032\035.gpo.v1" +
-      ".ReportResultsResponse(\0010\001BB\n\norg.gpo.v1" +
-      "P\001Z2github.com/gpo-project/gpo/clients/g" +
-      "o/gpo/v1;gpov1b\006proto3"
+      "ote\030\t \001(\t\022\017\n\007purpose\030\n \001(\t\"\335\001\n\025ClaimWork" +
+      "ChunkRequest\022\020\n\010chunk_id\030\001 \001(\t\022\r\n\005batch\030" +
+      "\002 \001(\t\022\027\n\017payment_numbers\030\003 \003(\003\022\017\n\007sideca" +
+      "r\030\004 \001(\t\022\020\n\010claim_id\030\005 \001(\t\0221\n\016lease_durat" +
+      "ion\030\006 \001(\0132\031.google.protobuf.Duration\0224\n\021" +
+      "max_call_duration\030\007 \001(\0132\031.google.protobu" +
+      "f.Duration\"L\n\rClaimDecision\022\026\n\016payment_n" +
+      "umber\030\001 \001(\003\022#\n\006action\030\002 \001(\0162\023.gpo.v1.Cla" +
+      "imAction\"\361\001\n\026ClaimWorkChunkResponse\022(\n\td" +
+      "ecisions\030\001 \003(\0132\025.gpo.v1.ClaimDecision\0225\n" +
+      "\021lease_expire_time\030\002 \001(\0132\032.google.protob" +
+      "uf.Timestamp\022.\n\013retry_after\030\003 \001(\0132\031.goog" +
+      "le.protobuf.Duration\022\023\n\013lease_token\030\004 \001(" +
+      "\003\0221\n\016lease_duration\030\005 \001(\0132\031.google.proto" +
+      "buf.Duration\"t\n\021RenewClaimRequest\022\020\n\010chu" +
+      "nk_id\030\001 \001(\t\022\r\n\005batch\030\002 \001(\t\022\020\n\010claim_id\030\003" +
+      " \001(\t\022\023\n\013lease_token\030\004 \001(\003\022\027\n\017payment_num" +
+      "bers\030\005 \003(\003\"~\n\022RenewClaimResponse\0225\n\021leas" +
+      "e_expire_time\030\001 \001(\0132\032.google.protobuf.Ti" +
+      "mestamp\0221\n\016lease_duration\030\002 \001(\0132\031.google" +
+      ".protobuf.Duration\"\367\001\n\rPaymentResult\022\026\n\016" +
+      "payment_number\030\001 \001(\003\022\027\n\017idempotency_key\030" +
+      "\002 \001(\t\022$\n\007outcome\030\003 \001(\0162\023.gpo.v1.RailOutc" +
+      "ome\022\023\n\013reason_code\030\004 \001(\t\022\026\n\016reason_messa" +
+      "ge\030\005 \001(\t\022\026\n\016rail_reference\030\006 \001(\t\0221\n\rcomp" +
+      "lete_time\030\007 \001(\0132\032.google.protobuf.Timest" +
+      "amp\022\027\n\017rail_executions\030\010 \001(\005\"\311\001\n\024ReportR" +
+      "esultsRequest\022\020\n\010chunk_id\030\001 \001(\t\022\r\n\005batch" +
+      "\030\002 \001(\t\022&\n\007results\030\003 \003(\0132\025.gpo.v1.Payment" +
+      "Result\022 \n\030released_payment_numbers\030\004 \003(\003" +
+      "\022\037\n\027unknown_payment_numbers\030\005 \003(\003\022\020\n\010cla" +
+      "im_id\030\006 \001(\t\022\023\n\013lease_token\030\007 \001(\003\"a\n\025Repo" +
+      "rtResultsResponse\022\020\n\010chunk_id\030\001 \001(\t\022\025\n\ra" +
+      "pplied_count\030\002 \001(\005\022\037\n\027refused_payment_nu" +
+      "mbers\030\003 \003(\003*\214\001\n\013ClaimAction\022\034\n\030CLAIM_ACT" +
+      "ION_UNSPECIFIED\020\000\022\030\n\024CLAIM_ACTION_EXECUT" +
+      "E\020\001\022\027\n\023CLAIM_ACTION_VERIFY\020\002\022\025\n\021CLAIM_AC" +
+      "TION_SKIP\020\003\022\025\n\021CLAIM_ACTION_BUSY\020\004*\231\001\n\013R" +
+      "ailOutcome\022\034\n\030RAIL_OUTCOME_UNSPECIFIED\020\000" +
+      "\022\032\n\026RAIL_OUTCOME_SUCCEEDED\020\001\022\027\n\023RAIL_OUT" +
+      "COME_FAILED\020\002\022\034\n\030RAIL_OUTCOME_UNREACHABL" +
+      "E\020\003\022\031\n\025RAIL_OUTCOME_REVERSED\020\0042\365\001\n\013RailS" +
+      "ervice\022O\n\016ClaimWorkChunk\022\035.gpo.v1.ClaimW" +
+      "orkChunkRequest\032\036.gpo.v1.ClaimWorkChunkR" +
+      "esponse\022C\n\nRenewClaim\022\031.gpo.v1.RenewClai" +
+      "mRequest\032\032.gpo.v1.RenewClaimResponse\022P\n\r" +
+      "ReportResults\022\034.gpo.v1.ReportResultsRequ" +
+      "est\032\035.gpo.v1.ReportResultsResponse(\0010\001BB" +
+      "\n\norg.gpo.v1P\001Z2github.com/gpo-project/g" +
+      "po/clients/go/gpo/v1;gpov1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -146,7 +170,7 @@ public final class Rail extends com.google.protobuf.GeneratedFile {
     internal_static_gpo_v1_ClaimWorkChunkRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_gpo_v1_ClaimWorkChunkRequest_descriptor,
-        new java.lang.String[] { "ChunkId", "Batch", "PaymentNumbers", "Sidecar", "ClaimId", });
+        new java.lang.String[] { "ChunkId", "Batch", "PaymentNumbers", "Sidecar", "ClaimId", "LeaseDuration", "MaxCallDuration", });
     internal_static_gpo_v1_ClaimDecision_descriptor =
       getDescriptor().getMessageType(3);
     internal_static_gpo_v1_ClaimDecision_fieldAccessorTable = new
@@ -158,25 +182,37 @@ public final class Rail extends com.google.protobuf.GeneratedFile {
     internal_static_gpo_v1_ClaimWorkChunkResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_gpo_v1_ClaimWorkChunkResponse_descriptor,
-        new java.lang.String[] { "Decisions", "LeaseExpireTime", "RetryAfter", });
-    internal_static_gpo_v1_PaymentResult_descriptor =
+        new java.lang.String[] { "Decisions", "LeaseExpireTime", "RetryAfter", "LeaseToken", "LeaseDuration", });
+    internal_static_gpo_v1_RenewClaimRequest_descriptor =
       getDescriptor().getMessageType(5);
+    internal_static_gpo_v1_RenewClaimRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_gpo_v1_RenewClaimRequest_descriptor,
+        new java.lang.String[] { "ChunkId", "Batch", "ClaimId", "LeaseToken", "PaymentNumbers", });
+    internal_static_gpo_v1_RenewClaimResponse_descriptor =
+      getDescriptor().getMessageType(6);
+    internal_static_gpo_v1_RenewClaimResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_gpo_v1_RenewClaimResponse_descriptor,
+        new java.lang.String[] { "LeaseExpireTime", "LeaseDuration", });
+    internal_static_gpo_v1_PaymentResult_descriptor =
+      getDescriptor().getMessageType(7);
     internal_static_gpo_v1_PaymentResult_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_gpo_v1_PaymentResult_descriptor,
-        new java.lang.String[] { "PaymentNumber", "IdempotencyKey", "Outcome", "ReasonCode", "ReasonMessage", "RailReference", "CompleteTime", });
+        new java.lang.String[] { "PaymentNumber", "IdempotencyKey", "Outcome", "ReasonCode", "ReasonMessage", "RailReference", "CompleteTime", "RailExecutions", });
     internal_static_gpo_v1_ReportResultsRequest_descriptor =
-      getDescriptor().getMessageType(6);
+      getDescriptor().getMessageType(8);
     internal_static_gpo_v1_ReportResultsRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_gpo_v1_ReportResultsRequest_descriptor,
-        new java.lang.String[] { "ChunkId", "Batch", "Results", "ReleasedPaymentNumbers", "UnknownPaymentNumbers", "ClaimId", });
+        new java.lang.String[] { "ChunkId", "Batch", "Results", "ReleasedPaymentNumbers", "UnknownPaymentNumbers", "ClaimId", "LeaseToken", });
     internal_static_gpo_v1_ReportResultsResponse_descriptor =
-      getDescriptor().getMessageType(7);
+      getDescriptor().getMessageType(9);
     internal_static_gpo_v1_ReportResultsResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_gpo_v1_ReportResultsResponse_descriptor,
-        new java.lang.String[] { "ChunkId", "AppliedCount", });
+        new java.lang.String[] { "ChunkId", "AppliedCount", "RefusedPaymentNumbers", });
     descriptor.resolveAllFeaturesImmutable();
     com.google.protobuf.DurationProto.getDescriptor();
     com.google.protobuf.TimestampProto.getDescriptor();

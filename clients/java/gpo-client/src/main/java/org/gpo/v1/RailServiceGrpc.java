@@ -50,6 +50,37 @@ public final class RailServiceGrpc {
     return getClaimWorkChunkMethod;
   }
 
+  private static volatile io.grpc.MethodDescriptor<org.gpo.v1.RenewClaimRequest,
+      org.gpo.v1.RenewClaimResponse> getRenewClaimMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "RenewClaim",
+      requestType = org.gpo.v1.RenewClaimRequest.class,
+      responseType = org.gpo.v1.RenewClaimResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<org.gpo.v1.RenewClaimRequest,
+      org.gpo.v1.RenewClaimResponse> getRenewClaimMethod() {
+    io.grpc.MethodDescriptor<org.gpo.v1.RenewClaimRequest, org.gpo.v1.RenewClaimResponse> getRenewClaimMethod;
+    if ((getRenewClaimMethod = RailServiceGrpc.getRenewClaimMethod) == null) {
+      synchronized (RailServiceGrpc.class) {
+        if ((getRenewClaimMethod = RailServiceGrpc.getRenewClaimMethod) == null) {
+          RailServiceGrpc.getRenewClaimMethod = getRenewClaimMethod =
+              io.grpc.MethodDescriptor.<org.gpo.v1.RenewClaimRequest, org.gpo.v1.RenewClaimResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "RenewClaim"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  org.gpo.v1.RenewClaimRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  org.gpo.v1.RenewClaimResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new RailServiceMethodDescriptorSupplier("RenewClaim"))
+              .build();
+        }
+      }
+    }
+    return getRenewClaimMethod;
+  }
+
   private static volatile io.grpc.MethodDescriptor<org.gpo.v1.ReportResultsRequest,
       org.gpo.v1.ReportResultsResponse> getReportResultsMethod;
 
@@ -165,6 +196,18 @@ public final class RailServiceGrpc {
 
     /**
      * <pre>
+     * Renews a claim's lease (a heartbeat) while the sidecar works on its payments. Fails with
+     * FAILED_PRECONDITION (reason LEASE_LOST) when the claim no longer holds every listed payment: the
+     * sidecar must then start no new rail call for that claim.
+     * </pre>
+     */
+    default void renewClaim(org.gpo.v1.RenewClaimRequest request,
+        io.grpc.stub.StreamObserver<org.gpo.v1.RenewClaimResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getRenewClaimMethod(), responseObserver);
+    }
+
+    /**
+     * <pre>
      * Streams outcomes; each request is answered once its outcomes are committed.
      * </pre>
      */
@@ -230,6 +273,19 @@ public final class RailServiceGrpc {
 
     /**
      * <pre>
+     * Renews a claim's lease (a heartbeat) while the sidecar works on its payments. Fails with
+     * FAILED_PRECONDITION (reason LEASE_LOST) when the claim no longer holds every listed payment: the
+     * sidecar must then start no new rail call for that claim.
+     * </pre>
+     */
+    public void renewClaim(org.gpo.v1.RenewClaimRequest request,
+        io.grpc.stub.StreamObserver<org.gpo.v1.RenewClaimResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getRenewClaimMethod(), getCallOptions()), request, responseObserver);
+    }
+
+    /**
+     * <pre>
      * Streams outcomes; each request is answered once its outcomes are committed.
      * </pre>
      */
@@ -273,6 +329,18 @@ public final class RailServiceGrpc {
     public org.gpo.v1.ClaimWorkChunkResponse claimWorkChunk(org.gpo.v1.ClaimWorkChunkRequest request) throws io.grpc.StatusException {
       return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
           getChannel(), getClaimWorkChunkMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * Renews a claim's lease (a heartbeat) while the sidecar works on its payments. Fails with
+     * FAILED_PRECONDITION (reason LEASE_LOST) when the claim no longer holds every listed payment: the
+     * sidecar must then start no new rail call for that claim.
+     * </pre>
+     */
+    public org.gpo.v1.RenewClaimResponse renewClaim(org.gpo.v1.RenewClaimRequest request) throws io.grpc.StatusException {
+      return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
+          getChannel(), getRenewClaimMethod(), getCallOptions(), request);
     }
 
     /**
@@ -322,6 +390,18 @@ public final class RailServiceGrpc {
       return io.grpc.stub.ClientCalls.blockingUnaryCall(
           getChannel(), getClaimWorkChunkMethod(), getCallOptions(), request);
     }
+
+    /**
+     * <pre>
+     * Renews a claim's lease (a heartbeat) while the sidecar works on its payments. Fails with
+     * FAILED_PRECONDITION (reason LEASE_LOST) when the claim no longer holds every listed payment: the
+     * sidecar must then start no new rail call for that claim.
+     * </pre>
+     */
+    public org.gpo.v1.RenewClaimResponse renewClaim(org.gpo.v1.RenewClaimRequest request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getRenewClaimMethod(), getCallOptions(), request);
+    }
   }
 
   /**
@@ -359,10 +439,24 @@ public final class RailServiceGrpc {
       return io.grpc.stub.ClientCalls.futureUnaryCall(
           getChannel().newCall(getClaimWorkChunkMethod(), getCallOptions()), request);
     }
+
+    /**
+     * <pre>
+     * Renews a claim's lease (a heartbeat) while the sidecar works on its payments. Fails with
+     * FAILED_PRECONDITION (reason LEASE_LOST) when the claim no longer holds every listed payment: the
+     * sidecar must then start no new rail call for that claim.
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<org.gpo.v1.RenewClaimResponse> renewClaim(
+        org.gpo.v1.RenewClaimRequest request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getRenewClaimMethod(), getCallOptions()), request);
+    }
   }
 
   private static final int METHODID_CLAIM_WORK_CHUNK = 0;
-  private static final int METHODID_REPORT_RESULTS = 1;
+  private static final int METHODID_RENEW_CLAIM = 1;
+  private static final int METHODID_REPORT_RESULTS = 2;
 
   private static final class MethodHandlers<Req, Resp> implements
       io.grpc.stub.ServerCalls.UnaryMethod<Req, Resp>,
@@ -384,6 +478,10 @@ public final class RailServiceGrpc {
         case METHODID_CLAIM_WORK_CHUNK:
           serviceImpl.claimWorkChunk((org.gpo.v1.ClaimWorkChunkRequest) request,
               (io.grpc.stub.StreamObserver<org.gpo.v1.ClaimWorkChunkResponse>) responseObserver);
+          break;
+        case METHODID_RENEW_CLAIM:
+          serviceImpl.renewClaim((org.gpo.v1.RenewClaimRequest) request,
+              (io.grpc.stub.StreamObserver<org.gpo.v1.RenewClaimResponse>) responseObserver);
           break;
         default:
           throw new AssertionError();
@@ -413,6 +511,13 @@ public final class RailServiceGrpc {
               org.gpo.v1.ClaimWorkChunkRequest,
               org.gpo.v1.ClaimWorkChunkResponse>(
                 service, METHODID_CLAIM_WORK_CHUNK)))
+        .addMethod(
+          getRenewClaimMethod(),
+          io.grpc.stub.ServerCalls.asyncUnaryCall(
+            new MethodHandlers<
+              org.gpo.v1.RenewClaimRequest,
+              org.gpo.v1.RenewClaimResponse>(
+                service, METHODID_RENEW_CLAIM)))
         .addMethod(
           getReportResultsMethod(),
           io.grpc.stub.ServerCalls.asyncBidiStreamingCall(
@@ -469,6 +574,7 @@ public final class RailServiceGrpc {
           serviceDescriptor = result = io.grpc.ServiceDescriptor.newBuilder(SERVICE_NAME)
               .setSchemaDescriptor(new RailServiceFileDescriptorSupplier())
               .addMethod(getClaimWorkChunkMethod())
+              .addMethod(getRenewClaimMethod())
               .addMethod(getReportResultsMethod())
               .build();
         }

@@ -347,6 +347,24 @@ private static final long serialVersionUID = 0L;
     }
   }
 
+  public static final int LEASE_TOKEN_FIELD_NUMBER = 7;
+  private long leaseToken_ = 0L;
+  /**
+   * <pre>
+   * The claim's fencing token. Statements only the holder can make (UNREACHABLE outcomes, releases,
+   * unknowns) apply only while this claim still holds the payment; 0 means the claim_id alone decides
+   * (a sidecar that predates tokens). SUCCEEDED, FAILED and REVERSED are the rail's facts and apply from
+   * any holder.
+   * </pre>
+   *
+   * <code>int64 lease_token = 7;</code>
+   * @return The leaseToken.
+   */
+  @java.lang.Override
+  public long getLeaseToken() {
+    return leaseToken_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -387,6 +405,9 @@ private static final long serialVersionUID = 0L;
     }
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(claimId_)) {
       com.google.protobuf.GeneratedMessage.writeString(output, 6, claimId_);
+    }
+    if (leaseToken_ != 0L) {
+      output.writeInt64(7, leaseToken_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -438,6 +459,10 @@ private static final long serialVersionUID = 0L;
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(claimId_)) {
       size += com.google.protobuf.GeneratedMessage.computeStringSize(6, claimId_);
     }
+    if (leaseToken_ != 0L) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt64Size(7, leaseToken_);
+    }
     return size;
   }
   @java.lang.Override
@@ -474,6 +499,8 @@ private static final long serialVersionUID = 0L;
         .equals(other.getUnknownPaymentNumbersList())) return false;
     if (!getClaimId()
         .equals(other.getClaimId())) return false;
+    if (getLeaseToken()
+        != other.getLeaseToken()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -503,6 +530,9 @@ private static final long serialVersionUID = 0L;
     }
     hash = (37 * hash) + CLAIM_ID_FIELD_NUMBER;
     hash = (53 * hash) + getClaimId().hashCode();
+    hash = (37 * hash) + LEASE_TOKEN_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        getLeaseToken());
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -650,6 +680,7 @@ private static final long serialVersionUID = 0L;
       releasedPaymentNumbers_ = emptyLongList();
       unknownPaymentNumbers_ = emptyLongList();
       claimId_ = "";
+      leaseToken_ = 0L;
       return this;
     }
 
@@ -712,6 +743,9 @@ private static final long serialVersionUID = 0L;
       }
       if (((from_bitField0_ & 0x00000020) != 0)) {
         result.claimId_ = claimId_;
+      }
+      if (((from_bitField0_ & 0x00000040) != 0)) {
+        result.leaseToken_ = leaseToken_;
       }
     }
 
@@ -789,6 +823,9 @@ private static final long serialVersionUID = 0L;
         claimId_ = other.claimId_;
         bitField0_ |= 0x00000020;
         onChanged();
+      }
+      if (other.getLeaseToken() != 0L) {
+        setLeaseToken(other.getLeaseToken());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -876,6 +913,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000020;
               break;
             } // case 50
+            case 56: {
+              leaseToken_ = input.readInt64();
+              bitField0_ |= 0x00000040;
+              break;
+            } // case 56
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1708,6 +1750,59 @@ private static final long serialVersionUID = 0L;
       checkByteStringIsUtf8(value);
       claimId_ = value;
       bitField0_ |= 0x00000020;
+      onChanged();
+      return this;
+    }
+
+    private long leaseToken_ ;
+    /**
+     * <pre>
+     * The claim's fencing token. Statements only the holder can make (UNREACHABLE outcomes, releases,
+     * unknowns) apply only while this claim still holds the payment; 0 means the claim_id alone decides
+     * (a sidecar that predates tokens). SUCCEEDED, FAILED and REVERSED are the rail's facts and apply from
+     * any holder.
+     * </pre>
+     *
+     * <code>int64 lease_token = 7;</code>
+     * @return The leaseToken.
+     */
+    @java.lang.Override
+    public long getLeaseToken() {
+      return leaseToken_;
+    }
+    /**
+     * <pre>
+     * The claim's fencing token. Statements only the holder can make (UNREACHABLE outcomes, releases,
+     * unknowns) apply only while this claim still holds the payment; 0 means the claim_id alone decides
+     * (a sidecar that predates tokens). SUCCEEDED, FAILED and REVERSED are the rail's facts and apply from
+     * any holder.
+     * </pre>
+     *
+     * <code>int64 lease_token = 7;</code>
+     * @param value The leaseToken to set.
+     * @return This builder for chaining.
+     */
+    public Builder setLeaseToken(long value) {
+
+      leaseToken_ = value;
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The claim's fencing token. Statements only the holder can make (UNREACHABLE outcomes, releases,
+     * unknowns) apply only while this claim still holds the payment; 0 means the claim_id alone decides
+     * (a sidecar that predates tokens). SUCCEEDED, FAILED and REVERSED are the rail's facts and apply from
+     * any holder.
+     * </pre>
+     *
+     * <code>int64 lease_token = 7;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearLeaseToken() {
+      bitField0_ = (bitField0_ & ~0x00000040);
+      leaseToken_ = 0L;
       onChanged();
       return this;
     }

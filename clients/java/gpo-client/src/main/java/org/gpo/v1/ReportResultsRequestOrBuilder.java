@@ -174,4 +174,17 @@ public interface ReportResultsRequestOrBuilder extends
    */
   com.google.protobuf.ByteString
       getClaimIdBytes();
+
+  /**
+   * <pre>
+   * The claim's fencing token. Statements only the holder can make (UNREACHABLE outcomes, releases,
+   * unknowns) apply only while this claim still holds the payment; 0 means the claim_id alone decides
+   * (a sidecar that predates tokens). SUCCEEDED, FAILED and REVERSED are the rail's facts and apply from
+   * any holder.
+   * </pre>
+   *
+   * <code>int64 lease_token = 7;</code>
+   * @return The leaseToken.
+   */
+  long getLeaseToken();
 }

@@ -33,6 +33,7 @@ private static final long serialVersionUID = 0L;
   }
   private ReportResultsResponse() {
     chunkId_ = "";
+    refusedPaymentNumbers_ = emptyLongList();
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -115,6 +116,51 @@ private static final long serialVersionUID = 0L;
     return appliedCount_;
   }
 
+  public static final int REFUSED_PAYMENT_NUMBERS_FIELD_NUMBER = 3;
+  @SuppressWarnings("serial")
+  private com.google.protobuf.Internal.LongList refusedPaymentNumbers_ =
+      emptyLongList();
+  /**
+   * <pre>
+   * Payments whose UNREACHABLE outcome, release or unknown was refused: this claim no longer holds
+   * them (another claim does, or its lease lapsed and it may be in flight elsewhere).
+   * </pre>
+   *
+   * <code>repeated int64 refused_payment_numbers = 3;</code>
+   * @return A list containing the refusedPaymentNumbers.
+   */
+  @java.lang.Override
+  public java.util.List<java.lang.Long>
+      getRefusedPaymentNumbersList() {
+    return refusedPaymentNumbers_;
+  }
+  /**
+   * <pre>
+   * Payments whose UNREACHABLE outcome, release or unknown was refused: this claim no longer holds
+   * them (another claim does, or its lease lapsed and it may be in flight elsewhere).
+   * </pre>
+   *
+   * <code>repeated int64 refused_payment_numbers = 3;</code>
+   * @return The count of refusedPaymentNumbers.
+   */
+  public int getRefusedPaymentNumbersCount() {
+    return refusedPaymentNumbers_.size();
+  }
+  /**
+   * <pre>
+   * Payments whose UNREACHABLE outcome, release or unknown was refused: this claim no longer holds
+   * them (another claim does, or its lease lapsed and it may be in flight elsewhere).
+   * </pre>
+   *
+   * <code>repeated int64 refused_payment_numbers = 3;</code>
+   * @param index The index of the element to return.
+   * @return The refusedPaymentNumbers at the given index.
+   */
+  public long getRefusedPaymentNumbers(int index) {
+    return refusedPaymentNumbers_.getLong(index);
+  }
+  private int refusedPaymentNumbersMemoizedSerializedSize = -1;
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -129,11 +175,19 @@ private static final long serialVersionUID = 0L;
   @java.lang.Override
   public void writeTo(com.google.protobuf.CodedOutputStream output)
                       throws java.io.IOException {
+    getSerializedSize();
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(chunkId_)) {
       com.google.protobuf.GeneratedMessage.writeString(output, 1, chunkId_);
     }
     if (appliedCount_ != 0) {
       output.writeInt32(2, appliedCount_);
+    }
+    if (getRefusedPaymentNumbersList().size() > 0) {
+      output.writeUInt32NoTag(26);
+      output.writeUInt32NoTag(refusedPaymentNumbersMemoizedSerializedSize);
+    }
+    for (int i = 0; i < refusedPaymentNumbers_.size(); i++) {
+      output.writeInt64NoTag(refusedPaymentNumbers_.getLong(i));
     }
     getUnknownFields().writeTo(output);
   }
@@ -145,6 +199,20 @@ private static final long serialVersionUID = 0L;
     if (appliedCount_ != 0) {
       size += com.google.protobuf.CodedOutputStream
         .computeInt32Size(2, appliedCount_);
+    }
+    {
+      int dataSize = 0;
+      for (int i = 0; i < refusedPaymentNumbers_.size(); i++) {
+        dataSize += com.google.protobuf.CodedOutputStream
+          .computeInt64SizeNoTag(refusedPaymentNumbers_.getLong(i));
+      }
+      size += dataSize;
+      if (!getRefusedPaymentNumbersList().isEmpty()) {
+        size += 1;
+        size += com.google.protobuf.CodedOutputStream
+            .computeInt32SizeNoTag(dataSize);
+      }
+      refusedPaymentNumbersMemoizedSerializedSize = dataSize;
     }
     return size;
   }
@@ -174,6 +242,8 @@ private static final long serialVersionUID = 0L;
         .equals(other.getChunkId())) return false;
     if (getAppliedCount()
         != other.getAppliedCount()) return false;
+    if (!getRefusedPaymentNumbersList()
+        .equals(other.getRefusedPaymentNumbersList())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -189,6 +259,10 @@ private static final long serialVersionUID = 0L;
     hash = (53 * hash) + getChunkId().hashCode();
     hash = (37 * hash) + APPLIED_COUNT_FIELD_NUMBER;
     hash = (53 * hash) + getAppliedCount();
+    if (getRefusedPaymentNumbersCount() > 0) {
+      hash = (37 * hash) + REFUSED_PAYMENT_NUMBERS_FIELD_NUMBER;
+      hash = (53 * hash) + getRefusedPaymentNumbersList().hashCode();
+    }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -326,6 +400,7 @@ private static final long serialVersionUID = 0L;
       bitField0_ = 0;
       chunkId_ = "";
       appliedCount_ = 0;
+      refusedPaymentNumbers_ = emptyLongList();
       return this;
     }
 
@@ -365,6 +440,10 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000002) != 0)) {
         result.appliedCount_ = appliedCount_;
       }
+      if (((from_bitField0_ & 0x00000004) != 0)) {
+        refusedPaymentNumbers_.makeImmutable();
+        result.refusedPaymentNumbers_ = refusedPaymentNumbers_;
+      }
     }
 
     @java.lang.Override
@@ -386,6 +465,17 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getAppliedCount() != 0) {
         setAppliedCount(other.getAppliedCount());
+      }
+      if (!other.refusedPaymentNumbers_.isEmpty()) {
+        if (refusedPaymentNumbers_.isEmpty()) {
+          refusedPaymentNumbers_ = other.refusedPaymentNumbers_;
+          refusedPaymentNumbers_.makeImmutable();
+          bitField0_ |= 0x00000004;
+        } else {
+          ensureRefusedPaymentNumbersIsMutable();
+          refusedPaymentNumbers_.addAll(other.refusedPaymentNumbers_);
+        }
+        onChanged();
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -423,6 +513,22 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000002;
               break;
             } // case 16
+            case 24: {
+              long v = input.readInt64();
+              ensureRefusedPaymentNumbersIsMutable();
+              refusedPaymentNumbers_.addLong(v);
+              break;
+            } // case 24
+            case 26: {
+              int length = input.readRawVarint32();
+              int limit = input.pushLimit(length);
+              ensureRefusedPaymentNumbersIsMutable();
+              while (input.getBytesUntilLimit() > 0) {
+                refusedPaymentNumbers_.addLong(input.readInt64());
+              }
+              input.popLimit(limit);
+              break;
+            } // case 26
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -572,6 +678,125 @@ private static final long serialVersionUID = 0L;
     public Builder clearAppliedCount() {
       bitField0_ = (bitField0_ & ~0x00000002);
       appliedCount_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private com.google.protobuf.Internal.LongList refusedPaymentNumbers_ = emptyLongList();
+    private void ensureRefusedPaymentNumbersIsMutable() {
+      if (!refusedPaymentNumbers_.isModifiable()) {
+        refusedPaymentNumbers_ = makeMutableCopy(refusedPaymentNumbers_);
+      }
+      bitField0_ |= 0x00000004;
+    }
+    /**
+     * <pre>
+     * Payments whose UNREACHABLE outcome, release or unknown was refused: this claim no longer holds
+     * them (another claim does, or its lease lapsed and it may be in flight elsewhere).
+     * </pre>
+     *
+     * <code>repeated int64 refused_payment_numbers = 3;</code>
+     * @return A list containing the refusedPaymentNumbers.
+     */
+    public java.util.List<java.lang.Long>
+        getRefusedPaymentNumbersList() {
+      refusedPaymentNumbers_.makeImmutable();
+      return refusedPaymentNumbers_;
+    }
+    /**
+     * <pre>
+     * Payments whose UNREACHABLE outcome, release or unknown was refused: this claim no longer holds
+     * them (another claim does, or its lease lapsed and it may be in flight elsewhere).
+     * </pre>
+     *
+     * <code>repeated int64 refused_payment_numbers = 3;</code>
+     * @return The count of refusedPaymentNumbers.
+     */
+    public int getRefusedPaymentNumbersCount() {
+      return refusedPaymentNumbers_.size();
+    }
+    /**
+     * <pre>
+     * Payments whose UNREACHABLE outcome, release or unknown was refused: this claim no longer holds
+     * them (another claim does, or its lease lapsed and it may be in flight elsewhere).
+     * </pre>
+     *
+     * <code>repeated int64 refused_payment_numbers = 3;</code>
+     * @param index The index of the element to return.
+     * @return The refusedPaymentNumbers at the given index.
+     */
+    public long getRefusedPaymentNumbers(int index) {
+      return refusedPaymentNumbers_.getLong(index);
+    }
+    /**
+     * <pre>
+     * Payments whose UNREACHABLE outcome, release or unknown was refused: this claim no longer holds
+     * them (another claim does, or its lease lapsed and it may be in flight elsewhere).
+     * </pre>
+     *
+     * <code>repeated int64 refused_payment_numbers = 3;</code>
+     * @param index The index to set the value at.
+     * @param value The refusedPaymentNumbers to set.
+     * @return This builder for chaining.
+     */
+    public Builder setRefusedPaymentNumbers(
+        int index, long value) {
+
+      ensureRefusedPaymentNumbersIsMutable();
+      refusedPaymentNumbers_.setLong(index, value);
+      bitField0_ |= 0x00000004;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Payments whose UNREACHABLE outcome, release or unknown was refused: this claim no longer holds
+     * them (another claim does, or its lease lapsed and it may be in flight elsewhere).
+     * </pre>
+     *
+     * <code>repeated int64 refused_payment_numbers = 3;</code>
+     * @param value The refusedPaymentNumbers to add.
+     * @return This builder for chaining.
+     */
+    public Builder addRefusedPaymentNumbers(long value) {
+
+      ensureRefusedPaymentNumbersIsMutable();
+      refusedPaymentNumbers_.addLong(value);
+      bitField0_ |= 0x00000004;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Payments whose UNREACHABLE outcome, release or unknown was refused: this claim no longer holds
+     * them (another claim does, or its lease lapsed and it may be in flight elsewhere).
+     * </pre>
+     *
+     * <code>repeated int64 refused_payment_numbers = 3;</code>
+     * @param values The refusedPaymentNumbers to add.
+     * @return This builder for chaining.
+     */
+    public Builder addAllRefusedPaymentNumbers(
+        java.lang.Iterable<? extends java.lang.Long> values) {
+      ensureRefusedPaymentNumbersIsMutable();
+      com.google.protobuf.AbstractMessageLite.Builder.addAll(
+          values, refusedPaymentNumbers_);
+      bitField0_ |= 0x00000004;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Payments whose UNREACHABLE outcome, release or unknown was refused: this claim no longer holds
+     * them (another claim does, or its lease lapsed and it may be in flight elsewhere).
+     * </pre>
+     *
+     * <code>repeated int64 refused_payment_numbers = 3;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearRefusedPaymentNumbers() {
+      refusedPaymentNumbers_ = emptyLongList();
+      bitField0_ = (bitField0_ & ~0x00000004);
       onChanged();
       return this;
     }

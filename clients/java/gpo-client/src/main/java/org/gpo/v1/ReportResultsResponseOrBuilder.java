@@ -39,4 +39,36 @@ public interface ReportResultsResponseOrBuilder extends
    * @return The appliedCount.
    */
   int getAppliedCount();
+
+  /**
+   * <pre>
+   * Payments whose UNREACHABLE outcome, release or unknown was refused: this claim no longer holds
+   * them (another claim does, or its lease lapsed and it may be in flight elsewhere).
+   * </pre>
+   *
+   * <code>repeated int64 refused_payment_numbers = 3;</code>
+   * @return A list containing the refusedPaymentNumbers.
+   */
+  java.util.List<java.lang.Long> getRefusedPaymentNumbersList();
+  /**
+   * <pre>
+   * Payments whose UNREACHABLE outcome, release or unknown was refused: this claim no longer holds
+   * them (another claim does, or its lease lapsed and it may be in flight elsewhere).
+   * </pre>
+   *
+   * <code>repeated int64 refused_payment_numbers = 3;</code>
+   * @return The count of refusedPaymentNumbers.
+   */
+  int getRefusedPaymentNumbersCount();
+  /**
+   * <pre>
+   * Payments whose UNREACHABLE outcome, release or unknown was refused: this claim no longer holds
+   * them (another claim does, or its lease lapsed and it may be in flight elsewhere).
+   * </pre>
+   *
+   * <code>repeated int64 refused_payment_numbers = 3;</code>
+   * @param index The index of the element to return.
+   * @return The refusedPaymentNumbers at the given index.
+   */
+  long getRefusedPaymentNumbers(int index);
 }
