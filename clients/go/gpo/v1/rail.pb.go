@@ -624,8 +624,10 @@ type RenewClaimRequest struct {
 	LeaseToken int64 `protobuf:"varint,4,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
 	// The claimed payments whose outcome this sidecar has not reported yet.
 	PaymentNumbers []int64 `protobuf:"varint,5,rep,packed,name=payment_numbers,json=paymentNumbers,proto3" json:"payment_numbers,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The lease asked for, as in ClaimWorkChunkRequest.lease_duration.
+	LeaseDuration *durationpb.Duration `protobuf:"bytes,6,opt,name=lease_duration,json=leaseDuration,proto3" json:"lease_duration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RenewClaimRequest) Reset() {
@@ -689,6 +691,13 @@ func (x *RenewClaimRequest) GetLeaseToken() int64 {
 func (x *RenewClaimRequest) GetPaymentNumbers() []int64 {
 	if x != nil {
 		return x.PaymentNumbers
+	}
+	return nil
+}
+
+func (x *RenewClaimRequest) GetLeaseDuration() *durationpb.Duration {
+	if x != nil {
+		return x.LeaseDuration
 	}
 	return nil
 }
@@ -1072,14 +1081,15 @@ const file_gpo_v1_rail_proto_rawDesc = "" +
 	"retryAfter\x12\x1f\n" +
 	"\vlease_token\x18\x04 \x01(\x03R\n" +
 	"leaseToken\x12@\n" +
-	"\x0elease_duration\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\"\xa9\x01\n" +
+	"\x0elease_duration\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\"\xeb\x01\n" +
 	"\x11RenewClaimRequest\x12\x19\n" +
 	"\bchunk_id\x18\x01 \x01(\tR\achunkId\x12\x14\n" +
 	"\x05batch\x18\x02 \x01(\tR\x05batch\x12\x19\n" +
 	"\bclaim_id\x18\x03 \x01(\tR\aclaimId\x12\x1f\n" +
 	"\vlease_token\x18\x04 \x01(\x03R\n" +
 	"leaseToken\x12'\n" +
-	"\x0fpayment_numbers\x18\x05 \x03(\x03R\x0epaymentNumbers\"\x9e\x01\n" +
+	"\x0fpayment_numbers\x18\x05 \x03(\x03R\x0epaymentNumbers\x12@\n" +
+	"\x0elease_duration\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\"\x9e\x01\n" +
 	"\x12RenewClaimResponse\x12F\n" +
 	"\x11lease_expire_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x0fleaseExpireTime\x12@\n" +
 	"\x0elease_duration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\"\xe7\x02\n" +
@@ -1166,22 +1176,23 @@ var file_gpo_v1_rail_proto_depIdxs = []int32{
 	12, // 6: gpo.v1.ClaimWorkChunkResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
 	13, // 7: gpo.v1.ClaimWorkChunkResponse.retry_after:type_name -> google.protobuf.Duration
 	13, // 8: gpo.v1.ClaimWorkChunkResponse.lease_duration:type_name -> google.protobuf.Duration
-	12, // 9: gpo.v1.RenewClaimResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
-	13, // 10: gpo.v1.RenewClaimResponse.lease_duration:type_name -> google.protobuf.Duration
-	1,  // 11: gpo.v1.PaymentResult.outcome:type_name -> gpo.v1.RailOutcome
-	12, // 12: gpo.v1.PaymentResult.complete_time:type_name -> google.protobuf.Timestamp
-	9,  // 13: gpo.v1.ReportResultsRequest.results:type_name -> gpo.v1.PaymentResult
-	4,  // 14: gpo.v1.RailService.ClaimWorkChunk:input_type -> gpo.v1.ClaimWorkChunkRequest
-	7,  // 15: gpo.v1.RailService.RenewClaim:input_type -> gpo.v1.RenewClaimRequest
-	10, // 16: gpo.v1.RailService.ReportResults:input_type -> gpo.v1.ReportResultsRequest
-	6,  // 17: gpo.v1.RailService.ClaimWorkChunk:output_type -> gpo.v1.ClaimWorkChunkResponse
-	8,  // 18: gpo.v1.RailService.RenewClaim:output_type -> gpo.v1.RenewClaimResponse
-	11, // 19: gpo.v1.RailService.ReportResults:output_type -> gpo.v1.ReportResultsResponse
-	17, // [17:20] is the sub-list for method output_type
-	14, // [14:17] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	13, // 9: gpo.v1.RenewClaimRequest.lease_duration:type_name -> google.protobuf.Duration
+	12, // 10: gpo.v1.RenewClaimResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
+	13, // 11: gpo.v1.RenewClaimResponse.lease_duration:type_name -> google.protobuf.Duration
+	1,  // 12: gpo.v1.PaymentResult.outcome:type_name -> gpo.v1.RailOutcome
+	12, // 13: gpo.v1.PaymentResult.complete_time:type_name -> google.protobuf.Timestamp
+	9,  // 14: gpo.v1.ReportResultsRequest.results:type_name -> gpo.v1.PaymentResult
+	4,  // 15: gpo.v1.RailService.ClaimWorkChunk:input_type -> gpo.v1.ClaimWorkChunkRequest
+	7,  // 16: gpo.v1.RailService.RenewClaim:input_type -> gpo.v1.RenewClaimRequest
+	10, // 17: gpo.v1.RailService.ReportResults:input_type -> gpo.v1.ReportResultsRequest
+	6,  // 18: gpo.v1.RailService.ClaimWorkChunk:output_type -> gpo.v1.ClaimWorkChunkResponse
+	8,  // 19: gpo.v1.RailService.RenewClaim:output_type -> gpo.v1.RenewClaimResponse
+	11, // 20: gpo.v1.RailService.ReportResults:output_type -> gpo.v1.ReportResultsResponse
+	18, // [18:21] is the sub-list for method output_type
+	15, // [15:18] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_gpo_v1_rail_proto_init() }

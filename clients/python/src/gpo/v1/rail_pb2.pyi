@@ -118,18 +118,20 @@ class ClaimWorkChunkResponse(_message.Message):
     def __init__(self, decisions: _Optional[_Iterable[_Union[ClaimDecision, _Mapping]]] = ..., lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lease_token: _Optional[int] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class RenewClaimRequest(_message.Message):
-    __slots__ = ("chunk_id", "batch", "claim_id", "lease_token", "payment_numbers")
+    __slots__ = ("chunk_id", "batch", "claim_id", "lease_token", "payment_numbers", "lease_duration")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_DURATION_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     batch: str
     claim_id: str
     lease_token: int
     payment_numbers: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, chunk_id: _Optional[str] = ..., batch: _Optional[str] = ..., claim_id: _Optional[str] = ..., lease_token: _Optional[int] = ..., payment_numbers: _Optional[_Iterable[int]] = ...) -> None: ...
+    lease_duration: _duration_pb2.Duration
+    def __init__(self, chunk_id: _Optional[str] = ..., batch: _Optional[str] = ..., claim_id: _Optional[str] = ..., lease_token: _Optional[int] = ..., payment_numbers: _Optional[_Iterable[int]] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class RenewClaimResponse(_message.Message):
     __slots__ = ("lease_expire_time", "lease_duration")

@@ -268,6 +268,8 @@ export interface RenewClaimRequest {
   leaseToken: string;
   /** The claimed payments whose outcome this sidecar has not reported yet. */
   paymentNumbers: string[];
+  /** The lease asked for, as in ClaimWorkChunkRequest.lease_duration. */
+  leaseDuration?: Duration | undefined;
 }
 
 /** Response of RenewClaim. */
@@ -1219,7 +1221,7 @@ export const ClaimWorkChunkResponse: MessageFns<ClaimWorkChunkResponse> = {
 };
 
 function createBaseRenewClaimRequest(): RenewClaimRequest {
-  return { chunkId: "", batch: "", claimId: "", leaseToken: "0", paymentNumbers: [] };
+  return { chunkId: "", batch: "", claimId: "", leaseToken: "0", paymentNumbers: [], leaseDuration: undefined };
 }
 
 export const RenewClaimRequest: MessageFns<RenewClaimRequest> = {
@@ -1242,6 +1244,9 @@ export const RenewClaimRequest: MessageFns<RenewClaimRequest> = {
         writer.int64(v);
       }
       writer.join();
+    }
+    if (message.leaseDuration !== undefined) {
+      Duration.encode(message.leaseDuration, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -1309,6 +1314,14 @@ export const RenewClaimRequest: MessageFns<RenewClaimRequest> = {
 
             break;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.leaseDuration = Duration.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1344,6 +1357,11 @@ export const RenewClaimRequest: MessageFns<RenewClaimRequest> = {
         : globalThis.Array.isArray(object?.payment_numbers)
         ? object.payment_numbers.map((e: any) => globalThis.String(e))
         : [],
+      leaseDuration: isSet(object.leaseDuration)
+        ? Duration.fromJSON(object.leaseDuration)
+        : isSet(object.lease_duration)
+        ? Duration.fromJSON(object.lease_duration)
+        : undefined,
     };
   },
 
@@ -1364,6 +1382,9 @@ export const RenewClaimRequest: MessageFns<RenewClaimRequest> = {
     if (message.paymentNumbers?.length) {
       obj.paymentNumbers = message.paymentNumbers;
     }
+    if (message.leaseDuration !== undefined) {
+      obj.leaseDuration = Duration.toJSON(message.leaseDuration);
+    }
     return obj;
   },
 
@@ -1377,6 +1398,9 @@ export const RenewClaimRequest: MessageFns<RenewClaimRequest> = {
     message.claimId = object.claimId ?? "";
     message.leaseToken = object.leaseToken ?? "0";
     message.paymentNumbers = object.paymentNumbers?.map((e) => e) || [];
+    message.leaseDuration = (object.leaseDuration !== undefined && object.leaseDuration !== null)
+      ? Duration.fromPartial(object.leaseDuration)
+      : undefined;
     return message;
   },
 };

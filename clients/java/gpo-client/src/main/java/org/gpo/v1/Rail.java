@@ -110,42 +110,44 @@ public final class Rail extends com.google.protobuf.GeneratedFile {
       "uf.Timestamp\022.\n\013retry_after\030\003 \001(\0132\031.goog" +
       "le.protobuf.Duration\022\023\n\013lease_token\030\004 \001(" +
       "\003\0221\n\016lease_duration\030\005 \001(\0132\031.google.proto" +
-      "buf.Duration\"t\n\021RenewClaimRequest\022\020\n\010chu" +
-      "nk_id\030\001 \001(\t\022\r\n\005batch\030\002 \001(\t\022\020\n\010claim_id\030\003" +
-      " \001(\t\022\023\n\013lease_token\030\004 \001(\003\022\027\n\017payment_num" +
-      "bers\030\005 \003(\003\"~\n\022RenewClaimResponse\0225\n\021leas" +
-      "e_expire_time\030\001 \001(\0132\032.google.protobuf.Ti" +
-      "mestamp\0221\n\016lease_duration\030\002 \001(\0132\031.google" +
-      ".protobuf.Duration\"\367\001\n\rPaymentResult\022\026\n\016" +
-      "payment_number\030\001 \001(\003\022\027\n\017idempotency_key\030" +
-      "\002 \001(\t\022$\n\007outcome\030\003 \001(\0162\023.gpo.v1.RailOutc" +
-      "ome\022\023\n\013reason_code\030\004 \001(\t\022\026\n\016reason_messa" +
-      "ge\030\005 \001(\t\022\026\n\016rail_reference\030\006 \001(\t\0221\n\rcomp" +
-      "lete_time\030\007 \001(\0132\032.google.protobuf.Timest" +
-      "amp\022\027\n\017rail_executions\030\010 \001(\005\"\311\001\n\024ReportR" +
-      "esultsRequest\022\020\n\010chunk_id\030\001 \001(\t\022\r\n\005batch" +
-      "\030\002 \001(\t\022&\n\007results\030\003 \003(\0132\025.gpo.v1.Payment" +
-      "Result\022 \n\030released_payment_numbers\030\004 \003(\003" +
-      "\022\037\n\027unknown_payment_numbers\030\005 \003(\003\022\020\n\010cla" +
-      "im_id\030\006 \001(\t\022\023\n\013lease_token\030\007 \001(\003\"a\n\025Repo" +
-      "rtResultsResponse\022\020\n\010chunk_id\030\001 \001(\t\022\025\n\ra" +
-      "pplied_count\030\002 \001(\005\022\037\n\027refused_payment_nu" +
-      "mbers\030\003 \003(\003*\214\001\n\013ClaimAction\022\034\n\030CLAIM_ACT" +
-      "ION_UNSPECIFIED\020\000\022\030\n\024CLAIM_ACTION_EXECUT" +
-      "E\020\001\022\027\n\023CLAIM_ACTION_VERIFY\020\002\022\025\n\021CLAIM_AC" +
-      "TION_SKIP\020\003\022\025\n\021CLAIM_ACTION_BUSY\020\004*\231\001\n\013R" +
-      "ailOutcome\022\034\n\030RAIL_OUTCOME_UNSPECIFIED\020\000" +
-      "\022\032\n\026RAIL_OUTCOME_SUCCEEDED\020\001\022\027\n\023RAIL_OUT" +
-      "COME_FAILED\020\002\022\034\n\030RAIL_OUTCOME_UNREACHABL" +
-      "E\020\003\022\031\n\025RAIL_OUTCOME_REVERSED\020\0042\365\001\n\013RailS" +
-      "ervice\022O\n\016ClaimWorkChunk\022\035.gpo.v1.ClaimW" +
-      "orkChunkRequest\032\036.gpo.v1.ClaimWorkChunkR" +
-      "esponse\022C\n\nRenewClaim\022\031.gpo.v1.RenewClai" +
-      "mRequest\032\032.gpo.v1.RenewClaimResponse\022P\n\r" +
-      "ReportResults\022\034.gpo.v1.ReportResultsRequ" +
-      "est\032\035.gpo.v1.ReportResultsResponse(\0010\001BB" +
-      "\n\norg.gpo.v1P\001Z2github.com/gpo-project/g" +
-      "po/clients/go/gpo/v1;gpov1b\006proto3"
+      "buf.Duration\"\247\001\n\021RenewClaimRequest\022\020\n\010ch" +
+      "unk_id\030\001 \001(\t\022\r\n\005batch\030\002 \001(\t\022\020\n\010claim_id\030" +
+      "\003 \001(\t\022\023\n\013lease_token\030\004 \001(\003\022\027\n\017payment_nu" +
+      "mbers\030\005 \003(\003\0221\n\016lease_duration\030\006 \001(\0132\031.go" +
+      "ogle.protobuf.Duration\"~\n\022RenewClaimResp" +
+      "onse\0225\n\021lease_expire_time\030\001 \001(\0132\032.google" +
+      ".protobuf.Timestamp\0221\n\016lease_duration\030\002 " +
+      "\001(\0132\031.google.protobuf.Duration\"\367\001\n\rPayme" +
+      "ntResult\022\026\n\016payment_number\030\001 \001(\003\022\027\n\017idem" +
+      "potency_key\030\002 \001(\t\022$\n\007outcome\030\003 \001(\0162\023.gpo" +
+      ".v1.RailOutcome\022\023\n\013reason_code\030\004 \001(\t\022\026\n\016" +
+      "reason_message\030\005 \001(\t\022\026\n\016rail_reference\030\006" +
+      " \001(\t\0221\n\rcomplete_time\030\007 \001(\0132\032.google.pro" +
+      "tobuf.Timestamp\022\027\n\017rail_executions\030\010 \001(\005" +
+      "\"\311\001\n\024ReportResultsRequest\022\020\n\010chunk_id\030\001 " +
+      "\001(\t\022\r\n\005batch\030\002 \001(\t\022&\n\007results\030\003 \003(\0132\025.gp" +
+      "o.v1.PaymentResult\022 \n\030released_payment_n" +
+      "umbers\030\004 \003(\003\022\037\n\027unknown_payment_numbers\030" +
+      "\005 \003(\003\022\020\n\010claim_id\030\006 \001(\t\022\023\n\013lease_token\030\007" +
+      " \001(\003\"a\n\025ReportResultsResponse\022\020\n\010chunk_i" +
+      "d\030\001 \001(\t\022\025\n\rapplied_count\030\002 \001(\005\022\037\n\027refuse" +
+      "d_payment_numbers\030\003 \003(\003*\214\001\n\013ClaimAction\022" +
+      "\034\n\030CLAIM_ACTION_UNSPECIFIED\020\000\022\030\n\024CLAIM_A" +
+      "CTION_EXECUTE\020\001\022\027\n\023CLAIM_ACTION_VERIFY\020\002" +
+      "\022\025\n\021CLAIM_ACTION_SKIP\020\003\022\025\n\021CLAIM_ACTION_" +
+      "BUSY\020\004*\231\001\n\013RailOutcome\022\034\n\030RAIL_OUTCOME_U" +
+      "NSPECIFIED\020\000\022\032\n\026RAIL_OUTCOME_SUCCEEDED\020\001" +
+      "\022\027\n\023RAIL_OUTCOME_FAILED\020\002\022\034\n\030RAIL_OUTCOM" +
+      "E_UNREACHABLE\020\003\022\031\n\025RAIL_OUTCOME_REVERSED" +
+      "\020\0042\365\001\n\013RailService\022O\n\016ClaimWorkChunk\022\035.g" +
+      "po.v1.ClaimWorkChunkRequest\032\036.gpo.v1.Cla" +
+      "imWorkChunkResponse\022C\n\nRenewClaim\022\031.gpo." +
+      "v1.RenewClaimRequest\032\032.gpo.v1.RenewClaim" +
+      "Response\022P\n\rReportResults\022\034.gpo.v1.Repor" +
+      "tResultsRequest\032\035.gpo.v1.ReportResultsRe" +
+      "sponse(\0010\001BB\n\norg.gpo.v1P\001Z2github.com/g" +
+      "po-project/gpo/clients/go/gpo/v1;gpov1b\006" +
+      "proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -188,7 +190,7 @@ public final class Rail extends com.google.protobuf.GeneratedFile {
     internal_static_gpo_v1_RenewClaimRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_gpo_v1_RenewClaimRequest_descriptor,
-        new java.lang.String[] { "ChunkId", "Batch", "ClaimId", "LeaseToken", "PaymentNumbers", });
+        new java.lang.String[] { "ChunkId", "Batch", "ClaimId", "LeaseToken", "PaymentNumbers", "LeaseDuration", });
     internal_static_gpo_v1_RenewClaimResponse_descriptor =
       getDescriptor().getMessageType(6);
     internal_static_gpo_v1_RenewClaimResponse_fieldAccessorTable = new

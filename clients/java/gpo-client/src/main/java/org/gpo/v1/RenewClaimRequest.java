@@ -56,6 +56,7 @@ private static final long serialVersionUID = 0L;
             org.gpo.v1.RenewClaimRequest.class, org.gpo.v1.RenewClaimRequest.Builder.class);
   }
 
+  private int bitField0_;
   public static final int CHUNK_ID_FIELD_NUMBER = 1;
   @SuppressWarnings("serial")
   private volatile java.lang.Object chunkId_ = "";
@@ -254,6 +255,44 @@ private static final long serialVersionUID = 0L;
   }
   private int paymentNumbersMemoizedSerializedSize = -1;
 
+  public static final int LEASE_DURATION_FIELD_NUMBER = 6;
+  private com.google.protobuf.Duration leaseDuration_;
+  /**
+   * <pre>
+   * The lease asked for, as in ClaimWorkChunkRequest.lease_duration.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration lease_duration = 6;</code>
+   * @return Whether the leaseDuration field is set.
+   */
+  @java.lang.Override
+  public boolean hasLeaseDuration() {
+    return ((bitField0_ & 0x00000001) != 0);
+  }
+  /**
+   * <pre>
+   * The lease asked for, as in ClaimWorkChunkRequest.lease_duration.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration lease_duration = 6;</code>
+   * @return The leaseDuration.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Duration getLeaseDuration() {
+    return leaseDuration_ == null ? com.google.protobuf.Duration.getDefaultInstance() : leaseDuration_;
+  }
+  /**
+   * <pre>
+   * The lease asked for, as in ClaimWorkChunkRequest.lease_duration.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration lease_duration = 6;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.DurationOrBuilder getLeaseDurationOrBuilder() {
+    return leaseDuration_ == null ? com.google.protobuf.Duration.getDefaultInstance() : leaseDuration_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -288,6 +327,9 @@ private static final long serialVersionUID = 0L;
     for (int i = 0; i < paymentNumbers_.size(); i++) {
       output.writeInt64NoTag(paymentNumbers_.getLong(i));
     }
+    if (((bitField0_ & 0x00000001) != 0)) {
+      output.writeMessage(6, getLeaseDuration());
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -318,6 +360,10 @@ private static final long serialVersionUID = 0L;
             .computeInt32SizeNoTag(dataSize);
       }
       paymentNumbersMemoizedSerializedSize = dataSize;
+    }
+    if (((bitField0_ & 0x00000001) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(6, getLeaseDuration());
     }
     return size;
   }
@@ -353,6 +399,11 @@ private static final long serialVersionUID = 0L;
         != other.getLeaseToken()) return false;
     if (!getPaymentNumbersList()
         .equals(other.getPaymentNumbersList())) return false;
+    if (hasLeaseDuration() != other.hasLeaseDuration()) return false;
+    if (hasLeaseDuration()) {
+      if (!getLeaseDuration()
+          .equals(other.getLeaseDuration())) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -376,6 +427,10 @@ private static final long serialVersionUID = 0L;
     if (getPaymentNumbersCount() > 0) {
       hash = (37 * hash) + PAYMENT_NUMBERS_FIELD_NUMBER;
       hash = (53 * hash) + getPaymentNumbersList().hashCode();
+    }
+    if (hasLeaseDuration()) {
+      hash = (37 * hash) + LEASE_DURATION_FIELD_NUMBER;
+      hash = (53 * hash) + getLeaseDuration().hashCode();
     }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
@@ -500,13 +555,19 @@ private static final long serialVersionUID = 0L;
 
     // Construct using org.gpo.v1.RenewClaimRequest.newBuilder()
     private Builder() {
-
+      maybeForceBuilderInitialization();
     }
 
     private Builder(
         com.google.protobuf.GeneratedMessage.BuilderParent parent) {
       super(parent);
-
+      maybeForceBuilderInitialization();
+    }
+    private void maybeForceBuilderInitialization() {
+      if (com.google.protobuf.GeneratedMessage
+              .alwaysUseFieldBuilders) {
+        internalGetLeaseDurationFieldBuilder();
+      }
     }
     @java.lang.Override
     public Builder clear() {
@@ -517,6 +578,11 @@ private static final long serialVersionUID = 0L;
       claimId_ = "";
       leaseToken_ = 0L;
       paymentNumbers_ = emptyLongList();
+      leaseDuration_ = null;
+      if (leaseDurationBuilder_ != null) {
+        leaseDurationBuilder_.dispose();
+        leaseDurationBuilder_ = null;
+      }
       return this;
     }
 
@@ -566,6 +632,14 @@ private static final long serialVersionUID = 0L;
         paymentNumbers_.makeImmutable();
         result.paymentNumbers_ = paymentNumbers_;
       }
+      int to_bitField0_ = 0;
+      if (((from_bitField0_ & 0x00000020) != 0)) {
+        result.leaseDuration_ = leaseDurationBuilder_ == null
+            ? leaseDuration_
+            : leaseDurationBuilder_.build();
+        to_bitField0_ |= 0x00000001;
+      }
+      result.bitField0_ |= to_bitField0_;
     }
 
     @java.lang.Override
@@ -608,6 +682,9 @@ private static final long serialVersionUID = 0L;
           paymentNumbers_.addAll(other.paymentNumbers_);
         }
         onChanged();
+      }
+      if (other.hasLeaseDuration()) {
+        mergeLeaseDuration(other.getLeaseDuration());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -671,6 +748,13 @@ private static final long serialVersionUID = 0L;
               input.popLimit(limit);
               break;
             } // case 42
+            case 50: {
+              input.readMessage(
+                  internalGetLeaseDurationFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x00000020;
+              break;
+            } // case 50
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1118,6 +1202,163 @@ private static final long serialVersionUID = 0L;
       bitField0_ = (bitField0_ & ~0x00000010);
       onChanged();
       return this;
+    }
+
+    private com.google.protobuf.Duration leaseDuration_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Duration, com.google.protobuf.Duration.Builder, com.google.protobuf.DurationOrBuilder> leaseDurationBuilder_;
+    /**
+     * <pre>
+     * The lease asked for, as in ClaimWorkChunkRequest.lease_duration.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 6;</code>
+     * @return Whether the leaseDuration field is set.
+     */
+    public boolean hasLeaseDuration() {
+      return ((bitField0_ & 0x00000020) != 0);
+    }
+    /**
+     * <pre>
+     * The lease asked for, as in ClaimWorkChunkRequest.lease_duration.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 6;</code>
+     * @return The leaseDuration.
+     */
+    public com.google.protobuf.Duration getLeaseDuration() {
+      if (leaseDurationBuilder_ == null) {
+        return leaseDuration_ == null ? com.google.protobuf.Duration.getDefaultInstance() : leaseDuration_;
+      } else {
+        return leaseDurationBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * The lease asked for, as in ClaimWorkChunkRequest.lease_duration.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 6;</code>
+     */
+    public Builder setLeaseDuration(com.google.protobuf.Duration value) {
+      if (leaseDurationBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        leaseDuration_ = value;
+      } else {
+        leaseDurationBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x00000020;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The lease asked for, as in ClaimWorkChunkRequest.lease_duration.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 6;</code>
+     */
+    public Builder setLeaseDuration(
+        com.google.protobuf.Duration.Builder builderForValue) {
+      if (leaseDurationBuilder_ == null) {
+        leaseDuration_ = builderForValue.build();
+      } else {
+        leaseDurationBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x00000020;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The lease asked for, as in ClaimWorkChunkRequest.lease_duration.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 6;</code>
+     */
+    public Builder mergeLeaseDuration(com.google.protobuf.Duration value) {
+      if (leaseDurationBuilder_ == null) {
+        if (((bitField0_ & 0x00000020) != 0) &&
+          leaseDuration_ != null &&
+          leaseDuration_ != com.google.protobuf.Duration.getDefaultInstance()) {
+          getLeaseDurationBuilder().mergeFrom(value);
+        } else {
+          leaseDuration_ = value;
+        }
+      } else {
+        leaseDurationBuilder_.mergeFrom(value);
+      }
+      if (leaseDuration_ != null) {
+        bitField0_ |= 0x00000020;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * The lease asked for, as in ClaimWorkChunkRequest.lease_duration.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 6;</code>
+     */
+    public Builder clearLeaseDuration() {
+      bitField0_ = (bitField0_ & ~0x00000020);
+      leaseDuration_ = null;
+      if (leaseDurationBuilder_ != null) {
+        leaseDurationBuilder_.dispose();
+        leaseDurationBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The lease asked for, as in ClaimWorkChunkRequest.lease_duration.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 6;</code>
+     */
+    public com.google.protobuf.Duration.Builder getLeaseDurationBuilder() {
+      bitField0_ |= 0x00000020;
+      onChanged();
+      return internalGetLeaseDurationFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * The lease asked for, as in ClaimWorkChunkRequest.lease_duration.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 6;</code>
+     */
+    public com.google.protobuf.DurationOrBuilder getLeaseDurationOrBuilder() {
+      if (leaseDurationBuilder_ != null) {
+        return leaseDurationBuilder_.getMessageOrBuilder();
+      } else {
+        return leaseDuration_ == null ?
+            com.google.protobuf.Duration.getDefaultInstance() : leaseDuration_;
+      }
+    }
+    /**
+     * <pre>
+     * The lease asked for, as in ClaimWorkChunkRequest.lease_duration.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration lease_duration = 6;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Duration, com.google.protobuf.Duration.Builder, com.google.protobuf.DurationOrBuilder> 
+        internalGetLeaseDurationFieldBuilder() {
+      if (leaseDurationBuilder_ == null) {
+        leaseDurationBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Duration, com.google.protobuf.Duration.Builder, com.google.protobuf.DurationOrBuilder>(
+                getLeaseDuration(),
+                getParentForChildren(),
+                isClean());
+        leaseDuration_ = null;
+      }
+      return leaseDurationBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:gpo.v1.RenewClaimRequest)

@@ -108,4 +108,31 @@ public interface RenewClaimRequestOrBuilder extends
    * @return The paymentNumbers at the given index.
    */
   long getPaymentNumbers(int index);
+
+  /**
+   * <pre>
+   * The lease asked for, as in ClaimWorkChunkRequest.lease_duration.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration lease_duration = 6;</code>
+   * @return Whether the leaseDuration field is set.
+   */
+  boolean hasLeaseDuration();
+  /**
+   * <pre>
+   * The lease asked for, as in ClaimWorkChunkRequest.lease_duration.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration lease_duration = 6;</code>
+   * @return The leaseDuration.
+   */
+  com.google.protobuf.Duration getLeaseDuration();
+  /**
+   * <pre>
+   * The lease asked for, as in ClaimWorkChunkRequest.lease_duration.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration lease_duration = 6;</code>
+   */
+  com.google.protobuf.DurationOrBuilder getLeaseDurationOrBuilder();
 }
