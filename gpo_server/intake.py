@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import rail_pb2
 
-from gpo_server.domain.money import InvalidAmount, format_amount, parse_amount
+from gpo_server.domain.money import MAX_BATCH_TOTAL_HUNDREDTHS, InvalidAmount, format_amount, parse_amount
 from gpo_server.domain.reasons import Reason
 from gpo_server.domain.routing import Router
 from gpo_server.domain.states import BatchState, PaymentStatus
@@ -47,11 +47,22 @@ class PreparedChunk:
     work: list[NewWorkChunk]
     rejections: list[api_pb.PaymentRejection]
     received_total: int
+    # The batch's received total this chunk was prepared against; the chunk keeps the sum under the
+    # batch maximum only if the batch still holds that much when it commits.
+    total_before: int
     accepted_references: frozenset[str]
     # The chunk as received, kept until it commits: if a reference turns out to be taken already, the
     # chunk is prepared again against the database.
     source: api_pb.PaymentChunk
     checked_database: bool
+
+
+class _BatchTotalMoved(Exception):
+    """At commit the batch held more than the chunk was prepared against, so it could pass the maximum."""
+
+    def __init__(self, total_before: int) -> None:
+        super().__init__(f"the batch holds {total_before} hundredths already")
+        self.total_before = total_before
 
 
 class OutOfOrderChunk(Exception):
@@ -108,6 +119,7 @@ class Intake:
         first_number: int,
         pending_references: frozenset[str] = frozenset(),
         check_database: bool = False,
+        total_before: int | None = None,
     ) -> PreparedChunk:
         """The CPU half of intake: validation, routing, rows and work chunks, numbered from first_number.
         An upload stream prepares chunk N+1 while chunk N commits; `pending_references` are the references
@@ -115,14 +127,27 @@ class Intake:
 
         References already stored are not looked up first: the batch's unique index refuses them at commit,
         which then prepares the chunk again with `check_database`. Duplicates across chunks are rare, and a
-        lookup per chunk cost a scan of the growing batch whenever PostgreSQL's statistics lagged."""
+        lookup per chunk cost a scan of the growing batch whenever PostgreSQL's statistics lagged.
+
+        `total_before` is what the batch holds before this chunk (by default what `batch` shows); a payment
+        that would take the batch past MAX_BATCH_TOTAL_HUNDREDTHS is rejected. Commit checks it again."""
         refs = [p.reference_id for p in chunk.payments]
         taken = await self.store.existing_references(batch.id, refs) if check_database else set()
         taken.update(pending_references.intersection(refs))
-        rows, work, rejections, total = await self._build(batch, chunk.payments, taken, first_number)
+        before = batch.received_total_hundredths if total_before is None else total_before
+        rows, work, rejections, total = await self._build(batch, chunk.payments, taken, first_number, before)
         accepted = frozenset(r.reference_id for r in rows if r.status == ACCEPTED)
         return PreparedChunk(
-            chunk.sequence, first_number, rows, work, rejections, total, accepted, chunk, check_database
+            chunk.sequence,
+            first_number,
+            rows,
+            work,
+            rejections,
+            total,
+            before,
+            accepted,
+            chunk,
+            check_database,
         )
 
     async def commit(self, batch_id: int, prepared: PreparedChunk) -> ChunkOutcome:
@@ -139,6 +164,12 @@ class Intake:
                     return ChunkOutcome(duplicate=False, stored=0, rejections=[], batch=batch)
                 if prepared.sequence > expected or batch.payment_count + 1 != prepared.first_number:
                     raise OutOfOrderChunk(expected, prepared.sequence)
+                held = batch.received_total_hundredths
+                if (
+                    held != prepared.total_before
+                    and held + prepared.received_total > MAX_BATCH_TOTAL_HUNDREDTHS
+                ):
+                    raise _BatchTotalMoved(held)
                 await tx.write(prepared.sequence, prepared.rows, prepared.work, prepared.received_total)
         except ReferenceTaken:
             if prepared.checked_database:
@@ -148,12 +179,27 @@ class Intake:
                 batch, prepared.source, first_number=prepared.first_number, check_database=True
             )
             return await self.commit(batch_id, again)
+        except _BatchTotalMoved as moved:
+            # Prepared while the previous chunk was committing: decide again against what is stored.
+            again = await self.prepare(
+                batch,
+                prepared.source,
+                first_number=prepared.first_number,
+                check_database=prepared.checked_database,
+                total_before=moved.total_before,
+            )
+            return await self.commit(batch_id, again)
         return ChunkOutcome(
             duplicate=False, stored=len(prepared.rows), rejections=prepared.rejections, batch=batch
         )
 
     async def _build(
-        self, batch: BatchRecord, inputs: Sequence[api_pb.PaymentInput], taken: set[str], first_number: int
+        self,
+        batch: BatchRecord,
+        inputs: Sequence[api_pb.PaymentInput],
+        taken: set[str],
+        first_number: int,
+        total_before: int,
     ) -> tuple[list[NewPayment], list[NewWorkChunk], list[api_pb.PaymentRejection], int]:
         rows: list[NewPayment] = []
         rejections: list[api_pb.PaymentRejection] = []
@@ -161,6 +207,7 @@ class Intake:
         seen: set[str] = set()
         namespace = uuid.UUID(batch.uid).bytes  # for idempotency_key(), computed once per chunk
         received_total = 0  # of every well-formed amount received, checked against the declared total
+        room = MAX_BATCH_TOTAL_HUNDREDTHS - total_before  # what the batch may still take, in hundredths
         amount: int | None
         number = first_number - 1
         route = self.router.rail_for
@@ -180,7 +227,9 @@ class Intake:
                 verdict = validate_metadata(metadata) or verdict
             rail = None
             if not isinstance(verdict, Rejection):
-                if ref in seen or ref in taken:
+                if received_total + verdict.amount_hundredths > room:
+                    verdict = Rejection(Reason.AMOUNT_INVALID, _OVER_BATCH_MAXIMUM)
+                elif ref in seen or ref in taken:
                     verdict = Rejection(
                         Reason.REFERENCE_ID_DUPLICATE, "reference_id already used in this batch"
                     )
@@ -193,6 +242,8 @@ class Intake:
             metadata_json = json.dumps(metadata, ensure_ascii=False) if metadata else None
             if isinstance(verdict, Rejection):
                 amount = None if verdict.reason is Reason.AMOUNT_INVALID else _amount_or_none(amount_text)
+                if amount is not None and received_total + amount > room:
+                    amount = None  # kept out of every sum, as the batch cannot hold it
                 received_total += amount or 0
                 rejections.append(
                     api_pb.PaymentRejection(
@@ -273,6 +324,12 @@ class Intake:
             size = self.chunk_sizes.get(rail, self.work_chunk_size)
             work.extend(work_chunks(batch.uid, rail, items, size, not_before=not_before))
         return work
+
+
+_OVER_BATCH_MAXIMUM = (
+    f"the batch's amounts would add up to more than {format_amount(MAX_BATCH_TOTAL_HUNDREDTHS)}, "
+    "the most one batch may carry: split the disbursement into several batches"
+)
 
 
 def _storable(text: str) -> str:
