@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/api/httpbody"
@@ -21,8 +27,62 @@ const httpCodeKey = "x-http-code"
 // g2pHeaders are the HTTP headers G2P Connect needs besides Authorization, forwarded as metadata.
 var g2pHeaders = map[string]string{"signature": "signature"}
 
-// isG2P tells whether a path is one of G2P Connect's (they sit at the root, as the spec has them).
-func isG2P(path string) bool { return path == "/disburse" || strings.HasPrefix(path, "/disburse/") }
+// isG2P tells whether a path is one of G2P Connect's POSTs (they sit at the root, as the spec has them;
+// /mapper/on-resolve is the ID mapper's callback to GPO).
+func isG2P(path string) bool {
+	return path == "/disburse" || strings.HasPrefix(path, "/disburse/") || path == "/mapper/on-resolve"
+}
+
+// g2pMaxBodyBytes is the largest G2P Connect body forwarded to GPO: the gRPC message limit less room for
+// the HttpBody framing (main sets it from -max-message-bytes).
+var g2pMaxBodyBytes int64 = 16<<20 - 4096
+
+// g2pTooLarge answers a G2P Connect POST whose body exceeds g2pMaxBodyBytes with HTTP 413 and a G2P
+// Connect body (err.request.bad), rather than letting the gRPC client refuse it (HTTP 429, a gRPC error
+// body). Otherwise it leaves the body, read into memory, for the handler and returns false.
+func g2pTooLarge(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodPost || !isG2P(r.URL.Path) {
+		return false
+	}
+	tooLarge := r.ContentLength > g2pMaxBodyBytes
+	if !tooLarge {
+		body, err := io.ReadAll(io.LimitReader(r.Body, g2pMaxBodyBytes+1))
+		if err != nil {
+			body = nil // the handler reads the (now failing) body and answers err.request.bad itself
+		}
+		tooLarge = int64(len(body)) > g2pMaxBodyBytes
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	if !tooLarge {
+		return false
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(http.StatusRequestEntityTooLarge)
+	_ = json.NewEncoder(w).Encode(g2pTooLargeBody(r.URL.Path))
+	return true
+}
+
+func g2pTooLargeBody(path string) any {
+	now := time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	id := make([]byte, 16)
+	_, _ = rand.Read(id)
+	text := fmt.Sprintf("err.request.bad: the message is larger than %d bytes; send fewer disbursements per message", g2pMaxBodyBytes)
+	if strings.HasPrefix(path, "/disburse/sync/") { // a sync reply is a header (and message)
+		action := "on-search"
+		if path == "/disburse/sync/disburse" {
+			action = "on-disburse"
+		}
+		return map[string]any{"header": map[string]any{
+			"version": "1.0.0", "message_id": hex.EncodeToString(id), "message_ts": now, "action": action,
+			"status": "rjct", "status_reason_message": text, "is_msg_encrypted": false,
+		}}
+	}
+	return map[string]any{"message": map[string]any{
+		"ack_status": "ERR", "timestamp": now, "correlation_id": hex.EncodeToString(id),
+		"error": map[string]any{"code": "err.request.bad", "message": text},
+	}}
+}
 
 // ContentType is the HttpBody's own content type for G2P Connect replies, else proto3 JSON's.
 func (m *jsonMarshaler) ContentType(v any) string {

@@ -48,6 +48,9 @@ func NewHandler(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error
 			guardUpload(mux, challengeWriter{w}, r)
 			return
 		}
+		if g2pTooLarge(w, r) {
+			return
+		}
 		mux.ServeHTTP(challengeWriter{w}, r)
 	}), nil
 }

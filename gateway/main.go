@@ -37,6 +37,7 @@ func run() error {
 		`TLS to the GPO server: "" for none, "system" for the system's CA roots, or a PEM CA file (GPO_GATEWAY_BACKEND_TLS)`)
 	maxBytes := flag.Int("max-message-bytes", 16<<20, "largest gRPC message either way; GPO's own default")
 	flag.Parse()
+	g2pMaxBodyBytes = int64(*maxBytes) - 4096
 
 	creds, err := transportCredentials(*backendTLS)
 	if err != nil {

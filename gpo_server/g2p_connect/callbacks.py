@@ -100,9 +100,21 @@ class CallbackWorker:
 
     async def _deliver(self, cb: Callback) -> None:
         body = cb.body.encode()
-        headers = {"Content-Type": "application/json", "Signature": self.settings.signer.sign(body)}
-        if self.config.bearer_token:
-            headers["Authorization"] = f"Bearer {self.config.bearer_token}"
+        # The callback goes to the sender its header names as receiver: signed in that sender's scheme,
+        # with its bearer token (or the callbacks' default one).
+        try:
+            receiver = str(json.loads(cb.body)["header"].get("receiver_id", ""))
+        except (ValueError, KeyError, AttributeError):
+            receiver = ""
+        sender = self.settings.senders.get(receiver)
+        scheme = sender.signature_scheme if sender is not None else "beckn"
+        token = (sender.callback_bearer_token if sender is not None else "") or self.config.bearer_token
+        headers = {
+            "Content-Type": "application/json",
+            "Signature": self.settings.signer.sign(body, scheme=scheme),
+        }
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         try:
             response = await self._client.post(cb.uri, content=body, headers=headers)
             if 200 <= response.status_code < 300:

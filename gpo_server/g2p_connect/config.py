@@ -6,6 +6,8 @@ G2P Connect still answers, but knows no sender, so every message is refused with
 
 from __future__ import annotations
 
+import threading
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 
-from gpo_server.g2p_connect.signatures import Signer
+from gpo_server.g2p_connect.signatures import SCHEMES, Signer, keymanager_reference_id, public_jwk
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,18 @@ class SenderConfig:
     # Bearer-token subjects ("sub") that may act as this sender; default: the sender_id itself. Without
     # this, any valid token holding the program could send as any sender that does not sign.
     subjects: frozenset[str] = frozenset()
+    # "beckn" (GPO's first scheme) or "jws" (detached JWS, as OpenG2P signs): what this sender's requests
+    # must carry, and how GPO signs the callbacks it sends to this sender.
+    signature_scheme: str = "beckn"
+    # JWS only: a Keymanager-compatible JWT verify endpoint (MOSIP's /v1/keymanager/jwtVerify) that holds
+    # the sender's certificate under keymanager_reference_id (default PARTNER_<SENDER_ID>); used when the
+    # JWS's kid is in neither `keys` nor the JWKS.
+    keymanager_verify_url: str = ""
+    keymanager_reference_id: str = ""
+    keymanager_application_id: str = ""
+    keymanager_token: str = ""  # sent as the Authorization cookie and bearer token, if set
+    # Sent as Authorization: Bearer on callbacks to this sender; default: [callbacks].bearer_token.
+    callback_bearer_token: str = ""
 
     def may_be(self, subject: str) -> bool:
         return subject in (self.subjects or {self.sender_id})
@@ -54,6 +68,15 @@ class MapperConfig:
     batch_size: int = 500
     timeout_s: float = 30.0
     bearer_token: str = ""
+    signature_scheme: str = "beckn"  # how GPO signs its mapper requests: "beckn" or "jws" (OpenG2P SPAR)
+    sync_path: str = "/mapper/sync/resolve"  # appended to url
+    # Asynchronous resolve (/mapper/resolve, answered by an on-resolve callback to GPO): used for messages
+    # with more than async_above person IDs, when callback_uri is set (GPO's own address as the mapper
+    # reaches it, e.g. the gateway's https://gpo.example.org/mapper; "/on-resolve" is appended by the mapper).
+    async_path: str = "/mapper/resolve"
+    callback_uri: str = ""
+    async_above: int = 0
+    async_timeout_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -67,10 +90,81 @@ class CallbackConfig:
     bearer_token: str = ""  # sent as Authorization on callbacks, if set
 
 
+class KeyRing:
+    """GPO's own signing keys: the active one signs, all of them are published (JWKS), so a key is rotated
+    without downtime: add the new key beside the old (both published), switch `signing_key_id` to it, and
+    remove the old one once partners' JWKS caches have expired. The TOML file is re-read when it (or a key
+    file) changes, checked at most once a second, so a rotation needs no restart."""
+
+    def __init__(self, path: Path | None, data_dir: Path, receiver_id: str) -> None:
+        self.path, self.data_dir, self.sender_id = path, data_dir, receiver_id
+        self._lock = threading.Lock()
+        self._checked = 0.0
+        self._stamp: tuple[float, ...] = ()
+        self._load()
+
+    def _files(self, raw: dict[str, Any]) -> tuple[str, dict[str, Path]]:
+        base = self.path.parent if self.path else self.data_dir
+        keys = {str(k): base / str(v) for k, v in dict(raw.get("signing_keys", {})).items()}
+        active = str(raw.get("signing_key_id", "gpo"))
+        if raw.get("signing_key_file"):
+            keys.setdefault(active, base / str(raw["signing_key_file"]))
+        if not keys:
+            keys[active] = _local_signing_key_path(self.data_dir)
+        if active not in keys:
+            raise ValueError(f"signing_key_id {active!r} is not one of signing_keys")
+        return active, keys
+
+    def _stamps(self, files: dict[str, Path]) -> tuple[float, ...]:
+        paths = ([self.path] if self.path else []) + list(files.values())
+        return tuple(p.stat().st_mtime if p.exists() else 0.0 for p in paths)
+
+    def _load(self) -> None:
+        raw: dict[str, Any] = tomllib.loads(self.path.read_text()) if self.path else {}
+        active, files = self._files(raw)
+        keys = {kid: _private_key(path) for kid, path in files.items()}
+        self._signers = {kid: Signer(self.sender_id, kid, key) for kid, key in keys.items()}
+        self._active = self._signers[active]
+        self._files_now = files
+        self._stamp = self._stamps(files)
+
+    def _fresh(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < 1.0:
+            return
+        with self._lock:
+            self._checked = now
+            try:
+                if self._stamps(self._files_now) != self._stamp:
+                    self._load()
+            except Exception:  # a half-written file: keep the keys in use, try again next time
+                import logging
+
+                logging.getLogger(__name__).exception("G2P Connect: signing keys not reloaded")
+
+    @property
+    def active(self) -> Signer:
+        self._fresh()
+        return self._active
+
+    @property
+    def key_id(self) -> str:
+        return self.active.key_id
+
+    def sign(self, body: bytes, *, scheme: str = "beckn", now: float | None = None) -> str:
+        return self.active.sign(body, scheme=scheme, now=now)
+
+    def jwks(self) -> dict[str, Any]:
+        """The public JWKS of every configured key, the active one first."""
+        active = self.active
+        signers = [active] + [s for kid, s in self._signers.items() if kid != active.key_id]
+        return {"keys": [public_jwk(s.key, s.key_id) for s in signers]}
+
+
 @dataclass(frozen=True)
 class G2pSettings:
     receiver_id: str
-    signer: Signer
+    signer: KeyRing
     senders: dict[str, SenderConfig]
     mapper: MapperConfig = MapperConfig()
     callbacks: CallbackConfig = CallbackConfig()
@@ -82,9 +176,9 @@ def load(path: str | Path | None, data_dir: Path) -> G2pSettings:
     raw: dict[str, Any] = tomllib.loads(Path(path).read_text()) if path else {}
     base = Path(path).parent if path else data_dir
     receiver_id = str(raw.get("receiver_id", "gpo"))
-    key_file = raw.get("signing_key_file")
-    key = _private_key(base / key_file) if key_file else _local_signing_key(data_dir)
-    signer = Signer(receiver_id, str(raw.get("signing_key_id", "gpo")), key)
+    if not raw.get("signing_key_file") and not raw.get("signing_keys"):
+        _local_signing_key(data_dir)
+    signer = KeyRing(Path(path) if path else None, data_dir, receiver_id)
     senders = {sid: _sender(sid, values, base) for sid, values in dict(raw.get("senders", {})).items()}
     m = dict(raw.get("mapper", {}))
     mapper = MapperConfig(
@@ -95,6 +189,12 @@ def load(path: str | Path | None, data_dir: Path) -> G2pSettings:
         batch_size=int(m.get("batch_size", 500)),
         timeout_s=float(m.get("timeout_s", 30)),
         bearer_token=str(m.get("bearer_token", "")),
+        signature_scheme=_scheme(m.get("signature_scheme", "beckn")),
+        sync_path=str(m.get("sync_path", "/mapper/sync/resolve")),
+        async_path=str(m.get("async_path", "/mapper/resolve")),
+        callback_uri=str(m.get("callback_uri", "")).rstrip("/"),
+        async_above=int(m.get("async_above", 0)),
+        async_timeout_s=float(m.get("async_timeout_s", 120)),
     )
     c = dict(raw.get("callbacks", {}))
     callbacks = CallbackConfig(
@@ -136,17 +236,35 @@ def _sender(sender_id: str, v: dict[str, Any], base: Path) -> SenderConfig:
         default_callback_uri=str(v.get("default_callback_uri", "")),
         default_currency=str(v.get("default_currency", "")),
         subjects=frozenset(str(s) for s in v.get("subjects", [])),
+        signature_scheme=_scheme(v.get("signature_scheme", "beckn")),
+        keymanager_verify_url=str(v.get("keymanager_verify_url", "")),
+        keymanager_reference_id=str(
+            v.get("keymanager_reference_id", "") or keymanager_reference_id(sender_id)
+        ),
+        keymanager_application_id=str(v.get("keymanager_application_id", "")),
+        keymanager_token=str(v.get("keymanager_token", "")),
+        callback_bearer_token=str(v.get("callback_bearer_token", "")),
     )
+
+
+def _scheme(value: Any) -> str:
+    if value not in SCHEMES:
+        raise ValueError(f"signature_scheme must be one of {', '.join(SCHEMES)}, not {value!r}")
+    return str(value)
 
 
 def _private_key(path: Path) -> Any:
     return load_pem_private_key(path.read_bytes(), password=None)
 
 
+def _local_signing_key_path(data_dir: Path) -> Path:
+    return data_dir / "g2p-signing-key.pem"
+
+
 def _local_signing_key(data_dir: Path) -> Any:
     """GPO's ed25519 key for signing callbacks when none is configured, made once, owner-readable only.
     Senders need its public half (docs/G2P_CONNECT.md says how to print it)."""
-    path = data_dir / "g2p-signing-key.pem"
+    path = _local_signing_key_path(data_dir)
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         pem = ed25519.Ed25519PrivateKey.generate().private_bytes(

@@ -18,6 +18,7 @@ from gpo.v1 import disbursement_service_pb2 as api_pb
 
 from gpo_server.domain.money import format_amount
 from gpo_server.domain.states import PaymentStatus
+from gpo_server.domain.validation import MAX_REFERENCE_ID
 
 VERSION = "1.0.0"
 S = PaymentStatus
@@ -57,6 +58,12 @@ META_LOCALE = "g2p.locale"
 META_PAYEE_ID = "g2p.payee_id"  # the person ID the sender gave, when the mapper resolved it
 META_META = "g2p.meta"
 
+# The spec's field limits (disburse_core_api_v1.0.0.yaml): note and purpose at most 99 characters,
+# locale ISO 639-3 (three lower-case letters). GPO's own limits are wider; a G2P Connect message keeps
+# to the spec's. reference_id has no limit in the spec; GPO stores at most MAX_REFERENCE_ID characters
+# and refuses a message with a longer one rather than truncate it.
+SPEC_MAX_NOTE = 99
+SPEC_MAX_PURPOSE = 99
 _AMOUNT = re.compile(r"^\d{1,13}\.\d{1,2}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _LOCALE = re.compile(r"^[a-z]{3}$")
@@ -186,6 +193,13 @@ def parse_disbursements(
         raise ValueError("message.transaction_id must be a string of 1 to 99 characters")
     if not isinstance(items, list):
         raise ValueError("message.disbursements must be a list")
+    for index, item in enumerate(items):
+        ref = item.get("reference_id") if isinstance(item, dict) else None
+        if isinstance(ref, str) and len(ref) > MAX_REFERENCE_ID:
+            raise ValueError(
+                f"disbursements[{index}].reference_id is {len(ref)} characters; GPO takes at most "
+                f"{MAX_REFERENCE_ID} and would not report it back as sent"
+            )
     parsed = ParsedDisbursements(transaction_id)
     for index, item in enumerate(items):
         parsed.payments.append(_payment(parsed, index, item, default_currency, id_providers))
@@ -230,6 +244,15 @@ def _payment(
             ts = Timestamp()
             ts.FromDatetime(when.astimezone(dt.UTC))
             payment.schedule_time.CopyFrom(ts)
+    for name, limit in (("note", SPEC_MAX_NOTE), ("purpose", SPEC_MAX_PURPOSE)):
+        if len(text(name)) > limit:
+            parsed.rejections.setdefault(
+                index, (f"rjct.{name}.invalid", f"{name} is longer than the spec's {limit} characters")
+            )
+    if "locale" in item and not (isinstance(item["locale"], str) and _LOCALE.fullmatch(item["locale"])):
+        parsed.rejections.setdefault(
+            index, ("rjct.locale.invalid", "locale must be an ISO 639-3 code: three lower-case letters")
+        )
     for key, name in ((META_PAYER_NAME, "payer_name"), (META_INSTRUCTION, "instruction")):
         if value := text(name):
             payment.metadata[key] = value

@@ -39,6 +39,7 @@ from gpo_server.g2p_connect import messages as msg
 from gpo_server.g2p_connect import signatures
 from gpo_server.g2p_connect.callbacks import ON_SEARCH, ON_STATUS, CallbackWorker, callback_uri, dumps
 from gpo_server.g2p_connect.config import G2pSettings, SenderConfig
+from gpo_server.g2p_connect.keymanager import KeymanagerClient, KeyServiceUnavailable
 from gpo_server.g2p_connect.mapper import MapperClient, MapperUnavailable
 from gpo_server.g2p_connect.storage import G2pStore, MessageRecord
 from gpo_server.intake import Intake, PreparedChunk
@@ -104,6 +105,7 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
         self.callbacks = callbacks
         self.mapper = mapper
         self._jwks: dict[str, jwt.PyJWKClient] = {}
+        self.keymanager = KeymanagerClient()
 
     # ---- RPCs ----------------------------------------------------------------------------------
 
@@ -125,6 +127,26 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
     async def SyncSearch(self, request: httpbody_pb2.HttpBody, context: Context) -> httpbody_pb2.HttpBody:
         return await self._serve(request, context, self._search, sync=True, actions=SEARCH_ACTIONS)
 
+    async def GetJwks(self, request: httpbody_pb2.HttpBody, context: Context) -> httpbody_pb2.HttpBody:
+        """GPO's public signing keys (public, no token): partners verify GPO's JWS signatures with them."""
+        return httpbody_pb2.HttpBody(
+            content_type="application/jwk-set+json", data=dumps(self.settings.signer.jwks()).encode()
+        )
+
+    async def OnResolve(self, request: httpbody_pb2.HttpBody, context: Context) -> httpbody_pb2.HttpBody:
+        """The mapper's answer to an asynchronous resolve. It carries no bearer token (SPAR sends none):
+        it is accepted only as the answer to a resolve GPO is waiting for, by its secret transaction_id."""
+        try:
+            matched = self.mapper.on_resolve(json.loads(bytes(request.data)))
+        except ValueError:
+            matched = False
+        if matched:
+            body = msg.ack("ACK", str(uuid.uuid4()))
+        else:
+            body = msg.ack("ERR", str(uuid.uuid4()), "err.request.bad", "no resolve awaits this answer")
+            await context.send_initial_metadata((("x-http-code", "400"),))
+        return httpbody_pb2.HttpBody(content_type="application/json", data=dumps(body).encode())
+
     # ---- common --------------------------------------------------------------------------------
 
     async def _serve(
@@ -136,16 +158,25 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
         sync: bool,
         actions: frozenset[str],
     ) -> httpbody_pb2.HttpBody:
+        kind = (
+            "disburse"
+            if handler == self._disburse
+            else "txn/status"
+            if handler == self._txn_status
+            else "search"
+        )
         try:
             req = await self._accept(bytes(request.data), context, sync=sync)
             reply: Reply = await handler(req, sync=sync, actions=actions)
         except Refusal as refusal:
-            reply = self._refusal_reply(refusal, sync=sync)
+            reply = self._refusal_reply(refusal, sync=sync, kind=kind, raw=bytes(request.data))
         except Exception:
             log.exception("G2P Connect: unexpected error")
             reply = self._refusal_reply(
                 Refusal("err.service.unavailable", "internal error; the server log has the details", 500),
                 sync=sync,
+                kind=kind,
+                raw=bytes(request.data),
             )
         if reply.http_status != 200:
             await context.send_initial_metadata((("x-http-code", str(reply.http_status)),))
@@ -184,7 +215,9 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
             uri = _checked_uri(uri, sender)
         return Request(
             raw,
-            hashlib.sha256(raw).hexdigest(),
+            # The exact bytes (a replay is the same bytes) and the message's content, whatever its header
+            # (a transaction sent again must carry the same content).
+            f"{hashlib.sha256(raw).hexdigest()}:{_content_digest(body['message'])}",
             header,
             body["message"],
             sender,
@@ -199,6 +232,9 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
                 raise Refusal("err.signature.missing", "the Signature header is required", status)
             return
         try:
+            if sender.signature_scheme == "jws":
+                await self._verify_jws(raw, header, sender)
+                return
             parsed = signatures.parse(header)
             if parsed.sender_id != sender.sender_id:
                 raise signatures.SignatureError("the keyId's sender_id is not the header's sender_id")
@@ -206,6 +242,20 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
             signatures.verify(raw, parsed, key, skew_s=self.settings.signature_skew_s)
         except signatures.SignatureError as exc:
             raise Refusal("err.signature.invalid", str(exc), status) from None
+        except KeyServiceUnavailable as exc:
+            raise Refusal("err.service.unavailable", str(exc), 503) from None
+
+    async def _verify_jws(self, raw: bytes, header: str, sender: SenderConfig) -> None:
+        """A detached JWS: verified with the sender's key by kid (configured or JWKS), else through the
+        Keymanager-compatible verify endpoint that holds the sender's certificate."""
+        parsed = signatures.jws_parse(header)
+        if parsed.kid in sender.keys or (sender.jwks_url and not sender.keymanager_verify_url):
+            signatures.jws_verify(raw, parsed, await self._sender_key(sender, parsed.kid))
+            return
+        if not sender.keymanager_verify_url:
+            raise signatures.SignatureError(f"no key {parsed.kid!r} is configured for the sender")
+        if not await self.keymanager.verify(sender, raw, parsed):
+            raise signatures.SignatureError("the key service did not verify the JWS")
 
     async def _sender_key(self, sender: SenderConfig, key_id: str) -> Any:
         if key_id in sender.keys:
@@ -220,24 +270,30 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
                 raise signatures.SignatureError(f"no key {key_id!r} in the sender's JWKS: {exc}") from None
         raise signatures.SignatureError(f"no key {key_id!r} is configured for the sender")
 
-    def _refusal_reply(self, refusal: Refusal, *, sync: bool) -> Reply:
+    def _refusal_reply(self, refusal: Refusal, *, sync: bool, kind: str, raw: bytes) -> Reply:
         """401 and 403 carry the spec's HttpErrorResponse; other refusals an ERR envelope (async) or a
-        rjct header (sync, whose replies are header and message)."""
+        rjct header and an empty answer of the endpoint's kind (sync, whose replies are header and
+        message), with the action of that answer."""
         if refusal.http_status in (401, 403):
             return Reply(msg.http_error(refusal.code, refusal.message), refusal.http_status)
         if not sync:
             return Reply(
                 msg.ack("ERR", str(uuid.uuid4()), refusal.code, refusal.message), refusal.http_status
             )
+        request_header, message = _loose_envelope(raw)
         header = msg.callback_header(
-            "on-disburse",
+            _SYNC_ACTIONS[kind],
             "rjct",
             sender_id=self.settings.receiver_id,
             receiver_id="",
             reason_message=f"{refusal.code}: {refusal.message}",
         )
         header.pop("receiver_id")
-        return Reply({"header": header}, refusal.http_status)
+        if isinstance(request_header.get("sender_id"), str) and request_header["sender_id"]:
+            header["receiver_id"] = request_header["sender_id"]
+        if _is_id(request_header.get("message_id")):
+            header["message_id"] = request_header["message_id"]
+        return Reply({"header": header, "message": _empty_answer(kind, message, "")}, refusal.http_status)
 
     def _program(self, req: Request) -> str:
         meta = req.header.get("meta")
@@ -275,12 +331,20 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
     ) -> Reply:
         """A message refused for its header: a rjct header, in the sync reply or in a callback after ACK."""
         header = self._header(
-            req, action, "rjct", reason_code=rejection.code, reason_message=rejection.message
+            req,
+            _SYNC_ACTIONS[kind] if sync else action,
+            "rjct",
+            reason_code=rejection.code,
+            reason_message=rejection.message,
         )
-        if sync:
-            return Reply({"header": header})
+        # The refusal names the message it refuses (its message_id) and carries the transaction and
+        # correlation ids, so the sender can match it.
+        header["message_id"] = req.header["message_id"]
         correlation_id = str(uuid.uuid4())
-        callback = [(callback_uri(req.sender_uri, path), dumps({"header": header}))]
+        answer = _empty_answer(kind, req.message, correlation_id)
+        if sync:
+            return Reply({"header": header, "message": answer})
+        callback = [(callback_uri(req.sender_uri, path), dumps({"header": header, "message": answer}))]
         if existing is not None:  # the message_id is taken: the callback hangs off the first message
             await self.g2p.insert_callbacks(existing.id, callback)
         else:
@@ -304,7 +368,7 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
     async def _seen(self, req: Request) -> tuple[MessageRecord | None, msg.HeaderRejection | None]:
         """A message_id already received: the same bytes again (a replay) or other bytes (a duplicate)."""
         found = await self.g2p.find_message(req.sender.sender_id, req.header["message_id"])
-        if found is None or found.body_digest == req.digest:
+        if found is None or found.body_digest.split(":")[0] == req.digest.split(":")[0]:
             return found, None
         return found, msg.HeaderRejection(
             "rjct.message_id.duplicate", "message_id was already used for another message"
@@ -344,10 +408,17 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
             )
         except ValueError as exc:
             raise Refusal("err.request.bad", str(exc)) from None
+        others = await self.g2p.disburse_messages(req.sender.sender_id, transaction_id=parsed.transaction_id)
+        content = req.digest.split(":")[-1]
+        if any(":" in m.body_digest and m.body_digest.split(":")[-1] != content for m in others):
+            raise Refusal(
+                "err.request.bad",
+                f"transaction_id {parsed.transaction_id!r} was already sent with other content; "
+                "a transaction's disbursements cannot change: send them under a new transaction_id",
+            )
         if parsed.person_ids:
             await self._resolve(parsed)
         batch = await self._store_batch(req, program, parsed)
-        others = await self.g2p.disburse_messages(req.sender.sender_id, transaction_id=parsed.transaction_id)
         # A transaction sent again under a new message_id is the same batch; its callbacks already go to
         # the first message's sender_uri, so this record asks for none.
         first = not any(m.batch_id == batch.id for m in others)
@@ -615,6 +686,52 @@ def _with_rejections(prepared: PreparedChunk, parsed: msg.ParsedDisbursements) -
             )
         rejections.append(r)
     return dataclasses.replace(prepared, rows=rows, rejections=rejections)
+
+
+_SYNC_ACTIONS = {"disburse": "on-disburse", "txn/status": "on-search", "search": "on-search"}
+
+
+def _content_digest(message: Any) -> str:
+    return hashlib.sha256(
+        json.dumps(message, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    ).hexdigest()
+
+
+def _is_id(value: Any) -> bool:
+    """A transaction or message id that can be echoed back unchanged (the spec's ids are <= 99)."""
+    return isinstance(value, str) and 0 < len(value) <= 99
+
+
+def _loose_envelope(raw: bytes) -> tuple[dict[str, Any], Any]:
+    """The header and message of a body, as far as it is JSON of that shape; else empty."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return {}, {}
+    if not isinstance(body, dict):
+        return {}, {}
+    header = body.get("header")
+    return (header if isinstance(header, dict) else {}), body.get("message")
+
+
+def _empty_answer(kind: str, message: Any, correlation_id: str) -> dict[str, Any]:
+    """The endpoint's answer with no records, echoing the request's transaction_id (and GPO's
+    correlation_id): what a refusal of the whole message carries."""
+    request = message if isinstance(message, dict) else {}
+    tid = request.get("transaction_id")
+    transaction_id = tid if _is_id(tid) else ""
+    answer: dict[str, Any] = {"transaction_id": transaction_id}
+    if kind == "txn/status":
+        answer["correlation_id"] = correlation_id or str(uuid.uuid4())
+        answer["txnstatus_response"] = {
+            "txn_type": "on-disburse",
+            "txn_status": {"transaction_id": transaction_id, "disbursements_status": []},
+        }
+        return answer
+    if correlation_id:
+        answer["correlation_id"] = correlation_id
+    answer["disbursements_status"] = []
+    return answer
 
 
 def _checked_uri(uri: Any, sender: SenderConfig) -> str:

@@ -52,3 +52,4 @@ class G2pConnect:
             await self.callbacks.run(stop)
         finally:
             await self.mapper.close()
+            await self.service.keymanager.close()

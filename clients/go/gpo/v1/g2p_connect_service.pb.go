@@ -26,7 +26,7 @@ var File_gpo_v1_g2p_connect_service_proto protoreflect.FileDescriptor
 
 const file_gpo_v1_g2p_connect_service_proto_rawDesc = "" +
 	"\n" +
-	" gpo/v1/g2p_connect_service.proto\x12\x06gpo.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto2\xad\x04\n" +
+	" gpo/v1/g2p_connect_service.proto\x12\x06gpo.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto2\xdc\x05\n" +
 	"\x11G2pConnectService\x12L\n" +
 	"\bDisburse\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\x14\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/disburse\x12X\n" +
 	"\tTxnStatus\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/disburse/txn/status\x12Q\n" +
@@ -34,7 +34,9 @@ const file_gpo_v1_g2p_connect_service_proto_rawDesc = "" +
 	"\fSyncDisburse\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/disburse/sync/disburse\x12a\n" +
 	"\rSyncTxnStatus\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/disburse/sync/txn/status\x12Z\n" +
 	"\n" +
-	"SyncSearch\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/disburse/sync/searchBB\n" +
+	"SyncSearch\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/disburse/sync/search\x12U\n" +
+	"\aGetJwks\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.json\x12V\n" +
+	"\tOnResolve\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/mapper/on-resolveBB\n" +
 	"\n" +
 	"org.gpo.v1P\x01Z2github.com/gpo-project/gpo/clients/go/gpo/v1;gpov1b\x06proto3"
 
@@ -48,14 +50,18 @@ var file_gpo_v1_g2p_connect_service_proto_depIdxs = []int32{
 	0, // 3: gpo.v1.G2pConnectService.SyncDisburse:input_type -> google.api.HttpBody
 	0, // 4: gpo.v1.G2pConnectService.SyncTxnStatus:input_type -> google.api.HttpBody
 	0, // 5: gpo.v1.G2pConnectService.SyncSearch:input_type -> google.api.HttpBody
-	0, // 6: gpo.v1.G2pConnectService.Disburse:output_type -> google.api.HttpBody
-	0, // 7: gpo.v1.G2pConnectService.TxnStatus:output_type -> google.api.HttpBody
-	0, // 8: gpo.v1.G2pConnectService.Search:output_type -> google.api.HttpBody
-	0, // 9: gpo.v1.G2pConnectService.SyncDisburse:output_type -> google.api.HttpBody
-	0, // 10: gpo.v1.G2pConnectService.SyncTxnStatus:output_type -> google.api.HttpBody
-	0, // 11: gpo.v1.G2pConnectService.SyncSearch:output_type -> google.api.HttpBody
-	6, // [6:12] is the sub-list for method output_type
-	0, // [0:6] is the sub-list for method input_type
+	0, // 6: gpo.v1.G2pConnectService.GetJwks:input_type -> google.api.HttpBody
+	0, // 7: gpo.v1.G2pConnectService.OnResolve:input_type -> google.api.HttpBody
+	0, // 8: gpo.v1.G2pConnectService.Disburse:output_type -> google.api.HttpBody
+	0, // 9: gpo.v1.G2pConnectService.TxnStatus:output_type -> google.api.HttpBody
+	0, // 10: gpo.v1.G2pConnectService.Search:output_type -> google.api.HttpBody
+	0, // 11: gpo.v1.G2pConnectService.SyncDisburse:output_type -> google.api.HttpBody
+	0, // 12: gpo.v1.G2pConnectService.SyncTxnStatus:output_type -> google.api.HttpBody
+	0, // 13: gpo.v1.G2pConnectService.SyncSearch:output_type -> google.api.HttpBody
+	0, // 14: gpo.v1.G2pConnectService.GetJwks:output_type -> google.api.HttpBody
+	0, // 15: gpo.v1.G2pConnectService.OnResolve:output_type -> google.api.HttpBody
+	8, // [8:16] is the sub-list for method output_type
+	0, // [0:8] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name

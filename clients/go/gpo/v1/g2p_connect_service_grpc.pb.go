@@ -26,6 +26,8 @@ const (
 	G2PConnectService_SyncDisburse_FullMethodName  = "/gpo.v1.G2pConnectService/SyncDisburse"
 	G2PConnectService_SyncTxnStatus_FullMethodName = "/gpo.v1.G2pConnectService/SyncTxnStatus"
 	G2PConnectService_SyncSearch_FullMethodName    = "/gpo.v1.G2pConnectService/SyncSearch"
+	G2PConnectService_GetJwks_FullMethodName       = "/gpo.v1.G2pConnectService/GetJwks"
+	G2PConnectService_OnResolve_FullMethodName     = "/gpo.v1.G2pConnectService/OnResolve"
 )
 
 // G2PConnectServiceClient is the client API for G2PConnectService service.
@@ -60,6 +62,14 @@ type G2PConnectServiceClient interface {
 	// Sync search.
 	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
 	SyncSearch(ctx context.Context, in *httpbody.HttpBody, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
+	// GPO's public signing keys as a JWKS document (RFC 7517), the key that signs now first: partners
+	// verify GPO's detached-JWS callbacks and mapper requests with it. Public: no bearer token needed.
+	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+	GetJwks(ctx context.Context, in *httpbody.HttpBody, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
+	// The ID mapper's on-resolve callback (mapper_core_api_v1.0.0.yaml) answering GPO's asynchronous
+	// /mapper/resolve; GPO gives the mapper "{gateway}/mapper" as sender_uri.
+	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+	OnResolve(ctx context.Context, in *httpbody.HttpBody, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
 }
 
 type g2PConnectServiceClient struct {
@@ -130,6 +140,26 @@ func (c *g2PConnectServiceClient) SyncSearch(ctx context.Context, in *httpbody.H
 	return out, nil
 }
 
+func (c *g2PConnectServiceClient) GetJwks(ctx context.Context, in *httpbody.HttpBody, opts ...grpc.CallOption) (*httpbody.HttpBody, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(httpbody.HttpBody)
+	err := c.cc.Invoke(ctx, G2PConnectService_GetJwks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *g2PConnectServiceClient) OnResolve(ctx context.Context, in *httpbody.HttpBody, opts ...grpc.CallOption) (*httpbody.HttpBody, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(httpbody.HttpBody)
+	err := c.cc.Invoke(ctx, G2PConnectService_OnResolve_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // G2PConnectServiceServer is the server API for G2PConnectService service.
 // All implementations must embed UnimplementedG2PConnectServiceServer
 // for forward compatibility.
@@ -162,6 +192,14 @@ type G2PConnectServiceServer interface {
 	// Sync search.
 	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
 	SyncSearch(context.Context, *httpbody.HttpBody) (*httpbody.HttpBody, error)
+	// GPO's public signing keys as a JWKS document (RFC 7517), the key that signs now first: partners
+	// verify GPO's detached-JWS callbacks and mapper requests with it. Public: no bearer token needed.
+	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+	GetJwks(context.Context, *httpbody.HttpBody) (*httpbody.HttpBody, error)
+	// The ID mapper's on-resolve callback (mapper_core_api_v1.0.0.yaml) answering GPO's asynchronous
+	// /mapper/resolve; GPO gives the mapper "{gateway}/mapper" as sender_uri.
+	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+	OnResolve(context.Context, *httpbody.HttpBody) (*httpbody.HttpBody, error)
 	mustEmbedUnimplementedG2PConnectServiceServer()
 }
 
@@ -189,6 +227,12 @@ func (UnimplementedG2PConnectServiceServer) SyncTxnStatus(context.Context, *http
 }
 func (UnimplementedG2PConnectServiceServer) SyncSearch(context.Context, *httpbody.HttpBody) (*httpbody.HttpBody, error) {
 	return nil, status.Error(codes.Unimplemented, "method SyncSearch not implemented")
+}
+func (UnimplementedG2PConnectServiceServer) GetJwks(context.Context, *httpbody.HttpBody) (*httpbody.HttpBody, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetJwks not implemented")
+}
+func (UnimplementedG2PConnectServiceServer) OnResolve(context.Context, *httpbody.HttpBody) (*httpbody.HttpBody, error) {
+	return nil, status.Error(codes.Unimplemented, "method OnResolve not implemented")
 }
 func (UnimplementedG2PConnectServiceServer) mustEmbedUnimplementedG2PConnectServiceServer() {}
 func (UnimplementedG2PConnectServiceServer) testEmbeddedByValue()                           {}
@@ -319,6 +363,42 @@ func _G2PConnectService_SyncSearch_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _G2PConnectService_GetJwks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(httpbody.HttpBody)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(G2PConnectServiceServer).GetJwks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: G2PConnectService_GetJwks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(G2PConnectServiceServer).GetJwks(ctx, req.(*httpbody.HttpBody))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _G2PConnectService_OnResolve_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(httpbody.HttpBody)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(G2PConnectServiceServer).OnResolve(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: G2PConnectService_OnResolve_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(G2PConnectServiceServer).OnResolve(ctx, req.(*httpbody.HttpBody))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // G2PConnectService_ServiceDesc is the grpc.ServiceDesc for G2PConnectService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -349,6 +429,14 @@ var G2PConnectService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SyncSearch",
 			Handler:    _G2PConnectService_SyncSearch_Handler,
+		},
+		{
+			MethodName: "GetJwks",
+			Handler:    _G2PConnectService_GetJwks_Handler,
+		},
+		{
+			MethodName: "OnResolve",
+			Handler:    _G2PConnectService_OnResolve_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n gpo/v1/g2p_connect_service.proto\x12\x06gpo.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto2\xad\x04\n\x11G2pConnectService\x12L\n\x08\x44isburse\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/disburse:\x01*\x12X\n\tTxnStatus\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/disburse/txn/status:\x01*\x12Q\n\x06Search\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/disburse/search:\x01*\x12^\n\x0cSyncDisburse\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\"\x82\xd3\xe4\x93\x02\x1c\"\x17/disburse/sync/disburse:\x01*\x12\x61\n\rSyncTxnStatus\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/disburse/sync/txn/status:\x01*\x12Z\n\nSyncSearch\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\" \x82\xd3\xe4\x93\x02\x1a\"\x15/disburse/sync/search:\x01*BB\n\norg.gpo.v1P\x01Z2github.com/gpo-project/gpo/clients/go/gpo/v1;gpov1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n gpo/v1/g2p_connect_service.proto\x12\x06gpo.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto2\xdc\x05\n\x11G2pConnectService\x12L\n\x08\x44isburse\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/disburse:\x01*\x12X\n\tTxnStatus\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/disburse/txn/status:\x01*\x12Q\n\x06Search\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/disburse/search:\x01*\x12^\n\x0cSyncDisburse\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\"\x82\xd3\xe4\x93\x02\x1c\"\x17/disburse/sync/disburse:\x01*\x12\x61\n\rSyncTxnStatus\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/disburse/sync/txn/status:\x01*\x12Z\n\nSyncSearch\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\" \x82\xd3\xe4\x93\x02\x1a\"\x15/disburse/sync/search:\x01*\x12U\n\x07GetJwks\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.json\x12V\n\tOnResolve\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/mapper/on-resolve:\x01*BB\n\norg.gpo.v1P\x01Z2github.com/gpo-project/gpo/clients/go/gpo/v1;gpov1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,6 +46,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_G2PCONNECTSERVICE'].methods_by_name['SyncTxnStatus']._serialized_options = b'\202\323\344\223\002\036\"\031/disburse/sync/txn/status:\001*'
   _globals['_G2PCONNECTSERVICE'].methods_by_name['SyncSearch']._loaded_options = None
   _globals['_G2PCONNECTSERVICE'].methods_by_name['SyncSearch']._serialized_options = b'\202\323\344\223\002\032\"\025/disburse/sync/search:\001*'
+  _globals['_G2PCONNECTSERVICE'].methods_by_name['GetJwks']._loaded_options = None
+  _globals['_G2PCONNECTSERVICE'].methods_by_name['GetJwks']._serialized_options = b'\202\323\344\223\002\030\022\026/.well-known/jwks.json'
+  _globals['_G2PCONNECTSERVICE'].methods_by_name['OnResolve']._loaded_options = None
+  _globals['_G2PCONNECTSERVICE'].methods_by_name['OnResolve']._serialized_options = b'\202\323\344\223\002\027\"\022/mapper/on-resolve:\001*'
   _globals['_G2PCONNECTSERVICE']._serialized_start=102
-  _globals['_G2PCONNECTSERVICE']._serialized_end=659
+  _globals['_G2PCONNECTSERVICE']._serialized_end=834
 # @@protoc_insertion_point(module_scope)

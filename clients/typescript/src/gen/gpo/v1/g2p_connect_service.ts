@@ -110,6 +110,34 @@ export const G2pConnectServiceService = {
     responseSerialize: (value: HttpBody): Buffer => Buffer.from(HttpBody.encode(value).finish()),
     responseDeserialize: (value: Buffer): HttpBody => HttpBody.decode(value),
   },
+  /**
+   * GPO's public signing keys as a JWKS document (RFC 7517), the key that signs now first: partners
+   * verify GPO's detached-JWS callbacks and mapper requests with it. Public: no bearer token needed.
+   * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+   */
+  getJwks: {
+    path: "/gpo.v1.G2pConnectService/GetJwks" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: HttpBody): Buffer => Buffer.from(HttpBody.encode(value).finish()),
+    requestDeserialize: (value: Buffer): HttpBody => HttpBody.decode(value),
+    responseSerialize: (value: HttpBody): Buffer => Buffer.from(HttpBody.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HttpBody => HttpBody.decode(value),
+  },
+  /**
+   * The ID mapper's on-resolve callback (mapper_core_api_v1.0.0.yaml) answering GPO's asynchronous
+   * /mapper/resolve; GPO gives the mapper "{gateway}/mapper" as sender_uri.
+   * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+   */
+  onResolve: {
+    path: "/gpo.v1.G2pConnectService/OnResolve" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: HttpBody): Buffer => Buffer.from(HttpBody.encode(value).finish()),
+    requestDeserialize: (value: Buffer): HttpBody => HttpBody.decode(value),
+    responseSerialize: (value: HttpBody): Buffer => Buffer.from(HttpBody.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HttpBody => HttpBody.decode(value),
+  },
 } as const;
 
 export interface G2pConnectServiceServer extends UntypedServiceImplementation {
@@ -144,6 +172,18 @@ export interface G2pConnectServiceServer extends UntypedServiceImplementation {
    * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
    */
   syncSearch: handleUnaryCall<HttpBody, HttpBody>;
+  /**
+   * GPO's public signing keys as a JWKS document (RFC 7517), the key that signs now first: partners
+   * verify GPO's detached-JWS callbacks and mapper requests with it. Public: no bearer token needed.
+   * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+   */
+  getJwks: handleUnaryCall<HttpBody, HttpBody>;
+  /**
+   * The ID mapper's on-resolve callback (mapper_core_api_v1.0.0.yaml) answering GPO's asynchronous
+   * /mapper/resolve; GPO gives the mapper "{gateway}/mapper" as sender_uri.
+   * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+   */
+  onResolve: handleUnaryCall<HttpBody, HttpBody>;
 }
 
 export interface G2pConnectServiceClient extends Client {
@@ -239,6 +279,40 @@ export interface G2pConnectServiceClient extends Client {
     callback: (error: ServiceError | null, response: HttpBody) => void,
   ): ClientUnaryCall;
   syncSearch(
+    request: HttpBody,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: HttpBody) => void,
+  ): ClientUnaryCall;
+  /**
+   * GPO's public signing keys as a JWKS document (RFC 7517), the key that signs now first: partners
+   * verify GPO's detached-JWS callbacks and mapper requests with it. Public: no bearer token needed.
+   * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+   */
+  getJwks(request: HttpBody, callback: (error: ServiceError | null, response: HttpBody) => void): ClientUnaryCall;
+  getJwks(
+    request: HttpBody,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: HttpBody) => void,
+  ): ClientUnaryCall;
+  getJwks(
+    request: HttpBody,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: HttpBody) => void,
+  ): ClientUnaryCall;
+  /**
+   * The ID mapper's on-resolve callback (mapper_core_api_v1.0.0.yaml) answering GPO's asynchronous
+   * /mapper/resolve; GPO gives the mapper "{gateway}/mapper" as sender_uri.
+   * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+   */
+  onResolve(request: HttpBody, callback: (error: ServiceError | null, response: HttpBody) => void): ClientUnaryCall;
+  onResolve(
+    request: HttpBody,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: HttpBody) => void,
+  ): ClientUnaryCall;
+  onResolve(
     request: HttpBody,
     metadata: Metadata,
     options: Partial<CallOptions>,

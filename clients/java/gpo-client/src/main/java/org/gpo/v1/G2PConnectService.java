@@ -37,7 +37,7 @@ public final class G2PConnectService extends com.google.protobuf.GeneratedFile {
     java.lang.String[] descriptorData = {
       "\n gpo/v1/g2p_connect_service.proto\022\006gpo." +
       "v1\032\034google/api/annotations.proto\032\031google" +
-      "/api/httpbody.proto2\255\004\n\021G2pConnectServic" +
+      "/api/httpbody.proto2\334\005\n\021G2pConnectServic" +
       "e\022L\n\010Disburse\022\024.google.api.HttpBody\032\024.go" +
       "ogle.api.HttpBody\"\024\202\323\344\223\002\016\"\t/disburse:\001*\022" +
       "X\n\tTxnStatus\022\024.google.api.HttpBody\032\024.goo" +
@@ -51,9 +51,13 @@ public final class G2PConnectService extends com.google.protobuf.GeneratedFile {
       ".HttpBody\"$\202\323\344\223\002\036\"\031/disburse/sync/txn/st" +
       "atus:\001*\022Z\n\nSyncSearch\022\024.google.api.HttpB" +
       "ody\032\024.google.api.HttpBody\" \202\323\344\223\002\032\"\025/disb" +
-      "urse/sync/search:\001*BB\n\norg.gpo.v1P\001Z2git" +
-      "hub.com/gpo-project/gpo/clients/go/gpo/v" +
-      "1;gpov1b\006proto3"
+      "urse/sync/search:\001*\022U\n\007GetJwks\022\024.google." +
+      "api.HttpBody\032\024.google.api.HttpBody\"\036\202\323\344\223" +
+      "\002\030\022\026/.well-known/jwks.json\022V\n\tOnResolve\022" +
+      "\024.google.api.HttpBody\032\024.google.api.HttpB" +
+      "ody\"\035\202\323\344\223\002\027\"\022/mapper/on-resolve:\001*BB\n\nor" +
+      "g.gpo.v1P\001Z2github.com/gpo-project/gpo/c" +
+      "lients/go/gpo/v1;gpov1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,

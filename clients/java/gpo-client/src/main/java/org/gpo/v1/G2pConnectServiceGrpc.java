@@ -207,6 +207,68 @@ public final class G2pConnectServiceGrpc {
     return getSyncSearchMethod;
   }
 
+  private static volatile io.grpc.MethodDescriptor<com.google.api.HttpBody,
+      com.google.api.HttpBody> getGetJwksMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "GetJwks",
+      requestType = com.google.api.HttpBody.class,
+      responseType = com.google.api.HttpBody.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<com.google.api.HttpBody,
+      com.google.api.HttpBody> getGetJwksMethod() {
+    io.grpc.MethodDescriptor<com.google.api.HttpBody, com.google.api.HttpBody> getGetJwksMethod;
+    if ((getGetJwksMethod = G2pConnectServiceGrpc.getGetJwksMethod) == null) {
+      synchronized (G2pConnectServiceGrpc.class) {
+        if ((getGetJwksMethod = G2pConnectServiceGrpc.getGetJwksMethod) == null) {
+          G2pConnectServiceGrpc.getGetJwksMethod = getGetJwksMethod =
+              io.grpc.MethodDescriptor.<com.google.api.HttpBody, com.google.api.HttpBody>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "GetJwks"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  com.google.api.HttpBody.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  com.google.api.HttpBody.getDefaultInstance()))
+              .setSchemaDescriptor(new G2pConnectServiceMethodDescriptorSupplier("GetJwks"))
+              .build();
+        }
+      }
+    }
+    return getGetJwksMethod;
+  }
+
+  private static volatile io.grpc.MethodDescriptor<com.google.api.HttpBody,
+      com.google.api.HttpBody> getOnResolveMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "OnResolve",
+      requestType = com.google.api.HttpBody.class,
+      responseType = com.google.api.HttpBody.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<com.google.api.HttpBody,
+      com.google.api.HttpBody> getOnResolveMethod() {
+    io.grpc.MethodDescriptor<com.google.api.HttpBody, com.google.api.HttpBody> getOnResolveMethod;
+    if ((getOnResolveMethod = G2pConnectServiceGrpc.getOnResolveMethod) == null) {
+      synchronized (G2pConnectServiceGrpc.class) {
+        if ((getOnResolveMethod = G2pConnectServiceGrpc.getOnResolveMethod) == null) {
+          G2pConnectServiceGrpc.getOnResolveMethod = getOnResolveMethod =
+              io.grpc.MethodDescriptor.<com.google.api.HttpBody, com.google.api.HttpBody>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "OnResolve"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  com.google.api.HttpBody.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  com.google.api.HttpBody.getDefaultInstance()))
+              .setSchemaDescriptor(new G2pConnectServiceMethodDescriptorSupplier("OnResolve"))
+              .build();
+        }
+      }
+    }
+    return getOnResolveMethod;
+  }
+
   /**
    * Creates a new async stub that supports all call types for the service
    */
@@ -345,6 +407,30 @@ public final class G2pConnectServiceGrpc {
         io.grpc.stub.StreamObserver<com.google.api.HttpBody> responseObserver) {
       io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getSyncSearchMethod(), responseObserver);
     }
+
+    /**
+     * <pre>
+     * GPO's public signing keys as a JWKS document (RFC 7517), the key that signs now first: partners
+     * verify GPO's detached-JWS callbacks and mapper requests with it. Public: no bearer token needed.
+     * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+     * </pre>
+     */
+    default void getJwks(com.google.api.HttpBody request,
+        io.grpc.stub.StreamObserver<com.google.api.HttpBody> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getGetJwksMethod(), responseObserver);
+    }
+
+    /**
+     * <pre>
+     * The ID mapper's on-resolve callback (mapper_core_api_v1.0.0.yaml) answering GPO's asynchronous
+     * /mapper/resolve; GPO gives the mapper "{gateway}/mapper" as sender_uri.
+     * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+     * </pre>
+     */
+    default void onResolve(com.google.api.HttpBody request,
+        io.grpc.stub.StreamObserver<com.google.api.HttpBody> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getOnResolveMethod(), responseObserver);
+    }
   }
 
   /**
@@ -464,6 +550,32 @@ public final class G2pConnectServiceGrpc {
       io.grpc.stub.ClientCalls.asyncUnaryCall(
           getChannel().newCall(getSyncSearchMethod(), getCallOptions()), request, responseObserver);
     }
+
+    /**
+     * <pre>
+     * GPO's public signing keys as a JWKS document (RFC 7517), the key that signs now first: partners
+     * verify GPO's detached-JWS callbacks and mapper requests with it. Public: no bearer token needed.
+     * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+     * </pre>
+     */
+    public void getJwks(com.google.api.HttpBody request,
+        io.grpc.stub.StreamObserver<com.google.api.HttpBody> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getGetJwksMethod(), getCallOptions()), request, responseObserver);
+    }
+
+    /**
+     * <pre>
+     * The ID mapper's on-resolve callback (mapper_core_api_v1.0.0.yaml) answering GPO's asynchronous
+     * /mapper/resolve; GPO gives the mapper "{gateway}/mapper" as sender_uri.
+     * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+     * </pre>
+     */
+    public void onResolve(com.google.api.HttpBody request,
+        io.grpc.stub.StreamObserver<com.google.api.HttpBody> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getOnResolveMethod(), getCallOptions()), request, responseObserver);
+    }
   }
 
   /**
@@ -557,6 +669,30 @@ public final class G2pConnectServiceGrpc {
       return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
           getChannel(), getSyncSearchMethod(), getCallOptions(), request);
     }
+
+    /**
+     * <pre>
+     * GPO's public signing keys as a JWKS document (RFC 7517), the key that signs now first: partners
+     * verify GPO's detached-JWS callbacks and mapper requests with it. Public: no bearer token needed.
+     * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+     * </pre>
+     */
+    public com.google.api.HttpBody getJwks(com.google.api.HttpBody request) throws io.grpc.StatusException {
+      return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
+          getChannel(), getGetJwksMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * The ID mapper's on-resolve callback (mapper_core_api_v1.0.0.yaml) answering GPO's asynchronous
+     * /mapper/resolve; GPO gives the mapper "{gateway}/mapper" as sender_uri.
+     * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+     * </pre>
+     */
+    public com.google.api.HttpBody onResolve(com.google.api.HttpBody request) throws io.grpc.StatusException {
+      return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
+          getChannel(), getOnResolveMethod(), getCallOptions(), request);
+    }
   }
 
   /**
@@ -649,6 +785,30 @@ public final class G2pConnectServiceGrpc {
     public com.google.api.HttpBody syncSearch(com.google.api.HttpBody request) {
       return io.grpc.stub.ClientCalls.blockingUnaryCall(
           getChannel(), getSyncSearchMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * GPO's public signing keys as a JWKS document (RFC 7517), the key that signs now first: partners
+     * verify GPO's detached-JWS callbacks and mapper requests with it. Public: no bearer token needed.
+     * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+     * </pre>
+     */
+    public com.google.api.HttpBody getJwks(com.google.api.HttpBody request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getGetJwksMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * The ID mapper's on-resolve callback (mapper_core_api_v1.0.0.yaml) answering GPO's asynchronous
+     * /mapper/resolve; GPO gives the mapper "{gateway}/mapper" as sender_uri.
+     * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+     * </pre>
+     */
+    public com.google.api.HttpBody onResolve(com.google.api.HttpBody request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getOnResolveMethod(), getCallOptions(), request);
     }
   }
 
@@ -749,6 +909,32 @@ public final class G2pConnectServiceGrpc {
       return io.grpc.stub.ClientCalls.futureUnaryCall(
           getChannel().newCall(getSyncSearchMethod(), getCallOptions()), request);
     }
+
+    /**
+     * <pre>
+     * GPO's public signing keys as a JWKS document (RFC 7517), the key that signs now first: partners
+     * verify GPO's detached-JWS callbacks and mapper requests with it. Public: no bearer token needed.
+     * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<com.google.api.HttpBody> getJwks(
+        com.google.api.HttpBody request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getGetJwksMethod(), getCallOptions()), request);
+    }
+
+    /**
+     * <pre>
+     * The ID mapper's on-resolve callback (mapper_core_api_v1.0.0.yaml) answering GPO's asynchronous
+     * /mapper/resolve; GPO gives the mapper "{gateway}/mapper" as sender_uri.
+     * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<com.google.api.HttpBody> onResolve(
+        com.google.api.HttpBody request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getOnResolveMethod(), getCallOptions()), request);
+    }
   }
 
   private static final int METHODID_DISBURSE = 0;
@@ -757,6 +943,8 @@ public final class G2pConnectServiceGrpc {
   private static final int METHODID_SYNC_DISBURSE = 3;
   private static final int METHODID_SYNC_TXN_STATUS = 4;
   private static final int METHODID_SYNC_SEARCH = 5;
+  private static final int METHODID_GET_JWKS = 6;
+  private static final int METHODID_ON_RESOLVE = 7;
 
   private static final class MethodHandlers<Req, Resp> implements
       io.grpc.stub.ServerCalls.UnaryMethod<Req, Resp>,
@@ -797,6 +985,14 @@ public final class G2pConnectServiceGrpc {
           break;
         case METHODID_SYNC_SEARCH:
           serviceImpl.syncSearch((com.google.api.HttpBody) request,
+              (io.grpc.stub.StreamObserver<com.google.api.HttpBody>) responseObserver);
+          break;
+        case METHODID_GET_JWKS:
+          serviceImpl.getJwks((com.google.api.HttpBody) request,
+              (io.grpc.stub.StreamObserver<com.google.api.HttpBody>) responseObserver);
+          break;
+        case METHODID_ON_RESOLVE:
+          serviceImpl.onResolve((com.google.api.HttpBody) request,
               (io.grpc.stub.StreamObserver<com.google.api.HttpBody>) responseObserver);
           break;
         default:
@@ -859,6 +1055,20 @@ public final class G2pConnectServiceGrpc {
               com.google.api.HttpBody,
               com.google.api.HttpBody>(
                 service, METHODID_SYNC_SEARCH)))
+        .addMethod(
+          getGetJwksMethod(),
+          io.grpc.stub.ServerCalls.asyncUnaryCall(
+            new MethodHandlers<
+              com.google.api.HttpBody,
+              com.google.api.HttpBody>(
+                service, METHODID_GET_JWKS)))
+        .addMethod(
+          getOnResolveMethod(),
+          io.grpc.stub.ServerCalls.asyncUnaryCall(
+            new MethodHandlers<
+              com.google.api.HttpBody,
+              com.google.api.HttpBody>(
+                service, METHODID_ON_RESOLVE)))
         .build();
   }
 
@@ -913,6 +1123,8 @@ public final class G2pConnectServiceGrpc {
               .addMethod(getSyncDisburseMethod())
               .addMethod(getSyncTxnStatusMethod())
               .addMethod(getSyncSearchMethod())
+              .addMethod(getGetJwksMethod())
+              .addMethod(getOnResolveMethod())
               .build();
         }
       }
