@@ -20,7 +20,7 @@ from gpo_server.config import Settings
 from gpo_server.dispatch import OutboxRelay
 from gpo_server.g2p_connect.wiring import G2pConnect
 from gpo_server.intake import Intake
-from gpo_server.maintenance import DeadLetterRecorder, StuckPaymentSweeper
+from gpo_server.maintenance import DeadLetterRecorder, EmptyBatchExpirer, StuckPaymentSweeper
 from gpo_server.queueing.base import Broker
 from gpo_server.storage.store import Store
 from gpo_server.work import RailWorkBuilder
@@ -120,6 +120,13 @@ class Orchestrator:
             interval_s=min(60.0, self.settings.stuck_after_s / 2),
         )
         self._tasks.append(asyncio.create_task(sweeper.run(self._stop)))
+        if self.settings.empty_batch_expiry_s > 0:
+            expirer = EmptyBatchExpirer(
+                self.store,
+                expire_after_s=self.settings.empty_batch_expiry_s,
+                interval_s=min(60.0, max(0.2, self.settings.empty_batch_expiry_s / 4)),
+            )
+            self._tasks.append(asyncio.create_task(expirer.run(self._stop)))
         self._tasks.append(asyncio.create_task(self.g2p.run(self._stop)))
         for rail in self.settings.rails():
             recorder = DeadLetterRecorder(self.store, self.broker, rail)

@@ -1,4 +1,10 @@
-"""The `gpo` command: serve, sidecar, submit, watch, status, payments, token, demo."""
+"""The `gpo` command: serve, sidecar, submit, watch, status, batches, payments, cancel, retry, dead-letters,
+token, demo.
+
+Conventions (docs/CLI.md): results go to stdout as JSON lines with snake_case keys (or CSV with
+`payments --csv`); progress and errors go to stderr; an error is one line, `gpo: ...`, and a documented
+exit code (EXIT_* below). Global options (--server, --token) go before or after the subcommand.
+"""
 
 from __future__ import annotations
 
@@ -11,43 +17,171 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from importlib import metadata as importlib_metadata
 from pathlib import Path
+from typing import Any
 
+import grpc
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import resources_pb2 as res_pb
 
 from gpo_server.api.auth import local_secret, mint_token
-from gpo_server.client import GpoClient, chunked, status_counts
-from gpo_server.config import Settings
+from gpo_server.client import GpoClient, status_counts
+from gpo_server.config import ENVIRONMENT, Settings
 from gpo_server.logs import configure
+from gpo_server.payments_file import CheckedFile, FileProblem, check_file, chunks_checked, read_payments
 from gpo_server.runtime import tune_garbage_collector
 
 log = logging.getLogger("gpo")
 
+EXIT_OK = 0
+EXIT_FAILED = 1  # the command ran, the outcome is not what was asked (rejected rows with --fail-on-rejected, demo mismatch)
+EXIT_USAGE = 2  # wrong arguments or options
+EXIT_INPUT = 3  # the payments file cannot be used (missing, unreadable, not UTF-8, bad header or rows)
+EXIT_UNAVAILABLE = 4  # the orchestrator cannot be reached, or asks to retry later
+EXIT_REFUSED = 5  # the orchestrator refused the request (not found, invalid, not allowed, ...)
+EXIT_CONFLICT = 6  # the request id already names a batch with other content or another header
+EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_BROKEN_PIPE = 141  # stdout was closed early (e.g. `gpo payments ... | head`), as for other tools
+
+EXIT_CODES = (
+    (EXIT_OK, "success"),
+    (EXIT_FAILED, "done, but not as asked: rows rejected with --fail-on-rejected, a demo mismatch"),
+    (EXIT_USAGE, "wrong arguments or options"),
+    (EXIT_INPUT, "the payments file cannot be used; nothing was sent"),
+    (EXIT_UNAVAILABLE, "the orchestrator cannot be reached (or is busy): try again"),
+    (EXIT_REFUSED, "the orchestrator refused the request"),
+    (EXIT_CONFLICT, "the request id already names a batch with different content"),
+    (EXIT_INTERRUPTED, "interrupted"),
+    (EXIT_BROKEN_PIPE, "stdout closed early"),
+)
+DEFAULT_SERVER = "127.0.0.1:50051"
+GLOBAL_OPTIONS = ("--server", "--token")
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_REFUSED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def version() -> str:
+    try:
+        return importlib_metadata.version("gpo")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    configure(os.environ.get("GPO_LOG_LEVEL", "INFO"))
-    result: int = args.func(args)
-    return result
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        sidecar_at = _subcommand_index(argv)
+        if sidecar_at is not None and argv[sidecar_at] == "sidecar":
+            # Everything after `sidecar` belongs to gpo-sidecar, --help included.
+            return _sidecar_main(argv[sidecar_at + 1 :])
+        args = _parser().parse_args(argv)
+        configure(os.environ.get("GPO_LOG_LEVEL", "WARNING" if args.func is not _serve else "INFO"))
+        result: int = args.func(args)
+        return result
+    except CliError as exc:
+        return _fail(str(exc), exc.code)
+    except FileProblem as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return _fail(str(exc), EXIT_INPUT)
+    except grpc.aio.AioRpcError as exc:
+        return _rpc_failure(exc, argv)
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
+    except (ConnectionError, TimeoutError, RuntimeError, OSError) as exc:
+        if os.environ.get("GPO_LOG_LEVEL", "").upper() == "DEBUG":
+            raise
+        return _fail(f"{exc or type(exc).__name__} (GPO_LOG_LEVEL=DEBUG shows where)", EXIT_FAILED)
+
+
+def _fail(message: str, code: int) -> int:
+    try:
+        print(f"gpo: {message}", file=sys.stderr, flush=True)
+    except BrokenPipeError:
+        pass
+    return code
+
+
+def _quiet_stdout() -> None:
+    """Python would report the broken pipe again when it flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _subcommand_index(argv: Sequence[str]) -> int | None:
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in GLOBAL_OPTIONS:
+            i += 2
+        elif arg.startswith("-"):
+            i += 1
+        else:
+            return i
+    return None
+
+
+def _epilog() -> str:
+    width = max(len(n) for n, _ in ENVIRONMENT)
+    env = "\n".join(f"  {name:<{width}}  {text}" for name, text in ENVIRONMENT)
+    codes = "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES)
+    return (
+        "results go to stdout as JSON lines (snake_case keys); progress and errors to stderr.\n"
+        "global options (--server, --token) may come before or after the command.\n\n"
+        f"environment:\n{env}\n\nexit codes:\n{codes}\n\n"
+        "payment files: README.md, 'Payment files'; example: examples/payments.csv"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gpo", description="GPO, the G2P Payments Orchestrator")
-    parser.add_argument(
+    # The global options live in a parent parser shared by every subcommand; SUPPRESS keeps a value given
+    # before the subcommand from being overwritten by the subcommand's default.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
         "--server",
-        default=os.environ.get("GPO_SERVER", "127.0.0.1:50051"),
-        help="orchestrator address for client commands",
+        default=argparse.SUPPRESS,
+        help=f"orchestrator address for client commands (GPO_SERVER; default {DEFAULT_SERVER})",
     )
-    parser.add_argument(
+    common.add_argument(
         "--token",
-        default=os.environ.get("GPO_TOKEN", ""),
-        help="bearer JWT; default: one minted from the embedded default's local secret",
+        default=argparse.SUPPRESS,
+        help="bearer JWT (GPO_TOKEN); default: one minted from the local secret in GPO_DATA_DIR",
     )
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    parser = argparse.ArgumentParser(
+        prog="gpo",
+        description="GPO, the G2P Payments Orchestrator",
+        parents=[common],
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"gpo {version()}")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
 
-    serve = sub.add_parser("serve", help="run the orchestrator")
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            parents=[common],
+            epilog=_epilog(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    serve = command("serve", "run the orchestrator")
     serve.add_argument("--listen", help="host:port (GPO_LISTEN)")
     serve.add_argument(
         "--database-url", help="SQLAlchemy URL (GPO_DATABASE_URL); default SQLite in the data dir"
@@ -55,49 +189,84 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--amqp-url", help="RabbitMQ URL (GPO_AMQP_URL); default the in-process queue")
     serve.set_defaults(func=_serve)
 
-    sidecar = sub.add_parser("sidecar", help="run a rail sidecar (same as gpo-sidecar)", add_help=False)
-    sidecar.add_argument("rest", nargs=argparse.REMAINDER)
-    sidecar.set_defaults(func=lambda a: _sidecar_main(a.rest))
+    # Listed for --help; main() hands `gpo sidecar ...` to gpo-sidecar before parsing.
+    command("sidecar", "run a rail sidecar (same as gpo-sidecar; see gpo sidecar --help)")
 
-    submit = sub.add_parser("submit", help="upload a CSV or JSON-lines file of payments as one batch")
-    submit.add_argument("file", type=Path)
-    submit.add_argument("--program", required=True)
-    submit.add_argument("--request-id", default="", help="idempotency key; default: derived from the file")
-    submit.add_argument("--payer-fa", default="")
-    submit.add_argument("--chunk-size", type=int, default=1000)
+    submit = command(
+        "submit",
+        "check a CSV or JSON-lines file of payments, upload it as one batch and follow the upload",
+    )
+    submit.add_argument("file", type=Path, help="payments file (.csv, .jsonl or .ndjson)")
+    submit.add_argument("--program", required=True, help="the program paying")
+    submit.add_argument(
+        "--payer-fa",
+        default="",
+        help="payer financial address, e.g. account:treasury@central-bank; required unless every row has payer_fa",
+    )
+    submit.add_argument(
+        "--request-id",
+        default="",
+        help="idempotency key (UUID); default: derived from the file's content, so the same file is "
+        "never a second batch and a changed file is a new one",
+    )
+    submit.add_argument("--format", choices=("csv", "jsonl"), default="", help="default: from the file name")
+    submit.add_argument("--encoding", default="", help="the file's text encoding (default UTF-8)")
+    submit.add_argument("--chunk-size", type=int, default=1000, help="payments per upload chunk")
+    submit.add_argument(
+        "--fail-on-rejected", action="store_true", help=f"exit {EXIT_FAILED} if any payment was rejected"
+    )
+    submit.add_argument("--watch", action="store_true", help="then follow the batch until it is final")
+    submit.add_argument("--quiet", action="store_true", help="no progress display")
     submit.set_defaults(func=lambda a: asyncio.run(_submit(a)))
 
-    for name, help_text in (("watch", "follow a batch until it is final"), ("status", "show a batch")):
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("batch", help="batches/{uuid} or the uuid")
-        p.set_defaults(func=lambda a, name=name: asyncio.run(_watch(a) if name == "watch" else _status(a)))
+    watch = command("watch", "follow a batch until it is final, then print it")
+    watch.add_argument("batch", help="batches/{uuid} or the uuid")
+    watch.add_argument("--quiet", action="store_true", help="no progress display")
+    watch.set_defaults(func=lambda a: asyncio.run(_watch(a)))
 
-    payments = sub.add_parser("payments", help="list a batch's payments, or export them as CSV")
-    payments.add_argument("batch")
-    payments.add_argument("--filter", default="", help='e.g. "status = FAILED"')
-    payments.add_argument("--csv", type=Path, help="write a CSV file instead of printing JSON lines")
+    status = command("status", "show a batch")
+    status.add_argument("batch", help="batches/{uuid} or the uuid")
+    status.set_defaults(func=lambda a: asyncio.run(_status(a)))
+
+    batches = command("batches", "list batches, newest first")
+    batches.add_argument("--program", default="")
+    batches.add_argument(
+        "--state",
+        default="",
+        type=str.upper,
+        choices=("", "UPLOADING", "PROCESSING", "COMPLETED", "CANCELLED"),
+        help="only batches in this state",
+    )
+    batches.add_argument("--empty", action="store_true", help="only batches that hold no payment")
+    batches.add_argument("--limit", type=int, default=0, help="at most this many (default all)")
+    batches.set_defaults(func=lambda a: asyncio.run(_batches(a)))
+
+    payments = command("payments", "list a batch's payments as JSON lines, or export them as CSV")
+    payments.add_argument("batch", help="batches/{uuid} or the uuid")
+    payments.add_argument("--filter", default="", help='e.g. "status = FAILED OR status = REJECTED"')
+    payments.add_argument("--csv", type=Path, help="write a CSV file (- for stdout) instead of JSON lines")
     payments.set_defaults(func=lambda a: asyncio.run(_payments(a)))
 
-    cancel = sub.add_parser("cancel", help="cancel a batch")
-    cancel.add_argument("batch")
+    cancel = command("cancel", "cancel a batch")
+    cancel.add_argument("batch", help="batches/{uuid} or the uuid")
     cancel.set_defaults(func=lambda a: asyncio.run(_cancel(a)))
 
-    retry = sub.add_parser("retry", help="send a batch's FAILED payments again")
-    retry.add_argument("batch")
+    retry = command("retry", "send a batch's FAILED payments again")
+    retry.add_argument("batch", help="batches/{uuid} or the uuid")
     retry.add_argument("--request-id", default="", help="idempotency key; default: a new one")
     retry.set_defaults(func=lambda a: asyncio.run(_retry(a)))
 
-    dead = sub.add_parser("dead-letters", help="list work chunks the rails could not process")
+    dead = command("dead-letters", "list work chunks the rails could not process")
     dead.add_argument("--rail", default="")
     dead.set_defaults(func=lambda a: asyncio.run(_dead_letters(a)))
 
-    token = sub.add_parser("token", help="print a token signed with the embedded default's local secret")
+    token = command("token", "print a token signed with the embedded default's local secret")
     token.add_argument("--program", action="append", default=[], help="allowed program (repeat); default all")
     token.add_argument("--sidecar", action="store_true", help="a token for a rail sidecar")
     token.add_argument("--ttl", type=int, default=86400)
     token.set_defaults(func=_token)
 
-    demo = sub.add_parser("demo", help="run a whole synthetic batch end to end and print a JSON summary")
+    demo = command("demo", "run a whole synthetic batch end to end and print a JSON summary")
     demo.add_argument("--payments", type=int, default=10_000)
     demo.add_argument("--database-url", default="")
     demo.add_argument("--amqp-url", default="")
@@ -109,6 +278,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--invalid-every", type=int, default=997, help="make every Nth payment invalid")
     demo.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds")
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the run's data folder (database, logs, ledger); by default a successful run removes it",
+    )
+    demo.add_argument("--quiet", action="store_true", help="no progress display")
     demo.set_defaults(func=lambda a: asyncio.run(_demo(a)))
     return parser
 
@@ -147,172 +322,410 @@ async def _run_server(settings: Settings) -> int:
     return 0
 
 
+# ---- output -----------------------------------------------------------------------------------
+
+
+def emit(record: dict[str, Any]) -> None:
+    """One JSON line on stdout."""
+    print(json.dumps(record, ensure_ascii=False), flush=True)
+
+
+def message_dict(message: Message) -> dict[str, Any]:
+    """A message as JSON with the proto's snake_case names and every field present."""
+    return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+
+def batch_record(batch: res_pb.Batch) -> dict[str, Any]:
+    record = message_dict(batch)
+    record["counts"] = status_counts(batch)
+    return record
+
+
+def batch_summary(batch: res_pb.Batch) -> dict[str, Any]:
+    return {
+        "batch": batch.name,
+        "state": res_pb.BatchState.Name(batch.state),
+        "payments": batch.payment_count,
+        **status_counts(batch),
+    }
+
+
 # ---- client commands ---------------------------------------------------------------------------
 
 
+def _server(args: argparse.Namespace) -> str:
+    return str(getattr(args, "server", None) or os.environ.get("GPO_SERVER") or DEFAULT_SERVER)
+
+
 def _client(args: argparse.Namespace) -> GpoClient:
-    token = args.token
+    token = getattr(args, "token", None) or os.environ.get("GPO_TOKEN", "")
     if not token:
         secret = local_secret(Settings.from_env().data_dir)
         token = mint_token(secret, "gpo-cli", ["*"], ttl_s=3600)
-    return GpoClient(args.server, token)
+    return GpoClient(_server(args), token)
 
 
-def _batch_name(text: str) -> str:
-    return text if text.startswith("batches/") else f"batches/{text}"
+def batch_name(text: str) -> str:
+    uid = text.removeprefix("batches/")
+    try:
+        parsed = uuid.UUID(uid)
+    except ValueError:
+        raise CliError(
+            f"{text!r} is not a batch name: give batches/UUID or the UUID (gpo batches lists them)",
+            EXIT_USAGE,
+        ) from None
+    if str(parsed) != uid.lower():
+        raise CliError(f"{text!r} is not a batch name: give batches/UUID or the UUID", EXIT_USAGE)
+    return f"batches/{parsed}"
 
 
-def read_payments(path: Path) -> Iterator[api_pb.PaymentInput]:
-    """Streams payments from CSV (a header row naming PaymentInput fields) or JSON lines."""
-    names = {f.name for f in api_pb.PaymentInput.DESCRIPTOR.fields} - {"metadata", "schedule_time"}
-    with path.open(newline="", encoding="utf-8") as handle:
-        if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-            for line in handle:
-                if line.strip():
-                    record = json.loads(line)
-                    metadata = record.pop("metadata", None) or {}
-                    yield api_pb.PaymentInput(
-                        **{k: str(v) for k, v in record.items() if k in names},  # type: ignore[arg-type]
-                        metadata={str(k): str(v) for k, v in metadata.items()},
-                    )
-        else:
-            for row in csv.DictReader(handle):
-                yield api_pb.PaymentInput(**{k: v for k, v in row.items() if k in names and v})  # type: ignore[arg-type]
+def _rpc_failure(exc: grpc.aio.AioRpcError, argv: Sequence[str]) -> int:
+    code = exc.code()
+    reason, meta = _error_info(exc)
+    details = (exc.details() or code.name.lower()).strip().splitlines()[0]
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and reason in ("", None):
+        server = _server_from(argv)
+        return _fail(
+            f"cannot reach the orchestrator at {server} ({details}); is `gpo serve` running? "
+            "Set --server or GPO_SERVER",
+            EXIT_UNAVAILABLE,
+        )
+    if code is grpc.StatusCode.UNAVAILABLE:
+        return _fail(f"{details} ({reason}); try again", EXIT_UNAVAILABLE)
+    if code is grpc.StatusCode.UNAUTHENTICATED:
+        return _fail(
+            f"the orchestrator refused the token: {details} (set --token or GPO_TOKEN)", EXIT_REFUSED
+        )
+    if reason == "REQUEST_ID_REUSED":
+        batch = meta.get("batch", "")
+        return _fail(
+            f"the request id already names {batch or 'a batch'}, uploaded with a different header or "
+            "content; nothing was sent. Pass a new --request-id only if this really is another batch",
+            EXIT_CONFLICT,
+        )
+    suffix = f" ({reason})" if reason else f" ({code.name})"
+    extra = f", {meta['batch']}" if "batch" in meta else ""
+    return _fail(f"{details}{suffix}{extra}", EXIT_REFUSED)
+
+
+def _server_from(argv: Sequence[str]) -> str:
+    for i, arg in enumerate(argv):
+        if arg == "--server" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--server="):
+            return arg.split("=", 1)[1]
+    return os.environ.get("GPO_SERVER") or DEFAULT_SERVER
+
+
+def _error_info(exc: grpc.aio.AioRpcError) -> tuple[str, dict[str, str]]:
+    from google.rpc import error_details_pb2, status_pb2
+
+    for key, value in exc.trailing_metadata() or ():
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
+            try:
+                status = status_pb2.Status.FromString(value)
+            except Exception:
+                return "", {}
+            for detail in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    return info.reason, dict(info.metadata)
+    return "", {}
 
 
 async def _submit(args: argparse.Namespace) -> int:
-    client = _client(args)
-    request_id = args.request_id or str(uuid.uuid5(uuid.NAMESPACE_URL, str(args.file.resolve())))
-    header = api_pb.BatchHeader(program=args.program, request_id=request_id, payer_fa=args.payer_fa)
-    sent = 0
+    from gpo_server.domain.validation import is_financial_address
+    from gpo_server.progress import BatchProgress
 
-    def progress(response: api_pb.UploadBatchResponse) -> None:
-        nonlocal sent
+    if args.payer_fa and not is_financial_address(args.payer_fa):
+        raise CliError(
+            f"--payer-fa {args.payer_fa!r} is not a financial address scheme:id@provider", EXIT_USAGE
+        )
+    if args.request_id:
+        try:
+            uuid.UUID(args.request_id)
+        except ValueError:
+            raise CliError(f"--request-id {args.request_id!r} is not a UUID", EXIT_USAGE) from None
+    if args.chunk_size < 1:
+        raise CliError("--chunk-size must be at least 1", EXIT_USAGE)
+    checked = check_file(args.file, declared_format=args.format, encoding=args.encoding)
+    if not args.payer_fa and checked.rows_without_payer:
+        raise CliError(
+            f"no payer: pass --payer-fa (e.g. account:treasury@central-bank); {checked.rows_without_payer} "
+            "rows have no payer_fa of their own. Nothing was sent",
+            EXIT_USAGE,
+        )
+    request_id = args.request_id or checked.request_id
+    header = api_pb.BatchHeader(
+        program=args.program,
+        request_id=request_id,
+        payer_fa=args.payer_fa,
+        expected_payment_count=checked.payments,
+    )
+    client = _client(args)
+    already = ""
+    sent_from = {"number": 0, "sequence": 1}  # the first payment number and chunk sequence sent now
+    progress = BatchProgress(f"submitting {checked.payments} payments from {args.file}", show=not args.quiet)
+
+    def rejection(line: int, p: res_pb.Payment | api_pb.PaymentRejection) -> None:
+        message = p.reason_message if isinstance(p, res_pb.Payment) else p.message
+        emit({"rejected": p.reference_id, "line": line, "reason_code": p.reason_code, "message": message})
+
+    async def plan(batch: res_pb.Batch) -> tuple[Iterable[list[api_pb.PaymentInput]], int]:
+        nonlocal already
+        stored = batch.payment_count
+        if stored:
+            await _same_content(client, batch, checked, rejection)
+            already = (
+                f"{batch.name} already holds {stored} of these {checked.payments} payments "
+                f"(request id {batch.request_id}); "
+                + ("nothing new was sent" if stored >= checked.payments else "sending the rest")
+            )
+            progress.note(already)
+        progress.uploading(checked.payments, stored)
+        sent_from.update(number=stored + 1, sequence=batch.last_chunk_sequence + 1)
+        if stored >= checked.payments:
+            return [], sent_from["sequence"]
+        return chunks_checked(checked, args.chunk_size, skip=stored), sent_from["sequence"]
+
+    def on_ack(response: api_pb.UploadBatchResponse) -> None:
         if response.acknowledged_sequence:
-            sent = response.batch.payment_count
-            print(f"\ruploaded {sent} payments", end="", file=sys.stderr, flush=True)
+            first = (
+                sent_from["number"]
+                + (response.acknowledged_sequence - sent_from["sequence"]) * args.chunk_size
+            )
+            for r in response.rejections:
+                rejection(checked.line_of(first + r.index), r)
+            progress.uploaded(response.batch.payment_count)
 
     try:
-        result = await client.upload(
-            header, chunked(read_payments(args.file), args.chunk_size), on_ack=progress
-        )
+        with progress:
+            result = await client.upload(header, plan, on_ack=on_ack, keep_rejections=0)
+            batch = result.batch
+            if args.watch:
+                async for seen in client.watch(result.batch.name):
+                    progress.batch(batch := seen)
+            else:
+                progress.batch(batch)
+    except KeyboardInterrupt:
+        raise CliError(
+            "interrupted; run the same command again to resume the upload", EXIT_INTERRUPTED
+        ) from None
     finally:
         await client.close()
-    print(file=sys.stderr)
-    for r in result.rejections:
-        print(json.dumps({"rejected": r.reference_id, "reason_code": r.reason_code, "message": r.message}))
-    print(
-        json.dumps(
-            {
-                "batch": result.batch.name,
-                "payments": result.batch.payment_count,
-                "rejected": result.rejected,
-                "state": res_pb.BatchState.Name(result.batch.state),
-            }
-        )
+    summary = batch_summary(batch)
+    summary.update(
+        rejected=status_counts(batch).get("rejected", 0),
+        request_id=batch.request_id,
+        file_sha256=checked.sha256,
+        already_submitted=bool(already),
     )
-    return 0
+    emit(summary)
+    if summary["rejected"] and args.fail_on_rejected:
+        return _fail(f"{summary['rejected']} of {batch.payment_count} payments were rejected", EXIT_FAILED)
+    return EXIT_OK
+
+
+async def _same_content(
+    client: GpoClient,
+    batch: res_pb.Batch,
+    checked: CheckedFile,
+    on_rejected: Callable[[int, res_pb.Payment], None],
+) -> None:
+    """The payments already stored under this request id must be the file's first ones, else the id names
+    another batch, and sending would add these payments to a batch that was never this file. Reports the
+    stored rejections on the way (the rest come with the acknowledgements)."""
+    if batch.payment_count > checked.payments:
+        raise _content_differs(batch, f"it holds {batch.payment_count} payments, the file {checked.payments}")
+    mine = read_payments(checked)
+    number = 0
+    async for p in client.payments(batch.name):
+        number += 1
+        if number > batch.payment_count:
+            break
+        diff = _differs(p, next(mine))
+        if diff:
+            raise _content_differs(batch, f"line {checked.line_of(number)}: {diff}")
+        if p.status == res_pb.PAYMENT_STATUS_REJECTED:
+            on_rejected(checked.line_of(number), p)
+
+
+def _differs(stored: res_pb.Payment, mine: api_pb.PaymentInput) -> str:
+    from gpo_server.domain.money import InvalidAmount, parse_amount
+
+    for name, limit in (("reference_id", 256), ("payee_fa", 512), ("currency_code", 8), ("payee_name", 512)):
+        theirs, ours = getattr(stored, name), getattr(mine, name)[:limit].replace("\x00", "\ufffd")
+        if theirs != ours:
+            return f"{name} is {ours[:60]!r} in the file, {theirs[:60]!r} in the batch"
+    if stored.amount:
+        try:
+            same = parse_amount(mine.amount) == parse_amount(stored.amount)
+        except InvalidAmount:
+            same = False
+        if not same:
+            return f"amount is {mine.amount[:40]!r} in the file, {stored.amount!r} in the batch"
+    return ""
+
+
+def _content_differs(batch: res_pb.Batch, why: str) -> CliError:
+    return CliError(
+        f"the request id {batch.request_id} already names {batch.name}, whose payments differ from this "
+        f"file ({why}); nothing was sent. Pass a new --request-id only if this really is another batch",
+        EXIT_CONFLICT,
+    )
 
 
 async def _watch(args: argparse.Namespace) -> int:
+    from gpo_server.progress import BatchProgress
+
+    name = batch_name(args.batch)
     client = _client(args)
+    batch = res_pb.Batch()
     try:
-        async for batch in client.watch(_batch_name(args.batch)):
-            print(
-                json.dumps({"state": res_pb.BatchState.Name(batch.state), **status_counts(batch)}), flush=True
-            )
+        with BatchProgress(f"watching {name}", show=not args.quiet) as progress:
+            async for batch in client.watch(name):
+                progress.batch(batch)
     finally:
         await client.close()
-    return 0
+    emit(batch_summary(batch))
+    return EXIT_OK
 
 
 async def _status(args: argparse.Namespace) -> int:
-    from google.protobuf.json_format import MessageToJson
-
+    name = batch_name(args.batch)
     client = _client(args)
     try:
-        print(MessageToJson(await client.get_batch(_batch_name(args.batch))))
+        emit(batch_record(await client.get_batch(name)))
     finally:
         await client.close()
-    return 0
+    return EXIT_OK
+
+
+async def _batches(args: argparse.Namespace) -> int:
+    client = _client(args)
+    shown = 0
+    try:
+        async for batch in client.batches(args.program):
+            state = res_pb.BatchState.Name(batch.state).removeprefix("BATCH_STATE_")
+            if args.state and state != args.state:
+                continue
+            if args.empty and batch.payment_count:
+                continue
+            emit(batch_record(batch))
+            shown += 1
+            if args.limit and shown >= args.limit:
+                break
+    finally:
+        await client.close()
+    return EXIT_OK
+
+
+# The CSV export: what a programme officer needs per payment, amounts as exact decimal strings.
+CSV_COLUMNS = (
+    "reference_id",
+    "payee_fa",
+    "payee_name",
+    "amount",
+    "currency_code",
+    "status",
+    "reason_code",
+    "reason_message",
+    "rail",
+    "rail_reference",
+    "idempotency_key",
+    "attempts",
+    "retries",
+    "attention_reason",
+    "update_time",
+)
+# OWASP CSV injection: a cell a spreadsheet would read as a formula starts with one of these.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def csv_cell(value: object) -> str:
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def csv_row(p: res_pb.Payment) -> list[str]:
+    row: list[str] = []
+    for column in CSV_COLUMNS:
+        if column == "status":
+            value: object = res_pb.PaymentStatus.Name(p.status).removeprefix("PAYMENT_STATUS_")
+        elif column == "update_time":
+            value = p.update_time.ToJsonString() if p.HasField("update_time") else ""
+        else:
+            value = getattr(p, column)
+        row.append(csv_cell(value))
+    return row
 
 
 async def _payments(args: argparse.Namespace) -> int:
-    from google.protobuf.json_format import MessageToDict
-
+    name = batch_name(args.batch)
     client = _client(args)
-    columns = [
-        "reference_id",
-        "payee_fa",
-        "amount",
-        "currency_code",
-        "status",
-        "reason_code",
-        "rail",
-        "idempotency_key",
-        "rail_reference",
-    ]
     try:
-        stream = client.payments(_batch_name(args.batch), args.filter)
-        if args.csv:
-            with args.csv.open("w", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(columns)
+        stream = client.payments(name, args.filter)
+        if args.csv is not None:
+            to_stdout = str(args.csv) == "-"
+            try:
+                handle = sys.stdout if to_stdout else args.csv.open("w", newline="", encoding="utf-8")
+            except OSError as exc:
+                raise CliError(f"cannot write {args.csv}: {exc.strerror or exc}", EXIT_USAGE) from None
+            try:
+                writer = csv.writer(handle, lineterminator="\r\n")
+                writer.writerow(CSV_COLUMNS)
+                count = 0
                 async for p in stream:
-                    row = [getattr(p, c) for c in columns]
-                    row[4] = res_pb.PaymentStatus.Name(p.status).removeprefix("PAYMENT_STATUS_")
-                    writer.writerow(row)
+                    writer.writerow(csv_row(p))
+                    count += 1
+            finally:
+                if not to_stdout:
+                    handle.close()
+            if not to_stdout:
+                print(f"wrote {count} payments to {args.csv}", file=sys.stderr)
         else:
             async for p in stream:
-                print(json.dumps(MessageToDict(p, preserving_proto_field_name=True)))
+                emit(message_dict(p))
     finally:
         await client.close()
-    return 0
-
-
-def _print_batch(batch: res_pb.Batch) -> None:
-    print(
-        json.dumps(
-            {"batch": batch.name, "state": res_pb.BatchState.Name(batch.state), **status_counts(batch)}
-        )
-    )
+    return EXIT_OK
 
 
 async def _cancel(args: argparse.Namespace) -> int:
+    name = batch_name(args.batch)
     client = _client(args)
     try:
-        _print_batch(await client.cancel(_batch_name(args.batch), str(uuid.uuid4())))
+        emit(batch_summary(await client.cancel(name, str(uuid.uuid4()))))
     finally:
         await client.close()
-    return 0
+    return EXIT_OK
 
 
 async def _retry(args: argparse.Namespace) -> int:
+    name = batch_name(args.batch)
     client = _client(args)
     try:
-        _print_batch(await client.retry_failed(_batch_name(args.batch), args.request_id or str(uuid.uuid4())))
+        emit(batch_summary(await client.retry_failed(name, args.request_id or str(uuid.uuid4()))))
     finally:
         await client.close()
-    return 0
+    return EXIT_OK
 
 
 async def _dead_letters(args: argparse.Namespace) -> int:
-    from google.protobuf.json_format import MessageToDict
-
     client = _client(args)
     try:
         async for dead in client.dead_letters(args.rail):
-            print(json.dumps(MessageToDict(dead, preserving_proto_field_name=True)))
+            emit(message_dict(dead))
     finally:
         await client.close()
-    return 0
+    return EXIT_OK
 
 
 def _token(args: argparse.Namespace) -> int:
     secret = local_secret(Settings.from_env().data_dir)
     roles = ["sidecar"] if args.sidecar else []
     print(mint_token(secret, "gpo-token", args.program or ["*"], roles, ttl_s=args.ttl))
-    return 0
+    return EXIT_OK
 
 
 async def _demo(args: argparse.Namespace) -> int:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import grpc
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import disbursement_service_pb2_grpc as api_grpc
 from gpo.v1 import resources_pb2 as res_pb
+
+# Given the batch a header named, the chunks to send and the sequence of the first.
+Plan = Callable[[res_pb.Batch], Awaitable[tuple[Iterable[list[api_pb.PaymentInput]], int]]]
 
 
 @dataclass
@@ -38,14 +41,18 @@ class GpoClient:
     async def upload(
         self,
         header: api_pb.BatchHeader,
-        chunks: Iterable[list[api_pb.PaymentInput]],
+        chunks: Iterable[list[api_pb.PaymentInput]] | Plan,
         *,
         on_ack: Callable[[api_pb.UploadBatchResponse], None] | None = None,
         keep_rejections: int = 1000,
         first_sequence: int = 1,
     ) -> UploadResult:
         """Streams the header, then the chunks (numbered from first_sequence) without waiting for each
-        acknowledgement; gRPC flow control keeps memory bounded on both sides."""
+        acknowledgement; gRPC flow control keeps memory bounded on both sides.
+
+        `chunks` may instead be a plan: called with the batch the header named (new, or one this request id
+        already started), it returns the chunks to send and the sequence of the first. If producing a
+        chunk raises, the upload is cancelled and that exception raised: the stream never hangs on it."""
         result = UploadResult(batch=res_pb.Batch())
 
         def take(response: api_pb.UploadBatchResponse) -> None:
@@ -68,19 +75,35 @@ class GpoClient:
         if first is grpc.aio.EOF:  # an error status raises from read(); EOF means a silent close
             raise ConnectionError("the server closed the upload without answering the header")
         take(first)
+        if callable(chunks):
+            try:
+                chunks, first_sequence = await chunks(result.batch)
+            except BaseException:
+                call.cancel()
+                raise
+        to_send = chunks
 
         async def send() -> None:
-            for sequence, payments in enumerate(chunks, start=first_sequence):
+            for sequence, payments in enumerate(to_send, start=first_sequence):
                 await call.write(
                     api_pb.UploadBatchRequest(chunk=api_pb.PaymentChunk(sequence=sequence, payments=payments))
                 )
             await call.done_writing()
 
+        def on_sent(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                call.cancel()  # the read below ends instead of waiting for chunks that will never come
+
         sender = asyncio.create_task(send())
+        sender.add_done_callback(on_sent)
         try:
             while (response := await call.read()) is not grpc.aio.EOF:
                 take(response)
             await sender
+        except (asyncio.CancelledError, grpc.aio.AioRpcError):
+            if sender.done() and not sender.cancelled() and (failure := sender.exception()) is not None:
+                raise failure from None
+            raise
         finally:
             sender.cancel()
         return result
@@ -112,6 +135,19 @@ class GpoClient:
                 yield payment
             token = page.next_page_token
             if not token:
+                return
+
+    async def batches(self, program: str = "") -> AsyncIterator[res_pb.Batch]:
+        """Every batch the caller may see, newest first."""
+        token = ""
+        while True:
+            page = await self.stub.ListBatches(
+                api_pb.ListBatchesRequest(program=program, page_size=200, page_token=token),
+                metadata=self.metadata,
+            )
+            for batch in page.batches:
+                yield batch
+            if not (token := page.next_page_token):
                 return
 
     async def retry_failed(self, name: str, request_id: str) -> res_pb.Batch:

@@ -15,6 +15,40 @@ from pathlib import Path
 from gpo_server.domain.routing import Router
 from rail_sidecars.config import load_rails_config
 
+# Every GPO_* environment variable any GPO program reads, with what it does. `gpo --help` prints this
+# list and tests/integration/test_cli.py checks that it names every variable the code reads.
+ENVIRONMENT: tuple[tuple[str, str], ...] = (
+    ("GPO_SERVER", "orchestrator address for client commands (default 127.0.0.1:50051); --server"),
+    ("GPO_TOKEN", "bearer JWT for client commands; default: one minted from the local secret; --token"),
+    ("GPO_DATA_DIR", "data folder: SQLite database, local secret, demo runs (default .gpo)"),
+    ("GPO_DATABASE_URL", "SQLAlchemy URL of PostgreSQL (default: SQLite in the data folder)"),
+    ("GPO_AMQP_URL", "RabbitMQ URL (default: the in-process queue with in-process sidecars)"),
+    ("GPO_LISTEN", "host:port gpo serve listens on (default 127.0.0.1:50051)"),
+    ("GPO_ROUTES", "payee address patterns to rails, e.g. mobile:*@mpesa=mpesa,account:*@bank-a=bank_a"),
+    ("GPO_DEFAULT_RAIL", "rail for payees no route matches (default simulator; empty: reject them)"),
+    ("GPO_RAILS_CONFIG", "rails TOML file: routes, default rail, chunk sizes, rail settings"),
+    ("GPO_WORK_CHUNK_SIZE", "payments per work chunk sent to a rail (default 1000)"),
+    ("GPO_AUTH_HS256_SECRETS", "comma-separated HS256 secrets that sign accepted JWTs"),
+    ("GPO_AUTH_PUBLIC_KEY_FILES", "comma-separated PEM public keys (RS256, ES256, EdDSA)"),
+    ("GPO_AUTH_JWKS_URL", "JWKS URL of accepted signing keys"),
+    ("GPO_AUTH_ISSUER", "required iss claim of accepted JWTs"),
+    ("GPO_CLAIM_LEASE_S", "seconds a claimed work chunk belongs to one delivery (default 300)"),
+    ("GPO_STUCK_AFTER_S", "seconds before an unheld SENT payment is looked up on its rail (default 900)"),
+    ("GPO_MAX_SWEEPS", "look-ups without an answer before a payment needs attention (default 3)"),
+    (
+        "GPO_EMPTY_BATCH_EXPIRY_S",
+        "seconds before an UPLOADING batch with no payments is deleted (default 3600)",
+    ),
+    ("GPO_SIMULATOR", "simulator rail settings, e.g. latency_ms=5,failure_rate=0.01,seed=7"),
+    ("GPO_SIMULATOR_LEDGER", "gpo-sidecar: the simulator's ledger file (default simulator-ledger.db)"),
+    ("GPO_G2P_CONFIG", "G2P Connect settings file (TOML), docs/G2P_CONNECT.md"),
+    ("GPO_LOG_LEVEL", "log level: DEBUG, INFO (default), WARNING, ERROR"),
+    ("GPO_ORCHESTRATOR", "gpo-sidecar: orchestrator address (default 127.0.0.1:50051)"),
+    ("GPO_SIDECAR_TOKEN", "gpo-sidecar: bearer JWT with role sidecar"),
+    ("GPO_SIDECAR_LEASE_S", "gpo-sidecar: the claim lease asked for, renewed every third of it (default 15)"),
+    ("GPO_SPECS_DIR", "ISO 20022 rail: folder holding the pain.001 XSD"),
+)
+
 
 @dataclass
 class Settings:
@@ -40,6 +74,8 @@ class Settings:
     stuck_after_s: float = 900
     # Sweeps without an answer before a payment is marked for an operator's attention.
     max_sweeps: int = 3
+    # An UPLOADING batch that received no payment is deleted after this long (its request id is then free).
+    empty_batch_expiry_s: float = 3600
     log_level: str = "INFO"
     g2p_config: str = ""  # G2P Connect settings (TOML), see docs/G2P_CONNECT.md
 
@@ -89,6 +125,7 @@ class Settings:
         s.claim_lease_s = float(env.get("GPO_CLAIM_LEASE_S", s.claim_lease_s))
         s.stuck_after_s = float(env.get("GPO_STUCK_AFTER_S", s.stuck_after_s))
         s.max_sweeps = int(env.get("GPO_MAX_SWEEPS", s.max_sweeps))
+        s.empty_batch_expiry_s = float(env.get("GPO_EMPTY_BATCH_EXPIRY_S", s.empty_batch_expiry_s))
         s.log_level = env.get("GPO_LOG_LEVEL", s.log_level)
         s.g2p_config = env.get("GPO_G2P_CONFIG", "")
         return s

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from gpo_server.api.auth import SIDECAR_ROLE, local_secret, mint_token
 from gpo_server.client import GpoClient, chunked, status_counts
 from gpo_server.config import Settings
 from gpo_server.domain.money import format_amount, parse_amount
+from gpo_server.progress import BatchProgress
 
 PROGRAM = "demo-cash-transfer"
 # Invalid payments the demo mixes in, as upstream systems really send them.
@@ -147,7 +149,6 @@ async def run_demo(args: argparse.Namespace) -> int:
                 p.kill()
         for handle in logs:
             handle.close()
-    print(json.dumps(summary), flush=True)
     ok = (
         summary["accepted"] + summary["rejected"] == summary["payments"]
         and summary["succeeded"] + summary["failed"] + summary["cancelled"] == summary["accepted"]
@@ -155,7 +156,39 @@ async def run_demo(args: argparse.Namespace) -> int:
         and summary["ledger_amount"] == summary["amount_succeeded"]
         and summary["ledger_duplicates"] == 0
     )
+    summary.update(_dispose(run_dir, keep=args.keep or not ok, database_url=args.database_url))
+    print(json.dumps(summary), flush=True)
     return 0 if ok else 1
+
+
+def _size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def human_size(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError
+
+
+def _dispose(run_dir: Path, *, keep: bool, database_url: str) -> dict[str, Any]:
+    """Says where the run wrote and how much, then removes it unless asked to keep it (or it failed)."""
+    size = _size(run_dir)
+    where = "its database, logs and the simulator's ledger" if not database_url else "its logs and ledger"
+    if keep:
+        print(
+            f"demo data kept in {run_dir}: {human_size(size)} ({where}); remove it with rm -rf {run_dir}",
+            file=sys.stderr,
+        )
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        print(f"demo data removed: {run_dir}, {human_size(size)} ({where}); --keep keeps it", file=sys.stderr)
+    if database_url:
+        print("the demo batch stays in the PostgreSQL database (program demo-cash-transfer)", file=sys.stderr)
+    return {"data_dir": str(run_dir), "data_bytes": size, "data_kept": keep}
 
 
 async def _pay(args: argparse.Namespace, target: str, token: str, ledger: Path) -> dict[str, Any]:
@@ -169,29 +202,20 @@ async def _pay(args: argparse.Namespace, target: str, token: str, ledger: Path) 
     payments = synthetic_payments(args.payments, args.invalid_every)
     chunks = chunked(payments, args.chunk_size)
 
-    def progress(response: api_pb.UploadBatchResponse) -> None:
+    def on_ack(response: api_pb.UploadBatchResponse) -> None:
         if response.acknowledged_sequence:
-            print(
-                f"\ruploaded {response.batch.payment_count}/{args.payments}",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
+            display.uploaded(response.batch.payment_count)
 
+    display = BatchProgress(f"demo: paying {args.payments} synthetic beneficiaries", show=not args.quiet)
     try:
-        upload = await client.upload(header, chunks, on_ack=progress)
-        uploaded_s = time.monotonic() - started
-        print(f"\nuploaded in {uploaded_s:.1f}s: batch {upload.batch.name}", file=sys.stderr)
-        batch = upload.batch
-        async for batch in client.watch(upload.batch.name):
-            counts = status_counts(batch)
-            print(
-                "\r" + " ".join(f"{k}={v}" for k, v in sorted(counts.items())),
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
-        print(file=sys.stderr)
+        with display:
+            display.uploading(args.payments)
+            upload = await client.upload(header, chunks, on_ack=on_ack)
+            uploaded_s = time.monotonic() - started
+            display.note(f"uploaded in {uploaded_s:.1f}s: {upload.batch.name}")
+            batch = upload.batch
+            async for batch in client.watch(upload.batch.name):
+                display.batch(batch)
     finally:
         await client.close()
     elapsed = time.monotonic() - started

@@ -106,3 +106,28 @@ class DeadLetterRecorder:
             len(numbers),
         )
         await delivery.ack()
+
+
+class EmptyBatchExpirer:
+    """UPLOADING batches that never received a payment (an upload that failed before its first chunk, or a
+    client that only sent a header) are listed like any batch (`gpo batches --state uploading --empty`)
+    and deleted once they have not changed for `expire_after_s`, which frees their request ids."""
+
+    def __init__(self, store: Store, *, expire_after_s: float, interval_s: float) -> None:
+        self.store = store
+        self.expire_after_s = expire_after_s
+        self.interval_s = interval_s
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                for uid in await self.store.expire_empty_uploads(self.expire_after_s):
+                    log.info(
+                        "batch %s expired: UPLOADING with no payment for over %.0fs", uid, self.expire_after_s
+                    )
+            except Exception:
+                log.exception("empty batch expiry failed; trying again next round")
+            try:
+                await asyncio.wait_for(stop.wait(), self.interval_s)
+            except TimeoutError:
+                pass

@@ -306,6 +306,37 @@ class Store:
             row = (await conn.execute(select(batches).where(batches.c.uid == uid))).first()
         return BatchRecord.from_row(row) if row else None
 
+    async def expire_empty_uploads(self, older_than_s: float, limit: int = 1000) -> list[str]:
+        """Deletes UPLOADING batches that never received a payment and have not changed for
+        `older_than_s` seconds; returns their uids. No row anywhere refers to them (checked in the same
+        statement), so nothing accepted is touched, and their request ids are free again."""
+        from sqlalchemy import delete
+
+        from gpo_server.storage.tables import metadata
+
+        cutoff = utcnow() - dt.timedelta(seconds=older_than_s)
+        empty = [
+            batches.c.state == BatchState.UPLOADING.value,
+            batches.c.payment_count == 0,
+            batches.c.last_chunk_sequence == 0,
+            batches.c.update_time < cutoff,
+            *(
+                ~select(fk.parent).where(fk.parent == batches.c.id).exists()
+                for table in metadata.sorted_tables
+                for fk in table.foreign_keys
+                if fk.column is batches.c.id
+            ),
+        ]
+        async with self.engine.begin() as conn:
+            found = (await conn.execute(select(batches.c.id, batches.c.uid).where(*empty).limit(limit))).all()
+            if not found:
+                return []
+            ids = [i for i, _ in found]
+            gone = await conn.execute(
+                delete(batches).where(batches.c.id.in_(ids), *empty).returning(batches.c.uid)
+            )
+            return [uid for (uid,) in gone]
+
     async def list_batches(
         self, *, programs: Iterable[str] | None, program: str, after_id: int | None, limit: int
     ) -> list[BatchRecord]:
