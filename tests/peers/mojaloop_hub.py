@@ -6,7 +6,7 @@ executes a transferId twice: a second request for it gets the first outcome. It 
 receives, and every callback it sends, against the FSPIOP OpenAPI file (`violations`), and it can be told
 to fail transfers or quotes, delay, duplicate or drop callbacks, or answer 503.
 
-    hub = MojaloopHub(spec=spec_path("mojaloop/fspiop-v1.1-openapi3.yaml"), payee_fsps={"payeefsp1"})
+    hub = MojaloopHub(specs=Specs(FspiopSpec(API_SNIPPETS())), payee_fsps={"payeefsp1"})
     hub.start()                                   # its own thread and event loop
     hub.register("payerfsp", "http://127.0.0.1:4100")   # where the payer FSP takes callbacks
     ...
@@ -22,62 +22,133 @@ import hashlib
 import hmac
 import json
 import re
+import subprocess
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jwt
 import yaml
 from aiohttp import web
 
-from rail_sidecars.rails.mojaloop.transformers import (
-    condition_of,
-    content_type,
-    fspiop_amount,
-    fspiop_datetime,
-    http_date,
-    to_units,
-)
-from tests.support.processes import free_port
+from tests.peers.conformance import counted
+from tests.support.processes import REPO, free_port
 
-# -- conformance against the OpenAPI file
+# -- FSPIOP formats, written from the API Definition v1.1 (never imported from the code under test)
+
+_AMOUNT = re.compile(r"^(\d{1,18})(?:\.(\d{0,4}))?$")
+
+
+def to_units(amount: str) -> int:
+    """Ten-thousandths of an FSPIOP Amount ("125.5" -> 1255000)."""
+    match = _AMOUNT.match(amount)
+    if match is None:
+        raise ValueError(f"not an amount: {amount!r}")
+    return int(match.group(1)) * 10_000 + int((match.group(2) or "").ljust(4, "0"))
+
+
+def fspiop_amount(units: int) -> str:
+    whole, fraction = divmod(units, 10_000)
+    digits = f"{fraction:04d}".rstrip("0")
+    return f"{whole}.{digits}" if digits else str(whole)
+
+
+def fspiop_datetime(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def http_date() -> str:
+    return format_datetime(datetime.now(UTC), usegmt=True)
+
+
+def content_type(resource: str) -> str:
+    return f"application/vnd.interoperability.{resource}+json;version=1.1"
+
+
+def condition_of(fulfilment: str) -> str:
+    """The ILP condition: base64url(SHA-256(fulfilment)), as the ILP packet section of the spec says."""
+    return _b64url(hashlib.sha256(_b64url_decode(fulfilment)).digest())
+
+
+# -- the official schemas
+
+
+def api_snippets_root() -> Path:
+    """The FSPIOP v1.1 OpenAPI folder of @mojaloop/api-snippets (npm), fetched by scripts/schemas.sh."""
+    return _api_snippets_root()
+
+
+@cache
+def _api_snippets_root() -> Path:
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "schemas.sh")], capture_output=True, text=True, timeout=600
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"scripts/schemas.sh failed: {done.stderr[-2000:]}")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def API_SNIPPETS() -> Path:
+    return api_snippets_root() / "openapi.yaml"
+
+
+def inline_refs(path: str | Path) -> dict[str, Any]:
+    """An OpenAPI document with every $ref (to other files or inside one) replaced by its target."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    files: dict[Path, Any] = {}
+
+    def load(file: Path) -> Any:
+        if file not in files:
+            with open(file, encoding="utf-8") as handle:
+                files[file] = yaml.load(handle, Loader=loader)
+        return files[file]
+
+    def walk(node: Any, file: Path, stack: tuple[str, ...]) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                ref = str(node["$ref"])
+                target_file, _, pointer = ref.partition("#")
+                where = (file.parent / target_file).resolve() if target_file else file
+                target = load(where)
+                for part in [p for p in pointer.split("/") if p]:
+                    target = target[part.replace("~1", "/").replace("~0", "~")]
+                key = f"{where}#{pointer}"
+                if key in stack:
+                    raise ValueError(f"recursive $ref {ref} in {file}")
+                return walk(target, where, (*stack, key))
+            return {k: walk(v, file, stack) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, file, stack) for v in node]
+        return node
+
+    root = Path(path).resolve()
+    return walk(load(root), root, ())
 
 
 class FspiopSpec:
-    """Checks requests and callbacks against fspiop-v1.1-openapi3.yaml: the operation exists, its required
-    headers are present, the body validates against the schema ($refs resolved), no property is
-    undeclared, and the FSPIOP header formats (API Definition 3.2) hold."""
+    """Checks requests and callbacks against an FSPIOP v1.1 OpenAPI document (the official one from
+    @mojaloop/api-snippets, or the specification file): the operation exists, its required headers are
+    present, the body validates against the schema, no property is undeclared, and the FSPIOP header
+    formats (API Definition 3.2) hold."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, scheme: str = "mojaloop") -> None:
         from openapi_schema_validator import OAS30Validator
-        from referencing import Registry, Resource
-        from referencing.jsonschema import DRAFT4
 
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        with open(path, encoding="utf-8") as handle:
-            self.doc: dict[str, Any] = yaml.load(handle, Loader=loader)
-        registry: Registry[Any] = Registry().with_resource(
-            "urn:fspiop", Resource.from_contents(self.doc, default_specification=DRAFT4)
-        )
-        self._validator = lambda ref: OAS30Validator({"$ref": "urn:fspiop" + ref}, registry=registry)
-        self._validators: dict[str, Any] = {}
+        self.doc: dict[str, Any] = inline_refs(path)
+        self.scheme = scheme
+        self._make = OAS30Validator
+        self._validators: dict[int, Any] = {}
         self._paths = [
             (re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$"), template)
             for template in self.doc["paths"]
         ]
-
-    def resolve(self, node: Any) -> Any:
-        while isinstance(node, dict) and "$ref" in node:
-            target: Any = self.doc
-            for part in node["$ref"].removeprefix("#/").split("/"):
-                target = target[part]
-            node = target
-        return node
 
     def operation(self, method: str, path: str) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
         for pattern, template in self._paths:
@@ -87,7 +158,17 @@ class FspiopSpec:
                     return template, item, item[method.lower()]
         return None
 
-    def check(self, method: str, path: str, headers: Mapping[str, str], body: Any) -> list[str]:
+    def check(
+        self, method: str, path: str, headers: Mapping[str, str], body: Any, *, wire: bool = True
+    ) -> list[str]:
+        """The problems of one message; `wire` ones (what the peers see) are counted for the summary."""
+        problems = self._check(method, path, headers, body)
+        if wire:
+            kind = f"{method} {path.strip('/').split('/')[0]}{'/error' if path.endswith('/error') else ''}"
+            counted(self.scheme, kind, problems)
+        return problems
+
+    def _check(self, method: str, path: str, headers: Mapping[str, str], body: Any) -> list[str]:
         where = f"{method} {path}"
         found = self.operation(method, path)
         if found is None:
@@ -96,38 +177,40 @@ class FspiopSpec:
         problems = []
         present = {k.lower() for k in headers}
         for param in [*item.get("parameters", []), *op.get("parameters", [])]:
-            param = self.resolve(param)
             if param["in"] == "header" and param.get("required") and param["name"].lower() not in present:
                 problems.append(f"{where}: required header {param['name']} missing")
         problems += self._header_formats(where, path, method, headers)
-        request_body = self.resolve(op.get("requestBody"))
+        request_body = op.get("requestBody")
         if request_body is None:
             if body is not None:
                 problems.append(f"{where}: a body where the spec has none")
             return problems
         schema = request_body["content"]["application/json"]["schema"]
-        problems += [f"{where}: {p}" for p in self.validate(schema["$ref"], body)]
+        problems += [f"{where}: {p}" for p in self.validate(schema, body)]
         return problems
 
-    def validate(self, ref: str, value: Any) -> list[str]:
-        if ref not in self._validators:
-            self._validators[ref] = self._validator(ref)
+    def schema(self, name: str) -> dict[str, Any]:
+        schema: dict[str, Any] = self.doc["components"]["schemas"][name]
+        return schema
+
+    def validate(self, schema: dict[str, Any], value: Any) -> list[str]:
+        validator = self._validators.get(id(schema))
+        if validator is None:
+            validator = self._validators[id(schema)] = self._make(schema)
         problems = [
-            f"{'/'.join(map(str, e.absolute_path))}: {e.message[:300]}"
-            for e in self._validators[ref].iter_errors(value)
+            f"{'/'.join(map(str, e.absolute_path))}: {e.message[:300]}" for e in validator.iter_errors(value)
         ]
-        return problems + self._undeclared({"$ref": ref}, value, "")
+        return problems + self._undeclared(schema, value, "")
 
     def _undeclared(self, schema: Any, value: Any, where: str) -> list[str]:
-        schema = self.resolve(schema)
         problems: list[str] = []
-        if isinstance(value, dict) and "properties" in schema:
+        if isinstance(value, dict) and isinstance(schema, dict) and "properties" in schema:
             for key, item in value.items():
                 if key not in schema["properties"]:
                     problems.append(f"{where}/{key}: property not declared in the spec")
                 else:
                     problems += self._undeclared(schema["properties"][key], item, f"{where}/{key}")
-        elif isinstance(value, list) and "items" in schema:
+        elif isinstance(value, list) and isinstance(schema, dict) and "items" in schema:
             for index, item in enumerate(value):
                 problems += self._undeclared(schema["items"], item, f"{where}/{index}")
         return problems
@@ -150,7 +233,66 @@ class FspiopSpec:
                 raise ValueError(date)
         except (TypeError, ValueError):
             problems.append(f"{where}: Date {date!r} is not an RFC 7231 date")
+        if "fspiop-signature" in lower and not (lower.get("fspiop-uri") and lower.get("fspiop-http-method")):
+            problems.append(f"{where}: FSPIOP-Signature without FSPIOP-URI and FSPIOP-HTTP-Method")
         return problems
+
+
+class Specs:
+    """Every message checked against both: the official schemas of @mojaloop/api-snippets and the
+    FSPIOP v1.1 specification file of ../shared/specs."""
+
+    def __init__(self, *specs: FspiopSpec) -> None:
+        self.specs = specs
+
+    def check(
+        self, method: str, path: str, headers: Mapping[str, str], body: Any, *, wire: bool = True
+    ) -> list[str]:
+        problems: list[str] = []
+        for spec in self.specs:
+            problems += [f"[{spec.scheme}] {p}" for p in spec.check(method, path, headers, body, wire=wire)]
+        return problems
+
+
+# -- Mojaloop's JWS profile, as the peers do it (PyJWT), for signing callbacks and checking requests
+
+
+def jws_sign(method: str, uri: str, headers: Mapping[str, str], body: bytes, key: Any) -> dict[str, str]:
+    protected = {
+        "alg": "RS256",
+        "FSPIOP-URI": uri,
+        "FSPIOP-HTTP-Method": method,
+        "FSPIOP-Source": headers["FSPIOP-Source"],
+    }
+    if headers.get("FSPIOP-Destination"):
+        protected["FSPIOP-Destination"] = headers["FSPIOP-Destination"]
+    if headers.get("Date"):
+        protected["Date"] = headers["Date"]
+    token = jwt.api_jws.encode(body, key, algorithm="RS256", headers=protected)
+    header64, _, signature = token.split(".")
+    return {
+        "FSPIOP-URI": uri,
+        "FSPIOP-HTTP-Method": method,
+        "FSPIOP-Signature": json.dumps({"signature": signature, "protectedHeader": header64}),
+    }
+
+
+def jws_check(headers: Mapping[str, str], body: bytes, key: Any) -> str:
+    """ "" when the request's FSPIOP-Signature verifies with `key` and names its headers, else why not."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    try:
+        envelope = json.loads(lower.get("fspiop-signature", ""))
+        token = f"{envelope['protectedHeader']}.{_b64url(body)}.{envelope['signature']}"
+        decoded = jwt.api_jws.decode_complete(token, key, algorithms=["RS256", "ES256"])
+    except (ValueError, KeyError, TypeError, jwt.PyJWTError) as exc:
+        return f"signature: {exc}"
+    protected = decoded["header"]
+    for name in ("FSPIOP-URI", "FSPIOP-HTTP-Method", "FSPIOP-Source", "FSPIOP-Destination", "Date"):
+        if protected.get(name) != lower.get(name.lower()):
+            return (
+                f"signature: protected {name} {protected.get(name)!r} != header {lower.get(name.lower())!r}"
+            )
+    return ""
 
 
 # -- the hub
@@ -207,12 +349,17 @@ class Behaviour:
     fee: str = "0"  # added by each quote to transferAmount
     bulk_transfer_error: str = ""  # every bulk transfer refused with this code (error callback)
     unavailable: int = 0  # the next N POSTs answer 503
+    quote_expiry_s: float = 600.0  # a bulk quote's `expiration` (negative: already expired)
+    expired_quotes: int = 0  # the next N new bulk quotes come back already expired
+    # The first callback of every bulk transfer says REJECTED (each transfer with 5000) although the hub
+    # committed it: a payee FSP (or a relay) that misreports; the hub's GET tells the truth.
+    misreport_first: bool = False
     seed: str = "hub"
 
 
 @dataclass
 class MojaloopHub:
-    spec: str | Path | None = None
+    spec: Any = None  # a Specs / FspiopSpec, or the path of an FSPIOP OpenAPI file
     payee_fsps: Iterable[str] = ("payeefsp1",)
     parties: dict[tuple[str, str], str] = field(default_factory=dict)  # (Type, ID) -> FSP id
     behaviour: Behaviour = field(default_factory=Behaviour)
@@ -223,6 +370,12 @@ class MojaloopHub:
     stats: Counter[str] = field(default_factory=Counter)
     refused_quotes: dict[str, str] = field(default_factory=dict)  # quoteId -> error code
     refused_bulk_quotes: dict[str, str] = field(default_factory=dict)  # bulkQuoteId -> error code
+    hub_fsp: str = "switch"  # the FSPIOP-Source of the errors the hub makes itself
+    # FSP id (a payee FSP, or hub_fsp) -> RSA private key: its callbacks carry FSPIOP-Signature.
+    signing_keys: dict[str, Any] = field(default_factory=dict)
+    # FSP id -> public key: that FSP's requests with a body must carry a valid FSPIOP-Signature.
+    request_keys: dict[str, Any] = field(default_factory=dict)
+    ssl_context: Any = None  # an ssl.SSLContext: the hub serves HTTPS (and may require client certs)
 
     def __post_init__(self) -> None:
         self.payee_fsps = set(self.payee_fsps)
@@ -231,7 +384,7 @@ class MojaloopHub:
         self.bulk_quotes: dict[str, dict[str, Any]] = {}  # bulkQuoteId -> {"body", "callback", "fsp"}
         self.bulk_transfers: dict[str, _BulkTransfer] = {}
         self.on_request: Callable[[str, str, Mapping[str, str], Any], None] | None = None
-        self._checker = FspiopSpec(self.spec) if self.spec else None
+        self._checker = FspiopSpec(self.spec) if isinstance(self.spec, str | Path) else self.spec
         self._secret = hashlib.sha256(self.behaviour.seed.encode()).digest()
         self._dropped: set[str] = set()
         self._lock = threading.Lock()
@@ -243,7 +396,7 @@ class MojaloopHub:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}"
 
     def register(self, fsp: str, callback_url: str) -> None:
         """The participant endpoint the hub calls back for `fsp` (FSPIOP_CALLBACK_URL_* in a real hub)."""
@@ -282,7 +435,7 @@ class MojaloopHub:
         app.router.add_get("/parties/{type}/{id}", self._get_party)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context).start()
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
 
     async def _stop(self) -> None:
@@ -322,6 +475,13 @@ class MojaloopHub:
             if found:
                 self.violations.extend(found)
                 return body, _error_response(400, "3100", "Generic validation error")
+        source = request.headers.get("FSPIOP-Source", "")
+        if raw and source in self.request_keys:
+            why = jws_check(request.headers, raw, self.request_keys[source])
+            if why:
+                self.problems.append(f"{request.method} {request.path}: {why}")
+                return body, _error_response(400, "3105", "Invalid signature")
+            self.stats["signed requests verified"] += 1
         if request.method == "POST" and self.behaviour.unavailable > 0:
             self.behaviour.unavailable -= 1
             self.stats["unavailable"] += 1
@@ -338,7 +498,7 @@ class MojaloopHub:
             self.refused_bulk_quotes[bulk_id] = "3201"
             self._call_back(
                 source,
-                fsp or "switch",
+                fsp or self.hub_fsp,
                 f"/bulkQuotes/{bulk_id}/error",
                 _error("3201", "Destination FSP Error"),
             )
@@ -354,14 +514,18 @@ class MojaloopHub:
             else:
                 self._call_back(source, fsp, f"/bulkQuotes/{bulk_id}", known["callback"])
             return web.Response(status=202)
-        results = [self._quote(bulk_id, fsp, q) for q in body["individualQuotes"]]
-        expiration = fspiop_datetime(datetime.now(UTC) + timedelta(minutes=10))
+        expires = datetime.now(UTC) + timedelta(seconds=self.behaviour.quote_expiry_s)
+        if self.behaviour.expired_quotes > 0:
+            self.behaviour.expired_quotes -= 1
+            expires = datetime.now(UTC) - timedelta(seconds=1)
+        results = [self._quote(bulk_id, fsp, q, expires) for q in body["individualQuotes"]]
+        expiration = fspiop_datetime(expires)
         callback = {"individualQuoteResults": results, "expiration": expiration}
         self.bulk_quotes[bulk_id] = {"quote_ids": quote_ids, "callback": callback, "fsp": fsp}
         self._call_back(source, fsp, f"/bulkQuotes/{bulk_id}", callback)
         return web.Response(status=202)
 
-    def _quote(self, bulk_id: str, fsp: str, quote: dict[str, Any]) -> dict[str, Any]:
+    def _quote(self, bulk_id: str, fsp: str, quote: dict[str, Any], expires: datetime) -> dict[str, Any]:
         quote_id, b = quote["quoteId"], self.behaviour
         payee_fsp = quote["payee"]["partyIdInfo"].get("fspId")
         if payee_fsp not in (None, fsp):
@@ -395,6 +559,7 @@ class MojaloopHub:
             "condition": condition,
             "fulfilment": fulfilment,
             "amount": transfer_amount,
+            "expires": expires,
         }
         return {
             "quoteId": quote_id,
@@ -412,7 +577,10 @@ class MojaloopHub:
         known = self.bulk_quotes.get(bulk_id)
         if known is None:
             self._call_back(
-                source, "switch", f"/bulkQuotes/{bulk_id}/error", _error("3209", "Bulk quote ID not found")
+                source,
+                self.hub_fsp,
+                f"/bulkQuotes/{bulk_id}/error",
+                _error("3209", "Bulk quote ID not found"),
             )
         else:
             self._call_back(source, known["fsp"], f"/bulkQuotes/{bulk_id}", known["callback"])
@@ -441,7 +609,10 @@ class MojaloopHub:
             return web.Response(status=202)  # still processing: its callback is on its way
         if fsp not in self.payee_fsps:
             self._call_back(
-                source, "switch", f"/bulkTransfers/{bulk_id}/error", _error("3201", "Destination FSP Error")
+                source,
+                self.hub_fsp,
+                f"/bulkTransfers/{bulk_id}/error",
+                _error("3201", "Destination FSP Error"),
             )
             return web.Response(status=202)
         if self.behaviour.bulk_transfer_error:
@@ -459,7 +630,8 @@ class MojaloopHub:
         bulk.state = "PROCESSING"
         if self.behaviour.processing_s:
             await asyncio.sleep(self.behaviour.processing_s)
-        expired = datetime.fromisoformat(body["expiration"].replace("Z", "+00:00")) < datetime.now(UTC)
+        expiration = datetime.fromisoformat(body["expiration"].replace("Z", "+00:00"))
+        expired = expiration < datetime.now(UTC)
         results = []
         with self._lock:
             for transfer in body["individualTransfers"]:
@@ -470,6 +642,16 @@ class MojaloopHub:
             "individualTransferResults": results,
             "bulkTransferState": "COMPLETED",
         }
+        if self.behaviour.misreport_first:
+            self.stats["misreported callbacks"] += 1
+            lie = {
+                "bulkTransferState": "REJECTED",
+                "individualTransferResults": [
+                    {"transferId": r["transferId"], **_error("5000", "misreported")} for r in results
+                ],
+            }
+            await self._send(bulk.payer_fsp, bulk.payee_fsp, f"/bulkTransfers/{bulk_id}", lie)
+            return
         await self._send(bulk.payer_fsp, bulk.payee_fsp, f"/bulkTransfers/{bulk_id}", bulk.result)
 
     def _execute(
@@ -491,6 +673,12 @@ class MojaloopHub:
         elif quote["condition"] != transfer["condition"] or quote["amount"] != transfer["transferAmount"]:
             self.problems.append(f"transfer {transfer_id}: condition or amount differs from the quote")
             code = "3100"
+        elif datetime.fromisoformat(body["expiration"].replace("Z", "+00:00")) > quote["expires"]:
+            self.problems.append(f"transfer {transfer_id}: its expiration is after its quote's")
+            code = "3100"
+        elif quote["expires"] < datetime.now(UTC):
+            self.stats["transfers on an expired quote"] += 1
+            code = "3302"  # quote expired
         elif expired:
             code = "3303"
         elif _fraction(b.seed, "transfer", transfer_id) < b.transfer_fail_rate:
@@ -527,7 +715,7 @@ class MojaloopHub:
         if bulk is None:
             self._call_back(
                 source,
-                "switch",
+                self.hub_fsp,
                 f"/bulkTransfers/{bulk_id}/error",
                 _error("3210", "Bulk transfer ID not found"),
             )
@@ -545,7 +733,7 @@ class MojaloopHub:
         fsp = self.parties.get((id_type, identifier))
         path = f"/parties/{id_type}/{identifier}"
         if fsp is None:
-            self._call_back(source, "switch", path + "/error", _error("3204", "Party not found"))
+            self._call_back(source, self.hub_fsp, path + "/error", _error("3204", "Party not found"))
         else:
             info = {"partyIdType": id_type, "partyIdentifier": identifier, "fspId": fsp}
             self._call_back(source, fsp, path, {"party": {"partyIdInfo": info}})
@@ -561,9 +749,33 @@ class MojaloopHub:
     def _call_back(self, payer_fsp: str, source: str, path: str, body: dict[str, Any]) -> None:
         self._spawn(self._send(payer_fsp, source, path, body))
 
-    async def _send(self, payer_fsp: str, source: str, path: str, body: dict[str, Any]) -> None:
-        """PUT a callback to the payer FSP, as told: maybe late, maybe twice, maybe (the first one) never."""
-        b = self.behaviour
+    def forge(
+        self, payer_fsp: str, source: str, path: str, body: dict[str, Any], *, sign_with: Any = None
+    ) -> int:
+        """Sends one callback as `source` (e.g. an FSP that is not the payee), signed with `sign_with` if
+        given (else with source's own key, if the hub has one); returns the HTTP status the payer gave."""
+        assert self._loop is not None
+        coroutine = self._put(payer_fsp, source, path, body, sign_with=sign_with)
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(30)
+
+    async def _put(
+        self, payer_fsp: str, source: str, path: str, body: dict[str, Any], *, sign_with: Any
+    ) -> int:
+        headers = self._callback_headers(payer_fsp, source, path, body, sign_with)
+        if self._checker is not None:
+            self.violations += [
+                f"forged callback {p}" for p in self._checker.check("PUT", path, headers, body)
+            ]
+        assert self._session is not None
+        async with self._session.put(
+            self.endpoints[payer_fsp] + path, data=_json_bytes(body), headers=headers
+        ) as response:
+            self.stats[f"forged callback answered {response.status}"] += 1
+            return response.status
+
+    def _callback_headers(
+        self, payer_fsp: str, source: str, path: str, body: dict[str, Any], sign_with: Any = None
+    ) -> dict[str, str]:
         resource = path.split("/")[1]
         headers = {
             "Content-Type": content_type(resource),
@@ -571,6 +783,16 @@ class MojaloopHub:
             "FSPIOP-Source": source,
             "FSPIOP-Destination": payer_fsp,
         }
+        key = sign_with if sign_with is not None else self.signing_keys.get(source)
+        if key is not None:
+            headers.update(jws_sign("PUT", path, headers, _json_bytes(body), key))
+        return headers
+
+    async def _send(self, payer_fsp: str, source: str, path: str, body: dict[str, Any]) -> None:
+        """PUT a callback to the payer FSP, as told: maybe late, maybe twice, maybe (the first one) never."""
+        b = self.behaviour
+        resource = path.split("/")[1]
+        headers = self._callback_headers(payer_fsp, source, path, body)
         if self._checker is not None:
             self.violations += [f"hub callback {p}" for p in self._checker.check("PUT", path, headers, body)]
         if b.delay_s:
@@ -596,12 +818,16 @@ class MojaloopHub:
                 self.stats["callbacks duplicated"] += 1
             assert self._session is not None
             try:
-                async with self._session.put(url + path, json=body, headers=headers) as response:
+                async with self._session.put(url + path, data=_json_bytes(body), headers=headers) as response:
                     self.stats[f"callback answered {response.status}"] += 1
                     if response.status != 200:
                         self.problems.append(f"PUT {path}: the payer answered {response.status}")
             except (aiohttp.ClientError, TimeoutError):
                 self.stats["callbacks undeliverable"] += 1  # the payer FSP is down: it must ask again
+
+
+def _json_bytes(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def _error(code: str, description: str) -> dict[str, Any]:

@@ -1,11 +1,13 @@
 """The Mojaloop FSPIOP v1.1 rail: transformers, the rail against the test hub (tests/peers/mojaloop_hub.py)
-with every request and callback checked against the spec file, and end to end through GPO processes on
-PostgreSQL + RabbitMQ."""
+with every request and callback checked against Mojaloop's official schemas (@mojaloop/api-snippets from
+npm, fetched by scripts/schemas.sh) and the spec file, and end to end through GPO processes on
+PostgreSQL + RabbitMQ. Callbacks from parties that have not proven who they are change nothing."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import random
 import re
@@ -52,12 +54,25 @@ from rail_sidecars.rails.mojaloop.transformers import (
     transfer_id_for,
 )
 from rail_sidecars.rails.registry import make_rail
-from tests.peers.mojaloop_hub import Behaviour, FspiopSpec, MojaloopHub
+from tests.peers.mojaloop_hub import API_SNIPPETS, Behaviour, FspiopSpec, MojaloopHub, Specs
 from tests.support.processes import free_port, spec_path
 
 SPEC = "mojaloop/fspiop-v1.1-openapi3.yaml"
 PAYER_FSP = "gpo-payer"
 SPEC_AMOUNT = re.compile(r"^([0]|([1-9][0-9]{0,17}))([.][0-9]{0,3}[1-9])?$")
+
+
+@functools.cache
+def _specs() -> Specs:
+    return Specs(
+        FspiopSpec(API_SNIPPETS(), "mojaloop (@mojaloop/api-snippets 18.4.1)"),
+        FspiopSpec(spec_path(SPEC), "mojaloop (FSPIOP v1.1 spec file)"),
+    )
+
+
+def specs() -> Specs:
+    spec_path(SPEC)  # skips without the shared specifications
+    return _specs()
 
 
 def payment(n: int, fsp: str = "payeefsp1", amount: str = "10.00", **extra: str) -> RailPayment:
@@ -212,14 +227,14 @@ def test_read_transfers_needs_final_state_and_a_valid_fulfilment() -> None:
 
 
 def test_builders_conform_to_the_spec() -> None:
-    spec = FspiopSpec(spec_path(SPEC))
+    spec = specs()
     items = [_planned(i, amount) for i, amount in enumerate(["10.00", "0.05", "125.50", "7.10"])]
     payer = payer_party("account:treasury-001@central-bank", {"account": "ACCOUNT_ID"}, PAYER_FSP)
     quote = bulk_quote_request(
         bulk_quote_id(PAYER_FSP, "payeefsp1", []), payer, items, transaction_type("TRANSFER", "BUSINESS")
     )
     headers = fspiop_headers("bulkQuotes", PAYER_FSP, "payeefsp1")
-    assert spec.check("POST", "/bulkQuotes", headers, quote) == []
+    assert spec.check("POST", "/bulkQuotes", headers, quote, wire=False) == []
     terms = {
         i.transfer_id: QuoteTerms({"currency": "KES", "amount": "10"}, "AAAA", condition_of("a" * 43))
         for i in items
@@ -231,29 +246,41 @@ def test_builders_conform_to_the_spec() -> None:
     )
     assert (
         spec.check(
-            "POST", "/bulkTransfers", fspiop_headers("bulkTransfers", PAYER_FSP, "payeefsp1"), transfer
+            "POST",
+            "/bulkTransfers",
+            fspiop_headers("bulkTransfers", PAYER_FSP, "payeefsp1"),
+            transfer,
+            wire=False,
         )
         == []
     )
 
 
 def test_the_conformance_check_is_not_vacuous() -> None:
-    spec = FspiopSpec(spec_path(SPEC))
+    spec = specs()
     headers = fspiop_headers("bulkQuotes", PAYER_FSP, "payeefsp1")
     body: dict[str, Any] = {
         "bulkQuoteId": str(uuid.uuid4()),
         "payer": {"partyIdInfo": {"partyIdType": "ACCOUNT_ID", "partyIdentifier": "x"}},
         "individualQuotes": [],
     }
-    problems = spec.check("POST", "/bulkQuotes", {k: v for k, v in headers.items() if k != "Date"}, body)
+    problems = spec.check(
+        "POST", "/bulkQuotes", {k: v for k, v in headers.items() if k != "Date"}, body, wire=False
+    )
     assert any("Date" in p for p in problems)
     assert any("individualQuotes" in p or "too short" in p or "non-empty" in p for p in problems)
     body["individualQuotes"] = [{"quoteId": "x", "amount": {"currency": "KES", "amount": "12.50"}, "typo": 1}]
-    problems = spec.check("POST", "/bulkQuotes", headers, body)
+    problems = spec.check("POST", "/bulkQuotes", headers, body, wire=False)
     assert any("12.50" in p for p in problems)
     assert any("typo" in p for p in problems)
     bad_type = {**headers, "Content-Type": "application/json"}
-    assert any("Content-Type" in p for p in spec.check("POST", "/bulkQuotes", bad_type, body))
+    assert any("Content-Type" in p for p in spec.check("POST", "/bulkQuotes", bad_type, body, wire=False))
+    for one in spec.specs:  # each schema set catches it on its own, the official one included
+        assert any("12.50" in p for p in one.check("POST", "/bulkQuotes", headers, body, wire=False)), (
+            one.scheme
+        )
+        callback = {"bulkTransferState": "DONE", "individualTransferResults": [{"transferId": "x"}]}
+        assert one.check("PUT", "/bulkTransfers/x", headers, callback, wire=False), one.scheme
 
 
 def test_settings_from_the_rails_toml(tmp_path: Path) -> None:
@@ -280,7 +307,7 @@ def test_settings_from_the_rails_toml(tmp_path: Path) -> None:
 
 @pytest.fixture
 def hub() -> Iterator[MojaloopHub]:
-    hub = MojaloopHub(spec=spec_path(SPEC), payee_fsps={"payeefsp1", "payeefsp2"}).start()
+    hub = MojaloopHub(spec=specs(), payee_fsps={"payeefsp1", "payeefsp2"}).start()
     try:
         yield hub
     finally:
@@ -341,8 +368,12 @@ async def test_pays_a_chunk_over_two_fsps_and_looks_it_up(hub: MojaloopHub, tmp_
         check_against_ledger(hub, payments, results)
         assert hub.stats["POST bulkTransfers"] == 2  # one bulk per payee FSP
         looked_up = await rail.look_up([p.idempotency_key for p in payments])
-        # Quote refusals never reached the transfer stage: the hub never executed those keys.
-        assert set(looked_up) == set(hub.snapshot())
+        # Quote refusals never reached the transfer stage: the hub never executed those keys, and the
+        # rail's own record of the refusal answers for them.
+        refused = {
+            p.idempotency_key for p in payments if quote_id_for(p.idempotency_key) in hub.refused_quotes
+        }
+        assert refused and set(looked_up) == set(hub.snapshot()) | refused
         for key, result in looked_up.items():
             assert (result.outcome, result.reason_code) == (results[key].outcome, results[key].reason_code)
         assert await rail.look_up([str(uuid.uuid4())]) == {}
@@ -509,7 +540,11 @@ async def test_party_look_up_finds_the_payee_fsp(hub: MojaloopHub, tmp_path: Pat
 async def test_the_listener_refuses_malformed_callbacks(hub: MojaloopHub, tmp_path: Path) -> None:
     config = rail_config(hub, tmp_path)
     async with running(config) as rail, httpx.AsyncClient(base_url=rail.settings.listen_url) as http:
-        headers = {"Content-Type": "application/vnd.interoperability.bulkTransfers+json;version=1.1"}
+        rail.mailbox.allow("bulkTransfers", "x", frozenset({"payeefsp1"}))
+        headers = {
+            "Content-Type": "application/vnd.interoperability.bulkTransfers+json;version=1.1",
+            "FSPIOP-Source": "payeefsp1",
+        }
         bad_json = await http.put("/bulkTransfers/x", content=b"{", headers=headers)
         assert bad_json.status_code == 400 and bad_json.json()["errorInformation"]["errorCode"] == "3101"
         missing = await http.put("/bulkTransfers/x", json={"individualTransferResults": []}, headers=headers)
@@ -520,11 +555,275 @@ async def test_the_listener_refuses_malformed_callbacks(hub: MojaloopHub, tmp_pa
             headers={**headers, "FSPIOP-Destination": "other"},
         )
         assert elsewhere.status_code == 400
-        fine = await http.put(
-            "/bulkTransfers/x/error",
-            json={"errorInformation": {"errorCode": "3210", "errorDescription": "x"}},
-        )
+        error = {"errorInformation": {"errorCode": "3210", "errorDescription": "x"}}
+        fine = await http.put("/bulkTransfers/x/error", json=error, headers=headers)
         assert fine.status_code == 200
+        # Nobody asked about "y", and nobody may answer about "x" without proving who it is.
+        assert (await http.put("/bulkTransfers/y/error", json=error, headers=headers)).status_code == 403
+        anonymous = {k: v for k, v in headers.items() if k != "FSPIOP-Source"}
+        assert (await http.put("/bulkTransfers/x/error", json=error, headers=anonymous)).status_code == 403
+        assert rail.listener.refused["unexpected"] == 1 and rail.listener.refused["unauthenticated"] == 1
+
+
+def _rejected(results: list[str]) -> dict[str, Any]:
+    return {
+        "bulkTransferState": "REJECTED",
+        "individualTransferResults": [
+            {"transferId": t, "errorInformation": {"errorCode": "4001", "errorDescription": "forged"}}
+            for t in results
+        ],
+    }
+
+
+async def _forge_while_processing(
+    hub: MojaloopHub, rail: MojaloopRail, payments: list[RailPayment], forgeries: list[dict[str, Any]]
+) -> tuple[dict[str, Any], list[int]]:
+    """Executes the payments while the hub holds their bulk PROCESSING, forging callbacks meanwhile."""
+    task = asyncio.create_task(rail.execute(payments))
+    deadline = time.monotonic() + 20
+    while not hub.bulk_transfers:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    [bulk_id] = list(hub.bulk_transfers)
+    path = f"/bulkTransfers/{bulk_id}"
+    keys = [p.idempotency_key for p in payments]
+    statuses = []
+    for forgery in forgeries:
+        forged_path = forgery.pop("path", path)
+        statuses.append(
+            await asyncio.to_thread(
+                hub.forge, PAYER_FSP, forgery.pop("source"), forged_path, _rejected(keys), **forgery
+            )
+        )
+    results = {r.idempotency_key: r for r in await task}
+    return results, statuses
+
+
+async def test_forged_callbacks_from_another_fsp_are_refused(hub: MojaloopHub, tmp_path: Path) -> None:
+    """Issue 14.1: a REJECTED callback from an FSP that is not the payee FSP failed every payment while the
+    hub had committed them; GPO's retry then paid them again under new keys."""
+    hub.behaviour.processing_s = 1.0
+    payments = [payment(i) for i in range(20)]
+    async with running(rail_config(hub, tmp_path, callback_timeout_s=5.0)) as rail:
+        results, statuses = await _forge_while_processing(
+            hub, rail, payments, [{"source": "evilfsp"}, {"source": "payeefsp2"}]
+        )
+        assert statuses == [403, 403]
+        assert rail.listener.refused["wrong source"] == 2
+    assert len(results) == 20 and all(r.outcome is Outcome.SUCCEEDED for r in results.values())
+    check_against_ledger(hub, payments, results)
+
+
+def _rsa() -> Any:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _pem_public(key: Any) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def _pem_private(key: Any) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+@functools.cache
+def _keys() -> dict[str, Any]:
+    return {name: _rsa() for name in ("payeefsp1", "payeefsp2", "switch", PAYER_FSP, "evil")}
+
+
+async def test_signatures_are_verified_and_requests_signed(hub: MojaloopHub, tmp_path: Path) -> None:
+    """FSPIOP-Signature (Mojaloop's JWS profile): callbacks must be signed by their source's key and name
+    the very request; our POSTs are signed, and the hub (PyJWT, its own implementation) verifies them."""
+    keys = _keys()
+    hub.signing_keys = {fsp: keys[fsp] for fsp in ("payeefsp1", "payeefsp2", "switch")}
+    hub.request_keys = {PAYER_FSP: keys[PAYER_FSP].public_key()}
+    hub.behaviour.processing_s = 1.0
+    payments = [payment(i) for i in range(10)]
+    verify = {fsp: _pem_public(keys[fsp]) for fsp in ("payeefsp1", "payeefsp2", "switch")}
+    config = rail_config(
+        hub, tmp_path, callback_timeout_s=5.0, signing_key=_pem_private(keys[PAYER_FSP]), verify_keys=verify
+    )
+    async with running(config) as rail:
+        other = f"/bulkTransfers/{uuid.uuid4()}"
+        rail.mailbox.allow("bulkTransfers", other.rsplit("/", 1)[1], frozenset({"payeefsp1"}))
+        results, statuses = await _forge_while_processing(
+            hub,
+            rail,
+            payments,
+            [
+                {"source": "payeefsp1", "sign_with": keys["evil"]},  # the payee's name, another key
+                {"source": "payeefsp2", "sign_with": keys["payeefsp2"]},  # a real FSP, not this bulk's
+            ],
+        )
+        assert statuses == [401, 403]
+        # A genuine signed callback of one bulk, replayed to another id: it names another FSPIOP-URI.
+        replayed = hub._callback_headers(PAYER_FSP, "payeefsp1", "/bulkTransfers/elsewhere", _rejected([]))
+        async with httpx.AsyncClient(base_url=rail.settings.listen_url) as http:
+            answer = await http.put(other, content=json.dumps(_rejected([])).encode(), headers=replayed)
+            assert answer.status_code == 401
+            unsigned = {
+                k: v for k, v in replayed.items() if not k.startswith("FSPIOP-S") or k == "FSPIOP-Source"
+            }
+            answer = await http.put(other, content=json.dumps(_rejected([])).encode(), headers=unsigned)
+            assert answer.status_code == 401
+        assert rail.listener.refused["bad signature"] == 3
+    assert len(results) == 10 and all(r.outcome is Outcome.SUCCEEDED for r in results.values())
+    assert hub.stats["signed requests verified"] >= 2  # the bulk quote and the bulk transfer
+    check_against_ledger(hub, payments, results)
+
+
+async def test_a_failure_from_a_callback_is_confirmed_by_the_hubs_look_up(
+    hub: MojaloopHub, tmp_path: Path
+) -> None:
+    """Issue 14.1: a failure learned only from a callback is checked with GET /bulkTransfers/{ID} before
+    it is reported; here the payee FSP misreports a committed bulk as REJECTED."""
+    hub.behaviour.misreport_first = True
+    payments = [payment(i) for i in range(10)]
+    async with running(rail_config(hub, tmp_path)) as rail:
+        results = {r.idempotency_key: r for r in await rail.execute(payments)}
+    assert hub.stats["misreported callbacks"] == 1 and hub.stats["GET bulkTransfers"] >= 1
+    assert len(results) == 10 and all(r.outcome is Outcome.SUCCEEDED for r in results.values())
+    check_against_ledger(hub, payments, results)
+
+
+async def test_a_definite_failure_is_looked_up_as_that_failure(hub: MojaloopHub, tmp_path: Path) -> None:
+    """Issue 14.1: after a bulk transfer refused with 4001, look_up said "absent", so a redelivery
+    executed (and paid) the payments GPO had been told had failed."""
+    payments = [payment(i) for i in range(10)]
+    config = rail_config(hub, tmp_path)
+    hub.behaviour.bulk_transfer_error = "4001"
+    async with running(config) as rail:
+        first = {r.idempotency_key: r for r in await rail.execute(payments)}
+    assert {(r.outcome, r.reason_code) for r in first.values()} == {
+        (Outcome.FAILED, "rjct.payer.insufficient_funds")
+    }
+    hub.behaviour.bulk_transfer_error = ""  # the payer FSP has liquidity again
+    async with running(config) as rail:  # a restarted sidecar, as a redelivery would find it
+        looked_up = await rail.look_up(list(first))
+    assert {k: (r.outcome, r.reason_code) for k, r in looked_up.items()} == {
+        k: (r.outcome, r.reason_code) for k, r in first.items()
+    }
+    assert hub.snapshot() == {}
+
+
+async def test_an_expired_quote_is_quoted_again_before_any_transfer(hub: MojaloopHub, tmp_path: Path) -> None:
+    """Issue 14.2: with an expired quote the rail still transferred; and a transfer's expiration must not
+    be after its quote's (here quotes last 60 s, transfers 300 s by default)."""
+    hub.behaviour.expired_quotes = 1
+    hub.behaviour.quote_expiry_s = 60
+    payments = [payment(i) for i in range(5)]
+    async with running(rail_config(hub, tmp_path)) as rail:
+        results = await rail.execute(payments)
+    assert len(results) == 5 and all(r.outcome is Outcome.SUCCEEDED for r in results)
+    assert hub.stats["POST bulkQuotes"] == 2 and hub.stats["transfers on an expired quote"] == 0
+    assert hub.problems == []  # no transfer expiring after its quote
+
+
+async def test_resends_after_2001_and_3210_are_bounded_with_backoff(hub: MojaloopHub, tmp_path: Path) -> None:
+    """Issue 14.2: a hub answering 2001 and then not knowing the bulk (3210) got 26 POSTs per transferId in
+    12 s; resends are bounded (max_transfer_posts) and spaced (retry_backoff_s, doubling)."""
+    hub.behaviour.bulk_transfer_error = "2001"
+    payments = [payment(i) for i in range(3)]
+    config = rail_config(
+        hub, tmp_path, callback_timeout_s=0.3, callback_retries=6, max_transfer_posts=3, retry_backoff_s=0.2
+    )
+    started = time.monotonic()
+    async with running(config) as rail:
+        for _ in range(3):  # the runner's attempts
+            with contextlib.suppress(RetryableRailError):
+                assert await rail.execute(payments) == []
+    assert hub.stats["POST bulkTransfers"] == 3
+    assert time.monotonic() - started >= 0.2 + 0.4  # two resends, each after its pause
+    assert hub.snapshot() == {}
+
+
+async def test_mtls_client_certificate(tmp_path: Path) -> None:
+    """Issue 14.2: a hub that requires a client certificate is reached with tls_cert/tls_key/tls_ca."""
+    import ssl
+
+    ca, server, client = _certificates(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(ca))
+    context.load_cert_chain(str(server[0]), str(server[1]))
+    context.verify_mode = ssl.CERT_REQUIRED
+    hub = MojaloopHub(spec=specs(), payee_fsps={"payeefsp1"}, ssl_context=context).start()
+    try:
+        tls = {"tls_ca": str(ca), "tls_cert": str(client[0]), "tls_key": str(client[1])}
+        async with running(rail_config(hub, tmp_path, **tls)) as rail:
+            [result] = await rail.execute([payment(1)])
+        assert result.outcome is Outcome.SUCCEEDED
+        async with running(
+            rail_config(hub, tmp_path, tls_ca=str(ca), state_path=str(tmp_path / "b.db"))
+        ) as rail:
+            with pytest.raises(RetryableRailError):  # no client certificate: the hub refuses the handshake
+                await rail.execute([payment(2)])
+    finally:
+        hub.stop()
+    assert hub.violations == [] and len(hub.snapshot()) == 1
+
+
+def _certificates(folder: Path) -> tuple[Path, tuple[Path, Path], tuple[Path, Path]]:
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    ca_key = _rsa()
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("test hub CA"))
+        .issuer_name(name("test hub CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    def issue(common: str, server: bool) -> tuple[Path, Path]:
+        key = _rsa()
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(common))
+            .issuer_name(ca.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+        )
+        if server:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+        cert = builder.sign(ca_key, hashes.SHA256())
+        cert_path, key_path = folder / f"{common}.crt", folder / f"{common}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_text(_pem_private(key))
+        return cert_path, key_path
+
+    ca_path = folder / "ca.crt"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    return ca_path, issue("hub", True), issue("gpo-payer", False)
 
 
 # -- end to end: GPO on PostgreSQL + RabbitMQ, a mojaloop sidecar process, the hub
@@ -546,9 +845,7 @@ async def test_end_to_end_5000_payments(tmp_path: Path) -> None:
     behaviour = Behaviour(
         transfer_fail_rate=0.03, quote_fail_rate=0.01, duplicate_rate=0.2, drop_rate=0.1, seed=rail
     )
-    hub = MojaloopHub(
-        spec=spec_path(SPEC), payee_fsps={"payeefsp1", "payeefsp2", "payeefsp3"}, behaviour=behaviour
-    )
+    hub = MojaloopHub(spec=specs(), payee_fsps={"payeefsp1", "payeefsp2", "payeefsp3"}, behaviour=behaviour)
     port = free_port()
     hub.register(PAYER_FSP, f"http://127.0.0.1:{port}")
     config = tmp_path / "rails.toml"

@@ -5,6 +5,15 @@ and the /error variant of each. Each callback is handed to whoever waits for tha
 (`Mailbox`). A waiter registers BEFORE its request is sent, since the callback may beat the HTTP
 response; callbacks nobody waits for (late, duplicated) are kept in a small cache so the next wait for
 that id, e.g. a look-up, finds them at once.
+
+No outcome is believed from a party that has not proven who it is. Before the rail sends a request it
+names who may answer it (`Mailbox.allow`): the payee FSP of the bulk, and the hub for the errors it
+makes itself. A callback for an id nobody asked about, or from another FSPIOP-Source, is refused (403)
+and logged. With `verify_keys` configured, the callback's FSPIOP-Signature (Mojaloop's JWS profile,
+jws.py) must verify with its source's key and name this very request (FSPIOP-URI = the path called,
+method PUT), or it is refused (401) and logged: a signed callback for one bulk cannot be replayed to
+another. A party look-up is answered by whichever FSP holds the party, so any source may answer it, but
+the party it returns must be held by that source.
 """
 
 from __future__ import annotations
@@ -13,16 +22,21 @@ import asyncio
 import collections
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from rail_sidecars.rails.mojaloop import jws
+
 log = logging.getLogger(__name__)
 
 _CACHE_SIZE = 4096
+_EXPECTED_SIZE = 200_000
+ANY_SOURCE = frozenset({"*"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +45,7 @@ class Callback:
     id: str  # the {ID} of the path ("{Type}/{ID}" for parties)
     body: dict[str, Any]
     error: bool  # it came on the /error path
+    source: str = ""  # its FSPIOP-Source, authenticated as the listener was told to
 
 
 class Mailbox:
@@ -39,6 +54,18 @@ class Mailbox:
     def __init__(self) -> None:
         self._waiters: dict[tuple[str, str], list[asyncio.Queue[Callback]]] = {}
         self._recent: collections.OrderedDict[tuple[str, str], Callback] = collections.OrderedDict()
+        self._allowed: collections.OrderedDict[tuple[str, str], frozenset[str]] = collections.OrderedDict()
+
+    def allow(self, resource: str, id: str, sources: frozenset[str]) -> None:
+        """Who may answer a request about (resource, id): call it before the request is sent."""
+        key = (resource, id)
+        self._allowed[key] = self._allowed.get(key, frozenset()) | sources
+        self._allowed.move_to_end(key)
+        while len(self._allowed) > _EXPECTED_SIZE:
+            self._allowed.popitem(last=False)
+
+    def allowed(self, resource: str, id: str) -> frozenset[str]:
+        return self._allowed.get((resource, id), frozenset())
 
     @asynccontextmanager
     async def expect(self, resource: str, id: str) -> AsyncIterator[asyncio.Queue[Callback]]:
@@ -77,14 +104,28 @@ def _error(status: int, code: str, description: str) -> web.Response:
 
 
 class CallbackListener:
-    """An aiohttp server on host:port; `payer_fsp` refuses callbacks addressed to another FSP."""
+    """An aiohttp server on host:port; `payer_fsp` refuses callbacks addressed to another FSP;
+    `verify_keys` (FSP id -> public key) makes signatures required (see the module's doc)."""
 
-    def __init__(self, mailbox: Mailbox, payer_fsp: str, host: str, port: int, prefix: str = "") -> None:
+    def __init__(
+        self,
+        mailbox: Mailbox,
+        payer_fsp: str,
+        host: str,
+        port: int,
+        prefix: str = "",
+        *,
+        verify_keys: Mapping[str, Any] | None = None,
+        require_signatures: bool = True,
+    ) -> None:
         self.mailbox = mailbox
         self.payer_fsp = payer_fsp
         self.host = host
         self.port = port
         self.prefix = prefix
+        self.verify_keys = dict(verify_keys or {})
+        self.require_signatures = require_signatures
+        self.refused: Counter[str] = Counter()  # callbacks refused, by reason
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
@@ -115,8 +156,9 @@ class CallbackListener:
             destination = request.headers.get("FSPIOP-Destination", "")
             if destination and destination != self.payer_fsp:
                 return _error(400, "3201", f"this endpoint serves FSP {self.payer_fsp}, not {destination}")
+            raw = await request.read()
             try:
-                body = json.loads(await request.read())
+                body = json.loads(raw)
             except ValueError:
                 return _error(400, "3101", "malformed JSON")
             if not isinstance(body, dict):
@@ -127,10 +169,62 @@ class CallbackListener:
             id = request.match_info["id"]
             if resource == "parties":
                 id = f"{request.match_info['type']}/{id}"
-            self.mailbox.deliver(Callback(resource, id, body, error))
+            source = request.headers.get("FSPIOP-Source", "")
+            refusal = self._authenticate(request, raw, resource, id, source, body, error)
+            if refusal is not None:
+                return refusal
+            self.mailbox.deliver(Callback(resource, id, body, error, source))
             return web.Response(status=200)
 
         return handle
+
+    def _authenticate(
+        self,
+        request: web.Request,
+        raw: bytes,
+        resource: str,
+        id: str,
+        source: str,
+        body: dict[str, Any],
+        error: bool,
+    ) -> web.Response | None:
+        """None when the callback comes from a party allowed to answer, as proven; else the refusal."""
+        allowed = self.mailbox.allowed(resource, id)
+
+        def refuse(status: int, code: str, why: str) -> web.Response:
+            self.refused[why.split(":")[0]] += 1
+            log.warning(
+                "refused callback PUT %s (FSPIOP-Source %r): %s", request.path, source[:64], why[:300]
+            )
+            return _error(status, code, why[:128])
+
+        if not allowed:
+            return refuse(403, "3100", f"unexpected: no request about {resource} {id} awaits an answer")
+        if not source:
+            return refuse(403, "3100", "unauthenticated: no FSPIOP-Source")
+        if allowed != ANY_SOURCE and source not in allowed:
+            return refuse(403, "3100", f"wrong source: {source} may not answer for {resource} {id}")
+        if resource == "parties" and not error and allowed == ANY_SOURCE:
+            party = body.get("party")
+            info = party.get("partyIdInfo") if isinstance(party, dict) else None
+            fsp = info.get("fspId") if isinstance(info, dict) else None
+            if fsp != source:
+                return refuse(403, "3100", f"wrong source: {source} answered for a party held by {fsp}")
+        if self.verify_keys:
+            if source in self.verify_keys:
+                try:
+                    jws.verify(request.headers, raw, self.verify_keys)
+                    uri = jws.fspiop_uri(request.path)
+                except jws.SignatureError as exc:
+                    return refuse(401, "3105", f"bad signature: {exc}")
+                if (
+                    request.headers.get("FSPIOP-URI") != uri
+                    or request.headers.get("FSPIOP-HTTP-Method") != "PUT"
+                ):
+                    return refuse(401, "3105", "bad signature: it names another request")
+            elif self.require_signatures:
+                return refuse(401, "3105", f"bad signature: no validation key for {source}")
+        return None
 
 
 def _missing(resource: str, error: bool, body: dict[str, Any]) -> str:

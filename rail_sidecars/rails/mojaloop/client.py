@@ -3,13 +3,14 @@ callback. A synchronous error response means the hub did not take the request.""
 
 from __future__ import annotations
 
-import json
+import ssl
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from rail_sidecars.rails.base import RetryableRailError
+from rail_sidecars.rails.mojaloop import jws
 from rail_sidecars.rails.mojaloop.settings import MojaloopSettings
 from rail_sidecars.rails.mojaloop.transformers import FspiopError, error_of, fspiop_headers
 
@@ -35,11 +36,14 @@ class FspiopClient:
     def __init__(self, settings: MojaloopSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.settings = settings
         headers = {"Authorization": f"Bearer {settings.bearer_token}"} if settings.bearer_token else {}
+        self._signing_key = jws.load_private_key(settings.signing_key) if settings.signing_key else None
+        self._path_prefix = httpx.URL(settings.base_url).path.rstrip("/")
         self._http = httpx.AsyncClient(
             base_url=settings.base_url,
             timeout=settings.request_timeout_s,
             headers=headers,
             transport=transport,
+            verify=tls_context(settings),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
         )
 
@@ -61,7 +65,10 @@ class FspiopClient:
         self, method: str, path: str, resource: str, destination: str, body: dict[str, Any] | None
     ) -> None:
         headers = fspiop_headers(resource, self.settings.payer_fsp, destination)
-        content = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        content = None if body is None else jws.compact(body)
+        if content is not None and self._signing_key is not None:
+            # Only requests with a body are signed (a GET has nothing to sign, as in the reference SDK).
+            headers.update(jws.sign(headers, method, self._path_prefix + path, content, self._signing_key))
         try:
             response = await self._http.request(method, path, headers=headers, content=content)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -78,3 +85,13 @@ class FspiopClient:
             raise HubRefused(error, response.status_code)
         detail = error.message if error else response.text[:200]
         raise NotAccepted(f"{method} {path}: HTTP {response.status_code} {detail}")
+
+
+def tls_context(settings: MojaloopSettings) -> ssl.SSLContext | bool:
+    """TLS to the hub: its CA (tls_ca) and our client certificate (tls_cert, tls_key) for mTLS."""
+    if not (settings.tls_cert or settings.tls_ca):
+        return True
+    context = ssl.create_default_context(cafile=settings.tls_ca or None)
+    if settings.tls_cert:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key or None)
+    return context

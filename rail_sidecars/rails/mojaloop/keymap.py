@@ -27,6 +27,16 @@ CREATE TABLE IF NOT EXISTS sent (
     PRIMARY KEY (idempotency_key, bulk_transfer_id)
 ) WITHOUT ROWID
 """
+# Definite failures the rail reported (quote refused, bulk refused and confirmed by a look-up): look_up
+# reports them again when the hub has no transfer for the key, instead of calling the key absent.
+_FAILED = """
+CREATE TABLE IF NOT EXISTS failed (
+    idempotency_key TEXT PRIMARY KEY,
+    reason_code     TEXT NOT NULL,
+    reason_message  TEXT NOT NULL,
+    failed_time     TEXT NOT NULL
+) WITHOUT ROWID
+"""
 _BATCH = 500  # bound parameters per statement stay under SQLite's limit
 
 
@@ -48,6 +58,7 @@ class KeyMap:
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = FULL")  # the row must survive a crash right after POST
         self._conn.execute(_SCHEMA)
+        self._conn.execute(_FAILED)
 
     async def record(self, rows: Sequence[Sent]) -> None:
         if rows:
@@ -84,6 +95,42 @@ class KeyMap:
                 )
                 for row in rows:
                     found.setdefault(row[0], []).append(Sent(*row))
+        return found
+
+    async def record_failures(self, failures: Sequence[tuple[str, str, str]]) -> None:
+        """(key, reason code, reason message) of definite failures, before they are reported."""
+        if failures:
+            await asyncio.to_thread(self._record_failures, failures)
+
+    def _record_failures(self, failures: Sequence[tuple[str, str, str]]) -> None:
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO failed VALUES (?, ?, ?, ?)", [(*f, now) for f in failures]
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    async def failures(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
+        return await asyncio.to_thread(self._failures, keys)
+
+    def _failures(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
+        unique = list(dict.fromkeys(keys))
+        found: dict[str, tuple[str, str]] = {}
+        with self._lock:
+            for start in range(0, len(unique), _BATCH):
+                part = unique[start : start + _BATCH]
+                rows = self._conn.execute(
+                    "SELECT idempotency_key, reason_code, reason_message FROM failed"
+                    f" WHERE idempotency_key IN ({','.join('?' * len(part))})",
+                    part,
+                )
+                for key, code, message in rows:
+                    found[key] = (code, message)
         return found
 
     def close(self) -> None:

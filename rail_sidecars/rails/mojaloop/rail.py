@@ -8,11 +8,20 @@ Never paying twice rests on three things: the ids are derived from the idempoten
 so a resend is the same bulk to the hub; the key map is committed before a bulk transfer is posted, so a
 look-up after a crash knows what to ask; and the hub refuses a transferId it already has (the FSPIOP
 switch's duplicate check).
+
+No outcome is believed from a party that has not proven who it is (callbacks.py): each request names who
+may answer it. A failure is reported only once the hub's own look-up (GET /bulkTransfers/{ID}) confirms
+it, and it is recorded in the key map so that a later look_up reports the failure instead of "absent"
+(a redelivery would otherwise pay a payment GPO was told had failed). A quote that expires (or would
+expire within quote_margin_s) is asked again under new ids before any transfer; a transfer's expiration
+is never after its quote's. A bulk transfer is posted at most max_transfer_posts times per process, with
+a doubling pause between resends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +30,8 @@ from typing import Any
 
 from rail_sidecars.config import RailConfig
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, RetryableRailError
-from rail_sidecars.rails.mojaloop.callbacks import Callback, CallbackListener, Mailbox
+from rail_sidecars.rails.mojaloop import jws
+from rail_sidecars.rails.mojaloop.callbacks import ANY_SOURCE, Callback, CallbackListener, Mailbox
 from rail_sidecars.rails.mojaloop.client import FspiopClient, HubRefused, NotAccepted
 from rail_sidecars.rails.mojaloop.keymap import KeyMap, Sent
 from rail_sidecars.rails.mojaloop.settings import MojaloopSettings, settings_from_config
@@ -36,19 +46,21 @@ from rail_sidecars.rails.mojaloop.transformers import (
     bulk_transfer_request,
     error_of,
     parse_fa,
+    parse_fspiop_datetime,
     party_id_info,
     payee_fsp_of,
     payee_party,
     payer_party,
     read_quotes,
     read_transfers,
+    requote_id,
     to_units,
     transaction_type,
     transfer_id_for,
 )
 from rail_sidecars.rails.simulator import TokenBucket
 
-log = logging.getLogger(__name__)
+log= logging.getLogger(__name__)
 
 _PARTY_CACHE = 100_000
 
@@ -79,6 +91,7 @@ def _result(key: str, verdict: Verdict, reference: str = "") -> RailResult:
 
 
 class MojaloopRail(Rail):
+
     def __init__(self, settings: MojaloopSettings, *, client: FspiopClient | None = None) -> None:
         self.name = settings.rail
         self.settings = settings
@@ -89,6 +102,8 @@ class MojaloopRail(Rail):
             settings.callback_host,
             settings.callback_port,
             settings.callback_prefix,
+            verify_keys={fsp: jws.load_public_key(pem) for fsp, pem in settings.verify_keys.items()},
+            require_signatures=settings.require_signatures,
         )
         self.client = client or FspiopClient(settings)
         self._keymap: KeyMap | None = None
@@ -98,6 +113,7 @@ class MojaloopRail(Rail):
         self._max_fee = to_units(settings.max_fee)
         self._kind = transaction_type(settings.scenario, settings.initiator_type, settings.sub_scenario)
         self._parties: dict[str, str] = {}  # "{Type}/{ID}" -> FSP id, from party look-ups
+        self._posts: dict[str, int] = {}  # bulkTransferId -> POSTs this process made of it
 
     # -- lifecycle
 
@@ -168,20 +184,35 @@ class MojaloopRail(Rail):
             if self._bucket is not None:
                 await self._bucket.acquire(len(items))
             by_transfer = {i.transfer_id: i for i in items}
-            quote_bulk = bulk_quote_id(self.settings.payer_fsp, fsp, by_transfer)
+            first_quote = bulk_quote_id(self.settings.payer_fsp, fsp, by_transfer)
             payer = payer_party(payer_fa, self.settings.id_types, self.settings.payer_fsp)
-            try:
-                quote = await self._quote(
-                    quote_bulk, fsp, bulk_quote_request(quote_bulk, payer, items, self._kind)
-                )
-            except _Refused as refused:
-                log.info("bulk quote %s to %s refused: %s", quote_bulk, fsp, refused)
-                return _BulkOutcome([_result(i.payment.idempotency_key, refused.verdict) for i in items])
-            except RetryableRailError as exc:
-                log.warning("bulk quote %s to %s: %s", quote_bulk, fsp, exc)
-                return _BulkOutcome(nothing_sent=True, problem=str(exc))
-            terms, refusals = read_quotes(quote.body, items, self._max_fee)
+            quote_expiry: datetime | None = None
+            for attempt in range(1 + self.settings.max_requotes):
+                quote_bulk = requote_id(first_quote, attempt)
+                asked = [dataclasses.replace(i, attempt=attempt) for i in items]
+                try:
+                    quote = await self._quote(
+                        quote_bulk, fsp, bulk_quote_request(quote_bulk, payer, asked, self._kind)
+                    )
+                except _Refused as refused:
+                    log.info("bulk quote %s to %s refused: %s", quote_bulk, fsp, refused)
+                    results = [_result(i.payment.idempotency_key, refused.verdict) for i in items]
+                    await self._record_failures(results)
+                    return _BulkOutcome(results)
+                except RetryableRailError as exc:
+                    log.warning("bulk quote %s to %s: %s", quote_bulk, fsp, exc)
+                    return _BulkOutcome(nothing_sent=True, problem=str(exc))
+                quote_expiry = parse_fspiop_datetime(quote.body.get("expiration"))
+                margin = timedelta(seconds=self.settings.quote_margin_s)
+                if quote_expiry is not None and quote_expiry > datetime.now(UTC) + margin:
+                    break
+                log.warning("bulk quote %s to %s expires at %s: quoting again", quote_bulk, fsp, quote_expiry)
+            else:
+                return _BulkOutcome(nothing_sent=True, problem=f"every quote of bulk {first_quote} expired")
+            assert quote_expiry is not None
+            terms, refusals = read_quotes(quote.body, asked, self._max_fee)
             results = [_result(by_transfer[t].payment.idempotency_key, v) for t, v in refusals.items()]
+            await self._record_failures(results)
             if not terms:
                 return _BulkOutcome(results)
             transfer_bulk = bulk_transfer_id(quote_bulk, terms)
@@ -192,22 +223,31 @@ class MojaloopRail(Rail):
                     for t in terms
                 ]
             )
-            expiration = datetime.now(UTC) + timedelta(seconds=self.settings.transfer_expiry_s)
+            # Never after the quote's own expiration: the payee FSP honours its terms only until then.
+            expiration = min(
+                datetime.now(UTC) + timedelta(seconds=self.settings.transfer_expiry_s), quote_expiry
+            )
             body = bulk_transfer_request(
                 transfer_bulk, quote_bulk, self.settings.payer_fsp, fsp, terms, expiration
             )
             conditions = {t: q.condition for t, q in terms.items()}
+            refused_bulk: Verdict | None = None
             try:
                 verdicts = await self._transfer(transfer_bulk, fsp, body, conditions)
             except _Refused as refused:
                 log.info("bulk transfer %s to %s refused: %s", transfer_bulk, fsp, refused)
+                refused_bulk = refused.verdict
                 verdicts = dict.fromkeys(terms, refused.verdict)
             except NotAccepted as exc:
                 log.warning("bulk transfer %s to %s not accepted: %s", transfer_bulk, fsp, exc)
                 return _BulkOutcome(results, nothing_sent=not results, problem=str(exc))
-            results += [
+            if any(v.outcome is Outcome.FAILED for v in verdicts.values()):
+                verdicts = await self._confirm(transfer_bulk, fsp, conditions, verdicts, refused_bulk)
+            decided = [
                 _result(by_transfer[t].payment.idempotency_key, v, transfer_bulk) for t, v in verdicts.items()
             ]
+            await self._record_failures(decided)
+            results += decided
             undecided = len(terms) - len(verdicts)
             log.info(
                 "bulk transfer %s to %s: %d transfers, %d decided, %d undecided",
@@ -219,9 +259,66 @@ class MojaloopRail(Rail):
             )
             return _BulkOutcome(results)
 
+    async def _record_failures(self, results: Sequence[RailResult]) -> None:
+        failures = [
+            (r.idempotency_key, r.reason_code, r.reason_message)
+            for r in results
+            if r.outcome is Outcome.FAILED
+        ]
+        await self.keymap.record_failures(failures)
+
+    def _answerers(self, fsp: str) -> frozenset[str]:
+        """Who may answer about a bulk to `fsp`: that FSP, and the hub for the errors it makes itself."""
+        return frozenset({fsp, self.settings.hub_fsp})
+
+    async def _confirm(
+        self,
+        transfer_bulk: str,
+        fsp: str,
+        conditions: Mapping[str, str],
+        claimed: dict[str, Verdict],
+        refused_bulk: Verdict | None,
+    ) -> dict[str, Verdict]:
+        """A failure learned from a callback, checked with the hub's look-up (GET /bulkTransfers/{ID})
+        before it is reported: the look-up's final state decides; "no such bulk" (3210) confirms a
+        refusal of the whole bulk (nothing was created, nothing can be paid); anything else leaves the
+        failures undecided (the successes stand)."""
+        undecided = {t: v for t, v in claimed.items() if v.outcome is not Outcome.FAILED}
+        async with self.mailbox.expect("bulkTransfers", transfer_bulk) as queue:
+            self.mailbox.allow("bulkTransfers", transfer_bulk, self._answerers(fsp))
+            try:
+                await self.client.get("bulkTransfers", transfer_bulk, fsp)
+            except HubRefused as exc:
+                if exc.error.not_found and refused_bulk is not None:
+                    return claimed
+                log.warning("confirming bulk transfer %s: %s", transfer_bulk, exc)
+                return undecided
+            except RetryableRailError as exc:
+                log.warning("confirming bulk transfer %s: %s", transfer_bulk, exc)
+                return undecided
+            deadline = asyncio.get_running_loop().time() + self.settings.callback_timeout_s
+            while (callback := await self._next_until(queue, deadline)) is not None:
+                if callback.error:
+                    error = error_of(callback.body)
+                    if error is not None and error.not_found:
+                        return claimed if refused_bulk is not None else undecided
+                elif callback.body.get("bulkTransferState") in FINAL_BULK_STATES:
+                    confirmed = read_transfers(callback.body, conditions, self.settings.verify_fulfilment)
+                    lost = [t for t, v in claimed.items() if t in confirmed and confirmed[t] != v]
+                    if lost:
+                        log.warning(
+                            "bulk transfer %s: the look-up contradicts %d outcomes of a callback",
+                            transfer_bulk,
+                            len(lost),
+                        )
+                    return confirmed
+        log.warning("bulk transfer %s: failures not confirmed by a look-up; undecided", transfer_bulk)
+        return undecided
+
     async def _quote(self, quote_bulk: str, fsp: str, body: dict[str, Any]) -> Callback:
         """POST /bulkQuotes and its PUT callback; resends the same body (same id) when none comes."""
         tries = 1 + self.settings.callback_retries
+        self.mailbox.allow("bulkQuotes", quote_bulk, self._answerers(fsp))
         async with self.mailbox.expect("bulkQuotes", quote_bulk) as queue:
             for _ in range(tries):
                 try:
@@ -253,9 +350,18 @@ class MojaloopRail(Rail):
         """POST /bulkTransfers and its PUT callback; the verdicts known, {} if the outcome stays unknown.
 
         Raises NotAccepted only when the hub cannot have taken the bulk, _Refused when it refused it."""
+        self.mailbox.allow("bulkTransfers", transfer_bulk, self._answerers(fsp))
         async with self.mailbox.expect("bulkTransfers", transfer_bulk) as queue:
             try:
-                await self.client.post("bulkTransfers", fsp, body)
+                if self._posts.get(transfer_bulk, 0) >= self.settings.max_transfer_posts:
+                    log.warning(
+                        "bulk transfer %s: posted %d times already; asking only",
+                        transfer_bulk,
+                        self._posts[transfer_bulk],
+                    )
+                    await self._ask(transfer_bulk, fsp)
+                else:
+                    await self._post_transfer(transfer_bulk, fsp, body)
             except HubRefused as exc:
                 if exc.error.definite:
                     raise _Refused(exc.error) from exc
@@ -294,11 +400,30 @@ class MojaloopRail(Rail):
         except (RetryableRailError, HubRefused) as exc:
             log.warning("GET bulk transfer %s: %s", transfer_bulk, exc)
 
+    async def _post_transfer(self, transfer_bulk: str, fsp: str, body: dict[str, Any]) -> None:
+        self._posts[transfer_bulk] = self._posts.get(transfer_bulk, 0) + 1
+        if len(self._posts) > _PARTY_CACHE:
+            self._posts.clear()
+        await self.client.post("bulkTransfers", fsp, body)
+
     async def _repost(self, transfer_bulk: str, fsp: str, body: dict[str, Any]) -> None:
+        """Resends a bulk transfer the hub said it does not have, within max_transfer_posts, after a pause
+        that doubles at each resend (a hub failing with 2xxx and then not knowing the bulk is not hammered)."""
+        posted = self._posts.get(transfer_bulk, 0)
+        if posted >= self.settings.max_transfer_posts:
+            log.warning("bulk transfer %s: not resent, %d POSTs already", transfer_bulk, posted)
+            return
+        await asyncio.sleep(self.settings.retry_backoff_s * 2 ** max(0, posted - 1))
         try:
-            await self.client.post("bulkTransfers", fsp, body)
+            await self._post_transfer(transfer_bulk, fsp, body)
         except (RetryableRailError, HubRefused) as exc:
             log.warning("resending bulk transfer %s: %s", transfer_bulk, exc)
+
+    async def _next_until(self, queue: asyncio.Queue[Callback], deadline: float) -> Callback | None:
+        try:
+            return await asyncio.wait_for(queue.get(), max(0.0, deadline - asyncio.get_running_loop().time()))
+        except TimeoutError:
+            return None
 
     async def _next(self, queue: asyncio.Queue[Callback]) -> Callback | None:
         try:
@@ -344,6 +469,7 @@ class MojaloopRail(Rail):
         key = f"{id_type}/{identifier}"
         if key in self._parties:
             return self._parties[key]
+        self.mailbox.allow("parties", key, ANY_SOURCE)  # whoever holds the party answers (see callbacks)
         async with self._party_slots, self.mailbox.expect("parties", key) as queue:
             for _ in range(1 + self.settings.callback_retries):
                 try:
@@ -388,12 +514,13 @@ class MojaloopRail(Rail):
                 )
         ids = list(bulks)
         bodies = await asyncio.gather(*(self._bulk_state(i, bulks[i][0]) for i in ids))
+        failed = await self.keymap.failures(idempotency_keys)
         found: dict[str, RailResult] = {}
         unknown: set[str] = set()
         for bulk_id, body in zip(ids, bodies, strict=True):
             members = bulks[bulk_id][1]
             if body is None:
-                continue  # the hub never received this bulk transfer
+                continue  # the hub never received this bulk transfer (or refused it: see `failed`)
             conditions = {t: condition for t, (_, condition) in members.items()}
             verdicts = read_transfers(body, conditions, self.settings.verify_fulfilment)
             for transfer_id, (key, _) in members.items():
@@ -401,6 +528,10 @@ class MojaloopRail(Rail):
                     found.setdefault(key, _result(key, verdicts[transfer_id], bulk_id))
                 else:
                     unknown.add(key)
+        for key, (code, message) in failed.items():
+            # A definite failure reported before (quote or bulk refused): the hub holds no transfer.
+            if key not in found:
+                found[key] = RailResult(key, Outcome.FAILED, reason_code=code, reason_message=message)
         undecided = unknown - set(found)
         if undecided:
             raise RetryableRailError(f"the hub gives no outcome yet for {len(undecided)} sent transfers")
@@ -412,6 +543,7 @@ class MojaloopRail(Rail):
         cached = self.mailbox.recent("bulkTransfers", transfer_bulk)
         if cached and not cached.error and cached.body.get("bulkTransferState") in FINAL_BULK_STATES:
             return cached.body
+        self.mailbox.allow("bulkTransfers", transfer_bulk, self._answerers(fsp))
         async with self._slots, self.mailbox.expect("bulkTransfers", transfer_bulk) as queue:
             for _ in range(1 + self.settings.callback_retries):
                 try:

@@ -56,10 +56,37 @@ class MojaloopSettings:
     verify_fulfilment: bool = True  # SHA-256(fulfilment) must equal the quote's condition
     bearer_token: str = ""  # sent as `Authorization: Bearer …` when the hub or its gateway wants one
     rate_limit: float = 0.0  # payments per second; 0 = unlimited
+    # Who may call back: the payee FSP of a bulk, and the hub itself (its FSPIOP-Source for the errors it
+    # makes, e.g. 3201 or 3210). A callback from anybody else is refused and logged.
+    hub_fsp: str = "switch"
+    signing_key: str = ""  # PEM private key: every POST carries FSPIOP-Signature (JWS, RS256/ES256)
+    # FSP id -> PEM public key or certificate: callbacks from these FSPs must carry a valid signature.
+    verify_keys: dict[str, str] = field(default_factory=dict)
+    # With verify_keys set, a callback from an FSP without a key is refused (true) or taken unsigned.
+    require_signatures: bool = True
+    tls_cert: str = ""  # client certificate (PEM file) for mTLS to the hub
+    tls_key: str = ""  # its private key (PEM file)
+    tls_ca: str = ""  # CA bundle that the hub's server certificate must chain to (PEM file)
+    quote_margin_s: float = 5.0  # a quote expiring sooner than this is quoted again before transferring
+    max_requotes: int = 2
+    # POSTs of one bulk transfer per process: the hub failed (2xxx) and then did not know it (3210).
+    max_transfer_posts: int = 4
+    retry_backoff_s: float = 1.0  # before a resend; doubles at each one
 
     @property
     def listen_url(self) -> str:
         return f"http://{self.callback_host}:{self.callback_port}{self.callback_prefix}"
+
+
+def _pem(config: RailConfig, key: str, value: Any) -> str:
+    """An inline PEM text, or the path of a PEM file."""
+    text = str(value or "").strip()
+    if not text or text.startswith("-----BEGIN"):
+        return text
+    try:
+        return Path(text).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"rails.{config.name}.options.{key}: cannot read {text}: {exc}") from None
 
 
 def settings_from_config(config: RailConfig) -> MojaloopSettings:
@@ -113,4 +140,18 @@ def settings_from_config(config: RailConfig) -> MojaloopSettings:
         verify_fulfilment=bool(config.option("verify_fulfilment", True)),
         bearer_token=str(config.option("bearer_token", "") or ""),
         rate_limit=config.rate_limit,
+        hub_fsp=str(config.option("hub_fsp", "switch")),
+        signing_key=_pem(config, "signing_key", config.option("signing_key")),
+        verify_keys={
+            str(k): _pem(config, f"verify_keys.{k}", v)
+            for k, v in (config.option("verify_keys") or {}).items()
+        },
+        require_signatures=bool(config.option("require_signatures", True)),
+        tls_cert=str(config.option("tls_cert", "") or ""),
+        tls_key=str(config.option("tls_key", "") or ""),
+        tls_ca=str(config.option("tls_ca", "") or ""),
+        quote_margin_s=number("quote_margin_s", 5.0),
+        max_requotes=max(0, int(number("max_requotes", 2))),
+        max_transfer_posts=max(1, int(number("max_transfer_posts", 4))),
+        retry_backoff_s=max(0.0, number("retry_backoff_s", 1.0)),
     )

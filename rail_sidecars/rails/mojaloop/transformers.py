@@ -32,8 +32,15 @@ def transfer_id_for(idempotency_key: str) -> str:
     return key if CORRELATION_ID.match(key) else str(uuid.uuid5(_NAMESPACE, "transfer:" + idempotency_key))
 
 
-def quote_id_for(transfer_id: str) -> str:
-    return str(uuid.uuid5(_NAMESPACE, "quote:" + transfer_id))
+def quote_id_for(transfer_id: str, attempt: int = 0) -> str:
+    """The quoteId of a transfer; a quote asked again after one expired (attempt 1, 2, ...) gets a new one."""
+    suffix = f":{attempt}" if attempt else ""
+    return str(uuid.uuid5(_NAMESPACE, "quote:" + transfer_id + suffix))
+
+
+def requote_id(bulk_quote: str, attempt: int) -> str:
+    """The bulkQuoteId of the attempt-th quote of a bulk after its earlier quote expired."""
+    return bulk_quote if attempt == 0 else str(uuid.uuid5(_NAMESPACE, f"requote:{bulk_quote}:{attempt}"))
 
 
 def transaction_id_for(transfer_id: str) -> str:
@@ -159,6 +166,17 @@ def fspiop_headers(resource: str, source: str, destination: str = "") -> dict[st
     return headers
 
 
+def parse_fspiop_datetime(text: Any) -> datetime | None:
+    """An FSPIOP DateTime ("2016-05-24T08:38:08.699Z" or with an offset), None if it is not one."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
 def fspiop_datetime(moment: datetime) -> str:
     """The FSPIOP DateTime form: milliseconds and Z, e.g. "2016-05-24T08:38:08.699Z"."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
@@ -175,10 +193,11 @@ class Planned:
     transfer_id: str
     payee: dict[str, Any]  # the FSPIOP Party
     units: int
+    attempt: int = 0  # how many of its quotes expired before this one
 
     @property
     def quote_id(self) -> str:
-        return quote_id_for(self.transfer_id)
+        return quote_id_for(self.transfer_id, self.attempt)
 
 
 def payee_party(partyid: dict[str, Any], name: str) -> dict[str, Any]:
