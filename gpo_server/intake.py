@@ -18,7 +18,7 @@ from gpo_server.domain.money import MAX_BATCH_TOTAL_HUNDREDTHS, InvalidAmount, f
 from gpo_server.domain.reasons import Reason
 from gpo_server.domain.routing import Router
 from gpo_server.domain.states import BatchState, PaymentStatus
-from gpo_server.domain.validation import Rejection, validate_metadata, validate_payment
+from gpo_server.domain.validation import Rejection, nfc, validate_metadata, validate_payment
 from gpo_server.storage.store import BatchRecord, NewPayment, NewWorkChunk, ReferenceTaken, Store
 from gpo_server.work import work_chunks
 
@@ -131,7 +131,7 @@ class Intake:
 
         `total_before` is what the batch holds before this chunk (by default what `batch` shows); a payment
         that would take the batch past MAX_BATCH_TOTAL_HUNDREDTHS is rejected. Commit checks it again."""
-        refs = [p.reference_id for p in chunk.payments]
+        refs = [nfc(p.reference_id) for p in chunk.payments]
         taken = await self.store.existing_references(batch.id, refs) if check_database else set()
         taken.update(pending_references.intersection(refs))
         before = batch.received_total_hundredths if total_before is None else total_before
@@ -219,7 +219,8 @@ class Intake:
                 await asyncio.sleep(0)
             # Each protobuf field is read once: on a million payments every attribute access counts.
             number += 1
-            ref, payee_fa, amount_text, currency = p.reference_id, p.payee_fa, p.amount, p.currency_code
+            # References and names are stored in NFC, so look-alike spellings are one reference.
+            ref, payee_fa, amount_text, currency = nfc(p.reference_id), p.payee_fa, p.amount, p.currency_code
             payer_fa = p.payer_fa or default_payer
             verdict = validate_payment(p, payer_fa)
             metadata = dict(p.metadata) if p.metadata else None
@@ -279,7 +280,7 @@ class Intake:
             received_total += amount
             seen.add(ref)  # only accepted payments claim a reference, as in the store
             assert rail is not None
-            payee_name, note, purpose = p.payee_name, p.note, p.purpose
+            payee_name, note, purpose = nfc(p.payee_name), nfc(p.note), nfc(p.purpose)
             groups[(rail, schedule)].append(
                 rail_pb2.WorkItem(
                     payment_number=number,

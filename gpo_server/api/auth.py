@@ -41,6 +41,9 @@ def permission_denied(message: str, reason: str = "PERMISSION_DENIED") -> ApiErr
     return ApiError(grpc.StatusCode.PERMISSION_DENIED, message, reason)
 
 
+MIN_HS256_SECRET_BYTES = 32
+
+
 class Authenticator:
     def __init__(
         self,
@@ -51,6 +54,11 @@ class Authenticator:
     ) -> None:
         if not hs256_secrets and not public_keys and not jwks_url:
             raise ValueError("an Authenticator needs at least one secret, public key or JWKS URL")
+        if short := [s for s in hs256_secrets if len(s) < MIN_HS256_SECRET_BYTES]:
+            raise ValueError(
+                f"{len(short)} HS256 secret(s) shorter than {MIN_HS256_SECRET_BYTES} bytes: a secret must be "
+                "at least as long as the hash (RFC 7518, section 3.2); make one with `openssl rand -base64 48`"
+            )
         self._keys: list[tuple[Any, list[str]]] = [(s, ["HS256"]) for s in hs256_secrets]
         self._keys += [(k, ["RS256", "ES256", "EdDSA"]) for k in public_keys]
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True) if jwks_url else None

@@ -109,15 +109,25 @@ def encode_page_token(position: int, scope: str) -> str:
     return base64.urlsafe_b64encode(json.dumps([position, scope]).encode()).decode()
 
 
+_MAX_PAGE_TOKEN = 4096  # characters; GPO's own tokens are far shorter
+_MAX_POSITION = 2**63 - 1  # positions are BIGINT ids and numbers
+
+
 def decode_page_token(token: str, scope: str) -> int | None:
+    """The position a token of encode_page_token names. Anything else, whether garbled or forged (a position
+    past 64 bits, a boolean, deeply nested JSON), is INVALID_ARGUMENT, never a database error."""
     if not token:
         return None
-    try:
-        position, token_scope = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if token_scope == scope and isinstance(position, int):
-            return position
-    except (ValueError, TypeError):
-        pass
+    if len(token) <= _MAX_PAGE_TOKEN:
+        try:
+            decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
+            if isinstance(decoded, list) and len(decoded) == 2:
+                position, token_scope = decoded
+                # bool is an int in Python: a forged `true` must not read as position 1.
+                if token_scope == scope and type(position) is int and 0 <= position <= _MAX_POSITION:
+                    return position
+        except (ValueError, TypeError, RecursionError):
+            pass
     raise invalid_argument(
         "page_token is invalid or belongs to another query",
         "INVALID_PAGE_TOKEN",

@@ -37,7 +37,7 @@ from gpo_server.api.errors import (
 from gpo_server.domain.filters import InvalidFilter, parse_status_filter
 from gpo_server.domain.money import InvalidAmount, format_amount, parse_total
 from gpo_server.domain.states import FINAL, BatchState
-from gpo_server.domain.validation import has_control_characters, is_financial_address
+from gpo_server.domain.validation import callback_uri_problem, is_financial_address, program_problem
 from gpo_server.intake import MAX_PAYMENTS_PER_CHUNK, Intake, OutOfOrderChunk, PreparedChunk
 from gpo_server.storage.store import BatchRecord, NewBatch, Store, WorkBuilder
 
@@ -54,8 +54,11 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         build_work: WorkBuilder,
         watch_interval_s: float = 0.5,
         watch_recount_s: float = 5.0,
+        allow_http_loopback_callbacks: bool = False,
     ) -> None:
         self.build_work = build_work
+        # Batch callback URIs are https only; http to loopback too where a deployment allows it.
+        self.allow_http_loopback_callbacks = allow_http_loopback_callbacks
         self.store = store
         self.intake = intake
         self.auth = auth
@@ -201,12 +204,14 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
 
     async def _open_batch(self, caller: Caller, header: api_pb.BatchHeader) -> BatchRecord:
         violations = []
-        if not header.program:
-            violations.append(("header.program", "required"))
-        elif has_control_characters(header.program):
-            violations.append(("header.program", "contains control characters"))
-        if has_control_characters(header.callback_uri):  # stored as sent: PostgreSQL refuses NUL
-            violations.append(("header.callback_uri", "contains control characters"))
+        if (problem := program_problem(header.program)) is not None:
+            violations.append(("header.program", problem))
+        if header.callback_uri and (
+            problem := callback_uri_problem(
+                header.callback_uri, allow_http_loopback=self.allow_http_loopback_callbacks
+            )
+        ):
+            violations.append(("header.callback_uri", problem))
         try:
             uuid.UUID(header.request_id)
         except ValueError:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import unicodedata
+import urllib.parse
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,12 +20,18 @@ MAX_NOTE = 1024
 MAX_PURPOSE = 128
 MAX_METADATA_ENTRIES = 32
 MAX_METADATA_TEXT = 1024
+MAX_PROGRAM = 128
+MAX_CALLBACK_URI = 2048
 
 # "scheme:identifier@provider", as G2P Connect's examples write them (token:…@national-id,
 # account:…@ifsc.pymt-rail, mobile:…@mobile-pymt). The spec's own regex rejects its examples' ":"
 # (see ../shared/specs/README.md); this follows the evident intent.
 _FA = re.compile(r"[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9._+-]{1,200}@[A-Za-z0-9][A-Za-z0-9._-]{0,120}", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Joiners that Persian, Arabic and Indic names need (ZWNJ, ZWJ); every other format character (Unicode
+# category Cf: bidirectional overrides such as U+202E, zero-width spaces, U+FEFF) lets two different
+# strings look the same, so names and texts refuse them and identifiers refuse every one.
+_NAME_JOINERS = frozenset("\u200c\u200d")
 
 
 class PaymentFields(Protocol):
@@ -57,11 +66,66 @@ def has_control_characters(text: str) -> bool:
     return _CONTROL.search(text) is not None
 
 
-def _text_problem(value: str, limit: int) -> str | None:
+def has_format_characters(text: str, allowed: frozenset[str] = frozenset()) -> bool:
+    """Unicode format characters (Cf), such as U+202E RIGHT-TO-LEFT OVERRIDE or U+200B ZERO WIDTH SPACE."""
+    if text.isascii():  # the common case costs one scan
+        return False
+    return any(unicodedata.category(c) == "Cf" and c not in allowed for c in text)
+
+
+def nfc(text: str) -> str:
+    """Unicode NFC: composed and decomposed spellings of one text become the same string, so that two
+    look-alike references cannot both pass the duplicate check."""
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
+
+
+def program_problem(program: str) -> str | None:
+    """Why a program name is not acceptable, or None."""
+    if not program:
+        return "required"
+    if len(program) > MAX_PROGRAM:
+        return f"longer than {MAX_PROGRAM} characters"
+    if has_control_characters(program) or has_format_characters(program):
+        return "contains control characters"
+    return None
+
+
+def callback_uri_problem(uri: str, *, allow_http_loopback: bool = False) -> str | None:
+    """Why a callback URI is not acceptable, or None: https only (a javascript:, file: or plain http URI
+    would be stored and called), plus http to a loopback address where that is allowed (tests, a local
+    relay)."""
+    if len(uri) > MAX_CALLBACK_URI:
+        return f"longer than {MAX_CALLBACK_URI} characters"
+    if has_control_characters(uri) or has_format_characters(uri):
+        return "contains control characters"
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        host = parts.hostname
+    except ValueError:
+        return "is not a URI"
+    if parts.scheme == "https" and host:
+        return None
+    if parts.scheme == "http" and allow_http_loopback and host and _is_loopback(host):
+        return None
+    return "must be an https URI" + (" (or http to a loopback address)" if allow_http_loopback else "")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _text_problem(value: str, limit: int, allowed: frozenset[str] = _NAME_JOINERS) -> str | None:
     if len(value) > limit:
         return f"longer than {limit} characters"
     if _CONTROL.search(value):
         return "contains control characters"
+    if has_format_characters(value, allowed):
+        return "contains invisible format characters (e.g. a bidirectional override or zero-width space)"
     return None
 
 
@@ -70,7 +134,7 @@ def validate_payment(p: PaymentFields, payer_fa: str) -> ValidPayment | Rejectio
     ref = p.reference_id
     if not ref:
         return Rejection(Reason.REFERENCE_ID_INVALID, "reference_id is empty")
-    if (problem := _text_problem(ref, MAX_REFERENCE_ID)) is not None:
+    if (problem := _text_problem(ref, MAX_REFERENCE_ID, frozenset())) is not None:
         return Rejection(Reason.REFERENCE_ID_INVALID, f"reference_id is {problem}")
     if ref.strip() != ref:
         return Rejection(Reason.REFERENCE_ID_INVALID, "reference_id has leading or trailing whitespace")
@@ -102,6 +166,7 @@ def validate_payment(p: PaymentFields, payer_fa: str) -> ValidPayment | Rejectio
         or len(note) > MAX_NOTE
         or len(purpose) > MAX_PURPOSE
         or _CONTROL.search(f"{name}{note}{purpose}")
+        or has_format_characters(f"{name}{note}{purpose}", _NAME_JOINERS)
     ):
         for value, limit, reason, field in (
             (name, MAX_NAME, Reason.PAYEE_NAME_INVALID, "payee_name"),

@@ -212,7 +212,7 @@ def test_arbitrary_totals_raise_only_invalid_amount(whole: str, fraction: str) -
         ("1.5", 150),
         ("1.05", 105),
         ("12345678901234", 1234567890123400),  # totals may exceed 13 integer digits
-        ("999999999999999999.99", 99999999999999999999),
+        ("999999999999999.99", 99999999999999999),  # the most a batch may carry (MAX_BATCH_TOTAL_HUNDREDTHS)
     ],
 )
 def test_parse_total_examples(text: str, hundredths: int) -> None:
@@ -235,6 +235,8 @@ def test_parse_total_examples(text: str, hundredths: int) -> None:
         " 1",
         "1\n",
         "1" * 19,
+        "1" * 16,  # more than a batch may carry: its hundredths would leave 64 bits once summed
+        "999999999999999999.99",
         "1,000",
     ],
 )

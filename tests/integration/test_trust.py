@@ -1,0 +1,167 @@
+"""Smaller holes of issue 12 (item 6 and the string limits of item 5), on both backends.
+
+Each case was found from outside on 6605833: forged page tokens answered INTERNAL with a traceback;
+references differing only by a bidirectional override or a zero-width space, or by NFC/NFD spelling,
+both passed the duplicate check; `javascript:` callback URIs were stored; a 9 MB program name was accepted
+(and logged in full); a 1-byte HS256 secret was accepted.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+
+import grpc
+import pytest
+from gpo.v1 import disbursement_service_pb2 as api_pb
+
+from gpo_server.api.auth import Authenticator
+from gpo_server.client import chunked
+from tests.conftest import Gpo
+from tests.integration.test_api import (
+    PAYER,
+    REJECTED,
+    all_payments,
+    deadline,
+    expect_error,
+    header,
+    new_program,
+    payment,
+    raw_upload,
+    watch_to_end,
+)
+
+
+def forged(position: object, scope: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([position, scope]).encode()).decode()
+
+
+def forged_tokens(scope: str) -> list[str]:
+    nested = base64.urlsafe_b64encode(("[" * 2000 + "]" * 2000).encode()).decode()
+    return [
+        forged(2**63, scope),  # one past BIGINT
+        forged(10**30, scope),
+        forged(True, scope),
+        forged(-1, scope),
+        forged("1", scope),
+        nested,  # deeply nested JSON: a RecursionError in the decoder
+        base64.urlsafe_b64encode(json.dumps({"position": 1}).encode()).decode(),
+        "%%%not-base64%%%",
+        "A" * 100_000,
+    ]
+
+
+async def test_forged_page_tokens_are_invalid_arguments(gpo: Gpo) -> None:
+    program = new_program()
+    client = gpo.client([program])
+    uploaded = await deadline(client.upload(header(program), chunked([payment(i) for i in range(3)], 3)))
+    await watch_to_end(client, uploaded.batch.name)
+    uid = uploaded.batch.name.split("/")[1]
+    operator = gpo.client(["*"])
+    calls = [
+        (
+            f"payments:{uid}:",
+            lambda token: client.stub.ListPayments(
+                api_pb.ListPaymentsRequest(parent=uploaded.batch.name, page_token=token),
+                metadata=client.metadata,
+            ),
+        ),
+        (
+            f"batches:{program}",
+            lambda token: client.stub.ListBatches(
+                api_pb.ListBatchesRequest(program=program, page_token=token), metadata=client.metadata
+            ),
+        ),
+        (
+            "dead:",
+            lambda token: operator.stub.ListDeadLetters(
+                api_pb.ListDeadLettersRequest(page_token=token), metadata=operator.metadata
+            ),
+        ),
+    ]
+    for scope, call in calls:
+        for token in forged_tokens(scope):
+            await expect_error(call(token), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN")
+        await deadline(call(forged(1, scope)))  # a well-formed position still pages
+
+
+LOOK_ALIKES = [
+    ("ref-\u202eabc", "rjct.reference_id.invalid"),  # RIGHT-TO-LEFT OVERRIDE
+    ("ref-\u200babc", "rjct.reference_id.invalid"),  # ZERO WIDTH SPACE
+    ("ref-\ufeffabc", "rjct.reference_id.invalid"),  # ZERO WIDTH NO-BREAK SPACE (BOM)
+    ("ref-\u200dabc", "rjct.reference_id.invalid"),  # ZERO WIDTH JOINER: no place in an identifier
+]
+
+
+async def test_invisible_characters_and_look_alike_spellings(gpo: Gpo) -> None:
+    program = new_program()
+    client = gpo.client([program])
+    sent = [
+        payment(0, reference_id="ref-abc"),
+        *(payment(i + 1, reference_id=ref) for i, (ref, _) in enumerate(LOOK_ALIKES)),
+        payment(10, reference_id="caf\u00e9"),  # é composed
+        payment(11, reference_id="cafe\u0301"),  # é decomposed: the same reference once in NFC
+        payment(12, payee_name="Ali\u202e Reza"),
+        payment(13, note="paid\u200b"),
+        payment(14, payee_name="\u0645\u062d\u0645\u062f\u200c\u0631\u0636\u0627"),  # Persian, with ZWNJ
+        payment(15, payee_name="Jose\u0301"),
+    ]
+    uploaded = await deadline(client.upload(header(program), chunked(sent, len(sent))))
+    reasons = {r.index: r.reason_code for r in uploaded.rejections}
+    expected = {i + 1: reason for i, (_, reason) in enumerate(LOOK_ALIKES)}
+    expected |= {6: "rjct.reference_id.duplicate", 7: "rjct.payee_name.invalid", 8: "rjct.note.invalid"}
+    assert reasons == expected
+    await watch_to_end(client, uploaded.batch.name)
+    by_number = await all_payments(client, uploaded.batch.name)
+    assert [p.reference_id for p in by_number[5:7]] == ["caf\u00e9", "caf\u00e9"]  # both stored in NFC
+    assert by_number[5].status != REJECTED and by_number[6].status == REJECTED
+    assert by_number[9].payee_name == "\u0645\u062d\u0645\u062f\u200c\u0631\u0636\u0627"  # ZWNJ kept
+    assert by_number[10].payee_name == "Jos\u00e9"  # stored in NFC
+
+
+@pytest.mark.parametrize(
+    ("uri", "accepted"),
+    [
+        ("javascript:alert(1)", False),
+        ("file:///etc/passwd", False),
+        ("http://example.org/callback", False),
+        ("http://127.0.0.1:9/callback", False),  # loopback http only where a deployment allows it
+        ("https://", False),
+        ("https://example.org/cb\u202e", False),
+        ("https://" + "a" * 3000 + ".org/", False),
+        ("https://example.org/gpo/callback?x=1", True),
+    ],
+)
+async def test_callback_uris_are_https(gpo: Gpo, uri: str, accepted: bool) -> None:
+    program = new_program()
+    client = gpo.client([program])
+    request = api_pb.UploadBatchRequest(header=header(program, callback_uri=uri))
+    if accepted:
+        uploaded = await deadline(client.upload(request.header, [[payment(1)]]))
+        assert uploaded.batch.callback_uri == uri
+        return
+    _, violations = await expect_error(
+        raw_upload(client, [request]), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_HEADER"
+    )
+    assert [v.field for v in violations] == ["header.callback_uri"]
+
+
+async def test_program_names_are_bounded(gpo: Gpo) -> None:
+    program = "p" * (9 * 1024 * 1024)
+    client = gpo.client(["*"])  # a token naming the program itself would not fit gRPC's metadata
+    request = api_pb.UploadBatchRequest(
+        header=api_pb.BatchHeader(program=program, request_id=str(uuid.uuid4()), payer_fa=PAYER)
+    )
+    _, violations = await expect_error(
+        raw_upload(client, [request]), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_HEADER"
+    )
+    assert [v.field for v in violations] == ["header.program"]
+    assert "longer than 128" in violations[0].description
+    await deadline(anext(client.batches(), None))  # listing still works for all-program callers
+
+
+def test_short_hs256_secrets_are_refused() -> None:
+    with pytest.raises(ValueError, match="shorter than 32 bytes"):
+        Authenticator([b"x"])
+    Authenticator([b"k" * 32])
