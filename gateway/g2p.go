@@ -56,6 +56,9 @@ func g2pTooLarge(w http.ResponseWriter, r *http.Request) bool {
 	if !tooLarge {
 		return false
 	}
+	// Most clients send the whole body before reading the reply: read (and drop) a good part of it, so
+	// they get the 413 rather than a connection reset; past that, the connection is closed.
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 4*g2pMaxBodyBytes))
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Connection", "close")
 	w.WriteHeader(http.StatusRequestEntityTooLarge)

@@ -7,7 +7,8 @@
 #   bash scripts/spar.sh            # -> .tools/spar-venv/bin/python
 #
 # SPAR 1.1.0 imports openg2p_g2pconnect_common_lib.oauth_token, which 2.0.0 of that library lacks, so the
-# library is pinned to 1.1.0; SQLAlchemy's asyncio needs greenlet, which SPAR does not declare. psycopg2
+# library is pinned to 1.1.0; SQLAlchemy's asyncio needs greenlet, which SPAR does not declare; PyJWT
+# signs and verifies for the test client (OpenG2P itself signs through its Keymanager). psycopg2
 # (a SPAR dependency) builds from source: it needs pg_config and a C compiler (Debian: libpq-dev, gcc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ packages=(
   "openg2p-spar-mapper-api==1.1.0"
   "openg2p-g2pconnect-common-lib==1.1.0"
   "greenlet"
+  "pyjwt[crypto]==2.*"  # the OpenG2P test client's signer (OpenG2P signs through its Keymanager)
 )
 stamp="$venv/.installed"
 want=$(printf '%s\n' "${packages[@]}")

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from gpo_server.api.auth import mint_token
 from tests.clients.live import build
+from tests.g2p_connect.openg2p import openg2p  # noqa: F401  (the OpenG2P environment's fixture)
 from tests.gateway.conftest import start_gateway
 from tests.peers.g2p_connect import DISBURSE_SPEC, G2pSender, MockMapper, SpecSchemas
 from tests.support.processes import Proc, free_port, spec_path, wait_serving

@@ -22,9 +22,9 @@ class Gateway:
         return {"Authorization": f"Bearer {self.gpo.token(programs)}"}
 
 
-def start_gateway(backend: str, log: Path, *, wait_healthy: bool = True) -> tuple[str, Proc]:
-    """The real gpo-gateway binary on a free port, proxying to `backend`."""
-    url = f"http://127.0.0.1:{free_port()}"
+def start_gateway(backend: str, log: Path, *, wait_healthy: bool = True, url: str = "") -> tuple[str, Proc]:
+    """The real gpo-gateway binary on a free port (or `url`), proxying to `backend`."""
+    url = url or f"http://127.0.0.1:{free_port()}"
     proc = Proc(
         "gpo-gateway",
         [str(BUILD / "gpo-gateway"), "-listen", url.removeprefix("http://"), "-backend", backend],
