@@ -41,6 +41,8 @@ from openapi_core import OpenAPI
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
+from tests.peers.conformance import counted
+
 SPEC_FILE = "gsma-mmapi/mobile-money-api-specification-1.2.0-disbursements.yaml"
 _HOST = "http://peer.invalid"  # the server URL requests are matched against during validation
 
@@ -100,13 +102,27 @@ class SpecValidator:
         headers: Mapping[str, str],
         query: Mapping[str, str] | None = None,
         body: bytes | None = None,
+        *,
+        wire: bool = True,
     ) -> list[str]:
+        """The problems of a request; `wire` ones (what the peer saw) are counted for the summary."""
         req = self._request(method, path, headers, query, body)
         try:
             self.api.validate_request(req)
         except Exception as exc:
-            return [f"{method.upper()} {path}: {_explain(exc)}"]
-        return []
+            problems = [f"{method.upper()} {path}: {_explain(exc)}"]
+        else:
+            problems = []
+        # Callbacks are counted once, in callback().
+        return (
+            self._count(f"{method.upper()} request", problems)
+            if wire and method.lower() != "put"
+            else problems
+        )
+
+    def _count(self, kind: str, problems: list[str]) -> list[str]:
+        counted("gsma (MMAPI 1.2 spec file)", kind, problems)
+        return problems
 
     def response(
         self,
@@ -123,13 +139,16 @@ class SpecValidator:
         try:
             self.api.validate_response(req, res)
         except Exception as exc:
-            return [f"response {status} to {method.upper()} {path}: {_explain(exc)}"]
-        return []
+            return self._count("response", [f"response {status} to {method.upper()} {path}: {_explain(exc)}"])
+        return self._count("response", [])
 
-    def callback(self, events: tuple[str, ...], headers: Mapping[str, str], body: bytes) -> list[str]:
+    def callback(
+        self, events: tuple[str, ...], headers: Mapping[str, str], body: bytes, *, wire: bool = True
+    ) -> list[str]:
         """Valid if it matches one of the events (e.g. the success or the failure callback)."""
         problems = [self.request("put", f"/__callbacks/{e}", headers, None, body) for e in events]
-        return [] if any(not p for p in problems) else [p for ps in problems for p in ps]
+        found = [] if any(not p for p in problems) else [p for ps in problems for p in ps]
+        return self._count("callback", found) if wire else found
 
     @staticmethod
     def _request(
@@ -171,6 +190,12 @@ class Behaviour:
     refuse_currencies: frozenset[str] = frozenset()  # a batch holding one is refused as a whole
     dedupe_references: bool = False  # a reference already paid is refused (duplicateRequest)
     max_limit: int = 1000  # largest page the lists serve
+    dedupe_correlation: bool = True  # a repeated X-CorrelationID is refused (duplicateRequest)
+    serve_responses: bool = True  # GET /responses/{clientCorrelationId} exists
+    # OAuth2 client credentials (client id, secret): POST /oauth2/token gives bearer tokens, and every
+    # MMAPI call needs a valid one (beside X-API-Key when api_key is set too).
+    oauth2_client: tuple[str, str] | None = None
+    token_lifetime_s: int = 3600
 
 
 @dataclass
@@ -220,6 +245,8 @@ class GsmaProvider:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.port = 0
+        self.tokens: set[str] = set()  # OAuth2 access tokens given out and still valid
+        self.callback_urls: dict[str, str] = {}  # X-CorrelationID -> the X-Callback-URL of its POST
 
     # -- lifecycle
 
@@ -232,6 +259,7 @@ class GsmaProvider:
         app.router.add_get("/batchtransactions/{batchId}/rejections", self._rejections)
         app.router.add_get("/requeststates/{serverCorrelationId}", self._request_state)
         app.router.add_get("/responses/{clientCorrelationId}", self._response)
+        app.router.add_post("/oauth2/token", self._token)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
@@ -284,8 +312,16 @@ class GsmaProvider:
         body = await request.read() if request.can_read_body else None
         headers = dict(request.headers)
         query = dict(request.query)
+        if request.path == "/oauth2/token":  # OAuth2 (RFC 6749), not an MMAPI path: not validated here
+            return await handler(request)
+        bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if self.behaviour.api_key and request.headers.get("X-API-Key") != self.behaviour.api_key:
             response: web.StreamResponse = _error(401, "authorisation", "clientAuthorisationError")
+        elif self.behaviour.oauth2_client is not None and bearer not in self.tokens:
+            self.injected["bearer_refused"] += 1
+            response = _error(401, "authorisation", "clientAuthorisationError", "no valid bearer token")
+        elif request.path.startswith("/responses/") and not self.behaviour.serve_responses:
+            response = web.Response(status=404, text="Not Found")  # no such endpoint at this provider
         elif problems := self.validator.request(request.method, request.path, headers, query, body):
             self.violations.extend(problems)
             response = _error(400, "validation", "formatError", problems[0][:256])
@@ -328,7 +364,8 @@ class GsmaProvider:
         correlation_id = request.headers.get("X-CorrelationID") or str(uuid.uuid4())
         if correlation_id in self.by_correlation or correlation_id in self.refused_correlations:
             self.injected["duplicate_post_seen"] += 1
-            return _error(400, "businessRule", "duplicateRequest", "X-CorrelationID already used")
+            if b.dedupe_correlation:
+                return _error(400, "businessRule", "duplicateRequest", "X-CorrelationID already used")
         if self._once("fail_post", correlation_id, b.fail_post_rate):
             return _error(503, "serviceUnavailable", "genericError", "try again later")
         body = json.loads(await request.read())
@@ -352,7 +389,9 @@ class GsmaProvider:
             parsed=not b.defer_object_reference,
         )
         self.batches[batch_id] = batch
-        self.by_correlation[correlation_id] = batch_id
+        self.by_correlation.setdefault(correlation_id, batch_id)
+        if batch.callback_url:
+            self.callback_urls[correlation_id] = batch.callback_url
         state: dict[str, Any] = {
             "serverCorrelationId": server_correlation_id,
             "status": "pending",
@@ -569,6 +608,40 @@ class GsmaProvider:
         if batch_id is None or not self.batches[batch_id].parsed:
             return _error(404, "identification", "genericError", "no resource for this correlation id")
         return web.json_response({"link": f"/batchtransactions/{batch_id}"}, headers={"X-Date": _now()})
+
+    async def _token(self, request: web.Request) -> web.Response:
+        """RFC 6749 4.4: client credentials in HTTP Basic, grant_type=client_credentials in the form."""
+        import base64
+
+        form = await request.post()
+        expected = self.behaviour.oauth2_client
+        try:
+            scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+            client = tuple(base64.b64decode(encoded).decode().split(":", 1)) if scheme == "Basic" else ()
+        except ValueError:
+            client = ()
+        if expected is None or client != expected:
+            return web.json_response({"error": "invalid_client"}, status=401)
+        if form.get("grant_type") != "client_credentials":
+            return web.json_response({"error": "unsupported_grant_type"}, status=400)
+        token = uuid.uuid4().hex
+        self.tokens.add(token)
+        body = {"access_token": token, "token_type": "Bearer", "expires_in": self.behaviour.token_lifetime_s}
+        return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+    async def forge_callback(self, url: str, body: dict[str, Any], correlation_id: str) -> int:
+        """PUTs a callback as somebody who is not the provider would; the status the sidecar answered."""
+        assert self._session is not None
+        headers = {"Content-Type": "application/json", "X-Date": _now(), "X-CorrelationID": correlation_id}
+        data = json.dumps(body).encode()
+        self.violations.extend(
+            "forged callback " + p
+            for p in self.validator.callback(
+                ("batchTransactionsSuccessEvent", "batchTransactionsFailureEvent"), headers, data
+            )
+        )
+        async with self._session.put(url, data=data, headers=headers) as response:
+            return response.status
 
 
 def _error_object(category: str, code: str, description: str = "") -> dict[str, Any]:

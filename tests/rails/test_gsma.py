@@ -230,9 +230,11 @@ def test_the_batch_request_conforms_to_the_spec(validator: SpecValidator, tmp_pa
     # The checks are not vacuous: the spec refuses trailing zeros and a correlation id that is no UUID.
     bad = json.loads(body)
     bad["transactions"][0]["amount"] = "10.50"
-    assert validator.request("post", "/batchtransactions", headers, None, json.dumps(bad).encode())
     assert validator.request(
-        "post", "/batchtransactions", {**headers, "X-CorrelationID": "chunk-1"}, None, body
+        "post", "/batchtransactions", headers, None, json.dumps(bad).encode(), wire=False
+    )
+    assert validator.request(
+        "post", "/batchtransactions", {**headers, "X-CorrelationID": "chunk-1"}, None, body, wire=False
     )
 
 
@@ -563,6 +565,116 @@ async def test_the_listener_accepts_spec_callbacks_and_refuses_the_rest(
         assert await put(url, ok, {**headers, "X-API-Key": "wrong"}) == 401
         assert await put(rail.listener.url_for(str(uuid.uuid4())), ok) == 404
         assert (await client.put(url, content=b"not json", headers=headers)).status_code == 400
+
+
+async def _cid_of(rail: GsmaRail, peer: GsmaProvider, payments: list[RailPayment]) -> str:
+    """The X-CorrelationID of the payments' batch, once the provider holds it."""
+    deadline = time.monotonic() + 20
+    while True:
+        if rail.store is not None:
+            cids = set((await rail.store.bindings([p.idempotency_key for p in payments])).values())
+            if cids and next(iter(cids)) in peer.by_correlation:
+                (cid,) = cids
+                return cid
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+
+
+FAILURE = {"errorCategory": "businessRule", "errorCode": "genericError", "errordescription": "forged"}
+
+
+async def test_a_forged_failure_callback_is_refused(make: RailFactory, peer: GsmaProvider) -> None:
+    """Issue 14.1: a forged failure callback was answered 204 and failed every payment of a batch the
+    provider paid. Callbacks are authenticated by default: the URL's token, unknown to a forger."""
+    peer.behaviour.processing_delay_s = 1.0
+    rail = make()
+    await rail.start()
+    payments = batch_of(29)
+    task = asyncio.create_task(rail.execute(payments))
+    cid = await _cid_of(rail, peer, payments)
+    base = rail.listener.base_url + "/gsma/callbacks"
+    forged = [
+        await peer.forge_callback(f"{base}/{cid}", FAILURE, cid),  # the token-less URL
+        await peer.forge_callback(f"{base}/{'0' * 40}/{cid}", FAILURE, cid),  # a guessed token
+    ]
+    results = {r.idempotency_key: r for r in await task}
+    assert forged == [401, 401] and rail.listener.refused == 2
+    assert_matches_ledger(peer, payments, results)
+    assert peer.callback_urls[cid] == rail.listener.url_for(cid)  # the provider got the token
+
+
+async def test_a_failure_callback_is_confirmed_with_the_provider(
+    make: RailFactory, peer: GsmaProvider
+) -> None:
+    """Issue 14.1: even from an accepted sender, a failure callback is believed only when the provider's
+    request state or batch says so (here the provider paid the batch)."""
+    peer.behaviour.processing_delay_s = 1.0
+    rail = make(callback_auth="none")
+    await rail.start()
+    payments = batch_of(10)
+    task = asyncio.create_task(rail.execute(payments))
+    cid = await _cid_of(rail, peer, payments)
+    assert await peer.forge_callback(rail.listener.url_for(cid), FAILURE, cid) == 204
+    results = {r.idempotency_key: r for r in await task}
+    assert_matches_ledger(peer, payments, results)
+    assert peer.requests["GET /requeststates/{serverCorrelationId}"] >= 1
+
+
+def test_a_provider_that_neither_deduplicates_nor_serves_responses_is_refused() -> None:
+    """Issue 14.3: such a provider executed 58 of 58 payments twice after one lost response."""
+    options = {
+        "base_url": "http://h",
+        "provider_dedupes_correlation_id": False,
+        "provider_serves_responses": False,
+    }
+    with pytest.raises(ConfigError, match="neither"):
+        settings_from_config(RailConfig("x", "gsma", options=options))
+    for one in ("provider_dedupes_correlation_id", "provider_serves_responses"):
+        assert settings_from_config(RailConfig("x", "gsma", options={**options, one: True}))
+    with pytest.raises(ConfigError, match="callback_auth"):
+        settings_from_config(
+            RailConfig("x", "gsma", options={"base_url": "http://h", "callback_auth": "open"})
+        )
+
+
+async def test_without_deduplication_a_lost_response_is_looked_up_before_any_repost(
+    make: RailFactory, peer: GsmaProvider
+) -> None:
+    """Issue 14.3: a provider that does not refuse a repeated X-CorrelationID (but serves /responses):
+    after a lost response the rail finds the batch there instead of posting it again."""
+    peer.behaviour.dedupe_correlation = False
+    peer.behaviour.lose_response_rate = 1.0
+    rail = make(provider_dedupes_correlation_id=False, in_flight_grace_s=0.0)
+    payments = batch_of(58)
+    with pytest.raises(RetryableRailError, match="500"):
+        await rail.execute(payments)
+    results = {r.idempotency_key: r for r in await rail.execute(payments)}  # the runner's retry
+    assert peer.requests["POST /batchtransactions"] == 1
+    assert_matches_ledger(peer, payments, results)
+
+
+async def test_oauth2_client_credentials(make: RailFactory, peer: GsmaProvider) -> None:
+    """Issue 14.3: OAuth2 client credentials beside the API key; a revoked token is replaced once."""
+    peer.behaviour.oauth2_client = ("gpo-client", "s3cret")
+    options = {
+        "oauth2_token_url": peer.base_url + "/oauth2/token",
+        "oauth2_client_id": "gpo-client",
+        "oauth2_client_secret": "s3cret",
+    }
+    rail = make(**options)
+    payments = batch_of(20)
+    results = {r.idempotency_key: r for r in await rail.execute(payments)}
+    assert_matches_ledger(peer, payments, results)
+    assert peer.requests["POST /oauth2/token"] == 1
+    peer.tokens.clear()  # revoked
+    more = [payment(i, prefix=uuid.uuid4().hex) for i in range(5)]
+    results = {r.idempotency_key: r for r in await rail.execute(more)}
+    assert_matches_ledger(peer, more, results)
+    assert peer.requests["POST /oauth2/token"] == 2 and peer.injected["bearer_refused"] == 1
+    wrong = make(state="other.db", **{**options, "oauth2_client_secret": "guess"})
+    with pytest.raises(RetryableRailError, match="OAuth2"):
+        await wrong.execute([payment(1, prefix=uuid.uuid4().hex)])
+    assert peer.violations == []
 
 
 # -- end to end: orchestrator and sidecar processes on PostgreSQL + RabbitMQ, against the peer

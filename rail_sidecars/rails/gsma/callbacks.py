@@ -1,17 +1,26 @@
 """The callback listener: the provider PUTs the final batch representation (or an errorObject) to the
 X-Callback-URL the sidecar gave, which names the batch's X-CorrelationID.
 
-    PUT {base}/gsma/callbacks/{correlationId}            batchTransactionsSuccessEvent / FailureEvent
-    PUT {base}/gsma/callbacks/{correlationId}/approval   batchTransactionsUpdateSuccessEvent / FailureEvent
+    PUT {base}/gsma/callbacks/{token}/{correlationId}            batchTransactionsSuccessEvent / FailureEvent
+    PUT {base}/gsma/callbacks/{token}/{correlationId}/approval   batchTransactionsUpdateSuccessEvent / ...
 
-Answers (the spec's callback responses): 204 accepted, 400 not a callback body, 401 wrong X-API-Key,
+Callbacks are authenticated by default (`callback_auth = "token"`): each X-Callback-URL carries a token,
+HMAC-SHA256(secret, correlation id), that only the provider the URL was given to knows; a callback
+without the batch's token is refused 401 and logged. With `callback_api_key` set, the X-API-Key header
+must match too (`callback_auth = "api_key"` uses that alone, on the token-less routes). Only
+`callback_auth = "none"` takes unauthenticated callbacks, and the rail warns at start.
+
+Answers (the spec's callback responses): 204 accepted, 400 not a callback body, 401 not authenticated,
 404 a correlation id this sidecar never used. Callbacks are hints, never the source of results: a
-duplicate is accepted and changes nothing, and results are always read from /completions and /rejections.
+duplicate is accepted and changes nothing, results are always read from /completions and /rejections,
+and a failure callback is believed only once the provider's own request state or batch confirms it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import logging
 import socket
@@ -47,21 +56,27 @@ class CallbackListener:
         port: int,
         public_url: str = "",
         api_key: str = "",
+        secret: bytes = b"",
         is_known: Callable[[str], Awaitable[bool]],
     ) -> None:
         self.host = host
         self.port = port
         self._public_url = public_url.rstrip("/")
         self._api_key = api_key
+        self._secret = secret  # empty: no token in the callback URLs (api_key or none)
         self._is_known = is_known
         self._slots: dict[str, CallbackSlot] = {}
         self._runner: web.AppRunner | None = None
         self.accepted = 0  # callbacks answered 204, duplicates included
+        self.refused = 0  # callbacks refused as unauthenticated
 
     async def start(self) -> None:
         app = web.Application(client_max_size=1024 * 1024)
-        app.router.add_put(PATH + "/{correlation_id}", self._batch_callback)
-        app.router.add_put(PATH + "/{correlation_id}/approval", self._approval_callback)
+        prefix = PATH + "/{token}" if self._secret else PATH
+        app.router.add_put(prefix + "/{correlation_id}", self._batch_callback)
+        app.router.add_put(prefix + "/{correlation_id}/approval", self._approval_callback)
+        if self._secret:  # anything else under PATH lacks a token: refused as unauthenticated, and logged
+            app.router.add_put(PATH + "/{tail:.*}", self._no_token)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         # Our own socket, so that port 0 (any free port) can be read back for the callback URL.
@@ -81,7 +96,12 @@ class CallbackListener:
     def base_url(self) -> str:
         return self._public_url or f"http://{self.host}:{self.port}"
 
+    def token(self, correlation_id: str) -> str:
+        return hmac.new(self._secret, correlation_id.encode(), hashlib.sha256).hexdigest()[:40]
+
     def url_for(self, correlation_id: str) -> str:
+        if self._secret:
+            return f"{self.base_url}{PATH}/{self.token(correlation_id)}/{correlation_id}"
         return f"{self.base_url}{PATH}/{correlation_id}"
 
     def approval_url_for(self, correlation_id: str) -> str:
@@ -97,9 +117,18 @@ class CallbackListener:
     # -- handlers
 
     async def _read(self, request: web.Request) -> tuple[str, Any] | web.Response:
-        if self._api_key and request.headers.get("X-API-Key") != self._api_key:
-            return _error(401, "authorisation", "clientAuthorisationError", "missing or wrong X-API-Key")
         correlation_id = request.match_info["correlation_id"]
+        why = ""
+        if self._secret and not hmac.compare_digest(
+            request.match_info.get("token", ""), self.token(correlation_id)
+        ):
+            why = "wrong callback token"
+        elif self._api_key and not hmac.compare_digest(request.headers.get("X-API-Key", ""), self._api_key):
+            why = "missing or wrong X-API-Key"
+        if why:
+            self.refused += 1
+            log.warning("refused callback for batch %s: %s", correlation_id[:64], why)
+            return _error(401, "authorisation", "clientAuthorisationError", why)
         try:
             body = json.loads(await request.read())
         except ValueError:
@@ -107,6 +136,11 @@ class CallbackListener:
         if correlation_id not in self._slots and not await self._is_known(correlation_id):
             return _error(404, "identification", "genericError", "unknown correlation id")
         return correlation_id, body
+
+    async def _no_token(self, request: web.Request) -> web.Response:
+        self.refused += 1
+        log.warning("refused callback PUT %s: no callback token", request.path[:200])
+        return _error(401, "authorisation", "clientAuthorisationError", "wrong callback token")
 
     async def _batch_callback(self, request: web.Request) -> web.Response:
         read = await self._read(request)

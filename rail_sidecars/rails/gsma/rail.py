@@ -12,6 +12,15 @@ Per batch: POST → 202 request state (objectReference = batchId, or later via /
 `PATCH /batchtransactions/{batchId}` batchStatus=approved when the provider requires approval → wait for
 the callback on X-Callback-URL, polling `GET /batchtransactions/{batchId}` when none arrives → read
 `/completions` and `/rejections` (paged) for the results.
+
+Nothing is believed from a party that has not proven who it is: callbacks are authenticated by default
+(callbacks.py), and a failure callback is only a hint: the batch is failed when the provider's request
+state (`/requeststates/{serverCorrelationId}`) says failed, or its batch is gone or rejected; otherwise
+the rail keeps polling. A provider that neither refuses a repeated X-CorrelationID nor serves
+`/responses` cannot be told apart from a lost response, so such a configuration is refused at start-up;
+one that serves `/responses` but does not deduplicate gets a look-up there before any re-POST.
+Authentication to the provider: X-API-Key, OAuth2 client credentials (a bearer token from
+`oauth2_token_url`, renewed before it expires and after a 401), or both.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import time
 import uuid
 import weakref
@@ -56,6 +66,16 @@ class GsmaSettings:
     callback_port: int = 0  # 0: any free port
     callback_url: str = ""  # the listener's public base URL; default http://{host}:{port}
     callback_api_key: str = ""  # when set, callbacks must carry it in X-API-Key
+    callback_auth: str = "token"  # "token" (a secret in each X-Callback-URL), "api_key" or "none"
+    callback_secret: str = ""  # the token's key; default: a random one kept beside state_path
+    # What the provider does with a repeated X-CorrelationID, and whether it serves /responses: a
+    # provider that does neither makes a lost response indistinguishable from a lost request.
+    provider_dedupes_correlation_id: bool = True
+    provider_serves_responses: bool = True
+    oauth2_token_url: str = ""  # OAuth2 client credentials: token endpoint (absolute URL)
+    oauth2_client_id: str = ""
+    oauth2_client_secret: str = ""
+    oauth2_scope: str = ""
     approval_required: bool = False
     max_batch_size: int = 1000
     page_size: int = 500  # limit= of /completions and /rejections
@@ -77,6 +97,19 @@ class GsmaSettings:
             raise ConfigError("gsma max_batch_size must be within 1..999999")
         if self.page_size < 1 or self.poll_interval_s <= 0 or self.completion_timeout_s <= 0:
             raise ConfigError("gsma page_size, poll_interval_s and completion_timeout_s must be positive")
+        if not (self.provider_dedupes_correlation_id or self.provider_serves_responses):
+            raise ConfigError(
+                "gsma: a provider that neither refuses a repeated X-CorrelationID nor serves /responses"
+                " would execute a batch twice after one lost response; GPO refuses to run against it"
+            )
+        if self.callback_auth not in ("token", "api_key", "none"):
+            raise ConfigError(
+                f"gsma callback_auth must be token, api_key or none, not {self.callback_auth!r}"
+            )
+        if self.callback_auth == "api_key" and not self.callback_api_key:
+            raise ConfigError("gsma callback_auth = 'api_key' needs callback_api_key")
+        if self.oauth2_token_url and not (self.oauth2_client_id and self.oauth2_client_secret):
+            raise ConfigError("gsma oauth2_token_url needs oauth2_client_id and oauth2_client_secret")
 
 
 class _BatchRefused(Exception):
@@ -101,8 +134,11 @@ class GsmaRail(Rail):
             port=settings.callback_port,
             public_url=settings.callback_url,
             api_key=settings.callback_api_key,
+            secret=_callback_secret(settings),
             is_known=self._is_known,
         )
+        self._token: tuple[str, float] | None = None  # OAuth2 access token, its expiry (monotonic)
+        self._token_lock = asyncio.Lock()
         self._http: httpx.AsyncClient | None = None
         self._bucket = TokenBucket(settings.rate_limit) if settings.rate_limit > 0 else None
         # One coroutine at a time per batch in this process (two deliveries of a chunk may overlap).
@@ -118,6 +154,8 @@ class GsmaRail(Rail):
             base_url=self.s.base_url.rstrip("/") + "/", timeout=self.s.timeout_s, transport=self._transport
         )
         await self.listener.start()
+        if self.s.callback_auth == "none":
+            log.warning("GSMA rail %s takes unauthenticated callbacks (callback_auth = none)", self.name)
 
     async def close(self) -> None:
         await self.listener.close()
@@ -273,12 +311,23 @@ class GsmaRail(Rail):
         if self._bucket is not None:
             await self._bucket.acquire(record.size)
         cid = record.correlation_id
+        if not self.s.provider_dedupes_correlation_id and await store.was_posted(cid):
+            # An earlier POST may have created the batch although no answer said so: a re-POST would
+            # execute it twice at a provider that does not refuse a repeated X-CorrelationID.
+            batch_id = await self._find_batch(cid)
+            if batch_id is not None:
+                await store.update(cid, state=BatchState.SUBMITTED, batch_id=batch_id)
+                log.info("GSMA batch %s found at the provider as %s; not posted again", cid, batch_id)
+                return await self._record(cid), False
+            if time.time() < record.in_flight_until:
+                raise RetryableRailError(f"batch {cid}: an earlier POST may still take effect; not reposted")
+        await store.mark_posted(cid)
         response = await self._tracked(
             record,
             "POST",
             "batchtransactions",
             content=record.body.encode(),
-            headers=self._headers(cid, callback=self.listener.url_for(cid)),
+            headers=await self._auth(self._headers(cid, callback=self.listener.url_for(cid))),
         )
         if response.status_code in (200, 201, 202):
             state = _json(response)
@@ -320,8 +369,7 @@ class GsmaRail(Rail):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.s.completion_timeout_s
         while True:
-            if slot.error is not None:
-                raise _BatchRefused(slot.error)
+            await self._check_failure_callback(record, slot)
             batch_id = slot.batch.get("batchId") if slot.batch else None
             if batch_id is None and record.server_correlation_id:
                 state = await self._get_json(f"requeststates/{record.server_correlation_id}")
@@ -349,7 +397,7 @@ class GsmaRail(Rail):
             "PATCH",
             f"batchtransactions/{record.batch_id}",
             content=t.encode(t.APPROVE_PATCH).encode(),
-            headers=self._headers(patch_id, callback=self.listener.approval_url_for(cid)),
+            headers=await self._auth(self._headers(patch_id, callback=self.listener.approval_url_for(cid))),
         )
         if response.status_code not in (200, 202, 204):
             error = _json(response) if response.status_code == 400 else None
@@ -371,8 +419,7 @@ class GsmaRail(Rail):
         deadline = started + self.s.completion_timeout_s
         poll_at = started + first_poll_s
         while True:
-            if slot.error is not None:
-                raise _BatchRefused(slot.error)
+            await self._check_failure_callback(record, slot)
             if slot.approval_error is not None:
                 slot.approval_error = None
                 raise RetryableRailError(f"batch {record.batch_id}: the provider refused the approval")
@@ -390,6 +437,38 @@ class GsmaRail(Rail):
                     f"batch {record.batch_id} not completed after {self.s.completion_timeout_s}s"
                 )
             await _wait(slot, min(poll_at, deadline) - now)
+
+    async def _check_failure_callback(self, record: BatchRecord, slot: CallbackSlot) -> None:
+        """A failure callback is a hint: raises _BatchRefused only when the provider's own records say
+        the batch failed (its request state, or its batch gone or rejected); otherwise forgets it."""
+        if slot.error is None:
+            return
+        claimed, slot.error = slot.error, None
+        record = await self._record(record.correlation_id)
+        confirmed: Mapping[str, Any] | None = None
+        if record.server_correlation_id:
+            state = await self._get_json(f"requeststates/{record.server_correlation_id}")
+            if isinstance(state, dict) and state.get("status") == "failed":
+                confirmed = state.get("error") or claimed
+        if confirmed is None and record.batch_id:
+            response = await self._call(
+                "GET", f"batchtransactions/{record.batch_id}", headers=await self._auth()
+            )
+            body = _json(response)
+            if response.status_code == 404 or (
+                response.status_code == 200
+                and isinstance(body, dict)
+                and body.get("batchStatus") == "rejected"
+            ):
+                confirmed = claimed
+        if confirmed is None:
+            log.warning(
+                "GSMA batch %s: a failure callback (%s) that the provider's records do not confirm; ignored",
+                record.correlation_id,
+                claimed.get("errorCode"),
+            )
+            return
+        raise _BatchRefused(confirmed)
 
     async def _collect(self, record: BatchRecord) -> dict[str, RailResult]:
         """Every result of a completed batch, from /completions and /rejections; cached in the store."""
@@ -426,7 +505,7 @@ class GsmaRail(Rail):
                 "GET",
                 f"batchtransactions/{batch_id}/{kind}",
                 params={"limit": self.s.page_size, "offset": offset},
-                headers=self._headers(),
+                headers=await self._auth(),
             )
             if response.status_code != 200:
                 raise _retryable(f"GET /batchtransactions/{batch_id}/{kind}", response)
@@ -461,7 +540,7 @@ class GsmaRail(Rail):
 
     async def _find_batch(self, correlation_id: str) -> str | None:
         """The batchId the provider created for this X-CorrelationID (GET /responses/{id}), or None."""
-        response = await self._call("GET", f"responses/{correlation_id}", headers=self._headers())
+        response = await self._call("GET", f"responses/{correlation_id}", headers=await self._auth())
         if response.status_code == 404:
             return None
         if response.status_code != 200:
@@ -477,7 +556,7 @@ class GsmaRail(Rail):
         return body
 
     async def _get_json(self, path: str) -> Any:
-        response = await self._call("GET", path, headers=self._headers())
+        response = await self._call("GET", path, headers=await self._auth())
         if response.status_code != 200:
             raise _retryable(f"GET /{path}", response)
         return _json(response)
@@ -496,10 +575,55 @@ class GsmaRail(Rail):
         if self._http is None:
             raise RuntimeError("the GSMA rail is not started")
         try:
-            return await self._http.request(method, path, **kwargs)
+            response = await self._http.request(method, path, **kwargs)
+            if response.status_code == 401 and self.s.oauth2_token_url and self._token is not None:
+                # The token was revoked or expired early: a 401 executed nothing, so ask again once.
+                self._token = None
+                kwargs["headers"] = await self._auth(kwargs.get("headers"))
+                response = await self._http.request(method, path, **kwargs)
+            return response
         except httpx.HTTPError as exc:
             # Timeouts and broken connections: the request may or may not have taken effect.
             raise RetryableRailError(f"{method} /{path}: {type(exc).__name__}: {exc}") from exc
+
+    async def _auth(self, headers: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The headers of a call to the provider, with an OAuth2 bearer token when one is configured."""
+        out = dict(headers) if headers is not None else self._headers()
+        if self.s.oauth2_token_url:
+            out["Authorization"] = f"Bearer {await self._access_token()}"
+        return out
+
+    async def _access_token(self) -> str:
+        """OAuth2 client credentials (RFC 6749 4.4): POST grant_type=client_credentials to the token
+        endpoint with HTTP Basic client authentication; kept until 30 s before it expires."""
+        async with self._token_lock:
+            now = time.monotonic()
+            if self._token is not None and now < self._token[1]:
+                return self._token[0]
+            if self._http is None:
+                raise RuntimeError("the GSMA rail is not started")
+            form = {"grant_type": "client_credentials"}
+            if self.s.oauth2_scope:
+                form["scope"] = self.s.oauth2_scope
+            try:
+                response = await self._http.post(
+                    self.s.oauth2_token_url,
+                    data=form,
+                    auth=(self.s.oauth2_client_id, self.s.oauth2_client_secret),
+                    headers={"Accept": "application/json"},
+                )
+            except httpx.HTTPError as exc:
+                raise RetryableRailError(f"OAuth2 token: {type(exc).__name__}: {exc}") from exc
+            body = _json(response)
+            token = body.get("access_token") if isinstance(body, dict) else None
+            if response.status_code != 200 or not isinstance(token, str) or not token:
+                raise RetryableRailError(f"OAuth2 token endpoint answered {response.status_code}")
+            try:
+                lifetime = float(body.get("expires_in", 300))
+            except (TypeError, ValueError):
+                lifetime = 300.0
+            self._token = (token, now + max(0.0, lifetime - 30.0))
+            return token
 
     def _headers(self, correlation_id: str | None = None, *, callback: str | None = None) -> dict[str, str]:
         headers = {
@@ -551,6 +675,31 @@ async def _wait(slot: CallbackSlot, seconds: float) -> None:
         pass
 
 
+def _callback_secret(settings: GsmaSettings) -> bytes:
+    """The key of the callback tokens: configured, or random and kept beside the state file (so that
+    callbacks for batches posted before a restart still authenticate); empty without token auth."""
+    if settings.callback_auth != "token":
+        return b""
+    if settings.callback_secret:
+        return settings.callback_secret.encode()
+    path = Path(settings.state_path + ".callback-secret")
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_hex(32).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process of this rail made it first
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secret)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return secret
+
+
 def _json(response: httpx.Response) -> Any:
     try:
         return response.json()
@@ -581,6 +730,14 @@ _OPTIONS = {
     "callback_port",
     "callback_url",
     "callback_api_key",
+    "callback_auth",
+    "callback_secret",
+    "provider_dedupes_correlation_id",
+    "provider_serves_responses",
+    "oauth2_token_url",
+    "oauth2_client_id",
+    "oauth2_client_secret",
+    "oauth2_scope",
     "approval_required",
     "max_batch_size",
     "page_size",
@@ -624,6 +781,14 @@ def settings_from_config(config: RailConfig) -> GsmaSettings:
         callback_port=int(config.option("callback_port", 0)),
         callback_url=str(config.option("callback_url", "") or ""),
         callback_api_key=str(config.option("callback_api_key", "") or ""),
+        callback_auth=str(config.option("callback_auth", "token")),
+        callback_secret=str(config.option("callback_secret", "") or ""),
+        provider_dedupes_correlation_id=bool(config.option("provider_dedupes_correlation_id", True)),
+        provider_serves_responses=bool(config.option("provider_serves_responses", True)),
+        oauth2_token_url=str(config.option("oauth2_token_url", "") or ""),
+        oauth2_client_id=str(config.option("oauth2_client_id", "") or ""),
+        oauth2_client_secret=str(config.option("oauth2_client_secret", "") or ""),
+        oauth2_scope=str(config.option("oauth2_scope", "") or ""),
         approval_required=bool(config.option("approval_required", False)),
         max_batch_size=int(config.option("max_batch_size", 1000)),
         page_size=int(config.option("page_size", 500)),

@@ -45,6 +45,14 @@ _SCHEMA = (
     ) WITHOUT ROWID
     """,
     "CREATE INDEX IF NOT EXISTS batch_keys_by_batch ON batch_keys (correlation_id)",
+    # A POST of the batch was attempted (written before it is sent): with a provider that does not
+    # deduplicate X-CorrelationID, such a batch is looked up (/responses) before it may be posted again.
+    """
+    CREATE TABLE IF NOT EXISTS posted (
+        correlation_id TEXT PRIMARY KEY,
+        first_post     TEXT NOT NULL
+    ) WITHOUT ROWID
+    """,
     """
     CREATE TABLE IF NOT EXISTS results (
         idempotency_key TEXT PRIMARY KEY,
@@ -210,6 +218,23 @@ class BatchStore:
                 )
 
         await asyncio.to_thread(run)
+
+    async def mark_posted(self, correlation_id: str) -> None:
+        def run() -> None:
+            with self._lock, _Transaction(self._conn):
+                self._conn.execute("INSERT OR IGNORE INTO posted VALUES (?, ?)", (correlation_id, _now()))
+
+        await asyncio.to_thread(run)
+
+    async def was_posted(self, correlation_id: str) -> bool:
+        def run() -> bool:
+            with self._lock:
+                row = self._conn.execute(
+                    "SELECT 1 FROM posted WHERE correlation_id = ?", (correlation_id,)
+                ).fetchone()
+            return row is not None
+
+        return await asyncio.to_thread(run)
 
     # -- results
 
