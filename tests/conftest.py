@@ -45,11 +45,11 @@ class Gpo:
     def target(self) -> str:
         return f"127.0.0.1:{self.orchestrator.port}"
 
-    def token(self, programs: Sequence[str], roles: Sequence[str] = ()) -> str:
-        return mint_token(self.secret, "test", programs, roles)
+    def token(self, programs: Sequence[str], roles: Sequence[str] = (), subject: str = "test") -> str:
+        return mint_token(self.secret, subject, programs, roles)
 
-    def client(self, programs: Sequence[str], roles: Sequence[str] = ()) -> GpoClient:
-        client = GpoClient(self.target, self.token(programs, roles))
+    def client(self, programs: Sequence[str], roles: Sequence[str] = (), subject: str = "test") -> GpoClient:
+        client = GpoClient(self.target, self.token(programs, roles, subject))
         self._clients.append(client)
         return client
 

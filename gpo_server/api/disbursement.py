@@ -34,6 +34,7 @@ from gpo_server.api.errors import (
     invalid_argument,
     not_found,
 )
+from gpo_server.api.limits import StreamLimit
 from gpo_server.domain.filters import InvalidFilter, parse_status_filter
 from gpo_server.domain.money import InvalidAmount, format_amount, parse_total
 from gpo_server.domain.states import FINAL, BatchState
@@ -55,10 +56,16 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         watch_interval_s: float = 0.5,
         watch_recount_s: float = 5.0,
         allow_http_loopback_callbacks: bool = False,
+        watch_streams_per_caller: int = 32,
+        reply_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.build_work = build_work
         # Batch callback URIs are https only; http to loopback too where a deployment allows it.
         self.allow_http_loopback_callbacks = allow_http_loopback_callbacks
+        # 500 watchers took 91% of a core: one caller may hold only so many at once.
+        self.watches = StreamLimit("WatchBatch", watch_streams_per_caller)
+        # A page ends at this many bytes of payments as well as at page_size (metadata makes rows large).
+        self.reply_bytes = reply_bytes
         self.store = store
         self.intake = intake
         self.auth = auth
@@ -308,54 +315,78 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         size = _page_size(request.page_size, default=100, most=10_000)
         scope = f"payments:{batch.uid}:{request.filter}"
         after = decode_page_token(request.page_token, scope) or 0
-        rows = await self.store.list_payments(batch.id, statuses=statuses, after_number=after, limit=size + 1)
-        response = api_pb.ListPaymentsResponse(payments=[payment_message(batch.uid, r) for r in rows[:size]])
-        if len(rows) > size:
-            response.next_page_token = encode_page_token(int(rows[size - 1].number), scope)
+        response = api_pb.ListPaymentsResponse()
+        room, more = self.reply_bytes, True
+        # Read in slices, so neither the rows held nor the reply grows past about reply_bytes.
+        while more and len(response.payments) < size and room > 0:
+            want = min(_LIST_SLICE, size - len(response.payments))
+            rows = await self.store.list_payments(
+                batch.id, statuses=statuses, after_number=after, limit=want + 1
+            )
+            more = len(rows) > want
+            for row in rows[:want]:
+                message = payment_message(batch.uid, row)
+                room -= message.ByteSize()
+                if room < 0 and response.payments:
+                    break  # this payment opens the next page
+                response.payments.append(message)
+                after = int(row.number)
+            else:
+                continue
+            more = True
+            break
+        if more:
+            response.next_page_token = encode_page_token(after, scope)
         return response
 
     async def WatchBatch(
         self, request: api_pb.WatchBatchRequest, context: Context
     ) -> AsyncIterator[api_pb.WatchBatchResponse]:
         try:
-            batch = await self._readable_batch(request.name, context)
-            last: bytes | None = None
-            counted_for: tuple[object, ...] | None = None  # the batch row the totals were counted at
-            counted_at = 0.0
-            interval = self.watch_interval_s
-            while True:
-                # Counting a batch's payments costs the database time in proportion to the batch; 100
-                # watchers of 10,000-payment batches recounting twice a second took most of it. Recount
-                # when the batch row shows settlements or a new state, else at least every
-                # watch_recount_s (claims move payments to SENT without touching the batch row).
-                now = time.monotonic()
-                seen = (batch.state, batch.payment_count, batch.unfinished_count, batch.update_time)
-                if seen != counted_for or now - counted_at >= self.watch_recount_s:
-                    totals = await self.store.batch_totals(batch.id)
-                    counted_for, counted_at = seen, time.monotonic()
-                    # A million-payment batch takes a while to count: poll so that watching costs the
-                    # database at most about a tenth of its time, however large the batch.
-                    interval = max(self.watch_interval_s, 10 * (counted_at - now))
-                message = batch_message(batch, totals)
-                view = message.SerializeToString(deterministic=True)
-                if view != last:
-                    read_time = Timestamp()
-                    read_time.GetCurrentTime()
-                    yield api_pb.WatchBatchResponse(batch=message, read_time=read_time)
-                    last = view
-                pending = any(t.status not in FINAL for t in totals)
-                if batch.state is BatchState.COMPLETED or (
-                    batch.state is BatchState.CANCELLED and not pending
-                ):
-                    return
-                await asyncio.sleep(interval)
-                refreshed = await self.store.get_batch(batch.uid)
-                assert refreshed is not None
-                batch = refreshed
+            caller = self.auth.caller(context)
+            with self.watches.held(caller.subject):
+                async for response in self._watch(request, context):
+                    yield response
         except ApiError as error:
             await abort(context, error)
         except Exception:
             await abort_internal(context)
+
+    async def _watch(
+        self, request: api_pb.WatchBatchRequest, context: Context
+    ) -> AsyncIterator[api_pb.WatchBatchResponse]:
+        batch = await self._readable_batch(request.name, context)
+        last: bytes | None = None
+        counted_for: tuple[object, ...] | None = None  # the batch row the totals were counted at
+        counted_at = 0.0
+        interval = self.watch_interval_s
+        while True:
+            # Counting a batch's payments costs the database time in proportion to the batch; 100
+            # watchers of 10,000-payment batches recounting twice a second took most of it. Recount
+            # when the batch row shows settlements or a new state, else at least every
+            # watch_recount_s (claims move payments to SENT without touching the batch row).
+            now = time.monotonic()
+            seen = (batch.state, batch.payment_count, batch.unfinished_count, batch.update_time)
+            if seen != counted_for or now - counted_at >= self.watch_recount_s:
+                totals = await self.store.batch_totals(batch.id)
+                counted_for, counted_at = seen, time.monotonic()
+                # A million-payment batch takes a while to count: poll so that watching costs the
+                # database at most about a tenth of its time, however large the batch.
+                interval = max(self.watch_interval_s, 10 * (counted_at - now))
+            message = batch_message(batch, totals)
+            view = message.SerializeToString(deterministic=True)
+            if view != last:
+                read_time = Timestamp()
+                read_time.GetCurrentTime()
+                yield api_pb.WatchBatchResponse(batch=message, read_time=read_time)
+                last = view
+            pending = any(t.status not in FINAL for t in totals)
+            if batch.state is BatchState.COMPLETED or (batch.state is BatchState.CANCELLED and not pending):
+                return
+            await asyncio.sleep(interval)
+            refreshed = await self.store.get_batch(batch.uid)
+            assert refreshed is not None
+            batch = refreshed
 
     @handles_errors
     async def CancelBatch(self, request: api_pb.CancelBatchRequest, context: Context) -> res_pb.Batch:
@@ -436,6 +467,9 @@ def _chunk_ack(
         name=f"batches/{batch.uid}", payment_count=payment_count, last_chunk_sequence=sequence
     )
     return api_pb.UploadBatchResponse(batch=summary, acknowledged_sequence=sequence, rejections=rejections)
+
+
+_LIST_SLICE = 500  # payments read from the database at a time while a page fills
 
 
 def _page_size(requested: int, *, default: int, most: int) -> int:

@@ -19,7 +19,8 @@ MAX_NAME = 255
 MAX_NOTE = 1024
 MAX_PURPOSE = 128
 MAX_METADATA_ENTRIES = 32
-MAX_METADATA_TEXT = 1024
+MAX_METADATA_TEXT = 1024  # one entry, key and value
+MAX_METADATA_TOTAL = 4096  # every entry of one payment: each row (and each reply) stays small
 MAX_PROGRAM = 128
 MAX_CALLBACK_URI = 2048
 
@@ -181,6 +182,10 @@ def validate_payment(p: PaymentFields, payer_fa: str) -> ValidPayment | Rejectio
 def validate_metadata(metadata: dict[str, str]) -> Rejection | None:
     if len(metadata) > MAX_METADATA_ENTRIES:
         return Rejection(Reason.METADATA_INVALID, f"more than {MAX_METADATA_ENTRIES} metadata entries")
+    if sum(len(key) + len(value) for key, value in metadata.items()) > MAX_METADATA_TOTAL:
+        return Rejection(
+            Reason.METADATA_INVALID, f"metadata longer than {MAX_METADATA_TOTAL} characters in all"
+        )
     for key, value in metadata.items():
         if len(key) + len(value) > MAX_METADATA_TEXT or _CONTROL.search(key):
             return Rejection(

@@ -8,20 +8,26 @@ both passed the duplicate check; `javascript:` callback URIs were stored; a 9 MB
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import datetime as dt
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from gpo.v1 import disbursement_service_pb2 as api_pb
 
 from gpo_server.api.auth import Authenticator
 from gpo_server.client import chunked
+from gpo_server.domain.validation import MAX_METADATA_TOTAL
 from tests.conftest import Gpo
 from tests.integration.test_api import (
     PAYER,
     REJECTED,
+    WAIT,
     all_payments,
     deadline,
     expect_error,
@@ -31,6 +37,15 @@ from tests.integration.test_api import (
     raw_upload,
     watch_to_end,
 )
+
+
+async def until(condition: Callable[[], Awaitable[bool]]) -> None:
+    """Waits for a condition (polled, since it is state of the server), within WAIT."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            if await condition():
+                return
+            await asyncio.sleep(0.05)
 
 
 def forged(position: object, scope: str) -> str:
@@ -165,3 +180,72 @@ def test_short_hs256_secrets_are_refused() -> None:
     with pytest.raises(ValueError, match="shorter than 32 bytes"):
         Authenticator([b"x"])
     Authenticator([b"k" * 32])
+
+
+async def test_watch_streams_per_caller_are_bounded(gpo: Gpo) -> None:
+    program = new_program()
+    client = gpo.client([program])
+    later = Timestamp()
+    later.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    pending = payment(1)
+    pending.schedule_time.CopyFrom(later)  # keeps the batch unfinished while it is watched
+    uploaded = await deadline(client.upload(header(program), [[pending]]))
+    limit = gpo.orchestrator.disbursements.watches.per_caller
+    streams = [
+        client.stub.WatchBatch(api_pb.WatchBatchRequest(name=uploaded.batch.name), metadata=client.metadata)
+        for _ in range(limit)
+    ]
+    try:
+        for stream in streams:  # each has answered once: all `limit` are open
+            await deadline(stream.read())
+        one_more = client.stub.WatchBatch(
+            api_pb.WatchBatchRequest(name=uploaded.batch.name), metadata=client.metadata
+        )
+        await expect_error(one_more.read(), grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_STREAMS")
+        other = gpo.client([program], subject="someone-else")  # another caller is not held back
+        await deadline(anext(other.watch(uploaded.batch.name)))
+        streams.pop().cancel()
+
+        async def a_slot_is_free() -> bool:
+            return gpo.orchestrator.disbursements.watches.open_for("test") < limit
+
+        await until(a_slot_is_free)
+        again = client.stub.WatchBatch(
+            api_pb.WatchBatchRequest(name=uploaded.batch.name), metadata=client.metadata
+        )
+        await deadline(again.read())
+        streams.append(again)
+    finally:
+        for stream in streams:
+            stream.cancel()
+
+
+async def test_payment_pages_end_by_bytes_as_well_as_by_count(gpo: Gpo) -> None:
+    program = new_program()
+    client = gpo.client([program])
+    big = {f"k{i}": "v" * 120 for i in range(32)}  # about 4 KB: the most one payment may carry
+    assert sum(len(k) + len(v) for k, v in big.items()) <= MAX_METADATA_TOTAL
+    sent = [payment(i, metadata=big) for i in range(3_000)]
+    too_big = payment(9_999, reference_id="too-big", metadata={**big, "extra": "v" * 200})
+    uploaded = await deadline(client.upload(header(program), chunked([*sent, too_big], 1_000)))
+    assert [(r.reference_id, r.reason_code) for r in uploaded.rejections] == [
+        ("too-big", "rjct.metadata.invalid")
+    ]
+    reply_bytes = gpo.orchestrator.disbursements.reply_bytes
+    seen: list[str] = []
+    token = ""
+    pages = 0
+    while True:
+        page = await deadline(
+            client.stub.ListPayments(
+                api_pb.ListPaymentsRequest(parent=uploaded.batch.name, page_size=10_000, page_token=token),
+                metadata=client.metadata,
+            )
+        )
+        pages += 1
+        assert page.ByteSize() <= reply_bytes + 64 * 1024, "a page may pass its byte budget by one payment"
+        seen.extend(p.reference_id for p in page.payments)
+        if not (token := page.next_page_token):
+            break
+    assert pages >= 3, "3,000 payments of 4 KB do not fit one 4 MB page"
+    assert seen == [p.reference_id for p in [*sent, too_big]], "every payment once, in order"
