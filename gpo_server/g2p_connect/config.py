@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
@@ -152,7 +152,19 @@ class KeyRing:
         return self.active.key_id
 
     def sign(self, body: bytes, *, scheme: str = "beckn", now: float | None = None) -> str:
-        return self.active.sign(body, scheme=scheme, now=now)
+        """Signed with the active key; for the Beckn scheme (ed25519 or RSA only), with the first such key
+        of the ring when the active one is an EC key."""
+        signer = self.active
+        if scheme == "beckn" and not isinstance(signer.key, (ed25519.Ed25519PrivateKey, rsa.RSAPrivateKey)):
+            signer = next(
+                (
+                    s
+                    for s in self._signers.values()
+                    if isinstance(s.key, (ed25519.Ed25519PrivateKey, rsa.RSAPrivateKey))
+                ),
+                signer,
+            )
+        return signer.sign(body, scheme=scheme, now=now)
 
     def jwks(self) -> dict[str, Any]:
         """The public JWKS of every configured key, the active one first."""

@@ -3,6 +3,7 @@ sender (which receives the callbacks) and a mock ID mapper, all on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -10,8 +11,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ed25519
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from jwt.algorithms import RSAAlgorithm
 
 from gpo_server.api.auth import mint_token
 from tests.clients.live import build
@@ -22,7 +24,11 @@ from tests.support.processes import Proc, free_port, spec_path, wait_serving
 
 SENDER_ID = "spp.test"
 PROGRAM = "g2p-cash"
-RESOLVABLE = 80  # person IDs token:{i}@nid with i < RESOLVABLE resolve; others are not found
+RESOLVABLE = 80
+JWS_SENDER_KEY = ec.generate_private_key(ec.SECP256R1())  # jws.test's key (ES256), configured as a PEM
+JWKS_SENDER_KEY = rsa.generate_private_key(
+    65537, 2048
+)  # jwks.test's key (RS256), in the sender's JWKS  # person IDs token:{i}@nid with i < RESOLVABLE resolve; others are not found
 
 
 @dataclass
@@ -53,9 +59,14 @@ async def g2p(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[G2pEnv]
     )
     mapper = MockMapper({f"token:{i}@nid": person_fa(i) for i in range(RESOLVABLE)})
     sender = G2pSender(SENDER_ID, schemas, gpo_key.public_key())
+    jwk = json.loads(RSAAlgorithm.to_jwk(JWKS_SENDER_KEY.public_key()))
+    sender.jwks = {"keys": [{**jwk, "kid": "rs-1", "alg": "RS256", "use": "sig"}]}
     await mapper.start()
     await sender.start()
     (workdir / "sender.pem").write_text(sender.public_pem())
+    (workdir / "jws-sender.pem").write_bytes(
+        JWS_SENDER_KEY.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    )
     (workdir / "g2p.toml").write_text(
         f"""
 receiver_id = "gpo.test"
@@ -79,6 +90,18 @@ require_signature = true
 keys = {{ "key-1" = "sender.pem" }}
 callback_uri_prefixes = ["{sender.url}"]
 default_currency = "KES"
+
+[senders."jws.test"]
+programs = ["{PROGRAM}"]
+signature_scheme = "jws"
+keys = {{ "es-1" = "jws-sender.pem" }}
+subjects = ["{SENDER_ID}"]
+
+[senders."jwks.test"]
+programs = ["{PROGRAM}"]
+signature_scheme = "jws"
+jwks_url = "{sender.url.removesuffix("/callback")}/jwks.json"
+subjects = ["{SENDER_ID}"]
 
 [senders."lenient.test"]
 programs = ["{PROGRAM}"]

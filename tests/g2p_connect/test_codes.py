@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
-from tests.g2p_connect.conftest import G2pEnv
+from tests.g2p_connect.conftest import JWKS_SENDER_KEY, JWS_SENDER_KEY, G2pEnv
 
 
 @pytest.fixture
@@ -326,3 +327,68 @@ async def test_search_sync_and_async(g2p: G2pEnv, client: httpx.AsyncClient) -> 
     tid = body["message"]["transaction_id"]
     found = await callback(g2p, "/disburse/on-search", lambda b: b["message"]["transaction_id"] == tid)
     assert [r["reference_id"] for r in found["message"]["disbursements_status"]] == ["found-me"]
+
+
+# ---- detached JWS senders (configured key, JWKS) ------------------------------------------------------
+
+
+def _jws(body: bytes, key: Any, kid: str, alg: str) -> str:
+    canonical = json.dumps(json.loads(body), separators=(",", ":")).encode()
+    head, _, signature = (
+        jwt.api_jws.PyJWS().encode(canonical, key, algorithm=alg, headers={"kid": kid}).split(".")
+    )
+    return f"{head}..{signature}"
+
+
+@pytest.mark.parametrize(
+    ("sender_id", "kid", "alg"), [("jws.test", "es-1", "ES256"), ("jwks.test", "rs-1", "RS256")]
+)
+async def test_jws_senders_by_configured_key_and_by_jwks(
+    g2p: G2pEnv, client: httpx.AsyncClient, sender_id: str, kid: str, alg: str
+) -> None:
+    key = JWS_SENDER_KEY if sender_id == "jws.test" else JWKS_SENDER_KEY
+    body = disburse(g2p, [payment("j1")], sender_id=sender_id, sender_uri="http://127.0.0.1:9/cb")
+    raw = json.dumps(body, indent=1).encode()  # the JWS covers the canonical JSON, not the spacing
+    status, answer = await send(
+        g2p, client, "/disburse", None, raw=raw, sign=False, headers={"Signature": _jws(raw, key, kid, alg)}
+    )
+    assert (status, answer["message"]["ack_status"]) == (200, "ACK"), answer
+    tampered = raw.replace(b'"25.00"', b'"26.00"')
+    status, answer = await send(
+        g2p,
+        client,
+        "/disburse",
+        None,
+        raw=tampered,
+        sign=False,
+        headers={"Signature": _jws(raw, key, kid, alg)},
+    )
+    assert (status, error_code(answer)) == (400, "err.signature.invalid")
+    # A sender configured for JWS is not taken at its word in the Beckn scheme, nor with an unknown kid.
+    status, answer = await send(g2p, client, "/disburse", body, sign=True)
+    assert (status, error_code(answer)) == (400, "err.signature.invalid")
+    status, answer = await send(
+        g2p,
+        client,
+        "/disburse",
+        None,
+        raw=raw,
+        sign=False,
+        headers={"Signature": _jws(raw, key, "nope", alg)},
+    )
+    assert (status, error_code(answer)) == (400, "err.signature.invalid")
+
+
+async def test_sync_refusals_name_the_endpoints_action_and_carry_a_message(
+    g2p: G2pEnv, client: httpx.AsyncClient
+) -> None:
+    status, answer = await send(g2p, client, "/disburse/sync/search", None, raw=b"{not json")
+    assert status == 400
+    assert answer["header"]["action"] == "on-search" and answer["header"]["status"] == "rjct"
+    assert answer["message"] == {"transaction_id": "", "disbursements_status": []}
+    body = disburse(g2p, [payment("a")], action="disburse")
+    body["message"]["disbursements"] = "not a list"
+    status, answer = await send(g2p, client, "/disburse/sync/disburse", body)
+    assert (status, answer["header"]["action"]) == (400, "on-disburse")
+    assert answer["header"]["message_id"] == body["header"]["message_id"]
+    assert answer["message"]["transaction_id"] == body["message"]["transaction_id"]

@@ -81,6 +81,7 @@ class G2pSender:
         self.key = ed25519.Ed25519PrivateKey.generate()
         self.signer = Signer(sender_id, "key-1", self.key)
         self.callbacks: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.jwks: dict[str, Any] = {"keys": []}  # served at /jwks.json, for senders configured by JWKS
         self.violations: list[str] = []
         self.arrived = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -95,6 +96,7 @@ class G2pSender:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         for path in ("/on-disburse", "/disburse/txn/on-status", "/disburse/on-search"):
             app.router.add_post(f"/callback{path}", self._receive(path))
+        app.router.add_get("/jwks.json", self._jwks)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -106,6 +108,9 @@ class G2pSender:
     async def close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def _jwks(self, request: web.Request) -> web.Response:
+        return web.json_response(self.jwks)
 
     def _receive(self, path: str) -> Any:
         async def handle(request: web.Request) -> web.Response:
