@@ -76,10 +76,17 @@ func g2pTooLargeBody(path string) any {
 		if path == "/disburse/sync/disburse" {
 			action = "on-disburse"
 		}
+		// An empty answer of the endpoint's kind, as GPO's own sync refusals carry.
+		var message any = map[string]any{"transaction_id": "", "disbursements_status": []any{}}
+		if path == "/disburse/sync/txn/status" {
+			message = map[string]any{"transaction_id": "", "correlation_id": hex.EncodeToString(id),
+				"txnstatus_response": map[string]any{"txn_type": "on-disburse",
+					"txn_status": map[string]any{"transaction_id": "", "disbursements_status": []any{}}}}
+		}
 		return map[string]any{"header": map[string]any{
 			"version": "1.0.0", "message_id": hex.EncodeToString(id), "message_ts": now, "action": action,
 			"status": "rjct", "status_reason_message": text, "is_msg_encrypted": false,
-		}}
+		}, "message": message}
 	}
 	return map[string]any{"message": map[string]any{
 		"ack_status": "ERR", "timestamp": now, "correlation_id": hex.EncodeToString(id),

@@ -246,6 +246,12 @@ async def test_a_message_over_the_size_limit_is_413_with_a_g2p_connect_body(open
     assert result["body"]["message"]["ack_status"] == "ERR"
     assert result["body"]["message"]["error"]["code"] == "err.request.bad"
     assert result["parsed"], result["parse_error"]
+    result = await openg2p.send("/disburse/sync/disburse", {}, None, raw_body=body)
+    assert result["status"] == 413, result["status"]
+    assert result["body"]["header"]["status"] == "rjct"
+    assert result["body"]["header"]["action"] == "on-disburse"
+    assert result["body"]["message"]["disbursements_status"] == []
+    assert result["parsed"], result["parse_error"]
 
 
 async def test_sync_refusals_carry_a_message_and_the_endpoints_action(openg2p: OpenG2pEnv) -> None:
