@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -89,7 +90,12 @@ class Orchestrator:
             self.disbursements, self.server
         )
         rail_service = RailService(
-            self.store, self.auth, lease_s=self.settings.claim_lease_s, max_sweeps=self.settings.max_sweeps
+            self.store,
+            self.auth,
+            lease_s=self.settings.claim_lease_s,
+            max_sweeps=self.settings.max_sweeps,
+            redispatch=self.build_work,
+            on_work=self.relay.wake,
         )
         rail_pb2_grpc.add_RailServiceServicer_to_server(rail_service, self.server)
         self.g2p.add_to(self.server)
@@ -162,7 +168,8 @@ class Orchestrator:
             elif rail_name in configured:
                 rail = make_rail(configured[rail_name])
             else:
-                rail = SimulatorRail(sim)
+                # The runner applies the rate limit, before each claim.
+                rail = SimulatorRail(dataclasses.replace(sim, rate_limit=0))
             runner = SidecarRunner(
                 rail_name=rail_name,
                 rail=rail,
@@ -170,6 +177,10 @@ class Orchestrator:
                 channel=channel,
                 token=token,
                 sidecar_name=f"embedded-{rail_name}",
+                rate_limit=sim.rate_limit
+                if rail_name not in configured
+                else configured[rail_name].rate_limit,
+                max_call_s=configured[rail_name].max_call_s if rail_name in configured else 5.0,
             )
             tasks.append(asyncio.create_task(runner.run(self._stop)))
         return tasks

@@ -43,7 +43,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="bearer JWT with role 'sidecar' (GPO_SIDECAR_TOKEN)",
     )
     parser.add_argument(
-        "--prefetch", type=int, default=0, help="chunks in hand at once (default: the rail's concurrency)"
+        "--prefetch",
+        type=int,
+        default=0,
+        help="deliveries in hand at once (default: twice the rail's concurrency; only `concurrency` of them"
+        " are claimed and worked on at once)",
+    )
+    parser.add_argument(
+        "--lease-s",
+        type=float,
+        default=float(os.environ.get("GPO_SIDECAR_LEASE_S", 15)),
+        help="the claim lease asked for, renewed every third of it (GPO_SIDECAR_LEASE_S, default 15)",
     )
     parser.add_argument(
         "--simulator",
@@ -69,7 +79,10 @@ def _rail_config(args: argparse.Namespace) -> RailConfig:
     sim = SimulatorSettings.parse(args.simulator, ledger_path=args.ledger)
     # Every simulator setting but the rate limit travels as an option (the rate limit is the rail's own).
     options = {f.name: getattr(sim, f.name) for f in fields(sim) if f.name != "rate_limit"}
-    return RailConfig(name=args.rail, kind="simulator", rate_limit=sim.rate_limit, options=options)
+    # The simulator's calls run in this process: a call cannot outlive it by more than a moment.
+    return RailConfig(
+        name=args.rail, kind="simulator", rate_limit=sim.rate_limit, max_call_s=5.0, options=options
+    )
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -87,7 +100,11 @@ async def _run(args: argparse.Namespace) -> int:
         broker=broker,
         channel=channel,
         token=args.token,
-        prefetch=args.prefetch or config.concurrency,
+        prefetch=args.prefetch or 2 * config.concurrency,
+        concurrency=config.concurrency,
+        rate_limit=config.rate_limit,
+        lease_s=args.lease_s,
+        max_call_s=config.max_call_s,
         sidecar_name=f"{args.rail}-{os.getpid()}",
     )
     tune_garbage_collector()

@@ -7,6 +7,7 @@ chunk_size = 500                   # payments per work chunk
 concurrency = 4                    # chunks a sidecar works on at once (AMQP prefetch)
 rate_limit = 100                   # payments per second to the rail; 0 = unlimited
 timeout_s = 30                     # per call to the rail
+max_call_s = 60                    # the longest a call to the rail can still take effect after it started
 [rails.mpesa.options]              # kind-specific settings
 base_url = "http://127.0.0.1:8080"
 api_key = { env = "MPESA_API_KEY" }       # secrets: { env = "NAME" } or { file = "/path" }
@@ -37,6 +38,9 @@ class RailConfig:
     concurrency: int = 8
     rate_limit: float = 0
     timeout_s: float = 30
+    # How long after it started a call to the rail can still take effect (a request in flight, a queue on
+    # the rail's side). GPO keeps a dead sidecar's payments BUSY for this long after its lease lapses.
+    max_call_s: float = 60
     options: dict[str, Any] = field(default_factory=dict)
 
     def option(self, key: str, default: Any = None) -> Any:
@@ -78,6 +82,7 @@ def load_rails_config(path: str | Path) -> RailsConfig:
             "concurrency",
             "rate_limit",
             "timeout_s",
+            "max_call_s",
             "options",
         }
         if unknown:
@@ -90,6 +95,7 @@ def load_rails_config(path: str | Path) -> RailsConfig:
             concurrency=int(table.get("concurrency", 8)),
             rate_limit=float(table.get("rate_limit", 0)),
             timeout_s=float(table.get("timeout_s", 30)),
+            max_call_s=float(table.get("max_call_s", 60)),
             options=dict(table.get("options", {})),
         )
     default = (data.get("defaults") or {}).get("default_rail")

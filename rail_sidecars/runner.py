@@ -5,24 +5,35 @@ persisted. Any failure before that leaves the delivery to come again; the orches
 VERIFY for payments already claimed, and the sidecar asks the rail (look_up) before executing them,
 so a redelivered chunk never pays anybody twice. While one delivery holds a chunk's payments (its claim
 lease), any other delivery of the same payments is told BUSY and waits.
+
+A chunk is claimed only when it can be executed at once (after the rail's rate limiter and a concurrency
+slot let it through), and its lease is renewed (RenewClaim, every third of the lease) while the sidecar
+works on it. Once a renewal is refused, the lease runs out unrenewed, or the delivery's AMQP channel is
+gone, no new rail call is started for that claim. While the orchestrator cannot be reached, a delivery is
+held (not returned, so it does not count toward the queue's delivery limit) and its claim or report is
+retried with backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import datetime as dt
 import logging
 import random
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from google.protobuf import duration_pb2
 from google.protobuf.message import DecodeError
 from gpo.v1 import rail_pb2, rail_pb2_grpc
 
 from gpo_server.queueing.base import Broker, Delivery
+from rail_sidecars.limits import TokenBucket
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, RetryableRailError
 
 log = logging.getLogger(__name__)
@@ -33,6 +44,21 @@ _OUTCOMES = {
     Outcome.REVERSED: rail_pb2.RAIL_OUTCOME_REVERSED,
 }
 MAX_REQUEUE_WAIT_S = 30.0
+# How long a delivery is held while the orchestrator cannot take its claim or report: below RabbitMQ's
+# consumer_timeout (30 minutes by default), after which the broker would close the channel.
+HOLD_PATIENCE_S = 25 * 60.0
+# Errors after which trying again cannot help: the delivery goes back to the queue (and, in the end, to the
+# dead-letter queue).
+_PERMANENT = frozenset(
+    {
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    }
+)
 
 
 class ResultsReporter:
@@ -106,6 +132,16 @@ class _Plan:
     verify: list[int] = field(default_factory=list)
     busy: list[int] = field(default_factory=list)
     retry_after_s: float = 0.0
+    token: int = 0
+    # Local monotonic time after which no rail call may start unless a renewal extended it.
+    deadline: float = 0.0
+    lease_s: float = 0.0  # the lease granted
+    lost: bool = False  # a renewal was refused: another claim holds some of the payments
+    gone: bool = False  # the delivery's channel closed: the broker gives the chunk to somebody else
+
+
+class _DeliveryGone(Exception):
+    """The delivery's channel closed before the claim: the broker requeued it; nothing to settle."""
 
 
 class SidecarRunner:
@@ -119,9 +155,14 @@ class SidecarRunner:
         token: str,
         sidecar_name: str = "",
         prefetch: int = 8,
+        concurrency: int = 0,
+        rate_limit: float = 0.0,
+        lease_s: float = 15.0,
+        max_call_s: float = 60.0,
         execute_attempts: int = 5,
         retry_base_s: float = 0.2,
         rpc_timeout_s: float = 60.0,
+        hold_patience_s: float = HOLD_PATIENCE_S,
     ) -> None:
         self.rail_name = rail_name
         self.rail = rail
@@ -134,9 +175,16 @@ class SidecarRunner:
         # own lease back at once, while other processes wait for the lease to end.
         self.instance = uuid.uuid4().hex
         self.prefetch = prefetch
+        # Chunks worked on at once; deliveries beyond it wait unclaimed (so no lease is spent waiting).
+        self._slots = asyncio.Semaphore(concurrency or prefetch)
+        # The rail's rate limit, applied before a chunk is claimed (a rail that paces itself does its own).
+        self._bucket = TokenBucket(rate_limit) if rate_limit > 0 and not rail.paces_itself else None
+        self.lease_s = lease_s
+        self.max_call_s = max_call_s
         self.execute_attempts = execute_attempts
         self.retry_base_s = retry_base_s
         self.rpc_timeout_s = rpc_timeout_s
+        self.hold_patience_s = hold_patience_s
         self.chunks_done = 0
         self._in_hand: set[str] = set()
 
@@ -186,7 +234,11 @@ class SidecarRunner:
             return
         self._in_hand.add(chunk.chunk_id)
         try:
-            wait_s = await self._process(chunk)
+            async with self._slots:
+                wait_s = await self._process(chunk, delivery)
+        except _DeliveryGone:
+            log.info("chunk %s: its delivery was lost with its channel before the claim", chunk.chunk_id)
+            return
         except Exception as exc:
             # The chunk comes back later; this process's own lease lets it verify them at once.
             level = (
@@ -213,37 +265,36 @@ class SidecarRunner:
             await asyncio.sleep(wait_s)
             await delivery.reject(requeue=True)
 
-    async def _process(self, chunk: rail_pb2.WorkChunk) -> float | None:
+    async def _process(self, chunk: rail_pb2.WorkChunk, delivery: Delivery) -> float | None:
         """Returns None when every payment of the chunk has a persisted outcome or needs none, else how
         long to wait before the chunk should come back."""
         items = {item.payment_number: item for item in chunk.items}
         claim_id = f"{self.instance}:{chunk.chunk_id}"
-        plan = await self._claim(chunk, claim_id, list(items))
-        results: list[RailResult] = []
-        unknown: list[int] = []
-        if plan.verify:
-            known = await self.rail.look_up([items[n].idempotency_key for n in plan.verify])
-            results.extend(known.values())
-            missing = [n for n in plan.verify if items[n].idempotency_key not in known]
-            if chunk.verify_only:
-                unknown = missing  # the first execution may still be in flight: never execute here
-            else:
-                plan.execute += missing
-            log.info(
-                "chunk %s: %d of %d re-claimed payments were already on the rail",
-                chunk.chunk_id,
-                len(known),
-                len(plan.verify),
-            )
-        released: list[int] = []
-        if plan.execute and chunk.verify_only:
-            released = plan.execute  # not ours to execute in a verify-only sweep; the next claim decides
-        elif plan.execute:
-            results.extend(await self._execute([_rail_payment(chunk.batch, items[n]) for n in plan.execute]))
-        request = _report(chunk, claim_id, results, items, released, unknown)
-        if request.results or released or unknown:
-            await self.reporter.report(request)
-        answered = {r.payment_number for r in request.results} | set(released) | set(unknown)
+        reserved = 0
+        if self._bucket is not None and not chunk.verify_only:
+            # Wait for the rail's rate limit before claiming, so the lease is not spent in this queue.
+            reserved = len(items)
+            await self._bucket.acquire(reserved)
+        plan = await self._claim_patiently(chunk, claim_id, list(items), delivery)
+        if self._bucket is not None:
+            self._bucket.refund(reserved - len(plan.execute) - len(plan.verify))
+        held = set(plan.execute) | set(plan.verify)
+        heartbeat = (
+            asyncio.create_task(self._heartbeat(chunk, claim_id, plan, held, delivery)) if held else None
+        )
+        try:
+            request = await self._work(chunk, claim_id, plan, items)
+            if request.results or request.released_payment_numbers or request.unknown_payment_numbers:
+                await self._report_patiently(request, chunk.chunk_id)
+        finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
+                await asyncio.gather(heartbeat, return_exceptions=True)
+        answered = (
+            {r.payment_number for r in request.results}
+            | set(request.released_payment_numbers)
+            | set(request.unknown_payment_numbers)
+        )
         missing_answers = [n for n in [*plan.execute, *plan.verify] if n not in answered]
         if missing_answers:
             log.error(
@@ -253,11 +304,146 @@ class SidecarRunner:
                 len(plan.execute) + len(plan.verify),
             )
             return self._requeue_wait(1)
+        if request.released_payment_numbers and not chunk.verify_only:
+            return self._requeue_wait(
+                1
+            )  # not executed here (lease lost or delivery gone): next claim decides
         if plan.busy:
-            return min(plan.retry_after_s, MAX_REQUEUE_WAIT_S)
+            return min(plan.retry_after_s + random.uniform(0, 1), MAX_REQUEUE_WAIT_S)
         return None
 
+    async def _work(
+        self, chunk: rail_pb2.WorkChunk, claim_id: str, plan: _Plan, items: dict[int, rail_pb2.WorkItem]
+    ) -> rail_pb2.ReportResultsRequest:
+        """Looks up what must be verified and executes what may be, while the claim allows it."""
+        results: list[RailResult] = []
+        unknown: list[int] = []
+        execute = list(plan.execute)
+        if plan.verify:
+            known = await self.rail.look_up([items[n].idempotency_key for n in plan.verify])
+            results.extend(known.values())
+            missing = [n for n in plan.verify if items[n].idempotency_key not in known]
+            if chunk.verify_only:
+                unknown = missing  # reported as unknown: GPO sends them again, as a normal chunk
+            else:
+                execute += missing
+            log.info(
+                "chunk %s: %d of %d re-claimed payments were already on the rail",
+                chunk.chunk_id,
+                len(known),
+                len(plan.verify),
+            )
+        released: list[int] = []
+        if execute and chunk.verify_only:
+            released = execute  # not ours to execute in a verify-only sweep; the next claim decides
+        elif execute:
+            done, not_started = await self._execute(
+                [_rail_payment(chunk.batch, items[n]) for n in execute], plan
+            )
+            results.extend(done)
+            by_key = {items[n].idempotency_key: n for n in execute}
+            released = [by_key[p.idempotency_key] for p in not_started]
+            if released:
+                log.warning(
+                    "chunk %s: %d payments not executed: %s",
+                    chunk.chunk_id,
+                    len(released),
+                    "the claim was lost" if plan.lost else "the delivery or the lease ended",
+                )
+        return _report(chunk, claim_id, plan.token, results, items, released, unknown)
+
+    def _may_call(self, plan: _Plan) -> bool:
+        """Whether a new rail call may start for this claim: it still holds its lease, by its own clock."""
+        return not plan.lost and not plan.gone and time.monotonic() < plan.deadline
+
+    async def _heartbeat(
+        self, chunk: rail_pb2.WorkChunk, claim_id: str, plan: _Plan, held: set[int], delivery: Delivery
+    ) -> None:
+        """Renews the claim every third of its lease while the chunk is worked on."""
+        interval = plan.lease_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            if not plan.gone and delivery.gone():
+                plan.gone = True
+                log.warning("chunk %s: its delivery's channel closed; no new rail calls", chunk.chunk_id)
+            sent = time.monotonic()
+            try:
+                renewed = await self.stub.RenewClaim(
+                    rail_pb2.RenewClaimRequest(
+                        chunk_id=chunk.chunk_id,
+                        batch=chunk.batch,
+                        claim_id=claim_id,
+                        lease_token=plan.token,
+                        payment_numbers=sorted(held),
+                        lease_duration=_duration(plan.lease_s),
+                    ),
+                    metadata=self.metadata,
+                    timeout=max(1.0, interval),
+                )
+                plan.deadline = sent + renewed.lease_duration.ToTimedelta().total_seconds()
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                    plan.lost = True
+                    log.warning("chunk %s: lease lost (%s); no new rail calls", chunk.chunk_id, _short(exc))
+                    return
+                log.warning("chunk %s: lease not renewed (%s)", chunk.chunk_id, _short(exc))
+
+    async def _claim_patiently(
+        self, chunk: rail_pb2.WorkChunk, claim_id: str, numbers: list[int], delivery: Delivery
+    ) -> _Plan:
+        """Claims, holding the delivery through an orchestrator outage instead of returning it."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            if delivery.gone():
+                raise _DeliveryGone()
+            try:
+                return await self._claim(chunk, claim_id, numbers)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in _PERMANENT or time.monotonic() - started > self.hold_patience_s:
+                    raise
+                attempt += 1
+                log.warning(
+                    "chunk %s: claim failed (%s); holding the delivery, attempt %d",
+                    chunk.chunk_id,
+                    _short(exc),
+                    attempt,
+                )
+                await asyncio.sleep(self._hold_wait(attempt))
+
+    async def _report_patiently(self, request: rail_pb2.ReportResultsRequest, chunk_id: str) -> None:
+        """Reports, holding the delivery (and the outcomes) through an orchestrator outage."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                answer = await self.reporter.report(request)
+                if answer.refused_payment_numbers:
+                    log.warning(
+                        "chunk %s: %d statements refused: another claim holds those payments now",
+                        chunk_id,
+                        len(answer.refused_payment_numbers),
+                    )
+                return
+            except (grpc.aio.AioRpcError, ConnectionError, OSError) as exc:
+                cause = exc.__cause__ if isinstance(exc, ConnectionError) else exc
+                permanent = isinstance(cause, grpc.aio.AioRpcError) and cause.code() in _PERMANENT
+                if permanent or time.monotonic() - started > self.hold_patience_s:
+                    raise
+                attempt += 1
+                log.warning(
+                    "chunk %s: outcomes not reported yet (%s); holding them and the delivery, attempt %d",
+                    chunk_id,
+                    _short(exc),
+                    attempt,
+                )
+                await asyncio.sleep(self._hold_wait(attempt))
+
+    def _hold_wait(self, attempt: int) -> float:
+        return float(min(10.0, self.retry_base_s * 2.0 ** min(attempt, 8))) * random.uniform(0.5, 1.0)
+
     async def _claim(self, chunk: rail_pb2.WorkChunk, claim_id: str, numbers: list[int]) -> _Plan:
+        sent = time.monotonic()
         claim = await self.stub.ClaimWorkChunk(
             rail_pb2.ClaimWorkChunkRequest(
                 chunk_id=chunk.chunk_id,
@@ -265,11 +451,21 @@ class SidecarRunner:
                 payment_numbers=numbers,
                 sidecar=self.sidecar_name,
                 claim_id=claim_id,
+                lease_duration=_duration(self.lease_s),
+                max_call_duration=_duration(self.max_call_s),
             ),
             metadata=self.metadata,
             timeout=self.rpc_timeout_s,
         )
-        plan = _Plan(retry_after_s=claim.retry_after.ToTimedelta().total_seconds())
+        granted = (
+            claim.lease_duration.ToTimedelta().total_seconds() if claim.HasField("lease_duration") else 0
+        )
+        plan = _Plan(
+            retry_after_s=claim.retry_after.ToTimedelta().total_seconds(),
+            token=claim.lease_token,
+            deadline=sent + granted,
+            lease_s=granted or self.lease_s,
+        )
         lists = {
             rail_pb2.CLAIM_ACTION_EXECUTE: plan.execute,
             rail_pb2.CLAIM_ACTION_VERIFY: plan.verify,
@@ -280,15 +476,25 @@ class SidecarRunner:
                 lists[decision.action].append(decision.payment_number)
         return plan
 
-    async def _execute(self, payments: list[RailPayment]) -> list[RailResult]:
-        """Executes with retries on retryable errors; after the last attempt, payments the rail does not
-        know come back as UNREACHABLE failures (their keys are kept for an operator's retry)."""
+    async def _execute(
+        self, payments: list[RailPayment], plan: _Plan
+    ) -> tuple[list[RailResult], list[RailPayment]]:
+        """Executes with retries on retryable errors, each attempt only while the claim allows a new rail
+        call; after the last attempt, payments the rail does not know come back as UNREACHABLE failures
+        (their keys are kept for an operator's retry). Returns (results, payments never sent)."""
         pending = payments
         done: list[RailResult] = []
+        last_error = ""
         for attempt in range(1, self.execute_attempts + 1):
+            if not self._may_call(plan):
+                return done, pending
             try:
-                return [*done, *(await self.rail.execute(pending))]
-            except RetryableRailError as exc:
+                # A call is abandoned after max_call_s: by then, by the rail's contract, it can no longer
+                # take effect, so the look-up below is conclusive.
+                return [*done, *(await asyncio.wait_for(self.rail.execute(pending), self.max_call_s))], []
+            except (RetryableRailError, TimeoutError) as exc:
+                if isinstance(exc, TimeoutError):
+                    exc = RetryableRailError(f"no answer within max_call_s={self.max_call_s:g}")
                 log.warning(
                     "rail %s: retryable error (%s), attempt %d of %d",
                     self.rail_name,
@@ -303,9 +509,9 @@ class SidecarRunner:
                 done.extend(known.values())
                 pending = [p for p in pending if p.idempotency_key not in known]
                 if not pending:
-                    return done
+                    return done, []
                 last_error = str(exc)
-        return [*done, *(_unreachable(p, last_error) for p in pending)]
+        return [*done, *(_unreachable(p, last_error) for p in pending)], []
 
     async def _forward_late_results(self) -> None:
         """Reports outcomes the rail learns after the fact (returns), whenever they come."""
@@ -376,12 +582,20 @@ def _result_message(number: int, r: RailResult) -> rail_pb2.PaymentResult:
         reason_code=r.reason_code,
         reason_message=r.reason_message,
         rail_reference=r.rail_reference,
+        rail_executions=r.executions,
     )
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    value = duration_pb2.Duration()
+    value.FromTimedelta(dt.timedelta(seconds=seconds))
+    return value
 
 
 def _report(
     chunk: rail_pb2.WorkChunk,
     claim_id: str,
+    token: int,
     results: list[RailResult],
     items: dict[int, rail_pb2.WorkItem],
     released: list[int],
@@ -392,6 +606,7 @@ def _report(
         chunk_id=chunk.chunk_id,
         batch=chunk.batch,
         claim_id=claim_id,
+        lease_token=token,
         results=[
             _result_message(by_key[r.idempotency_key], r) for r in results if r.idempotency_key in by_key
         ],

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
+import grpc
 from gpo.v1 import rail_pb2, rail_pb2_grpc
 
 from gpo_server.api.auth import SIDECAR_ROLE, Authenticator, permission_denied
@@ -19,7 +22,7 @@ from gpo_server.api.errors import (
     not_found,
 )
 from gpo_server.domain.states import PaymentStatus
-from gpo_server.storage.store import ResultUpdate, Store
+from gpo_server.storage.store import ResultUpdate, Store, WorkBuilder
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +33,32 @@ _OUTCOMES = {
     rail_pb2.RAIL_OUTCOME_UNREACHABLE: (PaymentStatus.FAILED, False),
     rail_pb2.RAIL_OUTCOME_REVERSED: (PaymentStatus.REVERSED, True),
 }
+# The longest a rail call may still take effect after it started, for a claim that does not say
+# (ClaimWorkChunkRequest.max_call_duration): until its lease plus this has passed, nobody else may verify.
+DEFAULT_MAX_CALL_S = 60.0
+# Heartbeat leases shorter than this are raised to it: a renewal every third of it must stay cheap.
+MIN_LEASE_S = 3.0
 
 
 class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
     def __init__(
-        self, store: Store, auth: Authenticator, *, lease_s: float = 300, max_sweeps: int = 3
+        self,
+        store: Store,
+        auth: Authenticator,
+        *,
+        lease_s: float = 300,
+        max_sweeps: int = 3,
+        redispatch: WorkBuilder | None = None,
+        on_work: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.auth = auth
         self.lease_s = lease_s
         self.max_sweeps = max_sweeps
+        # Builds work chunks for payments a verify-only look-up found absent, so they are sent again.
+        self.redispatch = redispatch
+        self.on_work = on_work
+        self.paid_twice = 0  # payments the rail said it executed more than once, since start
         self._batch_ids: dict[str, int] = {}
 
     def _check_sidecar(self, context: Context) -> None:
@@ -66,9 +85,16 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
             raise invalid_argument("claim_id is required", "CLAIM_ID_MISSING", [("claim_id", "empty")])
         batch_id = await self._batch_id(request.batch)
         numbers = list(request.payment_numbers)
-        claim = await self.store.claim(batch_id, numbers, request.claim_id, self.lease_s)
-        response = rail_pb2.ClaimWorkChunkResponse()
+        lease_s = self._lease_s(request.lease_duration if request.HasField("lease_duration") else None)
+        max_call_s = (
+            max(0.0, request.max_call_duration.ToTimedelta().total_seconds())
+            if request.HasField("max_call_duration")
+            else DEFAULT_MAX_CALL_S
+        )
+        claim = await self.store.claim(batch_id, numbers, request.claim_id, lease_s, max_call_s)
+        response = rail_pb2.ClaimWorkChunkResponse(lease_token=claim.lease_token)
         response.lease_expire_time.FromDatetime(claim.lease_expire_time)
+        response.lease_duration.FromTimedelta(dt.timedelta(seconds=lease_s))
         response.retry_after.FromTimedelta(claim.retry_after)
         for number in numbers:
             if number in claim.execute:
@@ -93,6 +119,47 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
             )
         return response
 
+    def _lease_s(self, requested: Any | None) -> float:
+        """The lease a claim or renewal gets: what the sidecar asked for, within [MIN_LEASE_S, lease_s]."""
+        if requested is None:
+            return self.lease_s
+        asked = requested.ToTimedelta().total_seconds()
+        return min(self.lease_s, max(MIN_LEASE_S, asked)) if asked > 0 else self.lease_s
+
+    @handles_errors
+    async def RenewClaim(
+        self, request: rail_pb2.RenewClaimRequest, context: Context
+    ) -> rail_pb2.RenewClaimResponse:
+        self._check_sidecar(context)
+        if not request.claim_id or not request.lease_token:
+            raise invalid_argument(
+                "claim_id and lease_token are required",
+                "CLAIM_ID_MISSING",
+                [("claim_id", "empty")] if not request.claim_id else [("lease_token", "zero")],
+            )
+        batch_id = await self._batch_id(request.batch)
+        lease_s = self._lease_s(request.lease_duration if request.HasField("lease_duration") else None)
+        expires = await self.store.renew(
+            batch_id, list(request.payment_numbers), request.claim_id, request.lease_token, lease_s
+        )
+        if expires is None:
+            log.warning(
+                "chunk %s: claim %s no longer holds all of its %d payments; renewal refused",
+                request.chunk_id,
+                request.claim_id,
+                len(request.payment_numbers),
+            )
+            raise ApiError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "the claim no longer holds every listed payment: start no new rail call for it",
+                "LEASE_LOST",
+                metadata={"claim_id": request.claim_id[:200]},
+            )
+        response = rail_pb2.RenewClaimResponse()
+        response.lease_expire_time.FromDatetime(expires)
+        response.lease_duration.FromTimedelta(dt.timedelta(seconds=lease_s))
+        return response
+
     async def ReportResults(
         self, request_iterator: AsyncIterator[rail_pb2.ReportResultsRequest], context: Context
     ) -> AsyncIterator[rail_pb2.ReportResultsResponse]:
@@ -101,15 +168,39 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
             async for request in request_iterator:
                 batch_id = await self._batch_id(request.batch)
                 updates = [_result_update(r) for r in request.results]
+                refused: list[int] = []
                 applied = await self.store.apply_results(
                     batch_id,
                     updates,
                     owner=request.claim_id,
+                    token=request.lease_token,
                     released=list(request.released_payment_numbers),
                     unknown=list(request.unknown_payment_numbers),
                     max_sweeps=self.max_sweeps,
+                    redispatch=self.redispatch,
+                    refused=refused,
                 )
-                yield rail_pb2.ReportResultsResponse(chunk_id=request.chunk_id, applied_count=applied)
+                if request.unknown_payment_numbers and self.redispatch is not None:
+                    self.on_work()  # the relay publishes what was sent again
+                if twice := sum(1 for u in updates if u.rail_executions > 1):
+                    self.paid_twice += twice
+                    log.error(
+                        "chunk %s: the rail executed %d payments more than once (%d since start); they are"
+                        " flagged for attention",
+                        request.chunk_id,
+                        twice,
+                        self.paid_twice,
+                    )
+                if refused:
+                    log.warning(
+                        "chunk %s: %d statements of claim %s refused: it no longer holds those payments",
+                        request.chunk_id,
+                        len(refused),
+                        request.claim_id,
+                    )
+                yield rail_pb2.ReportResultsResponse(
+                    chunk_id=request.chunk_id, applied_count=applied, refused_payment_numbers=refused
+                )
         except ApiError as error:
             await abort(context, error)
         except Exception:
@@ -135,4 +226,5 @@ def _result_update(r: rail_pb2.PaymentResult) -> ResultUpdate:
         r.reason_message[:1024],
         r.rail_reference[:256],
         definite if status is PaymentStatus.FAILED else None,
+        max(0, r.rail_executions),
     )

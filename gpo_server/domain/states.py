@@ -56,6 +56,25 @@ def is_final(status: PaymentStatus) -> bool:
     return status in FINAL
 
 
+class ClaimAction(StrEnum):
+    EXECUTE = "execute"  # never sent: the first execution
+    VERIFY = "verify"  # sent before and nobody can still be executing it: look it up first
+    BUSY = "busy"  # another claim holds it, or its last rail call may still take effect
+    SKIP = "skip"  # final: nothing to do
+
+
+# What a claim may do with a payment, by its status and its holder (the claim rule of
+# SIDECAR_CONTRACT.md, section 3.2). A SENT payment is handed over only when its holder is this very
+# claim_id (the same process, which never works on one chunk twice at once) or when its previous holder's
+# in-flight window (lease plus the rail's longest call) has closed.
+def claim_action(status: PaymentStatus, *, held_by_caller: bool, holder_in_flight: bool) -> ClaimAction:
+    if S.SENT in TRANSITIONS[status]:
+        return ClaimAction.EXECUTE
+    if status is S.SENT:
+        return ClaimAction.VERIFY if held_by_caller or not holder_in_flight else ClaimAction.BUSY
+    return ClaimAction.SKIP
+
+
 def batch_is_final(statuses: Iterable[PaymentStatus]) -> bool:
     """A batch is final when every one of its payments is."""
     return all(s in FINAL for s in statuses)

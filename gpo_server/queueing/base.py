@@ -49,6 +49,11 @@ class Delivery(abc.ABC):
     async def reject(self, requeue: bool) -> None:
         """requeue=True: deliver again later. requeue=False: move it to the rail's dead-letter queue."""
 
+    def gone(self) -> bool:
+        """True once the channel that delivered it has closed: the broker has requeued the message and
+        may be giving it to another consumer, so whoever holds it must start no new work for it."""
+        return False
+
 
 class Broker(abc.ABC):
     @abc.abstractmethod

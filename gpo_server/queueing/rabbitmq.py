@@ -76,6 +76,9 @@ class _RabbitDelivery(Delivery):
         reason = (message.headers or {}).get("x-first-death-reason", "")
         self.death_reason = reason.decode() if isinstance(reason, bytes) else str(reason)
 
+    def gone(self) -> bool:
+        return _channel_gone(self._message)
+
     async def ack(self) -> None:
         try:
             await self._message.ack()

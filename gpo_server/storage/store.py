@@ -7,6 +7,7 @@ Hot paths work on whole chunks: intake inserts a chunk with COPY (PostgreSQL) or
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -40,7 +41,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from gpo_server.domain.states import FINAL, BatchState, PaymentStatus, sources_of
+from gpo_server.domain.states import (
+    FINAL,
+    BatchState,
+    ClaimAction,
+    PaymentStatus,
+    claim_action,
+    sources_of,
+)
 from gpo_server.storage.tables import batch_operations, batches, dead_letters, outbox, payments
 
 S = PaymentStatus
@@ -153,6 +161,7 @@ class ResultUpdate:
     reason_message: str
     rail_reference: str
     failure_definite: bool | None = None  # FAILED only: False when the rail was unreachable
+    rail_executions: int = 0  # how many times the rail executed the key, when its look-up tells (0: unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +171,7 @@ class ClaimOutcome:
     busy: set[int]
     lease_expire_time: dt.datetime
     retry_after: dt.timedelta
+    lease_token: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +206,7 @@ PublishDone = Callable[[Sequence[tuple["PublishableChunk", Sequence[int]]]], Awa
 STUCK_UNANSWERED = (
     "stuck: SENT past the stuck-payment timeout and the rail has not answered repeated look-ups"
 )
+PAID_TWICE = "paid more than once: the rail executed this key {executions} times"
 STUCK_UNKNOWN = "stuck: the rail has no record of this payment; it may never have been executed"
 WORK_SLICE = 1000
 
@@ -443,12 +454,22 @@ class Store:
 
             yield chunks, done
 
-    async def claim(self, batch_id: int, numbers: Sequence[int], owner: str, lease_s: float) -> ClaimOutcome:
-        """Leases the chunk's payments to one delivery. Unclaimed ones move to SENT (execute); SENT ones
-        whose lease ended are re-leased (verify); SENT ones leased to another delivery are busy."""
+    async def claim(
+        self,
+        batch_id: int,
+        numbers: Sequence[int],
+        owner: str,
+        lease_s: float,
+        max_call_s: float = 0.0,
+    ) -> ClaimOutcome:
+        """Leases the chunk's payments to one claim, with a new fencing token. Unclaimed ones move to SENT
+        (execute); SENT ones whose holder can no longer be executing them are re-leased (verify): the
+        holder's lease ended and its in-flight window (lease plus the rail's longest call, `max_call_s`
+        of the claim that set it) closed, or the holder is this same owner; the rest are busy."""
         now = utcnow()
         expires = now + dt.timedelta(seconds=lease_s)
-        claimable = [s.value for s in sources_of(S.SENT)]
+        in_flight_until = expires + dt.timedelta(seconds=max_call_s)
+        token = secrets.randbits(62) + 1
         verify: set[int] = set()
         execute: set[int] = set()
         busy: set[int] = set()
@@ -471,24 +492,27 @@ class Store:
                         payments.c.status,
                         payments.c.lease_owner,
                         payments.c.lease_expire_time,
+                        payments.c.in_flight_until,
                     )
                     .where(*mine)
                     .order_by(payments.c.number),
                     self.is_postgres,
                 )
             )
-            for number, status, lease_owner, lease_expire_time in current:
-                if status in claimable:
-                    execute.add(int(number))  # not sent yet: execute
-                elif status == S.SENT.value:
-                    # Re-leased (verify): the lease ended, or the same owner (the same sidecar process,
-                    # which never works on one chunk twice at once) is trying again after a failure.
-                    lease_end = _aware(lease_expire_time)
-                    if lease_end is None or lease_end < now or lease_owner == owner:
-                        verify.add(int(number))
-                    else:
-                        busy.add(int(number))
-                        busy_until = max(busy_until, lease_end)
+            for number, status, lease_owner, lease_expire_time, flight_end in current:
+                free_at = _free_at(lease_expire_time, flight_end)
+                action = claim_action(
+                    S(status),
+                    held_by_caller=lease_owner == owner,
+                    holder_in_flight=free_at is not None and free_at >= now,
+                )
+                if action is ClaimAction.EXECUTE:
+                    execute.add(int(number))
+                elif action is ClaimAction.VERIFY:
+                    verify.add(int(number))
+                elif action is ClaimAction.BUSY:
+                    busy.add(int(number))
+                    busy_until = max(busy_until, free_at or now)
             if execute or verify:
                 await conn.execute(
                     update(payments)
@@ -500,11 +524,51 @@ class Store:
                         status=S.SENT.value,
                         attempts=payments.c.attempts + 1,
                         lease_owner=owner,
+                        lease_token=token,
                         lease_expire_time=expires,
+                        in_flight_until=in_flight_until,
                         update_time=now,
                     )
                 )
-        return ClaimOutcome(execute, verify, busy, expires, busy_until - now)
+        return ClaimOutcome(execute, verify, busy, expires, busy_until - now, token)
+
+    async def renew(
+        self, batch_id: int, numbers: Sequence[int], owner: str, token: int, lease_s: float
+    ) -> dt.datetime | None:
+        """Extends a claim's lease (a heartbeat) if the claim still holds every listed payment; the
+        in-flight window moves with it by the same margin. None, changing nothing, when it does not."""
+        now = utcnow()
+        expires = now + dt.timedelta(seconds=lease_s)
+        async with self.engine.begin() as conn:
+            if not self.is_postgres:
+                await _hold_sqlite_writer(conn, batch_id)
+            held = (
+                payments.c.batch_id == batch_id,
+                _in(payments.c.number, numbers, self.is_postgres, BigInteger),
+                payments.c.status == S.SENT.value,
+                payments.c.lease_owner == owner,
+                payments.c.lease_token == token,
+            )
+            rows = (
+                await conn.execute(
+                    _locked(
+                        select(payments.c.lease_expire_time, payments.c.in_flight_until).where(*held),
+                        self.is_postgres,
+                    )
+                )
+            ).all()
+            if len(rows) != len(set(numbers)):
+                return None
+            # One claim set every row's lease and window together: the margin is the rail's longest call.
+            margin = max(
+                ((_aware(r[1]) or now) - (_aware(r[0]) or now) for r in rows), default=dt.timedelta(0)
+            )
+            await conn.execute(
+                update(payments)
+                .where(*held)
+                .values(lease_expire_time=expires, in_flight_until=expires + margin)
+            )
+        return expires
 
     async def apply_results(
         self,
@@ -512,17 +576,25 @@ class Store:
         results: Sequence[ResultUpdate],
         *,
         owner: str = "",
+        token: int = 0,
         released: Sequence[int] = (),
         unknown: Sequence[int] = (),
         max_sweeps: int = 3,
+        redispatch: WorkBuilder | None = None,
+        refused: list[int] | None = None,
     ) -> int:
         """Records rail outcomes; repeats change nothing. Returns how many payments changed.
 
-        SUCCEEDED/FAILED apply to SENT payments, REVERSED to SUCCEEDED ones. `released` and `unknown`
-        end the owner's lease on payments it could not finish; `unknown` (the rail has no record of them
-        after a sweep) also tells an operator once the sweeps are exhausted."""
+        SUCCEEDED/FAILED apply to SENT payments, REVERSED to SUCCEEDED ones: they are the rail's facts,
+        taken from any holder. What only the holder can know applies only while the claim (`token`, or
+        `owner` when the token is 0) still holds the payment: an UNREACHABLE failure (the rail does not
+        know the key, so nobody else may be executing it), `released` and `unknown`, which end the lease.
+        `unknown` (a verify-only look-up found no record) re-dispatches the payments with their keys when
+        `redispatch` builds the work, else tells an operator once the sweeps are exhausted. Refused
+        payments still SENT are appended to `refused`."""
         now = utcnow()
         count = 0
+        holder = (payments.c.lease_token == token) if token else (payments.c.lease_owner == owner)
         async with self.engine.begin() as conn:
             reversals = [r for r in results if r.status is S.REVERSED]
             if reversals:
@@ -534,23 +606,59 @@ class Store:
                 settled = await self._apply(conn, batch_id, S.SENT, paid, now)
             else:
                 settled = 0
-            for source, group in _by_source(results).items():
+            facts = [r for r in results if r.failure_definite is not False]
+            holder_only = [r for r in results if r.failure_definite is False]
+            for source, group in _by_source(facts).items():
                 changed = await self._apply(conn, batch_id, source, group, now)
                 count += changed
                 if source is S.SENT:
                     settled += changed
-            if released or unknown:
-                owned = (
-                    payments.c.batch_id == batch_id,
-                    payments.c.status == S.SENT.value,
-                    payments.c.lease_owner == owner,
+            if holder_only:
+                changed = await self._apply(
+                    conn, batch_id, S.SENT, holder_only, now, token=token, owner=owner
                 )
+                count += changed
+                settled += changed
+            fenced = [*(r.number for r in holder_only), *released, *unknown]
+            if fenced and refused is not None:
+                # What the holder-only statements could not touch: SENT payments this claim no longer holds.
+                refused.extend(
+                    int(n)
+                    for n in (
+                        await conn.execute(
+                            select(payments.c.number).where(
+                                payments.c.batch_id == batch_id,
+                                payments.c.status == S.SENT.value,
+                                payments.c.number.in_(fenced),
+                                ~holder,
+                            )
+                        )
+                    ).scalars()
+                )
+            if released or unknown:
+                owned = (payments.c.batch_id == batch_id, payments.c.status == S.SENT.value, holder)
+                if unknown and redispatch is not None:
+                    # The rail has no record and no holder can be executing them: send them again, each
+                    # with its own key; the new chunk's claim verifies them and executes what is absent.
+                    rows = (
+                        await conn.execute(select(payments).where(*owned, payments.c.number.in_(unknown)))
+                    ).all()
+                    if rows:
+                        uid = (
+                            await conn.execute(select(batches.c.uid).where(batches.c.id == batch_id))
+                        ).scalar_one()
+                        await _insert_work(
+                            conn,
+                            batch_id,
+                            redispatch(uid, [PaymentRow.from_row(r) for r in rows], False),
+                            now,
+                        )
                 await conn.execute(
                     update(payments)
                     .where(*owned, payments.c.number.in_([*released, *unknown]))
-                    .values(lease_owner="", lease_expire_time=None)
+                    .values(lease_owner="", lease_expire_time=None, in_flight_until=None)
                 )
-                if unknown:
+                if unknown and redispatch is None:
                     await conn.execute(
                         update(payments)
                         .where(
@@ -561,6 +669,17 @@ class Store:
                         )
                         .values(attention_reason=STUCK_UNKNOWN)
                     )
+            twice = [r for r in results if r.rail_executions > 1]
+            for executions in sorted({r.rail_executions for r in twice}):
+                # The rail says it executed the key more than once: nothing GPO stores may look clean.
+                await conn.execute(
+                    update(payments)
+                    .where(
+                        payments.c.batch_id == batch_id,
+                        payments.c.number.in_([r.number for r in twice if r.rail_executions == executions]),
+                    )
+                    .values(attention_reason=PAID_TWICE.format(executions=executions))
+                )
             await _count_unfinished(conn, batch_id, -settled)
         return count
 
@@ -571,18 +690,27 @@ class Store:
         source: PaymentStatus,
         group: Sequence[ResultUpdate],
         now: dt.datetime,
+        *,
+        token: int | None = None,
+        owner: str = "",
     ) -> int:
-        """One UPDATE for a group of outcomes that all move payments out of `source`."""
-        params = {
+        """One UPDATE for a group of outcomes that all move payments out of `source`; with `token` set,
+        only payments that claim holds (by its token, or by `owner` when the token is 0)."""
+        params: dict[str, Any] = {
             "now": now,
             "batch_id": batch_id,
             "source": source.value,
         }
+        fence = ""
+        if token:
+            fence, params["token"] = " AND p.lease_token = :token", token
+        elif token is not None:
+            fence, params["owner"] = " AND p.lease_owner = :owner", owner
         columns = (
             "status = v.status, reason_code = v.reason_code, reason_message = v.reason_message,"
             " rail_reference = CASE WHEN v.rail_reference = '' THEN p.rail_reference ELSE v.rail_reference END,"
             " failure_definite = v.definite, update_time = :now, lease_owner = '', lease_expire_time = NULL,"
-            " attention_reason = ''"
+            " in_flight_until = NULL, attention_reason = ''"
         )
         if self.is_postgres:
             changed = await conn.execute(
@@ -592,7 +720,7 @@ class Store:
                     " CAST(:codes AS text[]), CAST(:messages AS text[]), CAST(:refs AS text[]),"
                     " CAST(:definite AS boolean[]))"
                     " AS v(number, status, reason_code, reason_message, rail_reference, definite)"
-                    " WHERE p.batch_id = :batch_id AND p.number = v.number AND p.status = :source"
+                    f" WHERE p.batch_id = :batch_id AND p.number = v.number AND p.status = :source{fence}"
                     " RETURNING p.number"
                 ),
                 {
@@ -613,8 +741,8 @@ class Store:
                 " status = :status, reason_code = :code, reason_message = :message,"
                 " rail_reference = CASE WHEN :ref = '' THEN p.rail_reference ELSE :ref END,"
                 " failure_definite = :definite, update_time = :now, lease_owner = '',"
-                " lease_expire_time = NULL, attention_reason = ''"
-                " WHERE batch_id = :batch_id AND number = :number AND status = :source"
+                " lease_expire_time = NULL, in_flight_until = NULL, attention_reason = ''"
+                f" WHERE batch_id = :batch_id AND number = :number AND status = :source{fence}"
             ),
             [
                 {
@@ -711,6 +839,7 @@ class Store:
                 payments.c.status == S.SENT.value,
                 payments.c.update_time < cutoff,
                 (payments.c.lease_expire_time.is_(None)) | (payments.c.lease_expire_time < now),
+                (payments.c.in_flight_until.is_(None)) | (payments.c.in_flight_until < now),
             )
             .order_by(payments.c.update_time)
             .limit(limit)
@@ -1041,6 +1170,15 @@ def _by_source(results: Sequence[ResultUpdate]) -> dict[PaymentStatus, list[Resu
         (source,) = sources_of(r.status) & {S.SENT, S.SUCCEEDED}
         groups[source].append(r)
     return groups
+
+
+def _free_at(
+    lease_expire_time: dt.datetime | None, in_flight_until: dt.datetime | None
+) -> dt.datetime | None:
+    """When nobody can still be executing a SENT payment: its lease's end, or its in-flight window's end
+    if later (rows claimed before migration 0008 have no window). None: nobody holds it."""
+    ends = [t for t in (_aware(lease_expire_time), _aware(in_flight_until)) if t is not None]
+    return max(ends) if ends else None
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:

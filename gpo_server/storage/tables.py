@@ -82,6 +82,11 @@ payments = Table(
     # delivery is told BUSY instead of verifying (and perhaps executing) it a second time.
     Column("lease_owner", Text, nullable=False, server_default=""),
     Column("lease_expire_time", DateTime(timezone=True)),
+    # The claim's fencing token (new on every claim), which renewals and the holder-only statements of a
+    # report must present; and the end of the holder's in-flight window (its lease plus the rail's
+    # longest call): until then no other claim may verify or execute the payment.
+    Column("lease_token", BigInteger, nullable=False, server_default="0"),
+    Column("in_flight_until", DateTime(timezone=True)),
     PrimaryKeyConstraint("batch_id", "number", name="pk_payments"),
     # No index here names a column that dispatch changes (status, update_time, leases): PostgreSQL can then
     # update a payment in place on its page (a HOT update) without touching any index, three times per

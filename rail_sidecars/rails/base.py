@@ -46,6 +46,9 @@ class RailResult:
     # Needed only on late results, which arrive outside any chunk: the RailPayment's batch and number.
     batch: str = ""
     payment_number: int = 0
+    # From look_up, where the rail can tell: how many times it executed the key (0: not known). More
+    # than 1 is a double payment, which GPO flags.
+    executions: int = 0
 
 
 class RetryableRailError(Exception):
@@ -54,6 +57,9 @@ class RetryableRailError(Exception):
 
 class Rail(abc.ABC):
     name: str
+    # True for a rail that paces its own calls (its settings' rate_limit); otherwise the runner applies the
+    # rail's rate_limit before it claims a chunk, so no claim waits for the limiter.
+    paces_itself: bool = False
 
     @abc.abstractmethod
     async def execute(self, payments: Sequence[RailPayment]) -> Sequence[RailResult]:

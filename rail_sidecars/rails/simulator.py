@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 from rail_sidecars.config import RailConfig
+from rail_sidecars.limits import TokenBucket
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult
 from rail_sidecars.rails.simulator_ledger import Ledger, LedgerEntry, parse_hundredths
 
@@ -41,6 +41,10 @@ class SimulatorSettings:
     # Fault injection for crash tests only: the process dies (os._exit(137), as if kill -9) right after
     # the N-th execute call is committed to the ledger, before its results reach anybody. 0 = never.
     exit_after_executions: int = 0
+    # Fault injection: the N-th execute call stalls stall_s seconds before it records anything (a rail
+    # that hangs, e.g. longer than a claim's lease). 0 = never.
+    stall_after_executions: int = 0
+    stall_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
@@ -78,37 +82,9 @@ class SimulatorSettings:
             rate_limit=float(values.get("rate_limit", 0)),
             seed=None if seed.lower() in ("", "none") else int(seed),
             exit_after_executions=int(values.get("exit_after_executions", 0)),
+            stall_after_executions=int(values.get("stall_after_executions", 0)),
+            stall_s=float(values.get("stall_s", 0.0)),
         )
-
-
-class TokenBucket:
-    """An async token bucket that delays callers so the achieved rate never exceeds `rate` per second.
-
-    Tokens may go negative: a caller takes what it needs at once (so a chunk larger than the bucket still
-    passes) and sleeps until the debt is refilled. Reservations are made in call order under a lock, so
-    concurrent callers queue fairly and the sleeps happen outside it.
-    """
-
-    def __init__(self, rate: float, capacity: float = 1.0) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be > 0")
-        self.rate = rate
-        # A small capacity keeps bursts small: a full bucket of `rate` tokens would let a whole second's
-        # worth of payments through instantly after an idle spell.
-        self.capacity = max(1.0, capacity)
-        self._tokens = self.capacity
-        self._updated = time.monotonic()
-        self._lock = asyncio.Lock()
-
-    async def acquire(self, tokens: float) -> None:
-        async with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
-            self._updated = now
-            self._tokens -= tokens
-            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
-        if wait > 0:
-            await asyncio.sleep(wait)
 
 
 class SimulatorRail(Rail):
@@ -122,6 +98,7 @@ class SimulatorRail(Rail):
         self._bucket = TokenBucket(settings.rate_limit) if settings.rate_limit > 0 else None
         self._seed_prefix = b"" if settings.seed is None else f"{settings.seed}\x00".encode()
         self._executions = 0
+        self._calls = 0
 
     async def execute(self, payments: Sequence[RailPayment]) -> Sequence[RailResult]:
         if not payments:
@@ -130,6 +107,9 @@ class SimulatorRail(Rail):
             await self._bucket.acquire(len(payments))
         if self.settings.latency_ms > 0:
             await asyncio.sleep(self.settings.latency_ms / 1000)
+        self._calls += 1
+        if self._calls == self.settings.stall_after_executions:
+            await asyncio.sleep(self.settings.stall_s)  # fault injection: the rail hangs, then executes
         entries = [self._decide(p) for p in payments]
         # The chunk is committed in one transaction before returning: what we report executed is on disk.
         await self.ledger.record(entries)
@@ -189,15 +169,18 @@ __all__ = ["FAILURE_REASONS", "SimulatorRail", "SimulatorSettings", "TokenBucket
 
 
 def from_config(config: RailConfig) -> SimulatorRail:
-    """Options: ledger_path (required), latency_ms, failure_rate, seed, exit_after_executions (fault
-    injection for tests); rate_limit is the rail's own."""
+    """Options: ledger_path (required), latency_ms, failure_rate, seed, exit_after_executions,
+    stall_after_executions and stall_s (fault injection for tests). The rail's rate_limit is applied by
+    the runner, before each claim, not by the simulator (only SimulatorSettings.rate_limit, set directly,
+    models a rail that paces itself)."""
     return SimulatorRail(
         SimulatorSettings(
             ledger_path=str(config.option("ledger_path", "simulator-ledger.db")),
             latency_ms=float(config.option("latency_ms", 0)),
             failure_rate=float(config.option("failure_rate", 0.0)),
-            rate_limit=config.rate_limit,
             seed=config.option("seed"),
             exit_after_executions=int(config.option("exit_after_executions", 0)),
+            stall_after_executions=int(config.option("stall_after_executions", 0)),
+            stall_s=float(config.option("stall_s", 0.0)),
         )
     )

@@ -205,7 +205,8 @@ class Ledger:
         return await asyncio.to_thread(self.look_up_sync, idempotency_keys)
 
     def look_up_sync(self, idempotency_keys: Sequence[str]) -> dict[str, RailResult]:
-        """The stored (first) result of each key ever executed; unknown keys are absent."""
+        """The stored (first) result of each key ever executed, with how many times it was executed;
+        unknown keys are absent."""
         keys = list(dict.fromkeys(idempotency_keys))
         found: dict[str, RailResult] = {}
         with self._lock:
@@ -213,12 +214,14 @@ class Ledger:
                 batch = keys[start : start + _LOOKUP_BATCH]
                 marks = ",".join("?" * len(batch))
                 cursor = self._conn.execute(
-                    "SELECT idempotency_key, outcome, reason_code, reason_message, rail_reference"
+                    "SELECT idempotency_key, outcome, reason_code, reason_message, rail_reference, executions"
                     f" FROM payments WHERE idempotency_key IN ({marks})",
                     batch,
                 )
-                for key, outcome, code, message, reference in cursor:
-                    found[key] = RailResult(key, Outcome(outcome), code, message, reference)
+                for key, outcome, code, message, reference, executions in cursor:
+                    found[key] = RailResult(
+                        key, Outcome(outcome), code, message, reference, executions=executions
+                    )
         return found
 
     async def executions(self, idempotency_keys: Sequence[str]) -> dict[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sqlite3
 import subprocess
@@ -165,9 +166,34 @@ async def test_look_up_returns_executed_keys_only(rail: SimulatorRail) -> None:
     results = await rail.execute([payment("a"), payment("b", "bad")])
     found = await rail.look_up(["a", "b", "never"])
     assert set(found) == {"a", "b"}
-    assert found["a"] == next(r for r in results if r.idempotency_key == "a")
+    assert dataclasses.replace(found["a"], executions=0) == next(
+        r for r in results if r.idempotency_key == "a"
+    )
     assert found["b"].outcome is Outcome.FAILED
+    assert found["a"].executions == found["b"].executions == 1  # the ledger counts executions per key
     assert dict(await rail.look_up(["never"])) == {}
+
+
+async def test_look_up_tells_how_many_times_a_key_was_executed(rail: SimulatorRail) -> None:
+    await rail.execute([payment("a")])
+    await rail.execute([payment("a")])  # the simulator does not deduplicate: paid twice
+    assert (await rail.look_up(["a"]))["a"].executions == 2
+
+
+async def test_the_stall_setting_holds_the_nth_call_before_it_records(tmp_path: Path) -> None:
+    rail = SimulatorRail(
+        SimulatorSettings(ledger_path=str(tmp_path / "l.db"), stall_after_executions=2, stall_s=0.3)
+    )
+    try:
+        await rail.execute([payment("a")])
+        started = time.monotonic()
+        stalled = asyncio.create_task(rail.execute([payment("b")]))
+        await asyncio.sleep(0.1)
+        assert not stalled.done() and await rail.look_up(["b"]) == {}  # nothing recorded while it stalls
+        await stalled
+        assert time.monotonic() - started >= 0.3 and set(await rail.look_up(["b"])) == {"b"}
+    finally:
+        await rail.close()
 
 
 async def test_look_up_many_keys(rail: SimulatorRail) -> None:
@@ -187,7 +213,9 @@ async def test_executing_a_key_twice_counts_a_duplicate(rail: SimulatorRail) -> 
     assert totals.payments == 2  # keys, not executions
     assert totals.amount == "3.00"
     assert await rail.ledger.executions(["a", "b", "c"]) == {"a": 3, "b": 1}
-    assert await rail.look_up(["a"]) == first  # the first result stays
+    again = await rail.look_up(["a"])
+    assert dataclasses.replace(again["a"], executions=1) == first["a"]  # the first result stays
+    assert again["a"].executions == 3
 
 
 async def test_duplicate_key_inside_one_chunk(rail: SimulatorRail) -> None:
@@ -306,7 +334,9 @@ async def test_ledger_survives_reopening(tmp_path: Path) -> None:
     reopened = make_rail(tmp_path, failure_rate=0.5, seed=3)
     assert reopened.ledger.totals() == before
     found = await reopened.look_up([r.idempotency_key for r in results])
-    assert found == {r.idempotency_key: r for r in results}
+    assert {k: dataclasses.replace(r, executions=0) for k, r in found.items()} == {
+        r.idempotency_key: r for r in results
+    }
     assert before.payments + before.failed == 100
     assert before.amount == format_hundredths(125 * before.payments)
     with sqlite3.connect(path) as conn:

@@ -42,11 +42,11 @@ import httpx
 
 from gpo_server.domain.reasons import Reason
 from rail_sidecars.config import ConfigError, RailConfig
+from rail_sidecars.limits import TokenBucket
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, RetryableRailError
 from rail_sidecars.rails.gsma import transformers as t
 from rail_sidecars.rails.gsma.callbacks import CallbackListener, CallbackSlot
 from rail_sidecars.rails.gsma.store import BatchRecord, BatchState, BatchStore, NewBatch
-from rail_sidecars.rails.simulator import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ def correlation_id_for(keys: Sequence[str]) -> str:
 
 class GsmaRail(Rail):
     name = "gsma"
+    paces_itself = True  # its own TokenBucket paces each HTTP call
 
     def __init__(self, settings: GsmaSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.s = settings

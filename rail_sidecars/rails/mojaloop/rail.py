@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rail_sidecars.config import RailConfig
+from rail_sidecars.limits import TokenBucket
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, RetryableRailError
 from rail_sidecars.rails.mojaloop import jws
 from rail_sidecars.rails.mojaloop.callbacks import ANY_SOURCE, Callback, CallbackListener, Mailbox
@@ -58,9 +59,8 @@ from rail_sidecars.rails.mojaloop.transformers import (
     transaction_type,
     transfer_id_for,
 )
-from rail_sidecars.rails.simulator import TokenBucket
 
-log= logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 _PARTY_CACHE = 100_000
 
@@ -91,6 +91,7 @@ def _result(key: str, verdict: Verdict, reference: str = "") -> RailResult:
 
 
 class MojaloopRail(Rail):
+    paces_itself = True  # its own TokenBucket paces each HTTP call
 
     def __init__(self, settings: MojaloopSettings, *, client: FspiopClient | None = None) -> None:
         self.name = settings.rail
