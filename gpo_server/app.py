@@ -14,6 +14,7 @@ from gpo.v1 import disbursement_service_pb2, disbursement_service_pb2_grpc, rail
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from gpo_server import tls
 from gpo_server.api.auth import SIDECAR_ROLE, Authenticator, local_secret, mint_token
 from gpo_server.api.disbursement import DisbursementService
 from gpo_server.api.rail_service import RailService
@@ -108,7 +109,11 @@ class Orchestrator:
             G2pConnect.service_name(),
         ]
         reflection.enable_server_reflection(names, self.server)
-        self.port = self.server.add_insecure_port(self.settings.listen)
+        server_tls = self.settings.server_tls()
+        if server_tls is None:
+            self.port = self.server.add_insecure_port(self.settings.listen)
+        else:
+            self.port = self.server.add_secure_port(self.settings.listen, server_tls.credentials())
         await self.server.start()
         if self.settings.embedded:
             # The in-process queue forgot everything when the last process ended: send unfinished work again.
@@ -147,6 +152,21 @@ class Orchestrator:
             "embedded" if self.settings.embedded else "PostgreSQL/RabbitMQ mode",
         )
 
+    def _embedded_client_tls(self) -> tls.ClientTls | None:
+        """In-process sidecars reach the TLS port as any client would: trusting GPO_TLS_CA_FILE (or the
+        server's own certificate when it is self-signed) and, where client certificates are required,
+        presenting GPO_TLS_CLIENT_CERT_FILE (or the server's own certificate)."""
+        server = self.settings.server_tls()
+        if server is None:
+            return None
+        configured = self.settings.client_tls()
+        if configured is not None and (configured.cert_file or server.client_ca_file is None):
+            return configured
+        trust = configured.ca_file if configured is not None else server.cert_file
+        if server.client_ca_file is None:
+            return tls.ClientTls(trust)
+        return tls.ClientTls(trust, server.cert_file, server.key_file)
+
     async def _start_embedded_sidecars(self) -> list[asyncio.Task[None]]:
         from rail_sidecars.config import load_rails_config
         from rail_sidecars.rails.registry import make_rail
@@ -156,7 +176,7 @@ class Orchestrator:
         assert self.local_secret is not None or self.settings.auth_hs256_secrets
         secret = self.local_secret or self.settings.auth_hs256_secrets[0]
         token = mint_token(secret, "embedded-sidecar", [], [SIDECAR_ROLE], ttl_s=10 * 365 * 86400)
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.port}")
+        channel = tls.channel(f"127.0.0.1:{self.port}", self._embedded_client_tls())
         sim = SimulatorSettings.parse(
             self.settings.simulator, ledger_path=str(self.settings.data_dir / "simulator-ledger.db")
         )

@@ -8,6 +8,12 @@ late, answer twice, give an interim status first, hold its answers, refuse uploa
 transfer later (camt.054 credit with return information, or a pain.002 rejection after the acceptance).
 
 It is written from the standard, not from the sidecar's code: it shares nothing with rail_sidecars.
+
+Conformance: every pain.001 it takes is checked against the pain.001.001.09 XSD, and every pain.002 and
+camt.054 it writes against the pain.002.001.11 and camt.054.001.08 XSDs beside it (`report_violations`);
+names and remittance texts must be in the SWIFT/EPC Latin character set (`charset_violations`), as banks
+enforce. It honours BtchBookg: a block asking for batch booking is booked as one camt.054 entry (Btch,
+no transaction details). It can answer ACSP (settlement in process) where others answer ACSC.
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ from typing import Any
 import asyncssh
 from lxml import etree
 
+from tests.peers.conformance import counted
+
 PAIN001 = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"
-PAIN002 = "urn:iso:std:iso:20022:tech:xsd:pain.002.001.10"
+PAIN002 = "urn:iso:std:iso:20022:tech:xsd:pain.002.001.11"
 CAMT054 = "urn:iso:std:iso:20022:tech:xsd:camt.054.001.08"
 _N = {"p": PAIN001}
 
@@ -45,6 +53,8 @@ class Instruction:
     creditor_name: str
     creditor_account: str  # the IBAN or the other identifier
     creditor_agent: str
+    remittance: str = ""
+    batch_booking: bool = False  # its block's BtchBookg
 
 
 @dataclass
@@ -70,6 +80,9 @@ class Behaviour:
     debit_notifications: bool = True  # a camt.054 with a booked debit per paid transfer
     hold: bool = False  # take files, execute them, but answer only after release()
     refuse_uploads: int = 0  # SFTP: refuse this many uploads (permission denied) before accepting
+    success_status: str = (
+        "ACSC"  # what a paid transfer is reported as: ACSC, or ACSP for banks that stop there
+    )
 
 
 @dataclass
@@ -90,6 +103,12 @@ class Bank:
         for d in (self.inbound, self.outbound, self.archive):
             d.mkdir(parents=True, exist_ok=True)
         self.schema = etree.XMLSchema(etree.parse(str(xsd_path)))
+        self.report_schemas = {
+            PAIN002: etree.XMLSchema(etree.parse(str(xsd_path.parent / "pain.002.001.11.xsd"))),
+            CAMT054: etree.XMLSchema(etree.parse(str(xsd_path.parent / "camt.054.001.08.xsd"))),
+        }
+        self.report_violations: list[str] = []  # reports it wrote that fail their XSD (must stay empty)
+        self.charset_violations: list[str] = []  # names or texts received outside the SWIFT Latin set
         self.behaviour = behaviour or Behaviour()
         self.poll_s = poll_s
         self.ledger: dict[str, LedgerEntry] = {}
@@ -103,6 +122,7 @@ class Bank:
         self._sequence = itertools.count(1)
         self._reference = itertools.count(1)
         self._server: asyncssh.SSHAcceptor | None = None
+        self.batch_entries = 0  # camt.054 entries booked for a whole block
 
     # Running.
 
@@ -180,7 +200,9 @@ class Bank:
             self.invalid.append((name, f"not XML: {exc}"))
             return
         msg_id = document.findtext("p:CstmrCdtTrfInitn/p:GrpHdr/p:MsgId", namespaces=_N) or ""
-        if not self.schema.validate(document):
+        valid = self.schema.validate(document)
+        counted("iso20022 (XSD)", "pain.001.001.09", [] if valid else [str(self.schema.error_log.last_error)])
+        if not valid:
             self.invalid.append((name, str(self.schema.error_log.last_error)))
             self._answer(lambda: self._write_group_rejection(msg_id, "FF01", "invalid against the XSD"))
             return
@@ -189,6 +211,9 @@ class Bank:
             self._answer(lambda: self._write_group_rejection(msg_id, "DU01", "duplicate message id"))
             return
         instructions = self._instructions(document, msg_id)
+        for text in [n for i in instructions for n in (i.creditor_name, i.remittance)]:
+            if any(c not in SWIFT_LATIN for c in text):
+                self.charset_violations.append(f"{msg_id}: {text!r}")
         totals_ok, why = self._check_totals(document, instructions)
         if not totals_ok:
             self.invalid.append((name, why))
@@ -205,7 +230,7 @@ class Bank:
             rejection = self.behaviour.reject(instruction)
             entry = LedgerEntry(
                 instruction,
-                "RJCT" if rejection else "ACSC",
+                "RJCT" if rejection else "ACSC",  # the ledger's word for paid; reported as success_status
                 rejection[0] if rejection else "",
                 f"BNK{next(self._reference):012d}",
             )
@@ -217,6 +242,7 @@ class Bank:
         found = []
         for block in document.iterfind("p:CstmrCdtTrfInitn/p:PmtInf", namespaces=_N):
             block_id = block.findtext("p:PmtInfId", namespaces=_N)
+            batch_booking = (block.findtext("p:BtchBookg", namespaces=_N) or "").strip() in ("true", "1")
             for tx in block.iterfind("p:CdtTrfTxInf", namespaces=_N):
                 amount = tx.find("p:Amt/p:InstdAmt", namespaces=_N)
                 account = tx.findtext("p:CdtrAcct/p:Id/p:IBAN", namespaces=_N) or tx.findtext(
@@ -235,6 +261,8 @@ class Bank:
                         creditor_name=tx.findtext("p:Cdtr/p:Nm", namespaces=_N) or "",
                         creditor_account=account or "",
                         creditor_agent=agent or "",
+                        remittance=tx.findtext("p:RmtInf/p:Ustrd", namespaces=_N) or "",
+                        batch_booking=batch_booking,
                     )
                 )
         return found
@@ -274,12 +302,21 @@ class Bank:
 
     def _write_outcomes(self, msg_id: str, count: int, entries: list[LedgerEntry]) -> None:
         rejected = [e for e in entries if e.status == "RJCT"]
-        group = "RJCT" if len(rejected) == len(entries) else "PART" if rejected else "ACSC"
+        paid_status = self.behaviour.success_status
+        group = "RJCT" if len(rejected) == len(entries) else "PART" if rejected else paid_status
         listed = entries if self.behaviour.list_accepted else rejected
         self._write_report(msg_id, group, None, listed)
         paid = [e for e in entries if e.status == "ACSC"]
         if paid and self.behaviour.debit_notifications:
-            self._write_notification([(e, False) for e in paid])
+            single = [e for e in paid if not e.instruction.batch_booking]
+            if single:
+                self._write_notification([(e, False) for e in single])
+            blocks: dict[str, list[LedgerEntry]] = {}
+            for e in paid:
+                if e.instruction.batch_booking:
+                    blocks.setdefault(e.instruction.payment_information_id, []).append(e)
+            for block in blocks.values():
+                self._write_batch_notification(block)
 
     def _write_interim(self, msg_id: str) -> None:
         self._write_report(msg_id, "ACTC", None, [])
@@ -322,7 +359,7 @@ class Bank:
             for e in listed:
                 tx = _sub(block, "TxInfAndSts")
                 _sub(tx, "OrgnlEndToEndId", e.instruction.end_to_end_id)
-                _sub(tx, "TxSts", e.status)
+                _sub(tx, "TxSts", self.behaviour.success_status if e.status == "ACSC" else e.status)
                 if e.reason:
                     _reason(tx, e.reason, "refused by the bank")
                 if e.reference:
@@ -368,8 +405,47 @@ class Bank:
                 _sub(info, "AddtlInf", "returned by the creditor's bank")
         self._publish(f"camt054_{number:08d}.xml", root)
 
+    def _write_batch_notification(self, entries: list[LedgerEntry]) -> None:
+        """One booked debit for a whole block that asked for batch booking: NtryDtls/Btch, no TxDtls."""
+        number = next(self._sequence)
+        first = entries[0].instruction
+        total = sum((e.instruction.amount for e in entries), Decimal(0))
+        root = ET.Element("Document", {"xmlns": CAMT054})
+        message = _sub(root, "BkToCstmrDbtCdtNtfctn")
+        header = _sub(message, "GrpHdr")
+        _sub(header, "MsgId", f"BNKNTF{number:08d}")
+        _sub(header, "CreDtTm", _now())
+        notification = _sub(message, "Ntfctn")
+        _sub(notification, "Id", f"NTF{number:08d}")
+        _sub(notification, "CreDtTm", _now())
+        _sub(_sub(_sub(notification, "Acct"), "Id"), "IBAN", "DE89370400440532013000")
+        ntry = _sub(notification, "Ntry")
+        _sub(ntry, "Amt", str(total)).set("Ccy", first.currency)
+        _sub(ntry, "CdtDbtInd", "DBIT")
+        _sub(_sub(ntry, "Sts"), "Cd", "BOOK")
+        _sub(_sub(ntry, "BookgDt"), "Dt", datetime.now(UTC).date().isoformat())
+        _sub(ntry, "AcctSvcrRef", f"BNKB{next(self._reference):011d}")
+        domain = _sub(_sub(ntry, "BkTxCd"), "Domn")
+        _sub(domain, "Cd", "PMNT")
+        family = _sub(domain, "Fmly")
+        _sub(family, "Cd", "ICDT")
+        _sub(family, "SubFmlyCd", "ESCT")
+        batch = _sub(_sub(ntry, "NtryDtls"), "Btch")
+        _sub(batch, "MsgId", first.msg_id)
+        _sub(batch, "PmtInfId", first.payment_information_id)
+        _sub(batch, "NbOfTxs", str(len(entries)))
+        _sub(batch, "TtlAmt", str(total)).set("Ccy", first.currency)
+        _sub(batch, "CdtDbtInd", "DBIT")
+        self.batch_entries += 1
+        self._publish(f"camt054_{number:08d}.xml", root)
+
     def _publish(self, name: str, root: ET.Element) -> None:
         data = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+        namespace = root.get("xmlns", "")
+        schema = self.report_schemas[namespace]
+        valid = schema.validate(etree.fromstring(data))
+        problem = [] if valid else [f"{name}: {schema.error_log.last_error}"]
+        self.report_violations += counted("iso20022 (XSD)", namespace.rsplit(":", 1)[-1], problem)
         copies = [name, name.replace(".xml", "_copy.xml")] if self.behaviour.duplicate_reports else [name]
         for copy in copies:
             temporary = self.outbound / f".{copy}.tmp"
@@ -384,6 +460,10 @@ class Bank:
 
     def rejected(self) -> dict[str, LedgerEntry]:
         return {k: e for k, e in self.ledger.items() if e.status == "RJCT"}
+
+
+# The SWIFT "x" character set (also the EPC's SEPA basic Latin set), which banks enforce.
+SWIFT_LATIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/-?:().,'+ ")
 
 
 def _sub(parent: ET.Element, name: str, text: str | None = None) -> ET.Element:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
+import re
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +36,7 @@ from rail_sidecars.rails.iso20022.rail import Iso20022Rail, from_config
 from rail_sidecars.rails.iso20022.settings import Iso20022Settings
 from rail_sidecars.rails.registry import make_rail
 from tests.peers.bank import Bank, Behaviour, Instruction
+from tests.peers.conformance import counted
 from tests.support.processes import Cluster, service_urls, spec_path
 
 XSD = "iso20022/pain.001.001.09.xsd"
@@ -209,15 +213,38 @@ _PAIN002 = """<?xml version="1.0"?>
    <TxInfAndSts><OrgnlEndToEndId>E1</OrgnlEndToEndId><TxSts>RJCT</TxSts>
     <StsRsnInf><Rsn><Cd>AC04</Cd></Rsn><AddtlInf>account closed</AddtlInf><AddtlInf>in 2023</AddtlInf></StsRsnInf>
     <AcctSvcrRef>REF1</AcctSvcrRef></TxInfAndSts>
-   <TxInfAndSts><OrgnlEndToEndId>E2</OrgnlEndToEndId><TxSts>ACSC</TxSts><StsId>S2</StsId></TxInfAndSts>
+   <TxInfAndSts><StsId>S2</StsId><OrgnlEndToEndId>E2</OrgnlEndToEndId><TxSts>ACSC</TxSts></TxInfAndSts>
   </OrgnlPmtInfAndSts>
  </CstmrPmtStsRpt>
 </Document>"""
 
 
-@pytest.mark.parametrize("version", ["03", "10", "12"])
+def fed(kind: str, text: str) -> bytes:
+    """A report a test feeds the parser, first checked under the XSD of the shared specifications
+    (pain.002.001.11, camt.054.001.08); other versions of the same content are checked with their
+    namespace set to those versions (the elements these tests use are the same in each)."""
+    from lxml import etree
+
+    target = {"pain.002": "pain.002.001.11", "camt.054": "camt.054.001.08"}[kind]
+    schema = _report_schema(target)
+    data = text.encode()
+    checked = re.sub(rb"xsd:" + kind.encode() + rb"\.001\.\d\d", b"xsd:" + target.encode(), data)
+    valid = schema.validate(etree.fromstring(checked))
+    counted("iso20022 (XSD)", f"{target} fed by a test", [] if valid else ["invalid"])
+    assert valid, schema.error_log.last_error
+    return data
+
+
+@functools.cache
+def _report_schema(name: str) -> Any:
+    from lxml import etree
+
+    return etree.XMLSchema(etree.parse(str(spec_path(f"iso20022/{name}.xsd"))))
+
+
+@pytest.mark.parametrize("version", ["03", "10", "11", "12"])
 def test_parse_pain002_any_version(version: str) -> None:
-    report = reports.parse(_PAIN002.format(version=version, group="PART", group_reason="").encode())
+    report = reports.parse(fed("pain.002", _PAIN002.format(version=version, group="PART", group_reason="")))
     assert isinstance(report, reports.StatusReport)
     assert (report.msg_id, report.original_msg_id, report.group_status) == ("RPT-1", "GPO123", "PART")
     (block,) = report.payment_information
@@ -232,7 +259,7 @@ def test_parse_pain002_group_rejection() -> None:
     text = _PAIN002.format(
         version="10", group="RJCT", group_reason="<StsRsnInf><Rsn><Cd>DU01</Cd></Rsn></StsRsnInf>"
     )
-    report = reports.parse(text.encode())
+    report = reports.parse(fed("pain.002", text))
     assert isinstance(report, reports.StatusReport)
     assert report.group_reasons == (reports.StatusReason("DU01", ""),)
 
@@ -241,12 +268,13 @@ _CAMT054 = """<?xml version="1.0"?>
 <Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.054.001.{version}">
  <BkToCstmrDbtCdtNtfctn>
   <GrpHdr><MsgId>NTF-1</MsgId><CreDtTm>2024-01-01T10:00:00</CreDtTm></GrpHdr>
-  <Ntfctn><Id>N1</Id>
+  <Ntfctn><Id>N1</Id><Acct><Id><IBAN>DE89370400440532013000</IBAN></Id></Acct>
    <Ntry><Amt Ccy="EUR">10.50</Amt><CdtDbtInd>CRDT</CdtDbtInd>{status}<AcctSvcrRef>RET-9</AcctSvcrRef>
     <BkTxCd><Domn><Cd>PMNT</Cd><Fmly><Cd>ICDT</Cd><SubFmlyCd>RRTN</SubFmlyCd></Fmly></Domn></BkTxCd>
     <NtryDtls><TxDtls><Refs><EndToEndId>E1</EndToEndId></Refs>
      <RtrInf><Rsn><Cd>MD07</Cd></Rsn><AddtlInf>deceased</AddtlInf></RtrInf></TxDtls></NtryDtls></Ntry>
    <Ntry><Amt Ccy="EUR">3.00</Amt><CdtDbtInd>DBIT</CdtDbtInd>{status}
+    <BkTxCd><Domn><Cd>PMNT</Cd><Fmly><Cd>ICDT</Cd><SubFmlyCd>ESCT</SubFmlyCd></Fmly></Domn></BkTxCd>
     <NtryDtls><TxDtls><Refs><EndToEndId>E2</EndToEndId></Refs><Amt Ccy="EUR">1.00</Amt></TxDtls>
      <TxDtls><Refs><EndToEndId>E3</EndToEndId></Refs><Amt Ccy="EUR">2.00</Amt></TxDtls>
      <TxDtls><Refs><EndToEndId>NOTPROVIDED</EndToEndId></Refs></TxDtls></NtryDtls></Ntry>
@@ -259,7 +287,10 @@ _CAMT054 = """<?xml version="1.0"?>
     ("version", "status"), [("02", "<Sts>BOOK</Sts>"), ("08", "<Sts><Cd>BOOK</Cd></Sts>")]
 )
 def test_parse_camt054_returns_and_debits(version: str, status: str) -> None:
-    notification = reports.parse(_CAMT054.format(version=version, status=status).encode())
+    text = _CAMT054.format(version=version, status=status)
+    if version == "08":  # the 02 form (plain <Sts>) is not camt.054.001.08: parsed, not validated
+        fed("camt.054", text)
+    notification = reports.parse(text.encode())
     assert isinstance(notification, reports.Notification)
     returned, debit2, debit3 = notification.transactions
     assert returned.returned and returned.credit and returned.booked
@@ -345,6 +376,9 @@ async def setup(tmp_path: Path, xsd_path: Path, schema: xmlschema.XMLSchema) -> 
         assert not bank.invalid
         for path in bank.archive.iterdir():
             schema.validate(str(path))
+        # Every pain.002 and camt.054 it wrote is valid under its XSD; every text was in the Latin set.
+        assert bank.report_violations == []
+        assert bank.charset_violations == []
 
 
 async def test_execute_reports_the_banks_outcomes(setup: Setup) -> None:
@@ -389,6 +423,86 @@ async def test_group_acceptance_without_transaction_detail(setup: Setup) -> None
     _, rail = await setup(Behaviour(list_accepted=False, debit_notifications=False))
     results = await rail.execute([payment(i) for i in range(1, 11)])
     assert [r.outcome for r in results] == [Outcome.SUCCEEDED] * 10  # group ACSC covers every transfer
+
+
+def _booking_flags(bank: Bank) -> set[str]:
+    flags = set()
+    for path in bank.archive.iterdir():
+        root = ET.parse(path).getroot()
+        flags |= {e.text or "" for e in root.iter(f"{{{pain001.NAMESPACE}}}BtchBookg")}
+    return flags
+
+
+async def test_batch_booking_is_set_from_configuration_and_a_batch_entry_settles_its_block(
+    setup: Setup,
+) -> None:
+    """Issue 14.4: BtchBookg in every file from configuration, and a camt.054 entry booked for a whole
+    PmtInfId (NtryDtls/Btch, no transaction details) settles its payments (0 of 20 were decided)."""
+    bank, rail = await setup(Behaviour(reject=rule, list_accepted=False), batch_booking=True)
+    payments = [payment(i) for i in range(1, 21)] + [payment(13, payee_fa="account:1000013@bank-a")]
+    results = {r.idempotency_key: r for r in await rail.execute(payments)}
+    assert len(results) == 21 and bank.batch_entries == 1
+    assert _booking_flags(bank) == {"true"}
+    for p in payments:
+        entry = bank.ledger[e2e(p)]
+        expected = Outcome.SUCCEEDED if entry.status == "ACSC" else Outcome.FAILED
+        assert results[p.idempotency_key].outcome is expected
+    assert sum(r.outcome is Outcome.SUCCEEDED for r in results.values()) == len(bank.paid()) == 19
+
+
+async def test_without_batch_booking_every_file_says_false(setup: Setup) -> None:
+    bank, rail = await setup()
+    await rail.execute([payment(i) for i in range(1, 4)])
+    assert _booking_flags(bank) == {"false"}
+
+
+async def test_a_bank_that_answers_only_acsp(setup: Setup, xsd_path: Path, tmp_path: Path) -> None:
+    """Issue 14.4: ACSP (settlement in process) is final only when configured (acsp_final)."""
+    _, rail = await setup(Behaviour(success_status="ACSP", debit_notifications=False), report_timeout_s=0.5)
+    payments = [payment(i) for i in range(1, 6)]
+    assert await rail.execute(payments) == []  # not final by default: undecided, looked up later
+    _, final = await setup(
+        success_statuses=frozenset({"ACSC", "ACCC", "ACSP"}), state_dir=tmp_path / "state-acsp"
+    )
+    results = await final.execute([payment(i) for i in range(6, 11)])
+    assert [r.outcome for r in results] == [Outcome.SUCCEEDED] * 5
+    options = {
+        "state_dir": str(tmp_path / "s"),
+        "pain001_dir": "in",
+        "reports_dir": "out",
+        "debtor_name": "Ministry",
+        "debtor_iban": DEBTOR.iban,
+        "debtor_bic": DEBTOR.bic,
+        "xsd_path": str(xsd_path),
+    }
+    from rail_sidecars.rails.iso20022.settings import settings_from_config as iso_settings
+
+    assert "ACSP" not in iso_settings(RailConfig("b", "iso20022", options=options)).success_statuses
+    with_acsp = iso_settings(RailConfig("b", "iso20022", options={**options, "acsp_final": True}))
+    assert "ACSP" in with_acsp.success_statuses and "ACSC" in with_acsp.success_statuses
+
+
+async def test_names_and_texts_go_out_in_the_latin_character_set(setup: Setup) -> None:
+    """Issue 14.4: names and remittance texts beyond the SWIFT/EPC Latin set went out (426 names, 586
+    texts); they are transliterated in the file, and the bank (which checks) finds none outside it."""
+    bank, rail = await setup()
+    named = [
+        dataclasses.replace(payment(1), payee_name="Zoë Ørsted & Søn", note="Miete Straße 5 \u2013 März; #3"),
+        dataclasses.replace(payment(2), payee_name="Иван Петров", note="пенсия"),
+        dataclasses.replace(payment(3), payee_name="Łucja Żółć", note="zasiłek"),
+    ]
+    results = await rail.execute(named)
+    assert [r.outcome for r in results] == [Outcome.SUCCEEDED] * 3
+    names = {e.instruction.creditor_name for e in bank.ledger.values()}
+    assert names == {"Zoe Orsted + Son", "Ivan Petrov", "Lucja Zolc"}
+    texts = {e.instruction.remittance for e in bank.ledger.values()}
+    assert "Miete Strasse 5 - Marz, 3" in texts and "pensiya" in texts
+    assert bank.charset_violations == []
+    # The original stays with GPO (the payment itself is not changed), and "unicode" sends it as it is.
+    assert named[0].payee_name == "Zoë Ørsted & Søn"
+    transfer = pain001.Transfer("E1", 100, "EUR", "Zoë", pain001.CreditorAccount(other="1"), "Straße")
+    raw = pain001.build("M1", datetime.now(UTC), date.today(), DEBTOR, [transfer], charset="unicode")
+    assert "Zoë".encode() in raw and "Straße".encode() in raw
 
 
 async def test_concurrent_deliveries_of_one_chunk_send_one_file(setup: Setup) -> None:

@@ -2,12 +2,21 @@
 (a chunk normally has one), one credit transfer per payment.
 
 Amounts are integer hundredths end to end; the control sums are integer sums, formatted once.
+
+Names and remittance texts go out in the character set banks enforce (`charset = "latin"`, the default):
+the SWIFT/EPC Latin set `a-z A-Z 0-9 / - ? : ( ) . , ' +` and space. Letters with diacritics lose them
+(é -> e), ligatures and special letters are spelled out (ß -> ss, Æ -> AE, Ø -> O), Cyrillic and Greek
+are transliterated, any other character becomes "?" (and "&" becomes "+"). GPO keeps the originals; only
+the file carries the transliteration. `charset = "unicode"` sends the text as it is (for banks that take
+UTF-8).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
+import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -139,9 +148,114 @@ def format_amount(hundredths: int, currency: str) -> str:
     return f"{whole}.{cents:02d}"
 
 
+def payment_information_id(msg_id: str, currency: str) -> str:
+    """MsgId is 35 characters: the block id keeps 31 of them and appends the currency."""
+    return f"{msg_id[:31]}{currency}"
+
+
 def format_total(hundredths: int) -> str:
     whole, cents = divmod(hundredths, 100)
     return f"{whole}.{cents:02d}"
+
+
+# The SWIFT "x" character set, which the EPC SEPA rulebooks also prescribe (Latin basic set).
+LATIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/-?:().,'+ ")
+_SPELLED = {
+    "ß": "ss",
+    "ẞ": "SS",
+    "Æ": "AE",
+    "æ": "ae",
+    "Œ": "OE",
+    "œ": "oe",
+    "Ø": "O",
+    "ø": "o",
+    "Þ": "TH",
+    "þ": "th",
+    "Ð": "D",
+    "ð": "d",
+    "Đ": "D",
+    "đ": "d",
+    "Ł": "L",
+    "ł": "l",
+    "Ħ": "H",
+    "ħ": "h",
+    "\u0131": "i",
+    "Ŋ": "N",
+    "ŋ": "n",
+    "ĸ": "k",
+    "&": "+",
+    "_": "-",
+    ";": ",",
+    '"': "'",
+    "`": "'",
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201c": "'",
+    "\u201d": "'",
+    "\u2013": "-",
+    "\u2014": "-",
+    "!": ".",
+    "[": "(",
+    "]": ")",
+    "{": "(",
+    "}": ")",
+    "<": "(",
+    ">": ")",
+    "*": ".",
+    "#": " ",
+    "%": " ",
+    "=": "-",
+    "@": "(at)",
+    "\\": "/",
+    "|": "/",
+    "~": "-",
+    "^": " ",
+    "$": " ",
+    "€": "EUR",
+    "£": "GBP",
+}
+_CYRILLIC = dict(
+    zip(
+        "абвгдеёжзийклмнопрстуфхцчшщъыьэюяєіїґў",
+        "a b v g d e e zh z i y k l m n o p r s t u f kh ts ch sh shch - y - e yu ya ye i yi g u".split(),
+        strict=True,
+    )
+)
+_GREEK = dict(
+    zip(
+        "αβγδεζηθικλμνξοπρσςτυφχψωάέήίόύώϊϋΐΰ",
+        "a v g d e z i th i k l m n x o p r s s t y f ch ps o a e i i o y o i y i y".split(),
+        strict=True,
+    )
+)
+
+
+def latin(text: str) -> str:
+    """The text in the SWIFT/EPC Latin character set (see the module's doc)."""
+    out: list[str] = []
+    for char in text:
+        if char in LATIN:
+            out.append(char)
+            continue
+        if char in _SPELLED:
+            out.append(_SPELLED[char])
+            continue
+        lower = char.lower()
+        spelled = _CYRILLIC.get(lower, "").replace("-", "") or _GREEK.get(lower, "")
+        if spelled:
+            out.append(spelled.capitalize() if char != lower else spelled)
+            continue
+        if char.isspace():
+            out.append(" ")
+            continue
+        base = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
+        if base and all(c in LATIN for c in base):
+            out.append(base)
+        elif char in "\u044a\u044c\u042a\u042c":  # hard and soft signs: dropped
+            continue
+        else:
+            out.append("?")
+    return re.sub(" {2,}", " ", "".join(out))
 
 
 def build(
@@ -151,10 +265,25 @@ def build(
     debtor: Debtor,
     transfers: Sequence[Transfer],
     payment_type: PaymentType | None = None,
+    *,
+    batch_booking: bool = False,
+    charset: str = "latin",
 ) -> bytes:
-    """The pain.001.001.09 document, UTF-8 with an XML declaration."""
+    """The pain.001.001.09 document, UTF-8 with an XML declaration. `batch_booking` is written in every
+    payment information block (BtchBookg): true asks the bank for one booking per block, false for one
+    per transfer; `charset` is "latin" (transliterated, see above) or "unicode"."""
     if not transfers:
         raise ValueError("a pain.001 needs at least one transfer")
+    if charset not in ("latin", "unicode"):
+        raise ValueError(f"charset must be latin or unicode, not {charset!r}")
+    if charset == "latin":
+        transfers = [
+            dataclasses.replace(t, creditor_name=latin(t.creditor_name), remittance=latin(t.remittance))
+            for t in transfers
+        ]
+        debtor = dataclasses.replace(
+            debtor, name=latin(debtor.name), initiating_party=latin(debtor.initiating_party)
+        )
     payment_type = payment_type or PaymentType()
     total = sum(t.hundredths for t in transfers)
     # Unprefixed names under a default namespace declared by hand: ElementTree's default_namespace
@@ -176,7 +305,14 @@ def build(
         by_currency.setdefault(t.currency, []).append(t)
     for currency in sorted(by_currency):
         _payment_information(
-            initiation, msg_id, currency, by_currency[currency], execution_date, debtor, payment_type
+            initiation,
+            msg_id,
+            currency,
+            by_currency[currency],
+            execution_date,
+            debtor,
+            payment_type,
+            batch_booking,
         )
     body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return body
@@ -190,11 +326,12 @@ def _payment_information(
     execution_date: date,
     debtor: Debtor,
     payment_type: PaymentType,
+    batch_booking: bool,
 ) -> None:
     info = _sub(parent, "PmtInf")
-    # MsgId is 35 characters: the block id keeps 31 of them and appends the currency.
-    _sub(info, "PmtInfId", f"{msg_id[:31]}{currency}")
+    _sub(info, "PmtInfId", payment_information_id(msg_id, currency))
     _sub(info, "PmtMtd", "TRF")
+    _sub(info, "BtchBookg", "true" if batch_booking else "false")
     _sub(info, "NbOfTxs", str(len(transfers)))
     _sub(info, "CtrlSum", format_total(sum(t.hundredths for t in transfers)))
     if payment_type.service_level or payment_type.category_purpose:

@@ -38,6 +38,9 @@ from rail_sidecars.rails.iso20022.store import FAILED, SUCCEEDED, Decision, KeyS
 log = logging.getLogger(__name__)
 
 _UNREADABLE_AFTER = 5  # failed reads of one report before it is set aside as unreadable
+# Rounds a camt.054 whose batch booking does not add up yet is read again (waiting for the pain.002 that
+# refuses the rest of its block) before what it says is applied without that entry.
+_BATCH_WAIT_ROUNDS = 300
 
 
 class Pain001Invalid(Exception):
@@ -68,6 +71,7 @@ class Iso20022Rail(Rail):
         self._round = asyncio.Event()  # set after every reading of the reports folder
         self._ingested: set[str] = set()
         self._read_failures: dict[str, int] = {}
+        self._batch_waits: dict[str, int] = {}
 
     # Lifecycle.
 
@@ -221,7 +225,14 @@ class Iso20022Rail(Rail):
                 created = datetime.now(UTC)
                 execution = date.fromordinal(created.date().toordinal() + self.settings.execution_days_ahead)
                 body = pain001.build(
-                    msg_id, created, execution, self.settings.debtor, transfers, self.settings.payment_type
+                    msg_id,
+                    created,
+                    execution,
+                    self.settings.debtor,
+                    transfers,
+                    self.settings.payment_type,
+                    batch_booking=self.settings.batch_booking,
+                    charset=self.settings.charset,
                 )
                 if self._schema is not None:
                     errors = await asyncio.to_thread(_schema_errors, self._schema, body)
@@ -348,7 +359,15 @@ class Iso20022Rail(Rail):
                 decisions, group = await self._status_decisions(report)
                 changed = await store.apply(name, "pain.002", decisions, group)
             else:
-                changed = await store.apply(name, "camt.054", _notification_decisions(report), None)
+                batch_decisions, waiting = await self._batch_decisions(report)
+                rounds = self._batch_waits[name] = self._batch_waits.get(name, 0) + 1
+                if waiting and rounds < _BATCH_WAIT_ROUNDS:
+                    # A block's booking does not add up yet: its rejections may still be on their way
+                    # (a pain.002 read later). Read the file again next round; nothing is applied now.
+                    continue
+                self._batch_waits.pop(name, None)
+                decisions = _notification_decisions(report) + batch_decisions
+                changed = await store.apply(name, "camt.054", decisions, None)
             self._ingested.add(name)
             self._read_failures.pop(name, None)
             log.info("report %s read: %d transfers changed", name, changed)
@@ -397,6 +416,63 @@ class Iso20022Rail(Rail):
         group = (report.original_msg_id, report.group_status) if report.group_status else None
         return [d for d in decisions.values() if d is not None], group
 
+    async def _batch_decisions(self, notification: reports.Notification) -> tuple[list[Decision], bool]:
+        """A booked debit for a whole payment information block (batch booking) settles the block's
+        transfers that the bank did not refuse, when its amount (and count, if given) is exactly theirs;
+        anything else about the block is logged and decides nothing. True beside the decisions when a
+        block's booking is less than its undecided transfers: refusals may be yet to come."""
+        store = await self._keys()
+        decisions: list[Decision] = []
+        waiting = False
+        for batch in notification.batches:
+            if batch.credit or not batch.booked or batch.reversal:
+                log.info(
+                    "camt.054 %s: batch entry for %s is no booked debit",
+                    notification.msg_id,
+                    batch.payment_information_id,
+                )
+                continue
+            block, currency = batch.payment_information_id[:-3], batch.payment_information_id[-3:]
+            if batch.msg_id:
+                candidates = [batch.msg_id] if batch.msg_id.startswith(block) else []
+            else:
+                candidates = await store.msg_ids_starting(block)
+            if len(candidates) != 1:
+                log.warning(
+                    "camt.054 %s: batch entry for %s matches %d files of this rail",
+                    notification.msg_id,
+                    batch.payment_information_id,
+                    len(candidates),
+                )
+                continue
+            ours = await store.end_to_end_ids_of(candidates[0])
+            rows = [r for r in (await store.rows_by_end_to_end(ours)).values() if r.currency == currency]
+            settled = [r for r in rows if r.outcome != FAILED]
+            total = sum(r.hundredths for r in settled)
+            try:
+                amount = _hundredths(batch.amount)
+            except ValueError:
+                amount = -1
+            if not settled or amount != total or (batch.transactions not in (None, len(settled))):
+                if 0 <= amount < total and any(r.outcome is None for r in settled):
+                    waiting = True
+                    continue
+                log.warning(
+                    "camt.054 %s: batch entry for %s books %s %s for %s transfers; the block's unrefused"
+                    " transfers are %d for %s: not settled from it",
+                    notification.msg_id,
+                    batch.payment_information_id,
+                    batch.amount,
+                    batch.currency,
+                    batch.transactions,
+                    len(settled),
+                    pain001.format_total(total),
+                )
+                continue
+            reference = batch.reference or batch.payment_information_id
+            decisions += [Decision(r.end_to_end_id, SUCCEEDED, rail_reference=reference) for r in settled]
+        return decisions, waiting
+
     def _decision(
         self, e2e: str, status: str, reasons: Sequence[reports.StatusReason], reference: str
     ) -> Decision | None:
@@ -430,6 +506,14 @@ def _notification_decisions(notification: reports.Notification) -> list[Decision
                 Decision(tx.end_to_end_id, SUCCEEDED, rail_reference=tx.reference or tx.end_to_end_id)
             )
     return decisions
+
+
+def _hundredths(amount: str) -> int:
+    """ "123.45" -> 12345, exactly; ValueError for anything else (more than two decimals included)."""
+    whole, _, fraction = amount.strip().partition(".")
+    if not whole.isdigit() or (fraction and not fraction.isdigit()) or len(fraction) > 2:
+        raise ValueError(f"not an amount: {amount!r}")
+    return int(whole) * 100 + int(fraction.ljust(2, "0") or "0")
 
 
 def _is_duplicate(reasons: Sequence[reports.StatusReason]) -> bool:

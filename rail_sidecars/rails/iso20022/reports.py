@@ -70,11 +70,28 @@ class EntryTransaction:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchEntry:
+    """A camt.054 entry booked for a whole payment information block (the pain.001 asked for batch
+    booking): NtryDtls/Btch names the block, with no transaction details."""
+
+    msg_id: str  # Btch/MsgId, "" when the bank leaves it out
+    payment_information_id: str
+    transactions: int | None  # Btch/NbOfTxs
+    amount: str  # Btch/TtlAmt, else the entry's Amt: exact decimal text
+    currency: str
+    credit: bool
+    booked: bool
+    reversal: bool
+    reference: str
+
+
+@dataclass(frozen=True, slots=True)
 class Notification:
     """camt.054: booked (or pending) entries on the debtor's account."""
 
     msg_id: str
     transactions: tuple[EntryTransaction, ...] = field(default_factory=tuple)
+    batches: tuple[BatchEntry, ...] = field(default_factory=tuple)
 
 
 # Bank transaction sub-families of returned credit transfers (ISO external code set, family ICDT).
@@ -136,6 +153,7 @@ def _status_report(message: ET.Element) -> StatusReport:
 
 def _notification(message: ET.Element) -> Notification:
     transactions: list[EntryTransaction] = []
+    batches: list[BatchEntry] = []
     for notification in _children(message, "Ntfctn"):
         for entry in _children(notification, "Ntry"):
             entry_amount = _child(entry, "Amt")
@@ -146,6 +164,28 @@ def _notification(message: ET.Element) -> Notification:
             status_code = _text(status, "Cd") if status is not None and len(status) else _text(entry, "Sts")
             entry_returned = _subfamily(entry) in _RETURN_SUBFAMILIES
             details = [tx for d in _children(entry, "NtryDtls") for tx in _children(d, "TxDtls")]
+            named = [
+                tx for tx in details if _text(_child(tx, "Refs"), "EndToEndId") not in ("", "NOTPROVIDED")
+            ]
+            for batch in (b for d in _children(entry, "NtryDtls") for b in _children(d, "Btch")):
+                if named or not _text(batch, "PmtInfId"):
+                    continue  # transactions listed one by one decide; a batch must name its block
+                total = _first_present(_child(batch, "TtlAmt"), entry_amount)
+                count = _text(batch, "NbOfTxs")
+                indicator = _text(batch, "CdtDbtInd")
+                batches.append(
+                    BatchEntry(
+                        msg_id=_text(batch, "MsgId"),
+                        payment_information_id=_text(batch, "PmtInfId"),
+                        transactions=int(count) if count.isdigit() else None,
+                        amount=(total.text or "").strip() if total is not None else "",
+                        currency=total.get("Ccy", "") if total is not None else "",
+                        credit=(indicator == "CRDT") if indicator else credit,
+                        booked=status_code == "BOOK",
+                        reversal=reversal,
+                        reference=_text(entry, "AcctSvcrRef"),
+                    )
+                )
             for tx in details:
                 end_to_end_id = _text(_child(tx, "Refs"), "EndToEndId")
                 if not end_to_end_id or end_to_end_id == "NOTPROVIDED":
@@ -170,7 +210,11 @@ def _notification(message: ET.Element) -> Notification:
                         reference=_text(_child(tx, "Refs"), "AcctSvcrRef") or _text(entry, "AcctSvcrRef"),
                     )
                 )
-    return Notification(msg_id=_text(_child(message, "GrpHdr"), "MsgId"), transactions=tuple(transactions))
+    return Notification(
+        msg_id=_text(_child(message, "GrpHdr"), "MsgId"),
+        transactions=tuple(transactions),
+        batches=tuple(batches),
+    )
 
 
 def _reasons(parent: ET.Element) -> tuple[StatusReason, ...]:

@@ -42,6 +42,9 @@ _KNOWN = {
     "poll_interval_s",
     "reversal_grace_s",
     "execution_days_ahead",
+    "batch_booking",
+    "acsp_final",
+    "charset",
 }
 
 
@@ -63,6 +66,8 @@ class Iso20022Settings:
     reversal_grace_s: float = 60.0  # a return is reported this long after its success was handed over
     execution_days_ahead: int = 0  # ReqdExctnDt = today (UTC) + this
     transport_timeout_s: float = 30.0
+    batch_booking: bool = False  # BtchBookg in every block: one booking per block (true) or per transfer
+    charset: str = "latin"  # names and texts transliterated to the SWIFT/EPC Latin set, or "unicode"
 
     def __post_init__(self) -> None:
         self.debtor.check()
@@ -70,6 +75,8 @@ class Iso20022Settings:
             raise ValueError(f"transport must be folder or sftp, not {self.transport!r}")
         if self.transport == "sftp" and self.sftp is None:
             raise ValueError("transport sftp needs the sftp_* options")
+        if self.charset not in ("latin", "unicode"):
+            raise ValueError(f"charset must be latin or unicode, not {self.charset!r}")
         if self.report_timeout_s <= 0 or self.poll_interval_s <= 0 or self.reversal_grace_s < 0:
             raise ValueError("report_timeout_s and poll_interval_s must be > 0, reversal_grace_s >= 0")
 
@@ -145,7 +152,11 @@ def _settings(config: RailConfig, need: Any) -> Iso20022Settings:
         ),
         schemes=tuple(config.option("schemes", list(DEFAULT_SCHEMES))),
         xsd_path=xsd_path,
-        success_statuses=frozenset(config.option("success_statuses", sorted(DEFAULT_SUCCESS_STATUSES))),
+        # A bank that never reports beyond ACSP (settlement in process) can be taken at its word.
+        success_statuses=frozenset(config.option("success_statuses", sorted(DEFAULT_SUCCESS_STATUSES)))
+        | (frozenset({"ACSP"}) if config.option("acsp_final", False) else frozenset()),
+        batch_booking=bool(config.option("batch_booking", False)),
+        charset=str(config.option("charset", "latin")),
         report_timeout_s=float(config.option("report_timeout_s", 60.0)),
         poll_interval_s=float(config.option("poll_interval_s", 1.0)),
         reversal_grace_s=float(config.option("reversal_grace_s", 60.0)),

@@ -293,6 +293,18 @@ class KeyStore:
     async def ingested(self) -> set[str]:
         return set(await self._run(lambda: [n for (n,) in self._db.execute("SELECT name FROM reports")]))
 
+    async def msg_ids_starting(self, prefix: str) -> list[str]:
+        """The MsgIds of the files whose id starts with `prefix` (a PmtInfId keeps 31 characters of it)."""
+
+        def run() -> list[str]:
+            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            rows = self._db.execute(
+                "SELECT msg_id FROM messages WHERE msg_id LIKE ? ESCAPE '\\'", (escaped + "%",)
+            ).fetchall()
+            return [r[0] for r in rows]
+
+        return list(await self._run(run))
+
     async def end_to_end_ids_of(self, msg_id: str) -> list[str]:
         return list(
             await self._run(
