@@ -11,6 +11,8 @@ from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import disbursement_service_pb2_grpc as api_grpc
 from gpo.v1 import resources_pb2 as res_pb
 
+from gpo_server.tls import ClientTls, channel
+
 # Given the batch a header named, the chunks to send and the sequence of the first.
 Plan = Callable[[res_pb.Batch], Awaitable[tuple[Iterable[list[api_pb.PaymentInput]], int]]]
 
@@ -24,10 +26,19 @@ class UploadResult:
 
 
 class GpoClient:
-    def __init__(self, target: str, token: str, *, max_message_bytes: int = 16 * 1024 * 1024) -> None:
-        self.channel = grpc.aio.insecure_channel(
+    def __init__(
+        self,
+        target: str,
+        token: str,
+        *,
+        max_message_bytes: int = 16 * 1024 * 1024,
+        tls: ClientTls | None = None,
+    ) -> None:
+        """tls: what to trust (and, for mTLS, present); None is plaintext, for loopback only."""
+        self.channel = channel(
             target,
-            options=[
+            tls,
+            [
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
             ],

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpo_server.domain.routing import Router
+from gpo_server.tls import ClientTls, ServerTls, client_tls_from
 from rail_sidecars.config import load_rails_config
 
 # Every GPO_* environment variable any GPO program reads, with what it does. `gpo --help` prints this
@@ -32,6 +33,16 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("GPO_AUTH_PUBLIC_KEY_FILES", "comma-separated PEM public keys (RS256, ES256, EdDSA)"),
     ("GPO_AUTH_JWKS_URL", "JWKS URL of accepted signing keys"),
     ("GPO_AUTH_ISSUER", "required iss claim of accepted JWTs"),
+    ("GPO_TLS_CERT_FILE", "gpo serve: PEM certificate (chain) of the gRPC port; with the key file, TLS only"),
+    ("GPO_TLS_KEY_FILE", "gpo serve: PEM private key of that certificate"),
+    (
+        "GPO_TLS_CLIENT_CA_FILE",
+        "gpo serve: PEM CA(s); when set, every client must present a certificate it signed",
+    ),
+    ("GPO_TLS_CA_FILE", "clients (gpo, gpo-sidecar): PEM CA(s) to trust for the orchestrator; set: TLS"),
+    ("GPO_TLS_CLIENT_CERT_FILE", "clients: PEM certificate presented to the orchestrator (mTLS)"),
+    ("GPO_TLS_CLIENT_KEY_FILE", "clients: PEM private key of that certificate"),
+    ("GPO_TLS_SERVER_NAME", "clients: the name the orchestrator's certificate must carry, if not the host"),
     ("GPO_CLAIM_LEASE_S", "seconds a claimed work chunk belongs to one delivery (default 300)"),
     ("GPO_STUCK_AFTER_S", "seconds before an unheld SENT payment is looked up on its rail (default 900)"),
     ("GPO_MAX_SWEEPS", "look-ups without an answer before a payment needs attention (default 3)"),
@@ -68,6 +79,15 @@ class Settings:
     simulator: str = ""  # embedded simulator settings, e.g. "latency_ms=5,failure_rate=0.01"
     rails_config: str = ""  # a rails TOML file (rail_sidecars/config.py): routes, default rail, chunk sizes
     max_message_bytes: int = 16 * 1024 * 1024
+    # TLS of the gRPC port (both files, or neither: plaintext); a client CA file requires client certificates.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    # What GPO's own clients (the embedded sidecars among them) trust and present.
+    tls_ca_file: str = ""
+    tls_client_cert_file: str = ""
+    tls_client_key_file: str = ""
+    tls_server_name: str = ""
     # A claimed chunk belongs to one delivery this long; it must exceed a rail's slowest chunk.
     claim_lease_s: float = 300
     # SENT payments older than this, and unheld, are looked up on their rail by the sweeper.
@@ -78,6 +98,23 @@ class Settings:
     empty_batch_expiry_s: float = 3600
     log_level: str = "INFO"
     g2p_config: str = ""  # G2P Connect settings (TOML), see docs/G2P_CONNECT.md
+
+    def server_tls(self) -> ServerTls | None:
+        if not (self.tls_cert_file or self.tls_key_file):
+            if self.tls_client_ca_file:
+                raise ValueError(
+                    "GPO_TLS_CLIENT_CA_FILE needs TLS: set GPO_TLS_CERT_FILE and GPO_TLS_KEY_FILE"
+                )
+            return None
+        if not (self.tls_cert_file and self.tls_key_file):
+            raise ValueError("TLS needs both GPO_TLS_CERT_FILE and GPO_TLS_KEY_FILE")
+        ca = Path(self.tls_client_ca_file) if self.tls_client_ca_file else None
+        return ServerTls(Path(self.tls_cert_file), Path(self.tls_key_file), ca)
+
+    def client_tls(self) -> ClientTls | None:
+        return client_tls_from(
+            self.tls_ca_file, self.tls_client_cert_file, self.tls_client_key_file, self.tls_server_name
+        )
 
     @property
     def embedded(self) -> bool:
@@ -128,4 +165,11 @@ class Settings:
         s.empty_batch_expiry_s = float(env.get("GPO_EMPTY_BATCH_EXPIRY_S", s.empty_batch_expiry_s))
         s.log_level = env.get("GPO_LOG_LEVEL", s.log_level)
         s.g2p_config = env.get("GPO_G2P_CONFIG", "")
+        s.tls_cert_file = env.get("GPO_TLS_CERT_FILE", "")
+        s.tls_key_file = env.get("GPO_TLS_KEY_FILE", "")
+        s.tls_client_ca_file = env.get("GPO_TLS_CLIENT_CA_FILE", "")
+        s.tls_ca_file = env.get("GPO_TLS_CA_FILE", "")
+        s.tls_client_cert_file = env.get("GPO_TLS_CLIENT_CERT_FILE", "")
+        s.tls_client_key_file = env.get("GPO_TLS_CLIENT_KEY_FILE", "")
+        s.tls_server_name = env.get("GPO_TLS_SERVER_NAME", "")
         return s

@@ -18,6 +18,7 @@ import grpc
 import jwt
 
 from gpo_server.api.errors import ApiError, Context
+from gpo_server.tls import peer_certificate_subject
 
 AUDIENCE = "gpo"
 SIDECAR_ROLE = "sidecar"
@@ -28,6 +29,8 @@ class Caller:
     subject: str
     programs: frozenset[str] | None  # None: every program
     roles: frozenset[str]
+    # The verified client certificate's subject (mTLS), "" over plaintext or server-only TLS.
+    certificate: str = ""
 
     def may_use(self, program: str) -> bool:
         return self.programs is None or program in self.programs
@@ -72,6 +75,7 @@ class Authenticator:
             raise unauthenticated("the token's programs claim must be a list of strings")
         roles = claims.get("roles", [])
         return Caller(
+            certificate=peer_certificate_subject(context.auth_context() or {}),
             subject=str(claims.get("sub", "")),
             programs=None if "*" in programs else frozenset(programs),
             roles=frozenset(r for r in roles if isinstance(r, str))

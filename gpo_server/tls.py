@@ -1,0 +1,84 @@
+"""TLS for GPO's gRPC port, on both ends: the server's credentials (with optional client-certificate
+verification, mTLS) and the channels of GPO's own clients (the CLI, the Python client helpers, sidecars).
+
+Tokens still authenticate every call; mTLS adds a second, transport-level identity (the certificate's
+subject), so a stolen token alone is not enough where client certificates are required.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+ChannelOptions = Sequence[tuple[str, int | str]]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTls:
+    cert_file: Path
+    key_file: Path
+    # When set, every client must present a certificate signed by one of these CAs.
+    client_ca_file: Path | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.key_file.read_bytes(), self.cert_file.read_bytes())],
+            root_certificates=self.client_ca_file.read_bytes() if self.client_ca_file else None,
+            require_client_auth=self.client_ca_file is not None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTls:
+    """What a client trusts (ca_file) and, for mTLS, the certificate it presents."""
+
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    # The name the server's certificate must carry, when the target is an address it does not name.
+    server_name: str = ""
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("a client certificate needs both its certificate and its key file")
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca_file.read_bytes(),
+            private_key=self.key_file.read_bytes() if self.key_file else None,
+            certificate_chain=self.cert_file.read_bytes() if self.cert_file else None,
+        )
+
+
+def channel(target: str, tls: ClientTls | None, options: ChannelOptions = ()) -> grpc.aio.Channel:
+    """A channel to GPO: TLS when `tls` is given, else plaintext (loopback and tests only)."""
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=list(options))
+    more = [("grpc.ssl_target_name_override", tls.server_name)] if tls.server_name else []
+    return grpc.aio.secure_channel(target, tls.credentials(), options=[*options, *more])
+
+
+def client_tls_from(
+    ca_file: str, cert_file: str = "", key_file: str = "", server_name: str = ""
+) -> ClientTls | None:
+    """ClientTls from settings or flags; None (plaintext) when no CA file is named."""
+    if not ca_file:
+        if cert_file or key_file:
+            raise ValueError("a client certificate is only used over TLS: name the CA file too")
+        return None
+    return ClientTls(
+        Path(ca_file),
+        Path(cert_file) if cert_file else None,
+        Path(key_file) if key_file else None,
+        server_name,
+    )
+
+
+def peer_certificate_subject(auth_context: dict[str, list[bytes]]) -> str:
+    """The verified client certificate's common name (or first subject alternative name), '' if none."""
+    for key in ("x509_common_name", "x509_subject_alternative_name"):
+        values = auth_context.get(key) or []
+        if values:
+            return values[0].decode(errors="replace")
+    return ""
