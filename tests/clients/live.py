@@ -8,7 +8,7 @@ import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -57,8 +57,9 @@ class LiveGpo:
 
 
 @contextmanager
-def live_gpo(workdir: Path) -> Iterator[LiveGpo]:
-    """`gpo serve` on a free port with SQLite, the in-process queue and the simulator, and an HS256 key."""
+def live_gpo(workdir: Path, settings: Mapping[str, str] | None = None) -> Iterator[LiveGpo]:
+    """`gpo serve` on a free port with SQLite, the in-process queue and the simulator, and an HS256 key;
+    `settings` adds or overrides GPO_* variables (e.g. GPO_G2P_CONFIG, GPO_SIMULATOR)."""
     secret = secrets.token_urlsafe(32).encode()
     target = f"127.0.0.1:{free_port()}"
     # Nothing of the caller's GPO_* settings (a database or broker URL) leaks into this server.
@@ -69,6 +70,7 @@ def live_gpo(workdir: Path) -> Iterator[LiveGpo]:
         "GPO_AUTH_HS256_SECRETS": secret.decode(),
         "GPO_SIMULATOR": SIMULATOR,
         "GPO_LOG_LEVEL": "WARNING",
+        **(settings or {}),
     }
     proc = Proc("gpo", [sys.executable, "-m", "gpo_server.cli", "serve"], env, workdir / "gpo.log").start()
     try:

@@ -4,9 +4,6 @@ sender (which receives the callbacks) and a mock ID mapper, all on 127.0.0.1."""
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -16,11 +13,11 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from jwt.algorithms import RSAAlgorithm
 
 from gpo_server.api.auth import mint_token
-from tests.clients.live import build
+from tests.clients.live import build, live_gpo
 from tests.g2p_connect.openg2p import openg2p  # noqa: F401  (the OpenG2P environment's fixture)
 from tests.gateway.conftest import start_gateway
 from tests.peers.g2p_connect import DISBURSE_SPEC, G2pSender, MockMapper, SpecSchemas
-from tests.support.processes import Proc, free_port, spec_path, wait_serving
+from tests.support.processes import Proc, spec_path
 
 SENDER_ID = "spp.test"
 PROGRAM = "g2p-cash"
@@ -108,26 +105,14 @@ programs = ["{PROGRAM}"]
 require_signature = false
 """
     )
-    secret = secrets.token_urlsafe(32).encode()
-    target = f"127.0.0.1:{free_port()}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GPO_")}
-    env |= {
-        "GPO_DATA_DIR": str(workdir),
-        "GPO_LISTEN": target,
-        "GPO_AUTH_HS256_SECRETS": secret.decode(),
-        "GPO_SIMULATOR": "failure_rate=0.05,seed=7",
-        "GPO_G2P_CONFIG": str(workdir / "g2p.toml"),
-        "GPO_LOG_LEVEL": "WARNING",
-    }
-    proc = Proc("gpo", [sys.executable, "-m", "gpo_server.cli", "serve"], env, workdir / "gpo.log").start()
-    gateway = None
+    settings = {"GPO_G2P_CONFIG": str(workdir / "g2p.toml"), "GPO_SIMULATOR": "failure_rate=0.05,seed=7"}
     try:
-        wait_serving(target, [proc])
-        url, gateway = start_gateway(target, workdir / "gateway.log")
-        yield G2pEnv(url, secret, sender, mapper, schemas, proc)
+        with live_gpo(workdir, settings) as gpo:
+            url, gateway = start_gateway(gpo.target, workdir / "gateway.log")
+            try:
+                yield G2pEnv(url, gpo.secret, sender, mapper, schemas, gpo.proc)
+            finally:
+                gateway.terminate()
     finally:
-        if gateway is not None:
-            gateway.terminate()
-        proc.terminate(timeout_s=3)
         await sender.close()
         await mapper.close()

@@ -12,11 +12,10 @@ schema, parsed by the library's models (`Counts`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
-import secrets
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -32,12 +31,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from sqlalchemy.engine import make_url
 
 from gpo_server.api.auth import mint_token
-from tests.clients.live import build
+from tests.clients.live import build, live_gpo
 from tests.gateway.conftest import start_gateway
 from tests.peers.g2p_connect import DISBURSE_SPEC, SpecSchemas
 from tests.peers.keymanager import Keymanager
 from tests.support.databases import create_database, drop_database
-from tests.support.processes import REPO, Proc, free_port, service_urls, spec_path, wait_serving
+from tests.support.processes import REPO, Proc, free_port, service_urls, spec_path
 
 SENDER_ID = "openg2p-pbms"  # the OpenG2P sender; its Keymanager reference id is PARTNER_OPENG2P_PBMS
 SEEDER_ID = "openg2p-registry"  # links IDs in SPAR through SPAR's API
@@ -244,6 +243,7 @@ async def openg2p(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ope
     await keymanager.start()
     spar_db = await create_database(database_url, prefix="spar")
     procs: list[Proc] = []
+    stack = contextlib.ExitStack()
     try:
         # Keys: the OpenG2P sender's and the registry's (RSA, registered in the Keymanager), GPO's two.
         client_key = rsa.generate_private_key(65537, 2048)
@@ -338,20 +338,12 @@ callback_uri_prefixes = ["{client_url}/"]
 default_currency = "KES"
 """
         )
-        secret = secrets.token_urlsafe(32).encode()
-        target = f"127.0.0.1:{free_port()}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GPO_")}
-        env |= {
-            "GPO_DATA_DIR": str(workdir),
-            "GPO_LISTEN": target,
-            "GPO_AUTH_HS256_SECRETS": secret.decode(),
-            "GPO_SIMULATOR": "failure_rate=0,seed=3",
-            "GPO_G2P_CONFIG": str(workdir / "g2p.toml"),
-            "GPO_LOG_LEVEL": "WARNING",
-        }
-        gpo = Proc("gpo", [sys.executable, "-m", "gpo_server.cli", "serve"], env, workdir / "gpo.log").start()
-        procs.append(gpo)
-        wait_serving(target, [gpo])
+        live = stack.enter_context(
+            live_gpo(
+                workdir, {"GPO_G2P_CONFIG": str(workdir / "g2p.toml"), "GPO_SIMULATOR": "failure_rate=0"}
+            )
+        )
+        gpo, target, secret = live.proc, live.target, live.secret
         _, gateway = start_gateway(target, workdir / "gateway.log", url=gateway_url)
         procs.append(gateway)
 
@@ -366,5 +358,6 @@ default_currency = "KES"
     finally:
         for proc in reversed(procs):
             proc.terminate(timeout_s=10)
+        stack.close()
         await keymanager.close()
         await drop_database(database_url, spar_db)

@@ -28,6 +28,7 @@ from referencing.jsonschema import DRAFT7
 from gpo_server.g2p_connect import signatures
 from gpo_server.g2p_connect.messages import now
 from gpo_server.g2p_connect.signatures import Signer
+from tests.peers.serving import serve_app
 
 DISBURSE_SPEC = "g2p-connect/disburse_core_api_v1.0.0.yaml"
 _URN = "urn:g2p-disburse"
@@ -97,12 +98,8 @@ class G2pSender:
         for path in ("/on-disburse", "/disburse/txn/on-status", "/disburse/on-search"):
             app.router.add_post(f"/callback{path}", self._receive(path))
         app.router.add_get("/jwks.json", self._jwks)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/callback"
+        self._runner, base = await serve_app(app)
+        self.url = f"{base}/callback"
         return self.url
 
     async def close(self) -> None:
@@ -182,12 +179,7 @@ class MockMapper:
     async def start(self) -> str:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/mapper/sync/resolve", self._resolve)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve_app(app)
         return self.url
 
     async def close(self) -> None:

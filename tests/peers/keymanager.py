@@ -22,6 +22,8 @@ from typing import Any
 import jwt
 from aiohttp import web
 
+from tests.peers.serving import serve_app
+
 
 class Keymanager:
     def __init__(self, static_tokens: tuple[str, ...] = ()) -> None:
@@ -50,12 +52,7 @@ class Keymanager:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/keymanager/jwtVerify", self._verify)
         app.router.add_post("/oauth/token", self._token)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve_app(app)
         return self.url
 
     async def close(self) -> None:
