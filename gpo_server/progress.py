@@ -52,15 +52,18 @@ class _RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         if not task.fields.get("timed"):
             return Text("")
-        speed = task.finished_speed or task.speed
-        if speed is None or speed <= 0:
-            return Text("      -/s  ETA -:--:--", style="dim")
-        left = task.time_remaining
-        eta = "-:--:--" if left is None else _clock(left)
+        done = task.completed - task.fields.get("initial", 0)
         if task.finished:
-            eta = _clock(task.finished_time or 0)
-            return Text(f"{speed:>7,.0f}/s  took {eta}", style="dim")
-        return Text(f"{speed:>7,.0f}/s  ETA {eta}", style="dim")
+            took = task.finished_time or 0
+            rate = f"{done / took:>7,.0f}/s" if took > 0 and done > 0 else "      -/s"
+            return Text(f"{rate}  took {_clock(took)}", style="dim")
+        speed = task.speed
+        if not speed and task.elapsed and done > 0:
+            speed = done / task.elapsed  # too few samples yet for rich's own estimate
+        if not speed:
+            return Text("      -/s  ETA -:--:--", style="dim")
+        left = (task.remaining or 0) / speed
+        return Text(f"{speed:>7,.0f}/s  ETA {_clock(left)}", style="dim")
 
 
 def _clock(seconds: float) -> str:
@@ -121,7 +124,7 @@ class BatchProgress:
         self._upload_total = total
         if self._progress is not None:
             self._tasks["uploaded"] = self._progress.add_task(
-                _label("uploaded"), total=total, completed=already, timed=True
+                _label("uploaded"), total=total, completed=already, timed=True, initial=already
             )
 
     def uploaded(self, count: int) -> None:
@@ -143,7 +146,7 @@ class BatchProgress:
             p = self._progress
             if "finished" not in self._tasks:
                 self._tasks["finished"] = p.add_task(
-                    _label("finished"), total=total, completed=final, timed=True
+                    _label("finished"), total=total, completed=final, timed=True, initial=final
                 )
                 for name in (*FINAL_STATUSES, "in flight"):
                     self._tasks[name] = p.add_task(

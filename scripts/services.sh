@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs (from Debian's packages) and starts the PostgreSQL and RabbitMQ that GPO's real path needs,
-# on 127.0.0.1 only. Idempotent: does nothing that is already done. Prints the URLs to use.
+# on 127.0.0.1 only, and tmux for a test. Idempotent: does nothing that is already done. Prints the URLs to use.
 set -euo pipefail
 # Only the URL lines below belong on stdout (callers eval them); everything any tool prints goes to stderr.
 exec 3>&1 1>&2
@@ -15,6 +15,8 @@ need_install=()
 # The server binary, not pg_ctlcluster: a machine with only the client has postgresql-common too.
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need_install+=(postgresql)
 command -v rabbitmq-server >/dev/null 2>&1 || need_install+=(rabbitmq-server)
+# Not a service: tests/e2e/test_progress_tmux.py drives the CLI's progress display in a tmux pane.
+command -v tmux >/dev/null 2>&1 || need_install+=(tmux)
 if [ ${#need_install[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "services.sh: need root to install ${need_install[*]}" >&2; exit 1; fi
   echo "services.sh: installing ${need_install[*]} from Debian's packages" >&2
