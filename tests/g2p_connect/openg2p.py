@@ -94,6 +94,8 @@ class OpenG2pEnv:
     workdir: Path
     counts: Counts = field(default_factory=Counts)
     seen_callbacks: set[int] = field(default_factory=set)
+    # Disburse transactions GPO accepted, with their references: each gets its final statuses called back.
+    disbursed: dict[str, set[str]] = field(default_factory=dict)
 
     def token(self, programs: list[str] | None = None) -> str:
         return mint_token(self.secret, SENDER_ID, [PROGRAM] if programs is None else programs)
@@ -130,6 +132,14 @@ class OpenG2pEnv:
         result: dict[str, Any] = response.json()
         errors = self.schemas.response(path, result["status"], result["body"])
         self.counts.add(f"reply {path} {result['status']}", errors, result["parsed"], result["parse_error"])
+        body = result["body"]
+        accepted = (body.get("message") or {}).get("ack_status") == "ACK" or (
+            (body.get("header") or {}).get("status") == "succ"
+        )
+        if path in ("/disburse", "/disburse/sync/disburse") and result["status"] == 200 and accepted:
+            sent = result["sent"]["message"]
+            refs = {d["reference_id"] for d in sent["disbursements"]}
+            self.disbursed.setdefault(sent["transaction_id"], set()).update(refs)
         return result
 
     async def callbacks(self) -> list[dict[str, Any]]:

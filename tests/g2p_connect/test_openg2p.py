@@ -26,6 +26,8 @@ from tests.g2p_connect.openg2p import (
     linked_fa,
     national_id,
 )
+from tests.peers.g2p_connect import MAPPER_SPEC, MapperSchemas
+from tests.support.processes import spec_path
 
 
 def item(ref: str, payee: str, amount: str = "100.00", **extra: Any) -> dict[str, Any]:
@@ -402,9 +404,38 @@ async def test_spar_down_refuses_the_message_as_retryable(openg2p: OpenG2pEnv) -
 
 
 async def test_every_message_gpo_sent_is_spec_valid_and_parsed_by_the_library(openg2p: OpenG2pEnv) -> None:
+    # Every accepted disburse's final statuses have arrived (those refused by header have their rjct).
+    refused = {
+        (cb["body"].get("message") or {}).get("transaction_id")
+        for cb in await openg2p.callbacks()
+        if cb["body"]["header"].get("status") == "rjct"
+    }
+    for transaction_id, refs in openg2p.disbursed.items():
+        if transaction_id not in refused:
+            await final_statuses(openg2p, transaction_id, refs)
     await openg2p.callbacks()
     counts = openg2p.counts
-    report = {"sent": counts.sent, "spec_valid": counts.spec_valid, "library_parsed": counts.parsed}
+    # GPO's resolve requests to SPAR, as SPAR's Keymanager verified them, against the mapper spec.
+    mapper = MapperSchemas(spec_path(MAPPER_SPEC))
+    resolves = openg2p.keymanager.verified.get("PARTNER_GPO.TEST", [])
+    invalid = [
+        errors
+        for body in resolves
+        if (
+            errors := mapper.request(
+                "/mapper/resolve" if body["header"].get("sender_uri") else "/mapper/sync/resolve", body
+            )
+        )
+    ]
+    report = {
+        "sent": counts.sent,
+        "spec_valid": counts.spec_valid,
+        "library_parsed": counts.parsed,
+        "resolve_requests_to_spar": len(resolves),
+        "resolve_requests_spec_valid": len(resolves) - len(invalid),
+    }
+    assert invalid == []
+    assert len(resolves) >= 4
     print(f"\nOpenG2P interop: {json.dumps(report)}")
     (openg2p.workdir / "counts.json").write_text(json.dumps({**report, "failures": counts.failures}))
     assert counts.failures == []

@@ -31,6 +31,7 @@ from gpo_server.g2p_connect.signatures import Signer
 from tests.peers.serving import serve_app
 
 DISBURSE_SPEC = "g2p-connect/disburse_core_api_v1.0.0.yaml"
+MAPPER_SPEC = "g2p-connect/mapper_core_api_v1.0.0.yaml"
 _URN = "urn:g2p-disburse"
 
 
@@ -43,6 +44,9 @@ class SpecSchemas:
         sync = doc["paths"]["/disburse/sync/disburse"]["post"]["responses"]["default"]
         action = sync["content"]["application/json"]["schema"]["properties"]["header"]["allOf"][1]
         action["properties"]["action"]["enum"].append("on-disburse")
+        self._use(doc)
+
+    def _use(self, doc: dict[str, Any]) -> None:
         self.doc = doc
         self.registry: Registry[Any] = Registry().with_resource(
             _URN, Resource.from_contents(doc, default_specification=DRAFT7)
@@ -70,6 +74,18 @@ class SpecSchemas:
             name = response["$ref"].rsplit("/", 1)[1]
             return self.errors(f"/components/responses/{name}/content/application~1json/schema", body)
         return self.errors(f"/paths/{escaped}/post/responses/{key}/content/application~1json/schema", body)
+
+
+class MapperSchemas(SpecSchemas):
+    """The ID mapper spec's schemas. Its resolve endpoints' request action enum is link's (a defect the
+    specs' README lists): "resolve" is added, as a real mapper (SPAR) requires it."""
+
+    def __init__(self, spec_file: Path) -> None:
+        doc = copy.deepcopy(yaml.safe_load(spec_file.read_text()))
+        for path in ("/mapper/resolve", "/mapper/sync/resolve"):
+            schema = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+            schema["properties"]["header"]["allOf"][1]["properties"]["action"]["enum"].append("resolve")
+        self._use(doc)
 
 
 class G2pSender:

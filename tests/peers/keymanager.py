@@ -14,7 +14,9 @@ cryptography: nothing of GPO.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import secrets
 from collections import Counter
 from typing import Any
@@ -30,6 +32,7 @@ class Keymanager:
         self.keys: dict[str, dict[str, Any]] = {}  # reference id -> kid -> public key
         self.tokens: set[str] = set(static_tokens)
         self.verdicts: Counter[tuple[str, bool]] = Counter()  # (reference id, valid) -> calls
+        self.verified: dict[str, list[Any]] = {}  # reference id -> the JSON bodies whose JWS verified
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -76,6 +79,10 @@ class Keymanager:
             str(req.get("jwtSignatureData", "")), req.get("actualData"), reference_id
         )
         self.verdicts[(reference_id, valid)] += 1
+        if valid:
+            payload = str(req["actualData"])
+            signed = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+            self.verified.setdefault(reference_id, []).append(json.loads(signed))
         return web.json_response(
             {
                 "id": body.get("id"),
