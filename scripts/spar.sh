@@ -17,8 +17,11 @@ venv=.tools/spar-venv
 packages=(
   "openg2p-spar-mapper-api==1.1.0"
   "openg2p-g2pconnect-common-lib==1.1.0"
-  "greenlet"
-  "pyjwt[crypto]==2.*"  # the OpenG2P test client's signer (OpenG2P signs through its Keymanager)
+  # What SPAR 1.1.0 resolves to and was tested with (its own requirements are unpinned).
+  "openg2p-g2pconnect-mapper-lib==2.0.0"
+  "openg2p-fastapi-common==1.1.6"
+  "greenlet==3.5.6"
+  "pyjwt[crypto]==2.15.1"  # the OpenG2P test client's signer (OpenG2P signs through its Keymanager)
 )
 stamp="$venv/.installed"
 want=$(printf '%s\n' "${packages[@]}")
