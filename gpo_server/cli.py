@@ -95,14 +95,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except grpc.aio.AioRpcError as exc:
         return _rpc_failure(exc, argv)
     except KeyboardInterrupt:
-        return _fail("interrupted", EXIT_INTERRUPTED)
+        at = _subcommand_index(argv)
+        resume = (
+            "; run the same command again to resume the upload"
+            if at is not None and argv[at] == "submit"
+            else ""
+        )
+        return _fail(f"interrupted{resume}", EXIT_INTERRUPTED)
     except BrokenPipeError:
         _quiet_stdout()
         return EXIT_BROKEN_PIPE
-    except (ConnectionError, TimeoutError, RuntimeError, OSError) as exc:
+    except Exception as exc:  # anything else is still one line; the traceback only when asked for
         if os.environ.get("GPO_LOG_LEVEL", "").upper() == "DEBUG":
             raise
-        return _fail(f"{exc or type(exc).__name__} (GPO_LOG_LEVEL=DEBUG shows where)", EXIT_FAILED)
+        text = str(exc) or type(exc).__name__
+        return _fail(f"{text} ({type(exc).__name__}; GPO_LOG_LEVEL=DEBUG shows where)", EXIT_FAILED)
 
 
 def _fail(message: str, code: int) -> int:
@@ -507,10 +514,6 @@ async def _submit(args: argparse.Namespace) -> int:
                     progress.batch(batch := seen)
             else:
                 progress.batch(batch)
-    except KeyboardInterrupt:
-        raise CliError(
-            "interrupted; run the same command again to resume the upload", EXIT_INTERRUPTED
-        ) from None
     finally:
         await client.close()
     summary = batch_summary(batch)

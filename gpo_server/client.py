@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from gpo.v1 import disbursement_service_pb2 as api_pb
@@ -134,32 +135,25 @@ class GpoClient:
     async def payments(
         self, parent: str, filter: str = "", page_size: int = 1000
     ) -> AsyncIterator[res_pb.Payment]:
-        token = ""
-        while True:
-            page = await self.stub.ListPayments(
-                api_pb.ListPaymentsRequest(
-                    parent=parent, filter=filter, page_size=page_size, page_token=token
-                ),
-                metadata=self.metadata,
-            )
-            for payment in page.payments:
-                yield payment
-            token = page.next_page_token
-            if not token:
-                return
+        request = api_pb.ListPaymentsRequest(parent=parent, filter=filter, page_size=page_size)
+        async for payment in self._pages(self.stub.ListPayments, request, "payments"):
+            yield payment
 
     async def batches(self, program: str = "") -> AsyncIterator[res_pb.Batch]:
         """Every batch the caller may see, newest first."""
-        token = ""
+        request = api_pb.ListBatchesRequest(program=program, page_size=200)
+        async for batch in self._pages(self.stub.ListBatches, request, "batches"):
+            yield batch
+
+    async def _pages(self, rpc: Any, request: Any, items: str) -> AsyncIterator[Any]:
+        """Every item of a paged list (AIP-158), one page after the other."""
         while True:
-            page = await self.stub.ListBatches(
-                api_pb.ListBatchesRequest(program=program, page_size=200, page_token=token),
-                metadata=self.metadata,
-            )
-            for batch in page.batches:
-                yield batch
-            if not (token := page.next_page_token):
+            page = await rpc(request, metadata=self.metadata)
+            for item in getattr(page, items):
+                yield item
+            if not page.next_page_token:
                 return
+            request.page_token = page.next_page_token
 
     async def retry_failed(self, name: str, request_id: str) -> res_pb.Batch:
         batch: res_pb.Batch = await self.stub.RetryFailedPayments(
@@ -168,16 +162,9 @@ class GpoClient:
         return batch
 
     async def dead_letters(self, rail: str = "") -> AsyncIterator[res_pb.DeadLetter]:
-        token = ""
-        while True:
-            page = await self.stub.ListDeadLetters(
-                api_pb.ListDeadLettersRequest(rail=rail, page_size=1000, page_token=token),
-                metadata=self.metadata,
-            )
-            for dead in page.dead_letters:
-                yield dead
-            if not (token := page.next_page_token):
-                return
+        request = api_pb.ListDeadLettersRequest(rail=rail, page_size=1000)
+        async for dead in self._pages(self.stub.ListDeadLetters, request, "dead_letters"):
+            yield dead
 
     async def cancel(self, name: str, request_id: str = "") -> res_pb.Batch:
         batch: res_pb.Batch = await self.stub.CancelBatch(

@@ -104,10 +104,10 @@ def test_demo_progress_in_a_terminal_ends_on_a_clean_screen(tmp_path: Path) -> N
     assert any(line.startswith("demo data removed:") for line in lines)
 
 
-def test_progress_not_on_a_terminal_is_plain_lines(tmp_path: Path) -> None:
+def demo_off_terminal(data: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [sys.executable, "-m", "gpo_server.cli", *DEMO],
-        env={**os.environ, "GPO_DATA_DIR": str(tmp_path), "GPO_LOG_LEVEL": "WARNING"},
+        [sys.executable, "-m", "gpo_server.cli", *DEMO, *extra],
+        env={**os.environ, "GPO_DATA_DIR": str(data), "GPO_LOG_LEVEL": "WARNING"},
         capture_output=True,
         text=True,
         timeout=300,
@@ -115,6 +115,11 @@ def test_progress_not_on_a_terminal_is_plain_lines(tmp_path: Path) -> None:
         cwd=REPO,
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_progress_not_on_a_terminal_is_plain_lines(tmp_path: Path) -> None:
+    done = demo_off_terminal(tmp_path)
     assert "\x1b" not in done.stderr and "\r" not in done.stderr
     lines = done.stderr.splitlines()
     assert "uploaded 3000/3000 (100.0%)" in lines
@@ -126,16 +131,7 @@ def test_progress_not_on_a_terminal_is_plain_lines(tmp_path: Path) -> None:
 
 
 def test_demo_keep_keeps_the_data_and_says_where(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "gpo_server.cli", *DEMO, "--payments", "200", "--keep", "--quiet"],
-        env={**os.environ, "GPO_DATA_DIR": str(tmp_path), "GPO_LOG_LEVEL": "WARNING"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stderr
+    done = demo_off_terminal(tmp_path, "--payments", "200", "--keep", "--quiet")
     summary = json.loads(done.stdout.splitlines()[-1])
     kept = Path(summary["data_dir"])
     assert summary["data_kept"] is True and kept.is_dir() and (kept / "gpo.db").exists()
