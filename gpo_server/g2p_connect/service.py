@@ -110,22 +110,34 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
     # ---- RPCs ----------------------------------------------------------------------------------
 
     async def Disburse(self, request: httpbody_pb2.HttpBody, context: Context) -> httpbody_pb2.HttpBody:
-        return await self._serve(request, context, self._disburse, sync=False, actions=DISBURSE_ACTIONS)
+        return await self._serve(
+            request, context, self._disburse, sync=False, actions=DISBURSE_ACTIONS, kind="disburse"
+        )
 
     async def SyncDisburse(self, request: httpbody_pb2.HttpBody, context: Context) -> httpbody_pb2.HttpBody:
-        return await self._serve(request, context, self._disburse, sync=True, actions=SYNC_DISBURSE_ACTIONS)
+        return await self._serve(
+            request, context, self._disburse, sync=True, actions=SYNC_DISBURSE_ACTIONS, kind="disburse"
+        )
 
     async def TxnStatus(self, request: httpbody_pb2.HttpBody, context: Context) -> httpbody_pb2.HttpBody:
-        return await self._serve(request, context, self._txn_status, sync=False, actions=STATUS_ACTIONS)
+        return await self._serve(
+            request, context, self._txn_status, sync=False, actions=STATUS_ACTIONS, kind="txn/status"
+        )
 
     async def SyncTxnStatus(self, request: httpbody_pb2.HttpBody, context: Context) -> httpbody_pb2.HttpBody:
-        return await self._serve(request, context, self._txn_status, sync=True, actions=STATUS_ACTIONS)
+        return await self._serve(
+            request, context, self._txn_status, sync=True, actions=STATUS_ACTIONS, kind="txn/status"
+        )
 
     async def Search(self, request: httpbody_pb2.HttpBody, context: Context) -> httpbody_pb2.HttpBody:
-        return await self._serve(request, context, self._search, sync=False, actions=SEARCH_ACTIONS)
+        return await self._serve(
+            request, context, self._search, sync=False, actions=SEARCH_ACTIONS, kind="search"
+        )
 
     async def SyncSearch(self, request: httpbody_pb2.HttpBody, context: Context) -> httpbody_pb2.HttpBody:
-        return await self._serve(request, context, self._search, sync=True, actions=SEARCH_ACTIONS)
+        return await self._serve(
+            request, context, self._search, sync=True, actions=SEARCH_ACTIONS, kind="search"
+        )
 
     async def GetJwks(self, request: httpbody_pb2.HttpBody, context: Context) -> httpbody_pb2.HttpBody:
         """GPO's public signing keys (public, no token): partners verify GPO's JWS signatures with them."""
@@ -157,14 +169,8 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
         *,
         sync: bool,
         actions: frozenset[str],
+        kind: str,
     ) -> httpbody_pb2.HttpBody:
-        kind = (
-            "disburse"
-            if handler == self._disburse
-            else "txn/status"
-            if handler == self._txn_status
-            else "search"
-        )
         try:
             req = await self._accept(bytes(request.data), context, sync=sync)
             reply: Reply = await handler(req, sync=sync, actions=actions)
