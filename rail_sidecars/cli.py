@@ -93,7 +93,11 @@ async def _run(args: argparse.Namespace) -> int:
     await broker.connect()
     config = _rail_config(args)
     rail = make_rail(config)
-    channel = grpc.aio.insecure_channel(args.orchestrator)
+    # Reconnect within seconds once the orchestrator is back (gRPC's default backoff grows to 120 s).
+    channel = grpc.aio.insecure_channel(
+        args.orchestrator,
+        options=[("grpc.initial_reconnect_backoff_ms", 500), ("grpc.max_reconnect_backoff_ms", 5000)],
+    )
     runner = SidecarRunner(
         rail_name=args.rail,
         rail=rail,

@@ -8,6 +8,7 @@ concurrency = 4                    # chunks a sidecar works on at once (AMQP pre
 rate_limit = 100                   # payments per second to the rail; 0 = unlimited
 timeout_s = 30                     # per call to the rail
 max_call_s = 60                    # the longest a call to the rail can still take effect after it started
+                                   # (default 60; 5 for the in-process simulator)
 [rails.mpesa.options]              # kind-specific settings
 base_url = "http://127.0.0.1:8080"
 api_key = { env = "MPESA_API_KEY" }       # secrets: { env = "NAME" } or { file = "/path" }
@@ -95,7 +96,9 @@ def load_rails_config(path: str | Path) -> RailsConfig:
             concurrency=int(table.get("concurrency", 8)),
             rate_limit=float(table.get("rate_limit", 0)),
             timeout_s=float(table.get("timeout_s", 30)),
-            max_call_s=float(table.get("max_call_s", 60)),
+            # The simulator runs inside the sidecar: none of its calls outlives the process by more
+            # than a moment.
+            max_call_s=float(table.get("max_call_s", 5 if table["kind"] == "simulator" else 60)),
             options=dict(table.get("options", {})),
         )
     default = (data.get("defaults") or {}).get("default_rail")

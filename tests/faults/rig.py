@@ -537,3 +537,64 @@ def reclaimed_on_rail(log: str) -> int:
             message = json.loads(line)["message"]
             found += int(message.split(": ", 1)[1].split(" of ", 1)[0])
     return found
+
+
+# ---- leases, heartbeats and duplicates (test_leases.py) -------------------------------------------
+
+
+def simulator_rails_config(
+    path: Path, rail: str, ledger: Path, *, rate_limit: float = 0, max_call_s: float = 5, **options: object
+) -> Path:
+    """A rails TOML file for one simulator rail with the fault tests' failure rate, the chunk size of
+    FAULT_ENV, and extra simulator `options` (e.g. stall_after_executions, exit_after_executions)."""
+    base = dict(item.split("=") for item in SIMULATOR.split(","))
+    lines = [
+        f"[rails.{rail}]",
+        'kind = "simulator"',
+        f"chunk_size = {FAULT_ENV['GPO_WORK_CHUNK_SIZE']}",
+        f"rate_limit = {rate_limit}",
+        # (Left out at the simulator's default, so the file also loads on sidecars older than the setting.)
+        *([f"max_call_s = {max_call_s}"] if max_call_s != 5 else []),
+        f"[rails.{rail}.options]",
+        f'ledger_path = "{ledger}"',
+        f"failure_rate = {base['failure_rate']}",
+        f"seed = {base['seed']}",
+        *(f"{name} = {value}" for name, value in options.items()),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def republish_chunks(database_url: str, amqp_url: str, rail: str, batch_name: str) -> int:
+    """Publishes every work chunk of the batch once more, as a relay that crashed after the broker's
+    confirm would: the same chunk ids and bodies, a second delivery of each. Returns how many."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT o.chunk_id, o.payload FROM outbox o JOIN batches b ON b.id = o.batch_id"
+                        " WHERE b.uid = :uid AND o.rail = :rail"
+                    ),
+                    {"uid": batch_name.removeprefix("batches/"), "rail": rail},
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    connection = await aio_pika.connect(amqp_url, timeout=10)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        for chunk_id, payload in rows:
+            await channel.default_exchange.publish(
+                aio_pika.Message(bytes(payload), message_id=chunk_id, delivery_mode=2),
+                routing_key=queue_name(rail),
+            )
+    return len(rows)
+
+
+def log_lines(log: str, fragment: str) -> int:
+    return sum(1 for line in log.splitlines() if fragment in line)

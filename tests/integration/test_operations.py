@@ -10,8 +10,9 @@ import os
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gpo.v1 import disbursement_service_pb2 as api_pb
@@ -22,8 +23,9 @@ from gpo_server.app import Orchestrator
 from gpo_server.client import GpoClient, chunked, status_counts
 from gpo_server.config import Settings
 from gpo_server.demo import synthetic_payments
+from gpo_server.domain.states import PaymentStatus
 from gpo_server.queueing.base import OutgoingMessage
-from gpo_server.storage.store import NewBatch, Store
+from gpo_server.storage.store import NewBatch, ResultUpdate, Store
 from rail_sidecars.rails.base import Rail, RailPayment, RailResult, RetryableRailError
 from rail_sidecars.rails.simulator import SimulatorRail, SimulatorSettings
 from rail_sidecars.rails.simulator_ledger import read_totals
@@ -212,6 +214,116 @@ async def test_a_claim_lease_keeps_a_concurrent_delivery_away_until_it_ends(stor
     await asyncio.sleep(0.6)  # a short lease ends by itself
     last = await store.claim(batch_id, numbers[:5], "sidecar-c:chunk-1", lease_s=30)
     assert last.verify == set(numbers[:5])
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], deadline_s: float, what: str) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not await condition():
+        assert time.monotonic() < deadline, f"{what} within {deadline_s}s"
+        await asyncio.sleep(0.05)
+
+
+async def _payment(store: Store, batch_id: int, number: int) -> Any:
+    from sqlalchemy import select
+
+    from gpo_server.storage.tables import payments
+
+    async with store.engine.connect() as conn:
+        query = select(payments).where(payments.c.batch_id == batch_id, payments.c.number == number)
+        return (await conn.execute(query)).one()
+
+
+async def test_heartbeats_keep_a_lease_and_a_stale_claim_is_fenced_out(store: Store) -> None:
+    batch_id = await _batch_with_payments(store, 4)
+    numbers = [1, 2, 3, 4]
+    first = await store.claim(batch_id, numbers, "a:chunk", lease_s=0.3, max_call_s=0.3)
+    assert first.execute == set(numbers) and first.lease_token
+
+    # Renewed past its first lease and in-flight window: still the holder's.
+    for _ in range(4):
+        assert await store.renew(batch_id, numbers, "a:chunk", first.lease_token, 0.3) is not None
+        await asyncio.sleep(0.2)
+    assert (await store.claim(batch_id, numbers, "b:chunk", lease_s=30)).busy == set(numbers)
+
+    # Heartbeats stop: BUSY until the lease AND the rail's longest call have passed, then VERIFY.
+    second: list[Any] = []
+
+    async def taken_over() -> bool:
+        claim = await store.claim(batch_id, numbers, "b:chunk", lease_s=30, max_call_s=30)
+        second.append(claim)
+        return claim.verify == set(numbers)
+
+    started = time.monotonic()
+    await _until(taken_over, 10, "the lapsed holder's payments verified by another claim")
+    assert time.monotonic() - started >= 0.3  # not before the in-flight window closed
+    token = second[-1].lease_token
+    assert token != first.lease_token
+
+    # The stale holder can no longer renew, nor make statements only a holder can make.
+    assert await store.renew(batch_id, numbers, "a:chunk", first.lease_token, 0.3) is None
+    refused: list[int] = []
+    unreachable = ResultUpdate(1, PaymentStatus.FAILED, "rjct.rail.unreachable", "", "", False)
+    paid = ResultUpdate(2, PaymentStatus.SUCCEEDED, "", "", "ref-2", True)
+    applied = await store.apply_results(
+        batch_id, [unreachable, paid], owner="a:chunk", token=first.lease_token, released=[3], refused=refused
+    )
+    assert applied == 1  # the rail's fact (SUCCEEDED) counts from anyone
+    assert sorted(refused) == [1, 3]
+    assert (await _payment(store, batch_id, 1)).status == "sent"
+    assert (await _payment(store, batch_id, 3)).lease_token == token  # still the new holder's
+    # The holder's own statements apply.
+    refused.clear()
+    await store.apply_results(batch_id, [unreachable], owner="b:chunk", token=token, refused=refused)
+    assert not refused and (await _payment(store, batch_id, 1)).status == "failed"
+    assert await store.renew(batch_id, [3, 4], "b:chunk", token, 30) is not None
+
+
+async def test_a_look_up_showing_two_executions_flags_the_payment(store: Store) -> None:
+    batch_id = await _batch_with_payments(store, 2)
+    claim = await store.claim(batch_id, [1, 2], "a:chunk", lease_s=30)
+    twice = ResultUpdate(1, PaymentStatus.SUCCEEDED, "", "", "ref-1", True, rail_executions=2)
+    once = ResultUpdate(2, PaymentStatus.SUCCEEDED, "", "", "ref-2", True, rail_executions=1)
+    await store.apply_results(batch_id, [twice, once], owner="a:chunk", token=claim.lease_token)
+    flagged = await _payment(store, batch_id, 1)
+    assert flagged.status == "succeeded"
+    assert flagged.attention_reason == "paid more than once: the rail executed this key 2 times"
+    assert (await _payment(store, batch_id, 2)).attention_reason == ""
+
+
+async def test_payments_a_verify_only_look_up_cannot_find_are_sent_again_with_their_keys(
+    store: Store,
+) -> None:
+    from gpo.v1 import rail_pb2
+    from sqlalchemy import select
+
+    from gpo_server.storage.tables import outbox
+    from gpo_server.work import RailWorkBuilder
+
+    batch_id = await _batch_with_payments(store, 3)
+    async with store.engine.connect() as conn:
+        before = len((await conn.execute(select(outbox.c.id))).all())
+    claim = await store.claim(batch_id, [1, 2, 3], "sweep:chunk", lease_s=30)
+    key = (await _payment(store, batch_id, 2)).idempotency_key
+    await store.apply_results(
+        batch_id,
+        [],
+        owner="sweep:chunk",
+        token=claim.lease_token,
+        unknown=[2],
+        redispatch=RailWorkBuilder({}, 1000),
+    )
+    async with store.engine.connect() as conn:
+        payloads = [r.payload for r in (await conn.execute(select(outbox).order_by(outbox.c.id))).all()]
+    assert len(payloads) == before + 1
+    chunk = rail_pb2.WorkChunk.FromString(payloads[-1])
+    assert not chunk.verify_only and [(i.payment_number, i.idempotency_key) for i in chunk.items] == [
+        (2, key)
+    ]
+    again = await _payment(store, batch_id, 2)
+    assert again.status == "sent" and again.lease_owner == "" and again.attention_reason == ""
+    # The new chunk's claim verifies it at once (nobody holds it); the others stay the sweep's.
+    redelivered = await store.claim(batch_id, [2], "other:chunk", lease_s=30)
+    assert redelivered.verify == {2}
 
 
 # ---- the stuck-payment sweeper ----------------------------------------------------------------
