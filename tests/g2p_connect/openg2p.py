@@ -114,24 +114,35 @@ class OpenG2pEnv:
             **extra,
         }
 
-    async def send(self, path: str, header: dict[str, Any], message: Any, **control: Any) -> dict[str, Any]:
-        """Built, signed and sent by the OpenG2P sender; its reply counted (spec and library)."""
-        async with httpx.AsyncClient(timeout=180) as client:
-            response = await client.post(
-                f"{self.client_url}/send",
-                json={
-                    "url": self.gateway,
-                    "path": path,
-                    "header": header,
-                    "message": message,
-                    "token": self.token(),
-                    **control,
-                },
+    async def send(
+        self, path: str, header: dict[str, Any], message: Any, *, resend: bool = True, **control: Any
+    ) -> dict[str, Any]:
+        """Built, signed and sent by the OpenG2P sender; its reply counted (spec and library). Answered
+        503 (SPAR or the test PostgreSQL briefly away, as other suites restart it), the same message is
+        sent again, as the spec asks of a sender, until it is answered otherwise (or for 2 minutes)."""
+        deadline = time.monotonic() + 120
+        while True:
+            async with httpx.AsyncClient(timeout=180) as client:
+                response = await client.post(
+                    f"{self.client_url}/send",
+                    json={
+                        "url": self.gateway,
+                        "path": path,
+                        "header": header,
+                        "message": message,
+                        "token": self.token(),
+                        **control,
+                    },
+                )
+            response.raise_for_status()
+            result: dict[str, Any] = response.json()
+            errors = self.schemas.response(path, result["status"], result["body"])
+            self.counts.add(
+                f"reply {path} {result['status']}", errors, result["parsed"], result["parse_error"]
             )
-        response.raise_for_status()
-        result: dict[str, Any] = response.json()
-        errors = self.schemas.response(path, result["status"], result["body"])
-        self.counts.add(f"reply {path} {result['status']}", errors, result["parsed"], result["parse_error"])
+            if not (resend and result["status"] == 503 and time.monotonic() < deadline):
+                break
+            await asyncio.sleep(0.5)
         body = result["body"]
         accepted = (body.get("message") or {}).get("ack_status") == "ACK" or (
             (body.get("header") or {}).get("status") == "succ"
