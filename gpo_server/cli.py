@@ -365,11 +365,11 @@ def _server(args: argparse.Namespace) -> str:
 
 
 def _client(args: argparse.Namespace) -> GpoClient:
+    settings = Settings.from_env()
     token = getattr(args, "token", None) or os.environ.get("GPO_TOKEN", "")
     if not token:
-        secret = local_secret(Settings.from_env().data_dir)
-        token = mint_token(secret, "gpo-cli", ["*"], ttl_s=3600)
-    return GpoClient(_server(args), token)
+        token = mint_token(local_secret(settings.data_dir), "gpo-cli", ["*"], ttl_s=3600)
+    return GpoClient(_server(args), token, tls=settings.client_tls())  # GPO_TLS_CA_FILE etc.
 
 
 def batch_name(text: str) -> str:

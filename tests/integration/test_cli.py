@@ -546,3 +546,45 @@ async def test_csv_export_is_complete_and_safe_in_spreadsheets(
     # JSON lines: the same snake_case convention as every other command.
     run = await cli(gpo, "payments", batch, tmp=tmp_path)
     assert {"reference_id", "payee_fa", "reason_message", "update_time"} <= set(run.records[0])
+
+
+async def test_the_cli_speaks_tls_when_told_to(tmp_path: Path, program: str) -> None:
+    """GPO_TLS_CA_FILE (and, for mTLS, the client certificate) reach the `gpo` client commands too."""
+    import secrets
+
+    from gpo_server.api.auth import mint_token
+    from gpo_server.app import Orchestrator
+    from gpo_server.config import Settings
+    from tests.support.certificates import TestCa
+
+    ca = TestCa(tmp_path / "ca")
+    server = ca.issue("gpo-server", server=True, client=True)
+    client_cert = ca.issue("program-client", client=True)
+    secret = secrets.token_bytes(32)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        listen="127.0.0.1:0",
+        auth_hs256_secrets=[secret],
+        tls_cert_file=str(server.cert_file),
+        tls_key_file=str(server.key_file),
+        tls_client_ca_file=str(ca.cert_file),
+        tls_ca_file=str(ca.cert_file),
+    )
+    orchestrator = Orchestrator(settings)
+    await orchestrator.start()
+    try:
+        env = {"GPO_SERVER": f"127.0.0.1:{orchestrator.port}", "GPO_TOKEN": mint_token(secret, "t", ["*"])}
+        path = payments_csv(tmp_path / "p.csv", rows(2))
+        args = ("submit", str(path), "--program", program, "--payer-fa", PAYER, "--quiet")
+        plain = await cli(None, *args, tmp=tmp_path, env=env)
+        assert plain.code == 4, plain.err  # a plaintext client cannot reach a TLS port
+        tls = {
+            "GPO_TLS_CA_FILE": str(ca.cert_file),
+            "GPO_TLS_CLIENT_CERT_FILE": str(client_cert.cert_file),
+            "GPO_TLS_CLIENT_KEY_FILE": str(client_cert.key_file),
+        }
+        run = await cli(None, *args, tmp=tmp_path, env={**env, **tls})
+        assert run.code == 0, run.err
+        assert run.records[-1]["payments"] == 2
+    finally:
+        await orchestrator.stop(grace_s=5)
