@@ -42,6 +42,13 @@ _STYLES = {
 }
 
 
+def _is_tty(stream: IO[str] | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except ValueError:  # closed
+        return False
+
+
 def on_terminal(stream: IO[str]) -> bool:
     return stream.isatty() and os.environ.get("TERM", "") != "dumb"
 
@@ -101,6 +108,9 @@ class BatchProgress:
                 refresh_per_second=4,
                 speed_estimate_period=15,
                 expand=True,
+                # Lines the command prints on stdout go above the bars when stdout is this terminal too;
+                # redirected (to a file, a pipe) they must stay on stdout, not be drawn on stderr.
+                redirect_stdout=_is_tty(sys.stdout),
             )
 
     def __enter__(self) -> BatchProgress:

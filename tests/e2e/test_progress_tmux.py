@@ -137,3 +137,50 @@ def test_demo_keep_keeps_the_data_and_says_where(tmp_path: Path) -> None:
     assert summary["data_kept"] is True and kept.is_dir() and (kept / "gpo.db").exists()
     assert kept.parent == (tmp_path / "demo").resolve()
     assert (f"demo data kept in {kept}" in done.stderr and " MB" in done.stderr) or " KB" in done.stderr
+
+
+def test_submit_on_a_terminal_keeps_its_json_on_stdout(tmp_path: Path) -> None:
+    """With the bars on the terminal and stdout redirected to a file, the rejection and summary lines go
+    to the file, not onto the screen."""
+    from tests.support.processes import free_port
+
+    port = free_port()
+    data = tmp_path / "data"
+    out = tmp_path / "out.jsonl"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gpo_server.cli", "serve"],
+        env={**os.environ, "GPO_DATA_DIR": str(data), "GPO_LISTEN": f"127.0.0.1:{port}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    tmux = Tmux()
+    try:
+        assert server.stdout is not None
+        assert json.loads(server.stdout.readline())["listening"] == port  # serving
+        command = " ".join(
+            [
+                f"cd {shlex.quote(str(REPO))} &&",
+                f"env GPO_DATA_DIR={shlex.quote(str(data))} GPO_SERVER=127.0.0.1:{port} TERM=xterm-256color",
+                shlex.quote(sys.executable),
+                "-m gpo_server.cli submit examples/payments.csv --program tmux --watch",
+                f"--payer-fa account:treasury@central-bank > {shlex.quote(str(out))}",
+                "; echo GPO-EXIT=$?; sleep 3600",
+            ]
+        )
+        tmux.start(command)
+        deadline = time.monotonic() + 120
+        screen = ""
+        while time.monotonic() < deadline and "GPO-EXIT=" not in screen:
+            time.sleep(0.3)
+            screen = tmux.screen()
+    finally:
+        tmux.close()
+        server.terminate()
+        server.wait(timeout=60)
+    assert "GPO-EXIT=0" in screen, screen
+    assert "{" not in screen, screen  # no JSON drawn on the terminal
+    assert "completed" in screen and "5/5" in screen
+    rejection, summary = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rejection["rejected"] == "cct-2026-06-0005" and rejection["line"] == 6
+    assert summary["payments"] == 5 and summary["state"] == "BATCH_STATE_COMPLETED"
