@@ -59,11 +59,12 @@ META_PAYEE_ID = "g2p.payee_id"  # the person ID the sender gave, when the mapper
 META_META = "g2p.meta"
 
 # The spec's field limits (disburse_core_api_v1.0.0.yaml): note and purpose at most 99 characters,
-# locale ISO 639-3 (three lower-case letters). GPO's own limits are wider; a G2P Connect message keeps
+# instruction 999, locale ISO 639-3 (three lower-case letters). GPO's own limits are wider; a G2P Connect message keeps
 # to the spec's. reference_id has no limit in the spec; GPO stores at most MAX_REFERENCE_ID characters
 # and refuses a message with a longer one rather than truncate it.
 SPEC_MAX_NOTE = 99
 SPEC_MAX_PURPOSE = 99
+SPEC_MAX_INSTRUCTION = 999
 _AMOUNT = re.compile(r"^\d{1,13}\.\d{1,2}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _LOCALE = re.compile(r"^[a-z]{3}$")
@@ -244,7 +245,11 @@ def _payment(
             ts = Timestamp()
             ts.FromDatetime(when.astimezone(dt.UTC))
             payment.schedule_time.CopyFrom(ts)
-    for name, limit in (("note", SPEC_MAX_NOTE), ("purpose", SPEC_MAX_PURPOSE)):
+    for name, limit in (
+        ("note", SPEC_MAX_NOTE),
+        ("purpose", SPEC_MAX_PURPOSE),
+        ("instruction", SPEC_MAX_INSTRUCTION),
+    ):
         if len(text(name)) > limit:
             parsed.rejections.setdefault(
                 index, (f"rjct.{name}.invalid", f"{name} is longer than the spec's {limit} characters")

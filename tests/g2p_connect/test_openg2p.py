@@ -324,10 +324,11 @@ async def test_spec_field_limits_have_reason_codes(openg2p: OpenG2pEnv) -> None:
         item("fl-note", "mobile:254711000007@mpesa", note="n" * 100),
         item("fl-purpose", "mobile:254711000008@mpesa", purpose="p" * 100),
         item("fl-locale", "mobile:254711000009@mpesa", locale="en"),
+        item("fl-instruction", "mobile:254711000012@mpesa", instruction="i" * 1000),
         {**item("fl-nocur", "mobile:254711000010@mpesa"), "currency_code": None},
         item("fl-ok", "mobile:254711000011@mpesa", note="n" * 99, purpose="p" * 99, locale="eng"),
     ]
-    del items[3]["currency_code"]  # not required by the spec: the sender's default_currency (KES) applies
+    del items[4]["currency_code"]  # not required by the spec: the sender's default_currency (KES) applies
     result = await openg2p.send(
         "/disburse/sync/disburse", openg2p.header("disburse", len(items)), disburse_message(items)
     )
@@ -337,6 +338,7 @@ async def test_spec_field_limits_have_reason_codes(openg2p: OpenG2pEnv) -> None:
         ("fl-note", "rjct.note.invalid"),
         ("fl-purpose", "rjct.purpose.invalid"),
         ("fl-locale", "rjct.locale.invalid"),
+        ("fl-instruction", "rjct.instruction.invalid"),
     ):
         assert got[ref]["status"] == "rjct", got[ref]
         assert got[ref]["status_reason_message"].startswith(code), got[ref]
