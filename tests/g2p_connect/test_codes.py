@@ -392,3 +392,24 @@ async def test_sync_refusals_name_the_endpoints_action_and_carry_a_message(
     assert (status, answer["header"]["action"]) == (400, "on-disburse")
     assert answer["header"]["message_id"] == body["header"]["message_id"]
     assert answer["message"]["transaction_id"] == body["message"]["transaction_id"]
+
+
+async def test_a_chunked_body_over_the_limit_is_413_too(g2p: G2pEnv, client: httpx.AsyncClient) -> None:
+    """Without a Content-Length the gateway counts the bytes it reads."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"header": {}, "message": {"filler": "'
+        for _ in range(17):
+            yield b"x" * (1024 * 1024)
+        yield b'"}}'
+
+    response = await client.post(
+        f"{g2p.url}/disburse/sync/search",
+        content=chunks(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {g2p.token()}"},
+        timeout=120,
+    )
+    assert response.status_code == 413
+    answer = response.json()
+    assert g2p.schemas.response("/disburse/sync/search", 413, answer) == []
+    assert answer["header"]["action"] == "on-search" and answer["header"]["status"] == "rjct"
