@@ -290,6 +290,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep the run's data folder (database, logs, ledger); by default a successful run removes it",
     )
+    demo.add_argument(
+        "--clean",
+        action="store_true",
+        help="remove the data of earlier demo runs (GPO_DATA_DIR/demo) and exit",
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress display")
     demo.set_defaults(func=lambda a: asyncio.run(_demo(a)))
     return parser
@@ -482,6 +487,7 @@ async def _submit(args: argparse.Namespace) -> int:
         nonlocal already
         stored = batch.payment_count
         if stored:
+            progress.note(f"{batch.name} already holds {stored} payments: checking they are this file's")
             await _same_content(client, batch, checked, rejection)
             already = (
                 f"{batch.name} already holds {stored} of these {checked.payments} payments "
@@ -542,7 +548,7 @@ async def _same_content(
         raise _content_differs(batch, f"it holds {batch.payment_count} payments, the file {checked.payments}")
     mine = read_payments(checked)
     number = 0
-    async for p in client.payments(batch.name):
+    async for p in client.payments(batch.name, page_size=10_000):
         number += 1
         if number > batch.payment_count:
             break
@@ -732,8 +738,11 @@ def _token(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    from gpo_server.demo import run_demo
+    from gpo_server.demo import clean_runs, run_demo
 
+    if args.clean:
+        emit(clean_runs())
+        return EXIT_OK
     return await run_demo(args)
 
 

@@ -139,6 +139,9 @@ async def run_demo(args: argparse.Namespace) -> int:
         summary = await asyncio.wait_for(
             _pay(args, f"127.0.0.1:{port}", mint_token(secret, "demo", [PROGRAM]), ledger), args.timeout
         )
+    except BaseException:
+        print(f"the demo failed; its data and logs are kept in {run_dir}", file=sys.stderr)
+        raise
     finally:
         for p in processes:
             p.terminate()
@@ -188,7 +191,33 @@ def _dispose(run_dir: Path, *, keep: bool, database_url: str) -> dict[str, Any]:
         print(f"demo data removed: {run_dir}, {human_size(size)} ({where}); --keep keeps it", file=sys.stderr)
     if database_url:
         print("the demo batch stays in the PostgreSQL database (program demo-cash-transfer)", file=sys.stderr)
+    earlier = [d for d in earlier_runs(run_dir.parent) if d != run_dir]
+    if earlier:
+        total = sum(_size(d) for d in earlier)
+        print(
+            f"{len(earlier)} earlier demo runs hold {human_size(total)} in {run_dir.parent}; "
+            "gpo demo --clean removes them",
+            file=sys.stderr,
+        )
     return {"data_dir": str(run_dir), "data_bytes": size, "data_kept": keep}
+
+
+def earlier_runs(folder: Path) -> list[Path]:
+    """The run folders `gpo demo` made under GPO_DATA_DIR/demo (named by their UTC start time)."""
+    if not folder.is_dir():
+        return []
+    return sorted(d for d in folder.iterdir() if d.is_dir() and d.name[:8].isdigit() and "T" in d.name)
+
+
+def clean_runs() -> dict[str, Any]:
+    """`gpo demo --clean`: removes every run folder under GPO_DATA_DIR/demo, and says how much."""
+    folder = (Settings.from_env().data_dir / "demo").resolve()
+    runs = earlier_runs(folder)
+    total = sum(_size(d) for d in runs)
+    for d in runs:
+        shutil.rmtree(d, ignore_errors=True)
+    print(f"removed {len(runs)} demo runs, {human_size(total)}, from {folder}", file=sys.stderr)
+    return {"removed_runs": len(runs), "removed_bytes": total, "data_dir": str(folder)}
 
 
 async def _pay(args: argparse.Namespace, target: str, token: str, ledger: Path) -> dict[str, Any]:

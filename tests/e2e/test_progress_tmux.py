@@ -130,13 +130,21 @@ def test_progress_not_on_a_terminal_is_plain_lines(tmp_path: Path) -> None:
     assert any(line.startswith(f"demo data removed: {summary['data_dir']}") for line in lines)
 
 
-def test_demo_keep_keeps_the_data_and_says_where(tmp_path: Path) -> None:
+def test_demo_keep_keeps_the_data_and_says_where_then_clean_removes_it(tmp_path: Path) -> None:
     done = demo_off_terminal(tmp_path, "--payments", "200", "--keep", "--quiet")
     summary = json.loads(done.stdout.splitlines()[-1])
     kept = Path(summary["data_dir"])
     assert summary["data_kept"] is True and kept.is_dir() and (kept / "gpo.db").exists()
     assert kept.parent == (tmp_path / "demo").resolve()
-    assert (f"demo data kept in {kept}" in done.stderr and " MB" in done.stderr) or " KB" in done.stderr
+    assert f"demo data kept in {kept}: " in done.stderr
+    assert any(unit in done.stderr for unit in (" KB ", " MB ")), done.stderr
+    # The next run says what earlier runs hold; --clean removes them and says how much.
+    again = demo_off_terminal(tmp_path, "--payments", "100", "--quiet")
+    assert "1 earlier demo runs hold " in again.stderr and "gpo demo --clean" in again.stderr
+    clean = demo_off_terminal(tmp_path, "--clean")
+    removed = json.loads(clean.stdout.splitlines()[-1])
+    assert removed["removed_runs"] == 1 and removed["removed_bytes"] >= summary["data_bytes"]
+    assert not kept.exists() and "removed 1 demo runs" in clean.stderr
 
 
 def test_submit_on_a_terminal_keeps_its_json_on_stdout(tmp_path: Path) -> None:
