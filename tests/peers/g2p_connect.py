@@ -10,8 +10,13 @@ reply action enum is search's ("on-search"; GPO answers "on-disburse").
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
+import datetime as dt
+import hashlib
 import json
+import re
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,19 +25,59 @@ from typing import Any
 import httpx
 import yaml
 from aiohttp import web
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from gpo_server.g2p_connect import signatures
-from gpo_server.g2p_connect.messages import now
-from gpo_server.g2p_connect.signatures import Signer
 from tests.peers.serving import serve_app
 
 DISBURSE_SPEC = "g2p-connect/disburse_core_api_v1.0.0.yaml"
 MAPPER_SPEC = "g2p-connect/mapper_core_api_v1.0.0.yaml"
 _URN = "urn:g2p-disburse"
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+class BecknSignatureError(Exception):
+    pass
+
+
+class BecknSigner:
+    """Beckn-style HTTP signatures as docs/G2P_CONNECT.md describes them, written here from that text
+    (ed25519 over "(created): …\n(expires): …\ndigest: BLAKE-512=…"), not GPO's code."""
+
+    def __init__(self, sender_id: str, key_id: str, key: ed25519.Ed25519PrivateKey) -> None:
+        self.sender_id, self.key_id, self.key = sender_id, key_id, key
+
+    @staticmethod
+    def signing_string(created: int, expires: int, body: bytes) -> bytes:
+        digest = base64.b64encode(hashlib.blake2b(body, digest_size=64).digest()).decode()
+        return f"(created): {created}\n(expires): {expires}\ndigest: BLAKE-512={digest}".encode()
+
+    def sign(self, body: bytes) -> str:
+        created = int(time.time())
+        expires = created + 3600
+        signature = base64.b64encode(self.key.sign(self.signing_string(created, expires, body))).decode()
+        return (
+            f'Signature keyId="{self.sender_id}|{self.key_id}|ed25519",algorithm="ed25519",'
+            f'created="{created}",expires="{expires}",headers="(created) (expires) digest",'
+            f'signature="{signature}"'
+        )
+
+    @classmethod
+    def verify(cls, header: str, body: bytes, key: ed25519.Ed25519PublicKey) -> None:
+        params = dict(re.findall(r'([A-Za-z]+)="([^"]*)"', header))
+        try:
+            created, expires = int(params["created"]), int(params["expires"])
+            if not created - 300 <= time.time() <= expires + 300:
+                raise BecknSignatureError("expired or not yet valid")
+            key.verify(base64.b64decode(params["signature"]), cls.signing_string(created, expires, body))
+        except (KeyError, ValueError, InvalidSignature) as exc:
+            raise BecknSignatureError(f"{type(exc).__name__}: {exc}") from None
 
 
 class SpecSchemas:
@@ -96,7 +141,7 @@ class G2pSender:
         self.schemas = schemas
         self.gpo_public_key = gpo_public_key
         self.key = ed25519.Ed25519PrivateKey.generate()
-        self.signer = Signer(sender_id, "key-1", self.key)
+        self.signer = BecknSigner(sender_id, "key-1", self.key)
         self.callbacks: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.jwks: dict[str, Any] = {"keys": []}  # served at /jwks.json, for senders configured by JWKS
         self.violations: list[str] = []
@@ -129,9 +174,8 @@ class G2pSender:
         async def handle(request: web.Request) -> web.Response:
             raw = await request.read()
             try:
-                parsed = signatures.parse(request.headers.get("Signature", ""))
-                signatures.verify(raw, parsed, self.gpo_public_key)
-            except signatures.SignatureError as exc:
+                BecknSigner.verify(request.headers.get("Signature", ""), raw, self.gpo_public_key)
+            except BecknSignatureError as exc:
                 self.violations.append(f"{path}: bad signature: {exc}")
                 return web.json_response({"errors": [{"code": "err.signature.invalid"}]}, status=401)
             body = json.loads(raw)
