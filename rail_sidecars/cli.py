@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
+from pathlib import Path
 
 import grpc
 
@@ -56,6 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the claim lease asked for, renewed every third of it (GPO_SIDECAR_LEASE_S, default 15)",
     )
     parser.add_argument(
+        "--journal",
+        default=os.environ.get("GPO_SIDECAR_JOURNAL", ""),
+        help="outcome journal file (GPO_SIDECAR_JOURNAL; default: sidecar-RAIL.journal in GPO_DATA_DIR or"
+        " the working directory; 'off' for none)",
+    )
+    parser.add_argument(
         "--simulator",
         default=os.environ.get("GPO_SIMULATOR", ""),
         help="simulator settings, e.g. latency_ms=5,failure_rate=0.01,rate_limit=1000",
@@ -87,6 +94,7 @@ def _rail_config(args: argparse.Namespace) -> RailConfig:
 
 async def _run(args: argparse.Namespace) -> int:
     from gpo_server.queueing.rabbitmq import RabbitMQBroker
+    from rail_sidecars.journal import OutcomeJournal
     from rail_sidecars.runner import SidecarRunner
 
     broker = RabbitMQBroker(args.amqp_url)
@@ -98,6 +106,10 @@ async def _run(args: argparse.Namespace) -> int:
         args.orchestrator,
         options=[("grpc.initial_reconnect_backoff_ms", 500), ("grpc.max_reconnect_backoff_ms", 5000)],
     )
+    journal_path = args.journal or str(
+        Path(os.environ.get("GPO_DATA_DIR", ".")) / f"sidecar-{args.rail}.journal"
+    )
+    journal = None if args.journal == "off" else OutcomeJournal.open(journal_path)
     runner = SidecarRunner(
         rail_name=args.rail,
         rail=rail,
@@ -109,6 +121,7 @@ async def _run(args: argparse.Namespace) -> int:
         rate_limit=config.rate_limit,
         lease_s=args.lease_s,
         max_call_s=config.max_call_s,
+        journal=journal,
         sidecar_name=f"{args.rail}-{os.getpid()}",
     )
     tune_garbage_collector()
@@ -123,6 +136,8 @@ async def _run(args: argparse.Namespace) -> int:
         await rail.close()
         await channel.close()
         await broker.close()
+        if journal is not None:
+            journal.close()
     log.info("sidecar stopped after %d chunks", runner.chunks_done)
     return 0
 

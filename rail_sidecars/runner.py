@@ -33,6 +33,7 @@ from google.protobuf.message import DecodeError
 from gpo.v1 import rail_pb2, rail_pb2_grpc
 
 from gpo_server.queueing.base import Broker, Delivery
+from rail_sidecars.journal import OutcomeJournal
 from rail_sidecars.limits import TokenBucket
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, RetryableRailError
 
@@ -163,6 +164,7 @@ class SidecarRunner:
         retry_base_s: float = 0.2,
         rpc_timeout_s: float = 60.0,
         hold_patience_s: float = HOLD_PATIENCE_S,
+        journal: OutcomeJournal | None = None,
     ) -> None:
         self.rail_name = rail_name
         self.rail = rail
@@ -185,6 +187,8 @@ class SidecarRunner:
         self.retry_base_s = retry_base_s
         self.rpc_timeout_s = rpc_timeout_s
         self.hold_patience_s = hold_patience_s
+        # Outcomes not yet committed by the orchestrator, on local disk (replayed after a restart).
+        self.journal = journal
         self.chunks_done = 0
         self._in_hand: set[str] = set()
 
@@ -205,6 +209,7 @@ class SidecarRunner:
 
         consumer = asyncio.create_task(consume())
         late = asyncio.create_task(self._forward_late_results())
+        replay = asyncio.create_task(self._replay_journal())
         stopper = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait([consumer, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -214,8 +219,9 @@ class SidecarRunner:
         finally:
             consumer.cancel()
             late.cancel()
+            replay.cancel()
             stopper.cancel()
-            await asyncio.gather(consumer, late, return_exceptions=True)
+            await asyncio.gather(consumer, late, replay, return_exceptions=True)
             await self.reporter.close()
         if consumer.done() and not consumer.cancelled() and consumer.exception() is not None:
             raise consumer.exception()  # type: ignore[misc]
@@ -411,8 +417,40 @@ class SidecarRunner:
                 )
                 await asyncio.sleep(self._hold_wait(attempt))
 
-    async def _report_patiently(self, request: rail_pb2.ReportResultsRequest, chunk_id: str) -> None:
-        """Reports, holding the delivery (and the outcomes) through an orchestrator outage."""
+    async def _replay_journal(self) -> None:
+        """Reports what a previous process journaled and never saw answered."""
+        if self.journal is None:
+            return
+        pending = self.journal.pending()
+        if pending:
+            log.warning("reporting %d journaled reports left by the previous process", len(pending))
+        for entry_id, request in pending:
+            try:
+                await self._report_patiently(request, request.chunk_id, journaled=entry_id)
+            except Exception as exc:
+                log.error("journaled report of chunk %s dropped (%s)", request.chunk_id, _short(exc))
+
+    async def _report_patiently(
+        self, request: rail_pb2.ReportResultsRequest, chunk_id: str, *, journaled: str = ""
+    ) -> None:
+        """Reports, holding the delivery (and the outcomes, journaled first) through an orchestrator
+        outage."""
+        if self.journal is not None and not journaled:
+            journaled = self.journal.record(request)
+        try:
+            await self._report_until_answered(request, chunk_id)
+        except Exception as exc:
+            cause = exc.__cause__ if isinstance(exc, ConnectionError) else exc
+            if isinstance(cause, grpc.aio.AioRpcError) and cause.code() in _PERMANENT:
+                self._journal_done(journaled)  # refused for good: replaying cannot help
+            raise  # otherwise it stays journaled, for the next process to report
+        self._journal_done(journaled)
+
+    def _journal_done(self, entry_id: str) -> None:
+        if self.journal is not None and entry_id:
+            self.journal.done(entry_id)
+
+    async def _report_until_answered(self, request: rail_pb2.ReportResultsRequest, chunk_id: str) -> None:
         started = time.monotonic()
         attempt = 0
         while True:

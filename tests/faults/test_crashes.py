@@ -11,7 +11,6 @@ everything else using those services at that moment.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import grpc
 import pytest
 from gpo.v1 import resources_pb2 as res_pb
 
-from gpo_server.client import GpoClient, status_counts
+from gpo_server.client import GpoClient
 from tests.faults.rig import (
     FAULT_ENV,
     SIMULATOR,
@@ -39,7 +38,6 @@ from tests.faults.rig import (
     resume,
     run,
     settled,
-    until,
     upload,
     upload_retrying,
     wait_for,
@@ -289,44 +287,8 @@ async def test_two_replicas_one_killed_mid_batch(rig: Rig) -> None:
     )
 
 
-LONG = os.environ.get("GPO_FAULTS_LONG") == "1"
-
-
-@pytest.mark.skipif(not LONG, reason="takes about 9 minutes; run with GPO_FAULTS_LONG=1")
-@pytest.mark.timeout(900)
-@pytest.mark.xfail(
-    strict=True,
-    reason="an orchestrator outage longer than the sidecar's requeue budget (x-delivery-limit 20 x waits "
-    "capped at MAX_REQUEUE_WAIT_S=30 s, about 6 minutes) dead-letters healthy work chunks; their "
-    "payments stay QUEUED, flagged for attention, and nothing re-drives them (the sweeper takes SENT "
-    "payments only, RetryFailedPayments FAILED ones only)",
-)
-async def test_orchestrator_down_longer_than_the_requeue_budget(rig: Rig) -> None:
-    """A sidecar keeps consuming while its orchestrator is down; each failed claim returns the delivery,
-    and each return counts toward the queue's delivery limit. A small backlog (8 chunks) is the worst
-    case: every chunk cycles through the sidecar's prefetch as often as its requeue waits allow."""
-    node = rig.add_replica()
-    await rig.start(node)
-    batch, client = Batch.make(2000), rig.client(node)
-    uploaded = await upload(client, batch, UploadProgress())
-    await poll_batch(client, uploaded.name, lambda b: status_counts(b).get("queued", 0) == batch.count)
-    assert node.orchestrator is not None
-    await asyncio.to_thread(node.orchestrator.kill9)
-    rig.start_sidecar(node)
-    await asyncio.sleep(420)
-    await rig.start(node)
-    operator = rig.client(node, programs=["*"])
-    dead: list[str] = []
-
-    async def dead_letters_listed() -> bool:
-        dead[:] = [d.chunk_id async for d in operator.dead_letters(rig.rail)]
-        return bool(dead)
-
-    await until(dead_letters_listed, 60, "the dead letters listed through the API")
-    done = await poll_batch(
-        client, uploaded.name, lambda b: b.state == res_pb.BATCH_STATE_COMPLETED, deadline_s=90, interval_s=1
-    )
-    check_ledger([done], batch.count, rig.ledger)
+# The orchestrator outage longer than the old requeue budget is test_leases.py's
+# test_an_orchestrator_outage_is_not_poison (7 minutes with GPO_FAULTS_LONG=1).
 
 
 # ---- service restarts: last, and short, because they disturb everybody using the services ------------
