@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -588,3 +589,37 @@ async def test_the_cli_speaks_tls_when_told_to(tmp_path: Path, program: str) -> 
         assert run.records[-1]["payments"] == 2
     finally:
         await orchestrator.stop(grace_s=5)
+
+
+@embedded_only
+async def test_an_upload_whose_payments_fail_to_load_ends_at_once(gpo: Gpo, program: str) -> None:
+    """GpoClient.upload: if producing a chunk raises, the stream is cancelled and the error raised (it
+    used to wait forever for chunks that would never come)."""
+
+    class Unreadable(Exception):
+        pass
+
+    def chunks() -> Iterator[list[api_pb.PaymentInput]]:
+        yield [
+            api_pb.PaymentInput(reference_id="a", payee_fa="mobile:1@m", amount="1.00", currency_code="KES")
+        ]
+        raise Unreadable("the file went away")
+
+    header = api_pb.BatchHeader(program=program, request_id=str(uuid.uuid4()), payer_fa=PAYER)
+    with pytest.raises(Unreadable):
+        await asyncio.wait_for(gpo.client(["*"]).upload(header, chunks()), 60)
+
+
+def test_a_file_changed_after_its_check_never_completes_its_batch(tmp_path: Path) -> None:
+    from gpo_server.payments_file import FileProblem, check_file, chunks_checked
+
+    path = payments_csv(tmp_path / "p.csv", rows(3000))  # larger than a read buffer
+    checked = check_file(path)
+    chunks = chunks_checked(checked, 10)
+    assert len(next(chunks)) == 10
+    path.write_text(path.read_text().replace("r3000,", "r9999,"))  # the last row edited while being sent
+    sent = 10
+    with pytest.raises(FileProblem, match="changed since it was checked"):
+        for chunk in chunks:
+            sent += len(chunk)
+    assert sent < 3000  # the last chunk is held back until the whole file was read again unchanged
