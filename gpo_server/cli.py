@@ -28,7 +28,7 @@ from google.protobuf.message import Message
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import resources_pb2 as res_pb
 
-from gpo_server.api.auth import local_secret, mint_token
+from gpo_server.api.auth import OPERATOR_ROLE, SIDECAR_ROLE, local_secret, mint_token
 from gpo_server.client import GpoClient, status_counts
 from gpo_server.config import ENVIRONMENT, Settings
 from gpo_server.logs import configure
@@ -59,6 +59,14 @@ EXIT_CODES = (
     (EXIT_BROKEN_PIPE, "stdout closed early"),
 )
 DEFAULT_SERVER = "127.0.0.1:50051"
+FILE_FORMAT = """file format (README.md, "Payment files"; example: examples/payments.csv):
+  CSV with a header row, or JSON lines (one object per line, every value a string), UTF-8 by default.
+  required: reference_id, payee_fa (scheme:id@provider), amount (decimal string, at most 2 decimals),
+            currency_code (ISO 4217)
+  optional: payer_fa, payee_name, note, purpose, schedule_time (RFC 3339 with a zone),
+            metadata.KEY columns (JSON lines: a "metadata" object)
+  e.g.  reference_id,payee_fa,amount,currency_code,payee_name
+        cct-0001,mobile:254712345001@mpesa,2500.00,KES,Amina Otieno"""
 GLOBAL_OPTIONS = ("--server", "--token")
 
 
@@ -178,11 +186,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gpo {version()}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+    def command(name: str, help_text: str, details: str = "") -> argparse.ArgumentParser:
         return sub.add_parser(
             name,
             help=help_text,
-            description=help_text,
+            description=help_text + (f"\n\n{details}" if details else ""),
             parents=[common],
             epilog=_epilog(),
             formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -202,6 +210,7 @@ def _parser() -> argparse.ArgumentParser:
     submit = command(
         "submit",
         "check a CSV or JSON-lines file of payments, upload it as one batch and follow the upload",
+        FILE_FORMAT,
     )
     submit.add_argument("file", type=Path, help="payments file (.csv, .jsonl or .ndjson)")
     submit.add_argument("--program", required=True, help="the program paying")
@@ -269,7 +278,14 @@ def _parser() -> argparse.ArgumentParser:
 
     token = command("token", "print a token signed with the embedded default's local secret")
     token.add_argument("--program", action="append", default=[], help="allowed program (repeat); default all")
-    token.add_argument("--sidecar", action="store_true", help="a token for a rail sidecar")
+    kind = token.add_mutually_exclusive_group()
+    kind.add_argument("--sidecar", action="store_true", help="a token for a rail sidecar (RailService only)")
+    kind.add_argument(
+        "--operator", action="store_true", help="an operator's token: every program, retries, dead letters"
+    )
+    token.add_argument(
+        "--rail", action="append", default=[], help="with --sidecar: a rail it serves (repeat)"
+    )
     token.add_argument("--ttl", type=int, default=86400)
     token.set_defaults(func=_token)
 
@@ -369,11 +385,17 @@ def _server(args: argparse.Namespace) -> str:
     return str(getattr(args, "server", None) or os.environ.get("GPO_SERVER") or DEFAULT_SERVER)
 
 
-def _client(args: argparse.Namespace) -> GpoClient:
+def _client(args: argparse.Namespace, *, operator: bool = False) -> GpoClient:
+    """A client with --token / GPO_TOKEN, else a short token minted from the local secret: a program
+    caller for every program, or an operator for the operator's commands (retry, dead-letters)."""
     settings = Settings.from_env()
     token = getattr(args, "token", None) or os.environ.get("GPO_TOKEN", "")
     if not token:
-        token = mint_token(local_secret(settings.data_dir), "gpo-cli", ["*"], ttl_s=3600)
+        secret = local_secret(settings.data_dir)
+        if operator:
+            token = mint_token(secret, "gpo-cli", [], [OPERATOR_ROLE], ttl_s=3600)
+        else:
+            token = mint_token(secret, "gpo-cli", ["*"], ttl_s=3600)
     return GpoClient(_server(args), token, tls=settings.client_tls())  # GPO_TLS_CA_FILE etc.
 
 
@@ -712,7 +734,7 @@ async def _cancel(args: argparse.Namespace) -> int:
 
 async def _retry(args: argparse.Namespace) -> int:
     name = batch_name(args.batch)
-    client = _client(args)
+    client = _client(args, operator=True)
     try:
         emit(batch_summary(await client.retry_failed(name, args.request_id or str(uuid.uuid4()))))
     finally:
@@ -721,7 +743,7 @@ async def _retry(args: argparse.Namespace) -> int:
 
 
 async def _dead_letters(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = _client(args, operator=True)
     try:
         async for dead in client.dead_letters(args.rail):
             emit(message_dict(dead))
@@ -732,8 +754,17 @@ async def _dead_letters(args: argparse.Namespace) -> int:
 
 def _token(args: argparse.Namespace) -> int:
     secret = local_secret(Settings.from_env().data_dir)
-    roles = ["sidecar"] if args.sidecar else []
-    print(mint_token(secret, "gpo-token", args.program or ["*"], roles, ttl_s=args.ttl))
+    if (args.sidecar or args.operator) and args.program:
+        raise CliError("--program is for program callers; a sidecar or operator token names none", EXIT_USAGE)
+    if args.rail and not args.sidecar:
+        raise CliError("--rail is for sidecar tokens (--sidecar)", EXIT_USAGE)
+    if args.sidecar:
+        token = mint_token(secret, "gpo-token", [], [SIDECAR_ROLE], ttl_s=args.ttl, rails=args.rail or None)
+    elif args.operator:
+        token = mint_token(secret, "gpo-token", [], [OPERATOR_ROLE], ttl_s=args.ttl)
+    else:
+        token = mint_token(secret, "gpo-token", args.program or ["*"], ttl_s=args.ttl)
+    print(token)
     return EXIT_OK
 
 

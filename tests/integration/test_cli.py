@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -623,3 +624,28 @@ def test_a_file_changed_after_its_check_never_completes_its_batch(tmp_path: Path
         for chunk in chunks:
             sent += len(chunk)
     assert sent < 3000  # the last chunk is held back until the whole file was read again unchanged
+
+
+def test_the_file_format_is_in_submit_help_and_the_readme() -> None:
+    from gpo_server.payments_file import COLUMNS, REQUIRED
+
+    done = subprocess.run(
+        [sys.executable, "-m", "gpo_server.cli", "submit", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0
+    assert "required: reference_id, payee_fa" in done.stdout and "examples/payments.csv" in done.stdout
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Payment files") :]
+    for column in COLUMNS:
+        assert f"`{column}`" in section, column
+    assert "[examples/payments.csv](examples/payments.csv)" in section
+    assert all(f"| `{c}` | required" in section for c in REQUIRED)
+    # The README still opens with exactly the two commands for a new user.
+    block = readme[readme.index("## The two commands") :].split("```")[1]
+    assert [line.split()[:2] for line in block.strip().splitlines()[1:]] == [
+        ["bash", "scripts/demo.sh"],
+        ["bash", "scripts/test.sh"],
+    ]
