@@ -56,6 +56,10 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("GPO_LOG_LEVEL", "log level: DEBUG, INFO (default), WARNING, ERROR"),
     ("GPO_ORCHESTRATOR", "gpo-sidecar: orchestrator address (default 127.0.0.1:50051)"),
     ("GPO_SIDECAR_TOKEN", "gpo-sidecar: bearer JWT with role sidecar"),
+    (
+        "GPO_SIDECAR_JOURNAL",
+        "gpo-sidecar: outcome journal file (default sidecar-RAIL.journal in GPO_DATA_DIR; off: none)",
+    ),
     ("GPO_SIDECAR_LEASE_S", "gpo-sidecar: the claim lease asked for, renewed every third of it (default 15)"),
     ("GPO_SPECS_DIR", "ISO 20022 rail: folder holding the pain.001 XSD"),
 )

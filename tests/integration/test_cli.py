@@ -496,7 +496,10 @@ def test_every_gpo_setting_is_in_help_and_docs() -> None:
             )
     assert len(read) >= 20
     documented = {name for name, _ in ENVIRONMENT}
-    assert read <= documented, read - documented
+    assert read <= documented, (
+        f"{sorted(read - documented)} read but not documented: add them to ENVIRONMENT in "
+        "gpo_server/config.py (gpo --help prints it) and to docs/CLI.md"
+    )
     help_text = _parser().format_help()
     docs = (REPO / "docs" / "CLI.md").read_text()
     for name in documented:
