@@ -598,3 +598,12 @@ async def republish_chunks(database_url: str, amqp_url: str, rail: str, batch_na
 
 def log_lines(log: str, fragment: str) -> int:
     return sum(1 for line in log.splitlines() if fragment in line)
+
+
+async def drain_sidecars(rig: Rig, timeout_s: float = 90) -> None:
+    """Stops every sidecar gracefully (SIGTERM: each finishes the chunks in hand), so the ledger checked
+    afterwards holds every execution any of them was still going to make, not just the ones made before
+    the batch looked complete."""
+    live = [p for p in rig.sidecars if p.alive()]
+    codes = await asyncio.gather(*(asyncio.to_thread(p.terminate, timeout_s) for p in live))
+    assert all(code == 0 for code in codes), f"a sidecar did not stop cleanly: {codes}"
