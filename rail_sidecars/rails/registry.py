@@ -15,6 +15,7 @@ RAIL_KINDS: dict[str, str] = {
     "gsma": "rail_sidecars.rails.gsma:from_config",
     "mojaloop": "rail_sidecars.rails.mojaloop:from_config",
     "iso20022": "rail_sidecars.rails.iso20022:from_config",
+    "http-ledger": "rail_sidecars.rails.http_ledger:from_config",  # the conformance kit's rail
 }
 
 

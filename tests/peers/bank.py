@@ -368,15 +368,7 @@ class Bank:
 
     def _write_notification(self, entries: list[tuple[LedgerEntry, bool]]) -> None:
         number = next(self._sequence)
-        root = ET.Element("Document", {"xmlns": CAMT054})
-        message = _sub(root, "BkToCstmrDbtCdtNtfctn")
-        header = _sub(message, "GrpHdr")
-        _sub(header, "MsgId", f"BNKNTF{number:08d}")
-        _sub(header, "CreDtTm", _now())
-        notification = _sub(message, "Ntfctn")
-        _sub(notification, "Id", f"NTF{number:08d}")
-        _sub(notification, "CreDtTm", _now())
-        _sub(_sub(_sub(notification, "Acct"), "Id"), "IBAN", "DE89370400440532013000")
+        root, notification = _notification(number)
         for entry, is_return in entries:
             i = entry.instruction
             indicator = "CRDT" if is_return else "DBIT"
@@ -410,15 +402,7 @@ class Bank:
         number = next(self._sequence)
         first = entries[0].instruction
         total = sum((e.instruction.amount for e in entries), Decimal(0))
-        root = ET.Element("Document", {"xmlns": CAMT054})
-        message = _sub(root, "BkToCstmrDbtCdtNtfctn")
-        header = _sub(message, "GrpHdr")
-        _sub(header, "MsgId", f"BNKNTF{number:08d}")
-        _sub(header, "CreDtTm", _now())
-        notification = _sub(message, "Ntfctn")
-        _sub(notification, "Id", f"NTF{number:08d}")
-        _sub(notification, "CreDtTm", _now())
-        _sub(_sub(_sub(notification, "Acct"), "Id"), "IBAN", "DE89370400440532013000")
+        root, notification = _notification(number)
         ntry = _sub(notification, "Ntry")
         _sub(ntry, "Amt", str(total)).set("Ccy", first.currency)
         _sub(ntry, "CdtDbtInd", "DBIT")
@@ -471,6 +455,20 @@ def _sub(parent: ET.Element, name: str, text: str | None = None) -> ET.Element:
     if text is not None:
         element.text = text
     return element
+
+
+def _notification(number: int) -> tuple[ET.Element, ET.Element]:
+    """A camt.054 document and its one Ntfctn, on the payer's account, for entries to be added."""
+    root = ET.Element("Document", {"xmlns": CAMT054})
+    message = _sub(root, "BkToCstmrDbtCdtNtfctn")
+    header = _sub(message, "GrpHdr")
+    _sub(header, "MsgId", f"BNKNTF{number:08d}")
+    _sub(header, "CreDtTm", _now())
+    notification = _sub(message, "Ntfctn")
+    _sub(notification, "Id", f"NTF{number:08d}")
+    _sub(notification, "CreDtTm", _now())
+    _sub(_sub(_sub(notification, "Acct"), "Id"), "IBAN", "DE89370400440532013000")
+    return root, notification
 
 
 def _reason(parent: ET.Element, code: str, text: str) -> None:
