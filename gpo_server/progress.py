@@ -90,11 +90,11 @@ class BatchProgress:
         self.rich = show and on_terminal(self.stream)
         self.plain_every_s = plain_every_s
         self._plain_at = 0.0
-        self._plain_last = ""
+        self._plain_key = ""  # the state of the last plain line: a new state prints at once
+        self._plain_text = ""
         self._started = time.monotonic()
         self._tasks: dict[str, TaskID] = {}
         self._progress: Progress | None = None
-        self._final_seen = 0
         self._upload_total = 0
         if self.rich:
             console = Console(file=self.stream, highlight=False)
@@ -175,14 +175,13 @@ class BatchProgress:
         elif self.show:
             parts = " ".join(f"{k}={counts[k]}" for k in (*FINAL_STATUSES, *IN_FLIGHT) if counts.get(k))
             elapsed = max(time.monotonic() - self._started, 1e-6)
-            rate = (final - 0) / elapsed
+            rate = final / elapsed
             self._maybe_line(
                 f"{batch.name} {state}: {final}/{total} final ({_percent(final, total)}) {parts}"
                 + (f" {rate:,.0f}/s" if final else ""),
                 force=state in ("COMPLETED", "CANCELLED") or final == total,
                 key=state,
             )
-        self._final_seen = final
 
     def note(self, text: str) -> None:
         """One line above the bars (or a plain line)."""
@@ -195,13 +194,12 @@ class BatchProgress:
 
     def _maybe_line(self, text: str, *, force: bool = False, key: str = "") -> None:
         now = time.monotonic()
-        changed = key and key != self._plain_last
-        if force or changed or now - self._plain_at >= self.plain_every_s:
-            if text != getattr(self, "_last_text", None):
+        if force or (key and key != self._plain_key) or now - self._plain_at >= self.plain_every_s:
+            if text != self._plain_text:
                 self._line(text)
-                self._last_text = text
+                self._plain_text = text
             self._plain_at = now
-            self._plain_last = key or self._plain_last
+            self._plain_key = key or self._plain_key
 
     def _line(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
