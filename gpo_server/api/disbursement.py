@@ -385,7 +385,8 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
                 return
             await asyncio.sleep(interval)
             refreshed = await self.store.get_batch(batch.uid)
-            assert refreshed is not None
+            if refreshed is None:  # an empty upload that expired (GPO_EMPTY_BATCH_EXPIRY_S) while watched
+                raise not_found("batch", request.name)
             batch = refreshed
 
     @handles_errors

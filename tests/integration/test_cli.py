@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -180,8 +181,6 @@ async def test_empty_uploading_batches_are_listed_then_expire(gpo: Gpo, tmp_path
     uid = str(listed[0]["name"]).removeprefix("batches/")
     assert uid not in await store.expire_empty_uploads(older_than_s=3600)  # too young
     # Age both batches by two hours (PostgreSQL is shared: expiring everything younger would be rude).
-    import datetime as dt
-
     from sqlalchemy import update
 
     from gpo_server.storage.store import utcnow
@@ -652,3 +651,33 @@ def test_the_file_format_is_in_submit_help_and_the_readme() -> None:
         ["bash", "scripts/demo.sh"],
         ["bash", "scripts/test.sh"],
     ]
+
+
+@pytest.mark.parametrize("gpo", ["embedded", "postgres"], indirect=True)
+async def test_watching_an_empty_batch_that_expires_ends_with_not_found(gpo: Gpo, program: str) -> None:
+    from sqlalchemy import update
+
+    from gpo_server.storage.store import utcnow
+    from gpo_server.storage.tables import batches
+
+    client = gpo.client(["*"])
+    header = api_pb.BatchHeader(program=program, request_id=str(uuid.uuid4()), payer_fa=PAYER)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await client.upload(header, [])
+    found = await gpo.orchestrator.store.find_batch(program, header.request_id)
+    assert found is not None
+    watch = client.stub.WatchBatch(
+        api_pb.WatchBatchRequest(name=f"batches/{found.uid}"), metadata=client.metadata
+    )
+    first = await watch.read()  # the watch is running: the empty batch, UPLOADING
+    assert first.batch.state == res_pb.BATCH_STATE_UPLOADING
+    async with gpo.orchestrator.store.engine.begin() as conn:
+        await conn.execute(
+            update(batches)
+            .where(batches.c.id == found.id)
+            .values(update_time=utcnow() - dt.timedelta(hours=2))
+        )
+    assert found.uid in await gpo.orchestrator.store.expire_empty_uploads(older_than_s=3600)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await asyncio.wait_for(watch.read(), 60)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND  # was INTERNAL (an assertion in the server)
