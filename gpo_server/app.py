@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from gpo_server import tls
 from gpo_server.api.auth import SIDECAR_ROLE, Authenticator, local_secret, mint_token
 from gpo_server.api.disbursement import DisbursementService
+from gpo_server.api.interceptor import AuthInterceptor
 from gpo_server.api.rail_service import RailService
 from gpo_server.config import Settings
 from gpo_server.dispatch import OutboxRelay
@@ -73,6 +74,8 @@ class Orchestrator:
         self.g2p = G2pConnect(settings, self.store, self.intake, self.auth, self.relay.wake)
         self.health = health.HealthServicer()
         self.server = grpc.aio.server(
+            # Every call is authenticated and checked for its caller's kind before its handler runs.
+            interceptors=[AuthInterceptor(self.auth)],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),

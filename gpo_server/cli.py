@@ -28,7 +28,7 @@ from google.protobuf.message import Message
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import resources_pb2 as res_pb
 
-from gpo_server.api.auth import local_secret, mint_token
+from gpo_server.api.auth import OPERATOR_ROLE, SIDECAR_ROLE, local_secret, mint_token
 from gpo_server.client import GpoClient, status_counts
 from gpo_server.config import ENVIRONMENT, Settings
 from gpo_server.logs import configure
@@ -278,7 +278,14 @@ def _parser() -> argparse.ArgumentParser:
 
     token = command("token", "print a token signed with the embedded default's local secret")
     token.add_argument("--program", action="append", default=[], help="allowed program (repeat); default all")
-    token.add_argument("--sidecar", action="store_true", help="a token for a rail sidecar")
+    kind = token.add_mutually_exclusive_group()
+    kind.add_argument("--sidecar", action="store_true", help="a token for a rail sidecar (RailService only)")
+    kind.add_argument(
+        "--operator", action="store_true", help="an operator's token: every program, retries, dead letters"
+    )
+    token.add_argument(
+        "--rail", action="append", default=[], help="with --sidecar: a rail it serves (repeat)"
+    )
     token.add_argument("--ttl", type=int, default=86400)
     token.set_defaults(func=_token)
 
@@ -378,11 +385,17 @@ def _server(args: argparse.Namespace) -> str:
     return str(getattr(args, "server", None) or os.environ.get("GPO_SERVER") or DEFAULT_SERVER)
 
 
-def _client(args: argparse.Namespace) -> GpoClient:
+def _client(args: argparse.Namespace, *, operator: bool = False) -> GpoClient:
+    """A client with --token / GPO_TOKEN, else a short token minted from the local secret: a program
+    caller for every program, or an operator for the operator's commands (retry, dead-letters)."""
     settings = Settings.from_env()
     token = getattr(args, "token", None) or os.environ.get("GPO_TOKEN", "")
     if not token:
-        token = mint_token(local_secret(settings.data_dir), "gpo-cli", ["*"], ttl_s=3600)
+        secret = local_secret(settings.data_dir)
+        if operator:
+            token = mint_token(secret, "gpo-cli", [], [OPERATOR_ROLE], ttl_s=3600)
+        else:
+            token = mint_token(secret, "gpo-cli", ["*"], ttl_s=3600)
     return GpoClient(_server(args), token, tls=settings.client_tls())  # GPO_TLS_CA_FILE etc.
 
 
@@ -721,7 +734,7 @@ async def _cancel(args: argparse.Namespace) -> int:
 
 async def _retry(args: argparse.Namespace) -> int:
     name = batch_name(args.batch)
-    client = _client(args)
+    client = _client(args, operator=True)
     try:
         emit(batch_summary(await client.retry_failed(name, args.request_id or str(uuid.uuid4()))))
     finally:
@@ -730,7 +743,7 @@ async def _retry(args: argparse.Namespace) -> int:
 
 
 async def _dead_letters(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = _client(args, operator=True)
     try:
         async for dead in client.dead_letters(args.rail):
             emit(message_dict(dead))
@@ -741,8 +754,17 @@ async def _dead_letters(args: argparse.Namespace) -> int:
 
 def _token(args: argparse.Namespace) -> int:
     secret = local_secret(Settings.from_env().data_dir)
-    roles = ["sidecar"] if args.sidecar else []
-    print(mint_token(secret, "gpo-token", args.program or ["*"], roles, ttl_s=args.ttl))
+    if (args.sidecar or args.operator) and args.program:
+        raise CliError("--program is for program callers; a sidecar or operator token names none", EXIT_USAGE)
+    if args.rail and not args.sidecar:
+        raise CliError("--rail is for sidecar tokens (--sidecar)", EXIT_USAGE)
+    if args.sidecar:
+        token = mint_token(secret, "gpo-token", [], [SIDECAR_ROLE], ttl_s=args.ttl, rails=args.rail or None)
+    elif args.operator:
+        token = mint_token(secret, "gpo-token", [], [OPERATOR_ROLE], ttl_s=args.ttl)
+    else:
+        token = mint_token(secret, "gpo-token", args.program or ["*"], ttl_s=args.ttl)
+    print(token)
     return EXIT_OK
 
 

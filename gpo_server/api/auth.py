@@ -1,12 +1,22 @@
-"""Bearer-JWT authentication: who calls, and which programs they may act on.
+"""Bearer-JWT authentication: who calls, and what they may do.
 
 Tokens are checked against configured keys: HS256 shared secrets and/or RS256/ES256/EdDSA public keys
-(PEM), or a JWKS URL. Claims GPO reads: `sub`, `exp` (required), `aud` = "gpo", `programs` (a list of
-program ids, or ["*"] for all), and `roles` (["sidecar"] lets a rail sidecar report results).
+(PEM), or a JWKS URL. Claims GPO reads: `sub`, `exp` (required), `aud` = "gpo", and the identity's kind:
+
+- a program caller: `programs` (program ids, or ["*"] for all) and no role; DisbursementService (and G2P
+  Connect) for those programs only;
+- an operator: `roles` = ["operator"], no programs: reads every program, lists dead letters, retries and
+  cancels, never uploads;
+- a rail sidecar: `roles` = ["sidecar"] and `rails` (rail names, or ["*"]), no programs: RailService only,
+  and only for payments of its rails.
+
+The kinds are disjoint: a token that mixes them is refused. The interceptor (api/interceptor.py) checks
+every call against its service's kind before any handler runs.
 """
 
 from __future__ import annotations
 
+import contextvars
 import secrets
 import time
 from collections.abc import Sequence
@@ -22,6 +32,7 @@ from gpo_server.tls import peer_certificate_subject
 
 AUDIENCE = "gpo"
 SIDECAR_ROLE = "sidecar"
+OPERATOR_ROLE = "operator"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +42,25 @@ class Caller:
     roles: frozenset[str]
     # The verified client certificate's subject (mTLS), "" over plaintext or server-only TLS.
     certificate: str = ""
+    rails: frozenset[str] | None = frozenset()  # sidecars: the rails they serve; None: every rail
 
     def may_use(self, program: str) -> bool:
         return self.programs is None or program in self.programs
+
+    def may_serve(self, rail: str) -> bool:
+        return self.rails is None or rail in self.rails
+
+    @property
+    def is_sidecar(self) -> bool:
+        return SIDECAR_ROLE in self.roles
+
+    @property
+    def is_operator(self) -> bool:
+        return OPERATOR_ROLE in self.roles
+
+    @property
+    def kind(self) -> str:
+        return "sidecar" if self.is_sidecar else "operator" if self.is_operator else "program"
 
 
 def unauthenticated(message: str) -> ApiError:
@@ -68,20 +95,38 @@ class Authenticator:
         self._issuer = issuer
 
     def caller(self, context: Context) -> Caller:
+        """The authenticated caller of this call: the one the interceptor admitted, else verified now."""
+        admitted = _admitted.get()
+        if admitted is not None and admitted[0] is context:
+            return admitted[1]
+        return self.authenticate(context)
+
+    def authenticate(self, context: Context) -> Caller:
         token = _bearer(context.invocation_metadata() or ())
         claims = self.verify(token)
-        programs = claims.get("programs", [])
-        if not isinstance(programs, list) or not all(isinstance(p, str) for p in programs):
-            raise unauthenticated("the token's programs claim must be a list of strings")
-        roles = claims.get("roles", [])
-        return Caller(
+        programs = _strings(claims, "programs")
+        roles = frozenset(_strings(claims, "roles"))
+        rails = _strings(claims, "rails")
+        caller = Caller(
             certificate=peer_certificate_subject(context.auth_context() or {}),
             subject=str(claims.get("sub", "")),
-            programs=None if "*" in programs else frozenset(programs),
-            roles=frozenset(r for r in roles if isinstance(r, str))
-            if isinstance(roles, list)
-            else frozenset(),
+            programs=None if "*" in programs or OPERATOR_ROLE in roles else frozenset(programs),
+            roles=roles,
+            rails=None if "*" in rails else frozenset(rails),
         )
+        kinds = [SIDECAR_ROLE in roles, OPERATOR_ROLE in roles, bool(programs)]
+        if sum(kinds) > 1 or (rails and SIDECAR_ROLE not in roles):
+            raise permission_denied(
+                "a token is for a program caller (programs), an operator (role operator) or a rail sidecar"
+                " (role sidecar with rails), never several",
+                "ROLES_NOT_DISJOINT",
+            )
+        return caller
+
+    @staticmethod
+    def admit(context: Context, caller: Caller) -> None:
+        """Remembers the caller for the rest of this call (the interceptor, once it admitted it)."""
+        _admitted.set((context, caller))
 
     def verify(self, token: str) -> dict[str, Any]:
         options: Any = {"require": ["exp"]}
@@ -105,6 +150,19 @@ class Authenticator:
         raise unauthenticated(f"bearer token rejected: {last}")
 
 
+# The caller the interceptor admitted, for the handler of the same call (each call runs in its own task).
+_admitted: contextvars.ContextVar[tuple[Context, Caller] | None] = contextvars.ContextVar(
+    "gpo_admitted_caller", default=None
+)
+
+
+def _strings(claims: dict[str, Any], name: str) -> list[str]:
+    value = claims.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise unauthenticated(f"the token's {name} claim must be a list of strings")
+    return value
+
+
 def _bearer(metadata: Sequence[tuple[str, Any]]) -> str:
     for key, value in metadata:
         if key == "authorization":
@@ -115,11 +173,17 @@ def _bearer(metadata: Sequence[tuple[str, Any]]) -> str:
 
 
 def mint_token(
-    secret: bytes, subject: str, programs: Sequence[str], roles: Sequence[str] = (), ttl_s: int = 86400
+    secret: bytes,
+    subject: str,
+    programs: Sequence[str],
+    roles: Sequence[str] = (),
+    ttl_s: int = 86400,
+    rails: Sequence[str] | None = None,
 ) -> str:
-    """An HS256 token, for the embedded default, tests and `gpo token`."""
+    """An HS256 token, for the embedded default, tests and `gpo token`. A sidecar token (role sidecar)
+    serves `rails`, every rail when none are named."""
     now = int(time.time())
-    claims = {
+    claims: dict[str, Any] = {
         "sub": subject,
         "aud": AUDIENCE,
         "iat": now,
@@ -127,6 +191,8 @@ def mint_token(
         "programs": list(programs),
         "roles": list(roles),
     }
+    if SIDECAR_ROLE in roles:
+        claims["rails"] = list(rails) if rails else ["*"]
     return jwt.encode(claims, secret, algorithm="HS256")
 
 

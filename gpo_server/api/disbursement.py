@@ -235,6 +235,11 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
                 violations.append(("header.expected_total_amount", str(exc)))
         if violations:
             raise invalid_argument("the batch header is invalid", "INVALID_HEADER", violations)
+        if caller.is_operator:
+            raise permission_denied(
+                "operators read, cancel and retry; uploads come from a program's own caller",
+                "OPERATORS_DO_NOT_UPLOAD",
+            )
         if not caller.may_use(header.program):
             raise permission_denied(
                 f"the caller may not pay for program {header.program!r}", "PROGRAM_FORBIDDEN"
@@ -401,6 +406,9 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
     async def RetryFailedPayments(
         self, request: api_pb.RetryFailedPaymentsRequest, context: Context
     ) -> res_pb.Batch:
+        # A retry gives definite failures new idempotency keys: an operator's decision, never a program's.
+        if not self.auth.caller(context).is_operator:
+            raise permission_denied("retrying failed payments needs the operator role", "OPERATOR_ONLY")
         batch = await self._readable_batch(request.name, context)
         if batch.state not in (BatchState.PROCESSING, BatchState.COMPLETED):
             raise ApiError(
@@ -418,10 +426,9 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
     async def ListDeadLetters(
         self, request: api_pb.ListDeadLettersRequest, context: Context
     ) -> api_pb.ListDeadLettersResponse:
-        caller = self.auth.caller(context)
-        if caller.programs is not None:
-            # Dead letters may mix programs' payments: only callers allowed every program see them.
-            raise permission_denied("listing dead letters needs access to every program")
+        if not self.auth.caller(context).is_operator:
+            # Dead letters may mix programs' payments: operators only.
+            raise permission_denied("listing dead letters needs the operator role", "OPERATOR_ONLY")
         size = _page_size(request.page_size, default=100, most=1000)
         scope = f"dead:{request.rail}"
         before = decode_page_token(request.page_token, scope)

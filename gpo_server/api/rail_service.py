@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 from gpo.v1 import rail_pb2, rail_pb2_grpc
 
-from gpo_server.api.auth import SIDECAR_ROLE, Authenticator, permission_denied
+from gpo_server.api.auth import Authenticator, Caller, permission_denied
 from gpo_server.api.convert import batch_uid
 from gpo_server.api.errors import (
     ApiError,
@@ -22,7 +22,7 @@ from gpo_server.api.errors import (
     not_found,
 )
 from gpo_server.domain.states import PaymentStatus
-from gpo_server.storage.store import ResultUpdate, Store, WorkBuilder
+from gpo_server.storage.store import ForeignRail, ResultUpdate, Store, WorkBuilder
 
 log = logging.getLogger(__name__)
 
@@ -59,31 +59,38 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
         self.redispatch = redispatch
         self.on_work = on_work
         self.paid_twice = 0  # payments the rail said it executed more than once, since start
-        self._batch_ids: dict[str, int] = {}
+        # Batch name -> (id, schedule_time): neither changes once the batch exists.
+        self._batches: dict[str, tuple[int, dt.datetime | None]] = {}
 
-    def _check_sidecar(self, context: Context) -> None:
-        if SIDECAR_ROLE not in self.auth.caller(context).roles:
+    def _sidecar(self, context: Context) -> Caller:
+        """The calling sidecar (the interceptor admitted only sidecars; checked again for direct use)."""
+        caller = self.auth.caller(context)
+        if not caller.is_sidecar:
             raise permission_denied("only rail sidecars may call RailService", "NOT_A_SIDECAR")
+        return caller
 
-    async def _batch_id(self, name: str) -> int:
+    async def _batch(self, name: str) -> tuple[int, dt.datetime | None]:
         uid = batch_uid(name, "batch")
-        if uid not in self._batch_ids:
+        if uid not in self._batches:
             batch = await self.store.get_batch(uid)
             if batch is None:
                 raise not_found("batch", name)
-            if len(self._batch_ids) > 10_000:
-                self._batch_ids.clear()
-            self._batch_ids[uid] = batch.id
-        return self._batch_ids[uid]
+            if len(self._batches) > 10_000:
+                self._batches.clear()
+            self._batches[uid] = (batch.id, batch.schedule_time)
+        return self._batches[uid]
+
+    async def _batch_id(self, name: str) -> int:
+        return (await self._batch(name))[0]
 
     @handles_errors
     async def ClaimWorkChunk(
         self, request: rail_pb2.ClaimWorkChunkRequest, context: Context
     ) -> rail_pb2.ClaimWorkChunkResponse:
-        self._check_sidecar(context)
+        caller = self._sidecar(context)
         if not request.claim_id:
             raise invalid_argument("claim_id is required", "CLAIM_ID_MISSING", [("claim_id", "empty")])
-        batch_id = await self._batch_id(request.batch)
+        batch_id, not_before = await self._batch(request.batch)
         numbers = list(request.payment_numbers)
         lease_s = self._lease_s(request.lease_duration if request.HasField("lease_duration") else None)
         max_call_s = (
@@ -91,7 +98,26 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
             if request.HasField("max_call_duration")
             else DEFAULT_MAX_CALL_S
         )
-        claim = await self.store.claim(batch_id, numbers, request.claim_id, lease_s, max_call_s)
+        try:
+            claim = await self.store.claim(
+                batch_id,
+                numbers,
+                request.claim_id,
+                lease_s,
+                max_call_s,
+                rails=caller.rails,
+                not_before=not_before,
+            )
+        except ForeignRail as foreign:
+            log.warning(
+                "sidecar %s (%s) claimed %d payments of a rail it does not serve; refused",
+                request.sidecar[:100],
+                caller.subject[:100],
+                len(foreign.numbers),
+            )
+            raise permission_denied(
+                "the chunk holds payments of a rail this sidecar's token does not name", "RAIL_FORBIDDEN"
+            ) from None
         response = rail_pb2.ClaimWorkChunkResponse(lease_token=claim.lease_token)
         response.lease_expire_time.FromDatetime(claim.lease_expire_time)
         response.lease_duration.FromTimedelta(dt.timedelta(seconds=lease_s))
@@ -130,7 +156,7 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
     async def RenewClaim(
         self, request: rail_pb2.RenewClaimRequest, context: Context
     ) -> rail_pb2.RenewClaimResponse:
-        self._check_sidecar(context)
+        self._sidecar(context)
         if not request.claim_id or not request.lease_token:
             raise invalid_argument(
                 "claim_id and lease_token are required",
@@ -164,7 +190,7 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
         self, request_iterator: AsyncIterator[rail_pb2.ReportResultsRequest], context: Context
     ) -> AsyncIterator[rail_pb2.ReportResultsResponse]:
         try:
-            self._check_sidecar(context)
+            caller = self._sidecar(context)
             async for request in request_iterator:
                 batch_id = await self._batch_id(request.batch)
                 updates = [_result_update(r) for r in request.results]
@@ -179,6 +205,7 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
                     max_sweeps=self.max_sweeps,
                     redispatch=self.redispatch,
                     refused=refused,
+                    rails=caller.rails,
                 )
                 if request.unknown_payment_numbers and self.redispatch is not None:
                     self.on_work()  # the relay publishes what was sent again

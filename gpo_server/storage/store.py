@@ -223,6 +223,14 @@ class ReferenceTaken(Exception):
     """A chunk's payment uses a reference_id the batch already holds (its unique index refused it)."""
 
 
+class ForeignRail(Exception):
+    """A claim named payments routed to a rail the claiming sidecar does not serve; nothing was claimed."""
+
+    def __init__(self, numbers: Sequence[int]) -> None:
+        super().__init__(f"{len(numbers)} payments belong to another rail, e.g. {sorted(numbers)[:5]}")
+        self.numbers = list(numbers)
+
+
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -461,11 +469,17 @@ class Store:
         owner: str,
         lease_s: float,
         max_call_s: float = 0.0,
+        *,
+        rails: frozenset[str] | None = None,
+        not_before: dt.datetime | None = None,
     ) -> ClaimOutcome:
         """Leases the chunk's payments to one claim, with a new fencing token. Unclaimed ones move to SENT
         (execute); SENT ones whose holder can no longer be executing them are re-leased (verify): the
         holder's lease ended and its in-flight window (lease plus the rail's longest call, `max_call_s`
-        of the claim that set it) closed, or the holder is this same owner; the rest are busy."""
+        of the claim that set it) closed, or the holder is this same owner; the rest are busy.
+
+        Payments scheduled later (their own schedule_time, or the batch's `not_before`) are busy until
+        then. A payment of a rail outside `rails` (None: every rail) claims nothing: ForeignRail."""
         now = utcnow()
         expires = now + dt.timedelta(seconds=lease_s)
         in_flight_until = expires + dt.timedelta(seconds=max_call_s)
@@ -485,21 +499,32 @@ class Store:
                 payments.c.batch_id == batch_id,
                 _in(payments.c.number, numbers, self.is_postgres, BigInteger),
             )
-            current = await conn.execute(
-                _locked(
-                    select(
-                        payments.c.number,
-                        payments.c.status,
-                        payments.c.lease_owner,
-                        payments.c.lease_expire_time,
-                        payments.c.in_flight_until,
+            current = (
+                await conn.execute(
+                    _locked(
+                        select(
+                            payments.c.number,
+                            payments.c.status,
+                            payments.c.lease_owner,
+                            payments.c.lease_expire_time,
+                            payments.c.in_flight_until,
+                            payments.c.rail,
+                            payments.c.schedule_time,
+                        )
+                        .where(*mine)
+                        .order_by(payments.c.number),
+                        self.is_postgres,
                     )
-                    .where(*mine)
-                    .order_by(payments.c.number),
-                    self.is_postgres,
                 )
-            )
-            for number, status, lease_owner, lease_expire_time, flight_end in current:
+            ).all()
+            if rails is not None and (foreign := [int(row[0]) for row in current if row[5] not in rails]):
+                raise ForeignRail(foreign)  # the transaction rolls back: not even the locks stay
+            for number, status, lease_owner, lease_expire_time, flight_end, _, scheduled in current:
+                due = max((t for t in (_aware(scheduled), _aware(not_before)) if t is not None), default=None)
+                if due is not None and due > now and S(status) is not S.SENT:
+                    busy.add(int(number))  # not to be paid before its time, whoever asks
+                    busy_until = max(busy_until, due)
+                    continue
                 free_at = _free_at(lease_expire_time, flight_end)
                 action = claim_action(
                     S(status),
@@ -582,13 +607,17 @@ class Store:
         max_sweeps: int = 3,
         redispatch: WorkBuilder | None = None,
         refused: list[int] | None = None,
+        rails: frozenset[str] | None = None,
     ) -> int:
         """Records rail outcomes; repeats change nothing. Returns how many payments changed.
 
-        SUCCEEDED/FAILED apply to SENT payments, REVERSED to SUCCEEDED ones: they are the rail's facts,
-        taken from any holder. What only the holder can know applies only while the claim (`token`, or
-        `owner` when the token is 0) still holds the payment: an UNREACHABLE failure (the rail does not
-        know the key, so nobody else may be executing it), `released` and `unknown`, which end the lease.
+        SUCCEEDED/FAILED apply to SENT payments, and only from the claim that holds them: its fencing
+        `token` (or `owner` when the token is 0) is still the payment's, whether or not its lease ran out;
+        once another claim took the payment, that claim's look-up on the rail decides. REVERSED applies to
+        SUCCEEDED payments (and proves a SENT one paid) outside any claim. Nothing applies to a payment of
+        a rail outside `rails` (None: every rail). What only the holder can know applies only while the
+        claim holds the payment: an UNREACHABLE failure (the rail does not know the key, so nobody else
+        may be executing it), `released` and `unknown`, which end the lease.
         `unknown` (a verify-only look-up found no record) re-dispatches the payments with their keys when
         `redispatch` builds the work, else tells an operator once the sweeps are exhausted. Refused
         payments still SENT are appended to `refused`."""
@@ -603,23 +632,27 @@ class Store:
                 paid = [
                     ResultUpdate(r.number, S.SUCCEEDED, "", "", r.rail_reference, True) for r in reversals
                 ]
-                settled = await self._apply(conn, batch_id, S.SENT, paid, now)
+                settled = await self._apply(conn, batch_id, S.SENT, paid, now, rails=rails)
             else:
                 settled = 0
-            facts = [r for r in results if r.failure_definite is not False]
-            holder_only = [r for r in results if r.failure_definite is False]
-            for source, group in _by_source(facts).items():
-                changed = await self._apply(conn, batch_id, source, group, now)
+            claimed = bool(token or owner)
+            for source, group in _by_source(results).items():
+                if source is S.SENT and not claimed:
+                    continue  # an outcome for a SENT payment without the claim that holds it: refused
+                changed = await self._apply(
+                    conn,
+                    batch_id,
+                    source,
+                    group,
+                    now,
+                    token=token if source is S.SENT else None,
+                    owner=owner,
+                    rails=rails,
+                )
                 count += changed
                 if source is S.SENT:
                     settled += changed
-            if holder_only:
-                changed = await self._apply(
-                    conn, batch_id, S.SENT, holder_only, now, token=token, owner=owner
-                )
-                count += changed
-                settled += changed
-            fenced = [*(r.number for r in holder_only), *released, *unknown]
+            fenced = [*(r.number for r in results if r.status is not S.REVERSED), *released, *unknown]
             if fenced and refused is not None:
                 # What the holder-only statements could not touch: SENT payments this claim no longer holds.
                 refused.extend(
@@ -693,9 +726,11 @@ class Store:
         *,
         token: int | None = None,
         owner: str = "",
+        rails: frozenset[str] | None = None,
     ) -> int:
         """One UPDATE for a group of outcomes that all move payments out of `source`; with `token` set,
-        only payments that claim holds (by its token, or by `owner` when the token is 0)."""
+        only payments that claim holds (by its token, or by `owner` when the token is 0); with `rails`,
+        only payments of those rails."""
         params: dict[str, Any] = {
             "now": now,
             "batch_id": batch_id,
@@ -706,6 +741,14 @@ class Store:
             fence, params["token"] = " AND p.lease_token = :token", token
         elif token is not None:
             fence, params["owner"] = " AND p.lease_owner = :owner", owner
+        if rails is not None:
+            names = sorted(rails)
+            fence += (
+                f" AND p.rail IN ({', '.join(f':rail{i}' for i in range(len(names)))})"
+                if names
+                else " AND 0 = 1"
+            )
+            params.update({f"rail{i}": name for i, name in enumerate(names)})
         columns = (
             "status = v.status, reason_code = v.reason_code, reason_message = v.reason_message,"
             " rail_reference = CASE WHEN v.rail_reference = '' THEN p.rail_reference ELSE v.rail_reference END,"

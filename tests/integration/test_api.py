@@ -583,18 +583,19 @@ async def test_only_sidecars_may_call_the_rail_service(gpo: Gpo) -> None:
         claim = rail_pb2.ClaimWorkChunkRequest(
             chunk_id=str(uuid.uuid4()), batch=name, payment_numbers=[1, 2, 3]
         )
-        for token in (gpo.token([program]), gpo.token(["*"], ["operator"])):
+        for token, reason in (
+            (gpo.token([program]), "NOT_A_SIDECAR"),
+            (gpo.token([], ["operator"]), "NOT_A_SIDECAR"),
+            # What `gpo token --sidecar` minted before issue 12: every program and the sidecar role.
+            (gpo.token(["*"], ["sidecar"]), "ROLES_NOT_DISJOINT"),
+        ):
             metadata = (("authorization", f"Bearer {token}"),)
             await expect_error(
-                stub.ClaimWorkChunk(claim, metadata=metadata),
-                grpc.StatusCode.PERMISSION_DENIED,
-                "NOT_A_SIDECAR",
+                stub.ClaimWorkChunk(claim, metadata=metadata), grpc.StatusCode.PERMISSION_DENIED, reason
             )
             # The results stream is refused before the server reads any request (see raw_upload).
             await expect_error(
-                stub.ReportResults(metadata=metadata).read(),
-                grpc.StatusCode.PERMISSION_DENIED,
-                "NOT_A_SIDECAR",
+                stub.ReportResults(metadata=metadata).read(), grpc.StatusCode.PERMISSION_DENIED, reason
             )
         await expect_error(stub.ClaimWorkChunk(claim), grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED")
     # Nothing was claimed or reported: the payments are untouched, and cancelling finishes them.

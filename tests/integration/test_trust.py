@@ -73,7 +73,7 @@ async def test_forged_page_tokens_are_invalid_arguments(gpo: Gpo) -> None:
     uploaded = await deadline(client.upload(header(program), chunked([payment(i) for i in range(3)], 3)))
     await watch_to_end(client, uploaded.batch.name)
     uid = uploaded.batch.name.split("/")[1]
-    operator = gpo.client(["*"])
+    operator = gpo.client([], ["operator"])
     calls = [
         (
             f"payments:{uid}:",
