@@ -48,6 +48,10 @@ class Gpo:
     def token(self, programs: Sequence[str], roles: Sequence[str] = (), subject: str = "test") -> str:
         return mint_token(self.secret, subject, programs, roles)
 
+    def token_for_rails(self, rails: Sequence[str]) -> str:
+        """A sidecar's token serving `rails`."""
+        return mint_token(self.secret, "test-sidecar", [], [SIDECAR_ROLE], rails=rails)
+
     def client(self, programs: Sequence[str], roles: Sequence[str] = (), subject: str = "test") -> GpoClient:
         client = GpoClient(self.target, self.token(programs, roles, subject))
         self._clients.append(client)
