@@ -540,18 +540,24 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
         original_tid = transaction_id
         if kind == "transaction_id" and isinstance(value, str):
             found = await self.g2p.disburse_messages(sender, transaction_id=value)
-            rows = await self.g2p.payments(sorted({m.batch_id for m in found if m.batch_id is not None}))
+            rows = await self.g2p.payments(
+                sorted({m.batch_id for m in found if m.batch_id is not None}), programs=req.caller_programs
+            )
             original_tid = value
             correlation_id = found[0].correlation_id if found else ""
         elif kind == "correlation_id" and isinstance(value, str):
             found = await self.g2p.disburse_messages(sender, correlation_id=value)
-            rows = await self.g2p.payments([m.batch_id for m in found if m.batch_id is not None])
+            rows = await self.g2p.payments(
+                [m.batch_id for m in found if m.batch_id is not None], programs=req.caller_programs
+            )
             correlation_id = value if found else ""
             original_tid = found[0].transaction_id if found else transaction_id
         elif (
             kind == "reference_id_list" and isinstance(value, list) and all(isinstance(v, str) for v in value)
         ):
-            rows = await self.g2p.payments(await self.g2p.sender_batch_ids(sender), reference_ids=value)
+            rows = await self.g2p.payments(
+                await self.g2p.sender_batch_ids(sender), reference_ids=value, programs=req.caller_programs
+            )
         else:
             raise Refusal("err.request.bad", "txnstatus_request.attribute_type/attribute_value are invalid")
         rows = rows[: self.settings.max_disbursements]
@@ -618,7 +624,7 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
         batch_ids = await self.g2p.sender_batch_ids(req.sender.sender_id)
         records: list[dict[str, Any]] = []
         for criterion in criteria:
-            records.extend(await self._search_one(criterion, batch_ids))
+            records.extend(await self._search_one(criterion, batch_ids, req.caller_programs))
         header = self._header(
             req, "on-search", "succ", total_count=len(records), completed_count=len(records)
         )
@@ -628,7 +634,10 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
         }
         return await self._answer(req, body, sync=sync, path=ON_SEARCH, kind="search")
 
-    async def _search_one(self, criterion: Any, batch_ids: Sequence[int]) -> list[dict[str, Any]]:
+    async def _search_one(
+        self, criterion: Any, batch_ids: Sequence[int], programs: frozenset[str] | None
+    ) -> list[dict[str, Any]]:
+        """One criterion's records, among the batches of `programs` (the caller's; None: all)."""
         if not isinstance(criterion, dict):
             return []
         ref = criterion.get("reference_id")
@@ -653,7 +662,9 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
         value = criterion.get("attribute_value")
         if not isinstance(value, str) or not value:
             return refused(f"rjct.srch_{attribute}.invalid", f"attribute_value must be a {attribute}")
-        rows = await self.g2p.payments(batch_ids, column=str(attribute), value=value, limit=SEARCH_LIMIT + 1)
+        rows = await self.g2p.payments(
+            batch_ids, column=str(attribute), value=value, limit=SEARCH_LIMIT + 1, programs=programs
+        )
         if len(rows) > SEARCH_LIMIT:
             return refused(
                 "rjct.srch.too_many_records_found", f"more than {SEARCH_LIMIT} disbursements match"

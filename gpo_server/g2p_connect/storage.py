@@ -119,10 +119,17 @@ class G2pStore:
         column: str = "",
         value: str = "",
         limit: int = 10_001,
+        programs: frozenset[str] | None = None,
     ) -> list[Row[Any]]:
-        if not batch_ids:
+        """Payments of these batches, of the `programs` (None: every program) the caller may read."""
+        if not batch_ids or (programs is not None and not programs):
             return []
         query = select(payments).where(payments.c.batch_id.in_(list(batch_ids)))
+        if programs is not None:
+            readable = select(batches.c.id).where(
+                batches.c.id.in_(list(batch_ids)), batches.c.program.in_(sorted(programs))
+            )
+            query = query.where(payments.c.batch_id.in_(readable.scalar_subquery()))
         if reference_ids:
             query = query.where(payments.c.reference_id.in_(list(reference_ids)))
         if column:

@@ -14,7 +14,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.g2p_connect.conftest import JWKS_SENDER_KEY, JWS_SENDER_KEY, G2pEnv
+from tests.g2p_connect.conftest import JWKS_SENDER_KEY, JWS_SENDER_KEY, PROGRAM, G2pEnv
 
 
 @pytest.fixture
@@ -413,3 +413,43 @@ async def test_a_chunked_body_over_the_limit_is_413_too(g2p: G2pEnv, client: htt
     answer = response.json()
     assert g2p.schemas.response("/disburse/sync/search", 413, answer) == []
     assert answer["header"]["action"] == "on-search" and answer["header"]["status"] == "rjct"
+
+
+async def test_status_and_search_show_only_the_callers_programs(
+    g2p: G2pEnv, client: httpx.AsyncClient
+) -> None:
+    """Issue 12, item 3: a token limited to one program read another program's transaction (payee address,
+    name and amount) through txn/status and search. Every read is now scoped by the token's programs."""
+    payee = f"mobile:2547{uuid.uuid4().int % 10**8:08d}@mpesa"
+    both = g2p.token([PROGRAM, "other-program"])
+    mine = disburse(g2p, [{**payment("mine-1"), "payee_fa": payee}])
+    theirs = disburse(g2p, [{**payment("theirs-1"), "payee_fa": payee}], meta={"program": "other-program"})
+    acks = [(await send(g2p, client, "/disburse", body, token=both))[1] for body in (mine, theirs)]
+    assert [a["message"]["ack_status"] for a in acks] == ["ACK", "ACK"]
+    only_mine = g2p.token([PROGRAM])
+
+    for token, expected in ((only_mine, {"mine-1"}), (both, {"mine-1", "theirs-1"})):
+        query = _status_request(g2p, "reference_id_list", ["mine-1", "theirs-1"])
+        status, answer = await send(g2p, client, "/disburse/sync/txn/status", query, token=token)
+        assert status == 200
+        listed = answer["message"]["txnstatus_response"]["txn_status"]["disbursements_status"]
+        assert {s["reference_id"] for s in listed} == expected
+
+        other_tid = acks[1]["message"]["correlation_id"]
+        query = _status_request(g2p, "correlation_id", other_tid)
+        status, answer = await send(g2p, client, "/disburse/sync/txn/status", query, token=token)
+        listed = answer["message"]["txnstatus_response"]["txn_status"]["disbursements_status"]
+        assert {s["reference_id"] for s in listed} == expected - {"mine-1"}
+
+        criteria = [
+            {
+                "reference_id": "c1",
+                "request_type": "disburse",
+                "attribute_type": "payee_fa",
+                "attribute_value": payee,
+            }
+        ]
+        body = _search(g2p, criteria)
+        status, answer = await send(g2p, client, "/disburse/sync/search", body, token=token)
+        assert status == 200
+        assert {r["reference_id"] for r in answer["message"]["disbursements_status"]} == expected
