@@ -200,7 +200,7 @@ def local_secret(data_dir: Path) -> bytes:
     """The embedded default's HS256 secret, created on first use and readable by its owner only."""
     path = data_dir / "auth.secret"
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(48))
     return path.read_text().strip().encode()

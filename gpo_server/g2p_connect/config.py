@@ -278,7 +278,7 @@ def _local_signing_key(data_dir: Path) -> Any:
     Senders need its public half (docs/G2P_CONNECT.md says how to print it)."""
     path = _local_signing_key_path(data_dir)
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
             Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
         )

@@ -7,6 +7,7 @@ Hot paths work on whole chunks: intake inserts a chunk with COPY (PostgreSQL) or
 from __future__ import annotations
 
 import datetime as dt
+import os
 import secrets
 import uuid
 from collections import defaultdict
@@ -37,7 +38,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -239,6 +240,8 @@ class Store:
     @classmethod
     def open(cls, url: str, *, pool_size: int = 10) -> Store:
         if url.startswith("sqlite"):
+            if (database := make_url(url).database) and database != ":memory:":
+                _create_private(Path(database))
             engine = create_async_engine(url, connect_args={"timeout": 60})
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         else:
@@ -1222,6 +1225,15 @@ def _free_at(
     if later (rows claimed before migration 0008 have no window). None: nobody holds it."""
     ends = [t for t in (_aware(lease_expire_time), _aware(in_flight_until)) if t is not None]
     return max(ends) if ends else None
+
+
+def _create_private(path: Path) -> None:
+    """The SQLite file readable by its owner only (0600, in a 0700 folder when GPO creates it): it holds
+    people's names and account numbers. SQLite gives its -wal and -shm files the database file's mode."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    path.chmod(0o600)
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import sqlite3
 import sys
@@ -149,6 +150,9 @@ class Ledger:
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 30_000) -> None:
         self.path = str(path)
         self._lock = threading.Lock()
+        # Owner-only (0600): it holds payees' addresses. SQLite's -wal and -shm files take the same mode.
+        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.chmod(self.path, 0o600)
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) below.
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         # busy_timeout first: other processes may be switching the file to WAL or writing at this moment.

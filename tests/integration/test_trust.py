@@ -12,16 +12,22 @@ import asyncio
 import base64
 import datetime as dt
 import json
+import stat
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from gpo.v1 import disbursement_service_pb2 as api_pb
+from gpo.v1 import disbursement_service_pb2_grpc as api_grpc
+from gpo.v1 import rail_pb2_grpc
 
-from gpo_server.api.auth import Authenticator
-from gpo_server.client import chunked
+from gpo_server.api.auth import Authenticator, mint_token
+from gpo_server.app import Orchestrator
+from gpo_server.client import GpoClient, chunked
+from gpo_server.config import Settings
 from gpo_server.domain.validation import MAX_METADATA_TOTAL
 from tests.conftest import Gpo
 from tests.integration.test_api import (
@@ -249,3 +255,40 @@ async def test_payment_pages_end_by_bytes_as_well_as_by_count(gpo: Gpo) -> None:
             break
     assert pages >= 3, "3,000 payments of 4 KB do not fit one 4 MB page"
     assert seen == [p.reference_id for p in [*sent, too_big]], "every payment once, in order"
+
+
+async def test_streaming_calls_are_refused_with_unauthenticated(gpo: Gpo) -> None:
+    """Before the interceptor, a rejected streaming call sometimes ended INTERNAL instead."""
+    program = new_program()
+    client = gpo.client([program])
+    uploaded = await deadline(client.upload(header(program), [[payment(1)]]))
+    async with grpc.aio.insecure_channel(gpo.target) as channel:
+        stub = api_grpc.DisbursementServiceStub(channel)
+        for metadata in ((), (("authorization", "Bearer not-a-jwt"),), (("authorization", "Basic abc"),)):
+            for _ in range(20):  # the race showed only sometimes
+                upload = stub.UploadBatch(metadata=metadata)
+                await expect_error(upload.read(), grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED")
+                watch = stub.WatchBatch(api_pb.WatchBatchRequest(name=uploaded.batch.name), metadata=metadata)
+                await expect_error(watch.read(), grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED")
+                rails = rail_pb2_grpc.RailServiceStub(channel).ReportResults(metadata=metadata)
+                await expect_error(rails.read(), grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED")
+
+
+async def test_embedded_data_files_are_private(tmp_path: Path) -> None:
+    """The SQLite database and the simulator's ledger were world-readable (0644)."""
+    settings = Settings(data_dir=tmp_path / "data", listen="127.0.0.1:0", auth_hs256_secrets=[b"s" * 32])
+    orchestrator = Orchestrator(settings)
+    await orchestrator.start()
+    try:
+        client = GpoClient(f"127.0.0.1:{orchestrator.port}", mint_token(b"s" * 32, "t", ["p"]))
+        uploaded = await deadline(client.upload(header("p"), [[payment(1)]]))
+        await watch_to_end(client, uploaded.batch.name)
+        await client.close()
+    finally:
+        await orchestrator.stop(grace_s=2)
+    data = tmp_path / "data"
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    files = [p for p in data.iterdir() if p.is_file()]
+    assert {p.name for p in files} >= {"gpo.db", "simulator-ledger.db"}
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
