@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
-import grpc
-
 from gpo_server.logs import configure
 from gpo_server.runtime import tune_garbage_collector
+from gpo_server.tls import channel as tls_channel
+from gpo_server.tls import client_tls_from
 from rail_sidecars.config import RailConfig, load_rails_config
 from rail_sidecars.rails.registry import make_rail
 from rail_sidecars.rails.simulator import SimulatorSettings
@@ -68,6 +68,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="simulator settings, e.g. latency_ms=5,failure_rate=0.01,rate_limit=1000",
     )
     parser.add_argument("--ledger", default=os.environ.get("GPO_SIMULATOR_LEDGER", "simulator-ledger.db"))
+    tls = parser.add_argument_group("TLS to the orchestrator (plaintext when no CA file is named)")
+    tls.add_argument("--tls-ca", default=os.environ.get("GPO_TLS_CA_FILE", ""), help="PEM CA(s) to trust")
+    tls.add_argument(
+        "--tls-cert",
+        default=os.environ.get("GPO_TLS_CLIENT_CERT_FILE", ""),
+        help="PEM client certificate (mTLS)",
+    )
+    tls.add_argument("--tls-key", default=os.environ.get("GPO_TLS_CLIENT_KEY_FILE", ""), help="its PEM key")
+    tls.add_argument(
+        "--tls-server-name",
+        default=os.environ.get("GPO_TLS_SERVER_NAME", ""),
+        help="name the certificate carries",
+    )
     args = parser.parse_args(argv)
     if not args.amqp_url:
         parser.error("--amqp-url (or GPO_AMQP_URL) is required: a separate sidecar needs RabbitMQ")
@@ -102,9 +115,10 @@ async def _run(args: argparse.Namespace) -> int:
     config = _rail_config(args)
     rail = make_rail(config)
     # Reconnect within seconds once the orchestrator is back (gRPC's default backoff grows to 120 s).
-    channel = grpc.aio.insecure_channel(
+    channel = tls_channel(
         args.orchestrator,
-        options=[("grpc.initial_reconnect_backoff_ms", 500), ("grpc.max_reconnect_backoff_ms", 5000)],
+        client_tls_from(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name),
+        [("grpc.initial_reconnect_backoff_ms", 500), ("grpc.max_reconnect_backoff_ms", 5000)],
     )
     journal_path = args.journal or str(
         Path(os.environ.get("GPO_DATA_DIR", ".")) / f"sidecar-{args.rail}.journal"

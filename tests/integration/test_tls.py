@@ -18,14 +18,18 @@ from pathlib import Path
 import grpc
 import pytest
 from gpo.v1 import disbursement_service_pb2 as api_pb
+from gpo.v1 import resources_pb2 as res_pb
 
 from gpo_server.api.auth import mint_token
 from gpo_server.app import Orchestrator
 from gpo_server.client import GpoClient
 from gpo_server.config import Settings
 from gpo_server.tls import ClientTls
+from rail_sidecars.rails.simulator_ledger import read_totals
 from tests.integration.test_api import PAYER, payment, watch_to_end
-from tests.support.certificates import Issued, TestCa
+from tests.support.certificates import Issued, TestCa, cluster_tls
+from tests.support.databases import create_database, drop_database
+from tests.support.processes import Cluster, service_urls
 
 WAIT = 30.0
 
@@ -135,3 +139,40 @@ def test_half_configured_tls_is_an_error_at_start(tmp_path: Path) -> None:
         Settings(tls_cert_file=str(tmp_path / "cert.pem")).server_tls()
     with pytest.raises(ValueError, match="needs TLS"):
         Settings(tls_client_ca_file=str(tmp_path / "ca.pem")).server_tls()
+
+
+@pytest.mark.e2e
+async def test_separate_processes_pay_over_mtls(tmp_path: Path) -> None:
+    """`gpo serve` and `gpo-sidecar` as processes on PostgreSQL and RabbitMQ, mTLS between them; the
+    simulator's ledger agrees with GPO."""
+    shared_url, amqp_url = service_urls()
+    database_url = await create_database(shared_url, prefix="gpo_tls")
+    rail = f"tls{uuid.uuid4().hex[:10]}"
+    cluster = Cluster(
+        workdir=tmp_path,
+        database_url=database_url,
+        amqp_url=amqp_url,
+        extra_env={"GPO_DEFAULT_RAIL": rail},
+        tls=cluster_tls(tmp_path / "ca"),
+    )
+    client: GpoClient | None = None
+    try:
+        cluster.start_orchestrator()
+        ledger = tmp_path / "ledger.db"
+        sidecar = cluster.start_sidecar(rail, "--ledger", str(ledger))
+        client = GpoClient(cluster.target, cluster.token(["prog"]), tls=cluster.client_tls())
+        header = api_pb.BatchHeader(program="prog", request_id=str(uuid.uuid4()), payer_fa=PAYER)
+        uploaded = await client.upload(header, [[payment(i) for i in range(200)]])
+        assert uploaded.rejected == 0
+        final = await watch_to_end(client, uploaded.batch.name)
+        assert final.state == res_pb.BATCH_STATE_COMPLETED, sidecar.tail()
+        stored = [p async for p in client.payments(uploaded.batch.name)]
+        assert read_totals(ledger).executions == len(stored) == 200
+        # A plaintext client of the same server is refused.
+        plain = GpoClient(cluster.target, cluster.token(["prog"]))
+        assert await refused(plain) == grpc.StatusCode.UNAVAILABLE
+    finally:
+        if client is not None:
+            await client.close()
+        cluster.stop()
+        await drop_database(shared_url, database_url)

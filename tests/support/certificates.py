@@ -92,3 +92,18 @@ class TestCa:
         )
         issued.key_file.chmod(0o600)
         return issued
+
+
+def cluster_tls(folder: Path) -> dict[str, Path]:
+    """The files a test Cluster's `tls` names: a CA, a server certificate for 127.0.0.1 and a client
+    certificate (used by sidecars and test clients alike)."""
+    ca = TestCa(folder)
+    server = ca.issue("gpo-server", server=True)
+    client = ca.issue("gpo-client", client=True)
+    return {
+        "ca": ca.cert_file,
+        "server_cert": server.cert_file,
+        "server_key": server.key_file,
+        "client_cert": client.cert_file,
+        "client_key": client.key_file,
+    }

@@ -18,6 +18,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gpo_server.api.auth import SIDECAR_ROLE, mint_token
+from gpo_server.tls import ClientTls
 
 REPO = Path(__file__).resolve().parents[2]
 SPECS_DIR = Path(os.environ.get("GPO_SPECS_DIR", str(REPO.parent / "shared" / "specs")))
@@ -100,6 +101,9 @@ class Cluster:
     secret: bytes = field(default_factory=lambda: secrets.token_urlsafe(32).encode())
     orchestrator: Proc | None = None
     sidecars: dict[str, Proc] = field(default_factory=dict)
+    # With `tls` set (a folder of certificates.TestCa files: ca.pem, server.pem/key, client.pem/key), the
+    # orchestrator serves mTLS only and every process and client of the cluster connects over it.
+    tls: Mapping[str, Path] | None = None
 
     @property
     def target(self) -> str:
@@ -118,7 +122,22 @@ class Cluster:
         }
         if self.rails_config is not None:
             env["GPO_RAILS_CONFIG"] = str(self.rails_config)
+        if self.tls is not None:
+            env |= {
+                "GPO_TLS_CERT_FILE": str(self.tls["server_cert"]),
+                "GPO_TLS_KEY_FILE": str(self.tls["server_key"]),
+                "GPO_TLS_CLIENT_CA_FILE": str(self.tls["ca"]),
+                "GPO_TLS_CA_FILE": str(self.tls["ca"]),
+                "GPO_TLS_CLIENT_CERT_FILE": str(self.tls["client_cert"]),
+                "GPO_TLS_CLIENT_KEY_FILE": str(self.tls["client_key"]),
+            }
         return env
+
+    def client_tls(self) -> ClientTls | None:
+        """What a test's own client of this cluster needs: None over plaintext."""
+        if self.tls is None:
+            return None
+        return ClientTls(self.tls["ca"], self.tls["client_cert"], self.tls["client_key"])
 
     def token(self, programs: list[str], roles: list[str] | None = None) -> str:
         return mint_token(self.secret, "test", programs, roles or [])
@@ -130,7 +149,7 @@ class Cluster:
             self.env(),
             self.workdir / "orchestrator.log",
         ).start()
-        wait_serving(self.target, [self.orchestrator])
+        wait_serving(self.target, [self.orchestrator], tls=self.client_tls())
         return self.orchestrator
 
     def start_sidecar(self, rail: str, *args: str) -> Proc:
@@ -150,9 +169,11 @@ class Cluster:
                 proc.terminate()
 
 
-def wait_serving(target: str, procs: list[Proc], timeout_s: float = 60) -> None:
+def wait_serving(target: str, procs: list[Proc], timeout_s: float = 60, tls: ClientTls | None = None) -> None:
     deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(target) as channel:
+    with (
+        grpc.insecure_channel(target) if tls is None else grpc.secure_channel(target, tls.credentials())
+    ) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             for p in procs:
