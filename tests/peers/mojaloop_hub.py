@@ -189,6 +189,35 @@ class FspiopSpec:
         problems += [f"{where}: {p}" for p in self.validate(schema, body)]
         return problems
 
+    def check_response(
+        self, method: str, path: str, status: int, body: bytes, *, wire: bool = True
+    ) -> list[str]:
+        """The problems of an answer: its status is one the operation lists, its body (if any) valid."""
+        where = f"{status} to {method} {path}"
+        found = self.operation(method, path)
+        problems: list[str] = []
+        if found is None:
+            problems.append(f"{where}: no such operation in the spec")
+        else:
+            responses = {str(k): v for k, v in found[2].get("responses", {}).items()}
+            answer = responses.get(str(status))
+            if answer is None:
+                problems.append(f"{where}: status not listed for the operation")
+            elif body:
+                try:
+                    value = json.loads(body)
+                except ValueError:
+                    problems.append(f"{where}: the body is not JSON")
+                else:
+                    content = (answer.get("content") or {}).get("application/json") or {}
+                    if "schema" not in content:
+                        problems.append(f"{where}: a body where the spec has none")
+                    else:
+                        problems += [f"{where}: {p}" for p in self.validate(content["schema"], value)]
+        if wire:
+            counted(self.scheme, f"{status} to {method} {path.strip('/').split('/')[0]}", problems)
+        return problems
+
     def schema(self, name: str) -> dict[str, Any]:
         schema: dict[str, Any] = self.doc["components"]["schemas"][name]
         return schema
@@ -251,6 +280,16 @@ class Specs:
         problems: list[str] = []
         for spec in self.specs:
             problems += [f"[{spec.scheme}] {p}" for p in spec.check(method, path, headers, body, wire=wire)]
+        return problems
+
+    def check_response(
+        self, method: str, path: str, status: int, body: bytes, *, wire: bool = True
+    ) -> list[str]:
+        problems: list[str] = []
+        for spec in self.specs:
+            problems += [
+                f"[{spec.scheme}] {p}" for p in spec.check_response(method, path, status, body, wire=wire)
+            ]
         return problems
 
 
@@ -427,7 +466,7 @@ class MojaloopHub:
         self.stop()
 
     async def _start(self) -> None:
-        app = web.Application(client_max_size=6 * 1024 * 1024)
+        app = web.Application(client_max_size=6 * 1024 * 1024, middlewares=[self._answers])
         app.router.add_post("/bulkQuotes", self._post_bulk_quotes)
         app.router.add_get("/bulkQuotes/{id}", self._get_bulk_quote)
         app.router.add_post("/bulkTransfers", self._post_bulk_transfers)
@@ -456,6 +495,16 @@ class MojaloopHub:
             return len(self.ledger)
 
     # -- requests
+
+    @web.middleware
+    async def _answers(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Every answer the hub gives is checked too (its status listed for the operation, its body)."""
+        response = await handler(request)
+        if self._checker is not None and isinstance(response, web.Response):
+            body = response.body if isinstance(response.body, bytes) else b""
+            found = self._checker.check_response(request.method, request.path, response.status, body)
+            self.violations += [f"hub answer {p}" for p in found]
+        return response
 
     async def _receive(self, request: web.Request) -> tuple[Any, web.Response | None]:
         """Reads and checks a request; a response to send at once when it must be refused."""
@@ -771,7 +820,14 @@ class MojaloopHub:
             self.endpoints[payer_fsp] + path, data=_json_bytes(body), headers=headers
         ) as response:
             self.stats[f"forged callback answered {response.status}"] += 1
+            self._check_answer(path, response.status, await response.read())
             return response.status
+
+    def _check_answer(self, path: str, status: int, body: bytes) -> None:
+        """The payer FSP's answer to a callback, checked like everything else on the wire."""
+        if self._checker is not None:
+            found = self._checker.check_response("PUT", path, status, body)
+            self.violations += [f"payer answer {p}" for p in found]
 
     def _callback_headers(
         self, payer_fsp: str, source: str, path: str, body: dict[str, Any], sign_with: Any = None
@@ -820,6 +876,7 @@ class MojaloopHub:
             try:
                 async with self._session.put(url + path, data=_json_bytes(body), headers=headers) as response:
                     self.stats[f"callback answered {response.status}"] += 1
+                    self._check_answer(path, response.status, await response.read())
                     if response.status != 200:
                         self.problems.append(f"PUT {path}: the payer answered {response.status}")
             except (aiohttp.ClientError, TimeoutError):
