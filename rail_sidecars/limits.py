@@ -10,10 +10,11 @@ import time
 class TokenBucket:
     """An async token bucket that delays callers so the achieved rate never exceeds `rate` per second.
 
-    Tokens may go negative: a caller takes what it needs at once (so a chunk larger than the bucket still
-    passes) and sleeps until the debt is refilled. Reservations are made in call order under a lock, so
-    concurrent callers queue fairly and the sleeps happen outside it. `refund` gives back tokens a caller
-    reserved and did not use (a claim that left fewer payments to execute).
+    Callers are served one after another, in call order: each waits under the bucket's lock until its
+    tokens have accrued (so a chunk larger than the bucket still passes), then takes them. A caller
+    cancelled while it waits (its delivery was lost) gives up its place, and the callers behind it are
+    not delayed by tokens nobody will use. `refund` gives back tokens a caller took and did not use (a
+    claim that left fewer payments to execute).
     """
 
     def __init__(self, rate: float, capacity: float = 1.0) -> None:
@@ -30,13 +31,16 @@ class TokenBucket:
     async def acquire(self, tokens: float) -> None:
         async with self._lock:
             now = time.monotonic()
-            self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+            # Accrued tokens beyond the capacity are kept only while a caller waits for them.
+            self._tokens = min(
+                max(self.capacity, self._tokens), self._tokens + (now - self._updated) * self.rate
+            )
             self._updated = now
+            if self._tokens < tokens:
+                await asyncio.sleep((tokens - self._tokens) / self.rate)
+                self._tokens, self._updated = tokens, time.monotonic()
             self._tokens -= tokens
-            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
-        if wait > 0:
-            await asyncio.sleep(wait)
 
     def refund(self, tokens: float) -> None:
         if tokens > 0:
-            self._tokens = min(self.capacity, self._tokens + tokens)
+            self._tokens += tokens

@@ -23,7 +23,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -280,7 +280,7 @@ class SidecarRunner:
         if self._bucket is not None and not chunk.verify_only:
             # Wait for the rail's rate limit before claiming, so the lease is not spent in this queue.
             reserved = len(items)
-            await self._bucket.acquire(reserved)
+            await self._until_gone(self._bucket.acquire(reserved), delivery)
         plan = await self._claim_patiently(chunk, claim_id, list(items), delivery)
         if self._bucket is not None:
             self._bucket.refund(reserved - len(plan.execute) - len(plan.verify))
@@ -357,6 +357,22 @@ class SidecarRunner:
                     "the claim was lost" if plan.lost else "the delivery or the lease ended",
                 )
         return _report(chunk, claim_id, plan.token, results, items, released, unknown)
+
+    @staticmethod
+    async def _until_gone(wait: Coroutine[Any, Any, None], delivery: Delivery) -> None:
+        """Awaits `wait` unless the delivery's channel closes first (then _DeliveryGone): a delivery the
+        broker has taken back must not keep its place in the rate limiter's queue."""
+        task = asyncio.ensure_future(wait)
+        try:
+            while not task.done():
+                await asyncio.wait([task], timeout=1.0)
+                if not task.done() and delivery.gone():
+                    raise _DeliveryGone()
+            task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     def _may_call(self, plan: _Plan) -> bool:
         """Whether a new rail call may start for this claim: it still holds its lease, by its own clock."""

@@ -263,19 +263,29 @@ async def poll_batch(
     )
 
 
+async def a_quarter_settled(client: GpoClient, name: str, count: int) -> res_pb.Batch:
+    """Polls until a quarter of the batch's payments have an outcome: the moment most faults strike."""
+    return await poll_batch(
+        client, name, lambda b: settled(b) >= count // 4, interval_s=0.05, what="25% settled"
+    )
+
+
 def settled(batch: res_pb.Batch) -> int:
     """Payments with an outcome from the rail."""
     counts = status_counts(batch)
     return counts.get("succeeded", 0) + counts.get("failed", 0)
 
 
-async def completed(client: GpoClient, names: Sequence[str]) -> list[res_pb.Batch]:
+async def completed(
+    client: GpoClient, names: Sequence[str], deadline_s: float = RECOVERY_DEADLINE_S
+) -> list[res_pb.Batch]:
     """Every batch COMPLETED (all its payments final), within the recovery deadline."""
     return [
         await poll_batch(
             client,
             name,
             lambda b: b.state == res_pb.BATCH_STATE_COMPLETED,
+            deadline_s=deadline_s,
             interval_s=0.5,
             what="BATCH_STATE_COMPLETED",
         )

@@ -27,10 +27,10 @@ from tests.faults.rig import (
     Rig,
     TcpProxy,
     UploadProgress,
+    a_quarter_settled,
     check_ledger,
     claim_decisions,
     completed,
-    poll_batch,
     postgres_cluster,
     queue_consumers,
     rabbitmq_local,
@@ -131,9 +131,7 @@ async def _paying_a_quarter_settled(rig: Rig) -> tuple[Cluster, Batch, GpoClient
     rig.start_sidecar(node)
     batch, client = Batch.make(), rig.client(node)
     uploaded = await upload(client, batch, UploadProgress())
-    snapshot = await poll_batch(
-        client, uploaded.name, lambda b: settled(b) >= batch.count // 4, interval_s=0.05, what="25% settled"
-    )
+    snapshot = await a_quarter_settled(client, uploaded.name, batch.count)
     return node, batch, client, uploaded, snapshot
 
 
@@ -209,13 +207,7 @@ async def test_cut_sidecar_grpc_connection(rig: Rig, mode: str) -> None:
     batch, client = Batch.make(), rig.client(node)
     try:
         uploaded = await upload(client, batch, UploadProgress())
-        at_cut = await poll_batch(
-            client,
-            uploaded.name,
-            lambda b: settled(b) >= batch.count // 4,
-            interval_s=0.05,
-            what="25% settled",
-        )
+        at_cut = await a_quarter_settled(client, uploaded.name, batch.count)
         if mode == "reset":
             await proxy.cut()
         else:

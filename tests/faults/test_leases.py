@@ -28,10 +28,12 @@ import pytest
 
 from gpo_server.client import GpoClient, status_counts
 from tests.faults.rig import (
+    RECOVERY_DEADLINE_S,
     Batch,
     Rig,
     TcpProxy,
     UploadProgress,
+    a_quarter_settled,
     check_ledger,
     claim_decisions,
     completed,
@@ -111,7 +113,7 @@ async def test_two_sidecars_on_a_rate_limited_rail_through_a_rabbitmq_restart(
         result = await asyncio.to_thread(run, *command)
         assert result.returncode == 0, result.stderr[-2000:]
     assert settled(at_restart) < count, "the batch finished before the restart; nothing was tested"
-    done = await completed(client, [uploaded.name])
+    done = await completed(client, [uploaded.name], RECOVERY_DEADLINE_S + count / (2 * rate))
     final_s = time.monotonic() - started_at
     await drain_sidecars(rig)  # whatever a sidecar still meant to execute is on the ledger now
     verdict = check_ledger(done, batch.count, rig.ledger)
@@ -271,13 +273,7 @@ async def test_a_sidecar_that_reaches_rabbitmq_but_not_the_orchestrator(rig: Rig
     batch, client = Batch.make(4000), rig.client(node)
     try:
         uploaded = await upload(client, batch, UploadProgress())
-        at_cut = await poll_batch(
-            client,
-            uploaded.name,
-            lambda b: settled(b) >= batch.count // 4,
-            interval_s=0.05,
-            what="25% settled",
-        )
+        at_cut = await a_quarter_settled(client, uploaded.name, batch.count)
         await proxy.cut()
         assert settled(at_cut) < batch.count, "the batch finished before the cut; nothing was tested"
         await asyncio.sleep(30)  # the partition's length: three 10 s leases
