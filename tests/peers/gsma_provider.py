@@ -510,6 +510,7 @@ class GsmaProvider:
             try:
                 async with self._session.put(url, data=data, headers=headers) as response:
                     self.callback_statuses[response.status] += 1
+                    await self._check_answer(events, headers, response)
             except (aiohttp.ClientError, TimeoutError):
                 self.callback_statuses[0] += 1  # nobody listening (e.g. the sidecar is down)
 
@@ -641,7 +642,24 @@ class GsmaProvider:
             )
         )
         async with self._session.put(url, data=data, headers=headers) as response:
+            await self._check_answer(
+                ("batchTransactionsSuccessEvent", "batchTransactionsFailureEvent"), headers, response
+            )
             return response.status
+
+    async def _check_answer(
+        self, events: tuple[str, ...], headers: Mapping[str, str], response: aiohttp.ClientResponse
+    ) -> None:
+        """The client's answer to a callback, against the callback's responses in the spec."""
+        body = await response.read()
+        answers = [
+            self.validator.response(
+                "put", f"/__callbacks/{e}", headers, response.status, dict(response.headers), body or None
+            )
+            for e in events
+        ]
+        if all(answers):
+            self.violations.extend("answer to a callback " + p for p in answers[0])
 
 
 def _error_object(category: str, code: str, description: str = "") -> dict[str, Any]:

@@ -601,6 +601,8 @@ async def test_a_forged_failure_callback_is_refused(make: RailFactory, peer: Gsm
     assert forged == [401, 401] and rail.listener.refused == 2
     assert_matches_ledger(peer, payments, results)
     assert peer.callback_urls[cid] == rail.listener.url_for(cid)  # the provider got the token
+    await peer.idle()
+    assert peer.violations == []  # the 401 answers too are the spec's
 
 
 async def test_a_failure_callback_is_confirmed_with_the_provider(
@@ -618,6 +620,8 @@ async def test_a_failure_callback_is_confirmed_with_the_provider(
     results = {r.idempotency_key: r for r in await task}
     assert_matches_ledger(peer, payments, results)
     assert peer.requests["GET /requeststates/{serverCorrelationId}"] >= 1
+    await peer.idle()
+    assert peer.violations == []
 
 
 def test_a_provider_that_neither_deduplicates_nor_serves_responses_is_refused() -> None:
