@@ -35,13 +35,22 @@ func run() error {
 	backend := flag.String("backend", env("GPO_GATEWAY_BACKEND", "127.0.0.1:50051"), "GPO gRPC address (GPO_GATEWAY_BACKEND)")
 	backendTLS := flag.String("backend-tls", env("GPO_GATEWAY_BACKEND_TLS", ""),
 		`TLS to the GPO server: "" for none, "system" for the system's CA roots, or a PEM CA file (GPO_GATEWAY_BACKEND_TLS)`)
+	backendCert := flag.String("backend-client-cert", env("GPO_GATEWAY_BACKEND_CLIENT_CERT_FILE", ""),
+		"PEM client certificate presented to the GPO server, where it requires one (mTLS)")
+	backendKey := flag.String("backend-client-key", env("GPO_GATEWAY_BACKEND_CLIENT_KEY_FILE", ""),
+		"PEM private key of that certificate")
+	tlsCert := flag.String("tls-cert", env("GPO_GATEWAY_TLS_CERT_FILE", ""), "PEM certificate: serve HTTPS only")
+	tlsKey := flag.String("tls-key", env("GPO_GATEWAY_TLS_KEY_FILE", ""), "PEM private key of the HTTPS certificate")
 	maxBytes := flag.Int("max-message-bytes", 16<<20, "largest gRPC message either way; GPO's own default")
 	flag.Parse()
 	g2pMaxBodyBytes = int64(*maxBytes) - 4096
 
-	creds, err := transportCredentials(*backendTLS)
+	creds, err := transportCredentials(*backendTLS, *backendCert, *backendKey)
 	if err != nil {
 		return err
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return errors.New("HTTPS needs both -tls-cert and -tls-key")
 	}
 	conn, err := grpc.NewClient(*backend,
 		grpc.WithTransportCredentials(creds),
@@ -62,12 +71,17 @@ func run() error {
 	}
 	server := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
 	// Tests and scripts read the bound address from this line (with -listen 127.0.0.1:0).
-	slog.Info("gpo-gateway serving", "listen", listener.Addr().String(), "backend", *backend)
+	slog.Info("gpo-gateway serving", "listen", listener.Addr().String(), "backend", *backend, "https", *tlsCert != "")
 
 	stop, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 	served := make(chan error, 1)
-	go func() { served <- server.Serve(listener) }()
+	if *tlsCert != "" {
+		server.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		go func() { served <- server.ServeTLS(listener, *tlsCert, *tlsKey) }()
+	} else {
+		go func() { served <- server.Serve(listener) }()
+	}
 	select {
 	case err := <-served:
 		return err
@@ -82,13 +96,15 @@ func run() error {
 	return nil
 }
 
-func transportCredentials(mode string) (credentials.TransportCredentials, error) {
-	switch mode {
-	case "":
+func transportCredentials(mode, certFile, keyFile string) (credentials.TransportCredentials, error) {
+	if mode == "" {
+		if certFile != "" || keyFile != "" {
+			return nil, errors.New("a backend client certificate needs -backend-tls")
+		}
 		return insecure.NewCredentials(), nil
-	case "system":
-		return credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12}), nil
-	default:
+	}
+	config := &tls.Config{MinVersion: tls.VersionTLS12}
+	if mode != "system" {
 		pem, err := os.ReadFile(mode)
 		if err != nil {
 			return nil, err
@@ -97,8 +113,16 @@ func transportCredentials(mode string) (credentials.TransportCredentials, error)
 		if !roots.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("no certificate in %s", mode)
 		}
-		return credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}), nil
+		config.RootCAs = roots
 	}
+	if certFile != "" || keyFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("backend client certificate: %w", err)
+		}
+		config.Certificates = []tls.Certificate{pair}
+	}
+	return credentials.NewTLS(config), nil
 }
 
 func env(name, fallback string) string {

@@ -1,4 +1,4 @@
-"""The `gpo` command: serve, sidecar, submit, watch, status, batches, payments, cancel, retry, dead-letters,
+"""The `gpo` command: serve, sidecar, submit, watch, status, batches, payments, cancel, retry, dead-letters, audit,
 token, demo.
 
 Conventions (docs/CLI.md): results go to stdout as JSON lines with snake_case keys (or CSV with
@@ -275,6 +275,11 @@ def _parser() -> argparse.ArgumentParser:
     dead = command("dead-letters", "list work chunks the rails could not process")
     dead.add_argument("--rail", default="")
     dead.set_defaults(func=lambda a: asyncio.run(_dead_letters(a)))
+
+    audit = command("audit", "list the audit trail of state-changing calls, or --verify its hash chain")
+    audit.add_argument("--batch", default="", help="only this batch's events (batches/{uuid} or the uuid)")
+    audit.add_argument("--verify", action="store_true", help="check the chain; exit 1 if it is broken")
+    audit.set_defaults(func=lambda a: asyncio.run(_audit(a)))
 
     token = command("token", "print a token signed with the embedded default's local secret")
     token.add_argument("--program", action="append", default=[], help="allowed program (repeat); default all")
@@ -747,6 +752,20 @@ async def _dead_letters(args: argparse.Namespace) -> int:
     try:
         async for dead in client.dead_letters(args.rail):
             emit(message_dict(dead))
+    finally:
+        await client.close()
+    return EXIT_OK
+
+
+async def _audit(args: argparse.Namespace) -> int:
+    client = _client(args, operator=True)
+    try:
+        if args.verify:
+            answer = await client.verify_audit()
+            emit(message_dict(answer))
+            return EXIT_OK if answer.intact else EXIT_FAILED
+        async for event in client.audit_events(batch_name(args.batch) if args.batch else ""):
+            emit(message_dict(event))
     finally:
         await client.close()
     return EXIT_OK

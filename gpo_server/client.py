@@ -166,6 +166,18 @@ class GpoClient:
         async for dead in self._pages(self.stub.ListDeadLetters, request, "dead_letters"):
             yield dead
 
+    async def audit_events(self, batch: str = "") -> AsyncIterator[res_pb.AuditEvent]:
+        """The audit trail, oldest first (operators only); of one batch when `batch` is given."""
+        request = api_pb.ListAuditEventsRequest(batch=batch, page_size=1000)
+        async for event in self._pages(self.stub.ListAuditEvents, request, "audit_events"):
+            yield event
+
+    async def verify_audit(self) -> api_pb.VerifyAuditTrailResponse:
+        answer: api_pb.VerifyAuditTrailResponse = await self.stub.VerifyAuditTrail(
+            api_pb.VerifyAuditTrailRequest(), metadata=self.metadata
+        )
+        return answer
+
     async def cancel(self, name: str, request_id: str = "") -> res_pb.Batch:
         batch: res_pb.Batch = await self.stub.CancelBatch(
             api_pb.CancelBatchRequest(name=name, request_id=request_id), metadata=self.metadata

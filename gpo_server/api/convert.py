@@ -133,3 +133,22 @@ def decode_page_token(token: str, scope: str) -> int | None:
         "INVALID_PAGE_TOKEN",
         [("page_token", "not from a previous call with the same parameters")],
     )
+
+
+def audit_message(row: Any) -> res_pb.AuditEvent:
+    """An audit_events row as an AuditEvent."""
+    event = res_pb.AuditEvent(
+        id=int(row.id),
+        action=row.action,
+        subject=row.subject,
+        caller_kind=row.caller_kind,
+        certificate_subject=row.certificate_subject,
+        batch=f"batches/{row.batch_uid}" if row.batch_uid else "",
+        payment_count=int(row.payment_count),
+        request_id=row.request_id,
+        detail_json=row.detail,
+        hash=row.hash,
+        previous_hash=row.previous_hash,
+        create_time=timestamp(row.create_time),
+    )
+    return event

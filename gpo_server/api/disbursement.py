@@ -16,8 +16,10 @@ from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import disbursement_service_pb2_grpc as api_grpc
 from gpo.v1 import resources_pb2 as res_pb
 
+from gpo_server.api.audit import audit_event
 from gpo_server.api.auth import Authenticator, Caller, permission_denied
 from gpo_server.api.convert import (
+    audit_message,
     batch_message,
     batch_uid,
     decode_page_token,
@@ -148,7 +150,10 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
                 return
             if batch is None:
                 raise invalid_argument("the upload sent no header", "HEADER_MISSING")
-            batch = await self.store.finish_upload(batch.id)
+            batch = await self.store.finish_upload(
+                batch.id,
+                audit=audit_event(caller, "batch.upload", context, request_id=batch.request_id),
+            )
             if batch.payment_count == 0:
                 raise invalid_argument("the batch has no payments", "EMPTY_BATCH")
             if (
@@ -255,7 +260,12 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             expected_payment_count=header.expected_payment_count,
             expected_total_hundredths=total,
         )
-        batch, created = await self.store.create_or_get_batch(new)
+        batch, created = await self.store.create_or_get_batch(
+            new,
+            audit=audit_event(
+                caller, "batch.open", request_id=header.request_id, detail={"program": header.program}
+            ),
+        )
         if not created and (
             batch.payer_fa,
             batch.expected_payment_count,
@@ -398,7 +408,10 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
     async def CancelBatch(self, request: api_pb.CancelBatchRequest, context: Context) -> res_pb.Batch:
         batch = await self._readable_batch(request.name, context)
         if batch.state in (BatchState.UPLOADING, BatchState.PROCESSING):
-            await self.store.cancel_batch(batch.id)
+            caller = self.auth.caller(context)
+            await self.store.cancel_batch(
+                batch.id, audit=audit_event(caller, "batch.cancel", context, batch_uid=batch.uid)
+            )
             log.info("batch %s cancelled", batch.uid)
         return await self._view(batch.uid)
 
@@ -416,11 +429,48 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
                 f"a batch in state {batch.state.value} cannot be retried",
                 "BATCH_NOT_RETRYABLE",
             )
-        retried = await self.store.retry_failed(batch.id, request.request_id, self.build_work)
+        retried = await self.store.retry_failed(
+            batch.id,
+            request.request_id,
+            self.build_work,
+            audit=audit_event(self.auth.caller(context), "batch.retry", request_id=request.request_id),
+        )
         if retried:
             log.info("batch %s: %d failed payments sent again", batch.uid, retried)
             self.on_upload_complete()
         return await self._view(batch.uid)
+
+    @handles_errors
+    async def ListAuditEvents(
+        self, request: api_pb.ListAuditEventsRequest, context: Context
+    ) -> api_pb.ListAuditEventsResponse:
+        if not self.auth.caller(context).is_operator:
+            raise permission_denied("the audit trail is for operators", "OPERATOR_ONLY")
+        uid = batch_uid(request.batch, "batch") if request.batch else ""
+        size = _page_size(request.page_size, default=100, most=1000)
+        scope = f"audit:{uid}"
+        after = decode_page_token(request.page_token, scope) or 0
+        rows = await self.store.list_audit(batch_uid=uid, after_id=after, limit=size + 1)
+        response = api_pb.ListAuditEventsResponse(audit_events=[audit_message(r) for r in rows[:size]])
+        if len(rows) > size:
+            response.next_page_token = encode_page_token(int(rows[size - 1].id), scope)
+        return response
+
+    @handles_errors
+    async def VerifyAuditTrail(
+        self, request: api_pb.VerifyAuditTrailRequest, context: Context
+    ) -> api_pb.VerifyAuditTrailResponse:
+        if not self.auth.caller(context).is_operator:
+            raise permission_denied("the audit trail is for operators", "OPERATOR_ONLY")
+        result = await self.store.verify_audit()
+        if result.first_broken_id:
+            log.error("audit trail broken at event %d: %s", result.first_broken_id, result.problem)
+        return api_pb.VerifyAuditTrailResponse(
+            checked_count=result.checked,
+            intact=not result.first_broken_id,
+            first_broken_id=result.first_broken_id,
+            problem=result.problem,
+        )
 
     @handles_errors
     async def ListDeadLetters(

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 from gpo.v1 import rail_pb2, rail_pb2_grpc
 
+from gpo_server.api.audit import audit_event
 from gpo_server.api.auth import Authenticator, Caller, permission_denied
 from gpo_server.api.convert import batch_uid
 from gpo_server.api.errors import (
@@ -206,6 +207,12 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
                     redispatch=self.redispatch,
                     refused=refused,
                     rails=caller.rails,
+                    audit=audit_event(
+                        caller,
+                        "rail.report",
+                        batch_uid=batch_uid(request.batch, "batch"),
+                        detail={"chunk_id": request.chunk_id[:100], "claim_id": request.claim_id[:200]},
+                    ),
                 )
                 if request.unknown_payment_numbers and self.redispatch is not None:
                     self.on_work()  # the relay publishes what was sent again

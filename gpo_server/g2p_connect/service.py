@@ -32,7 +32,8 @@ from google.api import httpbody_pb2  # type: ignore[import-untyped]
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import g2p_connect_service_pb2_grpc as g2p_grpc
 
-from gpo_server.api.auth import Authenticator
+from gpo_server.api.audit import audit_event
+from gpo_server.api.auth import Authenticator, Caller
 from gpo_server.api.errors import ApiError, Context
 from gpo_server.domain.states import FINAL, BatchState, PaymentStatus
 from gpo_server.g2p_connect import messages as msg
@@ -83,6 +84,7 @@ class Request:
     sender: SenderConfig
     sender_uri: str  # async: validated; sync: as given (may be empty)
     caller_programs: frozenset[str] | None
+    caller: Caller | None = None  # who sent it, for the audit trail
 
 
 class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
@@ -229,6 +231,7 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
             sender,
             uri,
             caller.programs,
+            caller,
         )
 
     async def _verify(self, raw: bytes, header: str, sender: SenderConfig, *, sync: bool) -> None:
@@ -491,7 +494,22 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
             expected_payment_count=0,
             expected_total_hundredths=None,
         )
-        batch, _ = await self.store.create_or_get_batch(new)
+        audit = (
+            audit_event(
+                req.caller,
+                "g2p.disburse",
+                request_id=request_id,
+                detail={
+                    "sender_id": req.sender.sender_id,
+                    "message_id": str(req.header.get("message_id", ""))[:256],
+                    "transaction_id": parsed.transaction_id[:256],
+                    "program": program,
+                },
+            )
+            if req.caller is not None
+            else None
+        )
+        batch, _ = await self.store.create_or_get_batch(new, audit=audit)
         if batch.state is BatchState.UPLOADING and batch.last_chunk_sequence == 0 and parsed.payments:
             # Refusals decided here (bad types, unresolved IDs) go through Intake like any rejection: the
             # payee is blanked so Intake rejects the payment, then its row gets the true reason and payee.
@@ -505,7 +523,10 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
             prepared = _with_rejections(prepared, parsed)
             await self.intake.commit(batch.id, prepared)
         if batch.state is BatchState.UPLOADING:
-            batch = await self.store.finish_upload(batch.id)
+            batch = await self.store.finish_upload(
+                batch.id,
+                audit=None if audit is None else dataclasses.replace(audit, action="g2p.disburse.upload"),
+            )
             if batch.state is not BatchState.UPLOADING:
                 self.on_upload_complete()
         return batch

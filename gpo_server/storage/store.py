@@ -13,7 +13,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -50,7 +50,9 @@ from gpo_server.domain.states import (
     claim_action,
     sources_of,
 )
-from gpo_server.storage.tables import batch_operations, batches, dead_letters, outbox, payments
+from gpo_server.storage import audit as audit_trail
+from gpo_server.storage.audit import AuditEvent
+from gpo_server.storage.tables import audit_events, batch_operations, batches, dead_letters, outbox, payments
 
 S = PaymentStatus
 PENDING = tuple(s.value for s in PaymentStatus if s not in FINAL)
@@ -270,8 +272,11 @@ class Store:
 
     # ---- batches -------------------------------------------------------------------------------
 
-    async def create_or_get_batch(self, new: NewBatch) -> tuple[BatchRecord, bool]:
-        """Returns (batch, created). The same program and request_id always give the same batch."""
+    async def create_or_get_batch(
+        self, new: NewBatch, audit: AuditEvent | None = None
+    ) -> tuple[BatchRecord, bool]:
+        """Returns (batch, created). The same program and request_id always give the same batch; `audit`
+        is recorded with a batch this call creates."""
         existing = await self.find_batch(new.program, new.request_id)
         if existing is not None:
             return existing, False
@@ -286,6 +291,8 @@ class Store:
         try:
             async with self.engine.begin() as conn:
                 await conn.execute(insert(batches).values(**values))
+                if audit is not None:
+                    await self._audit(conn, replace(audit, batch_uid=values["uid"]))
         except IntegrityError:
             # Another stream created it at the same moment: that one is the batch.
             found = await self.find_batch(new.program, new.request_id)
@@ -295,6 +302,43 @@ class Store:
         created = await self.find_batch(new.program, new.request_id)
         assert created is not None
         return created, True
+
+    # ---- audit trail ---------------------------------------------------------------------------
+
+    async def _audit(self, conn: AsyncConnection, event: AuditEvent) -> None:
+        """Appends to the audit trail inside `conn`'s transaction: the last statement before its commit."""
+        await audit_trail.append(conn, event, is_postgres=self.is_postgres)
+
+    async def record_audit(self, event: AuditEvent) -> None:
+        """An audit event of its own, for changes made outside the store's transactions."""
+        async with self.engine.begin() as conn:
+            await self._audit(conn, event)
+
+    async def list_audit(self, *, batch_uid: str, after_id: int, limit: int) -> list[Row[Any]]:
+        query = select(audit_events).where(audit_events.c.id > after_id)
+        if batch_uid:
+            query = query.where(audit_events.c.batch_uid == batch_uid)
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query.order_by(audit_events.c.id).limit(limit))).all())
+
+    async def verify_audit(self, slice_size: int = 10_000) -> audit_trail.ChainCheck:
+        """Recomputes the whole trail's hash chain, a slice at a time."""
+        checked, after, previous = 0, 0, audit_trail.GENESIS
+        async with self.engine.connect() as conn:
+            while rows := (
+                await conn.execute(
+                    select(audit_events)
+                    .where(audit_events.c.id > after)
+                    .order_by(audit_events.c.id)
+                    .limit(slice_size)
+                )
+            ).all():
+                result = audit_trail.check(list(rows), previous)
+                if result.first_broken_id:
+                    return replace(result, checked=checked + result.checked)
+                checked += result.checked
+                after, previous = int(rows[-1].id), rows[-1].hash
+        return audit_trail.ChainCheck(checked)
 
     async def find_batch(self, program: str, request_id: str) -> BatchRecord | None:
         query = select(batches).where(batches.c.program == program, batches.c.request_id == request_id)
@@ -405,9 +449,10 @@ class Store:
             async with cached_plans(conn):
                 yield ChunkTransaction(conn, BatchRecord.from_row(row), self.is_postgres)
 
-    async def finish_upload(self, batch_id: int) -> BatchRecord:
+    async def finish_upload(self, batch_id: int, audit: AuditEvent | None = None) -> BatchRecord:
         """Ends the upload if what arrived matches what was declared; the batch then starts dispatching.
-        An upload with no payments stays open, so the same request_id can still send them."""
+        An upload with no payments stays open, so the same request_id can still send them. `audit` is
+        recorded when the upload ends here."""
         async with self.engine.begin() as conn:
             row = (await conn.execute(select(batches).where(batches.c.id == batch_id))).one()
             batch = BatchRecord.from_row(row)
@@ -422,6 +467,10 @@ class Store:
                     .values(state=BatchState.PROCESSING.value, update_time=utcnow())
                 )
                 await _count_unfinished(conn, batch_id)
+                if audit is not None:
+                    await self._audit(
+                        conn, replace(audit, batch_uid=batch.uid, payment_count=batch.payment_count)
+                    )
         found = await self.get_batch(batch.uid)
         assert found is not None
         if (
@@ -611,6 +660,7 @@ class Store:
         redispatch: WorkBuilder | None = None,
         refused: list[int] | None = None,
         rails: frozenset[str] | None = None,
+        audit: AuditEvent | None = None,
     ) -> int:
         """Records rail outcomes; repeats change nothing. Returns how many payments changed.
 
@@ -717,6 +767,11 @@ class Store:
                     .values(attention_reason=PAID_TWICE.format(executions=executions))
                 )
             await _count_unfinished(conn, batch_id, -settled)
+            if audit is not None:
+                reported = len(results) + len(released) + len(unknown)
+                await self._audit(
+                    conn, replace(audit, payment_count=reported, detail={**audit.detail, "applied": count})
+                )
         return count
 
     async def _apply(
@@ -807,7 +862,9 @@ class Store:
 
     # ---- operators and the sweeper -----------------------------------------------------------------
 
-    async def retry_failed(self, batch_id: int, request_id: str, build: WorkBuilder) -> int | None:
+    async def retry_failed(
+        self, batch_id: int, request_id: str, build: WorkBuilder, audit: AuditEvent | None = None
+    ) -> int | None:
         """Sends the batch's FAILED payments again; None if this request_id already did. A payment the
         rail refused for good gets a new idempotency key (the rail keeps refusing the old one); one that
         failed because the rail was unreachable keeps its key, which the rail may still hold."""
@@ -863,6 +920,8 @@ class Store:
                 total += len(rows)
             if total:
                 await _count_unfinished(conn, batch_id, total)
+            if audit is not None:
+                await self._audit(conn, replace(audit, batch_uid=batch.uid, payment_count=total))
         return total
 
     async def sweep_stuck(
@@ -993,7 +1052,7 @@ class Store:
             )
         return max(result.rowcount, 0)
 
-    async def cancel_batch(self, batch_id: int) -> None:
+    async def cancel_batch(self, batch_id: int, audit: AuditEvent | None = None) -> None:
         """Payments no rail has claimed become CANCELLED; claimed ones finish on their rail."""
         now = utcnow()
         async with self.engine.begin() as conn:
@@ -1027,6 +1086,8 @@ class Store:
             )
             # After the state: a CANCELLED batch stays CANCELLED whatever its count.
             await _count_unfinished(conn, batch_id, -max(cancelled.rowcount, 0))
+            if audit is not None:
+                await self._audit(conn, replace(audit, payment_count=max(cancelled.rowcount, 0)))
 
     # ---- reads ---------------------------------------------------------------------------------
 

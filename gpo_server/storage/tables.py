@@ -212,3 +212,23 @@ g2p_reported = Table(
     Column("status", Text, nullable=False),
     PrimaryKeyConstraint("batch_id", "number", "status", name="pk_g2p_reported"),
 )
+
+# Append-only audit trail of state-changing calls; each row carries its predecessor's hash (storage/audit.py).
+# No foreign key: an event outlives what it names (an expired empty batch, say).
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("action", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("caller_kind", Text, nullable=False),
+    Column("certificate_subject", Text, nullable=False, server_default=""),
+    Column("batch_uid", Text, nullable=False, server_default=""),
+    Column("payment_count", BigInteger, nullable=False, server_default="0"),
+    Column("request_id", Text, nullable=False, server_default=""),
+    Column("detail", Text, nullable=False, server_default="{}"),
+    Column("previous_hash", Text, nullable=False),
+    Column("hash", Text, nullable=False),
+    Index("ix_audit_events_batch", "batch_uid", "id"),
+)

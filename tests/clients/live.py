@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from gpo_server.api.auth import mint_token
+from gpo_server.tls import ClientTls
 from tests.support.processes import Proc, free_port, wait_serving
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,9 +58,12 @@ class LiveGpo:
 
 
 @contextmanager
-def live_gpo(workdir: Path, settings: Mapping[str, str] | None = None) -> Iterator[LiveGpo]:
+def live_gpo(
+    workdir: Path, settings: Mapping[str, str] | None = None, tls: ClientTls | None = None
+) -> Iterator[LiveGpo]:
     """`gpo serve` on a free port with SQLite, the in-process queue and the simulator, and an HS256 key;
-    `settings` adds or overrides GPO_* variables (e.g. GPO_G2P_CONFIG, GPO_SIMULATOR)."""
+    `settings` adds or overrides GPO_* variables (e.g. GPO_G2P_CONFIG, GPO_SIMULATOR); `tls` is how to
+    reach it when those settings make it serve TLS."""
     secret = secrets.token_urlsafe(32).encode()
     target = f"127.0.0.1:{free_port()}"
     # Nothing of the caller's GPO_* settings (a database or broker URL) leaks into this server.
@@ -74,7 +78,7 @@ def live_gpo(workdir: Path, settings: Mapping[str, str] | None = None) -> Iterat
     }
     proc = Proc("gpo", [sys.executable, "-m", "gpo_server.cli", "serve"], env, workdir / "gpo.log").start()
     try:
-        wait_serving(target, [proc])
+        wait_serving(target, [proc], tls=tls)
         yield LiveGpo(target, secret, proc)
     finally:
         # Its data is thrown away, so a slow graceful stop (in-flight grace) is cut short.

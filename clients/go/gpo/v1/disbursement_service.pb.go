@@ -1098,6 +1098,235 @@ func (x *ListDeadLettersResponse) GetNextPageToken() string {
 	return ""
 }
 
+// Request for ListAuditEvents.
+type ListAuditEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many; default 100, at most 1000.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// A next_page_token from a previous call with the same batch.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Optional: only events of this batch, "batches/{batch}".
+	Batch         string `protobuf:"bytes,3,opt,name=batch,proto3" json:"batch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsRequest) Reset() {
+	*x = ListAuditEventsRequest{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsRequest) ProtoMessage() {}
+
+func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListAuditEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAuditEventsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetBatch() string {
+	if x != nil {
+		return x.Batch
+	}
+	return ""
+}
+
+// Response of ListAuditEvents.
+type ListAuditEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The events, oldest first.
+	AuditEvents []*AuditEvent `protobuf:"bytes,1,rep,name=audit_events,json=auditEvents,proto3" json:"audit_events,omitempty"`
+	// Token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsResponse) Reset() {
+	*x = ListAuditEventsResponse{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsResponse) ProtoMessage() {}
+
+func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListAuditEventsResponse) GetAuditEvents() []*AuditEvent {
+	if x != nil {
+		return x.AuditEvents
+	}
+	return nil
+}
+
+func (x *ListAuditEventsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// Request for VerifyAuditTrail.
+type VerifyAuditTrailRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyAuditTrailRequest) Reset() {
+	*x = VerifyAuditTrailRequest{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyAuditTrailRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyAuditTrailRequest) ProtoMessage() {}
+
+func (x *VerifyAuditTrailRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyAuditTrailRequest.ProtoReflect.Descriptor instead.
+func (*VerifyAuditTrailRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{18}
+}
+
+// Response of VerifyAuditTrail.
+type VerifyAuditTrailResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many events were checked.
+	CheckedCount int64 `protobuf:"varint,1,opt,name=checked_count,json=checkedCount,proto3" json:"checked_count,omitempty"`
+	// True when every event's hash is right and each names the hash of the one before.
+	Intact bool `protobuf:"varint,2,opt,name=intact,proto3" json:"intact,omitempty"`
+	// The id of the first event that does not match (changed, or following a deleted one); 0 if intact.
+	FirstBrokenId int64 `protobuf:"varint,3,opt,name=first_broken_id,json=firstBrokenId,proto3" json:"first_broken_id,omitempty"`
+	// Why that event does not match.
+	Problem       string `protobuf:"bytes,4,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyAuditTrailResponse) Reset() {
+	*x = VerifyAuditTrailResponse{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyAuditTrailResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyAuditTrailResponse) ProtoMessage() {}
+
+func (x *VerifyAuditTrailResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyAuditTrailResponse.ProtoReflect.Descriptor instead.
+func (*VerifyAuditTrailResponse) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *VerifyAuditTrailResponse) GetCheckedCount() int64 {
+	if x != nil {
+		return x.CheckedCount
+	}
+	return 0
+}
+
+func (x *VerifyAuditTrailResponse) GetIntact() bool {
+	if x != nil {
+		return x.Intact
+	}
+	return false
+}
+
+func (x *VerifyAuditTrailResponse) GetFirstBrokenId() int64 {
+	if x != nil {
+		return x.FirstBrokenId
+	}
+	return 0
+}
+
+func (x *VerifyAuditTrailResponse) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
 // Request for CancelBatch.
 type CancelBatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1111,7 +1340,7 @@ type CancelBatchRequest struct {
 
 func (x *CancelBatchRequest) Reset() {
 	*x = CancelBatchRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[16]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1352,7 @@ func (x *CancelBatchRequest) String() string {
 func (*CancelBatchRequest) ProtoMessage() {}
 
 func (x *CancelBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[16]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1365,7 @@ func (x *CancelBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelBatchRequest.ProtoReflect.Descriptor instead.
 func (*CancelBatchRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{16}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CancelBatchRequest) GetName() string {
@@ -1237,11 +1466,25 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"\x04rail\x18\x03 \x01(\tR\x04rail\"x\n" +
 	"\x17ListDeadLettersResponse\x125\n" +
 	"\fdead_letters\x18\x01 \x03(\v2\x12.gpo.v1.DeadLetterR\vdeadLetters\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"G\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"j\n" +
+	"\x16ListAuditEventsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x14\n" +
+	"\x05batch\x18\x03 \x01(\tR\x05batch\"x\n" +
+	"\x17ListAuditEventsResponse\x125\n" +
+	"\faudit_events\x18\x01 \x03(\v2\x12.gpo.v1.AuditEventR\vauditEvents\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x19\n" +
+	"\x17VerifyAuditTrailRequest\"\x99\x01\n" +
+	"\x18VerifyAuditTrailResponse\x12#\n" +
+	"\rchecked_count\x18\x01 \x01(\x03R\fcheckedCount\x12\x16\n" +
+	"\x06intact\x18\x02 \x01(\bR\x06intact\x12&\n" +
+	"\x0ffirst_broken_id\x18\x03 \x01(\x03R\rfirstBrokenId\x12\x18\n" +
+	"\aproblem\x18\x04 \x01(\tR\aproblem\"G\n" +
 	"\x12CancelBatchRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId2\xdc\x06\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId2\xc3\b\n" +
 	"\x13DisbursementService\x12i\n" +
 	"\vUploadBatch\x12\x1a.gpo.v1.UploadBatchRequest\x1a\x1b.gpo.v1.UploadBatchResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/batches:upload(\x010\x01\x12P\n" +
 	"\bGetBatch\x12\x17.gpo.v1.GetBatchRequest\x1a\r.gpo.v1.Batch\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=batches/*}\x12[\n" +
@@ -1251,7 +1494,9 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"WatchBatch\x12\x19.gpo.v1.WatchBatchRequest\x1a\x1a.gpo.v1.WatchBatchResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/{name=batches/*}:watch0\x01\x12`\n" +
 	"\vCancelBatch\x12\x1a.gpo.v1.CancelBatchRequest\x1a\r.gpo.v1.Batch\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/{name=batches/*}:cancel\x12}\n" +
 	"\x13RetryFailedPayments\x12\".gpo.v1.RetryFailedPaymentsRequest\x1a\r.gpo.v1.Batch\"3\x82\xd3\xe4\x93\x02-:\x01*\"(/v1/{name=batches/*}:retryFailedPayments\x12k\n" +
-	"\x0fListDeadLetters\x12\x1e.gpo.v1.ListDeadLettersRequest\x1a\x1f.gpo.v1.ListDeadLettersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/deadLettersBB\n" +
+	"\x0fListDeadLetters\x12\x1e.gpo.v1.ListDeadLettersRequest\x1a\x1f.gpo.v1.ListDeadLettersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/deadLetters\x12k\n" +
+	"\x0fListAuditEvents\x12\x1e.gpo.v1.ListAuditEventsRequest\x1a\x1f.gpo.v1.ListAuditEventsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/auditEvents\x12x\n" +
+	"\x10VerifyAuditTrail\x12\x1f.gpo.v1.VerifyAuditTrailRequest\x1a .gpo.v1.VerifyAuditTrailResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/auditEvents:verifyBB\n" +
 	"\n" +
 	"org.gpo.v1P\x01Z2github.com/gpo-project/gpo/clients/go/gpo/v1;gpov1b\x06proto3"
 
@@ -1267,7 +1512,7 @@ func file_gpo_v1_disbursement_service_proto_rawDescGZIP() []byte {
 	return file_gpo_v1_disbursement_service_proto_rawDescData
 }
 
-var file_gpo_v1_disbursement_service_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_gpo_v1_disbursement_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_gpo_v1_disbursement_service_proto_goTypes = []any{
 	(*UploadBatchRequest)(nil),         // 0: gpo.v1.UploadBatchRequest
 	(*BatchHeader)(nil),                // 1: gpo.v1.BatchHeader
@@ -1285,48 +1530,58 @@ var file_gpo_v1_disbursement_service_proto_goTypes = []any{
 	(*RetryFailedPaymentsRequest)(nil), // 13: gpo.v1.RetryFailedPaymentsRequest
 	(*ListDeadLettersRequest)(nil),     // 14: gpo.v1.ListDeadLettersRequest
 	(*ListDeadLettersResponse)(nil),    // 15: gpo.v1.ListDeadLettersResponse
-	(*CancelBatchRequest)(nil),         // 16: gpo.v1.CancelBatchRequest
-	nil,                                // 17: gpo.v1.PaymentInput.MetadataEntry
-	(*timestamppb.Timestamp)(nil),      // 18: google.protobuf.Timestamp
-	(*Batch)(nil),                      // 19: gpo.v1.Batch
-	(*Payment)(nil),                    // 20: gpo.v1.Payment
-	(*DeadLetter)(nil),                 // 21: gpo.v1.DeadLetter
+	(*ListAuditEventsRequest)(nil),     // 16: gpo.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),    // 17: gpo.v1.ListAuditEventsResponse
+	(*VerifyAuditTrailRequest)(nil),    // 18: gpo.v1.VerifyAuditTrailRequest
+	(*VerifyAuditTrailResponse)(nil),   // 19: gpo.v1.VerifyAuditTrailResponse
+	(*CancelBatchRequest)(nil),         // 20: gpo.v1.CancelBatchRequest
+	nil,                                // 21: gpo.v1.PaymentInput.MetadataEntry
+	(*timestamppb.Timestamp)(nil),      // 22: google.protobuf.Timestamp
+	(*Batch)(nil),                      // 23: gpo.v1.Batch
+	(*Payment)(nil),                    // 24: gpo.v1.Payment
+	(*DeadLetter)(nil),                 // 25: gpo.v1.DeadLetter
+	(*AuditEvent)(nil),                 // 26: gpo.v1.AuditEvent
 }
 var file_gpo_v1_disbursement_service_proto_depIdxs = []int32{
 	1,  // 0: gpo.v1.UploadBatchRequest.header:type_name -> gpo.v1.BatchHeader
 	2,  // 1: gpo.v1.UploadBatchRequest.chunk:type_name -> gpo.v1.PaymentChunk
-	18, // 2: gpo.v1.BatchHeader.schedule_time:type_name -> google.protobuf.Timestamp
+	22, // 2: gpo.v1.BatchHeader.schedule_time:type_name -> google.protobuf.Timestamp
 	3,  // 3: gpo.v1.PaymentChunk.payments:type_name -> gpo.v1.PaymentInput
-	18, // 4: gpo.v1.PaymentInput.schedule_time:type_name -> google.protobuf.Timestamp
-	17, // 5: gpo.v1.PaymentInput.metadata:type_name -> gpo.v1.PaymentInput.MetadataEntry
-	19, // 6: gpo.v1.UploadBatchResponse.batch:type_name -> gpo.v1.Batch
+	22, // 4: gpo.v1.PaymentInput.schedule_time:type_name -> google.protobuf.Timestamp
+	21, // 5: gpo.v1.PaymentInput.metadata:type_name -> gpo.v1.PaymentInput.MetadataEntry
+	23, // 6: gpo.v1.UploadBatchResponse.batch:type_name -> gpo.v1.Batch
 	5,  // 7: gpo.v1.UploadBatchResponse.rejections:type_name -> gpo.v1.PaymentRejection
-	19, // 8: gpo.v1.ListBatchesResponse.batches:type_name -> gpo.v1.Batch
-	20, // 9: gpo.v1.ListPaymentsResponse.payments:type_name -> gpo.v1.Payment
-	19, // 10: gpo.v1.WatchBatchResponse.batch:type_name -> gpo.v1.Batch
-	18, // 11: gpo.v1.WatchBatchResponse.read_time:type_name -> google.protobuf.Timestamp
-	21, // 12: gpo.v1.ListDeadLettersResponse.dead_letters:type_name -> gpo.v1.DeadLetter
-	0,  // 13: gpo.v1.DisbursementService.UploadBatch:input_type -> gpo.v1.UploadBatchRequest
-	6,  // 14: gpo.v1.DisbursementService.GetBatch:input_type -> gpo.v1.GetBatchRequest
-	7,  // 15: gpo.v1.DisbursementService.ListBatches:input_type -> gpo.v1.ListBatchesRequest
-	9,  // 16: gpo.v1.DisbursementService.ListPayments:input_type -> gpo.v1.ListPaymentsRequest
-	11, // 17: gpo.v1.DisbursementService.WatchBatch:input_type -> gpo.v1.WatchBatchRequest
-	16, // 18: gpo.v1.DisbursementService.CancelBatch:input_type -> gpo.v1.CancelBatchRequest
-	13, // 19: gpo.v1.DisbursementService.RetryFailedPayments:input_type -> gpo.v1.RetryFailedPaymentsRequest
-	14, // 20: gpo.v1.DisbursementService.ListDeadLetters:input_type -> gpo.v1.ListDeadLettersRequest
-	4,  // 21: gpo.v1.DisbursementService.UploadBatch:output_type -> gpo.v1.UploadBatchResponse
-	19, // 22: gpo.v1.DisbursementService.GetBatch:output_type -> gpo.v1.Batch
-	8,  // 23: gpo.v1.DisbursementService.ListBatches:output_type -> gpo.v1.ListBatchesResponse
-	10, // 24: gpo.v1.DisbursementService.ListPayments:output_type -> gpo.v1.ListPaymentsResponse
-	12, // 25: gpo.v1.DisbursementService.WatchBatch:output_type -> gpo.v1.WatchBatchResponse
-	19, // 26: gpo.v1.DisbursementService.CancelBatch:output_type -> gpo.v1.Batch
-	19, // 27: gpo.v1.DisbursementService.RetryFailedPayments:output_type -> gpo.v1.Batch
-	15, // 28: gpo.v1.DisbursementService.ListDeadLetters:output_type -> gpo.v1.ListDeadLettersResponse
-	21, // [21:29] is the sub-list for method output_type
-	13, // [13:21] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	23, // 8: gpo.v1.ListBatchesResponse.batches:type_name -> gpo.v1.Batch
+	24, // 9: gpo.v1.ListPaymentsResponse.payments:type_name -> gpo.v1.Payment
+	23, // 10: gpo.v1.WatchBatchResponse.batch:type_name -> gpo.v1.Batch
+	22, // 11: gpo.v1.WatchBatchResponse.read_time:type_name -> google.protobuf.Timestamp
+	25, // 12: gpo.v1.ListDeadLettersResponse.dead_letters:type_name -> gpo.v1.DeadLetter
+	26, // 13: gpo.v1.ListAuditEventsResponse.audit_events:type_name -> gpo.v1.AuditEvent
+	0,  // 14: gpo.v1.DisbursementService.UploadBatch:input_type -> gpo.v1.UploadBatchRequest
+	6,  // 15: gpo.v1.DisbursementService.GetBatch:input_type -> gpo.v1.GetBatchRequest
+	7,  // 16: gpo.v1.DisbursementService.ListBatches:input_type -> gpo.v1.ListBatchesRequest
+	9,  // 17: gpo.v1.DisbursementService.ListPayments:input_type -> gpo.v1.ListPaymentsRequest
+	11, // 18: gpo.v1.DisbursementService.WatchBatch:input_type -> gpo.v1.WatchBatchRequest
+	20, // 19: gpo.v1.DisbursementService.CancelBatch:input_type -> gpo.v1.CancelBatchRequest
+	13, // 20: gpo.v1.DisbursementService.RetryFailedPayments:input_type -> gpo.v1.RetryFailedPaymentsRequest
+	14, // 21: gpo.v1.DisbursementService.ListDeadLetters:input_type -> gpo.v1.ListDeadLettersRequest
+	16, // 22: gpo.v1.DisbursementService.ListAuditEvents:input_type -> gpo.v1.ListAuditEventsRequest
+	18, // 23: gpo.v1.DisbursementService.VerifyAuditTrail:input_type -> gpo.v1.VerifyAuditTrailRequest
+	4,  // 24: gpo.v1.DisbursementService.UploadBatch:output_type -> gpo.v1.UploadBatchResponse
+	23, // 25: gpo.v1.DisbursementService.GetBatch:output_type -> gpo.v1.Batch
+	8,  // 26: gpo.v1.DisbursementService.ListBatches:output_type -> gpo.v1.ListBatchesResponse
+	10, // 27: gpo.v1.DisbursementService.ListPayments:output_type -> gpo.v1.ListPaymentsResponse
+	12, // 28: gpo.v1.DisbursementService.WatchBatch:output_type -> gpo.v1.WatchBatchResponse
+	23, // 29: gpo.v1.DisbursementService.CancelBatch:output_type -> gpo.v1.Batch
+	23, // 30: gpo.v1.DisbursementService.RetryFailedPayments:output_type -> gpo.v1.Batch
+	15, // 31: gpo.v1.DisbursementService.ListDeadLetters:output_type -> gpo.v1.ListDeadLettersResponse
+	17, // 32: gpo.v1.DisbursementService.ListAuditEvents:output_type -> gpo.v1.ListAuditEventsResponse
+	19, // 33: gpo.v1.DisbursementService.VerifyAuditTrail:output_type -> gpo.v1.VerifyAuditTrailResponse
+	24, // [24:34] is the sub-list for method output_type
+	14, // [14:24] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_gpo_v1_disbursement_service_proto_init() }
@@ -1345,7 +1600,7 @@ func file_gpo_v1_disbursement_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gpo_v1_disbursement_service_proto_rawDesc), len(file_gpo_v1_disbursement_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

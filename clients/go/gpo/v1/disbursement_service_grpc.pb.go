@@ -27,6 +27,8 @@ const (
 	DisbursementService_CancelBatch_FullMethodName         = "/gpo.v1.DisbursementService/CancelBatch"
 	DisbursementService_RetryFailedPayments_FullMethodName = "/gpo.v1.DisbursementService/RetryFailedPayments"
 	DisbursementService_ListDeadLetters_FullMethodName     = "/gpo.v1.DisbursementService/ListDeadLetters"
+	DisbursementService_ListAuditEvents_FullMethodName     = "/gpo.v1.DisbursementService/ListAuditEvents"
+	DisbursementService_VerifyAuditTrail_FullMethodName    = "/gpo.v1.DisbursementService/VerifyAuditTrail"
 )
 
 // DisbursementServiceClient is the client API for DisbursementService service.
@@ -60,6 +62,10 @@ type DisbursementServiceClient interface {
 	RetryFailedPayments(ctx context.Context, in *RetryFailedPaymentsRequest, opts ...grpc.CallOption) (*Batch, error)
 	// Lists work chunks that rail sidecars could not process (poison messages), newest first.
 	ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error)
+	// Lists the audit trail of state-changing calls, oldest first (operators only).
+	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
+	// Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only).
+	VerifyAuditTrail(ctx context.Context, in *VerifyAuditTrailRequest, opts ...grpc.CallOption) (*VerifyAuditTrailResponse, error)
 }
 
 type disbursementServiceClient struct {
@@ -162,6 +168,26 @@ func (c *disbursementServiceClient) ListDeadLetters(ctx context.Context, in *Lis
 	return out, nil
 }
 
+func (c *disbursementServiceClient) ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuditEventsResponse)
+	err := c.cc.Invoke(ctx, DisbursementService_ListAuditEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *disbursementServiceClient) VerifyAuditTrail(ctx context.Context, in *VerifyAuditTrailRequest, opts ...grpc.CallOption) (*VerifyAuditTrailResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyAuditTrailResponse)
+	err := c.cc.Invoke(ctx, DisbursementService_VerifyAuditTrail_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DisbursementServiceServer is the server API for DisbursementService service.
 // All implementations must embed UnimplementedDisbursementServiceServer
 // for forward compatibility.
@@ -193,6 +219,10 @@ type DisbursementServiceServer interface {
 	RetryFailedPayments(context.Context, *RetryFailedPaymentsRequest) (*Batch, error)
 	// Lists work chunks that rail sidecars could not process (poison messages), newest first.
 	ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error)
+	// Lists the audit trail of state-changing calls, oldest first (operators only).
+	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
+	// Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only).
+	VerifyAuditTrail(context.Context, *VerifyAuditTrailRequest) (*VerifyAuditTrailResponse, error)
 	mustEmbedUnimplementedDisbursementServiceServer()
 }
 
@@ -226,6 +256,12 @@ func (UnimplementedDisbursementServiceServer) RetryFailedPayments(context.Contex
 }
 func (UnimplementedDisbursementServiceServer) ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListDeadLetters not implemented")
+}
+func (UnimplementedDisbursementServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
+}
+func (UnimplementedDisbursementServiceServer) VerifyAuditTrail(context.Context, *VerifyAuditTrailRequest) (*VerifyAuditTrailResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifyAuditTrail not implemented")
 }
 func (UnimplementedDisbursementServiceServer) mustEmbedUnimplementedDisbursementServiceServer() {}
 func (UnimplementedDisbursementServiceServer) testEmbeddedByValue()                             {}
@@ -374,6 +410,42 @@ func _DisbursementService_ListDeadLetters_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DisbursementService_ListAuditEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuditEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DisbursementServiceServer).ListAuditEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DisbursementService_ListAuditEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DisbursementServiceServer).ListAuditEvents(ctx, req.(*ListAuditEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DisbursementService_VerifyAuditTrail_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyAuditTrailRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DisbursementServiceServer).VerifyAuditTrail(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DisbursementService_VerifyAuditTrail_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DisbursementServiceServer).VerifyAuditTrail(ctx, req.(*VerifyAuditTrailRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DisbursementService_ServiceDesc is the grpc.ServiceDesc for DisbursementService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -404,6 +476,14 @@ var DisbursementService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListDeadLetters",
 			Handler:    _DisbursementService_ListDeadLetters_Handler,
+		},
+		{
+			MethodName: "ListAuditEvents",
+			Handler:    _DisbursementService_ListAuditEvents_Handler,
+		},
+		{
+			MethodName: "VerifyAuditTrail",
+			Handler:    _DisbursementService_VerifyAuditTrail_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

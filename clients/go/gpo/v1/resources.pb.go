@@ -717,6 +717,152 @@ func (x *DeadLetter) GetCreateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// One state-changing call, as GPO's append-only audit trail recorded it. Each event carries the hash of
+// the one before it, so a changed or deleted event breaks the chain (VerifyAuditTrail).
+type AuditEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's position in the trail, from 1.
+	Id int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// When it was recorded, in the same transaction as the change it records.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// What was done, e.g. "batch.upload", "batch.cancel", "batch.retry", "rail.report", "g2p.disburse".
+	Action string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	// The token's subject (sub).
+	Subject string `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The caller's kind: "program", "operator" or "sidecar".
+	CallerKind string `protobuf:"bytes,5,opt,name=caller_kind,json=callerKind,proto3" json:"caller_kind,omitempty"`
+	// The verified client certificate's subject, when the call came over mTLS.
+	CertificateSubject string `protobuf:"bytes,6,opt,name=certificate_subject,json=certificateSubject,proto3" json:"certificate_subject,omitempty"`
+	// The batch concerned, "batches/{batch}"; empty when none.
+	Batch string `protobuf:"bytes,7,opt,name=batch,proto3" json:"batch,omitempty"`
+	// How many payments the call concerned.
+	PaymentCount int64 `protobuf:"varint,8,opt,name=payment_count,json=paymentCount,proto3" json:"payment_count,omitempty"`
+	// The call's request id (the upload's or retry's request_id, else the x-request-id metadata).
+	RequestId string `protobuf:"bytes,9,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Further facts, as a JSON object (e.g. a report's chunk and claim ids).
+	DetailJson string `protobuf:"bytes,10,opt,name=detail_json,json=detailJson,proto3" json:"detail_json,omitempty"`
+	// SHA-256, hex, of this event's fields and previous_hash.
+	Hash string `protobuf:"bytes,11,opt,name=hash,proto3" json:"hash,omitempty"`
+	// The hash of the event before it; 64 zeros for the first.
+	PreviousHash  string `protobuf:"bytes,12,opt,name=previous_hash,json=previousHash,proto3" json:"previous_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEvent) Reset() {
+	*x = AuditEvent{}
+	mi := &file_gpo_v1_resources_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEvent) ProtoMessage() {}
+
+func (x *AuditEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_resources_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
+func (*AuditEvent) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AuditEvent) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *AuditEvent) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetCallerKind() string {
+	if x != nil {
+		return x.CallerKind
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetCertificateSubject() string {
+	if x != nil {
+		return x.CertificateSubject
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetBatch() string {
+	if x != nil {
+		return x.Batch
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetPaymentCount() int64 {
+	if x != nil {
+		return x.PaymentCount
+	}
+	return 0
+}
+
+func (x *AuditEvent) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetDetailJson() string {
+	if x != nil {
+		return x.DetailJson
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetPreviousHash() string {
+	if x != nil {
+		return x.PreviousHash
+	}
+	return ""
+}
+
 var File_gpo_v1_resources_proto protoreflect.FileDescriptor
 
 const file_gpo_v1_resources_proto_rawDesc = "" +
@@ -783,7 +929,26 @@ const file_gpo_v1_resources_proto_rawDesc = "" +
 	"\rpayment_count\x18\x04 \x01(\x05R\fpaymentCount\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12;\n" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime*\x96\x01\n" +
+	"createTime\"\x91\x03\n" +
+	"\n" +
+	"AuditEvent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12;\n" +
+	"\vcreate_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12\x18\n" +
+	"\asubject\x18\x04 \x01(\tR\asubject\x12\x1f\n" +
+	"\vcaller_kind\x18\x05 \x01(\tR\n" +
+	"callerKind\x12/\n" +
+	"\x13certificate_subject\x18\x06 \x01(\tR\x12certificateSubject\x12\x14\n" +
+	"\x05batch\x18\a \x01(\tR\x05batch\x12#\n" +
+	"\rpayment_count\x18\b \x01(\x03R\fpaymentCount\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\t \x01(\tR\trequestId\x12\x1f\n" +
+	"\vdetail_json\x18\n" +
+	" \x01(\tR\n" +
+	"detailJson\x12\x12\n" +
+	"\x04hash\x18\v \x01(\tR\x04hash\x12#\n" +
+	"\rprevious_hash\x18\f \x01(\tR\fpreviousHash*\x96\x01\n" +
 	"\n" +
 	"BatchState\x12\x1b\n" +
 	"\x17BATCH_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
@@ -817,7 +982,7 @@ func file_gpo_v1_resources_proto_rawDescGZIP() []byte {
 }
 
 var file_gpo_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_gpo_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_gpo_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_gpo_v1_resources_proto_goTypes = []any{
 	(BatchState)(0),               // 0: gpo.v1.BatchState
 	(PaymentStatus)(0),            // 1: gpo.v1.PaymentStatus
@@ -825,26 +990,28 @@ var file_gpo_v1_resources_proto_goTypes = []any{
 	(*Payment)(nil),               // 3: gpo.v1.Payment
 	(*PaymentTotal)(nil),          // 4: gpo.v1.PaymentTotal
 	(*DeadLetter)(nil),            // 5: gpo.v1.DeadLetter
-	nil,                           // 6: gpo.v1.Payment.MetadataEntry
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*AuditEvent)(nil),            // 6: gpo.v1.AuditEvent
+	nil,                           // 7: gpo.v1.Payment.MetadataEntry
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
 }
 var file_gpo_v1_resources_proto_depIdxs = []int32{
 	0,  // 0: gpo.v1.Batch.state:type_name -> gpo.v1.BatchState
-	7,  // 1: gpo.v1.Batch.schedule_time:type_name -> google.protobuf.Timestamp
+	8,  // 1: gpo.v1.Batch.schedule_time:type_name -> google.protobuf.Timestamp
 	4,  // 2: gpo.v1.Batch.totals:type_name -> gpo.v1.PaymentTotal
-	7,  // 3: gpo.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
-	7,  // 4: gpo.v1.Batch.update_time:type_name -> google.protobuf.Timestamp
-	7,  // 5: gpo.v1.Payment.schedule_time:type_name -> google.protobuf.Timestamp
-	6,  // 6: gpo.v1.Payment.metadata:type_name -> gpo.v1.Payment.MetadataEntry
+	8,  // 3: gpo.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
+	8,  // 4: gpo.v1.Batch.update_time:type_name -> google.protobuf.Timestamp
+	8,  // 5: gpo.v1.Payment.schedule_time:type_name -> google.protobuf.Timestamp
+	7,  // 6: gpo.v1.Payment.metadata:type_name -> gpo.v1.Payment.MetadataEntry
 	1,  // 7: gpo.v1.Payment.status:type_name -> gpo.v1.PaymentStatus
-	7,  // 8: gpo.v1.Payment.update_time:type_name -> google.protobuf.Timestamp
+	8,  // 8: gpo.v1.Payment.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 9: gpo.v1.PaymentTotal.status:type_name -> gpo.v1.PaymentStatus
-	7,  // 10: gpo.v1.DeadLetter.create_time:type_name -> google.protobuf.Timestamp
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	8,  // 10: gpo.v1.DeadLetter.create_time:type_name -> google.protobuf.Timestamp
+	8,  // 11: gpo.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_gpo_v1_resources_proto_init() }
@@ -858,7 +1025,7 @@ func file_gpo_v1_resources_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gpo_v1_resources_proto_rawDesc), len(file_gpo_v1_resources_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -182,6 +182,40 @@ class ListDeadLettersResponse(_message.Message):
     next_page_token: str
     def __init__(self, dead_letters: _Optional[_Iterable[_Union[_resources_pb2.DeadLetter, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
+class ListAuditEventsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "batch")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    batch: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., batch: _Optional[str] = ...) -> None: ...
+
+class ListAuditEventsResponse(_message.Message):
+    __slots__ = ("audit_events", "next_page_token")
+    AUDIT_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    audit_events: _containers.RepeatedCompositeFieldContainer[_resources_pb2.AuditEvent]
+    next_page_token: str
+    def __init__(self, audit_events: _Optional[_Iterable[_Union[_resources_pb2.AuditEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class VerifyAuditTrailRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class VerifyAuditTrailResponse(_message.Message):
+    __slots__ = ("checked_count", "intact", "first_broken_id", "problem")
+    CHECKED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    INTACT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_BROKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    checked_count: int
+    intact: bool
+    first_broken_id: int
+    problem: str
+    def __init__(self, checked_count: _Optional[int] = ..., intact: _Optional[bool] = ..., first_broken_id: _Optional[int] = ..., problem: _Optional[str] = ...) -> None: ...
+
 class CancelBatchRequest(_message.Message):
     __slots__ = ("name", "request_id")
     NAME_FIELD_NUMBER: _ClassVar[int]

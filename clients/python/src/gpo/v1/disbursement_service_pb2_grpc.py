@@ -78,6 +78,16 @@ class DisbursementServiceStub:
                 request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ListDeadLettersRequest.SerializeToString,
                 response_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ListDeadLettersResponse.FromString,
                 _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/gpo.v1.DisbursementService/ListAuditEvents',
+                request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
+        self.VerifyAuditTrail = channel.unary_unary(
+                '/gpo.v1.DisbursementService/VerifyAuditTrail',
+                request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.VerifyAuditTrailRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.VerifyAuditTrailResponse.FromString,
+                _registered_method=True)
 
 
 class DisbursementServiceServicer:
@@ -149,6 +159,20 @@ class DisbursementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEvents(self, request, context):
+        """Lists the audit trail of state-changing calls, oldest first (operators only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyAuditTrail(self, request, context):
+        """Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DisbursementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -191,6 +215,16 @@ def add_DisbursementServiceServicer_to_server(servicer, server):
                     servicer.ListDeadLetters,
                     request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ListDeadLettersRequest.FromString,
                     response_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'VerifyAuditTrail': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyAuditTrail,
+                    request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.VerifyAuditTrailRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_disbursement__service__pb2.VerifyAuditTrailResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -412,6 +446,60 @@ class DisbursementService:
             '/gpo.v1.DisbursementService/ListDeadLetters',
             gpo_dot_v1_dot_disbursement__service__pb2.ListDeadLettersRequest.SerializeToString,
             gpo_dot_v1_dot_disbursement__service__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.DisbursementService/ListAuditEvents',
+            gpo_dot_v1_dot_disbursement__service__pb2.ListAuditEventsRequest.SerializeToString,
+            gpo_dot_v1_dot_disbursement__service__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyAuditTrail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.DisbursementService/VerifyAuditTrail',
+            gpo_dot_v1_dot_disbursement__service__pb2.VerifyAuditTrailRequest.SerializeToString,
+            gpo_dot_v1_dot_disbursement__service__pb2.VerifyAuditTrailResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -156,3 +156,31 @@ class DeadLetter(_message.Message):
     reason: str
     create_time: _timestamp_pb2.Timestamp
     def __init__(self, rail: _Optional[str] = ..., chunk_id: _Optional[str] = ..., batch: _Optional[str] = ..., payment_count: _Optional[int] = ..., reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AuditEvent(_message.Message):
+    __slots__ = ("id", "create_time", "action", "subject", "caller_kind", "certificate_subject", "batch", "payment_count", "request_id", "detail_json", "hash", "previous_hash")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    CALLER_KIND_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_JSON_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_HASH_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    create_time: _timestamp_pb2.Timestamp
+    action: str
+    subject: str
+    caller_kind: str
+    certificate_subject: str
+    batch: str
+    payment_count: int
+    request_id: str
+    detail_json: str
+    hash: str
+    previous_hash: str
+    def __init__(self, id: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., action: _Optional[str] = ..., subject: _Optional[str] = ..., caller_kind: _Optional[str] = ..., certificate_subject: _Optional[str] = ..., batch: _Optional[str] = ..., payment_count: _Optional[int] = ..., request_id: _Optional[str] = ..., detail_json: _Optional[str] = ..., hash: _Optional[str] = ..., previous_hash: _Optional[str] = ...) -> None: ...

@@ -23,7 +23,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../google/protobuf/timestamp";
-import { Batch, DeadLetter, Payment } from "./resources";
+import { AuditEvent, Batch, DeadLetter, Payment } from "./resources";
 
 /** One message of an upload stream: the header first, then chunks. */
 export interface UploadBatchRequest {
@@ -205,6 +205,40 @@ export interface ListDeadLettersResponse {
   deadLetters: DeadLetter[];
   /** Token for the next page; empty on the last page. */
   nextPageToken: string;
+}
+
+/** Request for ListAuditEvents. */
+export interface ListAuditEventsRequest {
+  /** At most this many; default 100, at most 1000. */
+  pageSize: number;
+  /** A next_page_token from a previous call with the same batch. */
+  pageToken: string;
+  /** Optional: only events of this batch, "batches/{batch}". */
+  batch: string;
+}
+
+/** Response of ListAuditEvents. */
+export interface ListAuditEventsResponse {
+  /** The events, oldest first. */
+  auditEvents: AuditEvent[];
+  /** Token for the next page; empty on the last page. */
+  nextPageToken: string;
+}
+
+/** Request for VerifyAuditTrail. */
+export interface VerifyAuditTrailRequest {
+}
+
+/** Response of VerifyAuditTrail. */
+export interface VerifyAuditTrailResponse {
+  /** How many events were checked. */
+  checkedCount: string;
+  /** True when every event's hash is right and each names the hash of the one before. */
+  intact: boolean;
+  /** The id of the first event that does not match (changed, or following a deleted one); 0 if intact. */
+  firstBrokenId: string;
+  /** Why that event does not match. */
+  problem: string;
 }
 
 /** Request for CancelBatch. */
@@ -2109,6 +2143,385 @@ export const ListDeadLettersResponse: MessageFns<ListDeadLettersResponse> = {
   },
 };
 
+function createBaseListAuditEventsRequest(): ListAuditEventsRequest {
+  return { pageSize: 0, pageToken: "", batch: "" };
+}
+
+export const ListAuditEventsRequest: MessageFns<ListAuditEventsRequest> = {
+  encode(message: ListAuditEventsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pageSize !== 0) {
+      writer.uint32(8).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(18).string(message.pageToken);
+    }
+    if (message.batch !== "") {
+      writer.uint32(26).string(message.batch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAuditEventsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAuditEventsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.batch = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAuditEventsRequest {
+    return {
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+      batch: isSet(object.batch) ? globalThis.String(object.batch) : "",
+    };
+  },
+
+  toJSON(message: ListAuditEventsRequest): unknown {
+    const obj: any = {};
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    if (message.batch !== "") {
+      obj.batch = message.batch;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListAuditEventsRequest>, I>>(base?: I): ListAuditEventsRequest {
+    return ListAuditEventsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListAuditEventsRequest>, I>>(object: I): ListAuditEventsRequest {
+    const message = createBaseListAuditEventsRequest();
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    message.batch = object.batch ?? "";
+    return message;
+  },
+};
+
+function createBaseListAuditEventsResponse(): ListAuditEventsResponse {
+  return { auditEvents: [], nextPageToken: "" };
+}
+
+export const ListAuditEventsResponse: MessageFns<ListAuditEventsResponse> = {
+  encode(message: ListAuditEventsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.auditEvents) {
+      AuditEvent.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAuditEventsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAuditEventsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.auditEvents.push(AuditEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAuditEventsResponse {
+    return {
+      auditEvents: globalThis.Array.isArray(object?.auditEvents)
+        ? object.auditEvents.map((e: any) => AuditEvent.fromJSON(e))
+        : globalThis.Array.isArray(object?.audit_events)
+        ? object.audit_events.map((e: any) => AuditEvent.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListAuditEventsResponse): unknown {
+    const obj: any = {};
+    if (message.auditEvents?.length) {
+      obj.auditEvents = message.auditEvents.map((e) => AuditEvent.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListAuditEventsResponse>, I>>(base?: I): ListAuditEventsResponse {
+    return ListAuditEventsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListAuditEventsResponse>, I>>(object: I): ListAuditEventsResponse {
+    const message = createBaseListAuditEventsResponse();
+    message.auditEvents = object.auditEvents?.map((e) => AuditEvent.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseVerifyAuditTrailRequest(): VerifyAuditTrailRequest {
+  return {};
+}
+
+export const VerifyAuditTrailRequest: MessageFns<VerifyAuditTrailRequest> = {
+  encode(_: VerifyAuditTrailRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyAuditTrailRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyAuditTrailRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): VerifyAuditTrailRequest {
+    return {};
+  },
+
+  toJSON(_: VerifyAuditTrailRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VerifyAuditTrailRequest>, I>>(base?: I): VerifyAuditTrailRequest {
+    return VerifyAuditTrailRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VerifyAuditTrailRequest>, I>>(_: I): VerifyAuditTrailRequest {
+    const message = createBaseVerifyAuditTrailRequest();
+    return message;
+  },
+};
+
+function createBaseVerifyAuditTrailResponse(): VerifyAuditTrailResponse {
+  return { checkedCount: "0", intact: false, firstBrokenId: "0", problem: "" };
+}
+
+export const VerifyAuditTrailResponse: MessageFns<VerifyAuditTrailResponse> = {
+  encode(message: VerifyAuditTrailResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.checkedCount !== "0") {
+      writer.uint32(8).int64(message.checkedCount);
+    }
+    if (message.intact !== false) {
+      writer.uint32(16).bool(message.intact);
+    }
+    if (message.firstBrokenId !== "0") {
+      writer.uint32(24).int64(message.firstBrokenId);
+    }
+    if (message.problem !== "") {
+      writer.uint32(34).string(message.problem);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyAuditTrailResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyAuditTrailResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.checkedCount = reader.int64().toString();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.intact = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.firstBrokenId = reader.int64().toString();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.problem = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyAuditTrailResponse {
+    return {
+      checkedCount: isSet(object.checkedCount)
+        ? globalThis.String(object.checkedCount)
+        : isSet(object.checked_count)
+        ? globalThis.String(object.checked_count)
+        : "0",
+      intact: isSet(object.intact) ? globalThis.Boolean(object.intact) : false,
+      firstBrokenId: isSet(object.firstBrokenId)
+        ? globalThis.String(object.firstBrokenId)
+        : isSet(object.first_broken_id)
+        ? globalThis.String(object.first_broken_id)
+        : "0",
+      problem: isSet(object.problem) ? globalThis.String(object.problem) : "",
+    };
+  },
+
+  toJSON(message: VerifyAuditTrailResponse): unknown {
+    const obj: any = {};
+    if (message.checkedCount !== "0") {
+      obj.checkedCount = message.checkedCount;
+    }
+    if (message.intact !== false) {
+      obj.intact = message.intact;
+    }
+    if (message.firstBrokenId !== "0") {
+      obj.firstBrokenId = message.firstBrokenId;
+    }
+    if (message.problem !== "") {
+      obj.problem = message.problem;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VerifyAuditTrailResponse>, I>>(base?: I): VerifyAuditTrailResponse {
+    return VerifyAuditTrailResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VerifyAuditTrailResponse>, I>>(object: I): VerifyAuditTrailResponse {
+    const message = createBaseVerifyAuditTrailResponse();
+    message.checkedCount = object.checkedCount ?? "0";
+    message.intact = object.intact ?? false;
+    message.firstBrokenId = object.firstBrokenId ?? "0";
+    message.problem = object.problem ?? "";
+    return message;
+  },
+};
+
 function createBaseCancelBatchRequest(): CancelBatchRequest {
   return { name: "", requestId: "" };
 }
@@ -2302,6 +2715,30 @@ export const DisbursementServiceService = {
       Buffer.from(ListDeadLettersResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListDeadLettersResponse => ListDeadLettersResponse.decode(value),
   },
+  /** Lists the audit trail of state-changing calls, oldest first (operators only). */
+  listAuditEvents: {
+    path: "/gpo.v1.DisbursementService/ListAuditEvents" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListAuditEventsRequest): Buffer =>
+      Buffer.from(ListAuditEventsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListAuditEventsRequest => ListAuditEventsRequest.decode(value),
+    responseSerialize: (value: ListAuditEventsResponse): Buffer =>
+      Buffer.from(ListAuditEventsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListAuditEventsResponse => ListAuditEventsResponse.decode(value),
+  },
+  /** Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only). */
+  verifyAuditTrail: {
+    path: "/gpo.v1.DisbursementService/VerifyAuditTrail" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: VerifyAuditTrailRequest): Buffer =>
+      Buffer.from(VerifyAuditTrailRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): VerifyAuditTrailRequest => VerifyAuditTrailRequest.decode(value),
+    responseSerialize: (value: VerifyAuditTrailResponse): Buffer =>
+      Buffer.from(VerifyAuditTrailResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VerifyAuditTrailResponse => VerifyAuditTrailResponse.decode(value),
+  },
 } as const;
 
 export interface DisbursementServiceServer extends UntypedServiceImplementation {
@@ -2334,6 +2771,10 @@ export interface DisbursementServiceServer extends UntypedServiceImplementation 
   retryFailedPayments: handleUnaryCall<RetryFailedPaymentsRequest, Batch>;
   /** Lists work chunks that rail sidecars could not process (poison messages), newest first. */
   listDeadLetters: handleUnaryCall<ListDeadLettersRequest, ListDeadLettersResponse>;
+  /** Lists the audit trail of state-changing calls, oldest first (operators only). */
+  listAuditEvents: handleUnaryCall<ListAuditEventsRequest, ListAuditEventsResponse>;
+  /** Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only). */
+  verifyAuditTrail: handleUnaryCall<VerifyAuditTrailRequest, VerifyAuditTrailResponse>;
 }
 
 export interface DisbursementServiceClient extends Client {
@@ -2456,6 +2897,38 @@ export interface DisbursementServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListDeadLettersResponse) => void,
+  ): ClientUnaryCall;
+  /** Lists the audit trail of state-changing calls, oldest first (operators only). */
+  listAuditEvents(
+    request: ListAuditEventsRequest,
+    callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
+  ): ClientUnaryCall;
+  listAuditEvents(
+    request: ListAuditEventsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
+  ): ClientUnaryCall;
+  listAuditEvents(
+    request: ListAuditEventsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
+  ): ClientUnaryCall;
+  /** Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only). */
+  verifyAuditTrail(
+    request: VerifyAuditTrailRequest,
+    callback: (error: ServiceError | null, response: VerifyAuditTrailResponse) => void,
+  ): ClientUnaryCall;
+  verifyAuditTrail(
+    request: VerifyAuditTrailRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: VerifyAuditTrailResponse) => void,
+  ): ClientUnaryCall;
+  verifyAuditTrail(
+    request: VerifyAuditTrailRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: VerifyAuditTrailResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -281,6 +281,39 @@ export interface DeadLetter {
   createTime?: Date | undefined;
 }
 
+/**
+ * One state-changing call, as GPO's append-only audit trail recorded it. Each event carries the hash of
+ * the one before it, so a changed or deleted event breaks the chain (VerifyAuditTrail).
+ */
+export interface AuditEvent {
+  /** The event's position in the trail, from 1. */
+  id: string;
+  /** When it was recorded, in the same transaction as the change it records. */
+  createTime?:
+    | Date
+    | undefined;
+  /** What was done, e.g. "batch.upload", "batch.cancel", "batch.retry", "rail.report", "g2p.disburse". */
+  action: string;
+  /** The token's subject (sub). */
+  subject: string;
+  /** The caller's kind: "program", "operator" or "sidecar". */
+  callerKind: string;
+  /** The verified client certificate's subject, when the call came over mTLS. */
+  certificateSubject: string;
+  /** The batch concerned, "batches/{batch}"; empty when none. */
+  batch: string;
+  /** How many payments the call concerned. */
+  paymentCount: string;
+  /** The call's request id (the upload's or retry's request_id, else the x-request-id metadata). */
+  requestId: string;
+  /** Further facts, as a JSON object (e.g. a report's chunk and claim ids). */
+  detailJson: string;
+  /** SHA-256, hex, of this event's fields and previous_hash. */
+  hash: string;
+  /** The hash of the event before it; 64 zeros for the first. */
+  previousHash: string;
+}
+
 function createBaseBatch(): Batch {
   return {
     name: "",
@@ -1467,6 +1500,292 @@ export const DeadLetter: MessageFns<DeadLetter> = {
     message.paymentCount = object.paymentCount ?? 0;
     message.reason = object.reason ?? "";
     message.createTime = object.createTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseAuditEvent(): AuditEvent {
+  return {
+    id: "0",
+    createTime: undefined,
+    action: "",
+    subject: "",
+    callerKind: "",
+    certificateSubject: "",
+    batch: "",
+    paymentCount: "0",
+    requestId: "",
+    detailJson: "",
+    hash: "",
+    previousHash: "",
+  };
+}
+
+export const AuditEvent: MessageFns<AuditEvent> = {
+  encode(message: AuditEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "0") {
+      writer.uint32(8).int64(message.id);
+    }
+    if (message.createTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.createTime), writer.uint32(18).fork()).join();
+    }
+    if (message.action !== "") {
+      writer.uint32(26).string(message.action);
+    }
+    if (message.subject !== "") {
+      writer.uint32(34).string(message.subject);
+    }
+    if (message.callerKind !== "") {
+      writer.uint32(42).string(message.callerKind);
+    }
+    if (message.certificateSubject !== "") {
+      writer.uint32(50).string(message.certificateSubject);
+    }
+    if (message.batch !== "") {
+      writer.uint32(58).string(message.batch);
+    }
+    if (message.paymentCount !== "0") {
+      writer.uint32(64).int64(message.paymentCount);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(74).string(message.requestId);
+    }
+    if (message.detailJson !== "") {
+      writer.uint32(82).string(message.detailJson);
+    }
+    if (message.hash !== "") {
+      writer.uint32(90).string(message.hash);
+    }
+    if (message.previousHash !== "") {
+      writer.uint32(98).string(message.previousHash);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.int64().toString();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.subject = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.callerKind = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.certificateSubject = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.batch = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.paymentCount = reader.int64().toString();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.detailJson = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.hash = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.previousHash = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditEvent {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "0",
+      createTime: isSet(object.createTime)
+        ? fromJsonTimestamp(object.createTime)
+        : isSet(object.create_time)
+        ? fromJsonTimestamp(object.create_time)
+        : undefined,
+      action: isSet(object.action) ? globalThis.String(object.action) : "",
+      subject: isSet(object.subject) ? globalThis.String(object.subject) : "",
+      callerKind: isSet(object.callerKind)
+        ? globalThis.String(object.callerKind)
+        : isSet(object.caller_kind)
+        ? globalThis.String(object.caller_kind)
+        : "",
+      certificateSubject: isSet(object.certificateSubject)
+        ? globalThis.String(object.certificateSubject)
+        : isSet(object.certificate_subject)
+        ? globalThis.String(object.certificate_subject)
+        : "",
+      batch: isSet(object.batch) ? globalThis.String(object.batch) : "",
+      paymentCount: isSet(object.paymentCount)
+        ? globalThis.String(object.paymentCount)
+        : isSet(object.payment_count)
+        ? globalThis.String(object.payment_count)
+        : "0",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      detailJson: isSet(object.detailJson)
+        ? globalThis.String(object.detailJson)
+        : isSet(object.detail_json)
+        ? globalThis.String(object.detail_json)
+        : "",
+      hash: isSet(object.hash) ? globalThis.String(object.hash) : "",
+      previousHash: isSet(object.previousHash)
+        ? globalThis.String(object.previousHash)
+        : isSet(object.previous_hash)
+        ? globalThis.String(object.previous_hash)
+        : "",
+    };
+  },
+
+  toJSON(message: AuditEvent): unknown {
+    const obj: any = {};
+    if (message.id !== "0") {
+      obj.id = message.id;
+    }
+    if (message.createTime !== undefined) {
+      obj.createTime = message.createTime.toISOString();
+    }
+    if (message.action !== "") {
+      obj.action = message.action;
+    }
+    if (message.subject !== "") {
+      obj.subject = message.subject;
+    }
+    if (message.callerKind !== "") {
+      obj.callerKind = message.callerKind;
+    }
+    if (message.certificateSubject !== "") {
+      obj.certificateSubject = message.certificateSubject;
+    }
+    if (message.batch !== "") {
+      obj.batch = message.batch;
+    }
+    if (message.paymentCount !== "0") {
+      obj.paymentCount = message.paymentCount;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.detailJson !== "") {
+      obj.detailJson = message.detailJson;
+    }
+    if (message.hash !== "") {
+      obj.hash = message.hash;
+    }
+    if (message.previousHash !== "") {
+      obj.previousHash = message.previousHash;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuditEvent>, I>>(base?: I): AuditEvent {
+    return AuditEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuditEvent>, I>>(object: I): AuditEvent {
+    const message = createBaseAuditEvent();
+    message.id = object.id ?? "0";
+    message.createTime = object.createTime ?? undefined;
+    message.action = object.action ?? "";
+    message.subject = object.subject ?? "";
+    message.callerKind = object.callerKind ?? "";
+    message.certificateSubject = object.certificateSubject ?? "";
+    message.batch = object.batch ?? "";
+    message.paymentCount = object.paymentCount ?? "0";
+    message.requestId = object.requestId ?? "";
+    message.detailJson = object.detailJson ?? "";
+    message.hash = object.hash ?? "";
+    message.previousHash = object.previousHash ?? "";
     return message;
   },
 };

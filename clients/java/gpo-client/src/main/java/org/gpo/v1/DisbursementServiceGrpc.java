@@ -265,6 +265,68 @@ public final class DisbursementServiceGrpc {
     return getListDeadLettersMethod;
   }
 
+  private static volatile io.grpc.MethodDescriptor<org.gpo.v1.ListAuditEventsRequest,
+      org.gpo.v1.ListAuditEventsResponse> getListAuditEventsMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "ListAuditEvents",
+      requestType = org.gpo.v1.ListAuditEventsRequest.class,
+      responseType = org.gpo.v1.ListAuditEventsResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<org.gpo.v1.ListAuditEventsRequest,
+      org.gpo.v1.ListAuditEventsResponse> getListAuditEventsMethod() {
+    io.grpc.MethodDescriptor<org.gpo.v1.ListAuditEventsRequest, org.gpo.v1.ListAuditEventsResponse> getListAuditEventsMethod;
+    if ((getListAuditEventsMethod = DisbursementServiceGrpc.getListAuditEventsMethod) == null) {
+      synchronized (DisbursementServiceGrpc.class) {
+        if ((getListAuditEventsMethod = DisbursementServiceGrpc.getListAuditEventsMethod) == null) {
+          DisbursementServiceGrpc.getListAuditEventsMethod = getListAuditEventsMethod =
+              io.grpc.MethodDescriptor.<org.gpo.v1.ListAuditEventsRequest, org.gpo.v1.ListAuditEventsResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "ListAuditEvents"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  org.gpo.v1.ListAuditEventsRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  org.gpo.v1.ListAuditEventsResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new DisbursementServiceMethodDescriptorSupplier("ListAuditEvents"))
+              .build();
+        }
+      }
+    }
+    return getListAuditEventsMethod;
+  }
+
+  private static volatile io.grpc.MethodDescriptor<org.gpo.v1.VerifyAuditTrailRequest,
+      org.gpo.v1.VerifyAuditTrailResponse> getVerifyAuditTrailMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "VerifyAuditTrail",
+      requestType = org.gpo.v1.VerifyAuditTrailRequest.class,
+      responseType = org.gpo.v1.VerifyAuditTrailResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<org.gpo.v1.VerifyAuditTrailRequest,
+      org.gpo.v1.VerifyAuditTrailResponse> getVerifyAuditTrailMethod() {
+    io.grpc.MethodDescriptor<org.gpo.v1.VerifyAuditTrailRequest, org.gpo.v1.VerifyAuditTrailResponse> getVerifyAuditTrailMethod;
+    if ((getVerifyAuditTrailMethod = DisbursementServiceGrpc.getVerifyAuditTrailMethod) == null) {
+      synchronized (DisbursementServiceGrpc.class) {
+        if ((getVerifyAuditTrailMethod = DisbursementServiceGrpc.getVerifyAuditTrailMethod) == null) {
+          DisbursementServiceGrpc.getVerifyAuditTrailMethod = getVerifyAuditTrailMethod =
+              io.grpc.MethodDescriptor.<org.gpo.v1.VerifyAuditTrailRequest, org.gpo.v1.VerifyAuditTrailResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "VerifyAuditTrail"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  org.gpo.v1.VerifyAuditTrailRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  org.gpo.v1.VerifyAuditTrailResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new DisbursementServiceMethodDescriptorSupplier("VerifyAuditTrail"))
+              .build();
+        }
+      }
+    }
+    return getVerifyAuditTrailMethod;
+  }
+
   /**
    * Creates a new async stub that supports all call types for the service
    */
@@ -419,6 +481,26 @@ public final class DisbursementServiceGrpc {
         io.grpc.stub.StreamObserver<org.gpo.v1.ListDeadLettersResponse> responseObserver) {
       io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getListDeadLettersMethod(), responseObserver);
     }
+
+    /**
+     * <pre>
+     * Lists the audit trail of state-changing calls, oldest first (operators only).
+     * </pre>
+     */
+    default void listAuditEvents(org.gpo.v1.ListAuditEventsRequest request,
+        io.grpc.stub.StreamObserver<org.gpo.v1.ListAuditEventsResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getListAuditEventsMethod(), responseObserver);
+    }
+
+    /**
+     * <pre>
+     * Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only).
+     * </pre>
+     */
+    default void verifyAuditTrail(org.gpo.v1.VerifyAuditTrailRequest request,
+        io.grpc.stub.StreamObserver<org.gpo.v1.VerifyAuditTrailResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getVerifyAuditTrailMethod(), responseObserver);
+    }
   }
 
   /**
@@ -552,6 +634,28 @@ public final class DisbursementServiceGrpc {
       io.grpc.stub.ClientCalls.asyncUnaryCall(
           getChannel().newCall(getListDeadLettersMethod(), getCallOptions()), request, responseObserver);
     }
+
+    /**
+     * <pre>
+     * Lists the audit trail of state-changing calls, oldest first (operators only).
+     * </pre>
+     */
+    public void listAuditEvents(org.gpo.v1.ListAuditEventsRequest request,
+        io.grpc.stub.StreamObserver<org.gpo.v1.ListAuditEventsResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getListAuditEventsMethod(), getCallOptions()), request, responseObserver);
+    }
+
+    /**
+     * <pre>
+     * Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only).
+     * </pre>
+     */
+    public void verifyAuditTrail(org.gpo.v1.VerifyAuditTrailRequest request,
+        io.grpc.stub.StreamObserver<org.gpo.v1.VerifyAuditTrailResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getVerifyAuditTrailMethod(), getCallOptions()), request, responseObserver);
+    }
   }
 
   /**
@@ -665,6 +769,26 @@ public final class DisbursementServiceGrpc {
       return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
           getChannel(), getListDeadLettersMethod(), getCallOptions(), request);
     }
+
+    /**
+     * <pre>
+     * Lists the audit trail of state-changing calls, oldest first (operators only).
+     * </pre>
+     */
+    public org.gpo.v1.ListAuditEventsResponse listAuditEvents(org.gpo.v1.ListAuditEventsRequest request) throws io.grpc.StatusException {
+      return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
+          getChannel(), getListAuditEventsMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only).
+     * </pre>
+     */
+    public org.gpo.v1.VerifyAuditTrailResponse verifyAuditTrail(org.gpo.v1.VerifyAuditTrailRequest request) throws io.grpc.StatusException {
+      return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
+          getChannel(), getVerifyAuditTrailMethod(), getCallOptions(), request);
+    }
   }
 
   /**
@@ -760,6 +884,26 @@ public final class DisbursementServiceGrpc {
       return io.grpc.stub.ClientCalls.blockingUnaryCall(
           getChannel(), getListDeadLettersMethod(), getCallOptions(), request);
     }
+
+    /**
+     * <pre>
+     * Lists the audit trail of state-changing calls, oldest first (operators only).
+     * </pre>
+     */
+    public org.gpo.v1.ListAuditEventsResponse listAuditEvents(org.gpo.v1.ListAuditEventsRequest request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getListAuditEventsMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only).
+     * </pre>
+     */
+    public org.gpo.v1.VerifyAuditTrailResponse verifyAuditTrail(org.gpo.v1.VerifyAuditTrailRequest request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getVerifyAuditTrailMethod(), getCallOptions(), request);
+    }
   }
 
   /**
@@ -849,6 +993,28 @@ public final class DisbursementServiceGrpc {
       return io.grpc.stub.ClientCalls.futureUnaryCall(
           getChannel().newCall(getListDeadLettersMethod(), getCallOptions()), request);
     }
+
+    /**
+     * <pre>
+     * Lists the audit trail of state-changing calls, oldest first (operators only).
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<org.gpo.v1.ListAuditEventsResponse> listAuditEvents(
+        org.gpo.v1.ListAuditEventsRequest request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getListAuditEventsMethod(), getCallOptions()), request);
+    }
+
+    /**
+     * <pre>
+     * Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only).
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<org.gpo.v1.VerifyAuditTrailResponse> verifyAuditTrail(
+        org.gpo.v1.VerifyAuditTrailRequest request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getVerifyAuditTrailMethod(), getCallOptions()), request);
+    }
   }
 
   private static final int METHODID_GET_BATCH = 0;
@@ -858,7 +1024,9 @@ public final class DisbursementServiceGrpc {
   private static final int METHODID_CANCEL_BATCH = 4;
   private static final int METHODID_RETRY_FAILED_PAYMENTS = 5;
   private static final int METHODID_LIST_DEAD_LETTERS = 6;
-  private static final int METHODID_UPLOAD_BATCH = 7;
+  private static final int METHODID_LIST_AUDIT_EVENTS = 7;
+  private static final int METHODID_VERIFY_AUDIT_TRAIL = 8;
+  private static final int METHODID_UPLOAD_BATCH = 9;
 
   private static final class MethodHandlers<Req, Resp> implements
       io.grpc.stub.ServerCalls.UnaryMethod<Req, Resp>,
@@ -904,6 +1072,14 @@ public final class DisbursementServiceGrpc {
         case METHODID_LIST_DEAD_LETTERS:
           serviceImpl.listDeadLetters((org.gpo.v1.ListDeadLettersRequest) request,
               (io.grpc.stub.StreamObserver<org.gpo.v1.ListDeadLettersResponse>) responseObserver);
+          break;
+        case METHODID_LIST_AUDIT_EVENTS:
+          serviceImpl.listAuditEvents((org.gpo.v1.ListAuditEventsRequest) request,
+              (io.grpc.stub.StreamObserver<org.gpo.v1.ListAuditEventsResponse>) responseObserver);
+          break;
+        case METHODID_VERIFY_AUDIT_TRAIL:
+          serviceImpl.verifyAuditTrail((org.gpo.v1.VerifyAuditTrailRequest) request,
+              (io.grpc.stub.StreamObserver<org.gpo.v1.VerifyAuditTrailResponse>) responseObserver);
           break;
         default:
           throw new AssertionError();
@@ -982,6 +1158,20 @@ public final class DisbursementServiceGrpc {
               org.gpo.v1.ListDeadLettersRequest,
               org.gpo.v1.ListDeadLettersResponse>(
                 service, METHODID_LIST_DEAD_LETTERS)))
+        .addMethod(
+          getListAuditEventsMethod(),
+          io.grpc.stub.ServerCalls.asyncUnaryCall(
+            new MethodHandlers<
+              org.gpo.v1.ListAuditEventsRequest,
+              org.gpo.v1.ListAuditEventsResponse>(
+                service, METHODID_LIST_AUDIT_EVENTS)))
+        .addMethod(
+          getVerifyAuditTrailMethod(),
+          io.grpc.stub.ServerCalls.asyncUnaryCall(
+            new MethodHandlers<
+              org.gpo.v1.VerifyAuditTrailRequest,
+              org.gpo.v1.VerifyAuditTrailResponse>(
+                service, METHODID_VERIFY_AUDIT_TRAIL)))
         .build();
   }
 
@@ -1038,6 +1228,8 @@ public final class DisbursementServiceGrpc {
               .addMethod(getCancelBatchMethod())
               .addMethod(getRetryFailedPaymentsMethod())
               .addMethod(getListDeadLettersMethod())
+              .addMethod(getListAuditEventsMethod())
+              .addMethod(getVerifyAuditTrailMethod())
               .build();
         }
       }

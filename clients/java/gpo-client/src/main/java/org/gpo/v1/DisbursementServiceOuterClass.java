@@ -112,6 +112,26 @@ public final class DisbursementServiceOuterClass extends com.google.protobuf.Gen
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_gpo_v1_ListDeadLettersResponse_fieldAccessorTable;
   static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_gpo_v1_ListAuditEventsRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_gpo_v1_ListAuditEventsRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_gpo_v1_ListAuditEventsResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_gpo_v1_ListAuditEventsResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_gpo_v1_VerifyAuditTrailRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_gpo_v1_VerifyAuditTrailRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_gpo_v1_VerifyAuditTrailResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_gpo_v1_VerifyAuditTrailResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
     internal_static_gpo_v1_CancelBatchRequest_descriptor;
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
@@ -170,31 +190,45 @@ public final class DisbursementServiceOuterClass extends com.google.protobuf.Gen
       "page_token\030\002 \001(\t\022\014\n\004rail\030\003 \001(\t\"\\\n\027ListDe" +
       "adLettersResponse\022(\n\014dead_letters\030\001 \003(\0132" +
       "\022.gpo.v1.DeadLetter\022\027\n\017next_page_token\030\002" +
-      " \001(\t\"6\n\022CancelBatchRequest\022\014\n\004name\030\001 \001(\t" +
-      "\022\022\n\nrequest_id\030\002 \001(\t2\334\006\n\023DisbursementSer" +
-      "vice\022i\n\013UploadBatch\022\032.gpo.v1.UploadBatch" +
-      "Request\032\033.gpo.v1.UploadBatchResponse\"\035\202\323" +
-      "\344\223\002\027\"\022/v1/batches:upload:\001*(\0010\001\022P\n\010GetBa" +
-      "tch\022\027.gpo.v1.GetBatchRequest\032\r.gpo.v1.Ba" +
-      "tch\"\034\202\323\344\223\002\026\022\024/v1/{name=batches/*}\022[\n\013Lis" +
-      "tBatches\022\032.gpo.v1.ListBatchesRequest\032\033.g" +
-      "po.v1.ListBatchesResponse\"\023\202\323\344\223\002\r\022\013/v1/b" +
-      "atches\022r\n\014ListPayments\022\033.gpo.v1.ListPaym" +
-      "entsRequest\032\034.gpo.v1.ListPaymentsRespons" +
-      "e\"\'\202\323\344\223\002!\022\037/v1/{parent=batches/*}/paymen" +
-      "ts\022i\n\nWatchBatch\022\031.gpo.v1.WatchBatchRequ" +
-      "est\032\032.gpo.v1.WatchBatchResponse\"\"\202\323\344\223\002\034\022" +
-      "\032/v1/{name=batches/*}:watch0\001\022`\n\013CancelB" +
-      "atch\022\032.gpo.v1.CancelBatchRequest\032\r.gpo.v" +
-      "1.Batch\"&\202\323\344\223\002 \"\033/v1/{name=batches/*}:ca" +
-      "ncel:\001*\022}\n\023RetryFailedPayments\022\".gpo.v1." +
-      "RetryFailedPaymentsRequest\032\r.gpo.v1.Batc" +
-      "h\"3\202\323\344\223\002-\"(/v1/{name=batches/*}:retryFai" +
-      "ledPayments:\001*\022k\n\017ListDeadLetters\022\036.gpo." +
-      "v1.ListDeadLettersRequest\032\037.gpo.v1.ListD" +
-      "eadLettersResponse\"\027\202\323\344\223\002\021\022\017/v1/deadLett" +
-      "ersBB\n\norg.gpo.v1P\001Z2github.com/gpo-proj" +
-      "ect/gpo/clients/go/gpo/v1;gpov1b\006proto3"
+      " \001(\t\"N\n\026ListAuditEventsRequest\022\021\n\tpage_s" +
+      "ize\030\001 \001(\005\022\022\n\npage_token\030\002 \001(\t\022\r\n\005batch\030\003" +
+      " \001(\t\"\\\n\027ListAuditEventsResponse\022(\n\014audit" +
+      "_events\030\001 \003(\0132\022.gpo.v1.AuditEvent\022\027\n\017nex" +
+      "t_page_token\030\002 \001(\t\"\031\n\027VerifyAuditTrailRe" +
+      "quest\"k\n\030VerifyAuditTrailResponse\022\025\n\rche" +
+      "cked_count\030\001 \001(\003\022\016\n\006intact\030\002 \001(\010\022\027\n\017firs" +
+      "t_broken_id\030\003 \001(\003\022\017\n\007problem\030\004 \001(\t\"6\n\022Ca" +
+      "ncelBatchRequest\022\014\n\004name\030\001 \001(\t\022\022\n\nreques" +
+      "t_id\030\002 \001(\t2\303\010\n\023DisbursementService\022i\n\013Up" +
+      "loadBatch\022\032.gpo.v1.UploadBatchRequest\032\033." +
+      "gpo.v1.UploadBatchResponse\"\035\202\323\344\223\002\027\"\022/v1/" +
+      "batches:upload:\001*(\0010\001\022P\n\010GetBatch\022\027.gpo." +
+      "v1.GetBatchRequest\032\r.gpo.v1.Batch\"\034\202\323\344\223\002" +
+      "\026\022\024/v1/{name=batches/*}\022[\n\013ListBatches\022\032" +
+      ".gpo.v1.ListBatchesRequest\032\033.gpo.v1.List" +
+      "BatchesResponse\"\023\202\323\344\223\002\r\022\013/v1/batches\022r\n\014" +
+      "ListPayments\022\033.gpo.v1.ListPaymentsReques" +
+      "t\032\034.gpo.v1.ListPaymentsResponse\"\'\202\323\344\223\002!\022" +
+      "\037/v1/{parent=batches/*}/payments\022i\n\nWatc" +
+      "hBatch\022\031.gpo.v1.WatchBatchRequest\032\032.gpo." +
+      "v1.WatchBatchResponse\"\"\202\323\344\223\002\034\022\032/v1/{name" +
+      "=batches/*}:watch0\001\022`\n\013CancelBatch\022\032.gpo" +
+      ".v1.CancelBatchRequest\032\r.gpo.v1.Batch\"&\202" +
+      "\323\344\223\002 \"\033/v1/{name=batches/*}:cancel:\001*\022}\n" +
+      "\023RetryFailedPayments\022\".gpo.v1.RetryFaile" +
+      "dPaymentsRequest\032\r.gpo.v1.Batch\"3\202\323\344\223\002-\"" +
+      "(/v1/{name=batches/*}:retryFailedPayment" +
+      "s:\001*\022k\n\017ListDeadLetters\022\036.gpo.v1.ListDea" +
+      "dLettersRequest\032\037.gpo.v1.ListDeadLetters" +
+      "Response\"\027\202\323\344\223\002\021\022\017/v1/deadLetters\022k\n\017Lis" +
+      "tAuditEvents\022\036.gpo.v1.ListAuditEventsReq" +
+      "uest\032\037.gpo.v1.ListAuditEventsResponse\"\027\202" +
+      "\323\344\223\002\021\022\017/v1/auditEvents\022x\n\020VerifyAuditTra" +
+      "il\022\037.gpo.v1.VerifyAuditTrailRequest\032 .gp" +
+      "o.v1.VerifyAuditTrailResponse\"!\202\323\344\223\002\033\"\026/" +
+      "v1/auditEvents:verify:\001*BB\n\norg.gpo.v1P\001" +
+      "Z2github.com/gpo-project/gpo/clients/go/" +
+      "gpo/v1;gpov1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -305,8 +339,32 @@ public final class DisbursementServiceOuterClass extends com.google.protobuf.Gen
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_gpo_v1_ListDeadLettersResponse_descriptor,
         new java.lang.String[] { "DeadLetters", "NextPageToken", });
-    internal_static_gpo_v1_CancelBatchRequest_descriptor =
+    internal_static_gpo_v1_ListAuditEventsRequest_descriptor =
       getDescriptor().getMessageType(16);
+    internal_static_gpo_v1_ListAuditEventsRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_gpo_v1_ListAuditEventsRequest_descriptor,
+        new java.lang.String[] { "PageSize", "PageToken", "Batch", });
+    internal_static_gpo_v1_ListAuditEventsResponse_descriptor =
+      getDescriptor().getMessageType(17);
+    internal_static_gpo_v1_ListAuditEventsResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_gpo_v1_ListAuditEventsResponse_descriptor,
+        new java.lang.String[] { "AuditEvents", "NextPageToken", });
+    internal_static_gpo_v1_VerifyAuditTrailRequest_descriptor =
+      getDescriptor().getMessageType(18);
+    internal_static_gpo_v1_VerifyAuditTrailRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_gpo_v1_VerifyAuditTrailRequest_descriptor,
+        new java.lang.String[] { });
+    internal_static_gpo_v1_VerifyAuditTrailResponse_descriptor =
+      getDescriptor().getMessageType(19);
+    internal_static_gpo_v1_VerifyAuditTrailResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_gpo_v1_VerifyAuditTrailResponse_descriptor,
+        new java.lang.String[] { "CheckedCount", "Intact", "FirstBrokenId", "Problem", });
+    internal_static_gpo_v1_CancelBatchRequest_descriptor =
+      getDescriptor().getMessageType(20);
     internal_static_gpo_v1_CancelBatchRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_gpo_v1_CancelBatchRequest_descriptor,

@@ -51,6 +51,11 @@ public final class Resources extends com.google.protobuf.GeneratedFile {
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_gpo_v1_DeadLetter_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_gpo_v1_AuditEvent_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_gpo_v1_AuditEvent_fieldAccessorTable;
 
   public static com.google.protobuf.Descriptors.FileDescriptor
       getDescriptor() {
@@ -93,20 +98,27 @@ public final class Resources extends com.google.protobuf.GeneratedFile {
       "dLetter\022\014\n\004rail\030\001 \001(\t\022\020\n\010chunk_id\030\002 \001(\t\022" +
       "\r\n\005batch\030\003 \001(\t\022\025\n\rpayment_count\030\004 \001(\005\022\016\n" +
       "\006reason\030\005 \001(\t\022/\n\013create_time\030\006 \001(\0132\032.goo" +
-      "gle.protobuf.Timestamp*\226\001\n\nBatchState\022\033\n" +
-      "\027BATCH_STATE_UNSPECIFIED\020\000\022\031\n\025BATCH_STAT" +
-      "E_UPLOADING\020\001\022\032\n\026BATCH_STATE_PROCESSING\020" +
-      "\002\022\031\n\025BATCH_STATE_COMPLETED\020\003\022\031\n\025BATCH_ST" +
-      "ATE_CANCELLED\020\004*\221\002\n\rPaymentStatus\022\036\n\032PAY" +
-      "MENT_STATUS_UNSPECIFIED\020\000\022\033\n\027PAYMENT_STA" +
-      "TUS_ACCEPTED\020\001\022\031\n\025PAYMENT_STATUS_QUEUED\020" +
-      "\002\022\027\n\023PAYMENT_STATUS_SENT\020\003\022\034\n\030PAYMENT_ST" +
-      "ATUS_SUCCEEDED\020\004\022\031\n\025PAYMENT_STATUS_FAILE" +
-      "D\020\005\022\033\n\027PAYMENT_STATUS_REJECTED\020\006\022\034\n\030PAYM" +
-      "ENT_STATUS_CANCELLED\020\007\022\033\n\027PAYMENT_STATUS" +
-      "_REVERSED\020\010BB\n\norg.gpo.v1P\001Z2github.com/" +
-      "gpo-project/gpo/clients/go/gpo/v1;gpov1b" +
-      "\006proto3"
+      "gle.protobuf.Timestamp\"\220\002\n\nAuditEvent\022\n\n" +
+      "\002id\030\001 \001(\003\022/\n\013create_time\030\002 \001(\0132\032.google." +
+      "protobuf.Timestamp\022\016\n\006action\030\003 \001(\t\022\017\n\007su" +
+      "bject\030\004 \001(\t\022\023\n\013caller_kind\030\005 \001(\t\022\033\n\023cert" +
+      "ificate_subject\030\006 \001(\t\022\r\n\005batch\030\007 \001(\t\022\025\n\r" +
+      "payment_count\030\010 \001(\003\022\022\n\nrequest_id\030\t \001(\t\022" +
+      "\023\n\013detail_json\030\n \001(\t\022\014\n\004hash\030\013 \001(\t\022\025\n\rpr" +
+      "evious_hash\030\014 \001(\t*\226\001\n\nBatchState\022\033\n\027BATC" +
+      "H_STATE_UNSPECIFIED\020\000\022\031\n\025BATCH_STATE_UPL" +
+      "OADING\020\001\022\032\n\026BATCH_STATE_PROCESSING\020\002\022\031\n\025" +
+      "BATCH_STATE_COMPLETED\020\003\022\031\n\025BATCH_STATE_C" +
+      "ANCELLED\020\004*\221\002\n\rPaymentStatus\022\036\n\032PAYMENT_" +
+      "STATUS_UNSPECIFIED\020\000\022\033\n\027PAYMENT_STATUS_A" +
+      "CCEPTED\020\001\022\031\n\025PAYMENT_STATUS_QUEUED\020\002\022\027\n\023" +
+      "PAYMENT_STATUS_SENT\020\003\022\034\n\030PAYMENT_STATUS_" +
+      "SUCCEEDED\020\004\022\031\n\025PAYMENT_STATUS_FAILED\020\005\022\033" +
+      "\n\027PAYMENT_STATUS_REJECTED\020\006\022\034\n\030PAYMENT_S" +
+      "TATUS_CANCELLED\020\007\022\033\n\027PAYMENT_STATUS_REVE" +
+      "RSED\020\010BB\n\norg.gpo.v1P\001Z2github.com/gpo-p" +
+      "roject/gpo/clients/go/gpo/v1;gpov1b\006prot" +
+      "o3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -143,6 +155,12 @@ public final class Resources extends com.google.protobuf.GeneratedFile {
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_gpo_v1_DeadLetter_descriptor,
         new java.lang.String[] { "Rail", "ChunkId", "Batch", "PaymentCount", "Reason", "CreateTime", });
+    internal_static_gpo_v1_AuditEvent_descriptor =
+      getDescriptor().getMessageType(4);
+    internal_static_gpo_v1_AuditEvent_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_gpo_v1_AuditEvent_descriptor,
+        new java.lang.String[] { "Id", "CreateTime", "Action", "Subject", "CallerKind", "CertificateSubject", "Batch", "PaymentCount", "RequestId", "DetailJson", "Hash", "PreviousHash", });
     descriptor.resolveAllFeaturesImmutable();
     com.google.protobuf.TimestampProto.getDescriptor();
   }
