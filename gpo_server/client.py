@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from google.rpc import error_details_pb2
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import disbursement_service_pb2_grpc as api_grpc
 from gpo.v1 import resources_pb2 as res_pb
+from grpc_status import rpc_status
 
 from gpo_server.tls import ClientTls, channel
 
@@ -127,10 +129,18 @@ class GpoClient:
         return batch
 
     async def watch(self, name: str) -> AsyncIterator[res_pb.Batch]:
-        async for response in self.stub.WatchBatch(
-            api_pb.WatchBatchRequest(name=name), metadata=self.metadata
-        ):
-            yield response.batch
+        """The batch each time it changes, until it is final. A watch the server ends as idle (the batch
+        stood still for a while, WATCH_IDLE) is opened again."""
+        while True:
+            try:
+                async for response in self.stub.WatchBatch(
+                    api_pb.WatchBatchRequest(name=name), metadata=self.metadata
+                ):
+                    yield response.batch
+                return
+            except grpc.aio.AioRpcError as error:
+                if error_reason(error) != "WATCH_IDLE":
+                    raise
 
     async def payments(
         self, parent: str, filter: str = "", page_size: int = 1000
@@ -204,3 +214,14 @@ def status_counts(batch: res_pb.Batch) -> dict[str, int]:
         name = res_pb.PaymentStatus.Name(total.status).removeprefix("PAYMENT_STATUS_").lower()
         counts[name] = counts.get(name, 0) + total.count
     return counts
+
+
+def error_reason(error: grpc.aio.AioRpcError) -> str:
+    """The ErrorInfo reason of a GPO error (e.g. "BATCH_NOT_FOUND"), "" when it carries none."""
+    status = rpc_status.from_call(error)
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return str(info.reason)
+    return ""

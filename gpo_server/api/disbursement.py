@@ -59,6 +59,7 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         watch_recount_s: float = 5.0,
         allow_http_loopback_callbacks: bool = False,
         watch_streams_per_caller: int = 32,
+        watch_idle_s: float = 600.0,
         reply_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.build_work = build_work
@@ -66,6 +67,7 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         self.allow_http_loopback_callbacks = allow_http_loopback_callbacks
         # 500 watchers took 91% of a core: one caller may hold only so many at once.
         self.watches = StreamLimit("WatchBatch", watch_streams_per_caller)
+        self.watch_idle_s = watch_idle_s
         # A page ends at this many bytes of payments as well as at page_size (metadata makes rows large).
         self.reply_bytes = reply_bytes
         self.store = store
@@ -372,6 +374,7 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
     ) -> AsyncIterator[api_pb.WatchBatchResponse]:
         batch = await self._readable_batch(request.name, context)
         last: bytes | None = None
+        changed_at = time.monotonic()
         counted_for: tuple[object, ...] | None = None  # the batch row the totals were counted at
         counted_at = 0.0
         interval = self.watch_interval_s
@@ -394,10 +397,18 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
                 read_time = Timestamp()
                 read_time.GetCurrentTime()
                 yield api_pb.WatchBatchResponse(batch=message, read_time=read_time)
-                last = view
+                last, changed_at = view, time.monotonic()
             pending = any(t.status not in FINAL for t in totals)
             if batch.state is BatchState.COMPLETED or (batch.state is BatchState.CANCELLED and not pending):
                 return
+            if time.monotonic() - changed_at > self.watch_idle_s:
+                # A watch of a batch that does not move holds a stream slot for nothing: it ends, and a
+                # client that still wants to know watches again (GpoClient.watch does so by itself).
+                raise ApiError(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"the batch did not change for {self.watch_idle_s:.0f} s; watch it again",
+                    "WATCH_IDLE",
+                )
             await asyncio.sleep(interval)
             refreshed = await self.store.get_batch(batch.uid)
             if refreshed is None:  # an empty upload that expired (GPO_EMPTY_BATCH_EXPIRY_S) while watched

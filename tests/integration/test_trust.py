@@ -23,6 +23,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import disbursement_service_pb2_grpc as api_grpc
 from gpo.v1 import rail_pb2_grpc
+from gpo.v1 import resources_pb2 as res_pb
 
 from gpo_server.api.auth import Authenticator, mint_token
 from gpo_server.app import Orchestrator
@@ -40,6 +41,7 @@ from tests.integration.test_api import (
     header,
     new_program,
     payment,
+    payments,
     raw_upload,
     watch_to_end,
 )
@@ -292,3 +294,34 @@ async def test_embedded_data_files_are_private(tmp_path: Path) -> None:
     assert {p.name for p in files} >= {"gpo.db", "simulator-ledger.db"}
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+
+
+async def test_an_idle_watch_ends_and_the_client_watches_again(gpo: Gpo) -> None:
+    program = new_program()
+    client = gpo.client([program])
+    uploaded = await deadline(client.upload(header(program), [payments(1, 2)]))
+    await watch_to_end(client, uploaded.batch.name)
+    idle = gpo.client([program])
+    later = Timestamp()
+    later.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    pending = payment(1)
+    pending.schedule_time.CopyFrom(later)
+    standing = await deadline(client.upload(header(program), [[pending]]))
+    gpo.orchestrator.disbursements.watch_idle_s = 0.5
+    stream = idle.stub.WatchBatch(api_pb.WatchBatchRequest(name=standing.batch.name), metadata=idle.metadata)
+    await deadline(stream.read())  # the first view comes at once
+    await expect_error(stream.read(), grpc.StatusCode.DEADLINE_EXCEEDED, "WATCH_IDLE")  # then it ends
+    assert gpo.orchestrator.disbursements.watches.open_for("test") == 0  # and frees its slot
+    # GpoClient.watch opens an idle watch again by itself, and ends only once the batch is final.
+    seen: list[int] = []
+
+    async def follow() -> None:
+        async for batch in idle.watch(standing.batch.name):
+            seen.append(batch.state)
+
+    following = asyncio.ensure_future(follow())
+    await asyncio.sleep(2)  # several idle ends meanwhile
+    assert not following.done()
+    await client.cancel(standing.batch.name)
+    await deadline(following)
+    assert seen[-1] == res_pb.BATCH_STATE_CANCELLED
