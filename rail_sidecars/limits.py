@@ -8,13 +8,14 @@ import time
 
 
 class TokenBucket:
-    """An async token bucket that delays callers so the achieved rate never exceeds `rate` per second.
+    """An async token bucket that keeps the achieved rate at or below `rate` per second.
 
-    Callers are served one after another, in call order: each waits under the bucket's lock until its
-    tokens have accrued (so a chunk larger than the bucket still passes), then takes them. A caller
-    cancelled while it waits (its delivery was lost) gives up its place, and the callers behind it are
-    not delayed by tokens nobody will use. `refund` gives back tokens a caller took and did not use (a
-    claim that left fewer payments to execute).
+    Callers take turns, in call order, under the bucket's lock. A turn begins once the tokens taken in
+    earlier turns have been refilled (tokens may go negative: a chunk larger than the bucket still
+    passes), and the caller then takes what it uses. `acquire(n)` takes n and waits for its own debt.
+    The sidecar runner instead claims inside its turn and takes only what the claim left to execute, so
+    a chunk with nothing to do costs no rail time; a caller cancelled while it waits (its delivery was
+    lost) leaves the queue without taking anything.
     """
 
     def __init__(self, rate: float, capacity: float = 1.0) -> None:
@@ -28,19 +29,35 @@ class TokenBucket:
         self._updated = time.monotonic()
         self._lock = asyncio.Lock()
 
-    async def acquire(self, tokens: float) -> None:
-        async with self._lock:
-            now = time.monotonic()
-            # Accrued tokens beyond the capacity are kept only while a caller waits for them.
-            self._tokens = min(
-                max(self.capacity, self._tokens), self._tokens + (now - self._updated) * self.rate
-            )
-            self._updated = now
-            if self._tokens < tokens:
-                await asyncio.sleep((tokens - self._tokens) / self.rate)
-                self._tokens, self._updated = tokens, time.monotonic()
-            self._tokens -= tokens
+    async def begin_turn(self) -> None:
+        """Waits for this caller's turn: the lock, then the earlier turns' debt. Pair with end_turn."""
+        await self._lock.acquire()
+        try:
+            self._refill()
+            if self._tokens < 0:
+                await asyncio.sleep(-self._tokens / self.rate)
+                self._refill()
+        except BaseException:
+            self._lock.release()
+            raise
 
-    def refund(self, tokens: float) -> None:
-        if tokens > 0:
-            self._tokens += tokens
+    def take(self, tokens: float) -> None:
+        """Within a turn: uses `tokens`; the next turn waits until they are refilled."""
+        self._tokens -= max(0.0, tokens)
+
+    def end_turn(self) -> None:
+        self._lock.release()
+
+    async def acquire(self, tokens: float) -> None:
+        await self.begin_turn()
+        try:
+            self.take(tokens)
+            if self._tokens < 0:
+                await asyncio.sleep(-self._tokens / self.rate)  # this caller waits for its own tokens
+        finally:
+            self.end_turn()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now

@@ -276,14 +276,17 @@ class SidecarRunner:
         long to wait before the chunk should come back."""
         items = {item.payment_number: item for item in chunk.items}
         claim_id = f"{self.instance}:{chunk.chunk_id}"
-        reserved = 0
         if self._bucket is not None and not chunk.verify_only:
-            # Wait for the rail's rate limit before claiming, so the lease is not spent in this queue.
-            reserved = len(items)
-            await self._until_gone(self._bucket.acquire(reserved), delivery)
-        plan = await self._claim_patiently(chunk, claim_id, list(items), delivery)
-        if self._bucket is not None:
-            self._bucket.refund(reserved - len(plan.execute) - len(plan.verify))
+            # Claim in the rate limiter's turn, once the rail's rate allows the chunk, so no lease is spent
+            # in this queue; only what the claim leaves to do is taken from the rail's rate.
+            await self._until_gone(self._bucket.begin_turn(), delivery)
+            try:
+                plan = await self._claim_patiently(chunk, claim_id, list(items), delivery)
+                self._bucket.take(len(plan.execute) + len(plan.verify))
+            finally:
+                self._bucket.end_turn()
+        else:
+            plan = await self._claim_patiently(chunk, claim_id, list(items), delivery)
         held = set(plan.execute) | set(plan.verify)
         heartbeat = (
             asyncio.create_task(self._heartbeat(chunk, claim_id, plan, held, delivery)) if held else None
@@ -311,9 +314,8 @@ class SidecarRunner:
             )
             return self._requeue_wait(1)
         if request.released_payment_numbers and not chunk.verify_only:
-            return self._requeue_wait(
-                1
-            )  # not executed here (lease lost or delivery gone): next claim decides
+            # Not executed here (the lease was lost or the delivery is gone): the next claim decides.
+            return self._requeue_wait(1)
         if plan.busy:
             return min(plan.retry_after_s + random.uniform(0, 1), MAX_REQUEUE_WAIT_S)
         return None

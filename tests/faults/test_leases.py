@@ -163,7 +163,7 @@ async def test_a_crashed_sidecar_costs_seconds_not_a_lease(rig: Rig, tmp_path: P
     )
 
 
-OUTAGE_S = 420.0 if LONG else 60.0
+OUTAGE_S = 420.0 if LONG else 30.0
 
 
 @pytest.mark.parametrize("lease", ["short", "production"])
@@ -171,7 +171,7 @@ async def test_an_orchestrator_outage_is_not_poison(rig: Rig, lease: str) -> Non
     """Run 4. The orchestrator is down while a sidecar holds a backlog of 8 chunks: the sidecar holds the
     deliveries and retries their claims with backoff instead of returning them, so they never count toward
     the queue's delivery limit of 20 (7 minutes with GPO_FAULTS_LONG=1, past the old requeue budget of
-    about 6; 60 s otherwise). After the restart everything finishes by itself."""
+    about 6; 30 s otherwise). After the restart everything finishes by itself."""
     node = rig.add_replica(**LEASES[lease])
     await rig.start(node)
     batch, client = Batch.make(2000), rig.client(node)
