@@ -47,8 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--prefetch",
         type=int,
         default=0,
-        help="deliveries in hand at once (default: twice the rail's concurrency; only `concurrency` of them"
-        " are claimed and worked on at once)",
+        help="deliveries in hand at once (default: the rail's concurrency); at most `concurrency` are"
+        " claimed and worked on at once",
     )
     parser.add_argument(
         "--lease-s",
@@ -130,7 +130,8 @@ async def _run(args: argparse.Namespace) -> int:
         broker=broker,
         channel=channel,
         token=args.token,
-        prefetch=args.prefetch or 2 * config.concurrency,
+        # Deliveries beyond what the rail can work on would only be kept from other sidecars.
+        prefetch=args.prefetch or config.concurrency,
         concurrency=config.concurrency,
         rate_limit=config.rate_limit,
         lease_s=args.lease_s,
