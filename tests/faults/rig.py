@@ -33,6 +33,7 @@ from gpo_server.demo import synthetic_payments
 from gpo_server.domain.money import format_amount, parse_amount
 from gpo_server.queueing.base import dead_letter_queue_name, queue_name
 from rail_sidecars.rails.simulator_ledger import LedgerTotals, read_totals
+from tests.support.certificates import cluster_tls
 from tests.support.processes import Cluster, Proc, free_port
 
 PROGRAM = "fault-tests"
@@ -91,6 +92,8 @@ class Rig:
     replicas: list[Cluster] = field(default_factory=list)
     sidecars: list[Proc] = field(default_factory=list)
     clients: list[GpoClient] = field(default_factory=list)
+    # One CA for every replica: a sidecar sent to another replica (through a proxy) must trust it too.
+    tls: dict[str, Path] = field(default_factory=dict)
 
     @property
     def ledger(self) -> Path:
@@ -101,11 +104,14 @@ class Rig:
         `env` overrides FAULT_ENV."""
         name = f"replica{len(self.replicas) + 1}"
         (self.workdir / name).mkdir()
+        if not self.tls:
+            self.tls = cluster_tls(self.workdir / "tls")
         cluster = Cluster(
             workdir=self.workdir / name,
             database_url=self.database_url,
             amqp_url=self.amqp_url,
             secret=self.secret,
+            tls=self.tls,
             extra_env={
                 **FAULT_ENV,
                 "GPO_DEFAULT_RAIL": self.rail,
@@ -128,7 +134,7 @@ class Rig:
         return proc
 
     def client(self, cluster: Cluster, programs: Sequence[str] = (PROGRAM,)) -> GpoClient:
-        client = GpoClient(cluster.target, cluster.token(list(programs)))
+        client = cluster.client(list(programs))
         self.clients.append(client)
         return client
 

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import grpc
 import pytest
 
-from gpo_server.client import GpoClient, status_counts
+from gpo_server.client import status_counts
 from tests.faults.rig import (
     RECOVERY_DEADLINE_S,
     Batch,
@@ -72,7 +72,7 @@ async def no_dead_letters(rig: Rig, node: Cluster) -> None:
     orchestrator predates that role, one allowed every program)."""
     dead: list[str] = []
     for programs, roles in (([], ["operator"]), (["*"], [])):
-        operator = GpoClient(node.target, node.token(programs, roles))
+        operator = node.client(programs, roles)
         rig.clients.append(operator)
         try:
             dead = [d.chunk_id async for d in operator.dead_letters(rig.rail)]

@@ -160,7 +160,7 @@ async def test_separate_processes_pay_over_mtls(tmp_path: Path) -> None:
         cluster.start_orchestrator()
         ledger = tmp_path / "ledger.db"
         sidecar = cluster.start_sidecar(rail, "--ledger", str(ledger))
-        client = GpoClient(cluster.target, cluster.token(["prog"]), tls=cluster.client_tls())
+        client = cluster.client(["prog"])
         header = api_pb.BatchHeader(program="prog", request_id=str(uuid.uuid4()), payer_fa=PAYER)
         uploaded = await client.upload(header, [[payment(i) for i in range(200)]])
         assert uploaded.rejected == 0

@@ -795,7 +795,7 @@ async def test_end_to_end_on_postgres_and_rabbitmq(
     try:
         await asyncio.to_thread(cluster.start_orchestrator)
         sidecar = cluster.start_sidecar(rail, "--config", str(rails_toml))
-        client = GpoClient(cluster.target, cluster.token(["gsma-e2e"]))
+        client = cluster.client(["gsma-e2e"])
         inputs = e2e_inputs(E2E_PAYMENTS, seed=11)
         header = api_pb.BatchHeader(
             program="gsma-e2e", request_id=str(uuid.uuid4()), payer_fa="account:treasury-001@central-bank"

@@ -865,7 +865,7 @@ default_rail = "{rail}"
             cluster.start_orchestrator
         )  # blocking waits off the loop: the bank runs on it
         cluster.start_sidecar(rail, "--config", str(config))
-        client = GpoClient(cluster.target, cluster.token(["g2p-test"]))
+        client = cluster.client(["g2p-test"])
         count = 5000
         inputs = [
             api_pb.PaymentInput(

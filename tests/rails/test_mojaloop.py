@@ -892,7 +892,7 @@ state_path = "{tmp_path / "mojaloop-state.db"}"
     try:
         cluster.start_orchestrator()
         sidecar = cluster.start_sidecar(rail, "--config", str(config))
-        client = GpoClient(cluster.target, cluster.token(["mojaloop-e2e"]))
+        client = cluster.client(["mojaloop-e2e"])
         header = api_pb.BatchHeader(
             program="mojaloop-e2e", request_id=str(uuid.uuid4()), payer_fa="account:treasury-001@central-bank"
         )

@@ -18,6 +18,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gpo_server.api.auth import SIDECAR_ROLE, mint_token
+from gpo_server.client import GpoClient
 from gpo_server.tls import ClientTls
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,9 +102,17 @@ class Cluster:
     secret: bytes = field(default_factory=lambda: secrets.token_urlsafe(32).encode())
     orchestrator: Proc | None = None
     sidecars: dict[str, Proc] = field(default_factory=dict)
-    # With `tls` set (a folder of certificates.TestCa files: ca.pem, server.pem/key, client.pem/key), the
-    # orchestrator serves mTLS only and every process and client of the cluster connects over it.
+    # The cluster speaks mTLS between all its processes and clients (certificates.cluster_tls files: a CA,
+    # a server and a client certificate), made in workdir unless given (replicas share one CA);
+    # plaintext=True turns TLS off.
     tls: Mapping[str, Path] | None = None
+    plaintext: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tls is None and not self.plaintext:
+            from tests.support.certificates import cluster_tls
+
+            self.tls = cluster_tls(self.workdir / "tls")
 
     @property
     def target(self) -> str:
@@ -141,6 +150,10 @@ class Cluster:
 
     def token(self, programs: list[str], roles: list[str] | None = None) -> str:
         return mint_token(self.secret, "test", programs, roles or [])
+
+    def client(self, programs: list[str], roles: list[str] | None = None) -> GpoClient:
+        """A client of this cluster, over its TLS."""
+        return GpoClient(self.target, self.token(programs, roles), tls=self.client_tls())
 
     def start_orchestrator(self) -> Proc:
         self.orchestrator = Proc(
