@@ -52,6 +52,7 @@ class LiveGpo:
     target: str
     secret: bytes
     proc: Proc
+    tls: ClientTls | None = None  # how to reach it, when it serves TLS
 
     def token(self, programs: Sequence[str]) -> str:
         return mint_token(self.secret, "cross-language-tests", programs)
@@ -79,7 +80,7 @@ def live_gpo(
     proc = Proc("gpo", [sys.executable, "-m", "gpo_server.cli", "serve"], env, workdir / "gpo.log").start()
     try:
         wait_serving(target, [proc], tls=tls)
-        yield LiveGpo(target, secret, proc)
+        yield LiveGpo(target, secret, proc, tls)
     finally:
         # Its data is thrown away, so a slow graceful stop (in-flight grace) is cut short.
         proc.terminate(timeout_s=3)

@@ -17,6 +17,7 @@ from tests.clients.live import build, live_gpo
 from tests.g2p_connect.openg2p import openg2p  # noqa: F401  (the OpenG2P environment's fixture)
 from tests.gateway.conftest import start_gateway
 from tests.peers.g2p_connect import DISBURSE_SPEC, G2pSender, MockMapper, SpecSchemas
+from tests.support.certificates import client_tls, cluster_tls, server_tls_settings
 from tests.support.processes import Proc, spec_path
 
 SENDER_ID = "spp.test"
@@ -107,8 +108,9 @@ require_signature = false
     )
     settings = {"GPO_G2P_CONFIG": str(workdir / "g2p.toml"), "GPO_SIMULATOR": "failure_rate=0.05,seed=7"}
     try:
-        with live_gpo(workdir, settings) as gpo:
-            url, gateway = start_gateway(gpo.target, workdir / "gateway.log")
+        files = cluster_tls(workdir / "tls")  # the gateway reaches GPO over mTLS
+        with live_gpo(workdir, {**settings, **server_tls_settings(files)}, tls=client_tls(files)) as gpo:
+            url, gateway = start_gateway(gpo.target, workdir / "gateway.log", tls=files)
             try:
                 yield G2pEnv(url, gpo.secret, sender, mapper, schemas, gpo.proc)
             finally:

@@ -35,6 +35,7 @@ from tests.clients.live import build, live_gpo
 from tests.gateway.conftest import start_gateway
 from tests.peers.g2p_connect import DISBURSE_SPEC, SpecSchemas
 from tests.peers.keymanager import Keymanager
+from tests.support.certificates import client_tls, cluster_tls, server_tls_settings
 from tests.support.databases import create_database, drop_database
 from tests.support.processes import REPO, Proc, free_port, service_urls, spec_path
 
@@ -359,13 +360,20 @@ callback_uri_prefixes = ["{client_url}/"]
 default_currency = "KES"
 """
         )
+        files = cluster_tls(workdir / "tls")  # the gateway reaches GPO over mTLS
         live = stack.enter_context(
             live_gpo(
-                workdir, {"GPO_G2P_CONFIG": str(workdir / "g2p.toml"), "GPO_SIMULATOR": "failure_rate=0"}
+                workdir,
+                {
+                    "GPO_G2P_CONFIG": str(workdir / "g2p.toml"),
+                    "GPO_SIMULATOR": "failure_rate=0",
+                    **server_tls_settings(files),
+                },
+                tls=client_tls(files),
             )
         )
         gpo, target, secret = live.proc, live.target, live.secret
-        _, gateway = start_gateway(target, workdir / "gateway.log", url=gateway_url)
+        _, gateway = start_gateway(target, workdir / "gateway.log", url=gateway_url, tls=files)
         procs.append(gateway)
 
         # GPO registers its signing keys with the Keymanager (as PARTNER_GPO.TEST), from its own JWKS.

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.clients.live import BUILD, LiveGpo, build, live_gpo
+from tests.support.certificates import client_tls, cluster_tls, server_tls_settings
 from tests.support.processes import Proc, free_port
 
 
@@ -22,12 +23,39 @@ class Gateway:
         return {"Authorization": f"Bearer {self.gpo.token(programs)}"}
 
 
-def start_gateway(backend: str, log: Path, *, wait_healthy: bool = True, url: str = "") -> tuple[str, Proc]:
-    """The real gpo-gateway binary on a free port (or `url`), proxying to `backend`."""
+def start_gateway(
+    backend: str,
+    log: Path,
+    *,
+    wait_healthy: bool = True,
+    url: str = "",
+    tls: Mapping[str, Path] | None = None,
+) -> tuple[str, Proc]:
+    """The real gpo-gateway binary on a free port (or `url`), proxying to `backend`; with `tls`
+    (certificates.cluster_tls files) it reaches GPO over mTLS."""
     url = url or f"http://127.0.0.1:{free_port()}"
+    backend_tls = (
+        [
+            "-backend-tls",
+            str(tls["ca"]),
+            "-backend-client-cert",
+            str(tls["client_cert"]),
+            "-backend-client-key",
+            str(tls["client_key"]),
+        ]
+        if tls is not None
+        else []
+    )
     proc = Proc(
         "gpo-gateway",
-        [str(BUILD / "gpo-gateway"), "-listen", url.removeprefix("http://"), "-backend", backend],
+        [
+            str(BUILD / "gpo-gateway"),
+            "-listen",
+            url.removeprefix("http://"),
+            "-backend",
+            backend,
+            *backend_tls,
+        ],
         {},
         log,
     ).start()
@@ -50,8 +78,10 @@ def start_gateway(backend: str, log: Path, *, wait_healthy: bool = True, url: st
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     build("gateway")
     workdir = tmp_path_factory.mktemp("gpo-gateway")
-    with live_gpo(workdir) as gpo:
-        url, proc = start_gateway(gpo.target, workdir / "gateway.log")
+    # GPO serves mTLS only: the gateway reaches it with a client certificate, as in production.
+    files = cluster_tls(workdir / "tls")
+    with live_gpo(workdir, server_tls_settings(files), tls=client_tls(files)) as gpo:
+        url, proc = start_gateway(gpo.target, workdir / "gateway.log", tls=files)
         try:
             yield Gateway(url, gpo, proc)
         finally:

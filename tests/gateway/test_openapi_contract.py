@@ -28,7 +28,11 @@ def unimplemented_operations(gpo: LiveGpo) -> list[str]:
     service = api.DESCRIPTOR.services_by_name["DisbursementService"]
     metadata = (("authorization", f"Bearer {gpo.token(['*'])}"),)
     missing = []
-    with grpc.insecure_channel(gpo.target) as channel:
+    with (
+        grpc.insecure_channel(gpo.target)
+        if gpo.tls is None
+        else grpc.secure_channel(gpo.target, gpo.tls.credentials())
+    ) as channel:
         stub = api_grpc.DisbursementServiceStub(channel)
         for method in service.methods:
             if method.client_streaming or method.server_streaming:

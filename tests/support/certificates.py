@@ -12,6 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gpo_server.tls import ClientTls
+
 
 @dataclass(frozen=True)
 class Issued:
@@ -107,3 +109,20 @@ def cluster_tls(folder: Path) -> dict[str, Path]:
         "client_cert": client.cert_file,
         "client_key": client.key_file,
     }
+
+
+def server_tls_settings(files: dict[str, Path]) -> dict[str, str]:
+    """GPO_TLS_* settings of a `gpo serve` that requires client certificates of the cluster_tls CA, and
+    whose own clients (the embedded sidecars) present the client certificate."""
+    return {
+        "GPO_TLS_CERT_FILE": str(files["server_cert"]),
+        "GPO_TLS_KEY_FILE": str(files["server_key"]),
+        "GPO_TLS_CLIENT_CA_FILE": str(files["ca"]),
+        "GPO_TLS_CA_FILE": str(files["ca"]),
+        "GPO_TLS_CLIENT_CERT_FILE": str(files["client_cert"]),
+        "GPO_TLS_CLIENT_KEY_FILE": str(files["client_key"]),
+    }
+
+
+def client_tls(files: dict[str, Path]) -> ClientTls:
+    return ClientTls(files["ca"], files["client_cert"], files["client_key"])
