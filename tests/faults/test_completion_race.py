@@ -31,7 +31,7 @@ async def _race_once(store: Store) -> BatchState:
     async with store.chunk_transaction(batch.id) as tx:
         await tx.write(1, rows, [], 100 * PAYMENTS)
     await store.finish_upload(batch.id)
-    await store.claim(batch.id, list(range(1, PAYMENTS + 1)), "sidecar-a:chunk-1", 60)
+    claim = await store.claim(batch.id, list(range(1, PAYMENTS + 1)), "sidecar-a:chunk-1", 60)
     half = PAYMENTS // 2
 
     def settle(numbers: range) -> list[ResultUpdate]:
@@ -39,8 +39,9 @@ async def _race_once(store: Store) -> BatchState:
 
     # Two sidecars (or two replicas) report the batch's last two halves at the same moment.
     await asyncio.gather(
-        store.apply_results(batch.id, settle(range(1, half + 1))),
-        store.apply_results(batch.id, settle(range(half + 1, PAYMENTS + 1))),
+        # Outcomes apply only from the claim holding the payments (its fencing token).
+        store.apply_results(batch.id, settle(range(1, half + 1)), token=claim.lease_token),
+        store.apply_results(batch.id, settle(range(half + 1, PAYMENTS + 1)), token=claim.lease_token),
     )
     found = await store.get_batch(batch.uid)
     assert found is not None

@@ -883,10 +883,9 @@ type ReportResultsRequest struct {
 	UnknownPaymentNumbers []int64 `protobuf:"varint,5,rep,packed,name=unknown_payment_numbers,json=unknownPaymentNumbers,proto3" json:"unknown_payment_numbers,omitempty"`
 	// The claim_id of the ClaimWorkChunk this report follows; releases apply only to leases it owns.
 	ClaimId string `protobuf:"bytes,6,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`
-	// The claim's fencing token. Statements only the holder can make (UNREACHABLE outcomes, releases,
-	// unknowns) apply only while this claim still holds the payment; 0 means the claim_id alone decides
-	// (a sidecar that predates tokens). SUCCEEDED, FAILED and REVERSED are the rail's facts and apply from
-	// any holder.
+	// The claim's fencing token. Outcomes (but REVERSED, which needs no claim), releases and unknowns apply
+	// only while this claim still holds the payment, even past its lease; once another claim took it, that
+	// claim's look-up decides. 0 means the claim_id alone decides (a sidecar that predates tokens).
 	LeaseToken    int64 `protobuf:"varint,7,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

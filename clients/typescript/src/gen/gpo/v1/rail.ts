@@ -325,10 +325,9 @@ export interface ReportResultsRequest {
   /** The claim_id of the ClaimWorkChunk this report follows; releases apply only to leases it owns. */
   claimId: string;
   /**
-   * The claim's fencing token. Statements only the holder can make (UNREACHABLE outcomes, releases,
-   * unknowns) apply only while this claim still holds the payment; 0 means the claim_id alone decides
-   * (a sidecar that predates tokens). SUCCEEDED, FAILED and REVERSED are the rail's facts and apply from
-   * any holder.
+   * The claim's fencing token. Outcomes (but REVERSED, which needs no claim), releases and unknowns apply
+   * only while this claim still holds the payment, even past its lease; once another claim took it, that
+   * claim's look-up decides. 0 means the claim_id alone decides (a sidecar that predates tokens).
    */
   leaseToken: string;
 }
