@@ -183,7 +183,8 @@ class Bench:
         self.workdir = Path(tempfile.mkdtemp(prefix="gpo-bench-"))
         self.rail = f"bench{uuid.uuid4().hex[:8]}"
         env = {"GPO_DEFAULT_RAIL": self.rail, "GPO_LOG_LEVEL": "WARNING", **(extra_env or {})}
-        self.cluster = Cluster(self.workdir, db, amqp, extra_env=env)
+        # Plaintext, as every earlier session measured: TLS costs are a measurement of their own.
+        self.cluster = Cluster(self.workdir, db, amqp, extra_env=env, plaintext=True)
         self.ledger = self.workdir / "ledger.db"
         self.simulator = simulator
         self.prefetch = prefetch
