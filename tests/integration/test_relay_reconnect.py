@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -34,7 +33,6 @@ from tests.support.rabbitmq import close_connection_named
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.rabbitmq,
-    pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl to drop a connection"),
 ]
 WAIT = 60.0  # seconds: a deadline for what is asynchronous, never an assertion about speed
 PAYMENTS, CHUNK = 1_000, 50  # 20 work chunks: three relay rounds of up to 8
