@@ -24,6 +24,8 @@ FAILED as the rail decided, exact amounts, no key executed twice):
                      reports them unknown and executes nothing; their chunk, published again, pays each once
     kill-mid-chunk   the sidecar killed (SIGKILL) in the middle of a chunk and started again
     two-instances    two instances on one queue while every chunk is published twice (one gets BUSY)
+    heartbeats       rail calls that take three leases: the sidecar renews its claim (RenewClaim) so its
+                     payments' lease never runs out while their calls are in flight, and pays each once
     dead-letter      a message that is not a WorkChunk ends in gpo.rail.{rail}.dead, and GPO lists it
     shutdown         SIGTERM: the instances stop, leaving no message unacknowledged
 
@@ -592,6 +594,61 @@ async def two_instances(kit: Kit) -> dict[str, Any]:
     return await kit.compare(batch)
 
 
+async def heartbeats(kit: Kit) -> dict[str, Any]:
+    """Section 3.3: a rail slower than the lease. GPO's database is sampled while the calls are in
+    flight: every SENT payment's lease must stay ahead of GPO's clock, which only renewals can do."""
+    stall_s = 3 * kit.lease_s
+    await kit.terminate_sidecars()
+    kit.start_sidecar()
+    kit.ledger.latency_s = stall_s
+    engine = create_async_engine(kit.database_url)
+    leases: set[dt.datetime] = set()
+    lapses = samples = 0
+    try:
+        batch = await kit.submit(8, failing_every=1_000_000)
+        await kit.until(_ledger_has(kit, batch), "the batch's first rail calls")
+        first_call = time.monotonic()
+        uid = batch.removeprefix("batches/")
+
+        async def answered() -> bool:
+            nonlocal lapses, samples
+            kit.alive()
+            async with engine.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        text(
+                            "SELECT p.lease_expire_time, p.lease_expire_time <= now()"
+                            " FROM payments p JOIN batches b ON b.id = p.batch_id"
+                            " WHERE b.uid = :uid AND p.status = 'sent'"
+                        ),
+                        {"uid": uid},
+                    )
+                ).all()
+            samples += 1
+            for expires, lapsed in rows:
+                if expires is not None:
+                    leases.add(expires)
+                lapses += int(bool(lapsed) or expires is None)
+            return not rows and time.monotonic() - first_call > 1
+
+        await kit.until(answered, "the slow rail calls to be answered and reported")
+        await kit.wait_final(batch, "heartbeats")
+    finally:
+        kit.ledger.latency_s = 0.0
+        await engine.dispose()
+    in_flight_s = time.monotonic() - first_call
+    if in_flight_s < 2 * kit.lease_s:
+        raise CheckFailed(f"inconclusive: the rail calls took {in_flight_s:.1f} s, not past the lease")
+    if lapses:
+        raise CheckFailed(
+            f"{lapses} of {samples} samples saw a SENT payment whose lease had run out while its rail call "
+            f"({stall_s:g} s) was in flight: the sidecar does not renew its claims (RenewClaim)"
+        )
+    if len(leases) < 2:
+        raise CheckFailed("no renewal was seen: the lease of the SENT payments never moved")
+    return {**await kit.compare(batch), "stall_s": stall_s, "lease_ends_seen": len(leases)}
+
+
 async def dead_letter(kit: Kit) -> dict[str, Any]:
     message_id = f"not-a-chunk-{uuid.uuid4()}"
     await kit.publish(b"\xff\x00 this is not a gpo.v1.WorkChunk", message_id)
@@ -668,6 +725,7 @@ CHECKS: list[tuple[str, Callable[[Kit], Awaitable[dict[str, Any]]]]] = [
     ("verify-only", verify_only),
     ("kill-mid-chunk", kill_mid_chunk),
     ("two-instances", two_instances),
+    ("heartbeats", heartbeats),
     ("dead-letter", dead_letter),
     ("shutdown", shutdown),
 ]

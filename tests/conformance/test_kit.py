@@ -78,13 +78,13 @@ def test_the_reference_sidecar_passes(tmp_path: Path) -> None:
     sidecar = f"{sys.executable} -m rail_sidecars.cli --rail {rail} --config {rails}"
     lines = run_kit(tmp_path, rail, sidecar)
     assert set(results(lines).values()) == {"pass"}, lines
-    assert len(results(lines)) == 7
+    assert len(results(lines)) == 8
 
 
 def test_a_node_sidecar_written_from_the_contract_passes(tmp_path: Path, node_sidecar: str) -> None:
     lines = run_kit(tmp_path, f"confnode{os.getpid()}", node_sidecar)
     assert set(results(lines).values()) == {"pass"}, lines
-    assert len(results(lines)) == 7
+    assert len(results(lines)) == 8
 
 
 def test_the_kit_catches_a_sidecar_that_looks_up_a_per_process_cache(
@@ -104,3 +104,19 @@ def test_the_kit_catches_a_sidecar_that_looks_up_a_per_process_cache(
     assert found["pays-once"] == "pass" and found["kill-mid-chunk"] == "FAIL", lines
     problem = next(line["problem"] for line in lines if line.get("check") == "kill-mid-chunk")
     assert "executed 2 times" in problem, problem
+
+
+def test_the_kit_catches_a_sidecar_that_never_renews_its_claims(tmp_path: Path, node_sidecar: str) -> None:
+    """Issue 18: a sidecar without heartbeats lets its payments' leases run out while its rail calls are
+    in flight, after which another delivery may verify and execute them."""
+    lines = run_kit(
+        tmp_path,
+        f"confnohb{os.getpid()}",
+        node_sidecar,
+        "heartbeats",
+        env={"GPO_NODE_SIDECAR_BUG": "no-heartbeats"},
+    )
+    found = results(lines)
+    assert found == {"heartbeats": "FAIL"}, lines
+    problem = next(line["problem"] for line in lines if line.get("check") == "heartbeats")
+    assert "does not renew its claims" in problem, problem

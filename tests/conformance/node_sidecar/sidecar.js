@@ -8,6 +8,7 @@
 // GPO_NODE_SIDECAR_BUG=per-process-cache makes it wrong on purpose, as a sidecar once was: its look-up
 // answers from a cache of what this process executed instead of asking the rail, so after a crash or on
 // another instance a VERIFY payment looks absent and is executed again. The kit must catch that.
+// GPO_NODE_SIDECAR_BUG=no-heartbeats never renews its claims (section 3.3): the kit must catch that too.
 'use strict';
 
 const path = require('path');
@@ -62,6 +63,63 @@ function claim(request) {
   return new Promise((resolve, reject) =>
     rpc.ClaimWorkChunk(request, metadata(), (error, response) => (error ? reject(error) : resolve(response))),
   );
+}
+
+function renewClaim(request) {
+  return new Promise((resolve, reject) =>
+    rpc.RenewClaim(request, metadata(), (error, response) => (error ? reject(error) : resolve(response))),
+  );
+}
+
+const millis = (d) => Number((d && d.seconds) || 0) * 1000 + Number((d && d.nanos) || 0) / 1e6;
+
+// Section 3.3: a claim's lease, renewed every third of it while the sidecar works. Once a renewal is
+// refused (LEASE_LOST), the lease has run out on this clock, or the delivering channel closed, no new
+// rail call may start for the claim.
+class Lease {
+  constructor(request, answer, sentAt, numbers, deliveredOn) {
+    this.request = request;
+    this.token = answer.lease_token;
+    this.ms = millis(answer.lease_duration) || 300_000;
+    this.deadline = sentAt + this.ms;
+    this.numbers = numbers;
+    this.deliveredOn = deliveredOn;
+    this.lost = false;
+    this.beating = false;
+    const renews = numbers.length && BUG !== 'no-heartbeats'; // WRONG on purpose without renewals
+    this.timer = renews ? setInterval(() => this.beat(), Math.max(this.ms / 3, 500)) : null;
+  }
+
+  async beat() {
+    if (this.beating || this.lost) return;
+    this.beating = true;
+    const sent = Date.now();
+    try {
+      const renewed = await renewClaim({
+        chunk_id: this.request.chunk_id,
+        batch: this.request.batch,
+        claim_id: this.request.claim_id,
+        lease_token: this.token,
+        payment_numbers: this.numbers,
+      });
+      this.deadline = sent + (millis(renewed.lease_duration) || this.ms);
+    } catch (error) {
+      if (error.code === grpc.status.FAILED_PRECONDITION) {
+        this.lost = true;
+        log('lease lost: no new rail call for this claim', { chunk: this.request.chunk_id });
+      } // GPO unreachable: the lease is not extended; the next beat tries again
+    } finally {
+      this.beating = false;
+    }
+  }
+
+  mayStart() {
+    return !this.lost && Date.now() < this.deadline && channel === this.deliveredOn;
+  }
+
+  stop() {
+    if (this.timer) clearInterval(this.timer);
+  }
 }
 
 // One long-lived ReportResults stream; response n answers request n (section 3.3).
@@ -140,10 +198,12 @@ async function lookUp(keys) {
 
 // Section 4 step 6: 5 attempts, backoff uniform in [0, 0.2 s x 2^attempt], look-up before each retry;
 // keys the rail still does not know after the last attempt are UNREACHABLE.
-async function executeWithRetries(items) {
+// Items whose calls may not start (mayStart false) are returned in notStarted.
+async function executeWithRetries(items, mayStart) {
   const results = new Map();
   let pending = items;
   for (let attempt = 0; attempt < 5 && pending.length; attempt++) {
+    if (!mayStart()) return { results, notStarted: pending };
     if (attempt) {
       await sleep(Math.random() * 200 * 2 ** attempt);
       const known = await lookUp(pending.map((i) => i.idempotency_key));
@@ -167,7 +227,7 @@ async function executeWithRetries(items) {
       );
     }
   }
-  return results;
+  return { results, notStarted: [] };
 }
 
 function toResult(item, body) {
@@ -215,24 +275,29 @@ async function handle(channel, message) {
     return;
   }
   inHand.add(chunk.chunk_id);
+  let lease = null;
   try {
     const items = new Map(chunk.items.map((i) => [String(i.payment_number), i]));
     const claimId = `${INSTANCE}:${chunk.chunk_id}`;
-    const answer = await claim({
+    const request = {
       chunk_id: chunk.chunk_id,
       batch: chunk.batch,
       payment_numbers: [...items.keys()],
       sidecar: NAME,
       claim_id: claimId,
-    });
+    };
+    const sentAt = Date.now();
+    const answer = await claim(request);
     const by = (action) =>
       answer.decisions.filter((d) => d.action === action).map((d) => String(d.payment_number));
     let execute = by('CLAIM_ACTION_EXECUTE');
     const verify = by('CLAIM_ACTION_VERIFY');
     const busy = by('CLAIM_ACTION_BUSY');
+    lease = new Lease(request, answer, sentAt, [...execute, ...verify], channel);
     const results = [];
     let released = [];
     let unknown = [];
+    let returned = false; // the lease ended before every call started: the message goes back
     if (verify.length) {
       const known = await lookUp(verify.map((n) => items.get(n).idempotency_key));
       for (const n of verify) {
@@ -246,12 +311,20 @@ async function handle(channel, message) {
     if (chunk.verify_only) {
       released = execute; // step 6: not ours to execute
     } else if (execute.length) {
-      const done = await executeWithRetries(execute.map((n) => items.get(n)));
+      const done = await executeWithRetries(
+        execute.map((n) => items.get(n)),
+        () => lease.mayStart(),
+      );
       for (const n of execute) {
-        const body = done.get(items.get(n).idempotency_key);
+        const body = done.results.get(items.get(n).idempotency_key);
         if (body) results.push(toResult(items.get(n), body));
       }
+      if (done.notStarted.length) {
+        released = done.notStarted.map((i) => String(i.payment_number));
+        returned = true;
+      }
     }
+    lease.stop();
     if (results.length || released.length || unknown.length) {
       await report({
         chunk_id: chunk.chunk_id,
@@ -264,7 +337,7 @@ async function handle(channel, message) {
       });
     }
     const answered = new Set([...results.map((r) => r.payment_number), ...released, ...unknown]);
-    if ([...execute, ...verify].some((n) => !answered.has(n))) {
+    if (returned || [...execute, ...verify].some((n) => !answered.has(n))) {
       await sleep(500);
       settle(channel, message, true);
     } else if (busy.length) {
@@ -280,6 +353,7 @@ async function handle(channel, message) {
     await sleep(requeueWait(message)); // step 9: never ack after a failure
     settle(channel, message, true);
   } finally {
+    if (lease) lease.stop();
     inHand.delete(chunk.chunk_id);
   }
 }
