@@ -18,6 +18,8 @@ GPO_FAULTS_LONG=1, as is the 7-minute orchestrator outage.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import time
 from pathlib import Path
@@ -293,4 +295,62 @@ async def test_a_sidecar_that_reaches_rabbitmq_but_not_the_orchestrator(rig: Rig
         settled_during_cut=during,
         verified_on_rail_not_reexecuted=reclaimed_on_rail(rig.sidecar_log()),
         final_s_after_restore=round(final_s, 1),
+    )
+
+
+def journal_pending(path: Path) -> int:
+    """Reports a sidecar's outcome journal holds unanswered (its format: SIDECAR_CONTRACT.md is silent,
+    rail_sidecars/journal.py documents it: a "report" line per report, a "done" line once answered)."""
+    if not path.exists():
+        return 0
+    reports: set[str] = set()
+    for line in path.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if "report" in entry:
+                reports.add(entry["id"])
+            elif "done" in entry:
+                reports.discard(entry["done"])
+    return len(reports)
+
+
+async def test_a_sidecar_killed_while_partitioned_leaves_its_outcomes_to_the_next_process(rig: Rig) -> None:
+    """The partition above, but the sidecar is killed (-9) while its outcomes wait in its journal. The
+    next process on the same data folder reports them before anything else: the payments its predecessor
+    executed are final from the journal, not looked up again, and none is executed twice."""
+    node = rig.add_replica(**LEASES["short"])
+    await rig.start(node)
+    proxy = TcpProxy(node.port)
+    await proxy.start()
+    journal = node.workdir / f"sidecar-{rig.rail}.journal"
+    first = rig.start_sidecar(node, "--orchestrator", proxy.target)
+    batch, client = Batch.make(4000), rig.client(node)
+    try:
+        uploaded = await upload(client, batch, UploadProgress())
+        at_cut = await a_quarter_settled(client, uploaded.name, batch.count)
+        await proxy.cut()
+        await wait_for(lambda: journal_pending(journal) > 0, 60, "an outcome journaled and not reported")
+        await asyncio.sleep(2)  # more of the calls in flight at the cut end up journaled too
+        first.kill9()
+        journaled = journal_pending(journal)
+        assert settled(at_cut) < batch.count, "the batch finished before the cut; nothing was tested"
+        await proxy.restore()
+        log_from = len(rig.sidecar_log())
+        restarted_at = time.monotonic()
+        rig.start_sidecar(node)  # the same data folder, so the same journal
+        done = await completed(client, [uploaded.name])
+        final_s = time.monotonic() - restarted_at
+        await drain_sidecars(rig)
+    finally:
+        await proxy.cut()
+    verdict = check_ledger(done, batch.count, rig.ledger)
+    successor = rig.sidecar_log()[log_from:]
+    assert log_lines(successor, "journaled reports left by the previous process") == 1, successor[-3000:]
+    assert journal_pending(journal) == 0, "the successor left journaled reports unanswered"
+    verdict.report(
+        "sidecar killed while partitioned from the orchestrator, its successor replays the journal",
+        settled_at_cut=settled(at_cut),
+        journaled_reports_at_kill=journaled,
+        verified_on_rail_not_reexecuted=reclaimed_on_rail(successor),
+        final_s_after_restart=round(final_s, 1),
     )
