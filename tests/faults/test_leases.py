@@ -11,8 +11,10 @@ reaches RabbitMQ but not the orchestrator.
 
 Batches are small (2,000-4,000 payments) and the rail's rate is chosen so that, without claiming at
 execution time, chunks would wait in the sidecar's rate limiter past the lease. The production-lease
-rate-limited run needs more than a lease of rail time to show anything, so it is opt-in with
-GPO_FAULTS_LONG=1, as is the 7-minute orchestrator outage.
+rate-limited run needs more than a lease of rail time to show anything (about 6 minutes); it runs in
+every suite all the same, because it is the run that paid 500 keys twice at 6605833 with default
+settings. The 7-minute orchestrator outage is opt-in (GPO_FAULTS_LONG=1): the default run's 30 s outage
+already shows its mechanism (no delivery is returned, so none can reach the delivery limit).
 """
 
 from __future__ import annotations
@@ -56,9 +58,6 @@ from tests.support.processes import Cluster
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]
 
 LONG = os.environ.get("GPO_FAULTS_LONG") == "1"
-LONG_ONLY = pytest.mark.skipif(
-    not LONG, reason="needs more than a 300 s lease of rail time; GPO_FAULTS_LONG=1"
-)
 
 PRODUCTION = {"GPO_CLAIM_LEASE_S": "300", "GPO_STUCK_AFTER_S": "900", "GPO_MAX_SWEEPS": "3"}
 LEASES = {
@@ -89,7 +88,7 @@ async def no_dead_letters(rig: Rig, node: Cluster) -> None:
 
 @pytest.mark.parametrize(
     ("lease", "rate", "count"),
-    [("short", 100, 4000), pytest.param("production", 6, 4000, marks=LONG_ONLY)],
+    [("short", 100, 4000), ("production", 6, 4000)],
 )
 async def test_two_sidecars_on_a_rate_limited_rail_through_a_rabbitmq_restart(
     rig: Rig, tmp_path: Path, lease: str, rate: float, count: int
