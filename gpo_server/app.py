@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from gpo_server import tls
 from gpo_server.api.auth import SIDECAR_ROLE, Authenticator, local_secret, mint_token
+from gpo_server.api.bounds import BoundsInterceptor
 from gpo_server.api.disbursement import DisbursementService
 from gpo_server.api.interceptor import AuthInterceptor
 from gpo_server.api.rail_service import RailService
@@ -74,8 +75,9 @@ class Orchestrator:
         self.g2p = G2pConnect(settings, self.store, self.intake, self.auth, self.relay.wake)
         self.health = health.HealthServicer()
         self.server = grpc.aio.server(
-            # Every call is authenticated and checked for its caller's kind before its handler runs.
-            interceptors=[AuthInterceptor(self.auth)],
+            # Every call is authenticated and checked for its caller's kind before its handler runs, then
+            # every request message for the bounds of its string fields.
+            interceptors=[AuthInterceptor(self.auth), BoundsInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),

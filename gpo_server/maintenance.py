@@ -96,7 +96,8 @@ class DeadLetterRecorder:
             chunk_id = chunk.chunk_id
         except DecodeError:
             batch_uid, numbers, chunk_id = "", [], delivery.message_id
-        reason = delivery.death_reason or "unknown"
+        reason = (delivery.death_reason or "unknown")[:128]
+        chunk_id = chunk_id[:128]  # a forged or garbled message names what it likes: DeadLetter bounds it
         await self.store.record_dead_letter(self.rail, chunk_id, batch_uid, numbers, reason, delivery.body)
         log.error(
             "rail %s: work chunk %s was dead-lettered (%s): %d payments need attention",

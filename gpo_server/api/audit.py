@@ -25,12 +25,14 @@ def audit_event(
         request_id = next(
             (str(v) for k, v in (context.invocation_metadata() or ()) if k == "x-request-id"), ""
         )
+    # A token's subject, a certificate's subject and request-id metadata come from the caller: kept within
+    # the bounds AuditEvent documents.
     return AuditEvent(
         action=action,
-        subject=caller.subject,
+        subject=caller.subject[:256],
         caller_kind=caller.kind,
-        certificate_subject=caller.certificate,
+        certificate_subject=caller.certificate[:1024],
         batch_uid=batch_uid,
-        request_id=request_id,
+        request_id=request_id[:128],
         detail=dict(detail or {}),
     )

@@ -87,18 +87,22 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.auth.admit(context, caller)
 
 
+def behavior_of(handler: grpc.RpcMethodHandler) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """A handler's behaviour and the factory that makes a handler of the same kind around another one."""
+    if handler.request_streaming and handler.response_streaming:
+        return handler.stream_stream, grpc.stream_stream_rpc_method_handler
+    if handler.request_streaming:
+        return handler.stream_unary, grpc.stream_unary_rpc_method_handler
+    if handler.response_streaming:
+        return handler.unary_stream, grpc.unary_stream_rpc_method_handler
+    return handler.unary_unary, grpc.unary_unary_rpc_method_handler
+
+
 def _guarded(
     handler: grpc.RpcMethodHandler, admit: Callable[[Context], Awaitable[None]]
 ) -> grpc.RpcMethodHandler:
     """The same handler, admitting the call first."""
-    if handler.request_streaming and handler.response_streaming:
-        inner, make = handler.stream_stream, grpc.stream_stream_rpc_method_handler
-    elif handler.request_streaming:
-        inner, make = handler.stream_unary, grpc.stream_unary_rpc_method_handler
-    elif handler.response_streaming:
-        inner, make = handler.unary_stream, grpc.unary_stream_rpc_method_handler
-    else:
-        inner, make = handler.unary_unary, grpc.unary_unary_rpc_method_handler
+    inner, make = behavior_of(handler)
 
     if handler.response_streaming:
 

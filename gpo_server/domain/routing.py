@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+MAX_RAIL = 64  # rail names appear in every payment, queue name and dead letter (rail.proto bounds them)
+
 
 @dataclass(frozen=True, slots=True)
 class Rule:
@@ -36,4 +38,7 @@ class Router:
             if not sep or not pattern or not rail:
                 raise ValueError(f"route {item!r} is not pattern=rail")
             rules.append(Rule(pattern.strip(), rail.strip()))
+        for name in [r.rail for r in rules] + ([default_rail] if default_rail else []):
+            if len(name) > MAX_RAIL:
+                raise ValueError(f"rail name {name[:MAX_RAIL]!r}... is longer than {MAX_RAIL} characters")
         return cls(tuple(rules), default_rail)

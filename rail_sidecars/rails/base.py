@@ -50,6 +50,13 @@ class RailResult:
     # than 1 is a double payment, which GPO flags.
     executions: int = 0
 
+    def __post_init__(self) -> None:
+        # GPO refuses a report whose texts pass their bounds (rail.proto, PaymentResult), which would hold
+        # the chunk for good: a rail's long error text is cut here, once for every rail.
+        for field, most in (("reason_code", 128), ("reason_message", 1024), ("rail_reference", 256)):
+            if len(value := getattr(self, field)) > most:
+                object.__setattr__(self, field, value[:most])
+
 
 class RetryableRailError(Exception):
     """The rail could not take the call now (timeout, 5xx, throttled); nothing was executed by it."""

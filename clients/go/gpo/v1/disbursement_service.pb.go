@@ -114,18 +114,23 @@ func (*UploadBatchRequest_Chunk) isUploadBatchRequest_Part() {}
 type BatchHeader struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The program that pays.
+	// At most 128 characters.
 	Program string `protobuf:"bytes,1,opt,name=program,proto3" json:"program,omitempty"`
 	// Idempotency key of the upload (AIP-155), a UUID chosen by the client.
+	// At most 64 characters.
 	RequestId string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Default payer financial address for payments that name none.
+	// At most 255 characters.
 	PayerFa string `protobuf:"bytes,3,opt,name=payer_fa,json=payerFa,proto3" json:"payer_fa,omitempty"`
 	// Optional: nothing is sent before this time.
 	ScheduleTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=schedule_time,json=scheduleTime,proto3" json:"schedule_time,omitempty"`
 	// Optional: a URI to notify about progress.
+	// At most 2048 characters.
 	CallbackUri string `protobuf:"bytes,5,opt,name=callback_uri,json=callbackUri,proto3" json:"callback_uri,omitempty"`
 	// Optional: the number of payments the client will send; the batch is held until it is reached.
 	ExpectedPaymentCount int64 `protobuf:"varint,6,opt,name=expected_payment_count,json=expectedPaymentCount,proto3" json:"expected_payment_count,omitempty"`
 	// Optional: the total amount as a decimal string; checked with expected_payment_count.
+	// At most 32 characters.
 	ExpectedTotalAmount string `protobuf:"bytes,7,opt,name=expected_total_amount,json=expectedTotalAmount,proto3" json:"expected_total_amount,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
@@ -270,24 +275,33 @@ func (x *PaymentChunk) GetPayments() []*PaymentInput {
 type PaymentInput struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The client's reference, unique within the batch.
+	// At most 128 characters.
 	ReferenceId string `protobuf:"bytes,1,opt,name=reference_id,json=referenceId,proto3" json:"reference_id,omitempty"`
 	// Payer financial address; the header's payer_fa when empty.
+	// At most 255 characters.
 	PayerFa string `protobuf:"bytes,2,opt,name=payer_fa,json=payerFa,proto3" json:"payer_fa,omitempty"`
 	// Payee financial address, e.g. "mobile:254700000001@mpesa" or "account:123@bank-a".
+	// At most 255 characters.
 	PayeeFa string `protobuf:"bytes,3,opt,name=payee_fa,json=payeeFa,proto3" json:"payee_fa,omitempty"`
 	// Exact decimal amount, ^\d{1,13}\.\d{1,2}$.
+	// At most 16 characters.
 	Amount string `protobuf:"bytes,4,opt,name=amount,proto3" json:"amount,omitempty"`
 	// ISO 4217 alphabetic code.
+	// At most 3 characters.
 	CurrencyCode string `protobuf:"bytes,5,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
 	// The payee's name.
+	// At most 255 characters.
 	PayeeName string `protobuf:"bytes,6,opt,name=payee_name,json=payeeName,proto3" json:"payee_name,omitempty"`
 	// Free text for the payee.
+	// At most 1024 characters.
 	Note string `protobuf:"bytes,7,opt,name=note,proto3" json:"note,omitempty"`
 	// Why the payment is made.
+	// At most 128 characters.
 	Purpose string `protobuf:"bytes,8,opt,name=purpose,proto3" json:"purpose,omitempty"`
 	// Optional: not sent before this time.
 	ScheduleTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=schedule_time,json=scheduleTime,proto3" json:"schedule_time,omitempty"`
 	// Client data carried through unchanged.
+	// At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
 	Metadata      map[string]string `protobuf:"bytes,10,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -461,12 +475,15 @@ func (x *UploadBatchResponse) GetRejections() []*PaymentRejection {
 type PaymentRejection struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The payment's reference_id as sent.
+	// At most 128 characters (the first 128 of what was sent).
 	ReferenceId string `protobuf:"bytes,1,opt,name=reference_id,json=referenceId,proto3" json:"reference_id,omitempty"`
 	// The index of the payment within its chunk.
 	Index int32 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
 	// A G2P Connect DisburseStatusReasonCode, e.g. "rjct.amount.invalid".
+	// At most 128 characters.
 	ReasonCode string `protobuf:"bytes,3,opt,name=reason_code,json=reasonCode,proto3" json:"reason_code,omitempty"`
 	// A human-readable explanation.
+	// At most 1024 characters.
 	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -534,6 +551,7 @@ func (x *PaymentRejection) GetMessage() string {
 type GetBatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The batch's name, "batches/{batch}".
+	// At most 128 characters.
 	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -582,8 +600,10 @@ type ListBatchesRequest struct {
 	// At most this many batches; default 50, at most 1000.
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// A next_page_token from a previous call.
+	// At most 4096 characters.
 	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Optional: only batches of this program.
+	// At most 128 characters.
 	Program       string `protobuf:"bytes,3,opt,name=program,proto3" json:"program,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -646,6 +666,7 @@ type ListBatchesResponse struct {
 	// The batches.
 	Batches []*Batch `protobuf:"bytes,1,rep,name=batches,proto3" json:"batches,omitempty"`
 	// Token for the next page; empty on the last page.
+	// At most 4096 characters.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -699,12 +720,15 @@ func (x *ListBatchesResponse) GetNextPageToken() string {
 type ListPaymentsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The batch, "batches/{batch}".
+	// At most 128 characters.
 	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
 	// At most this many payments; default 100, at most 10000.
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// A next_page_token from a previous call with the same filter.
+	// At most 4096 characters.
 	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Optional AIP-160 filter on status, e.g. "status = FAILED" or "status = FAILED OR status = REJECTED".
+	// At most 1024 characters.
 	Filter        string `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -774,6 +798,7 @@ type ListPaymentsResponse struct {
 	// The payments.
 	Payments []*Payment `protobuf:"bytes,1,rep,name=payments,proto3" json:"payments,omitempty"`
 	// Token for the next page; empty on the last page.
+	// At most 4096 characters.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -827,6 +852,7 @@ func (x *ListPaymentsResponse) GetNextPageToken() string {
 type WatchBatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The batch, "batches/{batch}".
+	// At most 128 characters.
 	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -928,8 +954,10 @@ func (x *WatchBatchResponse) GetReadTime() *timestamppb.Timestamp {
 type RetryFailedPaymentsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The batch, "batches/{batch}".
+	// At most 128 characters.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Idempotency key of the request (AIP-155): the same request_id retries only once.
+	// At most 64 characters.
 	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -985,8 +1013,10 @@ type ListDeadLettersRequest struct {
 	// At most this many; default 100, at most 1000.
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// A next_page_token from a previous call.
+	// At most 4096 characters.
 	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Optional: only this rail's dead letters.
+	// At most 64 characters.
 	Rail          string `protobuf:"bytes,3,opt,name=rail,proto3" json:"rail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1049,6 +1079,7 @@ type ListDeadLettersResponse struct {
 	// The dead letters.
 	DeadLetters []*DeadLetter `protobuf:"bytes,1,rep,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
 	// Token for the next page; empty on the last page.
+	// At most 4096 characters.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1104,8 +1135,10 @@ type ListAuditEventsRequest struct {
 	// At most this many; default 100, at most 1000.
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// A next_page_token from a previous call with the same batch.
+	// At most 4096 characters.
 	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Optional: only events of this batch, "batches/{batch}".
+	// At most 128 characters.
 	Batch         string `protobuf:"bytes,3,opt,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1168,6 +1201,7 @@ type ListAuditEventsResponse struct {
 	// The events, oldest first.
 	AuditEvents []*AuditEvent `protobuf:"bytes,1,rep,name=audit_events,json=auditEvents,proto3" json:"audit_events,omitempty"`
 	// Token for the next page; empty on the last page.
+	// At most 4096 characters.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1264,6 +1298,7 @@ type VerifyAuditTrailResponse struct {
 	// The id of the first event that does not match (changed, or following a deleted one); 0 if intact.
 	FirstBrokenId int64 `protobuf:"varint,3,opt,name=first_broken_id,json=firstBrokenId,proto3" json:"first_broken_id,omitempty"`
 	// Why that event does not match.
+	// At most 1024 characters.
 	Problem       string `protobuf:"bytes,4,opt,name=problem,proto3" json:"problem,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1331,8 +1366,10 @@ func (x *VerifyAuditTrailResponse) GetProblem() string {
 type CancelBatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The batch, "batches/{batch}".
+	// At most 128 characters.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Idempotency key of the request (AIP-155); cancelling twice is harmless either way.
+	// At most 64 characters.
 	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

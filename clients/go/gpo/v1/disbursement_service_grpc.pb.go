@@ -38,6 +38,10 @@ const (
 // Bulk disbursements: upload, follow, and cancel batches of payments.
 // Errors are google.rpc.Status with ErrorInfo (domain "gpo.dev") and, for bad fields, BadRequest.
 // REST (the gateway in gateway/): JSON in lowerCamelCase; streams are newline-delimited JSON.
+// Every string field says how long it may be ("At most N characters", counted in Unicode code points).
+// A longer value is refused with INVALID_ARGUMENT and a BadRequest violation per field (reason
+// FIELD_TOO_LONG; INVALID_HEADER in an upload's header, INVALID_PAGE_TOKEN for a page_token), except a
+// payment's own fields (PaymentInput): that payment alone is REJECTED with its reason code.
 type DisbursementServiceClient interface {
 	// Uploads one batch as a stream: a header, then chunks of payments, then the client half-closes.
 	// Each chunk is acknowledged once it is committed, with the payments it rejected. Re-sending the
@@ -195,6 +199,10 @@ func (c *disbursementServiceClient) VerifyAuditTrail(ctx context.Context, in *Ve
 // Bulk disbursements: upload, follow, and cancel batches of payments.
 // Errors are google.rpc.Status with ErrorInfo (domain "gpo.dev") and, for bad fields, BadRequest.
 // REST (the gateway in gateway/): JSON in lowerCamelCase; streams are newline-delimited JSON.
+// Every string field says how long it may be ("At most N characters", counted in Unicode code points).
+// A longer value is refused with INVALID_ARGUMENT and a BadRequest violation per field (reason
+// FIELD_TOO_LONG; INVALID_HEADER in an upload's header, INVALID_PAGE_TOKEN for a page_token), except a
+// payment's own fields (PaymentInput): that payment alone is REJECTED with its reason code.
 type DisbursementServiceServer interface {
 	// Uploads one batch as a stream: a header, then chunks of payments, then the client half-closes.
 	// Each chunk is acknowledged once it is committed, with the payments it rejected. Re-sending the

@@ -153,10 +153,13 @@ func (RailOutcome) EnumDescriptor() ([]byte, []int) {
 type WorkChunk struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unique id of this chunk; the same on every redelivery.
+	// At most 128 characters.
 	ChunkId string `protobuf:"bytes,1,opt,name=chunk_id,json=chunkId,proto3" json:"chunk_id,omitempty"`
 	// The rail that must execute it.
+	// At most 64 characters.
 	Rail string `protobuf:"bytes,2,opt,name=rail,proto3" json:"rail,omitempty"`
 	// The batch, "batches/{batch}".
+	// At most 128 characters.
 	Batch string `protobuf:"bytes,3,opt,name=batch,proto3" json:"batch,omitempty"`
 	// The payments.
 	Items []*WorkItem `protobuf:"bytes,4,rep,name=items,proto3" json:"items,omitempty"`
@@ -248,22 +251,31 @@ type WorkItem struct {
 	// The payment's number within its batch; identifies it in claims and results.
 	PaymentNumber int64 `protobuf:"varint,1,opt,name=payment_number,json=paymentNumber,proto3" json:"payment_number,omitempty"`
 	// Sent to the rail on every attempt; a rail must never execute the same key twice.
+	// At most 64 characters.
 	IdempotencyKey string `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// The client's reference.
+	// At most 128 characters.
 	ReferenceId string `protobuf:"bytes,3,opt,name=reference_id,json=referenceId,proto3" json:"reference_id,omitempty"`
 	// Payer financial address.
+	// At most 255 characters.
 	PayerFa string `protobuf:"bytes,4,opt,name=payer_fa,json=payerFa,proto3" json:"payer_fa,omitempty"`
 	// Payee financial address.
+	// At most 255 characters.
 	PayeeFa string `protobuf:"bytes,5,opt,name=payee_fa,json=payeeFa,proto3" json:"payee_fa,omitempty"`
 	// Exact decimal amount, e.g. "125.50".
+	// At most 16 characters.
 	Amount string `protobuf:"bytes,6,opt,name=amount,proto3" json:"amount,omitempty"`
 	// ISO 4217 code.
+	// At most 3 characters.
 	CurrencyCode string `protobuf:"bytes,7,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
 	// The payee's name.
+	// At most 255 characters.
 	PayeeName string `protobuf:"bytes,8,opt,name=payee_name,json=payeeName,proto3" json:"payee_name,omitempty"`
 	// Free text for the payee.
+	// At most 1024 characters.
 	Note string `protobuf:"bytes,9,opt,name=note,proto3" json:"note,omitempty"`
 	// Why the payment is made.
+	// At most 128 characters.
 	Purpose       string `protobuf:"bytes,10,opt,name=purpose,proto3" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -373,15 +385,19 @@ func (x *WorkItem) GetPurpose() string {
 type ClaimWorkChunkRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The chunk's id from the WorkChunk.
+	// At most 128 characters.
 	ChunkId string `protobuf:"bytes,1,opt,name=chunk_id,json=chunkId,proto3" json:"chunk_id,omitempty"`
 	// The chunk's batch.
+	// At most 128 characters.
 	Batch string `protobuf:"bytes,2,opt,name=batch,proto3" json:"batch,omitempty"`
 	// The payment numbers of the chunk's items.
 	PaymentNumbers []int64 `protobuf:"varint,3,rep,packed,name=payment_numbers,json=paymentNumbers,proto3" json:"payment_numbers,omitempty"`
 	// The sidecar's name, for logs and stuck-payment reports.
+	// At most 128 characters.
 	Sidecar string `protobuf:"bytes,4,opt,name=sidecar,proto3" json:"sidecar,omitempty"`
 	// The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
 	// (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
+	// At most 256 characters.
 	ClaimId string `protobuf:"bytes,5,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`
 	// The lease this sidecar asks for; it renews it with RenewClaim well before it ends (every third of
 	// it). Unset: GPO_CLAIM_LEASE_S, for a sidecar that never renews. GPO grants at most GPO_CLAIM_LEASE_S.
@@ -615,10 +631,13 @@ func (x *ClaimWorkChunkResponse) GetLeaseDuration() *durationpb.Duration {
 type RenewClaimRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The claimed chunk's id, for logs.
+	// At most 128 characters.
 	ChunkId string `protobuf:"bytes,1,opt,name=chunk_id,json=chunkId,proto3" json:"chunk_id,omitempty"`
 	// The chunk's batch.
+	// At most 128 characters.
 	Batch string `protobuf:"bytes,2,opt,name=batch,proto3" json:"batch,omitempty"`
 	// The claim_id of the claim.
+	// At most 256 characters.
 	ClaimId string `protobuf:"bytes,3,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`
 	// The claim's fencing token (ClaimWorkChunkResponse.lease_token).
 	LeaseToken int64 `protobuf:"varint,4,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
@@ -763,14 +782,18 @@ type PaymentResult struct {
 	// The payment's number within its batch.
 	PaymentNumber int64 `protobuf:"varint,1,opt,name=payment_number,json=paymentNumber,proto3" json:"payment_number,omitempty"`
 	// The key the rail executed.
+	// At most 64 characters.
 	IdempotencyKey string `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// What happened.
 	Outcome RailOutcome `protobuf:"varint,3,opt,name=outcome,proto3,enum=gpo.v1.RailOutcome" json:"outcome,omitempty"`
 	// A G2P Connect reason code for failures, e.g. "rjct.payee_fa.invalid".
+	// At most 128 characters.
 	ReasonCode string `protobuf:"bytes,4,opt,name=reason_code,json=reasonCode,proto3" json:"reason_code,omitempty"`
 	// The rail's own explanation.
+	// At most 1024 characters.
 	ReasonMessage string `protobuf:"bytes,5,opt,name=reason_message,json=reasonMessage,proto3" json:"reason_message,omitempty"`
 	// The rail's reference for the transfer.
+	// At most 256 characters.
 	RailReference string `protobuf:"bytes,6,opt,name=rail_reference,json=railReference,proto3" json:"rail_reference,omitempty"`
 	// When the rail executed or refused it.
 	CompleteTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=complete_time,json=completeTime,proto3" json:"complete_time,omitempty"`
@@ -871,8 +894,10 @@ func (x *PaymentResult) GetRailExecutions() int32 {
 type ReportResultsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The chunk's id.
+	// At most 128 characters.
 	ChunkId string `protobuf:"bytes,1,opt,name=chunk_id,json=chunkId,proto3" json:"chunk_id,omitempty"`
 	// The chunk's batch.
+	// At most 128 characters.
 	Batch string `protobuf:"bytes,2,opt,name=batch,proto3" json:"batch,omitempty"`
 	// The outcomes.
 	Results []*PaymentResult `protobuf:"bytes,3,rep,name=results,proto3" json:"results,omitempty"`
@@ -882,6 +907,7 @@ type ReportResultsRequest struct {
 	// For verify_only chunks: payments the rail has no record of (not executed by this sidecar either).
 	UnknownPaymentNumbers []int64 `protobuf:"varint,5,rep,packed,name=unknown_payment_numbers,json=unknownPaymentNumbers,proto3" json:"unknown_payment_numbers,omitempty"`
 	// The claim_id of the ClaimWorkChunk this report follows; releases apply only to leases it owns.
+	// At most 256 characters.
 	ClaimId string `protobuf:"bytes,6,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`
 	// The claim's fencing token. Outcomes (but REVERSED, which needs no claim), releases and unknowns apply
 	// only while this claim still holds the payment, even past its lease; once another claim took it, that
@@ -974,6 +1000,7 @@ func (x *ReportResultsRequest) GetLeaseToken() int64 {
 type ReportResultsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The chunk whose outcomes are now durable.
+	// At most 128 characters.
 	ChunkId string `protobuf:"bytes,1,opt,name=chunk_id,json=chunkId,proto3" json:"chunk_id,omitempty"`
 	// How many outcomes changed a payment; repeats of stored outcomes count zero.
 	AppliedCount int32 `protobuf:"varint,2,opt,name=applied_count,json=appliedCount,proto3" json:"applied_count,omitempty"`

@@ -34,6 +34,9 @@ const (
 // delivery a sidecar calls ClaimWorkChunk, executes on the rail only what the claim allows, sends the
 // outcomes on ReportResults, and acknowledges the AMQP delivery only after the orchestrator answered
 // that the outcomes are persisted.
+//
+// Every string field says how long it may be ("At most N characters", counted in Unicode code points);
+// a request with a longer value is refused with INVALID_ARGUMENT (reason FIELD_TOO_LONG).
 type RailServiceClient interface {
 	// Claims a delivered chunk: moves its payments to SENT and says, per payment, whether the sidecar may
 	// execute it, must first look its idempotency key up on the rail (it may have been executed before),
@@ -98,6 +101,9 @@ type RailService_ReportResultsClient = grpc.BidiStreamingClient[ReportResultsReq
 // delivery a sidecar calls ClaimWorkChunk, executes on the rail only what the claim allows, sends the
 // outcomes on ReportResults, and acknowledges the AMQP delivery only after the orchestrator answered
 // that the outcomes are persisted.
+//
+// Every string field says how long it may be ("At most N characters", counted in Unicode code points);
+// a request with a longer value is refused with INVALID_ARGUMENT (reason FIELD_TOO_LONG).
 type RailServiceServer interface {
 	// Claims a delivered chunk: moves its payments to SENT and says, per payment, whether the sidecar may
 	// execute it, must first look its idempotency key up on the rail (it may have been executed before),

@@ -166,22 +166,28 @@ func (PaymentStatus) EnumDescriptor() ([]byte, []int) {
 type Batch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The batch's resource name, "batches/{batch}".
+	// At most 128 characters.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// The program (benefit scheme) that pays; the caller must be allowed to act on it.
+	// At most 128 characters.
 	Program string `protobuf:"bytes,2,opt,name=program,proto3" json:"program,omitempty"`
 	// The client's idempotency key for the upload (AIP-155); unique per program.
+	// At most 64 characters.
 	RequestId string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Where the batch is in its life.
 	State BatchState `protobuf:"varint,4,opt,name=state,proto3,enum=gpo.v1.BatchState" json:"state,omitempty"`
 	// The payer's financial address used when a payment names none.
+	// At most 255 characters.
 	PayerFa string `protobuf:"bytes,5,opt,name=payer_fa,json=payerFa,proto3" json:"payer_fa,omitempty"`
 	// Payments are not sent before this time, if set.
 	ScheduleTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=schedule_time,json=scheduleTime,proto3" json:"schedule_time,omitempty"`
 	// A URI told about progress, if set (kept for the G2P Connect interface).
+	// At most 2048 characters.
 	CallbackUri string `protobuf:"bytes,7,opt,name=callback_uri,json=callbackUri,proto3" json:"callback_uri,omitempty"`
 	// The number of payments the client declared it will send, 0 if undeclared.
 	ExpectedPaymentCount int64 `protobuf:"varint,8,opt,name=expected_payment_count,json=expectedPaymentCount,proto3" json:"expected_payment_count,omitempty"`
 	// The total amount the client declared, as a decimal string, empty if undeclared.
+	// At most 32 characters.
 	ExpectedTotalAmount string `protobuf:"bytes,9,opt,name=expected_total_amount,json=expectedTotalAmount,proto3" json:"expected_total_amount,omitempty"`
 	// Payments received so far, valid or not.
 	PaymentCount int64 `protobuf:"varint,10,opt,name=payment_count,json=paymentCount,proto3" json:"payment_count,omitempty"`
@@ -330,38 +336,53 @@ func (x *Batch) GetUpdateTime() *timestamppb.Timestamp {
 type Payment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The payment's resource name.
+	// At most 320 characters.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// The client's reference, unique within the batch.
+	// At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
 	ReferenceId string `protobuf:"bytes,2,opt,name=reference_id,json=referenceId,proto3" json:"reference_id,omitempty"`
 	// The payer's financial address.
+	// At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
 	PayerFa string `protobuf:"bytes,3,opt,name=payer_fa,json=payerFa,proto3" json:"payer_fa,omitempty"`
 	// The payee's financial address, e.g. "mobile:254700000001@mpesa".
+	// At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
 	PayeeFa string `protobuf:"bytes,4,opt,name=payee_fa,json=payeeFa,proto3" json:"payee_fa,omitempty"`
 	// Exact decimal amount, G2P Connect pattern ^\d{1,13}\.\d{1,2}$, e.g. "125.50".
+	// At most 16 characters.
 	Amount string `protobuf:"bytes,5,opt,name=amount,proto3" json:"amount,omitempty"`
 	// ISO 4217 alphabetic code, e.g. "KES".
+	// At most 3 characters; a REJECTED payment shows at most the first 8 characters sent.
 	CurrencyCode string `protobuf:"bytes,6,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
 	// The payee's name as the program knows it.
+	// At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
 	PayeeName string `protobuf:"bytes,7,opt,name=payee_name,json=payeeName,proto3" json:"payee_name,omitempty"`
 	// Free text for the payee's statement.
+	// At most 1024 characters; a REJECTED payment shows at most the first 2048 characters sent.
 	Note string `protobuf:"bytes,8,opt,name=note,proto3" json:"note,omitempty"`
 	// Why the payment is made, e.g. "cash-transfer".
+	// At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
 	Purpose string `protobuf:"bytes,9,opt,name=purpose,proto3" json:"purpose,omitempty"`
 	// Not sent before this time, if set.
 	ScheduleTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=schedule_time,json=scheduleTime,proto3" json:"schedule_time,omitempty"`
 	// Client data carried through unchanged.
+	// At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
 	Metadata map[string]string `protobuf:"bytes,11,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Output only. The payment's status.
 	Status PaymentStatus `protobuf:"varint,12,opt,name=status,proto3,enum=gpo.v1.PaymentStatus" json:"status,omitempty"`
 	// Output only. A G2P Connect reason code when rejected or failed, e.g. "rjct.amount.invalid".
+	// At most 128 characters.
 	ReasonCode string `protobuf:"bytes,13,opt,name=reason_code,json=reasonCode,proto3" json:"reason_code,omitempty"`
 	// Output only. A human-readable explanation of the reason code.
+	// At most 1024 characters.
 	ReasonMessage string `protobuf:"bytes,14,opt,name=reason_message,json=reasonMessage,proto3" json:"reason_message,omitempty"`
 	// Output only. The rail the payment was routed to.
+	// At most 64 characters.
 	Rail string `protobuf:"bytes,15,opt,name=rail,proto3" json:"rail,omitempty"`
 	// Output only. The key sent to the rail on every attempt, so a rail never pays twice.
+	// At most 64 characters.
 	IdempotencyKey string `protobuf:"bytes,16,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// Output only. The rail's own reference for the executed payment.
+	// At most 256 characters.
 	RailReference string `protobuf:"bytes,17,opt,name=rail_reference,json=railReference,proto3" json:"rail_reference,omitempty"`
 	// Output only. When the status last changed.
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
@@ -369,6 +390,7 @@ type Payment struct {
 	Attempts int32 `protobuf:"varint,19,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	// Output only. Set when the payment needs an operator: e.g. it stayed SENT past the stuck-payment
 	// timeout and its rail could not say what happened, or its work chunk was dead-lettered.
+	// At most 1024 characters.
 	AttentionReason string `protobuf:"bytes,20,opt,name=attention_reason,json=attentionReason,proto3" json:"attention_reason,omitempty"`
 	// Output only. How many times an operator retried the payment after it failed.
 	Retries       int32 `protobuf:"varint,21,opt,name=retries,proto3" json:"retries,omitempty"`
@@ -559,10 +581,12 @@ type PaymentTotal struct {
 	// The status counted.
 	Status PaymentStatus `protobuf:"varint,1,opt,name=status,proto3,enum=gpo.v1.PaymentStatus" json:"status,omitempty"`
 	// ISO 4217 code; empty for payments whose currency was invalid.
+	// At most 8 characters.
 	CurrencyCode string `protobuf:"bytes,2,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
 	// Number of payments.
 	Count int64 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
 	// Sum of their amounts, as a decimal string.
+	// At most 32 characters.
 	Amount        string `protobuf:"bytes,4,opt,name=amount,proto3" json:"amount,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -630,14 +654,18 @@ func (x *PaymentTotal) GetAmount() string {
 type DeadLetter struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The rail whose dead-letter queue held it.
+	// At most 64 characters.
 	Rail string `protobuf:"bytes,1,opt,name=rail,proto3" json:"rail,omitempty"`
 	// The chunk's id.
+	// At most 128 characters.
 	ChunkId string `protobuf:"bytes,2,opt,name=chunk_id,json=chunkId,proto3" json:"chunk_id,omitempty"`
 	// The batch of the chunk's payments, "batches/{batch}"; empty if the message could not be decoded.
+	// At most 128 characters.
 	Batch string `protobuf:"bytes,3,opt,name=batch,proto3" json:"batch,omitempty"`
 	// How many payments the chunk carried.
 	PaymentCount int32 `protobuf:"varint,4,opt,name=payment_count,json=paymentCount,proto3" json:"payment_count,omitempty"`
 	// Why RabbitMQ dead-lettered it (x-first-death-reason: "rejected", "delivery_limit", ...).
+	// At most 128 characters.
 	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	// When GPO recorded it.
 	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
@@ -726,24 +754,33 @@ type AuditEvent struct {
 	// When it was recorded, in the same transaction as the change it records.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// What was done, e.g. "batch.upload", "batch.cancel", "batch.retry", "rail.report", "g2p.disburse".
+	// At most 64 characters.
 	Action string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
 	// The token's subject (sub).
+	// At most 256 characters.
 	Subject string `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
 	// The caller's kind: "program", "operator" or "sidecar".
+	// At most 16 characters.
 	CallerKind string `protobuf:"bytes,5,opt,name=caller_kind,json=callerKind,proto3" json:"caller_kind,omitempty"`
 	// The verified client certificate's subject, when the call came over mTLS.
+	// At most 1024 characters.
 	CertificateSubject string `protobuf:"bytes,6,opt,name=certificate_subject,json=certificateSubject,proto3" json:"certificate_subject,omitempty"`
 	// The batch concerned, "batches/{batch}"; empty when none.
+	// At most 128 characters.
 	Batch string `protobuf:"bytes,7,opt,name=batch,proto3" json:"batch,omitempty"`
 	// How many payments the call concerned.
 	PaymentCount int64 `protobuf:"varint,8,opt,name=payment_count,json=paymentCount,proto3" json:"payment_count,omitempty"`
 	// The call's request id (the upload's or retry's request_id, else the x-request-id metadata).
+	// At most 128 characters.
 	RequestId string `protobuf:"bytes,9,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Further facts, as a JSON object (e.g. a report's chunk and claim ids).
+	// At most 4096 characters.
 	DetailJson string `protobuf:"bytes,10,opt,name=detail_json,json=detailJson,proto3" json:"detail_json,omitempty"`
 	// SHA-256, hex, of this event's fields and previous_hash.
+	// At most 64 characters.
 	Hash string `protobuf:"bytes,11,opt,name=hash,proto3" json:"hash,omitempty"`
 	// The hash of the event before it; 64 zeros for the first.
+	// At most 64 characters.
 	PreviousHash  string `protobuf:"bytes,12,opt,name=previous_hash,json=previousHash,proto3" json:"previous_hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

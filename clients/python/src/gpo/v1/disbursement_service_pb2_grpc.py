@@ -30,6 +30,10 @@ class DisbursementServiceStub:
     """Bulk disbursements: upload, follow, and cancel batches of payments.
     Errors are google.rpc.Status with ErrorInfo (domain "gpo.dev") and, for bad fields, BadRequest.
     REST (the gateway in gateway/): JSON in lowerCamelCase; streams are newline-delimited JSON.
+    Every string field says how long it may be ("At most N characters", counted in Unicode code points).
+    A longer value is refused with INVALID_ARGUMENT and a BadRequest violation per field (reason
+    FIELD_TOO_LONG; INVALID_HEADER in an upload's header, INVALID_PAGE_TOKEN for a page_token), except a
+    payment's own fields (PaymentInput): that payment alone is REJECTED with its reason code.
     """
 
     def __init__(self, channel):
@@ -94,6 +98,10 @@ class DisbursementServiceServicer:
     """Bulk disbursements: upload, follow, and cancel batches of payments.
     Errors are google.rpc.Status with ErrorInfo (domain "gpo.dev") and, for bad fields, BadRequest.
     REST (the gateway in gateway/): JSON in lowerCamelCase; streams are newline-delimited JSON.
+    Every string field says how long it may be ("At most N characters", counted in Unicode code points).
+    A longer value is refused with INVALID_ARGUMENT and a BadRequest violation per field (reason
+    FIELD_TOO_LONG; INVALID_HEADER in an upload's header, INVALID_PAGE_TOKEN for a page_token), except a
+    payment's own fields (PaymentInput): that payment alone is REJECTED with its reason code.
     """
 
     def UploadBatch(self, request_iterator, context):
@@ -238,6 +246,10 @@ class DisbursementService:
     """Bulk disbursements: upload, follow, and cancel batches of payments.
     Errors are google.rpc.Status with ErrorInfo (domain "gpo.dev") and, for bad fields, BadRequest.
     REST (the gateway in gateway/): JSON in lowerCamelCase; streams are newline-delimited JSON.
+    Every string field says how long it may be ("At most N characters", counted in Unicode code points).
+    A longer value is refused with INVALID_ARGUMENT and a BadRequest violation per field (reason
+    FIELD_TOO_LONG; INVALID_HEADER in an upload's header, INVALID_PAGE_TOKEN for a page_token), except a
+    payment's own fields (PaymentInput): that payment alone is REJECTED with its reason code.
     """
 
     @staticmethod

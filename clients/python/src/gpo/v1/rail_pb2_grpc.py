@@ -32,6 +32,9 @@ class RailServiceStub:
     delivery a sidecar calls ClaimWorkChunk, executes on the rail only what the claim allows, sends the
     outcomes on ReportResults, and acknowledges the AMQP delivery only after the orchestrator answered
     that the outcomes are persisted.
+
+    Every string field says how long it may be ("At most N characters", counted in Unicode code points);
+    a request with a longer value is refused with INVALID_ARGUMENT (reason FIELD_TOO_LONG).
     """
 
     def __init__(self, channel):
@@ -64,6 +67,9 @@ class RailServiceServicer:
     delivery a sidecar calls ClaimWorkChunk, executes on the rail only what the claim allows, sends the
     outcomes on ReportResults, and acknowledges the AMQP delivery only after the orchestrator answered
     that the outcomes are persisted.
+
+    Every string field says how long it may be ("At most N characters", counted in Unicode code points);
+    a request with a longer value is refused with INVALID_ARGUMENT (reason FIELD_TOO_LONG).
     """
 
     def ClaimWorkChunk(self, request, context):
@@ -124,6 +130,9 @@ class RailService:
     delivery a sidecar calls ClaimWorkChunk, executes on the rail only what the claim allows, sends the
     outcomes on ReportResults, and acknowledges the AMQP delivery only after the orchestrator answered
     that the outcomes are persisted.
+
+    Every string field says how long it may be ("At most N characters", counted in Unicode code points);
+    a request with a longer value is refused with INVALID_ARGUMENT (reason FIELD_TOO_LONG).
     """
 
     @staticmethod

@@ -37,21 +37,36 @@ export interface UploadBatchRequest {
 
 /** Describes the batch being uploaded. */
 export interface BatchHeader {
-  /** The program that pays. */
+  /**
+   * The program that pays.
+   * At most 128 characters.
+   */
   program: string;
-  /** Idempotency key of the upload (AIP-155), a UUID chosen by the client. */
+  /**
+   * Idempotency key of the upload (AIP-155), a UUID chosen by the client.
+   * At most 64 characters.
+   */
   requestId: string;
-  /** Default payer financial address for payments that name none. */
+  /**
+   * Default payer financial address for payments that name none.
+   * At most 255 characters.
+   */
   payerFa: string;
   /** Optional: nothing is sent before this time. */
   scheduleTime?:
     | Date
     | undefined;
-  /** Optional: a URI to notify about progress. */
+  /**
+   * Optional: a URI to notify about progress.
+   * At most 2048 characters.
+   */
   callbackUri: string;
   /** Optional: the number of payments the client will send; the batch is held until it is reached. */
   expectedPaymentCount: string;
-  /** Optional: the total amount as a decimal string; checked with expected_payment_count. */
+  /**
+   * Optional: the total amount as a decimal string; checked with expected_payment_count.
+   * At most 32 characters.
+   */
   expectedTotalAmount: string;
 }
 
@@ -68,27 +83,54 @@ export interface PaymentChunk {
 
 /** A payment as the client sends it. */
 export interface PaymentInput {
-  /** The client's reference, unique within the batch. */
+  /**
+   * The client's reference, unique within the batch.
+   * At most 128 characters.
+   */
   referenceId: string;
-  /** Payer financial address; the header's payer_fa when empty. */
+  /**
+   * Payer financial address; the header's payer_fa when empty.
+   * At most 255 characters.
+   */
   payerFa: string;
-  /** Payee financial address, e.g. "mobile:254700000001@mpesa" or "account:123@bank-a". */
+  /**
+   * Payee financial address, e.g. "mobile:254700000001@mpesa" or "account:123@bank-a".
+   * At most 255 characters.
+   */
   payeeFa: string;
-  /** Exact decimal amount, ^\d{1,13}\.\d{1,2}$. */
+  /**
+   * Exact decimal amount, ^\d{1,13}\.\d{1,2}$.
+   * At most 16 characters.
+   */
   amount: string;
-  /** ISO 4217 alphabetic code. */
+  /**
+   * ISO 4217 alphabetic code.
+   * At most 3 characters.
+   */
   currencyCode: string;
-  /** The payee's name. */
+  /**
+   * The payee's name.
+   * At most 255 characters.
+   */
   payeeName: string;
-  /** Free text for the payee. */
+  /**
+   * Free text for the payee.
+   * At most 1024 characters.
+   */
   note: string;
-  /** Why the payment is made. */
+  /**
+   * Why the payment is made.
+   * At most 128 characters.
+   */
   purpose: string;
   /** Optional: not sent before this time. */
   scheduleTime?:
     | Date
     | undefined;
-  /** Client data carried through unchanged. */
+  /**
+   * Client data carried through unchanged.
+   * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
+   */
   metadata: { [key: string]: string };
 }
 
@@ -111,19 +153,31 @@ export interface UploadBatchResponse {
 
 /** Why one payment was refused at intake. */
 export interface PaymentRejection {
-  /** The payment's reference_id as sent. */
+  /**
+   * The payment's reference_id as sent.
+   * At most 128 characters (the first 128 of what was sent).
+   */
   referenceId: string;
   /** The index of the payment within its chunk. */
   index: number;
-  /** A G2P Connect DisburseStatusReasonCode, e.g. "rjct.amount.invalid". */
+  /**
+   * A G2P Connect DisburseStatusReasonCode, e.g. "rjct.amount.invalid".
+   * At most 128 characters.
+   */
   reasonCode: string;
-  /** A human-readable explanation. */
+  /**
+   * A human-readable explanation.
+   * At most 1024 characters.
+   */
   message: string;
 }
 
 /** Request for GetBatch. */
 export interface GetBatchRequest {
-  /** The batch's name, "batches/{batch}". */
+  /**
+   * The batch's name, "batches/{batch}".
+   * At most 128 characters.
+   */
   name: string;
 }
 
@@ -131,9 +185,15 @@ export interface GetBatchRequest {
 export interface ListBatchesRequest {
   /** At most this many batches; default 50, at most 1000. */
   pageSize: number;
-  /** A next_page_token from a previous call. */
+  /**
+   * A next_page_token from a previous call.
+   * At most 4096 characters.
+   */
   pageToken: string;
-  /** Optional: only batches of this program. */
+  /**
+   * Optional: only batches of this program.
+   * At most 128 characters.
+   */
   program: string;
 }
 
@@ -141,19 +201,31 @@ export interface ListBatchesRequest {
 export interface ListBatchesResponse {
   /** The batches. */
   batches: Batch[];
-  /** Token for the next page; empty on the last page. */
+  /**
+   * Token for the next page; empty on the last page.
+   * At most 4096 characters.
+   */
   nextPageToken: string;
 }
 
 /** Request for ListPayments. */
 export interface ListPaymentsRequest {
-  /** The batch, "batches/{batch}". */
+  /**
+   * The batch, "batches/{batch}".
+   * At most 128 characters.
+   */
   parent: string;
   /** At most this many payments; default 100, at most 10000. */
   pageSize: number;
-  /** A next_page_token from a previous call with the same filter. */
+  /**
+   * A next_page_token from a previous call with the same filter.
+   * At most 4096 characters.
+   */
   pageToken: string;
-  /** Optional AIP-160 filter on status, e.g. "status = FAILED" or "status = FAILED OR status = REJECTED". */
+  /**
+   * Optional AIP-160 filter on status, e.g. "status = FAILED" or "status = FAILED OR status = REJECTED".
+   * At most 1024 characters.
+   */
   filter: string;
 }
 
@@ -161,13 +233,19 @@ export interface ListPaymentsRequest {
 export interface ListPaymentsResponse {
   /** The payments. */
   payments: Payment[];
-  /** Token for the next page; empty on the last page. */
+  /**
+   * Token for the next page; empty on the last page.
+   * At most 4096 characters.
+   */
   nextPageToken: string;
 }
 
 /** Request for WatchBatch. */
 export interface WatchBatchRequest {
-  /** The batch, "batches/{batch}". */
+  /**
+   * The batch, "batches/{batch}".
+   * At most 128 characters.
+   */
   name: string;
 }
 
@@ -183,9 +261,15 @@ export interface WatchBatchResponse {
 
 /** Request for RetryFailedPayments. */
 export interface RetryFailedPaymentsRequest {
-  /** The batch, "batches/{batch}". */
+  /**
+   * The batch, "batches/{batch}".
+   * At most 128 characters.
+   */
   name: string;
-  /** Idempotency key of the request (AIP-155): the same request_id retries only once. */
+  /**
+   * Idempotency key of the request (AIP-155): the same request_id retries only once.
+   * At most 64 characters.
+   */
   requestId: string;
 }
 
@@ -193,9 +277,15 @@ export interface RetryFailedPaymentsRequest {
 export interface ListDeadLettersRequest {
   /** At most this many; default 100, at most 1000. */
   pageSize: number;
-  /** A next_page_token from a previous call. */
+  /**
+   * A next_page_token from a previous call.
+   * At most 4096 characters.
+   */
   pageToken: string;
-  /** Optional: only this rail's dead letters. */
+  /**
+   * Optional: only this rail's dead letters.
+   * At most 64 characters.
+   */
   rail: string;
 }
 
@@ -203,7 +293,10 @@ export interface ListDeadLettersRequest {
 export interface ListDeadLettersResponse {
   /** The dead letters. */
   deadLetters: DeadLetter[];
-  /** Token for the next page; empty on the last page. */
+  /**
+   * Token for the next page; empty on the last page.
+   * At most 4096 characters.
+   */
   nextPageToken: string;
 }
 
@@ -211,9 +304,15 @@ export interface ListDeadLettersResponse {
 export interface ListAuditEventsRequest {
   /** At most this many; default 100, at most 1000. */
   pageSize: number;
-  /** A next_page_token from a previous call with the same batch. */
+  /**
+   * A next_page_token from a previous call with the same batch.
+   * At most 4096 characters.
+   */
   pageToken: string;
-  /** Optional: only events of this batch, "batches/{batch}". */
+  /**
+   * Optional: only events of this batch, "batches/{batch}".
+   * At most 128 characters.
+   */
   batch: string;
 }
 
@@ -221,7 +320,10 @@ export interface ListAuditEventsRequest {
 export interface ListAuditEventsResponse {
   /** The events, oldest first. */
   auditEvents: AuditEvent[];
-  /** Token for the next page; empty on the last page. */
+  /**
+   * Token for the next page; empty on the last page.
+   * At most 4096 characters.
+   */
   nextPageToken: string;
 }
 
@@ -237,15 +339,24 @@ export interface VerifyAuditTrailResponse {
   intact: boolean;
   /** The id of the first event that does not match (changed, or following a deleted one); 0 if intact. */
   firstBrokenId: string;
-  /** Why that event does not match. */
+  /**
+   * Why that event does not match.
+   * At most 1024 characters.
+   */
   problem: string;
 }
 
 /** Request for CancelBatch. */
 export interface CancelBatchRequest {
-  /** The batch, "batches/{batch}". */
+  /**
+   * The batch, "batches/{batch}".
+   * At most 128 characters.
+   */
   name: string;
-  /** Idempotency key of the request (AIP-155); cancelling twice is harmless either way. */
+  /**
+   * Idempotency key of the request (AIP-155); cancelling twice is harmless either way.
+   * At most 64 characters.
+   */
   requestId: string;
 }
 
@@ -2615,6 +2726,10 @@ export const CancelBatchRequest: MessageFns<CancelBatchRequest> = {
  * Bulk disbursements: upload, follow, and cancel batches of payments.
  * Errors are google.rpc.Status with ErrorInfo (domain "gpo.dev") and, for bad fields, BadRequest.
  * REST (the gateway in gateway/): JSON in lowerCamelCase; streams are newline-delimited JSON.
+ * Every string field says how long it may be ("At most N characters", counted in Unicode code points).
+ * A longer value is refused with INVALID_ARGUMENT and a BadRequest violation per field (reason
+ * FIELD_TOO_LONG; INVALID_HEADER in an upload's header, INVALID_PAGE_TOKEN for a page_token), except a
+ * payment's own fields (PaymentInput): that payment alone is REJECTED with its reason code.
  */
 export type DisbursementServiceService = typeof DisbursementServiceService;
 export const DisbursementServiceService = {

@@ -25,6 +25,7 @@ import { HttpBody } from "../../google/api/httpbody";
  * is signed over the exact bytes its sender sent, so the JSON must reach GPO's verifier unchanged;
  * re-serialised JSON would not verify. The gateway forwards the HTTP `Signature` header as metadata.
  * JSON bodies, field names and codes are the spec's; docs/G2P_CONNECT.md maps them to GPO.
+ * HttpBody.content_type: at most 255 characters (INVALID_ARGUMENT, reason FIELD_TOO_LONG, beyond).
  *
  * The requests and responses are HttpBody rather than "<Rpc>Request" and "<Rpc>Response" messages (see
  * above), hence the lint exceptions on each RPC.

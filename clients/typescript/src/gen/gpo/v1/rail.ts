@@ -151,11 +151,20 @@ export function railOutcomeToJSON(object: RailOutcome): string {
  * type "gpo.v1.WorkChunk", message id = chunk_id). Every payment of a chunk belongs to one batch.
  */
 export interface WorkChunk {
-  /** Unique id of this chunk; the same on every redelivery. */
+  /**
+   * Unique id of this chunk; the same on every redelivery.
+   * At most 128 characters.
+   */
   chunkId: string;
-  /** The rail that must execute it. */
+  /**
+   * The rail that must execute it.
+   * At most 64 characters.
+   */
   rail: string;
-  /** The batch, "batches/{batch}". */
+  /**
+   * The batch, "batches/{batch}".
+   * At most 128 characters.
+   */
   batch: string;
   /** The payments. */
   items: WorkItem[];
@@ -175,39 +184,76 @@ export interface WorkChunk {
 export interface WorkItem {
   /** The payment's number within its batch; identifies it in claims and results. */
   paymentNumber: string;
-  /** Sent to the rail on every attempt; a rail must never execute the same key twice. */
+  /**
+   * Sent to the rail on every attempt; a rail must never execute the same key twice.
+   * At most 64 characters.
+   */
   idempotencyKey: string;
-  /** The client's reference. */
+  /**
+   * The client's reference.
+   * At most 128 characters.
+   */
   referenceId: string;
-  /** Payer financial address. */
+  /**
+   * Payer financial address.
+   * At most 255 characters.
+   */
   payerFa: string;
-  /** Payee financial address. */
+  /**
+   * Payee financial address.
+   * At most 255 characters.
+   */
   payeeFa: string;
-  /** Exact decimal amount, e.g. "125.50". */
+  /**
+   * Exact decimal amount, e.g. "125.50".
+   * At most 16 characters.
+   */
   amount: string;
-  /** ISO 4217 code. */
+  /**
+   * ISO 4217 code.
+   * At most 3 characters.
+   */
   currencyCode: string;
-  /** The payee's name. */
+  /**
+   * The payee's name.
+   * At most 255 characters.
+   */
   payeeName: string;
-  /** Free text for the payee. */
+  /**
+   * Free text for the payee.
+   * At most 1024 characters.
+   */
   note: string;
-  /** Why the payment is made. */
+  /**
+   * Why the payment is made.
+   * At most 128 characters.
+   */
   purpose: string;
 }
 
 /** Request for ClaimWorkChunk. */
 export interface ClaimWorkChunkRequest {
-  /** The chunk's id from the WorkChunk. */
+  /**
+   * The chunk's id from the WorkChunk.
+   * At most 128 characters.
+   */
   chunkId: string;
-  /** The chunk's batch. */
+  /**
+   * The chunk's batch.
+   * At most 128 characters.
+   */
   batch: string;
   /** The payment numbers of the chunk's items. */
   paymentNumbers: string[];
-  /** The sidecar's name, for logs and stuck-payment reports. */
+  /**
+   * The sidecar's name, for logs and stuck-payment reports.
+   * At most 128 characters.
+   */
   sidecar: string;
   /**
    * The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
    * (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
+   * At most 256 characters.
    */
   claimId: string;
   /**
@@ -258,11 +304,20 @@ export interface ClaimWorkChunkResponse {
 
 /** Request for RenewClaim. */
 export interface RenewClaimRequest {
-  /** The claimed chunk's id, for logs. */
+  /**
+   * The claimed chunk's id, for logs.
+   * At most 128 characters.
+   */
   chunkId: string;
-  /** The chunk's batch. */
+  /**
+   * The chunk's batch.
+   * At most 128 characters.
+   */
   batch: string;
-  /** The claim_id of the claim. */
+  /**
+   * The claim_id of the claim.
+   * At most 256 characters.
+   */
   claimId: string;
   /** The claim's fencing token (ClaimWorkChunkResponse.lease_token). */
   leaseToken: string;
@@ -286,15 +341,27 @@ export interface RenewClaimResponse {
 export interface PaymentResult {
   /** The payment's number within its batch. */
   paymentNumber: string;
-  /** The key the rail executed. */
+  /**
+   * The key the rail executed.
+   * At most 64 characters.
+   */
   idempotencyKey: string;
   /** What happened. */
   outcome: RailOutcome;
-  /** A G2P Connect reason code for failures, e.g. "rjct.payee_fa.invalid". */
+  /**
+   * A G2P Connect reason code for failures, e.g. "rjct.payee_fa.invalid".
+   * At most 128 characters.
+   */
   reasonCode: string;
-  /** The rail's own explanation. */
+  /**
+   * The rail's own explanation.
+   * At most 1024 characters.
+   */
   reasonMessage: string;
-  /** The rail's reference for the transfer. */
+  /**
+   * The rail's reference for the transfer.
+   * At most 256 characters.
+   */
   railReference: string;
   /** When the rail executed or refused it. */
   completeTime?:
@@ -309,9 +376,15 @@ export interface PaymentResult {
 
 /** Request for ReportResults: the outcomes of (part of) one chunk. */
 export interface ReportResultsRequest {
-  /** The chunk's id. */
+  /**
+   * The chunk's id.
+   * At most 128 characters.
+   */
   chunkId: string;
-  /** The chunk's batch. */
+  /**
+   * The chunk's batch.
+   * At most 128 characters.
+   */
   batch: string;
   /** The outcomes. */
   results: PaymentResult[];
@@ -322,7 +395,10 @@ export interface ReportResultsRequest {
   releasedPaymentNumbers: string[];
   /** For verify_only chunks: payments the rail has no record of (not executed by this sidecar either). */
   unknownPaymentNumbers: string[];
-  /** The claim_id of the ClaimWorkChunk this report follows; releases apply only to leases it owns. */
+  /**
+   * The claim_id of the ClaimWorkChunk this report follows; releases apply only to leases it owns.
+   * At most 256 characters.
+   */
   claimId: string;
   /**
    * The claim's fencing token. Outcomes (but REVERSED, which needs no claim), releases and unknowns apply
@@ -334,7 +410,10 @@ export interface ReportResultsRequest {
 
 /** Response of ReportResults, sent once the request's outcomes are committed. */
 export interface ReportResultsResponse {
-  /** The chunk whose outcomes are now durable. */
+  /**
+   * The chunk whose outcomes are now durable.
+   * At most 128 characters.
+   */
   chunkId: string;
   /** How many outcomes changed a payment; repeats of stored outcomes count zero. */
   appliedCount: number;
@@ -2074,6 +2153,9 @@ export const ReportResultsResponse: MessageFns<ReportResultsResponse> = {
  * delivery a sidecar calls ClaimWorkChunk, executes on the rail only what the claim allows, sends the
  * outcomes on ReportResults, and acknowledges the AMQP delivery only after the orchestrator answered
  * that the outcomes are persisted.
+ *
+ * Every string field says how long it may be ("At most N characters", counted in Unicode code points);
+ * a request with a longer value is refused with INVALID_ARGUMENT (reason FIELD_TOO_LONG).
  */
 export type RailServiceService = typeof RailServiceService;
 export const RailServiceService = {

@@ -158,25 +158,43 @@ export function paymentStatusToJSON(object: PaymentStatus): string {
  * Resource name: "batches/{batch}".
  */
 export interface Batch {
-  /** The batch's resource name, "batches/{batch}". */
+  /**
+   * The batch's resource name, "batches/{batch}".
+   * At most 128 characters.
+   */
   name: string;
-  /** The program (benefit scheme) that pays; the caller must be allowed to act on it. */
+  /**
+   * The program (benefit scheme) that pays; the caller must be allowed to act on it.
+   * At most 128 characters.
+   */
   program: string;
-  /** The client's idempotency key for the upload (AIP-155); unique per program. */
+  /**
+   * The client's idempotency key for the upload (AIP-155); unique per program.
+   * At most 64 characters.
+   */
   requestId: string;
   /** Where the batch is in its life. */
   state: BatchState;
-  /** The payer's financial address used when a payment names none. */
+  /**
+   * The payer's financial address used when a payment names none.
+   * At most 255 characters.
+   */
   payerFa: string;
   /** Payments are not sent before this time, if set. */
   scheduleTime?:
     | Date
     | undefined;
-  /** A URI told about progress, if set (kept for the G2P Connect interface). */
+  /**
+   * A URI told about progress, if set (kept for the G2P Connect interface).
+   * At most 2048 characters.
+   */
   callbackUri: string;
   /** The number of payments the client declared it will send, 0 if undeclared. */
   expectedPaymentCount: string;
-  /** The total amount the client declared, as a decimal string, empty if undeclared. */
+  /**
+   * The total amount the client declared, as a decimal string, empty if undeclared.
+   * At most 32 characters.
+   */
   expectedTotalAmount: string;
   /** Payments received so far, valid or not. */
   paymentCount: string;
@@ -197,41 +215,86 @@ export interface Batch {
  * Resource name: "batches/{batch}/payments/{reference_id}".
  */
 export interface Payment {
-  /** The payment's resource name. */
+  /**
+   * The payment's resource name.
+   * At most 320 characters.
+   */
   name: string;
-  /** The client's reference, unique within the batch. */
+  /**
+   * The client's reference, unique within the batch.
+   * At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
+   */
   referenceId: string;
-  /** The payer's financial address. */
+  /**
+   * The payer's financial address.
+   * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
+   */
   payerFa: string;
-  /** The payee's financial address, e.g. "mobile:254700000001@mpesa". */
+  /**
+   * The payee's financial address, e.g. "mobile:254700000001@mpesa".
+   * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
+   */
   payeeFa: string;
-  /** Exact decimal amount, G2P Connect pattern ^\d{1,13}\.\d{1,2}$, e.g. "125.50". */
+  /**
+   * Exact decimal amount, G2P Connect pattern ^\d{1,13}\.\d{1,2}$, e.g. "125.50".
+   * At most 16 characters.
+   */
   amount: string;
-  /** ISO 4217 alphabetic code, e.g. "KES". */
+  /**
+   * ISO 4217 alphabetic code, e.g. "KES".
+   * At most 3 characters; a REJECTED payment shows at most the first 8 characters sent.
+   */
   currencyCode: string;
-  /** The payee's name as the program knows it. */
+  /**
+   * The payee's name as the program knows it.
+   * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
+   */
   payeeName: string;
-  /** Free text for the payee's statement. */
+  /**
+   * Free text for the payee's statement.
+   * At most 1024 characters; a REJECTED payment shows at most the first 2048 characters sent.
+   */
   note: string;
-  /** Why the payment is made, e.g. "cash-transfer". */
+  /**
+   * Why the payment is made, e.g. "cash-transfer".
+   * At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
+   */
   purpose: string;
   /** Not sent before this time, if set. */
   scheduleTime?:
     | Date
     | undefined;
-  /** Client data carried through unchanged. */
+  /**
+   * Client data carried through unchanged.
+   * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
+   */
   metadata: { [key: string]: string };
   /** Output only. The payment's status. */
   status: PaymentStatus;
-  /** Output only. A G2P Connect reason code when rejected or failed, e.g. "rjct.amount.invalid". */
+  /**
+   * Output only. A G2P Connect reason code when rejected or failed, e.g. "rjct.amount.invalid".
+   * At most 128 characters.
+   */
   reasonCode: string;
-  /** Output only. A human-readable explanation of the reason code. */
+  /**
+   * Output only. A human-readable explanation of the reason code.
+   * At most 1024 characters.
+   */
   reasonMessage: string;
-  /** Output only. The rail the payment was routed to. */
+  /**
+   * Output only. The rail the payment was routed to.
+   * At most 64 characters.
+   */
   rail: string;
-  /** Output only. The key sent to the rail on every attempt, so a rail never pays twice. */
+  /**
+   * Output only. The key sent to the rail on every attempt, so a rail never pays twice.
+   * At most 64 characters.
+   */
   idempotencyKey: string;
-  /** Output only. The rail's own reference for the executed payment. */
+  /**
+   * Output only. The rail's own reference for the executed payment.
+   * At most 256 characters.
+   */
   railReference: string;
   /** Output only. When the status last changed. */
   updateTime?:
@@ -242,6 +305,7 @@ export interface Payment {
   /**
    * Output only. Set when the payment needs an operator: e.g. it stayed SENT past the stuck-payment
    * timeout and its rail could not say what happened, or its work chunk was dead-lettered.
+   * At most 1024 characters.
    */
   attentionReason: string;
   /** Output only. How many times an operator retried the payment after it failed. */
@@ -257,25 +321,43 @@ export interface Payment_MetadataEntry {
 export interface PaymentTotal {
   /** The status counted. */
   status: PaymentStatus;
-  /** ISO 4217 code; empty for payments whose currency was invalid. */
+  /**
+   * ISO 4217 code; empty for payments whose currency was invalid.
+   * At most 8 characters.
+   */
   currencyCode: string;
   /** Number of payments. */
   count: string;
-  /** Sum of their amounts, as a decimal string. */
+  /**
+   * Sum of their amounts, as a decimal string.
+   * At most 32 characters.
+   */
   amount: string;
 }
 
 /** A work chunk that its rail sidecar could not process and that RabbitMQ dead-lettered. */
 export interface DeadLetter {
-  /** The rail whose dead-letter queue held it. */
+  /**
+   * The rail whose dead-letter queue held it.
+   * At most 64 characters.
+   */
   rail: string;
-  /** The chunk's id. */
+  /**
+   * The chunk's id.
+   * At most 128 characters.
+   */
   chunkId: string;
-  /** The batch of the chunk's payments, "batches/{batch}"; empty if the message could not be decoded. */
+  /**
+   * The batch of the chunk's payments, "batches/{batch}"; empty if the message could not be decoded.
+   * At most 128 characters.
+   */
   batch: string;
   /** How many payments the chunk carried. */
   paymentCount: number;
-  /** Why RabbitMQ dead-lettered it (x-first-death-reason: "rejected", "delivery_limit", ...). */
+  /**
+   * Why RabbitMQ dead-lettered it (x-first-death-reason: "rejected", "delivery_limit", ...).
+   * At most 128 characters.
+   */
   reason: string;
   /** When GPO recorded it. */
   createTime?: Date | undefined;
@@ -292,25 +374,52 @@ export interface AuditEvent {
   createTime?:
     | Date
     | undefined;
-  /** What was done, e.g. "batch.upload", "batch.cancel", "batch.retry", "rail.report", "g2p.disburse". */
+  /**
+   * What was done, e.g. "batch.upload", "batch.cancel", "batch.retry", "rail.report", "g2p.disburse".
+   * At most 64 characters.
+   */
   action: string;
-  /** The token's subject (sub). */
+  /**
+   * The token's subject (sub).
+   * At most 256 characters.
+   */
   subject: string;
-  /** The caller's kind: "program", "operator" or "sidecar". */
+  /**
+   * The caller's kind: "program", "operator" or "sidecar".
+   * At most 16 characters.
+   */
   callerKind: string;
-  /** The verified client certificate's subject, when the call came over mTLS. */
+  /**
+   * The verified client certificate's subject, when the call came over mTLS.
+   * At most 1024 characters.
+   */
   certificateSubject: string;
-  /** The batch concerned, "batches/{batch}"; empty when none. */
+  /**
+   * The batch concerned, "batches/{batch}"; empty when none.
+   * At most 128 characters.
+   */
   batch: string;
   /** How many payments the call concerned. */
   paymentCount: string;
-  /** The call's request id (the upload's or retry's request_id, else the x-request-id metadata). */
+  /**
+   * The call's request id (the upload's or retry's request_id, else the x-request-id metadata).
+   * At most 128 characters.
+   */
   requestId: string;
-  /** Further facts, as a JSON object (e.g. a report's chunk and claim ids). */
+  /**
+   * Further facts, as a JSON object (e.g. a report's chunk and claim ids).
+   * At most 4096 characters.
+   */
   detailJson: string;
-  /** SHA-256, hex, of this event's fields and previous_hash. */
+  /**
+   * SHA-256, hex, of this event's fields and previous_hash.
+   * At most 64 characters.
+   */
   hash: string;
-  /** The hash of the event before it; 64 zeros for the first. */
+  /**
+   * The hash of the event before it; 64 zeros for the first.
+   * At most 64 characters.
+   */
   previousHash: string;
 }
 

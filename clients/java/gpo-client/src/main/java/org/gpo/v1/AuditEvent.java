@@ -122,6 +122,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * What was done, e.g. "batch.upload", "batch.cancel", "batch.retry", "rail.report", "g2p.disburse".
+   * At most 64 characters.
    * </pre>
    *
    * <code>string action = 3;</code>
@@ -143,6 +144,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * What was done, e.g. "batch.upload", "batch.cancel", "batch.retry", "rail.report", "g2p.disburse".
+   * At most 64 characters.
    * </pre>
    *
    * <code>string action = 3;</code>
@@ -169,6 +171,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The token's subject (sub).
+   * At most 256 characters.
    * </pre>
    *
    * <code>string subject = 4;</code>
@@ -190,6 +193,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The token's subject (sub).
+   * At most 256 characters.
    * </pre>
    *
    * <code>string subject = 4;</code>
@@ -216,6 +220,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The caller's kind: "program", "operator" or "sidecar".
+   * At most 16 characters.
    * </pre>
    *
    * <code>string caller_kind = 5;</code>
@@ -237,6 +242,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The caller's kind: "program", "operator" or "sidecar".
+   * At most 16 characters.
    * </pre>
    *
    * <code>string caller_kind = 5;</code>
@@ -263,6 +269,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The verified client certificate's subject, when the call came over mTLS.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string certificate_subject = 6;</code>
@@ -284,6 +291,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The verified client certificate's subject, when the call came over mTLS.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string certificate_subject = 6;</code>
@@ -310,6 +318,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The batch concerned, "batches/{batch}"; empty when none.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 7;</code>
@@ -331,6 +340,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The batch concerned, "batches/{batch}"; empty when none.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 7;</code>
@@ -372,6 +382,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The call's request id (the upload's or retry's request_id, else the x-request-id metadata).
+   * At most 128 characters.
    * </pre>
    *
    * <code>string request_id = 9;</code>
@@ -393,6 +404,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The call's request id (the upload's or retry's request_id, else the x-request-id metadata).
+   * At most 128 characters.
    * </pre>
    *
    * <code>string request_id = 9;</code>
@@ -419,6 +431,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Further facts, as a JSON object (e.g. a report's chunk and claim ids).
+   * At most 4096 characters.
    * </pre>
    *
    * <code>string detail_json = 10;</code>
@@ -440,6 +453,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Further facts, as a JSON object (e.g. a report's chunk and claim ids).
+   * At most 4096 characters.
    * </pre>
    *
    * <code>string detail_json = 10;</code>
@@ -466,6 +480,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * SHA-256, hex, of this event's fields and previous_hash.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string hash = 11;</code>
@@ -487,6 +502,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * SHA-256, hex, of this event's fields and previous_hash.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string hash = 11;</code>
@@ -513,6 +529,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The hash of the event before it; 64 zeros for the first.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string previous_hash = 12;</code>
@@ -534,6 +551,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The hash of the event before it; 64 zeros for the first.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string previous_hash = 12;</code>
@@ -1347,6 +1365,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * What was done, e.g. "batch.upload", "batch.cancel", "batch.retry", "rail.report", "g2p.disburse".
+     * At most 64 characters.
      * </pre>
      *
      * <code>string action = 3;</code>
@@ -1367,6 +1386,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * What was done, e.g. "batch.upload", "batch.cancel", "batch.retry", "rail.report", "g2p.disburse".
+     * At most 64 characters.
      * </pre>
      *
      * <code>string action = 3;</code>
@@ -1388,6 +1408,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * What was done, e.g. "batch.upload", "batch.cancel", "batch.retry", "rail.report", "g2p.disburse".
+     * At most 64 characters.
      * </pre>
      *
      * <code>string action = 3;</code>
@@ -1405,6 +1426,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * What was done, e.g. "batch.upload", "batch.cancel", "batch.retry", "rail.report", "g2p.disburse".
+     * At most 64 characters.
      * </pre>
      *
      * <code>string action = 3;</code>
@@ -1419,6 +1441,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * What was done, e.g. "batch.upload", "batch.cancel", "batch.retry", "rail.report", "g2p.disburse".
+     * At most 64 characters.
      * </pre>
      *
      * <code>string action = 3;</code>
@@ -1439,6 +1462,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The token's subject (sub).
+     * At most 256 characters.
      * </pre>
      *
      * <code>string subject = 4;</code>
@@ -1459,6 +1483,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The token's subject (sub).
+     * At most 256 characters.
      * </pre>
      *
      * <code>string subject = 4;</code>
@@ -1480,6 +1505,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The token's subject (sub).
+     * At most 256 characters.
      * </pre>
      *
      * <code>string subject = 4;</code>
@@ -1497,6 +1523,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The token's subject (sub).
+     * At most 256 characters.
      * </pre>
      *
      * <code>string subject = 4;</code>
@@ -1511,6 +1538,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The token's subject (sub).
+     * At most 256 characters.
      * </pre>
      *
      * <code>string subject = 4;</code>
@@ -1531,6 +1559,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The caller's kind: "program", "operator" or "sidecar".
+     * At most 16 characters.
      * </pre>
      *
      * <code>string caller_kind = 5;</code>
@@ -1551,6 +1580,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The caller's kind: "program", "operator" or "sidecar".
+     * At most 16 characters.
      * </pre>
      *
      * <code>string caller_kind = 5;</code>
@@ -1572,6 +1602,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The caller's kind: "program", "operator" or "sidecar".
+     * At most 16 characters.
      * </pre>
      *
      * <code>string caller_kind = 5;</code>
@@ -1589,6 +1620,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The caller's kind: "program", "operator" or "sidecar".
+     * At most 16 characters.
      * </pre>
      *
      * <code>string caller_kind = 5;</code>
@@ -1603,6 +1635,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The caller's kind: "program", "operator" or "sidecar".
+     * At most 16 characters.
      * </pre>
      *
      * <code>string caller_kind = 5;</code>
@@ -1623,6 +1656,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The verified client certificate's subject, when the call came over mTLS.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string certificate_subject = 6;</code>
@@ -1643,6 +1677,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The verified client certificate's subject, when the call came over mTLS.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string certificate_subject = 6;</code>
@@ -1664,6 +1699,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The verified client certificate's subject, when the call came over mTLS.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string certificate_subject = 6;</code>
@@ -1681,6 +1717,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The verified client certificate's subject, when the call came over mTLS.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string certificate_subject = 6;</code>
@@ -1695,6 +1732,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The verified client certificate's subject, when the call came over mTLS.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string certificate_subject = 6;</code>
@@ -1715,6 +1753,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch concerned, "batches/{batch}"; empty when none.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 7;</code>
@@ -1735,6 +1774,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch concerned, "batches/{batch}"; empty when none.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 7;</code>
@@ -1756,6 +1796,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch concerned, "batches/{batch}"; empty when none.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 7;</code>
@@ -1773,6 +1814,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch concerned, "batches/{batch}"; empty when none.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 7;</code>
@@ -1787,6 +1829,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch concerned, "batches/{batch}"; empty when none.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 7;</code>
@@ -1851,6 +1894,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The call's request id (the upload's or retry's request_id, else the x-request-id metadata).
+     * At most 128 characters.
      * </pre>
      *
      * <code>string request_id = 9;</code>
@@ -1871,6 +1915,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The call's request id (the upload's or retry's request_id, else the x-request-id metadata).
+     * At most 128 characters.
      * </pre>
      *
      * <code>string request_id = 9;</code>
@@ -1892,6 +1937,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The call's request id (the upload's or retry's request_id, else the x-request-id metadata).
+     * At most 128 characters.
      * </pre>
      *
      * <code>string request_id = 9;</code>
@@ -1909,6 +1955,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The call's request id (the upload's or retry's request_id, else the x-request-id metadata).
+     * At most 128 characters.
      * </pre>
      *
      * <code>string request_id = 9;</code>
@@ -1923,6 +1970,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The call's request id (the upload's or retry's request_id, else the x-request-id metadata).
+     * At most 128 characters.
      * </pre>
      *
      * <code>string request_id = 9;</code>
@@ -1943,6 +1991,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Further facts, as a JSON object (e.g. a report's chunk and claim ids).
+     * At most 4096 characters.
      * </pre>
      *
      * <code>string detail_json = 10;</code>
@@ -1963,6 +2012,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Further facts, as a JSON object (e.g. a report's chunk and claim ids).
+     * At most 4096 characters.
      * </pre>
      *
      * <code>string detail_json = 10;</code>
@@ -1984,6 +2034,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Further facts, as a JSON object (e.g. a report's chunk and claim ids).
+     * At most 4096 characters.
      * </pre>
      *
      * <code>string detail_json = 10;</code>
@@ -2001,6 +2052,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Further facts, as a JSON object (e.g. a report's chunk and claim ids).
+     * At most 4096 characters.
      * </pre>
      *
      * <code>string detail_json = 10;</code>
@@ -2015,6 +2067,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Further facts, as a JSON object (e.g. a report's chunk and claim ids).
+     * At most 4096 characters.
      * </pre>
      *
      * <code>string detail_json = 10;</code>
@@ -2035,6 +2088,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * SHA-256, hex, of this event's fields and previous_hash.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string hash = 11;</code>
@@ -2055,6 +2109,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * SHA-256, hex, of this event's fields and previous_hash.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string hash = 11;</code>
@@ -2076,6 +2131,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * SHA-256, hex, of this event's fields and previous_hash.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string hash = 11;</code>
@@ -2093,6 +2149,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * SHA-256, hex, of this event's fields and previous_hash.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string hash = 11;</code>
@@ -2107,6 +2164,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * SHA-256, hex, of this event's fields and previous_hash.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string hash = 11;</code>
@@ -2127,6 +2185,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The hash of the event before it; 64 zeros for the first.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string previous_hash = 12;</code>
@@ -2147,6 +2206,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The hash of the event before it; 64 zeros for the first.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string previous_hash = 12;</code>
@@ -2168,6 +2228,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The hash of the event before it; 64 zeros for the first.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string previous_hash = 12;</code>
@@ -2185,6 +2246,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The hash of the event before it; 64 zeros for the first.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string previous_hash = 12;</code>
@@ -2199,6 +2261,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The hash of the event before it; 64 zeros for the first.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string previous_hash = 12;</code>

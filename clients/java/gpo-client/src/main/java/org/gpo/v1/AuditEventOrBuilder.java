@@ -50,6 +50,7 @@ public interface AuditEventOrBuilder extends
   /**
    * <pre>
    * What was done, e.g. "batch.upload", "batch.cancel", "batch.retry", "rail.report", "g2p.disburse".
+   * At most 64 characters.
    * </pre>
    *
    * <code>string action = 3;</code>
@@ -59,6 +60,7 @@ public interface AuditEventOrBuilder extends
   /**
    * <pre>
    * What was done, e.g. "batch.upload", "batch.cancel", "batch.retry", "rail.report", "g2p.disburse".
+   * At most 64 characters.
    * </pre>
    *
    * <code>string action = 3;</code>
@@ -70,6 +72,7 @@ public interface AuditEventOrBuilder extends
   /**
    * <pre>
    * The token's subject (sub).
+   * At most 256 characters.
    * </pre>
    *
    * <code>string subject = 4;</code>
@@ -79,6 +82,7 @@ public interface AuditEventOrBuilder extends
   /**
    * <pre>
    * The token's subject (sub).
+   * At most 256 characters.
    * </pre>
    *
    * <code>string subject = 4;</code>
@@ -90,6 +94,7 @@ public interface AuditEventOrBuilder extends
   /**
    * <pre>
    * The caller's kind: "program", "operator" or "sidecar".
+   * At most 16 characters.
    * </pre>
    *
    * <code>string caller_kind = 5;</code>
@@ -99,6 +104,7 @@ public interface AuditEventOrBuilder extends
   /**
    * <pre>
    * The caller's kind: "program", "operator" or "sidecar".
+   * At most 16 characters.
    * </pre>
    *
    * <code>string caller_kind = 5;</code>
@@ -110,6 +116,7 @@ public interface AuditEventOrBuilder extends
   /**
    * <pre>
    * The verified client certificate's subject, when the call came over mTLS.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string certificate_subject = 6;</code>
@@ -119,6 +126,7 @@ public interface AuditEventOrBuilder extends
   /**
    * <pre>
    * The verified client certificate's subject, when the call came over mTLS.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string certificate_subject = 6;</code>
@@ -130,6 +138,7 @@ public interface AuditEventOrBuilder extends
   /**
    * <pre>
    * The batch concerned, "batches/{batch}"; empty when none.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 7;</code>
@@ -139,6 +148,7 @@ public interface AuditEventOrBuilder extends
   /**
    * <pre>
    * The batch concerned, "batches/{batch}"; empty when none.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 7;</code>
@@ -160,6 +170,7 @@ public interface AuditEventOrBuilder extends
   /**
    * <pre>
    * The call's request id (the upload's or retry's request_id, else the x-request-id metadata).
+   * At most 128 characters.
    * </pre>
    *
    * <code>string request_id = 9;</code>
@@ -169,6 +180,7 @@ public interface AuditEventOrBuilder extends
   /**
    * <pre>
    * The call's request id (the upload's or retry's request_id, else the x-request-id metadata).
+   * At most 128 characters.
    * </pre>
    *
    * <code>string request_id = 9;</code>
@@ -180,6 +192,7 @@ public interface AuditEventOrBuilder extends
   /**
    * <pre>
    * Further facts, as a JSON object (e.g. a report's chunk and claim ids).
+   * At most 4096 characters.
    * </pre>
    *
    * <code>string detail_json = 10;</code>
@@ -189,6 +202,7 @@ public interface AuditEventOrBuilder extends
   /**
    * <pre>
    * Further facts, as a JSON object (e.g. a report's chunk and claim ids).
+   * At most 4096 characters.
    * </pre>
    *
    * <code>string detail_json = 10;</code>
@@ -200,6 +214,7 @@ public interface AuditEventOrBuilder extends
   /**
    * <pre>
    * SHA-256, hex, of this event's fields and previous_hash.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string hash = 11;</code>
@@ -209,6 +224,7 @@ public interface AuditEventOrBuilder extends
   /**
    * <pre>
    * SHA-256, hex, of this event's fields and previous_hash.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string hash = 11;</code>
@@ -220,6 +236,7 @@ public interface AuditEventOrBuilder extends
   /**
    * <pre>
    * The hash of the event before it; 64 zeros for the first.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string previous_hash = 12;</code>
@@ -229,6 +246,7 @@ public interface AuditEventOrBuilder extends
   /**
    * <pre>
    * The hash of the event before it; 64 zeros for the first.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string previous_hash = 12;</code>

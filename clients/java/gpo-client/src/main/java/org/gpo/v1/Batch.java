@@ -68,6 +68,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The batch's resource name, "batches/{batch}".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string name = 1;</code>
@@ -89,6 +90,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The batch's resource name, "batches/{batch}".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string name = 1;</code>
@@ -115,6 +117,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The program (benefit scheme) that pays; the caller must be allowed to act on it.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string program = 2;</code>
@@ -136,6 +139,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The program (benefit scheme) that pays; the caller must be allowed to act on it.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string program = 2;</code>
@@ -162,6 +166,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The client's idempotency key for the upload (AIP-155); unique per program.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string request_id = 3;</code>
@@ -183,6 +188,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The client's idempotency key for the upload (AIP-155); unique per program.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string request_id = 3;</code>
@@ -235,6 +241,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The payer's financial address used when a payment names none.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payer_fa = 5;</code>
@@ -256,6 +263,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The payer's financial address used when a payment names none.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payer_fa = 5;</code>
@@ -320,6 +328,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * A URI told about progress, if set (kept for the G2P Connect interface).
+   * At most 2048 characters.
    * </pre>
    *
    * <code>string callback_uri = 7;</code>
@@ -341,6 +350,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * A URI told about progress, if set (kept for the G2P Connect interface).
+   * At most 2048 characters.
    * </pre>
    *
    * <code>string callback_uri = 7;</code>
@@ -382,6 +392,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The total amount the client declared, as a decimal string, empty if undeclared.
+   * At most 32 characters.
    * </pre>
    *
    * <code>string expected_total_amount = 9;</code>
@@ -403,6 +414,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The total amount the client declared, as a decimal string, empty if undeclared.
+   * At most 32 characters.
    * </pre>
    *
    * <code>string expected_total_amount = 9;</code>
@@ -1310,6 +1322,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch's resource name, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string name = 1;</code>
@@ -1330,6 +1343,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch's resource name, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string name = 1;</code>
@@ -1351,6 +1365,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch's resource name, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string name = 1;</code>
@@ -1368,6 +1383,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch's resource name, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string name = 1;</code>
@@ -1382,6 +1398,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch's resource name, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string name = 1;</code>
@@ -1402,6 +1419,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The program (benefit scheme) that pays; the caller must be allowed to act on it.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string program = 2;</code>
@@ -1422,6 +1440,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The program (benefit scheme) that pays; the caller must be allowed to act on it.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string program = 2;</code>
@@ -1443,6 +1462,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The program (benefit scheme) that pays; the caller must be allowed to act on it.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string program = 2;</code>
@@ -1460,6 +1480,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The program (benefit scheme) that pays; the caller must be allowed to act on it.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string program = 2;</code>
@@ -1474,6 +1495,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The program (benefit scheme) that pays; the caller must be allowed to act on it.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string program = 2;</code>
@@ -1494,6 +1516,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The client's idempotency key for the upload (AIP-155); unique per program.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string request_id = 3;</code>
@@ -1514,6 +1537,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The client's idempotency key for the upload (AIP-155); unique per program.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string request_id = 3;</code>
@@ -1535,6 +1559,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The client's idempotency key for the upload (AIP-155); unique per program.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string request_id = 3;</code>
@@ -1552,6 +1577,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The client's idempotency key for the upload (AIP-155); unique per program.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string request_id = 3;</code>
@@ -1566,6 +1592,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The client's idempotency key for the upload (AIP-155); unique per program.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string request_id = 3;</code>
@@ -1658,6 +1685,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The payer's financial address used when a payment names none.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payer_fa = 5;</code>
@@ -1678,6 +1706,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The payer's financial address used when a payment names none.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payer_fa = 5;</code>
@@ -1699,6 +1728,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The payer's financial address used when a payment names none.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payer_fa = 5;</code>
@@ -1716,6 +1746,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The payer's financial address used when a payment names none.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payer_fa = 5;</code>
@@ -1730,6 +1761,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The payer's financial address used when a payment names none.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payer_fa = 5;</code>
@@ -1907,6 +1939,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * A URI told about progress, if set (kept for the G2P Connect interface).
+     * At most 2048 characters.
      * </pre>
      *
      * <code>string callback_uri = 7;</code>
@@ -1927,6 +1960,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * A URI told about progress, if set (kept for the G2P Connect interface).
+     * At most 2048 characters.
      * </pre>
      *
      * <code>string callback_uri = 7;</code>
@@ -1948,6 +1982,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * A URI told about progress, if set (kept for the G2P Connect interface).
+     * At most 2048 characters.
      * </pre>
      *
      * <code>string callback_uri = 7;</code>
@@ -1965,6 +2000,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * A URI told about progress, if set (kept for the G2P Connect interface).
+     * At most 2048 characters.
      * </pre>
      *
      * <code>string callback_uri = 7;</code>
@@ -1979,6 +2015,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * A URI told about progress, if set (kept for the G2P Connect interface).
+     * At most 2048 characters.
      * </pre>
      *
      * <code>string callback_uri = 7;</code>
@@ -2043,6 +2080,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The total amount the client declared, as a decimal string, empty if undeclared.
+     * At most 32 characters.
      * </pre>
      *
      * <code>string expected_total_amount = 9;</code>
@@ -2063,6 +2101,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The total amount the client declared, as a decimal string, empty if undeclared.
+     * At most 32 characters.
      * </pre>
      *
      * <code>string expected_total_amount = 9;</code>
@@ -2084,6 +2123,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The total amount the client declared, as a decimal string, empty if undeclared.
+     * At most 32 characters.
      * </pre>
      *
      * <code>string expected_total_amount = 9;</code>
@@ -2101,6 +2141,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The total amount the client declared, as a decimal string, empty if undeclared.
+     * At most 32 characters.
      * </pre>
      *
      * <code>string expected_total_amount = 9;</code>
@@ -2115,6 +2156,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The total amount the client declared, as a decimal string, empty if undeclared.
+     * At most 32 characters.
      * </pre>
      *
      * <code>string expected_total_amount = 9;</code>

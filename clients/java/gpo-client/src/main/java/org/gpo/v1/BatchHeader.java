@@ -64,6 +64,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The program that pays.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string program = 1;</code>
@@ -85,6 +86,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The program that pays.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string program = 1;</code>
@@ -111,6 +113,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Idempotency key of the upload (AIP-155), a UUID chosen by the client.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string request_id = 2;</code>
@@ -132,6 +135,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Idempotency key of the upload (AIP-155), a UUID chosen by the client.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string request_id = 2;</code>
@@ -158,6 +162,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Default payer financial address for payments that name none.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payer_fa = 3;</code>
@@ -179,6 +184,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Default payer financial address for payments that name none.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payer_fa = 3;</code>
@@ -243,6 +249,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Optional: a URI to notify about progress.
+   * At most 2048 characters.
    * </pre>
    *
    * <code>string callback_uri = 5;</code>
@@ -264,6 +271,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Optional: a URI to notify about progress.
+   * At most 2048 characters.
    * </pre>
    *
    * <code>string callback_uri = 5;</code>
@@ -305,6 +313,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Optional: the total amount as a decimal string; checked with expected_payment_count.
+   * At most 32 characters.
    * </pre>
    *
    * <code>string expected_total_amount = 7;</code>
@@ -326,6 +335,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Optional: the total amount as a decimal string; checked with expected_payment_count.
+   * At most 32 characters.
    * </pre>
    *
    * <code>string expected_total_amount = 7;</code>
@@ -817,6 +827,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The program that pays.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string program = 1;</code>
@@ -837,6 +848,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The program that pays.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string program = 1;</code>
@@ -858,6 +870,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The program that pays.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string program = 1;</code>
@@ -875,6 +888,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The program that pays.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string program = 1;</code>
@@ -889,6 +903,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The program that pays.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string program = 1;</code>
@@ -909,6 +924,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Idempotency key of the upload (AIP-155), a UUID chosen by the client.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string request_id = 2;</code>
@@ -929,6 +945,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Idempotency key of the upload (AIP-155), a UUID chosen by the client.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string request_id = 2;</code>
@@ -950,6 +967,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Idempotency key of the upload (AIP-155), a UUID chosen by the client.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string request_id = 2;</code>
@@ -967,6 +985,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Idempotency key of the upload (AIP-155), a UUID chosen by the client.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string request_id = 2;</code>
@@ -981,6 +1000,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Idempotency key of the upload (AIP-155), a UUID chosen by the client.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string request_id = 2;</code>
@@ -1001,6 +1021,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Default payer financial address for payments that name none.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payer_fa = 3;</code>
@@ -1021,6 +1042,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Default payer financial address for payments that name none.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payer_fa = 3;</code>
@@ -1042,6 +1064,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Default payer financial address for payments that name none.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payer_fa = 3;</code>
@@ -1059,6 +1082,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Default payer financial address for payments that name none.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payer_fa = 3;</code>
@@ -1073,6 +1097,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Default payer financial address for payments that name none.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payer_fa = 3;</code>
@@ -1250,6 +1275,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Optional: a URI to notify about progress.
+     * At most 2048 characters.
      * </pre>
      *
      * <code>string callback_uri = 5;</code>
@@ -1270,6 +1296,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Optional: a URI to notify about progress.
+     * At most 2048 characters.
      * </pre>
      *
      * <code>string callback_uri = 5;</code>
@@ -1291,6 +1318,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Optional: a URI to notify about progress.
+     * At most 2048 characters.
      * </pre>
      *
      * <code>string callback_uri = 5;</code>
@@ -1308,6 +1336,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Optional: a URI to notify about progress.
+     * At most 2048 characters.
      * </pre>
      *
      * <code>string callback_uri = 5;</code>
@@ -1322,6 +1351,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Optional: a URI to notify about progress.
+     * At most 2048 characters.
      * </pre>
      *
      * <code>string callback_uri = 5;</code>
@@ -1386,6 +1416,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Optional: the total amount as a decimal string; checked with expected_payment_count.
+     * At most 32 characters.
      * </pre>
      *
      * <code>string expected_total_amount = 7;</code>
@@ -1406,6 +1437,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Optional: the total amount as a decimal string; checked with expected_payment_count.
+     * At most 32 characters.
      * </pre>
      *
      * <code>string expected_total_amount = 7;</code>
@@ -1427,6 +1459,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Optional: the total amount as a decimal string; checked with expected_payment_count.
+     * At most 32 characters.
      * </pre>
      *
      * <code>string expected_total_amount = 7;</code>
@@ -1444,6 +1477,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Optional: the total amount as a decimal string; checked with expected_payment_count.
+     * At most 32 characters.
      * </pre>
      *
      * <code>string expected_total_amount = 7;</code>
@@ -1458,6 +1492,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Optional: the total amount as a decimal string; checked with expected_payment_count.
+     * At most 32 characters.
      * </pre>
      *
      * <code>string expected_total_amount = 7;</code>

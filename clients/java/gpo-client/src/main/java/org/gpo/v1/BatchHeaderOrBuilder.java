@@ -13,6 +13,7 @@ public interface BatchHeaderOrBuilder extends
   /**
    * <pre>
    * The program that pays.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string program = 1;</code>
@@ -22,6 +23,7 @@ public interface BatchHeaderOrBuilder extends
   /**
    * <pre>
    * The program that pays.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string program = 1;</code>
@@ -33,6 +35,7 @@ public interface BatchHeaderOrBuilder extends
   /**
    * <pre>
    * Idempotency key of the upload (AIP-155), a UUID chosen by the client.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string request_id = 2;</code>
@@ -42,6 +45,7 @@ public interface BatchHeaderOrBuilder extends
   /**
    * <pre>
    * Idempotency key of the upload (AIP-155), a UUID chosen by the client.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string request_id = 2;</code>
@@ -53,6 +57,7 @@ public interface BatchHeaderOrBuilder extends
   /**
    * <pre>
    * Default payer financial address for payments that name none.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payer_fa = 3;</code>
@@ -62,6 +67,7 @@ public interface BatchHeaderOrBuilder extends
   /**
    * <pre>
    * Default payer financial address for payments that name none.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payer_fa = 3;</code>
@@ -100,6 +106,7 @@ public interface BatchHeaderOrBuilder extends
   /**
    * <pre>
    * Optional: a URI to notify about progress.
+   * At most 2048 characters.
    * </pre>
    *
    * <code>string callback_uri = 5;</code>
@@ -109,6 +116,7 @@ public interface BatchHeaderOrBuilder extends
   /**
    * <pre>
    * Optional: a URI to notify about progress.
+   * At most 2048 characters.
    * </pre>
    *
    * <code>string callback_uri = 5;</code>
@@ -130,6 +138,7 @@ public interface BatchHeaderOrBuilder extends
   /**
    * <pre>
    * Optional: the total amount as a decimal string; checked with expected_payment_count.
+   * At most 32 characters.
    * </pre>
    *
    * <code>string expected_total_amount = 7;</code>
@@ -139,6 +148,7 @@ public interface BatchHeaderOrBuilder extends
   /**
    * <pre>
    * Optional: the total amount as a decimal string; checked with expected_payment_count.
+   * At most 32 characters.
    * </pre>
    *
    * <code>string expected_total_amount = 7;</code>

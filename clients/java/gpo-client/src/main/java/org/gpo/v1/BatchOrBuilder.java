@@ -13,6 +13,7 @@ public interface BatchOrBuilder extends
   /**
    * <pre>
    * The batch's resource name, "batches/{batch}".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string name = 1;</code>
@@ -22,6 +23,7 @@ public interface BatchOrBuilder extends
   /**
    * <pre>
    * The batch's resource name, "batches/{batch}".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string name = 1;</code>
@@ -33,6 +35,7 @@ public interface BatchOrBuilder extends
   /**
    * <pre>
    * The program (benefit scheme) that pays; the caller must be allowed to act on it.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string program = 2;</code>
@@ -42,6 +45,7 @@ public interface BatchOrBuilder extends
   /**
    * <pre>
    * The program (benefit scheme) that pays; the caller must be allowed to act on it.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string program = 2;</code>
@@ -53,6 +57,7 @@ public interface BatchOrBuilder extends
   /**
    * <pre>
    * The client's idempotency key for the upload (AIP-155); unique per program.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string request_id = 3;</code>
@@ -62,6 +67,7 @@ public interface BatchOrBuilder extends
   /**
    * <pre>
    * The client's idempotency key for the upload (AIP-155); unique per program.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string request_id = 3;</code>
@@ -92,6 +98,7 @@ public interface BatchOrBuilder extends
   /**
    * <pre>
    * The payer's financial address used when a payment names none.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payer_fa = 5;</code>
@@ -101,6 +108,7 @@ public interface BatchOrBuilder extends
   /**
    * <pre>
    * The payer's financial address used when a payment names none.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payer_fa = 5;</code>
@@ -139,6 +147,7 @@ public interface BatchOrBuilder extends
   /**
    * <pre>
    * A URI told about progress, if set (kept for the G2P Connect interface).
+   * At most 2048 characters.
    * </pre>
    *
    * <code>string callback_uri = 7;</code>
@@ -148,6 +157,7 @@ public interface BatchOrBuilder extends
   /**
    * <pre>
    * A URI told about progress, if set (kept for the G2P Connect interface).
+   * At most 2048 characters.
    * </pre>
    *
    * <code>string callback_uri = 7;</code>
@@ -169,6 +179,7 @@ public interface BatchOrBuilder extends
   /**
    * <pre>
    * The total amount the client declared, as a decimal string, empty if undeclared.
+   * At most 32 characters.
    * </pre>
    *
    * <code>string expected_total_amount = 9;</code>
@@ -178,6 +189,7 @@ public interface BatchOrBuilder extends
   /**
    * <pre>
    * The total amount the client declared, as a decimal string, empty if undeclared.
+   * At most 32 characters.
    * </pre>
    *
    * <code>string expected_total_amount = 9;</code>

@@ -60,6 +60,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The batch, "batches/{batch}".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string name = 1;</code>
@@ -81,6 +82,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The batch, "batches/{batch}".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string name = 1;</code>
@@ -107,6 +109,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Idempotency key of the request (AIP-155); cancelling twice is harmless either way.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string request_id = 2;</code>
@@ -128,6 +131,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Idempotency key of the request (AIP-155); cancelling twice is harmless either way.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string request_id = 2;</code>
@@ -478,6 +482,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string name = 1;</code>
@@ -498,6 +503,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string name = 1;</code>
@@ -519,6 +525,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string name = 1;</code>
@@ -536,6 +543,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string name = 1;</code>
@@ -550,6 +558,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string name = 1;</code>
@@ -570,6 +579,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Idempotency key of the request (AIP-155); cancelling twice is harmless either way.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string request_id = 2;</code>
@@ -590,6 +600,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Idempotency key of the request (AIP-155); cancelling twice is harmless either way.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string request_id = 2;</code>
@@ -611,6 +622,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Idempotency key of the request (AIP-155); cancelling twice is harmless either way.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string request_id = 2;</code>
@@ -628,6 +640,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Idempotency key of the request (AIP-155); cancelling twice is harmless either way.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string request_id = 2;</code>
@@ -642,6 +655,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Idempotency key of the request (AIP-155); cancelling twice is harmless either way.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string request_id = 2;</code>

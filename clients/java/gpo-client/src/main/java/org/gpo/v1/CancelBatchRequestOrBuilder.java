@@ -13,6 +13,7 @@ public interface CancelBatchRequestOrBuilder extends
   /**
    * <pre>
    * The batch, "batches/{batch}".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string name = 1;</code>
@@ -22,6 +23,7 @@ public interface CancelBatchRequestOrBuilder extends
   /**
    * <pre>
    * The batch, "batches/{batch}".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string name = 1;</code>
@@ -33,6 +35,7 @@ public interface CancelBatchRequestOrBuilder extends
   /**
    * <pre>
    * Idempotency key of the request (AIP-155); cancelling twice is harmless either way.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string request_id = 2;</code>
@@ -42,6 +45,7 @@ public interface CancelBatchRequestOrBuilder extends
   /**
    * <pre>
    * Idempotency key of the request (AIP-155); cancelling twice is harmless either way.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string request_id = 2;</code>

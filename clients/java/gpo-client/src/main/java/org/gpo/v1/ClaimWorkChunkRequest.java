@@ -64,6 +64,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The chunk's id from the WorkChunk.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 1;</code>
@@ -85,6 +86,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The chunk's id from the WorkChunk.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 1;</code>
@@ -111,6 +113,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The chunk's batch.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 2;</code>
@@ -132,6 +135,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The chunk's batch.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 2;</code>
@@ -200,6 +204,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The sidecar's name, for logs and stuck-payment reports.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string sidecar = 4;</code>
@@ -221,6 +226,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The sidecar's name, for logs and stuck-payment reports.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string sidecar = 4;</code>
@@ -248,6 +254,7 @@ private static final long serialVersionUID = 0L;
    * <pre>
    * The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
    * (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
+   * At most 256 characters.
    * </pre>
    *
    * <code>string claim_id = 5;</code>
@@ -270,6 +277,7 @@ private static final long serialVersionUID = 0L;
    * <pre>
    * The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
    * (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
+   * At most 256 characters.
    * </pre>
    *
    * <code>string claim_id = 5;</code>
@@ -893,6 +901,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's id from the WorkChunk.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -913,6 +922,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's id from the WorkChunk.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -934,6 +944,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's id from the WorkChunk.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -951,6 +962,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's id from the WorkChunk.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -965,6 +977,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's id from the WorkChunk.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -985,6 +998,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's batch.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 2;</code>
@@ -1005,6 +1019,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's batch.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 2;</code>
@@ -1026,6 +1041,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's batch.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 2;</code>
@@ -1043,6 +1059,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's batch.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 2;</code>
@@ -1057,6 +1074,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's batch.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 2;</code>
@@ -1189,6 +1207,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The sidecar's name, for logs and stuck-payment reports.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string sidecar = 4;</code>
@@ -1209,6 +1228,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The sidecar's name, for logs and stuck-payment reports.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string sidecar = 4;</code>
@@ -1230,6 +1250,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The sidecar's name, for logs and stuck-payment reports.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string sidecar = 4;</code>
@@ -1247,6 +1268,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The sidecar's name, for logs and stuck-payment reports.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string sidecar = 4;</code>
@@ -1261,6 +1283,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The sidecar's name, for logs and stuck-payment reports.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string sidecar = 4;</code>
@@ -1282,6 +1305,7 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
      * (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string claim_id = 5;</code>
@@ -1303,6 +1327,7 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
      * (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string claim_id = 5;</code>
@@ -1325,6 +1350,7 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
      * (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string claim_id = 5;</code>
@@ -1343,6 +1369,7 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
      * (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string claim_id = 5;</code>
@@ -1358,6 +1385,7 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
      * (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string claim_id = 5;</code>

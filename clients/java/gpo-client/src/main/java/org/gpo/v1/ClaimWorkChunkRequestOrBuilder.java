@@ -13,6 +13,7 @@ public interface ClaimWorkChunkRequestOrBuilder extends
   /**
    * <pre>
    * The chunk's id from the WorkChunk.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 1;</code>
@@ -22,6 +23,7 @@ public interface ClaimWorkChunkRequestOrBuilder extends
   /**
    * <pre>
    * The chunk's id from the WorkChunk.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 1;</code>
@@ -33,6 +35,7 @@ public interface ClaimWorkChunkRequestOrBuilder extends
   /**
    * <pre>
    * The chunk's batch.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 2;</code>
@@ -42,6 +45,7 @@ public interface ClaimWorkChunkRequestOrBuilder extends
   /**
    * <pre>
    * The chunk's batch.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 2;</code>
@@ -82,6 +86,7 @@ public interface ClaimWorkChunkRequestOrBuilder extends
   /**
    * <pre>
    * The sidecar's name, for logs and stuck-payment reports.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string sidecar = 4;</code>
@@ -91,6 +96,7 @@ public interface ClaimWorkChunkRequestOrBuilder extends
   /**
    * <pre>
    * The sidecar's name, for logs and stuck-payment reports.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string sidecar = 4;</code>
@@ -103,6 +109,7 @@ public interface ClaimWorkChunkRequestOrBuilder extends
    * <pre>
    * The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
    * (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
+   * At most 256 characters.
    * </pre>
    *
    * <code>string claim_id = 5;</code>
@@ -113,6 +120,7 @@ public interface ClaimWorkChunkRequestOrBuilder extends
    * <pre>
    * The owner of the claim lease, repeated in ReportResultsRequest: unique per sidecar process and chunk
    * (e.g. "{process uuid}:{chunk_id}"), so the same process may take its own lease back after a failure.
+   * At most 256 characters.
    * </pre>
    *
    * <code>string claim_id = 5;</code>

@@ -63,6 +63,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The rail whose dead-letter queue held it.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string rail = 1;</code>
@@ -84,6 +85,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The rail whose dead-letter queue held it.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string rail = 1;</code>
@@ -110,6 +112,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The chunk's id.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 2;</code>
@@ -131,6 +134,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The chunk's id.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 2;</code>
@@ -157,6 +161,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The batch of the chunk's payments, "batches/{batch}"; empty if the message could not be decoded.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 3;</code>
@@ -178,6 +183,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The batch of the chunk's payments, "batches/{batch}"; empty if the message could not be decoded.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 3;</code>
@@ -219,6 +225,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Why RabbitMQ dead-lettered it (x-first-death-reason: "rejected", "delivery_limit", ...).
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reason = 5;</code>
@@ -240,6 +247,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Why RabbitMQ dead-lettered it (x-first-death-reason: "rejected", "delivery_limit", ...).
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reason = 5;</code>
@@ -744,6 +752,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The rail whose dead-letter queue held it.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string rail = 1;</code>
@@ -764,6 +773,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The rail whose dead-letter queue held it.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string rail = 1;</code>
@@ -785,6 +795,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The rail whose dead-letter queue held it.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string rail = 1;</code>
@@ -802,6 +813,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The rail whose dead-letter queue held it.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string rail = 1;</code>
@@ -816,6 +828,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The rail whose dead-letter queue held it.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string rail = 1;</code>
@@ -836,6 +849,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's id.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 2;</code>
@@ -856,6 +870,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's id.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 2;</code>
@@ -877,6 +892,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's id.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 2;</code>
@@ -894,6 +910,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's id.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 2;</code>
@@ -908,6 +925,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's id.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 2;</code>
@@ -928,6 +946,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch of the chunk's payments, "batches/{batch}"; empty if the message could not be decoded.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 3;</code>
@@ -948,6 +967,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch of the chunk's payments, "batches/{batch}"; empty if the message could not be decoded.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 3;</code>
@@ -969,6 +989,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch of the chunk's payments, "batches/{batch}"; empty if the message could not be decoded.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 3;</code>
@@ -986,6 +1007,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch of the chunk's payments, "batches/{batch}"; empty if the message could not be decoded.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 3;</code>
@@ -1000,6 +1022,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch of the chunk's payments, "batches/{batch}"; empty if the message could not be decoded.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 3;</code>
@@ -1064,6 +1087,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Why RabbitMQ dead-lettered it (x-first-death-reason: "rejected", "delivery_limit", ...).
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reason = 5;</code>
@@ -1084,6 +1108,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Why RabbitMQ dead-lettered it (x-first-death-reason: "rejected", "delivery_limit", ...).
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reason = 5;</code>
@@ -1105,6 +1130,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Why RabbitMQ dead-lettered it (x-first-death-reason: "rejected", "delivery_limit", ...).
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reason = 5;</code>
@@ -1122,6 +1148,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Why RabbitMQ dead-lettered it (x-first-death-reason: "rejected", "delivery_limit", ...).
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reason = 5;</code>
@@ -1136,6 +1163,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Why RabbitMQ dead-lettered it (x-first-death-reason: "rejected", "delivery_limit", ...).
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reason = 5;</code>

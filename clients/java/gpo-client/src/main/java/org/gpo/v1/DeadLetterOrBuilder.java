@@ -13,6 +13,7 @@ public interface DeadLetterOrBuilder extends
   /**
    * <pre>
    * The rail whose dead-letter queue held it.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string rail = 1;</code>
@@ -22,6 +23,7 @@ public interface DeadLetterOrBuilder extends
   /**
    * <pre>
    * The rail whose dead-letter queue held it.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string rail = 1;</code>
@@ -33,6 +35,7 @@ public interface DeadLetterOrBuilder extends
   /**
    * <pre>
    * The chunk's id.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 2;</code>
@@ -42,6 +45,7 @@ public interface DeadLetterOrBuilder extends
   /**
    * <pre>
    * The chunk's id.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 2;</code>
@@ -53,6 +57,7 @@ public interface DeadLetterOrBuilder extends
   /**
    * <pre>
    * The batch of the chunk's payments, "batches/{batch}"; empty if the message could not be decoded.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 3;</code>
@@ -62,6 +67,7 @@ public interface DeadLetterOrBuilder extends
   /**
    * <pre>
    * The batch of the chunk's payments, "batches/{batch}"; empty if the message could not be decoded.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 3;</code>
@@ -83,6 +89,7 @@ public interface DeadLetterOrBuilder extends
   /**
    * <pre>
    * Why RabbitMQ dead-lettered it (x-first-death-reason: "rejected", "delivery_limit", ...).
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reason = 5;</code>
@@ -92,6 +99,7 @@ public interface DeadLetterOrBuilder extends
   /**
    * <pre>
    * Why RabbitMQ dead-lettered it (x-first-death-reason: "rejected", "delivery_limit", ...).
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reason = 5;</code>

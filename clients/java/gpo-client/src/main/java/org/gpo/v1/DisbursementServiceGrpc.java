@@ -7,6 +7,10 @@ import static io.grpc.MethodDescriptor.generateFullMethodName;
  * Bulk disbursements: upload, follow, and cancel batches of payments.
  * Errors are google.rpc.Status with ErrorInfo (domain "gpo.dev") and, for bad fields, BadRequest.
  * REST (the gateway in gateway/): JSON in lowerCamelCase; streams are newline-delimited JSON.
+ * Every string field says how long it may be ("At most N characters", counted in Unicode code points).
+ * A longer value is refused with INVALID_ARGUMENT and a BadRequest violation per field (reason
+ * FIELD_TOO_LONG; INVALID_HEADER in an upload's header, INVALID_PAGE_TOKEN for a page_token), except a
+ * payment's own fields (PaymentInput): that payment alone is REJECTED with its reason code.
  * </pre>
  */
 @io.grpc.stub.annotations.GrpcGenerated
@@ -391,6 +395,10 @@ public final class DisbursementServiceGrpc {
    * Bulk disbursements: upload, follow, and cancel batches of payments.
    * Errors are google.rpc.Status with ErrorInfo (domain "gpo.dev") and, for bad fields, BadRequest.
    * REST (the gateway in gateway/): JSON in lowerCamelCase; streams are newline-delimited JSON.
+   * Every string field says how long it may be ("At most N characters", counted in Unicode code points).
+   * A longer value is refused with INVALID_ARGUMENT and a BadRequest violation per field (reason
+   * FIELD_TOO_LONG; INVALID_HEADER in an upload's header, INVALID_PAGE_TOKEN for a page_token), except a
+   * payment's own fields (PaymentInput): that payment alone is REJECTED with its reason code.
    * </pre>
    */
   public interface AsyncService {
@@ -509,6 +517,10 @@ public final class DisbursementServiceGrpc {
    * Bulk disbursements: upload, follow, and cancel batches of payments.
    * Errors are google.rpc.Status with ErrorInfo (domain "gpo.dev") and, for bad fields, BadRequest.
    * REST (the gateway in gateway/): JSON in lowerCamelCase; streams are newline-delimited JSON.
+   * Every string field says how long it may be ("At most N characters", counted in Unicode code points).
+   * A longer value is refused with INVALID_ARGUMENT and a BadRequest violation per field (reason
+   * FIELD_TOO_LONG; INVALID_HEADER in an upload's header, INVALID_PAGE_TOKEN for a page_token), except a
+   * payment's own fields (PaymentInput): that payment alone is REJECTED with its reason code.
    * </pre>
    */
   public static abstract class DisbursementServiceImplBase
@@ -525,6 +537,10 @@ public final class DisbursementServiceGrpc {
    * Bulk disbursements: upload, follow, and cancel batches of payments.
    * Errors are google.rpc.Status with ErrorInfo (domain "gpo.dev") and, for bad fields, BadRequest.
    * REST (the gateway in gateway/): JSON in lowerCamelCase; streams are newline-delimited JSON.
+   * Every string field says how long it may be ("At most N characters", counted in Unicode code points).
+   * A longer value is refused with INVALID_ARGUMENT and a BadRequest violation per field (reason
+   * FIELD_TOO_LONG; INVALID_HEADER in an upload's header, INVALID_PAGE_TOKEN for a page_token), except a
+   * payment's own fields (PaymentInput): that payment alone is REJECTED with its reason code.
    * </pre>
    */
   public static final class DisbursementServiceStub
@@ -664,6 +680,10 @@ public final class DisbursementServiceGrpc {
    * Bulk disbursements: upload, follow, and cancel batches of payments.
    * Errors are google.rpc.Status with ErrorInfo (domain "gpo.dev") and, for bad fields, BadRequest.
    * REST (the gateway in gateway/): JSON in lowerCamelCase; streams are newline-delimited JSON.
+   * Every string field says how long it may be ("At most N characters", counted in Unicode code points).
+   * A longer value is refused with INVALID_ARGUMENT and a BadRequest violation per field (reason
+   * FIELD_TOO_LONG; INVALID_HEADER in an upload's header, INVALID_PAGE_TOKEN for a page_token), except a
+   * payment's own fields (PaymentInput): that payment alone is REJECTED with its reason code.
    * </pre>
    */
   public static final class DisbursementServiceBlockingV2Stub
@@ -797,6 +817,10 @@ public final class DisbursementServiceGrpc {
    * Bulk disbursements: upload, follow, and cancel batches of payments.
    * Errors are google.rpc.Status with ErrorInfo (domain "gpo.dev") and, for bad fields, BadRequest.
    * REST (the gateway in gateway/): JSON in lowerCamelCase; streams are newline-delimited JSON.
+   * Every string field says how long it may be ("At most N characters", counted in Unicode code points).
+   * A longer value is refused with INVALID_ARGUMENT and a BadRequest violation per field (reason
+   * FIELD_TOO_LONG; INVALID_HEADER in an upload's header, INVALID_PAGE_TOKEN for a page_token), except a
+   * payment's own fields (PaymentInput): that payment alone is REJECTED with its reason code.
    * </pre>
    */
   public static final class DisbursementServiceBlockingStub
@@ -912,6 +936,10 @@ public final class DisbursementServiceGrpc {
    * Bulk disbursements: upload, follow, and cancel batches of payments.
    * Errors are google.rpc.Status with ErrorInfo (domain "gpo.dev") and, for bad fields, BadRequest.
    * REST (the gateway in gateway/): JSON in lowerCamelCase; streams are newline-delimited JSON.
+   * Every string field says how long it may be ("At most N characters", counted in Unicode code points).
+   * A longer value is refused with INVALID_ARGUMENT and a BadRequest violation per field (reason
+   * FIELD_TOO_LONG; INVALID_HEADER in an upload's header, INVALID_PAGE_TOKEN for a page_token), except a
+   * payment's own fields (PaymentInput): that payment alone is REJECTED with its reason code.
    * </pre>
    */
   public static final class DisbursementServiceFutureStub

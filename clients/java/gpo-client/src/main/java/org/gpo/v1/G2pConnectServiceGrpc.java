@@ -9,6 +9,7 @@ import static io.grpc.MethodDescriptor.generateFullMethodName;
  * is signed over the exact bytes its sender sent, so the JSON must reach GPO's verifier unchanged;
  * re-serialised JSON would not verify. The gateway forwards the HTTP `Signature` header as metadata.
  * JSON bodies, field names and codes are the spec's; docs/G2P_CONNECT.md maps them to GPO.
+ * HttpBody.content_type: at most 255 characters (INVALID_ARGUMENT, reason FIELD_TOO_LONG, beyond).
  * The requests and responses are HttpBody rather than "&lt;Rpc&gt;Request" and "&lt;Rpc&gt;Response" messages (see
  * above), hence the lint exceptions on each RPC.
  * </pre>
@@ -335,6 +336,7 @@ public final class G2pConnectServiceGrpc {
    * is signed over the exact bytes its sender sent, so the JSON must reach GPO's verifier unchanged;
    * re-serialised JSON would not verify. The gateway forwards the HTTP `Signature` header as metadata.
    * JSON bodies, field names and codes are the spec's; docs/G2P_CONNECT.md maps them to GPO.
+   * HttpBody.content_type: at most 255 characters (INVALID_ARGUMENT, reason FIELD_TOO_LONG, beyond).
    * The requests and responses are HttpBody rather than "&lt;Rpc&gt;Request" and "&lt;Rpc&gt;Response" messages (see
    * above), hence the lint exceptions on each RPC.
    * </pre>
@@ -441,6 +443,7 @@ public final class G2pConnectServiceGrpc {
    * is signed over the exact bytes its sender sent, so the JSON must reach GPO's verifier unchanged;
    * re-serialised JSON would not verify. The gateway forwards the HTTP `Signature` header as metadata.
    * JSON bodies, field names and codes are the spec's; docs/G2P_CONNECT.md maps them to GPO.
+   * HttpBody.content_type: at most 255 characters (INVALID_ARGUMENT, reason FIELD_TOO_LONG, beyond).
    * The requests and responses are HttpBody rather than "&lt;Rpc&gt;Request" and "&lt;Rpc&gt;Response" messages (see
    * above), hence the lint exceptions on each RPC.
    * </pre>
@@ -461,6 +464,7 @@ public final class G2pConnectServiceGrpc {
    * is signed over the exact bytes its sender sent, so the JSON must reach GPO's verifier unchanged;
    * re-serialised JSON would not verify. The gateway forwards the HTTP `Signature` header as metadata.
    * JSON bodies, field names and codes are the spec's; docs/G2P_CONNECT.md maps them to GPO.
+   * HttpBody.content_type: at most 255 characters (INVALID_ARGUMENT, reason FIELD_TOO_LONG, beyond).
    * The requests and responses are HttpBody rather than "&lt;Rpc&gt;Request" and "&lt;Rpc&gt;Response" messages (see
    * above), hence the lint exceptions on each RPC.
    * </pre>
@@ -586,6 +590,7 @@ public final class G2pConnectServiceGrpc {
    * is signed over the exact bytes its sender sent, so the JSON must reach GPO's verifier unchanged;
    * re-serialised JSON would not verify. The gateway forwards the HTTP `Signature` header as metadata.
    * JSON bodies, field names and codes are the spec's; docs/G2P_CONNECT.md maps them to GPO.
+   * HttpBody.content_type: at most 255 characters (INVALID_ARGUMENT, reason FIELD_TOO_LONG, beyond).
    * The requests and responses are HttpBody rather than "&lt;Rpc&gt;Request" and "&lt;Rpc&gt;Response" messages (see
    * above), hence the lint exceptions on each RPC.
    * </pre>
@@ -703,6 +708,7 @@ public final class G2pConnectServiceGrpc {
    * is signed over the exact bytes its sender sent, so the JSON must reach GPO's verifier unchanged;
    * re-serialised JSON would not verify. The gateway forwards the HTTP `Signature` header as metadata.
    * JSON bodies, field names and codes are the spec's; docs/G2P_CONNECT.md maps them to GPO.
+   * HttpBody.content_type: at most 255 characters (INVALID_ARGUMENT, reason FIELD_TOO_LONG, beyond).
    * The requests and responses are HttpBody rather than "&lt;Rpc&gt;Request" and "&lt;Rpc&gt;Response" messages (see
    * above), hence the lint exceptions on each RPC.
    * </pre>
@@ -820,6 +826,7 @@ public final class G2pConnectServiceGrpc {
    * is signed over the exact bytes its sender sent, so the JSON must reach GPO's verifier unchanged;
    * re-serialised JSON would not verify. The gateway forwards the HTTP `Signature` header as metadata.
    * JSON bodies, field names and codes are the spec's; docs/G2P_CONNECT.md maps them to GPO.
+   * HttpBody.content_type: at most 255 characters (INVALID_ARGUMENT, reason FIELD_TOO_LONG, beyond).
    * The requests and responses are HttpBody rather than "&lt;Rpc&gt;Request" and "&lt;Rpc&gt;Response" messages (see
    * above), hence the lint exceptions on each RPC.
    * </pre>

@@ -59,6 +59,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The batch's name, "batches/{batch}".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string name = 1;</code>
@@ -80,6 +81,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The batch's name, "batches/{batch}".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string name = 1;</code>
@@ -406,6 +408,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch's name, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string name = 1;</code>
@@ -426,6 +429,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch's name, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string name = 1;</code>
@@ -447,6 +451,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch's name, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string name = 1;</code>
@@ -464,6 +469,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch's name, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string name = 1;</code>
@@ -478,6 +484,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch's name, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string name = 1;</code>

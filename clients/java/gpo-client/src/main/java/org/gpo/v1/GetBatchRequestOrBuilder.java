@@ -13,6 +13,7 @@ public interface GetBatchRequestOrBuilder extends
   /**
    * <pre>
    * The batch's name, "batches/{batch}".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string name = 1;</code>
@@ -22,6 +23,7 @@ public interface GetBatchRequestOrBuilder extends
   /**
    * <pre>
    * The batch's name, "batches/{batch}".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string name = 1;</code>

@@ -121,6 +121,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Token for the next page; empty on the last page.
+   * At most 4096 characters.
    * </pre>
    *
    * <code>string next_page_token = 2;</code>
@@ -142,6 +143,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Token for the next page; empty on the last page.
+   * At most 4096 characters.
    * </pre>
    *
    * <code>string next_page_token = 2;</code>
@@ -857,6 +859,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Token for the next page; empty on the last page.
+     * At most 4096 characters.
      * </pre>
      *
      * <code>string next_page_token = 2;</code>
@@ -877,6 +880,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Token for the next page; empty on the last page.
+     * At most 4096 characters.
      * </pre>
      *
      * <code>string next_page_token = 2;</code>
@@ -898,6 +902,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Token for the next page; empty on the last page.
+     * At most 4096 characters.
      * </pre>
      *
      * <code>string next_page_token = 2;</code>
@@ -915,6 +920,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Token for the next page; empty on the last page.
+     * At most 4096 characters.
      * </pre>
      *
      * <code>string next_page_token = 2;</code>
@@ -929,6 +935,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Token for the next page; empty on the last page.
+     * At most 4096 characters.
      * </pre>
      *
      * <code>string next_page_token = 2;</code>

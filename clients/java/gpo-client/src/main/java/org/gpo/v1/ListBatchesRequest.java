@@ -75,6 +75,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * A next_page_token from a previous call.
+   * At most 4096 characters.
    * </pre>
    *
    * <code>string page_token = 2;</code>
@@ -96,6 +97,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * A next_page_token from a previous call.
+   * At most 4096 characters.
    * </pre>
    *
    * <code>string page_token = 2;</code>
@@ -122,6 +124,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Optional: only batches of this program.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string program = 3;</code>
@@ -143,6 +146,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Optional: only batches of this program.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string program = 3;</code>
@@ -560,6 +564,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * A next_page_token from a previous call.
+     * At most 4096 characters.
      * </pre>
      *
      * <code>string page_token = 2;</code>
@@ -580,6 +585,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * A next_page_token from a previous call.
+     * At most 4096 characters.
      * </pre>
      *
      * <code>string page_token = 2;</code>
@@ -601,6 +607,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * A next_page_token from a previous call.
+     * At most 4096 characters.
      * </pre>
      *
      * <code>string page_token = 2;</code>
@@ -618,6 +625,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * A next_page_token from a previous call.
+     * At most 4096 characters.
      * </pre>
      *
      * <code>string page_token = 2;</code>
@@ -632,6 +640,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * A next_page_token from a previous call.
+     * At most 4096 characters.
      * </pre>
      *
      * <code>string page_token = 2;</code>
@@ -652,6 +661,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Optional: only batches of this program.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string program = 3;</code>
@@ -672,6 +682,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Optional: only batches of this program.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string program = 3;</code>
@@ -693,6 +704,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Optional: only batches of this program.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string program = 3;</code>
@@ -710,6 +722,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Optional: only batches of this program.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string program = 3;</code>
@@ -724,6 +737,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Optional: only batches of this program.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string program = 3;</code>

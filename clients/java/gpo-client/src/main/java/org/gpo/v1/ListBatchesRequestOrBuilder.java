@@ -23,6 +23,7 @@ public interface ListBatchesRequestOrBuilder extends
   /**
    * <pre>
    * A next_page_token from a previous call.
+   * At most 4096 characters.
    * </pre>
    *
    * <code>string page_token = 2;</code>
@@ -32,6 +33,7 @@ public interface ListBatchesRequestOrBuilder extends
   /**
    * <pre>
    * A next_page_token from a previous call.
+   * At most 4096 characters.
    * </pre>
    *
    * <code>string page_token = 2;</code>
@@ -43,6 +45,7 @@ public interface ListBatchesRequestOrBuilder extends
   /**
    * <pre>
    * Optional: only batches of this program.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string program = 3;</code>
@@ -52,6 +55,7 @@ public interface ListBatchesRequestOrBuilder extends
   /**
    * <pre>
    * Optional: only batches of this program.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string program = 3;</code>

@@ -57,6 +57,7 @@ public interface ListBatchesResponseOrBuilder extends
   /**
    * <pre>
    * Token for the next page; empty on the last page.
+   * At most 4096 characters.
    * </pre>
    *
    * <code>string next_page_token = 2;</code>
@@ -66,6 +67,7 @@ public interface ListBatchesResponseOrBuilder extends
   /**
    * <pre>
    * Token for the next page; empty on the last page.
+   * At most 4096 characters.
    * </pre>
    *
    * <code>string next_page_token = 2;</code>

@@ -23,6 +23,7 @@ public interface ListDeadLettersRequestOrBuilder extends
   /**
    * <pre>
    * A next_page_token from a previous call.
+   * At most 4096 characters.
    * </pre>
    *
    * <code>string page_token = 2;</code>
@@ -32,6 +33,7 @@ public interface ListDeadLettersRequestOrBuilder extends
   /**
    * <pre>
    * A next_page_token from a previous call.
+   * At most 4096 characters.
    * </pre>
    *
    * <code>string page_token = 2;</code>
@@ -43,6 +45,7 @@ public interface ListDeadLettersRequestOrBuilder extends
   /**
    * <pre>
    * Optional: only this rail's dead letters.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string rail = 3;</code>
@@ -52,6 +55,7 @@ public interface ListDeadLettersRequestOrBuilder extends
   /**
    * <pre>
    * Optional: only this rail's dead letters.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string rail = 3;</code>

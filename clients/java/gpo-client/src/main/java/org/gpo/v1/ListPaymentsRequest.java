@@ -61,6 +61,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The batch, "batches/{batch}".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string parent = 1;</code>
@@ -82,6 +83,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The batch, "batches/{batch}".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string parent = 1;</code>
@@ -123,6 +125,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * A next_page_token from a previous call with the same filter.
+   * At most 4096 characters.
    * </pre>
    *
    * <code>string page_token = 3;</code>
@@ -144,6 +147,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * A next_page_token from a previous call with the same filter.
+   * At most 4096 characters.
    * </pre>
    *
    * <code>string page_token = 3;</code>
@@ -170,6 +174,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Optional AIP-160 filter on status, e.g. "status = FAILED" or "status = FAILED OR status = REJECTED".
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string filter = 4;</code>
@@ -191,6 +196,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Optional AIP-160 filter on status, e.g. "status = FAILED" or "status = FAILED OR status = REJECTED".
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string filter = 4;</code>
@@ -588,6 +594,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string parent = 1;</code>
@@ -608,6 +615,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string parent = 1;</code>
@@ -629,6 +637,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string parent = 1;</code>
@@ -646,6 +655,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string parent = 1;</code>
@@ -660,6 +670,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string parent = 1;</code>
@@ -724,6 +735,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * A next_page_token from a previous call with the same filter.
+     * At most 4096 characters.
      * </pre>
      *
      * <code>string page_token = 3;</code>
@@ -744,6 +756,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * A next_page_token from a previous call with the same filter.
+     * At most 4096 characters.
      * </pre>
      *
      * <code>string page_token = 3;</code>
@@ -765,6 +778,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * A next_page_token from a previous call with the same filter.
+     * At most 4096 characters.
      * </pre>
      *
      * <code>string page_token = 3;</code>
@@ -782,6 +796,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * A next_page_token from a previous call with the same filter.
+     * At most 4096 characters.
      * </pre>
      *
      * <code>string page_token = 3;</code>
@@ -796,6 +811,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * A next_page_token from a previous call with the same filter.
+     * At most 4096 characters.
      * </pre>
      *
      * <code>string page_token = 3;</code>
@@ -816,6 +832,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Optional AIP-160 filter on status, e.g. "status = FAILED" or "status = FAILED OR status = REJECTED".
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string filter = 4;</code>
@@ -836,6 +853,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Optional AIP-160 filter on status, e.g. "status = FAILED" or "status = FAILED OR status = REJECTED".
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string filter = 4;</code>
@@ -857,6 +875,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Optional AIP-160 filter on status, e.g. "status = FAILED" or "status = FAILED OR status = REJECTED".
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string filter = 4;</code>
@@ -874,6 +893,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Optional AIP-160 filter on status, e.g. "status = FAILED" or "status = FAILED OR status = REJECTED".
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string filter = 4;</code>
@@ -888,6 +908,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Optional AIP-160 filter on status, e.g. "status = FAILED" or "status = FAILED OR status = REJECTED".
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string filter = 4;</code>

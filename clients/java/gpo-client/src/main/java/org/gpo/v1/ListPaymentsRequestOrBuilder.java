@@ -13,6 +13,7 @@ public interface ListPaymentsRequestOrBuilder extends
   /**
    * <pre>
    * The batch, "batches/{batch}".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string parent = 1;</code>
@@ -22,6 +23,7 @@ public interface ListPaymentsRequestOrBuilder extends
   /**
    * <pre>
    * The batch, "batches/{batch}".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string parent = 1;</code>
@@ -43,6 +45,7 @@ public interface ListPaymentsRequestOrBuilder extends
   /**
    * <pre>
    * A next_page_token from a previous call with the same filter.
+   * At most 4096 characters.
    * </pre>
    *
    * <code>string page_token = 3;</code>
@@ -52,6 +55,7 @@ public interface ListPaymentsRequestOrBuilder extends
   /**
    * <pre>
    * A next_page_token from a previous call with the same filter.
+   * At most 4096 characters.
    * </pre>
    *
    * <code>string page_token = 3;</code>
@@ -63,6 +67,7 @@ public interface ListPaymentsRequestOrBuilder extends
   /**
    * <pre>
    * Optional AIP-160 filter on status, e.g. "status = FAILED" or "status = FAILED OR status = REJECTED".
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string filter = 4;</code>
@@ -72,6 +77,7 @@ public interface ListPaymentsRequestOrBuilder extends
   /**
    * <pre>
    * Optional AIP-160 filter on status, e.g. "status = FAILED" or "status = FAILED OR status = REJECTED".
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string filter = 4;</code>

@@ -88,6 +88,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The payment's resource name.
+   * At most 320 characters.
    * </pre>
    *
    * <code>string name = 1;</code>
@@ -109,6 +110,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The payment's resource name.
+   * At most 320 characters.
    * </pre>
    *
    * <code>string name = 1;</code>
@@ -135,6 +137,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The client's reference, unique within the batch.
+   * At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
    * </pre>
    *
    * <code>string reference_id = 2;</code>
@@ -156,6 +159,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The client's reference, unique within the batch.
+   * At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
    * </pre>
    *
    * <code>string reference_id = 2;</code>
@@ -182,6 +186,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The payer's financial address.
+   * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
    * </pre>
    *
    * <code>string payer_fa = 3;</code>
@@ -203,6 +208,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The payer's financial address.
+   * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
    * </pre>
    *
    * <code>string payer_fa = 3;</code>
@@ -229,6 +235,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The payee's financial address, e.g. "mobile:254700000001&#64;mpesa".
+   * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
    * </pre>
    *
    * <code>string payee_fa = 4;</code>
@@ -250,6 +257,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The payee's financial address, e.g. "mobile:254700000001&#64;mpesa".
+   * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
    * </pre>
    *
    * <code>string payee_fa = 4;</code>
@@ -276,6 +284,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Exact decimal amount, G2P Connect pattern ^&#92;d{1,13}&#92;.&#92;d{1,2}$, e.g. "125.50".
+   * At most 16 characters.
    * </pre>
    *
    * <code>string amount = 5;</code>
@@ -297,6 +306,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Exact decimal amount, G2P Connect pattern ^&#92;d{1,13}&#92;.&#92;d{1,2}$, e.g. "125.50".
+   * At most 16 characters.
    * </pre>
    *
    * <code>string amount = 5;</code>
@@ -323,6 +333,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * ISO 4217 alphabetic code, e.g. "KES".
+   * At most 3 characters; a REJECTED payment shows at most the first 8 characters sent.
    * </pre>
    *
    * <code>string currency_code = 6;</code>
@@ -344,6 +355,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * ISO 4217 alphabetic code, e.g. "KES".
+   * At most 3 characters; a REJECTED payment shows at most the first 8 characters sent.
    * </pre>
    *
    * <code>string currency_code = 6;</code>
@@ -370,6 +382,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The payee's name as the program knows it.
+   * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
    * </pre>
    *
    * <code>string payee_name = 7;</code>
@@ -391,6 +404,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The payee's name as the program knows it.
+   * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
    * </pre>
    *
    * <code>string payee_name = 7;</code>
@@ -417,6 +431,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Free text for the payee's statement.
+   * At most 1024 characters; a REJECTED payment shows at most the first 2048 characters sent.
    * </pre>
    *
    * <code>string note = 8;</code>
@@ -438,6 +453,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Free text for the payee's statement.
+   * At most 1024 characters; a REJECTED payment shows at most the first 2048 characters sent.
    * </pre>
    *
    * <code>string note = 8;</code>
@@ -464,6 +480,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Why the payment is made, e.g. "cash-transfer".
+   * At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
    * </pre>
    *
    * <code>string purpose = 9;</code>
@@ -485,6 +502,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Why the payment is made, e.g. "cash-transfer".
+   * At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
    * </pre>
    *
    * <code>string purpose = 9;</code>
@@ -572,6 +590,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Client data carried through unchanged.
+   * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
    * </pre>
    *
    * <code>map&lt;string, string&gt; metadata = 11;</code>
@@ -593,6 +612,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Client data carried through unchanged.
+   * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
    * </pre>
    *
    * <code>map&lt;string, string&gt; metadata = 11;</code>
@@ -604,6 +624,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Client data carried through unchanged.
+   * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
    * </pre>
    *
    * <code>map&lt;string, string&gt; metadata = 11;</code>
@@ -622,6 +643,7 @@ java.lang.String defaultValue) {
   /**
    * <pre>
    * Client data carried through unchanged.
+   * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
    * </pre>
    *
    * <code>map&lt;string, string&gt; metadata = 11;</code>
@@ -670,6 +692,7 @@ java.lang.String defaultValue) {
   /**
    * <pre>
    * Output only. A G2P Connect reason code when rejected or failed, e.g. "rjct.amount.invalid".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reason_code = 13;</code>
@@ -691,6 +714,7 @@ java.lang.String defaultValue) {
   /**
    * <pre>
    * Output only. A G2P Connect reason code when rejected or failed, e.g. "rjct.amount.invalid".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reason_code = 13;</code>
@@ -717,6 +741,7 @@ java.lang.String defaultValue) {
   /**
    * <pre>
    * Output only. A human-readable explanation of the reason code.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string reason_message = 14;</code>
@@ -738,6 +763,7 @@ java.lang.String defaultValue) {
   /**
    * <pre>
    * Output only. A human-readable explanation of the reason code.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string reason_message = 14;</code>
@@ -764,6 +790,7 @@ java.lang.String defaultValue) {
   /**
    * <pre>
    * Output only. The rail the payment was routed to.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string rail = 15;</code>
@@ -785,6 +812,7 @@ java.lang.String defaultValue) {
   /**
    * <pre>
    * Output only. The rail the payment was routed to.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string rail = 15;</code>
@@ -811,6 +839,7 @@ java.lang.String defaultValue) {
   /**
    * <pre>
    * Output only. The key sent to the rail on every attempt, so a rail never pays twice.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string idempotency_key = 16;</code>
@@ -832,6 +861,7 @@ java.lang.String defaultValue) {
   /**
    * <pre>
    * Output only. The key sent to the rail on every attempt, so a rail never pays twice.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string idempotency_key = 16;</code>
@@ -858,6 +888,7 @@ java.lang.String defaultValue) {
   /**
    * <pre>
    * Output only. The rail's own reference for the executed payment.
+   * At most 256 characters.
    * </pre>
    *
    * <code>string rail_reference = 17;</code>
@@ -879,6 +910,7 @@ java.lang.String defaultValue) {
   /**
    * <pre>
    * Output only. The rail's own reference for the executed payment.
+   * At most 256 characters.
    * </pre>
    *
    * <code>string rail_reference = 17;</code>
@@ -959,6 +991,7 @@ java.lang.String defaultValue) {
    * <pre>
    * Output only. Set when the payment needs an operator: e.g. it stayed SENT past the stuck-payment
    * timeout and its rail could not say what happened, or its work chunk was dead-lettered.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string attention_reason = 20;</code>
@@ -981,6 +1014,7 @@ java.lang.String defaultValue) {
    * <pre>
    * Output only. Set when the payment needs an operator: e.g. it stayed SENT past the stuck-payment
    * timeout and its rail could not say what happened, or its work chunk was dead-lettered.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string attention_reason = 20;</code>
@@ -1871,6 +1905,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payment's resource name.
+     * At most 320 characters.
      * </pre>
      *
      * <code>string name = 1;</code>
@@ -1891,6 +1926,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payment's resource name.
+     * At most 320 characters.
      * </pre>
      *
      * <code>string name = 1;</code>
@@ -1912,6 +1948,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payment's resource name.
+     * At most 320 characters.
      * </pre>
      *
      * <code>string name = 1;</code>
@@ -1929,6 +1966,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payment's resource name.
+     * At most 320 characters.
      * </pre>
      *
      * <code>string name = 1;</code>
@@ -1943,6 +1981,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payment's resource name.
+     * At most 320 characters.
      * </pre>
      *
      * <code>string name = 1;</code>
@@ -1963,6 +2002,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The client's reference, unique within the batch.
+     * At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
      * </pre>
      *
      * <code>string reference_id = 2;</code>
@@ -1983,6 +2023,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The client's reference, unique within the batch.
+     * At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
      * </pre>
      *
      * <code>string reference_id = 2;</code>
@@ -2004,6 +2045,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The client's reference, unique within the batch.
+     * At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
      * </pre>
      *
      * <code>string reference_id = 2;</code>
@@ -2021,6 +2063,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The client's reference, unique within the batch.
+     * At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
      * </pre>
      *
      * <code>string reference_id = 2;</code>
@@ -2035,6 +2078,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The client's reference, unique within the batch.
+     * At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
      * </pre>
      *
      * <code>string reference_id = 2;</code>
@@ -2055,6 +2099,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payer's financial address.
+     * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
      * </pre>
      *
      * <code>string payer_fa = 3;</code>
@@ -2075,6 +2120,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payer's financial address.
+     * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
      * </pre>
      *
      * <code>string payer_fa = 3;</code>
@@ -2096,6 +2142,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payer's financial address.
+     * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
      * </pre>
      *
      * <code>string payer_fa = 3;</code>
@@ -2113,6 +2160,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payer's financial address.
+     * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
      * </pre>
      *
      * <code>string payer_fa = 3;</code>
@@ -2127,6 +2175,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payer's financial address.
+     * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
      * </pre>
      *
      * <code>string payer_fa = 3;</code>
@@ -2147,6 +2196,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payee's financial address, e.g. "mobile:254700000001&#64;mpesa".
+     * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
      * </pre>
      *
      * <code>string payee_fa = 4;</code>
@@ -2167,6 +2217,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payee's financial address, e.g. "mobile:254700000001&#64;mpesa".
+     * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
      * </pre>
      *
      * <code>string payee_fa = 4;</code>
@@ -2188,6 +2239,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payee's financial address, e.g. "mobile:254700000001&#64;mpesa".
+     * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
      * </pre>
      *
      * <code>string payee_fa = 4;</code>
@@ -2205,6 +2257,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payee's financial address, e.g. "mobile:254700000001&#64;mpesa".
+     * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
      * </pre>
      *
      * <code>string payee_fa = 4;</code>
@@ -2219,6 +2272,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payee's financial address, e.g. "mobile:254700000001&#64;mpesa".
+     * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
      * </pre>
      *
      * <code>string payee_fa = 4;</code>
@@ -2239,6 +2293,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Exact decimal amount, G2P Connect pattern ^&#92;d{1,13}&#92;.&#92;d{1,2}$, e.g. "125.50".
+     * At most 16 characters.
      * </pre>
      *
      * <code>string amount = 5;</code>
@@ -2259,6 +2314,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Exact decimal amount, G2P Connect pattern ^&#92;d{1,13}&#92;.&#92;d{1,2}$, e.g. "125.50".
+     * At most 16 characters.
      * </pre>
      *
      * <code>string amount = 5;</code>
@@ -2280,6 +2336,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Exact decimal amount, G2P Connect pattern ^&#92;d{1,13}&#92;.&#92;d{1,2}$, e.g. "125.50".
+     * At most 16 characters.
      * </pre>
      *
      * <code>string amount = 5;</code>
@@ -2297,6 +2354,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Exact decimal amount, G2P Connect pattern ^&#92;d{1,13}&#92;.&#92;d{1,2}$, e.g. "125.50".
+     * At most 16 characters.
      * </pre>
      *
      * <code>string amount = 5;</code>
@@ -2311,6 +2369,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Exact decimal amount, G2P Connect pattern ^&#92;d{1,13}&#92;.&#92;d{1,2}$, e.g. "125.50".
+     * At most 16 characters.
      * </pre>
      *
      * <code>string amount = 5;</code>
@@ -2331,6 +2390,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * ISO 4217 alphabetic code, e.g. "KES".
+     * At most 3 characters; a REJECTED payment shows at most the first 8 characters sent.
      * </pre>
      *
      * <code>string currency_code = 6;</code>
@@ -2351,6 +2411,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * ISO 4217 alphabetic code, e.g. "KES".
+     * At most 3 characters; a REJECTED payment shows at most the first 8 characters sent.
      * </pre>
      *
      * <code>string currency_code = 6;</code>
@@ -2372,6 +2433,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * ISO 4217 alphabetic code, e.g. "KES".
+     * At most 3 characters; a REJECTED payment shows at most the first 8 characters sent.
      * </pre>
      *
      * <code>string currency_code = 6;</code>
@@ -2389,6 +2451,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * ISO 4217 alphabetic code, e.g. "KES".
+     * At most 3 characters; a REJECTED payment shows at most the first 8 characters sent.
      * </pre>
      *
      * <code>string currency_code = 6;</code>
@@ -2403,6 +2466,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * ISO 4217 alphabetic code, e.g. "KES".
+     * At most 3 characters; a REJECTED payment shows at most the first 8 characters sent.
      * </pre>
      *
      * <code>string currency_code = 6;</code>
@@ -2423,6 +2487,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payee's name as the program knows it.
+     * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
      * </pre>
      *
      * <code>string payee_name = 7;</code>
@@ -2443,6 +2508,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payee's name as the program knows it.
+     * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
      * </pre>
      *
      * <code>string payee_name = 7;</code>
@@ -2464,6 +2530,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payee's name as the program knows it.
+     * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
      * </pre>
      *
      * <code>string payee_name = 7;</code>
@@ -2481,6 +2548,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payee's name as the program knows it.
+     * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
      * </pre>
      *
      * <code>string payee_name = 7;</code>
@@ -2495,6 +2563,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payee's name as the program knows it.
+     * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
      * </pre>
      *
      * <code>string payee_name = 7;</code>
@@ -2515,6 +2584,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Free text for the payee's statement.
+     * At most 1024 characters; a REJECTED payment shows at most the first 2048 characters sent.
      * </pre>
      *
      * <code>string note = 8;</code>
@@ -2535,6 +2605,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Free text for the payee's statement.
+     * At most 1024 characters; a REJECTED payment shows at most the first 2048 characters sent.
      * </pre>
      *
      * <code>string note = 8;</code>
@@ -2556,6 +2627,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Free text for the payee's statement.
+     * At most 1024 characters; a REJECTED payment shows at most the first 2048 characters sent.
      * </pre>
      *
      * <code>string note = 8;</code>
@@ -2573,6 +2645,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Free text for the payee's statement.
+     * At most 1024 characters; a REJECTED payment shows at most the first 2048 characters sent.
      * </pre>
      *
      * <code>string note = 8;</code>
@@ -2587,6 +2660,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Free text for the payee's statement.
+     * At most 1024 characters; a REJECTED payment shows at most the first 2048 characters sent.
      * </pre>
      *
      * <code>string note = 8;</code>
@@ -2607,6 +2681,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Why the payment is made, e.g. "cash-transfer".
+     * At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
      * </pre>
      *
      * <code>string purpose = 9;</code>
@@ -2627,6 +2702,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Why the payment is made, e.g. "cash-transfer".
+     * At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
      * </pre>
      *
      * <code>string purpose = 9;</code>
@@ -2648,6 +2724,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Why the payment is made, e.g. "cash-transfer".
+     * At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
      * </pre>
      *
      * <code>string purpose = 9;</code>
@@ -2665,6 +2742,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Why the payment is made, e.g. "cash-transfer".
+     * At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
      * </pre>
      *
      * <code>string purpose = 9;</code>
@@ -2679,6 +2757,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Why the payment is made, e.g. "cash-transfer".
+     * At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
      * </pre>
      *
      * <code>string purpose = 9;</code>
@@ -2881,6 +2960,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Client data carried through unchanged.
+     * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
      * </pre>
      *
      * <code>map&lt;string, string&gt; metadata = 11;</code>
@@ -2902,6 +2982,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Client data carried through unchanged.
+     * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
      * </pre>
      *
      * <code>map&lt;string, string&gt; metadata = 11;</code>
@@ -2913,6 +2994,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Client data carried through unchanged.
+     * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
      * </pre>
      *
      * <code>map&lt;string, string&gt; metadata = 11;</code>
@@ -2931,6 +3013,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Client data carried through unchanged.
+     * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
      * </pre>
      *
      * <code>map&lt;string, string&gt; metadata = 11;</code>
@@ -2955,6 +3038,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Client data carried through unchanged.
+     * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
      * </pre>
      *
      * <code>map&lt;string, string&gt; metadata = 11;</code>
@@ -2978,6 +3062,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Client data carried through unchanged.
+     * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
      * </pre>
      *
      * <code>map&lt;string, string&gt; metadata = 11;</code>
@@ -2995,6 +3080,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Client data carried through unchanged.
+     * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
      * </pre>
      *
      * <code>map&lt;string, string&gt; metadata = 11;</code>
@@ -3083,6 +3169,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. A G2P Connect reason code when rejected or failed, e.g. "rjct.amount.invalid".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reason_code = 13;</code>
@@ -3103,6 +3190,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. A G2P Connect reason code when rejected or failed, e.g. "rjct.amount.invalid".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reason_code = 13;</code>
@@ -3124,6 +3212,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. A G2P Connect reason code when rejected or failed, e.g. "rjct.amount.invalid".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reason_code = 13;</code>
@@ -3141,6 +3230,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. A G2P Connect reason code when rejected or failed, e.g. "rjct.amount.invalid".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reason_code = 13;</code>
@@ -3155,6 +3245,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. A G2P Connect reason code when rejected or failed, e.g. "rjct.amount.invalid".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reason_code = 13;</code>
@@ -3175,6 +3266,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. A human-readable explanation of the reason code.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string reason_message = 14;</code>
@@ -3195,6 +3287,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. A human-readable explanation of the reason code.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string reason_message = 14;</code>
@@ -3216,6 +3309,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. A human-readable explanation of the reason code.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string reason_message = 14;</code>
@@ -3233,6 +3327,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. A human-readable explanation of the reason code.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string reason_message = 14;</code>
@@ -3247,6 +3342,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. A human-readable explanation of the reason code.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string reason_message = 14;</code>
@@ -3267,6 +3363,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. The rail the payment was routed to.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string rail = 15;</code>
@@ -3287,6 +3384,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. The rail the payment was routed to.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string rail = 15;</code>
@@ -3308,6 +3406,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. The rail the payment was routed to.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string rail = 15;</code>
@@ -3325,6 +3424,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. The rail the payment was routed to.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string rail = 15;</code>
@@ -3339,6 +3439,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. The rail the payment was routed to.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string rail = 15;</code>
@@ -3359,6 +3460,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. The key sent to the rail on every attempt, so a rail never pays twice.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string idempotency_key = 16;</code>
@@ -3379,6 +3481,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. The key sent to the rail on every attempt, so a rail never pays twice.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string idempotency_key = 16;</code>
@@ -3400,6 +3503,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. The key sent to the rail on every attempt, so a rail never pays twice.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string idempotency_key = 16;</code>
@@ -3417,6 +3521,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. The key sent to the rail on every attempt, so a rail never pays twice.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string idempotency_key = 16;</code>
@@ -3431,6 +3536,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. The key sent to the rail on every attempt, so a rail never pays twice.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string idempotency_key = 16;</code>
@@ -3451,6 +3557,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. The rail's own reference for the executed payment.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string rail_reference = 17;</code>
@@ -3471,6 +3578,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. The rail's own reference for the executed payment.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string rail_reference = 17;</code>
@@ -3492,6 +3600,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. The rail's own reference for the executed payment.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string rail_reference = 17;</code>
@@ -3509,6 +3618,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. The rail's own reference for the executed payment.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string rail_reference = 17;</code>
@@ -3523,6 +3633,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Output only. The rail's own reference for the executed payment.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string rail_reference = 17;</code>
@@ -3745,6 +3856,7 @@ java.lang.String defaultValue) {
      * <pre>
      * Output only. Set when the payment needs an operator: e.g. it stayed SENT past the stuck-payment
      * timeout and its rail could not say what happened, or its work chunk was dead-lettered.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string attention_reason = 20;</code>
@@ -3766,6 +3878,7 @@ java.lang.String defaultValue) {
      * <pre>
      * Output only. Set when the payment needs an operator: e.g. it stayed SENT past the stuck-payment
      * timeout and its rail could not say what happened, or its work chunk was dead-lettered.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string attention_reason = 20;</code>
@@ -3788,6 +3901,7 @@ java.lang.String defaultValue) {
      * <pre>
      * Output only. Set when the payment needs an operator: e.g. it stayed SENT past the stuck-payment
      * timeout and its rail could not say what happened, or its work chunk was dead-lettered.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string attention_reason = 20;</code>
@@ -3806,6 +3920,7 @@ java.lang.String defaultValue) {
      * <pre>
      * Output only. Set when the payment needs an operator: e.g. it stayed SENT past the stuck-payment
      * timeout and its rail could not say what happened, or its work chunk was dead-lettered.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string attention_reason = 20;</code>
@@ -3821,6 +3936,7 @@ java.lang.String defaultValue) {
      * <pre>
      * Output only. Set when the payment needs an operator: e.g. it stayed SENT past the stuck-payment
      * timeout and its rail could not say what happened, or its work chunk was dead-lettered.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string attention_reason = 20;</code>

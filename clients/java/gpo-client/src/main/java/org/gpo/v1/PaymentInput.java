@@ -79,6 +79,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The client's reference, unique within the batch.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reference_id = 1;</code>
@@ -100,6 +101,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The client's reference, unique within the batch.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reference_id = 1;</code>
@@ -126,6 +128,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Payer financial address; the header's payer_fa when empty.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payer_fa = 2;</code>
@@ -147,6 +150,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Payer financial address; the header's payer_fa when empty.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payer_fa = 2;</code>
@@ -173,6 +177,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Payee financial address, e.g. "mobile:254700000001&#64;mpesa" or "account:123&#64;bank-a".
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payee_fa = 3;</code>
@@ -194,6 +199,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Payee financial address, e.g. "mobile:254700000001&#64;mpesa" or "account:123&#64;bank-a".
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payee_fa = 3;</code>
@@ -220,6 +226,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Exact decimal amount, ^&#92;d{1,13}&#92;.&#92;d{1,2}$.
+   * At most 16 characters.
    * </pre>
    *
    * <code>string amount = 4;</code>
@@ -241,6 +248,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Exact decimal amount, ^&#92;d{1,13}&#92;.&#92;d{1,2}$.
+   * At most 16 characters.
    * </pre>
    *
    * <code>string amount = 4;</code>
@@ -267,6 +275,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * ISO 4217 alphabetic code.
+   * At most 3 characters.
    * </pre>
    *
    * <code>string currency_code = 5;</code>
@@ -288,6 +297,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * ISO 4217 alphabetic code.
+   * At most 3 characters.
    * </pre>
    *
    * <code>string currency_code = 5;</code>
@@ -314,6 +324,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The payee's name.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payee_name = 6;</code>
@@ -335,6 +346,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The payee's name.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payee_name = 6;</code>
@@ -361,6 +373,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Free text for the payee.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string note = 7;</code>
@@ -382,6 +395,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Free text for the payee.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string note = 7;</code>
@@ -408,6 +422,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Why the payment is made.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string purpose = 8;</code>
@@ -429,6 +444,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Why the payment is made.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string purpose = 8;</code>
@@ -516,6 +532,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Client data carried through unchanged.
+   * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
    * </pre>
    *
    * <code>map&lt;string, string&gt; metadata = 10;</code>
@@ -537,6 +554,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Client data carried through unchanged.
+   * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
    * </pre>
    *
    * <code>map&lt;string, string&gt; metadata = 10;</code>
@@ -548,6 +566,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Client data carried through unchanged.
+   * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
    * </pre>
    *
    * <code>map&lt;string, string&gt; metadata = 10;</code>
@@ -566,6 +585,7 @@ java.lang.String defaultValue) {
   /**
    * <pre>
    * Client data carried through unchanged.
+   * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
    * </pre>
    *
    * <code>map&lt;string, string&gt; metadata = 10;</code>
@@ -1162,6 +1182,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The client's reference, unique within the batch.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reference_id = 1;</code>
@@ -1182,6 +1203,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The client's reference, unique within the batch.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reference_id = 1;</code>
@@ -1203,6 +1225,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The client's reference, unique within the batch.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reference_id = 1;</code>
@@ -1220,6 +1243,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The client's reference, unique within the batch.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reference_id = 1;</code>
@@ -1234,6 +1258,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The client's reference, unique within the batch.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reference_id = 1;</code>
@@ -1254,6 +1279,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Payer financial address; the header's payer_fa when empty.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payer_fa = 2;</code>
@@ -1274,6 +1300,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Payer financial address; the header's payer_fa when empty.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payer_fa = 2;</code>
@@ -1295,6 +1322,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Payer financial address; the header's payer_fa when empty.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payer_fa = 2;</code>
@@ -1312,6 +1340,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Payer financial address; the header's payer_fa when empty.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payer_fa = 2;</code>
@@ -1326,6 +1355,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Payer financial address; the header's payer_fa when empty.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payer_fa = 2;</code>
@@ -1346,6 +1376,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Payee financial address, e.g. "mobile:254700000001&#64;mpesa" or "account:123&#64;bank-a".
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payee_fa = 3;</code>
@@ -1366,6 +1397,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Payee financial address, e.g. "mobile:254700000001&#64;mpesa" or "account:123&#64;bank-a".
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payee_fa = 3;</code>
@@ -1387,6 +1419,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Payee financial address, e.g. "mobile:254700000001&#64;mpesa" or "account:123&#64;bank-a".
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payee_fa = 3;</code>
@@ -1404,6 +1437,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Payee financial address, e.g. "mobile:254700000001&#64;mpesa" or "account:123&#64;bank-a".
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payee_fa = 3;</code>
@@ -1418,6 +1452,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Payee financial address, e.g. "mobile:254700000001&#64;mpesa" or "account:123&#64;bank-a".
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payee_fa = 3;</code>
@@ -1438,6 +1473,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Exact decimal amount, ^&#92;d{1,13}&#92;.&#92;d{1,2}$.
+     * At most 16 characters.
      * </pre>
      *
      * <code>string amount = 4;</code>
@@ -1458,6 +1494,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Exact decimal amount, ^&#92;d{1,13}&#92;.&#92;d{1,2}$.
+     * At most 16 characters.
      * </pre>
      *
      * <code>string amount = 4;</code>
@@ -1479,6 +1516,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Exact decimal amount, ^&#92;d{1,13}&#92;.&#92;d{1,2}$.
+     * At most 16 characters.
      * </pre>
      *
      * <code>string amount = 4;</code>
@@ -1496,6 +1534,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Exact decimal amount, ^&#92;d{1,13}&#92;.&#92;d{1,2}$.
+     * At most 16 characters.
      * </pre>
      *
      * <code>string amount = 4;</code>
@@ -1510,6 +1549,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Exact decimal amount, ^&#92;d{1,13}&#92;.&#92;d{1,2}$.
+     * At most 16 characters.
      * </pre>
      *
      * <code>string amount = 4;</code>
@@ -1530,6 +1570,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * ISO 4217 alphabetic code.
+     * At most 3 characters.
      * </pre>
      *
      * <code>string currency_code = 5;</code>
@@ -1550,6 +1591,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * ISO 4217 alphabetic code.
+     * At most 3 characters.
      * </pre>
      *
      * <code>string currency_code = 5;</code>
@@ -1571,6 +1613,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * ISO 4217 alphabetic code.
+     * At most 3 characters.
      * </pre>
      *
      * <code>string currency_code = 5;</code>
@@ -1588,6 +1631,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * ISO 4217 alphabetic code.
+     * At most 3 characters.
      * </pre>
      *
      * <code>string currency_code = 5;</code>
@@ -1602,6 +1646,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * ISO 4217 alphabetic code.
+     * At most 3 characters.
      * </pre>
      *
      * <code>string currency_code = 5;</code>
@@ -1622,6 +1667,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payee's name.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payee_name = 6;</code>
@@ -1642,6 +1688,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payee's name.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payee_name = 6;</code>
@@ -1663,6 +1710,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payee's name.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payee_name = 6;</code>
@@ -1680,6 +1728,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payee's name.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payee_name = 6;</code>
@@ -1694,6 +1743,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * The payee's name.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payee_name = 6;</code>
@@ -1714,6 +1764,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Free text for the payee.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string note = 7;</code>
@@ -1734,6 +1785,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Free text for the payee.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string note = 7;</code>
@@ -1755,6 +1807,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Free text for the payee.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string note = 7;</code>
@@ -1772,6 +1825,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Free text for the payee.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string note = 7;</code>
@@ -1786,6 +1840,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Free text for the payee.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string note = 7;</code>
@@ -1806,6 +1861,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Why the payment is made.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string purpose = 8;</code>
@@ -1826,6 +1882,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Why the payment is made.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string purpose = 8;</code>
@@ -1847,6 +1904,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Why the payment is made.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string purpose = 8;</code>
@@ -1864,6 +1922,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Why the payment is made.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string purpose = 8;</code>
@@ -1878,6 +1937,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Why the payment is made.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string purpose = 8;</code>
@@ -2080,6 +2140,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Client data carried through unchanged.
+     * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
      * </pre>
      *
      * <code>map&lt;string, string&gt; metadata = 10;</code>
@@ -2101,6 +2162,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Client data carried through unchanged.
+     * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
      * </pre>
      *
      * <code>map&lt;string, string&gt; metadata = 10;</code>
@@ -2112,6 +2174,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Client data carried through unchanged.
+     * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
      * </pre>
      *
      * <code>map&lt;string, string&gt; metadata = 10;</code>
@@ -2130,6 +2193,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Client data carried through unchanged.
+     * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
      * </pre>
      *
      * <code>map&lt;string, string&gt; metadata = 10;</code>
@@ -2154,6 +2218,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Client data carried through unchanged.
+     * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
      * </pre>
      *
      * <code>map&lt;string, string&gt; metadata = 10;</code>
@@ -2177,6 +2242,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Client data carried through unchanged.
+     * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
      * </pre>
      *
      * <code>map&lt;string, string&gt; metadata = 10;</code>
@@ -2194,6 +2260,7 @@ java.lang.String defaultValue) {
     /**
      * <pre>
      * Client data carried through unchanged.
+     * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
      * </pre>
      *
      * <code>map&lt;string, string&gt; metadata = 10;</code>

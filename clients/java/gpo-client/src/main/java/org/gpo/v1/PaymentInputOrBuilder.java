@@ -13,6 +13,7 @@ public interface PaymentInputOrBuilder extends
   /**
    * <pre>
    * The client's reference, unique within the batch.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reference_id = 1;</code>
@@ -22,6 +23,7 @@ public interface PaymentInputOrBuilder extends
   /**
    * <pre>
    * The client's reference, unique within the batch.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reference_id = 1;</code>
@@ -33,6 +35,7 @@ public interface PaymentInputOrBuilder extends
   /**
    * <pre>
    * Payer financial address; the header's payer_fa when empty.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payer_fa = 2;</code>
@@ -42,6 +45,7 @@ public interface PaymentInputOrBuilder extends
   /**
    * <pre>
    * Payer financial address; the header's payer_fa when empty.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payer_fa = 2;</code>
@@ -53,6 +57,7 @@ public interface PaymentInputOrBuilder extends
   /**
    * <pre>
    * Payee financial address, e.g. "mobile:254700000001&#64;mpesa" or "account:123&#64;bank-a".
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payee_fa = 3;</code>
@@ -62,6 +67,7 @@ public interface PaymentInputOrBuilder extends
   /**
    * <pre>
    * Payee financial address, e.g. "mobile:254700000001&#64;mpesa" or "account:123&#64;bank-a".
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payee_fa = 3;</code>
@@ -73,6 +79,7 @@ public interface PaymentInputOrBuilder extends
   /**
    * <pre>
    * Exact decimal amount, ^&#92;d{1,13}&#92;.&#92;d{1,2}$.
+   * At most 16 characters.
    * </pre>
    *
    * <code>string amount = 4;</code>
@@ -82,6 +89,7 @@ public interface PaymentInputOrBuilder extends
   /**
    * <pre>
    * Exact decimal amount, ^&#92;d{1,13}&#92;.&#92;d{1,2}$.
+   * At most 16 characters.
    * </pre>
    *
    * <code>string amount = 4;</code>
@@ -93,6 +101,7 @@ public interface PaymentInputOrBuilder extends
   /**
    * <pre>
    * ISO 4217 alphabetic code.
+   * At most 3 characters.
    * </pre>
    *
    * <code>string currency_code = 5;</code>
@@ -102,6 +111,7 @@ public interface PaymentInputOrBuilder extends
   /**
    * <pre>
    * ISO 4217 alphabetic code.
+   * At most 3 characters.
    * </pre>
    *
    * <code>string currency_code = 5;</code>
@@ -113,6 +123,7 @@ public interface PaymentInputOrBuilder extends
   /**
    * <pre>
    * The payee's name.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payee_name = 6;</code>
@@ -122,6 +133,7 @@ public interface PaymentInputOrBuilder extends
   /**
    * <pre>
    * The payee's name.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payee_name = 6;</code>
@@ -133,6 +145,7 @@ public interface PaymentInputOrBuilder extends
   /**
    * <pre>
    * Free text for the payee.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string note = 7;</code>
@@ -142,6 +155,7 @@ public interface PaymentInputOrBuilder extends
   /**
    * <pre>
    * Free text for the payee.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string note = 7;</code>
@@ -153,6 +167,7 @@ public interface PaymentInputOrBuilder extends
   /**
    * <pre>
    * Why the payment is made.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string purpose = 8;</code>
@@ -162,6 +177,7 @@ public interface PaymentInputOrBuilder extends
   /**
    * <pre>
    * Why the payment is made.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string purpose = 8;</code>
@@ -200,6 +216,7 @@ public interface PaymentInputOrBuilder extends
   /**
    * <pre>
    * Client data carried through unchanged.
+   * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
    * </pre>
    *
    * <code>map&lt;string, string&gt; metadata = 10;</code>
@@ -208,6 +225,7 @@ public interface PaymentInputOrBuilder extends
   /**
    * <pre>
    * Client data carried through unchanged.
+   * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
    * </pre>
    *
    * <code>map&lt;string, string&gt; metadata = 10;</code>
@@ -223,6 +241,7 @@ public interface PaymentInputOrBuilder extends
   /**
    * <pre>
    * Client data carried through unchanged.
+   * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
    * </pre>
    *
    * <code>map&lt;string, string&gt; metadata = 10;</code>
@@ -232,6 +251,7 @@ public interface PaymentInputOrBuilder extends
   /**
    * <pre>
    * Client data carried through unchanged.
+   * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
    * </pre>
    *
    * <code>map&lt;string, string&gt; metadata = 10;</code>
@@ -244,6 +264,7 @@ java.lang.String defaultValue);
   /**
    * <pre>
    * Client data carried through unchanged.
+   * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
    * </pre>
    *
    * <code>map&lt;string, string&gt; metadata = 10;</code>

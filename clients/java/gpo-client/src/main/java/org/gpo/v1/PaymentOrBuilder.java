@@ -13,6 +13,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * The payment's resource name.
+   * At most 320 characters.
    * </pre>
    *
    * <code>string name = 1;</code>
@@ -22,6 +23,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * The payment's resource name.
+   * At most 320 characters.
    * </pre>
    *
    * <code>string name = 1;</code>
@@ -33,6 +35,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * The client's reference, unique within the batch.
+   * At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
    * </pre>
    *
    * <code>string reference_id = 2;</code>
@@ -42,6 +45,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * The client's reference, unique within the batch.
+   * At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
    * </pre>
    *
    * <code>string reference_id = 2;</code>
@@ -53,6 +57,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * The payer's financial address.
+   * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
    * </pre>
    *
    * <code>string payer_fa = 3;</code>
@@ -62,6 +67,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * The payer's financial address.
+   * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
    * </pre>
    *
    * <code>string payer_fa = 3;</code>
@@ -73,6 +79,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * The payee's financial address, e.g. "mobile:254700000001&#64;mpesa".
+   * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
    * </pre>
    *
    * <code>string payee_fa = 4;</code>
@@ -82,6 +89,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * The payee's financial address, e.g. "mobile:254700000001&#64;mpesa".
+   * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
    * </pre>
    *
    * <code>string payee_fa = 4;</code>
@@ -93,6 +101,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * Exact decimal amount, G2P Connect pattern ^&#92;d{1,13}&#92;.&#92;d{1,2}$, e.g. "125.50".
+   * At most 16 characters.
    * </pre>
    *
    * <code>string amount = 5;</code>
@@ -102,6 +111,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * Exact decimal amount, G2P Connect pattern ^&#92;d{1,13}&#92;.&#92;d{1,2}$, e.g. "125.50".
+   * At most 16 characters.
    * </pre>
    *
    * <code>string amount = 5;</code>
@@ -113,6 +123,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * ISO 4217 alphabetic code, e.g. "KES".
+   * At most 3 characters; a REJECTED payment shows at most the first 8 characters sent.
    * </pre>
    *
    * <code>string currency_code = 6;</code>
@@ -122,6 +133,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * ISO 4217 alphabetic code, e.g. "KES".
+   * At most 3 characters; a REJECTED payment shows at most the first 8 characters sent.
    * </pre>
    *
    * <code>string currency_code = 6;</code>
@@ -133,6 +145,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * The payee's name as the program knows it.
+   * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
    * </pre>
    *
    * <code>string payee_name = 7;</code>
@@ -142,6 +155,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * The payee's name as the program knows it.
+   * At most 255 characters; a REJECTED payment shows at most the first 512 characters sent.
    * </pre>
    *
    * <code>string payee_name = 7;</code>
@@ -153,6 +167,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * Free text for the payee's statement.
+   * At most 1024 characters; a REJECTED payment shows at most the first 2048 characters sent.
    * </pre>
    *
    * <code>string note = 8;</code>
@@ -162,6 +177,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * Free text for the payee's statement.
+   * At most 1024 characters; a REJECTED payment shows at most the first 2048 characters sent.
    * </pre>
    *
    * <code>string note = 8;</code>
@@ -173,6 +189,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * Why the payment is made, e.g. "cash-transfer".
+   * At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
    * </pre>
    *
    * <code>string purpose = 9;</code>
@@ -182,6 +199,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * Why the payment is made, e.g. "cash-transfer".
+   * At most 128 characters; a REJECTED payment shows at most the first 256 characters sent.
    * </pre>
    *
    * <code>string purpose = 9;</code>
@@ -220,6 +238,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * Client data carried through unchanged.
+   * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
    * </pre>
    *
    * <code>map&lt;string, string&gt; metadata = 11;</code>
@@ -228,6 +247,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * Client data carried through unchanged.
+   * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
    * </pre>
    *
    * <code>map&lt;string, string&gt; metadata = 11;</code>
@@ -243,6 +263,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * Client data carried through unchanged.
+   * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
    * </pre>
    *
    * <code>map&lt;string, string&gt; metadata = 11;</code>
@@ -252,6 +273,7 @@ public interface PaymentOrBuilder extends
   /**
    * <pre>
    * Client data carried through unchanged.
+   * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
    * </pre>
    *
    * <code>map&lt;string, string&gt; metadata = 11;</code>
@@ -264,6 +286,7 @@ java.lang.String defaultValue);
   /**
    * <pre>
    * Client data carried through unchanged.
+   * At most 32 entries and 4096 characters in all (keys and values), 1024 an entry.
    * </pre>
    *
    * <code>map&lt;string, string&gt; metadata = 11;</code>
@@ -293,6 +316,7 @@ java.lang.String defaultValue);
   /**
    * <pre>
    * Output only. A G2P Connect reason code when rejected or failed, e.g. "rjct.amount.invalid".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reason_code = 13;</code>
@@ -302,6 +326,7 @@ java.lang.String defaultValue);
   /**
    * <pre>
    * Output only. A G2P Connect reason code when rejected or failed, e.g. "rjct.amount.invalid".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reason_code = 13;</code>
@@ -313,6 +338,7 @@ java.lang.String defaultValue);
   /**
    * <pre>
    * Output only. A human-readable explanation of the reason code.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string reason_message = 14;</code>
@@ -322,6 +348,7 @@ java.lang.String defaultValue);
   /**
    * <pre>
    * Output only. A human-readable explanation of the reason code.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string reason_message = 14;</code>
@@ -333,6 +360,7 @@ java.lang.String defaultValue);
   /**
    * <pre>
    * Output only. The rail the payment was routed to.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string rail = 15;</code>
@@ -342,6 +370,7 @@ java.lang.String defaultValue);
   /**
    * <pre>
    * Output only. The rail the payment was routed to.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string rail = 15;</code>
@@ -353,6 +382,7 @@ java.lang.String defaultValue);
   /**
    * <pre>
    * Output only. The key sent to the rail on every attempt, so a rail never pays twice.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string idempotency_key = 16;</code>
@@ -362,6 +392,7 @@ java.lang.String defaultValue);
   /**
    * <pre>
    * Output only. The key sent to the rail on every attempt, so a rail never pays twice.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string idempotency_key = 16;</code>
@@ -373,6 +404,7 @@ java.lang.String defaultValue);
   /**
    * <pre>
    * Output only. The rail's own reference for the executed payment.
+   * At most 256 characters.
    * </pre>
    *
    * <code>string rail_reference = 17;</code>
@@ -382,6 +414,7 @@ java.lang.String defaultValue);
   /**
    * <pre>
    * Output only. The rail's own reference for the executed payment.
+   * At most 256 characters.
    * </pre>
    *
    * <code>string rail_reference = 17;</code>
@@ -431,6 +464,7 @@ java.lang.String defaultValue);
    * <pre>
    * Output only. Set when the payment needs an operator: e.g. it stayed SENT past the stuck-payment
    * timeout and its rail could not say what happened, or its work chunk was dead-lettered.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string attention_reason = 20;</code>
@@ -441,6 +475,7 @@ java.lang.String defaultValue);
    * <pre>
    * Output only. Set when the payment needs an operator: e.g. it stayed SENT past the stuck-payment
    * timeout and its rail could not say what happened, or its work chunk was dead-lettered.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string attention_reason = 20;</code>

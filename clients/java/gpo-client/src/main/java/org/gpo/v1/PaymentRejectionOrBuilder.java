@@ -13,6 +13,7 @@ public interface PaymentRejectionOrBuilder extends
   /**
    * <pre>
    * The payment's reference_id as sent.
+   * At most 128 characters (the first 128 of what was sent).
    * </pre>
    *
    * <code>string reference_id = 1;</code>
@@ -22,6 +23,7 @@ public interface PaymentRejectionOrBuilder extends
   /**
    * <pre>
    * The payment's reference_id as sent.
+   * At most 128 characters (the first 128 of what was sent).
    * </pre>
    *
    * <code>string reference_id = 1;</code>
@@ -43,6 +45,7 @@ public interface PaymentRejectionOrBuilder extends
   /**
    * <pre>
    * A G2P Connect DisburseStatusReasonCode, e.g. "rjct.amount.invalid".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reason_code = 3;</code>
@@ -52,6 +55,7 @@ public interface PaymentRejectionOrBuilder extends
   /**
    * <pre>
    * A G2P Connect DisburseStatusReasonCode, e.g. "rjct.amount.invalid".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reason_code = 3;</code>
@@ -63,6 +67,7 @@ public interface PaymentRejectionOrBuilder extends
   /**
    * <pre>
    * A human-readable explanation.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string message = 4;</code>
@@ -72,6 +77,7 @@ public interface PaymentRejectionOrBuilder extends
   /**
    * <pre>
    * A human-readable explanation.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string message = 4;</code>

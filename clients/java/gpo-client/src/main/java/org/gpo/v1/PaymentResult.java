@@ -79,6 +79,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The key the rail executed.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string idempotency_key = 2;</code>
@@ -100,6 +101,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The key the rail executed.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string idempotency_key = 2;</code>
@@ -152,6 +154,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * A G2P Connect reason code for failures, e.g. "rjct.payee_fa.invalid".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reason_code = 4;</code>
@@ -173,6 +176,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * A G2P Connect reason code for failures, e.g. "rjct.payee_fa.invalid".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reason_code = 4;</code>
@@ -199,6 +203,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The rail's own explanation.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string reason_message = 5;</code>
@@ -220,6 +225,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The rail's own explanation.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string reason_message = 5;</code>
@@ -246,6 +252,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The rail's reference for the transfer.
+   * At most 256 characters.
    * </pre>
    *
    * <code>string rail_reference = 6;</code>
@@ -267,6 +274,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The rail's reference for the transfer.
+   * At most 256 characters.
    * </pre>
    *
    * <code>string rail_reference = 6;</code>
@@ -877,6 +885,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The key the rail executed.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string idempotency_key = 2;</code>
@@ -897,6 +906,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The key the rail executed.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string idempotency_key = 2;</code>
@@ -918,6 +928,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The key the rail executed.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string idempotency_key = 2;</code>
@@ -935,6 +946,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The key the rail executed.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string idempotency_key = 2;</code>
@@ -949,6 +961,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The key the rail executed.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string idempotency_key = 2;</code>
@@ -1041,6 +1054,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * A G2P Connect reason code for failures, e.g. "rjct.payee_fa.invalid".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reason_code = 4;</code>
@@ -1061,6 +1075,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * A G2P Connect reason code for failures, e.g. "rjct.payee_fa.invalid".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reason_code = 4;</code>
@@ -1082,6 +1097,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * A G2P Connect reason code for failures, e.g. "rjct.payee_fa.invalid".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reason_code = 4;</code>
@@ -1099,6 +1115,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * A G2P Connect reason code for failures, e.g. "rjct.payee_fa.invalid".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reason_code = 4;</code>
@@ -1113,6 +1130,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * A G2P Connect reason code for failures, e.g. "rjct.payee_fa.invalid".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reason_code = 4;</code>
@@ -1133,6 +1151,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The rail's own explanation.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string reason_message = 5;</code>
@@ -1153,6 +1172,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The rail's own explanation.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string reason_message = 5;</code>
@@ -1174,6 +1194,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The rail's own explanation.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string reason_message = 5;</code>
@@ -1191,6 +1212,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The rail's own explanation.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string reason_message = 5;</code>
@@ -1205,6 +1227,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The rail's own explanation.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string reason_message = 5;</code>
@@ -1225,6 +1248,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The rail's reference for the transfer.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string rail_reference = 6;</code>
@@ -1245,6 +1269,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The rail's reference for the transfer.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string rail_reference = 6;</code>
@@ -1266,6 +1291,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The rail's reference for the transfer.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string rail_reference = 6;</code>
@@ -1283,6 +1309,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The rail's reference for the transfer.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string rail_reference = 6;</code>
@@ -1297,6 +1324,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The rail's reference for the transfer.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string rail_reference = 6;</code>

@@ -23,6 +23,7 @@ public interface PaymentResultOrBuilder extends
   /**
    * <pre>
    * The key the rail executed.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string idempotency_key = 2;</code>
@@ -32,6 +33,7 @@ public interface PaymentResultOrBuilder extends
   /**
    * <pre>
    * The key the rail executed.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string idempotency_key = 2;</code>
@@ -62,6 +64,7 @@ public interface PaymentResultOrBuilder extends
   /**
    * <pre>
    * A G2P Connect reason code for failures, e.g. "rjct.payee_fa.invalid".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reason_code = 4;</code>
@@ -71,6 +74,7 @@ public interface PaymentResultOrBuilder extends
   /**
    * <pre>
    * A G2P Connect reason code for failures, e.g. "rjct.payee_fa.invalid".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reason_code = 4;</code>
@@ -82,6 +86,7 @@ public interface PaymentResultOrBuilder extends
   /**
    * <pre>
    * The rail's own explanation.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string reason_message = 5;</code>
@@ -91,6 +96,7 @@ public interface PaymentResultOrBuilder extends
   /**
    * <pre>
    * The rail's own explanation.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string reason_message = 5;</code>
@@ -102,6 +108,7 @@ public interface PaymentResultOrBuilder extends
   /**
    * <pre>
    * The rail's reference for the transfer.
+   * At most 256 characters.
    * </pre>
    *
    * <code>string rail_reference = 6;</code>
@@ -111,6 +118,7 @@ public interface PaymentResultOrBuilder extends
   /**
    * <pre>
    * The rail's reference for the transfer.
+   * At most 256 characters.
    * </pre>
    *
    * <code>string rail_reference = 6;</code>

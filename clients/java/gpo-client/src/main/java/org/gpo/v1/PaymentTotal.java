@@ -87,6 +87,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * ISO 4217 code; empty for payments whose currency was invalid.
+   * At most 8 characters.
    * </pre>
    *
    * <code>string currency_code = 2;</code>
@@ -108,6 +109,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * ISO 4217 code; empty for payments whose currency was invalid.
+   * At most 8 characters.
    * </pre>
    *
    * <code>string currency_code = 2;</code>
@@ -149,6 +151,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Sum of their amounts, as a decimal string.
+   * At most 32 characters.
    * </pre>
    *
    * <code>string amount = 4;</code>
@@ -170,6 +173,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Sum of their amounts, as a decimal string.
+   * At most 32 characters.
    * </pre>
    *
    * <code>string amount = 4;</code>
@@ -638,6 +642,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * ISO 4217 code; empty for payments whose currency was invalid.
+     * At most 8 characters.
      * </pre>
      *
      * <code>string currency_code = 2;</code>
@@ -658,6 +663,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * ISO 4217 code; empty for payments whose currency was invalid.
+     * At most 8 characters.
      * </pre>
      *
      * <code>string currency_code = 2;</code>
@@ -679,6 +685,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * ISO 4217 code; empty for payments whose currency was invalid.
+     * At most 8 characters.
      * </pre>
      *
      * <code>string currency_code = 2;</code>
@@ -696,6 +703,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * ISO 4217 code; empty for payments whose currency was invalid.
+     * At most 8 characters.
      * </pre>
      *
      * <code>string currency_code = 2;</code>
@@ -710,6 +718,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * ISO 4217 code; empty for payments whose currency was invalid.
+     * At most 8 characters.
      * </pre>
      *
      * <code>string currency_code = 2;</code>
@@ -774,6 +783,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Sum of their amounts, as a decimal string.
+     * At most 32 characters.
      * </pre>
      *
      * <code>string amount = 4;</code>
@@ -794,6 +804,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Sum of their amounts, as a decimal string.
+     * At most 32 characters.
      * </pre>
      *
      * <code>string amount = 4;</code>
@@ -815,6 +826,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Sum of their amounts, as a decimal string.
+     * At most 32 characters.
      * </pre>
      *
      * <code>string amount = 4;</code>
@@ -832,6 +844,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Sum of their amounts, as a decimal string.
+     * At most 32 characters.
      * </pre>
      *
      * <code>string amount = 4;</code>
@@ -846,6 +859,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Sum of their amounts, as a decimal string.
+     * At most 32 characters.
      * </pre>
      *
      * <code>string amount = 4;</code>

@@ -32,6 +32,7 @@ public interface PaymentTotalOrBuilder extends
   /**
    * <pre>
    * ISO 4217 code; empty for payments whose currency was invalid.
+   * At most 8 characters.
    * </pre>
    *
    * <code>string currency_code = 2;</code>
@@ -41,6 +42,7 @@ public interface PaymentTotalOrBuilder extends
   /**
    * <pre>
    * ISO 4217 code; empty for payments whose currency was invalid.
+   * At most 8 characters.
    * </pre>
    *
    * <code>string currency_code = 2;</code>
@@ -62,6 +64,7 @@ public interface PaymentTotalOrBuilder extends
   /**
    * <pre>
    * Sum of their amounts, as a decimal string.
+   * At most 32 characters.
    * </pre>
    *
    * <code>string amount = 4;</code>
@@ -71,6 +74,7 @@ public interface PaymentTotalOrBuilder extends
   /**
    * <pre>
    * Sum of their amounts, as a decimal string.
+   * At most 32 characters.
    * </pre>
    *
    * <code>string amount = 4;</code>

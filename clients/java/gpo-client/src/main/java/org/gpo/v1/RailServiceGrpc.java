@@ -9,6 +9,8 @@ import static io.grpc.MethodDescriptor.generateFullMethodName;
  * delivery a sidecar calls ClaimWorkChunk, executes on the rail only what the claim allows, sends the
  * outcomes on ReportResults, and acknowledges the AMQP delivery only after the orchestrator answered
  * that the outcomes are persisted.
+ * Every string field says how long it may be ("At most N characters", counted in Unicode code points);
+ * a request with a longer value is refused with INVALID_ARGUMENT (reason FIELD_TOO_LONG).
  * </pre>
  */
 @io.grpc.stub.annotations.GrpcGenerated
@@ -178,6 +180,8 @@ public final class RailServiceGrpc {
    * delivery a sidecar calls ClaimWorkChunk, executes on the rail only what the claim allows, sends the
    * outcomes on ReportResults, and acknowledges the AMQP delivery only after the orchestrator answered
    * that the outcomes are persisted.
+   * Every string field says how long it may be ("At most N characters", counted in Unicode code points);
+   * a request with a longer value is refused with INVALID_ARGUMENT (reason FIELD_TOO_LONG).
    * </pre>
    */
   public interface AsyncService {
@@ -225,6 +229,8 @@ public final class RailServiceGrpc {
    * delivery a sidecar calls ClaimWorkChunk, executes on the rail only what the claim allows, sends the
    * outcomes on ReportResults, and acknowledges the AMQP delivery only after the orchestrator answered
    * that the outcomes are persisted.
+   * Every string field says how long it may be ("At most N characters", counted in Unicode code points);
+   * a request with a longer value is refused with INVALID_ARGUMENT (reason FIELD_TOO_LONG).
    * </pre>
    */
   public static abstract class RailServiceImplBase
@@ -243,6 +249,8 @@ public final class RailServiceGrpc {
    * delivery a sidecar calls ClaimWorkChunk, executes on the rail only what the claim allows, sends the
    * outcomes on ReportResults, and acknowledges the AMQP delivery only after the orchestrator answered
    * that the outcomes are persisted.
+   * Every string field says how long it may be ("At most N characters", counted in Unicode code points);
+   * a request with a longer value is refused with INVALID_ARGUMENT (reason FIELD_TOO_LONG).
    * </pre>
    */
   public static final class RailServiceStub
@@ -304,6 +312,8 @@ public final class RailServiceGrpc {
    * delivery a sidecar calls ClaimWorkChunk, executes on the rail only what the claim allows, sends the
    * outcomes on ReportResults, and acknowledges the AMQP delivery only after the orchestrator answered
    * that the outcomes are persisted.
+   * Every string field says how long it may be ("At most N characters", counted in Unicode code points);
+   * a request with a longer value is refused with INVALID_ARGUMENT (reason FIELD_TOO_LONG).
    * </pre>
    */
   public static final class RailServiceBlockingV2Stub
@@ -364,6 +374,8 @@ public final class RailServiceGrpc {
    * delivery a sidecar calls ClaimWorkChunk, executes on the rail only what the claim allows, sends the
    * outcomes on ReportResults, and acknowledges the AMQP delivery only after the orchestrator answered
    * that the outcomes are persisted.
+   * Every string field says how long it may be ("At most N characters", counted in Unicode code points);
+   * a request with a longer value is refused with INVALID_ARGUMENT (reason FIELD_TOO_LONG).
    * </pre>
    */
   public static final class RailServiceBlockingStub
@@ -412,6 +424,8 @@ public final class RailServiceGrpc {
    * delivery a sidecar calls ClaimWorkChunk, executes on the rail only what the claim allows, sends the
    * outcomes on ReportResults, and acknowledges the AMQP delivery only after the orchestrator answered
    * that the outcomes are persisted.
+   * Every string field says how long it may be ("At most N characters", counted in Unicode code points);
+   * a request with a longer value is refused with INVALID_ARGUMENT (reason FIELD_TOO_LONG).
    * </pre>
    */
   public static final class RailServiceFutureStub

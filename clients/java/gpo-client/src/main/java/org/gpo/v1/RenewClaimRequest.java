@@ -63,6 +63,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The claimed chunk's id, for logs.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 1;</code>
@@ -84,6 +85,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The claimed chunk's id, for logs.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 1;</code>
@@ -110,6 +112,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The chunk's batch.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 2;</code>
@@ -131,6 +134,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The chunk's batch.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 2;</code>
@@ -157,6 +161,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The claim_id of the claim.
+   * At most 256 characters.
    * </pre>
    *
    * <code>string claim_id = 3;</code>
@@ -178,6 +183,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The claim_id of the claim.
+   * At most 256 characters.
    * </pre>
    *
    * <code>string claim_id = 3;</code>
@@ -776,6 +782,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The claimed chunk's id, for logs.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -796,6 +803,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The claimed chunk's id, for logs.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -817,6 +825,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The claimed chunk's id, for logs.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -834,6 +843,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The claimed chunk's id, for logs.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -848,6 +858,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The claimed chunk's id, for logs.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -868,6 +879,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's batch.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 2;</code>
@@ -888,6 +900,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's batch.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 2;</code>
@@ -909,6 +922,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's batch.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 2;</code>
@@ -926,6 +940,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's batch.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 2;</code>
@@ -940,6 +955,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's batch.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 2;</code>
@@ -960,6 +976,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The claim_id of the claim.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string claim_id = 3;</code>
@@ -980,6 +997,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The claim_id of the claim.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string claim_id = 3;</code>
@@ -1001,6 +1019,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The claim_id of the claim.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string claim_id = 3;</code>
@@ -1018,6 +1037,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The claim_id of the claim.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string claim_id = 3;</code>
@@ -1032,6 +1052,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The claim_id of the claim.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string claim_id = 3;</code>

@@ -13,6 +13,7 @@ public interface RenewClaimRequestOrBuilder extends
   /**
    * <pre>
    * The claimed chunk's id, for logs.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 1;</code>
@@ -22,6 +23,7 @@ public interface RenewClaimRequestOrBuilder extends
   /**
    * <pre>
    * The claimed chunk's id, for logs.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 1;</code>
@@ -33,6 +35,7 @@ public interface RenewClaimRequestOrBuilder extends
   /**
    * <pre>
    * The chunk's batch.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 2;</code>
@@ -42,6 +45,7 @@ public interface RenewClaimRequestOrBuilder extends
   /**
    * <pre>
    * The chunk's batch.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 2;</code>
@@ -53,6 +57,7 @@ public interface RenewClaimRequestOrBuilder extends
   /**
    * <pre>
    * The claim_id of the claim.
+   * At most 256 characters.
    * </pre>
    *
    * <code>string claim_id = 3;</code>
@@ -62,6 +67,7 @@ public interface RenewClaimRequestOrBuilder extends
   /**
    * <pre>
    * The claim_id of the claim.
+   * At most 256 characters.
    * </pre>
    *
    * <code>string claim_id = 3;</code>

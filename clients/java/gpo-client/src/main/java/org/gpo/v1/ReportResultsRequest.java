@@ -64,6 +64,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The chunk's id.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 1;</code>
@@ -85,6 +86,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The chunk's id.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 1;</code>
@@ -111,6 +113,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The chunk's batch.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 2;</code>
@@ -132,6 +135,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The chunk's batch.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 2;</code>
@@ -306,6 +310,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The claim_id of the ClaimWorkChunk this report follows; releases apply only to leases it owns.
+   * At most 256 characters.
    * </pre>
    *
    * <code>string claim_id = 6;</code>
@@ -327,6 +332,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The claim_id of the ClaimWorkChunk this report follows; releases apply only to leases it owns.
+   * At most 256 characters.
    * </pre>
    *
    * <code>string claim_id = 6;</code>
@@ -938,6 +944,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's id.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -958,6 +965,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's id.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -979,6 +987,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's id.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -996,6 +1005,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's id.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -1010,6 +1020,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's id.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -1030,6 +1041,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's batch.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 2;</code>
@@ -1050,6 +1062,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's batch.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 2;</code>
@@ -1071,6 +1084,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's batch.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 2;</code>
@@ -1088,6 +1102,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's batch.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 2;</code>
@@ -1102,6 +1117,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk's batch.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 2;</code>
@@ -1665,6 +1681,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The claim_id of the ClaimWorkChunk this report follows; releases apply only to leases it owns.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string claim_id = 6;</code>
@@ -1685,6 +1702,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The claim_id of the ClaimWorkChunk this report follows; releases apply only to leases it owns.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string claim_id = 6;</code>
@@ -1706,6 +1724,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The claim_id of the ClaimWorkChunk this report follows; releases apply only to leases it owns.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string claim_id = 6;</code>
@@ -1723,6 +1742,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The claim_id of the ClaimWorkChunk this report follows; releases apply only to leases it owns.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string claim_id = 6;</code>
@@ -1737,6 +1757,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The claim_id of the ClaimWorkChunk this report follows; releases apply only to leases it owns.
+     * At most 256 characters.
      * </pre>
      *
      * <code>string claim_id = 6;</code>

@@ -13,6 +13,7 @@ public interface ReportResultsRequestOrBuilder extends
   /**
    * <pre>
    * The chunk's id.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 1;</code>
@@ -22,6 +23,7 @@ public interface ReportResultsRequestOrBuilder extends
   /**
    * <pre>
    * The chunk's id.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 1;</code>
@@ -33,6 +35,7 @@ public interface ReportResultsRequestOrBuilder extends
   /**
    * <pre>
    * The chunk's batch.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 2;</code>
@@ -42,6 +45,7 @@ public interface ReportResultsRequestOrBuilder extends
   /**
    * <pre>
    * The chunk's batch.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 2;</code>
@@ -158,6 +162,7 @@ public interface ReportResultsRequestOrBuilder extends
   /**
    * <pre>
    * The claim_id of the ClaimWorkChunk this report follows; releases apply only to leases it owns.
+   * At most 256 characters.
    * </pre>
    *
    * <code>string claim_id = 6;</code>
@@ -167,6 +172,7 @@ public interface ReportResultsRequestOrBuilder extends
   /**
    * <pre>
    * The claim_id of the ClaimWorkChunk this report follows; releases apply only to leases it owns.
+   * At most 256 characters.
    * </pre>
    *
    * <code>string claim_id = 6;</code>

@@ -60,6 +60,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The chunk whose outcomes are now durable.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 1;</code>
@@ -81,6 +82,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The chunk whose outcomes are now durable.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 1;</code>
@@ -550,6 +552,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk whose outcomes are now durable.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -570,6 +573,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk whose outcomes are now durable.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -591,6 +595,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk whose outcomes are now durable.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -608,6 +613,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk whose outcomes are now durable.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -622,6 +628,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The chunk whose outcomes are now durable.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>

@@ -13,6 +13,7 @@ public interface ReportResultsResponseOrBuilder extends
   /**
    * <pre>
    * The chunk whose outcomes are now durable.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 1;</code>
@@ -22,6 +23,7 @@ public interface ReportResultsResponseOrBuilder extends
   /**
    * <pre>
    * The chunk whose outcomes are now durable.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 1;</code>

@@ -104,6 +104,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Why that event does not match.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string problem = 4;</code>
@@ -125,6 +126,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Why that event does not match.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string problem = 4;</code>
@@ -655,6 +657,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Why that event does not match.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string problem = 4;</code>
@@ -675,6 +678,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Why that event does not match.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string problem = 4;</code>
@@ -696,6 +700,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Why that event does not match.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string problem = 4;</code>
@@ -713,6 +718,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Why that event does not match.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string problem = 4;</code>
@@ -727,6 +733,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Why that event does not match.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string problem = 4;</code>

@@ -43,6 +43,7 @@ public interface VerifyAuditTrailResponseOrBuilder extends
   /**
    * <pre>
    * Why that event does not match.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string problem = 4;</code>
@@ -52,6 +53,7 @@ public interface VerifyAuditTrailResponseOrBuilder extends
   /**
    * <pre>
    * Why that event does not match.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string problem = 4;</code>

@@ -64,6 +64,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Unique id of this chunk; the same on every redelivery.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 1;</code>
@@ -85,6 +86,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Unique id of this chunk; the same on every redelivery.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 1;</code>
@@ -111,6 +113,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The rail that must execute it.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string rail = 2;</code>
@@ -132,6 +135,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The rail that must execute it.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string rail = 2;</code>
@@ -158,6 +162,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The batch, "batches/{batch}".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 3;</code>
@@ -179,6 +184,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The batch, "batches/{batch}".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 3;</code>
@@ -817,6 +823,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Unique id of this chunk; the same on every redelivery.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -837,6 +844,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Unique id of this chunk; the same on every redelivery.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -858,6 +866,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Unique id of this chunk; the same on every redelivery.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -875,6 +884,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Unique id of this chunk; the same on every redelivery.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -889,6 +899,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Unique id of this chunk; the same on every redelivery.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string chunk_id = 1;</code>
@@ -909,6 +920,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The rail that must execute it.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string rail = 2;</code>
@@ -929,6 +941,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The rail that must execute it.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string rail = 2;</code>
@@ -950,6 +963,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The rail that must execute it.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string rail = 2;</code>
@@ -967,6 +981,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The rail that must execute it.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string rail = 2;</code>
@@ -981,6 +996,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The rail that must execute it.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string rail = 2;</code>
@@ -1001,6 +1017,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 3;</code>
@@ -1021,6 +1038,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 3;</code>
@@ -1042,6 +1060,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 3;</code>
@@ -1059,6 +1078,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 3;</code>
@@ -1073,6 +1093,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The batch, "batches/{batch}".
+     * At most 128 characters.
      * </pre>
      *
      * <code>string batch = 3;</code>

@@ -13,6 +13,7 @@ public interface WorkChunkOrBuilder extends
   /**
    * <pre>
    * Unique id of this chunk; the same on every redelivery.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 1;</code>
@@ -22,6 +23,7 @@ public interface WorkChunkOrBuilder extends
   /**
    * <pre>
    * Unique id of this chunk; the same on every redelivery.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string chunk_id = 1;</code>
@@ -33,6 +35,7 @@ public interface WorkChunkOrBuilder extends
   /**
    * <pre>
    * The rail that must execute it.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string rail = 2;</code>
@@ -42,6 +45,7 @@ public interface WorkChunkOrBuilder extends
   /**
    * <pre>
    * The rail that must execute it.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string rail = 2;</code>
@@ -53,6 +57,7 @@ public interface WorkChunkOrBuilder extends
   /**
    * <pre>
    * The batch, "batches/{batch}".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 3;</code>
@@ -62,6 +67,7 @@ public interface WorkChunkOrBuilder extends
   /**
    * <pre>
    * The batch, "batches/{batch}".
+   * At most 128 characters.
    * </pre>
    *
    * <code>string batch = 3;</code>

@@ -82,6 +82,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Sent to the rail on every attempt; a rail must never execute the same key twice.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string idempotency_key = 2;</code>
@@ -103,6 +104,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Sent to the rail on every attempt; a rail must never execute the same key twice.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string idempotency_key = 2;</code>
@@ -129,6 +131,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The client's reference.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reference_id = 3;</code>
@@ -150,6 +153,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The client's reference.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reference_id = 3;</code>
@@ -176,6 +180,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Payer financial address.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payer_fa = 4;</code>
@@ -197,6 +202,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Payer financial address.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payer_fa = 4;</code>
@@ -223,6 +229,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Payee financial address.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payee_fa = 5;</code>
@@ -244,6 +251,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Payee financial address.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payee_fa = 5;</code>
@@ -270,6 +278,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Exact decimal amount, e.g. "125.50".
+   * At most 16 characters.
    * </pre>
    *
    * <code>string amount = 6;</code>
@@ -291,6 +300,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Exact decimal amount, e.g. "125.50".
+   * At most 16 characters.
    * </pre>
    *
    * <code>string amount = 6;</code>
@@ -317,6 +327,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * ISO 4217 code.
+   * At most 3 characters.
    * </pre>
    *
    * <code>string currency_code = 7;</code>
@@ -338,6 +349,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * ISO 4217 code.
+   * At most 3 characters.
    * </pre>
    *
    * <code>string currency_code = 7;</code>
@@ -364,6 +376,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The payee's name.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payee_name = 8;</code>
@@ -385,6 +398,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The payee's name.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payee_name = 8;</code>
@@ -411,6 +425,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Free text for the payee.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string note = 9;</code>
@@ -432,6 +447,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Free text for the payee.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string note = 9;</code>
@@ -458,6 +474,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Why the payment is made.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string purpose = 10;</code>
@@ -479,6 +496,7 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Why the payment is made.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string purpose = 10;</code>
@@ -1065,6 +1083,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Sent to the rail on every attempt; a rail must never execute the same key twice.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string idempotency_key = 2;</code>
@@ -1085,6 +1104,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Sent to the rail on every attempt; a rail must never execute the same key twice.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string idempotency_key = 2;</code>
@@ -1106,6 +1126,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Sent to the rail on every attempt; a rail must never execute the same key twice.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string idempotency_key = 2;</code>
@@ -1123,6 +1144,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Sent to the rail on every attempt; a rail must never execute the same key twice.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string idempotency_key = 2;</code>
@@ -1137,6 +1159,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Sent to the rail on every attempt; a rail must never execute the same key twice.
+     * At most 64 characters.
      * </pre>
      *
      * <code>string idempotency_key = 2;</code>
@@ -1157,6 +1180,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The client's reference.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reference_id = 3;</code>
@@ -1177,6 +1201,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The client's reference.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reference_id = 3;</code>
@@ -1198,6 +1223,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The client's reference.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reference_id = 3;</code>
@@ -1215,6 +1241,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The client's reference.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reference_id = 3;</code>
@@ -1229,6 +1256,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The client's reference.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string reference_id = 3;</code>
@@ -1249,6 +1277,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Payer financial address.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payer_fa = 4;</code>
@@ -1269,6 +1298,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Payer financial address.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payer_fa = 4;</code>
@@ -1290,6 +1320,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Payer financial address.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payer_fa = 4;</code>
@@ -1307,6 +1338,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Payer financial address.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payer_fa = 4;</code>
@@ -1321,6 +1353,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Payer financial address.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payer_fa = 4;</code>
@@ -1341,6 +1374,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Payee financial address.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payee_fa = 5;</code>
@@ -1361,6 +1395,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Payee financial address.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payee_fa = 5;</code>
@@ -1382,6 +1417,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Payee financial address.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payee_fa = 5;</code>
@@ -1399,6 +1435,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Payee financial address.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payee_fa = 5;</code>
@@ -1413,6 +1450,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Payee financial address.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payee_fa = 5;</code>
@@ -1433,6 +1471,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Exact decimal amount, e.g. "125.50".
+     * At most 16 characters.
      * </pre>
      *
      * <code>string amount = 6;</code>
@@ -1453,6 +1492,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Exact decimal amount, e.g. "125.50".
+     * At most 16 characters.
      * </pre>
      *
      * <code>string amount = 6;</code>
@@ -1474,6 +1514,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Exact decimal amount, e.g. "125.50".
+     * At most 16 characters.
      * </pre>
      *
      * <code>string amount = 6;</code>
@@ -1491,6 +1532,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Exact decimal amount, e.g. "125.50".
+     * At most 16 characters.
      * </pre>
      *
      * <code>string amount = 6;</code>
@@ -1505,6 +1547,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Exact decimal amount, e.g. "125.50".
+     * At most 16 characters.
      * </pre>
      *
      * <code>string amount = 6;</code>
@@ -1525,6 +1568,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * ISO 4217 code.
+     * At most 3 characters.
      * </pre>
      *
      * <code>string currency_code = 7;</code>
@@ -1545,6 +1589,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * ISO 4217 code.
+     * At most 3 characters.
      * </pre>
      *
      * <code>string currency_code = 7;</code>
@@ -1566,6 +1611,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * ISO 4217 code.
+     * At most 3 characters.
      * </pre>
      *
      * <code>string currency_code = 7;</code>
@@ -1583,6 +1629,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * ISO 4217 code.
+     * At most 3 characters.
      * </pre>
      *
      * <code>string currency_code = 7;</code>
@@ -1597,6 +1644,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * ISO 4217 code.
+     * At most 3 characters.
      * </pre>
      *
      * <code>string currency_code = 7;</code>
@@ -1617,6 +1665,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The payee's name.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payee_name = 8;</code>
@@ -1637,6 +1686,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The payee's name.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payee_name = 8;</code>
@@ -1658,6 +1708,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The payee's name.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payee_name = 8;</code>
@@ -1675,6 +1726,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The payee's name.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payee_name = 8;</code>
@@ -1689,6 +1741,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The payee's name.
+     * At most 255 characters.
      * </pre>
      *
      * <code>string payee_name = 8;</code>
@@ -1709,6 +1762,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Free text for the payee.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string note = 9;</code>
@@ -1729,6 +1783,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Free text for the payee.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string note = 9;</code>
@@ -1750,6 +1805,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Free text for the payee.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string note = 9;</code>
@@ -1767,6 +1823,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Free text for the payee.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string note = 9;</code>
@@ -1781,6 +1838,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Free text for the payee.
+     * At most 1024 characters.
      * </pre>
      *
      * <code>string note = 9;</code>
@@ -1801,6 +1859,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Why the payment is made.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string purpose = 10;</code>
@@ -1821,6 +1880,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Why the payment is made.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string purpose = 10;</code>
@@ -1842,6 +1902,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Why the payment is made.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string purpose = 10;</code>
@@ -1859,6 +1920,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Why the payment is made.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string purpose = 10;</code>
@@ -1873,6 +1935,7 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Why the payment is made.
+     * At most 128 characters.
      * </pre>
      *
      * <code>string purpose = 10;</code>

@@ -23,6 +23,7 @@ public interface WorkItemOrBuilder extends
   /**
    * <pre>
    * Sent to the rail on every attempt; a rail must never execute the same key twice.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string idempotency_key = 2;</code>
@@ -32,6 +33,7 @@ public interface WorkItemOrBuilder extends
   /**
    * <pre>
    * Sent to the rail on every attempt; a rail must never execute the same key twice.
+   * At most 64 characters.
    * </pre>
    *
    * <code>string idempotency_key = 2;</code>
@@ -43,6 +45,7 @@ public interface WorkItemOrBuilder extends
   /**
    * <pre>
    * The client's reference.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reference_id = 3;</code>
@@ -52,6 +55,7 @@ public interface WorkItemOrBuilder extends
   /**
    * <pre>
    * The client's reference.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string reference_id = 3;</code>
@@ -63,6 +67,7 @@ public interface WorkItemOrBuilder extends
   /**
    * <pre>
    * Payer financial address.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payer_fa = 4;</code>
@@ -72,6 +77,7 @@ public interface WorkItemOrBuilder extends
   /**
    * <pre>
    * Payer financial address.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payer_fa = 4;</code>
@@ -83,6 +89,7 @@ public interface WorkItemOrBuilder extends
   /**
    * <pre>
    * Payee financial address.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payee_fa = 5;</code>
@@ -92,6 +99,7 @@ public interface WorkItemOrBuilder extends
   /**
    * <pre>
    * Payee financial address.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payee_fa = 5;</code>
@@ -103,6 +111,7 @@ public interface WorkItemOrBuilder extends
   /**
    * <pre>
    * Exact decimal amount, e.g. "125.50".
+   * At most 16 characters.
    * </pre>
    *
    * <code>string amount = 6;</code>
@@ -112,6 +121,7 @@ public interface WorkItemOrBuilder extends
   /**
    * <pre>
    * Exact decimal amount, e.g. "125.50".
+   * At most 16 characters.
    * </pre>
    *
    * <code>string amount = 6;</code>
@@ -123,6 +133,7 @@ public interface WorkItemOrBuilder extends
   /**
    * <pre>
    * ISO 4217 code.
+   * At most 3 characters.
    * </pre>
    *
    * <code>string currency_code = 7;</code>
@@ -132,6 +143,7 @@ public interface WorkItemOrBuilder extends
   /**
    * <pre>
    * ISO 4217 code.
+   * At most 3 characters.
    * </pre>
    *
    * <code>string currency_code = 7;</code>
@@ -143,6 +155,7 @@ public interface WorkItemOrBuilder extends
   /**
    * <pre>
    * The payee's name.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payee_name = 8;</code>
@@ -152,6 +165,7 @@ public interface WorkItemOrBuilder extends
   /**
    * <pre>
    * The payee's name.
+   * At most 255 characters.
    * </pre>
    *
    * <code>string payee_name = 8;</code>
@@ -163,6 +177,7 @@ public interface WorkItemOrBuilder extends
   /**
    * <pre>
    * Free text for the payee.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string note = 9;</code>
@@ -172,6 +187,7 @@ public interface WorkItemOrBuilder extends
   /**
    * <pre>
    * Free text for the payee.
+   * At most 1024 characters.
    * </pre>
    *
    * <code>string note = 9;</code>
@@ -183,6 +199,7 @@ public interface WorkItemOrBuilder extends
   /**
    * <pre>
    * Why the payment is made.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string purpose = 10;</code>
@@ -192,6 +209,7 @@ public interface WorkItemOrBuilder extends
   /**
    * <pre>
    * Why the payment is made.
+   * At most 128 characters.
    * </pre>
    *
    * <code>string purpose = 10;</code>
