@@ -84,6 +84,13 @@ class Orchestrator:
             ]
         )
         self.port = 0
+        # The health-only port: no interceptor, no other service, so it answers UNIMPLEMENTED to anything
+        # but grpc.health.v1 and reveals nothing without TLS.
+        self.health_server: grpc.aio.Server | None = None
+        self.health_port = 0
+        if settings.health_port is not None:
+            self.health_server = grpc.aio.server(options=[("grpc.max_receive_message_length", 4096)])
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -120,6 +127,10 @@ class Orchestrator:
         else:
             self.port = self.server.add_secure_port(self.settings.listen, server_tls.credentials())
         await self.server.start()
+        if self.health_server is not None:
+            host = self.settings.listen.rpartition(":")[0] or "0.0.0.0"
+            self.health_port = self.health_server.add_insecure_port(f"{host}:{self.settings.health_port}")
+            await self.health_server.start()
         if self.settings.embedded:
             # The in-process queue forgot everything when the last process ended: send unfinished work again.
             if republished := await self.store.republish_unfinished():
@@ -152,9 +163,10 @@ class Orchestrator:
         for name in ["", *names[:2]]:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
-            "GPO serving on port %d (%s)",
+            "GPO serving on port %d (%s)%s",
             self.port,
             "embedded" if self.settings.embedded else "PostgreSQL/RabbitMQ mode",
+            f", health only on plaintext port {self.health_port}" if self.health_server is not None else "",
         )
 
     def _embedded_client_tls(self) -> tls.ClientTls | None:
@@ -220,6 +232,8 @@ class Orchestrator:
             for task in pending:
                 task.cancel()
         await self.server.stop(grace_s)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         await self.broker.close()
         await self.store.close()
 

@@ -25,6 +25,10 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("GPO_DATABASE_URL", "SQLAlchemy URL of PostgreSQL (default: SQLite in the data folder)"),
     ("GPO_AMQP_URL", "RabbitMQ URL (default: the in-process queue with in-process sidecars)"),
     ("GPO_LISTEN", "host:port gpo serve listens on (default 127.0.0.1:50051)"),
+    (
+        "GPO_HEALTH_PORT",
+        "gpo serve: a plaintext port serving grpc.health.v1 only, for probes that cannot speak TLS (default off)",
+    ),
     ("GPO_ROUTES", "payee address patterns to rails, e.g. mobile:*@mpesa=mpesa,account:*@bank-a=bank_a"),
     ("GPO_DEFAULT_RAIL", "rail for payees no route matches (default simulator; empty: reject them)"),
     ("GPO_RAILS_CONFIG", "rails TOML file: routes, default rail, chunk sizes, rail settings"),
@@ -71,6 +75,9 @@ class Settings:
     database_url: str = ""  # empty: SQLite file in data_dir
     amqp_url: str = ""  # empty: the in-process queue, with the simulator sidecar in-process
     listen: str = "127.0.0.1:50051"
+    # A second, plaintext port with the health service alone (Kubernetes' gRPC probes speak no TLS); it is
+    # bound on GPO_LISTEN's host. None: none; 0: any free port (tests).
+    health_port: int | None = None
     routes: str = ""  # "pattern=rail,pattern=rail", e.g. "mobile:*@mpesa=mpesa"
     default_rail: str = "simulator"  # empty: unroutable payments are rejected
     work_chunk_size: int = 1000
@@ -154,6 +161,8 @@ class Settings:
         s.database_url = env.get("GPO_DATABASE_URL", "")
         s.amqp_url = env.get("GPO_AMQP_URL", "")
         s.listen = env.get("GPO_LISTEN", s.listen)
+        if env.get("GPO_HEALTH_PORT"):
+            s.health_port = int(env["GPO_HEALTH_PORT"])
         s.routes = env.get("GPO_ROUTES", "")
         s.default_rail = env.get("GPO_DEFAULT_RAIL", s.default_rail)
         s.work_chunk_size = int(env.get("GPO_WORK_CHUNK_SIZE", s.work_chunk_size))

@@ -8,6 +8,7 @@ command is a console script (or the gateway binary the Dockerfile installs) that
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 import shutil
@@ -20,11 +21,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import yaml
 
 from gpo_server.app import Orchestrator
 from gpo_server.config import Settings
+from gpo_server.tls import client_tls_from
 from rail_sidecars.config import RailConfig, RailsConfig, load_rails_config
 from rail_sidecars.rails.registry import RAIL_KINDS, make_rail
 
@@ -358,6 +361,14 @@ def test_env_references_name_defined_configmaps_or_documented_secrets() -> None:
                 referenced.add(source["secretRef"]["name"])
             if "configMapRef" in source:
                 assert source["configMapRef"]["name"] in configmaps, where
+    # Mounted Secrets: the certificates make-tls-secrets.sh creates, or ones the README says how to create.
+    made_by_script = {"gpo-server-tls", "gpo-gateway-tls"} | {f"gpo-rail-{r}-tls" for r in script_rails()}
+    for deployment in objects("Deployment"):
+        for volume in pod(deployment)["volumes"]:
+            name = volume.get("secret", {}).get("secretName")
+            if name and name not in made_by_script:
+                assert name in secrets, f"{deployment['metadata']['name']}: Secret {name} is not documented"
+                referenced.add(name)
     assert referenced == set(secrets), "the README documents Secrets nothing uses, or misses some"
 
 
@@ -479,12 +490,14 @@ def test_probes_use_ports_their_container_declares() -> None:
                     assert port in (names if isinstance(port, str) else numbers), f"{where} {kind}: {port}"
 
 
-def test_orchestrator_is_probed_over_grpc_health_on_its_grpc_port() -> None:
+def test_orchestrator_is_probed_over_grpc_health_on_its_health_port() -> None:
     gpo = container(one("Deployment", ORCHESTRATOR), "gpo")
     grpc_port = next(p["containerPort"] for p in gpo["ports"] if p["name"] == "grpc")
+    # The gRPC port is mTLS only, which the kubelet's gRPC probes cannot speak (GPO_HEALTH_PORT).
+    health_port = next(p["containerPort"] for p in gpo["ports"] if p["name"] == "health")
     assert set(probes(gpo)) == {"startupProbe", "readinessProbe", "livenessProbe"}
     for kind, probe in probes(gpo).items():
-        assert probe["grpc"]["port"] == grpc_port, kind
+        assert probe["grpc"]["port"] == health_port, kind
         assert probe["grpc"].get("service", "") in health_services(), kind
     gateway = container(one("Deployment", ORCHESTRATOR), "gateway")
     assert gateway["readinessProbe"]["httpGet"]["path"] == "/healthz"
@@ -583,3 +596,161 @@ def test_gsma_rails_listen_where_their_service_and_probes_point(rails: RailsConf
         assert completion_s < lease_s, "a chunk's wait must stay under GPO_CLAIM_LEASE_S"
         assert pod(rail.deployment)["terminationGracePeriodSeconds"] > completion_s
     assert checked, "the example has a gsma rail"
+
+
+# ---- TLS between every pair of containers (issue 12, item 4) --------------------------------------
+
+TLS_SCRIPT = K8S / "make-tls-secrets.sh"
+
+
+def secret_file(deployment: Doc, c: Doc, path: str) -> tuple[str, str]:
+    """(Secret name, key) of a file a container reads; fails unless the file is a mounted Secret's key."""
+    mount, volume, inside = mounted_path(deployment, c, path)
+    where = f"{deployment['metadata']['name']}/{c['name']}: {path}"
+    assert "secret" in volume, f"{where} is not from a Secret"
+    assert mount.get("readOnly") is True, where
+    assert volume["secret"].get("defaultMode") == 0o440, f"{where}: keys readable by fsGroup only"
+    return volume["secret"]["secretName"], inside
+
+
+def script_rails() -> set[str]:
+    match = re.search(r'^rails="([^"]*)"', TLS_SCRIPT.read_text(), re.MULTILINE)
+    assert match, "make-tls-secrets.sh names its default rails"
+    return set(match.group(1).split())
+
+
+def test_the_orchestrator_serves_mtls_only_and_its_probes_use_the_plaintext_health_port() -> None:
+    deployment = one("Deployment", ORCHESTRATOR)
+    gpo = container(deployment, "gpo")
+    settings = orchestrator_settings()
+    server = settings.server_tls()
+    assert server is not None, "the gRPC port is plaintext"
+    assert server.client_ca_file is not None, "client certificates are not required"
+    assert secret_file(deployment, gpo, str(server.cert_file)) == ("gpo-server-tls", "tls.crt")
+    assert secret_file(deployment, gpo, str(server.key_file)) == ("gpo-server-tls", "tls.key")
+    assert secret_file(deployment, gpo, str(server.client_ca_file)) == ("gpo-server-tls", "ca.crt")
+    ports = {p["name"]: p["containerPort"] for p in gpo["ports"]}
+    assert settings.health_port == ports["health"] != ports["grpc"]
+    for kind, probe in probes(gpo).items():
+        assert probe["grpc"]["port"] == settings.health_port, f"{kind}: the TLS port cannot be probed"
+    # The health port is for the kubelet alone: no Service reaches it.
+    for service in objects("Service"):
+        assert all(p.get("targetPort") not in ("health", ports["health"]) for p in service["spec"]["ports"])
+
+
+def test_the_gateway_serves_https_and_reaches_gpo_with_its_client_certificate() -> None:
+    deployment = one("Deployment", ORCHESTRATOR)
+    gateway = container(deployment, "gateway")
+    command = gateway["command"]
+    assert secret_file(deployment, gateway, flag(command, "-tls-cert")) == ("gpo-server-tls", "tls.crt")
+    assert secret_file(deployment, gateway, flag(command, "-tls-key")) == ("gpo-server-tls", "tls.key")
+    assert secret_file(deployment, gateway, flag(command, "-backend-tls")) == ("gpo-gateway-tls", "ca.crt")
+    assert secret_file(deployment, gateway, flag(command, "-backend-client-cert")) == (
+        "gpo-gateway-tls",
+        "tls.crt",
+    )
+    assert secret_file(deployment, gateway, flag(command, "-backend-client-key")) == (
+        "gpo-gateway-tls",
+        "tls.key",
+    )
+    assert gateway["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    http = next(p for p in one("Service", ORCHESTRATOR)["spec"]["ports"] if p["name"] == "http")
+    assert http["appProtocol"] == "https"
+
+
+def test_every_rail_sidecar_reaches_gpo_over_mtls_with_its_own_certificate() -> None:
+    rails = rail_deployments()
+    assert rails
+    assert {r.rail for r in rails} <= script_rails(), "make-tls-secrets.sh makes no certificate for a rail"
+    for rail in rails:
+        env = env_of(rail.sidecar)
+        client = client_tls_from(
+            env.get("GPO_TLS_CA_FILE", ""),
+            env.get("GPO_TLS_CLIENT_CERT_FILE", ""),
+            env.get("GPO_TLS_CLIENT_KEY_FILE", ""),
+        )
+        where = rail.deployment["metadata"]["name"]
+        assert client is not None and client.cert_file and client.key_file, (
+            f"{where}: plaintext or no certificate"
+        )
+        secret = f"gpo-rail-{rail.rail}-tls"
+        assert secret_file(rail.deployment, rail.sidecar, str(client.ca_file)) == (secret, "ca.crt")
+        assert secret_file(rail.deployment, rail.sidecar, str(client.cert_file)) == (secret, "tls.crt")
+        assert secret_file(rail.deployment, rail.sidecar, str(client.key_file)) == (secret, "tls.key")
+        # The host it dials is a name GPO's certificate carries (make-tls-secrets.sh, server).
+        assert env["GPO_ORCHESTRATOR"].rpartition(":")[0] == ORCHESTRATOR and not env.get(
+            "GPO_TLS_SERVER_NAME"
+        )
+
+
+def readme_secret(name: str) -> str:
+    """The value k8s/README.md's `kubectl create secret` recipe gives a Secret key."""
+    match = re.search(rf"--from-literal={name}='([^']*)'", (K8S / "README.md").read_text())
+    assert match, f"k8s/README.md shows no value for {name}"
+    return match.group(1)
+
+
+def test_postgresql_and_rabbitmq_are_reached_over_verified_tls() -> None:
+    database_url = readme_secret("GPO_DATABASE_URL")
+    assert "ssl=verify-full" in database_url, database_url
+    amqp_url = readme_secret("GPO_AMQP_URL")
+    assert amqp_url.startswith("amqps://"), amqp_url
+    cafile = re.search(r"[?&]cafile=([^&]+)", amqp_url)
+    assert cafile, "the AMQP URL names the CA of RabbitMQ's certificate"
+    for deployment, c in all_containers():
+        env = env_of(c)
+        if "GPO_AMQP_URL" in env:
+            assert secret_file(deployment, c, cafile.group(1)) == ("gpo-rabbitmq-ca", "ca.crt")
+        if "GPO_DATABASE_URL" in env:
+            # asyncpg reads the CA for ssl=verify-full from PGSSLROOTCERT.
+            assert secret_file(deployment, c, env["PGSSLROOTCERT"]) == ("gpo-postgres-ca", "ca.crt")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="make-tls-secrets.sh needs openssl")
+async def test_the_script_s_certificates_let_the_gateway_and_the_sidecars_in(tmp_path: Path) -> None:
+    import secrets
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from gpo_server import tls
+
+    script = ["bash", str(TLS_SCRIPT), str(tmp_path), "--files-only"]
+    await asyncio.to_thread(subprocess.run, script, check=True, capture_output=True)
+    ca = tmp_path / "ca.crt"
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        listen="127.0.0.1:0",
+        auth_hs256_secrets=[secrets.token_bytes(32)],
+        tls_cert_file=str(tmp_path / "server.crt"),
+        tls_key_file=str(tmp_path / "server.key"),
+        tls_client_ca_file=str(ca),
+        tls_ca_file=str(ca),
+        tls_client_cert_file=str(tmp_path / "gateway.crt"),
+        tls_client_key_file=str(tmp_path / "gateway.key"),
+    )
+    orchestrator = Orchestrator(settings)
+    await orchestrator.start()
+    try:
+        target = f"127.0.0.1:{orchestrator.port}"
+        clients = {
+            # The gateway dials 127.0.0.1; a sidecar dials "gpo", the Service.
+            "gateway": tls.ClientTls(ca, tmp_path / "gateway.crt", tmp_path / "gateway.key"),
+            **{
+                rail: tls.ClientTls(
+                    ca, tmp_path / f"rail-{rail}.crt", tmp_path / f"rail-{rail}.key", ORCHESTRATOR
+                )
+                for rail in script_rails()
+            },
+        }
+        for name, client in clients.items():
+            async with tls.channel(target, client) as channel:
+                reply = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=10
+                )
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING, name
+        # Without a client certificate the handshake fails.
+        async with tls.channel(target, tls.ClientTls(ca)) as channel:
+            with pytest.raises(grpc.aio.AioRpcError):
+                await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    finally:
+        await orchestrator.stop(grace_s=2)
