@@ -33,6 +33,8 @@ from gpo_server.client import GpoClient, chunked, status_counts
 from gpo_server.config import Settings
 from gpo_server.domain.money import format_amount, parse_amount
 from gpo_server.progress import BatchProgress
+from gpo_server.tls import ClientTls
+from gpo_server.tls import channel as tls_channel
 
 PROGRAM = "demo-cash-transfer"
 # Invalid payments the demo mixes in, as upstream systems really send them.
@@ -67,9 +69,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _wait_serving(target: str, processes: list[subprocess.Popen[bytes]], timeout_s: float = 60) -> None:
+async def _wait_serving(
+    target: str, processes: list[subprocess.Popen[bytes]], client_tls: ClientTls | None, timeout_s: float = 60
+) -> None:
     deadline = time.monotonic() + timeout_s
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with tls_channel(target, client_tls) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             for p in processes:
@@ -135,9 +139,13 @@ async def run_demo(args: argparse.Namespace) -> int:
                     stderr=subprocess.STDOUT,
                 )
             )
-        await _wait_serving(f"127.0.0.1:{port}", processes)
+        # GPO_TLS_* in the environment reach gpo serve and gpo-sidecar as they are; the demo's own client
+        # trusts (and presents) what they name too, so the whole demo can run over mTLS.
+        client_tls = Settings.from_env().client_tls()
+        await _wait_serving(f"127.0.0.1:{port}", processes, client_tls)
         summary = await asyncio.wait_for(
-            _pay(args, f"127.0.0.1:{port}", mint_token(secret, "demo", [PROGRAM]), ledger), args.timeout
+            _pay(args, f"127.0.0.1:{port}", mint_token(secret, "demo", [PROGRAM]), ledger, client_tls),
+            args.timeout,
         )
     except BaseException:
         print(f"the demo failed; its data and logs are kept in {run_dir}", file=sys.stderr)
@@ -220,10 +228,12 @@ def clean_runs() -> dict[str, Any]:
     return {"removed_runs": len(runs), "removed_bytes": total, "data_dir": str(folder)}
 
 
-async def _pay(args: argparse.Namespace, target: str, token: str, ledger: Path) -> dict[str, Any]:
+async def _pay(
+    args: argparse.Namespace, target: str, token: str, ledger: Path, client_tls: ClientTls | None
+) -> dict[str, Any]:
     from rail_sidecars.rails.simulator_ledger import read_totals
 
-    client = GpoClient(target, token)
+    client = GpoClient(target, token, tls=client_tls)
     started = time.monotonic()
     header = api_pb.BatchHeader(
         program=PROGRAM, request_id=str(uuid.uuid4()), payer_fa="account:treasury-001@central-bank"

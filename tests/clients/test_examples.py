@@ -1,5 +1,6 @@
 """Each generated client's example (Python, Go, Java, TypeScript) submits a batch in chunks to a live GPO
-server and watches it to completion; its summary is checked against the workload and against GPO itself."""
+server and watches it to completion; its summary is checked against the workload and against GPO itself.
+The server takes mTLS only, so each example's TLS settings (GPO_TLS_*) are exercised too."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ def test_example_submits_in_chunks_and_watches_to_completion(language: str, gpo_
     if language != "python":
         build(language)
     program = f"xlang-{language}"
+    tls = gpo_server.tls
+    assert tls is not None and tls.cert_file is not None and tls.key_file is not None
     env = {
         **os.environ,
         "GPO_TARGET": gpo_server.target,
@@ -45,6 +48,9 @@ def test_example_submits_in_chunks_and_watches_to_completion(language: str, gpo_
         "GPO_PROGRAM": program,
         "GPO_PAYMENTS": str(PAYMENTS),
         "GPO_CHUNK_SIZE": str(CHUNK_SIZE),
+        "GPO_TLS_CA_FILE": str(tls.ca_file),
+        "GPO_TLS_CLIENT_CERT_FILE": str(tls.cert_file),
+        "GPO_TLS_CLIENT_KEY_FILE": str(tls.key_file),
     }
     done = subprocess.run(
         COMMANDS[language], env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False
@@ -72,7 +78,8 @@ def test_example_submits_in_chunks_and_watches_to_completion(language: str, gpo_
 def _check_against_gpo(gpo_server: LiveGpo, program: str, summary: dict[str, Any]) -> None:
     """What the example reported is what GPO holds, payment by payment."""
     metadata = (("authorization", f"Bearer {gpo_server.token([program])}"),)
-    with grpc.insecure_channel(gpo_server.target) as channel:
+    assert gpo_server.tls is not None
+    with grpc.secure_channel(gpo_server.target, gpo_server.tls.credentials()) as channel:
         stub = api_grpc.DisbursementServiceStub(channel)
         batch = stub.GetBatch(api.GetBatchRequest(name=summary["batch"]), metadata=metadata)
         assert batch.program == program

@@ -1,5 +1,8 @@
 """End to end through separate processes: `gpo demo` starts `gpo serve` (and, on the real path, a
-`gpo-sidecar` process), pays a batch, and checks GPO's totals against the simulator's own ledger."""
+`gpo-sidecar` process), pays a batch, and checks GPO's totals against the simulator's own ledger.
+
+Every connection is mTLS: `gpo serve` requires client certificates of a CA made for the test, and the
+demo's client and the sidecar (separate or in-process) present theirs; a plaintext one would fail the run."""
 
 from __future__ import annotations
 
@@ -11,11 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.certificates import cluster_tls, server_tls_settings
+
 pytestmark = pytest.mark.e2e
 
 
 def run_demo(tmp_path: Path, *extra: str, payments: int = 5000) -> dict[str, object]:
-    env = {**os.environ, "GPO_DATA_DIR": str(tmp_path), "GPO_LOG_LEVEL": "WARNING"}
+    tls = server_tls_settings(cluster_tls(tmp_path / "tls"))
+    env = {**os.environ, "GPO_DATA_DIR": str(tmp_path), "GPO_LOG_LEVEL": "WARNING", **tls}
     done = subprocess.run(
         [
             sys.executable,

@@ -19,9 +19,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.certificates import cluster_tls, server_tls_settings
+
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 DEMO = ["demo", "--payments", "3000", "--invalid-every", "101", "--simulator", "failure_rate=0.05,seed=3"]
+
+
+def tls_env(folder: Path) -> dict[str, str]:
+    """GPO_TLS_* of a gpo serve requiring client certificates, and of its clients: every run is mTLS."""
+    return server_tls_settings(cluster_tls(folder / "tls"))
+
+
+def shell_env(env: dict[str, str]) -> str:
+    return " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
 
 
 class Tmux:
@@ -58,6 +69,7 @@ def test_demo_progress_in_a_terminal_ends_on_a_clean_screen(tmp_path: Path) -> N
         [
             f"cd {shlex.quote(str(REPO))} &&",
             f"env GPO_DATA_DIR={shlex.quote(str(tmp_path))} GPO_LOG_LEVEL=WARNING TERM=xterm-256color",
+            shell_env(tls_env(tmp_path)),
             shlex.quote(sys.executable),
             "-m gpo_server.cli",
             *DEMO,
@@ -107,7 +119,7 @@ def test_demo_progress_in_a_terminal_ends_on_a_clean_screen(tmp_path: Path) -> N
 def demo_off_terminal(data: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [sys.executable, "-m", "gpo_server.cli", *DEMO, *extra],
-        env={**os.environ, "GPO_DATA_DIR": str(data), "GPO_LOG_LEVEL": "WARNING"},
+        env={**os.environ, "GPO_DATA_DIR": str(data), "GPO_LOG_LEVEL": "WARNING", **tls_env(data)},
         capture_output=True,
         text=True,
         timeout=300,
@@ -155,9 +167,10 @@ def test_submit_on_a_terminal_keeps_its_json_on_stdout(tmp_path: Path) -> None:
     port = free_port()
     data = tmp_path / "data"
     out = tmp_path / "out.jsonl"
+    tls = tls_env(tmp_path)
     server = subprocess.Popen(
         [sys.executable, "-m", "gpo_server.cli", "serve"],
-        env={**os.environ, "GPO_DATA_DIR": str(data), "GPO_LISTEN": f"127.0.0.1:{port}"},
+        env={**os.environ, "GPO_DATA_DIR": str(data), "GPO_LISTEN": f"127.0.0.1:{port}", **tls},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -170,6 +183,7 @@ def test_submit_on_a_terminal_keeps_its_json_on_stdout(tmp_path: Path) -> None:
             [
                 f"cd {shlex.quote(str(REPO))} &&",
                 f"env GPO_DATA_DIR={shlex.quote(str(data))} GPO_SERVER=127.0.0.1:{port} TERM=xterm-256color",
+                shell_env(tls),
                 shlex.quote(sys.executable),
                 "-m gpo_server.cli submit examples/payments.csv --program tmux --watch",
                 f"--payer-fa account:treasury@central-bank > {shlex.quote(str(out))}",

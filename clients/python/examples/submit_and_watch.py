@@ -2,6 +2,8 @@
 
 Needs only the generated client (`pip install ./clients/python`). Settings: GPO_TARGET (host:port),
 GPO_TOKEN, GPO_PROGRAM, GPO_PAYMENTS, GPO_CHUNK_SIZE. The last line printed is a JSON summary.
+TLS: GPO_TLS_CA_FILE (the CA of GPO's certificate; set, the channel is TLS) and, where GPO requires a
+client certificate, GPO_TLS_CLIENT_CERT_FILE and GPO_TLS_CLIENT_KEY_FILE, all PEM files.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 from gpo.v1 import disbursement_service_pb2 as api
@@ -42,6 +45,23 @@ def requests(program: str, count: int, chunk_size: int) -> Iterator[api.UploadBa
         yield api.UploadBatchRequest(chunk=api.PaymentChunk(sequence=sequence, payments=payments))
 
 
+def channel(target: str) -> grpc.Channel:
+    """TLS (mTLS with a client certificate) when GPO_TLS_CA_FILE is set; plaintext for loopback only."""
+    ca_file = os.environ.get("GPO_TLS_CA_FILE", "")
+    if not ca_file:
+        return grpc.insecure_channel(target)
+    cert_file, key_file = (
+        os.environ.get("GPO_TLS_CLIENT_CERT_FILE", ""),
+        os.environ.get("GPO_TLS_CLIENT_KEY_FILE", ""),
+    )
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=Path(ca_file).read_bytes(),
+        private_key=Path(key_file).read_bytes() if key_file else None,
+        certificate_chain=Path(cert_file).read_bytes() if cert_file else None,
+    )
+    return grpc.secure_channel(target, credentials)
+
+
 def main() -> int:
     token = os.environ.get("GPO_TOKEN", "")
     if not token:
@@ -50,8 +70,8 @@ def main() -> int:
     chunk_size = int(os.environ.get("GPO_CHUNK_SIZE", "100"))
     metadata = (("authorization", f"Bearer {token}"),)
 
-    with grpc.insecure_channel(os.environ.get("GPO_TARGET", "127.0.0.1:50051")) as channel:
-        stub = api_grpc.DisbursementServiceStub(channel)
+    with channel(os.environ.get("GPO_TARGET", "127.0.0.1:50051")) as conn:
+        stub = api_grpc.DisbursementServiceStub(conn)
         batch, acknowledged, rejected = res.Batch(), 0, 0
         upload = requests(os.environ.get("GPO_PROGRAM", "demo-program"), count, chunk_size)
         for response in stub.UploadBatch(upload, metadata=metadata):

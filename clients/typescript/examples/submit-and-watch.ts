@@ -1,9 +1,12 @@
 // Submits a batch in chunks over the bidirectional UploadBatch stream, then watches it to completion.
 // Settings: GPO_TARGET (host:port), GPO_TOKEN, GPO_PROGRAM, GPO_PAYMENTS, GPO_CHUNK_SIZE.
+// TLS: GPO_TLS_CA_FILE (the CA of GPO's certificate; set, the channel is TLS) and, where GPO requires a
+// client certificate, GPO_TLS_CLIENT_CERT_FILE and GPO_TLS_CLIENT_KEY_FILE (PEM files).
 // The last line printed is a JSON summary.
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
-import { credentials } from "@grpc/grpc-js";
+import { readFileSync } from "node:fs";
+import { type ChannelCredentials, credentials } from "@grpc/grpc-js";
 import {
   type Batch,
   BatchState,
@@ -20,6 +23,19 @@ const token = process.env.GPO_TOKEN ?? "";
 const program = process.env.GPO_PROGRAM ?? "demo-program";
 const count = Number(process.env.GPO_PAYMENTS ?? "250");
 const chunkSize = Number(process.env.GPO_CHUNK_SIZE ?? "100");
+
+// TLS (mTLS with a client certificate) when GPO_TLS_CA_FILE is set; plaintext, for loopback only, otherwise.
+function channelCredentials(): ChannelCredentials {
+  const caFile = process.env.GPO_TLS_CA_FILE;
+  if (!caFile) return credentials.createInsecure();
+  const certFile = process.env.GPO_TLS_CLIENT_CERT_FILE;
+  const keyFile = process.env.GPO_TLS_CLIENT_KEY_FILE;
+  return credentials.createSsl(
+    readFileSync(caFile),
+    keyFile ? readFileSync(keyFile) : null,
+    certFile ? readFileSync(certFile) : null,
+  );
+}
 
 // Amounts are exact decimal strings; every 100th is deliberately invalid (three decimals) to show a rejection.
 function payment(i: number): PaymentInput {
@@ -39,7 +55,7 @@ function payment(i: number): PaymentInput {
 
 async function main(): Promise<void> {
   if (!token) throw new Error("set GPO_TOKEN to a bearer token (e.g. `gpo token`)");
-  const client = new DisbursementServiceClient(target, credentials.createInsecure());
+  const client = new DisbursementServiceClient(target, channelCredentials());
   const metadata = bearer(token);
 
   // Upload: the header, then numbered chunks; each acknowledgement lists the chunk's rejections.

@@ -1,11 +1,15 @@
 // Command submit-and-watch submits a batch in chunks over the bidirectional UploadBatch stream, then
 // watches it to completion. Settings: GPO_TARGET (host:port), GPO_TOKEN, GPO_PROGRAM, GPO_PAYMENTS,
-// GPO_CHUNK_SIZE. The last line printed is a JSON summary.
+// GPO_CHUNK_SIZE. The last line printed is a JSON summary. TLS: GPO_TLS_CA_FILE (the CA of GPO's
+// certificate; set, the connection is TLS) and, where GPO requires one, the client certificate
+// GPO_TLS_CLIENT_CERT_FILE and GPO_TLS_CLIENT_KEY_FILE (PEM files).
 package main
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +19,7 @@ import (
 	"strconv"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
@@ -46,7 +51,11 @@ func main() {
 	}
 	count, chunkSize := envInt("GPO_PAYMENTS", 250), envInt("GPO_CHUNK_SIZE", 100)
 
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := transportCredentials()
+	if err != nil {
+		log.Fatal(err)
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -158,6 +167,32 @@ func newUUID() string { // a random (version 4) UUID, the upload's idempotency k
 	_, _ = rand.Read(b[:])
 	b[6], b[8] = b[6]&0x0f|0x40, b[8]&0x3f|0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// transportCredentials is TLS (mTLS with a client certificate) when GPO_TLS_CA_FILE is set; plaintext,
+// for loopback only, otherwise.
+func transportCredentials() (credentials.TransportCredentials, error) {
+	caFile := os.Getenv("GPO_TLS_CA_FILE")
+	if caFile == "" {
+		return insecure.NewCredentials(), nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+	}
+	config := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
+	if certFile := os.Getenv("GPO_TLS_CLIENT_CERT_FILE"); certFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, os.Getenv("GPO_TLS_CLIENT_KEY_FILE"))
+		if err != nil {
+			return nil, err
+		}
+		config.Certificates = []tls.Certificate{pair}
+	}
+	return credentials.NewTLS(config), nil
 }
 
 func env(name, fallback string) string {

@@ -3,13 +3,17 @@ package org.gpo.examples;
 import io.grpc.ClientInterceptor;
 import io.grpc.ClientInterceptors;
 import io.grpc.Channel;
+import io.grpc.ChannelCredentials;
 import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
 import io.grpc.Metadata;
+import io.grpc.TlsChannelCredentials;
 import io.grpc.stub.ClientCallStreamObserver;
 import io.grpc.stub.ClientResponseObserver;
 import io.grpc.stub.MetadataUtils;
+import java.io.File;
+import java.io.IOException;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
@@ -33,7 +37,9 @@ import org.gpo.v1.WatchBatchResponse;
 /**
  * Submits a batch in chunks over the bidirectional UploadBatch stream, then watches it to completion.
  * Settings: GPO_TARGET (host:port), GPO_TOKEN, GPO_PROGRAM, GPO_PAYMENTS, GPO_CHUNK_SIZE. The last line
- * printed is a JSON summary.
+ * printed is a JSON summary. TLS: GPO_TLS_CA_FILE (the CA of GPO's certificate; set, the channel is TLS)
+ * and, where GPO requires a client certificate, GPO_TLS_CLIENT_CERT_FILE and GPO_TLS_CLIENT_KEY_FILE
+ * (PEM files, the key in PKCS #8).
  */
 public final class SubmitAndWatch {
   public static void main(String[] args) throws Exception {
@@ -46,7 +52,7 @@ public final class SubmitAndWatch {
     int count = Integer.parseInt(env("GPO_PAYMENTS", "250"));
     int chunkSize = Integer.parseInt(env("GPO_CHUNK_SIZE", "100"));
 
-    ManagedChannel managed = Grpc.newChannelBuilder(target, InsecureChannelCredentials.create()).build();
+    ManagedChannel managed = Grpc.newChannelBuilder(target, channelCredentials()).build();
     try {
       Metadata auth = new Metadata();
       auth.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + token);
@@ -164,6 +170,20 @@ public final class SubmitAndWatch {
         .setPayeeName("Beneficiary " + i)
         .setPurpose("cash-transfer")
         .build();
+  }
+
+  /** TLS (mTLS with a client certificate) when GPO_TLS_CA_FILE is set; plaintext, for loopback only. */
+  private static ChannelCredentials channelCredentials() throws IOException {
+    String caFile = env("GPO_TLS_CA_FILE", "");
+    if (caFile.isEmpty()) {
+      return InsecureChannelCredentials.create();
+    }
+    TlsChannelCredentials.Builder tls = TlsChannelCredentials.newBuilder().trustManager(new File(caFile));
+    String certFile = env("GPO_TLS_CLIENT_CERT_FILE", "");
+    if (!certFile.isEmpty()) {
+      tls.keyManager(new File(certFile), new File(env("GPO_TLS_CLIENT_KEY_FILE", "")));
+    }
+    return tls.build();
   }
 
   private static String env(String name, String fallback) {
