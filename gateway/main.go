@@ -42,6 +42,8 @@ func run() error {
 	tlsCert := flag.String("tls-cert", env("GPO_GATEWAY_TLS_CERT_FILE", ""), "PEM certificate: serve HTTPS only")
 	tlsKey := flag.String("tls-key", env("GPO_GATEWAY_TLS_KEY_FILE", ""), "PEM private key of the HTTPS certificate")
 	maxBytes := flag.Int("max-message-bytes", 16<<20, "largest gRPC message either way; GPO's own default")
+	metricsAddr := flag.String("metrics-addr", env("GPO_GATEWAY_METRICS_ADDR", ""),
+		"address of Prometheus /metrics, e.g. 127.0.0.1:9464 (GPO_GATEWAY_METRICS_ADDR; default off)")
 	flag.Parse()
 	g2pMaxBodyBytes = int64(*maxBytes) - 4096
 
@@ -55,6 +57,8 @@ func run() error {
 	conn, err := grpc.NewClient(*backend,
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(*maxBytes), grpc.MaxCallSendMsgSize(*maxBytes)),
+		grpc.WithUnaryInterceptor(unaryMetrics),
+		grpc.WithStreamInterceptor(streamMetrics),
 	)
 	if err != nil {
 		return fmt.Errorf("backend %s: %w", *backend, err)
@@ -69,12 +73,15 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	server := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
+	server := &http.Server{Handler: withMetrics(handler), ReadHeaderTimeout: 30 * time.Second}
 	// Tests and scripts read the bound address from this line (with -listen 127.0.0.1:0).
 	slog.Info("gpo-gateway serving", "listen", listener.Addr().String(), "backend", *backend, "https", *tlsCert != "")
 
 	stop, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
+	if err := serveMetrics(stop, *metricsAddr); err != nil {
+		return fmt.Errorf("metrics %s: %w", *metricsAddr, err)
+	}
 	served := make(chan error, 1)
 	if *tlsCert != "" {
 		server.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}

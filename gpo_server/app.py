@@ -25,6 +25,8 @@ from gpo_server.dispatch import OutboxRelay
 from gpo_server.g2p_connect.wiring import G2pConnect
 from gpo_server.intake import Intake
 from gpo_server.maintenance import DeadLetterRecorder, EmptyBatchExpirer, StuckPaymentSweeper
+from gpo_server.observability import metrics
+from gpo_server.observability.http import MetricsServer
 from gpo_server.queueing.base import Broker
 from gpo_server.storage.store import Store
 from gpo_server.work import RailWorkBuilder
@@ -93,6 +95,7 @@ class Orchestrator:
             health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.metrics_server: MetricsServer | None = None
 
     async def start(self) -> None:
         await self.store.migrate()
@@ -138,6 +141,14 @@ class Orchestrator:
                     "embedded restart: %d work chunks of unfinished batches queued again", republished
                 )
         self._tasks.append(asyncio.create_task(self.relay.run(self._stop)))
+        if self.settings.metrics_port is not None:
+            host = self.settings.listen.rpartition(":")[0] or "0.0.0.0"
+            self.metrics_server = MetricsServer(host.strip("[]"), self.settings.metrics_port)
+            log.info("metrics on http://%s:%d/metrics", host, self.metrics_server.port)
+            sampler = metrics.MetricsSampler(
+                self.store, self.broker, self.settings.rails(), self.settings.metrics_interval_s
+            )
+            self._tasks.append(asyncio.create_task(sampler.run(self._stop)))
         sweeper = StuckPaymentSweeper(
             self.store,
             self.build_work,
@@ -234,6 +245,8 @@ class Orchestrator:
         await self.server.stop(grace_s)
         if self.health_server is not None:
             await self.health_server.stop(0)
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         await self.broker.close()
         await self.store.close()
 

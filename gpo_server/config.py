@@ -29,6 +29,11 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
         "GPO_HEALTH_PORT",
         "gpo serve: a plaintext port serving grpc.health.v1 only, for probes that cannot speak TLS (default off)",
     ),
+    (
+        "GPO_METRICS_PORT",
+        "gpo serve: port of the Prometheus /metrics endpoint, bound on GPO_LISTEN's host (default off)",
+    ),
+    ("GPO_METRICS_INTERVAL_S", "gpo serve: seconds between the database samples of /metrics (default 15)"),
     ("GPO_ROUTES", "payee address patterns to rails, e.g. mobile:*@mpesa=mpesa,account:*@bank-a=bank_a"),
     ("GPO_DEFAULT_RAIL", "rail for payees no route matches (default simulator; empty: reject them)"),
     ("GPO_RAILS_CONFIG", "rails TOML file: routes, default rail, chunk sizes, rail settings"),
@@ -64,6 +69,8 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
         "GPO_SIDECAR_JOURNAL",
         "gpo-sidecar: outcome journal file (default sidecar-RAIL.journal in GPO_DATA_DIR; off: none)",
     ),
+    ("GPO_SIDECAR_METRICS_PORT", "gpo-sidecar: port of its Prometheus /metrics (default off); --metrics-port"),
+    ("GPO_SIDECAR_METRICS_HOST", "gpo-sidecar: address /metrics binds (default 127.0.0.1); --metrics-host"),
     ("GPO_SIDECAR_LEASE_S", "gpo-sidecar: the claim lease asked for, renewed every third of it (default 15)"),
     ("GPO_SPECS_DIR", "ISO 20022 rail: folder holding the pain.001 XSD"),
 )
@@ -78,6 +85,10 @@ class Settings:
     # A second, plaintext port with the health service alone (Kubernetes' gRPC probes speak no TLS); it is
     # bound on GPO_LISTEN's host. None: none; 0: any free port (tests).
     health_port: int | None = None
+    # Prometheus /metrics on GPO_LISTEN's host; None: off; 0: any free port (tests). The gauges that need
+    # SQL are sampled every metrics_interval_s, never per scrape.
+    metrics_port: int | None = None
+    metrics_interval_s: float = 15.0
     routes: str = ""  # "pattern=rail,pattern=rail", e.g. "mobile:*@mpesa=mpesa"
     default_rail: str = "simulator"  # empty: unroutable payments are rejected
     work_chunk_size: int = 1000
@@ -163,6 +174,9 @@ class Settings:
         s.listen = env.get("GPO_LISTEN", s.listen)
         if env.get("GPO_HEALTH_PORT"):
             s.health_port = int(env["GPO_HEALTH_PORT"])
+        if env.get("GPO_METRICS_PORT"):
+            s.metrics_port = int(env["GPO_METRICS_PORT"])
+        s.metrics_interval_s = float(env.get("GPO_METRICS_INTERVAL_S", s.metrics_interval_s))
         s.routes = env.get("GPO_ROUTES", "")
         s.default_rail = env.get("GPO_DEFAULT_RAIL", s.default_rail)
         s.work_chunk_size = int(env.get("GPO_WORK_CHUNK_SIZE", s.work_chunk_size))

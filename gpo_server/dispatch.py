@@ -12,6 +12,7 @@ from collections import defaultdict
 
 from gpo.v1 import rail_pb2
 
+from gpo_server.observability import metrics
 from gpo_server.queueing.base import Broker, OutgoingMessage
 from gpo_server.storage.store import PublishableChunk, Store
 
@@ -62,6 +63,7 @@ class OutboxRelay:
                     await self.broker.declare_rail(rail)
                     self._declared.add(rail)
                 await self.broker.publish(rail, [OutgoingMessage(c.payload, c.chunk_id) for c in rail_chunks])
+                metrics.PUBLISHED_CHUNKS.labels(rail).inc(len(rail_chunks))
             await mark_published(
                 [
                     (c, [item.payment_number for item in rail_pb2.WorkChunk.FromString(c.payload).items])

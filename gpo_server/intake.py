@@ -19,6 +19,7 @@ from gpo_server.domain.reasons import Reason
 from gpo_server.domain.routing import Router
 from gpo_server.domain.states import BatchState, PaymentStatus
 from gpo_server.domain.validation import Rejection, nfc, validate_metadata, validate_payment
+from gpo_server.observability import metrics
 from gpo_server.storage.store import BatchRecord, NewPayment, NewWorkChunk, ReferenceTaken, Store
 from gpo_server.work import work_chunks
 
@@ -189,6 +190,9 @@ class Intake:
                 total_before=moved.total_before,
             )
             return await self.commit(batch_id, again)
+        rejected = len(prepared.rejections)
+        metrics.INTAKE_PAYMENTS.labels("accepted").inc(len(prepared.rows) - rejected)
+        metrics.INTAKE_PAYMENTS.labels("rejected").inc(rejected)
         return ChunkOutcome(
             duplicate=False, stored=len(prepared.rows), rejections=prepared.rejections, batch=batch
         )

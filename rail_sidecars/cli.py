@@ -68,6 +68,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="simulator settings, e.g. latency_ms=5,failure_rate=0.01,rate_limit=1000",
     )
     parser.add_argument("--ledger", default=os.environ.get("GPO_SIMULATOR_LEDGER", "simulator-ledger.db"))
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ["GPO_SIDECAR_METRICS_PORT"]) if os.environ.get("GPO_SIDECAR_METRICS_PORT") else None,
+        help="serve Prometheus /metrics on this port (GPO_SIDECAR_METRICS_PORT; default off)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default=os.environ.get("GPO_SIDECAR_METRICS_HOST", "127.0.0.1"),
+        help="address /metrics binds (GPO_SIDECAR_METRICS_HOST; default 127.0.0.1)",
+    )
     tls = parser.add_argument_group("TLS to the orchestrator (plaintext when no CA file is named)")
     tls.add_argument("--tls-ca", default=os.environ.get("GPO_TLS_CA_FILE", ""), help="PEM CA(s) to trust")
     tls.add_argument(
@@ -139,6 +150,12 @@ async def _run(args: argparse.Namespace) -> int:
         journal=journal,
         sidecar_name=f"{args.rail}-{os.getpid()}",
     )
+    metrics_server = None
+    if args.metrics_port is not None:
+        from gpo_server.observability.http import MetricsServer
+
+        metrics_server = MetricsServer(args.metrics_host, args.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", args.metrics_host, metrics_server.port)
     tune_garbage_collector()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -153,6 +170,8 @@ async def _run(args: argparse.Namespace) -> int:
         await broker.close()
         if journal is not None:
             journal.close()
+        if metrics_server is not None:
+            metrics_server.close()
     log.info("sidecar stopped after %d chunks", runner.chunks_done)
     return 0
 

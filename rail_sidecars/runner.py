@@ -35,6 +35,7 @@ from gpo.v1 import rail_pb2, rail_pb2_grpc
 from gpo_server.queueing.base import Broker, Delivery
 from rail_sidecars.journal import OutcomeJournal
 from rail_sidecars.limits import TokenBucket
+from rail_sidecars.metrics import MeteredRail
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, RetryableRailError
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ class SidecarRunner:
         journal: OutcomeJournal | None = None,
     ) -> None:
         self.rail_name = rail_name
-        self.rail = rail
+        self.rail = MeteredRail(rail, rail_name)  # every rail call timed and counted for /metrics
         self.broker = broker
         self.stub = rail_pb2_grpc.RailServiceStub(channel)
         self.metadata = (("authorization", f"Bearer {token}"),)

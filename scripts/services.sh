@@ -15,6 +15,11 @@ need_install=()
 # The server binary, not pg_ctlcluster: a machine with only the client has postgresql-common too.
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need_install+=(postgresql)
 command -v rabbitmq-server >/dev/null 2>&1 || need_install+=(rabbitmq-server)
+# Not a service either: promtool (Debian's prometheus package) checks deploy/prometheus/gpo-rules.yml in
+# tests/e2e/test_metrics.py.
+if ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then need_install+=(prometheus); else echo "services.sh: promtool is missing; install prometheus as root" >&2; fi
+fi
 # Not a service: tests/e2e/test_progress_tmux.py drives the CLI's progress display in a tmux pane. Without
 # root it is only reported (that test then fails and says so), so the servers still start.
 if ! command -v tmux >/dev/null 2>&1; then

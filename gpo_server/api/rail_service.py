@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from gpo_server.api.errors import (
     not_found,
 )
 from gpo_server.domain.states import PaymentStatus
+from gpo_server.observability import metrics
 from gpo_server.storage.store import ForeignRail, ResultUpdate, Store, WorkBuilder
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,7 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
             if request.HasField("max_call_duration")
             else DEFAULT_MAX_CALL_S
         )
+        started = time.perf_counter()
         try:
             claim = await self.store.claim(
                 batch_id,
@@ -119,6 +122,10 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
             raise permission_denied(
                 "the chunk holds payments of a rail this sidecar's token does not name", "RAIL_FORBIDDEN"
             ) from None
+        metrics.CLAIM_SECONDS.observe(time.perf_counter() - started)
+        metrics.CLAIMED_PAYMENTS.labels("execute").inc(len(claim.execute))
+        metrics.CLAIMED_PAYMENTS.labels("verify").inc(len(claim.verify))
+        metrics.CLAIMED_PAYMENTS.labels("busy").inc(len(claim.busy))
         response = rail_pb2.ClaimWorkChunkResponse(lease_token=claim.lease_token)
         response.lease_expire_time.FromDatetime(claim.lease_expire_time)
         response.lease_duration.FromTimedelta(dt.timedelta(seconds=lease_s))
@@ -196,6 +203,7 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
                 batch_id = await self._batch_id(request.batch)
                 updates = [_result_update(r) for r in request.results]
                 refused: list[int] = []
+                started = time.perf_counter()
                 applied = await self.store.apply_results(
                     batch_id,
                     updates,
@@ -214,6 +222,8 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
                         detail={"chunk_id": request.chunk_id[:100], "claim_id": request.claim_id[:200]},
                     ),
                 )
+                metrics.REPORT_SECONDS.observe(time.perf_counter() - started)
+                metrics.REPORTED_PAYMENTS.inc(applied)
                 if request.unknown_payment_numbers and self.redispatch is not None:
                     self.on_work()  # the relay publishes what was sent again
                 if twice := sum(1 for u in updates if u.rail_executions > 1):

@@ -85,3 +85,7 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def dead_letter_count(self, rail: str) -> int:
         """How many messages wait in the rail's dead-letter queue."""
+
+    async def queue_depth(self, rail: str) -> int | None:
+        """How many messages are ready in the rail's work queue; None where the broker cannot tell."""
+        return None

@@ -140,6 +140,9 @@ class MemoryBroker(Broker):
     async def dead_letter_count(self, rail: str) -> int:
         return len(self._rail(rail).dead)
 
+    async def queue_depth(self, rail: str) -> int | None:
+        return len(self._rail(rail).ready)
+
     def _return(self, queue: _Rail, message: _Message, requeue: bool) -> None:
         # A quorum queue dead-letters a message returned more than x-delivery-limit times.
         if requeue and message.deliveries <= self._delivery_limit:

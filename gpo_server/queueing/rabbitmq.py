@@ -270,12 +270,18 @@ class RabbitMQBroker(Broker):
                     log.warning("closing the consumer channel of rail %s failed", rail, exc_info=True)
 
     async def dead_letter_count(self, rail: str) -> int:
+        return await self._message_count(dead_letter_queue_name(rail))
+
+    async def queue_depth(self, rail: str) -> int | None:
+        return await self._message_count(queue_name(rail))
+
+    async def _message_count(self, name: str) -> int:
         connection = self._conn()
 
         async def count() -> int:
             # A passive declare of a missing queue closes its channel, so it gets a channel of its own.
             async with connection.channel() as channel:
-                queue = await channel.declare_queue(dead_letter_queue_name(rail), passive=True, robust=False)
+                queue = await channel.declare_queue(name, passive=True, robust=False)
                 return queue.declaration_result.message_count or 0
 
-        return await self._across_reconnects(f"counting dead letters of rail {rail}", connection.ready, count)
+        return await self._across_reconnects(f"counting messages of {name}", connection.ready, count)

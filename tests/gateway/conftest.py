@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ def start_gateway(
     wait_healthy: bool = True,
     url: str = "",
     tls: Mapping[str, Path] | None = None,
+    extra_args: Sequence[str] = (),
 ) -> tuple[str, Proc]:
     """The real gpo-gateway binary on a free port (or `url`), proxying to `backend`; with `tls`
     (certificates.cluster_tls files) it reaches GPO over mTLS."""
@@ -55,6 +56,7 @@ def start_gateway(
             "-backend",
             backend,
             *backend_tls,
+            *extra_args,
         ],
         {},
         log,
