@@ -5,6 +5,7 @@ Field names are the spec's (disburse_core_api_v1.0.0.yaml), snake_case exactly. 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
@@ -16,7 +17,7 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 from gpo.v1 import disbursement_service_pb2 as api_pb
 
-from gpo_server.domain.money import format_amount
+from gpo_server.domain.money import InvalidAmount, format_amount, parse_amount
 from gpo_server.domain.states import PaymentStatus
 from gpo_server.domain.validation import MAX_REFERENCE_ID
 
@@ -65,7 +66,6 @@ META_META = "g2p.meta"
 SPEC_MAX_NOTE = 99
 SPEC_MAX_PURPOSE = 99
 SPEC_MAX_INSTRUCTION = 999
-_AMOUNT = re.compile(r"^\d{1,13}\.\d{1,2}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _LOCALE = re.compile(r"^[a-z]{3}$")
 
@@ -296,7 +296,8 @@ def disbursement_status(m: Mapping[Any, Any]) -> dict[str, Any]:
         item["status_reason_message"] = "cancelled"
     if m.get("amount_hundredths") is not None:
         amount = format_amount(m["amount_hundredths"])
-        if _AMOUNT.fullmatch(amount):
+        with contextlib.suppress(InvalidAmount):  # reported only in the spec's form (never negative)
+            parse_amount(amount)
             item["amount"] = amount
     # A payee given as a person ID is reported as sent, never as the account it resolved to.
     payee = meta.get(META_PAYEE_ID) or m.get("payee_fa") or ""

@@ -94,7 +94,7 @@ class Ledger:
         except (ValueError, KeyError, TypeError):
             self.problems.append("POST /payments: not a payment")
             return web.json_response({"error": "not a payment"}, status=400)
-        if not isinstance(amount, str) or not _AMOUNT.match(amount):
+        if not isinstance(amount, str) or not _AMOUNT.fullmatch(amount):  # "$" alone lets "1.00\n" by
             self.problems.append(f"POST /payments: amount {amount!r} is not a two-decimal string")
             return web.json_response({"error": "amount must be a decimal string"}, status=400)
         refused = payee.rpartition("@")[2] == "failbank"

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import sqlite3
 import sys
 import threading
@@ -23,9 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gpo_kernel.money import InvalidAmount, format_amount, parse_amount
 from rail_sidecars.rails.base import Outcome, RailResult
-
-_MONEY = re.compile(r"^(\d{1,13})\.(\d{1,2})$")
 
 # SQLite caps the number of bound parameters per statement (999 in old builds).
 _LOOKUP_BATCH = 500
@@ -68,17 +66,15 @@ ON CONFLICT (idempotency_key) DO UPDATE SET executions = executions + 1, last_ti
 
 def parse_hundredths(amount: str) -> int | None:
     """Exact integer hundredths of a money string like "125.5" or "125.50"; None if it is not one."""
-    match = _MONEY.match(amount)
-    if match is None:
+    try:
+        return parse_amount(amount)
+    except InvalidAmount:
         return None
-    whole, fraction = match.groups()
-    return int(whole) * 100 + int(fraction.ljust(2, "0"))
 
 
 def format_hundredths(hundredths: int) -> str:
     """The decimal string of integer hundredths, always with two decimals ("0.30")."""
-    whole, cents = divmod(hundredths, 100)
-    return f"{whole}.{cents:02d}"
+    return format_amount(hundredths)
 
 
 @dataclass(frozen=True, slots=True)

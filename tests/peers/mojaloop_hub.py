@@ -43,12 +43,12 @@ from tests.support.processes import REPO, free_port
 
 # -- FSPIOP formats, written from the API Definition v1.1 (never imported from the code under test)
 
-_AMOUNT = re.compile(r"^(\d{1,18})(?:\.(\d{0,4}))?$")
+_AMOUNT = re.compile(r"([0-9]{1,18})(?:\.([0-9]{1,4}))?", re.ASCII)  # fullmatch: "$" lets "1.5\n" by
 
 
 def to_units(amount: str) -> int:
     """Ten-thousandths of an FSPIOP Amount ("125.5" -> 1255000)."""
-    match = _AMOUNT.match(amount)
+    match = _AMOUNT.fullmatch(amount)
     if match is None:
         raise ValueError(f"not an amount: {amount!r}")
     return int(match.group(1)) * 10_000 + int((match.group(2) or "").ljust(4, "0"))

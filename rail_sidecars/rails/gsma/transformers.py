@@ -23,12 +23,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gpo_kernel.money import InvalidAmount, format_amount, format_shortest, parse_amount, parse_units
 from gpo_server.domain.reasons import Reason
 from rail_sidecars.rails.base import Outcome, RailPayment, RailResult
 
 # The spec's `amount` pattern: no leading zeros and no trailing zeros in the fraction.
 MMAPI_AMOUNT = re.compile(r"^([0]|([1-9][0-9]{0,17}))([.][0-9]{0,3}[1-9])?$", re.ASCII)
-_GPO_AMOUNT = re.compile(r"([0-9]{1,13})\.([0-9]{1,2})", re.ASCII)
 
 # Financial-address scheme → MMAPI account identifier key (the spec's identifier list).
 DEFAULT_FA_SCHEMES: dict[str, str] = {
@@ -108,12 +108,12 @@ class BodyOptions:
 
 def to_mmapi_amount(amount: str) -> str:
     """GPO's "125.50" → the spec's "125.5"; exact string work, never a float."""
-    match = _GPO_AMOUNT.fullmatch(amount)
-    if match is None:
-        raise TransformError(Reason.AMOUNT_INVALID, f"amount {amount[:40]!r} is not a GPO money amount")
-    whole = match.group(1).lstrip("0") or "0"
-    fraction = match.group(2).rstrip("0")
-    text = f"{whole}.{fraction}" if fraction else whole
+    try:
+        text = format_shortest(parse_amount(amount), 2)
+    except InvalidAmount:
+        raise TransformError(
+            Reason.AMOUNT_INVALID, f"amount {amount[:40]!r} is not a GPO money amount"
+        ) from None
     if not MMAPI_AMOUNT.fullmatch(text):  # cannot happen for a GPO amount; kept as a guard
         raise TransformError(Reason.AMOUNT_INVALID, f"amount {amount!r} has no MMAPI form")
     return text
@@ -123,10 +123,10 @@ def from_mmapi_amount(text: str) -> str:
     """The spec's "125.5" → "125.50"; refuses more than two decimals instead of rounding."""
     if not MMAPI_AMOUNT.fullmatch(text):
         raise ValueError(f"{text[:40]!r} is not an MMAPI amount")
-    whole, _, fraction = text.partition(".")
-    if len(fraction) > 2:
-        raise ValueError(f"{text!r} has more than two decimals")
-    return f"{whole}.{fraction.ljust(2, '0')}"
+    try:
+        return format_amount(parse_units(text, places=2, whole_digits=18))
+    except InvalidAmount:
+        raise ValueError(f"{text!r} has more than two decimals") from None
 
 
 # -- parties

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from gpo_kernel import money
 from gpo_server.domain.currencies import MINOR_UNITS
 
 NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"
@@ -145,7 +146,7 @@ def format_amount(hundredths: int, currency: str) -> str:
         if cents:
             raise ValueError(f"{currency} has no minor units")
         return str(whole)
-    return f"{whole}.{cents:02d}"
+    return money.format_amount(hundredths)
 
 
 def payment_information_id(msg_id: str, currency: str) -> str:
@@ -154,8 +155,7 @@ def payment_information_id(msg_id: str, currency: str) -> str:
 
 
 def format_total(hundredths: int) -> str:
-    whole, cents = divmod(hundredths, 100)
-    return f"{whole}.{cents:02d}"
+    return money.format_amount(hundredths)
 
 
 # The SWIFT "x" character set, which the EPC SEPA rulebooks also prescribe (Latin basic set).

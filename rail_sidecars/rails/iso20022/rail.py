@@ -23,8 +23,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from gpo_kernel.money import InvalidAmount, parse_amount, parse_units
 from gpo_server.domain.currencies import MINOR_UNITS, fits_minor_units
-from gpo_server.domain.money import InvalidAmount, parse_amount
 from gpo_server.domain.reasons import Reason
 from gpo_server.domain.validation import mask_fa
 from rail_sidecars.config import RailConfig
@@ -450,8 +450,9 @@ class Iso20022Rail(Rail):
             settled = [r for r in rows if r.outcome != FAILED]
             total = sum(r.hundredths for r in settled)
             try:
-                amount = _hundredths(batch.amount)
-            except ValueError:
+                # ISO 20022 amounts have at most 18 digits; more than two decimals never match a total.
+                amount = parse_units(batch.amount, places=2, whole_digits=18)
+            except InvalidAmount:
                 amount = -1
             if not settled or amount != total or (batch.transactions not in (None, len(settled))):
                 if 0 <= amount < total and any(r.outcome is None for r in settled):
@@ -506,14 +507,6 @@ def _notification_decisions(notification: reports.Notification) -> list[Decision
                 Decision(tx.end_to_end_id, SUCCEEDED, rail_reference=tx.reference or tx.end_to_end_id)
             )
     return decisions
-
-
-def _hundredths(amount: str) -> int:
-    """ "123.45" -> 12345, exactly; ValueError for anything else (more than two decimals included)."""
-    whole, _, fraction = amount.strip().partition(".")
-    if not whole.isdigit() or (fraction and not fraction.isdigit()) or len(fraction) > 2:
-        raise ValueError(f"not an amount: {amount!r}")
-    return int(whole) * 100 + int(fraction.ljust(2, "0") or "0")
 
 
 def _is_duplicate(reasons: Sequence[reports.StatusReason]) -> bool:

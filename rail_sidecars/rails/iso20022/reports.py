@@ -177,7 +177,7 @@ def _notification(message: ET.Element) -> Notification:
                     BatchEntry(
                         msg_id=_text(batch, "MsgId"),
                         payment_information_id=_text(batch, "PmtInfId"),
-                        transactions=int(count) if count.isdigit() else None,
+                        transactions=int(count) if count.isascii() and count.isdigit() else None,
                         amount=(total.text or "").strip() if total is not None else "",
                         currency=total.get("Ccy", "") if total is not None else "",
                         credit=(indicator == "CRDT") if indicator else credit,

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
+from gpo_kernel.money import format_shortest, parse_units
 from rail_sidecars.rails.base import Outcome, RailPayment
 
 CORRELATION_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -57,26 +58,18 @@ def bulk_transfer_id(quote_id: str, transfer_ids: Iterable[str]) -> str:
 
 # -- amounts: integers of ten-thousandths (FSPIOP allows 4 decimals), never floats
 
-_AMOUNT = re.compile(r"^(\d{1,18})(?:\.(\d{0,4}))?$")
 SCALE = 10_000
 
 
 def to_units(amount: str) -> int:
-    """Ten-thousandths of a GPO ("125.50") or FSPIOP ("125.5") amount; ValueError if it is neither."""
-    match = _AMOUNT.match(amount)
-    if match is None:
-        raise ValueError(f"not an amount: {amount!r}")
-    whole, fraction = match.group(1), match.group(2) or ""
-    return int(whole) * SCALE + int(fraction.ljust(4, "0"))
+    """Ten-thousandths of a GPO ("125.50") or FSPIOP ("125.5", "100") amount; ValueError (InvalidAmount)
+    if it is neither."""
+    return parse_units(amount, places=4, whole_digits=18)
 
 
 def fspiop_amount(units: int) -> str:
     """The FSPIOP Amount form: no trailing zeros, no "." without decimals ("125.5", "100", "0.05")."""
-    if units < 0:
-        raise ValueError("negative amount")
-    whole, fraction = divmod(units, SCALE)
-    digits = f"{fraction:04d}".rstrip("0")
-    return f"{whole}.{digits}" if digits else str(whole)
+    return format_shortest(units, 4)
 
 
 def gpo_amount(units: int) -> str:
