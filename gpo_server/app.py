@@ -14,6 +14,7 @@ from gpo.v1 import disbursement_service_pb2, disbursement_service_pb2_grpc, rail
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from gpo_kernel.queueing.base import Broker
 from gpo_server import tls
 from gpo_server.api.auth import SIDECAR_ROLE, Authenticator, local_secret, mint_token
 from gpo_server.api.bounds import BoundsInterceptor
@@ -27,7 +28,6 @@ from gpo_server.intake import Intake
 from gpo_server.maintenance import DeadLetterRecorder, EmptyBatchExpirer, StuckPaymentSweeper
 from gpo_server.observability import metrics
 from gpo_server.observability.http import MetricsServer
-from gpo_server.queueing.base import Broker
 from gpo_server.storage.store import Store
 from gpo_server.work import RailWorkBuilder
 
@@ -39,10 +39,10 @@ log = logging.getLogger(__name__)
 
 def make_broker(settings: Settings) -> Broker:
     if settings.amqp_url:
-        from gpo_server.queueing.rabbitmq import RabbitMQBroker
+        from gpo_kernel.queueing.rabbitmq import RabbitMQBroker
 
         return RabbitMQBroker(settings.amqp_url)
-    from gpo_server.queueing.memory import MemoryBroker
+    from gpo_kernel.queueing.memory import MemoryBroker
 
     return MemoryBroker()
 

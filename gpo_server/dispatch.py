@@ -12,8 +12,8 @@ from collections import defaultdict
 
 from gpo.v1 import rail_pb2
 
+from gpo_kernel.queueing.base import Broker, OutgoingMessage
 from gpo_server.observability import metrics
-from gpo_server.queueing.base import Broker, OutgoingMessage
 from gpo_server.storage.store import PublishableChunk, Store
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from google.protobuf.message import DecodeError
 from gpo.v1 import rail_pb2
 
-from gpo_server.queueing.base import Broker, Delivery
+from gpo_kernel.queueing.base import Broker, Delivery
 from gpo_server.storage.store import Store, WorkBuilder
 
 log = logging.getLogger(__name__)

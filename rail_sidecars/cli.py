@@ -117,7 +117,7 @@ def _rail_config(args: argparse.Namespace) -> RailConfig:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from gpo_server.queueing.rabbitmq import RabbitMQBroker
+    from gpo_kernel.queueing.rabbitmq import RabbitMQBroker
     from rail_sidecars.journal import OutcomeJournal
     from rail_sidecars.runner import SidecarRunner
 

@@ -32,7 +32,7 @@ from google.protobuf import duration_pb2
 from google.protobuf.message import DecodeError
 from gpo.v1 import rail_pb2, rail_pb2_grpc
 
-from gpo_server.queueing.base import Broker, Delivery
+from gpo_kernel.queueing.base import Broker, Delivery
 from rail_sidecars.journal import OutcomeJournal
 from rail_sidecars.limits import TokenBucket
 from rail_sidecars.metrics import MeteredRail

@@ -20,11 +20,11 @@ import aio_pika
 import grpc
 import pytest
 
+from gpo_kernel.queueing.base import dead_letter_queue_name, queue_name
 from gpo_server.api.auth import SIDECAR_ROLE, mint_token
 from gpo_server.app import Orchestrator
 from gpo_server.client import GpoClient
 from gpo_server.config import Settings
-from gpo_server.queueing.base import dead_letter_queue_name, queue_name
 
 # Deterministic simulated failures, so every batch has SUCCEEDED and FAILED payments to total.
 SIMULATOR = "failure_rate=0.2,seed=7"
@@ -97,7 +97,7 @@ async def gpo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[G
 
 
 async def _start_sidecar(gpo: Gpo, settings: Settings, stop: asyncio.Event) -> asyncio.Task[None]:
-    from gpo_server.queueing.rabbitmq import RabbitMQBroker
+    from gpo_kernel.queueing.rabbitmq import RabbitMQBroker
     from rail_sidecars.rails.simulator import SimulatorRail, SimulatorSettings
     from rail_sidecars.runner import SidecarRunner
 

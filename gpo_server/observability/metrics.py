@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import case, func, select
 
+from gpo_kernel.queueing.base import Broker
 from gpo_server.domain.states import BatchState, PaymentStatus
-from gpo_server.queueing.base import Broker
 from gpo_server.storage.store import Store
 from gpo_server.storage.tables import batches, dead_letters, outbox, payments
 

@@ -62,9 +62,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from gpo_kernel.queueing.base import dead_letter_queue_name, queue_name
 from gpo_server.api.auth import SIDECAR_ROLE, mint_token
 from gpo_server.client import GpoClient
-from gpo_server.queueing.base import dead_letter_queue_name, queue_name
 from rail_sidecars.conformance.ledger import Ledger
 
 PROGRAM = "conformance"

@@ -19,13 +19,13 @@ import pytest
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import resources_pb2 as res_pb
 
+from gpo_kernel.queueing.base import OutgoingMessage
 from gpo_server.api.auth import OPERATOR_ROLE, mint_token
 from gpo_server.app import Orchestrator
 from gpo_server.client import GpoClient, chunked, status_counts
 from gpo_server.config import Settings
 from gpo_server.demo import synthetic_payments
 from gpo_server.domain.states import PaymentStatus
-from gpo_server.queueing.base import OutgoingMessage
 from gpo_server.storage.store import NewBatch, ResultUpdate, Store
 from rail_sidecars.rails.base import Rail, RailPayment, RailResult, RetryableRailError
 from rail_sidecars.rails.simulator import SimulatorRail, SimulatorSettings

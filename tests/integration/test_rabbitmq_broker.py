@@ -13,14 +13,14 @@ import aio_pika
 import pytest
 from yarl import URL
 
-from gpo_server.queueing.base import (
+from gpo_kernel.queueing.base import (
     WORK_CONTENT_TYPE,
     WORK_MESSAGE_TYPE,
     OutgoingMessage,
     dead_letter_queue_name,
     queue_name,
 )
-from gpo_server.queueing.rabbitmq import RabbitMQBroker
+from gpo_kernel.queueing.rabbitmq import RabbitMQBroker
 from tests.support.rabbitmq import close_connection_named
 
 AMQP_URL = os.environ.get("GPO_TEST_AMQP_URL")

@@ -21,11 +21,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from yarl import URL
 
+from gpo_kernel.queueing.base import Broker, Delivery, OutgoingMessage, dead_letter_queue_name, queue_name
 from gpo_server.api.auth import mint_token
 from gpo_server.app import Orchestrator
 from gpo_server.client import GpoClient, chunked
 from gpo_server.config import Settings
-from gpo_server.queueing.base import Broker, Delivery, OutgoingMessage, dead_letter_queue_name, queue_name
 from tests.support.databases import create_database, drop_database
 from tests.support.processes import service_urls
 from tests.support.rabbitmq import close_connection_named

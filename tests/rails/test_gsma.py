@@ -867,7 +867,7 @@ async def _delete_queues(amqp_url: str, rail: str) -> None:
 
     import aio_pika
 
-    from gpo_server.queueing.base import dead_letter_queue_name, queue_name
+    from gpo_kernel.queueing.base import dead_letter_queue_name, queue_name
 
     with contextlib.suppress(Exception):
         connection = await aio_pika.connect(amqp_url)

@@ -8,8 +8,8 @@ from contextlib import aclosing, suppress
 
 import pytest
 
-from gpo_server.queueing.base import OutgoingMessage
-from gpo_server.queueing.memory import MemoryBroker
+from gpo_kernel.queueing.base import OutgoingMessage
+from gpo_kernel.queueing.memory import MemoryBroker
 
 RAIL = "sim"
 WAIT = 2.0

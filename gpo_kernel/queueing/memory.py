@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 
-from gpo_server.queueing.base import Broker, Delivery, OutgoingMessage
+from gpo_kernel.queueing.base import Broker, Delivery, OutgoingMessage
 
 log = logging.getLogger(__name__)
 

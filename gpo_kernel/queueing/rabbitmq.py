@@ -30,7 +30,7 @@ from aiormq.exceptions import (
     ChannelInvalidStateError,
 )
 
-from gpo_server.queueing.base import (
+from gpo_kernel.queueing.base import (
     WORK_CONTENT_TYPE,
     Broker,
     Delivery,
