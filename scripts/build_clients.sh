@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the REST gateway and the client examples from the committed generated code:
+# Builds the REST gateway and the client examples (Go, TypeScript and the gateway from the committed generated
+# code; Java generates its code from protos/ in its Maven build):
 #
 #   bash scripts/build_clients.sh                  # gateway go java typescript
 #   bash scripts/build_clients.sh gateway          # only these
@@ -43,7 +44,7 @@ build_java() {
   need mvn java
   need java java
   local stamp=clients/java/examples/target/.built
-  if newer_than "$stamp" clients/java; then
+  if newer_than "$stamp" clients/java protos; then
     # Maven's output is shown only when it fails (quiet mode still prints colour codes).
     if ! (cd clients/java && mvn -q -B -Dstyle.color=never package) >"$out/maven.log" 2>&1; then
       cat "$out/maven.log" >&2
