@@ -100,10 +100,12 @@ async def test_metrics_move_as_a_batch_runs(tmp_path: Path) -> None:
         )
         assert uploaded.rejected == 0
         in_flight = 0.0
+        seen: set[str] = set()  # gauges of batches in progress leave once the batch completes
         deadline = time.monotonic() + 120
         while (await client.get_batch(uploaded.batch.name)).state != res_pb.BATCH_STATE_COMPLETED:
             assert time.monotonic() < deadline, cluster.sidecars[rail].tail()
             during = scrape(server)
+            seen |= names(during)
             in_flight = max(
                 in_flight,
                 sum(
@@ -112,8 +114,12 @@ async def test_metrics_move_as_a_batch_runs(tmp_path: Path) -> None:
             )
             await asyncio.sleep(0.1)
         assert in_flight > 0, "the sampled payments gauge never showed the batch in progress"
-        await asyncio.sleep(0.6)  # a sample after completion
+        # The SQL gauges are sampled on an interval: wait for a sample taken after completion.
         after = scrape(server)
+        while total(after, "gpo_batches", state="completed") != 1:
+            assert time.monotonic() < deadline, "no metrics sample showed the batch completed"
+            await asyncio.sleep(0.1)
+            after = scrape(server)
         assert total(after, "gpo_intake_payments_total", outcome="accepted") == PAYMENTS
         assert total(after, "gpo_outbox_published_chunks_total", rail=rail) >= PAYMENTS / 500
         assert total(after, "gpo_claim_duration_seconds_count") >= PAYMENTS / 500
@@ -166,7 +172,7 @@ async def test_metrics_move_as_a_batch_runs(tmp_path: Path) -> None:
         assert total(gateway, "gpo_gateway_http_request_duration_seconds_count", method="GET") >= 1
 
         # Every metric the alert rules and the dashboard use is one these processes expose.
-        exposed = names(after) | names(rail_side) | names(gateway)
+        exposed = seen | names(after) | names(rail_side) | names(gateway)
         assert referenced(rule_expressions()) - exposed == set()
         assert referenced(dashboard_expressions()) - exposed == set()
     finally:
