@@ -86,11 +86,15 @@ class ResultsReporter:
             answer: asyncio.Future[rail_pb2.ReportResultsResponse] = (
                 asyncio.get_running_loop().create_future()
             )
-            self._waiting.append(answer)
+            # Held locally: the reader may fail the stream (and clear self._call) while this write waits.
+            call, waiting = self._call, self._waiting
+            waiting.append(answer)
             try:
-                await self._call.write(request)
+                await call.write(request)
             except Exception as exc:
-                self._fail(self._call, self._waiting, exc)
+                self._fail(call, waiting, exc)
+                if answer.done() and not answer.cancelled():
+                    answer.exception()  # this caller learns of the failure from the raise below
                 raise ConnectionError(f"results stream failed: {exc}") from exc
         return await answer
 

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NoReturn, TypeAlias, TypeVar
 
 import grpc
+from asyncpg.exceptions import TargetServerAttributeNotMatched
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -93,10 +94,24 @@ async def abort_internal(context: Context) -> NoReturn:
     await abort(context, error)
 
 
+# SQLSTATEs of a server going away or not taking work yet, as in a restart or a failover: connection
+# exceptions (class 08), shutdowns and a server still starting (57P01-57P03), a read-only standby (25006).
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "25006")
+
+
 def _database_unavailable(exc: BaseException | None) -> bool:
     if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection came free in time
         return True
-    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+    if isinstance(exc, sa_exc.DBAPIError):
+        sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+        if exc.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+    # No server answered, or none of a multi-host URL's is writable yet (target_session_attrs=read-write).
+    while exc is not None:
+        if isinstance(exc, ConnectionRefusedError | TargetServerAttributeNotMatched):
+            return True
+        exc = exc.__cause__
+    return False
 
 
 def handles_errors(

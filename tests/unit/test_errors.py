@@ -27,6 +27,19 @@ class RecordingContext:
         raise Aborted
 
 
+class ServerError(Exception):
+    """What a driver raises for an error the server sent: it carries the SQLSTATE."""
+
+    def __init__(self, message: str, sqlstate: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+def refused_behind(wrapper: Exception) -> Exception:
+    wrapper.__cause__ = ConnectionRefusedError(111, "Connect call failed")
+    return wrapper
+
+
 class Service:
     def __init__(self, failure: Exception) -> None:
         self.failure = failure
@@ -43,6 +56,22 @@ class Service:
             sa_exc.TimeoutError("QueuePool limit of size 10 overflow 10 reached"),
             grpc.StatusCode.UNAVAILABLE,
             b"DATABASE_UNAVAILABLE",
+        ),
+        (  # a failover: the old primary shutting down, the standby not promoted yet
+            sa_exc.DBAPIError("SELECT 1", {}, ServerError("the database system is shutting down", "57P03")),
+            grpc.StatusCode.UNAVAILABLE,
+            b"DATABASE_UNAVAILABLE",
+        ),
+        (
+            sa_exc.DBAPIError("UPDATE payments", {}, ServerError("read-only transaction", "25006")),
+            grpc.StatusCode.UNAVAILABLE,
+            b"DATABASE_UNAVAILABLE",
+        ),
+        (refused_behind(RuntimeError("connect")), grpc.StatusCode.UNAVAILABLE, b"DATABASE_UNAVAILABLE"),
+        (
+            sa_exc.DBAPIError("INSERT", {}, ServerError("duplicate key", "23505")),
+            grpc.StatusCode.INTERNAL,
+            b"INTERNAL",
         ),
         (RuntimeError("SELECT secret FROM payments"), grpc.StatusCode.INTERNAL, b"INTERNAL"),
     ],
