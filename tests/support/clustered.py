@@ -12,7 +12,10 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import secrets
 import shutil
+import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -218,3 +221,150 @@ class PgPair:
             ),
             timeout_s=30,
         )
+
+
+RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
+
+
+def rabbit_available() -> bool:
+    return (RABBIT_BIN / "rabbitmq-server").exists() and (os.geteuid() != 0 or _has_user("rabbitmq"))
+
+
+@dataclass
+class RabbitNode:
+    name: str  # the Erlang node name, e.g. gpo1-1a2b3c@vm
+    amqp_port: int
+    dist_port: int
+    base: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.amqp_port}/"
+
+
+@dataclass
+class RabbitCluster:
+    """Three RabbitMQ nodes on 127.0.0.1 joined into one cluster, each with its own AMQP and distribution
+    ports, data and log directories; an Erlang cookie of its own keeps it apart from the machine's nodes."""
+
+    size: int = 3
+    root: Path = field(default_factory=lambda: _private_dir("gpo-rabbit-", "rabbitmq"))
+    nodes: list[RabbitNode] = field(default_factory=list)
+
+    @property
+    def urls(self) -> str:
+        """GPO_AMQP_URL naming every node, comma-separated: tried in turn on (re)connect."""
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self) -> RabbitCluster:
+        cookie = self.root / ".erlang.cookie"
+        cookie.write_text(secrets.token_hex(20))
+        cookie.chmod(0o400)
+        self._own(cookie)
+        tag, host = secrets.token_hex(3), socket.gethostname().split(".")[0]
+        for i in range(1, self.size + 1):
+            base = self.root / f"node{i}"
+            base.mkdir()
+            (base / "enabled_plugins").write_text("[].\n")
+            self._own(base, base / "enabled_plugins")
+            node = RabbitNode(f"gpo{i}-{tag}@{host}", free_port(), free_port(), base)
+            self.nodes.append(node)
+            # In the foreground, in a session of its own: close() can then kill the whole node even if
+            # it never finished booting (-detached would leave nothing to hold on to).
+            with (base / "console.log").open("ab") as console:
+                node.process = subprocess.Popen(
+                    self._as_rabbit(node, [str(RABBIT_BIN / "rabbitmq-server")]),
+                    stdout=console,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        for node in self.nodes:
+            self._await_startup(node)
+        first = self.nodes[0]
+        for node in self.nodes[1:]:
+            self.ctl(node, "stop_app")
+            self.ctl(node, "join_cluster", first.name)
+            self.ctl(node, "start_app", timeout_s=150)
+        running = self.ctl(first, "eval", "length(rabbit_nodes:all_running()).").strip()
+        if running != str(self.size):
+            raise RuntimeError(f"the cluster runs {running} nodes, not {self.size}")
+        return self
+
+    def _await_startup(self, node: RabbitNode, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.ctl(node, "await_startup", "--timeout", "30", timeout_s=40)
+                return
+            except RuntimeError:  # not registered with epmd yet
+                if node.process is not None and node.process.poll() is not None:
+                    raise RuntimeError(f"node {node.name} exited; see {node.base}") from None
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def ctl(self, node: RabbitNode, *args: str, timeout_s: float = 60) -> str:
+        return _run(
+            self._as_rabbit(node, [str(RABBIT_BIN / "rabbitmqctl"), "-q", "-n", node.name, *args]),
+            timeout_s=timeout_s,
+        )
+
+    def queue_leader(self, queue: str) -> RabbitNode:
+        """The node that leads a quorum queue, as a surviving node sees it."""
+        for node in self.nodes:
+            if not self.alive(node):
+                continue
+            for line in self.ctl(node, "list_queues", "name", "leader", "--no-table-headers").splitlines():
+                name, _, leader = line.partition("\t")
+                if name == queue:
+                    return next(n for n in self.nodes if n.name == leader.strip())
+        raise LookupError(f"no node lists queue {queue}")
+
+    def members(self, queue: str) -> list[str]:
+        for node in self.nodes:
+            if not self.alive(node):
+                continue
+            for line in self.ctl(node, "list_queues", "name", "members", "--no-table-headers").splitlines():
+                name, _, members = line.partition("\t")
+                if name == queue:
+                    return sorted(m.strip(" '\"") for m in members.strip("[] ").split(","))
+        return []
+
+    def kill9(self, node: RabbitNode) -> None:
+        """The node dies at once (its Erlang VM and helpers, SIGKILL), as on a crash or a lost machine."""
+        assert node.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(node.process.pid, signal.SIGKILL)
+        node.process.wait(timeout=30)
+
+    def alive(self, node: RabbitNode) -> bool:
+        return node.process is not None and node.process.poll() is None
+
+    def close(self) -> None:
+        for node in self.nodes:
+            if node.process is not None:
+                with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                    self.kill9(node)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _own(self, *paths: Path) -> None:
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam("rabbitmq")
+            for path in paths:
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def _as_rabbit(self, node: RabbitNode, command: list[str]) -> list[str]:
+        env = {
+            "HOME": str(self.root),  # where the cookie is, for the nodes and for rabbitmqctl alike
+            "RABBITMQ_NODENAME": node.name,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(node.amqp_port),
+            "RABBITMQ_DIST_PORT": str(node.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(node.base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(node.base / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(node.base / "enabled_plugins"),
+            "RABBITMQ_CONFIG_FILE": str(node.base / "rabbitmq"),  # absent: the defaults
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(node.base / "advanced.config"),
+        }
+        return _as_user("rabbitmq", ["env", *(f"{k}={v}" for k, v in env.items()), *command])
