@@ -23,12 +23,15 @@ from aio_pika.abc import (
     AbstractRobustConnection,
     AbstractRobustQueue,
 )
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from aio_pika.robust_connection import RobustConnection
 from aiormq.exceptions import (
     AMQPChannelError,
     AMQPConnectionError,
     ChannelClosed,
     ChannelInvalidStateError,
 )
+from yarl import URL
 
 from gpo_kernel.queueing.base import (
     WORK_CONTENT_TYPE,
@@ -99,9 +102,41 @@ class _RabbitDelivery(Delivery):
             )
 
 
+class _ClusterConnection(RobustConnection):
+    """A robust connection to any of a cluster's nodes: a lost connection or a failed attempt moves on to
+    the next URL, so reconnecting after a node dies lands on a live one."""
+
+    def __init__(self, urls: Sequence[str], first: int) -> None:
+        self._urls = [URL(url) for url in urls]
+        self._turn = first
+        super().__init__(self._urls[first])
+
+    async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
+        self._turn += 1
+        await super()._on_connection_close(closing)
+
+    # aio-pika makes every attempt, the first and each reconnection, through this name-mangled method and
+    # offers no other hook to change the URL between attempts.
+    async def _RobustConnection__connect_transport(self) -> None:
+        self.url = self._urls[self._turn % len(self._urls)]
+        try:
+            await super()._RobustConnection__connect_transport()  # type: ignore[misc]
+        except BaseException:
+            self._turn += 1
+            raise
+
+
+def node_urls(url: str) -> list[str]:
+    """GPO_AMQP_URL: one AMQP URL, or several nodes of one cluster separated by commas."""
+    urls = [part.strip() for part in url.split(",") if part.strip()]
+    if not urls:
+        raise ValueError("no AMQP URL given")
+    return urls
+
+
 class RabbitMQBroker(Broker):
     def __init__(self, url: str, *, publish_timeout: float = 30.0, delivery_limit: int = 20) -> None:
-        self._url = url
+        self._urls = node_urls(url)
         self._publish_timeout = publish_timeout
         self._delivery_limit = delivery_limit
         self._connection: AbstractRobustConnection | None = None
@@ -114,9 +149,22 @@ class RabbitMQBroker(Broker):
     async def connect(self) -> None:
         # A robust connection reconnects by itself and restores channels, qos, queues and consumers.
         self._closing = False
-        self._connection = await aio_pika.connect_robust(self._url)
+        self._connection = await self._connect_any()
         self._channel = await self._connection.channel()
         self._publish_channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+
+    async def _connect_any(self) -> AbstractRobustConnection:
+        """The first node that answers; the first connection fails fast, so each node gets its turn."""
+        for first in range(len(self._urls)):
+            connection = _ClusterConnection(self._urls, first)
+            try:
+                await connection.connect()
+                return connection
+            except CONNECTION_EXCEPTIONS:
+                if first == len(self._urls) - 1:
+                    raise
+                log.warning("RabbitMQ node %d of %d unreachable; trying the next", first + 1, len(self._urls))
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         self._closing = True

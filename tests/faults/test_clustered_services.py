@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from gpo_kernel.queueing.base import dead_letter_queue_name, queue_name
 from tests.faults.rig import (
     Batch,
     Rig,
@@ -25,9 +26,11 @@ from tests.faults.rig import (
     drain_sidecars,
     poll_batch,
     settled,
+    until,
     upload,
 )
-from tests.support.clustered import PgPair, pg_available
+from tests.support.clustered import PgPair, RabbitCluster, pg_available, rabbit_available
+from tests.support.databases import create_database, drop_database
 from tests.support.processes import service_urls
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
@@ -83,3 +86,73 @@ async def test_postgresql_failover_to_synchronous_standby(tmp_path: Path, pg_pai
         )
     finally:
         await rig.close()
+
+
+@pytest.fixture
+async def rabbit_cluster() -> AsyncIterator[RabbitCluster]:
+    if not rabbit_available():
+        pytest.skip("rabbitmq-server is not installed")
+    cluster = RabbitCluster()
+    try:
+        await asyncio.to_thread(cluster.start)
+        yield cluster
+    finally:
+        await asyncio.to_thread(cluster.close)
+
+
+async def test_kill9_rabbitmq_node_leading_the_rails_queue(
+    tmp_path: Path, rabbit_cluster: RabbitCluster
+) -> None:
+    """The node leading the rail's quorum queue (replicated on all three) dies with kill -9 while the
+    sidecar pays. The queue elects a leader among the two left; orchestrator and sidecar, given every
+    node in GPO_AMQP_URL, reconnect to a live one; redeliveries are defused by the claims."""
+    shared_url, _ = service_urls()
+    database_url = await create_database(shared_url)
+    rig = Rig(tmp_path, database_url, rabbit_cluster.urls)
+    try:
+        node = rig.add_replica(**CHUNK_ENV)
+        await rig.start(node)
+        rig.start_sidecar(node)
+        batch, client = Batch.make(PAYMENTS, seed=23), rig.client(node)
+        uploaded = await upload(client, batch, UploadProgress())
+        at_fault = await poll_batch(
+            client, uploaded.name, lambda b: settled(b) >= PAYMENTS // 5, interval_s=0.02, what="20% settled"
+        )
+        queue = queue_name(rig.rail)
+        members = await asyncio.to_thread(rabbit_cluster.members, queue)
+        leader = await asyncio.to_thread(rabbit_cluster.queue_leader, queue)
+        await asyncio.to_thread(rabbit_cluster.kill9, leader)
+        fault_at = time.monotonic()
+        assert len(members) == 3, f"the rail's queue is not replicated on three nodes: {members}"
+        assert settled(at_fault) < PAYMENTS, "the batch finished before the fault; nothing was tested"
+
+        done = await completed(client, [uploaded.name])
+        final_s = time.monotonic() - fault_at
+        new_leader = await asyncio.to_thread(rabbit_cluster.queue_leader, queue)
+        # Both clients are back on a live node: the sidecar consumes the rail's queue again, the
+        # orchestrator its dead-letter queue; a second batch then travels through the new leader.
+        queues = [queue, dead_letter_queue_name(rig.rail)]
+        consumers: dict[str, int] = {}
+
+        async def consumed_again() -> bool:
+            consumers.update(await asyncio.to_thread(rabbit_cluster.consumers, queues))
+            return len(consumers) == 2 and all(consumers.values())
+
+        await until(consumed_again, 60, f"consumers on {queues} after the kill (last: {consumers})")
+        reconnected_s = time.monotonic() - fault_at
+        after = Batch.make(1000, seed=29)
+        second = await upload(client, after, UploadProgress())
+        done += await completed(client, [second.name])
+        await drain_sidecars(rig)
+        verdict = check_ledger(done, batch.count + after.count, rig.ledger)
+        verdict.report(
+            "kill -9 of the RabbitMQ node leading the rail's quorum queue (3-node cluster)",
+            settled_at_fault=settled(at_fault),
+            killed=leader.name.split("@")[0],
+            new_leader=new_leader.name.split("@")[0],
+            final_s=round(final_s, 1),
+            consumers_back_s=round(reconnected_s, 1),
+        )
+    finally:
+        await rig.close()
+        await drop_database(shared_url, database_url)

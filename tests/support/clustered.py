@@ -331,6 +331,13 @@ class RabbitCluster:
                     return sorted(m.strip(" '\"") for m in members.strip("[] ").split(","))
         return []
 
+    def consumers(self, queues: list[str]) -> dict[str, int]:
+        """Consumers on each of `queues`, as a live node lists them."""
+        live = next(node for node in self.nodes if self.alive(node))
+        listed = self.ctl(live, "list_queues", "name", "consumers", "--no-table-headers")
+        rows = (line.split("\t") for line in listed.splitlines())
+        return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[0] in queues}
+
     def kill9(self, node: RabbitNode) -> None:
         """The node dies at once (its Erlang VM and helpers, SIGKILL), as on a crash or a lost machine."""
         assert node.process is not None
