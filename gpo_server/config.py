@@ -23,7 +23,11 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("GPO_TOKEN", "bearer JWT for client commands; default: one minted from the local secret; --token"),
     ("GPO_DATA_DIR", "data folder: SQLite database, local secret, demo runs (default .gpo)"),
     ("GPO_DATABASE_URL", "SQLAlchemy URL of PostgreSQL (default: SQLite in the data folder)"),
-    ("GPO_AMQP_URL", "RabbitMQ URL (default: the in-process queue with in-process sidecars)"),
+    (
+        "GPO_AMQP_URL",
+        "RabbitMQ URL, or several nodes' URLs comma-separated, tried in turn (default: the in-process queue"
+        " with in-process sidecars)",
+    ),
     ("GPO_LISTEN", "host:port gpo serve listens on (default 127.0.0.1:50051)"),
     (
         "GPO_HEALTH_PORT",
@@ -69,7 +73,10 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
         "GPO_SIDECAR_JOURNAL",
         "gpo-sidecar: outcome journal file (default sidecar-RAIL.journal in GPO_DATA_DIR; off: none)",
     ),
-    ("GPO_SIDECAR_METRICS_PORT", "gpo-sidecar: port of its Prometheus /metrics (default off); --metrics-port"),
+    (
+        "GPO_SIDECAR_METRICS_PORT",
+        "gpo-sidecar: port of its Prometheus /metrics (default off); --metrics-port",
+    ),
     ("GPO_SIDECAR_METRICS_HOST", "gpo-sidecar: address /metrics binds (default 127.0.0.1); --metrics-host"),
     ("GPO_SIDECAR_LEASE_S", "gpo-sidecar: the claim lease asked for, renewed every third of it (default 15)"),
     ("GPO_SPECS_DIR", "ISO 20022 rail: folder holding the pain.001 XSD"),
