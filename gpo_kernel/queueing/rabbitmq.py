@@ -126,6 +126,11 @@ class _ClusterConnection(RobustConnection):
             raise
 
 
+# An aio-pika release that renames the hook would silently stop rotating nodes: refuse to start instead.
+if not hasattr(RobustConnection, "_RobustConnection__connect_transport"):
+    raise ImportError("this aio-pika has no RobustConnection.__connect_transport; GPO's node rotation needs it")
+
+
 def node_urls(url: str) -> list[str]:
     """GPO_AMQP_URL: one AMQP URL, or several nodes of one cluster separated by commas."""
     urls = [part.strip() for part in url.split(",") if part.strip()]
