@@ -165,6 +165,12 @@ class GpoClient:
                 return
             request.page_token = page.next_page_token
 
+    async def status_changes(self, payment: str, page_size: int = 100) -> AsyncIterator[res_pb.StatusChange]:
+        """A payment's history (its name is Payment.name), oldest first."""
+        request = api_pb.ListStatusChangesRequest(parent=payment, page_size=page_size)
+        async for change in self._pages(self.stub.ListStatusChanges, request, "status_changes"):
+            yield change
+
     async def retry_failed(self, name: str, request_id: str) -> res_pb.Batch:
         batch: res_pb.Batch = await self.stub.RetryFailedPayments(
             api_pb.RetryFailedPaymentsRequest(name=name, request_id=request_id), metadata=self.metadata

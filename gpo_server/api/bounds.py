@@ -26,6 +26,7 @@ from gpo_server.api.interceptor import behavior_of
 from gpo_server.domain import validation as v
 
 MAX_NAME = 128  # "batches/{uuid}" is 44
+MAX_PAYMENT_NAME = 320  # "batches/{uuid}/payments/" and a reference (at most 256 characters shown)
 MAX_REQUEST_ID = 64  # a UUID is 36
 MAX_PAGE_TOKEN = 4096  # GPO's own tokens are far shorter
 MAX_FILTER = 1024
@@ -64,6 +65,8 @@ MAX_CHARS: Mapping[str, int] = {
     "gpo.v1.ListPaymentsRequest.parent": MAX_NAME,
     "gpo.v1.ListPaymentsRequest.page_token": MAX_PAGE_TOKEN,
     "gpo.v1.ListPaymentsRequest.filter": MAX_FILTER,
+    "gpo.v1.ListStatusChangesRequest.parent": MAX_PAYMENT_NAME,
+    "gpo.v1.ListStatusChangesRequest.page_token": MAX_PAGE_TOKEN,
     "gpo.v1.WatchBatchRequest.name": MAX_NAME,
     "gpo.v1.CancelBatchRequest.name": MAX_NAME,
     "gpo.v1.CancelBatchRequest.request_id": MAX_REQUEST_ID,

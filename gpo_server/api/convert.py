@@ -15,13 +15,28 @@ from sqlalchemy import Row
 
 from gpo_server.api.errors import invalid_argument
 from gpo_server.domain.money import format_amount
-from gpo_server.domain.states import BatchState, PaymentStatus
+from gpo_server.domain.states import UPLOAD_CAUSE, BatchState, PaymentStatus, cause_of
 from gpo_server.storage.store import BatchRecord, StatusTotal
 
 _BATCH_NAME = re.compile(r"batches/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
 
 BATCH_STATES = {s: getattr(res_pb, f"BATCH_STATE_{s.name}") for s in BatchState}
 PAYMENT_STATUSES = {s: getattr(res_pb, f"PAYMENT_STATUS_{s.name}") for s in PaymentStatus}
+
+
+_PAYMENT_NAME = re.compile(r"(batches/[^/]+)/payments/(.+)", re.DOTALL)
+
+
+def payment_reference(name: str, field: str) -> tuple[str, str]:
+    """The batch name and the reference of a payment's name, "batches/{batch}/payments/{reference_id}"."""
+    match = _PAYMENT_NAME.fullmatch(name)
+    if match is None:
+        raise invalid_argument(
+            f"{field} must be batches/{{uuid}}/payments/{{reference_id}}",
+            "INVALID_PAYMENT_NAME",
+            [(field, "not of the form batches/{uuid}/payments/{reference_id}")],
+        )
+    return match.group(1), match.group(2)
 
 
 def batch_uid(name: str, field: str = "name") -> str:
@@ -152,3 +167,30 @@ def audit_message(row: Any) -> res_pb.AuditEvent:
         create_time=timestamp(row.create_time),
     )
     return event
+
+
+def upload_change(
+    status: str, time: dt.datetime, reason_code: str = "", reason_message: str = ""
+) -> res_pb.StatusChange:
+    """The first entry of a payment's history: the status intake gave it (with its reason if rejected)."""
+    return res_pb.StatusChange(
+        status=PAYMENT_STATUSES[PaymentStatus(status)],
+        change_time=timestamp(time),
+        cause=UPLOAD_CAUSE,
+        reason_code=reason_code,
+        reason_message=reason_message,
+    )
+
+
+def status_change_message(row: Any) -> res_pb.StatusChange:
+    """A payment_status_changes row as a StatusChange."""
+    before, after = PaymentStatus(row.previous_status), PaymentStatus(row.status)
+    return res_pb.StatusChange(
+        previous_status=PAYMENT_STATUSES[before],
+        status=PAYMENT_STATUSES[after],
+        change_time=timestamp(row.change_time),
+        cause=cause_of(before, after),
+        reason_code=row.reason_code,
+        reason_message=row.reason_message,
+        attempts=row.attempts,
+    )

@@ -25,7 +25,10 @@ from gpo_server.api.convert import (
     decode_page_token,
     encode_page_token,
     payment_message,
+    payment_reference,
+    status_change_message,
     timestamp,
+    upload_change,
 )
 from gpo_server.api.errors import (
     ApiError,
@@ -354,6 +357,39 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             break
         if more:
             response.next_page_token = encode_page_token(after, scope)
+        return response
+
+    @handles_errors
+    async def ListStatusChanges(
+        self, request: api_pb.ListStatusChangesRequest, context: Context
+    ) -> api_pb.ListStatusChangesResponse:
+        batch_name, reference = payment_reference(request.parent, "parent")
+        batch = await self._readable_batch(batch_name, context, "parent")
+        size = _page_size(request.page_size, default=100, most=1000)
+        scope = f"changes:{request.parent}"
+        after = decode_page_token(request.page_token, scope)
+        # Position 0 is the upload entry, which no row holds: the first change row (or, with none, the
+        # payment itself) says which status intake gave the payment, and when.
+        first_page = after is None
+        want = size - 1 if first_page else size
+        found = await self.store.status_changes(batch.id, reference, after_id=after or 0, limit=want + 1)
+        if found is None:
+            raise not_found("payment", request.parent)
+        payment, rows = found
+        response = api_pb.ListStatusChangesResponse()
+        if first_page:
+            if rows:
+                response.status_changes.append(upload_change(rows[0].previous_status, rows[0].previous_time))
+            else:
+                response.status_changes.append(
+                    upload_change(
+                        payment.status, payment.update_time, payment.reason_code, payment.reason_message
+                    )
+                )
+        response.status_changes.extend(status_change_message(r) for r in rows[:want])
+        if len(rows) > want:
+            last = int(rows[want - 1].id) if want else 0
+            response.next_page_token = encode_page_token(last, scope)
         return response
 
     async def WatchBatch(

@@ -42,6 +42,26 @@ FINAL: frozenset[PaymentStatus] = frozenset({S.SUCCEEDED, S.FAILED, S.REJECTED, 
 OPERATOR_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {S.FAILED: frozenset({S.ACCEPTED})}
 
 
+# Why a payment changed status, by (before, after): the `cause` of its history (ListStatusChanges). Every
+# transition above and every operator transition has one; "upload" is the status intake gave it.
+UPLOAD_CAUSE = "upload"
+CAUSES: dict[tuple[PaymentStatus, PaymentStatus], str] = {
+    (S.ACCEPTED, S.QUEUED): "dispatch",  # its work chunk was published to the rail's queue
+    (S.ACCEPTED, S.SENT): "claim",  # a rail sidecar claimed it for execution
+    (S.QUEUED, S.SENT): "claim",
+    (S.ACCEPTED, S.CANCELLED): "cancel",  # an operator or the program cancelled the batch
+    (S.QUEUED, S.CANCELLED): "cancel",
+    (S.SENT, S.SUCCEEDED): "rail",  # the rail's outcome, reported by its sidecar
+    (S.SENT, S.FAILED): "rail",
+    (S.SUCCEEDED, S.REVERSED): "reversal",  # the payee's institution returned the money
+    (S.FAILED, S.ACCEPTED): "retry",  # an operator retried the failed payment
+}
+
+
+def cause_of(before: PaymentStatus, after: PaymentStatus) -> str:
+    return CAUSES.get((before, after), "other")
+
+
 # Statuses a payment may leave for `target`; storage uses these as WHERE clauses so a stale or repeated
 # update can never move a payment backwards.
 def sources_of(target: PaymentStatus) -> frozenset[PaymentStatus]:

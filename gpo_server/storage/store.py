@@ -52,7 +52,15 @@ from gpo_server.domain.states import (
 )
 from gpo_server.storage import audit as audit_trail
 from gpo_server.storage.audit import AuditEvent
-from gpo_server.storage.tables import audit_events, batch_operations, batches, dead_letters, outbox, payments
+from gpo_server.storage.tables import (
+    audit_events,
+    batch_operations,
+    batches,
+    dead_letters,
+    outbox,
+    payment_status_changes,
+    payments,
+)
 
 S = PaymentStatus
 PENDING = tuple(s.value for s in PaymentStatus if s not in FINAL)
@@ -1105,6 +1113,39 @@ class Store:
             query = query.where(payments.c.status.in_(wanted))
         async with self.engine.connect() as conn:
             return list((await conn.execute(query)).all())
+
+    async def status_changes(
+        self, batch_id: int, reference_id: str, *, after_id: int, limit: int
+    ) -> tuple[Row[Any], list[Row[Any]]] | None:
+        """The payment named by its reference (the accepted one, when rejected duplicates share it) and its
+        status changes after after_id, oldest first; None if the batch has no such payment."""
+        find = (
+            select(
+                payments.c.number,
+                payments.c.status,
+                payments.c.update_time,
+                payments.c.reason_code,
+                payments.c.reason_message,
+            )
+            .where(payments.c.batch_id == batch_id, payments.c.reference_id == reference_id)
+            .order_by(payments.c.rail.is_(None), payments.c.number)
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            payment = (await conn.execute(find)).one_or_none()
+            if payment is None:
+                return None
+            changes = await conn.execute(
+                select(payment_status_changes)
+                .where(
+                    payment_status_changes.c.batch_id == batch_id,
+                    payment_status_changes.c.number == payment.number,
+                    payment_status_changes.c.id > after_id,
+                )
+                .order_by(payment_status_changes.c.id)
+                .limit(limit)
+            )
+            return payment, list(changes.all())
 
 
 class ChunkTransaction:

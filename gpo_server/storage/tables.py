@@ -104,6 +104,27 @@ payments = Table(
     ),
 )
 
+# A payment's history: one row per change of its status, written by a trigger on payments (migration 0010)
+# in the statement that changes it, so no code path can skip it and the hot path gains no round trip
+# (PostgreSQL: one INSERT ... SELECT per UPDATE statement, over its transition tables). The status intake
+# gave a payment is the first row's previous_status, at previous_time (or the payment's own, unchanged).
+# No foreign key: the rows are read by (batch_id, number) only.
+payment_status_changes = Table(
+    "payment_status_changes",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("batch_id", BigInteger, nullable=False),
+    Column("number", BigInteger, nullable=False),
+    Column("previous_status", Text, nullable=False),
+    Column("previous_time", DateTime(timezone=True), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("change_time", DateTime(timezone=True), nullable=False),
+    Column("reason_code", Text, nullable=False),
+    Column("reason_message", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Index("ix_payment_status_changes_payment", "batch_id", "number", "id"),
+)
+
 # Transactional outbox: a work chunk is written in the same transaction as its payments and published
 # to the rail's queue afterwards, so nothing is published unpersisted or marked queued unpublished.
 outbox = Table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -9,10 +10,10 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import insert, select, text
 
 from gpo_server.storage.store import NewBatch, Store, cached_plans
-from gpo_server.storage.tables import metadata
+from gpo_server.storage.tables import batches, metadata, payment_status_changes, payments
 from tests.support.databases import create_database, drop_database
 from tests.support.processes import service_urls
 
@@ -145,3 +146,66 @@ async def test_intake_transactions_let_foreign_key_checks_use_cached_plans(postg
         async with cached_plans(conn):
             assert await conn.scalar(show) == "auto"
         assert await conn.scalar(show) == "force_custom_plan"
+
+
+async def test_one_update_of_many_payments_records_each_status_change_it_makes(store: Store) -> None:
+    """Payment history comes from a trigger: the chunk's one UPDATE writes every change (on PostgreSQL in one
+    INSERT ... SELECT for the statement), and an update that leaves the status alone writes none."""
+    now = dt.datetime.now(dt.UTC)
+    later = now + dt.timedelta(seconds=1)
+    async with store.engine.begin() as conn:
+        batch_id = (
+            await conn.execute(
+                insert(batches)
+                .values(
+                    uid="b", program="p", request_id="r", state="processing", create_time=now, update_time=now
+                )
+                .returning(batches.c.id)
+            )
+        ).scalar_one()
+        row = {
+            "batch_id": batch_id,
+            "reference_id": "",
+            "idempotency_key": "",
+            "payer_fa": "a:x@y",
+            "payee_fa": "a:z@y",
+            "amount_hundredths": 100,
+            "currency_code": "USD",
+            "payee_name": "",
+            "note": "",
+            "purpose": "",
+            "rail": "simulator",
+            "status": "accepted",
+            "update_time": now,
+        }
+        await conn.execute(
+            insert(payments), [{**row, "number": n, "reference_id": f"ref-{n}"} for n in range(1, 51)]
+        )
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE payments SET status = 'queued', update_time = :t WHERE number <= 30"), {"t": later}
+        )
+        await conn.execute(text("UPDATE payments SET attempts = attempts + 1, lease_owner = 'x'"))
+    async with store.engine.connect() as conn:
+        changes = (
+            await conn.execute(select(payment_status_changes).order_by(payment_status_changes.c.id))
+        ).all()
+        if store.is_postgres:
+            orientation = (
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT action_orientation FROM information_schema.triggers"
+                            " WHERE event_object_table = 'payments'"
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            assert orientation == ["STATEMENT"]
+    assert [c.number for c in changes] == list(range(1, 31))
+    for change in changes:
+        assert (change.previous_status, change.status, change.attempts) == ("accepted", "queued", 0)
+        assert change.change_time.replace(tzinfo=dt.UTC) == later
+        assert change.previous_time.replace(tzinfo=dt.UTC) == now

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from gpo_server.domain.states import (
+    CAUSES,
     FINAL,
     OPERATOR_TRANSITIONS,
     TRANSITIONS,
@@ -344,3 +345,10 @@ def test_batch_is_final_property(statuses: list[PaymentStatus]) -> None:
 
 def test_batch_states() -> None:
     assert {s.value for s in BatchState} == {"uploading", "processing", "completed", "cancelled"}
+
+
+def test_every_transition_has_a_cause_in_the_payment_history() -> None:
+    legal = {(a, b) for a, nexts in TRANSITIONS.items() for b in nexts}
+    legal |= {(a, b) for a, nexts in OPERATOR_TRANSITIONS.items() for b in nexts}
+    assert set(CAUSES) == legal
+    assert all(0 < len(cause) <= 16 for cause in CAUSES.values())  # StatusChange.cause: at most 16

@@ -848,6 +848,129 @@ func (x *ListPaymentsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// Request for ListStatusChanges.
+type ListStatusChangesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The payment, "batches/{batch}/payments/{reference_id}" (Payment.name). When rejected duplicates share
+	// the reference, it names the accepted payment.
+	// At most 320 characters.
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// At most this many changes; default 100, at most 1000.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// A next_page_token from a previous call with the same parent.
+	// At most 4096 characters.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListStatusChangesRequest) Reset() {
+	*x = ListStatusChangesRequest{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListStatusChangesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListStatusChangesRequest) ProtoMessage() {}
+
+func (x *ListStatusChangesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListStatusChangesRequest.ProtoReflect.Descriptor instead.
+func (*ListStatusChangesRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ListStatusChangesRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *ListStatusChangesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListStatusChangesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// Response of ListStatusChanges.
+type ListStatusChangesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The changes, oldest first.
+	StatusChanges []*StatusChange `protobuf:"bytes,1,rep,name=status_changes,json=statusChanges,proto3" json:"status_changes,omitempty"`
+	// Token for the next page; empty on the last page.
+	// At most 4096 characters.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListStatusChangesResponse) Reset() {
+	*x = ListStatusChangesResponse{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListStatusChangesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListStatusChangesResponse) ProtoMessage() {}
+
+func (x *ListStatusChangesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListStatusChangesResponse.ProtoReflect.Descriptor instead.
+func (*ListStatusChangesResponse) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListStatusChangesResponse) GetStatusChanges() []*StatusChange {
+	if x != nil {
+		return x.StatusChanges
+	}
+	return nil
+}
+
+func (x *ListStatusChangesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // Request for WatchBatch.
 type WatchBatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -860,7 +983,7 @@ type WatchBatchRequest struct {
 
 func (x *WatchBatchRequest) Reset() {
 	*x = WatchBatchRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[11]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -872,7 +995,7 @@ func (x *WatchBatchRequest) String() string {
 func (*WatchBatchRequest) ProtoMessage() {}
 
 func (x *WatchBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[11]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -885,7 +1008,7 @@ func (x *WatchBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchBatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchBatchRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{11}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchBatchRequest) GetName() string {
@@ -908,7 +1031,7 @@ type WatchBatchResponse struct {
 
 func (x *WatchBatchResponse) Reset() {
 	*x = WatchBatchResponse{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[12]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +1043,7 @@ func (x *WatchBatchResponse) String() string {
 func (*WatchBatchResponse) ProtoMessage() {}
 
 func (x *WatchBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[12]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1056,7 @@ func (x *WatchBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchBatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchBatchResponse) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{12}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchBatchResponse) GetBatch() *Batch {
@@ -965,7 +1088,7 @@ type RetryFailedPaymentsRequest struct {
 
 func (x *RetryFailedPaymentsRequest) Reset() {
 	*x = RetryFailedPaymentsRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[13]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1100,7 @@ func (x *RetryFailedPaymentsRequest) String() string {
 func (*RetryFailedPaymentsRequest) ProtoMessage() {}
 
 func (x *RetryFailedPaymentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[13]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1113,7 @@ func (x *RetryFailedPaymentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryFailedPaymentsRequest.ProtoReflect.Descriptor instead.
 func (*RetryFailedPaymentsRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{13}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RetryFailedPaymentsRequest) GetName() string {
@@ -1024,7 +1147,7 @@ type ListDeadLettersRequest struct {
 
 func (x *ListDeadLettersRequest) Reset() {
 	*x = ListDeadLettersRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[14]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1159,7 @@ func (x *ListDeadLettersRequest) String() string {
 func (*ListDeadLettersRequest) ProtoMessage() {}
 
 func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[14]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1172,7 @@ func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{14}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListDeadLettersRequest) GetPageSize() int32 {
@@ -1087,7 +1210,7 @@ type ListDeadLettersResponse struct {
 
 func (x *ListDeadLettersResponse) Reset() {
 	*x = ListDeadLettersResponse{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[15]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1099,7 +1222,7 @@ func (x *ListDeadLettersResponse) String() string {
 func (*ListDeadLettersResponse) ProtoMessage() {}
 
 func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[15]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1112,7 +1235,7 @@ func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{15}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
@@ -1146,7 +1269,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[16]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +1281,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[16]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +1294,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{16}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListAuditEventsRequest) GetPageSize() int32 {
@@ -1209,7 +1332,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[17]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1344,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[17]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1357,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{17}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListAuditEventsResponse) GetAuditEvents() []*AuditEvent {
@@ -1260,7 +1383,7 @@ type VerifyAuditTrailRequest struct {
 
 func (x *VerifyAuditTrailRequest) Reset() {
 	*x = VerifyAuditTrailRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[18]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1395,7 @@ func (x *VerifyAuditTrailRequest) String() string {
 func (*VerifyAuditTrailRequest) ProtoMessage() {}
 
 func (x *VerifyAuditTrailRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[18]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1408,7 @@ func (x *VerifyAuditTrailRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyAuditTrailRequest.ProtoReflect.Descriptor instead.
 func (*VerifyAuditTrailRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{18}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{20}
 }
 
 // Response of VerifyAuditTrail.
@@ -1306,7 +1429,7 @@ type VerifyAuditTrailResponse struct {
 
 func (x *VerifyAuditTrailResponse) Reset() {
 	*x = VerifyAuditTrailResponse{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[19]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1441,7 @@ func (x *VerifyAuditTrailResponse) String() string {
 func (*VerifyAuditTrailResponse) ProtoMessage() {}
 
 func (x *VerifyAuditTrailResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[19]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1454,7 @@ func (x *VerifyAuditTrailResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyAuditTrailResponse.ProtoReflect.Descriptor instead.
 func (*VerifyAuditTrailResponse) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{19}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *VerifyAuditTrailResponse) GetCheckedCount() int64 {
@@ -1377,7 +1500,7 @@ type CancelBatchRequest struct {
 
 func (x *CancelBatchRequest) Reset() {
 	*x = CancelBatchRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[20]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1512,7 @@ func (x *CancelBatchRequest) String() string {
 func (*CancelBatchRequest) ProtoMessage() {}
 
 func (x *CancelBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[20]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1525,7 @@ func (x *CancelBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelBatchRequest.ProtoReflect.Descriptor instead.
 func (*CancelBatchRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{20}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CancelBatchRequest) GetName() string {
@@ -1486,6 +1609,14 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"\x06filter\x18\x04 \x01(\tR\x06filter\"k\n" +
 	"\x14ListPaymentsResponse\x12+\n" +
 	"\bpayments\x18\x01 \x03(\v2\x0f.gpo.v1.PaymentR\bpayments\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"n\n" +
+	"\x18ListStatusChangesRequest\x12\x16\n" +
+	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x80\x01\n" +
+	"\x19ListStatusChangesResponse\x12;\n" +
+	"\x0estatus_changes\x18\x01 \x03(\v2\x14.gpo.v1.StatusChangeR\rstatusChanges\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"'\n" +
 	"\x11WatchBatchRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"r\n" +
@@ -1521,12 +1652,13 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"\x12CancelBatchRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId2\xc3\b\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId2\xd7\t\n" +
 	"\x13DisbursementService\x12i\n" +
 	"\vUploadBatch\x12\x1a.gpo.v1.UploadBatchRequest\x1a\x1b.gpo.v1.UploadBatchResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/batches:upload(\x010\x01\x12P\n" +
 	"\bGetBatch\x12\x17.gpo.v1.GetBatchRequest\x1a\r.gpo.v1.Batch\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=batches/*}\x12[\n" +
 	"\vListBatches\x12\x1a.gpo.v1.ListBatchesRequest\x1a\x1b.gpo.v1.ListBatchesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/batches\x12r\n" +
-	"\fListPayments\x12\x1b.gpo.v1.ListPaymentsRequest\x1a\x1c.gpo.v1.ListPaymentsResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/{parent=batches/*}/payments\x12i\n" +
+	"\fListPayments\x12\x1b.gpo.v1.ListPaymentsRequest\x1a\x1c.gpo.v1.ListPaymentsResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/{parent=batches/*}/payments\x12\x91\x01\n" +
+	"\x11ListStatusChanges\x12 .gpo.v1.ListStatusChangesRequest\x1a!.gpo.v1.ListStatusChangesResponse\"7\x82\xd3\xe4\x93\x021\x12//v1/{parent=batches/*/payments/*}/statusChanges\x12i\n" +
 	"\n" +
 	"WatchBatch\x12\x19.gpo.v1.WatchBatchRequest\x1a\x1a.gpo.v1.WatchBatchResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/{name=batches/*}:watch0\x01\x12`\n" +
 	"\vCancelBatch\x12\x1a.gpo.v1.CancelBatchRequest\x1a\r.gpo.v1.Batch\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/{name=batches/*}:cancel\x12}\n" +
@@ -1549,7 +1681,7 @@ func file_gpo_v1_disbursement_service_proto_rawDescGZIP() []byte {
 	return file_gpo_v1_disbursement_service_proto_rawDescData
 }
 
-var file_gpo_v1_disbursement_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_gpo_v1_disbursement_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_gpo_v1_disbursement_service_proto_goTypes = []any{
 	(*UploadBatchRequest)(nil),         // 0: gpo.v1.UploadBatchRequest
 	(*BatchHeader)(nil),                // 1: gpo.v1.BatchHeader
@@ -1562,63 +1694,69 @@ var file_gpo_v1_disbursement_service_proto_goTypes = []any{
 	(*ListBatchesResponse)(nil),        // 8: gpo.v1.ListBatchesResponse
 	(*ListPaymentsRequest)(nil),        // 9: gpo.v1.ListPaymentsRequest
 	(*ListPaymentsResponse)(nil),       // 10: gpo.v1.ListPaymentsResponse
-	(*WatchBatchRequest)(nil),          // 11: gpo.v1.WatchBatchRequest
-	(*WatchBatchResponse)(nil),         // 12: gpo.v1.WatchBatchResponse
-	(*RetryFailedPaymentsRequest)(nil), // 13: gpo.v1.RetryFailedPaymentsRequest
-	(*ListDeadLettersRequest)(nil),     // 14: gpo.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil),    // 15: gpo.v1.ListDeadLettersResponse
-	(*ListAuditEventsRequest)(nil),     // 16: gpo.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),    // 17: gpo.v1.ListAuditEventsResponse
-	(*VerifyAuditTrailRequest)(nil),    // 18: gpo.v1.VerifyAuditTrailRequest
-	(*VerifyAuditTrailResponse)(nil),   // 19: gpo.v1.VerifyAuditTrailResponse
-	(*CancelBatchRequest)(nil),         // 20: gpo.v1.CancelBatchRequest
-	nil,                                // 21: gpo.v1.PaymentInput.MetadataEntry
-	(*timestamppb.Timestamp)(nil),      // 22: google.protobuf.Timestamp
-	(*Batch)(nil),                      // 23: gpo.v1.Batch
-	(*Payment)(nil),                    // 24: gpo.v1.Payment
-	(*DeadLetter)(nil),                 // 25: gpo.v1.DeadLetter
-	(*AuditEvent)(nil),                 // 26: gpo.v1.AuditEvent
+	(*ListStatusChangesRequest)(nil),   // 11: gpo.v1.ListStatusChangesRequest
+	(*ListStatusChangesResponse)(nil),  // 12: gpo.v1.ListStatusChangesResponse
+	(*WatchBatchRequest)(nil),          // 13: gpo.v1.WatchBatchRequest
+	(*WatchBatchResponse)(nil),         // 14: gpo.v1.WatchBatchResponse
+	(*RetryFailedPaymentsRequest)(nil), // 15: gpo.v1.RetryFailedPaymentsRequest
+	(*ListDeadLettersRequest)(nil),     // 16: gpo.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),    // 17: gpo.v1.ListDeadLettersResponse
+	(*ListAuditEventsRequest)(nil),     // 18: gpo.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),    // 19: gpo.v1.ListAuditEventsResponse
+	(*VerifyAuditTrailRequest)(nil),    // 20: gpo.v1.VerifyAuditTrailRequest
+	(*VerifyAuditTrailResponse)(nil),   // 21: gpo.v1.VerifyAuditTrailResponse
+	(*CancelBatchRequest)(nil),         // 22: gpo.v1.CancelBatchRequest
+	nil,                                // 23: gpo.v1.PaymentInput.MetadataEntry
+	(*timestamppb.Timestamp)(nil),      // 24: google.protobuf.Timestamp
+	(*Batch)(nil),                      // 25: gpo.v1.Batch
+	(*Payment)(nil),                    // 26: gpo.v1.Payment
+	(*StatusChange)(nil),               // 27: gpo.v1.StatusChange
+	(*DeadLetter)(nil),                 // 28: gpo.v1.DeadLetter
+	(*AuditEvent)(nil),                 // 29: gpo.v1.AuditEvent
 }
 var file_gpo_v1_disbursement_service_proto_depIdxs = []int32{
 	1,  // 0: gpo.v1.UploadBatchRequest.header:type_name -> gpo.v1.BatchHeader
 	2,  // 1: gpo.v1.UploadBatchRequest.chunk:type_name -> gpo.v1.PaymentChunk
-	22, // 2: gpo.v1.BatchHeader.schedule_time:type_name -> google.protobuf.Timestamp
+	24, // 2: gpo.v1.BatchHeader.schedule_time:type_name -> google.protobuf.Timestamp
 	3,  // 3: gpo.v1.PaymentChunk.payments:type_name -> gpo.v1.PaymentInput
-	22, // 4: gpo.v1.PaymentInput.schedule_time:type_name -> google.protobuf.Timestamp
-	21, // 5: gpo.v1.PaymentInput.metadata:type_name -> gpo.v1.PaymentInput.MetadataEntry
-	23, // 6: gpo.v1.UploadBatchResponse.batch:type_name -> gpo.v1.Batch
+	24, // 4: gpo.v1.PaymentInput.schedule_time:type_name -> google.protobuf.Timestamp
+	23, // 5: gpo.v1.PaymentInput.metadata:type_name -> gpo.v1.PaymentInput.MetadataEntry
+	25, // 6: gpo.v1.UploadBatchResponse.batch:type_name -> gpo.v1.Batch
 	5,  // 7: gpo.v1.UploadBatchResponse.rejections:type_name -> gpo.v1.PaymentRejection
-	23, // 8: gpo.v1.ListBatchesResponse.batches:type_name -> gpo.v1.Batch
-	24, // 9: gpo.v1.ListPaymentsResponse.payments:type_name -> gpo.v1.Payment
-	23, // 10: gpo.v1.WatchBatchResponse.batch:type_name -> gpo.v1.Batch
-	22, // 11: gpo.v1.WatchBatchResponse.read_time:type_name -> google.protobuf.Timestamp
-	25, // 12: gpo.v1.ListDeadLettersResponse.dead_letters:type_name -> gpo.v1.DeadLetter
-	26, // 13: gpo.v1.ListAuditEventsResponse.audit_events:type_name -> gpo.v1.AuditEvent
-	0,  // 14: gpo.v1.DisbursementService.UploadBatch:input_type -> gpo.v1.UploadBatchRequest
-	6,  // 15: gpo.v1.DisbursementService.GetBatch:input_type -> gpo.v1.GetBatchRequest
-	7,  // 16: gpo.v1.DisbursementService.ListBatches:input_type -> gpo.v1.ListBatchesRequest
-	9,  // 17: gpo.v1.DisbursementService.ListPayments:input_type -> gpo.v1.ListPaymentsRequest
-	11, // 18: gpo.v1.DisbursementService.WatchBatch:input_type -> gpo.v1.WatchBatchRequest
-	20, // 19: gpo.v1.DisbursementService.CancelBatch:input_type -> gpo.v1.CancelBatchRequest
-	13, // 20: gpo.v1.DisbursementService.RetryFailedPayments:input_type -> gpo.v1.RetryFailedPaymentsRequest
-	14, // 21: gpo.v1.DisbursementService.ListDeadLetters:input_type -> gpo.v1.ListDeadLettersRequest
-	16, // 22: gpo.v1.DisbursementService.ListAuditEvents:input_type -> gpo.v1.ListAuditEventsRequest
-	18, // 23: gpo.v1.DisbursementService.VerifyAuditTrail:input_type -> gpo.v1.VerifyAuditTrailRequest
-	4,  // 24: gpo.v1.DisbursementService.UploadBatch:output_type -> gpo.v1.UploadBatchResponse
-	23, // 25: gpo.v1.DisbursementService.GetBatch:output_type -> gpo.v1.Batch
-	8,  // 26: gpo.v1.DisbursementService.ListBatches:output_type -> gpo.v1.ListBatchesResponse
-	10, // 27: gpo.v1.DisbursementService.ListPayments:output_type -> gpo.v1.ListPaymentsResponse
-	12, // 28: gpo.v1.DisbursementService.WatchBatch:output_type -> gpo.v1.WatchBatchResponse
-	23, // 29: gpo.v1.DisbursementService.CancelBatch:output_type -> gpo.v1.Batch
-	23, // 30: gpo.v1.DisbursementService.RetryFailedPayments:output_type -> gpo.v1.Batch
-	15, // 31: gpo.v1.DisbursementService.ListDeadLetters:output_type -> gpo.v1.ListDeadLettersResponse
-	17, // 32: gpo.v1.DisbursementService.ListAuditEvents:output_type -> gpo.v1.ListAuditEventsResponse
-	19, // 33: gpo.v1.DisbursementService.VerifyAuditTrail:output_type -> gpo.v1.VerifyAuditTrailResponse
-	24, // [24:34] is the sub-list for method output_type
-	14, // [14:24] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	25, // 8: gpo.v1.ListBatchesResponse.batches:type_name -> gpo.v1.Batch
+	26, // 9: gpo.v1.ListPaymentsResponse.payments:type_name -> gpo.v1.Payment
+	27, // 10: gpo.v1.ListStatusChangesResponse.status_changes:type_name -> gpo.v1.StatusChange
+	25, // 11: gpo.v1.WatchBatchResponse.batch:type_name -> gpo.v1.Batch
+	24, // 12: gpo.v1.WatchBatchResponse.read_time:type_name -> google.protobuf.Timestamp
+	28, // 13: gpo.v1.ListDeadLettersResponse.dead_letters:type_name -> gpo.v1.DeadLetter
+	29, // 14: gpo.v1.ListAuditEventsResponse.audit_events:type_name -> gpo.v1.AuditEvent
+	0,  // 15: gpo.v1.DisbursementService.UploadBatch:input_type -> gpo.v1.UploadBatchRequest
+	6,  // 16: gpo.v1.DisbursementService.GetBatch:input_type -> gpo.v1.GetBatchRequest
+	7,  // 17: gpo.v1.DisbursementService.ListBatches:input_type -> gpo.v1.ListBatchesRequest
+	9,  // 18: gpo.v1.DisbursementService.ListPayments:input_type -> gpo.v1.ListPaymentsRequest
+	11, // 19: gpo.v1.DisbursementService.ListStatusChanges:input_type -> gpo.v1.ListStatusChangesRequest
+	13, // 20: gpo.v1.DisbursementService.WatchBatch:input_type -> gpo.v1.WatchBatchRequest
+	22, // 21: gpo.v1.DisbursementService.CancelBatch:input_type -> gpo.v1.CancelBatchRequest
+	15, // 22: gpo.v1.DisbursementService.RetryFailedPayments:input_type -> gpo.v1.RetryFailedPaymentsRequest
+	16, // 23: gpo.v1.DisbursementService.ListDeadLetters:input_type -> gpo.v1.ListDeadLettersRequest
+	18, // 24: gpo.v1.DisbursementService.ListAuditEvents:input_type -> gpo.v1.ListAuditEventsRequest
+	20, // 25: gpo.v1.DisbursementService.VerifyAuditTrail:input_type -> gpo.v1.VerifyAuditTrailRequest
+	4,  // 26: gpo.v1.DisbursementService.UploadBatch:output_type -> gpo.v1.UploadBatchResponse
+	25, // 27: gpo.v1.DisbursementService.GetBatch:output_type -> gpo.v1.Batch
+	8,  // 28: gpo.v1.DisbursementService.ListBatches:output_type -> gpo.v1.ListBatchesResponse
+	10, // 29: gpo.v1.DisbursementService.ListPayments:output_type -> gpo.v1.ListPaymentsResponse
+	12, // 30: gpo.v1.DisbursementService.ListStatusChanges:output_type -> gpo.v1.ListStatusChangesResponse
+	14, // 31: gpo.v1.DisbursementService.WatchBatch:output_type -> gpo.v1.WatchBatchResponse
+	25, // 32: gpo.v1.DisbursementService.CancelBatch:output_type -> gpo.v1.Batch
+	25, // 33: gpo.v1.DisbursementService.RetryFailedPayments:output_type -> gpo.v1.Batch
+	17, // 34: gpo.v1.DisbursementService.ListDeadLetters:output_type -> gpo.v1.ListDeadLettersResponse
+	19, // 35: gpo.v1.DisbursementService.ListAuditEvents:output_type -> gpo.v1.ListAuditEventsResponse
+	21, // 36: gpo.v1.DisbursementService.VerifyAuditTrail:output_type -> gpo.v1.VerifyAuditTrailResponse
+	26, // [26:37] is the sub-list for method output_type
+	15, // [15:26] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_gpo_v1_disbursement_service_proto_init() }
@@ -1637,7 +1775,7 @@ func file_gpo_v1_disbursement_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gpo_v1_disbursement_service_proto_rawDesc), len(file_gpo_v1_disbursement_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const (
 	DisbursementService_GetBatch_FullMethodName            = "/gpo.v1.DisbursementService/GetBatch"
 	DisbursementService_ListBatches_FullMethodName         = "/gpo.v1.DisbursementService/ListBatches"
 	DisbursementService_ListPayments_FullMethodName        = "/gpo.v1.DisbursementService/ListPayments"
+	DisbursementService_ListStatusChanges_FullMethodName   = "/gpo.v1.DisbursementService/ListStatusChanges"
 	DisbursementService_WatchBatch_FullMethodName          = "/gpo.v1.DisbursementService/WatchBatch"
 	DisbursementService_CancelBatch_FullMethodName         = "/gpo.v1.DisbursementService/CancelBatch"
 	DisbursementService_RetryFailedPayments_FullMethodName = "/gpo.v1.DisbursementService/RetryFailedPayments"
@@ -56,6 +57,9 @@ type DisbursementServiceClient interface {
 	ListBatches(ctx context.Context, in *ListBatchesRequest, opts ...grpc.CallOption) (*ListBatchesResponse, error)
 	// Lists a batch's payments in upload order.
 	ListPayments(ctx context.Context, in *ListPaymentsRequest, opts ...grpc.CallOption) (*ListPaymentsResponse, error)
+	// Lists a payment's history, oldest first: the status intake gave it, then each change of its status
+	// with its time and cause.
+	ListStatusChanges(ctx context.Context, in *ListStatusChangesRequest, opts ...grpc.CallOption) (*ListStatusChangesResponse, error)
 	// Streams a batch's progress whenever it changes, ending once the batch is final.
 	// REST: newline-delimited JSON, one {"result": WatchBatchResponse} or {"error": Status} per line.
 	WatchBatch(ctx context.Context, in *WatchBatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchBatchResponse], error)
@@ -117,6 +121,16 @@ func (c *disbursementServiceClient) ListPayments(ctx context.Context, in *ListPa
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListPaymentsResponse)
 	err := c.cc.Invoke(ctx, DisbursementService_ListPayments_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *disbursementServiceClient) ListStatusChanges(ctx context.Context, in *ListStatusChangesRequest, opts ...grpc.CallOption) (*ListStatusChangesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListStatusChangesResponse)
+	err := c.cc.Invoke(ctx, DisbursementService_ListStatusChanges_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -217,6 +231,9 @@ type DisbursementServiceServer interface {
 	ListBatches(context.Context, *ListBatchesRequest) (*ListBatchesResponse, error)
 	// Lists a batch's payments in upload order.
 	ListPayments(context.Context, *ListPaymentsRequest) (*ListPaymentsResponse, error)
+	// Lists a payment's history, oldest first: the status intake gave it, then each change of its status
+	// with its time and cause.
+	ListStatusChanges(context.Context, *ListStatusChangesRequest) (*ListStatusChangesResponse, error)
 	// Streams a batch's progress whenever it changes, ending once the batch is final.
 	// REST: newline-delimited JSON, one {"result": WatchBatchResponse} or {"error": Status} per line.
 	WatchBatch(*WatchBatchRequest, grpc.ServerStreamingServer[WatchBatchResponse]) error
@@ -252,6 +269,9 @@ func (UnimplementedDisbursementServiceServer) ListBatches(context.Context, *List
 }
 func (UnimplementedDisbursementServiceServer) ListPayments(context.Context, *ListPaymentsRequest) (*ListPaymentsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListPayments not implemented")
+}
+func (UnimplementedDisbursementServiceServer) ListStatusChanges(context.Context, *ListStatusChangesRequest) (*ListStatusChangesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListStatusChanges not implemented")
 }
 func (UnimplementedDisbursementServiceServer) WatchBatch(*WatchBatchRequest, grpc.ServerStreamingServer[WatchBatchResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchBatch not implemented")
@@ -349,6 +369,24 @@ func _DisbursementService_ListPayments_Handler(srv interface{}, ctx context.Cont
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(DisbursementServiceServer).ListPayments(ctx, req.(*ListPaymentsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DisbursementService_ListStatusChanges_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListStatusChangesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DisbursementServiceServer).ListStatusChanges(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DisbursementService_ListStatusChanges_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DisbursementServiceServer).ListStatusChanges(ctx, req.(*ListStatusChangesRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -472,6 +510,10 @@ var DisbursementService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListPayments",
 			Handler:    _DisbursementService_ListPayments_Handler,
+		},
+		{
+			MethodName: "ListStatusChanges",
+			Handler:    _DisbursementService_ListStatusChanges_Handler,
 		},
 		{
 			MethodName: "CancelBatch",

@@ -745,6 +745,111 @@ func (x *DeadLetter) GetCreateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// One entry of a payment's history. The database records it in the statement that changes the status.
+type StatusChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The status before; PAYMENT_STATUS_UNSPECIFIED on the first entry, the status intake gave the payment.
+	PreviousStatus PaymentStatus `protobuf:"varint,1,opt,name=previous_status,json=previousStatus,proto3,enum=gpo.v1.PaymentStatus" json:"previous_status,omitempty"`
+	// The status after.
+	Status PaymentStatus `protobuf:"varint,2,opt,name=status,proto3,enum=gpo.v1.PaymentStatus" json:"status,omitempty"`
+	// When it changed (the payment's update_time then).
+	ChangeTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=change_time,json=changeTime,proto3" json:"change_time,omitempty"`
+	// Why: "upload" (intake accepted or rejected it), "dispatch" (its work chunk was published to the
+	// rail's queue), "claim" (a rail sidecar claimed it), "rail" (the rail's outcome), "reversal" (the money
+	// came back), "retry" (an operator retried it), "cancel" (the batch was cancelled).
+	// At most 16 characters.
+	Cause string `protobuf:"bytes,4,opt,name=cause,proto3" json:"cause,omitempty"`
+	// The payment's reason code after the change, e.g. "rjct.amount.invalid"; empty if none.
+	// At most 128 characters.
+	ReasonCode string `protobuf:"bytes,5,opt,name=reason_code,json=reasonCode,proto3" json:"reason_code,omitempty"`
+	// A human-readable explanation of the reason code.
+	// At most 1024 characters.
+	ReasonMessage string `protobuf:"bytes,6,opt,name=reason_message,json=reasonMessage,proto3" json:"reason_message,omitempty"`
+	// How many times a rail sidecar had claimed the payment, after the change.
+	Attempts      int32 `protobuf:"varint,7,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusChange) Reset() {
+	*x = StatusChange{}
+	mi := &file_gpo_v1_resources_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusChange) ProtoMessage() {}
+
+func (x *StatusChange) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_resources_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusChange.ProtoReflect.Descriptor instead.
+func (*StatusChange) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *StatusChange) GetPreviousStatus() PaymentStatus {
+	if x != nil {
+		return x.PreviousStatus
+	}
+	return PaymentStatus_PAYMENT_STATUS_UNSPECIFIED
+}
+
+func (x *StatusChange) GetStatus() PaymentStatus {
+	if x != nil {
+		return x.Status
+	}
+	return PaymentStatus_PAYMENT_STATUS_UNSPECIFIED
+}
+
+func (x *StatusChange) GetChangeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ChangeTime
+	}
+	return nil
+}
+
+func (x *StatusChange) GetCause() string {
+	if x != nil {
+		return x.Cause
+	}
+	return ""
+}
+
+func (x *StatusChange) GetReasonCode() string {
+	if x != nil {
+		return x.ReasonCode
+	}
+	return ""
+}
+
+func (x *StatusChange) GetReasonMessage() string {
+	if x != nil {
+		return x.ReasonMessage
+	}
+	return ""
+}
+
+func (x *StatusChange) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
 // One state-changing call, as GPO's append-only audit trail recorded it. Each event carries the hash of
 // the one before it, so a changed or deleted event breaks the chain (VerifyAuditTrail).
 type AuditEvent struct {
@@ -788,7 +893,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[4]
+	mi := &file_gpo_v1_resources_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +905,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[4]
+	mi := &file_gpo_v1_resources_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +918,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{4}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AuditEvent) GetId() int64 {
@@ -966,7 +1071,17 @@ const file_gpo_v1_resources_proto_rawDesc = "" +
 	"\rpayment_count\x18\x04 \x01(\x05R\fpaymentCount\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12;\n" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\x91\x03\n" +
+	"createTime\"\xb4\x02\n" +
+	"\fStatusChange\x12>\n" +
+	"\x0fprevious_status\x18\x01 \x01(\x0e2\x15.gpo.v1.PaymentStatusR\x0epreviousStatus\x12-\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x15.gpo.v1.PaymentStatusR\x06status\x12;\n" +
+	"\vchange_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"changeTime\x12\x14\n" +
+	"\x05cause\x18\x04 \x01(\tR\x05cause\x12\x1f\n" +
+	"\vreason_code\x18\x05 \x01(\tR\n" +
+	"reasonCode\x12%\n" +
+	"\x0ereason_message\x18\x06 \x01(\tR\rreasonMessage\x12\x1a\n" +
+	"\battempts\x18\a \x01(\x05R\battempts\"\x91\x03\n" +
 	"\n" +
 	"AuditEvent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12;\n" +
@@ -1019,7 +1134,7 @@ func file_gpo_v1_resources_proto_rawDescGZIP() []byte {
 }
 
 var file_gpo_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_gpo_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_gpo_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_gpo_v1_resources_proto_goTypes = []any{
 	(BatchState)(0),               // 0: gpo.v1.BatchState
 	(PaymentStatus)(0),            // 1: gpo.v1.PaymentStatus
@@ -1027,28 +1142,32 @@ var file_gpo_v1_resources_proto_goTypes = []any{
 	(*Payment)(nil),               // 3: gpo.v1.Payment
 	(*PaymentTotal)(nil),          // 4: gpo.v1.PaymentTotal
 	(*DeadLetter)(nil),            // 5: gpo.v1.DeadLetter
-	(*AuditEvent)(nil),            // 6: gpo.v1.AuditEvent
-	nil,                           // 7: gpo.v1.Payment.MetadataEntry
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*StatusChange)(nil),          // 6: gpo.v1.StatusChange
+	(*AuditEvent)(nil),            // 7: gpo.v1.AuditEvent
+	nil,                           // 8: gpo.v1.Payment.MetadataEntry
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_gpo_v1_resources_proto_depIdxs = []int32{
 	0,  // 0: gpo.v1.Batch.state:type_name -> gpo.v1.BatchState
-	8,  // 1: gpo.v1.Batch.schedule_time:type_name -> google.protobuf.Timestamp
+	9,  // 1: gpo.v1.Batch.schedule_time:type_name -> google.protobuf.Timestamp
 	4,  // 2: gpo.v1.Batch.totals:type_name -> gpo.v1.PaymentTotal
-	8,  // 3: gpo.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
-	8,  // 4: gpo.v1.Batch.update_time:type_name -> google.protobuf.Timestamp
-	8,  // 5: gpo.v1.Payment.schedule_time:type_name -> google.protobuf.Timestamp
-	7,  // 6: gpo.v1.Payment.metadata:type_name -> gpo.v1.Payment.MetadataEntry
+	9,  // 3: gpo.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
+	9,  // 4: gpo.v1.Batch.update_time:type_name -> google.protobuf.Timestamp
+	9,  // 5: gpo.v1.Payment.schedule_time:type_name -> google.protobuf.Timestamp
+	8,  // 6: gpo.v1.Payment.metadata:type_name -> gpo.v1.Payment.MetadataEntry
 	1,  // 7: gpo.v1.Payment.status:type_name -> gpo.v1.PaymentStatus
-	8,  // 8: gpo.v1.Payment.update_time:type_name -> google.protobuf.Timestamp
+	9,  // 8: gpo.v1.Payment.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 9: gpo.v1.PaymentTotal.status:type_name -> gpo.v1.PaymentStatus
-	8,  // 10: gpo.v1.DeadLetter.create_time:type_name -> google.protobuf.Timestamp
-	8,  // 11: gpo.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	9,  // 10: gpo.v1.DeadLetter.create_time:type_name -> google.protobuf.Timestamp
+	1,  // 11: gpo.v1.StatusChange.previous_status:type_name -> gpo.v1.PaymentStatus
+	1,  // 12: gpo.v1.StatusChange.status:type_name -> gpo.v1.PaymentStatus
+	9,  // 13: gpo.v1.StatusChange.change_time:type_name -> google.protobuf.Timestamp
+	9,  // 14: gpo.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_gpo_v1_resources_proto_init() }
@@ -1062,7 +1181,7 @@ func file_gpo_v1_resources_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gpo_v1_resources_proto_rawDesc), len(file_gpo_v1_resources_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -62,6 +62,11 @@ class DisbursementServiceStub:
                 request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ListPaymentsRequest.SerializeToString,
                 response_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ListPaymentsResponse.FromString,
                 _registered_method=True)
+        self.ListStatusChanges = channel.unary_unary(
+                '/gpo.v1.DisbursementService/ListStatusChanges',
+                request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ListStatusChangesRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ListStatusChangesResponse.FromString,
+                _registered_method=True)
         self.WatchBatch = channel.unary_stream(
                 '/gpo.v1.DisbursementService/WatchBatch',
                 request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.WatchBatchRequest.SerializeToString,
@@ -137,6 +142,14 @@ class DisbursementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListStatusChanges(self, request, context):
+        """Lists a payment's history, oldest first: the status intake gave it, then each change of its status
+        with its time and cause.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchBatch(self, request, context):
         """Streams a batch's progress whenever it changes, ending once the batch is final.
         REST: newline-delimited JSON, one {"result": WatchBatchResponse} or {"error": Status} per line.
@@ -203,6 +216,11 @@ def add_DisbursementServiceServicer_to_server(servicer, server):
                     servicer.ListPayments,
                     request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ListPaymentsRequest.FromString,
                     response_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ListPaymentsResponse.SerializeToString,
+            ),
+            'ListStatusChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStatusChanges,
+                    request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ListStatusChangesRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ListStatusChangesResponse.SerializeToString,
             ),
             'WatchBatch': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchBatch,
@@ -350,6 +368,33 @@ class DisbursementService:
             '/gpo.v1.DisbursementService/ListPayments',
             gpo_dot_v1_dot_disbursement__service__pb2.ListPaymentsRequest.SerializeToString,
             gpo_dot_v1_dot_disbursement__service__pb2.ListPaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStatusChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.DisbursementService/ListStatusChanges',
+            gpo_dot_v1_dot_disbursement__service__pb2.ListStatusChangesRequest.SerializeToString,
+            gpo_dot_v1_dot_disbursement__service__pb2.ListStatusChangesResponse.FromString,
             options,
             channel_credentials,
             insecure,

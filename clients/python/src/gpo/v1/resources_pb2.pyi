@@ -157,6 +157,24 @@ class DeadLetter(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     def __init__(self, rail: _Optional[str] = ..., chunk_id: _Optional[str] = ..., batch: _Optional[str] = ..., payment_count: _Optional[int] = ..., reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class StatusChange(_message.Message):
+    __slots__ = ("previous_status", "status", "change_time", "cause", "reason_code", "reason_message", "attempts")
+    PREVIOUS_STATUS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    REASON_CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    previous_status: PaymentStatus
+    status: PaymentStatus
+    change_time: _timestamp_pb2.Timestamp
+    cause: str
+    reason_code: str
+    reason_message: str
+    attempts: int
+    def __init__(self, previous_status: _Optional[_Union[PaymentStatus, str]] = ..., status: _Optional[_Union[PaymentStatus, str]] = ..., change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cause: _Optional[str] = ..., reason_code: _Optional[str] = ..., reason_message: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
+
 class AuditEvent(_message.Message):
     __slots__ = ("id", "create_time", "action", "subject", "caller_kind", "certificate_subject", "batch", "payment_count", "request_id", "detail_json", "hash", "previous_hash")
     ID_FIELD_NUMBER: _ClassVar[int]

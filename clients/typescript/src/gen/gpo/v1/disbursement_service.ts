@@ -23,7 +23,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../google/protobuf/timestamp";
-import { AuditEvent, Batch, DeadLetter, Payment } from "./resources";
+import { AuditEvent, Batch, DeadLetter, Payment, StatusChange } from "./resources";
 
 /** One message of an upload stream: the header first, then chunks. */
 export interface UploadBatchRequest {
@@ -233,6 +233,34 @@ export interface ListPaymentsRequest {
 export interface ListPaymentsResponse {
   /** The payments. */
   payments: Payment[];
+  /**
+   * Token for the next page; empty on the last page.
+   * At most 4096 characters.
+   */
+  nextPageToken: string;
+}
+
+/** Request for ListStatusChanges. */
+export interface ListStatusChangesRequest {
+  /**
+   * The payment, "batches/{batch}/payments/{reference_id}" (Payment.name). When rejected duplicates share
+   * the reference, it names the accepted payment.
+   * At most 320 characters.
+   */
+  parent: string;
+  /** At most this many changes; default 100, at most 1000. */
+  pageSize: number;
+  /**
+   * A next_page_token from a previous call with the same parent.
+   * At most 4096 characters.
+   */
+  pageToken: string;
+}
+
+/** Response of ListStatusChanges. */
+export interface ListStatusChangesResponse {
+  /** The changes, oldest first. */
+  statusChanges: StatusChange[];
   /**
    * Token for the next page; empty on the last page.
    * At most 4096 characters.
@@ -1807,6 +1835,208 @@ export const ListPaymentsResponse: MessageFns<ListPaymentsResponse> = {
   },
 };
 
+function createBaseListStatusChangesRequest(): ListStatusChangesRequest {
+  return { parent: "", pageSize: 0, pageToken: "" };
+}
+
+export const ListStatusChangesRequest: MessageFns<ListStatusChangesRequest> = {
+  encode(message: ListStatusChangesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.parent !== "") {
+      writer.uint32(10).string(message.parent);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListStatusChangesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListStatusChangesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.parent = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListStatusChangesRequest {
+    return {
+      parent: isSet(object.parent) ? globalThis.String(object.parent) : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListStatusChangesRequest): unknown {
+    const obj: any = {};
+    if (message.parent !== "") {
+      obj.parent = message.parent;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListStatusChangesRequest>, I>>(base?: I): ListStatusChangesRequest {
+    return ListStatusChangesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListStatusChangesRequest>, I>>(object: I): ListStatusChangesRequest {
+    const message = createBaseListStatusChangesRequest();
+    message.parent = object.parent ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListStatusChangesResponse(): ListStatusChangesResponse {
+  return { statusChanges: [], nextPageToken: "" };
+}
+
+export const ListStatusChangesResponse: MessageFns<ListStatusChangesResponse> = {
+  encode(message: ListStatusChangesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.statusChanges) {
+      StatusChange.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListStatusChangesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListStatusChangesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.statusChanges.push(StatusChange.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListStatusChangesResponse {
+    return {
+      statusChanges: globalThis.Array.isArray(object?.statusChanges)
+        ? object.statusChanges.map((e: any) => StatusChange.fromJSON(e))
+        : globalThis.Array.isArray(object?.status_changes)
+        ? object.status_changes.map((e: any) => StatusChange.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListStatusChangesResponse): unknown {
+    const obj: any = {};
+    if (message.statusChanges?.length) {
+      obj.statusChanges = message.statusChanges.map((e) => StatusChange.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListStatusChangesResponse>, I>>(base?: I): ListStatusChangesResponse {
+    return ListStatusChangesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListStatusChangesResponse>, I>>(object: I): ListStatusChangesResponse {
+    const message = createBaseListStatusChangesResponse();
+    message.statusChanges = object.statusChanges?.map((e) => StatusChange.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
 function createBaseWatchBatchRequest(): WatchBatchRequest {
   return { name: "" };
 }
@@ -2782,6 +3012,21 @@ export const DisbursementServiceService = {
     responseDeserialize: (value: Buffer): ListPaymentsResponse => ListPaymentsResponse.decode(value),
   },
   /**
+   * Lists a payment's history, oldest first: the status intake gave it, then each change of its status
+   * with its time and cause.
+   */
+  listStatusChanges: {
+    path: "/gpo.v1.DisbursementService/ListStatusChanges" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListStatusChangesRequest): Buffer =>
+      Buffer.from(ListStatusChangesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListStatusChangesRequest => ListStatusChangesRequest.decode(value),
+    responseSerialize: (value: ListStatusChangesResponse): Buffer =>
+      Buffer.from(ListStatusChangesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListStatusChangesResponse => ListStatusChangesResponse.decode(value),
+  },
+  /**
    * Streams a batch's progress whenever it changes, ending once the batch is final.
    * REST: newline-delimited JSON, one {"result": WatchBatchResponse} or {"error": Status} per line.
    */
@@ -2873,6 +3118,11 @@ export interface DisbursementServiceServer extends UntypedServiceImplementation 
   /** Lists a batch's payments in upload order. */
   listPayments: handleUnaryCall<ListPaymentsRequest, ListPaymentsResponse>;
   /**
+   * Lists a payment's history, oldest first: the status intake gave it, then each change of its status
+   * with its time and cause.
+   */
+  listStatusChanges: handleUnaryCall<ListStatusChangesRequest, ListStatusChangesResponse>;
+  /**
    * Streams a batch's progress whenever it changes, ending once the batch is final.
    * REST: newline-delimited JSON, one {"result": WatchBatchResponse} or {"error": Status} per line.
    */
@@ -2951,6 +3201,25 @@ export interface DisbursementServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListPaymentsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lists a payment's history, oldest first: the status intake gave it, then each change of its status
+   * with its time and cause.
+   */
+  listStatusChanges(
+    request: ListStatusChangesRequest,
+    callback: (error: ServiceError | null, response: ListStatusChangesResponse) => void,
+  ): ClientUnaryCall;
+  listStatusChanges(
+    request: ListStatusChangesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListStatusChangesResponse) => void,
+  ): ClientUnaryCall;
+  listStatusChanges(
+    request: ListStatusChangesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListStatusChangesResponse) => void,
   ): ClientUnaryCall;
   /**
    * Streams a batch's progress whenever it changes, ending once the batch is final.

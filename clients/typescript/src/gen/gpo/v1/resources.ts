@@ -363,6 +363,37 @@ export interface DeadLetter {
   createTime?: Date | undefined;
 }
 
+/** One entry of a payment's history. The database records it in the statement that changes the status. */
+export interface StatusChange {
+  /** The status before; PAYMENT_STATUS_UNSPECIFIED on the first entry, the status intake gave the payment. */
+  previousStatus: PaymentStatus;
+  /** The status after. */
+  status: PaymentStatus;
+  /** When it changed (the payment's update_time then). */
+  changeTime?:
+    | Date
+    | undefined;
+  /**
+   * Why: "upload" (intake accepted or rejected it), "dispatch" (its work chunk was published to the
+   * rail's queue), "claim" (a rail sidecar claimed it), "rail" (the rail's outcome), "reversal" (the money
+   * came back), "retry" (an operator retried it), "cancel" (the batch was cancelled).
+   * At most 16 characters.
+   */
+  cause: string;
+  /**
+   * The payment's reason code after the change, e.g. "rjct.amount.invalid"; empty if none.
+   * At most 128 characters.
+   */
+  reasonCode: string;
+  /**
+   * A human-readable explanation of the reason code.
+   * At most 1024 characters.
+   */
+  reasonMessage: string;
+  /** How many times a rail sidecar had claimed the payment, after the change. */
+  attempts: number;
+}
+
 /**
  * One state-changing call, as GPO's append-only audit trail recorded it. Each event carries the hash of
  * the one before it, so a changed or deleted event breaks the chain (VerifyAuditTrail).
@@ -1609,6 +1640,195 @@ export const DeadLetter: MessageFns<DeadLetter> = {
     message.paymentCount = object.paymentCount ?? 0;
     message.reason = object.reason ?? "";
     message.createTime = object.createTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseStatusChange(): StatusChange {
+  return {
+    previousStatus: 0,
+    status: 0,
+    changeTime: undefined,
+    cause: "",
+    reasonCode: "",
+    reasonMessage: "",
+    attempts: 0,
+  };
+}
+
+export const StatusChange: MessageFns<StatusChange> = {
+  encode(message: StatusChange, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.previousStatus !== 0) {
+      writer.uint32(8).int32(message.previousStatus);
+    }
+    if (message.status !== 0) {
+      writer.uint32(16).int32(message.status);
+    }
+    if (message.changeTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.changeTime), writer.uint32(26).fork()).join();
+    }
+    if (message.cause !== "") {
+      writer.uint32(34).string(message.cause);
+    }
+    if (message.reasonCode !== "") {
+      writer.uint32(42).string(message.reasonCode);
+    }
+    if (message.reasonMessage !== "") {
+      writer.uint32(50).string(message.reasonMessage);
+    }
+    if (message.attempts !== 0) {
+      writer.uint32(56).int32(message.attempts);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatusChange {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatusChange();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.previousStatus = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.changeTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.cause = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reasonCode = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.reasonMessage = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.attempts = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatusChange {
+    return {
+      previousStatus: isSet(object.previousStatus)
+        ? paymentStatusFromJSON(object.previousStatus)
+        : isSet(object.previous_status)
+        ? paymentStatusFromJSON(object.previous_status)
+        : 0,
+      status: isSet(object.status) ? paymentStatusFromJSON(object.status) : 0,
+      changeTime: isSet(object.changeTime)
+        ? fromJsonTimestamp(object.changeTime)
+        : isSet(object.change_time)
+        ? fromJsonTimestamp(object.change_time)
+        : undefined,
+      cause: isSet(object.cause) ? globalThis.String(object.cause) : "",
+      reasonCode: isSet(object.reasonCode)
+        ? globalThis.String(object.reasonCode)
+        : isSet(object.reason_code)
+        ? globalThis.String(object.reason_code)
+        : "",
+      reasonMessage: isSet(object.reasonMessage)
+        ? globalThis.String(object.reasonMessage)
+        : isSet(object.reason_message)
+        ? globalThis.String(object.reason_message)
+        : "",
+      attempts: isSet(object.attempts) ? globalThis.Number(object.attempts) : 0,
+    };
+  },
+
+  toJSON(message: StatusChange): unknown {
+    const obj: any = {};
+    if (message.previousStatus !== 0) {
+      obj.previousStatus = paymentStatusToJSON(message.previousStatus);
+    }
+    if (message.status !== 0) {
+      obj.status = paymentStatusToJSON(message.status);
+    }
+    if (message.changeTime !== undefined) {
+      obj.changeTime = message.changeTime.toISOString();
+    }
+    if (message.cause !== "") {
+      obj.cause = message.cause;
+    }
+    if (message.reasonCode !== "") {
+      obj.reasonCode = message.reasonCode;
+    }
+    if (message.reasonMessage !== "") {
+      obj.reasonMessage = message.reasonMessage;
+    }
+    if (message.attempts !== 0) {
+      obj.attempts = Math.round(message.attempts);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StatusChange>, I>>(base?: I): StatusChange {
+    return StatusChange.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StatusChange>, I>>(object: I): StatusChange {
+    const message = createBaseStatusChange();
+    message.previousStatus = object.previousStatus ?? 0;
+    message.status = object.status ?? 0;
+    message.changeTime = object.changeTime ?? undefined;
+    message.cause = object.cause ?? "";
+    message.reasonCode = object.reasonCode ?? "";
+    message.reasonMessage = object.reasonMessage ?? "";
+    message.attempts = object.attempts ?? 0;
     return message;
   },
 };
