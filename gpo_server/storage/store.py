@@ -1116,7 +1116,7 @@ class Store:
 
     async def status_changes(
         self, batch_id: int, reference_id: str, *, after_id: int, limit: int
-    ) -> tuple[Row[Any], list[Row[Any]]] | None:
+    ) -> tuple[Any, list[Row[Any]]] | None:
         """The payment named by its reference (the accepted one, when rejected duplicates share it) and its
         status changes after after_id, oldest first; None if the batch has no such payment."""
         find = (
