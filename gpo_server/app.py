@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -14,8 +13,9 @@ from gpo.v1 import disbursement_service_pb2, disbursement_service_pb2_grpc, rail
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from gpo_kernel import tls
+from gpo_kernel.metrics_http import MetricsServer
 from gpo_kernel.queueing.base import Broker
-from gpo_server import tls
 from gpo_server.api.auth import SIDECAR_ROLE, Authenticator, local_secret, mint_token
 from gpo_server.api.bounds import BoundsInterceptor
 from gpo_server.api.disbursement import DisbursementService
@@ -27,12 +27,11 @@ from gpo_server.g2p_connect.wiring import G2pConnect
 from gpo_server.intake import Intake
 from gpo_server.maintenance import DeadLetterRecorder, EmptyBatchExpirer, StuckPaymentSweeper
 from gpo_server.observability import metrics
-from gpo_server.observability.http import MetricsServer
 from gpo_server.storage.store import Store
 from gpo_server.work import RailWorkBuilder
 
 if TYPE_CHECKING:
-    from rail_sidecars.rails.base import Rail
+    from gpo_server.embedded import Rail
 
 log = logging.getLogger(__name__)
 
@@ -196,42 +195,20 @@ class Orchestrator:
         return tls.ClientTls(trust, server.cert_file, server.key_file)
 
     async def _start_embedded_sidecars(self) -> list[asyncio.Task[None]]:
-        from rail_sidecars.config import load_rails_config
-        from rail_sidecars.rails.registry import make_rail
-        from rail_sidecars.rails.simulator import SimulatorRail, SimulatorSettings
-        from rail_sidecars.runner import SidecarRunner
+        from gpo_server import embedded
 
         assert self.local_secret is not None or self.settings.auth_hs256_secrets
         secret = self.local_secret or self.settings.auth_hs256_secrets[0]
         token = mint_token(secret, "embedded-sidecar", [], [SIDECAR_ROLE], ttl_s=10 * 365 * 86400)
         channel = tls.channel(f"127.0.0.1:{self.port}", self._embedded_client_tls())
-        sim = SimulatorSettings.parse(
-            self.settings.simulator, ledger_path=str(self.settings.data_dir / "simulator-ledger.db")
+        return embedded.start_sidecars(
+            self.settings,
+            rails=self.embedded_rails,
+            broker=self.broker,
+            channel=channel,
+            token=token,
+            stop=self._stop,
         )
-        configured = load_rails_config(self.settings.rails_config).rails if self.settings.rails_config else {}
-        tasks = []
-        for rail_name in self.settings.rails():
-            if rail_name in self.embedded_rails:
-                rail = self.embedded_rails[rail_name]
-            elif rail_name in configured:
-                rail = make_rail(configured[rail_name])
-            else:
-                # The runner applies the rate limit, before each claim.
-                rail = SimulatorRail(dataclasses.replace(sim, rate_limit=0))
-            runner = SidecarRunner(
-                rail_name=rail_name,
-                rail=rail,
-                broker=self.broker,
-                channel=channel,
-                token=token,
-                sidecar_name=f"embedded-{rail_name}",
-                rate_limit=sim.rate_limit
-                if rail_name not in configured
-                else configured[rail_name].rate_limit,
-                max_call_s=configured[rail_name].max_call_s if rail_name in configured else 5.0,
-            )
-            tasks.append(asyncio.create_task(runner.run(self._stop)))
-        return tasks
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """Graceful: stop intake, let in-flight chunks finish, then close everything."""

@@ -28,12 +28,12 @@ from google.protobuf.message import Message
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import resources_pb2 as res_pb
 
+from gpo_kernel.logs import configure
+from gpo_kernel.runtime import tune_garbage_collector
 from gpo_server.api.auth import OPERATOR_ROLE, SIDECAR_ROLE, local_secret, mint_token
 from gpo_server.client import GpoClient, status_counts
 from gpo_server.config import ENVIRONMENT, Settings
-from gpo_server.logs import configure
 from gpo_server.payments_file import CheckedFile, FileProblem, check_file, chunks_checked, read_payments
-from gpo_server.runtime import tune_garbage_collector
 
 log = logging.getLogger("gpo")
 
@@ -322,9 +322,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sidecar_main(argv: Sequence[str]) -> int:
-    from rail_sidecars.cli import main as sidecar_main
+    from gpo_server.embedded import run_sidecar_command
 
-    return sidecar_main(argv)
+    return run_sidecar_command(argv)
 
 
 # ---- serve ------------------------------------------------------------------------------------

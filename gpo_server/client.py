@@ -14,7 +14,7 @@ from gpo.v1 import disbursement_service_pb2_grpc as api_grpc
 from gpo.v1 import resources_pb2 as res_pb
 from grpc_status import rpc_status
 
-from gpo_server.tls import ClientTls, channel
+from gpo_kernel.tls import ClientTls, channel
 
 # Given the batch a header named, the chunks to send and the sequence of the first.
 Plan = Callable[[res_pb.Batch], Awaitable[tuple[Iterable[list[api_pb.PaymentInput]], int]]]

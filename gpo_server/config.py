@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpo_kernel.rails_config import load_rails_config
+from gpo_kernel.tls import ClientTls, ServerTls, client_tls_from
 from gpo_server.domain.routing import Router
-from gpo_server.tls import ClientTls, ServerTls, client_tls_from
-from rail_sidecars.config import load_rails_config
 
 # Every GPO_* environment variable any GPO program reads, with what it does. `gpo --help` prints this
 # list and tests/integration/test_cli.py checks that it names every variable the code reads.
@@ -106,7 +106,7 @@ class Settings:
     auth_jwks_url: str = ""
     auth_issuer: str = ""
     simulator: str = ""  # embedded simulator settings, e.g. "latency_ms=5,failure_rate=0.01"
-    rails_config: str = ""  # a rails TOML file (rail_sidecars/config.py): routes, default rail, chunk sizes
+    rails_config: str = ""  # a rails TOML file (gpo_kernel/rails_config.py): routes, default rail, chunk sizes
     max_message_bytes: int = 16 * 1024 * 1024
     # TLS of the gRPC port (both files, or neither: plaintext); a client CA file requires client certificates.
     tls_cert_file: str = ""

@@ -28,13 +28,13 @@ from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import resources_pb2 as res_pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gpo_kernel.tls import ClientTls
+from gpo_kernel.tls import channel as tls_channel
 from gpo_server.api.auth import SIDECAR_ROLE, local_secret, mint_token
 from gpo_server.client import GpoClient, chunked, status_counts
 from gpo_server.config import Settings
 from gpo_server.domain.money import format_amount, parse_amount
 from gpo_server.progress import BatchProgress
-from gpo_server.tls import ClientTls
-from gpo_server.tls import channel as tls_channel
 
 PROGRAM = "demo-cash-transfer"
 # Invalid payments the demo mixes in, as upstream systems really send them.
@@ -231,7 +231,7 @@ def clean_runs() -> dict[str, Any]:
 async def _pay(
     args: argparse.Namespace, target: str, token: str, ledger: Path, client_tls: ClientTls | None
 ) -> dict[str, Any]:
-    from rail_sidecars.rails.simulator_ledger import read_totals
+    from gpo_server.embedded import simulator_totals
 
     client = GpoClient(target, token, tls=client_tls)
     started = time.monotonic()
@@ -264,7 +264,7 @@ async def _pay(
         for t in batch.totals
         if t.status == res_pb.PAYMENT_STATUS_SUCCEEDED
     )
-    totals = read_totals(ledger)
+    totals = simulator_totals(ledger)
     rejected = counts.get("rejected", 0)
     return {
         "batch": batch.name,

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import rail_pb2
 
+from gpo_kernel.reasons import Reason
 from gpo_server.domain.money import MAX_BATCH_TOTAL_HUNDREDTHS, InvalidAmount, format_amount, parse_amount
-from gpo_server.domain.reasons import Reason
 from gpo_server.domain.routing import Router
 from gpo_server.domain.states import BatchState, PaymentStatus
 from gpo_server.domain.validation import Rejection, nfc, validate_metadata, validate_payment

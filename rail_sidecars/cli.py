@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from gpo_server.logs import configure
-from gpo_server.runtime import tune_garbage_collector
-from gpo_server.tls import channel as tls_channel
-from gpo_server.tls import client_tls_from
-from rail_sidecars.config import RailConfig, load_rails_config
+from gpo_kernel.logs import configure
+from gpo_kernel.rails_config import RailConfig, load_rails_config
+from gpo_kernel.runtime import tune_garbage_collector
+from gpo_kernel.tls import channel as tls_channel
+from gpo_kernel.tls import client_tls_from
 from rail_sidecars.rails.registry import make_rail
 from rail_sidecars.rails.simulator import SimulatorSettings
 
@@ -152,7 +152,7 @@ async def _run(args: argparse.Namespace) -> int:
     )
     metrics_server = None
     if args.metrics_port is not None:
-        from gpo_server.observability.http import MetricsServer
+        from gpo_kernel.metrics_http import MetricsServer
 
         metrics_server = MetricsServer(args.metrics_host, args.metrics_port)
         log.info("metrics on http://%s:%d/metrics", args.metrics_host, metrics_server.port)

@@ -33,6 +33,7 @@ from google.protobuf.message import DecodeError
 from gpo.v1 import rail_pb2, rail_pb2_grpc
 
 from gpo_kernel.queueing.base import Broker, Delivery
+from gpo_kernel.reasons import Reason
 from rail_sidecars.journal import OutcomeJournal
 from rail_sidecars.limits import TokenBucket
 from rail_sidecars.metrics import MeteredRail
@@ -624,7 +625,7 @@ def _unreachable(payment: RailPayment, error: str) -> RailResult:
     return RailResult(
         payment.idempotency_key,
         Outcome.FAILED,
-        "rjct.rail.unreachable",
+        Reason.RAIL_UNREACHABLE,
         error[:500],
         "",
         payment.batch,
@@ -634,7 +635,7 @@ def _unreachable(payment: RailPayment, error: str) -> RailResult:
 
 def _result_message(number: int, r: RailResult) -> rail_pb2.PaymentResult:
     outcome = _OUTCOMES[r.outcome]
-    if r.outcome is Outcome.FAILED and r.reason_code == "rjct.rail.unreachable":
+    if r.outcome is Outcome.FAILED and r.reason_code == Reason.RAIL_UNREACHABLE:
         outcome = rail_pb2.RAIL_OUTCOME_UNREACHABLE
     return rail_pb2.PaymentResult(
         payment_number=number,

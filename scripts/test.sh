@@ -39,6 +39,8 @@ echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy"
 .venv/bin/mypy
+echo "== import contracts (lint-imports)"
+.venv/bin/lint-imports
 
 echo "== pytest"
 # The slowest tests close the run, so slow creep shows.

@@ -27,8 +27,8 @@ from typing import Any
 import grpc
 import jwt
 
+from gpo_kernel.tls import peer_certificate_subject
 from gpo_server.api.errors import ApiError, Context
-from gpo_server.tls import peer_certificate_subject
 
 AUDIENCE = "gpo"
 SIDECAR_ROLE = "sidecar"

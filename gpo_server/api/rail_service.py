@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 from gpo.v1 import rail_pb2, rail_pb2_grpc
 
+from gpo_kernel.reasons import Reason
 from gpo_server.api.audit import audit_event
 from gpo_server.api.auth import Authenticator, Caller, permission_denied
 from gpo_server.api.convert import batch_uid
@@ -261,7 +262,7 @@ def _result_update(r: rail_pb2.PaymentResult) -> ResultUpdate:
         )
     status, definite = outcome
     code = r.reason_code or (
-        "rjct.rail.unreachable" if r.outcome == rail_pb2.RAIL_OUTCOME_UNREACHABLE else ""
+        Reason.RAIL_UNREACHABLE if r.outcome == rail_pb2.RAIL_OUTCOME_UNREACHABLE else ""
     )
     return ResultUpdate(
         r.payment_number,

@@ -9,9 +9,9 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Protocol
 
-from gpo_server.domain.currencies import fits_minor_units, is_payable_currency
+from gpo_kernel.currencies import fits_minor_units, is_payable_currency
+from gpo_kernel.reasons import Reason
 from gpo_server.domain.money import InvalidAmount, parse_amount
-from gpo_server.domain.reasons import Reason
 
 MAX_REFERENCE_ID = 128
 MAX_FA = 255
@@ -192,12 +192,3 @@ def validate_metadata(metadata: dict[str, str]) -> Rejection | None:
                 Reason.METADATA_INVALID, "a metadata entry is too long or has control characters"
             )
     return None
-
-
-def mask_fa(fa: str) -> str:
-    """For logs: keeps the scheme, the last 4 characters of the identifier and the provider."""
-    scheme, _, rest = fa.partition(":")
-    ident, _, provider = rest.rpartition("@")
-    if not ident:
-        return "***"
-    return f"{scheme}:***{ident[-4:] if len(ident) > 6 else ''}@{provider}"

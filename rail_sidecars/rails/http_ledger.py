@@ -1,4 +1,4 @@
-"""A rail that executes on the conformance kit's ledger (rail_sidecars/conformance/ledger.py) over HTTP,
+"""A rail that executes on the conformance kit's ledger (gpo_conformance/ledger.py) over HTTP,
 so that `gpo-sidecar-conformance` can check the reference sidecar itself.
 
 Options: `url` (required; `{ env = "GPO_CONFORMANCE_RAIL_URL" }` in the kit's rails file). execute POSTs
@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from rail_sidecars.config import ConfigError, RailConfig
+from gpo_kernel.rails_config import ConfigError, RailConfig
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, RetryableRailError
 
 

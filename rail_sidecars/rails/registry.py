@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from rail_sidecars.config import RailConfig
+from gpo_kernel.rails_config import RailConfig
 from rail_sidecars.rails.base import Rail
 
 # kind -> "module:factory"; the factory takes a RailConfig and returns a Rail.

@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
-from rail_sidecars.config import RailConfig
+from gpo_kernel.rails_config import RailConfig
 from rail_sidecars.limits import TokenBucket
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult
 from rail_sidecars.rails.simulator_ledger import Ledger, LedgerEntry, parse_hundredths

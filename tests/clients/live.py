@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from gpo_kernel.tls import ClientTls
 from gpo_server.api.auth import mint_token
-from gpo_server.tls import ClientTls
 from tests.support.processes import Proc, free_port, wait_serving
 
 REPO = Path(__file__).resolve().parents[2]

@@ -41,7 +41,7 @@ def run_kit(
     args = [
         sys.executable,
         "-m",
-        "rail_sidecars.conformance.kit",
+        "gpo_conformance.kit",
         "--rail",
         rail,
         "--sidecar",

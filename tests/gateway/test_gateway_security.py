@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from gpo_server.tls import ClientTls
+from gpo_kernel.tls import ClientTls
 from tests.clients.live import BUILD, build, live_gpo
 from tests.gateway.conftest import Gateway
 from tests.support.certificates import cluster_tls

@@ -26,9 +26,9 @@ from google.rpc import error_details_pb2
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from grpc_status import rpc_status
 
+from gpo_kernel.reasons import Reason
 from gpo_server.api import bounds
 from gpo_server.client import chunked
-from gpo_server.domain.reasons import Reason
 from tests.conftest import Gpo
 from tests.integration.test_api import REJECTED, deadline, header, new_program
 

@@ -13,7 +13,7 @@ from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import rail_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gpo_server import tls
+from gpo_kernel import tls
 from gpo_server.api.auth import mint_token
 from gpo_server.app import Orchestrator
 from gpo_server.config import Settings

@@ -20,11 +20,11 @@ import pytest
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import resources_pb2 as res_pb
 
+from gpo_kernel.tls import ClientTls
 from gpo_server.api.auth import mint_token
 from gpo_server.app import Orchestrator
 from gpo_server.client import GpoClient
 from gpo_server.config import Settings
-from gpo_server.tls import ClientTls
 from rail_sidecars.rails.simulator_ledger import read_totals
 from tests.integration.test_api import PAYER, payment, watch_to_end
 from tests.support.certificates import Issued, TestCa, cluster_tls

@@ -25,10 +25,10 @@ import grpc
 import pytest
 import yaml
 
+from gpo_kernel.rails_config import RailConfig, RailsConfig, load_rails_config
+from gpo_kernel.tls import client_tls_from
 from gpo_server.app import Orchestrator
 from gpo_server.config import Settings
-from gpo_server.tls import client_tls_from
-from rail_sidecars.config import RailConfig, RailsConfig, load_rails_config
 from rail_sidecars.rails.registry import RAIL_KINDS, make_rail
 
 REPO = Path(__file__).resolve().parents[2]
@@ -712,7 +712,7 @@ async def test_the_script_s_certificates_let_the_gateway_and_the_sidecars_in(tmp
 
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from gpo_server import tls
+    from gpo_kernel import tls
 
     script = ["bash", str(TLS_SCRIPT), str(tmp_path), "--files-only"]
     await asyncio.to_thread(subprocess.run, script, check=True, capture_output=True)

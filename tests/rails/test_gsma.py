@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gpo_kernel.rails_config import ConfigError, RailConfig, load_rails_config
 from gpo_server.domain.money import format_amount, parse_amount
-from rail_sidecars.config import ConfigError, RailConfig, load_rails_config
 from rail_sidecars.rails.base import Outcome, RailPayment, RetryableRailError
 from rail_sidecars.rails.gsma import transformers as t
 from rail_sidecars.rails.gsma.rail import GsmaRail, GsmaSettings, correlation_id_for, settings_from_config

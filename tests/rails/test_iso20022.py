@@ -26,7 +26,7 @@ import xmlschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rail_sidecars.config import ConfigError, RailConfig, load_rails_config
+from gpo_kernel.rails_config import ConfigError, RailConfig, load_rails_config
 from rail_sidecars.rails.base import Outcome, RailPayment, RetryableRailError
 from rail_sidecars.rails.iso20022 import codes, pain001, reports
 from rail_sidecars.rails.iso20022.delivery import TransportError

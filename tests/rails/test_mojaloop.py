@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rail_sidecars.config import ConfigError, RailConfig
+from gpo_kernel.rails_config import ConfigError, RailConfig
 from rail_sidecars.rails.base import Outcome, RailPayment, RetryableRailError
 from rail_sidecars.rails.mojaloop import MojaloopRail, from_config, settings_from_config
 from rail_sidecars.rails.mojaloop.keymap import Sent

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gpo_server.tls import ClientTls
+from gpo_kernel.tls import ClientTls
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gpo_kernel.tls import ClientTls
 from gpo_server.api.auth import SIDECAR_ROLE, mint_token
 from gpo_server.client import GpoClient
-from gpo_server.tls import ClientTls
 
 REPO = Path(__file__).resolve().parents[2]
 SPECS_DIR = Path(os.environ.get("GPO_SPECS_DIR", str(REPO.parent / "shared" / "specs")))

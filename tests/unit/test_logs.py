@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import logging
 
-from gpo_server.logs import JsonFormatter, redact
+from gpo_kernel.logs import JsonFormatter, redact
 
 
 def test_redact_masks_every_financial_address_in_text() -> None:

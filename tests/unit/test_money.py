@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from gpo_server.domain.currencies import MINOR_UNITS, fits_minor_units, is_payable_currency
+from gpo_kernel.currencies import MINOR_UNITS, fits_minor_units, is_payable_currency
 from gpo_server.domain.money import InvalidAmount, format_amount, parse_amount, parse_total
 
 # The G2P Connect amount pattern, ASCII only. fullmatch (not "$") so a trailing "\n" cannot sneak through.

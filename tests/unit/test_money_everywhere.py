@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gpo_conformance.ledger import Ledger
 from gpo_kernel import money as kernel
+from gpo_kernel.rails_config import RailConfig
 from gpo_server.domain import money as server_money
 from gpo_server.domain.validation import Rejection, ValidPayment, validate_payment
-from rail_sidecars.config import RailConfig
-from rail_sidecars.conformance.ledger import Ledger
 from rail_sidecars.rails.base import Outcome, RailPayment
 from rail_sidecars.rails.gsma import transformers as gsma
 from rail_sidecars.rails.iso20022.rail import from_config as iso20022_rail

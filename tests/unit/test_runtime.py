@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import gc
 
-from gpo_server.runtime import GC_THRESHOLDS, tune_garbage_collector
+from gpo_kernel.runtime import GC_THRESHOLDS, tune_garbage_collector
 
 
 def test_tuning_freezes_start_up_objects_and_collects_less_often() -> None:

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from gpo_server.domain.reasons import Reason
+from gpo_kernel.masking import mask_fa
+from gpo_kernel.reasons import Reason
 from gpo_server.domain.validation import (
     MAX_FA,
     MAX_METADATA_ENTRIES,
@@ -22,7 +23,6 @@ from gpo_server.domain.validation import (
     Rejection,
     ValidPayment,
     is_financial_address,
-    mask_fa,
     validate_metadata,
     validate_payment,
 )

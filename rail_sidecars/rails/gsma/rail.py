@@ -40,8 +40,8 @@ from typing import Any
 
 import httpx
 
-from gpo_server.domain.reasons import Reason
-from rail_sidecars.config import ConfigError, RailConfig
+from gpo_kernel.rails_config import ConfigError, RailConfig
+from gpo_kernel.reasons import Reason
 from rail_sidecars.limits import TokenBucket
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, RetryableRailError
 from rail_sidecars.rails.gsma import transformers as t

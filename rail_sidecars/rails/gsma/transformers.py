@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpo_kernel.money import InvalidAmount, format_amount, format_shortest, parse_amount, parse_units
-from gpo_server.domain.reasons import Reason
+from gpo_kernel.reasons import Reason
 from rail_sidecars.rails.base import Outcome, RailPayment, RailResult
 
 # The spec's `amount` pattern: no leading zeros and no trailing zeros in the fraction.

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from gpo_kernel import money
-from gpo_server.domain.currencies import MINOR_UNITS
+from gpo_kernel.currencies import MINOR_UNITS
 
 NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"
 MESSAGE_NAME = "pain.001.001.09"

@@ -23,11 +23,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from gpo_kernel.currencies import MINOR_UNITS, fits_minor_units
+from gpo_kernel.masking import mask_fa
 from gpo_kernel.money import InvalidAmount, parse_amount, parse_units
-from gpo_server.domain.currencies import MINOR_UNITS, fits_minor_units
-from gpo_server.domain.reasons import Reason
-from gpo_server.domain.validation import mask_fa
-from rail_sidecars.config import RailConfig
+from gpo_kernel.rails_config import RailConfig
+from gpo_kernel.reasons import Reason
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, RetryableRailError
 from rail_sidecars.rails.iso20022 import codes, pain001, reports
 from rail_sidecars.rails.iso20022.delivery import Transport, TransportError

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rail_sidecars.config import ConfigError, RailConfig
+from gpo_kernel.rails_config import ConfigError, RailConfig
 from rail_sidecars.rails.iso20022.codes import DEFAULT_SUCCESS_STATUSES
 from rail_sidecars.rails.iso20022.delivery_sftp import SftpSettings
 from rail_sidecars.rails.iso20022.pain001 import DEFAULT_SCHEMES, Debtor, PaymentType

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rail_sidecars.config import RailConfig
+from gpo_kernel.rails_config import RailConfig
 from rail_sidecars.limits import TokenBucket
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, RetryableRailError
 from rail_sidecars.rails.mojaloop import jws

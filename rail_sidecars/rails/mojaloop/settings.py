@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rail_sidecars.config import ConfigError, RailConfig
+from gpo_kernel.rails_config import ConfigError, RailConfig
 
 # FSPIOP v1.1 caps a bulk quote and a bulk transfer at 1000 individual items (maxItems in the spec).
 MAX_BULK = 1000

@@ -1,4 +1,5 @@
-"""Reason codes, from G2P Connect's DisburseStatusReasonCode where the spec has one."""
+"""Reason codes, from G2P Connect's DisburseStatusReasonCode where the spec has one; shared by the
+orchestrator and the sidecars, since rails report them."""
 
 from __future__ import annotations
 
@@ -24,3 +25,6 @@ class Reason(StrEnum):
     RAIL_ACCOUNT_INVALID = "rjct.payee_fa.invalid"
     RAIL_LIMIT_EXCEEDED = "rjct.amount.limit_exceeded"
     RAIL_ERROR = "rjct.rail.error"
+    # The rail could not be reached or did not answer in time: the sidecar reports UNREACHABLE, and GPO
+    # stores this code when the sidecar gives none.
+    RAIL_UNREACHABLE = "rjct.rail.unreachable"

@@ -11,7 +11,7 @@ import logging
 import re
 import sys
 
-from gpo_server.domain.validation import mask_fa
+from gpo_kernel.masking import mask_fa
 
 # scheme:identifier@provider, as the API takes them; identifiers of 5+ characters are masked.
 _FA = re.compile(r"\b[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9._+-]{5,200}@[A-Za-z0-9][A-Za-z0-9._-]{0,120}")

@@ -4,7 +4,7 @@ sidecar in any language.
     gpo-sidecar-conformance --rail NAME --sidecar "node tests/conformance/node_sidecar/sidecar.js" \\
         --database-url postgresql+asyncpg://gpo:gpo@127.0.0.1:5432/gpo --amqp-url amqp://guest:guest@127.0.0.1:5672/
 
-The kit starts, on 127.0.0.1: its own rail (conformance/ledger.py, an HTTP ledger that does not
+The kit starts, on 127.0.0.1: its own rail (gpo_conformance/ledger.py, an HTTP ledger that does not
 deduplicate), `gpo serve` on a fresh database beside the one --database-url names (dropped at the end)
 with RabbitMQ (an external sidecar cannot join the embedded in-process queue), and the sidecar command,
 as often as the checks need, with these variables:
@@ -62,10 +62,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from gpo_conformance.ledger import Ledger
 from gpo_kernel.queueing.base import dead_letter_queue_name, queue_name
 from gpo_server.api.auth import SIDECAR_ROLE, mint_token
 from gpo_server.client import GpoClient
-from rail_sidecars.conformance.ledger import Ledger
 
 PROGRAM = "conformance"
 PAYER = "account:treasury-001@central-bank"

@@ -1,0 +1,12 @@
+"""Financial addresses as logs may show them: never the full account number (orchestrator and sidecars)."""
+
+from __future__ import annotations
+
+
+def mask_fa(fa: str) -> str:
+    """For logs: keeps the scheme, the last 4 characters of the identifier and the provider."""
+    scheme, _, rest = fa.partition(":")
+    ident, _, provider = rest.rpartition("@")
+    if not ident:
+        return "***"
+    return f"{scheme}:***{ident[-4:] if len(ident) > 6 else ''}@{provider}"
