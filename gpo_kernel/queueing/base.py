@@ -7,7 +7,7 @@ memory.MemoryBroker (the embedded default, in-process, nothing durable beyond th
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 WORK_CONTENT_TYPE = "application/x-protobuf"
@@ -75,11 +75,12 @@ class Broker(abc.ABC):
         """
 
     @abc.abstractmethod
-    def consume(self, rail: str, prefetch: int) -> AsyncIterator[Delivery]:
-        """Yields deliveries from the rail's queue, at most `prefetch` unacknowledged at once."""
+    def consume(self, rail: str, prefetch: int) -> AsyncGenerator[Delivery, None]:
+        """Yields deliveries from the rail's queue, at most `prefetch` unacknowledged at once. Close it
+        (aclose(), contextlib.aclosing) to stop consuming: what it still held is delivered again."""
 
     @abc.abstractmethod
-    def consume_dead_letters(self, rail: str, prefetch: int) -> AsyncIterator[Delivery]:
+    def consume_dead_letters(self, rail: str, prefetch: int) -> AsyncGenerator[Delivery, None]:
         """Yields messages from the rail's dead-letter queue, each with its death_reason."""
 
     @abc.abstractmethod

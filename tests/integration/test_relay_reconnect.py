@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 
 import aio_pika
@@ -68,10 +68,10 @@ class DropsConnectionOnFirstPublish(Broker):
     async def declare_rail(self, rail: str) -> None:
         await self.inner.declare_rail(rail)
 
-    def consume(self, rail: str, prefetch: int) -> AsyncIterator[Delivery]:
+    def consume(self, rail: str, prefetch: int) -> AsyncGenerator[Delivery, None]:
         return self.inner.consume(rail, prefetch)
 
-    def consume_dead_letters(self, rail: str, prefetch: int) -> AsyncIterator[Delivery]:
+    def consume_dead_letters(self, rail: str, prefetch: int) -> AsyncGenerator[Delivery, None]:
         return self.inner.consume_dead_letters(rail, prefetch)
 
     async def dead_letter_count(self, rail: str) -> int:
