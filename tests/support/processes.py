@@ -127,6 +127,8 @@ class Cluster:
             "GPO_AMQP_URL": self.amqp_url,
             "GPO_AUTH_HS256_SECRETS": self.secret.decode(),
             "GPO_LOG_LEVEL": os.environ.get("GPO_TEST_LOG_LEVEL", "INFO"),
+            # A simulator sidecar started without --ledger keeps its ledger here, not in the repository.
+            "GPO_SIMULATOR_LEDGER": str(self.workdir / "simulator-ledger.db"),
             **self.extra_env,
         }
         if self.rails_config is not None:
