@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,10 @@ from gpo_server.intake import Intake
 from gpo_server.maintenance import DeadLetterRecorder, EmptyBatchExpirer, StuckPaymentSweeper
 from gpo_server.observability import metrics
 from gpo_server.storage.store import Store
+from gpo_server.storage.webhooks import WebhookStore
+from gpo_server.webhooks.destinations import Destinations, parse_networks
+from gpo_server.webhooks.signing import parse_secret
+from gpo_server.webhooks.worker import WebhookSettings, WebhookWorker
 from gpo_server.work import RailWorkBuilder
 
 if TYPE_CHECKING:
@@ -165,6 +170,8 @@ class Orchestrator:
             )
             self._tasks.append(asyncio.create_task(expirer.run(self._stop)))
         self._tasks.append(asyncio.create_task(self.g2p.run(self._stop)))
+        if (webhooks := self._webhook_worker()) is not None:
+            self._tasks.append(asyncio.create_task(webhooks.run(self._stop)))
         for rail in self.settings.rails():
             recorder = DeadLetterRecorder(self.store, self.broker, rail)
             self._tasks.append(asyncio.create_task(recorder.run(self._stop)))
@@ -177,6 +184,30 @@ class Orchestrator:
             self.port,
             "embedded" if self.settings.embedded else "PostgreSQL/RabbitMQ mode",
             f", health only on plaintext port {self.health_port}" if self.health_server is not None else "",
+        )
+
+    def _webhook_worker(self) -> WebhookWorker | None:
+        secret = self.settings.webhook_signing_secret()
+        if not secret:
+            log.warning(
+                "no GPO_WEBHOOK_SECRET: batch callback URIs are stored but not called (docs/WEBHOOKS.md)"
+            )
+            return None
+        s = self.settings
+        context = ssl.create_default_context(cafile=s.webhook_ca_file) if s.webhook_ca_file else None
+        return WebhookWorker(
+            WebhookStore(self.store.engine),
+            WebhookSettings(
+                secret=parse_secret(secret),
+                progress_every_s=s.webhook_progress_s,
+                max_attempts=s.webhook_max_attempts,
+                backoff_s=s.webhook_backoff_s,
+                max_backoff_s=s.webhook_max_backoff_s,
+                timeout_s=s.webhook_timeout_s,
+                poll_s=min(1.0, s.webhook_progress_s, s.webhook_backoff_s),
+            ),
+            Destinations(parse_networks(s.webhook_allow_networks)),
+            context,
         )
 
     def _embedded_client_tls(self) -> tls.ClientTls | None:

@@ -63,6 +63,23 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
         "GPO_EMPTY_BATCH_EXPIRY_S",
         "seconds before an UPLOADING batch with no payments is deleted (default 3600)",
     ),
+    (
+        "GPO_WEBHOOK_SECRET",
+        "gpo serve: whsec_<base64> secret signing batch webhooks (docs/WEBHOOKS.md); default: the file"
+        " GPO_WEBHOOK_SECRET_FILE, else embedded webhook.secret in the data folder, else webhooks off",
+    ),
+    ("GPO_WEBHOOK_SECRET_FILE", "gpo serve: a file holding the webhook secret"),
+    ("GPO_WEBHOOK_PROGRESS_S", "gpo serve: at most one progress webhook per batch this often (default 30)"),
+    ("GPO_WEBHOOK_MAX_ATTEMPTS", "gpo serve: attempts of one webhook event before the batch's webhook fails (default 12)"),
+    ("GPO_WEBHOOK_BACKOFF_S", "gpo serve: wait after a webhook's first failed attempt, doubled each time (default 2)"),
+    ("GPO_WEBHOOK_MAX_BACKOFF_S", "gpo serve: longest wait between webhook attempts (default 600)"),
+    ("GPO_WEBHOOK_TIMEOUT_S", "gpo serve: seconds for one webhook attempt to connect, send and be answered (default 10)"),
+    ("GPO_WEBHOOK_CA_FILE", "gpo serve: PEM CA(s) trusted for webhook receivers (default: the system's)"),
+    (
+        "GPO_WEBHOOK_ALLOW_NETWORKS",
+        "gpo serve: comma-separated CIDRs of non-public addresses webhooks may reach, e.g. 10.1.0.0/16"
+        " (default none: public addresses only)",
+    ),
     ("GPO_SIMULATOR", "simulator rail settings, e.g. latency_ms=5,failure_rate=0.01,seed=7"),
     ("GPO_SIMULATOR_LEDGER", "gpo-sidecar: the simulator's ledger file (default simulator-ledger.db)"),
     ("GPO_G2P_CONFIG", "G2P Connect settings file (TOML), docs/G2P_CONNECT.md"),
@@ -127,6 +144,28 @@ class Settings:
     empty_batch_expiry_s: float = 3600
     log_level: str = "INFO"
     g2p_config: str = ""  # G2P Connect settings (TOML), see docs/G2P_CONNECT.md
+    # Webhooks on batch callback URIs (docs/WEBHOOKS.md). No secret: the data folder's, embedded, else off.
+    webhook_secret: str = ""
+    webhook_secret_file: str = ""
+    webhook_progress_s: float = 30.0
+    webhook_max_attempts: int = 12
+    webhook_backoff_s: float = 2.0
+    webhook_max_backoff_s: float = 600.0
+    webhook_timeout_s: float = 10.0
+    webhook_ca_file: str = ""
+    webhook_allow_networks: str = ""  # CIDRs of non-public addresses webhooks may reach
+
+    def webhook_signing_secret(self) -> str:
+        """The configured webhook secret; embedded, else the data folder's own; "" means webhooks are off."""
+        if self.webhook_secret:
+            return self.webhook_secret
+        if self.webhook_secret_file:
+            return Path(self.webhook_secret_file).read_text().strip()
+        if self.embedded:  # one process: a secret of its own data folder serves
+            from gpo_server.webhooks.signing import local_secret
+
+            return local_secret(self.data_dir)
+        return ""
 
     def server_tls(self) -> ServerTls | None:
         if not (self.tls_cert_file or self.tls_key_file):
@@ -199,6 +238,15 @@ class Settings:
         s.empty_batch_expiry_s = float(env.get("GPO_EMPTY_BATCH_EXPIRY_S", s.empty_batch_expiry_s))
         s.log_level = env.get("GPO_LOG_LEVEL", s.log_level)
         s.g2p_config = env.get("GPO_G2P_CONFIG", "")
+        s.webhook_secret = env.get("GPO_WEBHOOK_SECRET", "")
+        s.webhook_secret_file = env.get("GPO_WEBHOOK_SECRET_FILE", "")
+        s.webhook_progress_s = float(env.get("GPO_WEBHOOK_PROGRESS_S", s.webhook_progress_s))
+        s.webhook_max_attempts = int(env.get("GPO_WEBHOOK_MAX_ATTEMPTS", s.webhook_max_attempts))
+        s.webhook_backoff_s = float(env.get("GPO_WEBHOOK_BACKOFF_S", s.webhook_backoff_s))
+        s.webhook_max_backoff_s = float(env.get("GPO_WEBHOOK_MAX_BACKOFF_S", s.webhook_max_backoff_s))
+        s.webhook_timeout_s = float(env.get("GPO_WEBHOOK_TIMEOUT_S", s.webhook_timeout_s))
+        s.webhook_ca_file = env.get("GPO_WEBHOOK_CA_FILE", "")
+        s.webhook_allow_networks = env.get("GPO_WEBHOOK_ALLOW_NETWORKS", "")
         s.tls_cert_file = env.get("GPO_TLS_CERT_FILE", "")
         s.tls_key_file = env.get("GPO_TLS_KEY_FILE", "")
         s.tls_client_ca_file = env.get("GPO_TLS_CLIENT_CA_FILE", "")

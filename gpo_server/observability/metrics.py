@@ -247,3 +247,13 @@ __all__ = [
     "MetricsSampler",
     "sample",
 ]
+
+# Webhooks on batch callback URIs (gpo_server/webhooks/): moved once per event attempt, never per payment.
+WEBHOOK_DELIVERIES = Counter(
+    "gpo_webhook_deliveries",
+    "Webhook delivery attempts by outcome: delivered, retry (will try again), abandoned (gave up).",
+    ["outcome"],
+)
+WEBHOOK_FAILING = Gauge(
+    "gpo_webhook_failing_batches", "Batches whose callback_uri GPO gave up on after the retry bound."
+)

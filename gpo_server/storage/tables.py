@@ -253,3 +253,37 @@ audit_events = Table(
     Column("hash", Text, nullable=False),
     Index("ix_audit_events_batch", "batch_uid", "id"),
 )
+
+# Webhooks (migration 0011): per batch with a callback_uri, what has been announced and where delivery
+# stands. The head event (delivered_sequence + 1) is the only one sent, so events arrive in order; the
+# lease keeps a second replica from sending it at the same time; failed_time marks a receiver given up on.
+webhook_batches = Table(
+    "webhook_batches",
+    metadata,
+    Column("batch_id", BigInteger, ForeignKey("batches.id"), primary_key=True, autoincrement=False),
+    Column("last_sequence", Integer, nullable=False, server_default="0"),
+    Column("last_state", Text, nullable=False, server_default=""),
+    Column("last_unfinished", BigInteger, nullable=False, server_default="-1"),
+    Column("last_event_time", DateTime(timezone=True)),
+    Column("delivered_sequence", Integer, nullable=False, server_default="0"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_time", DateTime(timezone=True)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("failed_time", DateTime(timezone=True)),
+    Column("last_error", Text, nullable=False, server_default=""),
+)
+
+# Each event's JSON body is fixed when the event is made: a retry sends the same bytes (and the same id).
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("batch_id", BigInteger, ForeignKey("batches.id"), nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("event_id", Text, nullable=False, unique=True),
+    Column("type", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("delivered_time", DateTime(timezone=True)),
+    UniqueConstraint("batch_id", "sequence", name="uq_webhook_events_batch_sequence"),
+)
