@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import grpc
@@ -60,12 +61,21 @@ class Gpo:
 
 @pytest.fixture(params=["embedded", "postgres"])
 async def gpo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Gpo]:
-    backend: str = request.param
+    async with running_gpo(request.param, tmp_path) as gpo:
+        yield gpo
+
+
+@contextlib.asynccontextmanager
+async def running_gpo(backend: str, tmp_path: Path, **settings_given: Any) -> AsyncIterator[Gpo]:
+    """An orchestrator on `backend` ("embedded" or "postgres"), with Settings fields overridden by
+    `settings_given` (tests of one duty configure it here rather than patching)."""
     secret = secrets.token_bytes(32)
     ledger = tmp_path / "simulator-ledger.db"
     settings = Settings(
         data_dir=tmp_path, listen="127.0.0.1:0", auth_hs256_secrets=[secret], simulator=SIMULATOR
     )
+    for name, value in settings_given.items():
+        setattr(settings, name, value)
     if backend == "postgres":
         database_url = os.environ.get("GPO_TEST_DATABASE_URL")
         amqp_url = os.environ.get("GPO_TEST_AMQP_URL")
@@ -104,7 +114,7 @@ async def _start_sidecar(gpo: Gpo, settings: Settings, stop: asyncio.Event) -> a
     broker = RabbitMQBroker(settings.amqp_url)
     await broker.connect()
     channel = grpc.aio.insecure_channel(gpo.target)
-    rail = SimulatorRail(SimulatorSettings.parse(SIMULATOR, ledger_path=str(gpo.ledger)))
+    rail = SimulatorRail(SimulatorSettings.parse(settings.simulator, ledger_path=str(gpo.ledger)))
     runner = SidecarRunner(
         rail_name=gpo.rail,
         rail=rail,
