@@ -173,7 +173,15 @@ class Orchestrator:
         if (webhooks := self._webhook_worker()) is not None:
             self._tasks.append(asyncio.create_task(webhooks.run(self._stop)))
         for rail in self.settings.rails():
-            recorder = DeadLetterRecorder(self.store, self.broker, rail)
+            recorder = DeadLetterRecorder(
+                self.store,
+                self.broker,
+                rail,
+                build=self.build_work,
+                on_work=self.relay.wake,
+                max_redrives=self.settings.max_redrives,
+                redrive_after_s=self.settings.redrive_after_s,
+            )
             self._tasks.append(asyncio.create_task(recorder.run(self._stop)))
         if self.settings.embedded:
             self._tasks.extend(await self._start_embedded_sidecars())

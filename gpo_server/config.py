@@ -59,6 +59,8 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("GPO_CLAIM_LEASE_S", "seconds a claimed work chunk belongs to one delivery (default 300)"),
     ("GPO_STUCK_AFTER_S", "seconds before an unheld SENT payment is looked up on its rail (default 900)"),
     ("GPO_MAX_SWEEPS", "look-ups without an answer before a payment needs attention (default 3)"),
+    ("GPO_MAX_REDRIVES", "re-sends of a dead-lettered chunk's never-claimed payments before attention (default 3)"),
+    ("GPO_REDRIVE_AFTER_S", "seconds before the first such re-send, doubled for each later one (default 60)"),
     (
         "GPO_EMPTY_BATCH_EXPIRY_S",
         "seconds before an UPLOADING batch with no payments is deleted (default 3600)",
@@ -140,6 +142,10 @@ class Settings:
     stuck_after_s: float = 900
     # Sweeps without an answer before a payment is marked for an operator's attention.
     max_sweeps: int = 3
+    # A dead-lettered chunk's never-claimed payments are sent again this many times at most, the first
+    # after redrive_after_s, each later one after twice the wait before it; then they need an operator.
+    max_redrives: int = 3
+    redrive_after_s: float = 60
     # An UPLOADING batch that received no payment is deleted after this long (its request id is then free).
     empty_batch_expiry_s: float = 3600
     log_level: str = "INFO"
@@ -235,6 +241,8 @@ class Settings:
         s.claim_lease_s = float(env.get("GPO_CLAIM_LEASE_S", s.claim_lease_s))
         s.stuck_after_s = float(env.get("GPO_STUCK_AFTER_S", s.stuck_after_s))
         s.max_sweeps = int(env.get("GPO_MAX_SWEEPS", s.max_sweeps))
+        s.max_redrives = int(env.get("GPO_MAX_REDRIVES", s.max_redrives))
+        s.redrive_after_s = float(env.get("GPO_REDRIVE_AFTER_S", s.redrive_after_s))
         s.empty_batch_expiry_s = float(env.get("GPO_EMPTY_BATCH_EXPIRY_S", s.empty_batch_expiry_s))
         s.log_level = env.get("GPO_LOG_LEVEL", s.log_level)
         s.g2p_config = env.get("GPO_G2P_CONFIG", "")

@@ -59,13 +59,30 @@ class StuckPaymentSweeper:
 
 
 class DeadLetterRecorder:
-    """Moves each rail's dead letters into the database, where the API lists them and where the payments
-    they carried are flagged for attention. The message is acked only after that commit."""
+    """Moves each rail's dead letters into the database, where the API lists them, and re-drives what
+    they carried: payments no claim ever took go out again with their keys, in new work held back
+    `redrive_after_s` (doubled each time), at most `max_redrives` times; what cannot be re-driven is
+    flagged for attention (SENT payments are then the sweeper's). The message is acked only after that
+    commit. An undecodable message names no payment, so it is recorded once and never re-driven."""
 
-    def __init__(self, store: Store, broker: Broker, rail: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        broker: Broker,
+        rail: str,
+        *,
+        build: WorkBuilder | None = None,
+        on_work: Callable[[], None] = lambda: None,
+        max_redrives: int = 3,
+        redrive_after_s: float = 60.0,
+    ) -> None:
         self.store = store
         self.broker = broker
         self.rail = rail
+        self.build = build
+        self.on_work = on_work
+        self.max_redrives = max_redrives
+        self.redrive_after_s = redrive_after_s
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -98,14 +115,41 @@ class DeadLetterRecorder:
             batch_uid, numbers, chunk_id = "", [], delivery.message_id
         reason = (delivery.death_reason or "unknown")[:128]
         chunk_id = chunk_id[:128]  # a forged or garbled message names what it likes: DeadLetter bounds it
-        await self.store.record_dead_letter(self.rail, chunk_id, batch_uid, numbers, reason, delivery.body)
+        outcome = await self.store.record_dead_letter(
+            self.rail,
+            chunk_id,
+            batch_uid,
+            numbers,
+            reason,
+            delivery.body,
+            redrive=self.build,
+            max_redrives=self.max_redrives,
+            redrive_after_s=self.redrive_after_s,
+        )
         log.error(
-            "rail %s: work chunk %s was dead-lettered (%s): %d payments need attention",
+            "rail %s: work chunk %s was dead-lettered (%s): %d payments",
             self.rail,
             chunk_id,
             reason,
             len(numbers),
         )
+        if outcome.redriven:
+            log.warning(
+                "rail %s: %d never-claimed payments of dead-lettered chunk %s sent again with their keys",
+                self.rail,
+                outcome.redriven,
+                chunk_id,
+            )
+            self.on_work()
+        if outcome.exhausted:
+            log.error(
+                "rail %s: %d payments of dead-lettered chunk %s were sent again %d times already: they"
+                " need attention (not re-driven again)",
+                self.rail,
+                outcome.exhausted,
+                chunk_id,
+                self.max_redrives,
+            )
         await delivery.ack()
 
 

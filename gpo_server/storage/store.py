@@ -35,6 +35,7 @@ from sqlalchemy import (
     literal,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -44,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from gpo_server.domain.states import (
     FINAL,
+    REDRIVABLE,
     BatchState,
     ClaimAction,
     PaymentStatus,
@@ -148,6 +150,12 @@ class NewWorkChunk:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadLetterOutcome:
+    redriven: int  # payments sent again in new work, with their keys
+    exhausted: int  # payments left for an operator: re-driven the maximum number of times already
+
+
+@dataclass(frozen=True, slots=True)
 class PublishableChunk:
     id: int
     batch_id: int
@@ -218,6 +226,11 @@ STUCK_UNANSWERED = (
     "stuck: SENT past the stuck-payment timeout and the rail has not answered repeated look-ups"
 )
 PAID_TWICE = "paid more than once: the rail executed this key {executions} times"
+REDRIVES_EXHAUSTED = (
+    "work chunk {chunk_id} was dead-lettered ({reason}) after this payment had been sent again {redrives}"
+    " times: no longer sent by itself. Never claimed, so never paid. Find the cause under chunk {chunk_id}"
+    " in rail {rail}'s sidecar log and its dead letters (gpo dead-letters); CancelBatch cancels it"
+)
 STUCK_UNKNOWN = "stuck: the rail has no record of this payment; it may never have been executed"
 WORK_SLICE = 1000
 
@@ -992,10 +1005,28 @@ class Store:
         return len(rows)
 
     async def record_dead_letter(
-        self, rail: str, chunk_id: str, batch_uid: str, numbers: Sequence[int], reason: str, payload: bytes
-    ) -> None:
-        """Keeps a dead-lettered chunk for operators and flags its unfinished payments."""
+        self,
+        rail: str,
+        chunk_id: str,
+        batch_uid: str,
+        numbers: Sequence[int],
+        reason: str,
+        payload: bytes,
+        *,
+        redrive: WorkBuilder | None = None,
+        max_redrives: int = 3,
+        redrive_after_s: float = 60.0,
+    ) -> DeadLetterOutcome:
+        """Keeps a dead-lettered chunk for operators. With `redrive`, the chunk's payments no claim ever
+        took (REDRIVABLE) are sent again with their keys in new work, held back `redrive_after_s` (doubled
+        on each re-drive of the same payment); those already re-driven `max_redrives` times, and the
+        chunk's other unfinished payments (SENT ones are the sweeper's), are flagged for attention.
+
+        One statement of each kind per dead letter, whatever its size. On PostgreSQL the rows are taken
+        with SKIP LOCKED: a payment a claim is taking at this moment is left to that claim."""
         now = utcnow()
+        redriven: list[Row[Any]] = []
+        exhausted = 0
         async with self.engine.begin() as conn:
             batch_id = None
             if batch_uid:
@@ -1013,16 +1044,50 @@ class Store:
                     create_time=now,
                 )
             )
-            if batch_id is not None and numbers:
-                await conn.execute(
-                    update(payments)
-                    .where(
-                        payments.c.batch_id == batch_id,
-                        payments.c.number.in_(list(numbers)),
-                        payments.c.status.in_(PENDING),
-                    )
-                    .values(attention_reason=f"work chunk {chunk_id} was dead-lettered ({reason})")
+            if batch_id is None or not numbers:
+                return DeadLetterOutcome(0, 0)
+            chunk = (payments.c.batch_id == batch_id, payments.c.number.in_(list(numbers)))
+            redrivable = payments.c.status.in_([s.value for s in REDRIVABLE])
+            spent = and_(redrivable, payments.c.redrives >= max_redrives)
+            if redrive is not None:
+                query = (
+                    select(payments)
+                    .where(*chunk, redrivable, payments.c.redrives < max_redrives)
+                    .order_by(payments.c.number)
                 )
+                if self.is_postgres:
+                    query = query.with_for_update(of=payments, skip_locked=True)
+                redriven = list((await conn.execute(query)).all())
+                if redriven:
+                    await conn.execute(
+                        update(payments)
+                        .where(*chunk, payments.c.number.in_([int(r.number) for r in redriven]), redrivable)
+                        .values(redrives=payments.c.redrives + 1, attention_reason="", update_time=now)
+                    )
+                    # Held back, longer each time, so a chunk that fails for good does not spin.
+                    delay = redrive_after_s * 2 ** max(int(r.redrives) for r in redriven)
+                    not_before = now + dt.timedelta(seconds=delay)
+                    work = redrive(batch_uid, [PaymentRow.from_row(r) for r in redriven], False)
+                    await _insert_work(conn, batch_id, [replace(w, not_before=not_before) for w in work], now)
+                attention = REDRIVES_EXHAUSTED.format(
+                    chunk_id=chunk_id, reason=reason, redrives=max_redrives, rail=rail
+                )
+                exhausted = (
+                    await conn.execute(
+                        update(payments).where(*chunk, spent).values(attention_reason=attention)
+                    )
+                ).rowcount
+            await conn.execute(
+                update(payments)
+                .where(
+                    *chunk,
+                    payments.c.status.in_(PENDING),
+                    payments.c.number.not_in([int(r.number) for r in redriven]),
+                    ~spent if redrive is not None else true(),
+                )
+                .values(attention_reason=f"work chunk {chunk_id} was dead-lettered ({reason})")
+            )
+        return DeadLetterOutcome(len(redriven), max(exhausted, 0))
 
     async def list_dead_letters(self, rail: str, before_id: int | None, limit: int) -> list[Any]:
         query = (

@@ -13,6 +13,7 @@ from gpo_server.domain.states import (
     CAUSES,
     FINAL,
     OPERATOR_TRANSITIONS,
+    REDRIVABLE,
     TRANSITIONS,
     BatchState,
     PaymentStatus,
@@ -352,3 +353,11 @@ def test_every_transition_has_a_cause_in_the_payment_history() -> None:
     legal |= {(a, b) for a, nexts in OPERATOR_TRANSITIONS.items() for b in nexts}
     assert set(CAUSES) == legal
     assert all(0 < len(cause) <= 16 for cause in CAUSES.values())  # StatusChange.cause: at most 16
+
+
+def test_only_never_claimed_payments_are_re_driven_without_a_look_up() -> None:
+    # A re-drive sends a dead-lettered chunk's payments again with their keys and no rail look-up: only
+    # payments no claim has taken (SENT ones may be on the rail), and ones no relay still has to publish.
+    assert REDRIVABLE == frozenset({S.QUEUED})
+    for status in REDRIVABLE:
+        assert S.SENT in TRANSITIONS[status] and not is_final(status)
