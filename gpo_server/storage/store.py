@@ -1058,6 +1058,15 @@ class Store:
                 if self.is_postgres:
                     query = query.with_for_update(of=payments, skip_locked=True)
                 redriven = list((await conn.execute(query)).all())
+                # Before the re-drive below counts its own payments: only earlier re-drives exhaust.
+                attention = REDRIVES_EXHAUSTED.format(
+                    chunk_id=chunk_id, reason=reason, redrives=max_redrives, rail=rail
+                )
+                exhausted = (
+                    await conn.execute(
+                        update(payments).where(*chunk, spent).values(attention_reason=attention)
+                    )
+                ).rowcount
                 if redriven:
                     await conn.execute(
                         update(payments)
@@ -1069,14 +1078,6 @@ class Store:
                     not_before = now + dt.timedelta(seconds=delay)
                     work = redrive(batch_uid, [PaymentRow.from_row(r) for r in redriven], False)
                     await _insert_work(conn, batch_id, [replace(w, not_before=not_before) for w in work], now)
-                attention = REDRIVES_EXHAUSTED.format(
-                    chunk_id=chunk_id, reason=reason, redrives=max_redrives, rail=rail
-                )
-                exhausted = (
-                    await conn.execute(
-                        update(payments).where(*chunk, spent).values(attention_reason=attention)
-                    )
-                ).rowcount
             await conn.execute(
                 update(payments)
                 .where(

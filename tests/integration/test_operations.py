@@ -344,6 +344,120 @@ async def test_payments_a_verify_only_look_up_cannot_find_are_sent_again_with_th
     assert redelivered.verify == {2}
 
 
+# ---- dead-lettered chunks are re-driven, boundedly ---------------------------------------------
+
+
+async def _queued_batch(store: Store, count: int) -> tuple[int, str, bytes]:
+    """A dispatched batch whose payments are QUEUED (published, never claimed): its id, uid, and its
+    first work chunk's body, as a dead letter would carry it."""
+    from sqlalchemy import select, update
+
+    from gpo_server.storage.tables import batches, outbox, payments
+
+    batch_id = await _batch_with_payments(store, count)
+    await store.finish_upload(batch_id)
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            update(payments).where(payments.c.batch_id == batch_id).values(status=PaymentStatus.QUEUED.value)
+        )
+        await conn.execute(
+            update(outbox).where(outbox.c.batch_id == batch_id).values(publish_time=dt.datetime.now(dt.UTC))
+        )
+        uid = (await conn.execute(select(batches.c.uid).where(batches.c.id == batch_id))).scalar_one()
+        body = (
+            (await conn.execute(select(outbox.c.payload).where(outbox.c.batch_id == batch_id)))
+            .scalars()
+            .first()
+        )
+    assert body is not None
+    return batch_id, uid, bytes(body)
+
+
+async def _work_of(store: Store, batch_id: int) -> list[Any]:
+    from sqlalchemy import select
+
+    from gpo_server.storage.tables import outbox
+
+    async with store.engine.connect() as conn:
+        query = select(outbox).where(outbox.c.batch_id == batch_id, outbox.c.publish_time.is_(None))
+        return list((await conn.execute(query.order_by(outbox.c.id))).all())
+
+
+async def test_a_dead_lettered_chunks_never_claimed_payments_are_sent_again_then_left_for_an_operator(
+    store: Store,
+) -> None:
+    from gpo.v1 import rail_pb2
+
+    from gpo_server.work import RailWorkBuilder
+
+    batch_id, uid, body = await _queued_batch(store, 4)
+    keys = {n: (await _payment(store, batch_id, n)).idempotency_key for n in range(1, 5)}
+    live = await store.claim(batch_id, [1], "live:chunk", lease_s=300, max_call_s=5)
+    assert live.execute == {1}  # held and perhaps in flight: never re-driven
+    build = RailWorkBuilder({}, 1000)
+
+    async def dead_letter() -> Any:
+        before = dt.datetime.now(dt.UTC)
+        outcome = await store.record_dead_letter(
+            RAIL,
+            "chunk-1",
+            uid,
+            [1, 2, 3, 4],
+            "delivery_limit",
+            body,
+            redrive=build,
+            max_redrives=2,
+            redrive_after_s=30,
+        )
+        return outcome, before
+
+    for redrive, wait_s in ((1, 30), (2, 60)):
+        (outcome, before) = await dead_letter()
+        assert (outcome.redriven, outcome.exhausted) == (3, 0)
+        work = await _work_of(store, batch_id)
+        assert len(work) == redrive  # one new chunk per dead letter, none for the held payment
+        chunk = rail_pb2.WorkChunk.FromString(work[-1].payload)
+        assert not chunk.verify_only
+        assert [(i.payment_number, i.idempotency_key) for i in chunk.items] == [
+            (n, keys[n]) for n in (2, 3, 4)
+        ]
+        not_before = (
+            work[-1].not_before.replace(tzinfo=dt.UTC)
+            if work[-1].not_before.tzinfo is None
+            else work[-1].not_before
+        )
+        assert (
+            before + dt.timedelta(seconds=wait_s - 1)
+            <= not_before
+            <= before + dt.timedelta(seconds=wait_s + 5)
+        )
+        for n in (2, 3, 4):
+            row = await _payment(store, batch_id, n)
+            assert (row.status, row.redrives, row.attention_reason) == ("queued", redrive, "")
+        held = await _payment(store, batch_id, 1)
+        assert held.status == "sent" and held.lease_token == live.lease_token
+        assert held.attention_reason == "work chunk chunk-1 was dead-lettered (delivery_limit)"
+
+    # The bound: a third dead letter of the same payments sends nothing and tells an operator why.
+    outcome, _ = await dead_letter()
+    assert (outcome.redriven, outcome.exhausted) == (0, 3)
+    assert len(await _work_of(store, batch_id)) == 2
+    for n in (2, 3, 4):
+        row = await _payment(store, batch_id, n)
+        assert row.status == "queued" and row.redrives == 2
+        assert row.attention_reason.startswith(
+            "work chunk chunk-1 was dead-lettered (delivery_limit) after this payment had been sent again 2"
+            " times: no longer sent by itself"
+        )
+
+    # An undecodable dead letter names no payment: recorded, nothing sent, so it cannot loop.
+    outcome = await store.record_dead_letter(
+        RAIL, "poison-1", "", [], "rejected", b"\xff", redrive=build, max_redrives=2, redrive_after_s=30
+    )
+    assert (outcome.redriven, outcome.exhausted) == (0, 0)
+    assert len(await _work_of(store, batch_id)) == 2
+
+
 # ---- the stuck-payment sweeper ----------------------------------------------------------------
 
 
