@@ -51,6 +51,29 @@ class ClientTls:
         )
 
 
+def keepalive(interval_s: float) -> list[tuple[str, int]]:
+    """Client options that notice a peer gone silent (a host that vanished, a route dropped without a
+    reset): a ping every `interval_s`, with or without calls or data, and a connection whose ping is not
+    answered within `interval_s` is closed, failing its calls (UNAVAILABLE) instead of leaving them to
+    wait for TCP (about 15 minutes on Linux). The server must accept pings this often (`ping_policy`)."""
+    ms = int(interval_s * 1000)
+    return [
+        ("grpc.keepalive_time_ms", ms),
+        ("grpc.keepalive_timeout_ms", ms),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),  # the default (2) stops pinging a stream that is idle
+    ]
+
+
+def ping_policy(min_interval_s: float) -> list[tuple[str, int]]:
+    """Server options that accept client keepalive pings as often as every `min_interval_s`, calls or
+    not; more often, and after two such pings the server sends GOAWAY (too_many_pings)."""
+    return [
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", int(min_interval_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+
+
 def channel(target: str, tls: ClientTls | None, options: ChannelOptions = ()) -> grpc.aio.Channel:
     """A channel to GPO: TLS when `tls` is given, else plaintext (loopback and tests only)."""
     if tls is None:

@@ -87,6 +87,8 @@ class Orchestrator:
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
+                # Sidecars ping to notice a vanished orchestrator; their pings must not be refused.
+                *tls.ping_policy(settings.grpc_min_ping_interval_s),
             ]
         )
         self.port = 0

@@ -59,6 +59,7 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("GPO_CLAIM_LEASE_S", "seconds a claimed work chunk belongs to one delivery (default 300)"),
     ("GPO_STUCK_AFTER_S", "seconds before an unheld SENT payment is looked up on its rail (default 900)"),
     ("GPO_MAX_SWEEPS", "look-ups without an answer before a payment needs attention (default 3)"),
+    ("GPO_GRPC_MIN_PING_INTERVAL_S", "shortest keepalive ping interval gpo serve accepts from a client (default 10)"),
     ("GPO_MAX_REDRIVES", "re-sends of a dead-lettered chunk's never-claimed payments before attention (default 3)"),
     ("GPO_REDRIVE_AFTER_S", "seconds before the first such re-send, doubled for each later one (default 60)"),
     (
@@ -98,6 +99,7 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ),
     ("GPO_SIDECAR_METRICS_HOST", "gpo-sidecar: address /metrics binds (default 127.0.0.1); --metrics-host"),
     ("GPO_SIDECAR_LEASE_S", "gpo-sidecar: the claim lease asked for, renewed every third of it (default 15)"),
+    ("GPO_SIDECAR_KEEPALIVE_S", "gpo-sidecar: seconds between pings to the orchestrator, and to wait for one's answer (default 30)"),
     ("GPO_SPECS_DIR", "ISO 20022 rail: folder holding the pain.001 XSD"),
 )
 
@@ -127,6 +129,8 @@ class Settings:
     simulator: str = ""  # embedded simulator settings, e.g. "latency_ms=5,failure_rate=0.01"
     rails_config: str = ""  # a rails TOML file (gpo_kernel/rails_config.py): routes, default rail, chunk sizes
     max_message_bytes: int = 16 * 1024 * 1024
+    # Clients' keepalive pings are accepted this often (the sidecar pings every 30 s by default).
+    grpc_min_ping_interval_s: float = 10
     # TLS of the gRPC port (both files, or neither: plaintext); a client CA file requires client certificates.
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -241,6 +245,7 @@ class Settings:
         s.claim_lease_s = float(env.get("GPO_CLAIM_LEASE_S", s.claim_lease_s))
         s.stuck_after_s = float(env.get("GPO_STUCK_AFTER_S", s.stuck_after_s))
         s.max_sweeps = int(env.get("GPO_MAX_SWEEPS", s.max_sweeps))
+        s.grpc_min_ping_interval_s = float(env.get("GPO_GRPC_MIN_PING_INTERVAL_S", s.grpc_min_ping_interval_s))
         s.max_redrives = int(env.get("GPO_MAX_REDRIVES", s.max_redrives))
         s.redrive_after_s = float(env.get("GPO_REDRIVE_AFTER_S", s.redrive_after_s))
         s.empty_batch_expiry_s = float(env.get("GPO_EMPTY_BATCH_EXPIRY_S", s.empty_batch_expiry_s))

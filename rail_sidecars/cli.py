@@ -16,7 +16,7 @@ from gpo_kernel.logs import configure
 from gpo_kernel.rails_config import RailConfig, load_rails_config
 from gpo_kernel.runtime import tune_garbage_collector
 from gpo_kernel.tls import channel as tls_channel
-from gpo_kernel.tls import client_tls_from
+from gpo_kernel.tls import client_tls_from, keepalive
 from rail_sidecars.rails.registry import make_rail
 from rail_sidecars.rails.simulator import SimulatorSettings
 
@@ -79,6 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=os.environ.get("GPO_SIDECAR_METRICS_HOST", "127.0.0.1"),
         help="address /metrics binds (GPO_SIDECAR_METRICS_HOST; default 127.0.0.1)",
     )
+    parser.add_argument(
+        "--keepalive-s",
+        type=float,
+        default=float(os.environ.get("GPO_SIDECAR_KEEPALIVE_S", 30)),
+        help="ping the orchestrator this often, and drop a connection whose ping goes unanswered as long"
+        " (GPO_SIDECAR_KEEPALIVE_S, default 30; gpo serve's GPO_GRPC_MIN_PING_INTERVAL_S must not exceed it)",
+    )
     tls = parser.add_argument_group("TLS to the orchestrator (plaintext when no CA file is named)")
     tls.add_argument("--tls-ca", default=os.environ.get("GPO_TLS_CA_FILE", ""), help="PEM CA(s) to trust")
     tls.add_argument(
@@ -129,7 +136,12 @@ async def _run(args: argparse.Namespace) -> int:
     channel = tls_channel(
         args.orchestrator,
         client_tls_from(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name),
-        [("grpc.initial_reconnect_backoff_ms", 500), ("grpc.max_reconnect_backoff_ms", 5000)],
+        [
+            ("grpc.initial_reconnect_backoff_ms", 500),
+            ("grpc.max_reconnect_backoff_ms", 5000),
+            # A report in flight to a host that vanished fails within two intervals, not TCP's 15 minutes.
+            *keepalive(args.keepalive_s),
+        ],
     )
     journal_path = args.journal or str(
         Path(os.environ.get("GPO_DATA_DIR", ".")) / f"sidecar-{args.rail}.journal"
