@@ -60,6 +60,8 @@ def keepalive(interval_s: float) -> list[tuple[str, int]]:
     return [
         ("grpc.keepalive_time_ms", ms),
         ("grpc.keepalive_timeout_ms", ms),
+        # gRPC core 1.5x+ times a keepalive ping out by this instead (default 60 s): the same bound.
+        ("grpc.http2.ping_timeout_ms", ms),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),  # the default (2) stops pinging a stream that is idle
     ]
@@ -69,7 +71,8 @@ def ping_policy(min_interval_s: float) -> list[tuple[str, int]]:
     """Server options that accept client keepalive pings as often as every `min_interval_s`, calls or
     not; more often, and after two such pings the server sends GOAWAY (too_many_pings)."""
     return [
-        ("grpc.http2.min_recv_ping_interval_without_data_ms", int(min_interval_s * 1000)),
+        # GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS (the name says "recv"; the key does not)
+        ("grpc.http2.min_ping_interval_without_data_ms", int(min_interval_s * 1000)),
         ("grpc.keepalive_permit_without_calls", 1),
     ]
 

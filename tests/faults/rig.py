@@ -311,9 +311,12 @@ async def wait_for(condition: Callable[[], bool], deadline_s: float, what: str) 
 
 
 class TcpProxy:
-    """A TCP relay on 127.0.0.1, put between a sidecar and its orchestrator, that breaks the network two
+    """A TCP relay on 127.0.0.1, put between a sidecar and its orchestrator, that breaks the network three
     ways: cut() resets every connection and refuses new ones (a peer that is gone); stall() stops moving
-    bytes while connections stay open (packets dropped, a hung peer). restore() ends either."""
+    bytes while connections stay open (a hung peer: senders block); drop() accepts and discards every
+    byte and answers nothing, never closing (a host that vanished, a route dropped without a reset: only
+    the sender's own timers can tell). restore() ends any of them. `accepted` counts connections and
+    `ended` holds when each ended (time.monotonic())."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
@@ -322,6 +325,10 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self.dropping = False
+        self.accepted = 0
+        self.ended: list[float] = []
+        self.reads_from_client = 0  # reads of what the sidecar sent (calls, reports, pings)
 
     @property
     def target(self) -> str:
@@ -341,9 +348,13 @@ class TcpProxy:
     def stall(self) -> None:
         self._flowing.clear()
 
+    def drop(self) -> None:
+        self.dropping = True
+
     async def restore(self) -> None:
         if self._server is None:
             await self.start()
+        self.dropping = False
         self._flowing.set()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -352,10 +363,11 @@ class TcpProxy:
         except OSError:
             writer.transport.abort()
             return
+        self.accepted += 1
         self._writers.update((writer, up_writer))
         pipes = [
-            asyncio.ensure_future(_pipe(reader, up_writer, self._flowing)),
-            asyncio.ensure_future(_pipe(up_reader, writer, self._flowing)),
+            asyncio.ensure_future(_pipe(reader, up_writer, self._flowing, self, from_client=True)),
+            asyncio.ensure_future(_pipe(up_reader, writer, self._flowing, self)),
         ]
         try:
             # When either side ends, end both, so a peer's death reaches the other side as it would.
@@ -366,11 +378,22 @@ class TcpProxy:
             for w in (writer, up_writer):
                 self._writers.discard(w)
                 w.transport.abort()
+            self.ended.append(time.monotonic())
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    flowing: asyncio.Event,
+    proxy: TcpProxy,
+    *,
+    from_client: bool = False,
+) -> None:
     with contextlib.suppress(OSError, ConnectionError):
         while data := await reader.read(65536):
+            proxy.reads_from_client += from_client
+            if proxy.dropping:
+                continue  # vanished: the bytes go nowhere, and nothing ever comes back
             await flowing.wait()  # stalled: hold the bytes; the sender's buffers fill and it blocks
             writer.write(data)
             await writer.drain()
