@@ -64,9 +64,10 @@ def cause_of(before: PaymentStatus, after: PaymentStatus) -> str:
 
 # Statuses a dead-lettered chunk's payments are re-sent from automatically (a re-drive), keeping their
 # status and key: no claim ever took them, so no rail can have seen them and nobody can be executing
-# them. Not a transition: a re-driven QUEUED payment is queued again, in a new chunk. SENT payments are the
-# sweeper's (a rail look-up first); ACCEPTED ones are still in the outbox, which the relay publishes.
-REDRIVABLE: frozenset[PaymentStatus] = frozenset({S.QUEUED})
+# them. Not a transition: the payment is queued again, in a new chunk. ACCEPTED too: a chunk can be
+# dead-lettered before the relay has committed its QUEUED mark. SENT payments are the sweeper's (a rail
+# look-up first).
+REDRIVABLE: frozenset[PaymentStatus] = frozenset(s for s in PaymentStatus if S.SENT in TRANSITIONS[s])
 
 
 # Statuses a payment may leave for `target`; storage uses these as WHERE clauses so a stale or repeated

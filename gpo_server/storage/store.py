@@ -1022,8 +1022,10 @@ class Store:
         on each re-drive of the same payment); those already re-driven `max_redrives` times, and the
         chunk's other unfinished payments (SENT ones are the sweeper's), are flagged for attention.
 
-        One statement of each kind per dead letter, whatever its size. On PostgreSQL the rows are taken
-        with SKIP LOCKED: a payment a claim is taking at this moment is left to that claim."""
+        One statement of each kind per dead letter, whatever its size. The rows are locked without SKIP
+        LOCKED, unlike the sweeper's: a dead letter comes once, so a row skipped would never be re-driven.
+        A claim or relay commit holding one is waited for, and a row a claim took meanwhile (SENT) is left
+        out; a re-drive that repeats another (two copies of a chunk) only adds a chunk claims skip."""
         now = utcnow()
         redriven: list[Row[Any]] = []
         exhausted = 0
@@ -1055,9 +1057,7 @@ class Store:
                     .where(*chunk, redrivable, payments.c.redrives < max_redrives)
                     .order_by(payments.c.number)
                 )
-                if self.is_postgres:
-                    query = query.with_for_update(of=payments, skip_locked=True)
-                redriven = list((await conn.execute(query)).all())
+                redriven = list((await conn.execute(_locked(query, self.is_postgres))).all())
                 # Before the re-drive below counts its own payments: only earlier re-drives exhaust.
                 attention = REDRIVES_EXHAUSTED.format(
                     chunk_id=chunk_id, reason=reason, redrives=max_redrives, rail=rail

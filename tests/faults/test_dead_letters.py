@@ -81,8 +81,8 @@ async def test_a_dead_lettered_chunk_is_paid_without_an_operator(rig: Rig) -> No
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await broken
     assert len(set(dead)) == chunks and len(returned) >= 20 * chunks
-    # Nothing claimed them: every payment is QUEUED, in no queue any more.
-    assert status_counts(await client.get_batch(uploaded.name)) == {"queued": batch.count}
+    # Nothing claimed them, and no queue holds them any more.
+    assert set(status_counts(await client.get_batch(uploaded.name))) <= {"accepted", "queued"}
 
     rig.start_sidecar(node)
     done = await completed(client, [uploaded.name], RECOVERY_DEADLINE_S)

@@ -357,7 +357,7 @@ def test_every_transition_has_a_cause_in_the_payment_history() -> None:
 
 def test_only_never_claimed_payments_are_re_driven_without_a_look_up() -> None:
     # A re-drive sends a dead-lettered chunk's payments again with their keys and no rail look-up: only
-    # payments no claim has taken (SENT ones may be on the rail), and ones no relay still has to publish.
-    assert REDRIVABLE == frozenset({S.QUEUED})
+    # payments no claim has taken (SENT ones may be on the rail).
+    assert REDRIVABLE == frozenset({S.ACCEPTED, S.QUEUED})
     for status in REDRIVABLE:
         assert S.SENT in TRANSITIONS[status] and not is_final(status)
