@@ -87,7 +87,7 @@ payments = Table(
     # longest call): until then no other claim may verify or execute the payment.
     Column("lease_token", BigInteger, nullable=False, server_default="0"),
     Column("in_flight_until", DateTime(timezone=True)),
-    # Migration 0011: automatic re-sends after its chunk was dead-lettered before any claim (bounded).
+    # Migration 0012: automatic re-sends after its chunk was dead-lettered before any claim (bounded).
     Column("redrives", Integer, nullable=False, server_default="0"),
     PrimaryKeyConstraint("batch_id", "number", name="pk_payments"),
     # No index here names a column that dispatch changes (status, update_time, leases): PostgreSQL can then
