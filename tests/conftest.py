@@ -74,8 +74,6 @@ async def running_gpo(backend: str, tmp_path: Path, **settings_given: Any) -> As
     settings = Settings(
         data_dir=tmp_path, listen="127.0.0.1:0", auth_hs256_secrets=[secret], simulator=SIMULATOR
     )
-    for name, value in settings_given.items():
-        setattr(settings, name, value)
     if backend == "postgres":
         database_url = os.environ.get("GPO_TEST_DATABASE_URL")
         amqp_url = os.environ.get("GPO_TEST_AMQP_URL")
@@ -86,6 +84,8 @@ async def running_gpo(backend: str, tmp_path: Path, **settings_given: Any) -> As
             )
         settings.database_url, settings.amqp_url = database_url, amqp_url
         settings.default_rail = f"sim{uuid.uuid4().hex[:12]}"
+    for name, value in settings_given.items():
+        setattr(settings, name, value)
     orchestrator = Orchestrator(settings)
     await orchestrator.start()
     gpo = Gpo(backend, orchestrator, secret, ledger, settings.default_rail)

@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
+import datetime as dt
 import logging
+import os
 import secrets
 import ssl
 import time
@@ -20,10 +23,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import resources_pb2 as res_pb
 from prometheus_client import REGISTRY
 
+from gpo_server.app import Orchestrator
 from gpo_server.client import chunked
 from gpo_server.demo import synthetic_payments
 from gpo_server.storage.webhooks import WebhookStatus, WebhookStore
@@ -31,6 +36,7 @@ from tests.conftest import SIMULATOR, Gpo, running_gpo
 from tests.integration.test_payment_history import wait_final
 from tests.peers.webhook_receiver import WebhookReceiver
 from tests.support import certificates
+from tests.support.databases import create_database, drop_database
 
 PROGRAM = "webhooks"
 
@@ -42,6 +48,21 @@ def new_secret() -> str:
 @pytest.fixture(params=["embedded", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture
+async def database(backend: str) -> AsyncIterator[dict[str, str]]:
+    """On PostgreSQL, a database of the test's own: the webhook duty serves every batch with a callback
+    URI it finds, and other tests' batches (with unreachable URIs) must not share its rounds."""
+    shared = os.environ.get("GPO_TEST_DATABASE_URL", "")
+    if backend != "postgres" or not shared:
+        yield {}
+        return
+    fresh = await create_database(shared, "gpo_webhooks")
+    try:
+        yield {"database_url": fresh}
+    finally:
+        await drop_database(shared, fresh)
 
 
 @pytest.fixture
@@ -103,15 +124,22 @@ async def webhook_status(gpo: Gpo, name: str, until: object, timeout_s: float = 
 
 
 async def test_a_batch_reports_progress_in_order_and_completes_once_through_failures(
-    backend: str, ca: certificates.TestCa, tmp_path: Path
+    backend: str, database: dict[str, str], ca: certificates.TestCa, tmp_path: Path
 ) -> None:
     secret = new_secret()
     # Event 1 is refused (503), then not answered before GPO's 1 s timeout, then taken with its 2xx lost:
     # GPO sends it a fourth time. Everything after is accepted at once.
     receiver = WebhookReceiver(secret, server_tls(ca), script=["503", "hang", "lost"])
     async with receiving(receiver):
-        settings = gpo_settings(
-            ca, secret, webhook_max_attempts=6, work_chunk_size=20, simulator=f"{SIMULATOR},latency_ms=100"
+        settings = (
+            gpo_settings(
+                ca,
+                secret,
+                webhook_max_attempts=6,
+                work_chunk_size=20,
+                simulator=f"{SIMULATOR},latency_ms=100",
+            )
+            | database
         )
         async with running_gpo(backend, tmp_path, **settings) as gpo:
             name = await upload(gpo, receiver.url, 200, invalid_every=10)
@@ -121,7 +149,9 @@ async def test_a_batch_reports_progress_in_order_and_completes_once_through_fail
             status = await webhook_status(gpo, name, lambda s: s.delivered_sequence == s.last_sequence)
             payments = [p async for p in client.payments(name)]
 
-    assert all(d.verified for d in receiver.deliveries), "every signature verifies with the receiver's library"
+    assert all(d.verified for d in receiver.deliveries), (
+        "every signature verifies with the receiver's library"
+    )
     first = receiver.deliveries[0].webhook_id
     assert [(d.webhook_id, d.answer) for d in receiver.deliveries[:4]] == [
         (first, "503"),
@@ -165,7 +195,12 @@ async def test_a_batch_reports_progress_in_order_and_completes_once_through_fail
 
 @pytest.mark.parametrize("receiver_kind", ["never accepts", "wrong secret"])
 async def test_a_receiver_that_never_accepts_marks_the_batch_webhook_failed_after_the_bound(
-    backend: str, ca: certificates.TestCa, tmp_path: Path, receiver_kind: str, caplog: pytest.LogCaptureFixture
+    backend: str,
+    database: dict[str, str],
+    ca: certificates.TestCa,
+    tmp_path: Path,
+    receiver_kind: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     secret = new_secret()
     receiver_secret, then = (secret, "503") if receiver_kind == "never accepts" else (new_secret(), "ok")
@@ -173,7 +208,9 @@ async def test_a_receiver_that_never_accepts_marks_the_batch_webhook_failed_afte
     abandoned_before = abandoned()
     caplog.set_level(logging.ERROR, logger="gpo_server.webhooks.worker")
     async with receiving(receiver):
-        async with running_gpo(backend, tmp_path, **gpo_settings(ca, secret, webhook_max_attempts=3)) as gpo:
+        async with running_gpo(
+            backend, tmp_path, **gpo_settings(ca, secret, webhook_max_attempts=3), **database
+        ) as gpo:
             name = await upload(gpo, receiver.url, 5)
             status = await webhook_status(gpo, name, lambda s: s.failed_time is not None)
             await wait_final(gpo.client([PROGRAM]), name)
@@ -195,3 +232,72 @@ async def test_a_receiver_that_never_accepts_marks_the_batch_webhook_failed_afte
 
 def abandoned() -> float:
     return REGISTRY.get_sample_value("gpo_webhook_deliveries_total", {"outcome": "abandoned"}) or 0.0
+
+
+async def test_a_cancelled_batch_says_so_with_its_cancelled_payments(
+    backend: str, database: dict[str, str], ca: certificates.TestCa, tmp_path: Path
+) -> None:
+    secret = new_secret()
+    async with receiving(WebhookReceiver(secret, server_tls(ca))) as receiver:
+        async with running_gpo(backend, tmp_path, **gpo_settings(ca, secret), **database) as gpo:
+            client = gpo.client([PROGRAM])
+            later = Timestamp()
+            later.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+            header = api_pb.BatchHeader(
+                program=PROGRAM,
+                request_id=str(uuid.uuid4()),
+                payer_fa="account:treasury@cb",
+                callback_uri=receiver.url,
+                schedule_time=later,  # nothing is paid before the cancel
+            )
+            name = (await client.upload(header, chunked(synthetic_payments(5, 0), 5))).batch.name
+            await receiver.wait_for(lambda: len(receiver.events) == 1)
+            await client.cancel(name, str(uuid.uuid4()))
+            await receiver.wait_for(lambda: len(receiver.events) == 2)
+
+    progress, cancelled = receiver.events
+    assert (progress["type"], progress["state"], progress["unfinished_count"]) == (
+        "batch.progress",
+        "processing",
+        5,
+    )
+    assert (cancelled["type"], cancelled["sequence"], cancelled["state"]) == (
+        "batch.cancelled",
+        2,
+        "cancelled",
+    )
+    assert cancelled["unfinished_count"] == 0
+    assert list(cancelled["statuses"]) == ["cancelled"] and cancelled["statuses"]["cancelled"]["count"] == 5
+    total = sum(Decimal(p.amount) for p in synthetic_payments(5, 0))
+    assert cancelled["statuses"]["cancelled"]["amounts"] == {"KES": f"{total:.2f}"}
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_two_replicas_send_each_batch_s_events_once_at_a_time_and_in_order(
+    backend: str, database: dict[str, str], ca: certificates.TestCa, tmp_path: Path
+) -> None:
+    """Two orchestrators on one PostgreSQL both run the webhook duty: the receiver never gets two of the
+    batch's events at once (a hanging attempt keeps the other replica off), and gets them in sequence."""
+    secret = new_secret()
+    receiver = WebhookReceiver(secret, server_tls(ca), script=["hang", "503"])
+    async with receiving(receiver):
+        settings = gpo_settings(ca, secret, work_chunk_size=20, simulator=f"{SIMULATOR},latency_ms=100")
+        async with running_gpo(backend, tmp_path, **settings, **database) as gpo:
+            second = Orchestrator(dataclasses.replace(gpo.orchestrator.settings, listen="127.0.0.1:0"))
+            await second.start()
+            try:
+                name = await upload(gpo, receiver.url, 200)
+                await wait_final(gpo.client([PROGRAM]), name)
+                await receiver.wait_for(lambda: any(e["type"] == "batch.completed" for e in receiver.events))
+            finally:
+                await second.stop(grace_s=5)
+
+    assert receiver.most_in_flight == 1
+    assert all(d.verified for d in receiver.deliveries)
+    events = receiver.events
+    assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
+    assert [e["type"] for e in events].count("batch.completed") == 1 and events[-1][
+        "type"
+    ] == "batch.completed"
+    ok = [d.webhook_id for d in receiver.deliveries if d.answer == "ok"]
+    assert ok == [e["event_id"] for e in events]  # each accepted exactly once: no replica sent one twice

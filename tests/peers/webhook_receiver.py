@@ -35,6 +35,8 @@ class WebhookReceiver:
     deliveries: list[Delivery] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)  # accepted, de-duplicated by id, in order
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    most_in_flight: int = 0  # the most deliveries it was answering at once
+    _in_flight: int = 0
     _seen: set[str] = field(default_factory=set)
     _release: asyncio.Event = field(default_factory=asyncio.Event)
     _runner: web.AppRunner | None = None
@@ -47,7 +49,8 @@ class WebhookReceiver:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/hooks/gpo", self._receive)
-        self._runner = web.AppRunner(app)
+        # A sender that gives up closes its connection: the handler then ends, as a real server's would.
+        self._runner = web.AppRunner(app, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
         await site.start()
@@ -66,6 +69,14 @@ class WebhookReceiver:
                 await self.changed.wait()
 
     async def _receive(self, request: web.Request) -> web.Response:
+        self._in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self._in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self._in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.Response:
         body = await request.read()
         headers = dict(request.headers)
         webhook_id = request.headers.get("webhook-id", "")

@@ -34,7 +34,9 @@ def test_signatures_verify_with_the_standard_webhooks_library() -> None:
         Webhook(secret).verify(body, stale)
 
 
-@pytest.mark.parametrize("bad", ["", "secret", "whsec_not base64!", "whsec_" + base64.b64encode(b"short").decode()])
+@pytest.mark.parametrize(
+    "bad", ["", "secret", "whsec_not base64!", "whsec_" + base64.b64encode(b"short").decode()]
+)
 def test_a_malformed_secret_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="webhook secret"):
         signing.parse_secret(bad)

@@ -47,6 +47,12 @@ def upgrade() -> None:
         sa.Column("delivered_time", sa.DateTime(timezone=True)),
         sa.UniqueConstraint("batch_id", "sequence", name="uq_webhook_events_batch_sequence"),
     )
+    # Batches from before webhooks existed count as announced as they are now: an upgrade must not send
+    # every old batch's receiver a late event.
+    op.execute(
+        "INSERT INTO webhook_batches (batch_id, last_state, last_unfinished)"
+        " SELECT id, state, unfinished_count FROM batches WHERE callback_uri <> '' AND state <> 'uploading'"
+    )
 
 
 def downgrade() -> None:
