@@ -93,6 +93,20 @@ class WebhookWorker:
     async def deliver(self, event: DueEvent) -> None:
         body = event.body.encode()
         try:
+            # One bound for the whole attempt, name resolution included, well inside the claim's lease.
+            async with asyncio.timeout(self.settings.timeout_s * 2):
+                error = await self._attempt(event, body)
+        except TimeoutError:
+            error = f"no answer within {self.settings.timeout_s * 2:.0f}s"
+        if error is None:
+            await self.store.delivered(event)
+            metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
+            return
+        await self._failed(event, error)
+
+    async def _attempt(self, event: DueEvent, body: bytes) -> str | None:
+        """None when the receiver answered 2xx, else why not."""
+        try:
             target = await self.destinations.resolve(event.uri)
             headers = signing.headers(self.settings.secret, event.event_id, int(time.time()), body)
             headers |= {"content-type": "application/json", "host": target.host_header}
@@ -107,14 +121,14 @@ class WebhookWorker:
             response = await self.client.send(request, stream=True)
             await response.aclose()
             if 200 <= response.status_code < 300:
-                await self.store.delivered(event)
-                metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
-                return
-            error = f"HTTP {response.status_code}"
+                return None
+            return f"HTTP {response.status_code}"
         except Refused as exc:
-            error = f"refused: {exc}"
+            return f"refused: {exc}"
         except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:300]
+            return f"{type(exc).__name__}: {exc}"[:300]
+
+    async def _failed(self, event: DueEvent, error: str) -> None:
         attempts = event.attempts + 1
         if attempts >= self.settings.max_attempts:
             await self.store.attempt_failed(event, error, None)

@@ -49,3 +49,19 @@ def test_scenario_runs_and_its_oracle_holds(scenario: str) -> None:
         assert result["payments"] == 6000 and result["intake_per_s"] > 0
     else:
         assert result["ledger_exact"] and result["ledger_duplicates"] == 0 and result["all_final"]
+
+
+def test_webhook_events_bench_runs() -> None:
+    service_urls()  # skips without PostgreSQL and RabbitMQ
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.webhook_events", "--payments", "2000"],
+        cwd=REPO,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["payments"] == 2000 and len(result["event_s"]) == 5
