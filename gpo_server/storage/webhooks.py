@@ -18,6 +18,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gpo_server.domain.states import BatchState, PaymentStatus
+from gpo_server.storage import audit as audit_trail
+from gpo_server.storage.audit import AuditEvent
 from gpo_server.storage.store import StatusTotal, utcnow
 from gpo_server.storage.tables import batches, payments, webhook_batches, webhook_events
 
@@ -173,7 +175,9 @@ class WebhookStore:
             .join(batches, batches.c.id == webhook_batches.c.batch_id)
             .where(
                 webhook_batches.c.failed_time.is_(None),
-                or_(webhook_batches.c.next_attempt_time.is_(None), webhook_batches.c.next_attempt_time <= now),
+                or_(
+                    webhook_batches.c.next_attempt_time.is_(None), webhook_batches.c.next_attempt_time <= now
+                ),
                 or_(webhook_batches.c.lease_until.is_(None), webhook_batches.c.lease_until < now),
             )
             .order_by(webhook_events.c.create_time)
@@ -190,7 +194,9 @@ class WebhookStore:
                     .values(lease_until=now + dt.timedelta(seconds=lease_s))
                 )
         return [
-            DueEvent(int(r.batch_id), r.uid, int(r.sequence), r.event_id, r.callback_uri, r.body, int(r.attempts))
+            DueEvent(
+                int(r.batch_id), r.uid, int(r.sequence), r.event_id, r.callback_uri, r.body, int(r.attempts)
+            )
             for r in rows
         ]
 
@@ -218,9 +224,10 @@ class WebhookStore:
             )
 
     async def attempt_failed(self, event: DueEvent, error: str, retry_at: dt.datetime | None) -> None:
-        """retry_at None: the receiver is given up on, and the batch is marked failed for operators."""
+        """retry_at None: the receiver is given up on, and the batch is marked failed for operators, in
+        the audit trail too (`gpo audit`, ListAuditEvents of the batch)."""
         async with self.engine.begin() as conn:
-            await conn.execute(
+            changed = await conn.execute(
                 update(webhook_batches)
                 .where(
                     webhook_batches.c.batch_id == event.batch_id,
@@ -234,6 +241,19 @@ class WebhookStore:
                     failed_time=utcnow() if retry_at is None else None,
                 )
             )
+            if retry_at is None and changed.rowcount:
+                abandoned = AuditEvent(
+                    action="webhook.abandoned",
+                    subject="gpo",
+                    caller_kind="system",
+                    batch_uid=event.batch_uid,
+                    detail={
+                        "event_id": event.event_id,
+                        "sequence": event.sequence,
+                        "last_error": error[:500],
+                    },
+                )
+                await audit_trail.append(conn, abandoned, is_postgres=self.is_postgres)
 
     async def status(self, batch_uid: str) -> WebhookStatus | None:
         query = (

@@ -28,6 +28,7 @@ from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import resources_pb2 as res_pb
 from prometheus_client import REGISTRY
 
+from gpo_server.api.auth import OPERATOR_ROLE
 from gpo_server.app import Orchestrator
 from gpo_server.client import chunked
 from gpo_server.demo import synthetic_payments
@@ -214,6 +215,8 @@ async def test_a_receiver_that_never_accepts_marks_the_batch_webhook_failed_afte
             name = await upload(gpo, receiver.url, 5)
             status = await webhook_status(gpo, name, lambda s: s.failed_time is not None)
             await wait_final(gpo.client([PROGRAM]), name)
+            operator = gpo.client([], [OPERATOR_ROLE], subject="webhook-operator")
+            audited = [e async for e in operator.audit_events(name) if e.action == "webhook.abandoned"]
 
     deliveries: Sequence[object] = receiver.deliveries
     assert len(deliveries) == 3, deliveries  # the bound, each attempt reaching the receiver
@@ -227,6 +230,8 @@ async def test_a_receiver_that_never_accepts_marks_the_batch_webhook_failed_afte
         assert status.last_error == "HTTP 503"
     assert status.attempts == 3 and status.delivered_sequence == 0
     assert abandoned() == abandoned_before + 1
+    (event,) = audited  # an operator sees it in the batch's audit trail (gpo audit)
+    assert event.caller_kind == "system" and status.last_error in event.detail_json
     assert any(name.removeprefix("batches/") in r.getMessage() for r in caplog.records)
 
 
