@@ -63,10 +63,18 @@ class WebhookWorker:
     async def run(self, stop: asyncio.Event) -> None:
         try:
             while not stop.is_set():
-                try:
-                    await self.round()
-                except Exception:
-                    log.exception("webhooks: a round failed; trying again")
+                # A stop does not wait for a slow receiver: the attempt is dropped, its lease runs out,
+                # and the event is sent again later (at least once).
+                work = asyncio.create_task(self.round())
+                stopping = asyncio.create_task(stop.wait())
+                await asyncio.wait([work, stopping], return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                if not work.done():
+                    work.cancel()
+                    await asyncio.gather(work, return_exceptions=True)
+                    return
+                if (error := work.exception()) is not None:
+                    log.error("webhooks: a round failed; trying again", exc_info=error)
                 try:
                     await asyncio.wait_for(stop.wait(), self.settings.poll_s)
                 except TimeoutError:

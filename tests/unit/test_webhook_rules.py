@@ -8,10 +8,12 @@ import datetime as dt
 import json
 import secrets
 import time
+from pathlib import Path
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from gpo_server.config import Settings
 from gpo_server.domain.states import BatchState, PaymentStatus
 from gpo_server.storage.store import StatusTotal
 from gpo_server.storage.webhooks import EventFacts
@@ -100,3 +102,16 @@ async def test_webhooks_reach_public_addresses_only_unless_a_network_is_allowed(
     assert (await loopback.resolve("http://127.0.0.1:8080/cb")).url == "http://127.0.0.1:8080/cb"
     with pytest.raises(Refused, match="plain http"):
         await Destinations(parse_networks("10.0.0.0/8")).resolve("http://93.184.216.34/cb")
+
+
+def test_the_secret_comes_from_settings_a_file_or_embedded_the_data_folder(tmp_path: Path) -> None:
+    given = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    assert Settings(webhook_secret=given).webhook_signing_secret() == given
+    (tmp_path / "secret").write_text(given + "\n")
+    assert Settings(webhook_secret_file=str(tmp_path / "secret")).webhook_signing_secret() == given
+    embedded = Settings(data_dir=tmp_path / "data")
+    made = embedded.webhook_signing_secret()
+    assert signing.parse_secret(made) and embedded.webhook_signing_secret() == made  # made once, kept
+    assert (tmp_path / "data" / "webhook.secret").stat().st_mode & 0o777 == 0o600
+    # With RabbitMQ, replicas must share one secret: none configured means webhooks are off.
+    assert Settings(data_dir=tmp_path / "data", amqp_url="amqp://x").webhook_signing_secret() == ""
