@@ -95,7 +95,7 @@ def gpo_settings(ca: certificates.TestCa, secret: str, **more: object) -> dict[s
         "webhook_progress_s": 0.2,
         "webhook_backoff_s": 0.05,
         "webhook_max_backoff_s": 0.2,
-        "webhook_timeout_s": 1.0,
+        "webhook_timeout_s": 2.0,  # "hang" costs this; shorter risks a TLS handshake timing out under load
         **more,
     }
 
@@ -128,7 +128,7 @@ async def test_a_batch_reports_progress_in_order_and_completes_once_through_fail
     backend: str, database: dict[str, str], ca: certificates.TestCa, tmp_path: Path
 ) -> None:
     secret = new_secret()
-    # Event 1 is refused (503), then not answered before GPO's 1 s timeout, then taken with its 2xx lost:
+    # Event 1 is refused (503), then not answered before GPO's 2 s timeout, then taken with its 2xx lost:
     # GPO sends it a fourth time. Everything after is accepted at once.
     receiver = WebhookReceiver(secret, server_tls(ca), script=["503", "hang", "lost"])
     async with receiving(receiver):
@@ -287,6 +287,9 @@ async def test_two_replicas_send_each_batch_s_events_once_at_a_time_and_in_order
     receiver = WebhookReceiver(secret, server_tls(ca), script=["hang", "503"])
     async with receiving(receiver):
         settings = gpo_settings(ca, secret, work_chunk_size=20, simulator=f"{SIMULATOR},latency_ms=100")
+        # Retries wait 0.3 s: far longer than the receiver takes to see a given-up attempt's connection
+        # close, so "at once" below means two sends, not one send's tail.
+        settings |= {"webhook_backoff_s": 0.3, "webhook_max_backoff_s": 0.3}
         async with running_gpo(backend, tmp_path, **settings, **database) as gpo:
             second = Orchestrator(dataclasses.replace(gpo.orchestrator.settings, listen="127.0.0.1:0"))
             await second.start()
