@@ -14,7 +14,7 @@ from gpo.v1 import disbursement_service_pb2, disbursement_service_pb2_grpc, rail
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from gpo_kernel import tls
+from gpo_kernel import tls, tracing
 from gpo_kernel.metrics_http import MetricsServer
 from gpo_kernel.queueing.base import Broker
 from gpo_server.api.auth import SIDECAR_ROLE, Authenticator, local_secret, mint_token
@@ -22,6 +22,7 @@ from gpo_server.api.bounds import BoundsInterceptor
 from gpo_server.api.disbursement import DisbursementService
 from gpo_server.api.interceptor import AuthInterceptor
 from gpo_server.api.rail_service import RailService
+from gpo_server.api.tracing import TracingInterceptor
 from gpo_server.config import Settings
 from gpo_server.dispatch import OutboxRelay
 from gpo_server.g2p_connect.wiring import G2pConnect
@@ -83,7 +84,12 @@ class Orchestrator:
         self.server = grpc.aio.server(
             # Every call is authenticated and checked for its caller's kind before its handler runs, then
             # every request message for the bounds of its string fields.
-            interceptors=[AuthInterceptor(self.auth), BoundsInterceptor()],
+            # With tracing on, a span around each call first (continuing the caller's trace).
+            interceptors=[
+                *([TracingInterceptor()] if tracing.enabled() else []),
+                AuthInterceptor(self.auth),
+                BoundsInterceptor(),
+            ],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),

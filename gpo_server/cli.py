@@ -28,6 +28,7 @@ from google.protobuf.message import Message
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import resources_pb2 as res_pb
 
+from gpo_kernel import tracing
 from gpo_kernel.logs import configure
 from gpo_kernel.runtime import tune_garbage_collector
 from gpo_server.api.auth import OPERATOR_ROLE, SIDECAR_ROLE, local_secret, mint_token
@@ -336,7 +337,11 @@ def _serve(args: argparse.Namespace) -> int:
     settings.database_url = args.database_url or settings.database_url
     settings.amqp_url = args.amqp_url or settings.amqp_url
     configure(settings.log_level)
-    return asyncio.run(_run_server(settings))
+    tracing.configure("gpo-server", os.environ)
+    try:
+        return asyncio.run(_run_server(settings))
+    finally:
+        tracing.shutdown()
 
 
 async def _run_server(settings: Settings) -> int:

@@ -38,6 +38,11 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
         "gpo serve: port of the Prometheus /metrics endpoint, bound on GPO_LISTEN's host (default off)",
     ),
     ("GPO_METRICS_INTERVAL_S", "gpo serve: seconds between the database samples of /metrics (default 15)"),
+    (
+        "GPO_OTLP_ENDPOINT",
+        "gpo serve, gpo-sidecar, gpo-gateway: OTLP/HTTP collector URL for traces, e.g. http://127.0.0.1:4318"
+        " (default off; OTEL_EXPORTER_OTLP_ENDPOINT too)",
+    ),
     ("GPO_ROUTES", "payee address patterns to rails, e.g. mobile:*@mpesa=mpesa,account:*@bank-a=bank_a"),
     ("GPO_DEFAULT_RAIL", "rail for payees no route matches (default simulator; empty: reject them)"),
     ("GPO_RAILS_CONFIG", "rails TOML file: routes, default rail, chunk sizes, rail settings"),

@@ -7,11 +7,13 @@ between the two publishes it again on restart: a sidecar may see a chunk twice, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 
 from gpo.v1 import rail_pb2
 
+from gpo_kernel import tracing
 from gpo_kernel.queueing.base import Broker, OutgoingMessage
 from gpo_server.observability import metrics
 from gpo_server.storage.store import PublishableChunk, Store
@@ -55,22 +57,44 @@ class OutboxRelay:
         async with self.store.publishing(self.limit) as (chunks, mark_published):
             if not chunks:
                 return 0
+            messages = {c.chunk_id: rail_pb2.WorkChunk.FromString(c.payload) for c in chunks}
             by_rail: dict[str, list[PublishableChunk]] = defaultdict(list)
             for chunk in chunks:
                 by_rail[chunk.rail].append(chunk)
-            for rail, rail_chunks in by_rail.items():
-                if rail not in self._declared:
-                    await self.broker.declare_rail(rail)
-                    self._declared.add(rail)
-                await self.broker.publish(rail, [OutgoingMessage(c.payload, c.chunk_id) for c in rail_chunks])
-                metrics.PUBLISHED_CHUNKS.labels(rail).inc(len(rail_chunks))
+            with contextlib.ExitStack() as spans:
+                for rail, rail_chunks in by_rail.items():
+                    if rail not in self._declared:
+                        await self.broker.declare_rail(rail)
+                        self._declared.add(rail)
+                    outgoing = [
+                        OutgoingMessage(
+                            c.payload, c.chunk_id, headers=_publish_span(spans, c, messages[c.chunk_id])
+                        )
+                        for c in rail_chunks
+                    ]
+                    await self.broker.publish(rail, outgoing)
+                    metrics.PUBLISHED_CHUNKS.labels(rail).inc(len(rail_chunks))
             await mark_published(
-                [
-                    (c, [item.payment_number for item in rail_pb2.WorkChunk.FromString(c.payload).items])
-                    for c in chunks
-                ]
+                [(c, [item.payment_number for item in messages[c.chunk_id].items]) for c in chunks]
             )
         return len(chunks)
+
+
+def _publish_span(
+    spans: contextlib.ExitStack, chunk: PublishableChunk, message: rail_pb2.WorkChunk
+) -> dict[str, str]:
+    """Opens the chunk's publish span (until its publish is confirmed), a child of the upload that produced
+    it, and returns the headers that carry it to the sidecar; {} when tracing is off."""
+    if not tracing.enabled():
+        return {}
+    span, headers = tracing.start_span(
+        "gpo.outbox.publish",
+        {"gpo.batch": message.batch, "gpo.chunk_id": chunk.chunk_id, "gpo.rail": chunk.rail},
+        parent=tracing.parent_from({"traceparent": chunk.trace_context or ""}),
+        kind=tracing.SpanKind.PRODUCER,
+    )
+    spans.callback(span.end)
+    return headers
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

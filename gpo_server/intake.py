@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import rail_pb2
 
+from gpo_kernel import tracing
 from gpo_kernel.reasons import Reason
 from gpo_server.domain.money import MAX_BATCH_TOTAL_HUNDREDTHS, InvalidAmount, format_amount, parse_amount
 from gpo_server.domain.routing import Router
@@ -325,9 +326,13 @@ class Intake:
         self, batch: BatchRecord, groups: dict[tuple[str, dt.datetime | None], list[rail_pb2.WorkItem]]
     ) -> list[NewWorkChunk]:
         work: list[NewWorkChunk] = []
+        # The upload's trace goes with its work (None when tracing is off), so the relay can continue it.
+        trace_context = tracing.traceparent()
         for (rail, not_before), items in groups.items():
             size = self.chunk_sizes.get(rail, self.work_chunk_size)
-            work.extend(work_chunks(batch.uid, rail, items, size, not_before=not_before))
+            work.extend(
+                work_chunks(batch.uid, rail, items, size, not_before=not_before, trace_context=trace_context)
+            )
         return work
 
 

@@ -39,6 +39,7 @@ def work_chunks(
     *,
     not_before: dt.datetime | None = None,
     verify_only: bool = False,
+    trace_context: str | None = None,
 ) -> Iterable[NewWorkChunk]:
     """Splits one rail's items into chunks of at most `size`, each serialised once, here."""
     now = Timestamp()
@@ -53,7 +54,7 @@ def work_chunks(
             create_time=now,
             verify_only=verify_only,
         )
-        yield NewWorkChunk(chunk_id, rail, message.SerializeToString(), not_before)
+        yield NewWorkChunk(chunk_id, rail, message.SerializeToString(), not_before, trace_context)
 
 
 class RailWorkBuilder:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
+from gpo_kernel import tracing
 from gpo_kernel.logs import configure
 from gpo_kernel.rails_config import RailConfig, load_rails_config
 from gpo_kernel.runtime import tune_garbage_collector
@@ -105,7 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.token:
         parser.error("--token (or GPO_SIDECAR_TOKEN) is required")
     configure(os.environ.get("GPO_LOG_LEVEL", "INFO"))
-    return asyncio.run(_run(args))
+    tracing.configure(f"gpo-sidecar-{args.rail}", os.environ)
+    try:
+        return asyncio.run(_run(args))
+    finally:
+        tracing.shutdown()
 
 
 def _rail_config(args: argparse.Namespace) -> RailConfig:

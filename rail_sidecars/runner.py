@@ -32,6 +32,7 @@ from google.protobuf import duration_pb2
 from google.protobuf.message import DecodeError
 from gpo.v1 import rail_pb2, rail_pb2_grpc
 
+from gpo_kernel import tracing
 from gpo_kernel.queueing.base import Broker, Delivery
 from gpo_kernel.reasons import Reason
 from rail_sidecars.journal import OutcomeJournal
@@ -246,8 +247,15 @@ class SidecarRunner:
             return
         self._in_hand.add(chunk.chunk_id)
         try:
-            async with self._slots:
-                wait_s = await self._process(chunk, delivery)
+            # One span per delivered chunk, continuing the upload's trace from the message headers.
+            with tracing.span(
+                "gpo.sidecar.chunk",
+                _chunk_attributes(chunk),
+                parent=tracing.parent_from(delivery.headers),
+                kind=tracing.SpanKind.CONSUMER,
+            ):
+                async with self._slots:
+                    wait_s = await self._process(chunk, delivery)
         except _DeliveryGone:
             log.info("chunk %s: its delivery was lost with its channel before the claim", chunk.chunk_id)
             return
@@ -287,20 +295,24 @@ class SidecarRunner:
             # in this queue; only what the claim leaves to do is taken from the rail's rate.
             await self._until_gone(self._bucket.begin_turn(), delivery)
             try:
-                plan = await self._claim_patiently(chunk, claim_id, list(items), delivery)
+                with tracing.span("gpo.sidecar.claim", _chunk_attributes(chunk)):
+                    plan = await self._claim_patiently(chunk, claim_id, list(items), delivery)
                 self._bucket.take(len(plan.execute) + len(plan.verify))
             finally:
                 self._bucket.end_turn()
         else:
-            plan = await self._claim_patiently(chunk, claim_id, list(items), delivery)
+            with tracing.span("gpo.sidecar.claim", _chunk_attributes(chunk)):
+                plan = await self._claim_patiently(chunk, claim_id, list(items), delivery)
         held = set(plan.execute) | set(plan.verify)
         heartbeat = (
             asyncio.create_task(self._heartbeat(chunk, claim_id, plan, held, delivery)) if held else None
         )
         try:
-            request = await self._work(chunk, claim_id, plan, items)
+            with tracing.span("gpo.sidecar.execute", _chunk_attributes(chunk)):
+                request = await self._work(chunk, claim_id, plan, items)
             if request.results or request.released_payment_numbers or request.unknown_payment_numbers:
-                await self._report_patiently(request, chunk.chunk_id)
+                with tracing.span("gpo.sidecar.report", _chunk_attributes(chunk)):
+                    await self._report_patiently(request, chunk.chunk_id)
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
@@ -516,7 +528,7 @@ class SidecarRunner:
                 lease_duration=_duration(self.lease_s),
                 max_call_duration=_duration(self.max_call_s),
             ),
-            metadata=self.metadata,
+            metadata=(*self.metadata, *tracing.carrier().items()),  # the claim span's traceparent
             timeout=self.rpc_timeout_s,
         )
         granted = (
@@ -603,6 +615,11 @@ class SidecarRunner:
         """Grows with each redelivery, so an outage of the orchestrator does not burn the delivery limit."""
         ceiling = min(MAX_REQUEUE_WAIT_S, self.retry_base_s * 2.0 ** min(delivery_count + 1, 10))
         return ceiling * random.uniform(0.5, 1.0)
+
+
+def _chunk_attributes(chunk: rail_pb2.WorkChunk) -> dict[str, str | int]:
+    """What a chunk's spans say about it: ids and a count, never payment data."""
+    return {"gpo.batch": chunk.batch, "gpo.chunk_id": chunk.chunk_id, "gpo.payments": len(chunk.items)}
 
 
 def _rail_payment(batch: str, item: rail_pb2.WorkItem) -> RailPayment:

@@ -7,8 +7,8 @@ memory.MemoryBroker (the embedded default, in-process, nothing durable beyond th
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 WORK_CONTENT_TYPE = "application/x-protobuf"
 WORK_MESSAGE_TYPE = "gpo.v1.WorkChunk"
@@ -28,6 +28,8 @@ class OutgoingMessage:
     body: bytes
     message_id: str
     type: str = WORK_MESSAGE_TYPE
+    # Application headers, e.g. the chunk's W3C trace context (traceparent); empty when tracing is off.
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class Delivery(abc.ABC):
@@ -40,6 +42,8 @@ class Delivery(abc.ABC):
     delivery_count: int
     # Dead letters only: why the broker dead-lettered it ("rejected", "delivery_limit", ...).
     death_reason: str = ""
+    # The application headers it was published with (values as the broker gives them back).
+    headers: Mapping[str, object] = {}
 
     @abc.abstractmethod
     async def ack(self) -> None:

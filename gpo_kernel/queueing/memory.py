@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gpo_kernel.queueing.base import Broker, Delivery, OutgoingMessage
@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 class _Message:
     body: bytes
     message_id: str
+    headers: Mapping[str, str] = field(default_factory=dict)
     deliveries: int = 0  # how many times it was handed to a consumer
     death_reason: str = ""
 
@@ -48,6 +49,7 @@ class _MemoryDelivery(Delivery):
         self._message = message
         self.body = message.body
         self.message_id = message.message_id
+        self.headers = message.headers
         self.delivery_count = message.deliveries - 1
         self.redelivered = self.delivery_count > 0
         self.death_reason = message.death_reason
@@ -99,7 +101,7 @@ class MemoryBroker(Broker):
 
     async def publish(self, rail: str, messages: Sequence[OutgoingMessage]) -> None:
         queue = self._rail(rail)
-        queue.ready.extend(_Message(m.body, m.message_id) for m in messages)
+        queue.ready.extend(_Message(m.body, m.message_id, m.headers) for m in messages)
         await self._notify(queue)
 
     def consume(self, rail: str, prefetch: int) -> AsyncGenerator[Delivery, None]:

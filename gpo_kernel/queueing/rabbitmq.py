@@ -73,6 +73,7 @@ class _RabbitDelivery(Delivery):
         self.body = message.body
         self.message_id = message.message_id or ""
         self.redelivered = bool(message.redelivered)
+        self.headers = message.headers or {}
         # Quorum queues count returns in x-delivery-count; the header is absent on a first delivery.
         count = (message.headers or {}).get("x-delivery-count", 0)
         self.delivery_count = count if isinstance(count, int) else 0
@@ -259,6 +260,7 @@ class RabbitMQBroker(Broker):
                             content_type=WORK_CONTENT_TYPE,
                             type=m.type,
                             message_id=m.message_id,
+                            headers=dict(m.headers) or None,
                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                         ),
                         routing_key=routing_key,

@@ -147,6 +147,7 @@ class NewWorkChunk:
     rail: str
     payload: bytes
     not_before: dt.datetime | None
+    trace_context: str | None = None  # the producing upload's traceparent, when tracing is on
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +163,7 @@ class PublishableChunk:
     chunk_id: str
     rail: str
     payload: bytes
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -513,7 +515,14 @@ class Store:
         locked for this relay (other replicas skip it) until the caller marks it published."""
         now = utcnow()
         query = (
-            select(outbox.c.id, outbox.c.batch_id, outbox.c.chunk_id, outbox.c.rail, outbox.c.payload)
+            select(
+                outbox.c.id,
+                outbox.c.batch_id,
+                outbox.c.chunk_id,
+                outbox.c.rail,
+                outbox.c.payload,
+                outbox.c.trace_context,
+            )
             .join(batches, batches.c.id == outbox.c.batch_id)
             .where(
                 outbox.c.publish_time.is_(None),
@@ -1265,6 +1274,7 @@ class ChunkTransaction:
                         "payload": w.payload,
                         "not_before": w.not_before,
                         "create_time": now,
+                        "trace_context": w.trace_context,
                     }
                     for w in work
                 ],
@@ -1319,6 +1329,7 @@ async def _insert_work(
                     "payload": w.payload,
                     "not_before": w.not_before,
                     "create_time": now,
+                    "trace_context": w.trace_context,
                 }
                 for w in work
             ],

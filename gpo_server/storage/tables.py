@@ -140,6 +140,8 @@ outbox = Table(
     Column("not_before", DateTime(timezone=True)),
     Column("create_time", DateTime(timezone=True), nullable=False),
     Column("publish_time", DateTime(timezone=True)),
+    # The W3C traceparent of the upload that produced the chunk, when tracing was on: the relay continues it.
+    Column("trace_context", Text),
     Index(
         "ix_outbox_unpublished",
         "batch_id",

@@ -40,6 +40,7 @@ from typing import Any
 
 import httpx
 
+from gpo_kernel import tracing
 from gpo_kernel.rails_config import ConfigError, RailConfig
 from gpo_kernel.reasons import Reason
 from rail_sidecars.limits import TokenBucket
@@ -152,7 +153,10 @@ class GsmaRail(Rail):
             return
         self.store = BatchStore(self.s.state_path)
         self._http = httpx.AsyncClient(
-            base_url=self.s.base_url.rstrip("/") + "/", timeout=self.s.timeout_s, transport=self._transport
+            base_url=self.s.base_url.rstrip("/") + "/",
+            timeout=self.s.timeout_s,
+            transport=self._transport,
+            event_hooks=tracing.httpx_hooks(),  # traceparent on each call, when tracing is on
         )
         await self.listener.start()
         if self.s.callback_auth == "none":

@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import httpx
 
+from gpo_kernel import tracing
 from rail_sidecars.rails.base import RetryableRailError
 from rail_sidecars.rails.mojaloop import jws
 from rail_sidecars.rails.mojaloop.settings import MojaloopSettings
@@ -45,6 +46,7 @@ class FspiopClient:
             transport=transport,
             verify=tls_context(settings),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            event_hooks=tracing.httpx_hooks(),  # traceparent on each call, when tracing is on
         )
 
     async def close(self) -> None:
