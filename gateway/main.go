@@ -54,12 +54,21 @@ func run() error {
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return errors.New("HTTPS needs both -tls-cert and -tls-key")
 	}
-	conn, err := grpc.NewClient(*backend,
+	tracingDial, traced, stopTracing, err := setupTracing(context.Background())
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer func() {
+		ctx, done := context.WithTimeout(context.Background(), 5*time.Second)
+		defer done()
+		_ = stopTracing(ctx) // exports the spans still buffered
+	}()
+	conn, err := grpc.NewClient(*backend, append([]grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(*maxBytes), grpc.MaxCallSendMsgSize(*maxBytes)),
 		grpc.WithUnaryInterceptor(unaryMetrics),
 		grpc.WithStreamInterceptor(streamMetrics),
-	)
+	}, tracingDial...)...)
 	if err != nil {
 		return fmt.Errorf("backend %s: %w", *backend, err)
 	}
@@ -73,7 +82,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	server := &http.Server{Handler: withMetrics(handler), ReadHeaderTimeout: 30 * time.Second}
+	server := &http.Server{Handler: withMetrics(traced(handler)), ReadHeaderTimeout: 30 * time.Second}
 	// Tests and scripts read the bound address from this line (with -listen 127.0.0.1:0).
 	slog.Info("gpo-gateway serving", "listen", listener.Addr().String(), "backend", *backend, "https", *tlsCert != "")
 

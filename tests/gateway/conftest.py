@@ -31,9 +31,10 @@ def start_gateway(
     url: str = "",
     tls: Mapping[str, Path] | None = None,
     extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> tuple[str, Proc]:
     """The real gpo-gateway binary on a free port (or `url`), proxying to `backend`; with `tls`
-    (certificates.cluster_tls files) it reaches GPO over mTLS."""
+    (certificates.cluster_tls files) it reaches GPO over mTLS; `env` is its whole environment."""
     url = url or f"http://127.0.0.1:{free_port()}"
     backend_tls = (
         [
@@ -58,7 +59,7 @@ def start_gateway(
             *backend_tls,
             *extra_args,
         ],
-        {},
+        dict(env or {}),
         log,
     ).start()
     deadline = time.monotonic() + 30
