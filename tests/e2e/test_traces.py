@@ -237,6 +237,6 @@ async def test_one_trace_from_the_gateway_to_the_sidecar(tmp_path: Path) -> None
     # No span says anything about a payee: attributes are ids.
     for span in spans:
         for value in span.attributes.values():
-            assert not any(payee in value or payee.split(":")[1].split("@")[0] in value for payee in PAYEES), (
-                span
-            )
+            assert not any(
+                payee in value or payee.split(":")[1].split("@")[0] in value for payee in PAYEES
+            ), span
