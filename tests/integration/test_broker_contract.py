@@ -148,6 +148,23 @@ async def test_declaring_twice_is_harmless(broker: Broker, rail: str, impl: Impl
         await delivery.ack()
 
 
+async def test_headers_travel_with_the_message(broker: Broker, rail: str, impl: Implementation) -> None:
+    """A chunk's trace context goes as message headers; a message without headers has none of them."""
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    await broker.declare_rail(rail)
+    await broker.publish(
+        rail,
+        [OutgoingMessage(b"traced", "m0", headers={"traceparent": traceparent}), *messages(2)[1:]],
+    )
+    async with aclosing(broker.consume(rail, prefetch=2)) as deliveries:
+        traced = await asyncio.wait_for(anext(deliveries), impl.wait)
+        plain = await asyncio.wait_for(anext(deliveries), impl.wait)
+        assert traced.headers.get("traceparent") in (traceparent, traceparent.encode())
+        assert "traceparent" not in plain.headers
+        await traced.ack()
+        await plain.ack()
+
+
 async def test_publish_to_undeclared_rail_raises(broker: Broker, rail: str, impl: Implementation) -> None:
     with pytest.raises(impl.undeclared):
         await broker.publish(rail, messages(2))
