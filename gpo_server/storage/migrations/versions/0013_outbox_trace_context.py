@@ -3,8 +3,8 @@
 Written at intake when tracing is on; the relay publishes it as the chunk's AMQP headers, so the sidecar's
 spans join the upload's trace. Nullable: NULL when tracing is off and for retries and sweeps.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
