@@ -29,6 +29,7 @@ def test_without_settings_no_tracer_provider_or_exporter_is_installed() -> None:
         "assert 'opentelemetry.sdk.trace' not in sys.modules, 'the SDK is imported only when tracing is on'\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "GPO_OTLP"))}
+    env["OTEL_BSP_SCHEDULE_DELAY"] = "600000"  # no export attempt while it runs
     done = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
@@ -47,3 +48,36 @@ def test_without_settings_no_tracer_provider_or_exporter_is_installed() -> None:
 )
 def test_the_settings_choose_the_endpoint(environ: dict[str, str], endpoint: str | None) -> None:
     assert tracing.endpoint_from(environ) == endpoint
+
+
+def test_rail_http_calls_carry_the_current_traceparent() -> None:
+    """With tracing on, the Mojaloop client's requests carry the sidecar span's traceparent (no span per
+    request); in a fresh interpreter, whose exit skips exporting (no collector here)."""
+    program = (
+        "import asyncio, os, httpx\n"
+        "from opentelemetry import trace\n"
+        "from gpo_kernel import tracing\n"
+        "assert tracing.configure('gpo-sidecar-test', {'GPO_OTLP_ENDPOINT': 'http://127.0.0.1:9'})\n"
+        "from rail_sidecars.rails.mojaloop.client import FspiopClient\n"
+        "from rail_sidecars.rails.mojaloop.settings import MojaloopSettings\n"
+        "seen = []\n"
+        "def answer(request):\n"
+        "    seen.append(request.headers.get('traceparent'))\n"
+        "    return httpx.Response(202)\n"
+        "async def main():\n"
+        "    settings = MojaloopSettings(rail='ml', base_url='http://hub', payer_fsp='gov', state_path=':memory:')\n"
+        "    client = FspiopClient(settings, transport=httpx.MockTransport(answer))\n"
+        "    with tracing.span('gpo.sidecar.execute', {'gpo.chunk_id': 'c1'}):\n"
+        "        ids = trace.get_current_span().get_span_context()\n"
+        "        await client.get('parties', 'MSISDN/1', 'payeefsp')\n"
+        "    await client.get('parties', 'MSISDN/2', 'payeefsp')\n"
+        "    await client.close()\n"
+        "    assert seen[0].startswith(f'00-{ids.trace_id:032x}-{ids.span_id:016x}-'), seen\n"
+        "    assert seen[1] is None, seen\n"
+        "asyncio.run(main())\n"
+        "os._exit(0)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "GPO_OTLP"))}
+    env["OTEL_BSP_SCHEDULE_DELAY"] = "600000"  # no export attempt while it runs
+    done = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
