@@ -24,11 +24,12 @@ install_tools() {
   command -v runc >/dev/null || missing+=(runc)
   command -v debootstrap >/dev/null || missing+=(debootstrap)
   command -v newuidmap >/dev/null || missing+=(uidmap)
+  command -v catatonit >/dev/null || missing+=(catatonit)  # kube play builds its pause image with it
   [ ${#missing[@]} -eq 0 ] && return 0
   [ "$(id -u)" -eq 0 ] || { echo "image: needs root to install ${missing[*]}" >&2; exit 3; }
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" fuse-overlayfs slirp4netns netavark aardvark-dns >/dev/null
+    "${missing[@]}" catatonit fuse-overlayfs slirp4netns netavark aardvark-dns >/dev/null
 }
 
 configure_podman() {
