@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds GPO's container image (k8s/Dockerfile) with podman, on a machine with no Docker and no registry:
 #
-#   bash scripts/image.sh [TAG]          # default TAG: localhost/gpo:dev
+#   bash scripts/image.sh [TAG [PODMAN-BUILD-ARGS...]]    # default TAG: localhost/gpo:dev; e.g. --no-cache
 #
 # As root, once: installs podman, runc and debootstrap when missing (apt-get), makes runc podman's runtime
 # (crun refuses hybrid cgroups) and caps the containers' ulimits at or below the host's (runc fails with
@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tag=${1:-localhost/gpo:dev}
+shift $(( $# > 0 ? 1 : 0 ))
 base=localhost/gpo-base:bookworm
 cache=.tools/image
 mkdir -p "$cache"
@@ -92,6 +93,8 @@ fi
 
 start=$(date +%s.%N)
 podman build "${mounts[@]}" --quiet --network host -f k8s/Dockerfile --ignorefile k8s/Dockerfile.dockerignore --build-arg BASE="$base" --build-arg GATEWAY=prebuilt \
-  -t "$tag" . >/dev/null
+  "$@" -t "$tag" . >/dev/null
 end=$(date +%s.%N)
+# The gateway stage's image is left dangling by each build; it is ours to remove.
+podman image prune -f --filter label=gpo.dev/stage=gateway >/dev/null
 printf "image: built %s in %s s\n" "$tag" "$(python3 -c "print(f\"{$end - $start:.1f}\")")"
