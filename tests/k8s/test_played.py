@@ -381,6 +381,12 @@ def test_the_played_manifests_pay_a_batch_and_survive_an_orchestrator_pod_delete
         f" ledger_amount={verdict.ledger.amount} duplicates={verdict.ledger.duplicates}"
     )
 
+    # Both orchestrators migrated the empty database at once (under the advisory lock): none restarted.
+    containers = [f"{d}-pod-0-{c}" for d in ("gpo", "gpo-b") for c in ("gpo", "gateway")]
+    containers.append("gpo-rail-simulator-pod-0-sidecar")
+    restarts = run("podman", "inspect", "--format", "{{.Name}}={{.RestartCount}}", *containers).stdout.split()
+    assert restarts == [f"{c}=0" for c in containers], restarts
+
     # 2. A second batch; the orchestrator pod the rail and the upload use is deleted in the middle of it.
     name2, accepted2 = a.upload(SECOND_BATCH, seed=2)
     until(lambda: settled(b.batch(name2)) >= SECOND_BATCH // 4, 300, "a quarter settled", interval_s=0.05)
