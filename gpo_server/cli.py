@@ -35,6 +35,7 @@ from gpo_server.api.auth import OPERATOR_ROLE, SIDECAR_ROLE, local_secret, mint_
 from gpo_server.client import GpoClient, status_counts
 from gpo_server.config import ENVIRONMENT, Settings
 from gpo_server.payments_file import CheckedFile, FileProblem, check_file, chunks_checked, read_payments
+from gpo_server.report import csv_cell
 
 log = logging.getLogger("gpo")
 
@@ -254,13 +255,23 @@ def _parser() -> argparse.ArgumentParser:
         choices=("", "UPLOADING", "PROCESSING", "COMPLETED", "CANCELLED"),
         help="only batches in this state",
     )
+    batches.add_argument("--since", default="", help="only batches created at or after this RFC 3339 time")
+    batches.add_argument("--until", default="", help="only batches created before this RFC 3339 time")
     batches.add_argument("--empty", action="store_true", help="only batches that hold no payment")
     batches.add_argument("--limit", type=int, default=0, help="at most this many (default all)")
     batches.set_defaults(func=lambda a: asyncio.run(_batches(a)))
 
     payments = command("payments", "list a batch's payments as JSON lines, or export them as CSV")
-    payments.add_argument("batch", help="batches/{uuid} or the uuid")
+    payments.add_argument(
+        "batch", nargs="?", default="", help="batches/{uuid} or the uuid; all with --reference"
+    )
     payments.add_argument("--filter", default="", help='e.g. "status = FAILED OR status = REJECTED"')
+    payments.add_argument("--rail", default="", help="only payments routed to this rail")
+    payments.add_argument("--attention", action="store_true", help="only payments flagged for an operator")
+    payments.add_argument("--since", default="", help="only payments changed at or after this RFC 3339 time")
+    payments.add_argument(
+        "--reference", default="", help="only this reference_id; without BATCH, in every batch"
+    )
     payments.add_argument("--csv", type=Path, help="write a CSV file (- for stdout) instead of JSON lines")
     payments.set_defaults(func=lambda a: asyncio.run(_payments(a)))
 
@@ -272,6 +283,27 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("batch", help="batches/{uuid} or the uuid")
     retry.add_argument("--request-id", default="", help="idempotency key; default: a new one")
     retry.set_defaults(func=lambda a: asyncio.run(_retry(a)))
+
+    for name, text in (
+        ("cancel-payment", "cancel one payment no rail has claimed yet"),
+        ("retry-payment", "send one FAILED payment again (operators)"),
+        ("resolve", "resolve a payment flagged for attention: a rail look-up first (operators)"),
+    ):
+        one = command(name, text)
+        one.add_argument("batch", help="batches/{uuid} or the uuid")
+        one.add_argument("reference", help="the payment's reference_id")
+        one.add_argument("--request-id", default="", help="idempotency key; default: a new one")
+        one.set_defaults(func=lambda a: asyncio.run(_one_payment(a)))
+
+    redrive = command("redrive", "send a dead-lettered chunk's never-claimed payments again (operators)")
+    redrive.add_argument("dead_letter", help="deadLetters/{id} or the id (gpo dead-letters lists them)")
+    redrive.add_argument("--request-id", default="", help="idempotency key; default: a new one")
+    redrive.set_defaults(func=lambda a: asyncio.run(_redrive(a)))
+
+    report = command("report", "write a batch's CSV report, made by the server")
+    report.add_argument("batch", help="batches/{uuid} or the uuid")
+    report.add_argument("--output", type=Path, default=Path("-"), help="a file, or - for stdout (default)")
+    report.set_defaults(func=lambda a: asyncio.run(_report(a)))
 
     dead = command("dead-letters", "list work chunks the rails could not process")
     dead.add_argument("--rail", default="")
@@ -642,14 +674,25 @@ async def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _quoted(value: str) -> str:
+    """An AIP-160 string literal."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _and(*terms: str) -> str:
+    return " AND ".join(t for t in terms if t)
+
+
 async def _batches(args: argparse.Namespace) -> int:
     client = _client(args)
     shown = 0
+    where = _and(
+        f"state = {args.state}" if args.state else "",
+        f"create_time >= {_quoted(args.since)}" if args.since else "",
+        f"create_time < {_quoted(args.until)}" if args.until else "",
+    )
     try:
-        async for batch in client.batches(args.program):
-            state = res_pb.BatchState.Name(batch.state).removeprefix("BATCH_STATE_")
-            if args.state and state != args.state:
-                continue
+        async for batch in client.batches(args.program, where):
             if args.empty and batch.payment_count:
                 continue
             emit(batch_record(batch))
@@ -679,13 +722,6 @@ CSV_COLUMNS = (
     "attention_reason",
     "update_time",
 )
-# OWASP CSV injection: a cell a spreadsheet would read as a formula starts with one of these.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
-
-
-def csv_cell(value: object) -> str:
-    text = str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def csv_row(p: res_pb.Payment) -> list[str]:
@@ -702,10 +738,19 @@ def csv_row(p: res_pb.Payment) -> list[str]:
 
 
 async def _payments(args: argparse.Namespace) -> int:
-    name = batch_name(args.batch)
+    if not args.batch and not args.reference:
+        raise CliError("give a BATCH, or --reference to search every batch", EXIT_USAGE)
+    name = batch_name(args.batch) if args.batch else "batches/-"
+    where = _and(
+        args.filter,
+        f"rail = {_quoted(args.rail)}" if args.rail else "",
+        "attention = true" if args.attention else "",
+        f"update_time >= {_quoted(args.since)}" if args.since else "",
+        f"reference_id = {_quoted(args.reference)}" if args.reference else "",
+    )
     client = _client(args)
     try:
-        stream = client.payments(name, args.filter)
+        stream = client.payments(name, where)
         if args.csv is not None:
             to_stdout = str(args.csv) == "-"
             try:
@@ -749,6 +794,53 @@ async def _retry(args: argparse.Namespace) -> int:
         emit(batch_summary(await client.retry_failed(name, args.request_id or str(uuid.uuid4()))))
     finally:
         await client.close()
+    return EXIT_OK
+
+
+async def _one_payment(args: argparse.Namespace) -> int:
+    """cancel-payment, retry-payment, resolve: one payment, by its batch and reference."""
+    name = f"{batch_name(args.batch)}/payments/{args.reference}"
+    client = _client(args, operator=args.command != "cancel-payment")
+    act = {
+        "cancel-payment": client.cancel_payment,
+        "retry-payment": client.retry_payment,
+        "resolve": client.resolve_payment,
+    }[args.command]
+    try:
+        emit(message_dict(await act(name, args.request_id or str(uuid.uuid4()))))
+    finally:
+        await client.close()
+    return EXIT_OK
+
+
+async def _redrive(args: argparse.Namespace) -> int:
+    name = (
+        args.dead_letter if args.dead_letter.startswith("deadLetters/") else f"deadLetters/{args.dead_letter}"
+    )
+    client = _client(args, operator=True)
+    try:
+        emit(message_dict(await client.redrive(name, args.request_id or str(uuid.uuid4()))))
+    finally:
+        await client.close()
+    return EXIT_OK
+
+
+async def _report(args: argparse.Namespace) -> int:
+    name = batch_name(args.batch)
+    client = _client(args)
+    to_stdout = str(args.output) == "-"
+    try:
+        handle = sys.stdout.buffer if to_stdout else args.output.open("wb")
+    except OSError as exc:
+        raise CliError(f"cannot write {args.output}: {exc.strerror or exc}", EXIT_USAGE) from None
+    try:
+        async for piece in client.report(name):
+            handle.write(piece)
+        handle.flush()
+    finally:
+        await client.close()
+        if not to_stdout:
+            handle.close()
     return EXIT_OK
 
 

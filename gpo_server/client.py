@@ -149,9 +149,9 @@ class GpoClient:
         async for payment in self._pages(self.stub.ListPayments, request, "payments"):
             yield payment
 
-    async def batches(self, program: str = "") -> AsyncIterator[res_pb.Batch]:
-        """Every batch the caller may see, newest first."""
-        request = api_pb.ListBatchesRequest(program=program, page_size=200)
+    async def batches(self, program: str = "", filter: str = "") -> AsyncIterator[res_pb.Batch]:
+        """Every batch the caller may see (that `filter` selects, AIP-160), newest first."""
+        request = api_pb.ListBatchesRequest(program=program, filter=filter, page_size=200)
         async for batch in self._pages(self.stub.ListBatches, request, "batches"):
             yield batch
 
@@ -193,6 +193,37 @@ class GpoClient:
             api_pb.VerifyAuditTrailRequest(), metadata=self.metadata
         )
         return answer
+
+    async def cancel_payment(self, name: str, request_id: str = "") -> res_pb.Payment:
+        payment: res_pb.Payment = await self.stub.CancelPayment(
+            api_pb.CancelPaymentRequest(name=name, request_id=request_id), metadata=self.metadata
+        )
+        return payment
+
+    async def retry_payment(self, name: str, request_id: str = "") -> res_pb.Payment:
+        payment: res_pb.Payment = await self.stub.RetryPayment(
+            api_pb.RetryPaymentRequest(name=name, request_id=request_id), metadata=self.metadata
+        )
+        return payment
+
+    async def resolve_payment(self, name: str, request_id: str = "") -> res_pb.Payment:
+        payment: res_pb.Payment = await self.stub.ResolvePayment(
+            api_pb.ResolvePaymentRequest(name=name, request_id=request_id), metadata=self.metadata
+        )
+        return payment
+
+    async def redrive(self, name: str, request_id: str = "") -> api_pb.RedriveDeadLetterResponse:
+        answer: api_pb.RedriveDeadLetterResponse = await self.stub.RedriveDeadLetter(
+            api_pb.RedriveDeadLetterRequest(name=name, request_id=request_id), metadata=self.metadata
+        )
+        return answer
+
+    async def report(self, name: str) -> AsyncIterator[bytes]:
+        """A batch's CSV report (ExportPayments), piece by piece."""
+        async for body in self.stub.ExportPayments(
+            api_pb.ExportPaymentsRequest(name=name), metadata=self.metadata
+        ):
+            yield body.data
 
     async def cancel(self, name: str, request_id: str = "") -> res_pb.Batch:
         batch: res_pb.Batch = await self.stub.CancelBatch(

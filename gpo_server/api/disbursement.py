@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import grpc
+from google.api import httpbody_pb2  # type: ignore[import-untyped]
+from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import disbursement_service_pb2_grpc as api_grpc
+from gpo.v1 import rail_pb2 as rail_pb
 from gpo.v1 import resources_pb2 as res_pb
 
 from gpo_server.api.audit import audit_event
@@ -40,11 +44,20 @@ from gpo_server.api.errors import (
     not_found,
 )
 from gpo_server.api.limits import StreamLimit
-from gpo_server.domain.filters import InvalidFilter, parse_status_filter
+from gpo_server.domain.filters import (
+    BATCH_FIELDS,
+    PAYMENT_FIELDS,
+    FieldSpec,
+    Filter,
+    InvalidFilter,
+    equal_values,
+    parse_filter,
+)
 from gpo_server.domain.money import InvalidAmount, format_amount, parse_total
-from gpo_server.domain.states import FINAL, BatchState
+from gpo_server.domain.states import FINAL, BatchState, PaymentStatus
 from gpo_server.domain.validation import callback_uri_problem, is_financial_address, program_problem
 from gpo_server.intake import MAX_PAYMENTS_PER_CHUNK, Intake, OutOfOrderChunk, PreparedChunk
+from gpo_server.report import report_lines
 from gpo_server.storage.store import BatchRecord, NewBatch, Store, WorkBuilder
 
 log = logging.getLogger(__name__)
@@ -312,26 +325,27 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
     ) -> api_pb.ListBatchesResponse:
         caller = self.auth.caller(context)
         size = _page_size(request.page_size, default=50, most=1000)
-        after = decode_page_token(request.page_token, f"batches:{request.program}")
+        where = _filter(request.filter, BATCH_FIELDS)
+        scope = f"batches:{request.program}" + (f":{request.filter}" if request.filter else "")
+        after = decode_page_token(request.page_token, scope)
         rows = await self.store.list_batches(
-            programs=caller.programs, program=request.program, after_id=after, limit=size + 1
+            programs=caller.programs, program=request.program, after_id=after, limit=size + 1, where=where
         )
         response = api_pb.ListBatchesResponse()
         for batch in rows[:size]:
             response.batches.append(batch_message(batch, await self.store.batch_totals(batch.id)))
         if len(rows) > size:
-            response.next_page_token = encode_page_token(rows[size - 1].id, f"batches:{request.program}")
+            response.next_page_token = encode_page_token(rows[size - 1].id, scope)
         return response
 
     @handles_errors
     async def ListPayments(
         self, request: api_pb.ListPaymentsRequest, context: Context
     ) -> api_pb.ListPaymentsResponse:
+        where = _filter(request.filter, PAYMENT_FIELDS)
+        if request.parent == "batches/-":
+            return await self._search_payments(request, where, context)
         batch = await self._readable_batch(request.parent, context, "parent")
-        try:
-            statuses = parse_status_filter(request.filter)
-        except InvalidFilter as exc:
-            raise invalid_argument(str(exc), "INVALID_FILTER", [("filter", str(exc))]) from None
         size = _page_size(request.page_size, default=100, most=10_000)
         scope = f"payments:{batch.uid}:{request.filter}"
         after = decode_page_token(request.page_token, scope) or 0
@@ -340,9 +354,7 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         # Read in slices, so neither the rows held nor the reply grows past about reply_bytes.
         while more and len(response.payments) < size and room > 0:
             want = min(_LIST_SLICE, size - len(response.payments))
-            rows = await self.store.list_payments(
-                batch.id, statuses=statuses, after_number=after, limit=want + 1
-            )
+            rows = await self.store.list_payments(batch.id, where=where, after_number=after, limit=want + 1)
             more = len(rows) > want
             for row in rows[:want]:
                 message = payment_message(batch.uid, row)
@@ -357,6 +369,29 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             break
         if more:
             response.next_page_token = encode_page_token(after, scope)
+        return response
+
+    async def _search_payments(
+        self, request: api_pb.ListPaymentsRequest, where: Filter, context: Context
+    ) -> api_pb.ListPaymentsResponse:
+        """ListPayments of "batches/-" (AIP-159): the caller's programs' batches, found by reference."""
+        if equal_values(where, "reference_id") is None:
+            problem = 'reading across batches ("batches/-") needs a reference_id = "..." term'
+            raise invalid_argument(problem, "INVALID_FILTER", [("filter", problem)])
+        caller = self.auth.caller(context)
+        size = _page_size(request.page_size, default=100, most=1000)
+        scope = f"search:{request.filter}"
+        position = decode_page_token(request.page_token, scope)
+        after = divmod(position, _NUMBER_SPAN) if position is not None else None
+        rows = await self.store.search_payments(
+            programs=caller.programs, where=where, after=after, limit=size + 1
+        )
+        response = api_pb.ListPaymentsResponse(payments=[payment_message(r.uid, r) for r in rows[:size]])
+        if len(rows) > size:
+            last = rows[size - 1]
+            response.next_page_token = encode_page_token(
+                int(last.batch_id) * _NUMBER_SPAN + int(last.number), scope
+            )
         return response
 
     @handles_errors
@@ -487,6 +522,171 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             self.on_upload_complete()
         return await self._view(batch.uid)
 
+    # ---- one payment, dead letters, reports (operators; cancel and export also the batch's programs) -------
+
+    async def _readable_payment(self, name: str, context: Context) -> tuple[BatchRecord, Any]:
+        batch_name, reference = payment_reference(name, "name")
+        batch = await self._readable_batch(batch_name, context, "name")
+        row = await self.store.find_payment(batch.id, reference)
+        if row is None:
+            raise not_found("payment", name)
+        return batch, row
+
+    def _operator(self, context: Context, what: str) -> Caller:
+        caller = self.auth.caller(context)
+        if not caller.is_operator:
+            raise permission_denied(f"{what} needs the operator role", "OPERATOR_ONLY")
+        return caller
+
+    @handles_errors
+    async def CancelPayment(self, request: api_pb.CancelPaymentRequest, context: Context) -> res_pb.Payment:
+        caller = self.auth.caller(context)
+        batch, row = await self._readable_payment(request.name, context)
+        status = PaymentStatus(row.status)
+        if status is not PaymentStatus.CANCELLED:
+            audit = audit_event(
+                caller,
+                "payment.cancel",
+                context,
+                request_id=request.request_id,
+                batch_uid=batch.uid,
+                detail={"reference_id": row.reference_id},
+            )
+            if not await self.store.cancel_payment(batch.id, int(row.number), audit=audit):
+                current = PaymentStatus((await self.store.get_payment(batch.id, int(row.number))).status)
+                if current is not PaymentStatus.CANCELLED:
+                    raise ApiError(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        f"a {current.name} payment cannot be cancelled: only one no rail has claimed"
+                        " (ACCEPTED or QUEUED)",
+                        "PAYMENT_NOT_CANCELLABLE",
+                    )
+            log.info("batch %s: payment %d cancelled", batch.uid, row.number)
+        return payment_message(batch.uid, await self.store.get_payment(batch.id, int(row.number)))
+
+    @handles_errors
+    async def RetryPayment(self, request: api_pb.RetryPaymentRequest, context: Context) -> res_pb.Payment:
+        caller = self._operator(context, "retrying a payment")
+        batch, row = await self._readable_payment(request.name, context)
+        # The store's WHERE is the state table's (operator_sources_of): a payment not FAILED changes nothing.
+        retried = await self.store.retry_failed(
+            batch.id,
+            request.request_id,
+            self.build_work,
+            audit=audit_event(
+                caller,
+                "payment.retry",
+                context,
+                request_id=request.request_id,
+                detail={"reference_id": row.reference_id},
+            ),
+            numbers=[int(row.number)],
+        )
+        if retried == 0:
+            raise _not_retryable(
+                PaymentStatus((await self.store.get_payment(batch.id, int(row.number))).status)
+            )
+        if retried:
+            log.info("batch %s: payment %d sent again", batch.uid, row.number)
+            self.on_upload_complete()
+        return payment_message(batch.uid, await self.store.get_payment(batch.id, int(row.number)))
+
+    @handles_errors
+    async def ResolvePayment(self, request: api_pb.ResolvePaymentRequest, context: Context) -> res_pb.Payment:
+        caller = self._operator(context, "resolving a payment")
+        batch, row = await self._readable_payment(request.name, context)
+        action = await self.store.resolve_payment(
+            batch.id,
+            batch.uid,
+            int(row.number),
+            request.request_id,
+            self.build_work,
+            audit=audit_event(
+                caller,
+                "payment.resolve",
+                context,
+                request_id=request.request_id,
+                detail={"reference_id": row.reference_id},
+            ),
+        )
+        if action == "":
+            raise ApiError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "the payment is not flagged for attention",
+                "PAYMENT_NOT_FLAGGED",
+            )
+        if action in ("lookup", "redrive"):
+            log.info("batch %s: payment %d resolved by %s", batch.uid, row.number, action)
+            self.on_upload_complete()
+        return payment_message(batch.uid, await self.store.get_payment(batch.id, int(row.number)))
+
+    @handles_errors
+    async def RedriveDeadLetter(
+        self, request: api_pb.RedriveDeadLetterRequest, context: Context
+    ) -> api_pb.RedriveDeadLetterResponse:
+        caller = self._operator(context, "re-driving a dead letter")
+        match = _DEAD_LETTER_NAME.fullmatch(request.name)
+        dead = await self.store.get_dead_letter(int(match.group(1))) if match else None
+        if match is None:
+            raise invalid_argument(
+                "name must be deadLetters/{id}",
+                "INVALID_NAME",
+                [("name", "not of the form deadLetters/{id}")],
+            )
+        if dead is None:
+            raise not_found("dead letter", request.name)
+        if dead.uid is None:
+            raise ApiError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "the dead letter names no known batch (it could not be decoded): nothing to re-drive",
+                "DEAD_LETTER_UNREADABLE",
+            )
+        try:
+            numbers = [item.payment_number for item in rail_pb.WorkChunk.FromString(dead.payload).items]
+        except DecodeError:
+            numbers = []
+        redriven = await self.store.redrive(
+            int(dead.batch_id),
+            dead.uid,
+            numbers,
+            request.request_id,
+            self.build_work,
+            audit=audit_event(
+                caller,
+                "deadletter.redrive",
+                context,
+                request_id=request.request_id,
+                detail={"dead_letter": request.name, "chunk_id": dead.chunk_id},
+            ),
+        )
+        if redriven:
+            log.warning("dead letter %s: %d never-claimed payments sent again", request.name, redriven)
+            self.on_upload_complete()
+        return api_pb.RedriveDeadLetterResponse(
+            dead_letter=_dead_letter_message(dead), redriven_count=redriven or 0
+        )
+
+    async def ExportPayments(
+        self, request: api_pb.ExportPaymentsRequest, context: Context
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        try:
+            batch = await self._readable_batch(request.name, context)
+            after, first = 0, True
+            # A slice at a time, so memory stays flat however large the batch.
+            while rows := await self.store.list_payments(batch.id, after_number=after, limit=_REPORT_SLICE):
+                text = report_lines(rows, batch.create_time, header=first)
+                yield httpbody_pb2.HttpBody(content_type="text/csv; charset=utf-8", data=text.encode())
+                after, first = int(rows[-1].number), False
+            if first:
+                yield httpbody_pb2.HttpBody(
+                    content_type="text/csv; charset=utf-8",
+                    data=report_lines([], batch.create_time, header=True).encode(),
+                )
+        except ApiError as error:
+            await abort(context, error)
+        except Exception:
+            await abort_internal(context)
+
     @handles_errors
     async def ListAuditEvents(
         self, request: api_pb.ListAuditEventsRequest, context: Context
@@ -531,18 +731,34 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         before = decode_page_token(request.page_token, scope)
         rows = await self.store.list_dead_letters(request.rail, before, size + 1)
         response = api_pb.ListDeadLettersResponse()
-        for row in rows[:size]:
-            response.dead_letters.add(
-                rail=row.rail,
-                chunk_id=row.chunk_id,
-                batch=f"batches/{row.uid}" if row.uid else "",
-                payment_count=row.payment_count,
-                reason=row.reason,
-                create_time=timestamp(row.create_time),
-            )
+        response.dead_letters.extend(_dead_letter_message(row) for row in rows[:size])
         if len(rows) > size:
             response.next_page_token = encode_page_token(int(rows[size - 1].id), scope)
         return response
+
+
+def _dead_letter_message(row: Any) -> res_pb.DeadLetter:
+    return res_pb.DeadLetter(
+        name=f"deadLetters/{row.id}",
+        rail=row.rail,
+        chunk_id=row.chunk_id,
+        batch=f"batches/{row.uid}" if row.uid else "",
+        payment_count=row.payment_count,
+        reason=row.reason,
+        create_time=timestamp(row.create_time),
+    )
+
+
+def _not_retryable(status: PaymentStatus) -> ApiError:
+    return ApiError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        f"a {status.name} payment cannot be retried: only a FAILED one",
+        "PAYMENT_NOT_RETRYABLE",
+    )
+
+
+_DEAD_LETTER_NAME = re.compile(r"deadLetters/([1-9][0-9]{0,17})")
+_REPORT_SLICE = 1000  # payments per HttpBody message of a report
 
 
 def _check_chunk(chunk: api_pb.PaymentChunk) -> None:
@@ -581,6 +797,17 @@ def _page_size(requested: int, *, default: int, most: int) -> int:
     if requested < 0:
         raise invalid_argument("page_size must not be negative", "INVALID_PAGE_SIZE", [("page_size", "< 0")])
     return min(requested or default, most)
+
+
+# A cross-batch page position packs (batch id, payment number) into one token integer.
+_NUMBER_SPAN = 2**32
+
+
+def _filter(text: str, fields: Mapping[str, FieldSpec]) -> Filter:
+    try:
+        return parse_filter(text, fields)
+    except InvalidFilter as exc:
+        raise invalid_argument(str(exc), "INVALID_FILTER", [("filter", str(exc))]) from None
 
 
 def _unused(*_: Any) -> None:

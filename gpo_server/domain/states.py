@@ -49,7 +49,7 @@ CAUSES: dict[tuple[PaymentStatus, PaymentStatus], str] = {
     (S.ACCEPTED, S.QUEUED): "dispatch",  # its work chunk was published to the rail's queue
     (S.ACCEPTED, S.SENT): "claim",  # a rail sidecar claimed it for execution
     (S.QUEUED, S.SENT): "claim",
-    (S.ACCEPTED, S.CANCELLED): "cancel",  # an operator or the program cancelled the batch
+    (S.ACCEPTED, S.CANCELLED): "cancel",  # an operator or the program cancelled the batch or the payment
     (S.QUEUED, S.CANCELLED): "cancel",
     (S.SENT, S.SUCCEEDED): "rail",  # the rail's outcome, reported by its sidecar
     (S.SENT, S.FAILED): "rail",
@@ -74,6 +74,11 @@ REDRIVABLE: frozenset[PaymentStatus] = frozenset(s for s in PaymentStatus if S.S
 # update can never move a payment backwards.
 def sources_of(target: PaymentStatus) -> frozenset[PaymentStatus]:
     return frozenset(s for s, nxt in TRANSITIONS.items() if target in nxt)
+
+
+# Statuses an operator action may move a payment from to `target` (OPERATOR_TRANSITIONS), likewise.
+def operator_sources_of(target: PaymentStatus) -> frozenset[PaymentStatus]:
+    return frozenset(s for s, nxt in OPERATOR_TRANSITIONS.items() if target in nxt)
 
 
 def can_move(source: PaymentStatus, target: PaymentStatus) -> bool:

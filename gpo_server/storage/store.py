@@ -33,6 +33,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     text,
     true,
@@ -43,6 +44,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from gpo_server.domain.filters import Filter
 from gpo_server.domain.states import (
     FINAL,
     REDRIVABLE,
@@ -50,6 +52,7 @@ from gpo_server.domain.states import (
     ClaimAction,
     PaymentStatus,
     claim_action,
+    operator_sources_of,
     sources_of,
 )
 from gpo_server.storage import audit as audit_trail
@@ -427,10 +430,18 @@ class Store:
             return [uid for (uid,) in gone]
 
     async def list_batches(
-        self, *, programs: Iterable[str] | None, program: str, after_id: int | None, limit: int
+        self,
+        *,
+        programs: Iterable[str] | None,
+        program: str,
+        after_id: int | None,
+        limit: int,
+        where: Filter = (),
     ) -> list[BatchRecord]:
-        """Newest first; `programs` None means every program, else only those."""
-        query = select(batches).order_by(batches.c.id.desc()).limit(limit)
+        """Newest first; `programs` None means every program, else only those; `where` on state, program
+        and create_time."""
+        query = select(batches).where(*_filter_clauses(where, _BATCH_COLUMNS))
+        query = query.order_by(batches.c.id.desc()).limit(limit)
         if programs is not None:
             query = query.where(batches.c.program.in_(list(programs)))
         if program:
@@ -893,14 +904,24 @@ class Store:
     # ---- operators and the sweeper -----------------------------------------------------------------
 
     async def retry_failed(
-        self, batch_id: int, request_id: str, build: WorkBuilder, audit: AuditEvent | None = None
+        self,
+        batch_id: int,
+        request_id: str,
+        build: WorkBuilder,
+        audit: AuditEvent | None = None,
+        *,
+        numbers: Sequence[int] | None = None,
     ) -> int | None:
-        """Sends the batch's FAILED payments again; None if this request_id already did. A payment the
-        rail refused for good gets a new idempotency key (the rail keeps refusing the old one); one that
-        failed because the rail was unreachable keeps its key, which the rail may still hold."""
+        """Sends the batch's FAILED payments (of `numbers` only, when given) again; None if this request_id
+        already did. A payment the rail refused for good gets a new idempotency key (the rail keeps
+        refusing the old one); one that failed because the rail was unreachable keeps its key, which the
+        rail may still hold."""
         now = utcnow()
+        retryable = payments.c.status.in_([s.value for s in operator_sources_of(S.ACCEPTED)])
+        chosen = payments.c.number.in_(list(numbers)) if numbers is not None else true()
+        kind = "retry_failed" if numbers is None else "retry_payment"
         async with self.engine.begin() as conn:
-            if not await _record_operation(conn, batch_id, request_id, "retry_failed", now):
+            if not await _record_operation(conn, batch_id, request_id, kind, now):
                 return None
             query = select(batches).where(batches.c.id == batch_id)
             batch = BatchRecord.from_row((await conn.execute(_locked(query, self.is_postgres))).one())
@@ -908,11 +929,7 @@ class Store:
             while rows := (
                 await conn.execute(
                     select(payments)
-                    .where(
-                        payments.c.batch_id == batch_id,
-                        payments.c.status == S.FAILED.value,
-                        payments.c.number > after,
-                    )
+                    .where(payments.c.batch_id == batch_id, retryable, chosen, payments.c.number > after)
                     .order_by(payments.c.number)
                     .limit(WORK_SLICE)
                 )
@@ -932,7 +949,7 @@ class Store:
                     .where(
                         payments.c.batch_id == batch_id,
                         payments.c.number == bindparam("b_number"),
-                        payments.c.status == S.FAILED.value,
+                        retryable,
                     )
                     .values(
                         status=S.ACCEPTED.value,
@@ -1061,12 +1078,6 @@ class Store:
             redrivable = payments.c.status.in_([s.value for s in REDRIVABLE])
             spent = and_(redrivable, payments.c.redrives >= max_redrives)
             if redrive is not None:
-                query = (
-                    select(payments)
-                    .where(*chunk, redrivable, payments.c.redrives < max_redrives)
-                    .order_by(payments.c.number)
-                )
-                redriven = list((await conn.execute(_locked(query, self.is_postgres))).all())
                 # Before the re-drive below counts its own payments: only earlier re-drives exhaust.
                 attention = REDRIVES_EXHAUSTED.format(
                     chunk_id=chunk_id, reason=reason, redrives=max_redrives, rail=rail
@@ -1076,17 +1087,17 @@ class Store:
                         update(payments).where(*chunk, spent).values(attention_reason=attention)
                     )
                 ).rowcount
-                if redriven:
-                    await conn.execute(
-                        update(payments)
-                        .where(*chunk, payments.c.number.in_([int(r.number) for r in redriven]), redrivable)
-                        .values(redrives=payments.c.redrives + 1, attention_reason="", update_time=now)
-                    )
-                    # Held back, longer each time, so a chunk that fails for good does not spin.
-                    delay = redrive_after_s * 2 ** max(int(r.redrives) for r in redriven)
-                    not_before = now + dt.timedelta(seconds=delay)
-                    work = redrive(batch_uid, [PaymentRow.from_row(r) for r in redriven], False)
-                    await _insert_work(conn, batch_id, [replace(w, not_before=not_before) for w in work], now)
+                # Held back, longer each time, so a chunk that fails for good does not spin.
+                redriven = await self._redrive(
+                    conn,
+                    batch_id,
+                    batch_uid,
+                    numbers,
+                    redrive,
+                    now,
+                    bound=max_redrives,
+                    hold_s=redrive_after_s,
+                )
             await conn.execute(
                 update(payments)
                 .where(
@@ -1098,6 +1109,138 @@ class Store:
                 .values(attention_reason=f"work chunk {chunk_id} was dead-lettered ({reason})")
             )
         return DeadLetterOutcome(len(redriven), max(exhausted, 0))
+
+    async def _redrive(
+        self,
+        conn: AsyncConnection,
+        batch_id: int,
+        batch_uid: str,
+        numbers: Sequence[int],
+        build: WorkBuilder,
+        now: dt.datetime,
+        *,
+        bound: int | None,
+        hold_s: float,
+    ) -> list[Row[Any]]:
+        """Sends the payments of `numbers` that no claim ever took (REDRIVABLE) again with their keys, in
+        new work held back `hold_s` doubled per earlier re-drive (0: at once); with `bound`, only those
+        re-driven fewer times. Their attention flag is cleared. Returns them (locked until the commit)."""
+        chunk = (payments.c.batch_id == batch_id, payments.c.number.in_(list(numbers)))
+        redrivable = payments.c.status.in_([s.value for s in REDRIVABLE])
+        query = select(payments).where(*chunk, redrivable).order_by(payments.c.number)
+        if bound is not None:
+            query = query.where(payments.c.redrives < bound)
+        rows = list((await conn.execute(_locked(query, self.is_postgres))).all())
+        if not rows:
+            return rows
+        await conn.execute(
+            update(payments)
+            .where(*chunk, payments.c.number.in_([int(r.number) for r in rows]), redrivable)
+            .values(redrives=payments.c.redrives + 1, attention_reason="", update_time=now)
+        )
+        not_before = (
+            now + dt.timedelta(seconds=hold_s * 2 ** max(int(r.redrives) for r in rows)) if hold_s else None
+        )
+        work = build(batch_uid, [PaymentRow.from_row(r) for r in rows], False)
+        await _insert_work(conn, batch_id, [replace(w, not_before=not_before) for w in work], now)
+        return rows
+
+    async def get_dead_letter(self, dead_letter_id: int) -> Row[Any] | None:
+        """A dead letter with its batch's uid (None when it named no known batch)."""
+        query = (
+            select(dead_letters, batches.c.uid, batches.c.program)
+            .outerjoin(batches, batches.c.id == dead_letters.c.batch_id)
+            .where(dead_letters.c.id == dead_letter_id)
+        )
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).one_or_none()
+
+    async def redrive(
+        self,
+        batch_id: int,
+        batch_uid: str,
+        numbers: Sequence[int],
+        request_id: str,
+        build: WorkBuilder,
+        audit: AuditEvent | None = None,
+    ) -> int | None:
+        """An operator's re-drive of these payments (a dead letter's): those no claim ever took go out again
+        at once with their keys, however often they were re-driven before; None if this request_id
+        already acted on the batch. The same code as the automatic re-drive, without its bound."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            if not await _record_operation(conn, batch_id, request_id, "redrive", now):
+                return None
+            rows = await self._redrive(conn, batch_id, batch_uid, numbers, build, now, bound=None, hold_s=0)
+            if audit is not None:
+                await self._audit(conn, replace(audit, batch_uid=batch_uid, payment_count=len(rows)))
+        return len(rows)
+
+    async def cancel_payment(self, batch_id: int, number: int, audit: AuditEvent | None = None) -> bool:
+        """CANCELLED if no rail has claimed the payment yet (the state table's sources of CANCELLED); False,
+        changing nothing, otherwise. Work already queued for it skips it (claims skip final payments)."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            changed = await conn.execute(
+                update(payments)
+                .where(
+                    payments.c.batch_id == batch_id,
+                    payments.c.number == number,
+                    payments.c.status.in_([s.value for s in sources_of(S.CANCELLED)]),
+                )
+                .values(
+                    status=S.CANCELLED.value,
+                    reason_code="rjct.payment.cancelled",
+                    reason_message="payment cancelled",
+                    attention_reason="",
+                    update_time=now,
+                )
+            )
+            if changed.rowcount <= 0:
+                return False
+            await _count_unfinished(conn, batch_id, -1)
+            if audit is not None:
+                await self._audit(conn, replace(audit, payment_count=1))
+        return True
+
+    async def resolve_payment(
+        self,
+        batch_id: int,
+        batch_uid: str,
+        number: int,
+        request_id: str,
+        build: WorkBuilder,
+        audit: AuditEvent | None = None,
+    ) -> str | None:
+        """An operator resolves a payment flagged for attention, never by executing it blindly. Returns what
+        was done: "lookup" (SENT: a verify-only chunk asks its rail, whose answer settles it; its sweep
+        count starts again), "redrive" (never claimed: sent again with its key), "acknowledge" (final:
+        the flag is cleared), "" when it is not flagged; None if this request_id already acted."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            if not await _record_operation(conn, batch_id, request_id, "resolve", now):
+                return None
+            one = (payments.c.batch_id == batch_id, payments.c.number == number)
+            row = (await conn.execute(_locked(select(payments).where(*one), self.is_postgres))).one()
+            status = S(row.status)
+            if not row.attention_reason:
+                return ""
+            if status is S.SENT:
+                await _insert_work(conn, batch_id, build(batch_uid, [PaymentRow.from_row(row)], True), now)
+                await conn.execute(
+                    update(payments).where(*one, payments.c.status == S.SENT.value).values(sweeps=0)
+                )
+                action = "lookup"
+            elif status in REDRIVABLE:
+                await self._redrive(conn, batch_id, batch_uid, [number], build, now, bound=None, hold_s=0)
+                action = "redrive"
+            else:
+                await conn.execute(update(payments).where(*one).values(attention_reason=""))
+                action = "acknowledge"
+            if audit is not None:
+                detail = {**audit.detail, "action": action, "attention_reason": row.attention_reason[:1024]}
+                await self._audit(conn, replace(audit, batch_uid=batch_uid, payment_count=1, detail=detail))
+        return action
 
     async def list_dead_letters(self, rail: str, before_id: int | None, limit: int) -> list[Any]:
         query = (
@@ -1175,19 +1318,65 @@ class Store:
     # ---- reads ---------------------------------------------------------------------------------
 
     async def list_payments(
-        self, batch_id: int, *, statuses: Iterable[PaymentStatus], after_number: int, limit: int
+        self, batch_id: int, *, where: Filter = (), after_number: int, limit: int
     ) -> list[Row[Any]]:
+        """A batch's payments in upload order, after `after_number`, that `where` selects."""
         query = (
             select(payments)
-            .where(payments.c.batch_id == batch_id, payments.c.number > after_number)
+            .where(
+                payments.c.batch_id == batch_id,
+                payments.c.number > after_number,
+                *_filter_clauses(where, _PAYMENT_COLUMNS),
+            )
             .order_by(payments.c.number)
             .limit(limit)
         )
-        wanted = [s.value for s in statuses]
-        if wanted:
-            query = query.where(payments.c.status.in_(wanted))
         async with self.engine.connect() as conn:
             return list((await conn.execute(query)).all())
+
+    async def search_payments(
+        self,
+        *,
+        programs: Iterable[str] | None,
+        where: Filter,
+        after: tuple[int, int] | None,
+        limit: int,
+    ) -> list[Row[Any]]:
+        """Payments of every batch of `programs` (None: all) that `where` selects, newest batch first, each
+        with its batch's `uid` and `program`. `where` should pin reference_id (ix_payments_reference)."""
+        query = (
+            select(payments, batches.c.uid, batches.c.program)
+            .join(batches, batches.c.id == payments.c.batch_id)
+            .where(*_filter_clauses(where, _PAYMENT_COLUMNS))
+            .order_by(payments.c.batch_id.desc(), payments.c.number)
+            .limit(limit)
+        )
+        if programs is not None:
+            query = query.where(batches.c.program.in_(list(programs)))
+        if after is not None:
+            batch_id, number = after
+            query = query.where(
+                (payments.c.batch_id < batch_id)
+                | and_(payments.c.batch_id == batch_id, payments.c.number > number)
+            )
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).all())
+
+    async def find_payment(self, batch_id: int, reference_id: str) -> Row[Any] | None:
+        """The payment a name means: the accepted one when rejected duplicates share its reference."""
+        query = (
+            select(payments)
+            .where(payments.c.batch_id == batch_id, payments.c.reference_id == reference_id)
+            .order_by(payments.c.rail.is_(None), payments.c.number)
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).one_or_none()
+
+    async def get_payment(self, batch_id: int, number: int) -> Row[Any]:
+        query = select(payments).where(payments.c.batch_id == batch_id, payments.c.number == number)
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).one()
 
     async def status_changes(
         self, batch_id: int, reference_id: str, *, after_id: int, limit: int
@@ -1221,6 +1410,45 @@ class Store:
                 .limit(limit)
             )
             return payment, list(changes.all())
+
+
+_PAYMENT_COLUMNS: dict[str, Any] = {
+    "status": payments.c.status,
+    "rail": payments.c.rail,
+    "reference_id": payments.c.reference_id,
+    "attention": payments.c.attention_reason,
+    "update_time": payments.c.update_time,
+}
+_BATCH_COLUMNS: dict[str, Any] = {
+    "state": batches.c.state,
+    "program": batches.c.program,
+    "create_time": batches.c.create_time,
+}
+
+
+def _filter_clauses(where: Filter, columns: dict[str, Any]) -> list[Any]:
+    """A parsed AIP-160 filter as SQL: one clause per AND-term, each an OR of its comparisons."""
+    clauses = []
+    for group in where:
+        alternatives = []
+        for c in group:
+            column = columns[c.field]
+            if c.field == "attention":  # whether the payment names a reason it needs an operator
+                alternatives.append(column != "" if c.value else column == "")
+                continue
+            value = c.value.value if isinstance(c.value, (PaymentStatus, BatchState)) else c.value
+            alternatives.append(
+                {
+                    "=": column == value,
+                    "!=": column != value,
+                    "<": column < value,
+                    "<=": column <= value,
+                    ">": column > value,
+                    ">=": column >= value,
+                }[c.operator]
+            )
+        clauses.append(or_(*alternatives))
+    return clauses
 
 
 class ChunkTransaction:

@@ -68,7 +68,14 @@ async def test_no_payments_index_names_a_column_dispatch_updates(postgres_store:
         options = (
             await conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'payments'"))
         ).scalar_one()
-    assert len(definitions) == 2  # the primary key and the reference index
+    # The primary key, the reference index, and the operators' filter indexes (migration 0013).
+    names = {d.split(" ON ")[0].split()[-1] for d in definitions}
+    assert names == {
+        "pk_payments",
+        "uq_payments_batch_reference",
+        "ix_payments_reference",
+        "ix_payments_batch_rail",
+    }
     for definition in definitions:
         assert not any(column in definition for column in DISPATCH_COLUMNS), definition
     assert options == ["fillfactor=60"]

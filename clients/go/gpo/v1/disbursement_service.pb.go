@@ -8,6 +8,7 @@ package gpov1
 
 import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
+	httpbody "google.golang.org/genproto/googleapis/api/httpbody"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -604,7 +605,12 @@ type ListBatchesRequest struct {
 	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Optional: only batches of this program.
 	// At most 128 characters.
-	Program       string `protobuf:"bytes,3,opt,name=program,proto3" json:"program,omitempty"`
+	Program string `protobuf:"bytes,3,opt,name=program,proto3" json:"program,omitempty"`
+	// Optional AIP-160 filter: terms joined by AND, alternatives by OR, on state (=, !=), program (=, !=)
+	// and create_time (<, <=, >, >=, an RFC 3339 time), e.g.
+	// `state = PROCESSING AND create_time >= "2026-12-01T00:00:00Z"`.
+	// At most 1024 characters.
+	Filter        string `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -656,6 +662,13 @@ func (x *ListBatchesRequest) GetPageToken() string {
 func (x *ListBatchesRequest) GetProgram() string {
 	if x != nil {
 		return x.Program
+	}
+	return ""
+}
+
+func (x *ListBatchesRequest) GetFilter() string {
+	if x != nil {
+		return x.Filter
 	}
 	return ""
 }
@@ -719,7 +732,8 @@ func (x *ListBatchesResponse) GetNextPageToken() string {
 // Request for ListPayments.
 type ListPaymentsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The batch, "batches/{batch}".
+	// The batch, "batches/{batch}"; "batches/-" for every batch of the caller's programs (AIP-159), newest
+	// batch first, which needs a `reference_id = "..."` term in the filter.
 	// At most 128 characters.
 	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
 	// At most this many payments; default 100, at most 10000.
@@ -727,7 +741,10 @@ type ListPaymentsRequest struct {
 	// A next_page_token from a previous call with the same filter.
 	// At most 4096 characters.
 	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	// Optional AIP-160 filter on status, e.g. "status = FAILED" or "status = FAILED OR status = REJECTED".
+	// Optional AIP-160 filter: terms joined by AND, alternatives by OR, on status (=, !=), rail (=, !=),
+	// reference_id (=), attention (= true or = false: whether attention_reason is set) and update_time
+	// (<, <=, >, >=, an RFC 3339 time), e.g. "status = FAILED OR status = REJECTED" or
+	// `rail = "mpesa" AND attention = true AND update_time < "2026-12-07T10:00:00Z"`.
 	// At most 1024 characters.
 	Filter        string `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1542,11 +1559,341 @@ func (x *CancelBatchRequest) GetRequestId() string {
 	return ""
 }
 
+// Request for CancelPayment.
+type CancelPaymentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The payment, "batches/{batch}/payments/{reference_id}".
+	// At most 320 characters.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Idempotency key of the request (AIP-155); cancelling twice is harmless either way.
+	// At most 64 characters.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelPaymentRequest) Reset() {
+	*x = CancelPaymentRequest{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelPaymentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelPaymentRequest) ProtoMessage() {}
+
+func (x *CancelPaymentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelPaymentRequest.ProtoReflect.Descriptor instead.
+func (*CancelPaymentRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *CancelPaymentRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CancelPaymentRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// Request for RetryPayment.
+type RetryPaymentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The payment, "batches/{batch}/payments/{reference_id}".
+	// At most 320 characters.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Idempotency key of the request (AIP-155): the same request_id retries only once.
+	// At most 64 characters.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryPaymentRequest) Reset() {
+	*x = RetryPaymentRequest{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryPaymentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryPaymentRequest) ProtoMessage() {}
+
+func (x *RetryPaymentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryPaymentRequest.ProtoReflect.Descriptor instead.
+func (*RetryPaymentRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RetryPaymentRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RetryPaymentRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// Request for ResolvePayment.
+type ResolvePaymentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The payment, "batches/{batch}/payments/{reference_id}".
+	// At most 320 characters.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Idempotency key of the request (AIP-155): the same request_id acts only once.
+	// At most 64 characters.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolvePaymentRequest) Reset() {
+	*x = ResolvePaymentRequest{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolvePaymentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolvePaymentRequest) ProtoMessage() {}
+
+func (x *ResolvePaymentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolvePaymentRequest.ProtoReflect.Descriptor instead.
+func (*ResolvePaymentRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ResolvePaymentRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ResolvePaymentRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// Request for ExportPayments.
+type ExportPaymentsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batch, "batches/{batch}".
+	// At most 128 characters.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportPaymentsRequest) Reset() {
+	*x = ExportPaymentsRequest{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportPaymentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportPaymentsRequest) ProtoMessage() {}
+
+func (x *ExportPaymentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportPaymentsRequest.ProtoReflect.Descriptor instead.
+func (*ExportPaymentsRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ExportPaymentsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// Request for RedriveDeadLetter.
+type RedriveDeadLetterRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The dead letter, "deadLetters/{id}" (DeadLetter.name).
+	// At most 128 characters.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Idempotency key of the request (AIP-155): the same request_id re-drives only once.
+	// At most 64 characters.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedriveDeadLetterRequest) Reset() {
+	*x = RedriveDeadLetterRequest{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedriveDeadLetterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedriveDeadLetterRequest) ProtoMessage() {}
+
+func (x *RedriveDeadLetterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedriveDeadLetterRequest.ProtoReflect.Descriptor instead.
+func (*RedriveDeadLetterRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RedriveDeadLetterRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RedriveDeadLetterRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// Response of RedriveDeadLetter.
+type RedriveDeadLetterResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The dead letter.
+	DeadLetter *DeadLetter `protobuf:"bytes,1,opt,name=dead_letter,json=deadLetter,proto3" json:"dead_letter,omitempty"`
+	// How many of its payments were sent again; 0 when the request_id already acted.
+	RedrivenCount int64 `protobuf:"varint,2,opt,name=redriven_count,json=redrivenCount,proto3" json:"redriven_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedriveDeadLetterResponse) Reset() {
+	*x = RedriveDeadLetterResponse{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedriveDeadLetterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedriveDeadLetterResponse) ProtoMessage() {}
+
+func (x *RedriveDeadLetterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedriveDeadLetterResponse.ProtoReflect.Descriptor instead.
+func (*RedriveDeadLetterResponse) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RedriveDeadLetterResponse) GetDeadLetter() *DeadLetter {
+	if x != nil {
+		return x.DeadLetter
+	}
+	return nil
+}
+
+func (x *RedriveDeadLetterResponse) GetRedrivenCount() int64 {
+	if x != nil {
+		return x.RedrivenCount
+	}
+	return 0
+}
+
 var File_gpo_v1_disbursement_service_proto protoreflect.FileDescriptor
 
 const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"\n" +
-	"!gpo/v1/disbursement_service.proto\x12\x06gpo.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16gpo/v1/resources.proto\"y\n" +
+	"!gpo/v1/disbursement_service.proto\x12\x06gpo.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16gpo/v1/resources.proto\"y\n" +
 	"\x12UploadBatchRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x13.gpo.v1.BatchHeaderH\x00R\x06header\x12,\n" +
 	"\x05chunk\x18\x02 \x01(\v2\x14.gpo.v1.PaymentChunkH\x00R\x05chunkB\x06\n" +
@@ -1592,12 +1939,13 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"reasonCode\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\"%\n" +
 	"\x0fGetBatchRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"j\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x82\x01\n" +
 	"\x12ListBatchesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x18\n" +
-	"\aprogram\x18\x03 \x01(\tR\aprogram\"f\n" +
+	"\aprogram\x18\x03 \x01(\tR\aprogram\x12\x16\n" +
+	"\x06filter\x18\x04 \x01(\tR\x06filter\"f\n" +
 	"\x13ListBatchesResponse\x12'\n" +
 	"\abatches\x18\x01 \x03(\v2\r.gpo.v1.BatchR\abatches\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x81\x01\n" +
@@ -1652,18 +2000,45 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"\x12CancelBatchRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId2\xd7\t\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"I\n" +
+	"\x14CancelPaymentRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"H\n" +
+	"\x13RetryPaymentRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"J\n" +
+	"\x15ResolvePaymentRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"+\n" +
+	"\x15ExportPaymentsRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"M\n" +
+	"\x18RedriveDeadLetterRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"w\n" +
+	"\x19RedriveDeadLetterResponse\x123\n" +
+	"\vdead_letter\x18\x01 \x01(\v2\x12.gpo.v1.DeadLetterR\n" +
+	"deadLetter\x12%\n" +
+	"\x0eredriven_count\x18\x02 \x01(\x03R\rredrivenCount2\xae\x0e\n" +
 	"\x13DisbursementService\x12i\n" +
 	"\vUploadBatch\x12\x1a.gpo.v1.UploadBatchRequest\x1a\x1b.gpo.v1.UploadBatchResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/batches:upload(\x010\x01\x12P\n" +
 	"\bGetBatch\x12\x17.gpo.v1.GetBatchRequest\x1a\r.gpo.v1.Batch\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=batches/*}\x12[\n" +
 	"\vListBatches\x12\x1a.gpo.v1.ListBatchesRequest\x1a\x1b.gpo.v1.ListBatchesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/batches\x12r\n" +
-	"\fListPayments\x12\x1b.gpo.v1.ListPaymentsRequest\x1a\x1c.gpo.v1.ListPaymentsResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/{parent=batches/*}/payments\x12\x91\x01\n" +
+	"\fListPayments\x12\x1b.gpo.v1.ListPaymentsRequest\x1a\x1c.gpo.v1.ListPaymentsResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/{parent=batches/*}/payments\x12q\n" +
+	"\rCancelPayment\x12\x1c.gpo.v1.CancelPaymentRequest\x1a\x0f.gpo.v1.Payment\"1\x82\xd3\xe4\x93\x02+:\x01*\"&/v1/{name=batches/*/payments/*}:cancel\x12n\n" +
+	"\fRetryPayment\x12\x1b.gpo.v1.RetryPaymentRequest\x1a\x0f.gpo.v1.Payment\"0\x82\xd3\xe4\x93\x02*:\x01*\"%/v1/{name=batches/*/payments/*}:retry\x12t\n" +
+	"\x0eResolvePayment\x12\x1d.gpo.v1.ResolvePaymentRequest\x1a\x0f.gpo.v1.Payment\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/{name=batches/*/payments/*}:resolve\x12t\n" +
+	"\x0eExportPayments\x12\x1d.gpo.v1.ExportPaymentsRequest\x1a\x14.google.api.HttpBody\"+\x82\xd3\xe4\x93\x02%\x12#/v1/{name=batches/*}:exportPayments0\x01\x12\x91\x01\n" +
 	"\x11ListStatusChanges\x12 .gpo.v1.ListStatusChangesRequest\x1a!.gpo.v1.ListStatusChangesResponse\"7\x82\xd3\xe4\x93\x021\x12//v1/{parent=batches/*/payments/*}/statusChanges\x12i\n" +
 	"\n" +
 	"WatchBatch\x12\x19.gpo.v1.WatchBatchRequest\x1a\x1a.gpo.v1.WatchBatchResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/{name=batches/*}:watch0\x01\x12`\n" +
 	"\vCancelBatch\x12\x1a.gpo.v1.CancelBatchRequest\x1a\r.gpo.v1.Batch\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/{name=batches/*}:cancel\x12}\n" +
 	"\x13RetryFailedPayments\x12\".gpo.v1.RetryFailedPaymentsRequest\x1a\r.gpo.v1.Batch\"3\x82\xd3\xe4\x93\x02-:\x01*\"(/v1/{name=batches/*}:retryFailedPayments\x12k\n" +
-	"\x0fListDeadLetters\x12\x1e.gpo.v1.ListDeadLettersRequest\x1a\x1f.gpo.v1.ListDeadLettersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/deadLetters\x12k\n" +
+	"\x0fListDeadLetters\x12\x1e.gpo.v1.ListDeadLettersRequest\x1a\x1f.gpo.v1.ListDeadLettersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/deadLetters\x12\x85\x01\n" +
+	"\x11RedriveDeadLetter\x12 .gpo.v1.RedriveDeadLetterRequest\x1a!.gpo.v1.RedriveDeadLetterResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/{name=deadLetters/*}:redrive\x12k\n" +
 	"\x0fListAuditEvents\x12\x1e.gpo.v1.ListAuditEventsRequest\x1a\x1f.gpo.v1.ListAuditEventsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/auditEvents\x12x\n" +
 	"\x10VerifyAuditTrail\x12\x1f.gpo.v1.VerifyAuditTrailRequest\x1a .gpo.v1.VerifyAuditTrailResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/auditEvents:verifyBB\n" +
 	"\n" +
@@ -1681,7 +2056,7 @@ func file_gpo_v1_disbursement_service_proto_rawDescGZIP() []byte {
 	return file_gpo_v1_disbursement_service_proto_rawDescData
 }
 
-var file_gpo_v1_disbursement_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_gpo_v1_disbursement_service_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_gpo_v1_disbursement_service_proto_goTypes = []any{
 	(*UploadBatchRequest)(nil),         // 0: gpo.v1.UploadBatchRequest
 	(*BatchHeader)(nil),                // 1: gpo.v1.BatchHeader
@@ -1706,57 +2081,75 @@ var file_gpo_v1_disbursement_service_proto_goTypes = []any{
 	(*VerifyAuditTrailRequest)(nil),    // 20: gpo.v1.VerifyAuditTrailRequest
 	(*VerifyAuditTrailResponse)(nil),   // 21: gpo.v1.VerifyAuditTrailResponse
 	(*CancelBatchRequest)(nil),         // 22: gpo.v1.CancelBatchRequest
-	nil,                                // 23: gpo.v1.PaymentInput.MetadataEntry
-	(*timestamppb.Timestamp)(nil),      // 24: google.protobuf.Timestamp
-	(*Batch)(nil),                      // 25: gpo.v1.Batch
-	(*Payment)(nil),                    // 26: gpo.v1.Payment
-	(*StatusChange)(nil),               // 27: gpo.v1.StatusChange
-	(*DeadLetter)(nil),                 // 28: gpo.v1.DeadLetter
-	(*AuditEvent)(nil),                 // 29: gpo.v1.AuditEvent
+	(*CancelPaymentRequest)(nil),       // 23: gpo.v1.CancelPaymentRequest
+	(*RetryPaymentRequest)(nil),        // 24: gpo.v1.RetryPaymentRequest
+	(*ResolvePaymentRequest)(nil),      // 25: gpo.v1.ResolvePaymentRequest
+	(*ExportPaymentsRequest)(nil),      // 26: gpo.v1.ExportPaymentsRequest
+	(*RedriveDeadLetterRequest)(nil),   // 27: gpo.v1.RedriveDeadLetterRequest
+	(*RedriveDeadLetterResponse)(nil),  // 28: gpo.v1.RedriveDeadLetterResponse
+	nil,                                // 29: gpo.v1.PaymentInput.MetadataEntry
+	(*timestamppb.Timestamp)(nil),      // 30: google.protobuf.Timestamp
+	(*Batch)(nil),                      // 31: gpo.v1.Batch
+	(*Payment)(nil),                    // 32: gpo.v1.Payment
+	(*StatusChange)(nil),               // 33: gpo.v1.StatusChange
+	(*DeadLetter)(nil),                 // 34: gpo.v1.DeadLetter
+	(*AuditEvent)(nil),                 // 35: gpo.v1.AuditEvent
+	(*httpbody.HttpBody)(nil),          // 36: google.api.HttpBody
 }
 var file_gpo_v1_disbursement_service_proto_depIdxs = []int32{
 	1,  // 0: gpo.v1.UploadBatchRequest.header:type_name -> gpo.v1.BatchHeader
 	2,  // 1: gpo.v1.UploadBatchRequest.chunk:type_name -> gpo.v1.PaymentChunk
-	24, // 2: gpo.v1.BatchHeader.schedule_time:type_name -> google.protobuf.Timestamp
+	30, // 2: gpo.v1.BatchHeader.schedule_time:type_name -> google.protobuf.Timestamp
 	3,  // 3: gpo.v1.PaymentChunk.payments:type_name -> gpo.v1.PaymentInput
-	24, // 4: gpo.v1.PaymentInput.schedule_time:type_name -> google.protobuf.Timestamp
-	23, // 5: gpo.v1.PaymentInput.metadata:type_name -> gpo.v1.PaymentInput.MetadataEntry
-	25, // 6: gpo.v1.UploadBatchResponse.batch:type_name -> gpo.v1.Batch
+	30, // 4: gpo.v1.PaymentInput.schedule_time:type_name -> google.protobuf.Timestamp
+	29, // 5: gpo.v1.PaymentInput.metadata:type_name -> gpo.v1.PaymentInput.MetadataEntry
+	31, // 6: gpo.v1.UploadBatchResponse.batch:type_name -> gpo.v1.Batch
 	5,  // 7: gpo.v1.UploadBatchResponse.rejections:type_name -> gpo.v1.PaymentRejection
-	25, // 8: gpo.v1.ListBatchesResponse.batches:type_name -> gpo.v1.Batch
-	26, // 9: gpo.v1.ListPaymentsResponse.payments:type_name -> gpo.v1.Payment
-	27, // 10: gpo.v1.ListStatusChangesResponse.status_changes:type_name -> gpo.v1.StatusChange
-	25, // 11: gpo.v1.WatchBatchResponse.batch:type_name -> gpo.v1.Batch
-	24, // 12: gpo.v1.WatchBatchResponse.read_time:type_name -> google.protobuf.Timestamp
-	28, // 13: gpo.v1.ListDeadLettersResponse.dead_letters:type_name -> gpo.v1.DeadLetter
-	29, // 14: gpo.v1.ListAuditEventsResponse.audit_events:type_name -> gpo.v1.AuditEvent
-	0,  // 15: gpo.v1.DisbursementService.UploadBatch:input_type -> gpo.v1.UploadBatchRequest
-	6,  // 16: gpo.v1.DisbursementService.GetBatch:input_type -> gpo.v1.GetBatchRequest
-	7,  // 17: gpo.v1.DisbursementService.ListBatches:input_type -> gpo.v1.ListBatchesRequest
-	9,  // 18: gpo.v1.DisbursementService.ListPayments:input_type -> gpo.v1.ListPaymentsRequest
-	11, // 19: gpo.v1.DisbursementService.ListStatusChanges:input_type -> gpo.v1.ListStatusChangesRequest
-	13, // 20: gpo.v1.DisbursementService.WatchBatch:input_type -> gpo.v1.WatchBatchRequest
-	22, // 21: gpo.v1.DisbursementService.CancelBatch:input_type -> gpo.v1.CancelBatchRequest
-	15, // 22: gpo.v1.DisbursementService.RetryFailedPayments:input_type -> gpo.v1.RetryFailedPaymentsRequest
-	16, // 23: gpo.v1.DisbursementService.ListDeadLetters:input_type -> gpo.v1.ListDeadLettersRequest
-	18, // 24: gpo.v1.DisbursementService.ListAuditEvents:input_type -> gpo.v1.ListAuditEventsRequest
-	20, // 25: gpo.v1.DisbursementService.VerifyAuditTrail:input_type -> gpo.v1.VerifyAuditTrailRequest
-	4,  // 26: gpo.v1.DisbursementService.UploadBatch:output_type -> gpo.v1.UploadBatchResponse
-	25, // 27: gpo.v1.DisbursementService.GetBatch:output_type -> gpo.v1.Batch
-	8,  // 28: gpo.v1.DisbursementService.ListBatches:output_type -> gpo.v1.ListBatchesResponse
-	10, // 29: gpo.v1.DisbursementService.ListPayments:output_type -> gpo.v1.ListPaymentsResponse
-	12, // 30: gpo.v1.DisbursementService.ListStatusChanges:output_type -> gpo.v1.ListStatusChangesResponse
-	14, // 31: gpo.v1.DisbursementService.WatchBatch:output_type -> gpo.v1.WatchBatchResponse
-	25, // 32: gpo.v1.DisbursementService.CancelBatch:output_type -> gpo.v1.Batch
-	25, // 33: gpo.v1.DisbursementService.RetryFailedPayments:output_type -> gpo.v1.Batch
-	17, // 34: gpo.v1.DisbursementService.ListDeadLetters:output_type -> gpo.v1.ListDeadLettersResponse
-	19, // 35: gpo.v1.DisbursementService.ListAuditEvents:output_type -> gpo.v1.ListAuditEventsResponse
-	21, // 36: gpo.v1.DisbursementService.VerifyAuditTrail:output_type -> gpo.v1.VerifyAuditTrailResponse
-	26, // [26:37] is the sub-list for method output_type
-	15, // [15:26] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	31, // 8: gpo.v1.ListBatchesResponse.batches:type_name -> gpo.v1.Batch
+	32, // 9: gpo.v1.ListPaymentsResponse.payments:type_name -> gpo.v1.Payment
+	33, // 10: gpo.v1.ListStatusChangesResponse.status_changes:type_name -> gpo.v1.StatusChange
+	31, // 11: gpo.v1.WatchBatchResponse.batch:type_name -> gpo.v1.Batch
+	30, // 12: gpo.v1.WatchBatchResponse.read_time:type_name -> google.protobuf.Timestamp
+	34, // 13: gpo.v1.ListDeadLettersResponse.dead_letters:type_name -> gpo.v1.DeadLetter
+	35, // 14: gpo.v1.ListAuditEventsResponse.audit_events:type_name -> gpo.v1.AuditEvent
+	34, // 15: gpo.v1.RedriveDeadLetterResponse.dead_letter:type_name -> gpo.v1.DeadLetter
+	0,  // 16: gpo.v1.DisbursementService.UploadBatch:input_type -> gpo.v1.UploadBatchRequest
+	6,  // 17: gpo.v1.DisbursementService.GetBatch:input_type -> gpo.v1.GetBatchRequest
+	7,  // 18: gpo.v1.DisbursementService.ListBatches:input_type -> gpo.v1.ListBatchesRequest
+	9,  // 19: gpo.v1.DisbursementService.ListPayments:input_type -> gpo.v1.ListPaymentsRequest
+	23, // 20: gpo.v1.DisbursementService.CancelPayment:input_type -> gpo.v1.CancelPaymentRequest
+	24, // 21: gpo.v1.DisbursementService.RetryPayment:input_type -> gpo.v1.RetryPaymentRequest
+	25, // 22: gpo.v1.DisbursementService.ResolvePayment:input_type -> gpo.v1.ResolvePaymentRequest
+	26, // 23: gpo.v1.DisbursementService.ExportPayments:input_type -> gpo.v1.ExportPaymentsRequest
+	11, // 24: gpo.v1.DisbursementService.ListStatusChanges:input_type -> gpo.v1.ListStatusChangesRequest
+	13, // 25: gpo.v1.DisbursementService.WatchBatch:input_type -> gpo.v1.WatchBatchRequest
+	22, // 26: gpo.v1.DisbursementService.CancelBatch:input_type -> gpo.v1.CancelBatchRequest
+	15, // 27: gpo.v1.DisbursementService.RetryFailedPayments:input_type -> gpo.v1.RetryFailedPaymentsRequest
+	16, // 28: gpo.v1.DisbursementService.ListDeadLetters:input_type -> gpo.v1.ListDeadLettersRequest
+	27, // 29: gpo.v1.DisbursementService.RedriveDeadLetter:input_type -> gpo.v1.RedriveDeadLetterRequest
+	18, // 30: gpo.v1.DisbursementService.ListAuditEvents:input_type -> gpo.v1.ListAuditEventsRequest
+	20, // 31: gpo.v1.DisbursementService.VerifyAuditTrail:input_type -> gpo.v1.VerifyAuditTrailRequest
+	4,  // 32: gpo.v1.DisbursementService.UploadBatch:output_type -> gpo.v1.UploadBatchResponse
+	31, // 33: gpo.v1.DisbursementService.GetBatch:output_type -> gpo.v1.Batch
+	8,  // 34: gpo.v1.DisbursementService.ListBatches:output_type -> gpo.v1.ListBatchesResponse
+	10, // 35: gpo.v1.DisbursementService.ListPayments:output_type -> gpo.v1.ListPaymentsResponse
+	32, // 36: gpo.v1.DisbursementService.CancelPayment:output_type -> gpo.v1.Payment
+	32, // 37: gpo.v1.DisbursementService.RetryPayment:output_type -> gpo.v1.Payment
+	32, // 38: gpo.v1.DisbursementService.ResolvePayment:output_type -> gpo.v1.Payment
+	36, // 39: gpo.v1.DisbursementService.ExportPayments:output_type -> google.api.HttpBody
+	12, // 40: gpo.v1.DisbursementService.ListStatusChanges:output_type -> gpo.v1.ListStatusChangesResponse
+	14, // 41: gpo.v1.DisbursementService.WatchBatch:output_type -> gpo.v1.WatchBatchResponse
+	31, // 42: gpo.v1.DisbursementService.CancelBatch:output_type -> gpo.v1.Batch
+	31, // 43: gpo.v1.DisbursementService.RetryFailedPayments:output_type -> gpo.v1.Batch
+	17, // 44: gpo.v1.DisbursementService.ListDeadLetters:output_type -> gpo.v1.ListDeadLettersResponse
+	28, // 45: gpo.v1.DisbursementService.RedriveDeadLetter:output_type -> gpo.v1.RedriveDeadLetterResponse
+	19, // 46: gpo.v1.DisbursementService.ListAuditEvents:output_type -> gpo.v1.ListAuditEventsResponse
+	21, // 47: gpo.v1.DisbursementService.VerifyAuditTrail:output_type -> gpo.v1.VerifyAuditTrailResponse
+	32, // [32:48] is the sub-list for method output_type
+	16, // [16:32] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_gpo_v1_disbursement_service_proto_init() }
@@ -1775,7 +2168,7 @@ func file_gpo_v1_disbursement_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gpo_v1_disbursement_service_proto_rawDesc), len(file_gpo_v1_disbursement_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -8,6 +8,7 @@ package gpov1
 
 import (
 	context "context"
+	httpbody "google.golang.org/genproto/googleapis/api/httpbody"
 	grpc "google.golang.org/grpc"
 	codes "google.golang.org/grpc/codes"
 	status "google.golang.org/grpc/status"
@@ -23,11 +24,16 @@ const (
 	DisbursementService_GetBatch_FullMethodName            = "/gpo.v1.DisbursementService/GetBatch"
 	DisbursementService_ListBatches_FullMethodName         = "/gpo.v1.DisbursementService/ListBatches"
 	DisbursementService_ListPayments_FullMethodName        = "/gpo.v1.DisbursementService/ListPayments"
+	DisbursementService_CancelPayment_FullMethodName       = "/gpo.v1.DisbursementService/CancelPayment"
+	DisbursementService_RetryPayment_FullMethodName        = "/gpo.v1.DisbursementService/RetryPayment"
+	DisbursementService_ResolvePayment_FullMethodName      = "/gpo.v1.DisbursementService/ResolvePayment"
+	DisbursementService_ExportPayments_FullMethodName      = "/gpo.v1.DisbursementService/ExportPayments"
 	DisbursementService_ListStatusChanges_FullMethodName   = "/gpo.v1.DisbursementService/ListStatusChanges"
 	DisbursementService_WatchBatch_FullMethodName          = "/gpo.v1.DisbursementService/WatchBatch"
 	DisbursementService_CancelBatch_FullMethodName         = "/gpo.v1.DisbursementService/CancelBatch"
 	DisbursementService_RetryFailedPayments_FullMethodName = "/gpo.v1.DisbursementService/RetryFailedPayments"
 	DisbursementService_ListDeadLetters_FullMethodName     = "/gpo.v1.DisbursementService/ListDeadLetters"
+	DisbursementService_RedriveDeadLetter_FullMethodName   = "/gpo.v1.DisbursementService/RedriveDeadLetter"
 	DisbursementService_ListAuditEvents_FullMethodName     = "/gpo.v1.DisbursementService/ListAuditEvents"
 	DisbursementService_VerifyAuditTrail_FullMethodName    = "/gpo.v1.DisbursementService/VerifyAuditTrail"
 )
@@ -53,10 +59,24 @@ type DisbursementServiceClient interface {
 	UploadBatch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[UploadBatchRequest, UploadBatchResponse], error)
 	// Gets a batch with its counts and amounts per status.
 	GetBatch(ctx context.Context, in *GetBatchRequest, opts ...grpc.CallOption) (*Batch, error)
-	// Lists batches, newest first.
+	// Lists batches, newest first; filterable by state, program and create time (AIP-160).
 	ListBatches(ctx context.Context, in *ListBatchesRequest, opts ...grpc.CallOption) (*ListBatchesResponse, error)
-	// Lists a batch's payments in upload order.
+	// Lists a batch's payments in upload order. The parent "batches/-" reads across the batches of the
+	// caller's programs (AIP-159) and needs a reference_id term in the filter.
 	ListPayments(ctx context.Context, in *ListPaymentsRequest, opts ...grpc.CallOption) (*ListPaymentsResponse, error)
+	// Cancels one payment no rail has claimed yet (ACCEPTED or QUEUED); a SENT one finishes on its rail.
+	CancelPayment(ctx context.Context, in *CancelPaymentRequest, opts ...grpc.CallOption) (*Payment, error)
+	// Sends one FAILED payment again (operators only), with the key rule of RetryFailedPayments.
+	RetryPayment(ctx context.Context, in *RetryPaymentRequest, opts ...grpc.CallOption) (*Payment, error)
+	// Resolves a payment flagged for attention (operators only), never by executing it blindly: a SENT
+	// payment gets a rail look-up (a verify-only chunk) whose answer settles it; one no claim ever took
+	// (ACCEPTED, QUEUED) is sent again with its key; a final one has its flag cleared.
+	ResolvePayment(ctx context.Context, in *ResolvePaymentRequest, opts ...grpc.CallOption) (*Payment, error)
+	// Streams a batch's payments as a CSV report (operators and the batch's program callers).
+	// Columns: reference_id, amount (as submitted), currency_code, status, reason_code, reason_message, rail,
+	// rail_reference, attempts, retries, attention_reason, update_time (RFC 3339, UTC), batch_create_time.
+	// A cell a spreadsheet would run as a formula gets a leading ' (OWASP). REST: text/csv.
+	ExportPayments(ctx context.Context, in *ExportPaymentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[httpbody.HttpBody], error)
 	// Lists a payment's history, oldest first: the status intake gave it, then each change of its status
 	// with its time and cause.
 	ListStatusChanges(ctx context.Context, in *ListStatusChangesRequest, opts ...grpc.CallOption) (*ListStatusChangesResponse, error)
@@ -70,6 +90,9 @@ type DisbursementServiceClient interface {
 	RetryFailedPayments(ctx context.Context, in *RetryFailedPaymentsRequest, opts ...grpc.CallOption) (*Batch, error)
 	// Lists work chunks that rail sidecars could not process (poison messages), newest first.
 	ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error)
+	// Sends a dead-lettered chunk's never-claimed payments (ACCEPTED, QUEUED) again with their keys, however
+	// often they were re-driven before (operators only). Its SENT payments are left to rail look-ups.
+	RedriveDeadLetter(ctx context.Context, in *RedriveDeadLetterRequest, opts ...grpc.CallOption) (*RedriveDeadLetterResponse, error)
 	// Lists the audit trail of state-changing calls, oldest first (operators only).
 	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
 	// Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only).
@@ -127,6 +150,55 @@ func (c *disbursementServiceClient) ListPayments(ctx context.Context, in *ListPa
 	return out, nil
 }
 
+func (c *disbursementServiceClient) CancelPayment(ctx context.Context, in *CancelPaymentRequest, opts ...grpc.CallOption) (*Payment, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Payment)
+	err := c.cc.Invoke(ctx, DisbursementService_CancelPayment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *disbursementServiceClient) RetryPayment(ctx context.Context, in *RetryPaymentRequest, opts ...grpc.CallOption) (*Payment, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Payment)
+	err := c.cc.Invoke(ctx, DisbursementService_RetryPayment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *disbursementServiceClient) ResolvePayment(ctx context.Context, in *ResolvePaymentRequest, opts ...grpc.CallOption) (*Payment, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Payment)
+	err := c.cc.Invoke(ctx, DisbursementService_ResolvePayment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *disbursementServiceClient) ExportPayments(ctx context.Context, in *ExportPaymentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[httpbody.HttpBody], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &DisbursementService_ServiceDesc.Streams[1], DisbursementService_ExportPayments_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportPaymentsRequest, httpbody.HttpBody]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DisbursementService_ExportPaymentsClient = grpc.ServerStreamingClient[httpbody.HttpBody]
+
 func (c *disbursementServiceClient) ListStatusChanges(ctx context.Context, in *ListStatusChangesRequest, opts ...grpc.CallOption) (*ListStatusChangesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListStatusChangesResponse)
@@ -139,7 +211,7 @@ func (c *disbursementServiceClient) ListStatusChanges(ctx context.Context, in *L
 
 func (c *disbursementServiceClient) WatchBatch(ctx context.Context, in *WatchBatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchBatchResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &DisbursementService_ServiceDesc.Streams[1], DisbursementService_WatchBatch_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &DisbursementService_ServiceDesc.Streams[2], DisbursementService_WatchBatch_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -180,6 +252,16 @@ func (c *disbursementServiceClient) ListDeadLetters(ctx context.Context, in *Lis
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListDeadLettersResponse)
 	err := c.cc.Invoke(ctx, DisbursementService_ListDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *disbursementServiceClient) RedriveDeadLetter(ctx context.Context, in *RedriveDeadLetterRequest, opts ...grpc.CallOption) (*RedriveDeadLetterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RedriveDeadLetterResponse)
+	err := c.cc.Invoke(ctx, DisbursementService_RedriveDeadLetter_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -227,10 +309,24 @@ type DisbursementServiceServer interface {
 	UploadBatch(grpc.BidiStreamingServer[UploadBatchRequest, UploadBatchResponse]) error
 	// Gets a batch with its counts and amounts per status.
 	GetBatch(context.Context, *GetBatchRequest) (*Batch, error)
-	// Lists batches, newest first.
+	// Lists batches, newest first; filterable by state, program and create time (AIP-160).
 	ListBatches(context.Context, *ListBatchesRequest) (*ListBatchesResponse, error)
-	// Lists a batch's payments in upload order.
+	// Lists a batch's payments in upload order. The parent "batches/-" reads across the batches of the
+	// caller's programs (AIP-159) and needs a reference_id term in the filter.
 	ListPayments(context.Context, *ListPaymentsRequest) (*ListPaymentsResponse, error)
+	// Cancels one payment no rail has claimed yet (ACCEPTED or QUEUED); a SENT one finishes on its rail.
+	CancelPayment(context.Context, *CancelPaymentRequest) (*Payment, error)
+	// Sends one FAILED payment again (operators only), with the key rule of RetryFailedPayments.
+	RetryPayment(context.Context, *RetryPaymentRequest) (*Payment, error)
+	// Resolves a payment flagged for attention (operators only), never by executing it blindly: a SENT
+	// payment gets a rail look-up (a verify-only chunk) whose answer settles it; one no claim ever took
+	// (ACCEPTED, QUEUED) is sent again with its key; a final one has its flag cleared.
+	ResolvePayment(context.Context, *ResolvePaymentRequest) (*Payment, error)
+	// Streams a batch's payments as a CSV report (operators and the batch's program callers).
+	// Columns: reference_id, amount (as submitted), currency_code, status, reason_code, reason_message, rail,
+	// rail_reference, attempts, retries, attention_reason, update_time (RFC 3339, UTC), batch_create_time.
+	// A cell a spreadsheet would run as a formula gets a leading ' (OWASP). REST: text/csv.
+	ExportPayments(*ExportPaymentsRequest, grpc.ServerStreamingServer[httpbody.HttpBody]) error
 	// Lists a payment's history, oldest first: the status intake gave it, then each change of its status
 	// with its time and cause.
 	ListStatusChanges(context.Context, *ListStatusChangesRequest) (*ListStatusChangesResponse, error)
@@ -244,6 +340,9 @@ type DisbursementServiceServer interface {
 	RetryFailedPayments(context.Context, *RetryFailedPaymentsRequest) (*Batch, error)
 	// Lists work chunks that rail sidecars could not process (poison messages), newest first.
 	ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error)
+	// Sends a dead-lettered chunk's never-claimed payments (ACCEPTED, QUEUED) again with their keys, however
+	// often they were re-driven before (operators only). Its SENT payments are left to rail look-ups.
+	RedriveDeadLetter(context.Context, *RedriveDeadLetterRequest) (*RedriveDeadLetterResponse, error)
 	// Lists the audit trail of state-changing calls, oldest first (operators only).
 	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
 	// Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only).
@@ -270,6 +369,18 @@ func (UnimplementedDisbursementServiceServer) ListBatches(context.Context, *List
 func (UnimplementedDisbursementServiceServer) ListPayments(context.Context, *ListPaymentsRequest) (*ListPaymentsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListPayments not implemented")
 }
+func (UnimplementedDisbursementServiceServer) CancelPayment(context.Context, *CancelPaymentRequest) (*Payment, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelPayment not implemented")
+}
+func (UnimplementedDisbursementServiceServer) RetryPayment(context.Context, *RetryPaymentRequest) (*Payment, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetryPayment not implemented")
+}
+func (UnimplementedDisbursementServiceServer) ResolvePayment(context.Context, *ResolvePaymentRequest) (*Payment, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResolvePayment not implemented")
+}
+func (UnimplementedDisbursementServiceServer) ExportPayments(*ExportPaymentsRequest, grpc.ServerStreamingServer[httpbody.HttpBody]) error {
+	return status.Error(codes.Unimplemented, "method ExportPayments not implemented")
+}
 func (UnimplementedDisbursementServiceServer) ListStatusChanges(context.Context, *ListStatusChangesRequest) (*ListStatusChangesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListStatusChanges not implemented")
 }
@@ -284,6 +395,9 @@ func (UnimplementedDisbursementServiceServer) RetryFailedPayments(context.Contex
 }
 func (UnimplementedDisbursementServiceServer) ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListDeadLetters not implemented")
+}
+func (UnimplementedDisbursementServiceServer) RedriveDeadLetter(context.Context, *RedriveDeadLetterRequest) (*RedriveDeadLetterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RedriveDeadLetter not implemented")
 }
 func (UnimplementedDisbursementServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
@@ -373,6 +487,71 @@ func _DisbursementService_ListPayments_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DisbursementService_CancelPayment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelPaymentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DisbursementServiceServer).CancelPayment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DisbursementService_CancelPayment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DisbursementServiceServer).CancelPayment(ctx, req.(*CancelPaymentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DisbursementService_RetryPayment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetryPaymentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DisbursementServiceServer).RetryPayment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DisbursementService_RetryPayment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DisbursementServiceServer).RetryPayment(ctx, req.(*RetryPaymentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DisbursementService_ResolvePayment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResolvePaymentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DisbursementServiceServer).ResolvePayment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DisbursementService_ResolvePayment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DisbursementServiceServer).ResolvePayment(ctx, req.(*ResolvePaymentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DisbursementService_ExportPayments_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportPaymentsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DisbursementServiceServer).ExportPayments(m, &grpc.GenericServerStream[ExportPaymentsRequest, httpbody.HttpBody]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DisbursementService_ExportPaymentsServer = grpc.ServerStreamingServer[httpbody.HttpBody]
+
 func _DisbursementService_ListStatusChanges_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListStatusChangesRequest)
 	if err := dec(in); err != nil {
@@ -456,6 +635,24 @@ func _DisbursementService_ListDeadLetters_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DisbursementService_RedriveDeadLetter_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RedriveDeadLetterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DisbursementServiceServer).RedriveDeadLetter(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DisbursementService_RedriveDeadLetter_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DisbursementServiceServer).RedriveDeadLetter(ctx, req.(*RedriveDeadLetterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _DisbursementService_ListAuditEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListAuditEventsRequest)
 	if err := dec(in); err != nil {
@@ -512,6 +709,18 @@ var DisbursementService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _DisbursementService_ListPayments_Handler,
 		},
 		{
+			MethodName: "CancelPayment",
+			Handler:    _DisbursementService_CancelPayment_Handler,
+		},
+		{
+			MethodName: "RetryPayment",
+			Handler:    _DisbursementService_RetryPayment_Handler,
+		},
+		{
+			MethodName: "ResolvePayment",
+			Handler:    _DisbursementService_ResolvePayment_Handler,
+		},
+		{
 			MethodName: "ListStatusChanges",
 			Handler:    _DisbursementService_ListStatusChanges_Handler,
 		},
@@ -528,6 +737,10 @@ var DisbursementService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _DisbursementService_ListDeadLetters_Handler,
 		},
 		{
+			MethodName: "RedriveDeadLetter",
+			Handler:    _DisbursementService_RedriveDeadLetter_Handler,
+		},
+		{
 			MethodName: "ListAuditEvents",
 			Handler:    _DisbursementService_ListAuditEvents_Handler,
 		},
@@ -542,6 +755,11 @@ var DisbursementService_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _DisbursementService_UploadBatch_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "ExportPayments",
+			Handler:       _DisbursementService_ExportPayments_Handler,
+			ServerStreams: true,
 		},
 		{
 			StreamName:    "WatchBatch",

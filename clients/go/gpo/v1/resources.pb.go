@@ -668,7 +668,10 @@ type DeadLetter struct {
 	// At most 128 characters.
 	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	// When GPO recorded it.
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// The dead letter's resource name, "deadLetters/{id}".
+	// At most 64 characters.
+	Name          string `protobuf:"bytes,7,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -743,6 +746,13 @@ func (x *DeadLetter) GetCreateTime() *timestamppb.Timestamp {
 		return x.CreateTime
 	}
 	return nil
+}
+
+func (x *DeadLetter) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
 }
 
 // One entry of a payment's history. The database records it in the statement that changes the status.
@@ -1062,7 +1072,7 @@ const file_gpo_v1_resources_proto_rawDesc = "" +
 	"\x06status\x18\x01 \x01(\x0e2\x15.gpo.v1.PaymentStatusR\x06status\x12#\n" +
 	"\rcurrency_code\x18\x02 \x01(\tR\fcurrencyCode\x12\x14\n" +
 	"\x05count\x18\x03 \x01(\x03R\x05count\x12\x16\n" +
-	"\x06amount\x18\x04 \x01(\tR\x06amount\"\xcb\x01\n" +
+	"\x06amount\x18\x04 \x01(\tR\x06amount\"\xdf\x01\n" +
 	"\n" +
 	"DeadLetter\x12\x12\n" +
 	"\x04rail\x18\x01 \x01(\tR\x04rail\x12\x19\n" +
@@ -1071,7 +1081,8 @@ const file_gpo_v1_resources_proto_rawDesc = "" +
 	"\rpayment_count\x18\x04 \x01(\x05R\fpaymentCount\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12;\n" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\xb4\x02\n" +
+	"createTime\x12\x12\n" +
+	"\x04name\x18\a \x01(\tR\x04name\"\xb4\x02\n" +
 	"\fStatusChange\x12>\n" +
 	"\x0fprevious_status\x18\x01 \x01(\x0e2\x15.gpo.v1.PaymentStatusR\x0epreviousStatus\x12-\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x15.gpo.v1.PaymentStatusR\x06status\x12;\n" +

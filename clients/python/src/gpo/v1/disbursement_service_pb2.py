@@ -23,11 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from gpo.v1 import resources_pb2 as gpo_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!gpo/v1/disbursement_service.proto\x12\x06gpo.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16gpo/v1/resources.proto\"j\n\x12UploadBatchRequest\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x13.gpo.v1.BatchHeaderH\x00\x12%\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.gpo.v1.PaymentChunkH\x00\x42\x06\n\x04part\"\xcc\x01\n\x0b\x42\x61tchHeader\x12\x0f\n\x07program\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x10\n\x08payer_fa\x18\x03 \x01(\t\x12\x31\n\rschedule_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63\x61llback_uri\x18\x05 \x01(\t\x12\x1e\n\x16\x65xpected_payment_count\x18\x06 \x01(\x03\x12\x1d\n\x15\x65xpected_total_amount\x18\x07 \x01(\t\"H\n\x0cPaymentChunk\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12&\n\x08payments\x18\x02 \x03(\x0b\x32\x14.gpo.v1.PaymentInput\"\xbc\x02\n\x0cPaymentInput\x12\x14\n\x0creference_id\x18\x01 \x01(\t\x12\x10\n\x08payer_fa\x18\x02 \x01(\t\x12\x10\n\x08payee_fa\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x15\n\rcurrency_code\x18\x05 \x01(\t\x12\x12\n\npayee_name\x18\x06 \x01(\t\x12\x0c\n\x04note\x18\x07 \x01(\t\x12\x0f\n\x07purpose\x18\x08 \x01(\t\x12\x31\n\rschedule_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x08metadata\x18\n \x03(\x0b\x32\".gpo.v1.PaymentInput.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x80\x01\n\x13UploadBatchResponse\x12\x1c\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\r.gpo.v1.Batch\x12\x1d\n\x15\x61\x63knowledged_sequence\x18\x02 \x01(\x03\x12,\n\nrejections\x18\x03 \x03(\x0b\x32\x18.gpo.v1.PaymentRejection\"]\n\x10PaymentRejection\x12\x14\n\x0creference_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x13\n\x0breason_code\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x1f\n\x0fGetBatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"L\n\x12ListBatchesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0f\n\x07program\x18\x03 \x01(\t\"N\n\x13ListBatchesResponse\x12\x1e\n\x07\x62\x61tches\x18\x01 \x03(\x0b\x32\r.gpo.v1.Batch\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\\\n\x13ListPaymentsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"R\n\x14ListPaymentsResponse\x12!\n\x08payments\x18\x01 \x03(\x0b\x32\x0f.gpo.v1.Payment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Q\n\x18ListStatusChangesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"b\n\x19ListStatusChangesResponse\x12,\n\x0estatus_changes\x18\x01 \x03(\x0b\x32\x14.gpo.v1.StatusChange\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11WatchBatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"a\n\x12WatchBatchResponse\x12\x1c\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\r.gpo.v1.Batch\x12-\n\tread_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x1aRetryFailedPaymentsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"M\n\x16ListDeadLettersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04rail\x18\x03 \x01(\t\"\\\n\x17ListDeadLettersResponse\x12(\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x12.gpo.v1.DeadLetter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"N\n\x16ListAuditEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x03 \x01(\t\"\\\n\x17ListAuditEventsResponse\x12(\n\x0c\x61udit_events\x18\x01 \x03(\x0b\x32\x12.gpo.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x19\n\x17VerifyAuditTrailRequest\"k\n\x18VerifyAuditTrailResponse\x12\x15\n\rchecked_count\x18\x01 \x01(\x03\x12\x0e\n\x06intact\x18\x02 \x01(\x08\x12\x17\n\x0f\x66irst_broken_id\x18\x03 \x01(\x03\x12\x0f\n\x07problem\x18\x04 \x01(\t\"6\n\x12\x43\x61ncelBatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t2\xd7\t\n\x13\x44isbursementService\x12i\n\x0bUploadBatch\x12\x1a.gpo.v1.UploadBatchRequest\x1a\x1b.gpo.v1.UploadBatchResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/batches:upload:\x01*(\x01\x30\x01\x12P\n\x08GetBatch\x12\x17.gpo.v1.GetBatchRequest\x1a\r.gpo.v1.Batch\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=batches/*}\x12[\n\x0bListBatches\x12\x1a.gpo.v1.ListBatchesRequest\x1a\x1b.gpo.v1.ListBatchesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/batches\x12r\n\x0cListPayments\x12\x1b.gpo.v1.ListPaymentsRequest\x1a\x1c.gpo.v1.ListPaymentsResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/{parent=batches/*}/payments\x12\x91\x01\n\x11ListStatusChanges\x12 .gpo.v1.ListStatusChangesRequest\x1a!.gpo.v1.ListStatusChangesResponse\"7\x82\xd3\xe4\x93\x02\x31\x12//v1/{parent=batches/*/payments/*}/statusChanges\x12i\n\nWatchBatch\x12\x19.gpo.v1.WatchBatchRequest\x1a\x1a.gpo.v1.WatchBatchResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/{name=batches/*}:watch0\x01\x12`\n\x0b\x43\x61ncelBatch\x12\x1a.gpo.v1.CancelBatchRequest\x1a\r.gpo.v1.Batch\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/{name=batches/*}:cancel:\x01*\x12}\n\x13RetryFailedPayments\x12\".gpo.v1.RetryFailedPaymentsRequest\x1a\r.gpo.v1.Batch\"3\x82\xd3\xe4\x93\x02-\"(/v1/{name=batches/*}:retryFailedPayments:\x01*\x12k\n\x0fListDeadLetters\x12\x1e.gpo.v1.ListDeadLettersRequest\x1a\x1f.gpo.v1.ListDeadLettersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/deadLetters\x12k\n\x0fListAuditEvents\x12\x1e.gpo.v1.ListAuditEventsRequest\x1a\x1f.gpo.v1.ListAuditEventsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/auditEvents\x12x\n\x10VerifyAuditTrail\x12\x1f.gpo.v1.VerifyAuditTrailRequest\x1a .gpo.v1.VerifyAuditTrailResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/auditEvents:verify:\x01*BB\n\norg.gpo.v1P\x01Z2github.com/gpo-project/gpo/clients/go/gpo/v1;gpov1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!gpo/v1/disbursement_service.proto\x12\x06gpo.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16gpo/v1/resources.proto\"j\n\x12UploadBatchRequest\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x13.gpo.v1.BatchHeaderH\x00\x12%\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.gpo.v1.PaymentChunkH\x00\x42\x06\n\x04part\"\xcc\x01\n\x0b\x42\x61tchHeader\x12\x0f\n\x07program\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x10\n\x08payer_fa\x18\x03 \x01(\t\x12\x31\n\rschedule_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63\x61llback_uri\x18\x05 \x01(\t\x12\x1e\n\x16\x65xpected_payment_count\x18\x06 \x01(\x03\x12\x1d\n\x15\x65xpected_total_amount\x18\x07 \x01(\t\"H\n\x0cPaymentChunk\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12&\n\x08payments\x18\x02 \x03(\x0b\x32\x14.gpo.v1.PaymentInput\"\xbc\x02\n\x0cPaymentInput\x12\x14\n\x0creference_id\x18\x01 \x01(\t\x12\x10\n\x08payer_fa\x18\x02 \x01(\t\x12\x10\n\x08payee_fa\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x15\n\rcurrency_code\x18\x05 \x01(\t\x12\x12\n\npayee_name\x18\x06 \x01(\t\x12\x0c\n\x04note\x18\x07 \x01(\t\x12\x0f\n\x07purpose\x18\x08 \x01(\t\x12\x31\n\rschedule_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x08metadata\x18\n \x03(\x0b\x32\".gpo.v1.PaymentInput.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x80\x01\n\x13UploadBatchResponse\x12\x1c\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\r.gpo.v1.Batch\x12\x1d\n\x15\x61\x63knowledged_sequence\x18\x02 \x01(\x03\x12,\n\nrejections\x18\x03 \x03(\x0b\x32\x18.gpo.v1.PaymentRejection\"]\n\x10PaymentRejection\x12\x14\n\x0creference_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x13\n\x0breason_code\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x1f\n\x0fGetBatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\\\n\x12ListBatchesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0f\n\x07program\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"N\n\x13ListBatchesResponse\x12\x1e\n\x07\x62\x61tches\x18\x01 \x03(\x0b\x32\r.gpo.v1.Batch\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\\\n\x13ListPaymentsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"R\n\x14ListPaymentsResponse\x12!\n\x08payments\x18\x01 \x03(\x0b\x32\x0f.gpo.v1.Payment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Q\n\x18ListStatusChangesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"b\n\x19ListStatusChangesResponse\x12,\n\x0estatus_changes\x18\x01 \x03(\x0b\x32\x14.gpo.v1.StatusChange\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11WatchBatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"a\n\x12WatchBatchResponse\x12\x1c\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\r.gpo.v1.Batch\x12-\n\tread_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x1aRetryFailedPaymentsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"M\n\x16ListDeadLettersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04rail\x18\x03 \x01(\t\"\\\n\x17ListDeadLettersResponse\x12(\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x12.gpo.v1.DeadLetter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"N\n\x16ListAuditEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x03 \x01(\t\"\\\n\x17ListAuditEventsResponse\x12(\n\x0c\x61udit_events\x18\x01 \x03(\x0b\x32\x12.gpo.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x19\n\x17VerifyAuditTrailRequest\"k\n\x18VerifyAuditTrailResponse\x12\x15\n\rchecked_count\x18\x01 \x01(\x03\x12\x0e\n\x06intact\x18\x02 \x01(\x08\x12\x17\n\x0f\x66irst_broken_id\x18\x03 \x01(\x03\x12\x0f\n\x07problem\x18\x04 \x01(\t\"6\n\x12\x43\x61ncelBatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"8\n\x14\x43\x61ncelPaymentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"7\n\x13RetryPaymentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"9\n\x15ResolvePaymentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"%\n\x15\x45xportPaymentsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x18RedriveDeadLetterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\\\n\x19RedriveDeadLetterResponse\x12\'\n\x0b\x64\x65\x61\x64_letter\x18\x01 \x01(\x0b\x32\x12.gpo.v1.DeadLetter\x12\x16\n\x0eredriven_count\x18\x02 \x01(\x03\x32\xae\x0e\n\x13\x44isbursementService\x12i\n\x0bUploadBatch\x12\x1a.gpo.v1.UploadBatchRequest\x1a\x1b.gpo.v1.UploadBatchResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/batches:upload:\x01*(\x01\x30\x01\x12P\n\x08GetBatch\x12\x17.gpo.v1.GetBatchRequest\x1a\r.gpo.v1.Batch\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=batches/*}\x12[\n\x0bListBatches\x12\x1a.gpo.v1.ListBatchesRequest\x1a\x1b.gpo.v1.ListBatchesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/batches\x12r\n\x0cListPayments\x12\x1b.gpo.v1.ListPaymentsRequest\x1a\x1c.gpo.v1.ListPaymentsResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/{parent=batches/*}/payments\x12q\n\rCancelPayment\x12\x1c.gpo.v1.CancelPaymentRequest\x1a\x0f.gpo.v1.Payment\"1\x82\xd3\xe4\x93\x02+\"&/v1/{name=batches/*/payments/*}:cancel:\x01*\x12n\n\x0cRetryPayment\x12\x1b.gpo.v1.RetryPaymentRequest\x1a\x0f.gpo.v1.Payment\"0\x82\xd3\xe4\x93\x02*\"%/v1/{name=batches/*/payments/*}:retry:\x01*\x12t\n\x0eResolvePayment\x12\x1d.gpo.v1.ResolvePaymentRequest\x1a\x0f.gpo.v1.Payment\"2\x82\xd3\xe4\x93\x02,\"\'/v1/{name=batches/*/payments/*}:resolve:\x01*\x12t\n\x0e\x45xportPayments\x12\x1d.gpo.v1.ExportPaymentsRequest\x1a\x14.google.api.HttpBody\"+\x82\xd3\xe4\x93\x02%\x12#/v1/{name=batches/*}:exportPayments0\x01\x12\x91\x01\n\x11ListStatusChanges\x12 .gpo.v1.ListStatusChangesRequest\x1a!.gpo.v1.ListStatusChangesResponse\"7\x82\xd3\xe4\x93\x02\x31\x12//v1/{parent=batches/*/payments/*}/statusChanges\x12i\n\nWatchBatch\x12\x19.gpo.v1.WatchBatchRequest\x1a\x1a.gpo.v1.WatchBatchResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/{name=batches/*}:watch0\x01\x12`\n\x0b\x43\x61ncelBatch\x12\x1a.gpo.v1.CancelBatchRequest\x1a\r.gpo.v1.Batch\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/{name=batches/*}:cancel:\x01*\x12}\n\x13RetryFailedPayments\x12\".gpo.v1.RetryFailedPaymentsRequest\x1a\r.gpo.v1.Batch\"3\x82\xd3\xe4\x93\x02-\"(/v1/{name=batches/*}:retryFailedPayments:\x01*\x12k\n\x0fListDeadLetters\x12\x1e.gpo.v1.ListDeadLettersRequest\x1a\x1f.gpo.v1.ListDeadLettersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/deadLetters\x12\x85\x01\n\x11RedriveDeadLetter\x12 .gpo.v1.RedriveDeadLetterRequest\x1a!.gpo.v1.RedriveDeadLetterResponse\"+\x82\xd3\xe4\x93\x02%\" /v1/{name=deadLetters/*}:redrive:\x01*\x12k\n\x0fListAuditEvents\x12\x1e.gpo.v1.ListAuditEventsRequest\x1a\x1f.gpo.v1.ListAuditEventsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/auditEvents\x12x\n\x10VerifyAuditTrail\x12\x1f.gpo.v1.VerifyAuditTrailRequest\x1a .gpo.v1.VerifyAuditTrailResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/auditEvents:verify:\x01*BB\n\norg.gpo.v1P\x01Z2github.com/gpo-project/gpo/clients/go/gpo/v1;gpov1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,6 +46,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DISBURSEMENTSERVICE'].methods_by_name['ListBatches']._serialized_options = b'\202\323\344\223\002\r\022\013/v1/batches'
   _globals['_DISBURSEMENTSERVICE'].methods_by_name['ListPayments']._loaded_options = None
   _globals['_DISBURSEMENTSERVICE'].methods_by_name['ListPayments']._serialized_options = b'\202\323\344\223\002!\022\037/v1/{parent=batches/*}/payments'
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['CancelPayment']._loaded_options = None
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['CancelPayment']._serialized_options = b'\202\323\344\223\002+\"&/v1/{name=batches/*/payments/*}:cancel:\001*'
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['RetryPayment']._loaded_options = None
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['RetryPayment']._serialized_options = b'\202\323\344\223\002*\"%/v1/{name=batches/*/payments/*}:retry:\001*'
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['ResolvePayment']._loaded_options = None
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['ResolvePayment']._serialized_options = b'\202\323\344\223\002,\"\'/v1/{name=batches/*/payments/*}:resolve:\001*'
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['ExportPayments']._loaded_options = None
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['ExportPayments']._serialized_options = b'\202\323\344\223\002%\022#/v1/{name=batches/*}:exportPayments'
   _globals['_DISBURSEMENTSERVICE'].methods_by_name['ListStatusChanges']._loaded_options = None
   _globals['_DISBURSEMENTSERVICE'].methods_by_name['ListStatusChanges']._serialized_options = b'\202\323\344\223\0021\022//v1/{parent=batches/*/payments/*}/statusChanges'
   _globals['_DISBURSEMENTSERVICE'].methods_by_name['WatchBatch']._loaded_options = None
@@ -55,58 +64,72 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DISBURSEMENTSERVICE'].methods_by_name['RetryFailedPayments']._serialized_options = b'\202\323\344\223\002-\"(/v1/{name=batches/*}:retryFailedPayments:\001*'
   _globals['_DISBURSEMENTSERVICE'].methods_by_name['ListDeadLetters']._loaded_options = None
   _globals['_DISBURSEMENTSERVICE'].methods_by_name['ListDeadLetters']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/deadLetters'
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['RedriveDeadLetter']._loaded_options = None
+  _globals['_DISBURSEMENTSERVICE'].methods_by_name['RedriveDeadLetter']._serialized_options = b'\202\323\344\223\002%\" /v1/{name=deadLetters/*}:redrive:\001*'
   _globals['_DISBURSEMENTSERVICE'].methods_by_name['ListAuditEvents']._loaded_options = None
   _globals['_DISBURSEMENTSERVICE'].methods_by_name['ListAuditEvents']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/auditEvents'
   _globals['_DISBURSEMENTSERVICE'].methods_by_name['VerifyAuditTrail']._loaded_options = None
   _globals['_DISBURSEMENTSERVICE'].methods_by_name['VerifyAuditTrail']._serialized_options = b'\202\323\344\223\002\033\"\026/v1/auditEvents:verify:\001*'
-  _globals['_UPLOADBATCHREQUEST']._serialized_start=132
-  _globals['_UPLOADBATCHREQUEST']._serialized_end=238
-  _globals['_BATCHHEADER']._serialized_start=241
-  _globals['_BATCHHEADER']._serialized_end=445
-  _globals['_PAYMENTCHUNK']._serialized_start=447
-  _globals['_PAYMENTCHUNK']._serialized_end=519
-  _globals['_PAYMENTINPUT']._serialized_start=522
-  _globals['_PAYMENTINPUT']._serialized_end=838
-  _globals['_PAYMENTINPUT_METADATAENTRY']._serialized_start=791
-  _globals['_PAYMENTINPUT_METADATAENTRY']._serialized_end=838
-  _globals['_UPLOADBATCHRESPONSE']._serialized_start=841
-  _globals['_UPLOADBATCHRESPONSE']._serialized_end=969
-  _globals['_PAYMENTREJECTION']._serialized_start=971
-  _globals['_PAYMENTREJECTION']._serialized_end=1064
-  _globals['_GETBATCHREQUEST']._serialized_start=1066
-  _globals['_GETBATCHREQUEST']._serialized_end=1097
-  _globals['_LISTBATCHESREQUEST']._serialized_start=1099
-  _globals['_LISTBATCHESREQUEST']._serialized_end=1175
-  _globals['_LISTBATCHESRESPONSE']._serialized_start=1177
-  _globals['_LISTBATCHESRESPONSE']._serialized_end=1255
-  _globals['_LISTPAYMENTSREQUEST']._serialized_start=1257
-  _globals['_LISTPAYMENTSREQUEST']._serialized_end=1349
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=1351
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=1433
-  _globals['_LISTSTATUSCHANGESREQUEST']._serialized_start=1435
-  _globals['_LISTSTATUSCHANGESREQUEST']._serialized_end=1516
-  _globals['_LISTSTATUSCHANGESRESPONSE']._serialized_start=1518
-  _globals['_LISTSTATUSCHANGESRESPONSE']._serialized_end=1616
-  _globals['_WATCHBATCHREQUEST']._serialized_start=1618
-  _globals['_WATCHBATCHREQUEST']._serialized_end=1651
-  _globals['_WATCHBATCHRESPONSE']._serialized_start=1653
-  _globals['_WATCHBATCHRESPONSE']._serialized_end=1750
-  _globals['_RETRYFAILEDPAYMENTSREQUEST']._serialized_start=1752
-  _globals['_RETRYFAILEDPAYMENTSREQUEST']._serialized_end=1814
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1816
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1893
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1895
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1987
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=1989
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=2067
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=2069
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=2161
-  _globals['_VERIFYAUDITTRAILREQUEST']._serialized_start=2163
-  _globals['_VERIFYAUDITTRAILREQUEST']._serialized_end=2188
-  _globals['_VERIFYAUDITTRAILRESPONSE']._serialized_start=2190
-  _globals['_VERIFYAUDITTRAILRESPONSE']._serialized_end=2297
-  _globals['_CANCELBATCHREQUEST']._serialized_start=2299
-  _globals['_CANCELBATCHREQUEST']._serialized_end=2353
-  _globals['_DISBURSEMENTSERVICE']._serialized_start=2356
-  _globals['_DISBURSEMENTSERVICE']._serialized_end=3595
+  _globals['_UPLOADBATCHREQUEST']._serialized_start=159
+  _globals['_UPLOADBATCHREQUEST']._serialized_end=265
+  _globals['_BATCHHEADER']._serialized_start=268
+  _globals['_BATCHHEADER']._serialized_end=472
+  _globals['_PAYMENTCHUNK']._serialized_start=474
+  _globals['_PAYMENTCHUNK']._serialized_end=546
+  _globals['_PAYMENTINPUT']._serialized_start=549
+  _globals['_PAYMENTINPUT']._serialized_end=865
+  _globals['_PAYMENTINPUT_METADATAENTRY']._serialized_start=818
+  _globals['_PAYMENTINPUT_METADATAENTRY']._serialized_end=865
+  _globals['_UPLOADBATCHRESPONSE']._serialized_start=868
+  _globals['_UPLOADBATCHRESPONSE']._serialized_end=996
+  _globals['_PAYMENTREJECTION']._serialized_start=998
+  _globals['_PAYMENTREJECTION']._serialized_end=1091
+  _globals['_GETBATCHREQUEST']._serialized_start=1093
+  _globals['_GETBATCHREQUEST']._serialized_end=1124
+  _globals['_LISTBATCHESREQUEST']._serialized_start=1126
+  _globals['_LISTBATCHESREQUEST']._serialized_end=1218
+  _globals['_LISTBATCHESRESPONSE']._serialized_start=1220
+  _globals['_LISTBATCHESRESPONSE']._serialized_end=1298
+  _globals['_LISTPAYMENTSREQUEST']._serialized_start=1300
+  _globals['_LISTPAYMENTSREQUEST']._serialized_end=1392
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=1394
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=1476
+  _globals['_LISTSTATUSCHANGESREQUEST']._serialized_start=1478
+  _globals['_LISTSTATUSCHANGESREQUEST']._serialized_end=1559
+  _globals['_LISTSTATUSCHANGESRESPONSE']._serialized_start=1561
+  _globals['_LISTSTATUSCHANGESRESPONSE']._serialized_end=1659
+  _globals['_WATCHBATCHREQUEST']._serialized_start=1661
+  _globals['_WATCHBATCHREQUEST']._serialized_end=1694
+  _globals['_WATCHBATCHRESPONSE']._serialized_start=1696
+  _globals['_WATCHBATCHRESPONSE']._serialized_end=1793
+  _globals['_RETRYFAILEDPAYMENTSREQUEST']._serialized_start=1795
+  _globals['_RETRYFAILEDPAYMENTSREQUEST']._serialized_end=1857
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1859
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1936
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1938
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=2030
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=2032
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=2110
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=2112
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=2204
+  _globals['_VERIFYAUDITTRAILREQUEST']._serialized_start=2206
+  _globals['_VERIFYAUDITTRAILREQUEST']._serialized_end=2231
+  _globals['_VERIFYAUDITTRAILRESPONSE']._serialized_start=2233
+  _globals['_VERIFYAUDITTRAILRESPONSE']._serialized_end=2340
+  _globals['_CANCELBATCHREQUEST']._serialized_start=2342
+  _globals['_CANCELBATCHREQUEST']._serialized_end=2396
+  _globals['_CANCELPAYMENTREQUEST']._serialized_start=2398
+  _globals['_CANCELPAYMENTREQUEST']._serialized_end=2454
+  _globals['_RETRYPAYMENTREQUEST']._serialized_start=2456
+  _globals['_RETRYPAYMENTREQUEST']._serialized_end=2511
+  _globals['_RESOLVEPAYMENTREQUEST']._serialized_start=2513
+  _globals['_RESOLVEPAYMENTREQUEST']._serialized_end=2570
+  _globals['_EXPORTPAYMENTSREQUEST']._serialized_start=2572
+  _globals['_EXPORTPAYMENTSREQUEST']._serialized_end=2609
+  _globals['_REDRIVEDEADLETTERREQUEST']._serialized_start=2611
+  _globals['_REDRIVEDEADLETTERREQUEST']._serialized_end=2671
+  _globals['_REDRIVEDEADLETTERRESPONSE']._serialized_start=2673
+  _globals['_REDRIVEDEADLETTERRESPONSE']._serialized_end=2765
+  _globals['_DISBURSEMENTSERVICE']._serialized_start=2768
+  _globals['_DISBURSEMENTSERVICE']._serialized_end=4606
 # @@protoc_insertion_point(module_scope)

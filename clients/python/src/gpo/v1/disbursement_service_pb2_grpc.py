@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from gpo.v1 import disbursement_service_pb2 as gpo_dot_v1_dot_disbursement__service__pb2
 from gpo.v1 import resources_pb2 as gpo_dot_v1_dot_resources__pb2
 
@@ -62,6 +63,26 @@ class DisbursementServiceStub:
                 request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ListPaymentsRequest.SerializeToString,
                 response_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ListPaymentsResponse.FromString,
                 _registered_method=True)
+        self.CancelPayment = channel.unary_unary(
+                '/gpo.v1.DisbursementService/CancelPayment',
+                request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.CancelPaymentRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_resources__pb2.Payment.FromString,
+                _registered_method=True)
+        self.RetryPayment = channel.unary_unary(
+                '/gpo.v1.DisbursementService/RetryPayment',
+                request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.RetryPaymentRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_resources__pb2.Payment.FromString,
+                _registered_method=True)
+        self.ResolvePayment = channel.unary_unary(
+                '/gpo.v1.DisbursementService/ResolvePayment',
+                request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ResolvePaymentRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_resources__pb2.Payment.FromString,
+                _registered_method=True)
+        self.ExportPayments = channel.unary_stream(
+                '/gpo.v1.DisbursementService/ExportPayments',
+                request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ExportPaymentsRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
         self.ListStatusChanges = channel.unary_unary(
                 '/gpo.v1.DisbursementService/ListStatusChanges',
                 request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ListStatusChangesRequest.SerializeToString,
@@ -86,6 +107,11 @@ class DisbursementServiceStub:
                 '/gpo.v1.DisbursementService/ListDeadLetters',
                 request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ListDeadLettersRequest.SerializeToString,
                 response_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.RedriveDeadLetter = channel.unary_unary(
+                '/gpo.v1.DisbursementService/RedriveDeadLetter',
+                request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.RedriveDeadLetterRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.RedriveDeadLetterResponse.FromString,
                 _registered_method=True)
         self.ListAuditEvents = channel.unary_unary(
                 '/gpo.v1.DisbursementService/ListAuditEvents',
@@ -129,14 +155,48 @@ class DisbursementServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListBatches(self, request, context):
-        """Lists batches, newest first.
+        """Lists batches, newest first; filterable by state, program and create time (AIP-160).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListPayments(self, request, context):
-        """Lists a batch's payments in upload order.
+        """Lists a batch's payments in upload order. The parent "batches/-" reads across the batches of the
+        caller's programs (AIP-159) and needs a reference_id term in the filter.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelPayment(self, request, context):
+        """Cancels one payment no rail has claimed yet (ACCEPTED or QUEUED); a SENT one finishes on its rail.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryPayment(self, request, context):
+        """Sends one FAILED payment again (operators only), with the key rule of RetryFailedPayments.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolvePayment(self, request, context):
+        """Resolves a payment flagged for attention (operators only), never by executing it blindly: a SENT
+        payment gets a rail look-up (a verify-only chunk) whose answer settles it; one no claim ever took
+        (ACCEPTED, QUEUED) is sent again with its key; a final one has its flag cleared.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportPayments(self, request, context):
+        """Streams a batch's payments as a CSV report (operators and the batch's program callers).
+        Columns: reference_id, amount (as submitted), currency_code, status, reason_code, reason_message, rail,
+        rail_reference, attempts, retries, attention_reason, update_time (RFC 3339, UTC), batch_create_time.
+        A cell a spreadsheet would run as a formula gets a leading ' (OWASP). REST: text/csv.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -180,6 +240,14 @@ class DisbursementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RedriveDeadLetter(self, request, context):
+        """Sends a dead-lettered chunk's never-claimed payments (ACCEPTED, QUEUED) again with their keys, however
+        often they were re-driven before (operators only). Its SENT payments are left to rail look-ups.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAuditEvents(self, request, context):
         """Lists the audit trail of state-changing calls, oldest first (operators only).
         """
@@ -217,6 +285,26 @@ def add_DisbursementServiceServicer_to_server(servicer, server):
                     request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ListPaymentsRequest.FromString,
                     response_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ListPaymentsResponse.SerializeToString,
             ),
+            'CancelPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelPayment,
+                    request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.CancelPaymentRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_resources__pb2.Payment.SerializeToString,
+            ),
+            'RetryPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryPayment,
+                    request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.RetryPaymentRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_resources__pb2.Payment.SerializeToString,
+            ),
+            'ResolvePayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolvePayment,
+                    request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ResolvePaymentRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_resources__pb2.Payment.SerializeToString,
+            ),
+            'ExportPayments': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportPayments,
+                    request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ExportPaymentsRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
             'ListStatusChanges': grpc.unary_unary_rpc_method_handler(
                     servicer.ListStatusChanges,
                     request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ListStatusChangesRequest.FromString,
@@ -241,6 +329,11 @@ def add_DisbursementServiceServicer_to_server(servicer, server):
                     servicer.ListDeadLetters,
                     request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ListDeadLettersRequest.FromString,
                     response_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'RedriveDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedriveDeadLetter,
+                    request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.RedriveDeadLetterRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_disbursement__service__pb2.RedriveDeadLetterResponse.SerializeToString,
             ),
             'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAuditEvents,
@@ -379,6 +472,114 @@ class DisbursementService:
             _registered_method=True)
 
     @staticmethod
+    def CancelPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.DisbursementService/CancelPayment',
+            gpo_dot_v1_dot_disbursement__service__pb2.CancelPaymentRequest.SerializeToString,
+            gpo_dot_v1_dot_resources__pb2.Payment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.DisbursementService/RetryPayment',
+            gpo_dot_v1_dot_disbursement__service__pb2.RetryPaymentRequest.SerializeToString,
+            gpo_dot_v1_dot_resources__pb2.Payment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolvePayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.DisbursementService/ResolvePayment',
+            gpo_dot_v1_dot_disbursement__service__pb2.ResolvePaymentRequest.SerializeToString,
+            gpo_dot_v1_dot_resources__pb2.Payment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportPayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gpo.v1.DisbursementService/ExportPayments',
+            gpo_dot_v1_dot_disbursement__service__pb2.ExportPaymentsRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListStatusChanges(request,
             target,
             options=(),
@@ -503,6 +704,33 @@ class DisbursementService:
             '/gpo.v1.DisbursementService/ListDeadLetters',
             gpo_dot_v1_dot_disbursement__service__pb2.ListDeadLettersRequest.SerializeToString,
             gpo_dot_v1_dot_disbursement__service__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedriveDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.DisbursementService/RedriveDeadLetter',
+            gpo_dot_v1_dot_disbursement__service__pb2.RedriveDeadLetterRequest.SerializeToString,
+            gpo_dot_v1_dot_disbursement__service__pb2.RedriveDeadLetterResponse.FromString,
             options,
             channel_credentials,
             insecure,

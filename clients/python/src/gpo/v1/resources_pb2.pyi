@@ -142,20 +142,22 @@ class PaymentTotal(_message.Message):
     def __init__(self, status: _Optional[_Union[PaymentStatus, str]] = ..., currency_code: _Optional[str] = ..., count: _Optional[int] = ..., amount: _Optional[str] = ...) -> None: ...
 
 class DeadLetter(_message.Message):
-    __slots__ = ("rail", "chunk_id", "batch", "payment_count", "reason", "create_time")
+    __slots__ = ("rail", "chunk_id", "batch", "payment_count", "reason", "create_time", "name")
     RAIL_FIELD_NUMBER: _ClassVar[int]
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     rail: str
     chunk_id: str
     batch: str
     payment_count: int
     reason: str
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, rail: _Optional[str] = ..., chunk_id: _Optional[str] = ..., batch: _Optional[str] = ..., payment_count: _Optional[int] = ..., reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    name: str
+    def __init__(self, rail: _Optional[str] = ..., chunk_id: _Optional[str] = ..., batch: _Optional[str] = ..., payment_count: _Optional[int] = ..., reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., name: _Optional[str] = ...) -> None: ...
 
 class StatusChange(_message.Message):
     __slots__ = ("previous_status", "status", "change_time", "cause", "reason_code", "reason_message", "attempts")

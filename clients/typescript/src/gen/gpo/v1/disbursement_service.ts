@@ -22,6 +22,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { HttpBody } from "../../google/api/httpbody";
 import { Timestamp } from "../../google/protobuf/timestamp";
 import { AuditEvent, Batch, DeadLetter, Payment, StatusChange } from "./resources";
 
@@ -195,6 +196,13 @@ export interface ListBatchesRequest {
    * At most 128 characters.
    */
   program: string;
+  /**
+   * Optional AIP-160 filter: terms joined by AND, alternatives by OR, on state (=, !=), program (=, !=)
+   * and create_time (<, <=, >, >=, an RFC 3339 time), e.g.
+   * `state = PROCESSING AND create_time >= "2026-12-01T00:00:00Z"`.
+   * At most 1024 characters.
+   */
+  filter: string;
 }
 
 /** Response of ListBatches. */
@@ -211,7 +219,8 @@ export interface ListBatchesResponse {
 /** Request for ListPayments. */
 export interface ListPaymentsRequest {
   /**
-   * The batch, "batches/{batch}".
+   * The batch, "batches/{batch}"; "batches/-" for every batch of the caller's programs (AIP-159), newest
+   * batch first, which needs a `reference_id = "..."` term in the filter.
    * At most 128 characters.
    */
   parent: string;
@@ -223,7 +232,10 @@ export interface ListPaymentsRequest {
    */
   pageToken: string;
   /**
-   * Optional AIP-160 filter on status, e.g. "status = FAILED" or "status = FAILED OR status = REJECTED".
+   * Optional AIP-160 filter: terms joined by AND, alternatives by OR, on status (=, !=), rail (=, !=),
+   * reference_id (=), attention (= true or = false: whether attention_reason is set) and update_time
+   * (<, <=, >, >=, an RFC 3339 time), e.g. "status = FAILED OR status = REJECTED" or
+   * `rail = "mpesa" AND attention = true AND update_time < "2026-12-07T10:00:00Z"`.
    * At most 1024 characters.
    */
   filter: string;
@@ -386,6 +398,81 @@ export interface CancelBatchRequest {
    * At most 64 characters.
    */
   requestId: string;
+}
+
+/** Request for CancelPayment. */
+export interface CancelPaymentRequest {
+  /**
+   * The payment, "batches/{batch}/payments/{reference_id}".
+   * At most 320 characters.
+   */
+  name: string;
+  /**
+   * Idempotency key of the request (AIP-155); cancelling twice is harmless either way.
+   * At most 64 characters.
+   */
+  requestId: string;
+}
+
+/** Request for RetryPayment. */
+export interface RetryPaymentRequest {
+  /**
+   * The payment, "batches/{batch}/payments/{reference_id}".
+   * At most 320 characters.
+   */
+  name: string;
+  /**
+   * Idempotency key of the request (AIP-155): the same request_id retries only once.
+   * At most 64 characters.
+   */
+  requestId: string;
+}
+
+/** Request for ResolvePayment. */
+export interface ResolvePaymentRequest {
+  /**
+   * The payment, "batches/{batch}/payments/{reference_id}".
+   * At most 320 characters.
+   */
+  name: string;
+  /**
+   * Idempotency key of the request (AIP-155): the same request_id acts only once.
+   * At most 64 characters.
+   */
+  requestId: string;
+}
+
+/** Request for ExportPayments. */
+export interface ExportPaymentsRequest {
+  /**
+   * The batch, "batches/{batch}".
+   * At most 128 characters.
+   */
+  name: string;
+}
+
+/** Request for RedriveDeadLetter. */
+export interface RedriveDeadLetterRequest {
+  /**
+   * The dead letter, "deadLetters/{id}" (DeadLetter.name).
+   * At most 128 characters.
+   */
+  name: string;
+  /**
+   * Idempotency key of the request (AIP-155): the same request_id re-drives only once.
+   * At most 64 characters.
+   */
+  requestId: string;
+}
+
+/** Response of RedriveDeadLetter. */
+export interface RedriveDeadLetterResponse {
+  /** The dead letter. */
+  deadLetter?:
+    | DeadLetter
+    | undefined;
+  /** How many of its payments were sent again; 0 when the request_id already acted. */
+  redrivenCount: string;
 }
 
 function createBaseUploadBatchRequest(): UploadBatchRequest {
@@ -1424,7 +1511,7 @@ export const GetBatchRequest: MessageFns<GetBatchRequest> = {
 };
 
 function createBaseListBatchesRequest(): ListBatchesRequest {
-  return { pageSize: 0, pageToken: "", program: "" };
+  return { pageSize: 0, pageToken: "", program: "", filter: "" };
 }
 
 export const ListBatchesRequest: MessageFns<ListBatchesRequest> = {
@@ -1437,6 +1524,9 @@ export const ListBatchesRequest: MessageFns<ListBatchesRequest> = {
     }
     if (message.program !== "") {
       writer.uint32(26).string(message.program);
+    }
+    if (message.filter !== "") {
+      writer.uint32(34).string(message.filter);
     }
     return writer;
   },
@@ -1478,6 +1568,14 @@ export const ListBatchesRequest: MessageFns<ListBatchesRequest> = {
             message.program = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.filter = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1503,6 +1601,7 @@ export const ListBatchesRequest: MessageFns<ListBatchesRequest> = {
         ? globalThis.String(object.page_token)
         : "",
       program: isSet(object.program) ? globalThis.String(object.program) : "",
+      filter: isSet(object.filter) ? globalThis.String(object.filter) : "",
     };
   },
 
@@ -1517,6 +1616,9 @@ export const ListBatchesRequest: MessageFns<ListBatchesRequest> = {
     if (message.program !== "") {
       obj.program = message.program;
     }
+    if (message.filter !== "") {
+      obj.filter = message.filter;
+    }
     return obj;
   },
 
@@ -1528,6 +1630,7 @@ export const ListBatchesRequest: MessageFns<ListBatchesRequest> = {
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
     message.program = object.program ?? "";
+    message.filter = object.filter ?? "";
     return message;
   },
 };
@@ -2952,6 +3055,524 @@ export const CancelBatchRequest: MessageFns<CancelBatchRequest> = {
   },
 };
 
+function createBaseCancelPaymentRequest(): CancelPaymentRequest {
+  return { name: "", requestId: "" };
+}
+
+export const CancelPaymentRequest: MessageFns<CancelPaymentRequest> = {
+  encode(message: CancelPaymentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(18).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelPaymentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelPaymentRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelPaymentRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+    };
+  },
+
+  toJSON(message: CancelPaymentRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CancelPaymentRequest>, I>>(base?: I): CancelPaymentRequest {
+    return CancelPaymentRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CancelPaymentRequest>, I>>(object: I): CancelPaymentRequest {
+    const message = createBaseCancelPaymentRequest();
+    message.name = object.name ?? "";
+    message.requestId = object.requestId ?? "";
+    return message;
+  },
+};
+
+function createBaseRetryPaymentRequest(): RetryPaymentRequest {
+  return { name: "", requestId: "" };
+}
+
+export const RetryPaymentRequest: MessageFns<RetryPaymentRequest> = {
+  encode(message: RetryPaymentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(18).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RetryPaymentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRetryPaymentRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RetryPaymentRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RetryPaymentRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RetryPaymentRequest>, I>>(base?: I): RetryPaymentRequest {
+    return RetryPaymentRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RetryPaymentRequest>, I>>(object: I): RetryPaymentRequest {
+    const message = createBaseRetryPaymentRequest();
+    message.name = object.name ?? "";
+    message.requestId = object.requestId ?? "";
+    return message;
+  },
+};
+
+function createBaseResolvePaymentRequest(): ResolvePaymentRequest {
+  return { name: "", requestId: "" };
+}
+
+export const ResolvePaymentRequest: MessageFns<ResolvePaymentRequest> = {
+  encode(message: ResolvePaymentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(18).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResolvePaymentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResolvePaymentRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResolvePaymentRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ResolvePaymentRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResolvePaymentRequest>, I>>(base?: I): ResolvePaymentRequest {
+    return ResolvePaymentRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResolvePaymentRequest>, I>>(object: I): ResolvePaymentRequest {
+    const message = createBaseResolvePaymentRequest();
+    message.name = object.name ?? "";
+    message.requestId = object.requestId ?? "";
+    return message;
+  },
+};
+
+function createBaseExportPaymentsRequest(): ExportPaymentsRequest {
+  return { name: "" };
+}
+
+export const ExportPaymentsRequest: MessageFns<ExportPaymentsRequest> = {
+  encode(message: ExportPaymentsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportPaymentsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExportPaymentsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExportPaymentsRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: ExportPaymentsRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExportPaymentsRequest>, I>>(base?: I): ExportPaymentsRequest {
+    return ExportPaymentsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExportPaymentsRequest>, I>>(object: I): ExportPaymentsRequest {
+    const message = createBaseExportPaymentsRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseRedriveDeadLetterRequest(): RedriveDeadLetterRequest {
+  return { name: "", requestId: "" };
+}
+
+export const RedriveDeadLetterRequest: MessageFns<RedriveDeadLetterRequest> = {
+  encode(message: RedriveDeadLetterRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(18).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedriveDeadLetterRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRedriveDeadLetterRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RedriveDeadLetterRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RedriveDeadLetterRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RedriveDeadLetterRequest>, I>>(base?: I): RedriveDeadLetterRequest {
+    return RedriveDeadLetterRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RedriveDeadLetterRequest>, I>>(object: I): RedriveDeadLetterRequest {
+    const message = createBaseRedriveDeadLetterRequest();
+    message.name = object.name ?? "";
+    message.requestId = object.requestId ?? "";
+    return message;
+  },
+};
+
+function createBaseRedriveDeadLetterResponse(): RedriveDeadLetterResponse {
+  return { deadLetter: undefined, redrivenCount: "0" };
+}
+
+export const RedriveDeadLetterResponse: MessageFns<RedriveDeadLetterResponse> = {
+  encode(message: RedriveDeadLetterResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deadLetter !== undefined) {
+      DeadLetter.encode(message.deadLetter, writer.uint32(10).fork()).join();
+    }
+    if (message.redrivenCount !== "0") {
+      writer.uint32(16).int64(message.redrivenCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedriveDeadLetterResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRedriveDeadLetterResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.deadLetter = DeadLetter.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.redrivenCount = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RedriveDeadLetterResponse {
+    return {
+      deadLetter: isSet(object.deadLetter)
+        ? DeadLetter.fromJSON(object.deadLetter)
+        : isSet(object.dead_letter)
+        ? DeadLetter.fromJSON(object.dead_letter)
+        : undefined,
+      redrivenCount: isSet(object.redrivenCount)
+        ? globalThis.String(object.redrivenCount)
+        : isSet(object.redriven_count)
+        ? globalThis.String(object.redriven_count)
+        : "0",
+    };
+  },
+
+  toJSON(message: RedriveDeadLetterResponse): unknown {
+    const obj: any = {};
+    if (message.deadLetter !== undefined) {
+      obj.deadLetter = DeadLetter.toJSON(message.deadLetter);
+    }
+    if (message.redrivenCount !== "0") {
+      obj.redrivenCount = message.redrivenCount;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RedriveDeadLetterResponse>, I>>(base?: I): RedriveDeadLetterResponse {
+    return RedriveDeadLetterResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RedriveDeadLetterResponse>, I>>(object: I): RedriveDeadLetterResponse {
+    const message = createBaseRedriveDeadLetterResponse();
+    message.deadLetter = (object.deadLetter !== undefined && object.deadLetter !== null)
+      ? DeadLetter.fromPartial(object.deadLetter)
+      : undefined;
+    message.redrivenCount = object.redrivenCount ?? "0";
+    return message;
+  },
+};
+
 /**
  * Bulk disbursements: upload, follow, and cancel batches of payments.
  * Errors are google.rpc.Status with ErrorInfo (domain "gpo.dev") and, for bad fields, BadRequest.
@@ -2990,7 +3611,7 @@ export const DisbursementServiceService = {
     responseSerialize: (value: Batch): Buffer => Buffer.from(Batch.encode(value).finish()),
     responseDeserialize: (value: Buffer): Batch => Batch.decode(value),
   },
-  /** Lists batches, newest first. */
+  /** Lists batches, newest first; filterable by state, program and create time (AIP-160). */
   listBatches: {
     path: "/gpo.v1.DisbursementService/ListBatches" as const,
     requestStream: false as const,
@@ -3000,7 +3621,10 @@ export const DisbursementServiceService = {
     responseSerialize: (value: ListBatchesResponse): Buffer => Buffer.from(ListBatchesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListBatchesResponse => ListBatchesResponse.decode(value),
   },
-  /** Lists a batch's payments in upload order. */
+  /**
+   * Lists a batch's payments in upload order. The parent "batches/-" reads across the batches of the
+   * caller's programs (AIP-159) and needs a reference_id term in the filter.
+   */
   listPayments: {
     path: "/gpo.v1.DisbursementService/ListPayments" as const,
     requestStream: false as const,
@@ -3010,6 +3634,57 @@ export const DisbursementServiceService = {
     responseSerialize: (value: ListPaymentsResponse): Buffer =>
       Buffer.from(ListPaymentsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListPaymentsResponse => ListPaymentsResponse.decode(value),
+  },
+  /** Cancels one payment no rail has claimed yet (ACCEPTED or QUEUED); a SENT one finishes on its rail. */
+  cancelPayment: {
+    path: "/gpo.v1.DisbursementService/CancelPayment" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CancelPaymentRequest): Buffer => Buffer.from(CancelPaymentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CancelPaymentRequest => CancelPaymentRequest.decode(value),
+    responseSerialize: (value: Payment): Buffer => Buffer.from(Payment.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Payment => Payment.decode(value),
+  },
+  /** Sends one FAILED payment again (operators only), with the key rule of RetryFailedPayments. */
+  retryPayment: {
+    path: "/gpo.v1.DisbursementService/RetryPayment" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RetryPaymentRequest): Buffer => Buffer.from(RetryPaymentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RetryPaymentRequest => RetryPaymentRequest.decode(value),
+    responseSerialize: (value: Payment): Buffer => Buffer.from(Payment.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Payment => Payment.decode(value),
+  },
+  /**
+   * Resolves a payment flagged for attention (operators only), never by executing it blindly: a SENT
+   * payment gets a rail look-up (a verify-only chunk) whose answer settles it; one no claim ever took
+   * (ACCEPTED, QUEUED) is sent again with its key; a final one has its flag cleared.
+   */
+  resolvePayment: {
+    path: "/gpo.v1.DisbursementService/ResolvePayment" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResolvePaymentRequest): Buffer =>
+      Buffer.from(ResolvePaymentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResolvePaymentRequest => ResolvePaymentRequest.decode(value),
+    responseSerialize: (value: Payment): Buffer => Buffer.from(Payment.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Payment => Payment.decode(value),
+  },
+  /**
+   * Streams a batch's payments as a CSV report (operators and the batch's program callers).
+   * Columns: reference_id, amount (as submitted), currency_code, status, reason_code, reason_message, rail,
+   * rail_reference, attempts, retries, attention_reason, update_time (RFC 3339, UTC), batch_create_time.
+   * A cell a spreadsheet would run as a formula gets a leading ' (OWASP). REST: text/csv.
+   */
+  exportPayments: {
+    path: "/gpo.v1.DisbursementService/ExportPayments" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: ExportPaymentsRequest): Buffer =>
+      Buffer.from(ExportPaymentsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExportPaymentsRequest => ExportPaymentsRequest.decode(value),
+    responseSerialize: (value: HttpBody): Buffer => Buffer.from(HttpBody.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HttpBody => HttpBody.decode(value),
   },
   /**
    * Lists a payment's history, oldest first: the status intake gave it, then each change of its status
@@ -3075,6 +3750,21 @@ export const DisbursementServiceService = {
       Buffer.from(ListDeadLettersResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListDeadLettersResponse => ListDeadLettersResponse.decode(value),
   },
+  /**
+   * Sends a dead-lettered chunk's never-claimed payments (ACCEPTED, QUEUED) again with their keys, however
+   * often they were re-driven before (operators only). Its SENT payments are left to rail look-ups.
+   */
+  redriveDeadLetter: {
+    path: "/gpo.v1.DisbursementService/RedriveDeadLetter" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RedriveDeadLetterRequest): Buffer =>
+      Buffer.from(RedriveDeadLetterRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RedriveDeadLetterRequest => RedriveDeadLetterRequest.decode(value),
+    responseSerialize: (value: RedriveDeadLetterResponse): Buffer =>
+      Buffer.from(RedriveDeadLetterResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RedriveDeadLetterResponse => RedriveDeadLetterResponse.decode(value),
+  },
   /** Lists the audit trail of state-changing calls, oldest first (operators only). */
   listAuditEvents: {
     path: "/gpo.v1.DisbursementService/ListAuditEvents" as const,
@@ -3113,10 +3803,30 @@ export interface DisbursementServiceServer extends UntypedServiceImplementation 
   uploadBatch: handleBidiStreamingCall<UploadBatchRequest, UploadBatchResponse>;
   /** Gets a batch with its counts and amounts per status. */
   getBatch: handleUnaryCall<GetBatchRequest, Batch>;
-  /** Lists batches, newest first. */
+  /** Lists batches, newest first; filterable by state, program and create time (AIP-160). */
   listBatches: handleUnaryCall<ListBatchesRequest, ListBatchesResponse>;
-  /** Lists a batch's payments in upload order. */
+  /**
+   * Lists a batch's payments in upload order. The parent "batches/-" reads across the batches of the
+   * caller's programs (AIP-159) and needs a reference_id term in the filter.
+   */
   listPayments: handleUnaryCall<ListPaymentsRequest, ListPaymentsResponse>;
+  /** Cancels one payment no rail has claimed yet (ACCEPTED or QUEUED); a SENT one finishes on its rail. */
+  cancelPayment: handleUnaryCall<CancelPaymentRequest, Payment>;
+  /** Sends one FAILED payment again (operators only), with the key rule of RetryFailedPayments. */
+  retryPayment: handleUnaryCall<RetryPaymentRequest, Payment>;
+  /**
+   * Resolves a payment flagged for attention (operators only), never by executing it blindly: a SENT
+   * payment gets a rail look-up (a verify-only chunk) whose answer settles it; one no claim ever took
+   * (ACCEPTED, QUEUED) is sent again with its key; a final one has its flag cleared.
+   */
+  resolvePayment: handleUnaryCall<ResolvePaymentRequest, Payment>;
+  /**
+   * Streams a batch's payments as a CSV report (operators and the batch's program callers).
+   * Columns: reference_id, amount (as submitted), currency_code, status, reason_code, reason_message, rail,
+   * rail_reference, attempts, retries, attention_reason, update_time (RFC 3339, UTC), batch_create_time.
+   * A cell a spreadsheet would run as a formula gets a leading ' (OWASP). REST: text/csv.
+   */
+  exportPayments: handleServerStreamingCall<ExportPaymentsRequest, HttpBody>;
   /**
    * Lists a payment's history, oldest first: the status intake gave it, then each change of its status
    * with its time and cause.
@@ -3136,6 +3846,11 @@ export interface DisbursementServiceServer extends UntypedServiceImplementation 
   retryFailedPayments: handleUnaryCall<RetryFailedPaymentsRequest, Batch>;
   /** Lists work chunks that rail sidecars could not process (poison messages), newest first. */
   listDeadLetters: handleUnaryCall<ListDeadLettersRequest, ListDeadLettersResponse>;
+  /**
+   * Sends a dead-lettered chunk's never-claimed payments (ACCEPTED, QUEUED) again with their keys, however
+   * often they were re-driven before (operators only). Its SENT payments are left to rail look-ups.
+   */
+  redriveDeadLetter: handleUnaryCall<RedriveDeadLetterRequest, RedriveDeadLetterResponse>;
   /** Lists the audit trail of state-changing calls, oldest first (operators only). */
   listAuditEvents: handleUnaryCall<ListAuditEventsRequest, ListAuditEventsResponse>;
   /** Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only). */
@@ -3170,7 +3885,7 @@ export interface DisbursementServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Batch) => void,
   ): ClientUnaryCall;
-  /** Lists batches, newest first. */
+  /** Lists batches, newest first; filterable by state, program and create time (AIP-160). */
   listBatches(
     request: ListBatchesRequest,
     callback: (error: ServiceError | null, response: ListBatchesResponse) => void,
@@ -3186,7 +3901,10 @@ export interface DisbursementServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListBatchesResponse) => void,
   ): ClientUnaryCall;
-  /** Lists a batch's payments in upload order. */
+  /**
+   * Lists a batch's payments in upload order. The parent "batches/-" reads across the batches of the
+   * caller's programs (AIP-159) and needs a reference_id term in the filter.
+   */
   listPayments(
     request: ListPaymentsRequest,
     callback: (error: ServiceError | null, response: ListPaymentsResponse) => void,
@@ -3202,6 +3920,70 @@ export interface DisbursementServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListPaymentsResponse) => void,
   ): ClientUnaryCall;
+  /** Cancels one payment no rail has claimed yet (ACCEPTED or QUEUED); a SENT one finishes on its rail. */
+  cancelPayment(
+    request: CancelPaymentRequest,
+    callback: (error: ServiceError | null, response: Payment) => void,
+  ): ClientUnaryCall;
+  cancelPayment(
+    request: CancelPaymentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Payment) => void,
+  ): ClientUnaryCall;
+  cancelPayment(
+    request: CancelPaymentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Payment) => void,
+  ): ClientUnaryCall;
+  /** Sends one FAILED payment again (operators only), with the key rule of RetryFailedPayments. */
+  retryPayment(
+    request: RetryPaymentRequest,
+    callback: (error: ServiceError | null, response: Payment) => void,
+  ): ClientUnaryCall;
+  retryPayment(
+    request: RetryPaymentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Payment) => void,
+  ): ClientUnaryCall;
+  retryPayment(
+    request: RetryPaymentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Payment) => void,
+  ): ClientUnaryCall;
+  /**
+   * Resolves a payment flagged for attention (operators only), never by executing it blindly: a SENT
+   * payment gets a rail look-up (a verify-only chunk) whose answer settles it; one no claim ever took
+   * (ACCEPTED, QUEUED) is sent again with its key; a final one has its flag cleared.
+   */
+  resolvePayment(
+    request: ResolvePaymentRequest,
+    callback: (error: ServiceError | null, response: Payment) => void,
+  ): ClientUnaryCall;
+  resolvePayment(
+    request: ResolvePaymentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Payment) => void,
+  ): ClientUnaryCall;
+  resolvePayment(
+    request: ResolvePaymentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Payment) => void,
+  ): ClientUnaryCall;
+  /**
+   * Streams a batch's payments as a CSV report (operators and the batch's program callers).
+   * Columns: reference_id, amount (as submitted), currency_code, status, reason_code, reason_message, rail,
+   * rail_reference, attempts, retries, attention_reason, update_time (RFC 3339, UTC), batch_create_time.
+   * A cell a spreadsheet would run as a formula gets a leading ' (OWASP). REST: text/csv.
+   */
+  exportPayments(request: ExportPaymentsRequest, options?: Partial<CallOptions>): ClientReadableStream<HttpBody>;
+  exportPayments(
+    request: ExportPaymentsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<HttpBody>;
   /**
    * Lists a payment's history, oldest first: the status intake gave it, then each change of its status
    * with its time and cause.
@@ -3281,6 +4063,25 @@ export interface DisbursementServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListDeadLettersResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Sends a dead-lettered chunk's never-claimed payments (ACCEPTED, QUEUED) again with their keys, however
+   * often they were re-driven before (operators only). Its SENT payments are left to rail look-ups.
+   */
+  redriveDeadLetter(
+    request: RedriveDeadLetterRequest,
+    callback: (error: ServiceError | null, response: RedriveDeadLetterResponse) => void,
+  ): ClientUnaryCall;
+  redriveDeadLetter(
+    request: RedriveDeadLetterRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RedriveDeadLetterResponse) => void,
+  ): ClientUnaryCall;
+  redriveDeadLetter(
+    request: RedriveDeadLetterRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RedriveDeadLetterResponse) => void,
   ): ClientUnaryCall;
   /** Lists the audit trail of state-changing calls, oldest first (operators only). */
   listAuditEvents(

@@ -360,7 +360,14 @@ export interface DeadLetter {
    */
   reason: string;
   /** When GPO recorded it. */
-  createTime?: Date | undefined;
+  createTime?:
+    | Date
+    | undefined;
+  /**
+   * The dead letter's resource name, "deadLetters/{id}".
+   * At most 64 characters.
+   */
+  name: string;
 }
 
 /** One entry of a payment's history. The database records it in the statement that changes the status. */
@@ -1484,7 +1491,7 @@ export const PaymentTotal: MessageFns<PaymentTotal> = {
 };
 
 function createBaseDeadLetter(): DeadLetter {
-  return { rail: "", chunkId: "", batch: "", paymentCount: 0, reason: "", createTime: undefined };
+  return { rail: "", chunkId: "", batch: "", paymentCount: 0, reason: "", createTime: undefined, name: "" };
 }
 
 export const DeadLetter: MessageFns<DeadLetter> = {
@@ -1506,6 +1513,9 @@ export const DeadLetter: MessageFns<DeadLetter> = {
     }
     if (message.createTime !== undefined) {
       Timestamp.encode(toTimestamp(message.createTime), writer.uint32(50).fork()).join();
+    }
+    if (message.name !== "") {
+      writer.uint32(58).string(message.name);
     }
     return writer;
   },
@@ -1571,6 +1581,14 @@ export const DeadLetter: MessageFns<DeadLetter> = {
             message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1603,6 +1621,7 @@ export const DeadLetter: MessageFns<DeadLetter> = {
         : isSet(object.create_time)
         ? fromJsonTimestamp(object.create_time)
         : undefined,
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
     };
   },
 
@@ -1626,6 +1645,9 @@ export const DeadLetter: MessageFns<DeadLetter> = {
     if (message.createTime !== undefined) {
       obj.createTime = message.createTime.toISOString();
     }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
     return obj;
   },
 
@@ -1640,6 +1662,7 @@ export const DeadLetter: MessageFns<DeadLetter> = {
     message.paymentCount = object.paymentCount ?? 0;
     message.reason = object.reason ?? "";
     message.createTime = object.createTime ?? undefined;
+    message.name = object.name ?? "";
     return message;
   },
 };
