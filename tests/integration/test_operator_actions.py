@@ -17,6 +17,8 @@ from gpo.v1 import rail_pb2
 from gpo.v1 import resources_pb2 as res_pb
 
 from gpo_server.client import GpoClient, chunked
+from gpo_server.domain.states import PaymentStatus
+from gpo_server.storage.store import ResultUpdate, Store
 from tests.conftest import Gpo
 from tests.integration.test_api import (
     _in_one_hour,
@@ -29,6 +31,7 @@ from tests.integration.test_api import (
     payments,
     watch_to_end,
 )
+from tests.integration.test_operations import _batch_with_payments, _payment, store  # noqa: F401
 
 P = res_pb
 FINAL = {P.PAYMENT_STATUS_SUCCEEDED, P.PAYMENT_STATUS_FAILED}
@@ -350,3 +353,52 @@ async def test_the_batch_report_is_streamed_as_csv_with_exact_amounts_and_safe_c
         )
     finally:
         await sidecar.close()
+
+
+async def test_resolving_a_stuck_sent_payment_asks_its_rail_and_never_executes_it(store: Store) -> None:  # noqa: F811
+    """A SENT payment flagged for attention gets a verify-only chunk (a look-up), whatever an operator
+    wants; a final one flagged "paid more than once" only has its flag cleared. Both once per request id."""
+    from sqlalchemy import select, update
+
+    from gpo_server.storage.store import STUCK_UNANSWERED
+    from gpo_server.storage.tables import batches, outbox, payments
+    from gpo_server.work import RailWorkBuilder
+
+    batch_id = await _batch_with_payments(store, 3)
+    async with store.engine.connect() as conn:
+        uid = (await conn.execute(select(batches.c.uid).where(batches.c.id == batch_id))).scalar_one()
+    build = RailWorkBuilder({}, 1000)
+    claim = await store.claim(batch_id, [1, 2], "gone:chunk", lease_s=0, max_call_s=0)
+    paid_twice = ResultUpdate(2, PaymentStatus.SUCCEEDED, "", "", "r-2", True, rail_executions=2)
+    await store.apply_results(batch_id, [paid_twice], owner="gone:chunk", token=claim.lease_token)
+    async with store.engine.begin() as conn:  # payment 1: SENT, nobody holds it, swept past the limit
+        await conn.execute(
+            update(payments)
+            .where(payments.c.batch_id == batch_id, payments.c.number == 1)
+            .values(sweeps=4, attention_reason=STUCK_UNANSWERED)
+        )
+    stuck = await _payment(store, batch_id, 1)
+    assert stuck.status == "sent" and stuck.attention_reason
+
+    async def work() -> list[rail_pb2.WorkChunk]:
+        async with store.engine.connect() as conn:
+            rows = (await conn.execute(select(outbox.c.payload).where(outbox.c.batch_id == batch_id))).all()
+        return [rail_pb2.WorkChunk.FromString(r.payload) for r in rows]
+
+    before = len(await work())
+    request_id = str(uuid.uuid4())
+    assert await store.resolve_payment(batch_id, uid, 1, request_id, build) == "lookup"
+    assert await store.resolve_payment(batch_id, uid, 1, request_id, build) is None  # AIP-155
+    chunks = await work()
+    assert len(chunks) == before + 1
+    assert chunks[-1].verify_only
+    assert [(i.payment_number, i.idempotency_key) for i in chunks[-1].items] == [(1, stuck.idempotency_key)]
+    looked_up = await _payment(store, batch_id, 1)
+    assert (looked_up.status, looked_up.sweeps) == ("sent", 0)  # the rail's answer settles it
+
+    assert (await _payment(store, batch_id, 2)).attention_reason.startswith("paid more than once")
+    assert await store.resolve_payment(batch_id, uid, 2, str(uuid.uuid4()), build) == "acknowledge"
+    cleared = await _payment(store, batch_id, 2)
+    assert (cleared.status, cleared.attention_reason) == ("succeeded", "")
+    assert len(await work()) == before + 1  # nothing sent for a final payment
+    assert await store.resolve_payment(batch_id, uid, 3, str(uuid.uuid4()), build) == ""  # not flagged
