@@ -917,7 +917,8 @@ class Store:
         refusing the old one); one that failed because the rail was unreachable keeps its key, which the
         rail may still hold."""
         now = utcnow()
-        retryable = payments.c.status.in_([s.value for s in operator_sources_of(S.ACCEPTED)])
+        # One bound parameter per status, not an expanding IN, which executemany below cannot take.
+        retryable = or_(*(payments.c.status == s.value for s in sorted(operator_sources_of(S.ACCEPTED))))
         chosen = payments.c.number.in_(list(numbers)) if numbers is not None else true()
         kind = "retry_failed" if numbers is None else "retry_payment"
         async with self.engine.begin() as conn:

@@ -10,8 +10,10 @@ import datetime as dt
 import io
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
 import grpc
+import pytest
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import rail_pb2
 from gpo.v1 import resources_pb2 as res_pb
@@ -382,7 +384,8 @@ async def test_resolving_a_stuck_sent_payment_asks_its_rail_and_never_executes_i
 
     async def work() -> list[rail_pb2.WorkChunk]:
         async with store.engine.connect() as conn:
-            rows = (await conn.execute(select(outbox.c.payload).where(outbox.c.batch_id == batch_id))).all()
+            query = select(outbox.c.payload).where(outbox.c.batch_id == batch_id).order_by(outbox.c.id)
+            rows = (await conn.execute(query)).all()
         return [rail_pb2.WorkChunk.FromString(r.payload) for r in rows]
 
     before = len(await work())
@@ -402,3 +405,55 @@ async def test_resolving_a_stuck_sent_payment_asks_its_rail_and_never_executes_i
     assert (cleared.status, cleared.attention_reason) == ("succeeded", "")
     assert len(await work()) == before + 1  # nothing sent for a final payment
     assert await store.resolve_payment(batch_id, uid, 3, str(uuid.uuid4()), build) == ""  # not flagged
+
+
+# ---- the CLI -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gpo", ["embedded"], indirect=True)
+async def test_the_operator_commands_of_gpo(gpo: Gpo, tmp_path: Path) -> None:
+    from tests.integration.test_cli import cli, one_line_error
+
+    program = new_program()
+    client = gpo.client([program])
+    since = _rfc3339(dt.datetime.now(dt.UTC))
+    held = await _scheduled(client, program, 4)
+    dead = await _dead_letter(gpo, held, [3, 4], max_redrives=0)
+    operator = {"GPO_TOKEN": gpo.token([], ["operator"], subject="cli-operator")}
+
+    async def gpo_cli(*args: str, env: dict[str, str] | None = None) -> list[dict[str, object]]:
+        run = await cli(gpo, *args, tmp=tmp_path, env=env)
+        assert run.code == 0, run.err
+        return run.records
+
+    listed = await gpo_cli("batches", "--program", program, "--state", "processing", "--since", since)
+    assert [b["name"] for b in listed] == [held]
+    assert await gpo_cli("batches", "--program", program, "--state", "completed") == []
+    found = await gpo_cli("payments", "--reference", "ref-00002")
+    assert [p["name"] for p in found] == [f"{held}/payments/ref-00002"]
+    flagged = await gpo_cli("payments", held, "--attention", "--rail", gpo.rail)
+    assert [p["reference_id"] for p in flagged] == ["ref-00003", "ref-00004"]
+
+    (cancelled,) = await gpo_cli("cancel-payment", held, "ref-00001", "--request-id", str(uuid.uuid4()))
+    assert cancelled["status"] == "PAYMENT_STATUS_CANCELLED"
+    (resolved,) = await gpo_cli("resolve", held, "ref-00003", env=operator)
+    assert resolved["status"] == "PAYMENT_STATUS_ACCEPTED" and not resolved.get("attention_reason")
+    (redriven,) = await gpo_cli("redrive", dead.removeprefix("deadLetters/"), env=operator)
+    # Both never-claimed payments, ref-00003 again too: its key is the same, and claims let one hold it.
+    assert redriven["redriven_count"] == "2"
+    refused = await cli(gpo, "redrive", dead, tmp=tmp_path)  # a program caller's token
+    one_line_error(refused, 5, "operator")
+    refused = await cli(gpo, "retry-payment", held, "ref-00002", tmp=tmp_path, env=operator)
+    one_line_error(refused, 5, "FAILED")
+
+    out = tmp_path / "report.csv"
+    await gpo_cli("report", held, "--output", str(out))
+    table = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert [(r["reference_id"], r["status"]) for r in table] == [
+        ("ref-00001", "CANCELLED"),
+        ("ref-00002", "ACCEPTED"),
+        ("ref-00003", "ACCEPTED"),
+        ("ref-00004", "ACCEPTED"),
+    ]
+    actions = [e.action async for e in gpo.client([], ["operator"]).audit_events(held)]
+    assert {"payment.cancel", "payment.resolve", "deadletter.redrive"} <= set(actions)
