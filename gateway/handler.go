@@ -27,6 +27,7 @@ func NewHandler(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error
 			MarshalOptions:   protojson.MarshalOptions{EmitDefaultValues: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
 		}}),
+		runtime.WithMarshalerOption(reportMIME, &reportMarshaler{runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{}}}),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 		runtime.WithRoutingErrorHandler(routingError),
@@ -55,6 +56,9 @@ func NewHandler(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error
 		if g2pTooLarge(w, r) {
 			return
 		}
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, ":exportPayments") {
+			r.Header.Set("Accept", reportMIME) // the report's pieces are written back to back, as sent
+		}
 		mux.ServeHTTP(challengeWriter{w}, r)
 	}), nil
 }
@@ -63,6 +67,16 @@ func NewHandler(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error
 type jsonMarshaler struct{ runtime.JSONPb }
 
 func (*jsonMarshaler) StreamContentType(any) string { return "application/x-ndjson" }
+
+// reportMIME selects reportMarshaler: a streamed HttpBody (ExportPayments' CSV) is written as its bytes,
+// with its own content type and no delimiter between pieces (grpc-gateway writes one after each).
+const reportMIME = "text/csv"
+
+type reportMarshaler struct{ runtime.HTTPBodyMarshaler }
+
+func (*reportMarshaler) Delimiter() []byte { return nil }
+
+func (m *reportMarshaler) StreamContentType(v any) string { return m.ContentType(v) }
 
 // incomingHeader forwards, besides grpc-gateway's defaults, a client's request id for GPO's logs and
 // G2P Connect's Signature header.

@@ -280,6 +280,35 @@ def test_cancel(gateway: Gateway) -> None:
     assert again.status_code == 200 and again.json()["state"] == "BATCH_STATE_CANCELLED"
 
 
+def test_operator_routes_cancel_one_payment_search_by_reference_and_stream_the_report(
+    gateway: Gateway,
+) -> None:
+    p = program()
+    held = create(gateway, p, [payment("=o1"), payment("o2", "12.34", 2)], expectedPaymentCount="10")
+    name, auth = held["name"], gateway.auth([p])
+
+    cancelled = httpx.post(
+        f"{gateway.url}/v1/{name}/payments/o2:cancel", json={"requestId": str(uuid.uuid4())}, headers=auth
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "PAYMENT_STATUS_CANCELLED"
+    found = httpx.get(
+        f"{gateway.url}/v1/batches/-/payments", params={"filter": 'reference_id = "o2"'}, headers=auth
+    ).json()["payments"]
+    assert [x["name"] for x in found] == [f"{name}/payments/o2"]
+
+    with httpx.stream("GET", f"{gateway.url}/v1/{name}:exportPayments", headers=auth, timeout=60) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/csv")
+        text = r.read().decode()
+    lines = text.split("\r\n")
+    assert lines[0].startswith("reference_id,amount,currency_code,status,")
+    assert lines[1].startswith("'=o1,10.00,KES,ACCEPTED,") and lines[2].startswith("o2,12.34,KES,CANCELLED,")
+    assert lines[3:] == [""]
+    missing = httpx.get(f"{gateway.url}/v1/{name}:exportPayments", headers=gateway.auth(["other"]))
+    assert missing.status_code == 404
+
+
 def test_bad_amount_in_the_header_is_a_field_violation(gateway: Gateway) -> None:
     p = program()
     response, lines = upload(gateway, p, header(p, expectedTotalAmount="12.345"))
