@@ -71,6 +71,12 @@ def test_gateway_honours_its_openapi_document(gateway: Gateway, tmp_path: Path) 
         "100",
         "--seed",
         "20261128",
+        # Path names such as batches/{id}/payments/{ref} are regex patterns that Hypothesis meets by
+        # generating and filtering; which operation filters "too much" moves with the seed and the number
+        # of operations (with 16, retryFailedPayments, statusChanges, cancel or redrive, by seed). That
+        # check is about the generator, not the API: every operation is still fuzzed and every check run.
+        "--suppress-health-check",
+        "filter_too_much",
         "--workers",
         "1",
         "--request-timeout",
