@@ -104,7 +104,7 @@ payments = Table(
         postgresql_where=text("rail IS NOT NULL"),
         sqlite_where=text("rail IS NOT NULL"),
     ),
-    # Migration 0013, for operators' filters, on columns intake writes once: a payment found by its
+    # Migration 0014, for operators' filters, on columns intake writes once: a payment found by its
     # reference across batches (`batches/-/payments`), and a batch's payments of one rail in upload order.
     # Filters on status, attention and update_time read the one batch (the primary key's range) instead.
     Index("ix_payments_reference", "reference_id", "batch_id"),

@@ -68,7 +68,7 @@ async def test_no_payments_index_names_a_column_dispatch_updates(postgres_store:
         options = (
             await conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'payments'"))
         ).scalar_one()
-    # The primary key, the reference index, and the operators' filter indexes (migration 0013).
+    # The primary key, the reference index, and the operators' filter indexes (migration 0014).
     names = {d.split(" ON ")[0].split()[-1] for d in definitions}
     assert names == {
         "pk_payments",

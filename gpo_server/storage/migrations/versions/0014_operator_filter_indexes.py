@@ -2,16 +2,16 @@
 changes, so dispatch's updates of payments stay heap-only: a reference across batches, and a batch's
 payments of one rail.
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0013"
-down_revision = "0012"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
