@@ -58,7 +58,7 @@ from gpo_server.domain.states import FINAL, BatchState, PaymentStatus
 from gpo_server.domain.validation import callback_uri_problem, is_financial_address, program_problem
 from gpo_server.intake import MAX_PAYMENTS_PER_CHUNK, Intake, OutOfOrderChunk, PreparedChunk
 from gpo_server.report import report_lines
-from gpo_server.storage.store import BatchRecord, NewBatch, Store, WorkBuilder
+from gpo_server.storage.store import BatchRecord, NewBatch, NothingToDo, Store, WorkBuilder
 
 log = logging.getLogger(__name__)
 
@@ -569,23 +569,24 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         caller = self._operator(context, "retrying a payment")
         batch, row = await self._readable_payment(request.name, context)
         # The store's WHERE is the state table's (operator_sources_of): a payment not FAILED changes nothing.
-        retried = await self.store.retry_failed(
-            batch.id,
-            request.request_id,
-            self.build_work,
-            audit=audit_event(
-                caller,
-                "payment.retry",
-                context,
-                request_id=request.request_id,
-                detail={"reference_id": row.reference_id},
-            ),
-            numbers=[int(row.number)],
-        )
-        if retried == 0:
+        try:
+            retried = await self.store.retry_failed(
+                batch.id,
+                request.request_id,
+                self.build_work,
+                audit=audit_event(
+                    caller,
+                    "payment.retry",
+                    context,
+                    request_id=request.request_id,
+                    detail={"reference_id": row.reference_id},
+                ),
+                numbers=[int(row.number)],
+            )
+        except NothingToDo:
             raise _not_retryable(
                 PaymentStatus((await self.store.get_payment(batch.id, int(row.number))).status)
-            )
+            ) from None
         if retried:
             log.info("batch %s: payment %d sent again", batch.uid, row.number)
             self.on_upload_complete()
@@ -595,26 +596,27 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
     async def ResolvePayment(self, request: api_pb.ResolvePaymentRequest, context: Context) -> res_pb.Payment:
         caller = self._operator(context, "resolving a payment")
         batch, row = await self._readable_payment(request.name, context)
-        action = await self.store.resolve_payment(
-            batch.id,
-            batch.uid,
-            int(row.number),
-            request.request_id,
-            self.build_work,
-            audit=audit_event(
-                caller,
-                "payment.resolve",
-                context,
-                request_id=request.request_id,
-                detail={"reference_id": row.reference_id},
-            ),
-        )
-        if action == "":
+        try:
+            action = await self.store.resolve_payment(
+                batch.id,
+                batch.uid,
+                int(row.number),
+                request.request_id,
+                self.build_work,
+                audit=audit_event(
+                    caller,
+                    "payment.resolve",
+                    context,
+                    request_id=request.request_id,
+                    detail={"reference_id": row.reference_id},
+                ),
+            )
+        except NothingToDo:
             raise ApiError(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "the payment is not flagged for attention",
                 "PAYMENT_NOT_FLAGGED",
-            )
+            ) from None
         if action in ("lookup", "redrive"):
             log.info("batch %s: payment %d resolved by %s", batch.uid, row.number, action)
             self.on_upload_complete()

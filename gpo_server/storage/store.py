@@ -252,6 +252,10 @@ class ReferenceTaken(Exception):
     """A chunk's payment uses a reference_id the batch already holds (its unique index refused it)."""
 
 
+class NothingToDo(Exception):
+    """An operator's action on one payment whose status gives it nothing to do; nothing was recorded."""
+
+
 class ForeignRail(Exception):
     """A claim named payments routed to a rail the claiming sidecar does not serve; nothing was claimed."""
 
@@ -913,7 +917,7 @@ class Store:
         numbers: Sequence[int] | None = None,
     ) -> int | None:
         """Sends the batch's FAILED payments (of `numbers` only, when given) again; None if this request_id
-        already did. A payment the rail refused for good gets a new idempotency key (the rail keeps
+        already did; NothingToDo, changing nothing, when `numbers` holds no FAILED payment. A payment the rail refused for good gets a new idempotency key (the rail keeps
         refusing the old one); one that failed because the rail was unreachable keeps its key, which the
         rail may still hold."""
         now = utcnow()
@@ -966,6 +970,8 @@ class Store:
                 )
                 await _insert_work(conn, batch_id, build(batch.uid, retried, False), now)
                 total += len(rows)
+            if numbers is not None and not total:
+                raise NothingToDo("not FAILED")  # rolls back: the request id stays free
             if total:
                 await _count_unfinished(conn, batch_id, total)
             if audit is not None:
@@ -1216,7 +1222,7 @@ class Store:
         """An operator resolves a payment flagged for attention, never by executing it blindly. Returns what
         was done: "lookup" (SENT: a verify-only chunk asks its rail, whose answer settles it; its sweep
         count starts again), "redrive" (never claimed: sent again with its key), "acknowledge" (final:
-        the flag is cleared), "" when it is not flagged; None if this request_id already acted."""
+        the flag is cleared); None if this request_id already acted. NothingToDo if it is not flagged."""
         now = utcnow()
         async with self.engine.begin() as conn:
             if not await _record_operation(conn, batch_id, request_id, "resolve", now):
@@ -1225,7 +1231,7 @@ class Store:
             row = (await conn.execute(_locked(select(payments).where(*one), self.is_postgres))).one()
             status = S(row.status)
             if not row.attention_reason:
-                return ""
+                raise NothingToDo("not flagged")  # rolls back: the request id stays free
             if status is S.SENT:
                 await _insert_work(conn, batch_id, build(batch_uid, [PaymentRow.from_row(row)], True), now)
                 await conn.execute(

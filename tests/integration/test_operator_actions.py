@@ -20,7 +20,7 @@ from gpo.v1 import resources_pb2 as res_pb
 
 from gpo_server.client import GpoClient, chunked
 from gpo_server.domain.states import PaymentStatus
-from gpo_server.storage.store import ResultUpdate, Store
+from gpo_server.storage.store import NothingToDo, ResultUpdate, Store
 from tests.conftest import Gpo
 from tests.integration.test_api import (
     _in_one_hour,
@@ -404,7 +404,16 @@ async def test_resolving_a_stuck_sent_payment_asks_its_rail_and_never_executes_i
     cleared = await _payment(store, batch_id, 2)
     assert (cleared.status, cleared.attention_reason) == ("succeeded", "")
     assert len(await work()) == before + 1  # nothing sent for a final payment
-    assert await store.resolve_payment(batch_id, uid, 3, str(uuid.uuid4()), build) == ""  # not flagged
+    request_id = str(uuid.uuid4())
+    with pytest.raises(NothingToDo):  # not flagged: nothing done, and the request id stays unused
+        await store.resolve_payment(batch_id, uid, 3, request_id, build)
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            update(payments)
+            .where(payments.c.batch_id == batch_id, payments.c.number == 3)
+            .values(attention_reason="checked by hand")
+        )
+    assert await store.resolve_payment(batch_id, uid, 3, request_id, build) == "redrive"
 
 
 # ---- the CLI -------------------------------------------------------------------------------------------
