@@ -65,3 +65,19 @@ def test_webhook_events_bench_runs() -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
     assert result["payments"] == 2000 and len(result["event_s"]) == 5
+
+
+def test_operator_filters_bench_runs() -> None:
+    service_urls()  # skips without PostgreSQL and RabbitMQ
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.operator_filters", "--payments", "2000"],
+        cwd=REPO,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["payments"] == 2000 and set(result["with_indexes_ms"]) == {"search", "rail_page"}
