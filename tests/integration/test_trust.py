@@ -97,6 +97,15 @@ async def test_forged_page_tokens_are_invalid_arguments(gpo: Gpo) -> None:
             ),
         ),
         (
+            'search:reference_id = "ref-00001"',
+            lambda token: client.stub.ListPayments(
+                api_pb.ListPaymentsRequest(
+                    parent="batches/-", filter='reference_id = "ref-00001"', page_token=token
+                ),
+                metadata=client.metadata,
+            ),
+        ),
+        (
             "dead:",
             lambda token: operator.stub.ListDeadLetters(
                 api_pb.ListDeadLettersRequest(page_token=token), metadata=operator.metadata
