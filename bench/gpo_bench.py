@@ -38,7 +38,7 @@ from gpo_server.client import GpoClient, chunked, status_counts
 from gpo_server.demo import synthetic_payments
 from gpo_server.domain.money import format_amount, parse_amount
 from gpo_server.storage.store import Store
-from rail_sidecars.rails.simulator_ledger import read_totals
+from rail_sidecars.rails.simulator.store import read_totals
 from tests.support.databases import create_database, drop_database
 from tests.support.processes import Cluster
 

@@ -21,7 +21,7 @@ from rail_sidecars.cli import main as sidecar_main
 from rail_sidecars.rails.base import Rail
 from rail_sidecars.rails.registry import make_rail
 from rail_sidecars.rails.simulator import SimulatorRail, SimulatorSettings
-from rail_sidecars.rails.simulator_ledger import LedgerTotals, read_totals
+from rail_sidecars.rails.simulator.store import LedgerTotals, read_totals
 from rail_sidecars.runner import SidecarRunner
 
 __all__ = ["LedgerTotals", "Rail", "run_sidecar_command", "simulator_totals", "start_sidecars"]

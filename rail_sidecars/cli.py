@@ -27,7 +27,7 @@ log = logging.getLogger("gpo-sidecar")
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["ledger"]:
-        from rail_sidecars.rails.simulator_ledger import main as ledger_main
+        from rail_sidecars.rails.simulator.store import main as ledger_main
 
         return ledger_main(argv[1:])
     parser = argparse.ArgumentParser(prog="gpo-sidecar", description="Run a GPO rail sidecar.")

@@ -47,7 +47,6 @@ class MeteredRail(Rail):
     def __init__(self, rail: Rail, rail_name: str) -> None:
         self.inner = rail
         self.name = getattr(rail, "name", rail_name)
-        self.paces_itself = rail.paces_itself
         self._rail = rail_name
         # The usual reasons read 0 from the start, so that rate() and the alert rules see them.
         for operation in ("execute", "look_up"):

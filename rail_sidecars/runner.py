@@ -36,9 +36,9 @@ from gpo_kernel import tracing
 from gpo_kernel.queueing.base import Broker, Delivery
 from gpo_kernel.reasons import Reason
 from rail_sidecars.journal import OutcomeJournal
-from rail_sidecars.limits import TokenBucket
 from rail_sidecars.metrics import MeteredRail
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, RetryableRailError
+from rail_sidecars.sdk.rate import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +186,8 @@ class SidecarRunner:
         self.prefetch = prefetch
         # Chunks worked on at once; deliveries beyond it wait unclaimed (so no lease is spent waiting).
         self._slots = asyncio.Semaphore(concurrency or prefetch)
-        # The rail's rate limit, applied before a chunk is claimed (a rail that paces itself does its own).
-        self._bucket = TokenBucket(rate_limit) if rate_limit > 0 and not rail.paces_itself else None
+        # The rail's rate limit, for every rail: a chunk is claimed inside its turn (see _work).
+        self._bucket = TokenBucket(rate_limit) if rate_limit > 0 else None
         self.lease_s = lease_s
         self.max_call_s = max_call_s
         self.execute_attempts = execute_attempts

@@ -64,9 +64,6 @@ class RetryableRailError(Exception):
 
 class Rail(abc.ABC):
     name: str
-    # True for a rail that paces its own calls (its settings' rate_limit); otherwise the runner applies the
-    # rail's rate_limit before it claims a chunk, so no claim waits for the limiter.
-    paces_itself: bool = False
 
     @abc.abstractmethod
     async def execute(self, payments: Sequence[RailPayment]) -> Sequence[RailResult]:

@@ -32,7 +32,7 @@ from gpo_kernel.queueing.base import dead_letter_queue_name, queue_name
 from gpo_server.client import GpoClient, chunked, status_counts
 from gpo_server.demo import synthetic_payments
 from gpo_server.domain.money import format_amount, parse_amount
-from rail_sidecars.rails.simulator_ledger import LedgerTotals, read_totals
+from rail_sidecars.rails.simulator.store import LedgerTotals, read_totals
 from tests.support.certificates import cluster_tls
 from tests.support.processes import Cluster, Proc, free_port
 

@@ -28,7 +28,7 @@ from grpc_status import rpc_status
 
 from gpo_server.api.auth import mint_token
 from gpo_server.client import GpoClient, chunked
-from rail_sidecars.rails.simulator_ledger import Ledger, read_totals
+from rail_sidecars.rails.simulator.store import Ledger, read_totals
 from tests.conftest import Gpo
 
 WAIT = 60.0  # seconds: a generous deadline for anything asynchronous; never an assertion about speed

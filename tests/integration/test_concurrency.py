@@ -19,7 +19,7 @@ from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import resources_pb2 as res_pb
 
 from gpo_server.client import GpoClient, chunked
-from rail_sidecars.rails.simulator_ledger import Ledger, parse_hundredths
+from rail_sidecars.rails.simulator.store import Ledger, parse_hundredths
 from tests.conftest import Gpo
 from tests.integration.test_api import (
     CANCELLED,
@@ -79,7 +79,7 @@ def batch_inputs(offset: int, scheduled_from: int | None = None) -> list[api_pb.
 
 
 def ledger_rows(path: Path) -> dict[str, LedgerRow]:
-    """Every row of the simulator ledger (rail_sidecars.rails.simulator_ledger's `payments` table), by
+    """Every row of the simulator ledger (rail_sidecars.rails.simulator.store's `payments` table), by
     idempotency key. Read directly: the Ledger class has no per-key amount reader."""
     Ledger(path).close()  # creates the file if the rail never executed anything
     with sqlite3.connect(path) as conn:

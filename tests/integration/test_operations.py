@@ -29,7 +29,7 @@ from gpo_server.domain.states import PaymentStatus
 from gpo_server.storage.store import NewBatch, ResultUpdate, Store
 from rail_sidecars.rails.base import Rail, RailPayment, RailResult, RetryableRailError
 from rail_sidecars.rails.simulator import SimulatorRail, SimulatorSettings
-from rail_sidecars.rails.simulator_ledger import read_totals
+from rail_sidecars.rails.simulator.store import read_totals
 
 PROGRAM = "ops"
 RAIL = "simulator"

@@ -25,7 +25,7 @@ from gpo_server.api.auth import mint_token
 from gpo_server.app import Orchestrator
 from gpo_server.client import GpoClient
 from gpo_server.config import Settings
-from rail_sidecars.rails.simulator_ledger import read_totals
+from rail_sidecars.rails.simulator.store import read_totals
 from tests.integration.test_api import PAYER, payment, watch_to_end
 from tests.support.certificates import Issued, TestCa, cluster_tls
 from tests.support.databases import create_database, drop_database

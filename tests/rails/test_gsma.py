@@ -195,7 +195,7 @@ requesting_organisation = { type = "organisationid", identifier = "ministry-1" }
     config = load_rails_config(path).rails["mm"]
     s = settings_from_config(config)
     assert s.api_key == "s3cret" and s.approval_required and s.max_batch_size == 250
-    assert s.timeout_s == 7 and s.rate_limit == 50
+    assert s.timeout_s == 7 and config.rate_limit == 50  # the runner applies it, for every rail
     assert s.state_path == str(tmp_path / "gsma-mm.db")
     assert s.body.debit_party == (("walletid", "gov"),)
     assert s.body.fa_schemes["phone"] == "msisdn" and s.body.fa_schemes["mobile"] == "msisdn"

@@ -52,7 +52,7 @@ def test_the_tree_keeps_every_contract() -> None:
         ),
         (
             "gpo_server/demo.py",
-            "from rail_sidecars.rails import simulator_ledger",
+            "from rail_sidecars.rails.simulator import store",
             "gpo_server imports sidecar code only in gpo_server.embedded",
             "gpo_server.demo -> rail_sidecars.rails",
         ),

@@ -23,7 +23,7 @@ from rail_sidecars.rails.base import Outcome, RailPayment
 from rail_sidecars.rails.gsma import transformers as gsma
 from rail_sidecars.rails.iso20022.rail import from_config as iso20022_rail
 from rail_sidecars.rails.mojaloop import transformers as mojaloop
-from rail_sidecars.rails.simulator_ledger import parse_hundredths
+from rail_sidecars.rails.simulator.store import parse_hundredths
 
 
 def _hostile(places: int, whole_digits: int) -> list[str]:

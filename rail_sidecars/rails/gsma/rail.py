@@ -43,7 +43,6 @@ import httpx
 from gpo_kernel import tracing
 from gpo_kernel.rails_config import ConfigError, RailConfig
 from gpo_kernel.reasons import Reason
-from rail_sidecars.limits import TokenBucket
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, RetryableRailError
 from rail_sidecars.rails.gsma import transformers as t
 from rail_sidecars.rails.gsma.callbacks import CallbackListener, CallbackSlot
@@ -88,7 +87,6 @@ class GsmaSettings:
     # effect at the provider; until then look_up cannot call its payments absent.
     in_flight_grace_s: float = 120.0
     timeout_s: float = 30.0  # per HTTP call
-    rate_limit: float = 0.0  # transactions per second; 0 = unlimited
     body: t.BodyOptions = field(default_factory=lambda: t.BodyOptions(t.DEFAULT_FA_SCHEMES))
 
     def __post_init__(self) -> None:
@@ -125,7 +123,6 @@ def correlation_id_for(keys: Sequence[str]) -> str:
 
 class GsmaRail(Rail):
     name = "gsma"
-    paces_itself = True  # its own TokenBucket paces each HTTP call
 
     def __init__(self, settings: GsmaSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.s = settings
@@ -142,7 +139,6 @@ class GsmaRail(Rail):
         self._token: tuple[str, float] | None = None  # OAuth2 access token, its expiry (monotonic)
         self._token_lock = asyncio.Lock()
         self._http: httpx.AsyncClient | None = None
-        self._bucket = TokenBucket(settings.rate_limit) if settings.rate_limit > 0 else None
         # One coroutine at a time per batch in this process (two deliveries of a chunk may overlap).
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -313,8 +309,6 @@ class GsmaRail(Rail):
         """POSTs the recorded batch; True when this POST created it, False when the provider already
         had it from an earlier attempt."""
         store = await self._started()
-        if self._bucket is not None:
-            await self._bucket.acquire(record.size)
         cid = record.correlation_id
         if not self.s.provider_dedupes_correlation_id and await store.was_posted(cid):
             # An earlier POST may have created the batch although no answer said so: a re-POST would
@@ -802,7 +796,6 @@ def settings_from_config(config: RailConfig) -> GsmaSettings:
         completion_timeout_s=float(config.option("completion_timeout_s", 120.0)),
         in_flight_grace_s=float(config.option("in_flight_grace_s", 120.0)),
         timeout_s=config.timeout_s,
-        rate_limit=config.rate_limit,
         body=body,
     )
 

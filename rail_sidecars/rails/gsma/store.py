@@ -9,9 +9,6 @@ Several sidecar processes may share the file (WAL, BEGIN IMMEDIATE).
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,8 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from rail_sidecars.rails.base import Outcome, RailResult
-
-_IN_BATCH = 500  # SQLite's bound-parameter limit is 999 in old builds
+from rail_sidecars.sdk.statefile import StateFile, in_parts, marks
 
 _SCHEMA = (
     """
@@ -96,15 +92,8 @@ class NewBatch:
 class BatchStore:
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 30_000) -> None:
         self.path = str(path)
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        # FULL: a binding must survive a power cut, since the POST follows it at once.
-        self._conn.execute("PRAGMA synchronous = FULL")
-        for statement in _SCHEMA:
-            self._conn.execute(statement)
+        self._file = StateFile(path, _SCHEMA, busy_timeout_ms=busy_timeout_ms)
+        self._conn = self._file.conn
 
     # -- binding keys to batches
 
@@ -113,11 +102,11 @@ class BatchStore:
     ) -> dict[str, str]:
         """key → correlation id for every key. Keys already bound keep their batch; the others are
         grouped by make_batches (called inside the transaction) and bound, all in one commit."""
-        return await asyncio.to_thread(self._bind, list(dict.fromkeys(keys)), make_batches)
+        return await self._file.run(self._bind, list(dict.fromkeys(keys)), make_batches)
 
     def _bind(self, keys: list[str], make_batches: Callable[[list[str]], list[NewBatch]]) -> dict[str, str]:
         now = _now()
-        with self._lock, _Transaction(self._conn):
+        with self._file.transaction():
             bound = self._select_bindings(keys)
             unbound = [k for k in keys if k not in bound]
             if unbound:
@@ -138,18 +127,17 @@ class BatchStore:
         """key → correlation id for the keys this sidecar ever put in a batch."""
 
         def run() -> dict[str, str]:
-            with self._lock:
+            with self._file.locked():
                 return self._select_bindings(list(dict.fromkeys(keys)))
 
-        return await asyncio.to_thread(run)
+        return await self._file.run(run)
 
     def _select_bindings(self, keys: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}
-        for part in _parts(keys):
-            marks = ",".join("?" * len(part))
+        for part in in_parts(keys):
             found.update(
                 self._conn.execute(
-                    f"SELECT idempotency_key, correlation_id FROM batch_keys WHERE idempotency_key IN ({marks})",
+                    f"SELECT idempotency_key, correlation_id FROM batch_keys WHERE idempotency_key IN ({marks(part)})",
                     part,
                 ).fetchall()
             )
@@ -157,19 +145,19 @@ class BatchStore:
 
     async def keys_of(self, correlation_id: str) -> list[str]:
         def run() -> list[str]:
-            with self._lock:
+            with self._file.locked():
                 rows = self._conn.execute(
                     "SELECT idempotency_key FROM batch_keys WHERE correlation_id = ?", (correlation_id,)
                 ).fetchall()
             return [r[0] for r in rows]
 
-        return await asyncio.to_thread(run)
+        return await self._file.run(run)
 
     # -- batches
 
     async def get(self, correlation_id: str) -> BatchRecord | None:
         def run() -> BatchRecord | None:
-            with self._lock:
+            with self._file.locked():
                 row = self._conn.execute(
                     "SELECT correlation_id, body, size, state, batch_id, server_correlation_id, error_code,"
                     " error_message, in_flight_until FROM batches WHERE correlation_id = ?",
@@ -179,7 +167,7 @@ class BatchStore:
                 return None
             return BatchRecord(row[0], row[1], row[2], BatchState(row[3]), *row[4:])
 
-        return await asyncio.to_thread(run)
+        return await self._file.run(run)
 
     async def update(
         self,
@@ -211,30 +199,30 @@ class BatchStore:
         args += [correlation_id, BatchState.COMPLETED, BatchState.FAILED]
 
         def run() -> None:
-            with self._lock, _Transaction(self._conn):
+            with self._file.transaction():
                 self._conn.execute(
                     f"UPDATE batches SET {', '.join(sets)} WHERE correlation_id = ? AND state NOT IN (?, ?)",
                     args,
                 )
 
-        await asyncio.to_thread(run)
+        await self._file.run(run)
 
     async def mark_posted(self, correlation_id: str) -> None:
         def run() -> None:
-            with self._lock, _Transaction(self._conn):
+            with self._file.transaction():
                 self._conn.execute("INSERT OR IGNORE INTO posted VALUES (?, ?)", (correlation_id, _now()))
 
-        await asyncio.to_thread(run)
+        await self._file.run(run)
 
     async def was_posted(self, correlation_id: str) -> bool:
         def run() -> bool:
-            with self._lock:
+            with self._file.locked():
                 row = self._conn.execute(
                     "SELECT 1 FROM posted WHERE correlation_id = ?", (correlation_id,)
                 ).fetchone()
             return row is not None
 
-        return await asyncio.to_thread(run)
+        return await self._file.run(run)
 
     # -- results
 
@@ -242,7 +230,7 @@ class BatchStore:
         """Caches final results (the first one of a key stays); marks batch `completed` COMPLETED."""
 
         def run() -> None:
-            with self._lock, _Transaction(self._conn):
+            with self._file.transaction():
                 self._conn.executemany(
                     "INSERT OR IGNORE INTO results VALUES (?, ?, ?, ?, ?)",
                     [
@@ -256,23 +244,22 @@ class BatchStore:
                         (BatchState.COMPLETED, _now(), completed, BatchState.FAILED),
                     )
 
-        await asyncio.to_thread(run)
+        await self._file.run(run)
 
     async def results(self, keys: Sequence[str]) -> dict[str, RailResult]:
         def run() -> dict[str, RailResult]:
             found: dict[str, RailResult] = {}
-            with self._lock:
-                for part in _parts(list(dict.fromkeys(keys))):
-                    marks = ",".join("?" * len(part))
+            with self._file.locked():
+                for part in in_parts(list(dict.fromkeys(keys))):
                     for key, outcome, code, message, ref in self._conn.execute(
                         "SELECT idempotency_key, outcome, reason_code, reason_message, rail_reference"
-                        f" FROM results WHERE idempotency_key IN ({marks})",
+                        f" FROM results WHERE idempotency_key IN ({marks(part)})",
                         part,
                     ):
                         found[key] = RailResult(key, Outcome(outcome), code, message, ref)
             return found
 
-        return await asyncio.to_thread(run)
+        return await self._file.run(run)
 
     async def known_correlation(self, correlation_id: str) -> bool:
         return await self.get(correlation_id) is not None
@@ -280,29 +267,11 @@ class BatchStore:
     # -- lifecycle
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._file.close()
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self.close)
-
-
-def _parts(keys: list[str]) -> list[list[str]]:
-    return [keys[i : i + _IN_BATCH] for i in range(0, len(keys), _IN_BATCH)]
+        await self._file.aclose()
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE … COMMIT: writers take the write lock first, so they never deadlock."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def __enter__(self) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")

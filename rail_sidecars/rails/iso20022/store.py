@@ -12,21 +12,16 @@ host). Calls run in a worker thread so the event loop never waits on fsync.
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T")
+from rail_sidecars.sdk.statefile import StateFile, in_parts, marks
 
 SUCCEEDED = "succeeded"
 FAILED = "failed"
-
-_BATCH = 400  # bound parameters per statement stay under SQLite's old 999 limit
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -153,43 +148,20 @@ def _row(values: Sequence[Any]) -> TransferRow:
 class KeyStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
-
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        def call() -> Any:
-            with self._lock:
-                return fn(*args)
-
-        return await asyncio.to_thread(call)
-
-    def _transaction(self, body: Any, *args: Any) -> Any:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            result = body(*args)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-        return result
+        self._file = StateFile(path, (_SCHEMA,))
+        self._db = self._file.conn
 
     # Keys and files.
 
     async def current(self, keys: Sequence[str]) -> dict[str, TransferRow]:
         """The latest attempt of each key that was ever put in a file."""
-        return dict(await self._run(self._current, list(keys)))
+        return dict(await self._file.read(self._current, list(keys)))
 
     def _current(self, keys: list[str]) -> dict[str, TransferRow]:
         found: dict[str, TransferRow] = {}
-        for start in range(0, len(keys), _BATCH):
-            part = keys[start : start + _BATCH]
-            marks = ",".join("?" * len(part))
+        for part in in_parts(keys):
             for values in self._db.execute(
-                f"SELECT {_COLUMNS} FROM transfers WHERE idempotency_key IN ({marks})", part
+                f"SELECT {_COLUMNS} FROM transfers WHERE idempotency_key IN ({marks(part)})", part
             ):
                 row = _row(values)
                 if row.idempotency_key not in found or found[row.idempotency_key].attempt < row.attempt:
@@ -201,21 +173,17 @@ class KeyStore:
     ) -> list[str]:
         """Records a file and its transfers in one transaction. Returns the keys some other caller recorded
         first (then nothing is recorded, and the caller must build its file again without them)."""
-        return list(
-            await self._run(self._transaction, self._record_file, msg_id, file_name, ctrl_sum, transfers)
-        )
+        return list(await self._file.write(self._record_file, msg_id, file_name, ctrl_sum, transfers))
 
     def _record_file(
         self, msg_id: str, file_name: str, ctrl_sum: str, transfers: Sequence[NewTransfer]
     ) -> list[str]:
         taken: list[str] = []
-        for start in range(0, len(transfers), _BATCH):
-            part = transfers[start : start + _BATCH]
-            marks = ",".join("?" * len(part))
+        for part in in_parts(transfers):
             taken += [
                 key
                 for (key,) in self._db.execute(
-                    f"SELECT end_to_end_id FROM transfers WHERE end_to_end_id IN ({marks})",
+                    f"SELECT end_to_end_id FROM transfers WHERE end_to_end_id IN ({marks(part)})",
                     [t.end_to_end_id for t in part],
                 )
             ]
@@ -246,15 +214,13 @@ class KeyStore:
 
     async def messages(self, msg_ids: Iterable[str]) -> dict[str, MessageRow]:
         ids = sorted(set(msg_ids))
-        return dict(await self._run(self._messages, ids))
+        return dict(await self._file.read(self._messages, ids))
 
     def _messages(self, ids: list[str]) -> dict[str, MessageRow]:
         found = {}
-        for start in range(0, len(ids), _BATCH):
-            part = ids[start : start + _BATCH]
-            marks = ",".join("?" * len(part))
+        for part in in_parts(ids):
             for msg_id, file_name, delivered in self._db.execute(
-                f"SELECT msg_id, file_name, delivered_at IS NOT NULL FROM messages WHERE msg_id IN ({marks})",
+                f"SELECT msg_id, file_name, delivered_at IS NOT NULL FROM messages WHERE msg_id IN ({marks(part)})",
                 part,
             ):
                 found[msg_id] = MessageRow(msg_id, file_name, bool(delivered))
@@ -263,7 +229,7 @@ class KeyStore:
     async def has_news(self, msg_id: str) -> bool:
         """Whether the bank has said anything about this file, which proves it was delivered."""
         return bool(
-            await self._run(
+            await self._file.read(
                 lambda: self._db.execute(
                     "SELECT group_status != '' OR EXISTS (SELECT 1 FROM transfers WHERE msg_id = ? "
                     "AND outcome IS NOT NULL) FROM messages WHERE msg_id = ?",
@@ -273,14 +239,14 @@ class KeyStore:
         )
 
     async def mark_delivered(self, msg_id: str) -> None:
-        await self._run(
+        await self._file.read(
             self._db.execute,
             "UPDATE messages SET delivered_at = ? WHERE msg_id = ? AND delivered_at IS NULL",
             (_now(), msg_id),
         )
 
     async def mark_answered(self, end_to_end_ids: Sequence[str]) -> None:
-        await self._run(self._transaction, self._mark_answered, list(end_to_end_ids))
+        await self._file.write(self._mark_answered, list(end_to_end_ids))
 
     def _mark_answered(self, ids: list[str]) -> None:
         now = _now()
@@ -291,7 +257,9 @@ class KeyStore:
     # Reports.
 
     async def ingested(self) -> set[str]:
-        return set(await self._run(lambda: [n for (n,) in self._db.execute("SELECT name FROM reports")]))
+        return set(
+            await self._file.read(lambda: [n for (n,) in self._db.execute("SELECT name FROM reports")])
+        )
 
     async def msg_ids_starting(self, prefix: str) -> list[str]:
         """The MsgIds of the files whose id starts with `prefix` (a PmtInfId keeps 31 characters of it)."""
@@ -303,11 +271,11 @@ class KeyStore:
             ).fetchall()
             return [r[0] for r in rows]
 
-        return list(await self._run(run))
+        return list(await self._file.read(run))
 
     async def end_to_end_ids_of(self, msg_id: str) -> list[str]:
         return list(
-            await self._run(
+            await self._file.read(
                 lambda: [
                     i
                     for (i,) in self._db.execute(
@@ -322,9 +290,7 @@ class KeyStore:
     ) -> int:
         """Applies a report's decisions and remembers the report, in one transaction. Returns how many
         transfers changed. group_status: (msg_id, status) to keep for operators."""
-        return int(
-            await self._run(self._transaction, self._apply, report_name, kind, decisions, group_status)
-        )
+        return int(await self._file.write(self._apply, report_name, kind, decisions, group_status))
 
     def _apply(
         self, report_name: str, kind: str, decisions: Sequence[Decision], group_status: tuple[str, str] | None
@@ -372,15 +338,13 @@ class KeyStore:
         return changed
 
     async def rows_by_end_to_end(self, ids: Sequence[str]) -> dict[str, TransferRow]:
-        return dict(await self._run(self._by_end_to_end, list(ids)))
+        return dict(await self._file.read(self._by_end_to_end, list(ids)))
 
     def _by_end_to_end(self, ids: list[str]) -> dict[str, TransferRow]:
         found = {}
-        for start in range(0, len(ids), _BATCH):
-            part = ids[start : start + _BATCH]
-            marks = ",".join("?" * len(part))
+        for part in in_parts(ids):
             for values in self._db.execute(
-                f"SELECT {_COLUMNS} FROM transfers WHERE end_to_end_id IN ({marks})", part
+                f"SELECT {_COLUMNS} FROM transfers WHERE end_to_end_id IN ({marks(part)})", part
             ):
                 row = _row(values)
                 found[row.end_to_end_id] = row
@@ -391,7 +355,7 @@ class KeyStore:
     async def unreported_returns(self, answered_before: str, limit: int = 100) -> list[TransferRow]:
         """Returned transfers whose success the runner was handed before `answered_before` (ISO time)."""
         return list(
-            await self._run(
+            await self._file.read(
                 lambda: [
                     _row(v)
                     for v in self._db.execute(
@@ -404,11 +368,11 @@ class KeyStore:
         )
 
     async def mark_return_reported(self, end_to_end_id: str) -> None:
-        await self._run(
+        await self._file.read(
             self._db.execute,
             "UPDATE transfers SET return_reported = 1 WHERE end_to_end_id = ?",
             (end_to_end_id,),
         )
 
     async def close(self) -> None:
-        await self._run(self._db.close)
+        await self._file.aclose()

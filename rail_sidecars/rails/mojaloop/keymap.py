@@ -8,13 +8,12 @@ was never posted by this sidecar.
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from rail_sidecars.sdk.statefile import StateFile, in_parts, marks
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sent (
@@ -37,7 +36,6 @@ CREATE TABLE IF NOT EXISTS failed (
     failed_time     TEXT NOT NULL
 ) WITHOUT ROWID
 """
-_BATCH = 500  # bound parameters per statement stay under SQLite's limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,18 +49,12 @@ class Sent:
 
 class KeyMap:
     def __init__(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA busy_timeout = 30000")
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA synchronous = FULL")  # the row must survive a crash right after POST
-        self._conn.execute(_SCHEMA)
-        self._conn.execute(_FAILED)
+        # synchronous FULL: the row must survive a crash right after the POST.
+        self._file = StateFile(path, (_SCHEMA, _FAILED))
 
     async def record(self, rows: Sequence[Sent]) -> None:
         if rows:
-            await asyncio.to_thread(self._record, rows)
+            await self._file.run(self._record, rows)
 
     def _record(self, rows: Sequence[Sent]) -> None:
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -70,27 +62,19 @@ class KeyMap:
             (r.idempotency_key, r.bulk_transfer_id, r.transfer_id, r.payee_fsp, r.condition, now)
             for r in rows
         ]
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany("INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?, ?, ?)", values)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._file.transaction() as conn:
+            conn.executemany("INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?, ?, ?)", values)
 
     async def find(self, keys: Sequence[str]) -> dict[str, list[Sent]]:
-        return await asyncio.to_thread(self._find, keys)
+        return await self._file.run(self._find, keys)
 
     def _find(self, keys: Sequence[str]) -> dict[str, list[Sent]]:
-        unique = list(dict.fromkeys(keys))
         found: dict[str, list[Sent]] = {}
-        with self._lock:
-            for start in range(0, len(unique), _BATCH):
-                part = unique[start : start + _BATCH]
-                rows = self._conn.execute(
+        with self._file.locked() as conn:
+            for part in in_parts(list(dict.fromkeys(keys))):
+                rows = conn.execute(
                     "SELECT idempotency_key, bulk_transfer_id, transfer_id, payee_fsp, condition FROM sent"
-                    f" WHERE idempotency_key IN ({','.join('?' * len(part))}) ORDER BY sent_time",
+                    f" WHERE idempotency_key IN ({marks(part)}) ORDER BY sent_time",
                     part,
                 )
                 for row in rows:
@@ -100,33 +84,25 @@ class KeyMap:
     async def record_failures(self, failures: Sequence[tuple[str, str, str]]) -> None:
         """(key, reason code, reason message) of definite failures, before they are reported."""
         if failures:
-            await asyncio.to_thread(self._record_failures, failures)
+            await self._file.run(self._record_failures, failures)
 
     def _record_failures(self, failures: Sequence[tuple[str, str, str]]) -> None:
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(
-                    "INSERT OR IGNORE INTO failed VALUES (?, ?, ?, ?)", [(*f, now) for f in failures]
-                )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._file.transaction() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO failed VALUES (?, ?, ?, ?)", [(*f, now) for f in failures]
+            )
 
     async def failures(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
-        return await asyncio.to_thread(self._failures, keys)
+        return await self._file.run(self._failures, keys)
 
     def _failures(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
-        unique = list(dict.fromkeys(keys))
         found: dict[str, tuple[str, str]] = {}
-        with self._lock:
-            for start in range(0, len(unique), _BATCH):
-                part = unique[start : start + _BATCH]
-                rows = self._conn.execute(
+        with self._file.locked() as conn:
+            for part in in_parts(list(dict.fromkeys(keys))):
+                rows = conn.execute(
                     "SELECT idempotency_key, reason_code, reason_message FROM failed"
-                    f" WHERE idempotency_key IN ({','.join('?' * len(part))})",
+                    f" WHERE idempotency_key IN ({marks(part)})",
                     part,
                 )
                 for key, code, message in rows:
@@ -134,5 +110,4 @@ class KeyMap:
         return found
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._file.close()

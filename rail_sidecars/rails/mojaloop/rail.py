@@ -29,7 +29,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gpo_kernel.rails_config import RailConfig
-from rail_sidecars.limits import TokenBucket
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, RetryableRailError
 from rail_sidecars.rails.mojaloop import jws
 from rail_sidecars.rails.mojaloop.callbacks import ANY_SOURCE, Callback, CallbackListener, Mailbox
@@ -91,8 +90,6 @@ def _result(key: str, verdict: Verdict, reference: str = "") -> RailResult:
 
 
 class MojaloopRail(Rail):
-    paces_itself = True  # its own TokenBucket paces each HTTP call
-
     def __init__(self, settings: MojaloopSettings, *, client: FspiopClient | None = None) -> None:
         self.name = settings.rail
         self.settings = settings
@@ -110,7 +107,6 @@ class MojaloopRail(Rail):
         self._keymap: KeyMap | None = None
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._party_slots = asyncio.Semaphore(settings.party_lookup_concurrency)
-        self._bucket = TokenBucket(settings.rate_limit) if settings.rate_limit > 0 else None
         self._max_fee = to_units(settings.max_fee)
         self._kind = transaction_type(settings.scenario, settings.initiator_type, settings.sub_scenario)
         self._parties: dict[str, str] = {}  # "{Type}/{ID}" -> FSP id, from party look-ups
@@ -182,8 +178,6 @@ class MojaloopRail(Rail):
 
     async def _bulk(self, payer_fa: str, fsp: str, items: list[Planned]) -> _BulkOutcome:
         async with self._slots:
-            if self._bucket is not None:
-                await self._bucket.acquire(len(items))
             by_transfer = {i.transfer_id: i for i in items}
             first_quote = bulk_quote_id(self.settings.payer_fsp, fsp, by_transfer)
             payer = payer_party(payer_fa, self.settings.id_types, self.settings.payer_fsp)

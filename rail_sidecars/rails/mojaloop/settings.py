@@ -55,7 +55,6 @@ class MojaloopSettings:
     initiator_type: str = "BUSINESS"
     verify_fulfilment: bool = True  # SHA-256(fulfilment) must equal the quote's condition
     bearer_token: str = ""  # sent as `Authorization: Bearer …` when the hub or its gateway wants one
-    rate_limit: float = 0.0  # payments per second; 0 = unlimited
     # Who may call back: the payee FSP of a bulk, and the hub itself (its FSPIOP-Source for the errors it
     # makes, e.g. 3201 or 3210). A callback from anybody else is refused and logged.
     hub_fsp: str = "switch"
@@ -139,7 +138,6 @@ def settings_from_config(config: RailConfig) -> MojaloopSettings:
         initiator_type=str(config.option("initiator_type", "BUSINESS")),
         verify_fulfilment=bool(config.option("verify_fulfilment", True)),
         bearer_token=str(config.option("bearer_token", "") or ""),
-        rate_limit=config.rate_limit,
         hub_fsp=str(config.option("hub_fsp", "switch")),
         signing_key=_pem(config, "signing_key", config.option("signing_key")),
         verify_keys={

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from rail_sidecars.limits import TokenBucket
+from rail_sidecars.sdk.rate import TokenBucket
 
 
 async def test_a_turn_that_takes_nothing_costs_the_next_nothing() -> None:
@@ -43,3 +43,18 @@ async def test_a_caller_cancelled_while_it_waits_leaves_the_queue() -> None:
     await asyncio.wait_for(bucket.begin_turn(), 1)  # not held by the cancelled caller
     bucket.end_turn()
     assert time.monotonic() - started < 0.05
+
+
+async def test_turns_hold_the_rate_across_concurrent_callers() -> None:
+    # As the runner does for every rail: four chunks of 50 claimed at once, each taking its turn.
+    bucket = TokenBucket(rate=1000)
+
+    async def claim(size: int) -> None:
+        await bucket.begin_turn()
+        bucket.take(size)
+        bucket.end_turn()
+
+    started = time.monotonic()
+    await asyncio.gather(*(claim(50) for _ in range(4)))
+    await claim(0)
+    assert time.monotonic() - started >= 0.15  # 200 tokens at 1000/s; only a lower bound

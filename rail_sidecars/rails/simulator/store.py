@@ -4,7 +4,7 @@ It is the oracle of end-to-end tests: after a run, its totals say what was reall
 counts reveal any payment GPO sent twice. It lives in its own file (WAL mode) so several sidecar
 processes and the test process can open it at once, and it survives ``kill -9`` of any of them.
 
-    python -m rail_sidecars.rails.simulator_ledger PATH   # prints the totals as one JSON line
+    python -m rail_sidecars.rails.simulator.store PATH   # prints the totals as one JSON line
 """
 
 from __future__ import annotations
@@ -12,10 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import sqlite3
 import sys
-import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -24,9 +21,7 @@ from typing import Any
 
 from gpo_kernel.money import InvalidAmount, format_amount, parse_amount
 from rail_sidecars.rails.base import Outcome, RailResult
-
-# SQLite caps the number of bound parameters per statement (999 in old builds).
-_LOOKUP_BATCH = 500
+from rail_sidecars.sdk.statefile import StateFile, in_parts, marks
 
 # Amounts are split into high and low parts before summing so SUM never overflows SQLite's 64-bit integers.
 _SPLIT = 1_000_000_000
@@ -145,20 +140,11 @@ class Ledger:
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 30_000) -> None:
         self.path = str(path)
-        self._lock = threading.Lock()
-        # Owner-only (0600): it holds payees' addresses. SQLite's -wal and -shm files take the same mode.
-        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        os.chmod(self.path, 0o600)
-        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) below.
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        # busy_timeout first: other processes may be switching the file to WAL or writing at this moment.
-        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        # FULL fsyncs the WAL at each commit: an executed payment survives a crash, not only kill -9.
-        self._conn.execute("PRAGMA synchronous = FULL")
         # Checkpoints copy the WAL into the database file and fsync it: every 64 MB of WAL, not every 4 MB.
-        self._conn.execute("PRAGMA wal_autocheckpoint = 16384")
-        self._conn.execute(_SCHEMA)
+        self._file = StateFile(
+            path, (_SCHEMA,), busy_timeout_ms=busy_timeout_ms, pragmas=("wal_autocheckpoint = 16384",)
+        )
+        self._conn = self._file.conn
         self._queued: list[tuple[list[tuple[Any, ...]], asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
 
@@ -179,7 +165,7 @@ class Ledger:
         while self._queued:
             group, self._queued = self._queued, []
             try:
-                await asyncio.to_thread(self._write, [row for rows, _ in group for row in rows])
+                await self._file.run(self._write, [row for rows, _ in group for row in rows])
             except BaseException as exc:
                 for _, committed in group:
                     if not committed.done():
@@ -196,27 +182,25 @@ class Ledger:
         self._write(_rows(entries))
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
-        with self._lock, self._transaction():
+        with self._file.transaction():
             self._conn.execute(_UPSERT, (json.dumps(rows),))
 
     # -- reads
 
     async def look_up(self, idempotency_keys: Sequence[str]) -> dict[str, RailResult]:
-        return await asyncio.to_thread(self.look_up_sync, idempotency_keys)
+        return await self._file.run(self.look_up_sync, idempotency_keys)
 
     def look_up_sync(self, idempotency_keys: Sequence[str]) -> dict[str, RailResult]:
         """The stored (first) result of each key ever executed, with how many times it was executed;
         unknown keys are absent."""
         keys = list(dict.fromkeys(idempotency_keys))
         found: dict[str, RailResult] = {}
-        with self._lock:
-            for start in range(0, len(keys), _LOOKUP_BATCH):
-                batch = keys[start : start + _LOOKUP_BATCH]
-                marks = ",".join("?" * len(batch))
+        with self._file.locked():
+            for part in in_parts(keys):
                 cursor = self._conn.execute(
                     "SELECT idempotency_key, outcome, reason_code, reason_message, rail_reference, executions"
-                    f" FROM payments WHERE idempotency_key IN ({marks})",
-                    batch,
+                    f" FROM payments WHERE idempotency_key IN ({marks(part)})",
+                    part,
                 )
                 for key, outcome, code, message, reference, executions in cursor:
                     found[key] = RailResult(
@@ -225,29 +209,27 @@ class Ledger:
         return found
 
     async def executions(self, idempotency_keys: Sequence[str]) -> dict[str, int]:
-        return await asyncio.to_thread(self.executions_sync, idempotency_keys)
+        return await self._file.run(self.executions_sync, idempotency_keys)
 
     def executions_sync(self, idempotency_keys: Sequence[str]) -> dict[str, int]:
         """How many times each key was executed; keys never executed are absent."""
         keys = list(dict.fromkeys(idempotency_keys))
         counts: dict[str, int] = {}
-        with self._lock:
-            for start in range(0, len(keys), _LOOKUP_BATCH):
-                batch = keys[start : start + _LOOKUP_BATCH]
-                marks = ",".join("?" * len(batch))
+        with self._file.locked():
+            for part in in_parts(keys):
                 cursor = self._conn.execute(
-                    f"SELECT idempotency_key, executions FROM payments WHERE idempotency_key IN ({marks})",
-                    batch,
+                    f"SELECT idempotency_key, executions FROM payments WHERE idempotency_key IN ({marks(part)})",
+                    part,
                 )
                 counts.update((key, n) for key, n in cursor)
         return counts
 
     async def totals_async(self) -> LedgerTotals:
-        return await asyncio.to_thread(self.totals)
+        return await self._file.run(self.totals)
 
     def totals(self) -> LedgerTotals:
         """What the rail really paid, read in one snapshot (one read transaction)."""
-        with self._lock, self._transaction(immediate=False):
+        with self._file.transaction(write=False):
             counts = self._conn.execute(
                 "SELECT"
                 " COALESCE(SUM(outcome = 'succeeded'), 0),"
@@ -277,7 +259,7 @@ class Ledger:
     # -- lifecycle
 
     def close(self) -> None:
-        with self._lock:
+        with self._file.locked():
             self._conn.close()
 
     async def aclose(self) -> None:
@@ -289,23 +271,6 @@ class Ledger:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _transaction(self, *, immediate: bool = True) -> _Transaction:
-        return _Transaction(self._conn, immediate)
-
-
-class _Transaction:
-    """BEGIN (IMMEDIATE for writes, so two writers never deadlock upgrading a read lock) ... COMMIT."""
-
-    def __init__(self, conn: sqlite3.Connection, immediate: bool) -> None:
-        self._conn = conn
-        self._begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
-
-    def __enter__(self) -> None:
-        self._conn.execute(self._begin)
-
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
-
 
 def read_totals(path: str | Path) -> LedgerTotals:
     """The totals of a ledger file (convenience for tests and scripts)."""
@@ -315,7 +280,7 @@ def read_totals(path: str | Path) -> LedgerTotals:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m rail_sidecars.rails.simulator_ledger",
+        prog="python -m rail_sidecars.rails.simulator.store",
         description="Print the simulator ledger's totals as one JSON line.",
     )
     parser.add_argument("path", help="the ledger's SQLite file")

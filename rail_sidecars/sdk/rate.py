@@ -1,5 +1,5 @@
-"""Rate limiting shared by the sidecar runner (applied before a chunk is claimed) and by rails that pace
-their own HTTP calls."""
+"""The rail's rate limit (its `rate_limit` in the rails file), which the sidecar runner applies to every
+rail: a chunk is claimed inside its turn, so no claim waits for the limiter. No rail paces itself."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ class TokenBucket:
 
     Callers take turns, in call order, under the bucket's lock. A turn begins once the tokens taken in
     earlier turns have been refilled (tokens may go negative: a chunk larger than the bucket still
-    passes), and the caller then takes what it uses. `acquire(n)` takes n and waits for its own debt.
-    The sidecar runner instead claims inside its turn and takes only what the claim left to execute, so
-    a chunk with nothing to do costs no rail time; a caller cancelled while it waits (its delivery was
-    lost) leaves the queue without taking anything.
+    passes), and the caller then takes what it uses. The sidecar runner claims inside its turn and takes
+    only what the claim left to execute, so a chunk with nothing to do costs no rail time; a caller
+    cancelled while it waits (its delivery was lost) leaves the queue without taking anything.
     """
 
     def __init__(self, rate: float, capacity: float = 1.0) -> None:
@@ -47,15 +46,6 @@ class TokenBucket:
 
     def end_turn(self) -> None:
         self._lock.release()
-
-    async def acquire(self, tokens: float) -> None:
-        await self.begin_turn()
-        try:
-            self.take(tokens)
-            if self._tokens < 0:
-                await asyncio.sleep(-self._tokens / self.rate)  # this caller waits for its own tokens
-        finally:
-            self.end_turn()
 
     def _refill(self) -> None:
         now = time.monotonic()

@@ -14,12 +14,11 @@ import asyncio
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
 
 from gpo_kernel.rails_config import RailConfig
-from rail_sidecars.limits import TokenBucket
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult
-from rail_sidecars.rails.simulator_ledger import Ledger, LedgerEntry, parse_hundredths
+from rail_sidecars.rails.simulator.settings import SimulatorSettings
+from rail_sidecars.rails.simulator.store import Ledger, LedgerEntry, parse_hundredths
 
 # Reasons a real rail gives for refusing a single payment, with G2P-Connect-style codes.
 FAILURE_REASONS: tuple[tuple[str, str], ...] = (
@@ -31,62 +30,6 @@ FAILURE_REASONS: tuple[tuple[str, str], ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class SimulatorSettings:
-    ledger_path: str
-    latency_ms: float = 0  # added to every execute call
-    failure_rate: float = 0.0  # fraction of payments (by key) that fail
-    rate_limit: float = 0  # payments per second across the rail; 0 = unlimited
-    seed: int | None = None  # None: failures derive from the key alone
-    # Fault injection for crash tests only: the process dies (os._exit(137), as if kill -9) right after
-    # the N-th execute call is committed to the ledger, before its results reach anybody. 0 = never.
-    exit_after_executions: int = 0
-    # Fault injection: the N-th execute call stalls stall_s seconds before it records anything (a rail
-    # that hangs, e.g. longer than a claim's lease). 0 = never.
-    stall_after_executions: int = 0
-    stall_s: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.latency_ms < 0:
-            raise ValueError(f"latency_ms must be >= 0, not {self.latency_ms}")
-        if not 0.0 <= self.failure_rate <= 1.0:
-            raise ValueError(f"failure_rate must be within [0, 1], not {self.failure_rate}")
-        if self.rate_limit < 0:
-            raise ValueError(f"rate_limit must be >= 0, not {self.rate_limit}")
-
-    @classmethod
-    def parse(cls, text: str, *, ledger_path: str | None = None) -> SimulatorSettings:
-        """Settings from "latency_ms=5,failure_rate=0.01,rate_limit=1000,seed=1" (a CLI flag's value).
-
-        ledger_path may be given in the text or as the argument; the text wins.
-        """
-        known = {f.name for f in fields(cls)}
-        values: dict[str, str] = {}
-        for item in text.split(","):
-            item = item.strip()
-            if not item:
-                continue
-            name, sep, value = item.partition("=")
-            name, value = name.strip(), value.strip()
-            if not sep or name not in known:
-                raise ValueError(f"bad simulator setting {item!r}; expected name=value of {sorted(known)}")
-            values[name] = value
-        path = values.pop("ledger_path", ledger_path)
-        if not path:
-            raise ValueError("the simulator needs a ledger_path")
-        seed = values.get("seed", "")
-        return cls(
-            ledger_path=path,
-            latency_ms=float(values.get("latency_ms", 0)),
-            failure_rate=float(values.get("failure_rate", 0.0)),
-            rate_limit=float(values.get("rate_limit", 0)),
-            seed=None if seed.lower() in ("", "none") else int(seed),
-            exit_after_executions=int(values.get("exit_after_executions", 0)),
-            stall_after_executions=int(values.get("stall_after_executions", 0)),
-            stall_s=float(values.get("stall_s", 0.0)),
-        )
-
-
 class SimulatorRail(Rail):
     name = "simulator"
 
@@ -95,7 +38,6 @@ class SimulatorRail(Rail):
         # The rail closes only a ledger it opened itself.
         self._owns_ledger = ledger is None
         self.ledger = ledger if ledger is not None else Ledger(settings.ledger_path)
-        self._bucket = TokenBucket(settings.rate_limit) if settings.rate_limit > 0 else None
         self._seed_prefix = b"" if settings.seed is None else f"{settings.seed}\x00".encode()
         self._executions = 0
         self._calls = 0
@@ -103,8 +45,6 @@ class SimulatorRail(Rail):
     async def execute(self, payments: Sequence[RailPayment]) -> Sequence[RailResult]:
         if not payments:
             return []
-        if self._bucket is not None:
-            await self._bucket.acquire(len(payments))
         if self.settings.latency_ms > 0:
             await asyncio.sleep(self.settings.latency_ms / 1000)
         self._calls += 1
@@ -165,14 +105,13 @@ def _fraction(digest: bytes) -> float:
     return (int.from_bytes(digest[:8], "big") >> 11) / 2**53
 
 
-__all__ = ["FAILURE_REASONS", "SimulatorRail", "SimulatorSettings", "TokenBucket"]
+__all__ = ["FAILURE_REASONS", "SimulatorRail", "SimulatorSettings"]
 
 
 def from_config(config: RailConfig) -> SimulatorRail:
     """Options: ledger_path (required), latency_ms, failure_rate, seed, exit_after_executions,
     stall_after_executions and stall_s (fault injection for tests). The rail's rate_limit is applied by
-    the runner, before each claim, not by the simulator (only SimulatorSettings.rate_limit, set directly,
-    models a rail that paces itself)."""
+    the runner, before each claim, as for every rail."""
     return SimulatorRail(
         SimulatorSettings(
             ledger_path=str(config.option("ledger_path", "simulator-ledger.db")),
