@@ -21,7 +21,8 @@ from gpo_kernel.rails_config import ConfigError, RailConfig, load_rails_config
 from gpo_server.domain.money import format_amount, parse_amount
 from rail_sidecars.rails.base import Outcome, RailPayment, RetryableRailError
 from rail_sidecars.rails.gsma import transformers as t
-from rail_sidecars.rails.gsma.rail import GsmaRail, GsmaSettings, correlation_id_for, settings_from_config
+from rail_sidecars.rails.gsma.rail import GsmaRail, correlation_id_for
+from rail_sidecars.rails.gsma.settings import GsmaSettings, settings_from_config
 from rail_sidecars.rails.registry import make_rail
 from tests.peers.gsma_provider import SPEC_FILE, Behaviour, GsmaProvider, SpecValidator
 from tests.support.processes import free_port, spec_path

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from gpo_kernel.rails_config import ConfigError, RailConfig
 from rail_sidecars.rails.base import Outcome, RailPayment, RetryableRailError
 from rail_sidecars.rails.mojaloop import MojaloopRail, from_config, settings_from_config
-from rail_sidecars.rails.mojaloop.keymap import Sent
+from rail_sidecars.rails.mojaloop.store import Sent
 from rail_sidecars.rails.mojaloop.transformers import (
     CORRELATION_ID,
     FspiopError,

@@ -33,8 +33,8 @@ from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, Ret
 from rail_sidecars.rails.mojaloop import jws
 from rail_sidecars.rails.mojaloop.callbacks import ANY_SOURCE, Callback, CallbackListener, Mailbox
 from rail_sidecars.rails.mojaloop.client import FspiopClient, HubRefused, NotAccepted
-from rail_sidecars.rails.mojaloop.keymap import KeyMap, Sent
 from rail_sidecars.rails.mojaloop.settings import MojaloopSettings, settings_from_config
+from rail_sidecars.rails.mojaloop.store import KeyMap, Sent
 from rail_sidecars.rails.mojaloop.transformers import (
     FINAL_BULK_STATES,
     FspiopError,
