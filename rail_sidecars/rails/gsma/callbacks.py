@@ -23,29 +23,59 @@ import hashlib
 import hmac
 import json
 import logging
-import socket
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from rail_sidecars.rails.gsma.transformers import is_batch_object, is_error_object
+from rail_sidecars.sdk.callbacks import CallbackServer, Mailbox, next_callback
 
 log = logging.getLogger(__name__)
 
 PATH = "/gsma/callbacks"
 
 
-@dataclass
-class CallbackSlot:
-    """What arrived for one batch; `event` is set at each callback."""
+@dataclass(frozen=True, slots=True)
+class Callback:
+    kind: str  # BATCH, ERROR (the provider refused the batch) or APPROVAL_ERROR
+    body: dict[str, Any]
 
-    event: asyncio.Event = field(default_factory=asyncio.Event)
+
+BATCH, ERROR, APPROVAL_ERROR = "batch", "error", "approval_error"
+
+
+@dataclass
+class Heard:
+    """What the callbacks for one batch said, as the rail reads them from its mailbox queue."""
+
+    queue: asyncio.Queue[Callback]
     batch: dict[str, Any] | None = None  # the last responseBatchTransaction
     error: dict[str, Any] | None = None  # an errorObject: the provider refused the batch
     approval_error: dict[str, Any] | None = None  # an errorObject for the approval PATCH
-    received: int = 0
+
+    def take(self, callback: Callback | None) -> None:
+        if callback is None:
+            return
+        if callback.kind == BATCH:
+            self.batch = callback.body
+        elif callback.kind == ERROR:
+            self.error = callback.body
+        else:
+            self.approval_error = callback.body
+
+    def update(self) -> None:
+        """Takes every callback that arrived since the last look."""
+        while not self.queue.empty():
+            self.take(self.queue.get_nowait())
+
+    async def wait(self, seconds: float) -> None:
+        """Until the next callback for the batch or `seconds`, whichever comes first."""
+        callback: Callback | None = await next_callback(self.queue, seconds)
+        self.take(callback)
+        self.update()
 
 
 class CallbackListener:
@@ -59,14 +89,11 @@ class CallbackListener:
         secret: bytes = b"",
         is_known: Callable[[str], Awaitable[bool]],
     ) -> None:
-        self.host = host
-        self.port = port
-        self._public_url = public_url.rstrip("/")
+        self._server = CallbackServer(host, port, public_url)
+        self.mailbox: Mailbox[str, Callback] = Mailbox()
         self._api_key = api_key
         self._secret = secret  # empty: no token in the callback URLs (api_key or none)
         self._is_known = is_known
-        self._slots: dict[str, CallbackSlot] = {}
-        self._runner: web.AppRunner | None = None
         self.accepted = 0  # callbacks answered 204, duplicates included
         self.refused = 0  # callbacks refused as unauthenticated
 
@@ -77,24 +104,15 @@ class CallbackListener:
         app.router.add_put(prefix + "/{correlation_id}/approval", self._approval_callback)
         if self._secret:  # anything else under PATH lacks a token: refused as unauthenticated, and logged
             app.router.add_put(PATH + "/{tail:.*}", self._no_token)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        # Our own socket, so that port 0 (any free port) can be read back for the callback URL.
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = int(sock.getsockname()[1])
-        await web.SockSite(self._runner, sock).start()
-        log.info("GSMA callback listener on %s:%d", self.host, self.port)
+        await self._server.start(app)
+        log.info("GSMA callback listener on %s:%d", self._server.host, self._server.port)
 
     async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._server.close()
 
     @property
     def base_url(self) -> str:
-        return self._public_url or f"http://{self.host}:{self.port}"
+        return self._server.base_url
 
     def token(self, correlation_id: str) -> str:
         return hmac.new(self._secret, correlation_id.encode(), hashlib.sha256).hexdigest()[:40]
@@ -107,12 +125,17 @@ class CallbackListener:
     def approval_url_for(self, correlation_id: str) -> str:
         return f"{self.url_for(correlation_id)}/approval"
 
-    def slot(self, correlation_id: str) -> CallbackSlot:
-        """The slot of a batch; open it before posting so an early callback is not missed."""
-        return self._slots.setdefault(correlation_id, CallbackSlot())
+    @asynccontextmanager
+    async def heard(self, correlation_id: str) -> AsyncIterator[Heard]:
+        """What the callbacks of a batch say while the block runs (with the last one that came before);
+        open it before posting so an early callback is not missed."""
+        async with self.mailbox.expect(correlation_id) as queue:
+            heard = Heard(queue)
+            heard.take(self.mailbox.recent(correlation_id))
+            yield heard
 
     def forget(self, correlation_id: str) -> None:
-        self._slots.pop(correlation_id, None)
+        self.mailbox.forget(correlation_id)
 
     # -- handlers
 
@@ -133,7 +156,7 @@ class CallbackListener:
             body = json.loads(await request.read())
         except ValueError:
             return _error(400, "validation", "formatError", "the body is not JSON")
-        if correlation_id not in self._slots and not await self._is_known(correlation_id):
+        if not self.mailbox.expecting(correlation_id) and not await self._is_known(correlation_id):
             return _error(404, "identification", "genericError", "unknown correlation id")
         return correlation_id, body
 
@@ -149,19 +172,16 @@ class CallbackListener:
         correlation_id, body = read
         if not (is_batch_object(body) or is_error_object(body)):
             return _error(400, "validation", "formatError", "neither a batch transaction nor an error")
-        slot = self.slot(correlation_id)
         if is_batch_object(body):
-            slot.batch = body
+            self.mailbox.deliver(correlation_id, Callback(BATCH, body))
         else:
-            slot.error = body
+            self.mailbox.deliver(correlation_id, Callback(ERROR, body))
             log.warning(
                 "provider refused batch %s: %s/%s",
                 correlation_id,
                 body.get("errorCategory"),
                 body.get("errorCode"),
             )
-        slot.received += 1
-        slot.event.set()
         self.accepted += 1
         return web.Response(status=204)
 
@@ -171,9 +191,7 @@ class CallbackListener:
             return read
         correlation_id, body = read
         if is_error_object(body):
-            slot = self.slot(correlation_id)
-            slot.approval_error = body
-            slot.event.set()
+            self.mailbox.deliver(correlation_id, Callback(APPROVAL_ERROR, body))
             log.warning("approval of batch %s refused: %s", correlation_id, body.get("errorCode"))
         elif not (isinstance(body, dict) and body.get("result") == "success"):
             return _error(400, "validation", "formatError", "neither an update success nor an error")

@@ -44,7 +44,7 @@ from gpo_kernel.rails_config import RailConfig
 from gpo_kernel.reasons import Reason
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, RetryableRailError
 from rail_sidecars.rails.gsma import transformers as t
-from rail_sidecars.rails.gsma.callbacks import CallbackListener, CallbackSlot
+from rail_sidecars.rails.gsma.callbacks import CallbackListener, Heard
 from rail_sidecars.rails.gsma.settings import GsmaSettings, settings_from_config
 from rail_sidecars.rails.gsma.store import BatchRecord, BatchState, BatchStore, NewBatch
 
@@ -182,28 +182,28 @@ class GsmaRail(Rail):
                 return list(cached.values())
             if record.state is BatchState.FAILED:
                 return await self._refused(record, wanted)
-            slot = self.listener.slot(correlation_id)
-            # A batch submitted before (by an earlier attempt or process) may be long finished: its
-            # callback went elsewhere, so ask at once instead of waiting for one.
-            resumed = record.state is not BatchState.RECORDED
-            try:
-                if record.state is BatchState.RECORDED:
-                    record, created = await self._submit(record)
-                    resumed = not created
-                if record.batch_id is None:
-                    record = await self._await_batch_id(record, slot)
-                if self.s.approval_required and record.state is BatchState.SUBMITTED:
-                    record = await self._approve(record)
-                if record.state is not BatchState.COMPLETED:
-                    await self._wait_completed(
-                        record, slot, first_poll_s=0.0 if resumed else self.s.callback_wait_s
-                    )
-                collected = await self._collect(record)
-            except _BatchRefused as refused:
-                record = await self._mark_refused(record, refused.error)
-                return await self._refused(record, wanted)
-            self.listener.forget(correlation_id)
-            return [collected[k] for k in wanted if k in collected]
+            async with self.listener.heard(correlation_id) as heard:
+                # A batch submitted before (by an earlier attempt or process) may be long finished: its
+                # callback went elsewhere, so ask at once instead of waiting for one.
+                resumed = record.state is not BatchState.RECORDED
+                try:
+                    if record.state is BatchState.RECORDED:
+                        record, created = await self._submit(record)
+                        resumed = not created
+                    if record.batch_id is None:
+                        record = await self._await_batch_id(record, heard)
+                    if self.s.approval_required and record.state is BatchState.SUBMITTED:
+                        record = await self._approve(record)
+                    if record.state is not BatchState.COMPLETED:
+                        await self._wait_completed(
+                            record, heard, first_poll_s=0.0 if resumed else self.s.callback_wait_s
+                        )
+                    collected = await self._collect(record)
+                except _BatchRefused as refused:
+                    record = await self._mark_refused(record, refused.error)
+                    return await self._refused(record, wanted)
+                self.listener.forget(correlation_id)
+                return [collected[k] for k in wanted if k in collected]
 
     async def _look_up_batch(self, correlation_id: str, keys: list[str]) -> dict[str, RailResult]:
         """Definite results of a bound batch; keys of a batch the provider never received (or that waits
@@ -216,39 +216,39 @@ class GsmaRail(Rail):
                 return cached
             if record.state is BatchState.FAILED:
                 return {r.idempotency_key: r for r in await self._refused(record, keys)}
-            slot = self.listener.slot(correlation_id)
-            try:
-                if record.batch_id is None:
-                    if record.server_correlation_id is None:
-                        batch_id = await self._find_batch(correlation_id)
-                        if batch_id is None:
-                            if time.time() < record.in_flight_until:
-                                raise RetryableRailError(
-                                    f"batch {correlation_id}: a POST may still be in flight; cannot tell yet"
-                                )
-                            return cached  # the provider never got it; execute() re-posts the same batch
-                        await store.update(correlation_id, state=BatchState.SUBMITTED, batch_id=batch_id)
-                        record = await self._record(correlation_id)
-                    else:
-                        record = await self._await_batch_id(record, slot)
-                assert record.batch_id is not None
-                batch = await self._get_batch(record.batch_id)
-                status = batch.get("batchStatus")
-                if status == "created" and self.s.approval_required:
-                    if time.time() < record.in_flight_until:
-                        raise RetryableRailError(
-                            f"batch {record.batch_id}: an approval may still be in flight; cannot tell yet"
-                        )
-                    return cached  # nothing runs before we approve it; execute() resumes it
-                if status != "completed":
-                    # Just polled: the next poll comes after poll_interval_s, or a callback first.
-                    await self._wait_completed(record, slot, first_poll_s=self.s.poll_interval_s)
-                collected = await self._collect(record)
-            except _BatchRefused as refused:
-                record = await self._mark_refused(record, refused.error)
-                return {r.idempotency_key: r for r in await self._refused(record, keys)}
-            self.listener.forget(correlation_id)
-            return {k: collected[k] for k in keys if k in collected}
+            async with self.listener.heard(correlation_id) as heard:
+                try:
+                    if record.batch_id is None:
+                        if record.server_correlation_id is None:
+                            batch_id = await self._find_batch(correlation_id)
+                            if batch_id is None:
+                                if time.time() < record.in_flight_until:
+                                    raise RetryableRailError(
+                                        f"batch {correlation_id}: a POST may still be in flight; cannot tell yet"
+                                    )
+                                return cached  # the provider never got it; execute() re-posts the same batch
+                            await store.update(correlation_id, state=BatchState.SUBMITTED, batch_id=batch_id)
+                            record = await self._record(correlation_id)
+                        else:
+                            record = await self._await_batch_id(record, heard)
+                    assert record.batch_id is not None
+                    batch = await self._get_batch(record.batch_id)
+                    status = batch.get("batchStatus")
+                    if status == "created" and self.s.approval_required:
+                        if time.time() < record.in_flight_until:
+                            raise RetryableRailError(
+                                f"batch {record.batch_id}: an approval may still be in flight; cannot tell yet"
+                            )
+                        return cached  # nothing runs before we approve it; execute() resumes it
+                    if status != "completed":
+                        # Just polled: the next poll comes after poll_interval_s, or a callback first.
+                        await self._wait_completed(record, heard, first_poll_s=self.s.poll_interval_s)
+                    collected = await self._collect(record)
+                except _BatchRefused as refused:
+                    record = await self._mark_refused(record, refused.error)
+                    return {r.idempotency_key: r for r in await self._refused(record, keys)}
+                self.listener.forget(correlation_id)
+                return {k: collected[k] for k in keys if k in collected}
 
     async def _submit(self, record: BatchRecord) -> tuple[BatchRecord, bool]:
         """POSTs the recorded batch; True when this POST created it, False when the provider already
@@ -306,15 +306,15 @@ class GsmaRail(Rail):
             raise _BatchRefused(error)
         raise _retryable("POST /batchtransactions", response)
 
-    async def _await_batch_id(self, record: BatchRecord, slot: CallbackSlot) -> BatchRecord:
+    async def _await_batch_id(self, record: BatchRecord, heard: Heard) -> BatchRecord:
         """The batchId of an acknowledged batch whose request state had no objectReference yet."""
         store = await self._started()
         cid = record.correlation_id
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.s.completion_timeout_s
         while True:
-            await self._check_failure_callback(record, slot)
-            batch_id = slot.batch.get("batchId") if slot.batch else None
+            await self._check_failure_callback(record, heard)
+            batch_id = heard.batch.get("batchId") if heard.batch else None
             if batch_id is None and record.server_correlation_id:
                 state = await self._get_json(f"requeststates/{record.server_correlation_id}")
                 if isinstance(state, dict) and state.get("status") == "failed":
@@ -329,7 +329,7 @@ class GsmaRail(Rail):
                 return await self._record(cid)
             if loop.time() >= deadline:
                 raise RetryableRailError(f"batch {cid}: no batchId after {self.s.completion_timeout_s}s")
-            await _wait(slot, self.s.poll_interval_s)
+            await heard.wait(self.s.poll_interval_s)
 
     async def _approve(self, record: BatchRecord) -> BatchRecord:
         store = await self._started()
@@ -355,7 +355,7 @@ class GsmaRail(Rail):
         log.info("GSMA batch %s approved", record.batch_id)
         return await self._record(cid)
 
-    async def _wait_completed(self, record: BatchRecord, slot: CallbackSlot, *, first_poll_s: float) -> None:
+    async def _wait_completed(self, record: BatchRecord, heard: Heard, *, first_poll_s: float) -> None:
         """Until the callback or a poll says batchStatus is completed; bounded by completion_timeout_s."""
         assert record.batch_id is not None
         loop = asyncio.get_running_loop()
@@ -363,11 +363,11 @@ class GsmaRail(Rail):
         deadline = started + self.s.completion_timeout_s
         poll_at = started + first_poll_s
         while True:
-            await self._check_failure_callback(record, slot)
-            if slot.approval_error is not None:
-                slot.approval_error = None
+            await self._check_failure_callback(record, heard)
+            if heard.approval_error is not None:
+                heard.approval_error = None
                 raise RetryableRailError(f"batch {record.batch_id}: the provider refused the approval")
-            if slot.batch is not None and slot.batch.get("batchStatus") == "completed":
+            if heard.batch is not None and heard.batch.get("batchStatus") == "completed":
                 return
             now = loop.time()
             if now >= poll_at:
@@ -380,14 +380,15 @@ class GsmaRail(Rail):
                 raise RetryableRailError(
                     f"batch {record.batch_id} not completed after {self.s.completion_timeout_s}s"
                 )
-            await _wait(slot, min(poll_at, deadline) - now)
+            await heard.wait(min(poll_at, deadline) - now)
 
-    async def _check_failure_callback(self, record: BatchRecord, slot: CallbackSlot) -> None:
+    async def _check_failure_callback(self, record: BatchRecord, heard: Heard) -> None:
         """A failure callback is a hint: raises _BatchRefused only when the provider's own records say
         the batch failed (its request state, or its batch gone or rejected); otherwise forgets it."""
-        if slot.error is None:
+        heard.update()
+        if heard.error is None:
             return
-        claimed, slot.error = slot.error, None
+        claimed, heard.error = heard.error, None
         record = await self._record(record.correlation_id)
         confirmed: Mapping[str, Any] | None = None
         if record.server_correlation_id:
@@ -608,15 +609,6 @@ class GsmaRail(Rail):
             lock = asyncio.Lock()
             self._locks[correlation_id] = lock
         return lock
-
-
-async def _wait(slot: CallbackSlot, seconds: float) -> None:
-    """Sleeps until the next callback for the batch or `seconds`, whichever comes first."""
-    slot.event.clear()
-    try:
-        await asyncio.wait_for(slot.event.wait(), timeout=max(seconds, 0.0))
-    except TimeoutError:
-        pass
 
 
 def _callback_secret(settings: GsmaSettings) -> bytes:

@@ -2,9 +2,9 @@
 
 Routes (under an optional prefix): PUT /bulkQuotes/{ID}, PUT /bulkTransfers/{ID}, PUT /parties/{Type}/{ID}
 and the /error variant of each. Each callback is handed to whoever waits for that resource and id
-(`Mailbox`). A waiter registers BEFORE its request is sent, since the callback may beat the HTTP
-response; callbacks nobody waits for (late, duplicated) are kept in a small cache so the next wait for
-that id, e.g. a look-up, finds them at once.
+(`Mailbox`, on sdk/callbacks.py). A waiter registers BEFORE its request is sent, since the callback may
+beat the HTTP response; callbacks nobody waits for (late, duplicated) are kept in a small cache so the
+next wait for that id, e.g. a look-up, finds them at once.
 
 No outcome is believed from a party that has not proven who it is. Before the rail sends a request it
 names who may answer it (`Mailbox.allow`): the payee FSP of the bulk, and the hub for the errors it
@@ -23,18 +23,19 @@ import collections
 import json
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from rail_sidecars.rails.mojaloop import jws
+from rail_sidecars.sdk import callbacks
+from rail_sidecars.sdk.callbacks import CallbackServer
 
 log = logging.getLogger(__name__)
 
-_CACHE_SIZE = 4096
 _EXPECTED_SIZE = 200_000
 ANY_SOURCE = frozenset({"*"})
 
@@ -49,11 +50,11 @@ class Callback:
 
 
 class Mailbox:
-    """Callbacks by (resource, id), for any number of waiters at once."""
+    """Callbacks by (resource, id), for any number of waiters at once (sdk.callbacks.Mailbox), and who
+    may answer each request."""
 
     def __init__(self) -> None:
-        self._waiters: dict[tuple[str, str], list[asyncio.Queue[Callback]]] = {}
-        self._recent: collections.OrderedDict[tuple[str, str], Callback] = collections.OrderedDict()
+        self._box: callbacks.Mailbox[tuple[str, str], Callback] = callbacks.Mailbox()
         self._allowed: collections.OrderedDict[tuple[str, str], frozenset[str]] = collections.OrderedDict()
 
     def allow(self, resource: str, id: str, sources: frozenset[str]) -> None:
@@ -67,35 +68,18 @@ class Mailbox:
     def allowed(self, resource: str, id: str) -> frozenset[str]:
         return self._allowed.get((resource, id), frozenset())
 
-    @asynccontextmanager
-    async def expect(self, resource: str, id: str) -> AsyncIterator[asyncio.Queue[Callback]]:
+    def expect(self, resource: str, id: str) -> AbstractAsyncContextManager[asyncio.Queue[Callback]]:
         """A queue receiving every callback for (resource, id) while the block runs."""
-        key = (resource, id)
-        queue: asyncio.Queue[Callback] = asyncio.Queue()
-        self._waiters.setdefault(key, []).append(queue)
-        try:
-            yield queue
-        finally:
-            waiting = self._waiters.get(key, [])
-            if queue in waiting:
-                waiting.remove(queue)
-            if not waiting:
-                self._waiters.pop(key, None)
+        return self._box.expect((resource, id))
 
     def recent(self, resource: str, id: str) -> Callback | None:
-        return self._recent.get((resource, id))
+        return self._box.recent((resource, id))
 
     def forget(self, resource: str, id: str) -> None:
-        self._recent.pop((resource, id), None)
+        self._box.forget((resource, id))
 
     def deliver(self, callback: Callback) -> None:
-        key = (callback.resource, callback.id)
-        self._recent[key] = callback
-        self._recent.move_to_end(key)
-        while len(self._recent) > _CACHE_SIZE:
-            self._recent.popitem(last=False)
-        for queue in self._waiters.get(key, []):
-            queue.put_nowait(callback)
+        self._box.deliver((callback.resource, callback.id), callback)
 
 
 def _error(status: int, code: str, description: str) -> web.Response:
@@ -120,13 +104,11 @@ class CallbackListener:
     ) -> None:
         self.mailbox = mailbox
         self.payer_fsp = payer_fsp
-        self.host = host
-        self.port = port
         self.prefix = prefix
+        self._server = CallbackServer(host, port)
         self.verify_keys = dict(verify_keys or {})
         self.require_signatures = require_signatures
         self.refused: Counter[str] = Counter()  # callbacks refused, by reason
-        self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=6 * 1024 * 1024)  # FSPIOP bodies go up to 5 MB
@@ -140,16 +122,11 @@ class CallbackListener:
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-        await site.start()
-        log.info("FSPIOP callbacks on http://%s:%d%s", self.host, self.port, self.prefix)
+        await self._server.start(self.app())
+        log.info("FSPIOP callbacks on %s%s", self._server.base_url, self.prefix)
 
     async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._server.close()
 
     def _handler(self, resource: str, *, error: bool) -> Any:
         async def handle(request: web.Request) -> web.Response:
