@@ -14,8 +14,9 @@ from typing import Any
 
 import httpx
 
-from gpo_kernel.rails_config import ConfigError, RailConfig
+from gpo_kernel.rails_config import RailConfig
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, RetryableRailError
+from rail_sidecars.sdk.options import Options
 
 
 class HttpLedgerRail(Rail):
@@ -89,7 +90,4 @@ def _result(body: Any) -> RailResult:
 
 
 def from_config(config: RailConfig) -> HttpLedgerRail:
-    url = config.option("url")
-    if not url:
-        raise ConfigError(f"rails.{config.name}.options.url is required for an http-ledger rail")
-    return HttpLedgerRail(str(url), config.timeout_s)
+    return HttpLedgerRail(Options(config, "http-ledger", {"url"}).required("url"), config.timeout_s)

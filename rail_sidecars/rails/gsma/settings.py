@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from gpo_kernel.rails_config import ConfigError, RailConfig
 from rail_sidecars.rails.gsma import transformers as t
+from rail_sidecars.sdk.options import Options
 
 
 @dataclass(frozen=True)
@@ -97,48 +96,44 @@ _OPTIONS = {
 
 
 def settings_from_config(config: RailConfig) -> GsmaSettings:
-    unknown = set(config.options) - _OPTIONS
-    if unknown:
-        raise ConfigError(f"rails.{config.name}.options: unknown GSMA options {sorted(unknown)}")
-    if not config.option("base_url"):
-        raise ConfigError(f"rails.{config.name}.options.base_url is required")
-    data_dir = os.environ.get("GPO_DATA_DIR", ".")
-    debit = config.option("debit_party") or {}
+    o = Options(config, "GSMA", _OPTIONS)
+    base_url = o.required("base_url")
+    debit = o.table("debit_party")
     if debit and (set(debit) != {"key", "value"}):
-        raise ConfigError(f"rails.{config.name}.options.debit_party needs exactly key and value")
-    org = config.option("requesting_organisation") or {}
+        raise ConfigError(f"{o.where('debit_party')} needs exactly key and value")
+    org = o.table("requesting_organisation")
     if org and set(org) != {"type", "identifier"}:
-        raise ConfigError(f"rails.{config.name}.options.requesting_organisation needs type and identifier")
+        raise ConfigError(f"{o.where('requesting_organisation')} needs type and identifier")
     body = t.BodyOptions(
-        fa_schemes={**t.DEFAULT_FA_SCHEMES, **dict(config.option("fa_schemes") or {})},
+        fa_schemes={**t.DEFAULT_FA_SCHEMES, **o.table("fa_schemes")},
         debit_party=((str(debit["key"]), str(debit["value"])),) if debit else (),
         requesting_organisation=(str(org["type"]), str(org["identifier"])) if org else None,
-        batch_title=str(config.option("batch_title", "GPO disbursement")),
+        batch_title=o.text("batch_title", "GPO disbursement"),
     )
     return GsmaSettings(
-        base_url=str(config.option("base_url")),
-        state_path=str(config.option("state_path") or Path(data_dir) / f"gsma-{config.name}.db"),
-        api_key=str(config.option("api_key", "") or ""),
-        client_id=str(config.option("client_id", "") or ""),
-        callback_host=str(config.option("callback_host", "127.0.0.1")),
-        callback_port=int(config.option("callback_port", 0)),
-        callback_url=str(config.option("callback_url", "") or ""),
-        callback_api_key=str(config.option("callback_api_key", "") or ""),
-        callback_auth=str(config.option("callback_auth", "token")),
-        callback_secret=str(config.option("callback_secret", "") or ""),
-        provider_dedupes_correlation_id=bool(config.option("provider_dedupes_correlation_id", True)),
-        provider_serves_responses=bool(config.option("provider_serves_responses", True)),
-        oauth2_token_url=str(config.option("oauth2_token_url", "") or ""),
-        oauth2_client_id=str(config.option("oauth2_client_id", "") or ""),
-        oauth2_client_secret=str(config.option("oauth2_client_secret", "") or ""),
-        oauth2_scope=str(config.option("oauth2_scope", "") or ""),
-        approval_required=bool(config.option("approval_required", False)),
-        max_batch_size=int(config.option("max_batch_size", 1000)),
-        page_size=int(config.option("page_size", 500)),
-        poll_interval_s=float(config.option("poll_interval_s", 2.0)),
-        callback_wait_s=float(config.option("callback_wait_s", 10.0)),
-        completion_timeout_s=float(config.option("completion_timeout_s", 120.0)),
-        in_flight_grace_s=float(config.option("in_flight_grace_s", 120.0)),
+        base_url=base_url,
+        state_path=o.state_path("gsma"),
+        api_key=o.text("api_key"),
+        client_id=o.text("client_id"),
+        callback_host=o.text("callback_host", "127.0.0.1"),
+        callback_port=o.integer("callback_port", 0),
+        callback_url=o.text("callback_url"),
+        callback_api_key=o.text("callback_api_key"),
+        callback_auth=o.text("callback_auth", "token"),
+        callback_secret=o.text("callback_secret"),
+        provider_dedupes_correlation_id=o.flag("provider_dedupes_correlation_id", True),
+        provider_serves_responses=o.flag("provider_serves_responses", True),
+        oauth2_token_url=o.text("oauth2_token_url"),
+        oauth2_client_id=o.text("oauth2_client_id"),
+        oauth2_client_secret=o.text("oauth2_client_secret"),
+        oauth2_scope=o.text("oauth2_scope"),
+        approval_required=o.flag("approval_required", False),
+        max_batch_size=o.integer("max_batch_size", 1000),
+        page_size=o.integer("page_size", 500),
+        poll_interval_s=o.number("poll_interval_s", 2.0),
+        callback_wait_s=o.number("callback_wait_s", 10.0),
+        completion_timeout_s=o.number("completion_timeout_s", 120.0),
+        in_flight_grace_s=o.number("in_flight_grace_s", 120.0),
         timeout_s=config.timeout_s,
         body=body,
     )

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from gpo_kernel.rails_config import ConfigError, RailConfig
 from rail_sidecars.rails.iso20022.codes import DEFAULT_SUCCESS_STATUSES
 from rail_sidecars.rails.iso20022.delivery_sftp import SftpSettings
 from rail_sidecars.rails.iso20022.pain001 import DEFAULT_SCHEMES, Debtor, PaymentType
+from rail_sidecars.sdk.options import Options
 
 _KNOWN = {
     "state_dir",
@@ -82,84 +82,75 @@ class Iso20022Settings:
 
 
 def settings_from_config(config: RailConfig) -> Iso20022Settings:
-    unknown = set(config.options) - _KNOWN
-    if unknown:
-        raise ConfigError(f"rails.{config.name}.options: unknown settings {sorted(unknown)}")
-
-    def need(key: str) -> Any:
-        value = config.option(key)
-        if value in (None, ""):
-            raise ConfigError(f"rails.{config.name}.options.{key} is required")
-        return value
-
+    o = Options(config, "ISO 20022", _KNOWN)
     try:
-        return _settings(config, need)
+        return _settings(o)
     except ValueError as exc:
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"rails.{config.name}.options: {exc}") from exc
 
 
-def _settings(config: RailConfig, need: Any) -> Iso20022Settings:
-    transport = str(config.option("transport", "folder"))
+def _settings(o: Options) -> Iso20022Settings:
+    transport = o.text("transport", "folder")
     sftp = None
     if transport == "sftp":
         sftp = SftpSettings(
-            host=str(need("sftp_host")),
-            port=int(config.option("sftp_port", 22)),
-            username=str(need("sftp_user")),
-            pain001_dir=str(need("pain001_dir")),
-            reports_dir=str(need("reports_dir")),
-            private_key=str(config.option("sftp_private_key", "")),
-            passphrase=str(config.option("sftp_passphrase", "")),
-            password=str(config.option("sftp_password", "")),
-            known_hosts=str(config.option("sftp_known_hosts", "")),
-            host_key=str(config.option("sftp_host_key", "")),
-            insecure_skip_host_key_check=bool(config.option("sftp_insecure_skip_host_key_check", False)),
-            timeout_s=config.timeout_s,
+            host=o.required("sftp_host"),
+            port=o.integer("sftp_port", 22),
+            username=o.required("sftp_user"),
+            pain001_dir=o.required("pain001_dir"),
+            reports_dir=o.required("reports_dir"),
+            private_key=o.text("sftp_private_key"),
+            passphrase=o.text("sftp_passphrase"),
+            password=o.text("sftp_password"),
+            known_hosts=o.text("sftp_known_hosts"),
+            host_key=o.text("sftp_host_key"),
+            insecure_skip_host_key_check=o.flag("sftp_insecure_skip_host_key_check", False),
+            timeout_s=o.config.timeout_s,
         )
     xsd_path: Path | None = None
-    if config.option("validate", True):
+    if o.flag("validate", True):
         default_xsd = os.environ.get("GPO_SPECS_DIR", "")
-        xsd = config.option("xsd_path") or (
+        xsd = o.text("xsd_path") or (
             str(Path(default_xsd) / "iso20022" / "pain.001.001.09.xsd") if default_xsd else ""
         )
         if not xsd:
             raise ConfigError(
-                f"rails.{config.name}.options.xsd_path is required (the pain.001.001.09 XSD every file is "
+                f"{o.where('xsd_path')} is required (the pain.001.001.09 XSD every file is "
                 "checked against before delivery); set validate = false to send unchecked files"
             )
         xsd_path = Path(xsd)
         if not xsd_path.is_file():
-            raise ConfigError(f"rails.{config.name}.options.xsd_path: {xsd_path} is not a file")
+            raise ConfigError(f"{o.where('xsd_path')}: {xsd_path} is not a file")
     return Iso20022Settings(
-        state_dir=Path(need("state_dir")),
-        pain001_dir=str(need("pain001_dir")),
-        reports_dir=str(need("reports_dir")),
+        state_dir=Path(o.required("state_dir")),
+        pain001_dir=o.required("pain001_dir"),
+        reports_dir=o.required("reports_dir"),
         debtor=Debtor(
-            name=str(need("debtor_name")),
-            iban=str(need("debtor_iban")),
-            bic=str(need("debtor_bic")),
-            initiating_party=str(config.option("initiating_party", "")),
-            initiating_party_id=str(config.option("initiating_party_id", "")),
+            name=o.required("debtor_name"),
+            iban=o.required("debtor_iban"),
+            bic=o.required("debtor_bic"),
+            initiating_party=o.text("initiating_party"),
+            initiating_party_id=o.text("initiating_party_id"),
         ),
         transport=transport,
         sftp=sftp,
-        debtor_currency=str(config.option("debtor_currency", "")),
+        debtor_currency=o.text("debtor_currency"),
         payment_type=PaymentType(
-            service_level=str(config.option("service_level", "")),
-            category_purpose=str(config.option("category_purpose", "")),
+            service_level=o.text("service_level"),
+            category_purpose=o.text("category_purpose"),
         ),
-        schemes=tuple(config.option("schemes", list(DEFAULT_SCHEMES))),
+        schemes=tuple(o.get("schemes", list(DEFAULT_SCHEMES))),
         xsd_path=xsd_path,
         # A bank that never reports beyond ACSP (settlement in process) can be taken at its word.
-        success_statuses=frozenset(config.option("success_statuses", sorted(DEFAULT_SUCCESS_STATUSES)))
-        | (frozenset({"ACSP"}) if config.option("acsp_final", False) else frozenset()),
-        batch_booking=bool(config.option("batch_booking", False)),
-        charset=str(config.option("charset", "latin")),
-        report_timeout_s=float(config.option("report_timeout_s", 60.0)),
-        poll_interval_s=float(config.option("poll_interval_s", 1.0)),
-        reversal_grace_s=float(config.option("reversal_grace_s", 60.0)),
-        execution_days_ahead=int(config.option("execution_days_ahead", 0)),
-        transport_timeout_s=config.timeout_s,
+        success_statuses=frozenset(o.get("success_statuses", sorted(DEFAULT_SUCCESS_STATUSES)))
+        | (frozenset({"ACSP"}) if o.flag("acsp_final", False) else frozenset()),
+        batch_booking=o.flag("batch_booking", False),
+        charset=o.text("charset", "latin"),
+        report_timeout_s=o.number("report_timeout_s", 60.0),
+        poll_interval_s=o.number("poll_interval_s", 1.0),
+        reversal_grace_s=o.number("reversal_grace_s", 60.0),
+        execution_days_ahead=o.integer("execution_days_ahead", 0),
+        transport_timeout_s=o.config.timeout_s,
     )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gpo_kernel.rails_config import ConfigError, RailConfig
+from rail_sidecars.sdk.options import Options
 
 # FSPIOP v1.1 caps a bulk quote and a bulk transfer at 1000 individual items (maxItems in the spec).
 MAX_BULK = 1000
@@ -77,7 +77,43 @@ class MojaloopSettings:
         return f"http://{self.callback_host}:{self.callback_port}{self.callback_prefix}"
 
 
-def _pem(config: RailConfig, key: str, value: Any) -> str:
+_OPTIONS = {
+    "base_url",
+    "payer_fsp",
+    "state_path",
+    "callback_host",
+    "callback_port",
+    "callback_prefix",
+    "callback_timeout_s",
+    "callback_retries",
+    "transfer_expiry_s",
+    "max_bulk_size",
+    "max_in_flight",
+    "party_lookup",
+    "party_lookup_concurrency",
+    "fsp_by_provider",
+    "id_types",
+    "max_fee",
+    "scenario",
+    "sub_scenario",
+    "initiator_type",
+    "verify_fulfilment",
+    "bearer_token",
+    "hub_fsp",
+    "signing_key",
+    "verify_keys",
+    "require_signatures",
+    "tls_cert",
+    "tls_key",
+    "tls_ca",
+    "quote_margin_s",
+    "max_requotes",
+    "max_transfer_posts",
+    "retry_backoff_s",
+}
+
+
+def _pem(o: Options, key: str, value: Any) -> str:
     """An inline PEM text, or the path of a PEM file."""
     text = str(value or "").strip()
     if not text or text.startswith("-----BEGIN"):
@@ -85,71 +121,54 @@ def _pem(config: RailConfig, key: str, value: Any) -> str:
     try:
         return Path(text).read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"rails.{config.name}.options.{key}: cannot read {text}: {exc}") from None
+        raise ConfigError(f"{o.where(key)}: cannot read {text}: {exc}") from None
 
 
 def settings_from_config(config: RailConfig) -> MojaloopSettings:
-    def required(key: str) -> str:
-        value = config.option(key)
-        if not value:
-            raise ConfigError(f"rails.{config.name}.options.{key} is required for a mojaloop rail")
-        return str(value)
-
-    def number(key: str, default: float) -> float:
-        value: Any = config.option(key, default)
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"rails.{config.name}.options.{key}: not a number: {value!r}") from None
-
-    id_types = {**DEFAULT_ID_TYPES, **{str(k): str(v) for k, v in (config.option("id_types") or {}).items()}}
+    o = Options(config, "Mojaloop", _OPTIONS)
+    id_types = {**DEFAULT_ID_TYPES, **{str(k): str(v) for k, v in o.table("id_types").items()}}
     unknown = sorted(set(id_types.values()) - PARTY_ID_TYPES)
     if unknown:
-        raise ConfigError(f"rails.{config.name}.options.id_types: not FSPIOP PartyIdTypes: {unknown}")
-    max_bulk = int(number("max_bulk_size", MAX_BULK))
+        raise ConfigError(f"{o.where('id_types')}: not FSPIOP PartyIdTypes: {unknown}")
+    max_bulk = o.integer("max_bulk_size", MAX_BULK)
     if not 1 <= max_bulk <= MAX_BULK:
-        raise ConfigError(f"rails.{config.name}.options.max_bulk_size must be 1..{MAX_BULK}")
-    data_dir = os.environ.get("GPO_DATA_DIR", ".")
-    state_path = str(config.option("state_path") or Path(data_dir) / f"mojaloop-{config.name}.db")
-    prefix = str(config.option("callback_prefix", "")).rstrip("/")
+        raise ConfigError(f"{o.where('max_bulk_size')} must be 1..{MAX_BULK}")
+    prefix = o.text("callback_prefix").rstrip("/")
     if prefix and not prefix.startswith("/"):
         prefix = "/" + prefix
     return MojaloopSettings(
         rail=config.name,
-        base_url=required("base_url").rstrip("/"),
-        payer_fsp=required("payer_fsp"),
-        state_path=state_path,
-        callback_host=str(config.option("callback_host", "127.0.0.1")),
-        callback_port=int(number("callback_port", 4100)),
+        base_url=o.required("base_url").rstrip("/"),
+        payer_fsp=o.required("payer_fsp"),
+        state_path=o.state_path("mojaloop"),
+        callback_host=o.text("callback_host", "127.0.0.1"),
+        callback_port=o.integer("callback_port", 4100),
         callback_prefix=prefix,
         request_timeout_s=config.timeout_s,
-        callback_timeout_s=number("callback_timeout_s", config.timeout_s),
-        callback_retries=int(number("callback_retries", 2)),
-        transfer_expiry_s=number("transfer_expiry_s", 300),
+        callback_timeout_s=o.number("callback_timeout_s", config.timeout_s),
+        callback_retries=o.integer("callback_retries", 2),
+        transfer_expiry_s=o.number("transfer_expiry_s", 300),
         max_bulk_size=max_bulk,
-        max_in_flight=max(1, int(number("max_in_flight", 4))),
-        party_lookup=bool(config.option("party_lookup", False)),
-        party_lookup_concurrency=max(1, int(number("party_lookup_concurrency", 16))),
-        fsp_by_provider={str(k): str(v) for k, v in (config.option("fsp_by_provider") or {}).items()},
+        max_in_flight=max(1, o.integer("max_in_flight", 4)),
+        party_lookup=o.flag("party_lookup", False),
+        party_lookup_concurrency=max(1, o.integer("party_lookup_concurrency", 16)),
+        fsp_by_provider={str(k): str(v) for k, v in o.table("fsp_by_provider").items()},
         id_types=id_types,
-        max_fee=str(config.option("max_fee", "0")),
-        scenario=str(config.option("scenario", "TRANSFER")),
-        sub_scenario=str(config.option("sub_scenario", "")),
-        initiator_type=str(config.option("initiator_type", "BUSINESS")),
-        verify_fulfilment=bool(config.option("verify_fulfilment", True)),
-        bearer_token=str(config.option("bearer_token", "") or ""),
-        hub_fsp=str(config.option("hub_fsp", "switch")),
-        signing_key=_pem(config, "signing_key", config.option("signing_key")),
-        verify_keys={
-            str(k): _pem(config, f"verify_keys.{k}", v)
-            for k, v in (config.option("verify_keys") or {}).items()
-        },
-        require_signatures=bool(config.option("require_signatures", True)),
-        tls_cert=str(config.option("tls_cert", "") or ""),
-        tls_key=str(config.option("tls_key", "") or ""),
-        tls_ca=str(config.option("tls_ca", "") or ""),
-        quote_margin_s=number("quote_margin_s", 5.0),
-        max_requotes=max(0, int(number("max_requotes", 2))),
-        max_transfer_posts=max(1, int(number("max_transfer_posts", 4))),
-        retry_backoff_s=max(0.0, number("retry_backoff_s", 1.0)),
+        max_fee=o.text("max_fee", "0"),
+        scenario=o.text("scenario", "TRANSFER"),
+        sub_scenario=o.text("sub_scenario"),
+        initiator_type=o.text("initiator_type", "BUSINESS"),
+        verify_fulfilment=o.flag("verify_fulfilment", True),
+        bearer_token=o.text("bearer_token"),
+        hub_fsp=o.text("hub_fsp", "switch"),
+        signing_key=_pem(o, "signing_key", o.get("signing_key")),
+        verify_keys={str(k): _pem(o, f"verify_keys.{k}", v) for k, v in o.table("verify_keys").items()},
+        require_signatures=o.flag("require_signatures", True),
+        tls_cert=o.text("tls_cert"),
+        tls_key=o.text("tls_key"),
+        tls_ca=o.text("tls_ca"),
+        quote_margin_s=o.number("quote_margin_s", 5.0),
+        max_requotes=max(0, o.integer("max_requotes", 2)),
+        max_transfer_posts=max(1, o.integer("max_transfer_posts", 4)),
+        retry_backoff_s=max(0.0, o.number("retry_backoff_s", 1.0)),
     )

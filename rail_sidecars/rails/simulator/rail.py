@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 from gpo_kernel.rails_config import RailConfig
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult
-from rail_sidecars.rails.simulator.settings import SimulatorSettings
+from rail_sidecars.rails.simulator.settings import SimulatorSettings, settings_from_config
 from rail_sidecars.rails.simulator.store import Ledger, LedgerEntry, parse_hundredths
 
 # Reasons a real rail gives for refusing a single payment, with G2P-Connect-style codes.
@@ -109,17 +109,4 @@ __all__ = ["FAILURE_REASONS", "SimulatorRail", "SimulatorSettings"]
 
 
 def from_config(config: RailConfig) -> SimulatorRail:
-    """Options: ledger_path (required), latency_ms, failure_rate, seed, exit_after_executions,
-    stall_after_executions and stall_s (fault injection for tests). The rail's rate_limit is applied by
-    the runner, before each claim, as for every rail."""
-    return SimulatorRail(
-        SimulatorSettings(
-            ledger_path=str(config.option("ledger_path", "simulator-ledger.db")),
-            latency_ms=float(config.option("latency_ms", 0)),
-            failure_rate=float(config.option("failure_rate", 0.0)),
-            seed=config.option("seed"),
-            exit_after_executions=int(config.option("exit_after_executions", 0)),
-            stall_after_executions=int(config.option("stall_after_executions", 0)),
-            stall_s=float(config.option("stall_s", 0.0)),
-        )
-    )
+    return SimulatorRail(settings_from_config(config))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
+
+from gpo_kernel.rails_config import RailConfig
+from rail_sidecars.sdk.options import Options
 
 
 @dataclass(frozen=True, slots=True)
@@ -10,7 +13,9 @@ class SimulatorSettings:
     ledger_path: str
     latency_ms: float = 0  # added to every execute call
     failure_rate: float = 0.0  # fraction of payments (by key) that fail
-    rate_limit: float = 0  # payments per second across the rail; 0 = unlimited
+    # Payments per second across the rail, 0 = unlimited: carried from the CLI flag to the runner, which
+    # applies it (the rail never paces itself).
+    rate_limit: float = 0
     seed: int | None = None  # None: failures derive from the key alone
     # Fault injection for crash tests only: the process dies (os._exit(137), as if kill -9) right after
     # the N-th execute call is committed to the ledger, before its results reach anybody. 0 = never.
@@ -30,11 +35,11 @@ class SimulatorSettings:
 
     @classmethod
     def parse(cls, text: str, *, ledger_path: str | None = None) -> SimulatorSettings:
-        """Settings from "latency_ms=5,failure_rate=0.01,rate_limit=1000,seed=1" (a CLI flag's value).
+        """Settings from "latency_ms=5,failure_rate=0.01,rate_limit=1000,seed=1" (a CLI flag's value):
+        the rails file's options (read as there) and the rail's rate_limit.
 
         ledger_path may be given in the text or as the argument; the text wins.
         """
-        known = {f.name for f in fields(cls)}
         values: dict[str, str] = {}
         for item in text.split(","):
             item = item.strip()
@@ -42,20 +47,45 @@ class SimulatorSettings:
                 continue
             name, sep, value = item.partition("=")
             name, value = name.strip(), value.strip()
-            if not sep or name not in known:
-                raise ValueError(f"bad simulator setting {item!r}; expected name=value of {sorted(known)}")
+            if not sep or name not in _OPTIONS | {"rate_limit"}:
+                raise ValueError(
+                    f"bad simulator setting {item!r}; expected name=value of {sorted(_OPTIONS | {'rate_limit'})}"
+                )
             values[name] = value
-        path = values.pop("ledger_path", ledger_path)
-        if not path:
+        rate_limit = values.pop("rate_limit", "0")
+        values.setdefault("ledger_path", ledger_path or "")
+        if not values["ledger_path"]:
             raise ValueError("the simulator needs a ledger_path")
-        seed = values.get("seed", "")
-        return cls(
-            ledger_path=path,
-            latency_ms=float(values.get("latency_ms", 0)),
-            failure_rate=float(values.get("failure_rate", 0.0)),
-            rate_limit=float(values.get("rate_limit", 0)),
-            seed=None if seed.lower() in ("", "none") else int(seed),
-            exit_after_executions=int(values.get("exit_after_executions", 0)),
-            stall_after_executions=int(values.get("stall_after_executions", 0)),
-            stall_s=float(values.get("stall_s", 0.0)),
-        )
+        options = Options(RailConfig("simulator", "simulator", options=dict(values)), "simulator", _OPTIONS)
+        return replace(settings_from_options(options), rate_limit=float(rate_limit))
+
+
+_OPTIONS = {
+    "ledger_path",
+    "latency_ms",
+    "failure_rate",
+    "seed",
+    "exit_after_executions",
+    "stall_after_executions",
+    "stall_s",
+}
+
+
+def settings_from_options(o: Options) -> SimulatorSettings:
+    seed = o.get("seed")
+    return SimulatorSettings(
+        ledger_path=o.text("ledger_path", "simulator-ledger.db"),
+        latency_ms=o.number("latency_ms", 0),
+        failure_rate=o.number("failure_rate", 0.0),
+        seed=None if seed is None or str(seed).lower() in ("", "none") else o.integer("seed", 0),
+        exit_after_executions=o.integer("exit_after_executions", 0),
+        stall_after_executions=o.integer("stall_after_executions", 0),
+        stall_s=o.number("stall_s", 0.0),
+    )
+
+
+def settings_from_config(config: RailConfig) -> SimulatorSettings:
+    """Options: ledger_path (default simulator-ledger.db), latency_ms, failure_rate, seed,
+    exit_after_executions, stall_after_executions and stall_s (fault injection for tests). The rail's
+    rate_limit is not among them: the runner applies it, before each claim, as for every rail."""
+    return settings_from_options(Options(config, "simulator", _OPTIONS))
