@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -101,12 +101,8 @@ class StateFile:
         await asyncio.to_thread(self.close)
 
 
-def in_parts(values: Sequence[T]) -> Iterator[Sequence[T]]:
-    """values cut into parts of at most PARAMETERS_PER_STATEMENT, for `IN (?, …)` queries."""
+def rows_in(conn: sqlite3.Connection, select: str, values: Sequence[Any], then: str = "") -> Iterator[Any]:
+    """The rows of `{select} IN (values){then}`: one statement per PARAMETERS_PER_STATEMENT values."""
     for start in range(0, len(values), PARAMETERS_PER_STATEMENT):
-        yield values[start : start + PARAMETERS_PER_STATEMENT]
-
-
-def marks(part: Sequence[object]) -> str:
-    """'?,?,…' for one part."""
-    return ",".join("?" * len(part))
+        part = values[start : start + PARAMETERS_PER_STATEMENT]
+        yield from conn.execute(f"{select} IN ({','.join('?' * len(part))}){then}", part)

@@ -16,7 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from rail_sidecars.rails.base import Outcome, RailResult
-from rail_sidecars.sdk.statefile import StateFile, in_parts, marks
+from rail_sidecars.sdk.statefile import StateFile, rows_in
 
 _SCHEMA = (
     """
@@ -133,15 +133,8 @@ class BatchStore:
         return await self._file.run(run)
 
     def _select_bindings(self, keys: list[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for part in in_parts(keys):
-            found.update(
-                self._conn.execute(
-                    f"SELECT idempotency_key, correlation_id FROM batch_keys WHERE idempotency_key IN ({marks(part)})",
-                    part,
-                ).fetchall()
-            )
-        return found
+        select = "SELECT idempotency_key, correlation_id FROM batch_keys WHERE idempotency_key"
+        return dict(rows_in(self._conn, select, keys))
 
     async def keys_of(self, correlation_id: str) -> list[str]:
         def run() -> list[str]:
@@ -250,13 +243,13 @@ class BatchStore:
         def run() -> dict[str, RailResult]:
             found: dict[str, RailResult] = {}
             with self._file.locked():
-                for part in in_parts(list(dict.fromkeys(keys))):
-                    for key, outcome, code, message, ref in self._conn.execute(
-                        "SELECT idempotency_key, outcome, reason_code, reason_message, rail_reference"
-                        f" FROM results WHERE idempotency_key IN ({marks(part)})",
-                        part,
-                    ):
-                        found[key] = RailResult(key, Outcome(outcome), code, message, ref)
+                for key, outcome, code, message, ref in rows_in(
+                    self._conn,
+                    "SELECT idempotency_key, outcome, reason_code, reason_message, rail_reference"
+                    " FROM results WHERE idempotency_key",
+                    list(dict.fromkeys(keys)),
+                ):
+                    found[key] = RailResult(key, Outcome(outcome), code, message, ref)
             return found
 
         return await self._file.run(run)

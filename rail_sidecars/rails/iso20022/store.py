@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rail_sidecars.sdk.statefile import StateFile, in_parts, marks
+from rail_sidecars.sdk.statefile import StateFile, rows_in
 
 SUCCEEDED = "succeeded"
 FAILED = "failed"
@@ -159,13 +159,10 @@ class KeyStore:
 
     def _current(self, keys: list[str]) -> dict[str, TransferRow]:
         found: dict[str, TransferRow] = {}
-        for part in in_parts(keys):
-            for values in self._db.execute(
-                f"SELECT {_COLUMNS} FROM transfers WHERE idempotency_key IN ({marks(part)})", part
-            ):
-                row = _row(values)
-                if row.idempotency_key not in found or found[row.idempotency_key].attempt < row.attempt:
-                    found[row.idempotency_key] = row
+        for values in rows_in(self._db, f"SELECT {_COLUMNS} FROM transfers WHERE idempotency_key", keys):
+            row = _row(values)
+            if row.idempotency_key not in found or found[row.idempotency_key].attempt < row.attempt:
+                found[row.idempotency_key] = row
         return found
 
     async def record_file(
@@ -178,15 +175,8 @@ class KeyStore:
     def _record_file(
         self, msg_id: str, file_name: str, ctrl_sum: str, transfers: Sequence[NewTransfer]
     ) -> list[str]:
-        taken: list[str] = []
-        for part in in_parts(transfers):
-            taken += [
-                key
-                for (key,) in self._db.execute(
-                    f"SELECT end_to_end_id FROM transfers WHERE end_to_end_id IN ({marks(part)})",
-                    [t.end_to_end_id for t in part],
-                )
-            ]
+        select = "SELECT end_to_end_id FROM transfers WHERE end_to_end_id"
+        taken = [key for (key,) in rows_in(self._db, select, [t.end_to_end_id for t in transfers])]
         if taken:
             return taken
         self._db.execute(
@@ -218,12 +208,9 @@ class KeyStore:
 
     def _messages(self, ids: list[str]) -> dict[str, MessageRow]:
         found = {}
-        for part in in_parts(ids):
-            for msg_id, file_name, delivered in self._db.execute(
-                f"SELECT msg_id, file_name, delivered_at IS NOT NULL FROM messages WHERE msg_id IN ({marks(part)})",
-                part,
-            ):
-                found[msg_id] = MessageRow(msg_id, file_name, bool(delivered))
+        select = "SELECT msg_id, file_name, delivered_at IS NOT NULL FROM messages WHERE msg_id"
+        for msg_id, file_name, delivered in rows_in(self._db, select, ids):
+            found[msg_id] = MessageRow(msg_id, file_name, bool(delivered))
         return found
 
     async def has_news(self, msg_id: str) -> bool:
@@ -342,12 +329,9 @@ class KeyStore:
 
     def _by_end_to_end(self, ids: list[str]) -> dict[str, TransferRow]:
         found = {}
-        for part in in_parts(ids):
-            for values in self._db.execute(
-                f"SELECT {_COLUMNS} FROM transfers WHERE end_to_end_id IN ({marks(part)})", part
-            ):
-                row = _row(values)
-                found[row.end_to_end_id] = row
+        for values in rows_in(self._db, f"SELECT {_COLUMNS} FROM transfers WHERE end_to_end_id", ids):
+            row = _row(values)
+            found[row.end_to_end_id] = row
         return found
 
     # Returns to report.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rail_sidecars.sdk.statefile import StateFile, in_parts, marks
+from rail_sidecars.sdk.statefile import StateFile, rows_in
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sent (
@@ -71,14 +71,9 @@ class KeyMap:
     def _find(self, keys: Sequence[str]) -> dict[str, list[Sent]]:
         found: dict[str, list[Sent]] = {}
         with self._file.locked() as conn:
-            for part in in_parts(list(dict.fromkeys(keys))):
-                rows = conn.execute(
-                    "SELECT idempotency_key, bulk_transfer_id, transfer_id, payee_fsp, condition FROM sent"
-                    f" WHERE idempotency_key IN ({marks(part)}) ORDER BY sent_time",
-                    part,
-                )
-                for row in rows:
-                    found.setdefault(row[0], []).append(Sent(*row))
+            select = "SELECT idempotency_key, bulk_transfer_id, transfer_id, payee_fsp, condition FROM sent"
+            for row in rows_in(conn, f"{select} WHERE idempotency_key", _unique(keys), " ORDER BY sent_time"):
+                found.setdefault(row[0], []).append(Sent(*row))
         return found
 
     async def record_failures(self, failures: Sequence[tuple[str, str, str]]) -> None:
@@ -99,15 +94,14 @@ class KeyMap:
     def _failures(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
         found: dict[str, tuple[str, str]] = {}
         with self._file.locked() as conn:
-            for part in in_parts(list(dict.fromkeys(keys))):
-                rows = conn.execute(
-                    "SELECT idempotency_key, reason_code, reason_message FROM failed"
-                    f" WHERE idempotency_key IN ({marks(part)})",
-                    part,
-                )
-                for key, code, message in rows:
-                    found[key] = (code, message)
+            select = "SELECT idempotency_key, reason_code, reason_message FROM failed WHERE idempotency_key"
+            for key, code, message in rows_in(conn, select, _unique(keys)):
+                found[key] = (code, message)
         return found
 
     def close(self) -> None:
         self._file.close()
+
+
+def _unique(keys: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(keys))

@@ -21,7 +21,7 @@ from typing import Any
 
 from gpo_kernel.money import InvalidAmount, format_amount, parse_amount
 from rail_sidecars.rails.base import Outcome, RailResult
-from rail_sidecars.sdk.statefile import StateFile, in_parts, marks
+from rail_sidecars.sdk.statefile import StateFile, rows_in
 
 # Amounts are split into high and low parts before summing so SUM never overflows SQLite's 64-bit integers.
 _SPLIT = 1_000_000_000
@@ -196,16 +196,15 @@ class Ledger:
         keys = list(dict.fromkeys(idempotency_keys))
         found: dict[str, RailResult] = {}
         with self._file.locked():
-            for part in in_parts(keys):
-                cursor = self._conn.execute(
-                    "SELECT idempotency_key, outcome, reason_code, reason_message, rail_reference, executions"
-                    f" FROM payments WHERE idempotency_key IN ({marks(part)})",
-                    part,
+            for key, outcome, code, message, reference, executions in rows_in(
+                self._conn,
+                "SELECT idempotency_key, outcome, reason_code, reason_message, rail_reference, executions"
+                " FROM payments WHERE idempotency_key",
+                keys,
+            ):
+                found[key] = RailResult(
+                    key, Outcome(outcome), code, message, reference, executions=executions
                 )
-                for key, outcome, code, message, reference, executions in cursor:
-                    found[key] = RailResult(
-                        key, Outcome(outcome), code, message, reference, executions=executions
-                    )
         return found
 
     async def executions(self, idempotency_keys: Sequence[str]) -> dict[str, int]:
@@ -216,12 +215,8 @@ class Ledger:
         keys = list(dict.fromkeys(idempotency_keys))
         counts: dict[str, int] = {}
         with self._file.locked():
-            for part in in_parts(keys):
-                cursor = self._conn.execute(
-                    f"SELECT idempotency_key, executions FROM payments WHERE idempotency_key IN ({marks(part)})",
-                    part,
-                )
-                counts.update((key, n) for key, n in cursor)
+            select = "SELECT idempotency_key, executions FROM payments WHERE idempotency_key"
+            counts.update((key, n) for key, n in rows_in(self._conn, select, keys))
         return counts
 
     async def totals_async(self) -> LedgerTotals:
