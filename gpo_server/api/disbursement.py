@@ -568,6 +568,12 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
     async def RetryPayment(self, request: api_pb.RetryPaymentRequest, context: Context) -> res_pb.Payment:
         caller = self._operator(context, "retrying a payment")
         batch, row = await self._readable_payment(request.name, context)
+        if batch.state not in (BatchState.PROCESSING, BatchState.COMPLETED):  # as RetryFailedPayments
+            raise ApiError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"a payment of a batch in state {batch.state.value} cannot be retried",
+                "BATCH_NOT_RETRYABLE",
+            )
         # The store's WHERE is the state table's (operator_sources_of): a payment not FAILED changes nothing.
         try:
             retried = await self.store.retry_failed(

@@ -252,6 +252,15 @@ async def test_an_operator_retries_one_failed_payment_once_per_request_id(gpo: G
         grpc.StatusCode.FAILED_PRECONDITION,
         "PAYMENT_NOT_RETRYABLE",
     )
+    # Only a batch that is paying or done is retried (as RetryFailedPayments): not one still uploading.
+    uploading = (
+        await deadline(client.upload(header(program, expected_payment_count=9), [payments(1, 2)]))
+    ).batch
+    await expect_error(
+        operator.retry_payment(f"{uploading.name}/payments/ref-00001", str(uuid.uuid4())),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "BATCH_NOT_RETRYABLE",
+    )
 
 
 # ---- item 3: dead letters and attention ------------------------------------------------------------------
