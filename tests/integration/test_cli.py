@@ -508,6 +508,18 @@ def test_every_gpo_setting_is_in_help_and_docs() -> None:
         assert code in help_text
 
 
+def test_every_gpo_command_is_in_the_docs() -> None:
+    import argparse
+
+    from gpo_server.cli import _parser
+
+    (commands,) = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    docs = (REPO / "docs" / "CLI.md").read_text()
+    assert len(commands.choices) >= 17
+    for name in commands.choices:
+        assert f"`{name} " in docs or f"`{name}`" in docs, name
+
+
 @embedded_only
 async def test_csv_export_is_complete_and_safe_in_spreadsheets(
     gpo: Gpo, tmp_path: Path, program: str
