@@ -322,7 +322,9 @@ def rail_config(hub: MojaloopHub, tmp_path: Path, **options: Any) -> RailConfig:
     return RailConfig(
         name="mojaloop-test",
         kind="mojaloop",
-        timeout_s=5,
+        # The production default: the hub validates every message against the official schemas, and a
+        # 1,000-transfer POST took over 5 s on a loaded 2-core machine (a ReadTimeout failed the split test).
+        timeout_s=30,
         options={
             "base_url": hub.base_url,
             "payer_fsp": PAYER_FSP,
