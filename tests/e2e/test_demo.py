@@ -6,6 +6,7 @@ demo's client and the sidecar (separate or in-process) present theirs; a plainte
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.certificates import cluster_tls, server_tls_settings
+from tests.support.databases import create_database, drop_database
 
 pytestmark = pytest.mark.e2e
 
@@ -71,4 +73,11 @@ def test_demo_postgres_rabbitmq_separate_sidecar(tmp_path: Path) -> None:
     db, amqp = os.environ.get("GPO_TEST_DATABASE_URL"), os.environ.get("GPO_TEST_AMQP_URL")
     if not db or not amqp:
         pytest.skip("GPO_TEST_DATABASE_URL and GPO_TEST_AMQP_URL are not set (scripts/test.sh sets them)")
-    check_oracle(run_demo(tmp_path, "--database-url", db, "--amqp-url", amqp), 5000)
+    # A database of its own: work another run left on the "simulator" rail of the shared database would
+    # reach this demo's sidecar (the sweeper's look-ups find nothing in its new ledger and re-dispatch),
+    # and its executions would join this ledger's totals.
+    fresh = asyncio.run(create_database(db, prefix="gpo_demo"))
+    try:
+        check_oracle(run_demo(tmp_path, "--database-url", fresh, "--amqp-url", amqp), 5000)
+    finally:
+        asyncio.run(drop_database(db, fresh))
