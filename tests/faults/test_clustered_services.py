@@ -44,7 +44,8 @@ CHUNK_ENV = {"GPO_WORK_CHUNK_SIZE": "100"}
 @pytest.fixture
 async def pg_pair() -> AsyncIterator[PgPair]:
     if not pg_available():
-        pytest.skip("PostgreSQL 15's server binaries (initdb, pg_ctl) are not installed")
+        # services.sh installs them: their absence is a broken setup, not a skip.
+        pytest.fail("PostgreSQL 15's server binaries (initdb, pg_ctl) are not installed")
     pair = PgPair(synchronous=True)
     try:
         await asyncio.to_thread(pair.start)
@@ -91,7 +92,7 @@ async def test_postgresql_failover_to_synchronous_standby(tmp_path: Path, pg_pai
 @pytest.fixture
 async def rabbit_cluster() -> AsyncIterator[RabbitCluster]:
     if not rabbit_available():
-        pytest.skip("rabbitmq-server is not installed")
+        pytest.fail("rabbitmq-server is not installed (scripts/services.sh installs it)")
     cluster = RabbitCluster()
     try:
         await asyncio.to_thread(cluster.start)
