@@ -264,6 +264,22 @@ class ForeignRail(Exception):
         self.numbers = list(numbers)
 
 
+async def read_batch_totals(conn: AsyncConnection, batch_id: int) -> list[StatusTotal]:
+    """Count and amount of a batch's payments per status and currency (GetBatch, webhook events)."""
+    query = (
+        select(
+            payments.c.status,
+            payments.c.currency_code,
+            func.count(),
+            func.coalesce(func.sum(payments.c.amount_hundredths), 0),
+        )
+        .where(payments.c.batch_id == batch_id)
+        .group_by(payments.c.status, payments.c.currency_code)
+    )
+    rows = (await conn.execute(query)).all()
+    return [StatusTotal(PaymentStatus(s), c, int(n), int(a)) for s, c, n, a in rows]
+
+
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -457,19 +473,8 @@ class Store:
         return [BatchRecord.from_row(r) for r in rows]
 
     async def batch_totals(self, batch_id: int) -> list[StatusTotal]:
-        query = (
-            select(
-                payments.c.status,
-                payments.c.currency_code,
-                func.count(),
-                func.coalesce(func.sum(payments.c.amount_hundredths), 0),
-            )
-            .where(payments.c.batch_id == batch_id)
-            .group_by(payments.c.status, payments.c.currency_code)
-        )
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [StatusTotal(PaymentStatus(s), c, int(n), int(a)) for s, c, n, a in rows]
+            return await read_batch_totals(conn, batch_id)
 
     # ---- intake --------------------------------------------------------------------------------
 

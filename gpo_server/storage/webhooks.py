@@ -17,11 +17,11 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gpo_server.domain.states import BatchState, PaymentStatus
+from gpo_server.domain.states import BatchState
 from gpo_server.storage import audit as audit_trail
 from gpo_server.storage.audit import AuditEvent
-from gpo_server.storage.store import StatusTotal, utcnow
-from gpo_server.storage.tables import batches, payments, webhook_batches, webhook_events
+from gpo_server.storage.store import StatusTotal, read_batch_totals, utcnow
+from gpo_server.storage.tables import batches, webhook_batches, webhook_events
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,16 +94,6 @@ class WebhookStore:
         async with self.engine.begin() as conn:
             for batch_id, last_sequence in (await conn.execute(query)).all():
                 batch = (await conn.execute(select(batches).where(batches.c.id == batch_id))).one()
-                totals = await conn.execute(
-                    select(
-                        payments.c.status,
-                        payments.c.currency_code,
-                        func.count(),
-                        func.coalesce(func.sum(payments.c.amount_hundredths), 0),
-                    )
-                    .where(payments.c.batch_id == batch_id)
-                    .group_by(payments.c.status, payments.c.currency_code)
-                )
                 facts = EventFacts(
                     event_id=str(uuid.uuid4()),
                     sequence=last_sequence + 1,
@@ -113,7 +103,7 @@ class WebhookStore:
                     state=BatchState(batch.state),
                     payment_count=int(batch.payment_count),
                     unfinished_count=int(batch.unfinished_count),
-                    totals=[StatusTotal(PaymentStatus(s), c, int(n), int(a)) for s, c, n, a in totals],
+                    totals=await read_batch_totals(conn, batch_id),
                     occurred_at=now,
                 )
                 kind, body = render(facts)
