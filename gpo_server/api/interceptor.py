@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import grpc
@@ -98,29 +99,29 @@ def behavior_of(handler: grpc.RpcMethodHandler) -> tuple[Callable[..., Any], Cal
     return handler.unary_unary, grpc.unary_unary_rpc_method_handler
 
 
-def _guarded(
-    handler: grpc.RpcMethodHandler, admit: Callable[[Context], Awaitable[None]]
+def around_each_call(
+    handler: grpc.RpcMethodHandler, around: Callable[[Any, Context], AbstractAsyncContextManager[object]]
 ) -> grpc.RpcMethodHandler:
-    """The same handler, admitting the call first."""
+    """The same handler, each call run inside `around(request, context)` (admission, a trace span)."""
     inner, make = behavior_of(handler)
 
     if handler.response_streaming:
 
         async def streaming(request: Any, context: Context) -> AsyncIterator[Any]:
-            await admit(context)
-            result = inner(request, context)
-            if inspect.isasyncgen(result):
-                async for response in result:
-                    yield response
-            else:
-                await result  # a handler that writes with context.write()
+            async with around(request, context):
+                result = inner(request, context)
+                if inspect.isasyncgen(result):
+                    async for response in result:
+                        yield response
+                else:
+                    await result  # a handler that writes with context.write()
 
         behavior: Callable[..., Any] = streaming
     else:
 
         async def unary(request: Any, context: Context) -> Any:
-            await admit(context)
-            return await inner(request, context)
+            async with around(request, context):
+                return await inner(request, context)
 
         behavior = unary
     return make(
@@ -128,3 +129,16 @@ def _guarded(
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
+
+
+def _guarded(
+    handler: grpc.RpcMethodHandler, admit: Callable[[Context], Awaitable[None]]
+) -> grpc.RpcMethodHandler:
+    """The same handler, admitting the call first."""
+
+    @asynccontextmanager
+    async def admitted(request: Any, context: Context) -> AsyncIterator[None]:
+        await admit(context)
+        yield
+
+    return around_each_call(handler, admitted)

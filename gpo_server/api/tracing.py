@@ -6,15 +6,15 @@ them (never payment data).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
 
 from gpo_kernel import tracing
 from gpo_server.api.errors import Context
-from gpo_server.api.interceptor import behavior_of
+from gpo_server.api.interceptor import around_each_call
 
 
 class TracingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -45,31 +45,12 @@ def _parent(context: Context) -> Any:
 
 
 def _traced(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-    inner, make = behavior_of(handler)
     name = method.lstrip("/")
-    server = tracing.SpanKind.SERVER
 
-    if handler.response_streaming:
+    @asynccontextmanager
+    async def span(request: Any, context: Context) -> AsyncIterator[None]:
+        attributes = _attributes(method, request)
+        with tracing.span(name, attributes, parent=_parent(context), kind=tracing.SpanKind.SERVER):
+            yield
 
-        async def streaming(request: Any, context: Context) -> AsyncIterator[Any]:
-            with tracing.span(name, _attributes(method, request), parent=_parent(context), kind=server):
-                result = inner(request, context)
-                if inspect.isasyncgen(result):
-                    async for response in result:
-                        yield response
-                else:
-                    await result  # a handler that writes with context.write()
-
-        behavior: Callable[..., Any] = streaming
-    else:
-
-        async def unary(request: Any, context: Context) -> Any:
-            with tracing.span(name, _attributes(method, request), parent=_parent(context), kind=server):
-                return await inner(request, context)
-
-        behavior = unary
-    return make(
-        behavior,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    return around_each_call(handler, span)
