@@ -6,6 +6,7 @@
     .venv/bin/python -m bench.gpo_bench memory       --payments 1000000 5000000
     .venv/bin/python -m bench.gpo_bench slow-rail    --payments 20000 --latency-ms 200 --rate-limit 2000
     .venv/bin/python -m bench.gpo_bench many-batches --batches 100 --payments 10000
+    .venv/bin/python -m bench.gpo_bench observability --payments 1000000 --rounds 2
 
 Every scenario runs on PostgreSQL + RabbitMQ (GPO_TEST_DATABASE_URL / GPO_TEST_AMQP_URL, which
 scripts/services.sh prints) with `gpo serve` and the simulator `gpo-sidecar` as separate processes, and
@@ -17,20 +18,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
 import platform
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import aio_pika
 import asyncpg
+import httpx
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import resources_pb2 as res_pb
 
@@ -40,7 +45,7 @@ from gpo_server.domain.money import format_amount, parse_amount
 from gpo_server.storage.store import Store
 from rail_sidecars.rails.simulator.store import read_totals
 from tests.support.databases import create_database, drop_database
-from tests.support.processes import Cluster
+from tests.support.processes import Cluster, free_port
 
 PROGRAM = "bench"
 PAYER = "account:treasury-001@central-bank"
@@ -177,7 +182,11 @@ async def raw_amqp_rate(amqp_url: str, n: int, chunk: int = 1000, item_bytes: in
 
 class Bench:
     def __init__(
-        self, simulator: str = "", prefetch: int = 0, extra_env: dict[str, str] | None = None
+        self,
+        simulator: str = "",
+        prefetch: int = 0,
+        extra_env: dict[str, str] | None = None,
+        sidecar_args: tuple[str, ...] = (),
     ) -> None:
         db, amqp = urls()
         self.workdir = Path(tempfile.mkdtemp(prefix="gpo-bench-"))
@@ -188,13 +197,14 @@ class Bench:
         self.ledger = self.workdir / "ledger.db"
         self.simulator = simulator
         self.prefetch = prefetch
+        self.sidecar_args = sidecar_args
 
     def __enter__(self) -> Bench:
         self.cluster.start_orchestrator()
         args = ["--ledger", str(self.ledger), "--simulator", self.simulator]
         if self.prefetch:
             args += ["--prefetch", str(self.prefetch)]
-        self.cluster.start_sidecar(self.rail, *args)
+        self.cluster.start_sidecar(self.rail, *args, *self.sidecar_args)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -491,6 +501,134 @@ async def scenario_many(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+class TraceSink:
+    """Stands in for an OTLP/HTTP collector: takes every export and answers 200, counting requests and
+    bytes. It decodes nothing, so the bench's own CPU weighs as little as possible on the measurement."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.bytes = 0
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                sink.bytes += len(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                sink.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def _scrape_every(urls_: list[str], interval_s: float, counts: dict[str, int]) -> None:
+    """What a Prometheus server does to GPO: GET each /metrics endpoint every interval_s."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        # The sidecar opens its /metrics once it has started: wait for each endpoint to answer.
+        deadline = time.monotonic() + 60
+        for url in urls_:
+            while True:
+                try:
+                    (await http.get(url)).raise_for_status()
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.1)
+        while True:
+            for url in urls_:
+                response = await http.get(url)
+                response.raise_for_status()
+                counts["scrapes"] += 1
+                counts["bytes"] += len(response.content)
+            await asyncio.sleep(interval_s)
+
+
+async def _observed_e2e(n: int, observed: bool, scrape_interval_s: float) -> dict[str, Any]:
+    """One e2e run of n payments, with metrics scraped and traces exported, or with both off."""
+    extra_env: dict[str, str] = {}
+    sidecar_args: tuple[str, ...] = ()
+    sink = TraceSink() if observed else None
+    scraped = {"scrapes": 0, "bytes": 0}
+    if sink is not None:
+        orchestrator_port, sidecar_port = free_port(), free_port()
+        # Every span of every chunk is exported (the default sampler keeps them all).
+        extra_env = {"GPO_METRICS_PORT": str(orchestrator_port), "GPO_OTLP_ENDPOINT": sink.url}
+        sidecar_args = ("--metrics-port", str(sidecar_port))
+        endpoints = [f"http://127.0.0.1:{port}/metrics" for port in (orchestrator_port, sidecar_port)]
+    try:
+        with Bench(
+            simulator="failure_rate=0.01,seed=5", extra_env=extra_env, sidecar_args=sidecar_args
+        ) as bench:
+            client = bench.client()
+            scraper = (
+                asyncio.create_task(_scrape_every(endpoints, scrape_interval_s, scraped)) if sink else None
+            )
+            meter = CpuMeter(bench)
+            meter.start()
+            started = time.perf_counter()
+            name, _ = await upload(client, n)
+            batch = await until_final(client, name)
+            elapsed = time.perf_counter() - started
+            cpu = meter.stop()
+            if scraper is not None:
+                scraper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await scraper
+            await client.close()
+            oracle = check_ledger([batch], bench.ledger)
+    finally:
+        if sink is not None:
+            sink.close()
+    return {
+        "observed": observed,
+        "elapsed_s": round(elapsed, 2),
+        "payments_per_s": round(n / elapsed),
+        "cpu_s": cpu,
+        "scrapes": scraped["scrapes"],
+        "scraped_bytes": scraped["bytes"],
+        "trace_exports": sink.requests if sink else 0,
+        "trace_bytes": sink.bytes if sink else 0,
+        **oracle,
+    }
+
+
+async def scenario_observability(args: argparse.Namespace) -> dict[str, Any]:
+    """The cost of metrics and traces: the e2e run with both off and with both on, alternated in one
+    run (off, on, off, on, ...) so the machine's drift weighs on both sides alike."""
+    n = args.payments[0]
+    runs = []
+    for _ in range(args.rounds):
+        for observed in (False, True):
+            runs.append(await _observed_e2e(n, observed, args.scrape_interval_s))
+            await settle_database(urls()[0])
+    off = sum(r["elapsed_s"] for r in runs if not r["observed"])
+    on = sum(r["elapsed_s"] for r in runs if r["observed"])
+    overhead = on / off - 1
+    exact = all(r["ledger_exact"] and r["ledger_duplicates"] == 0 for r in runs)
+    return {
+        "payments": n,
+        "rounds": args.rounds,
+        "scrape_interval_s": args.scrape_interval_s,
+        "runs": runs,
+        "off_elapsed_s": round(off, 2),
+        "on_elapsed_s": round(on, 2),
+        "overhead": round(overhead, 4),
+        "target_overhead": 0.05,
+        "met": overhead < 0.05 and exact,
+    }
+
+
 SCENARIOS = {
     "raw": scenario_raw,
     "intake": scenario_intake,
@@ -498,6 +636,7 @@ SCENARIOS = {
     "memory": scenario_memory,
     "slow-rail": scenario_slow_rail,
     "many-batches": scenario_many,
+    "observability": scenario_observability,
 }
 
 
@@ -511,6 +650,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=200)
     parser.add_argument("--rate-limit", type=float, default=2000)
     parser.add_argument("--prefetch", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=1, help="observability: off/on pairs")
+    parser.add_argument(
+        "--scrape-interval-s", type=float, default=5.0, help="observability: seconds between scrapes"
+    )
     args = parser.parse_args(argv)
     # Each run gets an empty database of its own: nothing left by tests or earlier runs (their relay,
     # sweeper and table bloat) weighs on the figures.
