@@ -36,16 +36,32 @@ _NAME_JOINERS = frozenset("\u200c\u200d")
 
 
 class PaymentFields(Protocol):
-    """What validation reads of a payment; a gpo.v1.PaymentInput message satisfies it."""
+    """What validation reads of a payment; a gpo.v1.PaymentInput message satisfies it, and so does a frozen
+    dataclass (read-only members)."""
 
-    reference_id: str
-    payer_fa: str
-    payee_fa: str
-    amount: str
-    currency_code: str
-    payee_name: str
-    note: str
-    purpose: str
+    @property
+    def reference_id(self) -> str: ...
+
+    @property
+    def payer_fa(self) -> str: ...
+
+    @property
+    def payee_fa(self) -> str: ...
+
+    @property
+    def amount(self) -> str: ...
+
+    @property
+    def currency_code(self) -> str: ...
+
+    @property
+    def payee_name(self) -> str: ...
+
+    @property
+    def note(self) -> str: ...
+
+    @property
+    def purpose(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,7 +37,7 @@ def node_sidecar() -> str:
 
 def run_kit(
     tmp_path: Path, rail: str, sidecar: str, *only: str, env: dict[str, str] | None = None
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     database_url, amqp_url = service_urls()
     args = [
         sys.executable,
@@ -64,7 +65,7 @@ def run_kit(
     return lines
 
 
-def results(lines: list[dict]) -> dict[str, str]:
+def results(lines: list[dict[str, Any]]) -> dict[str, str]:
     return {line["check"]: line["result"] for line in lines if "check" in line}
 
 

@@ -142,7 +142,7 @@ async def test_one_trace_from_the_gateway_to_the_sidecar(tmp_path: Path) -> None
                 {"referenceId": f"t{i}", "payeeFa": payee, "amount": "10.00", "currencyCode": "KES"}
                 for i, payee in enumerate(PAYEES)
             ]
-            lines = [
+            lines: list[dict[str, Any]] = [
                 {"header": {"program": program, "requestId": str(uuid.uuid4()), "payerFa": "account:t@cb"}},
                 {"chunk": {"sequence": "1", "payments": payments}},
             ]

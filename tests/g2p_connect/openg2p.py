@@ -189,7 +189,7 @@ def spar_python() -> str:
 
 
 def _pem(key: Any) -> bytes:
-    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    return bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
 
 
 def _wait_http(url: str, procs: list[Proc], timeout_s: float = 120) -> None:

@@ -78,7 +78,7 @@ def test_jws_refusals() -> None:
 
 
 def _pem(key: Any) -> bytes:
-    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    return bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
 
 
 def test_the_key_ring_publishes_every_key_and_rotates_on_a_config_change(tmp_path: Path) -> None:

@@ -50,11 +50,11 @@ def header(program: str, **fields: Any) -> api_pb.BatchHeader:
     return api_pb.BatchHeader(program=program, request_id=str(uuid.uuid4()), payer_fa=PAYER, **fields)
 
 
-def payment(i: int, **overrides: str) -> api_pb.PaymentInput:
+def payment(i: int, **overrides: Any) -> api_pb.PaymentInput:
     """A valid payment; amounts vary in size and in the number of fraction digits, over two currencies."""
     whole = (i * 7919) % 250_000 + 1
     amount = f"{whole}.{i % 10}" if i % 4 == 0 else f"{whole}.{(i * 37) % 100:02d}"
-    fields = {
+    fields: dict[str, Any] = {
         "reference_id": f"ref-{i:05d}",
         "payee_fa": f"mobile:2547{i:08d}@mpesa" if i % 3 else f"account:{10**9 + i}@bank-a",
         "amount": amount,
@@ -144,7 +144,7 @@ def amount_of(p: api_pb.PaymentInput) -> Decimal:
     return Decimal(p.amount) if MONEY.fullmatch(p.amount) else Decimal(0)
 
 
-def totals_of(batch: res_pb.Batch) -> dict[tuple[int, str], tuple[int, Decimal]]:
+def totals_of(batch: res_pb.Batch) -> dict[tuple[res_pb.PaymentStatus, str], tuple[int, Decimal]]:
     totals = {(t.status, t.currency_code): (t.count, Decimal(t.amount)) for t in batch.totals}
     assert len(totals) == len(batch.totals), "a (status, currency) pair is totalled twice"
     for t in batch.totals:

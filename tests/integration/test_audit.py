@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -30,7 +31,7 @@ from tests.support.databases import create_database, drop_database
 from tests.support.processes import service_urls
 
 
-async def trail(operator: GpoClient, batch: str = "") -> list[dict[str, object]]:
+async def trail(operator: GpoClient, batch: str = "") -> list[dict[str, Any]]:
     return [
         {
             "action": e.action,
@@ -71,7 +72,7 @@ async def test_state_changes_are_audited_and_the_chain_verifies(gpo: Gpo) -> Non
     assert (finished["payments"], finished["request_id"]) == (20, first.request_id)
     reports = [e for e in events if e["action"] == "rail.report"]
     assert {e["kind"] for e in reports} == {"sidecar"}
-    assert sum(int(e["detail"]["applied"]) for e in reports) >= 20  # type: ignore[index, call-overload]
+    assert sum(int(e["detail"]["applied"]) for e in reports) >= 20
     retry = next(e for e in events if e["action"] == "batch.retry")
     assert (retry["subject"], retry["kind"], retry["request_id"]) == ("ops-alice", "operator", retry_id)
     cancelled = await trail(operator, later.batch.name)

@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 import pytest
-from google.api import httpbody_pb2
+from google.api import httpbody_pb2  # type: ignore[import-untyped]
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
@@ -174,6 +174,7 @@ async def test_one_character_past_any_request_bound_is_refused_naming_the_field(
                 method, request, where = _request_with(name, length)
                 too_long = bounds.reason_for(name)  # FIELD_TOO_LONG, or the handler's own reason
                 descriptions: list[str] = []
+                fields: list[str]
                 token = sidecar_token if method.containing_service.name == "RailService" else program_token
                 try:
                     await deadline(_call(channel, method, request, token))

@@ -128,7 +128,9 @@ async def test_payments_filter_by_rail_attention_and_time_and_a_reference_is_fou
     theirs = await _scheduled(stranger, other)
     await _dead_letter(gpo, second, [2, 3], max_redrives=0)  # flags 2 and 3 for an operator
 
-    refs = lambda ps: [p.reference_id for p in ps]  # noqa: E731
+    def refs(ps: list[res_pb.Payment]) -> list[str]:
+        return [p.reference_id for p in ps]
+
     assert len(await all_payments(client, second, f'rail = "{gpo.rail}"')) == 6
     assert await all_payments(client, second, 'rail = "no-such-rail"') == []
     assert refs(await all_payments(client, second, "attention = true")) == ["ref-00002", "ref-00003"]

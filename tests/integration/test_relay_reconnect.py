@@ -158,7 +158,7 @@ async def test_relay_round_survives_a_dropped_connection(tmp_path: Path) -> None
                 row.chunk_id: bytes(row.payload)
                 for row in await conn.execute(text("SELECT chunk_id, payload FROM outbox"))
             }
-            statuses = dict(
+            statuses: dict[str, int] = dict(
                 (await conn.execute(text("SELECT status, count(*) FROM payments GROUP BY status"))).all()
             )
         assert len(outbox) == PAYMENTS // CHUNK

@@ -21,7 +21,7 @@ from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import resources_pb2 as res_pb
 
 from gpo_kernel.tls import ClientTls
-from gpo_server.api.auth import mint_token
+from gpo_server.api.auth import Caller, mint_token
 from gpo_server.app import Orchestrator
 from gpo_server.client import GpoClient
 from gpo_server.config import Settings
@@ -101,7 +101,7 @@ async def test_a_trusted_client_pays_over_tls(world: TlsWorld) -> None:
         seen = []
         original = world.orchestrator.auth.caller
 
-        def recording(context: grpc.aio.ServicerContext) -> object:
+        def recording(context: grpc.aio.ServicerContext) -> Caller:
             caller = original(context)
             seen.append(caller.certificate)
             return caller

@@ -16,6 +16,7 @@ import stat
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -82,7 +83,7 @@ async def test_forged_page_tokens_are_invalid_arguments(gpo: Gpo) -> None:
     await watch_to_end(client, uploaded.batch.name)
     uid = uploaded.batch.name.split("/")[1]
     operator = gpo.client([], ["operator"])
-    calls = [
+    calls: list[tuple[str, Callable[[str], Awaitable[Any]]]] = [
         (
             f"payments:{uid}:",
             lambda token: client.stub.ListPayments(

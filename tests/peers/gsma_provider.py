@@ -38,6 +38,7 @@ from typing import Any
 import aiohttp
 import yaml
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from openapi_core import OpenAPI
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
@@ -308,7 +309,7 @@ class GsmaProvider:
     # -- HTTP plumbing
 
     @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         route = request.match_info.route.resource
         name = f"{request.method} {route.canonical if route is not None else request.path}"
         self.requests[name] += 1

@@ -37,6 +37,7 @@ import aiohttp
 import jwt
 import yaml
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from tests.peers.conformance import counted
 from tests.support.processes import REPO, free_port
@@ -129,7 +130,8 @@ def inline_refs(path: str | Path) -> dict[str, Any]:
         return node
 
     root = Path(path).resolve()
-    return walk(load(root), root, ())
+    resolved: dict[str, Any] = walk(load(root), root, ())
+    return resolved
 
 
 class FspiopSpec:
@@ -497,7 +499,7 @@ class MojaloopHub:
     # -- requests
 
     @web.middleware
-    async def _answers(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _answers(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Every answer the hub gives is checked too (its status listed for the operation, its body)."""
         response = await handler(request)
         if self._checker is not None and isinstance(response, web.Response):

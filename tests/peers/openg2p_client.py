@@ -63,7 +63,7 @@ def verify_detached(body: bytes, signature: str) -> str:
             return "not detached"
         payload = jwt.utils.base64url_encode(canonical(body)).decode()
         token = f"{head}.{payload}.{tail}"
-        kid = jwt.get_unverified_header(token).get("kid")
+        kid = str(jwt.get_unverified_header(token).get("kid", ""))
         jwk = jwt.PyJWKClient(JWKS_URL, cache_keys=False).get_signing_key(kid)
         jwt.api_jws.PyJWS().decode_complete(token, jwk.key, algorithms=[jwk.algorithm_name])
         return ""

@@ -816,7 +816,7 @@ async def test_end_to_end_on_postgres_and_rabbitmq(
 
         async def completed() -> bool:
             assert sidecar.alive(), sidecar.tail()
-            batch = await client.get_batch(name)  # type: ignore[union-attr]
+            batch = await client.get_batch(name)
             return bool(batch.state == res_pb.BATCH_STATE_COMPLETED)
 
         try:

@@ -75,7 +75,7 @@ def specs() -> Specs:
     return _specs()
 
 
-def payment(n: int, fsp: str = "payeefsp1", amount: str = "10.00", **extra: str) -> RailPayment:
+def payment(n: int, fsp: str = "payeefsp1", amount: str = "10.00", **extra: Any) -> RailPayment:
     key = str(uuid.uuid5(uuid.NAMESPACE_OID, f"payment-{n}"))
     return RailPayment(
         idempotency_key=key,
@@ -625,7 +625,7 @@ def _rsa() -> Any:
 def _pem_public(key: Any) -> str:
     from cryptography.hazmat.primitives import serialization
 
-    return (
+    return str(
         key.public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
@@ -635,9 +635,11 @@ def _pem_public(key: Any) -> str:
 def _pem_private(key: Any) -> str:
     from cryptography.hazmat.primitives import serialization
 
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+    return str(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+    )
 
 
 @functools.cache

@@ -286,7 +286,7 @@ def test_huge_note_message_names_the_field() -> None:
     result = check(note="x" * 100_000)
     assert isinstance(result, Rejection)
     assert result.reason == Reason.NOTE_INVALID
-    assert result.reason == "rjct.note.invalid"
+    assert result.reason.value == "rjct.note.invalid"
     assert "note" in result.message
     assert len(result.message) < 200  # the note itself is not echoed back
 
@@ -431,11 +431,11 @@ def test_reason_codes_have_the_g2p_connect_shape() -> None:
 
 
 def test_spec_reason_codes() -> None:
-    assert Reason.REFERENCE_ID_INVALID == "rjct.reference_id.invalid"
-    assert Reason.AMOUNT_INVALID == "rjct.amount.invalid"
-    assert Reason.CURRENCY_CODE_INVALID == "rjct.currency_code.invalid"
-    assert Reason.PAYER_FA_INVALID == "rjct.payer_fa.invalid"
-    assert Reason.PAYEE_FA_INVALID == "rjct.payee_fa.invalid"
-    assert Reason.PAYEE_NAME_INVALID == "rjct.payee_name.invalid"
-    assert Reason.NOTE_INVALID == "rjct.note.invalid"
-    assert Reason.PURPOSE_INVALID == "rjct.purpose.invalid"
+    assert Reason.REFERENCE_ID_INVALID.value == "rjct.reference_id.invalid"
+    assert Reason.AMOUNT_INVALID.value == "rjct.amount.invalid"
+    assert Reason.CURRENCY_CODE_INVALID.value == "rjct.currency_code.invalid"
+    assert Reason.PAYER_FA_INVALID.value == "rjct.payer_fa.invalid"
+    assert Reason.PAYEE_FA_INVALID.value == "rjct.payee_fa.invalid"
+    assert Reason.PAYEE_NAME_INVALID.value == "rjct.payee_name.invalid"
+    assert Reason.NOTE_INVALID.value == "rjct.note.invalid"
+    assert Reason.PURPOSE_INVALID.value == "rjct.purpose.invalid"
