@@ -23,6 +23,7 @@ from rail_sidecars.rails.registry import make_rail
 from rail_sidecars.rails.simulator import SimulatorRail, SimulatorSettings
 from rail_sidecars.rails.simulator.store import LedgerTotals, read_totals
 from rail_sidecars.runner import SidecarRunner
+from rail_sidecars.sdk.notes_grpc import GrpcRailNotes
 
 __all__ = ["LedgerTotals", "Rail", "run_sidecar_command", "simulator_totals", "start_sidecars"]
 
@@ -47,7 +48,8 @@ def start_sidecars(
         if rail_name in rails:
             rail = rails[rail_name]
         elif rail_name in configured:
-            rail = make_rail(configured[rail_name])
+            # Notes go to the in-process server over the sidecars' channel, into the same database.
+            rail = make_rail(configured[rail_name], notes=GrpcRailNotes(channel, rail=rail_name, token=token))
         else:
             # The runner applies the rate limit, before each claim.
             rail = SimulatorRail(dataclasses.replace(sim, rate_limit=0))

@@ -20,6 +20,7 @@ from gpo_kernel.tls import channel as tls_channel
 from gpo_kernel.tls import client_tls_from, keepalive
 from rail_sidecars.rails.registry import make_rail
 from rail_sidecars.rails.simulator import SimulatorSettings
+from rail_sidecars.sdk.notes_grpc import GrpcRailNotes
 
 log = logging.getLogger("gpo-sidecar")
 
@@ -72,7 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--metrics-port",
         type=int,
-        default=int(os.environ["GPO_SIDECAR_METRICS_PORT"]) if os.environ.get("GPO_SIDECAR_METRICS_PORT") else None,
+        default=int(os.environ["GPO_SIDECAR_METRICS_PORT"])
+        if os.environ.get("GPO_SIDECAR_METRICS_PORT")
+        else None,
         help="serve Prometheus /metrics on this port (GPO_SIDECAR_METRICS_PORT; default off)",
     )
     parser.add_argument(
@@ -136,7 +139,6 @@ async def _run(args: argparse.Namespace) -> int:
     broker = RabbitMQBroker(args.amqp_url)
     await broker.connect()
     config = _rail_config(args)
-    rail = make_rail(config)
     # Reconnect within seconds once the orchestrator is back (gRPC's default backoff grows to 120 s).
     channel = tls_channel(
         args.orchestrator,
@@ -148,6 +150,7 @@ async def _run(args: argparse.Namespace) -> int:
             *keepalive(args.keepalive_s),
         ],
     )
+    rail = make_rail(config, notes=GrpcRailNotes(channel, rail=args.rail, token=args.token))
     journal_path = args.journal or str(
         Path(os.environ.get("GPO_DATA_DIR", ".")) / f"sidecar-{args.rail}.journal"
     )

@@ -39,6 +39,7 @@ MAX_REASON_CODE = 128
 MAX_REASON_MESSAGE = 1024
 MAX_RAIL_REFERENCE = 256
 MAX_CONTENT_TYPE = 255
+MAX_NOTE_TAG = 128
 
 # A payment's own fields: checked one payment at a time by domain/validation.py (a rejection, not an error).
 PER_PAYMENT = "gpo.v1.PaymentInput"
@@ -101,6 +102,13 @@ MAX_CHARS: Mapping[str, int] = {
     "gpo.v1.PaymentResult.reason_code": MAX_REASON_CODE,
     "gpo.v1.PaymentResult.reason_message": MAX_REASON_MESSAGE,
     "gpo.v1.PaymentResult.rail_reference": MAX_RAIL_REFERENCE,
+    "gpo.v1.RecordRailNotesRequest.rail": MAX_RAIL,
+    "gpo.v1.RailNote.tag": MAX_NOTE_TAG,
+    "gpo.v1.RailNote.idempotency_key": MAX_REQUEST_ID,
+    "gpo.v1.ListRailNotesRequest.rail": MAX_RAIL,
+    "gpo.v1.ListRailNotesRequest.idempotency_keys": MAX_REQUEST_ID,
+    "gpo.v1.ListRailNotesRequest.tags": MAX_NOTE_TAG,
+    "gpo.v1.ListRailNotesRequest.page_token": MAX_PAGE_TOKEN,
     # G2pConnectService: google.api.HttpBody (its comment is in g2p_connect_service.proto)
     "google.api.HttpBody.content_type": MAX_CONTENT_TYPE,
 }

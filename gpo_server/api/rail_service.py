@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -14,7 +15,7 @@ from gpo.v1 import rail_pb2, rail_pb2_grpc
 from gpo_kernel.reasons import Reason
 from gpo_server.api.audit import audit_event
 from gpo_server.api.auth import Authenticator, Caller, permission_denied
-from gpo_server.api.convert import batch_uid
+from gpo_server.api.convert import batch_uid, decode_page_token, encode_page_token
 from gpo_server.api.errors import (
     ApiError,
     Context,
@@ -26,6 +27,7 @@ from gpo_server.api.errors import (
 )
 from gpo_server.domain.states import PaymentStatus
 from gpo_server.observability import metrics
+from gpo_server.storage.rail_notes import NoteInput, RailNotesStore
 from gpo_server.storage.store import ForeignRail, ResultUpdate, Store, WorkBuilder
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,10 @@ _OUTCOMES = {
 DEFAULT_MAX_CALL_S = 60.0
 # Heartbeat leases shorter than this are raised to it: a renewal every third of it must stay cheap.
 MIN_LEASE_S = 3.0
+# Rail notes (RecordRailNotes, ListRailNotes): the bounds rail.proto documents.
+MAX_NOTES = 10_000  # notes per RecordRailNotes, keys and tags per ListRailNotes, notes per page
+MAX_NOTE_BODY = 1024 * 1024
+MAX_NOTES_BODIES = 8 * 1024 * 1024  # bodies per RecordRailNotes, and per page of ListRailNotes
 
 
 class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
@@ -56,6 +62,7 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
         on_work: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
+        self.notes = RailNotesStore(store.engine)
         self.auth = auth
         self.lease_s = lease_s
         self.max_sweeps = max_sweeps
@@ -250,6 +257,96 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
             await abort(context, error)
         except Exception:
             await abort_internal(context)
+
+    def _note_rail(self, caller: Caller, rail: str) -> str:
+        """The rail whose notes a call reads or writes: one the sidecar's token names."""
+        if not rail:
+            raise invalid_argument("rail is required", "RAIL_MISSING", [("rail", "empty")])
+        if not caller.may_serve(rail):
+            raise permission_denied(
+                f"this sidecar's token does not name rail {rail!r}: it may not read or write its notes",
+                "RAIL_FORBIDDEN",
+            )
+        return rail
+
+    @handles_errors
+    async def RecordRailNotes(
+        self, request: rail_pb2.RecordRailNotesRequest, context: Context
+    ) -> rail_pb2.RecordRailNotesResponse:
+        caller = self._sidecar(context)
+        rail = self._note_rail(caller, request.rail)
+        if len(request.notes) > MAX_NOTES:
+            raise invalid_argument(
+                f"at most {MAX_NOTES} notes per call", "TOO_MANY_NOTES", [("notes", f"{len(request.notes)}")]
+            )
+        problems = [(f"notes[{i}].tag", "empty") for i, note in enumerate(request.notes) if not note.tag] + [
+            (f"notes[{i}].body", f"longer than {MAX_NOTE_BODY} bytes")
+            for i, note in enumerate(request.notes)
+            if len(note.body) > MAX_NOTE_BODY
+        ]
+        if problems:
+            raise invalid_argument(
+                "every note needs a tag and a body of at most 1 MiB", "INVALID_NOTE", problems[:20]
+            )
+        if (size := sum(len(note.body) for note in request.notes)) > MAX_NOTES_BODIES:
+            raise invalid_argument(
+                f"at most {MAX_NOTES_BODIES} bytes of bodies per call",
+                "TOO_MANY_NOTES",
+                [("notes", f"{size} bytes")],
+            )
+        recorded = await self.notes.record(
+            rail,
+            [NoteInput(n.tag, n.idempotency_key, n.body) for n in request.notes],
+            audit_event(
+                caller,
+                "rail.notes.record",
+                context,
+                detail={"rail": rail, "notes": len(request.notes)},
+            ),
+        )
+        return rail_pb2.RecordRailNotesResponse(recorded_count=recorded)
+
+    @handles_errors
+    async def ListRailNotes(
+        self, request: rail_pb2.ListRailNotesRequest, context: Context
+    ) -> rail_pb2.ListRailNotesResponse:
+        caller = self._sidecar(context)
+        rail = self._note_rail(caller, request.rail)
+        keys, tags = list(request.idempotency_keys), list(request.tags)
+        if len(keys) > MAX_NOTES or len(tags) > MAX_NOTES:
+            raise invalid_argument(
+                f"at most {MAX_NOTES} idempotency keys and {MAX_NOTES} tags per call",
+                "TOO_MANY_NOTES",
+                [("idempotency_keys" if len(keys) > MAX_NOTES else "tags", "too many")],
+            )
+        if request.page_size < 0:
+            raise invalid_argument(
+                "page_size must not be negative", "INVALID_PAGE_SIZE", [("page_size", "negative")]
+            )
+        size = min(request.page_size or MAX_NOTES, MAX_NOTES)
+        # The token belongs to this query: a digest of what it asks, so a token never pages another one.
+        scope = (
+            "notes:"
+            + hashlib.sha256(
+                "\0".join([rail, *sorted(set(keys)), "\1", *sorted(set(tags))]).encode()
+            ).hexdigest()[:32]
+        )
+        after = decode_page_token(request.page_token, scope) or 0
+        notes, more = await self.notes.find(
+            rail,
+            idempotency_keys=keys,
+            tags=tags,
+            after_id=after,
+            limit=size,
+            max_body_bytes=MAX_NOTES_BODIES,
+        )
+        response = rail_pb2.ListRailNotesResponse()
+        for note in notes:
+            message = response.notes.add(tag=note.tag, idempotency_key=note.idempotency_key, body=note.body)
+            message.create_time.FromDatetime(note.create_time)
+        if more and notes:
+            response.next_page_token = encode_page_token(notes[-1].id, scope)
+        return response
 
 
 def _result_update(r: rail_pb2.PaymentResult) -> ResultUpdate:

@@ -296,3 +296,20 @@ webhook_events = Table(
     Column("delivered_time", DateTime(timezone=True)),
     UniqueConstraint("batch_id", "sequence", name="uq_webhook_events_batch_sequence"),
 )
+
+# Rail notes (migration 0015): what a rail sidecar must remember across attempts (e.g. the transfer id a
+# payment went out under), recorded through RailService before the rail is called, so no sidecar keeps
+# state of its own. Write-once: (rail, tag, idempotency_key) is unique and a repeat keeps the first body.
+# `id` orders pages of ListRailNotes.
+rail_notes = Table(
+    "rail_notes",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("rail", Text, nullable=False),
+    Column("tag", Text, nullable=False),
+    Column("idempotency_key", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("rail", "tag", "idempotency_key", name="uq_rail_notes_rail_tag_key"),
+    Index("ix_rail_notes_rail_key", "rail", "idempotency_key"),
+)

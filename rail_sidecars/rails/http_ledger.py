@@ -16,6 +16,7 @@ import httpx
 
 from gpo_kernel.rails_config import RailConfig
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, RetryableRailError
+from rail_sidecars.sdk.notes import RailNotes
 from rail_sidecars.sdk.options import Options
 
 
@@ -89,5 +90,6 @@ def _result(body: Any) -> RailResult:
     )
 
 
-def from_config(config: RailConfig) -> HttpLedgerRail:
+def from_config(config: RailConfig, *, notes: RailNotes) -> HttpLedgerRail:
+    del notes  # its look-ups ask the (simulated) bank itself: nothing to remember
     return HttpLedgerRail(Options(config, "http-ledger", {"url"}).required("url"), config.timeout_s)

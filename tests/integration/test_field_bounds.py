@@ -115,6 +115,9 @@ def _request_with(name: str, length: int) -> tuple[MethodDescriptor, Message, st
             node = getattr(node, field.name)
             where += f"{field.name}."
         node.SetInParent()
+    if node.DESCRIPTOR.fields_by_name[field_name].is_repeated:  # e.g. ListRailNotesRequest.tags
+        getattr(node, field_name).append("x" * length)
+        return method, request, f"{where}{field_name}[0]"
     setattr(node, field_name, "x" * length)
     return method, request, where + field_name
 

@@ -47,6 +47,7 @@ from rail_sidecars.rails.gsma import transformers as t
 from rail_sidecars.rails.gsma.callbacks import CallbackListener, Heard
 from rail_sidecars.rails.gsma.settings import GsmaSettings, settings_from_config
 from rail_sidecars.rails.gsma.store import BatchRecord, BatchState, BatchStore, NewBatch
+from rail_sidecars.sdk.notes import RailNotes
 
 log = logging.getLogger(__name__)
 
@@ -656,5 +657,6 @@ def _retryable(what: str, response: httpx.Response) -> RetryableRailError:
     return RetryableRailError(f"{what} answered {response.status_code}{detail}")
 
 
-def from_config(config: RailConfig) -> GsmaRail:
+def from_config(config: RailConfig, *, notes: RailNotes | None = None) -> GsmaRail:
+    del notes  # still keeps its own state file (issue 19, item 1 converts it)
     return GsmaRail(settings_from_config(config))

@@ -34,6 +34,7 @@ from rail_sidecars.rails.iso20022.delivery import Transport, TransportError
 from rail_sidecars.rails.iso20022.delivery_folder import FolderTransport
 from rail_sidecars.rails.iso20022.settings import Iso20022Settings, settings_from_config
 from rail_sidecars.rails.iso20022.store import FAILED, SUCCEEDED, Decision, KeyStore, NewTransfer, TransferRow
+from rail_sidecars.sdk.notes import RailNotes
 
 log = logging.getLogger(__name__)
 
@@ -563,5 +564,6 @@ def _make_transport(settings: Iso20022Settings) -> Transport:
     return FolderTransport(settings.pain001_dir, settings.reports_dir)
 
 
-def from_config(config: RailConfig) -> Iso20022Rail:
+def from_config(config: RailConfig, *, notes: RailNotes | None = None) -> Iso20022Rail:
+    del notes  # still keeps its own state file (issue 19, item 1 converts it)
     return Iso20022Rail(settings_from_config(config))

@@ -58,6 +58,7 @@ from rail_sidecars.rails.mojaloop.transformers import (
     transaction_type,
     transfer_id_for,
 )
+from rail_sidecars.sdk.notes import RailNotes
 
 log = logging.getLogger(__name__)
 
@@ -563,5 +564,6 @@ class MojaloopRail(Rail):
         raise RetryableRailError(f"no answer about bulk transfer {transfer_bulk}")
 
 
-def from_config(config: RailConfig) -> MojaloopRail:
+def from_config(config: RailConfig, *, notes: RailNotes | None = None) -> MojaloopRail:
+    del notes  # still keeps its own state file (converted next)
     return MojaloopRail(settings_from_config(config))

@@ -19,6 +19,7 @@ from gpo_kernel.rails_config import RailConfig
 from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult
 from rail_sidecars.rails.simulator.settings import SimulatorSettings, settings_from_config
 from rail_sidecars.rails.simulator.store import Ledger, LedgerEntry, parse_hundredths
+from rail_sidecars.sdk.notes import RailNotes
 
 # Reasons a real rail gives for refusing a single payment, with G2P-Connect-style codes.
 FAILURE_REASONS: tuple[tuple[str, str], ...] = (
@@ -108,5 +109,6 @@ def _fraction(digest: bytes) -> float:
 __all__ = ["FAILURE_REASONS", "SimulatorRail", "SimulatorSettings"]
 
 
-def from_config(config: RailConfig) -> SimulatorRail:
+def from_config(config: RailConfig, *, notes: RailNotes) -> SimulatorRail:
+    del notes  # its look-ups ask the (simulated) bank itself: nothing to remember
     return SimulatorRail(settings_from_config(config))

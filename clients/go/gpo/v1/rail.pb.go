@@ -1062,6 +1062,325 @@ func (x *ReportResultsResponse) GetRefusedPaymentNumbers() []int64 {
 	return nil
 }
 
+// What a rail remembers about one payment, or about a whole request when idempotency_key is empty.
+type RailNote struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rail's look-up handle, e.g. a bulk transfer id or a message id; 1 to 128 characters.
+	// At most 128 characters.
+	Tag string `protobuf:"bytes,1,opt,name=tag,proto3" json:"tag,omitempty"`
+	// The payment the note is about; empty for a note about a whole request.
+	// At most 64 characters.
+	IdempotencyKey string `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	// Rail-defined content (JSON recommended); at most 1 MiB.
+	Body []byte `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	// Output only. When GPO first recorded the note.
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RailNote) Reset() {
+	*x = RailNote{}
+	mi := &file_gpo_v1_rail_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RailNote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RailNote) ProtoMessage() {}
+
+func (x *RailNote) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_rail_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RailNote.ProtoReflect.Descriptor instead.
+func (*RailNote) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RailNote) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *RailNote) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *RailNote) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *RailNote) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// Request for RecordRailNotes.
+type RecordRailNotesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rail the notes belong to; the sidecar's token must name it.
+	// At most 64 characters.
+	Rail string `protobuf:"bytes,1,opt,name=rail,proto3" json:"rail,omitempty"`
+	// The notes; at most 10000, with at most 8 MiB of bodies in all.
+	Notes         []*RailNote `protobuf:"bytes,2,rep,name=notes,proto3" json:"notes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordRailNotesRequest) Reset() {
+	*x = RecordRailNotesRequest{}
+	mi := &file_gpo_v1_rail_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordRailNotesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordRailNotesRequest) ProtoMessage() {}
+
+func (x *RecordRailNotesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_rail_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordRailNotesRequest.ProtoReflect.Descriptor instead.
+func (*RecordRailNotesRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RecordRailNotesRequest) GetRail() string {
+	if x != nil {
+		return x.Rail
+	}
+	return ""
+}
+
+func (x *RecordRailNotesRequest) GetNotes() []*RailNote {
+	if x != nil {
+		return x.Notes
+	}
+	return nil
+}
+
+// Response of RecordRailNotes, sent once the notes are committed.
+type RecordRailNotesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many notes were new; notes recorded before count zero (their first body is kept).
+	RecordedCount int32 `protobuf:"varint,1,opt,name=recorded_count,json=recordedCount,proto3" json:"recorded_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordRailNotesResponse) Reset() {
+	*x = RecordRailNotesResponse{}
+	mi := &file_gpo_v1_rail_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordRailNotesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordRailNotesResponse) ProtoMessage() {}
+
+func (x *RecordRailNotesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_rail_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordRailNotesResponse.ProtoReflect.Descriptor instead.
+func (*RecordRailNotesResponse) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RecordRailNotesResponse) GetRecordedCount() int32 {
+	if x != nil {
+		return x.RecordedCount
+	}
+	return 0
+}
+
+// Request for ListRailNotes: the notes of these idempotency keys and the notes with these tags.
+type ListRailNotesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rail whose notes to list; the sidecar's token must name it.
+	// At most 64 characters.
+	Rail string `protobuf:"bytes,1,opt,name=rail,proto3" json:"rail,omitempty"`
+	// Notes about these payments; at most 10000 keys.
+	// At most 64 characters.
+	IdempotencyKeys []string `protobuf:"bytes,2,rep,name=idempotency_keys,json=idempotencyKeys,proto3" json:"idempotency_keys,omitempty"`
+	// Notes with these tags; at most 10000 tags.
+	// At most 128 characters.
+	Tags []string `protobuf:"bytes,3,rep,name=tags,proto3" json:"tags,omitempty"`
+	// The most notes to return (at most 10000; 0: 10000). A page also ends after 8 MiB of bodies.
+	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// A next_page_token of the same request, for the page after it.
+	// At most 4096 characters.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRailNotesRequest) Reset() {
+	*x = ListRailNotesRequest{}
+	mi := &file_gpo_v1_rail_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRailNotesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRailNotesRequest) ProtoMessage() {}
+
+func (x *ListRailNotesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_rail_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRailNotesRequest.ProtoReflect.Descriptor instead.
+func (*ListRailNotesRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListRailNotesRequest) GetRail() string {
+	if x != nil {
+		return x.Rail
+	}
+	return ""
+}
+
+func (x *ListRailNotesRequest) GetIdempotencyKeys() []string {
+	if x != nil {
+		return x.IdempotencyKeys
+	}
+	return nil
+}
+
+func (x *ListRailNotesRequest) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *ListRailNotesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListRailNotesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// Response of ListRailNotes.
+type ListRailNotesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The notes found, in the order they were recorded.
+	Notes []*RailNote `protobuf:"bytes,1,rep,name=notes,proto3" json:"notes,omitempty"`
+	// Set when more notes match: pass it as page_token.
+	// At most 4096 characters.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRailNotesResponse) Reset() {
+	*x = ListRailNotesResponse{}
+	mi := &file_gpo_v1_rail_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRailNotesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRailNotesResponse) ProtoMessage() {}
+
+func (x *ListRailNotesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_rail_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRailNotesResponse.ProtoReflect.Descriptor instead.
+func (*ListRailNotesResponse) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListRailNotesResponse) GetNotes() []*RailNote {
+	if x != nil {
+		return x.Notes
+	}
+	return nil
+}
+
+func (x *ListRailNotesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_gpo_v1_rail_proto protoreflect.FileDescriptor
 
 const file_gpo_v1_rail_proto_rawDesc = "" +
@@ -1141,7 +1460,28 @@ const file_gpo_v1_rail_proto_rawDesc = "" +
 	"\x15ReportResultsResponse\x12\x19\n" +
 	"\bchunk_id\x18\x01 \x01(\tR\achunkId\x12#\n" +
 	"\rapplied_count\x18\x02 \x01(\x05R\fappliedCount\x126\n" +
-	"\x17refused_payment_numbers\x18\x03 \x03(\x03R\x15refusedPaymentNumbers*\x8c\x01\n" +
+	"\x17refused_payment_numbers\x18\x03 \x03(\x03R\x15refusedPaymentNumbers\"\x96\x01\n" +
+	"\bRailNote\x12\x10\n" +
+	"\x03tag\x18\x01 \x01(\tR\x03tag\x12'\n" +
+	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x12\x12\n" +
+	"\x04body\x18\x03 \x01(\fR\x04body\x12;\n" +
+	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"T\n" +
+	"\x16RecordRailNotesRequest\x12\x12\n" +
+	"\x04rail\x18\x01 \x01(\tR\x04rail\x12&\n" +
+	"\x05notes\x18\x02 \x03(\v2\x10.gpo.v1.RailNoteR\x05notes\"@\n" +
+	"\x17RecordRailNotesResponse\x12%\n" +
+	"\x0erecorded_count\x18\x01 \x01(\x05R\rrecordedCount\"\xa5\x01\n" +
+	"\x14ListRailNotesRequest\x12\x12\n" +
+	"\x04rail\x18\x01 \x01(\tR\x04rail\x12)\n" +
+	"\x10idempotency_keys\x18\x02 \x03(\tR\x0fidempotencyKeys\x12\x12\n" +
+	"\x04tags\x18\x03 \x03(\tR\x04tags\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"g\n" +
+	"\x15ListRailNotesResponse\x12&\n" +
+	"\x05notes\x18\x01 \x03(\v2\x10.gpo.v1.RailNoteR\x05notes\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x8c\x01\n" +
 	"\vClaimAction\x12\x1c\n" +
 	"\x18CLAIM_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CLAIM_ACTION_EXECUTE\x10\x01\x12\x17\n" +
@@ -1153,12 +1493,14 @@ const file_gpo_v1_rail_proto_rawDesc = "" +
 	"\x16RAIL_OUTCOME_SUCCEEDED\x10\x01\x12\x17\n" +
 	"\x13RAIL_OUTCOME_FAILED\x10\x02\x12\x1c\n" +
 	"\x18RAIL_OUTCOME_UNREACHABLE\x10\x03\x12\x19\n" +
-	"\x15RAIL_OUTCOME_REVERSED\x10\x042\xf5\x01\n" +
+	"\x15RAIL_OUTCOME_REVERSED\x10\x042\x97\x03\n" +
 	"\vRailService\x12O\n" +
 	"\x0eClaimWorkChunk\x12\x1d.gpo.v1.ClaimWorkChunkRequest\x1a\x1e.gpo.v1.ClaimWorkChunkResponse\x12C\n" +
 	"\n" +
 	"RenewClaim\x12\x19.gpo.v1.RenewClaimRequest\x1a\x1a.gpo.v1.RenewClaimResponse\x12P\n" +
-	"\rReportResults\x12\x1c.gpo.v1.ReportResultsRequest\x1a\x1d.gpo.v1.ReportResultsResponse(\x010\x01BB\n" +
+	"\rReportResults\x12\x1c.gpo.v1.ReportResultsRequest\x1a\x1d.gpo.v1.ReportResultsResponse(\x010\x01\x12R\n" +
+	"\x0fRecordRailNotes\x12\x1e.gpo.v1.RecordRailNotesRequest\x1a\x1f.gpo.v1.RecordRailNotesResponse\x12L\n" +
+	"\rListRailNotes\x12\x1c.gpo.v1.ListRailNotesRequest\x1a\x1d.gpo.v1.ListRailNotesResponseBB\n" +
 	"\n" +
 	"org.gpo.v1P\x01Z2github.com/gpo-project/gpo/clients/go/gpo/v1;gpov1b\x06proto3"
 
@@ -1175,50 +1517,62 @@ func file_gpo_v1_rail_proto_rawDescGZIP() []byte {
 }
 
 var file_gpo_v1_rail_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_gpo_v1_rail_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_gpo_v1_rail_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_gpo_v1_rail_proto_goTypes = []any{
-	(ClaimAction)(0),               // 0: gpo.v1.ClaimAction
-	(RailOutcome)(0),               // 1: gpo.v1.RailOutcome
-	(*WorkChunk)(nil),              // 2: gpo.v1.WorkChunk
-	(*WorkItem)(nil),               // 3: gpo.v1.WorkItem
-	(*ClaimWorkChunkRequest)(nil),  // 4: gpo.v1.ClaimWorkChunkRequest
-	(*ClaimDecision)(nil),          // 5: gpo.v1.ClaimDecision
-	(*ClaimWorkChunkResponse)(nil), // 6: gpo.v1.ClaimWorkChunkResponse
-	(*RenewClaimRequest)(nil),      // 7: gpo.v1.RenewClaimRequest
-	(*RenewClaimResponse)(nil),     // 8: gpo.v1.RenewClaimResponse
-	(*PaymentResult)(nil),          // 9: gpo.v1.PaymentResult
-	(*ReportResultsRequest)(nil),   // 10: gpo.v1.ReportResultsRequest
-	(*ReportResultsResponse)(nil),  // 11: gpo.v1.ReportResultsResponse
-	(*timestamppb.Timestamp)(nil),  // 12: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 13: google.protobuf.Duration
+	(ClaimAction)(0),                // 0: gpo.v1.ClaimAction
+	(RailOutcome)(0),                // 1: gpo.v1.RailOutcome
+	(*WorkChunk)(nil),               // 2: gpo.v1.WorkChunk
+	(*WorkItem)(nil),                // 3: gpo.v1.WorkItem
+	(*ClaimWorkChunkRequest)(nil),   // 4: gpo.v1.ClaimWorkChunkRequest
+	(*ClaimDecision)(nil),           // 5: gpo.v1.ClaimDecision
+	(*ClaimWorkChunkResponse)(nil),  // 6: gpo.v1.ClaimWorkChunkResponse
+	(*RenewClaimRequest)(nil),       // 7: gpo.v1.RenewClaimRequest
+	(*RenewClaimResponse)(nil),      // 8: gpo.v1.RenewClaimResponse
+	(*PaymentResult)(nil),           // 9: gpo.v1.PaymentResult
+	(*ReportResultsRequest)(nil),    // 10: gpo.v1.ReportResultsRequest
+	(*ReportResultsResponse)(nil),   // 11: gpo.v1.ReportResultsResponse
+	(*RailNote)(nil),                // 12: gpo.v1.RailNote
+	(*RecordRailNotesRequest)(nil),  // 13: gpo.v1.RecordRailNotesRequest
+	(*RecordRailNotesResponse)(nil), // 14: gpo.v1.RecordRailNotesResponse
+	(*ListRailNotesRequest)(nil),    // 15: gpo.v1.ListRailNotesRequest
+	(*ListRailNotesResponse)(nil),   // 16: gpo.v1.ListRailNotesResponse
+	(*timestamppb.Timestamp)(nil),   // 17: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 18: google.protobuf.Duration
 }
 var file_gpo_v1_rail_proto_depIdxs = []int32{
 	3,  // 0: gpo.v1.WorkChunk.items:type_name -> gpo.v1.WorkItem
-	12, // 1: gpo.v1.WorkChunk.create_time:type_name -> google.protobuf.Timestamp
-	13, // 2: gpo.v1.ClaimWorkChunkRequest.lease_duration:type_name -> google.protobuf.Duration
-	13, // 3: gpo.v1.ClaimWorkChunkRequest.max_call_duration:type_name -> google.protobuf.Duration
+	17, // 1: gpo.v1.WorkChunk.create_time:type_name -> google.protobuf.Timestamp
+	18, // 2: gpo.v1.ClaimWorkChunkRequest.lease_duration:type_name -> google.protobuf.Duration
+	18, // 3: gpo.v1.ClaimWorkChunkRequest.max_call_duration:type_name -> google.protobuf.Duration
 	0,  // 4: gpo.v1.ClaimDecision.action:type_name -> gpo.v1.ClaimAction
 	5,  // 5: gpo.v1.ClaimWorkChunkResponse.decisions:type_name -> gpo.v1.ClaimDecision
-	12, // 6: gpo.v1.ClaimWorkChunkResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
-	13, // 7: gpo.v1.ClaimWorkChunkResponse.retry_after:type_name -> google.protobuf.Duration
-	13, // 8: gpo.v1.ClaimWorkChunkResponse.lease_duration:type_name -> google.protobuf.Duration
-	13, // 9: gpo.v1.RenewClaimRequest.lease_duration:type_name -> google.protobuf.Duration
-	12, // 10: gpo.v1.RenewClaimResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
-	13, // 11: gpo.v1.RenewClaimResponse.lease_duration:type_name -> google.protobuf.Duration
+	17, // 6: gpo.v1.ClaimWorkChunkResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
+	18, // 7: gpo.v1.ClaimWorkChunkResponse.retry_after:type_name -> google.protobuf.Duration
+	18, // 8: gpo.v1.ClaimWorkChunkResponse.lease_duration:type_name -> google.protobuf.Duration
+	18, // 9: gpo.v1.RenewClaimRequest.lease_duration:type_name -> google.protobuf.Duration
+	17, // 10: gpo.v1.RenewClaimResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
+	18, // 11: gpo.v1.RenewClaimResponse.lease_duration:type_name -> google.protobuf.Duration
 	1,  // 12: gpo.v1.PaymentResult.outcome:type_name -> gpo.v1.RailOutcome
-	12, // 13: gpo.v1.PaymentResult.complete_time:type_name -> google.protobuf.Timestamp
+	17, // 13: gpo.v1.PaymentResult.complete_time:type_name -> google.protobuf.Timestamp
 	9,  // 14: gpo.v1.ReportResultsRequest.results:type_name -> gpo.v1.PaymentResult
-	4,  // 15: gpo.v1.RailService.ClaimWorkChunk:input_type -> gpo.v1.ClaimWorkChunkRequest
-	7,  // 16: gpo.v1.RailService.RenewClaim:input_type -> gpo.v1.RenewClaimRequest
-	10, // 17: gpo.v1.RailService.ReportResults:input_type -> gpo.v1.ReportResultsRequest
-	6,  // 18: gpo.v1.RailService.ClaimWorkChunk:output_type -> gpo.v1.ClaimWorkChunkResponse
-	8,  // 19: gpo.v1.RailService.RenewClaim:output_type -> gpo.v1.RenewClaimResponse
-	11, // 20: gpo.v1.RailService.ReportResults:output_type -> gpo.v1.ReportResultsResponse
-	18, // [18:21] is the sub-list for method output_type
-	15, // [15:18] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	17, // 15: gpo.v1.RailNote.create_time:type_name -> google.protobuf.Timestamp
+	12, // 16: gpo.v1.RecordRailNotesRequest.notes:type_name -> gpo.v1.RailNote
+	12, // 17: gpo.v1.ListRailNotesResponse.notes:type_name -> gpo.v1.RailNote
+	4,  // 18: gpo.v1.RailService.ClaimWorkChunk:input_type -> gpo.v1.ClaimWorkChunkRequest
+	7,  // 19: gpo.v1.RailService.RenewClaim:input_type -> gpo.v1.RenewClaimRequest
+	10, // 20: gpo.v1.RailService.ReportResults:input_type -> gpo.v1.ReportResultsRequest
+	13, // 21: gpo.v1.RailService.RecordRailNotes:input_type -> gpo.v1.RecordRailNotesRequest
+	15, // 22: gpo.v1.RailService.ListRailNotes:input_type -> gpo.v1.ListRailNotesRequest
+	6,  // 23: gpo.v1.RailService.ClaimWorkChunk:output_type -> gpo.v1.ClaimWorkChunkResponse
+	8,  // 24: gpo.v1.RailService.RenewClaim:output_type -> gpo.v1.RenewClaimResponse
+	11, // 25: gpo.v1.RailService.ReportResults:output_type -> gpo.v1.ReportResultsResponse
+	14, // 26: gpo.v1.RailService.RecordRailNotes:output_type -> gpo.v1.RecordRailNotesResponse
+	16, // 27: gpo.v1.RailService.ListRailNotes:output_type -> gpo.v1.ListRailNotesResponse
+	23, // [23:28] is the sub-list for method output_type
+	18, // [18:23] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_gpo_v1_rail_proto_init() }
@@ -1232,7 +1586,7 @@ func file_gpo_v1_rail_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gpo_v1_rail_proto_rawDesc), len(file_gpo_v1_rail_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   10,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

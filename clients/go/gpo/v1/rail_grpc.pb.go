@@ -19,9 +19,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RailService_ClaimWorkChunk_FullMethodName = "/gpo.v1.RailService/ClaimWorkChunk"
-	RailService_RenewClaim_FullMethodName     = "/gpo.v1.RailService/RenewClaim"
-	RailService_ReportResults_FullMethodName  = "/gpo.v1.RailService/ReportResults"
+	RailService_ClaimWorkChunk_FullMethodName  = "/gpo.v1.RailService/ClaimWorkChunk"
+	RailService_RenewClaim_FullMethodName      = "/gpo.v1.RailService/RenewClaim"
+	RailService_ReportResults_FullMethodName   = "/gpo.v1.RailService/ReportResults"
+	RailService_RecordRailNotes_FullMethodName = "/gpo.v1.RailService/RecordRailNotes"
+	RailService_ListRailNotes_FullMethodName   = "/gpo.v1.RailService/ListRailNotes"
 )
 
 // RailServiceClient is the client API for RailService service.
@@ -48,6 +50,12 @@ type RailServiceClient interface {
 	RenewClaim(ctx context.Context, in *RenewClaimRequest, opts ...grpc.CallOption) (*RenewClaimResponse, error)
 	// Streams outcomes; each request is answered once its outcomes are committed.
 	ReportResults(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReportResultsRequest, ReportResultsResponse], error)
+	// Records what a rail must remember across attempts ("rail notes", e.g. the transfer id a payment was
+	// sent under), before the rail is called. Notes are write-once: a note recorded again (same rail, tag
+	// and idempotency key) keeps its first body. Answered once the notes are committed.
+	RecordRailNotes(ctx context.Context, in *RecordRailNotesRequest, opts ...grpc.CallOption) (*RecordRailNotesResponse, error)
+	// Lists a rail's notes by idempotency keys or by tags, in the order they were recorded.
+	ListRailNotes(ctx context.Context, in *ListRailNotesRequest, opts ...grpc.CallOption) (*ListRailNotesResponse, error)
 }
 
 type railServiceClient struct {
@@ -91,6 +99,26 @@ func (c *railServiceClient) ReportResults(ctx context.Context, opts ...grpc.Call
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type RailService_ReportResultsClient = grpc.BidiStreamingClient[ReportResultsRequest, ReportResultsResponse]
 
+func (c *railServiceClient) RecordRailNotes(ctx context.Context, in *RecordRailNotesRequest, opts ...grpc.CallOption) (*RecordRailNotesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordRailNotesResponse)
+	err := c.cc.Invoke(ctx, RailService_RecordRailNotes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *railServiceClient) ListRailNotes(ctx context.Context, in *ListRailNotesRequest, opts ...grpc.CallOption) (*ListRailNotesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRailNotesResponse)
+	err := c.cc.Invoke(ctx, RailService_ListRailNotes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RailServiceServer is the server API for RailService service.
 // All implementations must embed UnimplementedRailServiceServer
 // for forward compatibility.
@@ -115,6 +143,12 @@ type RailServiceServer interface {
 	RenewClaim(context.Context, *RenewClaimRequest) (*RenewClaimResponse, error)
 	// Streams outcomes; each request is answered once its outcomes are committed.
 	ReportResults(grpc.BidiStreamingServer[ReportResultsRequest, ReportResultsResponse]) error
+	// Records what a rail must remember across attempts ("rail notes", e.g. the transfer id a payment was
+	// sent under), before the rail is called. Notes are write-once: a note recorded again (same rail, tag
+	// and idempotency key) keeps its first body. Answered once the notes are committed.
+	RecordRailNotes(context.Context, *RecordRailNotesRequest) (*RecordRailNotesResponse, error)
+	// Lists a rail's notes by idempotency keys or by tags, in the order they were recorded.
+	ListRailNotes(context.Context, *ListRailNotesRequest) (*ListRailNotesResponse, error)
 	mustEmbedUnimplementedRailServiceServer()
 }
 
@@ -133,6 +167,12 @@ func (UnimplementedRailServiceServer) RenewClaim(context.Context, *RenewClaimReq
 }
 func (UnimplementedRailServiceServer) ReportResults(grpc.BidiStreamingServer[ReportResultsRequest, ReportResultsResponse]) error {
 	return status.Error(codes.Unimplemented, "method ReportResults not implemented")
+}
+func (UnimplementedRailServiceServer) RecordRailNotes(context.Context, *RecordRailNotesRequest) (*RecordRailNotesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordRailNotes not implemented")
+}
+func (UnimplementedRailServiceServer) ListRailNotes(context.Context, *ListRailNotesRequest) (*ListRailNotesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRailNotes not implemented")
 }
 func (UnimplementedRailServiceServer) mustEmbedUnimplementedRailServiceServer() {}
 func (UnimplementedRailServiceServer) testEmbeddedByValue()                     {}
@@ -198,6 +238,42 @@ func _RailService_ReportResults_Handler(srv interface{}, stream grpc.ServerStrea
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type RailService_ReportResultsServer = grpc.BidiStreamingServer[ReportResultsRequest, ReportResultsResponse]
 
+func _RailService_RecordRailNotes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordRailNotesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RailServiceServer).RecordRailNotes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RailService_RecordRailNotes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RailServiceServer).RecordRailNotes(ctx, req.(*RecordRailNotesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RailService_ListRailNotes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRailNotesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RailServiceServer).ListRailNotes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RailService_ListRailNotes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RailServiceServer).ListRailNotes(ctx, req.(*ListRailNotesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RailService_ServiceDesc is the grpc.ServiceDesc for RailService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -212,6 +288,14 @@ var RailService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RenewClaim",
 			Handler:    _RailService_RenewClaim_Handler,
+		},
+		{
+			MethodName: "RecordRailNotes",
+			Handler:    _RailService_RecordRailNotes_Handler,
+		},
+		{
+			MethodName: "ListRailNotes",
+			Handler:    _RailService_ListRailNotes_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

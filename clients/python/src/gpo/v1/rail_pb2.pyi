@@ -188,3 +188,51 @@ class ReportResultsResponse(_message.Message):
     applied_count: int
     refused_payment_numbers: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, chunk_id: _Optional[str] = ..., applied_count: _Optional[int] = ..., refused_payment_numbers: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class RailNote(_message.Message):
+    __slots__ = ("tag", "idempotency_key", "body", "create_time")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    tag: str
+    idempotency_key: str
+    body: bytes
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, tag: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., body: _Optional[bytes] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RecordRailNotesRequest(_message.Message):
+    __slots__ = ("rail", "notes")
+    RAIL_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    rail: str
+    notes: _containers.RepeatedCompositeFieldContainer[RailNote]
+    def __init__(self, rail: _Optional[str] = ..., notes: _Optional[_Iterable[_Union[RailNote, _Mapping]]] = ...) -> None: ...
+
+class RecordRailNotesResponse(_message.Message):
+    __slots__ = ("recorded_count",)
+    RECORDED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    recorded_count: int
+    def __init__(self, recorded_count: _Optional[int] = ...) -> None: ...
+
+class ListRailNotesRequest(_message.Message):
+    __slots__ = ("rail", "idempotency_keys", "tags", "page_size", "page_token")
+    RAIL_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEYS_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    rail: str
+    idempotency_keys: _containers.RepeatedScalarFieldContainer[str]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    page_size: int
+    page_token: str
+    def __init__(self, rail: _Optional[str] = ..., idempotency_keys: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListRailNotesResponse(_message.Message):
+    __slots__ = ("notes", "next_page_token")
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    notes: _containers.RepeatedCompositeFieldContainer[RailNote]
+    next_page_token: str
+    def __init__(self, notes: _Optional[_Iterable[_Union[RailNote, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

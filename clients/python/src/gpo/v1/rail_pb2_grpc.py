@@ -58,6 +58,16 @@ class RailServiceStub:
                 request_serializer=gpo_dot_v1_dot_rail__pb2.ReportResultsRequest.SerializeToString,
                 response_deserializer=gpo_dot_v1_dot_rail__pb2.ReportResultsResponse.FromString,
                 _registered_method=True)
+        self.RecordRailNotes = channel.unary_unary(
+                '/gpo.v1.RailService/RecordRailNotes',
+                request_serializer=gpo_dot_v1_dot_rail__pb2.RecordRailNotesRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_rail__pb2.RecordRailNotesResponse.FromString,
+                _registered_method=True)
+        self.ListRailNotes = channel.unary_unary(
+                '/gpo.v1.RailService/ListRailNotes',
+                request_serializer=gpo_dot_v1_dot_rail__pb2.ListRailNotesRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_rail__pb2.ListRailNotesResponse.FromString,
+                _registered_method=True)
 
 
 class RailServiceServicer:
@@ -97,6 +107,22 @@ class RailServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordRailNotes(self, request, context):
+        """Records what a rail must remember across attempts ("rail notes", e.g. the transfer id a payment was
+        sent under), before the rail is called. Notes are write-once: a note recorded again (same rail, tag
+        and idempotency key) keeps its first body. Answered once the notes are committed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRailNotes(self, request, context):
+        """Lists a rail's notes by idempotency keys or by tags, in the order they were recorded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RailServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -114,6 +140,16 @@ def add_RailServiceServicer_to_server(servicer, server):
                     servicer.ReportResults,
                     request_deserializer=gpo_dot_v1_dot_rail__pb2.ReportResultsRequest.FromString,
                     response_serializer=gpo_dot_v1_dot_rail__pb2.ReportResultsResponse.SerializeToString,
+            ),
+            'RecordRailNotes': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordRailNotes,
+                    request_deserializer=gpo_dot_v1_dot_rail__pb2.RecordRailNotesRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_rail__pb2.RecordRailNotesResponse.SerializeToString,
+            ),
+            'ListRailNotes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRailNotes,
+                    request_deserializer=gpo_dot_v1_dot_rail__pb2.ListRailNotesRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_rail__pb2.ListRailNotesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -206,6 +242,60 @@ class RailService:
             '/gpo.v1.RailService/ReportResults',
             gpo_dot_v1_dot_rail__pb2.ReportResultsRequest.SerializeToString,
             gpo_dot_v1_dot_rail__pb2.ReportResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordRailNotes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.RailService/RecordRailNotes',
+            gpo_dot_v1_dot_rail__pb2.RecordRailNotesRequest.SerializeToString,
+            gpo_dot_v1_dot_rail__pb2.RecordRailNotesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRailNotes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.RailService/ListRailNotes',
+            gpo_dot_v1_dot_rail__pb2.ListRailNotesRequest.SerializeToString,
+            gpo_dot_v1_dot_rail__pb2.ListRailNotesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -424,6 +424,78 @@ export interface ReportResultsResponse {
   refusedPaymentNumbers: string[];
 }
 
+/** What a rail remembers about one payment, or about a whole request when idempotency_key is empty. */
+export interface RailNote {
+  /**
+   * The rail's look-up handle, e.g. a bulk transfer id or a message id; 1 to 128 characters.
+   * At most 128 characters.
+   */
+  tag: string;
+  /**
+   * The payment the note is about; empty for a note about a whole request.
+   * At most 64 characters.
+   */
+  idempotencyKey: string;
+  /** Rail-defined content (JSON recommended); at most 1 MiB. */
+  body: Buffer;
+  /** Output only. When GPO first recorded the note. */
+  createTime?: Date | undefined;
+}
+
+/** Request for RecordRailNotes. */
+export interface RecordRailNotesRequest {
+  /**
+   * The rail the notes belong to; the sidecar's token must name it.
+   * At most 64 characters.
+   */
+  rail: string;
+  /** The notes; at most 10000, with at most 8 MiB of bodies in all. */
+  notes: RailNote[];
+}
+
+/** Response of RecordRailNotes, sent once the notes are committed. */
+export interface RecordRailNotesResponse {
+  /** How many notes were new; notes recorded before count zero (their first body is kept). */
+  recordedCount: number;
+}
+
+/** Request for ListRailNotes: the notes of these idempotency keys and the notes with these tags. */
+export interface ListRailNotesRequest {
+  /**
+   * The rail whose notes to list; the sidecar's token must name it.
+   * At most 64 characters.
+   */
+  rail: string;
+  /**
+   * Notes about these payments; at most 10000 keys.
+   * At most 64 characters.
+   */
+  idempotencyKeys: string[];
+  /**
+   * Notes with these tags; at most 10000 tags.
+   * At most 128 characters.
+   */
+  tags: string[];
+  /** The most notes to return (at most 10000; 0: 10000). A page also ends after 8 MiB of bodies. */
+  pageSize: number;
+  /**
+   * A next_page_token of the same request, for the page after it.
+   * At most 4096 characters.
+   */
+  pageToken: string;
+}
+
+/** Response of ListRailNotes. */
+export interface ListRailNotesResponse {
+  /** The notes found, in the order they were recorded. */
+  notes: RailNote[];
+  /**
+   * Set when more notes match: pass it as page_token.
+   * At most 4096 characters.
+   */
+  nextPageToken: string;
+}
+
 function createBaseWorkChunk(): WorkChunk {
   return { chunkId: "", rail: "", batch: "", items: [], createTime: undefined, verifyOnly: false };
 }
@@ -2146,6 +2218,523 @@ export const ReportResultsResponse: MessageFns<ReportResultsResponse> = {
   },
 };
 
+function createBaseRailNote(): RailNote {
+  return { tag: "", idempotencyKey: "", body: Buffer.alloc(0), createTime: undefined };
+}
+
+export const RailNote: MessageFns<RailNote> = {
+  encode(message: RailNote, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tag !== "") {
+      writer.uint32(10).string(message.tag);
+    }
+    if (message.idempotencyKey !== "") {
+      writer.uint32(18).string(message.idempotencyKey);
+    }
+    if (message.body.length !== 0) {
+      writer.uint32(26).bytes(message.body);
+    }
+    if (message.createTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.createTime), writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RailNote {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRailNote();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tag = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.idempotencyKey = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.body = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RailNote {
+    return {
+      tag: isSet(object.tag) ? globalThis.String(object.tag) : "",
+      idempotencyKey: isSet(object.idempotencyKey)
+        ? globalThis.String(object.idempotencyKey)
+        : isSet(object.idempotency_key)
+        ? globalThis.String(object.idempotency_key)
+        : "",
+      body: isSet(object.body) ? Buffer.from(bytesFromBase64(object.body)) : Buffer.alloc(0),
+      createTime: isSet(object.createTime)
+        ? fromJsonTimestamp(object.createTime)
+        : isSet(object.create_time)
+        ? fromJsonTimestamp(object.create_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: RailNote): unknown {
+    const obj: any = {};
+    if (message.tag !== "") {
+      obj.tag = message.tag;
+    }
+    if (message.idempotencyKey !== "") {
+      obj.idempotencyKey = message.idempotencyKey;
+    }
+    if (message.body.length !== 0) {
+      obj.body = base64FromBytes(message.body);
+    }
+    if (message.createTime !== undefined) {
+      obj.createTime = message.createTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RailNote>, I>>(base?: I): RailNote {
+    return RailNote.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RailNote>, I>>(object: I): RailNote {
+    const message = createBaseRailNote();
+    message.tag = object.tag ?? "";
+    message.idempotencyKey = object.idempotencyKey ?? "";
+    message.body = object.body ?? Buffer.alloc(0);
+    message.createTime = object.createTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseRecordRailNotesRequest(): RecordRailNotesRequest {
+  return { rail: "", notes: [] };
+}
+
+export const RecordRailNotesRequest: MessageFns<RecordRailNotesRequest> = {
+  encode(message: RecordRailNotesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rail !== "") {
+      writer.uint32(10).string(message.rail);
+    }
+    for (const v of message.notes) {
+      RailNote.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordRailNotesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordRailNotesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rail = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.notes.push(RailNote.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordRailNotesRequest {
+    return {
+      rail: isSet(object.rail) ? globalThis.String(object.rail) : "",
+      notes: globalThis.Array.isArray(object?.notes) ? object.notes.map((e: any) => RailNote.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: RecordRailNotesRequest): unknown {
+    const obj: any = {};
+    if (message.rail !== "") {
+      obj.rail = message.rail;
+    }
+    if (message.notes?.length) {
+      obj.notes = message.notes.map((e) => RailNote.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecordRailNotesRequest>, I>>(base?: I): RecordRailNotesRequest {
+    return RecordRailNotesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecordRailNotesRequest>, I>>(object: I): RecordRailNotesRequest {
+    const message = createBaseRecordRailNotesRequest();
+    message.rail = object.rail ?? "";
+    message.notes = object.notes?.map((e) => RailNote.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRecordRailNotesResponse(): RecordRailNotesResponse {
+  return { recordedCount: 0 };
+}
+
+export const RecordRailNotesResponse: MessageFns<RecordRailNotesResponse> = {
+  encode(message: RecordRailNotesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.recordedCount !== 0) {
+      writer.uint32(8).int32(message.recordedCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordRailNotesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordRailNotesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.recordedCount = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordRailNotesResponse {
+    return {
+      recordedCount: isSet(object.recordedCount)
+        ? globalThis.Number(object.recordedCount)
+        : isSet(object.recorded_count)
+        ? globalThis.Number(object.recorded_count)
+        : 0,
+    };
+  },
+
+  toJSON(message: RecordRailNotesResponse): unknown {
+    const obj: any = {};
+    if (message.recordedCount !== 0) {
+      obj.recordedCount = Math.round(message.recordedCount);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecordRailNotesResponse>, I>>(base?: I): RecordRailNotesResponse {
+    return RecordRailNotesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecordRailNotesResponse>, I>>(object: I): RecordRailNotesResponse {
+    const message = createBaseRecordRailNotesResponse();
+    message.recordedCount = object.recordedCount ?? 0;
+    return message;
+  },
+};
+
+function createBaseListRailNotesRequest(): ListRailNotesRequest {
+  return { rail: "", idempotencyKeys: [], tags: [], pageSize: 0, pageToken: "" };
+}
+
+export const ListRailNotesRequest: MessageFns<ListRailNotesRequest> = {
+  encode(message: ListRailNotesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rail !== "") {
+      writer.uint32(10).string(message.rail);
+    }
+    for (const v of message.idempotencyKeys) {
+      writer.uint32(18).string(v!);
+    }
+    for (const v of message.tags) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(32).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(42).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListRailNotesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListRailNotesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rail = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.idempotencyKeys.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.tags.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListRailNotesRequest {
+    return {
+      rail: isSet(object.rail) ? globalThis.String(object.rail) : "",
+      idempotencyKeys: globalThis.Array.isArray(object?.idempotencyKeys)
+        ? object.idempotencyKeys.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.idempotency_keys)
+        ? object.idempotency_keys.map((e: any) => globalThis.String(e))
+        : [],
+      tags: globalThis.Array.isArray(object?.tags) ? object.tags.map((e: any) => globalThis.String(e)) : [],
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListRailNotesRequest): unknown {
+    const obj: any = {};
+    if (message.rail !== "") {
+      obj.rail = message.rail;
+    }
+    if (message.idempotencyKeys?.length) {
+      obj.idempotencyKeys = message.idempotencyKeys;
+    }
+    if (message.tags?.length) {
+      obj.tags = message.tags;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListRailNotesRequest>, I>>(base?: I): ListRailNotesRequest {
+    return ListRailNotesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListRailNotesRequest>, I>>(object: I): ListRailNotesRequest {
+    const message = createBaseListRailNotesRequest();
+    message.rail = object.rail ?? "";
+    message.idempotencyKeys = object.idempotencyKeys?.map((e) => e) || [];
+    message.tags = object.tags?.map((e) => e) || [];
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListRailNotesResponse(): ListRailNotesResponse {
+  return { notes: [], nextPageToken: "" };
+}
+
+export const ListRailNotesResponse: MessageFns<ListRailNotesResponse> = {
+  encode(message: ListRailNotesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.notes) {
+      RailNote.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListRailNotesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListRailNotesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.notes.push(RailNote.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListRailNotesResponse {
+    return {
+      notes: globalThis.Array.isArray(object?.notes) ? object.notes.map((e: any) => RailNote.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListRailNotesResponse): unknown {
+    const obj: any = {};
+    if (message.notes?.length) {
+      obj.notes = message.notes.map((e) => RailNote.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListRailNotesResponse>, I>>(base?: I): ListRailNotesResponse {
+    return ListRailNotesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListRailNotesResponse>, I>>(object: I): ListRailNotesResponse {
+    const message = createBaseListRailNotesResponse();
+    message.notes = object.notes?.map((e) => RailNote.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
 /**
  * The contract between the orchestrator and a rail sidecar (see docs/SIDECAR_CONTRACT.md).
  *
@@ -2200,6 +2789,33 @@ export const RailServiceService = {
       Buffer.from(ReportResultsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReportResultsResponse => ReportResultsResponse.decode(value),
   },
+  /**
+   * Records what a rail must remember across attempts ("rail notes", e.g. the transfer id a payment was
+   * sent under), before the rail is called. Notes are write-once: a note recorded again (same rail, tag
+   * and idempotency key) keeps its first body. Answered once the notes are committed.
+   */
+  recordRailNotes: {
+    path: "/gpo.v1.RailService/RecordRailNotes" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RecordRailNotesRequest): Buffer =>
+      Buffer.from(RecordRailNotesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RecordRailNotesRequest => RecordRailNotesRequest.decode(value),
+    responseSerialize: (value: RecordRailNotesResponse): Buffer =>
+      Buffer.from(RecordRailNotesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RecordRailNotesResponse => RecordRailNotesResponse.decode(value),
+  },
+  /** Lists a rail's notes by idempotency keys or by tags, in the order they were recorded. */
+  listRailNotes: {
+    path: "/gpo.v1.RailService/ListRailNotes" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListRailNotesRequest): Buffer => Buffer.from(ListRailNotesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListRailNotesRequest => ListRailNotesRequest.decode(value),
+    responseSerialize: (value: ListRailNotesResponse): Buffer =>
+      Buffer.from(ListRailNotesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListRailNotesResponse => ListRailNotesResponse.decode(value),
+  },
 } as const;
 
 export interface RailServiceServer extends UntypedServiceImplementation {
@@ -2217,6 +2833,14 @@ export interface RailServiceServer extends UntypedServiceImplementation {
   renewClaim: handleUnaryCall<RenewClaimRequest, RenewClaimResponse>;
   /** Streams outcomes; each request is answered once its outcomes are committed. */
   reportResults: handleBidiStreamingCall<ReportResultsRequest, ReportResultsResponse>;
+  /**
+   * Records what a rail must remember across attempts ("rail notes", e.g. the transfer id a payment was
+   * sent under), before the rail is called. Notes are write-once: a note recorded again (same rail, tag
+   * and idempotency key) keeps its first body. Answered once the notes are committed.
+   */
+  recordRailNotes: handleUnaryCall<RecordRailNotesRequest, RecordRailNotesResponse>;
+  /** Lists a rail's notes by idempotency keys or by tags, in the order they were recorded. */
+  listRailNotes: handleUnaryCall<ListRailNotesRequest, ListRailNotesResponse>;
 }
 
 export interface RailServiceClient extends Client {
@@ -2267,6 +2891,42 @@ export interface RailServiceClient extends Client {
     metadata: Metadata,
     options?: Partial<CallOptions>,
   ): ClientDuplexStream<ReportResultsRequest, ReportResultsResponse>;
+  /**
+   * Records what a rail must remember across attempts ("rail notes", e.g. the transfer id a payment was
+   * sent under), before the rail is called. Notes are write-once: a note recorded again (same rail, tag
+   * and idempotency key) keeps its first body. Answered once the notes are committed.
+   */
+  recordRailNotes(
+    request: RecordRailNotesRequest,
+    callback: (error: ServiceError | null, response: RecordRailNotesResponse) => void,
+  ): ClientUnaryCall;
+  recordRailNotes(
+    request: RecordRailNotesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RecordRailNotesResponse) => void,
+  ): ClientUnaryCall;
+  recordRailNotes(
+    request: RecordRailNotesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RecordRailNotesResponse) => void,
+  ): ClientUnaryCall;
+  /** Lists a rail's notes by idempotency keys or by tags, in the order they were recorded. */
+  listRailNotes(
+    request: ListRailNotesRequest,
+    callback: (error: ServiceError | null, response: ListRailNotesResponse) => void,
+  ): ClientUnaryCall;
+  listRailNotes(
+    request: ListRailNotesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListRailNotesResponse) => void,
+  ): ClientUnaryCall;
+  listRailNotes(
+    request: ListRailNotesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListRailNotesResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const RailServiceClient = makeGenericClientConstructor(RailServiceService, "gpo.v1.RailService") as unknown as {
@@ -2274,6 +2934,14 @@ export const RailServiceClient = makeGenericClientConstructor(RailServiceService
   service: typeof RailServiceService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
