@@ -19,6 +19,7 @@ from rail_sidecars.rails.iso20022.rail import Iso20022Rail
 from rail_sidecars.rails.iso20022.settings import Iso20022Settings
 from rail_sidecars.rails.mojaloop.rail import from_config as mojaloop_rail
 from rail_sidecars.rails.simulator import SimulatorRail, SimulatorSettings
+from rail_sidecars.sdk.notes import MemoryRailNotes
 from tests.peers.bank import Bank
 from tests.peers.bank import Behaviour as BankBehaviour
 from tests.peers.gsma_provider import SPEC_FILE, GsmaProvider, SpecValidator
@@ -65,9 +66,10 @@ async def subject(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
         peers.append(stop_hub)
         config = test_mojaloop.rail_config(hub, tmp_path)
+        notes = MemoryRailNotes()  # kept by GPO, across the rail's restarts
 
         async def open_rail() -> Rail:
-            return mojaloop_rail(config)
+            return mojaloop_rail(config, notes=notes)
 
         def payment(i: int) -> RailPayment:
             return test_mojaloop.payment(i, fsp=f"payeefsp{1 + i % 2}")

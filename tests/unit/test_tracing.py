@@ -65,7 +65,7 @@ def test_rail_http_calls_carry_the_current_traceparent() -> None:
         "    seen.append(request.headers.get('traceparent'))\n"
         "    return httpx.Response(202)\n"
         "async def main():\n"
-        "    settings = MojaloopSettings(rail='ml', base_url='http://hub', payer_fsp='gov', state_path=':memory:')\n"
+        "    settings = MojaloopSettings(rail='ml', base_url='http://hub', payer_fsp='gov')\n"
         "    client = FspiopClient(settings, transport=httpx.MockTransport(answer))\n"
         "    with tracing.span('gpo.sidecar.execute', {'gpo.chunk_id': 'c1'}):\n"
         "        ids = trace.get_current_span().get_span_context()\n"

@@ -8,8 +8,10 @@ next wait for that id, e.g. a look-up, finds them at once.
 
 No outcome is believed from a party that has not proven who it is. Before the rail sends a request it
 names who may answer it (`Mailbox.allow`): the payee FSP of the bulk, and the hub for the errors it
-makes itself. A callback for an id nobody asked about, or from another FSPIOP-Source, is refused (403)
-and logged. With `verify_keys` configured, the callback's FSPIOP-Signature (Mojaloop's JWS profile,
+makes itself. A callback from another FSPIOP-Source is refused (403) and logged. A callback for an id
+nobody here asked about is answered 200 and dropped (counted in `dropped`), never believed: with several
+replicas behind one Service, the hub's callback for one replica's request may reach another, and the
+waiting replica asks the hub again (GET) when its callback does not come in time (docs/RAILS.md). With `verify_keys` configured, the callback's FSPIOP-Signature (Mojaloop's JWS profile,
 jws.py) must verify with its source's key and name this very request (FSPIOP-URI = the path called,
 method PUT), or it is refused (401) and logged: a signed callback for one bulk cannot be replayed to
 another. A party look-up is answered by whichever FSP holds the party, so any source may answer it, but
@@ -109,6 +111,7 @@ class CallbackListener:
         self.verify_keys = dict(verify_keys or {})
         self.require_signatures = require_signatures
         self.refused: Counter[str] = Counter()  # callbacks refused, by reason
+        self.dropped = 0  # callbacks for requests this process did not make (another replica's)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=6 * 1024 * 1024)  # FSPIOP bodies go up to 5 MB
@@ -147,6 +150,12 @@ class CallbackListener:
             if resource == "parties":
                 id = f"{request.match_info['type']}/{id}"
             source = request.headers.get("FSPIOP-Source", "")
+            if not self.mailbox.allowed(resource, id):
+                # Another replica's request (or nobody's): 200, so the hub does not retry at us, and
+                # dropped unread; the replica that waits for it asks the hub again.
+                self.dropped += 1
+                log.info("dropped callback PUT %s: no request of this process awaits it", request.path)
+                return web.Response(status=200)
             refusal = self._authenticate(request, raw, resource, id, source, body, error)
             if refusal is not None:
                 return refusal
@@ -175,8 +184,6 @@ class CallbackListener:
             )
             return _error(status, code, why[:128])
 
-        if not allowed:
-            return refuse(403, "3100", f"unexpected: no request about {resource} {id} awaits an answer")
         if not source:
             return refuse(403, "3100", "unauthenticated: no FSPIOP-Source")
         if allowed != ANY_SOURCE and source not in allowed:

@@ -33,8 +33,8 @@ from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, Ret
 from rail_sidecars.rails.mojaloop import jws
 from rail_sidecars.rails.mojaloop.callbacks import ANY_SOURCE, Callback, CallbackListener, Mailbox
 from rail_sidecars.rails.mojaloop.client import FspiopClient, HubRefused, NotAccepted
+from rail_sidecars.rails.mojaloop.keymap import KeyMap, Sent
 from rail_sidecars.rails.mojaloop.settings import MojaloopSettings, settings_from_config
-from rail_sidecars.rails.mojaloop.store import KeyMap, Sent
 from rail_sidecars.rails.mojaloop.transformers import (
     FINAL_BULK_STATES,
     FspiopError,
@@ -91,7 +91,9 @@ def _result(key: str, verdict: Verdict, reference: str = "") -> RailResult:
 
 
 class MojaloopRail(Rail):
-    def __init__(self, settings: MojaloopSettings, *, client: FspiopClient | None = None) -> None:
+    def __init__(
+        self, settings: MojaloopSettings, *, notes: RailNotes, client: FspiopClient | None = None
+    ) -> None:
         self.name = settings.rail
         self.settings = settings
         self.mailbox = Mailbox()
@@ -105,7 +107,7 @@ class MojaloopRail(Rail):
             require_signatures=settings.require_signatures,
         )
         self.client = client or FspiopClient(settings)
-        self._keymap: KeyMap | None = None
+        self.keymap = KeyMap(notes)  # kept by GPO: this process keeps no state another replica needs
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._party_slots = asyncio.Semaphore(settings.party_lookup_concurrency)
         self._max_fee = to_units(settings.max_fee)
@@ -118,21 +120,11 @@ class MojaloopRail(Rail):
     async def start(self) -> None:
         # httpx logs every request URL at INFO; GET /parties URLs hold full party identifiers.
         logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
-        self._keymap = KeyMap(self.settings.state_path)
         await self.listener.start()
 
     async def close(self) -> None:
         await self.listener.close()
         await self.client.close()
-        if self._keymap is not None:
-            self._keymap.close()
-            self._keymap = None
-
-    @property
-    def keymap(self) -> KeyMap:
-        if self._keymap is None:
-            raise RuntimeError("MojaloopRail.start() was not called")
-        return self._keymap
 
     # -- execute
 
@@ -500,7 +492,7 @@ class MojaloopRail(Rail):
     async def look_up(self, idempotency_keys: Sequence[str]) -> Mapping[str, RailResult]:
         if not idempotency_keys:
             return {}
-        sent = await self.keymap.find(idempotency_keys)
+        sent, failed = await self.keymap.find(idempotency_keys)
         bulks: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {}
         for key, rows in sent.items():
             for row in rows:
@@ -510,7 +502,6 @@ class MojaloopRail(Rail):
                 )
         ids = list(bulks)
         bodies = await asyncio.gather(*(self._bulk_state(i, bulks[i][0]) for i in ids))
-        failed = await self.keymap.failures(idempotency_keys)
         found: dict[str, RailResult] = {}
         unknown: set[str] = set()
         for bulk_id, body in zip(ids, bodies, strict=True):
@@ -524,10 +515,15 @@ class MojaloopRail(Rail):
                     found.setdefault(key, _result(key, verdicts[transfer_id], bulk_id))
                 else:
                     unknown.add(key)
-        for key, (code, message) in failed.items():
+        for key, failure in failed.items():
             # A definite failure reported before (quote or bulk refused): the hub holds no transfer.
             if key not in found:
-                found[key] = RailResult(key, Outcome.FAILED, reason_code=code, reason_message=message)
+                found[key] = RailResult(
+                    key,
+                    Outcome.FAILED,
+                    reason_code=failure.reason_code,
+                    reason_message=failure.reason_message,
+                )
         undecided = unknown - set(found)
         if undecided:
             raise RetryableRailError(f"the hub gives no outcome yet for {len(undecided)} sent transfers")
@@ -564,6 +560,5 @@ class MojaloopRail(Rail):
         raise RetryableRailError(f"no answer about bulk transfer {transfer_bulk}")
 
 
-def from_config(config: RailConfig, *, notes: RailNotes | None = None) -> MojaloopRail:
-    del notes  # still keeps its own state file (converted next)
-    return MojaloopRail(settings_from_config(config))
+def from_config(config: RailConfig, *, notes: RailNotes) -> MojaloopRail:
+    return MojaloopRail(settings_from_config(config), notes=notes)

@@ -35,7 +35,6 @@ class MojaloopSettings:
     rail: str
     base_url: str  # the hub (switch) or scheme adapter, e.g. "https://switch.example/switch"
     payer_fsp: str  # our FSP id: FSPIOP-Source of every request, payerFsp of every bulk transfer
-    state_path: str  # SQLite file: which bulk transfer each idempotency key was sent in
     callback_host: str = "127.0.0.1"
     callback_port: int = 4100
     callback_prefix: str = ""  # path prefix of the callback routes, e.g. "/fspiop"
@@ -80,7 +79,6 @@ class MojaloopSettings:
 _OPTIONS = {
     "base_url",
     "payer_fsp",
-    "state_path",
     "callback_host",
     "callback_port",
     "callback_prefix",
@@ -140,7 +138,6 @@ def settings_from_config(config: RailConfig) -> MojaloopSettings:
         rail=config.name,
         base_url=o.required("base_url").rstrip("/"),
         payer_fsp=o.required("payer_fsp"),
-        state_path=o.state_path("mojaloop"),
         callback_host=o.text("callback_host", "127.0.0.1"),
         callback_port=o.integer("callback_port", 4100),
         callback_prefix=prefix,
