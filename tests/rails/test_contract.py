@@ -86,7 +86,6 @@ async def subject(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         peers.append(close_provider)
         gsma = GsmaSettings(
             base_url=provider.base_url,
-            state_path=str(tmp_path / "gsma.db"),
             api_key="test-key",
             callback_wait_s=5.0,
             poll_interval_s=0.1,
@@ -94,8 +93,10 @@ async def subject(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
             timeout_s=5.0,
         )
 
+        gsma_notes = MemoryRailNotes()  # GPO's, shared by every rail opened (a restart, another replica)
+
         async def open_rail() -> Rail:
-            return GsmaRail(gsma)
+            return GsmaRail(gsma, notes=gsma_notes)
 
         payment = test_gsma.payment
     else:

@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from rail_sidecars.rails.gsma import transformers as t
 from rail_sidecars.rails.gsma.rail import GsmaRail, correlation_id_for
 from rail_sidecars.rails.gsma.settings import GsmaSettings, settings_from_config
 from rail_sidecars.rails.registry import make_rail
+from rail_sidecars.sdk.notes import MemoryRailNotes, RailNote, RailNotes
 from tests.peers.gsma_provider import SPEC_FILE, Behaviour, GsmaProvider, SpecValidator
 from tests.support.processes import free_port, spec_path
 
@@ -197,10 +198,11 @@ requesting_organisation = { type = "organisationid", identifier = "ministry-1" }
     s = settings_from_config(config)
     assert s.api_key == "s3cret" and s.approval_required and s.max_batch_size == 250
     assert s.timeout_s == 7 and config.rate_limit == 50  # the runner applies it, for every rail
-    assert s.state_path == str(tmp_path / "gsma-mm.db")
+    with pytest.raises(ConfigError, match="state_path is gone"):  # no local state any more
+        settings_from_config(RailConfig("x", "gsma", options={"base_url": "http://h", "state_path": "s.db"}))
     assert s.body.debit_party == (("walletid", "gov"),)
     assert s.body.fa_schemes["phone"] == "msisdn" and s.body.fa_schemes["mobile"] == "msisdn"
-    assert isinstance(make_rail(config), GsmaRail)
+    assert isinstance(make_rail(config, notes=MemoryRailNotes()), GsmaRail)
     with pytest.raises(ConfigError, match="unknown GSMA options"):
         settings_from_config(RailConfig("x", "gsma", options={"base_url": "http://h", "batch_size": 3}))
     with pytest.raises(ConfigError, match="base_url"):
@@ -216,7 +218,7 @@ def validator() -> SpecValidator:
 
 
 def test_the_batch_request_conforms_to_the_spec(validator: SpecValidator, tmp_path: Path) -> None:
-    rail = GsmaRail(GsmaSettings(base_url="http://127.0.0.1:9", state_path=str(tmp_path / "s.db")))
+    rail = GsmaRail(GsmaSettings(base_url="http://127.0.0.1:9"), notes=MemoryRailNotes())
     options = replace(OPTIONS, requesting_organisation=("organisationid", "ministry-1"))
     body = t.encode(t.batch_body([t.request_transaction(p, options) for p in batch_of(50)], options)).encode()
     headers = rail._headers(correlation_id_for(["k"]), callback="http://127.0.0.1:1/gsma/callbacks/x")
@@ -251,15 +253,16 @@ RailFactory = Callable[..., GsmaRail]
 
 
 @pytest.fixture
-async def make(peer: GsmaProvider, tmp_path: Path) -> AsyncIterator[RailFactory]:
+async def make(peer: GsmaProvider) -> AsyncIterator[RailFactory]:
+    """Rails on the test's notes (as every replica of one rail shares GPO's), or on the notes given."""
     rails: list[GsmaRail] = []
+    shared = MemoryRailNotes()
 
     def factory(
-        state: str = "state.db", transport: httpx.AsyncBaseTransport | None = None, **kw: Any
+        notes: RailNotes | None = None, transport: httpx.AsyncBaseTransport | None = None, **kw: Any
     ) -> GsmaRail:
         settings = GsmaSettings(
             base_url=peer.base_url,
-            state_path=str(tmp_path / state),
             api_key="test-key",
             callback_wait_s=kw.pop("callback_wait_s", 5.0),
             poll_interval_s=kw.pop("poll_interval_s", 0.1),
@@ -267,7 +270,7 @@ async def make(peer: GsmaProvider, tmp_path: Path) -> AsyncIterator[RailFactory]
             timeout_s=kw.pop("timeout_s", 5.0),
             **kw,
         )
-        rail = GsmaRail(settings, transport=transport)
+        rail = GsmaRail(settings, notes=shared if notes is None else notes, transport=transport)
         rails.append(rail)
         return rail
 
@@ -433,7 +436,7 @@ async def test_a_timed_out_post_that_reached_the_provider_is_resumed(
     assert len(peer.batches) == 1 and peer.injected["duplicate_post_seen"] == 1
 
 
-async def test_a_restarted_sidecar_resumes_from_its_state_file(make: RailFactory, peer: GsmaProvider) -> None:
+async def test_a_restarted_sidecar_resumes_from_its_notes(make: RailFactory, peer: GsmaProvider) -> None:
     peer.behaviour.approval_required = True
     peer.behaviour.processing_delay_s = 0.2
     first = make(approval_required=True)
@@ -447,11 +450,120 @@ async def test_a_restarted_sidecar_resumes_from_its_state_file(make: RailFactory
     with pytest.raises(asyncio.CancelledError):
         await task
     await first.close()
-    second = make(approval_required=True)  # same state file
+    second = make(approval_required=True)  # same notes, no files
     found = await second.look_up([p.idempotency_key for p in payments])
     assert len(found) == 60
     assert_matches_ledger(peer, payments, dict(found))
     assert peer.requests["POST /batchtransactions"] == 1
+
+
+async def test_a_second_replica_resumes_a_batch_after_a_crash_between_post_and_callback(
+    make: RailFactory, peer: GsmaProvider
+) -> None:
+    """Issue 19.1: a replica dies after its POST, before the callback; another replica (a fresh object on
+    the same notes, no files) finds the batch, polls it to completion and reports every payment once."""
+    peer.behaviour.processing_delay_s = 0.5
+    notes = MemoryRailNotes()
+    first = make(notes)
+    await first.start()
+    payments = batch_of(40)
+    keys = [p.idempotency_key for p in payments]
+    task = asyncio.create_task(first.execute(payments))
+    cid = await _cid_of(first, peer, payments)
+    task.cancel()  # kill: nothing reported, and its callback listener is gone
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await first.close()
+    second = make(notes)
+    assert await second.batches_of(keys) == dict.fromkeys(keys, cid)
+    found = await second.look_up(keys)
+    assert len(found) == 40
+    assert_matches_ledger(peer, payments, dict(found))
+    assert {r.idempotency_key: r for r in await make(notes).execute(payments)} == found
+    assert peer.requests["POST /batchtransactions"] == 1 and len(peer.batches) == 1
+
+
+async def test_a_callback_that_reaches_the_other_replica_is_answered_and_the_poster_polls(
+    make: RailFactory, peer: GsmaProvider
+) -> None:
+    """Issue 19.1: two replicas behind one Service; the provider's callback reaches the replica that did
+    not post. That one authenticates it (the token key is a shared rail note), answers 204 and drops it;
+    the poster polls the provider once callback_wait_s has passed."""
+    peer.behaviour.processing_delay_s = 0.2
+    notes = MemoryRailNotes()
+    other = make(notes)
+    await other.start()
+    poster = make(notes, callback_url=other.listener.base_url, callback_wait_s=0.3)
+    await poster.start()
+    assert poster.listener.secret == other.listener.secret != b""
+    payments = batch_of(30)
+    results = {r.idempotency_key: r for r in await poster.execute(payments)}
+    assert_matches_ledger(peer, payments, results)
+    await peer.idle()
+    assert set(peer.callback_statuses) == {204} and other.listener.accepted >= 1
+    assert poster.listener.accepted == 0
+    assert peer.requests["GET /batchtransactions/{batchId}"] >= 1
+    # A callback for a batch no replica ever posted is still refused.
+    (cid,) = set((await poster.batches_of([p.idempotency_key for p in payments])).values())
+    assert peer.callback_urls[cid].startswith(other.listener.base_url)
+
+
+async def test_two_replicas_binding_the_same_keys_at_once_post_each_key_once(
+    make: RailFactory, peer: GsmaProvider
+) -> None:
+    """Issue 19.1: two replicas bind overlapping chunks at the same moment; each key's first bind note
+    wins, a batch holding a key bound elsewhere is never posted, and its other keys are bound again."""
+    notes = _Interleaved()  # both read before either records: a real race on GPO's notes
+    payments = batch_of(30)
+    left, right = make(notes), make(notes)
+    outcomes = await asyncio.gather(left.execute(payments[:20]), right.execute(payments[10:]))
+    results = {r.idempotency_key: r for part in outcomes for r in part}
+    assert len(results) == 30
+    assert_matches_ledger(peer, payments, results)
+    bound = await left.batches_of([p.idempotency_key for p in payments])
+    assert len(bound) == 30 and all(bound[k] in peer.by_correlation for k in bound)
+    # left's batch (20 keys) won the 10 shared keys; right's void batch was never posted, its own 10 keys
+    # went into a batch of their own.
+    assert sorted(len(b.body["transactions"]) for b in peer.batches.values()) == [10, 20]
+    # Both replicas drove the shared batch (the same body under the same X-CorrelationID): one batch.
+    assert len(peer.by_correlation) == 2
+    # The race did happen: three batches were recorded, one of them void.
+    assert len([n for n in notes.recorded if not n.idempotency_key and "." not in n.tag]) == 3
+
+
+class _Interleaved(MemoryRailNotes):
+    """Memory notes that let other tasks run before each call, as a round trip to GPO would; `recorded`
+    keeps every note the rails recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recorded: list[RailNote] = []
+
+    async def record(self, notes: Sequence[RailNote]) -> None:
+        await asyncio.sleep(0)
+        self.recorded += notes
+        await super().record(notes)
+
+    async def for_keys(self, idempotency_keys: Sequence[str]) -> Sequence[RailNote]:
+        await asyncio.sleep(0)
+        return await super().for_keys(idempotency_keys)
+
+
+class _Hiding(RailNotes):
+    """Another rail's notes with some tags never recorded: what a crash just before recording them leaves."""
+
+    def __init__(self, inner: RailNotes, hidden: set[str]) -> None:
+        self.inner = inner
+        self.hidden = hidden
+
+    async def record(self, notes: Sequence[RailNote]) -> None:
+        await self.inner.record([n for n in notes if n.tag not in self.hidden])
+
+    async def for_keys(self, idempotency_keys: Sequence[str]) -> Sequence[RailNote]:
+        return [n for n in await self.inner.for_keys(idempotency_keys) if n.tag not in self.hidden]
+
+    async def for_tags(self, tags: Sequence[str]) -> Sequence[RailNote]:
+        return [n for n in await self.inner.for_tags(tags) if n.tag not in self.hidden]
 
 
 async def test_an_approval_that_already_went_through_is_not_an_error(
@@ -461,22 +573,21 @@ async def test_an_approval_that_already_went_through_is_not_an_error(
     rail = make(approval_required=True)
     payments = batch_of(8)
     await rail.execute(payments)
-    # As if the process died after the PATCH reached the provider but before it was recorded.
-    assert rail.store is not None
-    (cid,) = set((await rail.store.bindings([p.idempotency_key for p in payments])).values())
-    rail.store._conn.execute("UPDATE batches SET state = 'submitted' WHERE correlation_id = ?", (cid,))
-    rail.store._conn.execute("DELETE FROM results")
-    results = {r.idempotency_key: r for r in await rail.execute(payments)}
+    # As if the process died after the PATCH reached the provider but before it was recorded: a rail on
+    # the same notes without the approval's (nor the completion's).
+    (cid,) = set((await rail.batches_of([p.idempotency_key for p in payments])).values())
+    notes = _Hiding(rail.notes, {f"{cid}.approved", f"{cid}.completed"})
+    results = {r.idempotency_key: r for r in await make(notes, approval_required=True).execute(payments)}
     assert peer.requests["PATCH /batchtransactions/{batchId}"] == 2  # the second got incorrectState
     assert_matches_ledger(peer, payments, results)
     assert peer.violations == []
 
 
-async def test_a_lost_state_file_still_finds_the_same_batch(make: RailFactory, peer: GsmaProvider) -> None:
+async def test_lost_notes_still_find_the_same_batch(make: RailFactory, peer: GsmaProvider) -> None:
     payments = batch_of(25)
-    first = {r.idempotency_key: r for r in await make("one.db").execute(payments)}
+    first = {r.idempotency_key: r for r in await make(MemoryRailNotes()).execute(payments)}
     # Same keys, same grouping → same X-CorrelationID → the provider says duplicateRequest → resumed.
-    second = {r.idempotency_key: r for r in await make("two.db").execute(payments)}
+    second = {r.idempotency_key: r for r in await make(MemoryRailNotes()).execute(payments)}
     assert second == first
     assert peer.duplicates() == {} and peer.injected["duplicate_post_seen"] == 1
 
@@ -534,8 +645,7 @@ async def test_the_listener_accepts_spec_callbacks_and_refuses_the_rest(
     await rail.start()
     payments = batch_of(3)
     await rail.execute(payments)
-    assert rail.store is not None
-    (cid,) = set((await rail.store.bindings([p.idempotency_key for p in payments])).values())
+    (cid,) = set((await rail.batches_of([p.idempotency_key for p in payments])).values())
     await peer.idle()
     assert set(peer.callback_statuses) == {204}
     url = rail.listener.url_for(cid)
@@ -572,11 +682,10 @@ async def _cid_of(rail: GsmaRail, peer: GsmaProvider, payments: list[RailPayment
     """The X-CorrelationID of the payments' batch, once the provider holds it."""
     deadline = time.monotonic() + 20
     while True:
-        if rail.store is not None:
-            cids = set((await rail.store.bindings([p.idempotency_key for p in payments])).values())
-            if cids and next(iter(cids)) in peer.by_correlation:
-                (cid,) = cids
-                return cid
+        cids = set((await rail.batches_of([p.idempotency_key for p in payments])).values())
+        if cids and next(iter(cids)) in peer.by_correlation:
+            (cid,) = cids
+            return cid
         assert time.monotonic() < deadline
         await asyncio.sleep(0.01)
 
@@ -676,7 +785,7 @@ async def test_oauth2_client_credentials(make: RailFactory, peer: GsmaProvider) 
     results = {r.idempotency_key: r for r in await rail.execute(more)}
     assert_matches_ledger(peer, more, results)
     assert peer.requests["POST /oauth2/token"] == 2 and peer.injected["bearer_refused"] == 1
-    wrong = make(state="other.db", **{**options, "oauth2_client_secret": "guess"})
+    wrong = make(MemoryRailNotes(), **{**options, "oauth2_client_secret": "guess"})
     with pytest.raises(RetryableRailError, match="OAuth2"):
         await wrong.execute([payment(1, prefix=uuid.uuid4().hex)])
     assert peer.violations == []
@@ -730,7 +839,6 @@ poll_interval_s = 0.3
 callback_wait_s = {10 if callbacks else 0.5}
 completion_timeout_s = 30
 in_flight_grace_s = 2
-state_path = "{tmp_path / "gsma-state.db"}"
 
 [defaults]
 default_rail = "{rail}"

@@ -11,7 +11,9 @@ must match too (`callback_auth = "api_key"` uses that alone, on the token-less r
 `callback_auth = "none"` takes unauthenticated callbacks, and the rail warns at start.
 
 Answers (the spec's callback responses): 204 accepted, 400 not a callback body, 401 not authenticated,
-404 a correlation id this sidecar never used. Callbacks are hints, never the source of results: a
+404 a correlation id no replica of this rail ever used (its rail notes hold none). With several replicas
+behind one Service, the callback may reach a replica that is not waiting for it: that one answers 204 and
+drops it, and the replica that posted the batch polls the provider after callback_wait_s. Callbacks are hints, never the source of results: a
 duplicate is accepted and changes nothing, results are always read from /completions and /rejections,
 and a failure callback is believed only once the provider's own request state or batch confirms it.
 """
@@ -92,17 +94,17 @@ class CallbackListener:
         self._server = CallbackServer(host, port, public_url)
         self.mailbox: Mailbox[str, Callback] = Mailbox()
         self._api_key = api_key
-        self._secret = secret  # empty: no token in the callback URLs (api_key or none)
+        self.secret = secret  # empty: no token in the callback URLs (api_key or none); set before start()
         self._is_known = is_known
         self.accepted = 0  # callbacks answered 204, duplicates included
         self.refused = 0  # callbacks refused as unauthenticated
 
     async def start(self) -> None:
         app = web.Application(client_max_size=1024 * 1024)
-        prefix = PATH + "/{token}" if self._secret else PATH
+        prefix = PATH + "/{token}" if self.secret else PATH
         app.router.add_put(prefix + "/{correlation_id}", self._batch_callback)
         app.router.add_put(prefix + "/{correlation_id}/approval", self._approval_callback)
-        if self._secret:  # anything else under PATH lacks a token: refused as unauthenticated, and logged
+        if self.secret:  # anything else under PATH lacks a token: refused as unauthenticated, and logged
             app.router.add_put(PATH + "/{tail:.*}", self._no_token)
         await self._server.start(app)
         log.info("GSMA callback listener on %s:%d", self._server.host, self._server.port)
@@ -115,10 +117,10 @@ class CallbackListener:
         return self._server.base_url
 
     def token(self, correlation_id: str) -> str:
-        return hmac.new(self._secret, correlation_id.encode(), hashlib.sha256).hexdigest()[:40]
+        return hmac.new(self.secret, correlation_id.encode(), hashlib.sha256).hexdigest()[:40]
 
     def url_for(self, correlation_id: str) -> str:
-        if self._secret:
+        if self.secret:
             return f"{self.base_url}{PATH}/{self.token(correlation_id)}/{correlation_id}"
         return f"{self.base_url}{PATH}/{correlation_id}"
 
@@ -142,7 +144,7 @@ class CallbackListener:
     async def _read(self, request: web.Request) -> tuple[str, Any] | web.Response:
         correlation_id = request.match_info["correlation_id"]
         why = ""
-        if self._secret and not hmac.compare_digest(
+        if self.secret and not hmac.compare_digest(
             request.match_info.get("token", ""), self.token(correlation_id)
         ):
             why = "wrong callback token"

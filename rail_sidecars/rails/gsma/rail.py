@@ -4,13 +4,15 @@ A chunk becomes one or more batch transactions (`POST /batchtransactions`, at mo
 transactions each). Each transaction carries the payment's idempotency key as its
 requestingOrganisationTransactionReference (and in its metadata), so completions and rejections map back
 to GPO payments. The batch's X-CorrelationID is a UUIDv5 of its sorted keys, and the binding key → batch,
-with the exact body, is committed to the sidecar's SQLite file before the POST (store.py): a retry after
-a timeout or a crash re-posts the same body under the same X-CorrelationID, or resumes the batch the
-provider already holds (`GET /responses/{X-CorrelationID}`), and never puts a key into a second batch.
+with the exact body, is recorded as rail notes in GPO before the POST (store.py): a retry after a timeout
+or a crash, by this replica or any other, re-posts the same body under the same X-CorrelationID, or resumes
+the batch the provider already holds (`GET /responses/{X-CorrelationID}`), and never puts a key into a
+second batch. The rail keeps no local state.
 
 Per batch: POST → 202 request state (objectReference = batchId, or later via /requeststates) →
 `PATCH /batchtransactions/{batchId}` batchStatus=approved when the provider requires approval → wait for
-the callback on X-Callback-URL, polling `GET /batchtransactions/{batchId}` when none arrives → read
+the callback on X-Callback-URL, polling `GET /batchtransactions/{batchId}` when none arrives (with several
+replicas the callback may reach one that did not post: it answers 204 and drops it) → read
 `/completions` and `/rejections` (paged) for the results.
 
 Nothing is believed from a party that has not proven who it is: callbacks are authenticated by default
@@ -27,14 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 import time
 import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -46,13 +46,17 @@ from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, Ret
 from rail_sidecars.rails.gsma import transformers as t
 from rail_sidecars.rails.gsma.callbacks import CallbackListener, Heard
 from rail_sidecars.rails.gsma.settings import GsmaSettings, settings_from_config
-from rail_sidecars.rails.gsma.store import BatchRecord, BatchState, BatchStore, NewBatch
-from rail_sidecars.sdk.notes import RailNotes
+from rail_sidecars.rails.gsma.store import BatchBook, BatchRecord, BatchState, NewBatch
+from rail_sidecars.sdk.notes import RailNote, RailNotes
 
 log = logging.getLogger(__name__)
 
 # Namespace of the batches' X-CorrelationIDs: UUIDv5(namespace, sorted keys joined by newlines).
 CORRELATION_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:gpo:rail:gsma:batchtransactions")
+# A batch's note (its exact body) must fit a rail note; a bigger group is split.
+_MAX_BATCH_NOTE = 1024 * 1024 - 4096
+# The callback tokens' key when none is configured: random, recorded once, shared by every replica.
+SECRET_TAG = "gsma.callback-secret"
 # 400 on these refuses the whole request definitely; other statuses may be transient.
 _DEFINITE_REFUSALS = frozenset({400, 404})
 
@@ -63,24 +67,35 @@ class _BatchRefused(Exception):
         self.error = error
 
 
-def correlation_id_for(keys: Sequence[str]) -> str:
-    return str(uuid.uuid5(CORRELATION_NAMESPACE, "\n".join(sorted(keys))))
+def correlation_id_for(keys: Sequence[str], generations: Mapping[str, int] | None = None) -> str:
+    """UUIDv5 of the sorted keys; a key bound again after a lost race (generation > 0) counts with it."""
+    gens = generations or {}
+    return str(
+        uuid.uuid5(CORRELATION_NAMESPACE, "\n".join(sorted(_versioned(k, gens.get(k, 0)) for k in keys)))
+    )
+
+
+def _versioned(key: str, generation: int) -> str:
+    return key if generation == 0 else f"{key}#{generation}"
 
 
 class GsmaRail(Rail):
     name = "gsma"
 
-    def __init__(self, settings: GsmaSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, settings: GsmaSettings, *, notes: RailNotes, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.s = settings
         self._transport = transport
-        self.store: BatchStore | None = None
+        self.notes = notes
+        self.book = BatchBook(notes, in_flight_grace_s=settings.in_flight_grace_s)
+        self._started = False
         self.listener = CallbackListener(
             host=settings.callback_host,
             port=settings.callback_port,
             public_url=settings.callback_url,
             api_key=settings.callback_api_key,
-            secret=_callback_secret(settings),
-            is_known=self._is_known,
+            is_known=self.book.known,
         )
         self._token: tuple[str, float] | None = None  # OAuth2 access token, its expiry (monotonic)
         self._token_lock = asyncio.Lock()
@@ -91,9 +106,10 @@ class GsmaRail(Rail):
     # -- lifecycle
 
     async def start(self) -> None:
-        if self.store is not None:
+        if self._started:
             return
-        self.store = BatchStore(self.s.state_path)
+        self._started = True
+        self.listener.secret = await self._callback_secret()
         self._http = httpx.AsyncClient(
             base_url=self.s.base_url.rstrip("/") + "/",
             timeout=self.s.timeout_s,
@@ -109,16 +125,30 @@ class GsmaRail(Rail):
         if self._http is not None:
             await self._http.aclose()
             self._http = None
-        if self.store is not None:
-            await self.store.aclose()
-            self.store = None
+        self._started = False
+
+    async def batches_of(self, idempotency_keys: Sequence[str]) -> dict[str, str]:
+        """key → X-CorrelationID of its batch, for the keys put in one."""
+        return await self.book.bindings(idempotency_keys)
+
+    async def _callback_secret(self) -> bytes:
+        """The key of the callback tokens: configured, or random and recorded as a rail note (the first
+        replica's wins), so that any replica authenticates the callbacks of any batch; empty without
+        token auth."""
+        if self.s.callback_auth != "token":
+            return b""
+        if self.s.callback_secret:
+            return self.s.callback_secret.encode()
+        await self.notes.record([RailNote(SECRET_TAG, "", secrets.token_hex(32).encode())])
+        (note,) = [n for n in await self.notes.for_tags([SECRET_TAG]) if not n.idempotency_key]
+        return note.body
 
     # -- the Rail hooks
 
     async def execute(self, payments: Sequence[RailPayment]) -> Sequence[RailResult]:
-        store = await self._started()
+        await self.start()
         keys = [p.idempotency_key for p in payments]
-        bound_before = await store.bindings(keys)
+        bound_before = await self.book.bindings(keys)
         results: list[RailResult] = []
         transactions: dict[str, dict[str, Any]] = {}
         for p in payments:
@@ -129,21 +159,23 @@ class GsmaRail(Rail):
             except t.TransformError as exc:
                 results.append(RailResult(p.idempotency_key, Outcome.FAILED, exc.reason, exc.message))
 
-        def make_batches(unbound: list[str]) -> list[NewBatch]:
+        def make_batches(unbound: dict[str, int]) -> list[NewBatch]:
             ordered = sorted(unbound)
             size = self.s.max_batch_size
             groups = [ordered[i : i + size] for i in range(0, len(ordered), size)]
-            return [
-                NewBatch(
-                    correlation_id_for(group),
-                    t.encode(t.batch_body([transactions[k] for k in group], self.s.body)),
-                    tuple(group),
-                )
-                for group in groups
-            ]
+            batches: list[NewBatch] = []
+            while groups:
+                group = groups.pop()
+                body = t.encode(t.batch_body([transactions[k] for k in group], self.s.body))
+                if len(body.encode()) > _MAX_BATCH_NOTE and len(group) > 1:
+                    groups += [group[: len(group) // 2], group[len(group) // 2 :]]  # too big for its note
+                    continue
+                gens = {k: unbound[k] for k in group}
+                batches.append(NewBatch(correlation_id_for(group, gens), body, gens))
+            return batches
 
         sendable = [k for k in keys if k in bound_before or k in transactions]
-        bindings = await store.bind(sendable, make_batches) if sendable else {}
+        bindings = await self.book.bind(sendable, make_batches) if sendable else {}
         by_batch: dict[str, list[str]] = {}
         for key in sendable:
             by_batch.setdefault(bindings[key], []).append(key)
@@ -152,20 +184,19 @@ class GsmaRail(Rail):
         )
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
-                # The settled batches' results are cached: the runner's look_up before its retry returns
-                # them at once, and the retry resumes only the batches still open.
+                # The runner's look_up before its retry finds the settled batches' results at the
+                # provider, and the retry resumes only the batches still open.
                 raise outcome
         return [*results, *(r for o in outcomes if not isinstance(o, BaseException) for r in o)]
 
     async def look_up(self, idempotency_keys: Sequence[str]) -> Mapping[str, RailResult]:
-        store = await self._started()
-        bindings = await store.bindings(idempotency_keys)
-        found = await store.results(list(bindings))
+        await self.start()
+        bindings = await self.book.bindings(idempotency_keys)
+        found: dict[str, RailResult] = {}
         by_batch: dict[str, list[str]] = {}
         for key, correlation_id in bindings.items():
-            if key not in found:
-                by_batch.setdefault(correlation_id, []).append(key)
-        # Keys never bound were never sent by this sidecar: absent.
+            by_batch.setdefault(correlation_id, []).append(key)
+        # Keys never bound were never sent by any replica of this rail: absent.
         parts = await asyncio.gather(*(self._look_up_batch(c, ks) for c, ks in by_batch.items()))
         for part in parts:
             found.update(part)
@@ -175,12 +206,8 @@ class GsmaRail(Rail):
 
     async def _settle(self, correlation_id: str, wanted: list[str]) -> list[RailResult]:
         """Drives one bound batch to its results: submit (or resume), approve, wait, collect."""
-        store = await self._started()
         async with self._lock(correlation_id):
             record = await self._record(correlation_id)
-            cached = await store.results(wanted)
-            if len(cached) == len(wanted):
-                return list(cached.values())
             if record.state is BatchState.FAILED:
                 return await self._refused(record, wanted)
             async with self.listener.heard(correlation_id) as heard:
@@ -209,12 +236,8 @@ class GsmaRail(Rail):
     async def _look_up_batch(self, correlation_id: str, keys: list[str]) -> dict[str, RailResult]:
         """Definite results of a bound batch; keys of a batch the provider never received (or that waits
         for our approval) are absent, since only this sidecar re-posts or approves that very batch."""
-        store = await self._started()
         async with self._lock(correlation_id):
             record = await self._record(correlation_id)
-            cached = await store.results(keys)
-            if len(cached) == len(keys):
-                return cached
             if record.state is BatchState.FAILED:
                 return {r.idempotency_key: r for r in await self._refused(record, keys)}
             async with self.listener.heard(correlation_id) as heard:
@@ -227,8 +250,8 @@ class GsmaRail(Rail):
                                     raise RetryableRailError(
                                         f"batch {correlation_id}: a POST may still be in flight; cannot tell yet"
                                     )
-                                return cached  # the provider never got it; execute() re-posts the same batch
-                            await store.update(correlation_id, state=BatchState.SUBMITTED, batch_id=batch_id)
+                                return {}  # the provider never got it; execute() re-posts the same batch
+                            await self.book.found(correlation_id, batch_id)
                             record = await self._record(correlation_id)
                         else:
                             record = await self._await_batch_id(record, heard)
@@ -240,7 +263,7 @@ class GsmaRail(Rail):
                             raise RetryableRailError(
                                 f"batch {record.batch_id}: an approval may still be in flight; cannot tell yet"
                             )
-                        return cached  # nothing runs before we approve it; execute() resumes it
+                        return {}  # nothing runs before we approve it; execute() resumes it
                     if status != "completed":
                         # Just polled: the next poll comes after poll_interval_s, or a callback first.
                         await self._wait_completed(record, heard, first_poll_s=self.s.poll_interval_s)
@@ -254,19 +277,17 @@ class GsmaRail(Rail):
     async def _submit(self, record: BatchRecord) -> tuple[BatchRecord, bool]:
         """POSTs the recorded batch; True when this POST created it, False when the provider already
         had it from an earlier attempt."""
-        store = await self._started()
         cid = record.correlation_id
-        if not self.s.provider_dedupes_correlation_id and await store.was_posted(cid):
+        if not self.s.provider_dedupes_correlation_id and record.attempts:
             # An earlier POST may have created the batch although no answer said so: a re-POST would
             # execute it twice at a provider that does not refuse a repeated X-CorrelationID.
             batch_id = await self._find_batch(cid)
             if batch_id is not None:
-                await store.update(cid, state=BatchState.SUBMITTED, batch_id=batch_id)
+                await self.book.found(cid, batch_id)
                 log.info("GSMA batch %s found at the provider as %s; not posted again", cid, batch_id)
                 return await self._record(cid), False
             if time.time() < record.in_flight_until:
                 raise RetryableRailError(f"batch {cid}: an earlier POST may still take effect; not reposted")
-        await store.mark_posted(cid)
         response = await self._tracked(
             record,
             "POST",
@@ -285,12 +306,7 @@ class GsmaRail(Rail):
                     state.get("error") or {"errorCategory": "internal", "errorCode": "genericError"}
                 )
             batch_id = state.get("objectReference") or None
-            await store.update(
-                cid,
-                state=BatchState.SUBMITTED,
-                batch_id=batch_id,
-                server_correlation_id=state.get("serverCorrelationId") or None,
-            )
+            await self.book.accepted(cid, batch_id, state.get("serverCorrelationId") or None)
             log.info("GSMA batch %s posted: %d transactions, batchId %s", cid, record.size, batch_id)
             return await self._record(cid), True
         error = _json(response) if response.status_code in _DEFINITE_REFUSALS else None
@@ -301,7 +317,7 @@ class GsmaRail(Rail):
                 batch_id = await self._find_batch(cid)
                 if batch_id is None:
                     raise RetryableRailError(f"batch {cid}: duplicate request but no response resource yet")
-                await store.update(cid, state=BatchState.SUBMITTED, batch_id=batch_id)
+                await self.book.found(cid, batch_id)
                 log.info("GSMA batch %s already at the provider as %s", cid, batch_id)
                 return await self._record(cid), False
             raise _BatchRefused(error)
@@ -309,7 +325,6 @@ class GsmaRail(Rail):
 
     async def _await_batch_id(self, record: BatchRecord, heard: Heard) -> BatchRecord:
         """The batchId of an acknowledged batch whose request state had no objectReference yet."""
-        store = await self._started()
         cid = record.correlation_id
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.s.completion_timeout_s
@@ -326,14 +341,13 @@ class GsmaRail(Rail):
             if batch_id is None and not record.server_correlation_id:
                 batch_id = await self._find_batch(cid)
             if batch_id:
-                await store.update(cid, state=BatchState.SUBMITTED, batch_id=str(batch_id))
+                await self.book.found(cid, str(batch_id))
                 return await self._record(cid)
             if loop.time() >= deadline:
                 raise RetryableRailError(f"batch {cid}: no batchId after {self.s.completion_timeout_s}s")
             await heard.wait(self.s.poll_interval_s)
 
     async def _approve(self, record: BatchRecord) -> BatchRecord:
-        store = await self._started()
         assert record.batch_id is not None
         cid = record.correlation_id
         patch_id = str(uuid.uuid5(uuid.UUID(cid), "approve"))
@@ -352,7 +366,7 @@ class GsmaRail(Rail):
             status = (await self._get_batch(record.batch_id)).get("batchStatus")
             if status not in ("approved", "completed"):
                 raise RetryableRailError(f"batch {record.batch_id} cannot be approved from {status!r}")
-        await store.update(cid, state=BatchState.APPROVED)
+        await self.book.approved(cid)
         log.info("GSMA batch %s approved", record.batch_id)
         return await self._record(cid)
 
@@ -417,12 +431,11 @@ class GsmaRail(Rail):
         raise _BatchRefused(confirmed)
 
     async def _collect(self, record: BatchRecord) -> dict[str, RailResult]:
-        """Every result of a completed batch, from /completions and /rejections; cached in the store."""
-        store = await self._started()
+        """Every result of a completed batch, from /completions and /rejections."""
         assert record.batch_id is not None
         completions = await self._list(record.batch_id, "completions")
         rejections = await self._list(record.batch_id, "rejections")
-        members = set(await store.keys_of(record.correlation_id))
+        members = set(record.keys)
         found: dict[str, RailResult] = {}
         for item in completions:
             result = t.completion_result(item) if isinstance(item, dict) else None
@@ -440,7 +453,8 @@ class GsmaRail(Rail):
                 len(members) - len(found),
                 len(members),
             )
-        await store.save_results(list(found.values()), completed=record.correlation_id)
+        if record.state is not BatchState.COMPLETED:
+            await self.book.completed(record.correlation_id)  # later look-ups skip the poll
         return found
 
     async def _list(self, batch_id: str, kind: str) -> list[Any]:
@@ -466,19 +480,16 @@ class GsmaRail(Rail):
 
     async def _refused(self, record: BatchRecord, keys: Sequence[str]) -> list[RailResult]:
         """The provider refused the whole batch: none of its transactions was executed."""
-        store = await self._started()
         results = [
             RailResult(k, Outcome.FAILED, record.error_code or Reason.RAIL_ERROR, record.error_message)
             for k in keys
         ]
-        await store.save_results(results)
         self.listener.forget(record.correlation_id)
         return results
 
     async def _mark_refused(self, record: BatchRecord, error: Mapping[str, Any]) -> BatchRecord:
-        store = await self._started()
         code, message = t.error_reason(error)
-        await store.update(record.correlation_id, state=BatchState.FAILED, error=(code, message))
+        await self.book.refused(record.correlation_id, code, message)
         log.warning("GSMA batch %s refused by the provider: %s", record.correlation_id, message)
         return await self._record(record.correlation_id)
 
@@ -508,13 +519,14 @@ class GsmaRail(Rail):
         return _json(response)
 
     async def _tracked(self, record: BatchRecord, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """A request that may execute payments: marked in flight (durably) while no answer has come."""
-        store = await self._started()
-        until = max(record.in_flight_until, time.time() + self.s.in_flight_grace_s)
-        await store.update(record.correlation_id, in_flight_until=until)
+        """A request that may execute payments: recorded in flight (in GPO) while no answer has come."""
+        try:
+            attempt = await self.book.sending(record)
+        except RuntimeError as exc:
+            raise RetryableRailError(str(exc)) from exc
         response = await self._call(method, path, **kwargs)  # raises on no answer: the mark stays
         # An answer, whatever it says, settles this attempt; an earlier unanswered one keeps its mark.
-        await store.update(record.correlation_id, in_flight_until=record.in_flight_until)
+        await self.book.answered(record.correlation_id, attempt)
         return response
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -589,20 +601,11 @@ class GsmaRail(Rail):
 
     # -- helpers
 
-    async def _started(self) -> BatchStore:
-        if self.store is None:
-            await self.start()
-        assert self.store is not None
-        return self.store
-
     async def _record(self, correlation_id: str) -> BatchRecord:
-        record = await (await self._started()).get(correlation_id)
+        record = await self.book.get(correlation_id)
         if record is None:
-            raise RuntimeError(f"batch {correlation_id} is not in the store")
+            raise RuntimeError(f"batch {correlation_id} is not in the rail notes")
         return record
-
-    async def _is_known(self, correlation_id: str) -> bool:
-        return self.store is not None and await self.store.known_correlation(correlation_id)
 
     def _lock(self, correlation_id: str) -> asyncio.Lock:
         lock = self._locks.get(correlation_id)
@@ -610,31 +613,6 @@ class GsmaRail(Rail):
             lock = asyncio.Lock()
             self._locks[correlation_id] = lock
         return lock
-
-
-def _callback_secret(settings: GsmaSettings) -> bytes:
-    """The key of the callback tokens: configured, or random and kept beside the state file (so that
-    callbacks for batches posted before a restart still authenticate); empty without token auth."""
-    if settings.callback_auth != "token":
-        return b""
-    if settings.callback_secret:
-        return settings.callback_secret.encode()
-    path = Path(settings.state_path + ".callback-secret")
-    try:
-        return path.read_bytes().strip()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_hex(32).encode()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process of this rail made it first
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(secret)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return secret
 
 
 def _json(response: httpx.Response) -> Any:
@@ -657,6 +635,5 @@ def _retryable(what: str, response: httpx.Response) -> RetryableRailError:
     return RetryableRailError(f"{what} answered {response.status_code}{detail}")
 
 
-def from_config(config: RailConfig, *, notes: RailNotes | None = None) -> GsmaRail:
-    del notes  # still keeps its own state file (issue 19, item 1 converts it)
-    return GsmaRail(settings_from_config(config))
+def from_config(config: RailConfig, *, notes: RailNotes) -> GsmaRail:
+    return GsmaRail(settings_from_config(config), notes=notes)

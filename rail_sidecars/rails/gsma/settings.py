@@ -12,7 +12,6 @@ from rail_sidecars.sdk.options import Options
 @dataclass(frozen=True)
 class GsmaSettings:
     base_url: str
-    state_path: str
     api_key: str = ""
     client_id: str = ""
     callback_host: str = "127.0.0.1"
@@ -20,7 +19,7 @@ class GsmaSettings:
     callback_url: str = ""  # the listener's public base URL; default http://{host}:{port}
     callback_api_key: str = ""  # when set, callbacks must carry it in X-API-Key
     callback_auth: str = "token"  # "token" (a secret in each X-Callback-URL), "api_key" or "none"
-    callback_secret: str = ""  # the token's key; default: a random one kept beside state_path
+    callback_secret: str = ""  # the token's key; default: a random one kept as a rail note in GPO
     # What the provider does with a repeated X-CorrelationID, and whether it serves /responses: a
     # provider that does neither makes a lost response indistinguishable from a lost request.
     provider_dedupes_correlation_id: bool = True
@@ -87,7 +86,6 @@ _OPTIONS = {
     "callback_wait_s",
     "completion_timeout_s",
     "in_flight_grace_s",
-    "state_path",
     "debit_party",
     "fa_schemes",
     "requesting_organisation",
@@ -96,6 +94,11 @@ _OPTIONS = {
 
 
 def settings_from_config(config: RailConfig) -> GsmaSettings:
+    if "state_path" in config.options:
+        raise ConfigError(
+            f"rail {config.name}: state_path is gone: the GSMA rail keeps what it must remember in GPO"
+            " (rail notes), so any replica resumes any batch; remove the option"
+        )
     o = Options(config, "GSMA", _OPTIONS)
     base_url = o.required("base_url")
     debit = o.table("debit_party")
@@ -112,7 +115,6 @@ def settings_from_config(config: RailConfig) -> GsmaSettings:
     )
     return GsmaSettings(
         base_url=base_url,
-        state_path=o.state_path("gsma"),
         api_key=o.text("api_key"),
         client_id=o.text("client_id"),
         callback_host=o.text("callback_host", "127.0.0.1"),

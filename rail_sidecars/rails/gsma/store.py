@@ -1,71 +1,46 @@
-"""The sidecar's own record of what it sent: idempotency key → batch, in a SQLite file in its data dir.
+"""What the GSMA rail remembers, as rail notes kept by GPO (rail_sidecars/sdk/notes.py): no local file, so
+any replica resumes any batch.
 
-A key is bound to exactly one batch, and the binding, with the exact request body, is committed BEFORE
-the batch is posted. A key is therefore never put into a second batch: a retry (after a timeout, a crash
-or a redelivery) re-posts the same body under the same X-CorrelationID, which the provider recognises,
-or resumes the batch the provider already has. Final results learned from the provider are cached here.
-Several sidecar processes may share the file (WAL, BEGIN IMMEDIATE).
+A key is bound to exactly one batch, and the binding, with the exact request body, is recorded BEFORE the
+batch is posted. A key therefore never goes into a second batch: a retry (after a timeout, a crash, a
+redelivery, on this replica or another) re-posts the same body under the same X-CorrelationID, which the
+provider recognises, or resumes the batch the provider already holds.
+
+Notes (tag, idempotency key → body):
+    {cid}, ""                    the batch: {"body": exact requestBatchTransaction, "keys": {key: generation}}
+    gsma.bind.{g}, key           the key's batch at generation g: cid (write-once: the first binder wins)
+    {cid}.accepted / .id         the provider's answer to the POST (serverCorrelationId, batchId) / its batchId
+    {cid}.approved / .completed  the approval PATCH was accepted / the provider completed the batch
+    {cid}.refused                the provider refused the whole batch: {"code", "message"}
+    {cid}.try.{n} / .done.{n}    a POST or PATCH was sent at "at" / got an answer (in flight until then)
+
+Two replicas that bind the same key at once both record; the key's first bind note wins, and a batch any of
+whose keys is bound elsewhere is void: never posted, its other keys bound again at the next generation.
+Validity is decided only from write-once notes, so every replica decides it the same way.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 
-from rail_sidecars.rails.base import Outcome, RailResult
-from rail_sidecars.sdk.statefile import StateFile, rows_in
+from rail_sidecars.sdk.notes import RailNote, RailNotes
 
-_SCHEMA = (
-    """
-    CREATE TABLE IF NOT EXISTS batches (
-        correlation_id        TEXT PRIMARY KEY,   -- X-CorrelationID of the POST
-        body                  TEXT NOT NULL,      -- the exact requestBatchTransaction JSON
-        size                  INTEGER NOT NULL,
-        state                 TEXT NOT NULL,
-        batch_id              TEXT,               -- the provider's batchId, once known
-        server_correlation_id TEXT,
-        error_code            TEXT NOT NULL DEFAULT '',
-        error_message         TEXT NOT NULL DEFAULT '',
-        in_flight_until       REAL NOT NULL DEFAULT 0,  -- a POST or PATCH may take effect until then
-        created               TEXT NOT NULL,
-        updated               TEXT NOT NULL
-    ) WITHOUT ROWID
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS batch_keys (
-        idempotency_key TEXT PRIMARY KEY,
-        correlation_id  TEXT NOT NULL REFERENCES batches (correlation_id)
-    ) WITHOUT ROWID
-    """,
-    "CREATE INDEX IF NOT EXISTS batch_keys_by_batch ON batch_keys (correlation_id)",
-    # A POST of the batch was attempted (written before it is sent): with a provider that does not
-    # deduplicate X-CorrelationID, such a batch is looked up (/responses) before it may be posted again.
-    """
-    CREATE TABLE IF NOT EXISTS posted (
-        correlation_id TEXT PRIMARY KEY,
-        first_post     TEXT NOT NULL
-    ) WITHOUT ROWID
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS results (
-        idempotency_key TEXT PRIMARY KEY,
-        outcome         TEXT NOT NULL,
-        reason_code     TEXT NOT NULL,
-        reason_message  TEXT NOT NULL,
-        rail_reference  TEXT NOT NULL
-    ) WITHOUT ROWID
-    """,
-)
+BIND = "gsma.bind."
+# A batch keeps at most this many request attempts in its notes; past that it stays visibly stuck.
+MAX_ATTEMPTS = 32
+# Generations of binding a key may go through after losing races; more means a bug, not contention.
+MAX_GENERATIONS = 8
 
 
 class BatchState(StrEnum):
-    RECORDED = "recorded"  # bound and stored; the POST may or may not have reached the provider
-    SUBMITTED = "submitted"  # the provider acknowledged it (batch id known)
+    RECORDED = "recorded"  # bound and recorded; the POST may or may not have reached the provider
+    SUBMITTED = "submitted"  # the provider acknowledged it
     APPROVED = "approved"  # the approval PATCH was accepted
-    COMPLETED = "completed"  # the provider completed it; results collected (and cached)
+    COMPLETED = "completed"  # the provider completed it
     FAILED = "failed"  # the provider refused the whole batch: no transaction of it was executed
 
 
@@ -73,198 +48,178 @@ class BatchState(StrEnum):
 class BatchRecord:
     correlation_id: str
     body: str
-    size: int
+    keys: tuple[str, ...]
     state: BatchState
     batch_id: str | None = None
     server_correlation_id: str | None = None
     error_code: str = ""
     error_message: str = ""
-    in_flight_until: float = 0.0  # epoch seconds
+    in_flight_until: float = 0.0  # epoch seconds: a POST or PATCH may take effect until then
+    attempts: int = 0  # POSTs and PATCHes sent so far
+
+    @property
+    def size(self) -> int:
+        return len(self.keys)
 
 
 @dataclass(frozen=True, slots=True)
 class NewBatch:
     correlation_id: str
     body: str
-    keys: tuple[str, ...]
+    keys: dict[str, int]  # key → generation
 
 
-class BatchStore:
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 30_000) -> None:
-        self.path = str(path)
-        self._file = StateFile(path, _SCHEMA, busy_timeout_ms=busy_timeout_ms)
-        self._conn = self._file.conn
+class BatchBook:
+    def __init__(self, notes: RailNotes, *, in_flight_grace_s: float) -> None:
+        self.notes = notes
+        self.grace_s = in_flight_grace_s
 
     # -- binding keys to batches
 
     async def bind(
-        self, keys: Sequence[str], make_batches: Callable[[list[str]], list[NewBatch]]
+        self, keys: Sequence[str], make_batches: Callable[[dict[str, int]], list[NewBatch]]
     ) -> dict[str, str]:
-        """key → correlation id for every key. Keys already bound keep their batch; the others are
-        grouped by make_batches (called inside the transaction) and bound, all in one commit."""
-        return await self._file.run(self._bind, list(dict.fromkeys(keys)), make_batches)
-
-    def _bind(self, keys: list[str], make_batches: Callable[[list[str]], list[NewBatch]]) -> dict[str, str]:
-        now = _now()
-        with self._file.transaction():
-            bound = self._select_bindings(keys)
-            unbound = [k for k in keys if k not in bound]
-            if unbound:
-                for batch in make_batches(unbound):
-                    self._conn.execute(
-                        "INSERT OR IGNORE INTO batches (correlation_id, body, size, state, created, updated)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (batch.correlation_id, batch.body, len(batch.keys), BatchState.RECORDED, now, now),
-                    )
-                    self._conn.executemany(
-                        "INSERT INTO batch_keys (idempotency_key, correlation_id) VALUES (?, ?)",
-                        [(k, batch.correlation_id) for k in batch.keys],
-                    )
-                    bound.update((k, batch.correlation_id) for k in batch.keys)
-        return bound
+        """key → correlation id for every key. Keys already bound keep their batch; the others (with the
+        generation each is at) are grouped by make_batches and recorded, batch before bindings, in one
+        call; then read back, since a replica binding the same key at once may have won it."""
+        keys = list(dict.fromkeys(keys))
+        for _ in range(MAX_GENERATIONS):
+            bound, unbound = await self._resolve(keys)
+            if not unbound:
+                return bound
+            notes: list[RailNote] = []
+            for batch in make_batches(unbound):
+                notes.append(RailNote(batch.correlation_id, "", _batch_note(batch)))
+                notes += [
+                    RailNote(f"{BIND}{g}", k, batch.correlation_id.encode()) for k, g in batch.keys.items()
+                ]
+            await self.notes.record(notes)
+        raise RuntimeError(f"GSMA: {len(keys)} keys still unbound after {MAX_GENERATIONS} generations")
 
     async def bindings(self, keys: Sequence[str]) -> dict[str, str]:
-        """key → correlation id for the keys this sidecar ever put in a batch."""
+        """key → correlation id for the keys bound to a (valid) batch."""
+        return (await self._resolve(list(dict.fromkeys(keys))))[0]
 
-        def run() -> dict[str, str]:
-            with self._file.locked():
-                return self._select_bindings(list(dict.fromkeys(keys)))
+    async def _resolve(self, keys: list[str]) -> tuple[dict[str, str], dict[str, int]]:
+        """(key → valid batch, key → the generation an unbound key is at)."""
+        binds = _binds(await self.notes.for_keys(keys))
+        cids = {cid for by_gen in binds.values() for cid in by_gen.values()}
+        members = await self._members(sorted(cids))
+        outside = sorted({m for ms in members.values() for m in ms} - set(keys))
+        if outside:
+            binds.update(_binds(await self.notes.for_keys(outside)))
 
-        return await self._file.run(run)
+        def valid(cid: str) -> bool:
+            ms = members.get(cid)
+            return ms is not None and all(binds.get(m, {}).get(g) == cid for m, g in ms.items())
 
-    def _select_bindings(self, keys: list[str]) -> dict[str, str]:
-        select = "SELECT idempotency_key, correlation_id FROM batch_keys WHERE idempotency_key"
-        return dict(rows_in(self._conn, select, keys))
+        bound: dict[str, str] = {}
+        unbound: dict[str, int] = {}
+        for key in keys:
+            by_gen = binds.get(key, {})
+            g = 0
+            while g in by_gen and not valid(by_gen[g]):
+                g += 1  # bound to a void batch (a race lost): never posted, so bind again
+            if g in by_gen:
+                bound[key] = by_gen[g]
+            else:
+                unbound[key] = g
+        return bound, unbound
 
-    async def keys_of(self, correlation_id: str) -> list[str]:
-        def run() -> list[str]:
-            with self._file.locked():
-                rows = self._conn.execute(
-                    "SELECT idempotency_key FROM batch_keys WHERE correlation_id = ?", (correlation_id,)
-                ).fetchall()
-            return [r[0] for r in rows]
+    async def _members(self, cids: list[str]) -> dict[str, dict[str, int]]:
+        if not cids:
+            return {}
+        found = {}
+        for note in await self.notes.for_tags(cids):
+            if not note.idempotency_key:
+                found[note.tag] = {k: int(g) for k, g in json.loads(note.body)["keys"].items()}
+        return found
 
-        return await self._file.run(run)
-
-    # -- batches
+    # -- one batch
 
     async def get(self, correlation_id: str) -> BatchRecord | None:
-        def run() -> BatchRecord | None:
-            with self._file.locked():
-                row = self._conn.execute(
-                    "SELECT correlation_id, body, size, state, batch_id, server_correlation_id, error_code,"
-                    " error_message, in_flight_until FROM batches WHERE correlation_id = ?",
-                    (correlation_id,),
-                ).fetchone()
-            if row is None:
-                return None
-            return BatchRecord(row[0], row[1], row[2], BatchState(row[3]), *row[4:])
+        cid = correlation_id
+        tags = [cid, *(f"{cid}.{s}" for s in ("accepted", "id", "approved", "completed", "refused"))]
+        tags += [f"{cid}.{kind}.{n}" for kind in ("try", "done") for n in range(MAX_ATTEMPTS)]
+        notes = {
+            n.tag[len(cid) :].lstrip("."): n.body
+            for n in await self.notes.for_tags(tags)
+            if not n.idempotency_key
+        }
+        if "" not in notes:
+            return None
+        batch = json.loads(notes[""])
+        accepted = json.loads(notes["accepted"]) if "accepted" in notes else None
+        batch_id = notes["id"].decode() if "id" in notes else (accepted or {}).get("batchId")
+        refused = json.loads(notes["refused"]) if "refused" in notes else None
+        tries = {int(t.split(".")[1]): json.loads(b)["at"] for t, b in notes.items() if t.startswith("try.")}
+        open_tries = [at for n, at in tries.items() if f"done.{n}" not in notes]
+        if refused is not None:
+            state = BatchState.FAILED
+        elif "completed" in notes:
+            state = BatchState.COMPLETED
+        elif "approved" in notes:
+            state = BatchState.APPROVED
+        elif accepted is not None or batch_id:
+            state = BatchState.SUBMITTED
+        else:
+            state = BatchState.RECORDED
+        return BatchRecord(
+            correlation_id=cid,
+            body=batch["body"],
+            keys=tuple(batch["keys"]),
+            state=state,
+            batch_id=batch_id or None,
+            server_correlation_id=(accepted or {}).get("serverCorrelationId") or None,
+            error_code=(refused or {}).get("code", ""),
+            error_message=(refused or {}).get("message", ""),
+            in_flight_until=max(open_tries, default=0.0) + self.grace_s if open_tries else 0.0,
+            attempts=len(tries),
+        )
 
-        return await self._file.run(run)
+    async def accepted(self, cid: str, batch_id: str | None, server_correlation_id: str | None) -> None:
+        body = {"batchId": batch_id or "", "serverCorrelationId": server_correlation_id or ""}
+        await self.notes.record([RailNote(f"{cid}.accepted", "", json.dumps(body).encode())])
 
-    async def update(
-        self,
-        correlation_id: str,
-        *,
-        state: BatchState | None = None,
-        batch_id: str | None = None,
-        server_correlation_id: str | None = None,
-        error: tuple[str, str] | None = None,
-        in_flight_until: float | None = None,
-    ) -> None:
-        """Sets the given fields. A batch never moves back from COMPLETED or FAILED."""
-        sets: list[str] = ["updated = ?"]
-        args: list[object] = [_now()]
-        if in_flight_until is not None:
-            sets.append("in_flight_until = ?")
-            args.append(float(in_flight_until))
-        for column, value in (
-            ("state", state),
-            ("batch_id", batch_id),
-            ("server_correlation_id", server_correlation_id),
-        ):
-            if value is not None:
-                sets.append(f"{column} = ?")
-                args.append(str(value))
-        if error is not None:
-            sets += ["error_code = ?", "error_message = ?"]
-            args += list(error)
-        args += [correlation_id, BatchState.COMPLETED, BatchState.FAILED]
+    async def found(self, cid: str, batch_id: str) -> None:
+        await self.notes.record([RailNote(f"{cid}.id", "", batch_id.encode())])
 
-        def run() -> None:
-            with self._file.transaction():
-                self._conn.execute(
-                    f"UPDATE batches SET {', '.join(sets)} WHERE correlation_id = ? AND state NOT IN (?, ?)",
-                    args,
-                )
+    async def approved(self, cid: str) -> None:
+        await self.notes.record([RailNote(f"{cid}.approved", "", b"{}")])
 
-        await self._file.run(run)
+    async def completed(self, cid: str) -> None:
+        await self.notes.record([RailNote(f"{cid}.completed", "", b"{}")])
 
-    async def mark_posted(self, correlation_id: str) -> None:
-        def run() -> None:
-            with self._file.transaction():
-                self._conn.execute("INSERT OR IGNORE INTO posted VALUES (?, ?)", (correlation_id, _now()))
+    async def refused(self, cid: str, code: str, message: str) -> None:
+        body = json.dumps({"code": code, "message": message}).encode()
+        await self.notes.record([RailNote(f"{cid}.refused", "", body)])
 
-        await self._file.run(run)
+    async def sending(self, record: BatchRecord) -> int:
+        """Records that a POST or PATCH of the batch is about to be sent (it may take effect from now
+        until answered, or for the grace period); the attempt's number."""
+        current = await self.get(record.correlation_id)  # the record in hand may predate another attempt
+        n = current.attempts if current is not None else record.attempts
+        if n >= MAX_ATTEMPTS:
+            raise RuntimeError(f"GSMA batch {record.correlation_id}: {n} requests sent; no more are recorded")
+        at = json.dumps({"at": time.time()}).encode()
+        await self.notes.record([RailNote(f"{record.correlation_id}.try.{n}", "", at)])
+        return n
 
-    async def was_posted(self, correlation_id: str) -> bool:
-        def run() -> bool:
-            with self._file.locked():
-                row = self._conn.execute(
-                    "SELECT 1 FROM posted WHERE correlation_id = ?", (correlation_id,)
-                ).fetchone()
-            return row is not None
+    async def answered(self, cid: str, attempt: int) -> None:
+        await self.notes.record([RailNote(f"{cid}.done.{attempt}", "", b"{}")])
 
-        return await self._file.run(run)
-
-    # -- results
-
-    async def save_results(self, results: Sequence[RailResult], *, completed: str | None = None) -> None:
-        """Caches final results (the first one of a key stays); marks batch `completed` COMPLETED."""
-
-        def run() -> None:
-            with self._file.transaction():
-                self._conn.executemany(
-                    "INSERT OR IGNORE INTO results VALUES (?, ?, ?, ?, ?)",
-                    [
-                        (r.idempotency_key, str(r.outcome), r.reason_code, r.reason_message, r.rail_reference)
-                        for r in results
-                    ],
-                )
-                if completed is not None:
-                    self._conn.execute(
-                        "UPDATE batches SET state = ?, updated = ? WHERE correlation_id = ? AND state <> ?",
-                        (BatchState.COMPLETED, _now(), completed, BatchState.FAILED),
-                    )
-
-        await self._file.run(run)
-
-    async def results(self, keys: Sequence[str]) -> dict[str, RailResult]:
-        def run() -> dict[str, RailResult]:
-            found: dict[str, RailResult] = {}
-            with self._file.locked():
-                for key, outcome, code, message, ref in rows_in(
-                    self._conn,
-                    "SELECT idempotency_key, outcome, reason_code, reason_message, rail_reference"
-                    " FROM results WHERE idempotency_key",
-                    list(dict.fromkeys(keys)),
-                ):
-                    found[key] = RailResult(key, Outcome(outcome), code, message, ref)
-            return found
-
-        return await self._file.run(run)
-
-    async def known_correlation(self, correlation_id: str) -> bool:
-        return await self.get(correlation_id) is not None
-
-    # -- lifecycle
-
-    def close(self) -> None:
-        self._file.close()
-
-    async def aclose(self) -> None:
-        await self._file.aclose()
+    async def known(self, correlation_id: str) -> bool:
+        return any(not n.idempotency_key for n in await self.notes.for_tags([correlation_id]))
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+def _batch_note(batch: NewBatch) -> bytes:
+    return json.dumps({"body": batch.body, "keys": batch.keys}, separators=(",", ":")).encode()
+
+
+def _binds(notes: Sequence[RailNote]) -> dict[str, dict[int, str]]:
+    """key → generation → correlation id, from the bind notes among `notes`."""
+    found: dict[str, dict[int, str]] = {}
+    for note in notes:
+        if note.tag.startswith(BIND) and note.idempotency_key:
+            found.setdefault(note.idempotency_key, {})[int(note.tag[len(BIND) :])] = note.body.decode()
+    return found
