@@ -109,7 +109,6 @@ async def subject(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
         peers.append(stop_bank)
         iso = Iso20022Settings(
-            state_dir=tmp_path / "state",
             pain001_dir=str(bank.inbound),
             reports_dir=str(bank.outbound),
             debtor=test_iso20022.DEBTOR,
@@ -119,8 +118,10 @@ async def subject(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
             reversal_grace_s=0.0,
         )
 
+        iso_notes = MemoryRailNotes()
+
         async def open_rail() -> Rail:
-            return Iso20022Rail(iso)
+            return Iso20022Rail(iso, notes=iso_notes)
 
         def payment(i: int) -> RailPayment:
             # Every tenth account is closed at the bank (test_iso20022.rule).

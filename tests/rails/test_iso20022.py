@@ -35,6 +35,7 @@ from rail_sidecars.rails.iso20022.delivery_sftp import SftpSettings, SftpTranspo
 from rail_sidecars.rails.iso20022.rail import Iso20022Rail, from_config
 from rail_sidecars.rails.iso20022.settings import Iso20022Settings
 from rail_sidecars.rails.registry import make_rail
+from rail_sidecars.sdk.notes import MemoryRailNotes
 from tests.peers.bank import Bank, Behaviour, Instruction
 from tests.peers.conformance import counted
 from tests.support.processes import Cluster, service_urls, spec_path
@@ -340,8 +341,10 @@ Setup = Callable[..., Any]
 
 @pytest.fixture
 async def setup(tmp_path: Path, xsd_path: Path, schema: xmlschema.XMLSchema) -> AsyncIterator[Setup]:
-    """make(behaviour=…, **settings) -> (bank, rail); everything is stopped at the end."""
+    """make(behaviour=…, **settings) -> (bank, rail); everything is stopped at the end. Every rail made
+    shares the test's rail notes (as a restarted sidecar or another replica would), unless notes= says."""
     opened: list[Any] = []
+    shared = MemoryRailNotes()
 
     async def make(behaviour: Behaviour | None = None, **overrides: Any) -> tuple[Bank, Iso20022Rail]:
         bank = next((o for o in opened if isinstance(o, Bank)), None)
@@ -349,7 +352,6 @@ async def setup(tmp_path: Path, xsd_path: Path, schema: xmlschema.XMLSchema) -> 
             bank = await Bank(tmp_path / "bank", xsd_path, behaviour).start()
             opened.append(bank)
         options: dict[str, Any] = {
-            "state_dir": tmp_path / "state",
             "pain001_dir": str(bank.inbound),
             "reports_dir": str(bank.outbound),
             "debtor": DEBTOR,
@@ -360,7 +362,8 @@ async def setup(tmp_path: Path, xsd_path: Path, schema: xmlschema.XMLSchema) -> 
             **overrides,
         }
         transport = options.pop("transport_object", None)
-        rail = Iso20022Rail(Iso20022Settings(**options), transport)
+        notes = options.pop("notes", shared)
+        rail = Iso20022Rail(Iso20022Settings(**options), transport, notes=notes)
         await rail.start()
         opened.append(rail)
         return bank, rail
@@ -462,12 +465,11 @@ async def test_a_bank_that_answers_only_acsp(setup: Setup, xsd_path: Path, tmp_p
     payments = [payment(i) for i in range(1, 6)]
     assert await rail.execute(payments) == []  # not final by default: undecided, looked up later
     _, final = await setup(
-        success_statuses=frozenset({"ACSC", "ACCC", "ACSP"}), state_dir=tmp_path / "state-acsp"
+        success_statuses=frozenset({"ACSC", "ACCC", "ACSP"}), notes=MemoryRailNotes()
     )
     results = await final.execute([payment(i) for i in range(6, 11)])
     assert [r.outcome for r in results] == [Outcome.SUCCEEDED] * 5
     options = {
-        "state_dir": str(tmp_path / "s"),
         "pain001_dir": "in",
         "reports_dir": "out",
         "debtor_name": "Ministry",
@@ -725,7 +727,6 @@ routes = ["iban:*", "account:*@bank-a"]
 timeout_s = 12
 [rails.bank.options]
 transport = "sftp"
-state_dir = "{tmp_path / "state"}"
 pain001_dir = "/in"
 reports_dir = "/out"
 sftp_host = "sftp.bank.example"
@@ -741,7 +742,7 @@ success_statuses = ["ACSC"]
 """
     )
     config = load_rails_config(path).rails["bank"]
-    rail = make_rail(config)
+    rail = make_rail(config, notes=MemoryRailNotes())
     assert isinstance(rail, Iso20022Rail)
     s = rail.settings
     assert s.sftp is not None and s.sftp.private_key.startswith("-----BEGIN") and s.sftp.timeout_s == 12
@@ -749,7 +750,6 @@ success_statuses = ["ACSC"]
 
     def broken(**options: Any) -> None:
         base = {
-            "state_dir": str(tmp_path),
             "pain001_dir": "/in",
             "reports_dir": "/out",
             "debtor_name": "T",
@@ -758,7 +758,7 @@ success_statuses = ["ACSC"]
             "xsd_path": str(xsd_path),
         }
         with pytest.raises(ConfigError):
-            from_config(RailConfig("bank", "iso20022", options={**base, **options}))
+            from_config(RailConfig("bank", "iso20022", options={**base, **options}), notes=MemoryRailNotes())
 
     broken(debtor_iban="DE00370400440532013000")
     broken(debtor_bic=None)
@@ -766,6 +766,7 @@ success_statuses = ["ACSC"]
     broken(xsd_path=str(tmp_path / "missing.xsd"))
     broken(transport="sftp", sftp_host="h", sftp_user="u", sftp_password="p")  # no host key check
     broken(transport="ftp")
+    broken(state_dir=str(tmp_path))  # gone: no local state any more
 
 
 # End to end: PostgreSQL + RabbitMQ, the orchestrator and a gpo-sidecar process, the bank over SFTP.
@@ -828,7 +829,6 @@ concurrency = 4
 timeout_s = 15
 [rails.{rail}.options]
 transport = "sftp"
-state_dir = "{tmp_path / "sidecar-state"}"
 pain001_dir = "/inbound"
 reports_dir = "/outbound"
 sftp_host = "{access.host}"

@@ -1,25 +1,26 @@
 """The ISO 20022 bank-file rail: a chunk becomes one pain.001.001.09 file delivered to the bank (drop
 folder or SFTP); the bank's pain.002 status reports and camt.054 notifications decide each payment.
 
-    execute(chunk)  check each payment -> key map (SQLite) -> pain.001 written, XSD-checked, recorded
-                    -> delivered -> wait (bounded) for the bank's statuses -> the definite outcomes
-    look_up(keys)   from the key map: outcomes already reported; a recorded key still waiting is delivered
+    execute(chunk)  check each payment -> pain.001 built, XSD-checked -> the file and its key map recorded
+                    as rail notes in GPO (store.py) -> delivered -> wait (bounded) for the bank's statuses
+                    -> the definite outcomes
+    look_up(keys)   from the notes: outcomes already reported; a recorded key still waiting is delivered
                     again if need be and waited for; if it stays undecided look_up fails (it is never
                     reported absent, so it can never be sent twice)
     late_results()  returns of transfers reported paid before, as REVERSED outcomes
 
-A background task reads the bank's reports folder and applies each report once to the key map.
+A background task reads the bank's reports folder and applies each report not yet applied by any replica
+to the notes. The rail keeps no local state: any replica resumes what another left.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import sqlite3
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,18 @@ from rail_sidecars.rails.iso20022 import codes, pain001, reports
 from rail_sidecars.rails.iso20022.delivery import Transport, TransportError
 from rail_sidecars.rails.iso20022.delivery_folder import FolderTransport
 from rail_sidecars.rails.iso20022.settings import Iso20022Settings, settings_from_config
-from rail_sidecars.rails.iso20022.store import FAILED, SUCCEEDED, Decision, KeyStore, NewTransfer, TransferRow
+from rail_sidecars.rails.iso20022.store import (
+    FAILED,
+    MAX_FILE_NOTE,
+    RETURNED,
+    SUCCEEDED,
+    Decision,
+    KeyBook,
+    KeyState,
+    NewTransfer,
+    TransferRow,
+    compress,
+)
 from rail_sidecars.sdk.notes import RailNotes
 
 log = logging.getLogger(__name__)
@@ -59,18 +71,21 @@ class _Checked:
 class Iso20022Rail(Rail):
     name = "iso20022"
 
-    def __init__(self, settings: Iso20022Settings, transport: Transport | None = None) -> None:
+    def __init__(
+        self, settings: Iso20022Settings, transport: Transport | None = None, *, notes: RailNotes
+    ) -> None:
         self.settings = settings
         self.transport = transport or _make_transport(settings)
-        self._files = settings.state_dir / "files"
-        self._store: KeyStore | None = None
+        self.notes = notes
+        self._book = KeyBook(notes)
+        self._started = False
         self._schema: Any = None
         self._poller: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
         self._delivery_locks: dict[str, asyncio.Lock] = {}
         self._round = asyncio.Event()  # set after every reading of the reports folder
-        self._ingested: set[str] = set()
+        self._ingested: set[str] = set()  # reports applied (by any replica): a cache of the notes
         self._read_failures: dict[str, int] = {}
         self._batch_waits: dict[str, int] = {}
 
@@ -78,14 +93,11 @@ class Iso20022Rail(Rail):
 
     async def start(self) -> None:
         async with self._start_lock:
-            if self._store is not None:
+            if self._started:
                 return
-            self._files.mkdir(parents=True, exist_ok=True)
             if self.settings.xsd_path is not None:
                 self._schema = await asyncio.to_thread(_load_schema, self.settings.xsd_path)
-            store = KeyStore(self.settings.state_dir / "keymap.db")
-            self._ingested = await store.ingested()
-            self._store = store
+            self._started = True
             self._poller = asyncio.create_task(self._poll_reports())
 
     async def close(self) -> None:
@@ -94,14 +106,11 @@ class Iso20022Rail(Rail):
             await asyncio.gather(self._poller, return_exceptions=True)
             self._poller = None
         await self.transport.close()
-        if self._store is not None:
-            await self._store.close()
-            self._store = None
+        self._started = False
 
-    async def _keys(self) -> KeyStore:
+    async def _keys(self) -> KeyBook:
         await self.start()
-        assert self._store is not None
-        return self._store
+        return self._book
 
     # The Rail hooks.
 
@@ -119,22 +128,23 @@ class Iso20022Rail(Rail):
                 results.append(refusal)
             else:
                 checked.append(refusal)
-        known = await store.current([c.payment.idempotency_key for c in checked])
+        states = await store.states([c.payment.idempotency_key for c in checked])
         fresh: list[tuple[_Checked, int]] = []
         for c in checked:
-            row = known.get(c.payment.idempotency_key)
+            state = states[c.payment.idempotency_key]
+            row = state.current
             if row is None:
-                fresh.append((c, 0))
+                fresh.append((c, state.next_attempt))
             elif row.outcome == FAILED:
                 # Only an operator's retry executes a key the bank refused: a new attempt, a new EndToEndId.
-                if row.attempt >= pain001.MAX_ATTEMPTS:
+                if state.next_attempt > pain001.MAX_ATTEMPTS:
                     results.append(_result(row))
                 else:
-                    fresh.append((c, row.attempt + 1))
+                    fresh.append((c, state.next_attempt))
             # Paid or still waiting: never sent again; its outcome is collected below.
         if fresh:
             await self._write_and_record(fresh)
-        keys = [c.payment.idempotency_key for c in checked if not _is_final_failure(known, c)]
+        keys = [c.payment.idempotency_key for c in checked if not _is_final_failure(states, c)]
         results += await self._collect(keys, strict=False)
         return results
 
@@ -152,11 +162,10 @@ class Iso20022Rail(Rail):
         for the next one, i.e. after the orchestrator committed this one."""
         store = await self._keys()
         while True:
-            cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.reversal_grace_s)
             try:
-                rows = await store.unreported_returns(cutoff.isoformat(timespec="milliseconds"))
-            except sqlite3.Error:
-                log.exception("cannot read returns from the key map; trying again")
+                rows = await store.unreported_returns(time.time() - self.settings.reversal_grace_s)
+            except Exception:
+                log.exception("cannot read returns from the rail notes; trying again")
                 rows = []
             for row in rows:
                 yield RailResult(
@@ -169,8 +178,8 @@ class Iso20022Rail(Rail):
                     payment_number=row.payment_number,
                 )
                 try:
-                    await store.mark_return_reported(row.end_to_end_id)
-                except sqlite3.Error:
+                    await store.mark_return_reported(row)
+                except Exception:
                     log.exception(
                         "cannot mark the return of %s reported; it will be offered again", row.end_to_end_id
                     )
@@ -205,47 +214,22 @@ class Iso20022Rail(Rail):
         return _Checked(p, hundredths, account)
 
     async def _write_and_record(self, fresh: list[tuple[_Checked, int]]) -> None:
-        """Writes the file and records its keys, in that order, before anything is delivered; a key some
-        other caller recorded meanwhile is left to that caller's file."""
+        """Builds the file and records it with its keys (rail notes) before anything is delivered. A key
+        another replica recorded for the same attempt meanwhile is left to that replica's file; the others
+        of a file thereby void go into a new file at their next attempt."""
         store = await self._keys()
         async with self._write_lock:
             while fresh:
-                transfers = [
-                    pain001.Transfer(
-                        end_to_end_id=pain001.end_to_end_id(c.payment.idempotency_key, attempt),
-                        hundredths=c.hundredths,
-                        currency=c.payment.currency_code,
-                        creditor_name=c.payment.payee_name,
-                        account=c.account,
-                        remittance=c.payment.note,
-                        purpose=c.payment.purpose,
-                    )
-                    for c, attempt in fresh
-                ]
-                msg_id = pain001.message_id(t.end_to_end_id for t in transfers)
-                created = datetime.now(UTC)
-                execution = date.fromordinal(created.date().toordinal() + self.settings.execution_days_ahead)
-                body = pain001.build(
-                    msg_id,
-                    created,
-                    execution,
-                    self.settings.debtor,
-                    transfers,
-                    self.settings.payment_type,
-                    batch_booking=self.settings.batch_booking,
-                    charset=self.settings.charset,
-                )
-                if self._schema is not None:
-                    errors = await asyncio.to_thread(_schema_errors, self._schema, body)
-                    if errors:
-                        raise Pain001Invalid(f"pain.001 {msg_id} fails the XSD: {errors}")
-                file_name = f"{msg_id}.xml"
-                await asyncio.to_thread(_write_atomically, self._files / file_name, body)
+                transfers, msg_id, body = await self._build(fresh)
+                if len(compress(body)) > MAX_FILE_NOTE and len(fresh) > 1:
+                    half = len(fresh) // 2  # too big for one note: two files
+                    await self._write_and_record(fresh[:half])
+                    fresh = fresh[half:]
+                    continue
                 total = pain001.format_total(sum(t.hundredths for t in transfers))
-                taken = await store.record_file(
+                await store.record_file(
                     msg_id,
-                    file_name,
-                    total,
+                    body,
                     [
                         NewTransfer(
                             end_to_end_id=t.end_to_end_id,
@@ -259,17 +243,50 @@ class Iso20022Rail(Rail):
                         for t, (c, attempt) in zip(transfers, fresh, strict=True)
                     ],
                 )
-                if not taken:
+                states = await store.states([c.payment.idempotency_key for c, _ in fresh])
+                if all(_settled(states[c.payment.idempotency_key], a) for c, a in fresh):
                     log.info(
-                        "pain.001 %s written: %d transfers, control sum %s", msg_id, len(transfers), total
+                        "pain.001 %s recorded: %d transfers, control sum %s", msg_id, len(transfers), total
                     )
                     return
-                gone = set(taken)
+                log.info("pain.001 %s is void: another replica recorded some of its transfers first", msg_id)
                 fresh = [
-                    (c, a)
+                    (c, states[c.payment.idempotency_key].next_attempt)
                     for c, a in fresh
-                    if pain001.end_to_end_id(c.payment.idempotency_key, a) not in gone
+                    if not _settled(states[c.payment.idempotency_key], a)
                 ]
+
+    async def _build(self, fresh: list[tuple[_Checked, int]]) -> tuple[list[pain001.Transfer], str, bytes]:
+        transfers = [
+            pain001.Transfer(
+                end_to_end_id=pain001.end_to_end_id(c.payment.idempotency_key, attempt),
+                hundredths=c.hundredths,
+                currency=c.payment.currency_code,
+                creditor_name=c.payment.payee_name,
+                account=c.account,
+                remittance=c.payment.note,
+                purpose=c.payment.purpose,
+            )
+            for c, attempt in fresh
+        ]
+        msg_id = pain001.message_id(t.end_to_end_id for t in transfers)
+        created = datetime.now(UTC)
+        execution = date.fromordinal(created.date().toordinal() + self.settings.execution_days_ahead)
+        body = pain001.build(
+            msg_id,
+            created,
+            execution,
+            self.settings.debtor,
+            transfers,
+            self.settings.payment_type,
+            batch_booking=self.settings.batch_booking,
+            charset=self.settings.charset,
+        )
+        if self._schema is not None:
+            errors = await asyncio.to_thread(_schema_errors, self._schema, body)
+            if errors:
+                raise Pain001Invalid(f"pain.001 {msg_id} fails the XSD: {errors}")
+        return transfers, msg_id, body
 
     async def _collect(self, keys: list[str], *, strict: bool) -> list[RailResult]:
         """Delivers whatever these keys' files still need, waits up to report_timeout_s for the bank, and
@@ -279,7 +296,10 @@ class Iso20022Rail(Rail):
         store = await self._keys()
         deadline = asyncio.get_running_loop().time() + self.settings.report_timeout_s
         rows = await store.current(keys)
-        await self._deliver({r.msg_id for r in rows.values() if r.outcome is None})
+        await self._deliver(
+            {r.msg_id for r in rows.values() if r.outcome is None},
+            {r.msg_id for r in rows.values() if r.outcome is not None},
+        )
         while True:
             pending = [r for r in rows.values() if r.outcome is None]
             remaining = deadline - asyncio.get_running_loop().time()
@@ -297,33 +317,34 @@ class Iso20022Rail(Rail):
                 raise RetryableRailError(f"{len(pending)} transfers still await the bank's status")
         decided = [r for r in rows.values() if r.outcome is not None]
         # Only now are these successes handed to the runner: their returns may be reported after them.
-        await store.mark_answered([r.end_to_end_id for r in decided if r.outcome == SUCCEEDED])
+        await store.mark_answered([r for r in decided if r.outcome == SUCCEEDED])
         return [_result(r) for r in decided]
 
-    async def _deliver(self, msg_ids: set[str]) -> None:
-        """Delivers each file not yet confirmed delivered, under its own MsgId (a bank refuses a second copy
-        of a MsgId as a duplicate, which this rail ignores)."""
+    async def _deliver(self, msg_ids: set[str], news: set[str]) -> None:
+        """Delivers each file not yet confirmed delivered, as recorded, under its own MsgId (a bank refuses a
+        second copy of a MsgId as a duplicate, which this rail ignores). `news`: files the bank has already
+        said something about, which proves they were delivered (before a crash, or by another replica)."""
         if not msg_ids:
             return
         store = await self._keys()
-        for message in (await store.messages(msg_ids)).values():
-            if message.delivered:
-                continue
-            lock = self._delivery_locks.setdefault(message.msg_id, asyncio.Lock())
+        for msg_id in sorted(msg_ids - await store.delivered(msg_ids)):
+            lock = self._delivery_locks.setdefault(msg_id, asyncio.Lock())
             async with lock:
-                if (await store.messages([message.msg_id]))[message.msg_id].delivered:
+                if await store.delivered([msg_id]):
                     continue
-                if await store.has_news(message.msg_id):  # the bank answered: delivered before a crash
-                    await store.mark_delivered(message.msg_id)
+                if msg_id in news:
+                    await store.mark_delivered(msg_id)
                     continue
-                data = await asyncio.to_thread((self._files / message.file_name).read_bytes)
+                data = await store.file(msg_id)
+                if data is None:
+                    raise RuntimeError(f"pain.001 {msg_id} is not in the rail notes")
                 try:
-                    await self.transport.deliver(message.file_name, data)
+                    await self.transport.deliver(f"{msg_id}.xml", data)
                 except TransportError as exc:
-                    raise RetryableRailError(f"delivery of {message.msg_id} failed: {exc}") from exc
-                await store.mark_delivered(message.msg_id)
-                log.info("pain.001 %s delivered", message.msg_id)
-            self._delivery_locks.pop(message.msg_id, None)
+                    raise RetryableRailError(f"delivery of {msg_id} failed: {exc}") from exc
+                await store.mark_delivered(msg_id)
+                log.info("pain.001 %s delivered", msg_id)
+            self._delivery_locks.pop(msg_id, None)
 
     # Reports.
 
@@ -341,7 +362,10 @@ class Iso20022Rail(Rail):
 
     async def _read_reports(self) -> None:
         store = await self._keys()
-        for name in await self.transport.list_reports():
+        names = [n for n in await self.transport.list_reports() if n not in self._ingested]
+        if names:
+            self._ingested |= await store.reports_done(names)  # applied by any replica: never again
+        for name in names:
             if name in self._ingested:
                 continue
             data = await self.transport.fetch_report(name)
@@ -353,12 +377,12 @@ class Iso20022Rail(Rail):
                 if failures < _UNREADABLE_AFTER:
                     continue
                 log.error("report %s set aside as unreadable: %s", name, exc)
-                await store.apply(name, "unreadable", [], None)
+                await store.apply(name, "unreadable", [])
                 self._ingested.add(name)
                 continue
             if isinstance(report, reports.StatusReport):
-                decisions, group = await self._status_decisions(report)
-                changed = await store.apply(name, "pain.002", decisions, group)
+                decisions = await self._status_decisions(report)
+                changed = await store.apply(name, "pain.002", decisions)
             else:
                 batch_decisions, waiting = await self._batch_decisions(report)
                 rounds = self._batch_waits[name] = self._batch_waits.get(name, 0) + 1
@@ -368,27 +392,27 @@ class Iso20022Rail(Rail):
                     continue
                 self._batch_waits.pop(name, None)
                 decisions = _notification_decisions(report) + batch_decisions
-                changed = await store.apply(name, "camt.054", decisions, None)
+                changed = await store.apply(name, "camt.054", decisions)
             self._ingested.add(name)
             self._read_failures.pop(name, None)
             log.info("report %s read: %d transfers changed", name, changed)
 
-    async def _status_decisions(
-        self, report: reports.StatusReport
-    ) -> tuple[list[Decision], tuple[str, str] | None]:
+    async def _status_decisions(self, report: reports.StatusReport) -> list[Decision]:
         if _is_duplicate(report.group_reasons):
             log.info(
                 "report on %s: refused as a duplicate copy; the original decides", report.original_msg_id
             )
-            return [], None
+            return []
         store = await self._keys()
-        ours = await store.end_to_end_ids_of(report.original_msg_id)
+        ours = await store.members_of(report.original_msg_id)
         if not ours:
             log.warning(
                 "report %s is about %s, which this rail never sent", report.msg_id, report.original_msg_id
             )
-            return [], None
-        rows = await store.rows_by_end_to_end(ours)
+            return []
+        if report.group_status:
+            log.info("report %s: file %s is %s", report.msg_id, report.original_msg_id, report.group_status)
+        rows = await store.rows_by_end_to_end(list(ours))
         decisions: dict[str, Decision | None] = {}
         for tx, block in report.transactions():
             if tx.end_to_end_id not in rows:
@@ -414,8 +438,7 @@ class Iso20022Rail(Rail):
             status, reasons = block_status.get(row.currency, (report.group_status, report.group_reasons))
             if status != codes.PARTIAL:
                 decisions[e2e] = self._decision(e2e, status, reasons, "")
-        group = (report.original_msg_id, report.group_status) if report.group_status else None
-        return [d for d in decisions.values() if d is not None], group
+        return [d for d in decisions.values() if d is not None]
 
     async def _batch_decisions(self, notification: reports.Notification) -> tuple[list[Decision], bool]:
         """A booked debit for a whole payment information block (batch booking) settles the block's
@@ -437,7 +460,8 @@ class Iso20022Rail(Rail):
             if batch.msg_id:
                 candidates = [batch.msg_id] if batch.msg_id.startswith(block) else []
             else:
-                candidates = await store.msg_ids_starting(block)
+                found = await store.msg_id_of_block(block)
+                candidates = [found] if found else []
             if len(candidates) != 1:
                 log.warning(
                     "camt.054 %s: batch entry for %s matches %d files of this rail",
@@ -446,8 +470,8 @@ class Iso20022Rail(Rail):
                     len(candidates),
                 )
                 continue
-            ours = await store.end_to_end_ids_of(candidates[0])
-            rows = [r for r in (await store.rows_by_end_to_end(ours)).values() if r.currency == currency]
+            ours = await store.members_of(candidates[0])
+            rows = [r for r in (await store.rows_by_end_to_end(list(ours))).values() if r.currency == currency]
             settled = [r for r in rows if r.outcome != FAILED]
             total = sum(r.hundredths for r in settled)
             try:
@@ -496,7 +520,7 @@ def _notification_decisions(notification: reports.Notification) -> list[Decision
             decisions.append(
                 Decision(
                     tx.end_to_end_id,
-                    "returned",
+                    RETURNED,
                     code,
                     f"returned by the payee's bank ({tx.amount} {tx.currency}): {message}",
                     tx.reference or tx.end_to_end_id,
@@ -514,9 +538,18 @@ def _is_duplicate(reasons: Sequence[reports.StatusReason]) -> bool:
     return any(r.code in codes.DUPLICATE_REASONS for r in reasons)
 
 
-def _is_final_failure(known: Mapping[str, TransferRow], c: _Checked) -> bool:
-    row = known.get(c.payment.idempotency_key)
-    return row is not None and row.outcome == FAILED and row.attempt >= pain001.MAX_ATTEMPTS
+def _is_final_failure(states: Mapping[str, KeyState], c: _Checked) -> bool:
+    state = states[c.payment.idempotency_key]
+    return (
+        state.current is not None
+        and state.current.outcome == FAILED
+        and state.next_attempt > pain001.MAX_ATTEMPTS
+    )
+
+
+def _settled(state: KeyState, attempt: int) -> bool:
+    """The key's transfer for `attempt` is in a valid file (this one, or one recorded first)."""
+    return state.current is not None and state.current.attempt == attempt
 
 
 def _result(row: TransferRow) -> RailResult:
@@ -546,15 +579,6 @@ def _schema_errors(schema: Any, body: bytes) -> str:
     return "; ".join(errors[:5])
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
 def _make_transport(settings: Iso20022Settings) -> Transport:
     if settings.transport == "sftp":
         from rail_sidecars.rails.iso20022.delivery_sftp import SftpTransport
@@ -564,6 +588,5 @@ def _make_transport(settings: Iso20022Settings) -> Transport:
     return FolderTransport(settings.pain001_dir, settings.reports_dir)
 
 
-def from_config(config: RailConfig, *, notes: RailNotes | None = None) -> Iso20022Rail:
-    del notes  # still keeps its own state file (issue 19, item 1 converts it)
-    return Iso20022Rail(settings_from_config(config))
+def from_config(config: RailConfig, *, notes: RailNotes) -> Iso20022Rail:
+    return Iso20022Rail(settings_from_config(config), notes=notes)

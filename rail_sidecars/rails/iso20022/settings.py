@@ -13,7 +13,6 @@ from rail_sidecars.rails.iso20022.pain001 import DEFAULT_SCHEMES, Debtor, Paymen
 from rail_sidecars.sdk.options import Options
 
 _KNOWN = {
-    "state_dir",
     "transport",
     "pain001_dir",
     "reports_dir",
@@ -50,7 +49,6 @@ _KNOWN = {
 
 @dataclass(frozen=True)
 class Iso20022Settings:
-    state_dir: Path
     pain001_dir: str
     reports_dir: str
     debtor: Debtor
@@ -82,6 +80,11 @@ class Iso20022Settings:
 
 
 def settings_from_config(config: RailConfig) -> Iso20022Settings:
+    if "state_dir" in config.options:
+        raise ConfigError(
+            f"rail {config.name}: state_dir is gone: the ISO 20022 rail keeps its key map and the files it"
+            " sends in GPO (rail notes), so any replica resumes any file; remove the option"
+        )
     o = Options(config, "ISO 20022", _KNOWN)
     try:
         return _settings(o)
@@ -124,7 +127,6 @@ def _settings(o: Options) -> Iso20022Settings:
         if not xsd_path.is_file():
             raise ConfigError(f"{o.where('xsd_path')}: {xsd_path} is not a file")
     return Iso20022Settings(
-        state_dir=Path(o.required("state_dir")),
         pain001_dir=o.required("pain001_dir"),
         reports_dir=o.required("reports_dir"),
         debtor=Debtor(
