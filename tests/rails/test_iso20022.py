@@ -14,7 +14,7 @@ import functools
 import re
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -35,7 +35,7 @@ from rail_sidecars.rails.iso20022.delivery_sftp import SftpSettings, SftpTranspo
 from rail_sidecars.rails.iso20022.rail import Iso20022Rail, from_config
 from rail_sidecars.rails.iso20022.settings import Iso20022Settings
 from rail_sidecars.rails.registry import make_rail
-from rail_sidecars.sdk.notes import MemoryRailNotes
+from rail_sidecars.sdk.notes import MemoryRailNotes, RailNote
 from tests.peers.bank import Bank, Behaviour, Instruction
 from tests.peers.conformance import counted
 from tests.support.processes import Cluster, service_urls, spec_path
@@ -464,9 +464,7 @@ async def test_a_bank_that_answers_only_acsp(setup: Setup, xsd_path: Path, tmp_p
     _, rail = await setup(Behaviour(success_status="ACSP", debit_notifications=False), report_timeout_s=0.5)
     payments = [payment(i) for i in range(1, 6)]
     assert await rail.execute(payments) == []  # not final by default: undecided, looked up later
-    _, final = await setup(
-        success_statuses=frozenset({"ACSC", "ACCC", "ACSP"}), notes=MemoryRailNotes()
-    )
+    _, final = await setup(success_statuses=frozenset({"ACSC", "ACCC", "ACSP"}), notes=MemoryRailNotes())
     results = await final.execute([payment(i) for i in range(6, 11)])
     assert [r.outcome for r in results] == [Outcome.SUCCEEDED] * 5
     options = {
@@ -570,6 +568,83 @@ async def test_a_failed_delivery_is_resent_as_the_same_file_after_a_restart(
     assert len(found) == 20
     assert len(bank.files) == 1 and not bank.duplicate_transfers  # a second copy is refused as DU01
     assert sum(bank.copies.values()) == (2 if after_rename else 1)
+
+
+async def test_a_second_replica_resumes_after_a_crash_between_delivery_and_report(setup: Setup) -> None:
+    """Issue 19.1: a replica delivers a file and dies before the bank's report; another replica (a fresh
+    object on the same notes, no files) reads the report, maps its EndToEndIds to keys through the notes
+    and answers every key, without delivering anything again."""
+    bank, first = await setup(Behaviour(reject=rule, hold=True), report_timeout_s=0.2)
+    payments = [payment(i) for i in range(1, 31)]
+    assert await first.execute(payments) == []  # delivered, undecided
+    await first.close()  # the replica dies
+    _, second = await setup(report_timeout_s=0.2)
+    bank.release()
+    found: dict[str, Any] = {}
+    for _ in range(100):
+        with contextlib.suppress(RetryableRailError):
+            found = dict(await second.look_up([p.idempotency_key for p in payments]))
+            break
+    assert len(found) == 30
+    for p in payments:
+        entry = bank.ledger[e2e(p)]
+        assert found[p.idempotency_key].outcome is (
+            Outcome.FAILED if entry.status == "RJCT" else Outcome.SUCCEEDED
+        )
+    assert len(bank.files) == 1 and sum(bank.copies.values()) == 1 and not bank.duplicate_transfers
+
+
+async def test_a_report_applied_twice_changes_nothing(setup: Setup) -> None:
+    """Issue 19.1: two replicas read the same reports; whichever applies one first decides, a second
+    application records nothing new (first-definite-wins), and both answer the same."""
+    _, left = await setup(Behaviour(reject=rule))
+    _, right = await setup()
+    payments = [payment(i) for i in range(1, 21)]
+    results = {r.idempotency_key: r for r in await left.execute(payments)}
+    assert len(results) == 20
+    assert await right.look_up(list(results)) == results
+    for name in await left.transport.list_reports():
+        report = reports.parse(await left.transport.fetch_report(name))
+        if isinstance(report, reports.StatusReport):
+            decisions = await right._status_decisions(report)
+            assert decisions and await right._book.apply(name, "pain.002", decisions) == 0
+    assert await left.look_up(list(results)) == results
+
+
+async def test_two_replicas_recording_overlapping_chunks_send_each_key_once(setup: Setup) -> None:
+    """Issue 19.1: two replicas record files for overlapping chunks at the same moment; each transfer's
+    first note wins, the file holding a transfer recorded for the other is void (never delivered), and
+    its other keys go out once, in a file of their own."""
+    notes = _Interleaved()
+    bank, left = await setup(notes=notes)
+    _, right = await setup(notes=notes)
+    payments = [payment(i) for i in range(1, 31)]
+    outcomes = await asyncio.gather(left.execute(payments[:20]), right.execute(payments[10:]))
+    results = {r.idempotency_key: r for part in outcomes for r in part}
+    assert len(results) == 30
+    paid = [e for e in bank.ledger if any(e in (e2e(p), e2e(p, 1)) for p in payments)]
+    assert len(paid) == 30  # every key once, under one EndToEndId
+    assert len(bank.files) == 2 and not bank.duplicate_transfers
+    # The race did happen: three files were recorded, one of them void.
+    assert len([n for n in notes.recorded if n.tag.endswith(".members")]) == 3
+
+
+class _Interleaved(MemoryRailNotes):
+    """Memory notes that let other tasks run before each call, as a round trip to GPO would; `recorded`
+    keeps every note the rails recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recorded: list[RailNote] = []
+
+    async def record(self, notes: Sequence[RailNote]) -> None:
+        await asyncio.sleep(0)
+        self.recorded += notes
+        await super().record(notes)
+
+    async def for_keys(self, idempotency_keys: Sequence[str]) -> Sequence[RailNote]:
+        await asyncio.sleep(0)
+        return await super().for_keys(idempotency_keys)
 
 
 async def test_a_retry_after_a_definite_failure_is_a_new_transfer(setup: Setup) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 from pathlib import Path
 
 from rail_sidecars.rails.iso20022.delivery import REPORT_NAME, Transport, TransportError
@@ -20,7 +21,8 @@ class FolderTransport(Transport):
 
     def _deliver(self, name: str, data: bytes) -> None:
         final = self.pain001_dir / name
-        temporary = self.pain001_dir / f".{name}.part"  # a dot name: the bank skips it
+        # A dot name the bank skips, unique to this writer: two replicas may deliver one file at once.
+        temporary = self.pain001_dir / f".{name}.{secrets.token_hex(6)}.part"
         try:
             with open(temporary, "wb") as handle:
                 handle.write(data)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import posixpath
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -107,7 +108,8 @@ class SftpTransport(Transport):
 
     async def deliver(self, name: str, data: bytes) -> None:
         final = posixpath.join(self.settings.pain001_dir, name)
-        temporary = posixpath.join(self.settings.pain001_dir, f".{name}.part")
+        # Unique to this writer: two replicas may deliver one file at once.
+        temporary = posixpath.join(self.settings.pain001_dir, f".{name}.{secrets.token_hex(6)}.part")
 
         async def upload(sftp: asyncssh.SFTPClient) -> None:
             async with sftp.open(temporary, "wb") as handle:

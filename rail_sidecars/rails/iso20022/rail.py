@@ -471,7 +471,9 @@ class Iso20022Rail(Rail):
                 )
                 continue
             ours = await store.members_of(candidates[0])
-            rows = [r for r in (await store.rows_by_end_to_end(list(ours))).values() if r.currency == currency]
+            rows = [
+                r for r in (await store.rows_by_end_to_end(list(ours))).values() if r.currency == currency
+            ]
             settled = [r for r in rows if r.outcome != FAILED]
             total = sum(r.hundredths for r in settled)
             try:

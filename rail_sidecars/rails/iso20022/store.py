@@ -161,7 +161,9 @@ class KeyBook:
 
     async def mark_answered(self, rows: Sequence[TransferRow]) -> None:
         at = _json({"at": time.time()})
-        fresh = [RailNote(f"{r.end_to_end_id}.ans", r.idempotency_key, at) for r in rows if r.answered_at is None]
+        fresh = [
+            RailNote(f"{r.end_to_end_id}.ans", r.idempotency_key, at) for r in rows if r.answered_at is None
+        ]
         if fresh:
             await self.notes.record(fresh)
 
@@ -219,7 +221,9 @@ class KeyBook:
                 code, message = (d.reason_code, d.reason_message) if outcome == FAILED else ("", "")
                 body = {"o": outcome, "code": code, "message": message, "ref": d.rail_reference}
                 notes.append(RailNote(f"{e2e}.out", key, _json(body)))
-                new = _with(row, outcome=outcome, reason_code=code, reason_message=message, ref=d.rail_reference)
+                new = _with(
+                    row, outcome=outcome, reason_code=code, reason_message=message, ref=d.rail_reference
+                )
                 changed += 1
             # A rejection of a transfer already reported paid is how some banks report a return.
             returning = d.kind == RETURNED or (d.kind == FAILED and row.outcome == SUCCEEDED)
