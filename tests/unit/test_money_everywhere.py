@@ -24,6 +24,7 @@ from rail_sidecars.rails.gsma import transformers as gsma
 from rail_sidecars.rails.iso20022.rail import from_config as iso20022_rail
 from rail_sidecars.rails.mojaloop import transformers as mojaloop
 from rail_sidecars.rails.simulator.store import parse_hundredths
+from rail_sidecars.sdk.notes import MemoryRailNotes
 
 
 def _hostile(places: int, whole_digits: int) -> list[str]:
@@ -167,7 +168,6 @@ def _payment(amount: str) -> RailPayment:
 async def test_the_iso20022_rail_refuses_hostile_amounts_without_sending(tmp_path: Path) -> None:
     # Its success path (a real file to the test bank) is in tests/rails/test_iso20022.py.
     options = {
-        "state_dir": str(tmp_path / "state"),
         "pain001_dir": str(tmp_path / "in"),
         "reports_dir": str(tmp_path / "out"),
         "debtor_name": "Ministry",
@@ -175,7 +175,7 @@ async def test_the_iso20022_rail_refuses_hostile_amounts_without_sending(tmp_pat
         "debtor_bic": "COBADEFFXXX",
         "validate": False,
     }
-    rail = iso20022_rail(RailConfig("bank", "iso20022", options=options))
+    rail = iso20022_rail(RailConfig("bank", "iso20022", options=options), notes=MemoryRailNotes())
     for text in _hostile(2, 13):
         results = await rail.execute([_payment(text)])
         assert [(r.outcome, r.reason_code) for r in results] == [(Outcome.FAILED, "rjct.amount.invalid")], (
