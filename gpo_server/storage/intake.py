@@ -1,0 +1,176 @@
+"""The Store's part for intake: a chunk's transaction and the end of an upload."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+import asyncpg
+from sqlalchemy import (
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gpo_server.domain.states import (
+    BatchState,
+)
+from gpo_server.storage.audit import AuditEvent
+from gpo_server.storage.batches import BatchStore
+from gpo_server.storage.records import (
+    PAYMENT_COLUMNS,
+    BatchRecord,
+    NewPayment,
+    NewWorkChunk,
+    ReferenceTaken,
+)
+from gpo_server.storage.sql import (
+    S,
+    cached_plans,
+    count_unfinished,
+    hold_sqlite_writer,
+    utcnow,
+)
+from gpo_server.storage.tables import (
+    batches,
+    outbox,
+    payments,
+)
+
+# The partial unique index on (batch_id, reference_id) of accepted payments (tables.py).
+REFERENCE_INDEX = "uq_payments_batch_reference"
+
+# A batch at least this large refreshes the payments table's planner statistics when its upload ends.
+ANALYZE_AFTER = 20_000
+
+
+class IntakeStore(BatchStore):
+    """An upload's writes: one chunk at a time, then the end of the upload."""
+
+    @asynccontextmanager
+    async def chunk_transaction(self, batch_id: int) -> AsyncIterator[ChunkTransaction]:
+        """One intake chunk, all or nothing, with the batch row locked against a concurrent upload."""
+        async with self.engine.begin() as conn:
+            query = select(batches).where(batches.c.id == batch_id)
+            if self.is_postgres:
+                query = query.with_for_update()
+            else:
+                await hold_sqlite_writer(conn, batch_id)
+            row = (await conn.execute(query)).one()
+            # Every statement of a chunk's transaction reads or writes by key: no plan depends on values.
+            async with cached_plans(conn):
+                yield ChunkTransaction(conn, BatchRecord.from_row(row), self.is_postgres)
+
+    async def finish_upload(self, batch_id: int, audit: AuditEvent | None = None) -> BatchRecord:
+        """Ends the upload if what arrived matches what was declared; the batch then starts dispatching.
+        An upload with no payments stays open, so the same request_id can still send them. `audit` is
+        recorded when the upload ends here."""
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(select(batches).where(batches.c.id == batch_id))).one()
+            batch = BatchRecord.from_row(row)
+            if (
+                batch.state is BatchState.UPLOADING
+                and batch.payment_count > 0
+                and batch.upload_matches_declaration
+            ):
+                await conn.execute(
+                    update(batches)
+                    .where(batches.c.id == batch_id, batches.c.state == BatchState.UPLOADING.value)
+                    .values(state=BatchState.PROCESSING.value, update_time=utcnow())
+                )
+                await count_unfinished(conn, batch_id)
+                if audit is not None:
+                    await self._audit(
+                        conn, replace(audit, batch_uid=batch.uid, payment_count=batch.payment_count)
+                    )
+        found = await self.get_batch(batch.uid)
+        assert found is not None
+        if (
+            self.is_postgres
+            and found.state is not BatchState.UPLOADING
+            and found.payment_count >= ANALYZE_AFTER
+        ):
+            # Until PostgreSQL's statistics know the new batch, it estimates a handful of rows for it and
+            # plans dispatch's `number = ANY(...)` updates as scans of the whole batch, once per chunk.
+            async with self.engine.begin() as conn:
+                await conn.execute(text("ANALYZE payments"))
+        return found
+
+
+class ChunkTransaction:
+    """What intake does inside one chunk's transaction."""
+
+    def __init__(self, conn: AsyncConnection, batch: BatchRecord, is_postgres: bool) -> None:
+        self.conn = conn
+        self.batch = batch
+        self.is_postgres = is_postgres
+
+    async def write(
+        self,
+        sequence: int,
+        rows: Sequence[NewPayment],
+        work: Sequence[NewWorkChunk],
+        received_total_hundredths: int,
+    ) -> None:
+        """Raises ReferenceTaken (the transaction is then unusable) when a reference is already stored."""
+        now = utcnow()
+        if rows:
+            if self.is_postgres:
+                raw = await self.conn.get_raw_connection()
+                try:
+                    await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+                        "payments",
+                        records=[(self.batch.id, *r, now) for r in rows],
+                        columns=["batch_id", *PAYMENT_COLUMNS, "update_time"],
+                    )
+                except asyncpg.UniqueViolationError as exc:
+                    if exc.constraint_name == REFERENCE_INDEX:
+                        raise ReferenceTaken(str(exc)) from exc
+                    raise
+            else:
+                try:
+                    await self.conn.execute(
+                        insert(payments),
+                        [{"batch_id": self.batch.id, "update_time": now, **_as_dict(r)} for r in rows],
+                    )
+                except IntegrityError as exc:
+                    if "payments.reference_id" in str(exc.orig):
+                        raise ReferenceTaken(str(exc.orig)) from exc
+                    raise
+        if work:
+            await self.conn.execute(
+                insert(outbox),
+                [
+                    {
+                        "batch_id": self.batch.id,
+                        "chunk_id": w.chunk_id,
+                        "rail": w.rail,
+                        "payload": w.payload,
+                        "not_before": w.not_before,
+                        "create_time": now,
+                        "trace_context": w.trace_context,
+                    }
+                    for w in work
+                ],
+            )
+        await self.conn.execute(
+            update(batches)
+            .where(batches.c.id == self.batch.id)
+            .values(
+                payment_count=batches.c.payment_count + len(rows),
+                unfinished_count=batches.c.unfinished_count
+                + sum(1 for r in rows if r.status == S.ACCEPTED.value),
+                received_total_hundredths=batches.c.received_total_hundredths + received_total_hundredths,
+                last_chunk_sequence=sequence,
+                update_time=now,
+            )
+        )
+
+
+def _as_dict(row: NewPayment) -> dict[str, Any]:
+    return row._asdict()
