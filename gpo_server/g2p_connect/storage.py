@@ -11,7 +11,8 @@ from sqlalchemy import Row, and_, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gpo_server.domain.states import FINAL, BatchState, PaymentStatus
-from gpo_server.storage.store import Store, cached_plans, utcnow
+from gpo_server.storage.sql import cached_plans, utcnow
+from gpo_server.storage.store import Store
 from gpo_server.storage.tables import batches, g2p_callbacks, g2p_messages, g2p_reported, payments
 
 FINAL_VALUES = [s.value for s in FINAL]

@@ -34,11 +34,11 @@ from gpo_server.storage.sql import (
     cached_plans,
     count_unfinished,
     hold_sqlite_writer,
+    insert_work,
     utcnow,
 )
 from gpo_server.storage.tables import (
     batches,
-    outbox,
     payments,
 )
 
@@ -142,22 +142,7 @@ class ChunkTransaction:
                     if "payments.reference_id" in str(exc.orig):
                         raise ReferenceTaken(str(exc.orig)) from exc
                     raise
-        if work:
-            await self.conn.execute(
-                insert(outbox),
-                [
-                    {
-                        "batch_id": self.batch.id,
-                        "chunk_id": w.chunk_id,
-                        "rail": w.rail,
-                        "payload": w.payload,
-                        "not_before": w.not_before,
-                        "create_time": now,
-                        "trace_context": w.trace_context,
-                    }
-                    for w in work
-                ],
-            )
+        await insert_work(self.conn, self.batch.id, work, now)
         await self.conn.execute(
             update(batches)
             .where(batches.c.id == self.batch.id)

@@ -54,6 +54,7 @@ class StorePart:
 async def insert_work(
     conn: AsyncConnection, batch_id: int, work: Sequence[NewWorkChunk], now: dt.datetime
 ) -> None:
+    """The one outbox INSERT: intake, retries, re-drives, sweeps and resolutions all write work here."""
     if work:
         await conn.execute(
             insert(outbox),

@@ -20,7 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gpo_server.domain.states import BatchState
 from gpo_server.storage import audit as audit_trail
 from gpo_server.storage.audit import AuditEvent
-from gpo_server.storage.store import StatusTotal, read_batch_totals, utcnow
+from gpo_server.storage.batches import read_batch_totals
+from gpo_server.storage.records import StatusTotal
+from gpo_server.storage.sql import utcnow
 from gpo_server.storage.tables import batches, webhook_batches, webhook_events
 
 
