@@ -35,7 +35,7 @@ from gpo_server.api.auth import OPERATOR_ROLE, SIDECAR_ROLE, local_secret, mint_
 from gpo_server.client import GpoClient, status_counts
 from gpo_server.config import ENVIRONMENT, Settings
 from gpo_server.payments_file import CheckedFile, FileProblem, check_file, chunks_checked, read_payments
-from gpo_server.report import csv_cell
+from gpo_server.report import PAYMENT_CSV_COLUMNS, csv_cell
 
 log = logging.getLogger("gpo")
 
@@ -705,23 +705,7 @@ async def _batches(args: argparse.Namespace) -> int:
 
 
 # The CSV export: what a programme officer needs per payment, amounts as exact decimal strings.
-CSV_COLUMNS = (
-    "reference_id",
-    "payee_fa",
-    "payee_name",
-    "amount",
-    "currency_code",
-    "status",
-    "reason_code",
-    "reason_message",
-    "rail",
-    "rail_reference",
-    "idempotency_key",
-    "attempts",
-    "retries",
-    "attention_reason",
-    "update_time",
-)
+CSV_COLUMNS = tuple(c for c in PAYMENT_CSV_COLUMNS if c != "batch_create_time")
 
 
 def csv_row(p: res_pb.Payment) -> list[str]:

@@ -16,8 +16,12 @@ from gpo_server.domain.money import format_amount
 # OWASP CSV injection: a cell a spreadsheet would read as a formula starts with one of these.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 
-REPORT_COLUMNS = (
+# Every column a CSV of payments has, in the one order both CSVs keep: `gpo payments --csv` (the CLI's
+# CSV_COLUMNS) and the server's report each take the ones they carry.
+PAYMENT_CSV_COLUMNS = (
     "reference_id",
+    "payee_fa",
+    "payee_name",
     "amount",
     "currency_code",
     "status",
@@ -25,11 +29,16 @@ REPORT_COLUMNS = (
     "reason_message",
     "rail",
     "rail_reference",
+    "idempotency_key",
     "attempts",
     "retries",
     "attention_reason",
     "update_time",
     "batch_create_time",
+)
+# The report leaves out the payee and the idempotency key; it adds the batch's create time.
+REPORT_COLUMNS = tuple(
+    c for c in PAYMENT_CSV_COLUMNS if c not in ("payee_fa", "payee_name", "idempotency_key")
 )
 
 
