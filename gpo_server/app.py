@@ -77,7 +77,7 @@ class Orchestrator:
         self.intake = Intake(self.store, settings.router(), settings.work_chunk_size, settings.chunk_sizes())
         self.build_work = RailWorkBuilder(settings.chunk_sizes(), settings.work_chunk_size)
         self.disbursements = DisbursementService(
-            self.store, self.intake, self.auth, self.relay.wake, self.build_work
+            self.store, self.intake, self.auth, self.relay.wake, self.build_work, specs_dir=settings.specs_dir
         )
         self.g2p = G2pConnect(settings, self.store, self.intake, self.auth, self.relay.wake)
         self.health = health.HealthServicer()

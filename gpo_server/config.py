@@ -105,7 +105,7 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("GPO_SIDECAR_METRICS_HOST", "gpo-sidecar: address /metrics binds (default 127.0.0.1); --metrics-host"),
     ("GPO_SIDECAR_LEASE_S", "gpo-sidecar: the claim lease asked for, renewed every third of it (default 15)"),
     ("GPO_SIDECAR_KEEPALIVE_S", "gpo-sidecar: seconds between pings to the orchestrator, and to wait for one's answer (default 30)"),
-    ("GPO_SPECS_DIR", "ISO 20022 rail: folder holding the pain.001 XSD"),
+    ("GPO_SPECS_DIR", "folder of the specifications: iso20022/ pain.001 XSD (ISO 20022 rail), camt.053 XSD (statements)"),
 )
 
 
@@ -169,6 +169,9 @@ class Settings:
     webhook_timeout_s: float = 10.0
     webhook_ca_file: str = ""
     webhook_allow_networks: str = ""  # CIDRs of non-public addresses webhooks may reach
+    # The specifications folder (GPO_SPECS_DIR): camt.053 statements are checked against its
+    # iso20022/camt.053.001.08.xsd; empty: camt.053 imports are refused.
+    specs_dir: str = ""
 
     def webhook_signing_secret(self) -> str:
         """The configured webhook secret; embedded, else the data folder's own; "" means webhooks are off."""
@@ -265,6 +268,7 @@ class Settings:
         s.webhook_timeout_s = float(env.get("GPO_WEBHOOK_TIMEOUT_S", s.webhook_timeout_s))
         s.webhook_ca_file = env.get("GPO_WEBHOOK_CA_FILE", "")
         s.webhook_allow_networks = env.get("GPO_WEBHOOK_ALLOW_NETWORKS", "")
+        s.specs_dir = env.get("GPO_SPECS_DIR", "")
         s.tls_cert_file = env.get("GPO_TLS_CERT_FILE", "")
         s.tls_key_file = env.get("GPO_TLS_KEY_FILE", "")
         s.tls_client_ca_file = env.get("GPO_TLS_CLIENT_CA_FILE", "")

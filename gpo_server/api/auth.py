@@ -8,7 +8,9 @@ Tokens are checked against configured keys: HS256 shared secrets and/or RS256/ES
 - an operator: `roles` = ["operator"], no programs: reads every program, lists dead letters, retries and
   cancels, never uploads;
 - a rail sidecar: `roles` = ["sidecar"] and `rails` (rail names, or ["*"]), no programs: RailService only,
-  and only for payments of its rails.
+  and only for payments of its rails;
+- a reconciler: `roles` = ["reconciler"], no programs: imports bank statements and reads batches'
+  reconciliations (ImportStatement, GetBatchReconciliation), nothing else.
 
 The kinds are disjoint: a token that mixes them is refused. The interceptor (api/interceptor.py) checks
 every call against its service's kind before any handler runs.
@@ -33,6 +35,7 @@ from gpo_server.api.errors import ApiError, Context
 AUDIENCE = "gpo"
 SIDECAR_ROLE = "sidecar"
 OPERATOR_ROLE = "operator"
+RECONCILER_ROLE = "reconciler"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +62,14 @@ class Caller:
         return OPERATOR_ROLE in self.roles
 
     @property
+    def is_reconciler(self) -> bool:
+        return RECONCILER_ROLE in self.roles
+
+    @property
     def kind(self) -> str:
-        return "sidecar" if self.is_sidecar else "operator" if self.is_operator else "program"
+        if self.is_sidecar:
+            return "sidecar"
+        return "operator" if self.is_operator else "reconciler" if self.is_reconciler else "program"
 
 
 def unauthenticated(message: str) -> ApiError:
@@ -114,11 +123,11 @@ class Authenticator:
             roles=roles,
             rails=None if "*" in rails else frozenset(rails),
         )
-        kinds = [SIDECAR_ROLE in roles, OPERATOR_ROLE in roles, bool(programs)]
+        kinds = [SIDECAR_ROLE in roles, OPERATOR_ROLE in roles, RECONCILER_ROLE in roles, bool(programs)]
         if sum(kinds) > 1 or (rails and SIDECAR_ROLE not in roles):
             raise permission_denied(
-                "a token is for a program caller (programs), an operator (role operator) or a rail sidecar"
-                " (role sidecar with rails), never several",
+                "a token is for a program caller (programs), an operator (role operator), a reconciler (role"
+                " reconciler) or a rail sidecar (role sidecar with rails), never several",
                 "ROLES_NOT_DISJOINT",
             )
         return caller

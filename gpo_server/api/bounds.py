@@ -87,6 +87,9 @@ MAX_CHARS: Mapping[str, int] = {
     "gpo.v1.ExportPaymentsRequest.name": MAX_NAME,
     "gpo.v1.RedriveDeadLetterRequest.name": MAX_NAME,
     "gpo.v1.RedriveDeadLetterRequest.request_id": MAX_REQUEST_ID,
+    "gpo.v1.ImportStatementRequest.format": 16,
+    "gpo.v1.ImportStatementRequest.batches": MAX_NAME,
+    "gpo.v1.GetBatchReconciliationRequest.name": MAX_NAME,
     # RailService
     "gpo.v1.ClaimWorkChunkRequest.chunk_id": MAX_CHUNK_ID,
     "gpo.v1.ClaimWorkChunkRequest.batch": MAX_NAME,

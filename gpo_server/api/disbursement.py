@@ -44,6 +44,7 @@ from gpo_server.api.errors import (
     not_found,
 )
 from gpo_server.api.limits import StreamLimit
+from gpo_server.api.reconciliation import StatementApi
 from gpo_server.domain.filters import (
     BATCH_FIELDS,
     PAYMENT_FIELDS,
@@ -77,6 +78,7 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         watch_streams_per_caller: int = 32,
         watch_idle_s: float = 600.0,
         reply_bytes: int = 4 * 1024 * 1024,
+        specs_dir: str = "",
     ) -> None:
         self.build_work = build_work
         # Batch callback URIs are https only; http to loopback too where a deployment allows it.
@@ -93,6 +95,7 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         self.watch_interval_s = watch_interval_s
         self.watch_recount_s = watch_recount_s
         self.accepting = True
+        self.statements = StatementApi(store, auth, specs_dir)
 
     # ---- upload --------------------------------------------------------------------------------
 
@@ -743,6 +746,20 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         if len(rows) > size:
             response.next_page_token = encode_page_token(int(rows[size - 1].id), scope)
         return response
+
+    # ---- statement reconciliation (api/reconciliation.py) ------------------------------------------
+
+    @handles_errors
+    async def ImportStatement(
+        self, request: api_pb.ImportStatementRequest, context: Context
+    ) -> api_pb.ImportStatementResponse:
+        return await self.statements.import_statement(request, context)
+
+    @handles_errors
+    async def GetBatchReconciliation(
+        self, request: api_pb.GetBatchReconciliationRequest, context: Context
+    ) -> res_pb.BatchReconciliation:
+        return await self.statements.batch_reconciliation(request, context)
 
 
 def _dead_letter_message(row: Any) -> res_pb.DeadLetter:

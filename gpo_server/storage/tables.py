@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -312,4 +313,66 @@ rail_notes = Table(
     Column("create_time", DateTime(timezone=True), nullable=False),
     UniqueConstraint("rail", "tag", "idempotency_key", name="uq_rail_notes_rail_tag_key"),
     Index("ix_rail_notes_rail_key", "rail", "idempotency_key"),
+)
+
+# ---- Statement reconciliation (migration 0016): bank statements and what their entries matched ----------
+
+# One imported bank statement. (account, statement_ref) is unique: importing the same statement again
+# changes nothing.
+statements = Table(
+    "statements",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("account", Text, nullable=False),
+    Column("statement_ref", Text, nullable=False),  # the bank's id (camt.053 Stmt/Id; MT940 :20:/:28C:)
+    Column("format", Text, nullable=False),  # camt.053, mt940
+    Column("digest", Text, nullable=False),  # SHA-256 of the file it came in
+    Column("entry_count", Integer, nullable=False),
+    Column("reversed_count", Integer, nullable=False, server_default="0"),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("account", "statement_ref", name="uq_statements_account_ref"),
+)
+
+# Each booking of a statement, with its outcome (gpo_server/domain/reconciliation.py, Outcome).
+statement_entries = Table(
+    "statement_entries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("statement_id", BigInteger, ForeignKey("statements.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("amount_hundredths", BigInteger, nullable=False),
+    Column("currency_code", Text, nullable=False),
+    Column("credit", Boolean, nullable=False),
+    Column("booked", Boolean, nullable=False),
+    Column("booking_date", Date),
+    Column("end_to_end_ids", Text, nullable=False),  # JSON list
+    Column("servicer_reference", Text, nullable=False),
+    Column("batch_reference", Text, nullable=False),
+    Column("batch_count", Integer, nullable=False),
+    Column("returned", Boolean, nullable=False),
+    Column("return_reason", Text, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("note", Text, nullable=False),
+    UniqueConstraint("statement_id", "number", name="uq_statement_entries_number"),
+)
+
+# The payments an entry booked (or returned). No foreign key to payments: rows are read by batch.
+statement_matches = Table(
+    "statement_matches",
+    metadata,
+    Column("entry_id", BigInteger, ForeignKey("statement_entries.id"), nullable=False),
+    Column("batch_id", BigInteger, nullable=False),
+    Column("number", BigInteger, nullable=False),
+    PrimaryKeyConstraint("entry_id", "batch_id", "number", name="pk_statement_matches"),
+    Index("ix_statement_matches_payment", "batch_id", "number"),
+)
+
+# The batches a statement was matched against: its unmatched entries are listed with each of them.
+statement_batches = Table(
+    "statement_batches",
+    metadata,
+    Column("statement_id", BigInteger, ForeignKey("statements.id"), nullable=False),
+    Column("batch_id", BigInteger, ForeignKey("batches.id"), nullable=False),
+    PrimaryKeyConstraint("statement_id", "batch_id", name="pk_statement_batches"),
+    Index("ix_statement_batches_batch", "batch_id"),
 )

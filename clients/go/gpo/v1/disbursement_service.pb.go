@@ -1889,6 +1889,172 @@ func (x *RedriveDeadLetterResponse) GetRedrivenCount() int64 {
 	return 0
 }
 
+// A bank statement to import.
+type ImportStatementRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The statement file as the bank sent it. At most the server's message size (16 MiB by default).
+	Content []byte `protobuf:"bytes,1,opt,name=content,proto3" json:"content,omitempty"`
+	// "camt.053" or "mt940"; empty: told from the content (XML is camt.053).
+	Format string `protobuf:"bytes,2,opt,name=format,proto3" json:"format,omitempty"`
+	// The batches ("batches/{batch}") to match the statement against, at most 1000. Empty: every batch past
+	// its upload created within 35 days before the statement's latest booking, or after it.
+	Batches       []string `protobuf:"bytes,3,rep,name=batches,proto3" json:"batches,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportStatementRequest) Reset() {
+	*x = ImportStatementRequest{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportStatementRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportStatementRequest) ProtoMessage() {}
+
+func (x *ImportStatementRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportStatementRequest.ProtoReflect.Descriptor instead.
+func (*ImportStatementRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ImportStatementRequest) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+func (x *ImportStatementRequest) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *ImportStatementRequest) GetBatches() []string {
+	if x != nil {
+		return x.Batches
+	}
+	return nil
+}
+
+// The statements the file held (a camt.053 may hold several accounts' statements).
+type ImportStatementResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Each statement, as stored.
+	Statements    []*Statement `protobuf:"bytes,1,rep,name=statements,proto3" json:"statements,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportStatementResponse) Reset() {
+	*x = ImportStatementResponse{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportStatementResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportStatementResponse) ProtoMessage() {}
+
+func (x *ImportStatementResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportStatementResponse.ProtoReflect.Descriptor instead.
+func (*ImportStatementResponse) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ImportStatementResponse) GetStatements() []*Statement {
+	if x != nil {
+		return x.Statements
+	}
+	return nil
+}
+
+// Asks for a batch's reconciliation.
+type GetBatchReconciliationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "batches/{batch}/reconciliation".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Rows per list at most (matched, unmatched entries, unconfirmed payments); 0: 1000; at most 10000.
+	ListLimit     int32 `protobuf:"varint,2,opt,name=list_limit,json=listLimit,proto3" json:"list_limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBatchReconciliationRequest) Reset() {
+	*x = GetBatchReconciliationRequest{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBatchReconciliationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBatchReconciliationRequest) ProtoMessage() {}
+
+func (x *GetBatchReconciliationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBatchReconciliationRequest.ProtoReflect.Descriptor instead.
+func (*GetBatchReconciliationRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *GetBatchReconciliationRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetBatchReconciliationRequest) GetListLimit() int32 {
+	if x != nil {
+		return x.ListLimit
+	}
+	return 0
+}
+
 var File_gpo_v1_disbursement_service_proto protoreflect.FileDescriptor
 
 const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
@@ -2022,7 +2188,19 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"\x19RedriveDeadLetterResponse\x123\n" +
 	"\vdead_letter\x18\x01 \x01(\v2\x12.gpo.v1.DeadLetterR\n" +
 	"deadLetter\x12%\n" +
-	"\x0eredriven_count\x18\x02 \x01(\x03R\rredrivenCount2\xae\x0e\n" +
+	"\x0eredriven_count\x18\x02 \x01(\x03R\rredrivenCount\"d\n" +
+	"\x16ImportStatementRequest\x12\x18\n" +
+	"\acontent\x18\x01 \x01(\fR\acontent\x12\x16\n" +
+	"\x06format\x18\x02 \x01(\tR\x06format\x12\x18\n" +
+	"\abatches\x18\x03 \x03(\tR\abatches\"L\n" +
+	"\x17ImportStatementResponse\x121\n" +
+	"\n" +
+	"statements\x18\x01 \x03(\v2\x11.gpo.v1.StatementR\n" +
+	"statements\"R\n" +
+	"\x1dGetBatchReconciliationRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"list_limit\x18\x02 \x01(\x05R\tlistLimit2\xb0\x10\n" +
 	"\x13DisbursementService\x12i\n" +
 	"\vUploadBatch\x12\x1a.gpo.v1.UploadBatchRequest\x1a\x1b.gpo.v1.UploadBatchResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/batches:upload(\x010\x01\x12P\n" +
 	"\bGetBatch\x12\x17.gpo.v1.GetBatchRequest\x1a\r.gpo.v1.Batch\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=batches/*}\x12[\n" +
@@ -2039,7 +2217,9 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"\x13RetryFailedPayments\x12\".gpo.v1.RetryFailedPaymentsRequest\x1a\r.gpo.v1.Batch\"3\x82\xd3\xe4\x93\x02-:\x01*\"(/v1/{name=batches/*}:retryFailedPayments\x12k\n" +
 	"\x0fListDeadLetters\x12\x1e.gpo.v1.ListDeadLettersRequest\x1a\x1f.gpo.v1.ListDeadLettersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/deadLetters\x12\x85\x01\n" +
 	"\x11RedriveDeadLetter\x12 .gpo.v1.RedriveDeadLetterRequest\x1a!.gpo.v1.RedriveDeadLetterResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/{name=deadLetters/*}:redrive\x12k\n" +
-	"\x0fListAuditEvents\x12\x1e.gpo.v1.ListAuditEventsRequest\x1a\x1f.gpo.v1.ListAuditEventsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/auditEvents\x12x\n" +
+	"\x0fListAuditEvents\x12\x1e.gpo.v1.ListAuditEventsRequest\x1a\x1f.gpo.v1.ListAuditEventsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/auditEvents\x12t\n" +
+	"\x0fImportStatement\x12\x1e.gpo.v1.ImportStatementRequest\x1a\x1f.gpo.v1.ImportStatementResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/statements:import\x12\x89\x01\n" +
+	"\x16GetBatchReconciliation\x12%.gpo.v1.GetBatchReconciliationRequest\x1a\x1b.gpo.v1.BatchReconciliation\"+\x82\xd3\xe4\x93\x02%\x12#/v1/{name=batches/*/reconciliation}\x12x\n" +
 	"\x10VerifyAuditTrail\x12\x1f.gpo.v1.VerifyAuditTrailRequest\x1a .gpo.v1.VerifyAuditTrailResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/auditEvents:verifyBB\n" +
 	"\n" +
 	"org.gpo.v1P\x01Z2github.com/gpo-project/gpo/clients/go/gpo/v1;gpov1b\x06proto3"
@@ -2056,100 +2236,110 @@ func file_gpo_v1_disbursement_service_proto_rawDescGZIP() []byte {
 	return file_gpo_v1_disbursement_service_proto_rawDescData
 }
 
-var file_gpo_v1_disbursement_service_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_gpo_v1_disbursement_service_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_gpo_v1_disbursement_service_proto_goTypes = []any{
-	(*UploadBatchRequest)(nil),         // 0: gpo.v1.UploadBatchRequest
-	(*BatchHeader)(nil),                // 1: gpo.v1.BatchHeader
-	(*PaymentChunk)(nil),               // 2: gpo.v1.PaymentChunk
-	(*PaymentInput)(nil),               // 3: gpo.v1.PaymentInput
-	(*UploadBatchResponse)(nil),        // 4: gpo.v1.UploadBatchResponse
-	(*PaymentRejection)(nil),           // 5: gpo.v1.PaymentRejection
-	(*GetBatchRequest)(nil),            // 6: gpo.v1.GetBatchRequest
-	(*ListBatchesRequest)(nil),         // 7: gpo.v1.ListBatchesRequest
-	(*ListBatchesResponse)(nil),        // 8: gpo.v1.ListBatchesResponse
-	(*ListPaymentsRequest)(nil),        // 9: gpo.v1.ListPaymentsRequest
-	(*ListPaymentsResponse)(nil),       // 10: gpo.v1.ListPaymentsResponse
-	(*ListStatusChangesRequest)(nil),   // 11: gpo.v1.ListStatusChangesRequest
-	(*ListStatusChangesResponse)(nil),  // 12: gpo.v1.ListStatusChangesResponse
-	(*WatchBatchRequest)(nil),          // 13: gpo.v1.WatchBatchRequest
-	(*WatchBatchResponse)(nil),         // 14: gpo.v1.WatchBatchResponse
-	(*RetryFailedPaymentsRequest)(nil), // 15: gpo.v1.RetryFailedPaymentsRequest
-	(*ListDeadLettersRequest)(nil),     // 16: gpo.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil),    // 17: gpo.v1.ListDeadLettersResponse
-	(*ListAuditEventsRequest)(nil),     // 18: gpo.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),    // 19: gpo.v1.ListAuditEventsResponse
-	(*VerifyAuditTrailRequest)(nil),    // 20: gpo.v1.VerifyAuditTrailRequest
-	(*VerifyAuditTrailResponse)(nil),   // 21: gpo.v1.VerifyAuditTrailResponse
-	(*CancelBatchRequest)(nil),         // 22: gpo.v1.CancelBatchRequest
-	(*CancelPaymentRequest)(nil),       // 23: gpo.v1.CancelPaymentRequest
-	(*RetryPaymentRequest)(nil),        // 24: gpo.v1.RetryPaymentRequest
-	(*ResolvePaymentRequest)(nil),      // 25: gpo.v1.ResolvePaymentRequest
-	(*ExportPaymentsRequest)(nil),      // 26: gpo.v1.ExportPaymentsRequest
-	(*RedriveDeadLetterRequest)(nil),   // 27: gpo.v1.RedriveDeadLetterRequest
-	(*RedriveDeadLetterResponse)(nil),  // 28: gpo.v1.RedriveDeadLetterResponse
-	nil,                                // 29: gpo.v1.PaymentInput.MetadataEntry
-	(*timestamppb.Timestamp)(nil),      // 30: google.protobuf.Timestamp
-	(*Batch)(nil),                      // 31: gpo.v1.Batch
-	(*Payment)(nil),                    // 32: gpo.v1.Payment
-	(*StatusChange)(nil),               // 33: gpo.v1.StatusChange
-	(*DeadLetter)(nil),                 // 34: gpo.v1.DeadLetter
-	(*AuditEvent)(nil),                 // 35: gpo.v1.AuditEvent
-	(*httpbody.HttpBody)(nil),          // 36: google.api.HttpBody
+	(*UploadBatchRequest)(nil),            // 0: gpo.v1.UploadBatchRequest
+	(*BatchHeader)(nil),                   // 1: gpo.v1.BatchHeader
+	(*PaymentChunk)(nil),                  // 2: gpo.v1.PaymentChunk
+	(*PaymentInput)(nil),                  // 3: gpo.v1.PaymentInput
+	(*UploadBatchResponse)(nil),           // 4: gpo.v1.UploadBatchResponse
+	(*PaymentRejection)(nil),              // 5: gpo.v1.PaymentRejection
+	(*GetBatchRequest)(nil),               // 6: gpo.v1.GetBatchRequest
+	(*ListBatchesRequest)(nil),            // 7: gpo.v1.ListBatchesRequest
+	(*ListBatchesResponse)(nil),           // 8: gpo.v1.ListBatchesResponse
+	(*ListPaymentsRequest)(nil),           // 9: gpo.v1.ListPaymentsRequest
+	(*ListPaymentsResponse)(nil),          // 10: gpo.v1.ListPaymentsResponse
+	(*ListStatusChangesRequest)(nil),      // 11: gpo.v1.ListStatusChangesRequest
+	(*ListStatusChangesResponse)(nil),     // 12: gpo.v1.ListStatusChangesResponse
+	(*WatchBatchRequest)(nil),             // 13: gpo.v1.WatchBatchRequest
+	(*WatchBatchResponse)(nil),            // 14: gpo.v1.WatchBatchResponse
+	(*RetryFailedPaymentsRequest)(nil),    // 15: gpo.v1.RetryFailedPaymentsRequest
+	(*ListDeadLettersRequest)(nil),        // 16: gpo.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),       // 17: gpo.v1.ListDeadLettersResponse
+	(*ListAuditEventsRequest)(nil),        // 18: gpo.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),       // 19: gpo.v1.ListAuditEventsResponse
+	(*VerifyAuditTrailRequest)(nil),       // 20: gpo.v1.VerifyAuditTrailRequest
+	(*VerifyAuditTrailResponse)(nil),      // 21: gpo.v1.VerifyAuditTrailResponse
+	(*CancelBatchRequest)(nil),            // 22: gpo.v1.CancelBatchRequest
+	(*CancelPaymentRequest)(nil),          // 23: gpo.v1.CancelPaymentRequest
+	(*RetryPaymentRequest)(nil),           // 24: gpo.v1.RetryPaymentRequest
+	(*ResolvePaymentRequest)(nil),         // 25: gpo.v1.ResolvePaymentRequest
+	(*ExportPaymentsRequest)(nil),         // 26: gpo.v1.ExportPaymentsRequest
+	(*RedriveDeadLetterRequest)(nil),      // 27: gpo.v1.RedriveDeadLetterRequest
+	(*RedriveDeadLetterResponse)(nil),     // 28: gpo.v1.RedriveDeadLetterResponse
+	(*ImportStatementRequest)(nil),        // 29: gpo.v1.ImportStatementRequest
+	(*ImportStatementResponse)(nil),       // 30: gpo.v1.ImportStatementResponse
+	(*GetBatchReconciliationRequest)(nil), // 31: gpo.v1.GetBatchReconciliationRequest
+	nil,                                   // 32: gpo.v1.PaymentInput.MetadataEntry
+	(*timestamppb.Timestamp)(nil),         // 33: google.protobuf.Timestamp
+	(*Batch)(nil),                         // 34: gpo.v1.Batch
+	(*Payment)(nil),                       // 35: gpo.v1.Payment
+	(*StatusChange)(nil),                  // 36: gpo.v1.StatusChange
+	(*DeadLetter)(nil),                    // 37: gpo.v1.DeadLetter
+	(*AuditEvent)(nil),                    // 38: gpo.v1.AuditEvent
+	(*Statement)(nil),                     // 39: gpo.v1.Statement
+	(*httpbody.HttpBody)(nil),             // 40: google.api.HttpBody
+	(*BatchReconciliation)(nil),           // 41: gpo.v1.BatchReconciliation
 }
 var file_gpo_v1_disbursement_service_proto_depIdxs = []int32{
 	1,  // 0: gpo.v1.UploadBatchRequest.header:type_name -> gpo.v1.BatchHeader
 	2,  // 1: gpo.v1.UploadBatchRequest.chunk:type_name -> gpo.v1.PaymentChunk
-	30, // 2: gpo.v1.BatchHeader.schedule_time:type_name -> google.protobuf.Timestamp
+	33, // 2: gpo.v1.BatchHeader.schedule_time:type_name -> google.protobuf.Timestamp
 	3,  // 3: gpo.v1.PaymentChunk.payments:type_name -> gpo.v1.PaymentInput
-	30, // 4: gpo.v1.PaymentInput.schedule_time:type_name -> google.protobuf.Timestamp
-	29, // 5: gpo.v1.PaymentInput.metadata:type_name -> gpo.v1.PaymentInput.MetadataEntry
-	31, // 6: gpo.v1.UploadBatchResponse.batch:type_name -> gpo.v1.Batch
+	33, // 4: gpo.v1.PaymentInput.schedule_time:type_name -> google.protobuf.Timestamp
+	32, // 5: gpo.v1.PaymentInput.metadata:type_name -> gpo.v1.PaymentInput.MetadataEntry
+	34, // 6: gpo.v1.UploadBatchResponse.batch:type_name -> gpo.v1.Batch
 	5,  // 7: gpo.v1.UploadBatchResponse.rejections:type_name -> gpo.v1.PaymentRejection
-	31, // 8: gpo.v1.ListBatchesResponse.batches:type_name -> gpo.v1.Batch
-	32, // 9: gpo.v1.ListPaymentsResponse.payments:type_name -> gpo.v1.Payment
-	33, // 10: gpo.v1.ListStatusChangesResponse.status_changes:type_name -> gpo.v1.StatusChange
-	31, // 11: gpo.v1.WatchBatchResponse.batch:type_name -> gpo.v1.Batch
-	30, // 12: gpo.v1.WatchBatchResponse.read_time:type_name -> google.protobuf.Timestamp
-	34, // 13: gpo.v1.ListDeadLettersResponse.dead_letters:type_name -> gpo.v1.DeadLetter
-	35, // 14: gpo.v1.ListAuditEventsResponse.audit_events:type_name -> gpo.v1.AuditEvent
-	34, // 15: gpo.v1.RedriveDeadLetterResponse.dead_letter:type_name -> gpo.v1.DeadLetter
-	0,  // 16: gpo.v1.DisbursementService.UploadBatch:input_type -> gpo.v1.UploadBatchRequest
-	6,  // 17: gpo.v1.DisbursementService.GetBatch:input_type -> gpo.v1.GetBatchRequest
-	7,  // 18: gpo.v1.DisbursementService.ListBatches:input_type -> gpo.v1.ListBatchesRequest
-	9,  // 19: gpo.v1.DisbursementService.ListPayments:input_type -> gpo.v1.ListPaymentsRequest
-	23, // 20: gpo.v1.DisbursementService.CancelPayment:input_type -> gpo.v1.CancelPaymentRequest
-	24, // 21: gpo.v1.DisbursementService.RetryPayment:input_type -> gpo.v1.RetryPaymentRequest
-	25, // 22: gpo.v1.DisbursementService.ResolvePayment:input_type -> gpo.v1.ResolvePaymentRequest
-	26, // 23: gpo.v1.DisbursementService.ExportPayments:input_type -> gpo.v1.ExportPaymentsRequest
-	11, // 24: gpo.v1.DisbursementService.ListStatusChanges:input_type -> gpo.v1.ListStatusChangesRequest
-	13, // 25: gpo.v1.DisbursementService.WatchBatch:input_type -> gpo.v1.WatchBatchRequest
-	22, // 26: gpo.v1.DisbursementService.CancelBatch:input_type -> gpo.v1.CancelBatchRequest
-	15, // 27: gpo.v1.DisbursementService.RetryFailedPayments:input_type -> gpo.v1.RetryFailedPaymentsRequest
-	16, // 28: gpo.v1.DisbursementService.ListDeadLetters:input_type -> gpo.v1.ListDeadLettersRequest
-	27, // 29: gpo.v1.DisbursementService.RedriveDeadLetter:input_type -> gpo.v1.RedriveDeadLetterRequest
-	18, // 30: gpo.v1.DisbursementService.ListAuditEvents:input_type -> gpo.v1.ListAuditEventsRequest
-	20, // 31: gpo.v1.DisbursementService.VerifyAuditTrail:input_type -> gpo.v1.VerifyAuditTrailRequest
-	4,  // 32: gpo.v1.DisbursementService.UploadBatch:output_type -> gpo.v1.UploadBatchResponse
-	31, // 33: gpo.v1.DisbursementService.GetBatch:output_type -> gpo.v1.Batch
-	8,  // 34: gpo.v1.DisbursementService.ListBatches:output_type -> gpo.v1.ListBatchesResponse
-	10, // 35: gpo.v1.DisbursementService.ListPayments:output_type -> gpo.v1.ListPaymentsResponse
-	32, // 36: gpo.v1.DisbursementService.CancelPayment:output_type -> gpo.v1.Payment
-	32, // 37: gpo.v1.DisbursementService.RetryPayment:output_type -> gpo.v1.Payment
-	32, // 38: gpo.v1.DisbursementService.ResolvePayment:output_type -> gpo.v1.Payment
-	36, // 39: gpo.v1.DisbursementService.ExportPayments:output_type -> google.api.HttpBody
-	12, // 40: gpo.v1.DisbursementService.ListStatusChanges:output_type -> gpo.v1.ListStatusChangesResponse
-	14, // 41: gpo.v1.DisbursementService.WatchBatch:output_type -> gpo.v1.WatchBatchResponse
-	31, // 42: gpo.v1.DisbursementService.CancelBatch:output_type -> gpo.v1.Batch
-	31, // 43: gpo.v1.DisbursementService.RetryFailedPayments:output_type -> gpo.v1.Batch
-	17, // 44: gpo.v1.DisbursementService.ListDeadLetters:output_type -> gpo.v1.ListDeadLettersResponse
-	28, // 45: gpo.v1.DisbursementService.RedriveDeadLetter:output_type -> gpo.v1.RedriveDeadLetterResponse
-	19, // 46: gpo.v1.DisbursementService.ListAuditEvents:output_type -> gpo.v1.ListAuditEventsResponse
-	21, // 47: gpo.v1.DisbursementService.VerifyAuditTrail:output_type -> gpo.v1.VerifyAuditTrailResponse
-	32, // [32:48] is the sub-list for method output_type
-	16, // [16:32] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	34, // 8: gpo.v1.ListBatchesResponse.batches:type_name -> gpo.v1.Batch
+	35, // 9: gpo.v1.ListPaymentsResponse.payments:type_name -> gpo.v1.Payment
+	36, // 10: gpo.v1.ListStatusChangesResponse.status_changes:type_name -> gpo.v1.StatusChange
+	34, // 11: gpo.v1.WatchBatchResponse.batch:type_name -> gpo.v1.Batch
+	33, // 12: gpo.v1.WatchBatchResponse.read_time:type_name -> google.protobuf.Timestamp
+	37, // 13: gpo.v1.ListDeadLettersResponse.dead_letters:type_name -> gpo.v1.DeadLetter
+	38, // 14: gpo.v1.ListAuditEventsResponse.audit_events:type_name -> gpo.v1.AuditEvent
+	37, // 15: gpo.v1.RedriveDeadLetterResponse.dead_letter:type_name -> gpo.v1.DeadLetter
+	39, // 16: gpo.v1.ImportStatementResponse.statements:type_name -> gpo.v1.Statement
+	0,  // 17: gpo.v1.DisbursementService.UploadBatch:input_type -> gpo.v1.UploadBatchRequest
+	6,  // 18: gpo.v1.DisbursementService.GetBatch:input_type -> gpo.v1.GetBatchRequest
+	7,  // 19: gpo.v1.DisbursementService.ListBatches:input_type -> gpo.v1.ListBatchesRequest
+	9,  // 20: gpo.v1.DisbursementService.ListPayments:input_type -> gpo.v1.ListPaymentsRequest
+	23, // 21: gpo.v1.DisbursementService.CancelPayment:input_type -> gpo.v1.CancelPaymentRequest
+	24, // 22: gpo.v1.DisbursementService.RetryPayment:input_type -> gpo.v1.RetryPaymentRequest
+	25, // 23: gpo.v1.DisbursementService.ResolvePayment:input_type -> gpo.v1.ResolvePaymentRequest
+	26, // 24: gpo.v1.DisbursementService.ExportPayments:input_type -> gpo.v1.ExportPaymentsRequest
+	11, // 25: gpo.v1.DisbursementService.ListStatusChanges:input_type -> gpo.v1.ListStatusChangesRequest
+	13, // 26: gpo.v1.DisbursementService.WatchBatch:input_type -> gpo.v1.WatchBatchRequest
+	22, // 27: gpo.v1.DisbursementService.CancelBatch:input_type -> gpo.v1.CancelBatchRequest
+	15, // 28: gpo.v1.DisbursementService.RetryFailedPayments:input_type -> gpo.v1.RetryFailedPaymentsRequest
+	16, // 29: gpo.v1.DisbursementService.ListDeadLetters:input_type -> gpo.v1.ListDeadLettersRequest
+	27, // 30: gpo.v1.DisbursementService.RedriveDeadLetter:input_type -> gpo.v1.RedriveDeadLetterRequest
+	18, // 31: gpo.v1.DisbursementService.ListAuditEvents:input_type -> gpo.v1.ListAuditEventsRequest
+	29, // 32: gpo.v1.DisbursementService.ImportStatement:input_type -> gpo.v1.ImportStatementRequest
+	31, // 33: gpo.v1.DisbursementService.GetBatchReconciliation:input_type -> gpo.v1.GetBatchReconciliationRequest
+	20, // 34: gpo.v1.DisbursementService.VerifyAuditTrail:input_type -> gpo.v1.VerifyAuditTrailRequest
+	4,  // 35: gpo.v1.DisbursementService.UploadBatch:output_type -> gpo.v1.UploadBatchResponse
+	34, // 36: gpo.v1.DisbursementService.GetBatch:output_type -> gpo.v1.Batch
+	8,  // 37: gpo.v1.DisbursementService.ListBatches:output_type -> gpo.v1.ListBatchesResponse
+	10, // 38: gpo.v1.DisbursementService.ListPayments:output_type -> gpo.v1.ListPaymentsResponse
+	35, // 39: gpo.v1.DisbursementService.CancelPayment:output_type -> gpo.v1.Payment
+	35, // 40: gpo.v1.DisbursementService.RetryPayment:output_type -> gpo.v1.Payment
+	35, // 41: gpo.v1.DisbursementService.ResolvePayment:output_type -> gpo.v1.Payment
+	40, // 42: gpo.v1.DisbursementService.ExportPayments:output_type -> google.api.HttpBody
+	12, // 43: gpo.v1.DisbursementService.ListStatusChanges:output_type -> gpo.v1.ListStatusChangesResponse
+	14, // 44: gpo.v1.DisbursementService.WatchBatch:output_type -> gpo.v1.WatchBatchResponse
+	34, // 45: gpo.v1.DisbursementService.CancelBatch:output_type -> gpo.v1.Batch
+	34, // 46: gpo.v1.DisbursementService.RetryFailedPayments:output_type -> gpo.v1.Batch
+	17, // 47: gpo.v1.DisbursementService.ListDeadLetters:output_type -> gpo.v1.ListDeadLettersResponse
+	28, // 48: gpo.v1.DisbursementService.RedriveDeadLetter:output_type -> gpo.v1.RedriveDeadLetterResponse
+	19, // 49: gpo.v1.DisbursementService.ListAuditEvents:output_type -> gpo.v1.ListAuditEventsResponse
+	30, // 50: gpo.v1.DisbursementService.ImportStatement:output_type -> gpo.v1.ImportStatementResponse
+	41, // 51: gpo.v1.DisbursementService.GetBatchReconciliation:output_type -> gpo.v1.BatchReconciliation
+	21, // 52: gpo.v1.DisbursementService.VerifyAuditTrail:output_type -> gpo.v1.VerifyAuditTrailResponse
+	35, // [35:53] is the sub-list for method output_type
+	17, // [17:35] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_gpo_v1_disbursement_service_proto_init() }
@@ -2168,7 +2358,7 @@ func file_gpo_v1_disbursement_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gpo_v1_disbursement_service_proto_rawDesc), len(file_gpo_v1_disbursement_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,22 +20,24 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	DisbursementService_UploadBatch_FullMethodName         = "/gpo.v1.DisbursementService/UploadBatch"
-	DisbursementService_GetBatch_FullMethodName            = "/gpo.v1.DisbursementService/GetBatch"
-	DisbursementService_ListBatches_FullMethodName         = "/gpo.v1.DisbursementService/ListBatches"
-	DisbursementService_ListPayments_FullMethodName        = "/gpo.v1.DisbursementService/ListPayments"
-	DisbursementService_CancelPayment_FullMethodName       = "/gpo.v1.DisbursementService/CancelPayment"
-	DisbursementService_RetryPayment_FullMethodName        = "/gpo.v1.DisbursementService/RetryPayment"
-	DisbursementService_ResolvePayment_FullMethodName      = "/gpo.v1.DisbursementService/ResolvePayment"
-	DisbursementService_ExportPayments_FullMethodName      = "/gpo.v1.DisbursementService/ExportPayments"
-	DisbursementService_ListStatusChanges_FullMethodName   = "/gpo.v1.DisbursementService/ListStatusChanges"
-	DisbursementService_WatchBatch_FullMethodName          = "/gpo.v1.DisbursementService/WatchBatch"
-	DisbursementService_CancelBatch_FullMethodName         = "/gpo.v1.DisbursementService/CancelBatch"
-	DisbursementService_RetryFailedPayments_FullMethodName = "/gpo.v1.DisbursementService/RetryFailedPayments"
-	DisbursementService_ListDeadLetters_FullMethodName     = "/gpo.v1.DisbursementService/ListDeadLetters"
-	DisbursementService_RedriveDeadLetter_FullMethodName   = "/gpo.v1.DisbursementService/RedriveDeadLetter"
-	DisbursementService_ListAuditEvents_FullMethodName     = "/gpo.v1.DisbursementService/ListAuditEvents"
-	DisbursementService_VerifyAuditTrail_FullMethodName    = "/gpo.v1.DisbursementService/VerifyAuditTrail"
+	DisbursementService_UploadBatch_FullMethodName            = "/gpo.v1.DisbursementService/UploadBatch"
+	DisbursementService_GetBatch_FullMethodName               = "/gpo.v1.DisbursementService/GetBatch"
+	DisbursementService_ListBatches_FullMethodName            = "/gpo.v1.DisbursementService/ListBatches"
+	DisbursementService_ListPayments_FullMethodName           = "/gpo.v1.DisbursementService/ListPayments"
+	DisbursementService_CancelPayment_FullMethodName          = "/gpo.v1.DisbursementService/CancelPayment"
+	DisbursementService_RetryPayment_FullMethodName           = "/gpo.v1.DisbursementService/RetryPayment"
+	DisbursementService_ResolvePayment_FullMethodName         = "/gpo.v1.DisbursementService/ResolvePayment"
+	DisbursementService_ExportPayments_FullMethodName         = "/gpo.v1.DisbursementService/ExportPayments"
+	DisbursementService_ListStatusChanges_FullMethodName      = "/gpo.v1.DisbursementService/ListStatusChanges"
+	DisbursementService_WatchBatch_FullMethodName             = "/gpo.v1.DisbursementService/WatchBatch"
+	DisbursementService_CancelBatch_FullMethodName            = "/gpo.v1.DisbursementService/CancelBatch"
+	DisbursementService_RetryFailedPayments_FullMethodName    = "/gpo.v1.DisbursementService/RetryFailedPayments"
+	DisbursementService_ListDeadLetters_FullMethodName        = "/gpo.v1.DisbursementService/ListDeadLetters"
+	DisbursementService_RedriveDeadLetter_FullMethodName      = "/gpo.v1.DisbursementService/RedriveDeadLetter"
+	DisbursementService_ListAuditEvents_FullMethodName        = "/gpo.v1.DisbursementService/ListAuditEvents"
+	DisbursementService_ImportStatement_FullMethodName        = "/gpo.v1.DisbursementService/ImportStatement"
+	DisbursementService_GetBatchReconciliation_FullMethodName = "/gpo.v1.DisbursementService/GetBatchReconciliation"
+	DisbursementService_VerifyAuditTrail_FullMethodName       = "/gpo.v1.DisbursementService/VerifyAuditTrail"
 )
 
 // DisbursementServiceClient is the client API for DisbursementService service.
@@ -95,6 +97,15 @@ type DisbursementServiceClient interface {
 	RedriveDeadLetter(ctx context.Context, in *RedriveDeadLetterRequest, opts ...grpc.CallOption) (*RedriveDeadLetterResponse, error)
 	// Lists the audit trail of state-changing calls, oldest first (operators only).
 	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
+	// Imports a bank statement (operators and reconcilers): an end-of-day camt.053.001.08 (checked against
+	// the official schema) or an MT940. Each booked debit is matched to its payments by end-to-end id or
+	// batch booking reference, amounts exactly; a return of a SUCCEEDED payment makes it REVERSED. Importing
+	// the same statement again (same account and statement id) changes nothing and returns it as stored.
+	ImportStatement(ctx context.Context, in *ImportStatementRequest, opts ...grpc.CallOption) (*ImportStatementResponse, error)
+	// Gets what imported statements say of a batch (operators, reconcilers and the batch's program
+	// callers): the payments they confirmed, their entries nobody matched, the paid payments no statement
+	// showed yet, and the totals declared, paid, confirmed on a statement and reversed.
+	GetBatchReconciliation(ctx context.Context, in *GetBatchReconciliationRequest, opts ...grpc.CallOption) (*BatchReconciliation, error)
 	// Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only).
 	VerifyAuditTrail(ctx context.Context, in *VerifyAuditTrailRequest, opts ...grpc.CallOption) (*VerifyAuditTrailResponse, error)
 }
@@ -278,6 +289,26 @@ func (c *disbursementServiceClient) ListAuditEvents(ctx context.Context, in *Lis
 	return out, nil
 }
 
+func (c *disbursementServiceClient) ImportStatement(ctx context.Context, in *ImportStatementRequest, opts ...grpc.CallOption) (*ImportStatementResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportStatementResponse)
+	err := c.cc.Invoke(ctx, DisbursementService_ImportStatement_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *disbursementServiceClient) GetBatchReconciliation(ctx context.Context, in *GetBatchReconciliationRequest, opts ...grpc.CallOption) (*BatchReconciliation, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BatchReconciliation)
+	err := c.cc.Invoke(ctx, DisbursementService_GetBatchReconciliation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *disbursementServiceClient) VerifyAuditTrail(ctx context.Context, in *VerifyAuditTrailRequest, opts ...grpc.CallOption) (*VerifyAuditTrailResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(VerifyAuditTrailResponse)
@@ -345,6 +376,15 @@ type DisbursementServiceServer interface {
 	RedriveDeadLetter(context.Context, *RedriveDeadLetterRequest) (*RedriveDeadLetterResponse, error)
 	// Lists the audit trail of state-changing calls, oldest first (operators only).
 	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
+	// Imports a bank statement (operators and reconcilers): an end-of-day camt.053.001.08 (checked against
+	// the official schema) or an MT940. Each booked debit is matched to its payments by end-to-end id or
+	// batch booking reference, amounts exactly; a return of a SUCCEEDED payment makes it REVERSED. Importing
+	// the same statement again (same account and statement id) changes nothing and returns it as stored.
+	ImportStatement(context.Context, *ImportStatementRequest) (*ImportStatementResponse, error)
+	// Gets what imported statements say of a batch (operators, reconcilers and the batch's program
+	// callers): the payments they confirmed, their entries nobody matched, the paid payments no statement
+	// showed yet, and the totals declared, paid, confirmed on a statement and reversed.
+	GetBatchReconciliation(context.Context, *GetBatchReconciliationRequest) (*BatchReconciliation, error)
 	// Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only).
 	VerifyAuditTrail(context.Context, *VerifyAuditTrailRequest) (*VerifyAuditTrailResponse, error)
 	mustEmbedUnimplementedDisbursementServiceServer()
@@ -401,6 +441,12 @@ func (UnimplementedDisbursementServiceServer) RedriveDeadLetter(context.Context,
 }
 func (UnimplementedDisbursementServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
+}
+func (UnimplementedDisbursementServiceServer) ImportStatement(context.Context, *ImportStatementRequest) (*ImportStatementResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImportStatement not implemented")
+}
+func (UnimplementedDisbursementServiceServer) GetBatchReconciliation(context.Context, *GetBatchReconciliationRequest) (*BatchReconciliation, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetBatchReconciliation not implemented")
 }
 func (UnimplementedDisbursementServiceServer) VerifyAuditTrail(context.Context, *VerifyAuditTrailRequest) (*VerifyAuditTrailResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyAuditTrail not implemented")
@@ -671,6 +717,42 @@ func _DisbursementService_ListAuditEvents_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DisbursementService_ImportStatement_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportStatementRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DisbursementServiceServer).ImportStatement(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DisbursementService_ImportStatement_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DisbursementServiceServer).ImportStatement(ctx, req.(*ImportStatementRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DisbursementService_GetBatchReconciliation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetBatchReconciliationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DisbursementServiceServer).GetBatchReconciliation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DisbursementService_GetBatchReconciliation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DisbursementServiceServer).GetBatchReconciliation(ctx, req.(*GetBatchReconciliationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _DisbursementService_VerifyAuditTrail_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(VerifyAuditTrailRequest)
 	if err := dec(in); err != nil {
@@ -743,6 +825,14 @@ var DisbursementService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAuditEvents",
 			Handler:    _DisbursementService_ListAuditEvents_Handler,
+		},
+		{
+			MethodName: "ImportStatement",
+			Handler:    _DisbursementService_ImportStatement_Handler,
+		},
+		{
+			MethodName: "GetBatchReconciliation",
+			Handler:    _DisbursementService_GetBatchReconciliation_Handler,
 		},
 		{
 			MethodName: "VerifyAuditTrail",

@@ -1015,6 +1015,689 @@ func (x *AuditEvent) GetPreviousHash() string {
 	return ""
 }
 
+// An imported bank statement.
+type Statement struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "statements/{id}", GPO's id.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The account the statement is for (IBAN or the bank's account id).
+	Account string `protobuf:"bytes,2,opt,name=account,proto3" json:"account,omitempty"`
+	// The bank's id of the statement (camt.053 Stmt/Id; MT940 :20:/:28C:).
+	StatementId string `protobuf:"bytes,3,opt,name=statement_id,json=statementId,proto3" json:"statement_id,omitempty"`
+	// "camt.053" or "mt940".
+	Format string `protobuf:"bytes,4,opt,name=format,proto3" json:"format,omitempty"`
+	// How many entries (bookings) it holds.
+	EntryCount int64 `protobuf:"varint,5,opt,name=entry_count,json=entryCount,proto3" json:"entry_count,omitempty"`
+	// How many payments its returns moved to REVERSED.
+	ReversedCount int64 `protobuf:"varint,6,opt,name=reversed_count,json=reversedCount,proto3" json:"reversed_count,omitempty"`
+	// When GPO imported it.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Entries per outcome: matched, returned, amount_mismatch, paid_not_succeeded, unmatched, not_booked,
+	// other_credit.
+	OutcomeCounts map[string]int64 `protobuf:"bytes,8,rep,name=outcome_counts,json=outcomeCounts,proto3" json:"outcome_counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// The batches it was matched against ("batches/{batch}").
+	Batches []string `protobuf:"bytes,9,rep,name=batches,proto3" json:"batches,omitempty"`
+	// True when this import found the statement already imported and changed nothing.
+	AlreadyImported bool `protobuf:"varint,10,opt,name=already_imported,json=alreadyImported,proto3" json:"already_imported,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Statement) Reset() {
+	*x = Statement{}
+	mi := &file_gpo_v1_resources_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Statement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Statement) ProtoMessage() {}
+
+func (x *Statement) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_resources_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Statement.ProtoReflect.Descriptor instead.
+func (*Statement) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Statement) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Statement) GetAccount() string {
+	if x != nil {
+		return x.Account
+	}
+	return ""
+}
+
+func (x *Statement) GetStatementId() string {
+	if x != nil {
+		return x.StatementId
+	}
+	return ""
+}
+
+func (x *Statement) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *Statement) GetEntryCount() int64 {
+	if x != nil {
+		return x.EntryCount
+	}
+	return 0
+}
+
+func (x *Statement) GetReversedCount() int64 {
+	if x != nil {
+		return x.ReversedCount
+	}
+	return 0
+}
+
+func (x *Statement) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Statement) GetOutcomeCounts() map[string]int64 {
+	if x != nil {
+		return x.OutcomeCounts
+	}
+	return nil
+}
+
+func (x *Statement) GetBatches() []string {
+	if x != nil {
+		return x.Batches
+	}
+	return nil
+}
+
+func (x *Statement) GetAlreadyImported() bool {
+	if x != nil {
+		return x.AlreadyImported
+	}
+	return false
+}
+
+// What imported statements say of one batch.
+type BatchReconciliation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "batches/{batch}/reconciliation".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The batch header's declared payment count and total amount (all currencies).
+	DeclaredCount int64 `protobuf:"varint,2,opt,name=declared_count,json=declaredCount,proto3" json:"declared_count,omitempty"`
+	// Decimal string.
+	DeclaredTotalAmount string `protobuf:"bytes,3,opt,name=declared_total_amount,json=declaredTotalAmount,proto3" json:"declared_total_amount,omitempty"`
+	// Paid, confirmed on a statement and reversed, per currency.
+	Totals []*ReconciliationTotal `protobuf:"bytes,4,rep,name=totals,proto3" json:"totals,omitempty"`
+	// Payments a statement entry booked or returned, one row per entry and payment.
+	Matched []*StatementMatch `protobuf:"bytes,5,rep,name=matched,proto3" json:"matched,omitempty"`
+	// Entries of the statements matched against this batch that need an operator: unmatched debits and
+	// returns, amount mismatches, debits of payments GPO does not hold as paid.
+	UnmatchedEntries []*StatementEntry `protobuf:"bytes,6,rep,name=unmatched_entries,json=unmatchedEntries,proto3" json:"unmatched_entries,omitempty"`
+	// SUCCEEDED payments no statement has shown booked yet.
+	UnconfirmedPayments []*UnconfirmedPayment `protobuf:"bytes,7,rep,name=unconfirmed_payments,json=unconfirmedPayments,proto3" json:"unconfirmed_payments,omitempty"`
+	// How many unconfirmed payments there are in all (the list holds at most list_limit).
+	UnconfirmedCount int64 `protobuf:"varint,8,opt,name=unconfirmed_count,json=unconfirmedCount,proto3" json:"unconfirmed_count,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *BatchReconciliation) Reset() {
+	*x = BatchReconciliation{}
+	mi := &file_gpo_v1_resources_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchReconciliation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchReconciliation) ProtoMessage() {}
+
+func (x *BatchReconciliation) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_resources_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchReconciliation.ProtoReflect.Descriptor instead.
+func (*BatchReconciliation) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *BatchReconciliation) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BatchReconciliation) GetDeclaredCount() int64 {
+	if x != nil {
+		return x.DeclaredCount
+	}
+	return 0
+}
+
+func (x *BatchReconciliation) GetDeclaredTotalAmount() string {
+	if x != nil {
+		return x.DeclaredTotalAmount
+	}
+	return ""
+}
+
+func (x *BatchReconciliation) GetTotals() []*ReconciliationTotal {
+	if x != nil {
+		return x.Totals
+	}
+	return nil
+}
+
+func (x *BatchReconciliation) GetMatched() []*StatementMatch {
+	if x != nil {
+		return x.Matched
+	}
+	return nil
+}
+
+func (x *BatchReconciliation) GetUnmatchedEntries() []*StatementEntry {
+	if x != nil {
+		return x.UnmatchedEntries
+	}
+	return nil
+}
+
+func (x *BatchReconciliation) GetUnconfirmedPayments() []*UnconfirmedPayment {
+	if x != nil {
+		return x.UnconfirmedPayments
+	}
+	return nil
+}
+
+func (x *BatchReconciliation) GetUnconfirmedCount() int64 {
+	if x != nil {
+		return x.UnconfirmedCount
+	}
+	return 0
+}
+
+// One currency of a reconciliation.
+type ReconciliationTotal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ISO 4217 code.
+	CurrencyCode string `protobuf:"bytes,1,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
+	// Payments the rail reported paid (SUCCEEDED or REVERSED) and their amount (decimal string).
+	PaidCount int64 `protobuf:"varint,2,opt,name=paid_count,json=paidCount,proto3" json:"paid_count,omitempty"`
+	// Decimal string.
+	PaidAmount string `protobuf:"bytes,3,opt,name=paid_amount,json=paidAmount,proto3" json:"paid_amount,omitempty"`
+	// Paid payments a statement booked (or returned).
+	ConfirmedCount int64 `protobuf:"varint,4,opt,name=confirmed_count,json=confirmedCount,proto3" json:"confirmed_count,omitempty"`
+	// Decimal string.
+	ConfirmedAmount string `protobuf:"bytes,5,opt,name=confirmed_amount,json=confirmedAmount,proto3" json:"confirmed_amount,omitempty"`
+	// REVERSED payments.
+	ReversedCount int64 `protobuf:"varint,6,opt,name=reversed_count,json=reversedCount,proto3" json:"reversed_count,omitempty"`
+	// Decimal string.
+	ReversedAmount string `protobuf:"bytes,7,opt,name=reversed_amount,json=reversedAmount,proto3" json:"reversed_amount,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ReconciliationTotal) Reset() {
+	*x = ReconciliationTotal{}
+	mi := &file_gpo_v1_resources_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconciliationTotal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconciliationTotal) ProtoMessage() {}
+
+func (x *ReconciliationTotal) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_resources_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconciliationTotal.ProtoReflect.Descriptor instead.
+func (*ReconciliationTotal) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ReconciliationTotal) GetCurrencyCode() string {
+	if x != nil {
+		return x.CurrencyCode
+	}
+	return ""
+}
+
+func (x *ReconciliationTotal) GetPaidCount() int64 {
+	if x != nil {
+		return x.PaidCount
+	}
+	return 0
+}
+
+func (x *ReconciliationTotal) GetPaidAmount() string {
+	if x != nil {
+		return x.PaidAmount
+	}
+	return ""
+}
+
+func (x *ReconciliationTotal) GetConfirmedCount() int64 {
+	if x != nil {
+		return x.ConfirmedCount
+	}
+	return 0
+}
+
+func (x *ReconciliationTotal) GetConfirmedAmount() string {
+	if x != nil {
+		return x.ConfirmedAmount
+	}
+	return ""
+}
+
+func (x *ReconciliationTotal) GetReversedCount() int64 {
+	if x != nil {
+		return x.ReversedCount
+	}
+	return 0
+}
+
+func (x *ReconciliationTotal) GetReversedAmount() string {
+	if x != nil {
+		return x.ReversedAmount
+	}
+	return ""
+}
+
+// A payment a statement entry booked or returned.
+type StatementMatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "batches/{batch}/payments/{reference_id}".
+	Payment string `protobuf:"bytes,1,opt,name=payment,proto3" json:"payment,omitempty"`
+	// The payment's amount (decimal string) and currency.
+	Amount string `protobuf:"bytes,2,opt,name=amount,proto3" json:"amount,omitempty"`
+	// ISO 4217 code.
+	CurrencyCode string `protobuf:"bytes,3,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
+	// The payment's status now.
+	Status PaymentStatus `protobuf:"varint,4,opt,name=status,proto3,enum=gpo.v1.PaymentStatus" json:"status,omitempty"`
+	// "statements/{id}" of the entry.
+	Statement string `protobuf:"bytes,5,opt,name=statement,proto3" json:"statement,omitempty"`
+	// The entry's position in its statement, from 1.
+	EntryNumber int32 `protobuf:"varint,6,opt,name=entry_number,json=entryNumber,proto3" json:"entry_number,omitempty"`
+	// The entry's outcome: matched or returned (or amount_mismatch, paid_not_succeeded).
+	Outcome string `protobuf:"bytes,7,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// The entry's booking date (YYYY-MM-DD), "" when the statement gives none.
+	BookingDate   string `protobuf:"bytes,8,opt,name=booking_date,json=bookingDate,proto3" json:"booking_date,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatementMatch) Reset() {
+	*x = StatementMatch{}
+	mi := &file_gpo_v1_resources_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatementMatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatementMatch) ProtoMessage() {}
+
+func (x *StatementMatch) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_resources_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatementMatch.ProtoReflect.Descriptor instead.
+func (*StatementMatch) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *StatementMatch) GetPayment() string {
+	if x != nil {
+		return x.Payment
+	}
+	return ""
+}
+
+func (x *StatementMatch) GetAmount() string {
+	if x != nil {
+		return x.Amount
+	}
+	return ""
+}
+
+func (x *StatementMatch) GetCurrencyCode() string {
+	if x != nil {
+		return x.CurrencyCode
+	}
+	return ""
+}
+
+func (x *StatementMatch) GetStatus() PaymentStatus {
+	if x != nil {
+		return x.Status
+	}
+	return PaymentStatus_PAYMENT_STATUS_UNSPECIFIED
+}
+
+func (x *StatementMatch) GetStatement() string {
+	if x != nil {
+		return x.Statement
+	}
+	return ""
+}
+
+func (x *StatementMatch) GetEntryNumber() int32 {
+	if x != nil {
+		return x.EntryNumber
+	}
+	return 0
+}
+
+func (x *StatementMatch) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *StatementMatch) GetBookingDate() string {
+	if x != nil {
+		return x.BookingDate
+	}
+	return ""
+}
+
+// One booking of a statement.
+type StatementEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "statements/{id}".
+	Statement string `protobuf:"bytes,1,opt,name=statement,proto3" json:"statement,omitempty"`
+	// Its position in the statement, from 1.
+	Number int32 `protobuf:"varint,2,opt,name=number,proto3" json:"number,omitempty"`
+	// Decimal string, always positive.
+	Amount string `protobuf:"bytes,3,opt,name=amount,proto3" json:"amount,omitempty"`
+	// ISO 4217 code.
+	CurrencyCode string `protobuf:"bytes,4,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
+	// True for money in, false for a debit.
+	Credit bool `protobuf:"varint,5,opt,name=credit,proto3" json:"credit,omitempty"`
+	// YYYY-MM-DD, "" when none.
+	BookingDate string `protobuf:"bytes,6,opt,name=booking_date,json=bookingDate,proto3" json:"booking_date,omitempty"`
+	// End-to-end ids: a single booking's, or a batch booking's transaction details.
+	EndToEndIds []string `protobuf:"bytes,7,rep,name=end_to_end_ids,json=endToEndIds,proto3" json:"end_to_end_ids,omitempty"`
+	// The bank's reference (AcctSvcrRef; MT940 bank reference).
+	AccountServicerReference string `protobuf:"bytes,8,opt,name=account_servicer_reference,json=accountServicerReference,proto3" json:"account_servicer_reference,omitempty"`
+	// A batch booking's payment information id (PmtInfId).
+	BatchBookingReference string `protobuf:"bytes,9,opt,name=batch_booking_reference,json=batchBookingReference,proto3" json:"batch_booking_reference,omitempty"`
+	// True for a return or reversal of a debit.
+	Returned bool `protobuf:"varint,10,opt,name=returned,proto3" json:"returned,omitempty"`
+	// The return's reason code and text.
+	ReturnReason string `protobuf:"bytes,11,opt,name=return_reason,json=returnReason,proto3" json:"return_reason,omitempty"`
+	// matched, returned, amount_mismatch, paid_not_succeeded, unmatched, not_booked or other_credit.
+	Outcome string `protobuf:"bytes,12,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// Why, for the outcomes that need an operator.
+	Note          string `protobuf:"bytes,13,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatementEntry) Reset() {
+	*x = StatementEntry{}
+	mi := &file_gpo_v1_resources_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatementEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatementEntry) ProtoMessage() {}
+
+func (x *StatementEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_resources_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatementEntry.ProtoReflect.Descriptor instead.
+func (*StatementEntry) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *StatementEntry) GetStatement() string {
+	if x != nil {
+		return x.Statement
+	}
+	return ""
+}
+
+func (x *StatementEntry) GetNumber() int32 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *StatementEntry) GetAmount() string {
+	if x != nil {
+		return x.Amount
+	}
+	return ""
+}
+
+func (x *StatementEntry) GetCurrencyCode() string {
+	if x != nil {
+		return x.CurrencyCode
+	}
+	return ""
+}
+
+func (x *StatementEntry) GetCredit() bool {
+	if x != nil {
+		return x.Credit
+	}
+	return false
+}
+
+func (x *StatementEntry) GetBookingDate() string {
+	if x != nil {
+		return x.BookingDate
+	}
+	return ""
+}
+
+func (x *StatementEntry) GetEndToEndIds() []string {
+	if x != nil {
+		return x.EndToEndIds
+	}
+	return nil
+}
+
+func (x *StatementEntry) GetAccountServicerReference() string {
+	if x != nil {
+		return x.AccountServicerReference
+	}
+	return ""
+}
+
+func (x *StatementEntry) GetBatchBookingReference() string {
+	if x != nil {
+		return x.BatchBookingReference
+	}
+	return ""
+}
+
+func (x *StatementEntry) GetReturned() bool {
+	if x != nil {
+		return x.Returned
+	}
+	return false
+}
+
+func (x *StatementEntry) GetReturnReason() string {
+	if x != nil {
+		return x.ReturnReason
+	}
+	return ""
+}
+
+func (x *StatementEntry) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *StatementEntry) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// A SUCCEEDED payment no statement has shown booked.
+type UnconfirmedPayment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "batches/{batch}/payments/{reference_id}".
+	Payment string `protobuf:"bytes,1,opt,name=payment,proto3" json:"payment,omitempty"`
+	// Decimal string.
+	Amount string `protobuf:"bytes,2,opt,name=amount,proto3" json:"amount,omitempty"`
+	// ISO 4217 code.
+	CurrencyCode string `protobuf:"bytes,3,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
+	// The rail that paid it, and its reference there.
+	Rail string `protobuf:"bytes,4,opt,name=rail,proto3" json:"rail,omitempty"`
+	// The rail's reference.
+	RailReference string `protobuf:"bytes,5,opt,name=rail_reference,json=railReference,proto3" json:"rail_reference,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnconfirmedPayment) Reset() {
+	*x = UnconfirmedPayment{}
+	mi := &file_gpo_v1_resources_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnconfirmedPayment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnconfirmedPayment) ProtoMessage() {}
+
+func (x *UnconfirmedPayment) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_resources_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnconfirmedPayment.ProtoReflect.Descriptor instead.
+func (*UnconfirmedPayment) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *UnconfirmedPayment) GetPayment() string {
+	if x != nil {
+		return x.Payment
+	}
+	return ""
+}
+
+func (x *UnconfirmedPayment) GetAmount() string {
+	if x != nil {
+		return x.Amount
+	}
+	return ""
+}
+
+func (x *UnconfirmedPayment) GetCurrencyCode() string {
+	if x != nil {
+		return x.CurrencyCode
+	}
+	return ""
+}
+
+func (x *UnconfirmedPayment) GetRail() string {
+	if x != nil {
+		return x.Rail
+	}
+	return ""
+}
+
+func (x *UnconfirmedPayment) GetRailReference() string {
+	if x != nil {
+		return x.RailReference
+	}
+	return ""
+}
+
 var File_gpo_v1_resources_proto protoreflect.FileDescriptor
 
 const file_gpo_v1_resources_proto_rawDesc = "" +
@@ -1111,7 +1794,73 @@ const file_gpo_v1_resources_proto_rawDesc = "" +
 	" \x01(\tR\n" +
 	"detailJson\x12\x12\n" +
 	"\x04hash\x18\v \x01(\tR\x04hash\x12#\n" +
-	"\rprevious_hash\x18\f \x01(\tR\fpreviousHash*\x96\x01\n" +
+	"\rprevious_hash\x18\f \x01(\tR\fpreviousHash\"\xcd\x03\n" +
+	"\tStatement\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aaccount\x18\x02 \x01(\tR\aaccount\x12!\n" +
+	"\fstatement_id\x18\x03 \x01(\tR\vstatementId\x12\x16\n" +
+	"\x06format\x18\x04 \x01(\tR\x06format\x12\x1f\n" +
+	"\ventry_count\x18\x05 \x01(\x03R\n" +
+	"entryCount\x12%\n" +
+	"\x0ereversed_count\x18\x06 \x01(\x03R\rreversedCount\x12;\n" +
+	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12K\n" +
+	"\x0eoutcome_counts\x18\b \x03(\v2$.gpo.v1.Statement.OutcomeCountsEntryR\routcomeCounts\x12\x18\n" +
+	"\abatches\x18\t \x03(\tR\abatches\x12)\n" +
+	"\x10already_imported\x18\n" +
+	" \x01(\bR\x0falreadyImported\x1a@\n" +
+	"\x12OutcomeCountsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xac\x03\n" +
+	"\x13BatchReconciliation\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
+	"\x0edeclared_count\x18\x02 \x01(\x03R\rdeclaredCount\x122\n" +
+	"\x15declared_total_amount\x18\x03 \x01(\tR\x13declaredTotalAmount\x123\n" +
+	"\x06totals\x18\x04 \x03(\v2\x1b.gpo.v1.ReconciliationTotalR\x06totals\x120\n" +
+	"\amatched\x18\x05 \x03(\v2\x16.gpo.v1.StatementMatchR\amatched\x12C\n" +
+	"\x11unmatched_entries\x18\x06 \x03(\v2\x16.gpo.v1.StatementEntryR\x10unmatchedEntries\x12M\n" +
+	"\x14unconfirmed_payments\x18\a \x03(\v2\x1a.gpo.v1.UnconfirmedPaymentR\x13unconfirmedPayments\x12+\n" +
+	"\x11unconfirmed_count\x18\b \x01(\x03R\x10unconfirmedCount\"\x9e\x02\n" +
+	"\x13ReconciliationTotal\x12#\n" +
+	"\rcurrency_code\x18\x01 \x01(\tR\fcurrencyCode\x12\x1d\n" +
+	"\n" +
+	"paid_count\x18\x02 \x01(\x03R\tpaidCount\x12\x1f\n" +
+	"\vpaid_amount\x18\x03 \x01(\tR\n" +
+	"paidAmount\x12'\n" +
+	"\x0fconfirmed_count\x18\x04 \x01(\x03R\x0econfirmedCount\x12)\n" +
+	"\x10confirmed_amount\x18\x05 \x01(\tR\x0fconfirmedAmount\x12%\n" +
+	"\x0ereversed_count\x18\x06 \x01(\x03R\rreversedCount\x12'\n" +
+	"\x0freversed_amount\x18\a \x01(\tR\x0ereversedAmount\"\x94\x02\n" +
+	"\x0eStatementMatch\x12\x18\n" +
+	"\apayment\x18\x01 \x01(\tR\apayment\x12\x16\n" +
+	"\x06amount\x18\x02 \x01(\tR\x06amount\x12#\n" +
+	"\rcurrency_code\x18\x03 \x01(\tR\fcurrencyCode\x12-\n" +
+	"\x06status\x18\x04 \x01(\x0e2\x15.gpo.v1.PaymentStatusR\x06status\x12\x1c\n" +
+	"\tstatement\x18\x05 \x01(\tR\tstatement\x12!\n" +
+	"\fentry_number\x18\x06 \x01(\x05R\ventryNumber\x12\x18\n" +
+	"\aoutcome\x18\a \x01(\tR\aoutcome\x12!\n" +
+	"\fbooking_date\x18\b \x01(\tR\vbookingDate\"\xc8\x03\n" +
+	"\x0eStatementEntry\x12\x1c\n" +
+	"\tstatement\x18\x01 \x01(\tR\tstatement\x12\x16\n" +
+	"\x06number\x18\x02 \x01(\x05R\x06number\x12\x16\n" +
+	"\x06amount\x18\x03 \x01(\tR\x06amount\x12#\n" +
+	"\rcurrency_code\x18\x04 \x01(\tR\fcurrencyCode\x12\x16\n" +
+	"\x06credit\x18\x05 \x01(\bR\x06credit\x12!\n" +
+	"\fbooking_date\x18\x06 \x01(\tR\vbookingDate\x12#\n" +
+	"\x0eend_to_end_ids\x18\a \x03(\tR\vendToEndIds\x12<\n" +
+	"\x1aaccount_servicer_reference\x18\b \x01(\tR\x18accountServicerReference\x126\n" +
+	"\x17batch_booking_reference\x18\t \x01(\tR\x15batchBookingReference\x12\x1a\n" +
+	"\breturned\x18\n" +
+	" \x01(\bR\breturned\x12#\n" +
+	"\rreturn_reason\x18\v \x01(\tR\freturnReason\x12\x18\n" +
+	"\aoutcome\x18\f \x01(\tR\aoutcome\x12\x12\n" +
+	"\x04note\x18\r \x01(\tR\x04note\"\xa6\x01\n" +
+	"\x12UnconfirmedPayment\x12\x18\n" +
+	"\apayment\x18\x01 \x01(\tR\apayment\x12\x16\n" +
+	"\x06amount\x18\x02 \x01(\tR\x06amount\x12#\n" +
+	"\rcurrency_code\x18\x03 \x01(\tR\fcurrencyCode\x12\x12\n" +
+	"\x04rail\x18\x04 \x01(\tR\x04rail\x12%\n" +
+	"\x0erail_reference\x18\x05 \x01(\tR\rrailReference*\x96\x01\n" +
 	"\n" +
 	"BatchState\x12\x1b\n" +
 	"\x17BATCH_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
@@ -1145,7 +1894,7 @@ func file_gpo_v1_resources_proto_rawDescGZIP() []byte {
 }
 
 var file_gpo_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_gpo_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_gpo_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_gpo_v1_resources_proto_goTypes = []any{
 	(BatchState)(0),               // 0: gpo.v1.BatchState
 	(PaymentStatus)(0),            // 1: gpo.v1.PaymentStatus
@@ -1155,30 +1904,44 @@ var file_gpo_v1_resources_proto_goTypes = []any{
 	(*DeadLetter)(nil),            // 5: gpo.v1.DeadLetter
 	(*StatusChange)(nil),          // 6: gpo.v1.StatusChange
 	(*AuditEvent)(nil),            // 7: gpo.v1.AuditEvent
-	nil,                           // 8: gpo.v1.Payment.MetadataEntry
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*Statement)(nil),             // 8: gpo.v1.Statement
+	(*BatchReconciliation)(nil),   // 9: gpo.v1.BatchReconciliation
+	(*ReconciliationTotal)(nil),   // 10: gpo.v1.ReconciliationTotal
+	(*StatementMatch)(nil),        // 11: gpo.v1.StatementMatch
+	(*StatementEntry)(nil),        // 12: gpo.v1.StatementEntry
+	(*UnconfirmedPayment)(nil),    // 13: gpo.v1.UnconfirmedPayment
+	nil,                           // 14: gpo.v1.Payment.MetadataEntry
+	nil,                           // 15: gpo.v1.Statement.OutcomeCountsEntry
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 }
 var file_gpo_v1_resources_proto_depIdxs = []int32{
 	0,  // 0: gpo.v1.Batch.state:type_name -> gpo.v1.BatchState
-	9,  // 1: gpo.v1.Batch.schedule_time:type_name -> google.protobuf.Timestamp
+	16, // 1: gpo.v1.Batch.schedule_time:type_name -> google.protobuf.Timestamp
 	4,  // 2: gpo.v1.Batch.totals:type_name -> gpo.v1.PaymentTotal
-	9,  // 3: gpo.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
-	9,  // 4: gpo.v1.Batch.update_time:type_name -> google.protobuf.Timestamp
-	9,  // 5: gpo.v1.Payment.schedule_time:type_name -> google.protobuf.Timestamp
-	8,  // 6: gpo.v1.Payment.metadata:type_name -> gpo.v1.Payment.MetadataEntry
+	16, // 3: gpo.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
+	16, // 4: gpo.v1.Batch.update_time:type_name -> google.protobuf.Timestamp
+	16, // 5: gpo.v1.Payment.schedule_time:type_name -> google.protobuf.Timestamp
+	14, // 6: gpo.v1.Payment.metadata:type_name -> gpo.v1.Payment.MetadataEntry
 	1,  // 7: gpo.v1.Payment.status:type_name -> gpo.v1.PaymentStatus
-	9,  // 8: gpo.v1.Payment.update_time:type_name -> google.protobuf.Timestamp
+	16, // 8: gpo.v1.Payment.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 9: gpo.v1.PaymentTotal.status:type_name -> gpo.v1.PaymentStatus
-	9,  // 10: gpo.v1.DeadLetter.create_time:type_name -> google.protobuf.Timestamp
+	16, // 10: gpo.v1.DeadLetter.create_time:type_name -> google.protobuf.Timestamp
 	1,  // 11: gpo.v1.StatusChange.previous_status:type_name -> gpo.v1.PaymentStatus
 	1,  // 12: gpo.v1.StatusChange.status:type_name -> gpo.v1.PaymentStatus
-	9,  // 13: gpo.v1.StatusChange.change_time:type_name -> google.protobuf.Timestamp
-	9,  // 14: gpo.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	16, // 13: gpo.v1.StatusChange.change_time:type_name -> google.protobuf.Timestamp
+	16, // 14: gpo.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
+	16, // 15: gpo.v1.Statement.create_time:type_name -> google.protobuf.Timestamp
+	15, // 16: gpo.v1.Statement.outcome_counts:type_name -> gpo.v1.Statement.OutcomeCountsEntry
+	10, // 17: gpo.v1.BatchReconciliation.totals:type_name -> gpo.v1.ReconciliationTotal
+	11, // 18: gpo.v1.BatchReconciliation.matched:type_name -> gpo.v1.StatementMatch
+	12, // 19: gpo.v1.BatchReconciliation.unmatched_entries:type_name -> gpo.v1.StatementEntry
+	13, // 20: gpo.v1.BatchReconciliation.unconfirmed_payments:type_name -> gpo.v1.UnconfirmedPayment
+	1,  // 21: gpo.v1.StatementMatch.status:type_name -> gpo.v1.PaymentStatus
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_gpo_v1_resources_proto_init() }
@@ -1192,7 +1955,7 @@ func file_gpo_v1_resources_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gpo_v1_resources_proto_rawDesc), len(file_gpo_v1_resources_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   7,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

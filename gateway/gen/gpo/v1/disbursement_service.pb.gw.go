@@ -657,6 +657,86 @@ func local_request_DisbursementService_ListAuditEvents_0(ctx context.Context, ma
 	return msg, metadata, err
 }
 
+func request_DisbursementService_ImportStatement_0(ctx context.Context, marshaler runtime.Marshaler, client extGpov1.DisbursementServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq extGpov1.ImportStatementRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.ImportStatement(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_DisbursementService_ImportStatement_0(ctx context.Context, marshaler runtime.Marshaler, server extGpov1.DisbursementServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq extGpov1.ImportStatementRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.ImportStatement(ctx, &protoReq)
+	return msg, metadata, err
+}
+
+var filter_DisbursementService_GetBatchReconciliation_0 = &utilities.DoubleArray{Encoding: map[string]int{"name": 0}, Base: []int{1, 1, 0}, Check: []int{0, 1, 2}}
+
+func request_DisbursementService_GetBatchReconciliation_0(ctx context.Context, marshaler runtime.Marshaler, client extGpov1.DisbursementServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq extGpov1.GetBatchReconciliationRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	val, ok := pathParams["name"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "name")
+	}
+	protoReq.Name, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "name", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_DisbursementService_GetBatchReconciliation_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.GetBatchReconciliation(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_DisbursementService_GetBatchReconciliation_0(ctx context.Context, marshaler runtime.Marshaler, server extGpov1.DisbursementServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq extGpov1.GetBatchReconciliationRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	val, ok := pathParams["name"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "name")
+	}
+	protoReq.Name, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "name", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_DisbursementService_GetBatchReconciliation_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.GetBatchReconciliation(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 func request_DisbursementService_VerifyAuditTrail_0(ctx context.Context, marshaler runtime.Marshaler, client extGpov1.DisbursementServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
 		protoReq extGpov1.VerifyAuditTrailRequest
@@ -949,6 +1029,46 @@ func RegisterDisbursementServiceHandlerServer(ctx context.Context, mux *runtime.
 			return
 		}
 		forward_DisbursementService_ListAuditEvents_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodPost, pattern_DisbursementService_ImportStatement_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/gpo.v1.DisbursementService/ImportStatement", runtime.WithHTTPPathPattern("/v1/statements:import"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_DisbursementService_ImportStatement_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_DisbursementService_ImportStatement_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodGet, pattern_DisbursementService_GetBatchReconciliation_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/gpo.v1.DisbursementService/GetBatchReconciliation", runtime.WithHTTPPathPattern("/v1/{name=batches/*/reconciliation}"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_DisbursementService_GetBatchReconciliation_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_DisbursementService_GetBatchReconciliation_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
 	mux.Handle(http.MethodPost, pattern_DisbursementService_VerifyAuditTrail_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
@@ -1265,6 +1385,40 @@ func RegisterDisbursementServiceHandlerClient(ctx context.Context, mux *runtime.
 		}
 		forward_DisbursementService_ListAuditEvents_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_DisbursementService_ImportStatement_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/gpo.v1.DisbursementService/ImportStatement", runtime.WithHTTPPathPattern("/v1/statements:import"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_DisbursementService_ImportStatement_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_DisbursementService_ImportStatement_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodGet, pattern_DisbursementService_GetBatchReconciliation_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/gpo.v1.DisbursementService/GetBatchReconciliation", runtime.WithHTTPPathPattern("/v1/{name=batches/*/reconciliation}"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_DisbursementService_GetBatchReconciliation_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_DisbursementService_GetBatchReconciliation_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPost, pattern_DisbursementService_VerifyAuditTrail_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -1286,39 +1440,43 @@ func RegisterDisbursementServiceHandlerClient(ctx context.Context, mux *runtime.
 }
 
 var (
-	pattern_DisbursementService_UploadBatch_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "batches"}, "upload"))
-	pattern_DisbursementService_GetBatch_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2}, []string{"v1", "batches", "name"}, ""))
-	pattern_DisbursementService_ListBatches_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "batches"}, ""))
-	pattern_DisbursementService_ListPayments_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "batches", "parent", "payments"}, ""))
-	pattern_DisbursementService_CancelPayment_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "batches", "payments", "name"}, "cancel"))
-	pattern_DisbursementService_RetryPayment_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "batches", "payments", "name"}, "retry"))
-	pattern_DisbursementService_ResolvePayment_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "batches", "payments", "name"}, "resolve"))
-	pattern_DisbursementService_ExportPayments_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2}, []string{"v1", "batches", "name"}, "exportPayments"))
-	pattern_DisbursementService_ListStatusChanges_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3, 2, 4}, []string{"v1", "batches", "payments", "parent", "statusChanges"}, ""))
-	pattern_DisbursementService_WatchBatch_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2}, []string{"v1", "batches", "name"}, "watch"))
-	pattern_DisbursementService_CancelBatch_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2}, []string{"v1", "batches", "name"}, "cancel"))
-	pattern_DisbursementService_RetryFailedPayments_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2}, []string{"v1", "batches", "name"}, "retryFailedPayments"))
-	pattern_DisbursementService_ListDeadLetters_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "deadLetters"}, ""))
-	pattern_DisbursementService_RedriveDeadLetter_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2}, []string{"v1", "deadLetters", "name"}, "redrive"))
-	pattern_DisbursementService_ListAuditEvents_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "auditEvents"}, ""))
-	pattern_DisbursementService_VerifyAuditTrail_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "auditEvents"}, "verify"))
+	pattern_DisbursementService_UploadBatch_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "batches"}, "upload"))
+	pattern_DisbursementService_GetBatch_0               = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2}, []string{"v1", "batches", "name"}, ""))
+	pattern_DisbursementService_ListBatches_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "batches"}, ""))
+	pattern_DisbursementService_ListPayments_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2, 2, 3}, []string{"v1", "batches", "parent", "payments"}, ""))
+	pattern_DisbursementService_CancelPayment_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "batches", "payments", "name"}, "cancel"))
+	pattern_DisbursementService_RetryPayment_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "batches", "payments", "name"}, "retry"))
+	pattern_DisbursementService_ResolvePayment_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3}, []string{"v1", "batches", "payments", "name"}, "resolve"))
+	pattern_DisbursementService_ExportPayments_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2}, []string{"v1", "batches", "name"}, "exportPayments"))
+	pattern_DisbursementService_ListStatusChanges_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 4, 4, 5, 3, 2, 4}, []string{"v1", "batches", "payments", "parent", "statusChanges"}, ""))
+	pattern_DisbursementService_WatchBatch_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2}, []string{"v1", "batches", "name"}, "watch"))
+	pattern_DisbursementService_CancelBatch_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2}, []string{"v1", "batches", "name"}, "cancel"))
+	pattern_DisbursementService_RetryFailedPayments_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2}, []string{"v1", "batches", "name"}, "retryFailedPayments"))
+	pattern_DisbursementService_ListDeadLetters_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "deadLetters"}, ""))
+	pattern_DisbursementService_RedriveDeadLetter_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2}, []string{"v1", "deadLetters", "name"}, "redrive"))
+	pattern_DisbursementService_ListAuditEvents_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "auditEvents"}, ""))
+	pattern_DisbursementService_ImportStatement_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "statements"}, "import"))
+	pattern_DisbursementService_GetBatchReconciliation_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 4, 3, 5, 3}, []string{"v1", "batches", "reconciliation", "name"}, ""))
+	pattern_DisbursementService_VerifyAuditTrail_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "auditEvents"}, "verify"))
 )
 
 var (
-	forward_DisbursementService_UploadBatch_0         = runtime.ForwardResponseStream
-	forward_DisbursementService_GetBatch_0            = runtime.ForwardResponseMessage
-	forward_DisbursementService_ListBatches_0         = runtime.ForwardResponseMessage
-	forward_DisbursementService_ListPayments_0        = runtime.ForwardResponseMessage
-	forward_DisbursementService_CancelPayment_0       = runtime.ForwardResponseMessage
-	forward_DisbursementService_RetryPayment_0        = runtime.ForwardResponseMessage
-	forward_DisbursementService_ResolvePayment_0      = runtime.ForwardResponseMessage
-	forward_DisbursementService_ExportPayments_0      = runtime.ForwardResponseStream
-	forward_DisbursementService_ListStatusChanges_0   = runtime.ForwardResponseMessage
-	forward_DisbursementService_WatchBatch_0          = runtime.ForwardResponseStream
-	forward_DisbursementService_CancelBatch_0         = runtime.ForwardResponseMessage
-	forward_DisbursementService_RetryFailedPayments_0 = runtime.ForwardResponseMessage
-	forward_DisbursementService_ListDeadLetters_0     = runtime.ForwardResponseMessage
-	forward_DisbursementService_RedriveDeadLetter_0   = runtime.ForwardResponseMessage
-	forward_DisbursementService_ListAuditEvents_0     = runtime.ForwardResponseMessage
-	forward_DisbursementService_VerifyAuditTrail_0    = runtime.ForwardResponseMessage
+	forward_DisbursementService_UploadBatch_0            = runtime.ForwardResponseStream
+	forward_DisbursementService_GetBatch_0               = runtime.ForwardResponseMessage
+	forward_DisbursementService_ListBatches_0            = runtime.ForwardResponseMessage
+	forward_DisbursementService_ListPayments_0           = runtime.ForwardResponseMessage
+	forward_DisbursementService_CancelPayment_0          = runtime.ForwardResponseMessage
+	forward_DisbursementService_RetryPayment_0           = runtime.ForwardResponseMessage
+	forward_DisbursementService_ResolvePayment_0         = runtime.ForwardResponseMessage
+	forward_DisbursementService_ExportPayments_0         = runtime.ForwardResponseStream
+	forward_DisbursementService_ListStatusChanges_0      = runtime.ForwardResponseMessage
+	forward_DisbursementService_WatchBatch_0             = runtime.ForwardResponseStream
+	forward_DisbursementService_CancelBatch_0            = runtime.ForwardResponseMessage
+	forward_DisbursementService_RetryFailedPayments_0    = runtime.ForwardResponseMessage
+	forward_DisbursementService_ListDeadLetters_0        = runtime.ForwardResponseMessage
+	forward_DisbursementService_RedriveDeadLetter_0      = runtime.ForwardResponseMessage
+	forward_DisbursementService_ListAuditEvents_0        = runtime.ForwardResponseMessage
+	forward_DisbursementService_ImportStatement_0        = runtime.ForwardResponseMessage
+	forward_DisbursementService_GetBatchReconciliation_0 = runtime.ForwardResponseMessage
+	forward_DisbursementService_VerifyAuditTrail_0       = runtime.ForwardResponseMessage
 )

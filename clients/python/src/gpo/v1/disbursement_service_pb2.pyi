@@ -290,3 +290,27 @@ class RedriveDeadLetterResponse(_message.Message):
     dead_letter: _resources_pb2.DeadLetter
     redriven_count: int
     def __init__(self, dead_letter: _Optional[_Union[_resources_pb2.DeadLetter, _Mapping]] = ..., redriven_count: _Optional[int] = ...) -> None: ...
+
+class ImportStatementRequest(_message.Message):
+    __slots__ = ("content", "format", "batches")
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    content: bytes
+    format: str
+    batches: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, content: _Optional[bytes] = ..., format: _Optional[str] = ..., batches: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ImportStatementResponse(_message.Message):
+    __slots__ = ("statements",)
+    STATEMENTS_FIELD_NUMBER: _ClassVar[int]
+    statements: _containers.RepeatedCompositeFieldContainer[_resources_pb2.Statement]
+    def __init__(self, statements: _Optional[_Iterable[_Union[_resources_pb2.Statement, _Mapping]]] = ...) -> None: ...
+
+class GetBatchReconciliationRequest(_message.Message):
+    __slots__ = ("name", "list_limit")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LIST_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    list_limit: int
+    def __init__(self, name: _Optional[str] = ..., list_limit: _Optional[int] = ...) -> None: ...

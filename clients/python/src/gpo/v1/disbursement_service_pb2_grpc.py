@@ -118,6 +118,16 @@ class DisbursementServiceStub:
                 request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ListAuditEventsRequest.SerializeToString,
                 response_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ListAuditEventsResponse.FromString,
                 _registered_method=True)
+        self.ImportStatement = channel.unary_unary(
+                '/gpo.v1.DisbursementService/ImportStatement',
+                request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ImportStatementRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ImportStatementResponse.FromString,
+                _registered_method=True)
+        self.GetBatchReconciliation = channel.unary_unary(
+                '/gpo.v1.DisbursementService/GetBatchReconciliation',
+                request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.GetBatchReconciliationRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_resources__pb2.BatchReconciliation.FromString,
+                _registered_method=True)
         self.VerifyAuditTrail = channel.unary_unary(
                 '/gpo.v1.DisbursementService/VerifyAuditTrail',
                 request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.VerifyAuditTrailRequest.SerializeToString,
@@ -255,6 +265,25 @@ class DisbursementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportStatement(self, request, context):
+        """Imports a bank statement (operators and reconcilers): an end-of-day camt.053.001.08 (checked against
+        the official schema) or an MT940. Each booked debit is matched to its payments by end-to-end id or
+        batch booking reference, amounts exactly; a return of a SUCCEEDED payment makes it REVERSED. Importing
+        the same statement again (same account and statement id) changes nothing and returns it as stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBatchReconciliation(self, request, context):
+        """Gets what imported statements say of a batch (operators, reconcilers and the batch's program
+        callers): the payments they confirmed, their entries nobody matched, the paid payments no statement
+        showed yet, and the totals declared, paid, confirmed on a statement and reversed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def VerifyAuditTrail(self, request, context):
         """Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only).
         """
@@ -339,6 +368,16 @@ def add_DisbursementServiceServicer_to_server(servicer, server):
                     servicer.ListAuditEvents,
                     request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ListAuditEventsRequest.FromString,
                     response_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'ImportStatement': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportStatement,
+                    request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ImportStatementRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ImportStatementResponse.SerializeToString,
+            ),
+            'GetBatchReconciliation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBatchReconciliation,
+                    request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.GetBatchReconciliationRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_resources__pb2.BatchReconciliation.SerializeToString,
             ),
             'VerifyAuditTrail': grpc.unary_unary_rpc_method_handler(
                     servicer.VerifyAuditTrail,
@@ -758,6 +797,60 @@ class DisbursementService:
             '/gpo.v1.DisbursementService/ListAuditEvents',
             gpo_dot_v1_dot_disbursement__service__pb2.ListAuditEventsRequest.SerializeToString,
             gpo_dot_v1_dot_disbursement__service__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportStatement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.DisbursementService/ImportStatement',
+            gpo_dot_v1_dot_disbursement__service__pb2.ImportStatementRequest.SerializeToString,
+            gpo_dot_v1_dot_disbursement__service__pb2.ImportStatementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBatchReconciliation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.DisbursementService/GetBatchReconciliation',
+            gpo_dot_v1_dot_disbursement__service__pb2.GetBatchReconciliationRequest.SerializeToString,
+            gpo_dot_v1_dot_resources__pb2.BatchReconciliation.FromString,
             options,
             channel_credentials,
             insecure,

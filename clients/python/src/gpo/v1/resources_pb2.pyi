@@ -204,3 +204,136 @@ class AuditEvent(_message.Message):
     hash: str
     previous_hash: str
     def __init__(self, id: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., action: _Optional[str] = ..., subject: _Optional[str] = ..., caller_kind: _Optional[str] = ..., certificate_subject: _Optional[str] = ..., batch: _Optional[str] = ..., payment_count: _Optional[int] = ..., request_id: _Optional[str] = ..., detail_json: _Optional[str] = ..., hash: _Optional[str] = ..., previous_hash: _Optional[str] = ...) -> None: ...
+
+class Statement(_message.Message):
+    __slots__ = ("name", "account", "statement_id", "format", "entry_count", "reversed_count", "create_time", "outcome_counts", "batches", "already_imported")
+    class OutcomeCountsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    STATEMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REVERSED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_IMPORTED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    account: str
+    statement_id: str
+    format: str
+    entry_count: int
+    reversed_count: int
+    create_time: _timestamp_pb2.Timestamp
+    outcome_counts: _containers.ScalarMap[str, int]
+    batches: _containers.RepeatedScalarFieldContainer[str]
+    already_imported: bool
+    def __init__(self, name: _Optional[str] = ..., account: _Optional[str] = ..., statement_id: _Optional[str] = ..., format: _Optional[str] = ..., entry_count: _Optional[int] = ..., reversed_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., outcome_counts: _Optional[_Mapping[str, int]] = ..., batches: _Optional[_Iterable[str]] = ..., already_imported: _Optional[bool] = ...) -> None: ...
+
+class BatchReconciliation(_message.Message):
+    __slots__ = ("name", "declared_count", "declared_total_amount", "totals", "matched", "unmatched_entries", "unconfirmed_payments", "unconfirmed_count")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DECLARED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DECLARED_TOTAL_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_FIELD_NUMBER: _ClassVar[int]
+    UNMATCHED_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    UNCONFIRMED_PAYMENTS_FIELD_NUMBER: _ClassVar[int]
+    UNCONFIRMED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    declared_count: int
+    declared_total_amount: str
+    totals: _containers.RepeatedCompositeFieldContainer[ReconciliationTotal]
+    matched: _containers.RepeatedCompositeFieldContainer[StatementMatch]
+    unmatched_entries: _containers.RepeatedCompositeFieldContainer[StatementEntry]
+    unconfirmed_payments: _containers.RepeatedCompositeFieldContainer[UnconfirmedPayment]
+    unconfirmed_count: int
+    def __init__(self, name: _Optional[str] = ..., declared_count: _Optional[int] = ..., declared_total_amount: _Optional[str] = ..., totals: _Optional[_Iterable[_Union[ReconciliationTotal, _Mapping]]] = ..., matched: _Optional[_Iterable[_Union[StatementMatch, _Mapping]]] = ..., unmatched_entries: _Optional[_Iterable[_Union[StatementEntry, _Mapping]]] = ..., unconfirmed_payments: _Optional[_Iterable[_Union[UnconfirmedPayment, _Mapping]]] = ..., unconfirmed_count: _Optional[int] = ...) -> None: ...
+
+class ReconciliationTotal(_message.Message):
+    __slots__ = ("currency_code", "paid_count", "paid_amount", "confirmed_count", "confirmed_amount", "reversed_count", "reversed_amount")
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    PAID_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PAID_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REVERSED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REVERSED_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    currency_code: str
+    paid_count: int
+    paid_amount: str
+    confirmed_count: int
+    confirmed_amount: str
+    reversed_count: int
+    reversed_amount: str
+    def __init__(self, currency_code: _Optional[str] = ..., paid_count: _Optional[int] = ..., paid_amount: _Optional[str] = ..., confirmed_count: _Optional[int] = ..., confirmed_amount: _Optional[str] = ..., reversed_count: _Optional[int] = ..., reversed_amount: _Optional[str] = ...) -> None: ...
+
+class StatementMatch(_message.Message):
+    __slots__ = ("payment", "amount", "currency_code", "status", "statement", "entry_number", "outcome", "booking_date")
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STATEMENT_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    BOOKING_DATE_FIELD_NUMBER: _ClassVar[int]
+    payment: str
+    amount: str
+    currency_code: str
+    status: PaymentStatus
+    statement: str
+    entry_number: int
+    outcome: str
+    booking_date: str
+    def __init__(self, payment: _Optional[str] = ..., amount: _Optional[str] = ..., currency_code: _Optional[str] = ..., status: _Optional[_Union[PaymentStatus, str]] = ..., statement: _Optional[str] = ..., entry_number: _Optional[int] = ..., outcome: _Optional[str] = ..., booking_date: _Optional[str] = ...) -> None: ...
+
+class StatementEntry(_message.Message):
+    __slots__ = ("statement", "number", "amount", "currency_code", "credit", "booking_date", "end_to_end_ids", "account_servicer_reference", "batch_booking_reference", "returned", "return_reason", "outcome", "note")
+    STATEMENT_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    BOOKING_DATE_FIELD_NUMBER: _ClassVar[int]
+    END_TO_END_IDS_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_SERVICER_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_BOOKING_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    RETURNED_FIELD_NUMBER: _ClassVar[int]
+    RETURN_REASON_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    statement: str
+    number: int
+    amount: str
+    currency_code: str
+    credit: bool
+    booking_date: str
+    end_to_end_ids: _containers.RepeatedScalarFieldContainer[str]
+    account_servicer_reference: str
+    batch_booking_reference: str
+    returned: bool
+    return_reason: str
+    outcome: str
+    note: str
+    def __init__(self, statement: _Optional[str] = ..., number: _Optional[int] = ..., amount: _Optional[str] = ..., currency_code: _Optional[str] = ..., credit: _Optional[bool] = ..., booking_date: _Optional[str] = ..., end_to_end_ids: _Optional[_Iterable[str]] = ..., account_servicer_reference: _Optional[str] = ..., batch_booking_reference: _Optional[str] = ..., returned: _Optional[bool] = ..., return_reason: _Optional[str] = ..., outcome: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class UnconfirmedPayment(_message.Message):
+    __slots__ = ("payment", "amount", "currency_code", "rail", "rail_reference")
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    RAIL_FIELD_NUMBER: _ClassVar[int]
+    RAIL_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    payment: str
+    amount: str
+    currency_code: str
+    rail: str
+    rail_reference: str
+    def __init__(self, payment: _Optional[str] = ..., amount: _Optional[str] = ..., currency_code: _Optional[str] = ..., rail: _Optional[str] = ..., rail_reference: _Optional[str] = ...) -> None: ...

@@ -24,7 +24,7 @@ import {
 } from "@grpc/grpc-js";
 import { HttpBody } from "../../google/api/httpbody";
 import { Timestamp } from "../../google/protobuf/timestamp";
-import { AuditEvent, Batch, DeadLetter, Payment, StatusChange } from "./resources";
+import { AuditEvent, Batch, BatchReconciliation, DeadLetter, Payment, Statement, StatusChange } from "./resources";
 
 /** One message of an upload stream: the header first, then chunks. */
 export interface UploadBatchRequest {
@@ -473,6 +473,40 @@ export interface RedriveDeadLetterResponse {
     | undefined;
   /** How many of its payments were sent again; 0 when the request_id already acted. */
   redrivenCount: string;
+}
+
+/** A bank statement to import. */
+export interface ImportStatementRequest {
+  /** The statement file as the bank sent it. At most the server's message size (16 MiB by default). */
+  content: Buffer;
+  /**
+   * "camt.053" or "mt940"; empty: told from the content (XML is camt.053).
+   * At most 16 characters.
+   */
+  format: string;
+  /**
+   * The batches ("batches/{batch}") to match the statement against, at most 1000. Empty: every batch past
+   * its upload created within 35 days before the statement's latest booking, or after it.
+   * At most 128 characters each.
+   */
+  batches: string[];
+}
+
+/** The statements the file held (a camt.053 may hold several accounts' statements). */
+export interface ImportStatementResponse {
+  /** Each statement, as stored. */
+  statements: Statement[];
+}
+
+/** Asks for a batch's reconciliation. */
+export interface GetBatchReconciliationRequest {
+  /**
+   * "batches/{batch}/reconciliation".
+   * At most 128 characters.
+   */
+  name: string;
+  /** Rows per list at most (matched, unmatched entries, unconfirmed payments); 0: 1000; at most 10000. */
+  listLimit: number;
 }
 
 function createBaseUploadBatchRequest(): UploadBatchRequest {
@@ -3573,6 +3607,269 @@ export const RedriveDeadLetterResponse: MessageFns<RedriveDeadLetterResponse> = 
   },
 };
 
+function createBaseImportStatementRequest(): ImportStatementRequest {
+  return { content: Buffer.alloc(0), format: "", batches: [] };
+}
+
+export const ImportStatementRequest: MessageFns<ImportStatementRequest> = {
+  encode(message: ImportStatementRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.content.length !== 0) {
+      writer.uint32(10).bytes(message.content);
+    }
+    if (message.format !== "") {
+      writer.uint32(18).string(message.format);
+    }
+    for (const v of message.batches) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportStatementRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImportStatementRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.content = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.format = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.batches.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImportStatementRequest {
+    return {
+      content: isSet(object.content) ? Buffer.from(bytesFromBase64(object.content)) : Buffer.alloc(0),
+      format: isSet(object.format) ? globalThis.String(object.format) : "",
+      batches: globalThis.Array.isArray(object?.batches) ? object.batches.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: ImportStatementRequest): unknown {
+    const obj: any = {};
+    if (message.content.length !== 0) {
+      obj.content = base64FromBytes(message.content);
+    }
+    if (message.format !== "") {
+      obj.format = message.format;
+    }
+    if (message.batches?.length) {
+      obj.batches = message.batches;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImportStatementRequest>, I>>(base?: I): ImportStatementRequest {
+    return ImportStatementRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImportStatementRequest>, I>>(object: I): ImportStatementRequest {
+    const message = createBaseImportStatementRequest();
+    message.content = object.content ?? Buffer.alloc(0);
+    message.format = object.format ?? "";
+    message.batches = object.batches?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseImportStatementResponse(): ImportStatementResponse {
+  return { statements: [] };
+}
+
+export const ImportStatementResponse: MessageFns<ImportStatementResponse> = {
+  encode(message: ImportStatementResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.statements) {
+      Statement.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportStatementResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImportStatementResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.statements.push(Statement.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImportStatementResponse {
+    return {
+      statements: globalThis.Array.isArray(object?.statements)
+        ? object.statements.map((e: any) => Statement.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ImportStatementResponse): unknown {
+    const obj: any = {};
+    if (message.statements?.length) {
+      obj.statements = message.statements.map((e) => Statement.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImportStatementResponse>, I>>(base?: I): ImportStatementResponse {
+    return ImportStatementResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImportStatementResponse>, I>>(object: I): ImportStatementResponse {
+    const message = createBaseImportStatementResponse();
+    message.statements = object.statements?.map((e) => Statement.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseGetBatchReconciliationRequest(): GetBatchReconciliationRequest {
+  return { name: "", listLimit: 0 };
+}
+
+export const GetBatchReconciliationRequest: MessageFns<GetBatchReconciliationRequest> = {
+  encode(message: GetBatchReconciliationRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.listLimit !== 0) {
+      writer.uint32(16).int32(message.listLimit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetBatchReconciliationRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetBatchReconciliationRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.listLimit = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetBatchReconciliationRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      listLimit: isSet(object.listLimit)
+        ? globalThis.Number(object.listLimit)
+        : isSet(object.list_limit)
+        ? globalThis.Number(object.list_limit)
+        : 0,
+    };
+  },
+
+  toJSON(message: GetBatchReconciliationRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.listLimit !== 0) {
+      obj.listLimit = Math.round(message.listLimit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetBatchReconciliationRequest>, I>>(base?: I): GetBatchReconciliationRequest {
+    return GetBatchReconciliationRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetBatchReconciliationRequest>, I>>(
+    object: I,
+  ): GetBatchReconciliationRequest {
+    const message = createBaseGetBatchReconciliationRequest();
+    message.name = object.name ?? "";
+    message.listLimit = object.listLimit ?? 0;
+    return message;
+  },
+};
+
 /**
  * Bulk disbursements: upload, follow, and cancel batches of payments.
  * Errors are google.rpc.Status with ErrorInfo (domain "gpo.dev") and, for bad fields, BadRequest.
@@ -3777,6 +4074,38 @@ export const DisbursementServiceService = {
       Buffer.from(ListAuditEventsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListAuditEventsResponse => ListAuditEventsResponse.decode(value),
   },
+  /**
+   * Imports a bank statement (operators and reconcilers): an end-of-day camt.053.001.08 (checked against
+   * the official schema) or an MT940. Each booked debit is matched to its payments by end-to-end id or
+   * batch booking reference, amounts exactly; a return of a SUCCEEDED payment makes it REVERSED. Importing
+   * the same statement again (same account and statement id) changes nothing and returns it as stored.
+   */
+  importStatement: {
+    path: "/gpo.v1.DisbursementService/ImportStatement" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ImportStatementRequest): Buffer =>
+      Buffer.from(ImportStatementRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ImportStatementRequest => ImportStatementRequest.decode(value),
+    responseSerialize: (value: ImportStatementResponse): Buffer =>
+      Buffer.from(ImportStatementResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ImportStatementResponse => ImportStatementResponse.decode(value),
+  },
+  /**
+   * Gets what imported statements say of a batch (operators, reconcilers and the batch's program
+   * callers): the payments they confirmed, their entries nobody matched, the paid payments no statement
+   * showed yet, and the totals declared, paid, confirmed on a statement and reversed.
+   */
+  getBatchReconciliation: {
+    path: "/gpo.v1.DisbursementService/GetBatchReconciliation" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetBatchReconciliationRequest): Buffer =>
+      Buffer.from(GetBatchReconciliationRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetBatchReconciliationRequest => GetBatchReconciliationRequest.decode(value),
+    responseSerialize: (value: BatchReconciliation): Buffer => Buffer.from(BatchReconciliation.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BatchReconciliation => BatchReconciliation.decode(value),
+  },
   /** Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only). */
   verifyAuditTrail: {
     path: "/gpo.v1.DisbursementService/VerifyAuditTrail" as const,
@@ -3853,6 +4182,19 @@ export interface DisbursementServiceServer extends UntypedServiceImplementation 
   redriveDeadLetter: handleUnaryCall<RedriveDeadLetterRequest, RedriveDeadLetterResponse>;
   /** Lists the audit trail of state-changing calls, oldest first (operators only). */
   listAuditEvents: handleUnaryCall<ListAuditEventsRequest, ListAuditEventsResponse>;
+  /**
+   * Imports a bank statement (operators and reconcilers): an end-of-day camt.053.001.08 (checked against
+   * the official schema) or an MT940. Each booked debit is matched to its payments by end-to-end id or
+   * batch booking reference, amounts exactly; a return of a SUCCEEDED payment makes it REVERSED. Importing
+   * the same statement again (same account and statement id) changes nothing and returns it as stored.
+   */
+  importStatement: handleUnaryCall<ImportStatementRequest, ImportStatementResponse>;
+  /**
+   * Gets what imported statements say of a batch (operators, reconcilers and the batch's program
+   * callers): the payments they confirmed, their entries nobody matched, the paid payments no statement
+   * showed yet, and the totals declared, paid, confirmed on a statement and reversed.
+   */
+  getBatchReconciliation: handleUnaryCall<GetBatchReconciliationRequest, BatchReconciliation>;
   /** Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only). */
   verifyAuditTrail: handleUnaryCall<VerifyAuditTrailRequest, VerifyAuditTrailResponse>;
 }
@@ -4099,6 +4441,47 @@ export interface DisbursementServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Imports a bank statement (operators and reconcilers): an end-of-day camt.053.001.08 (checked against
+   * the official schema) or an MT940. Each booked debit is matched to its payments by end-to-end id or
+   * batch booking reference, amounts exactly; a return of a SUCCEEDED payment makes it REVERSED. Importing
+   * the same statement again (same account and statement id) changes nothing and returns it as stored.
+   */
+  importStatement(
+    request: ImportStatementRequest,
+    callback: (error: ServiceError | null, response: ImportStatementResponse) => void,
+  ): ClientUnaryCall;
+  importStatement(
+    request: ImportStatementRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ImportStatementResponse) => void,
+  ): ClientUnaryCall;
+  importStatement(
+    request: ImportStatementRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ImportStatementResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Gets what imported statements say of a batch (operators, reconcilers and the batch's program
+   * callers): the payments they confirmed, their entries nobody matched, the paid payments no statement
+   * showed yet, and the totals declared, paid, confirmed on a statement and reversed.
+   */
+  getBatchReconciliation(
+    request: GetBatchReconciliationRequest,
+    callback: (error: ServiceError | null, response: BatchReconciliation) => void,
+  ): ClientUnaryCall;
+  getBatchReconciliation(
+    request: GetBatchReconciliationRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: BatchReconciliation) => void,
+  ): ClientUnaryCall;
+  getBatchReconciliation(
+    request: GetBatchReconciliationRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: BatchReconciliation) => void,
+  ): ClientUnaryCall;
   /** Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only). */
   verifyAuditTrail(
     request: VerifyAuditTrailRequest,
@@ -4125,6 +4508,14 @@ export const DisbursementServiceClient = makeGenericClientConstructor(
   service: typeof DisbursementServiceService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 

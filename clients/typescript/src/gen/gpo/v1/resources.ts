@@ -461,6 +461,241 @@ export interface AuditEvent {
   previousHash: string;
 }
 
+/** An imported bank statement. */
+export interface Statement {
+  /**
+   * "statements/{id}", GPO's id.
+   * At most 128 characters.
+   */
+  name: string;
+  /**
+   * The account the statement is for (IBAN or the bank's account id).
+   * At most 64 characters.
+   */
+  account: string;
+  /**
+   * The bank's id of the statement (camt.053 Stmt/Id; MT940 :20:/:28C:).
+   * At most 64 characters.
+   */
+  statementId: string;
+  /**
+   * "camt.053" or "mt940".
+   * At most 16 characters.
+   */
+  format: string;
+  /** How many entries (bookings) it holds. */
+  entryCount: string;
+  /** How many payments its returns moved to REVERSED. */
+  reversedCount: string;
+  /** When GPO imported it. */
+  createTime?:
+    | Date
+    | undefined;
+  /**
+   * Entries per outcome: matched, returned, amount_mismatch, paid_not_succeeded, unmatched, not_booked,
+   * other_credit.
+   */
+  outcomeCounts: { [key: string]: string };
+  /**
+   * The batches it was matched against ("batches/{batch}").
+   * At most 128 characters each.
+   */
+  batches: string[];
+  /** True when this import found the statement already imported and changed nothing. */
+  alreadyImported: boolean;
+}
+
+export interface Statement_OutcomeCountsEntry {
+  key: string;
+  value: string;
+}
+
+/** What imported statements say of one batch. */
+export interface BatchReconciliation {
+  /**
+   * "batches/{batch}/reconciliation".
+   * At most 128 characters.
+   */
+  name: string;
+  /** The batch header's declared payment count and total amount (all currencies). */
+  declaredCount: string;
+  /**
+   * Decimal string.
+   * At most 32 characters.
+   */
+  declaredTotalAmount: string;
+  /** Paid, confirmed on a statement and reversed, per currency. */
+  totals: ReconciliationTotal[];
+  /** Payments a statement entry booked or returned, one row per entry and payment. */
+  matched: StatementMatch[];
+  /**
+   * Entries of the statements matched against this batch that need an operator: unmatched debits and
+   * returns, amount mismatches, debits of payments GPO does not hold as paid.
+   */
+  unmatchedEntries: StatementEntry[];
+  /** SUCCEEDED payments no statement has shown booked yet. */
+  unconfirmedPayments: UnconfirmedPayment[];
+  /** How many unconfirmed payments there are in all (the list holds at most list_limit). */
+  unconfirmedCount: string;
+}
+
+/** One currency of a reconciliation. */
+export interface ReconciliationTotal {
+  /**
+   * ISO 4217 code.
+   * At most 3 characters.
+   */
+  currencyCode: string;
+  /** Payments the rail reported paid (SUCCEEDED or REVERSED) and their amount (decimal string). */
+  paidCount: string;
+  /**
+   * Decimal string.
+   * At most 32 characters.
+   */
+  paidAmount: string;
+  /** Paid payments a statement booked (or returned). */
+  confirmedCount: string;
+  /**
+   * Decimal string.
+   * At most 32 characters.
+   */
+  confirmedAmount: string;
+  /** REVERSED payments. */
+  reversedCount: string;
+  /**
+   * Decimal string.
+   * At most 32 characters.
+   */
+  reversedAmount: string;
+}
+
+/** A payment a statement entry booked or returned. */
+export interface StatementMatch {
+  /**
+   * "batches/{batch}/payments/{reference_id}".
+   * At most 320 characters.
+   */
+  payment: string;
+  /**
+   * The payment's amount (decimal string) and currency.
+   * At most 32 characters.
+   */
+  amount: string;
+  /**
+   * ISO 4217 code.
+   * At most 3 characters.
+   */
+  currencyCode: string;
+  /** The payment's status now. */
+  status: PaymentStatus;
+  /**
+   * "statements/{id}" of the entry.
+   * At most 128 characters.
+   */
+  statement: string;
+  /** The entry's position in its statement, from 1. */
+  entryNumber: number;
+  /**
+   * The entry's outcome: matched or returned (or amount_mismatch, paid_not_succeeded).
+   * At most 32 characters.
+   */
+  outcome: string;
+  /**
+   * The entry's booking date (YYYY-MM-DD), "" when the statement gives none.
+   * At most 10 characters.
+   */
+  bookingDate: string;
+}
+
+/** One booking of a statement. */
+export interface StatementEntry {
+  /**
+   * "statements/{id}".
+   * At most 128 characters.
+   */
+  statement: string;
+  /** Its position in the statement, from 1. */
+  number: number;
+  /**
+   * Decimal string, always positive.
+   * At most 32 characters.
+   */
+  amount: string;
+  /**
+   * ISO 4217 code.
+   * At most 3 characters.
+   */
+  currencyCode: string;
+  /** True for money in, false for a debit. */
+  credit: boolean;
+  /**
+   * YYYY-MM-DD, "" when none.
+   * At most 10 characters.
+   */
+  bookingDate: string;
+  /**
+   * End-to-end ids: a single booking's, or a batch booking's transaction details.
+   * At most 35 characters each.
+   */
+  endToEndIds: string[];
+  /**
+   * The bank's reference (AcctSvcrRef; MT940 bank reference).
+   * At most 35 characters.
+   */
+  accountServicerReference: string;
+  /**
+   * A batch booking's payment information id (PmtInfId).
+   * At most 35 characters.
+   */
+  batchBookingReference: string;
+  /** True for a return or reversal of a debit. */
+  returned: boolean;
+  /**
+   * The return's reason code and text.
+   * At most 200 characters.
+   */
+  returnReason: string;
+  /**
+   * matched, returned, amount_mismatch, paid_not_succeeded, unmatched, not_booked or other_credit.
+   * At most 32 characters.
+   */
+  outcome: string;
+  /**
+   * Why, for the outcomes that need an operator.
+   * At most 1024 characters.
+   */
+  note: string;
+}
+
+/** A SUCCEEDED payment no statement has shown booked. */
+export interface UnconfirmedPayment {
+  /**
+   * "batches/{batch}/payments/{reference_id}".
+   * At most 320 characters.
+   */
+  payment: string;
+  /**
+   * Decimal string.
+   * At most 32 characters.
+   */
+  amount: string;
+  /**
+   * ISO 4217 code.
+   * At most 3 characters.
+   */
+  currencyCode: string;
+  /**
+   * The rail that paid it, and its reference there.
+   * At most 64 characters.
+   */
+  rail: string;
+  /**
+   * The rail's reference.
+   * At most 256 characters.
+   */
+  railReference: string;
+}
+
 function createBaseBatch(): Batch {
   return {
     name: "",
@@ -2138,6 +2373,1437 @@ export const AuditEvent: MessageFns<AuditEvent> = {
     message.detailJson = object.detailJson ?? "";
     message.hash = object.hash ?? "";
     message.previousHash = object.previousHash ?? "";
+    return message;
+  },
+};
+
+function createBaseStatement(): Statement {
+  return {
+    name: "",
+    account: "",
+    statementId: "",
+    format: "",
+    entryCount: "0",
+    reversedCount: "0",
+    createTime: undefined,
+    outcomeCounts: {},
+    batches: [],
+    alreadyImported: false,
+  };
+}
+
+export const Statement: MessageFns<Statement> = {
+  encode(message: Statement, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.account !== "") {
+      writer.uint32(18).string(message.account);
+    }
+    if (message.statementId !== "") {
+      writer.uint32(26).string(message.statementId);
+    }
+    if (message.format !== "") {
+      writer.uint32(34).string(message.format);
+    }
+    if (message.entryCount !== "0") {
+      writer.uint32(40).int64(message.entryCount);
+    }
+    if (message.reversedCount !== "0") {
+      writer.uint32(48).int64(message.reversedCount);
+    }
+    if (message.createTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.createTime), writer.uint32(58).fork()).join();
+    }
+    globalThis.Object.entries(message.outcomeCounts).forEach(([key, value]: [string, string]) => {
+      Statement_OutcomeCountsEntry.encode({ key: key as any, value }, writer.uint32(66).fork()).join();
+    });
+    for (const v of message.batches) {
+      writer.uint32(74).string(v!);
+    }
+    if (message.alreadyImported !== false) {
+      writer.uint32(80).bool(message.alreadyImported);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Statement {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatement();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.account = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.statementId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.format = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.entryCount = reader.int64().toString();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.reversedCount = reader.int64().toString();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            const entry8 = Statement_OutcomeCountsEntry.decode(reader, reader.uint32());
+            if (entry8.value !== undefined) {
+              message.outcomeCounts[entry8.key] = entry8.value;
+            }
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.batches.push(reader.string());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.alreadyImported = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Statement {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      account: isSet(object.account) ? globalThis.String(object.account) : "",
+      statementId: isSet(object.statementId)
+        ? globalThis.String(object.statementId)
+        : isSet(object.statement_id)
+        ? globalThis.String(object.statement_id)
+        : "",
+      format: isSet(object.format) ? globalThis.String(object.format) : "",
+      entryCount: isSet(object.entryCount)
+        ? globalThis.String(object.entryCount)
+        : isSet(object.entry_count)
+        ? globalThis.String(object.entry_count)
+        : "0",
+      reversedCount: isSet(object.reversedCount)
+        ? globalThis.String(object.reversedCount)
+        : isSet(object.reversed_count)
+        ? globalThis.String(object.reversed_count)
+        : "0",
+      createTime: isSet(object.createTime)
+        ? fromJsonTimestamp(object.createTime)
+        : isSet(object.create_time)
+        ? fromJsonTimestamp(object.create_time)
+        : undefined,
+      outcomeCounts: isObject(object.outcomeCounts)
+        ? (globalThis.Object.entries(object.outcomeCounts) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.outcome_counts)
+        ? (globalThis.Object.entries(object.outcome_counts) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      batches: globalThis.Array.isArray(object?.batches)
+        ? object.batches.map((e: any) => globalThis.String(e))
+        : [],
+      alreadyImported: isSet(object.alreadyImported)
+        ? globalThis.Boolean(object.alreadyImported)
+        : isSet(object.already_imported)
+        ? globalThis.Boolean(object.already_imported)
+        : false,
+    };
+  },
+
+  toJSON(message: Statement): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.account !== "") {
+      obj.account = message.account;
+    }
+    if (message.statementId !== "") {
+      obj.statementId = message.statementId;
+    }
+    if (message.format !== "") {
+      obj.format = message.format;
+    }
+    if (message.entryCount !== "0") {
+      obj.entryCount = message.entryCount;
+    }
+    if (message.reversedCount !== "0") {
+      obj.reversedCount = message.reversedCount;
+    }
+    if (message.createTime !== undefined) {
+      obj.createTime = message.createTime.toISOString();
+    }
+    if (message.outcomeCounts) {
+      const entries = globalThis.Object.entries(message.outcomeCounts) as [string, string][];
+      if (entries.length > 0) {
+        obj.outcomeCounts = {};
+        entries.forEach(([k, v]) => {
+          obj.outcomeCounts[k] = v;
+        });
+      }
+    }
+    if (message.batches?.length) {
+      obj.batches = message.batches;
+    }
+    if (message.alreadyImported !== false) {
+      obj.alreadyImported = message.alreadyImported;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Statement>, I>>(base?: I): Statement {
+    return Statement.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Statement>, I>>(object: I): Statement {
+    const message = createBaseStatement();
+    message.name = object.name ?? "";
+    message.account = object.account ?? "";
+    message.statementId = object.statementId ?? "";
+    message.format = object.format ?? "";
+    message.entryCount = object.entryCount ?? "0";
+    message.reversedCount = object.reversedCount ?? "0";
+    message.createTime = object.createTime ?? undefined;
+    message.outcomeCounts = (globalThis.Object.entries(object.outcomeCounts ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.batches = object.batches?.map((e) => e) || [];
+    message.alreadyImported = object.alreadyImported ?? false;
+    return message;
+  },
+};
+
+function createBaseStatement_OutcomeCountsEntry(): Statement_OutcomeCountsEntry {
+  return { key: "", value: "0" };
+}
+
+export const Statement_OutcomeCountsEntry: MessageFns<Statement_OutcomeCountsEntry> = {
+  encode(message: Statement_OutcomeCountsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "0") {
+      writer.uint32(16).int64(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Statement_OutcomeCountsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatement_OutcomeCountsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Statement_OutcomeCountsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "0",
+    };
+  },
+
+  toJSON(message: Statement_OutcomeCountsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "0") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Statement_OutcomeCountsEntry>, I>>(base?: I): Statement_OutcomeCountsEntry {
+    return Statement_OutcomeCountsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Statement_OutcomeCountsEntry>, I>>(object: I): Statement_OutcomeCountsEntry {
+    const message = createBaseStatement_OutcomeCountsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "0";
+    return message;
+  },
+};
+
+function createBaseBatchReconciliation(): BatchReconciliation {
+  return {
+    name: "",
+    declaredCount: "0",
+    declaredTotalAmount: "",
+    totals: [],
+    matched: [],
+    unmatchedEntries: [],
+    unconfirmedPayments: [],
+    unconfirmedCount: "0",
+  };
+}
+
+export const BatchReconciliation: MessageFns<BatchReconciliation> = {
+  encode(message: BatchReconciliation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.declaredCount !== "0") {
+      writer.uint32(16).int64(message.declaredCount);
+    }
+    if (message.declaredTotalAmount !== "") {
+      writer.uint32(26).string(message.declaredTotalAmount);
+    }
+    for (const v of message.totals) {
+      ReconciliationTotal.encode(v!, writer.uint32(34).fork()).join();
+    }
+    for (const v of message.matched) {
+      StatementMatch.encode(v!, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.unmatchedEntries) {
+      StatementEntry.encode(v!, writer.uint32(50).fork()).join();
+    }
+    for (const v of message.unconfirmedPayments) {
+      UnconfirmedPayment.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.unconfirmedCount !== "0") {
+      writer.uint32(64).int64(message.unconfirmedCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchReconciliation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchReconciliation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.declaredCount = reader.int64().toString();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.declaredTotalAmount = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.totals.push(ReconciliationTotal.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.matched.push(StatementMatch.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.unmatchedEntries.push(StatementEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.unconfirmedPayments.push(UnconfirmedPayment.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.unconfirmedCount = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchReconciliation {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      declaredCount: isSet(object.declaredCount)
+        ? globalThis.String(object.declaredCount)
+        : isSet(object.declared_count)
+        ? globalThis.String(object.declared_count)
+        : "0",
+      declaredTotalAmount: isSet(object.declaredTotalAmount)
+        ? globalThis.String(object.declaredTotalAmount)
+        : isSet(object.declared_total_amount)
+        ? globalThis.String(object.declared_total_amount)
+        : "",
+      totals: globalThis.Array.isArray(object?.totals)
+        ? object.totals.map((e: any) => ReconciliationTotal.fromJSON(e))
+        : [],
+      matched: globalThis.Array.isArray(object?.matched)
+        ? object.matched.map((e: any) => StatementMatch.fromJSON(e))
+        : [],
+      unmatchedEntries: globalThis.Array.isArray(object?.unmatchedEntries)
+        ? object.unmatchedEntries.map((e: any) => StatementEntry.fromJSON(e))
+        : globalThis.Array.isArray(object?.unmatched_entries)
+        ? object.unmatched_entries.map((e: any) => StatementEntry.fromJSON(e))
+        : [],
+      unconfirmedPayments: globalThis.Array.isArray(object?.unconfirmedPayments)
+        ? object.unconfirmedPayments.map((e: any) => UnconfirmedPayment.fromJSON(e))
+        : globalThis.Array.isArray(object?.unconfirmed_payments)
+        ? object.unconfirmed_payments.map((e: any) => UnconfirmedPayment.fromJSON(e))
+        : [],
+      unconfirmedCount: isSet(object.unconfirmedCount)
+        ? globalThis.String(object.unconfirmedCount)
+        : isSet(object.unconfirmed_count)
+        ? globalThis.String(object.unconfirmed_count)
+        : "0",
+    };
+  },
+
+  toJSON(message: BatchReconciliation): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.declaredCount !== "0") {
+      obj.declaredCount = message.declaredCount;
+    }
+    if (message.declaredTotalAmount !== "") {
+      obj.declaredTotalAmount = message.declaredTotalAmount;
+    }
+    if (message.totals?.length) {
+      obj.totals = message.totals.map((e) => ReconciliationTotal.toJSON(e));
+    }
+    if (message.matched?.length) {
+      obj.matched = message.matched.map((e) => StatementMatch.toJSON(e));
+    }
+    if (message.unmatchedEntries?.length) {
+      obj.unmatchedEntries = message.unmatchedEntries.map((e) => StatementEntry.toJSON(e));
+    }
+    if (message.unconfirmedPayments?.length) {
+      obj.unconfirmedPayments = message.unconfirmedPayments.map((e) => UnconfirmedPayment.toJSON(e));
+    }
+    if (message.unconfirmedCount !== "0") {
+      obj.unconfirmedCount = message.unconfirmedCount;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BatchReconciliation>, I>>(base?: I): BatchReconciliation {
+    return BatchReconciliation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BatchReconciliation>, I>>(object: I): BatchReconciliation {
+    const message = createBaseBatchReconciliation();
+    message.name = object.name ?? "";
+    message.declaredCount = object.declaredCount ?? "0";
+    message.declaredTotalAmount = object.declaredTotalAmount ?? "";
+    message.totals = object.totals?.map((e) => ReconciliationTotal.fromPartial(e)) || [];
+    message.matched = object.matched?.map((e) => StatementMatch.fromPartial(e)) || [];
+    message.unmatchedEntries = object.unmatchedEntries?.map((e) => StatementEntry.fromPartial(e)) || [];
+    message.unconfirmedPayments = object.unconfirmedPayments?.map((e) => UnconfirmedPayment.fromPartial(e)) || [];
+    message.unconfirmedCount = object.unconfirmedCount ?? "0";
+    return message;
+  },
+};
+
+function createBaseReconciliationTotal(): ReconciliationTotal {
+  return {
+    currencyCode: "",
+    paidCount: "0",
+    paidAmount: "",
+    confirmedCount: "0",
+    confirmedAmount: "",
+    reversedCount: "0",
+    reversedAmount: "",
+  };
+}
+
+export const ReconciliationTotal: MessageFns<ReconciliationTotal> = {
+  encode(message: ReconciliationTotal, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.currencyCode !== "") {
+      writer.uint32(10).string(message.currencyCode);
+    }
+    if (message.paidCount !== "0") {
+      writer.uint32(16).int64(message.paidCount);
+    }
+    if (message.paidAmount !== "") {
+      writer.uint32(26).string(message.paidAmount);
+    }
+    if (message.confirmedCount !== "0") {
+      writer.uint32(32).int64(message.confirmedCount);
+    }
+    if (message.confirmedAmount !== "") {
+      writer.uint32(42).string(message.confirmedAmount);
+    }
+    if (message.reversedCount !== "0") {
+      writer.uint32(48).int64(message.reversedCount);
+    }
+    if (message.reversedAmount !== "") {
+      writer.uint32(58).string(message.reversedAmount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReconciliationTotal {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReconciliationTotal();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.currencyCode = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.paidCount = reader.int64().toString();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.paidAmount = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.confirmedCount = reader.int64().toString();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.confirmedAmount = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.reversedCount = reader.int64().toString();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.reversedAmount = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReconciliationTotal {
+    return {
+      currencyCode: isSet(object.currencyCode)
+        ? globalThis.String(object.currencyCode)
+        : isSet(object.currency_code)
+        ? globalThis.String(object.currency_code)
+        : "",
+      paidCount: isSet(object.paidCount)
+        ? globalThis.String(object.paidCount)
+        : isSet(object.paid_count)
+        ? globalThis.String(object.paid_count)
+        : "0",
+      paidAmount: isSet(object.paidAmount)
+        ? globalThis.String(object.paidAmount)
+        : isSet(object.paid_amount)
+        ? globalThis.String(object.paid_amount)
+        : "",
+      confirmedCount: isSet(object.confirmedCount)
+        ? globalThis.String(object.confirmedCount)
+        : isSet(object.confirmed_count)
+        ? globalThis.String(object.confirmed_count)
+        : "0",
+      confirmedAmount: isSet(object.confirmedAmount)
+        ? globalThis.String(object.confirmedAmount)
+        : isSet(object.confirmed_amount)
+        ? globalThis.String(object.confirmed_amount)
+        : "",
+      reversedCount: isSet(object.reversedCount)
+        ? globalThis.String(object.reversedCount)
+        : isSet(object.reversed_count)
+        ? globalThis.String(object.reversed_count)
+        : "0",
+      reversedAmount: isSet(object.reversedAmount)
+        ? globalThis.String(object.reversedAmount)
+        : isSet(object.reversed_amount)
+        ? globalThis.String(object.reversed_amount)
+        : "",
+    };
+  },
+
+  toJSON(message: ReconciliationTotal): unknown {
+    const obj: any = {};
+    if (message.currencyCode !== "") {
+      obj.currencyCode = message.currencyCode;
+    }
+    if (message.paidCount !== "0") {
+      obj.paidCount = message.paidCount;
+    }
+    if (message.paidAmount !== "") {
+      obj.paidAmount = message.paidAmount;
+    }
+    if (message.confirmedCount !== "0") {
+      obj.confirmedCount = message.confirmedCount;
+    }
+    if (message.confirmedAmount !== "") {
+      obj.confirmedAmount = message.confirmedAmount;
+    }
+    if (message.reversedCount !== "0") {
+      obj.reversedCount = message.reversedCount;
+    }
+    if (message.reversedAmount !== "") {
+      obj.reversedAmount = message.reversedAmount;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReconciliationTotal>, I>>(base?: I): ReconciliationTotal {
+    return ReconciliationTotal.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReconciliationTotal>, I>>(object: I): ReconciliationTotal {
+    const message = createBaseReconciliationTotal();
+    message.currencyCode = object.currencyCode ?? "";
+    message.paidCount = object.paidCount ?? "0";
+    message.paidAmount = object.paidAmount ?? "";
+    message.confirmedCount = object.confirmedCount ?? "0";
+    message.confirmedAmount = object.confirmedAmount ?? "";
+    message.reversedCount = object.reversedCount ?? "0";
+    message.reversedAmount = object.reversedAmount ?? "";
+    return message;
+  },
+};
+
+function createBaseStatementMatch(): StatementMatch {
+  return {
+    payment: "",
+    amount: "",
+    currencyCode: "",
+    status: 0,
+    statement: "",
+    entryNumber: 0,
+    outcome: "",
+    bookingDate: "",
+  };
+}
+
+export const StatementMatch: MessageFns<StatementMatch> = {
+  encode(message: StatementMatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.payment !== "") {
+      writer.uint32(10).string(message.payment);
+    }
+    if (message.amount !== "") {
+      writer.uint32(18).string(message.amount);
+    }
+    if (message.currencyCode !== "") {
+      writer.uint32(26).string(message.currencyCode);
+    }
+    if (message.status !== 0) {
+      writer.uint32(32).int32(message.status);
+    }
+    if (message.statement !== "") {
+      writer.uint32(42).string(message.statement);
+    }
+    if (message.entryNumber !== 0) {
+      writer.uint32(48).int32(message.entryNumber);
+    }
+    if (message.outcome !== "") {
+      writer.uint32(58).string(message.outcome);
+    }
+    if (message.bookingDate !== "") {
+      writer.uint32(66).string(message.bookingDate);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatementMatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatementMatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.payment = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.amount = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.currencyCode = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.statement = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.entryNumber = reader.int32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.outcome = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.bookingDate = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatementMatch {
+    return {
+      payment: isSet(object.payment) ? globalThis.String(object.payment) : "",
+      amount: isSet(object.amount) ? globalThis.String(object.amount) : "",
+      currencyCode: isSet(object.currencyCode)
+        ? globalThis.String(object.currencyCode)
+        : isSet(object.currency_code)
+        ? globalThis.String(object.currency_code)
+        : "",
+      status: isSet(object.status) ? paymentStatusFromJSON(object.status) : 0,
+      statement: isSet(object.statement) ? globalThis.String(object.statement) : "",
+      entryNumber: isSet(object.entryNumber)
+        ? globalThis.Number(object.entryNumber)
+        : isSet(object.entry_number)
+        ? globalThis.Number(object.entry_number)
+        : 0,
+      outcome: isSet(object.outcome) ? globalThis.String(object.outcome) : "",
+      bookingDate: isSet(object.bookingDate)
+        ? globalThis.String(object.bookingDate)
+        : isSet(object.booking_date)
+        ? globalThis.String(object.booking_date)
+        : "",
+    };
+  },
+
+  toJSON(message: StatementMatch): unknown {
+    const obj: any = {};
+    if (message.payment !== "") {
+      obj.payment = message.payment;
+    }
+    if (message.amount !== "") {
+      obj.amount = message.amount;
+    }
+    if (message.currencyCode !== "") {
+      obj.currencyCode = message.currencyCode;
+    }
+    if (message.status !== 0) {
+      obj.status = paymentStatusToJSON(message.status);
+    }
+    if (message.statement !== "") {
+      obj.statement = message.statement;
+    }
+    if (message.entryNumber !== 0) {
+      obj.entryNumber = Math.round(message.entryNumber);
+    }
+    if (message.outcome !== "") {
+      obj.outcome = message.outcome;
+    }
+    if (message.bookingDate !== "") {
+      obj.bookingDate = message.bookingDate;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StatementMatch>, I>>(base?: I): StatementMatch {
+    return StatementMatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StatementMatch>, I>>(object: I): StatementMatch {
+    const message = createBaseStatementMatch();
+    message.payment = object.payment ?? "";
+    message.amount = object.amount ?? "";
+    message.currencyCode = object.currencyCode ?? "";
+    message.status = object.status ?? 0;
+    message.statement = object.statement ?? "";
+    message.entryNumber = object.entryNumber ?? 0;
+    message.outcome = object.outcome ?? "";
+    message.bookingDate = object.bookingDate ?? "";
+    return message;
+  },
+};
+
+function createBaseStatementEntry(): StatementEntry {
+  return {
+    statement: "",
+    number: 0,
+    amount: "",
+    currencyCode: "",
+    credit: false,
+    bookingDate: "",
+    endToEndIds: [],
+    accountServicerReference: "",
+    batchBookingReference: "",
+    returned: false,
+    returnReason: "",
+    outcome: "",
+    note: "",
+  };
+}
+
+export const StatementEntry: MessageFns<StatementEntry> = {
+  encode(message: StatementEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.statement !== "") {
+      writer.uint32(10).string(message.statement);
+    }
+    if (message.number !== 0) {
+      writer.uint32(16).int32(message.number);
+    }
+    if (message.amount !== "") {
+      writer.uint32(26).string(message.amount);
+    }
+    if (message.currencyCode !== "") {
+      writer.uint32(34).string(message.currencyCode);
+    }
+    if (message.credit !== false) {
+      writer.uint32(40).bool(message.credit);
+    }
+    if (message.bookingDate !== "") {
+      writer.uint32(50).string(message.bookingDate);
+    }
+    for (const v of message.endToEndIds) {
+      writer.uint32(58).string(v!);
+    }
+    if (message.accountServicerReference !== "") {
+      writer.uint32(66).string(message.accountServicerReference);
+    }
+    if (message.batchBookingReference !== "") {
+      writer.uint32(74).string(message.batchBookingReference);
+    }
+    if (message.returned !== false) {
+      writer.uint32(80).bool(message.returned);
+    }
+    if (message.returnReason !== "") {
+      writer.uint32(90).string(message.returnReason);
+    }
+    if (message.outcome !== "") {
+      writer.uint32(98).string(message.outcome);
+    }
+    if (message.note !== "") {
+      writer.uint32(106).string(message.note);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatementEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatementEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.statement = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.number = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.amount = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.currencyCode = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.credit = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.bookingDate = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.endToEndIds.push(reader.string());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.accountServicerReference = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.batchBookingReference = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.returned = reader.bool();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.returnReason = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.outcome = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.note = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatementEntry {
+    return {
+      statement: isSet(object.statement) ? globalThis.String(object.statement) : "",
+      number: isSet(object.number) ? globalThis.Number(object.number) : 0,
+      amount: isSet(object.amount) ? globalThis.String(object.amount) : "",
+      currencyCode: isSet(object.currencyCode)
+        ? globalThis.String(object.currencyCode)
+        : isSet(object.currency_code)
+        ? globalThis.String(object.currency_code)
+        : "",
+      credit: isSet(object.credit) ? globalThis.Boolean(object.credit) : false,
+      bookingDate: isSet(object.bookingDate)
+        ? globalThis.String(object.bookingDate)
+        : isSet(object.booking_date)
+        ? globalThis.String(object.booking_date)
+        : "",
+      endToEndIds: globalThis.Array.isArray(object?.endToEndIds)
+        ? object.endToEndIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.end_to_end_ids)
+        ? object.end_to_end_ids.map((e: any) => globalThis.String(e))
+        : [],
+      accountServicerReference: isSet(object.accountServicerReference)
+        ? globalThis.String(object.accountServicerReference)
+        : isSet(object.account_servicer_reference)
+        ? globalThis.String(object.account_servicer_reference)
+        : "",
+      batchBookingReference: isSet(object.batchBookingReference)
+        ? globalThis.String(object.batchBookingReference)
+        : isSet(object.batch_booking_reference)
+        ? globalThis.String(object.batch_booking_reference)
+        : "",
+      returned: isSet(object.returned) ? globalThis.Boolean(object.returned) : false,
+      returnReason: isSet(object.returnReason)
+        ? globalThis.String(object.returnReason)
+        : isSet(object.return_reason)
+        ? globalThis.String(object.return_reason)
+        : "",
+      outcome: isSet(object.outcome) ? globalThis.String(object.outcome) : "",
+      note: isSet(object.note) ? globalThis.String(object.note) : "",
+    };
+  },
+
+  toJSON(message: StatementEntry): unknown {
+    const obj: any = {};
+    if (message.statement !== "") {
+      obj.statement = message.statement;
+    }
+    if (message.number !== 0) {
+      obj.number = Math.round(message.number);
+    }
+    if (message.amount !== "") {
+      obj.amount = message.amount;
+    }
+    if (message.currencyCode !== "") {
+      obj.currencyCode = message.currencyCode;
+    }
+    if (message.credit !== false) {
+      obj.credit = message.credit;
+    }
+    if (message.bookingDate !== "") {
+      obj.bookingDate = message.bookingDate;
+    }
+    if (message.endToEndIds?.length) {
+      obj.endToEndIds = message.endToEndIds;
+    }
+    if (message.accountServicerReference !== "") {
+      obj.accountServicerReference = message.accountServicerReference;
+    }
+    if (message.batchBookingReference !== "") {
+      obj.batchBookingReference = message.batchBookingReference;
+    }
+    if (message.returned !== false) {
+      obj.returned = message.returned;
+    }
+    if (message.returnReason !== "") {
+      obj.returnReason = message.returnReason;
+    }
+    if (message.outcome !== "") {
+      obj.outcome = message.outcome;
+    }
+    if (message.note !== "") {
+      obj.note = message.note;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StatementEntry>, I>>(base?: I): StatementEntry {
+    return StatementEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StatementEntry>, I>>(object: I): StatementEntry {
+    const message = createBaseStatementEntry();
+    message.statement = object.statement ?? "";
+    message.number = object.number ?? 0;
+    message.amount = object.amount ?? "";
+    message.currencyCode = object.currencyCode ?? "";
+    message.credit = object.credit ?? false;
+    message.bookingDate = object.bookingDate ?? "";
+    message.endToEndIds = object.endToEndIds?.map((e) => e) || [];
+    message.accountServicerReference = object.accountServicerReference ?? "";
+    message.batchBookingReference = object.batchBookingReference ?? "";
+    message.returned = object.returned ?? false;
+    message.returnReason = object.returnReason ?? "";
+    message.outcome = object.outcome ?? "";
+    message.note = object.note ?? "";
+    return message;
+  },
+};
+
+function createBaseUnconfirmedPayment(): UnconfirmedPayment {
+  return { payment: "", amount: "", currencyCode: "", rail: "", railReference: "" };
+}
+
+export const UnconfirmedPayment: MessageFns<UnconfirmedPayment> = {
+  encode(message: UnconfirmedPayment, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.payment !== "") {
+      writer.uint32(10).string(message.payment);
+    }
+    if (message.amount !== "") {
+      writer.uint32(18).string(message.amount);
+    }
+    if (message.currencyCode !== "") {
+      writer.uint32(26).string(message.currencyCode);
+    }
+    if (message.rail !== "") {
+      writer.uint32(34).string(message.rail);
+    }
+    if (message.railReference !== "") {
+      writer.uint32(42).string(message.railReference);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnconfirmedPayment {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnconfirmedPayment();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.payment = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.amount = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.currencyCode = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.rail = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.railReference = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnconfirmedPayment {
+    return {
+      payment: isSet(object.payment) ? globalThis.String(object.payment) : "",
+      amount: isSet(object.amount) ? globalThis.String(object.amount) : "",
+      currencyCode: isSet(object.currencyCode)
+        ? globalThis.String(object.currencyCode)
+        : isSet(object.currency_code)
+        ? globalThis.String(object.currency_code)
+        : "",
+      rail: isSet(object.rail) ? globalThis.String(object.rail) : "",
+      railReference: isSet(object.railReference)
+        ? globalThis.String(object.railReference)
+        : isSet(object.rail_reference)
+        ? globalThis.String(object.rail_reference)
+        : "",
+    };
+  },
+
+  toJSON(message: UnconfirmedPayment): unknown {
+    const obj: any = {};
+    if (message.payment !== "") {
+      obj.payment = message.payment;
+    }
+    if (message.amount !== "") {
+      obj.amount = message.amount;
+    }
+    if (message.currencyCode !== "") {
+      obj.currencyCode = message.currencyCode;
+    }
+    if (message.rail !== "") {
+      obj.rail = message.rail;
+    }
+    if (message.railReference !== "") {
+      obj.railReference = message.railReference;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UnconfirmedPayment>, I>>(base?: I): UnconfirmedPayment {
+    return UnconfirmedPayment.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnconfirmedPayment>, I>>(object: I): UnconfirmedPayment {
+    const message = createBaseUnconfirmedPayment();
+    message.payment = object.payment ?? "";
+    message.amount = object.amount ?? "";
+    message.currencyCode = object.currencyCode ?? "";
+    message.rail = object.rail ?? "";
+    message.railReference = object.railReference ?? "";
     return message;
   },
 };
