@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -230,6 +230,25 @@ class GpoClient:
             api_pb.CancelBatchRequest(name=name, request_id=request_id), metadata=self.metadata
         )
         return batch
+
+
+    async def import_statement(
+        self, content: bytes, format: str = "", batches: Sequence[str] = ()
+    ) -> api_pb.ImportStatementResponse:
+        """Imports a bank statement (camt.053 or MT940; operators and reconcilers)."""
+        answer: api_pb.ImportStatementResponse = await self.stub.ImportStatement(
+            api_pb.ImportStatementRequest(content=content, format=format, batches=list(batches)),
+            metadata=self.metadata,
+        )
+        return answer
+
+    async def reconciliation(self, name: str, list_limit: int = 0) -> res_pb.BatchReconciliation:
+        """What imported statements say of batch `name` ("batches/{uuid}")."""
+        answer: res_pb.BatchReconciliation = await self.stub.GetBatchReconciliation(
+            api_pb.GetBatchReconciliationRequest(name=f"{name}/reconciliation", list_limit=list_limit),
+            metadata=self.metadata,
+        )
+        return answer
 
 
 def chunked(items: Iterable[api_pb.PaymentInput], size: int) -> Iterator[list[api_pb.PaymentInput]]:

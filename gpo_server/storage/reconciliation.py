@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import and_, exists, func, insert, select, update
-from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -85,9 +84,9 @@ class Totals:
 
 @dataclass(frozen=True, slots=True)
 class BatchReconciliation:
-    matched: Sequence[Row[Any]]  # one per (entry, payment)
-    problems: Sequence[Row[Any]]  # entries of the batch's statements an operator must look at
-    unconfirmed: Sequence[Row[Any]]  # SUCCEEDED payments no statement has shown booked
+    matched: Sequence[Any]  # one per (entry, payment)
+    problems: Sequence[Any]  # entries of the batch's statements an operator must look at
+    unconfirmed: Sequence[Any]  # SUCCEEDED payments no statement has shown booked
     unconfirmed_count: int
     totals: Totals
 
