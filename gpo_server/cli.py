@@ -31,7 +31,7 @@ from gpo.v1 import resources_pb2 as res_pb
 from gpo_kernel import tracing
 from gpo_kernel.logs import configure
 from gpo_kernel.runtime import tune_garbage_collector
-from gpo_server.api.auth import OPERATOR_ROLE, SIDECAR_ROLE, local_secret, mint_token
+from gpo_server.api.auth import OPERATOR_ROLE, RECONCILER_ROLE, SIDECAR_ROLE, local_secret, mint_token
 from gpo_server.client import GpoClient, status_counts
 from gpo_server.config import ENVIRONMENT, Settings
 from gpo_server.payments_file import CheckedFile, FileProblem, check_file, chunks_checked, read_payments
@@ -305,6 +305,30 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--output", type=Path, default=Path("-"), help="a file, or - for stdout (default)")
     report.set_defaults(func=lambda a: asyncio.run(_report(a)))
 
+    reconcile = command(
+        "reconcile",
+        "import a bank statement (camt.053 or MT940) and match it to payments (operators, reconcilers)",
+        "Prints each statement the file held as a JSON line: its entries per outcome and the payments its"
+        " returns reversed. Importing the same statement again changes nothing (already_imported).",
+    )
+    reconcile.add_argument("file", type=Path, help="the statement file as the bank sent it")
+    reconcile.add_argument("--format", choices=("camt.053", "mt940"), default="", help="default: from the content")
+    reconcile.add_argument(
+        "--batch", action="append", default=[], help="match against this batch only (repeat); default: recent batches"
+    )
+    reconcile.set_defaults(func=lambda a: asyncio.run(_reconcile(a)))
+
+    reconciliation = command(
+        "reconciliation",
+        "show what bank statements say of a batch: matched, unmatched entries, unconfirmed payments",
+    )
+    reconciliation.add_argument("batch", help="batches/{uuid} or the uuid")
+    reconciliation.add_argument(
+        "--csv", type=Path, help="write the report (declared, paid, confirmed, reversed) as CSV (- for stdout)"
+    )
+    reconciliation.add_argument("--limit", type=int, default=0, help="rows per list at most (default 1000)")
+    reconciliation.set_defaults(func=lambda a: asyncio.run(_reconciliation(a)))
+
     dead = command("dead-letters", "list work chunks the rails could not process")
     dead.add_argument("--rail", default="")
     dead.set_defaults(func=lambda a: asyncio.run(_dead_letters(a)))
@@ -320,6 +344,9 @@ def _parser() -> argparse.ArgumentParser:
     kind.add_argument("--sidecar", action="store_true", help="a token for a rail sidecar (RailService only)")
     kind.add_argument(
         "--operator", action="store_true", help="an operator's token: every program, retries, dead letters"
+    )
+    kind.add_argument(
+        "--reconciler", action="store_true", help="a reconciler's token: bank statements and reconciliations only"
     )
     token.add_argument(
         "--rail", action="append", default=[], help="with --sidecar: a rail it serves (repeat)"
@@ -828,6 +855,43 @@ async def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _reconcile(args: argparse.Namespace) -> int:
+    try:
+        content = args.file.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {args.file}: {exc.strerror or exc}", EXIT_USAGE) from None
+    batches = [batch_name(b) for b in args.batch]
+    client = _client(args, operator=True)
+    try:
+        answer = await client.import_statement(content, args.format, batches)
+        for statement in answer.statements:
+            emit(message_dict(statement))
+    finally:
+        await client.close()
+    return EXIT_OK
+
+
+async def _reconciliation(args: argparse.Namespace) -> int:
+    from gpo_server.reconciliation_report import reconciliation_csv
+
+    name = batch_name(args.batch)
+    client = _client(args, operator=True)
+    try:
+        view = await client.reconciliation(name, args.limit)
+    finally:
+        await client.close()
+    if args.csv is None:
+        emit(message_dict(view))
+    elif str(args.csv) == "-":
+        sys.stdout.write(reconciliation_csv(view))
+    else:
+        try:
+            args.csv.write_text(reconciliation_csv(view))
+        except OSError as exc:
+            raise CliError(f"cannot write {args.csv}: {exc.strerror or exc}", EXIT_USAGE) from None
+    return EXIT_OK
+
+
 async def _dead_letters(args: argparse.Namespace) -> int:
     client = _client(args, operator=True)
     try:
@@ -854,14 +918,18 @@ async def _audit(args: argparse.Namespace) -> int:
 
 def _token(args: argparse.Namespace) -> int:
     secret = local_secret(Settings.from_env().data_dir)
-    if (args.sidecar or args.operator) and args.program:
-        raise CliError("--program is for program callers; a sidecar or operator token names none", EXIT_USAGE)
+    if (args.sidecar or args.operator or args.reconciler) and args.program:
+        raise CliError(
+            "--program is for program callers; a sidecar, operator or reconciler token names none", EXIT_USAGE
+        )
     if args.rail and not args.sidecar:
         raise CliError("--rail is for sidecar tokens (--sidecar)", EXIT_USAGE)
     if args.sidecar:
         token = mint_token(secret, "gpo-token", [], [SIDECAR_ROLE], ttl_s=args.ttl, rails=args.rail or None)
     elif args.operator:
         token = mint_token(secret, "gpo-token", [], [OPERATOR_ROLE], ttl_s=args.ttl)
+    elif args.reconciler:
+        token = mint_token(secret, "gpo-token", [], [RECONCILER_ROLE], ttl_s=args.ttl)
     else:
         token = mint_token(secret, "gpo-token", args.program or ["*"], ttl_s=args.ttl)
     print(token)

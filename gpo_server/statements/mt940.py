@@ -9,12 +9,16 @@ line with a return reason (/RTRN/).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from typing import Any
 
 import mt940
 
 from gpo_server.statements.records import EntryRecord, ParsedStatement, StatementInvalid, hundredths
+
+# The package logs the lines it cannot read, account numbers included; GPO's error says what is wrong.
+logging.getLogger("mt940").setLevel(logging.CRITICAL)
 
 _KEYWORD = re.compile(r"/(EREF|PREF|RTRN|NTX)/([^/]*)")
 _REQUIRED = ("transaction_reference", "account_identification")
@@ -50,8 +54,13 @@ def _statement(number: int, block: str) -> ParsedStatement:
     transactions = mt940.models.Transactions()
     try:
         transactions.parse(block)
-    except (RuntimeError, ValueError, KeyError, AttributeError, TypeError) as exc:
-        raise StatementInvalid(f"mt940: statement {number}: {exc}") from None
+    except RuntimeError as exc:
+        # The package's "Unable to parse" carries the tag and the text it could not read.
+        tag, text = (exc.args[1], exc.args[2]) if len(exc.args) == 3 else (None, "")
+        where = f":{tag.id}: line {str(text)[:40]!r}" if tag is not None else str(exc)[:200]
+        raise StatementInvalid(f"mt940: statement {number}: cannot read the {where}") from None
+    except (ValueError, KeyError, AttributeError, TypeError) as exc:
+        raise StatementInvalid(f"mt940: statement {number}: {str(exc)[:200]}") from None
     head: dict[str, Any] = transactions.data
     for name in _REQUIRED:
         if not str(head.get(name) or "").strip():

@@ -1895,9 +1895,11 @@ type ImportStatementRequest struct {
 	// The statement file as the bank sent it. At most the server's message size (16 MiB by default).
 	Content []byte `protobuf:"bytes,1,opt,name=content,proto3" json:"content,omitempty"`
 	// "camt.053" or "mt940"; empty: told from the content (XML is camt.053).
+	// At most 16 characters.
 	Format string `protobuf:"bytes,2,opt,name=format,proto3" json:"format,omitempty"`
 	// The batches ("batches/{batch}") to match the statement against, at most 1000. Empty: every batch past
 	// its upload created within 35 days before the statement's latest booking, or after it.
+	// At most 128 characters each.
 	Batches       []string `protobuf:"bytes,3,rep,name=batches,proto3" json:"batches,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2004,6 +2006,7 @@ func (x *ImportStatementResponse) GetStatements() []*Statement {
 type GetBatchReconciliationRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "batches/{batch}/reconciliation".
+	// At most 128 characters.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Rows per list at most (matched, unmatched entries, unconfirmed payments); 0: 1000; at most 10000.
 	ListLimit     int32 `protobuf:"varint,2,opt,name=list_limit,json=listLimit,proto3" json:"list_limit,omitempty"`

@@ -102,8 +102,8 @@ type DisbursementServiceClient interface {
 	// batch booking reference, amounts exactly; a return of a SUCCEEDED payment makes it REVERSED. Importing
 	// the same statement again (same account and statement id) changes nothing and returns it as stored.
 	ImportStatement(ctx context.Context, in *ImportStatementRequest, opts ...grpc.CallOption) (*ImportStatementResponse, error)
-	// Gets what imported statements say of a batch (operators, reconcilers and the batch's program
-	// callers): the payments they confirmed, their entries nobody matched, the paid payments no statement
+	// Gets what imported statements say of a batch (operators and reconcilers: a statement's other entries
+	// may concern any program): the payments they confirmed, their entries nobody matched, the paid payments no statement
 	// showed yet, and the totals declared, paid, confirmed on a statement and reversed.
 	GetBatchReconciliation(ctx context.Context, in *GetBatchReconciliationRequest, opts ...grpc.CallOption) (*BatchReconciliation, error)
 	// Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only).
@@ -381,8 +381,8 @@ type DisbursementServiceServer interface {
 	// batch booking reference, amounts exactly; a return of a SUCCEEDED payment makes it REVERSED. Importing
 	// the same statement again (same account and statement id) changes nothing and returns it as stored.
 	ImportStatement(context.Context, *ImportStatementRequest) (*ImportStatementResponse, error)
-	// Gets what imported statements say of a batch (operators, reconcilers and the batch's program
-	// callers): the payments they confirmed, their entries nobody matched, the paid payments no statement
+	// Gets what imported statements say of a batch (operators and reconcilers: a statement's other entries
+	// may concern any program): the payments they confirmed, their entries nobody matched, the paid payments no statement
 	// showed yet, and the totals declared, paid, confirmed on a statement and reversed.
 	GetBatchReconciliation(context.Context, *GetBatchReconciliationRequest) (*BatchReconciliation, error)
 	// Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only).

@@ -1019,12 +1019,16 @@ func (x *AuditEvent) GetPreviousHash() string {
 type Statement struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "statements/{id}", GPO's id.
+	// At most 128 characters.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// The account the statement is for (IBAN or the bank's account id).
+	// At most 64 characters.
 	Account string `protobuf:"bytes,2,opt,name=account,proto3" json:"account,omitempty"`
 	// The bank's id of the statement (camt.053 Stmt/Id; MT940 :20:/:28C:).
+	// At most 64 characters.
 	StatementId string `protobuf:"bytes,3,opt,name=statement_id,json=statementId,proto3" json:"statement_id,omitempty"`
 	// "camt.053" or "mt940".
+	// At most 16 characters.
 	Format string `protobuf:"bytes,4,opt,name=format,proto3" json:"format,omitempty"`
 	// How many entries (bookings) it holds.
 	EntryCount int64 `protobuf:"varint,5,opt,name=entry_count,json=entryCount,proto3" json:"entry_count,omitempty"`
@@ -1036,6 +1040,7 @@ type Statement struct {
 	// other_credit.
 	OutcomeCounts map[string]int64 `protobuf:"bytes,8,rep,name=outcome_counts,json=outcomeCounts,proto3" json:"outcome_counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// The batches it was matched against ("batches/{batch}").
+	// At most 128 characters each.
 	Batches []string `protobuf:"bytes,9,rep,name=batches,proto3" json:"batches,omitempty"`
 	// True when this import found the statement already imported and changed nothing.
 	AlreadyImported bool `protobuf:"varint,10,opt,name=already_imported,json=alreadyImported,proto3" json:"already_imported,omitempty"`
@@ -1147,10 +1152,12 @@ func (x *Statement) GetAlreadyImported() bool {
 type BatchReconciliation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "batches/{batch}/reconciliation".
+	// At most 128 characters.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// The batch header's declared payment count and total amount (all currencies).
 	DeclaredCount int64 `protobuf:"varint,2,opt,name=declared_count,json=declaredCount,proto3" json:"declared_count,omitempty"`
 	// Decimal string.
+	// At most 32 characters.
 	DeclaredTotalAmount string `protobuf:"bytes,3,opt,name=declared_total_amount,json=declaredTotalAmount,proto3" json:"declared_total_amount,omitempty"`
 	// Paid, confirmed on a statement and reversed, per currency.
 	Totals []*ReconciliationTotal `protobuf:"bytes,4,rep,name=totals,proto3" json:"totals,omitempty"`
@@ -1257,18 +1264,22 @@ func (x *BatchReconciliation) GetUnconfirmedCount() int64 {
 type ReconciliationTotal struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ISO 4217 code.
+	// At most 3 characters.
 	CurrencyCode string `protobuf:"bytes,1,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
 	// Payments the rail reported paid (SUCCEEDED or REVERSED) and their amount (decimal string).
 	PaidCount int64 `protobuf:"varint,2,opt,name=paid_count,json=paidCount,proto3" json:"paid_count,omitempty"`
 	// Decimal string.
+	// At most 32 characters.
 	PaidAmount string `protobuf:"bytes,3,opt,name=paid_amount,json=paidAmount,proto3" json:"paid_amount,omitempty"`
 	// Paid payments a statement booked (or returned).
 	ConfirmedCount int64 `protobuf:"varint,4,opt,name=confirmed_count,json=confirmedCount,proto3" json:"confirmed_count,omitempty"`
 	// Decimal string.
+	// At most 32 characters.
 	ConfirmedAmount string `protobuf:"bytes,5,opt,name=confirmed_amount,json=confirmedAmount,proto3" json:"confirmed_amount,omitempty"`
 	// REVERSED payments.
 	ReversedCount int64 `protobuf:"varint,6,opt,name=reversed_count,json=reversedCount,proto3" json:"reversed_count,omitempty"`
 	// Decimal string.
+	// At most 32 characters.
 	ReversedAmount string `protobuf:"bytes,7,opt,name=reversed_amount,json=reversedAmount,proto3" json:"reversed_amount,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
@@ -1357,20 +1368,26 @@ func (x *ReconciliationTotal) GetReversedAmount() string {
 type StatementMatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "batches/{batch}/payments/{reference_id}".
+	// At most 320 characters.
 	Payment string `protobuf:"bytes,1,opt,name=payment,proto3" json:"payment,omitempty"`
 	// The payment's amount (decimal string) and currency.
+	// At most 32 characters.
 	Amount string `protobuf:"bytes,2,opt,name=amount,proto3" json:"amount,omitempty"`
 	// ISO 4217 code.
+	// At most 3 characters.
 	CurrencyCode string `protobuf:"bytes,3,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
 	// The payment's status now.
 	Status PaymentStatus `protobuf:"varint,4,opt,name=status,proto3,enum=gpo.v1.PaymentStatus" json:"status,omitempty"`
 	// "statements/{id}" of the entry.
+	// At most 128 characters.
 	Statement string `protobuf:"bytes,5,opt,name=statement,proto3" json:"statement,omitempty"`
 	// The entry's position in its statement, from 1.
 	EntryNumber int32 `protobuf:"varint,6,opt,name=entry_number,json=entryNumber,proto3" json:"entry_number,omitempty"`
 	// The entry's outcome: matched or returned (or amount_mismatch, paid_not_succeeded).
+	// At most 32 characters.
 	Outcome string `protobuf:"bytes,7,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	// The entry's booking date (YYYY-MM-DD), "" when the statement gives none.
+	// At most 10 characters.
 	BookingDate   string `protobuf:"bytes,8,opt,name=booking_date,json=bookingDate,proto3" json:"booking_date,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1466,30 +1483,40 @@ func (x *StatementMatch) GetBookingDate() string {
 type StatementEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "statements/{id}".
+	// At most 128 characters.
 	Statement string `protobuf:"bytes,1,opt,name=statement,proto3" json:"statement,omitempty"`
 	// Its position in the statement, from 1.
 	Number int32 `protobuf:"varint,2,opt,name=number,proto3" json:"number,omitempty"`
 	// Decimal string, always positive.
+	// At most 32 characters.
 	Amount string `protobuf:"bytes,3,opt,name=amount,proto3" json:"amount,omitempty"`
 	// ISO 4217 code.
+	// At most 3 characters.
 	CurrencyCode string `protobuf:"bytes,4,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
 	// True for money in, false for a debit.
 	Credit bool `protobuf:"varint,5,opt,name=credit,proto3" json:"credit,omitempty"`
 	// YYYY-MM-DD, "" when none.
+	// At most 10 characters.
 	BookingDate string `protobuf:"bytes,6,opt,name=booking_date,json=bookingDate,proto3" json:"booking_date,omitempty"`
 	// End-to-end ids: a single booking's, or a batch booking's transaction details.
+	// At most 35 characters each.
 	EndToEndIds []string `protobuf:"bytes,7,rep,name=end_to_end_ids,json=endToEndIds,proto3" json:"end_to_end_ids,omitempty"`
 	// The bank's reference (AcctSvcrRef; MT940 bank reference).
+	// At most 35 characters.
 	AccountServicerReference string `protobuf:"bytes,8,opt,name=account_servicer_reference,json=accountServicerReference,proto3" json:"account_servicer_reference,omitempty"`
 	// A batch booking's payment information id (PmtInfId).
+	// At most 35 characters.
 	BatchBookingReference string `protobuf:"bytes,9,opt,name=batch_booking_reference,json=batchBookingReference,proto3" json:"batch_booking_reference,omitempty"`
 	// True for a return or reversal of a debit.
 	Returned bool `protobuf:"varint,10,opt,name=returned,proto3" json:"returned,omitempty"`
 	// The return's reason code and text.
+	// At most 200 characters.
 	ReturnReason string `protobuf:"bytes,11,opt,name=return_reason,json=returnReason,proto3" json:"return_reason,omitempty"`
 	// matched, returned, amount_mismatch, paid_not_succeeded, unmatched, not_booked or other_credit.
+	// At most 32 characters.
 	Outcome string `protobuf:"bytes,12,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	// Why, for the outcomes that need an operator.
+	// At most 1024 characters.
 	Note          string `protobuf:"bytes,13,opt,name=note,proto3" json:"note,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1620,14 +1647,19 @@ func (x *StatementEntry) GetNote() string {
 type UnconfirmedPayment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "batches/{batch}/payments/{reference_id}".
+	// At most 320 characters.
 	Payment string `protobuf:"bytes,1,opt,name=payment,proto3" json:"payment,omitempty"`
 	// Decimal string.
+	// At most 32 characters.
 	Amount string `protobuf:"bytes,2,opt,name=amount,proto3" json:"amount,omitempty"`
 	// ISO 4217 code.
+	// At most 3 characters.
 	CurrencyCode string `protobuf:"bytes,3,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
 	// The rail that paid it, and its reference there.
+	// At most 64 characters.
 	Rail string `protobuf:"bytes,4,opt,name=rail,proto3" json:"rail,omitempty"`
 	// The rail's reference.
+	// At most 256 characters.
 	RailReference string `protobuf:"bytes,5,opt,name=rail_reference,json=railReference,proto3" json:"rail_reference,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

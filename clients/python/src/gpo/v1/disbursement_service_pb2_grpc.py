@@ -276,8 +276,8 @@ class DisbursementServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetBatchReconciliation(self, request, context):
-        """Gets what imported statements say of a batch (operators, reconcilers and the batch's program
-        callers): the payments they confirmed, their entries nobody matched, the paid payments no statement
+        """Gets what imported statements say of a batch (operators and reconcilers: a statement's other entries
+        may concern any program): the payments they confirmed, their entries nobody matched, the paid payments no statement
         showed yet, and the totals declared, paid, confirmed on a statement and reversed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -4092,8 +4092,8 @@ export const DisbursementServiceService = {
     responseDeserialize: (value: Buffer): ImportStatementResponse => ImportStatementResponse.decode(value),
   },
   /**
-   * Gets what imported statements say of a batch (operators, reconcilers and the batch's program
-   * callers): the payments they confirmed, their entries nobody matched, the paid payments no statement
+   * Gets what imported statements say of a batch (operators and reconcilers: a statement's other entries
+   * may concern any program): the payments they confirmed, their entries nobody matched, the paid payments no statement
    * showed yet, and the totals declared, paid, confirmed on a statement and reversed.
    */
   getBatchReconciliation: {
@@ -4190,8 +4190,8 @@ export interface DisbursementServiceServer extends UntypedServiceImplementation 
    */
   importStatement: handleUnaryCall<ImportStatementRequest, ImportStatementResponse>;
   /**
-   * Gets what imported statements say of a batch (operators, reconcilers and the batch's program
-   * callers): the payments they confirmed, their entries nobody matched, the paid payments no statement
+   * Gets what imported statements say of a batch (operators and reconcilers: a statement's other entries
+   * may concern any program): the payments they confirmed, their entries nobody matched, the paid payments no statement
    * showed yet, and the totals declared, paid, confirmed on a statement and reversed.
    */
   getBatchReconciliation: handleUnaryCall<GetBatchReconciliationRequest, BatchReconciliation>;
@@ -4463,8 +4463,8 @@ export interface DisbursementServiceClient extends Client {
     callback: (error: ServiceError | null, response: ImportStatementResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Gets what imported statements say of a batch (operators, reconcilers and the batch's program
-   * callers): the payments they confirmed, their entries nobody matched, the paid payments no statement
+   * Gets what imported statements say of a batch (operators and reconcilers: a statement's other entries
+   * may concern any program): the payments they confirmed, their entries nobody matched, the paid payments no statement
    * showed yet, and the totals declared, paid, confirmed on a statement and reversed.
    */
   getBatchReconciliation(
