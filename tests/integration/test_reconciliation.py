@@ -5,7 +5,9 @@ that reverse payments, an entry no payment explains, and paid payments no statem
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
@@ -19,6 +21,7 @@ from lxml import etree  # type: ignore[import-untyped]
 from gpo_server.client import GpoClient, chunked
 from tests.conftest import running_gpo
 from tests.integration.test_api import all_payments, deadline, expect_error, header, new_program, watch_to_end
+from tests.integration.test_cli import cli
 from tests.support.processes import SPECS_DIR
 
 XSD = SPECS_DIR / "iso20022" / "camt.053.001.08.xsd"
@@ -251,6 +254,22 @@ async def test_statements_confirm_payments_reverse_returns_and_list_what_does_no
 
         # A reconciler reads no batch beyond its reconciliation.
         await expect_error(reconciler.get_batch(name), grpc.StatusCode.NOT_FOUND)
+
+        # The CLI: the MT940 file again (already imported), then the batch's CSV report.
+        env = {"GPO_SERVER": gpo.target, "GPO_TOKEN": gpo.token([], ["reconciler"])}
+        (tmp_path / "day.sta").write_bytes(text)
+        run = await cli(None, "reconcile", str(tmp_path / "day.sta"), "--batch", name, tmp=tmp_path, env=env)
+        assert run.code == 0, run.err
+        [record] = run.records
+        assert record["already_imported"] is True and record["statement_id"] == swift.statement_id
+        run = await cli(None, "reconciliation", name, "--csv", "-", tmp=tmp_path, env=env)
+        assert run.code == 0, run.err
+        [row] = list(csv.DictReader(io.StringIO(run.out)))
+        assert row["batch"] == name and row["currency_code"] == "EUR"
+        assert (row["declared_count"], Decimal(row["declared_total_amount"])) == (str(len(stored)), cents(stored))
+        assert (row["paid_count"], Decimal(row["paid_amount"])) == (str(len(paid)), cents(paid))
+        assert (row["confirmed_count"], row["reversed_count"]) == (str(len(confirmed)), "2")
+        assert (row["unconfirmed_count"], row["unmatched_entries"]) == (str(len(missing)), "2")
 
 
 async def reconciler_history(client: GpoClient, payment: str):  # type: ignore[no-untyped-def]
