@@ -134,9 +134,11 @@ async def _paid_batch(gpo_client: GpoClient, program: str, count: int) -> tuple[
     return batch.name, sorted(await all_payments(gpo_client, batch.name), key=lambda p: p.reference_id)
 
 
-async def test_statements_confirm_payments_reverse_returns_and_list_what_does_not_match(tmp_path: Path) -> None:
-    assert XSD.is_file(), f"the camt.053 schema must be at {XSD} (GPO_SPECS_DIR)"
-    async with running_gpo("postgres", tmp_path, specs_dir=str(SPECS_DIR)) as gpo:
+@pytest.mark.parametrize("backend", ["postgres", "embedded"])
+async def test_statements_confirm_payments_reverse_returns_and_list_what_does_not_match(
+    backend: str, tmp_path: Path
+) -> None:
+    async with running_gpo(backend, tmp_path, specs_dir=str(SPECS_DIR)) as gpo:
         program = new_program()
         name, stored = await _paid_batch(gpo.client([program]), program, 24)
         paid = [p for p in stored if p.status == SUCCEEDED]
