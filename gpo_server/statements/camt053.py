@@ -6,7 +6,7 @@ import datetime as dt
 from functools import cache
 from pathlib import Path
 
-from lxml import etree  # type: ignore[import-untyped]
+from lxml import etree
 
 from gpo_server.statements.records import EntryRecord, ParsedStatement, StatementInvalid, hundredths
 

@@ -9,14 +9,14 @@ import csv
 import datetime as dt
 import io
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
 
 import grpc
 import pytest
 from gpo.v1 import resources_pb2 as res_pb
-from lxml import etree  # type: ignore[import-untyped]
+from lxml import etree
 
 from gpo_server.client import GpoClient, chunked
 from tests.conftest import running_gpo
@@ -105,6 +105,10 @@ def mt940(reference: str, lines: Sequence[tuple[str, str, str]]) -> bytes:
         out += [f":61:{day}{day[2:]}{mark}{amount}{kind}NONREF//MT{reference[-6:]}{n:03d}", f":86:{info}"]
     out += [f":62F:C{day}EUR1000000,00", "-"]
     return "\r\n".join(out).encode()
+
+
+def total_of(ps: Iterable[res_pb.Payment]) -> Decimal:
+    return sum((Decimal(p.amount) for p in ps), Decimal(0))
 
 
 def amount_text(p: res_pb.Payment) -> str:
@@ -238,12 +242,11 @@ async def test_statements_confirm_payments_reverse_returns_and_list_what_does_no
         assert view.unconfirmed_count == len(missing) and paid[6].reference_id in missing
         assert not {u.payment.rsplit("/", 1)[1] for u in view.unconfirmed_payments} & {p.reference_id for p in failed}
         [eur] = view.totals
-        cents = lambda ps: sum(Decimal(p.amount) for p in ps)  # noqa: E731
-        assert (eur.currency_code, eur.paid_count, Decimal(eur.paid_amount)) == ("EUR", len(paid), cents(paid))
+        assert (eur.currency_code, eur.paid_count, Decimal(eur.paid_amount)) == ("EUR", len(paid), total_of(paid))
         confirmed_payments = [p for p in paid if p.reference_id in confirmed]
-        assert (eur.confirmed_count, Decimal(eur.confirmed_amount)) == (len(confirmed), cents(confirmed_payments))
-        assert (eur.reversed_count, Decimal(eur.reversed_amount)) == (2, cents([paid[5], paid[7]]))
-        assert (view.declared_count, Decimal(view.declared_total_amount)) == (len(stored), cents(stored))
+        assert (eur.confirmed_count, Decimal(eur.confirmed_amount)) == (len(confirmed), total_of(confirmed_payments))
+        assert (eur.reversed_count, Decimal(eur.reversed_amount)) == (2, total_of([paid[5], paid[7]]))
+        assert (view.declared_count, Decimal(view.declared_total_amount)) == (len(stored), total_of(stored))
 
         # Every import is in the audit trail, with its caller.
         operator = gpo.client([], ["operator"])
@@ -268,13 +271,13 @@ async def test_statements_confirm_payments_reverse_returns_and_list_what_does_no
         assert run.code == 0, run.err
         [row] = list(csv.DictReader(io.StringIO(run.out)))
         assert row["batch"] == name and row["currency_code"] == "EUR"
-        assert (row["declared_count"], Decimal(row["declared_total_amount"])) == (str(len(stored)), cents(stored))
-        assert (row["paid_count"], Decimal(row["paid_amount"])) == (str(len(paid)), cents(paid))
+        assert (row["declared_count"], Decimal(row["declared_total_amount"])) == (str(len(stored)), total_of(stored))
+        assert (row["paid_count"], Decimal(row["paid_amount"])) == (str(len(paid)), total_of(paid))
         assert (row["confirmed_count"], row["reversed_count"]) == (str(len(confirmed)), "2")
         assert (row["unconfirmed_count"], row["unmatched_entries"]) == (str(len(missing)), "2")
 
 
-async def reconciler_history(client: GpoClient, payment: str):  # type: ignore[no-untyped-def]
+async def reconciler_history(client: GpoClient, payment: str) -> AsyncIterator[res_pb.StatusChange]:
     async for change in client.status_changes(payment):
         yield change
 
