@@ -6,6 +6,10 @@ of each key, so a correct orchestrator can always avoid re-executing.
 
 Failures are a pure function of (seed, idempotency key), so a re-execution of a key fails or succeeds
 exactly as before, in this process or a restarted one.
+
+The ledger is the simulated bank, not the rail's memory; the rail keeps nothing else. Replicas of one
+simulator rail must share one bank (the same ledger file on one host, or the http-ledger rail), as
+replicas of a real rail share the real bank.
 """
 
 from __future__ import annotations
