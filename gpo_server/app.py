@@ -37,6 +37,7 @@ from gpo_server.webhooks.worker import WebhookSettings, WebhookWorker
 from gpo_server.work import RailWorkBuilder
 
 if TYPE_CHECKING:
+    from gpo_server.console.server import Console
     from gpo_server.embedded import Rail
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,8 @@ class Orchestrator:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.metrics_server: MetricsServer | None = None
+        self.console: Console | None = None
+        self.console_port = 0
 
     async def start(self) -> None:
         await self.store.migrate()
@@ -193,6 +196,8 @@ class Orchestrator:
             self._tasks.append(asyncio.create_task(recorder.run(self._stop)))
         if self.settings.embedded:
             self._tasks.extend(await self._start_embedded_sidecars())
+        if self.settings.console_port is not None:
+            await self._start_console(self.settings.console_port)
         for name in ["", *names[:2]]:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -201,6 +206,23 @@ class Orchestrator:
             "embedded" if self.settings.embedded else "PostgreSQL/RabbitMQ mode",
             f", health only on plaintext port {self.health_port}" if self.health_server is not None else "",
         )
+
+    async def _start_console(self, port: int) -> None:
+        """The web console on GPO_LISTEN's host: it calls this server's gRPC port as any client would,
+        with the signed-in user's token (and, where client certificates are required, the server's own)."""
+        from gpo_server.console.server import Console
+        from gpo_server.console.session import Sessions
+
+        server_tls = self.settings.server_tls()
+        context = None
+        if server_tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(server_tls.cert_file, server_tls.key_file)
+        channel = tls.channel(f"127.0.0.1:{self.port}", self._embedded_client_tls())
+        self.console = Console(Sessions(self.auth), channel, secure=context is not None)
+        host = self.settings.listen.rpartition(":")[0].strip("[]") or "0.0.0.0"
+        self.console_port = await self.console.start(host, port, context)
+        log.info("console on %s://%s:%d/", "https" if context else "http", host, self.console_port)
 
     def _webhook_worker(self) -> WebhookWorker | None:
         secret = self.settings.webhook_signing_secret()
@@ -271,6 +293,8 @@ class Orchestrator:
             await self.health_server.stop(0)
         if self.metrics_server is not None:
             self.metrics_server.close()
+        if self.console is not None:
+            await self.console.stop()
         await self.broker.close()
         await self.store.close()
 

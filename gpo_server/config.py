@@ -37,6 +37,11 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
         "GPO_METRICS_PORT",
         "gpo serve: port of the Prometheus /metrics endpoint, bound on GPO_LISTEN's host (default off)",
     ),
+    (
+        "GPO_CONSOLE_PORT",
+        "gpo serve: port of the web console (docs/CONSOLE.md), bound on GPO_LISTEN's host; HTTPS with the gRPC"
+        " port's certificate when it has TLS (default off)",
+    ),
     ("GPO_METRICS_INTERVAL_S", "gpo serve: seconds between the database samples of /metrics (default 15)"),
     (
         "GPO_OTLP_ENDPOINT",
@@ -122,6 +127,8 @@ class Settings:
     # SQL are sampled every metrics_interval_s, never per scrape.
     metrics_port: int | None = None
     metrics_interval_s: float = 15.0
+    # The web console (gpo_server/console/) on GPO_LISTEN's host; None: off; 0: any free port (tests).
+    console_port: int | None = None
     routes: str = ""  # "pattern=rail,pattern=rail", e.g. "mobile:*@mpesa=mpesa"
     default_rail: str = "simulator"  # empty: unroutable payments are rejected
     work_chunk_size: int = 1000
@@ -240,6 +247,8 @@ class Settings:
             s.health_port = int(env["GPO_HEALTH_PORT"])
         if env.get("GPO_METRICS_PORT"):
             s.metrics_port = int(env["GPO_METRICS_PORT"])
+        if env.get("GPO_CONSOLE_PORT"):
+            s.console_port = int(env["GPO_CONSOLE_PORT"])
         s.metrics_interval_s = float(env.get("GPO_METRICS_INTERVAL_S", s.metrics_interval_s))
         s.routes = env.get("GPO_ROUTES", "")
         s.default_rail = env.get("GPO_DEFAULT_RAIL", s.default_rail)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs (from Debian's packages) and starts the PostgreSQL and RabbitMQ that GPO's real path needs,
-# on 127.0.0.1 only, and tmux for a test. Idempotent: does nothing that is already done. Prints the URLs to use.
+# on 127.0.0.1 only, and tmux and chromium for tests. Idempotent: does nothing that is already done. Prints the URLs to use.
 set -euo pipefail
 # Only the URL lines below belong on stdout (callers eval them); everything any tool prints goes to stderr.
 exec 3>&1 1>&2
@@ -24,6 +24,11 @@ fi
 # root it is only reported (that test then fails and says so), so the servers still start.
 if ! command -v tmux >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then need_install+=(tmux); else echo "services.sh: tmux is missing; install it as root" >&2; fi
+fi
+# Not a service: tests/e2e/test_console.py drives the web console in Debian's headless chromium through
+# Playwright (which never downloads a browser of its own).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then need_install+=(chromium); else echo "services.sh: chromium is missing; install it as root" >&2; fi
 fi
 if [ ${#need_install[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "services.sh: need root to install ${need_install[*]}" >&2; exit 1; fi

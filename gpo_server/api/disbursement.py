@@ -59,6 +59,7 @@ from gpo_server.domain.states import FINAL, BatchState, PaymentStatus
 from gpo_server.domain.validation import callback_uri_problem, is_financial_address, program_problem
 from gpo_server.intake import MAX_PAYMENTS_PER_CHUNK, Intake, OutOfOrderChunk, PreparedChunk
 from gpo_server.report import report_lines
+from gpo_server.storage.rail_stats import read_rail_activity
 from gpo_server.storage.store import BatchRecord, NewBatch, NothingToDo, Store, WorkBuilder
 
 log = logging.getLogger(__name__)
@@ -761,6 +762,36 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
     ) -> res_pb.BatchReconciliation:
         return await self.statements.batch_reconciliation(request, context)
 
+    async def ListRailStats(
+        self, request: api_pb.ListRailStatsRequest, context: Context
+    ) -> api_pb.ListRailStatsResponse:
+        if not self.auth.caller(context).is_operator:
+            # Counts span every program's payments: operators only.
+            raise permission_denied("rail statistics need the operator role", "OPERATOR_ONLY")
+        if not 0 <= request.window_seconds <= _MAX_RAIL_WINDOW_S:
+            raise invalid_argument(
+                f"window_seconds must be between 0 (the default, {_DEFAULT_RAIL_WINDOW_S}) and {_MAX_RAIL_WINDOW_S}",
+                "INVALID_WINDOW",
+                [("window_seconds", f"not in 0..{_MAX_RAIL_WINDOW_S}")],
+            )
+        window_s = request.window_seconds or _DEFAULT_RAIL_WINDOW_S
+        now = dt.datetime.now(dt.UTC)
+        activity = await read_rail_activity(self.store.engine, now - dt.timedelta(seconds=window_s))
+        response = api_pb.ListRailStatsResponse(window_seconds=window_s, read_time=timestamp(now))
+        for rail in activity:
+            reasons = sorted(rail.failure_reasons.items(), key=lambda item: (-item[1], item[0]))
+            response.rail_stats.append(
+                res_pb.RailStats(
+                    rail=rail.rail,
+                    succeeded_count=rail.succeeded,
+                    failed_count=rail.failed,
+                    failure_reasons=[res_pb.ReasonCount(reason_code=c, count=n) for c, n in reasons],
+                    waiting_count=rail.waiting,
+                    sent_count=rail.sent,
+                )
+            )
+        return response
+
 
 def _dead_letter_message(row: Any) -> res_pb.DeadLetter:
     return res_pb.DeadLetter(
@@ -782,6 +813,8 @@ def _not_retryable(status: PaymentStatus) -> ApiError:
     )
 
 
+_DEFAULT_RAIL_WINDOW_S = 300
+_MAX_RAIL_WINDOW_S = 86400
 _DEAD_LETTER_NAME = re.compile(r"deadLetters/([1-9][0-9]{0,17})")
 _REPORT_SLICE = 1000  # payments per HttpBody message of a report
 

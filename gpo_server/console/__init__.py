@@ -1,0 +1,1 @@
+"""The web console served by `gpo serve` (docs/CONSOLE.md)."""
