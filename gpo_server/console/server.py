@@ -46,8 +46,9 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 _VIEWER = web.RequestKey("viewer", Viewer)
-_OPEN_PATHS = ("/login", "/static/")
+_OPEN_PATHS = ("/login", "/static/", "/favicon.ico")
 _REQUEST_ID = re.compile(r"[0-9a-f-]{36}")
+_NONCE = re.compile(r"[A-Za-z0-9_-]{32}")
 _HTTP_OF = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.PERMISSION_DENIED: 403,
@@ -226,7 +227,10 @@ class Console:
     # ---- sign in and out ------------------------------------------------------------------------
 
     async def login_page(self, request: web.Request, problem: str = "", status: int = 200) -> web.Response:
-        nonce = secrets.token_urlsafe(24)
+        # Kept while the browser has one: another tab, or a fetch redirected here, must not void this form.
+        nonce = request.cookies.get(LOGIN_COOKIE, "")
+        if not _NONCE.fullmatch(nonce):
+            nonce = secrets.token_urlsafe(24)
         response = self._page(request, "login.html", status=status, nonce=nonce, problem=problem)
         response.set_cookie(
             LOGIN_COOKIE, nonce, path="/login", httponly=True, samesite="Strict", secure=self.secure
@@ -296,7 +300,10 @@ class Console:
         batch = await self.stub.GetBatch(api_pb.GetBatchRequest(name=name), metadata=metadata)
         listed = await self.stub.ListPayments(
             api_pb.ListPaymentsRequest(
-                parent=name, page_size=100, page_token=page_token, filter=f"status = {status}" if status else ""
+                parent=name,
+                page_size=100,
+                page_token=page_token,
+                filter=f"status = {status}" if status else "",
             ),
             metadata=metadata,
         )

@@ -81,6 +81,24 @@ async def test_operators_read_everything_and_retry_but_never_upload(gpo: Gpo) ->
     )
     await expect_error(anext(everyone.dead_letters()), grpc.StatusCode.PERMISSION_DENIED, "OPERATOR_ONLY")
 
+    # Rail statistics span every program: operators only. This run's rail settled the batch just now.
+    stats = await operator.stub.ListRailStats(api_pb.ListRailStatsRequest(), metadata=operator.metadata)
+    (mine,) = [r for r in stats.rail_stats if r.rail == gpo.rail]
+    assert stats.window_seconds == 300 and mine.succeeded_count + mine.failed_count >= 5
+    assert mine.failed_count == sum(r.count for r in mine.failure_reasons)
+    await expect_error(
+        everyone.stub.ListRailStats(api_pb.ListRailStatsRequest(), metadata=everyone.metadata),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "OPERATOR_ONLY",
+    )
+    await expect_error(
+        operator.stub.ListRailStats(
+            api_pb.ListRailStatsRequest(window_seconds=86401), metadata=operator.metadata
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_WINDOW",
+    )
+
 
 async def test_a_sidecar_claims_only_its_rails_and_nothing_before_its_time(gpo: Gpo) -> None:
     program = new_program()

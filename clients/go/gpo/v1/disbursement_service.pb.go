@@ -1269,6 +1269,116 @@ func (x *ListDeadLettersResponse) GetNextPageToken() string {
 	return ""
 }
 
+// Request for ListRailStats.
+type ListRailStatsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The window, in seconds back from now; default 300, at most 86400.
+	WindowSeconds int32 `protobuf:"varint,1,opt,name=window_seconds,json=windowSeconds,proto3" json:"window_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRailStatsRequest) Reset() {
+	*x = ListRailStatsRequest{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRailStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRailStatsRequest) ProtoMessage() {}
+
+func (x *ListRailStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRailStatsRequest.ProtoReflect.Descriptor instead.
+func (*ListRailStatsRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListRailStatsRequest) GetWindowSeconds() int32 {
+	if x != nil {
+		return x.WindowSeconds
+	}
+	return 0
+}
+
+// Response of ListRailStats.
+type ListRailStatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One entry per rail with payments settled in the window or still in flight, by rail name.
+	RailStats []*RailStats `protobuf:"bytes,1,rep,name=rail_stats,json=railStats,proto3" json:"rail_stats,omitempty"`
+	// The window the counts cover, in seconds.
+	WindowSeconds int32 `protobuf:"varint,2,opt,name=window_seconds,json=windowSeconds,proto3" json:"window_seconds,omitempty"`
+	// When the counts were read.
+	ReadTime      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=read_time,json=readTime,proto3" json:"read_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRailStatsResponse) Reset() {
+	*x = ListRailStatsResponse{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRailStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRailStatsResponse) ProtoMessage() {}
+
+func (x *ListRailStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRailStatsResponse.ProtoReflect.Descriptor instead.
+func (*ListRailStatsResponse) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListRailStatsResponse) GetRailStats() []*RailStats {
+	if x != nil {
+		return x.RailStats
+	}
+	return nil
+}
+
+func (x *ListRailStatsResponse) GetWindowSeconds() int32 {
+	if x != nil {
+		return x.WindowSeconds
+	}
+	return 0
+}
+
+func (x *ListRailStatsResponse) GetReadTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReadTime
+	}
+	return nil
+}
+
 // Request for ListAuditEvents.
 type ListAuditEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1286,7 +1396,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[18]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +1408,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[18]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +1421,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{18}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListAuditEventsRequest) GetPageSize() int32 {
@@ -1349,7 +1459,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[19]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1361,7 +1471,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[19]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1374,7 +1484,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{19}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListAuditEventsResponse) GetAuditEvents() []*AuditEvent {
@@ -1400,7 +1510,7 @@ type VerifyAuditTrailRequest struct {
 
 func (x *VerifyAuditTrailRequest) Reset() {
 	*x = VerifyAuditTrailRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[20]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +1522,7 @@ func (x *VerifyAuditTrailRequest) String() string {
 func (*VerifyAuditTrailRequest) ProtoMessage() {}
 
 func (x *VerifyAuditTrailRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[20]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1425,7 +1535,7 @@ func (x *VerifyAuditTrailRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyAuditTrailRequest.ProtoReflect.Descriptor instead.
 func (*VerifyAuditTrailRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{20}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{22}
 }
 
 // Response of VerifyAuditTrail.
@@ -1446,7 +1556,7 @@ type VerifyAuditTrailResponse struct {
 
 func (x *VerifyAuditTrailResponse) Reset() {
 	*x = VerifyAuditTrailResponse{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[21]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1568,7 @@ func (x *VerifyAuditTrailResponse) String() string {
 func (*VerifyAuditTrailResponse) ProtoMessage() {}
 
 func (x *VerifyAuditTrailResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[21]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1581,7 @@ func (x *VerifyAuditTrailResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyAuditTrailResponse.ProtoReflect.Descriptor instead.
 func (*VerifyAuditTrailResponse) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{21}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *VerifyAuditTrailResponse) GetCheckedCount() int64 {
@@ -1517,7 +1627,7 @@ type CancelBatchRequest struct {
 
 func (x *CancelBatchRequest) Reset() {
 	*x = CancelBatchRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[22]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1529,7 +1639,7 @@ func (x *CancelBatchRequest) String() string {
 func (*CancelBatchRequest) ProtoMessage() {}
 
 func (x *CancelBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[22]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1542,7 +1652,7 @@ func (x *CancelBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelBatchRequest.ProtoReflect.Descriptor instead.
 func (*CancelBatchRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{22}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CancelBatchRequest) GetName() string {
@@ -1574,7 +1684,7 @@ type CancelPaymentRequest struct {
 
 func (x *CancelPaymentRequest) Reset() {
 	*x = CancelPaymentRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[23]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +1696,7 @@ func (x *CancelPaymentRequest) String() string {
 func (*CancelPaymentRequest) ProtoMessage() {}
 
 func (x *CancelPaymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[23]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +1709,7 @@ func (x *CancelPaymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelPaymentRequest.ProtoReflect.Descriptor instead.
 func (*CancelPaymentRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{23}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CancelPaymentRequest) GetName() string {
@@ -1631,7 +1741,7 @@ type RetryPaymentRequest struct {
 
 func (x *RetryPaymentRequest) Reset() {
 	*x = RetryPaymentRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[24]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +1753,7 @@ func (x *RetryPaymentRequest) String() string {
 func (*RetryPaymentRequest) ProtoMessage() {}
 
 func (x *RetryPaymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[24]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +1766,7 @@ func (x *RetryPaymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPaymentRequest.ProtoReflect.Descriptor instead.
 func (*RetryPaymentRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{24}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RetryPaymentRequest) GetName() string {
@@ -1688,7 +1798,7 @@ type ResolvePaymentRequest struct {
 
 func (x *ResolvePaymentRequest) Reset() {
 	*x = ResolvePaymentRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[25]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1700,7 +1810,7 @@ func (x *ResolvePaymentRequest) String() string {
 func (*ResolvePaymentRequest) ProtoMessage() {}
 
 func (x *ResolvePaymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[25]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1713,7 +1823,7 @@ func (x *ResolvePaymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvePaymentRequest.ProtoReflect.Descriptor instead.
 func (*ResolvePaymentRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{25}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ResolvePaymentRequest) GetName() string {
@@ -1742,7 +1852,7 @@ type ExportPaymentsRequest struct {
 
 func (x *ExportPaymentsRequest) Reset() {
 	*x = ExportPaymentsRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[26]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1754,7 +1864,7 @@ func (x *ExportPaymentsRequest) String() string {
 func (*ExportPaymentsRequest) ProtoMessage() {}
 
 func (x *ExportPaymentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[26]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1767,7 +1877,7 @@ func (x *ExportPaymentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportPaymentsRequest.ProtoReflect.Descriptor instead.
 func (*ExportPaymentsRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{26}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ExportPaymentsRequest) GetName() string {
@@ -1792,7 +1902,7 @@ type RedriveDeadLetterRequest struct {
 
 func (x *RedriveDeadLetterRequest) Reset() {
 	*x = RedriveDeadLetterRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[27]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +1914,7 @@ func (x *RedriveDeadLetterRequest) String() string {
 func (*RedriveDeadLetterRequest) ProtoMessage() {}
 
 func (x *RedriveDeadLetterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[27]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +1927,7 @@ func (x *RedriveDeadLetterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLetterRequest.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLetterRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{27}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RedriveDeadLetterRequest) GetName() string {
@@ -1847,7 +1957,7 @@ type RedriveDeadLetterResponse struct {
 
 func (x *RedriveDeadLetterResponse) Reset() {
 	*x = RedriveDeadLetterResponse{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[28]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1859,7 +1969,7 @@ func (x *RedriveDeadLetterResponse) String() string {
 func (*RedriveDeadLetterResponse) ProtoMessage() {}
 
 func (x *RedriveDeadLetterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[28]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1872,7 +1982,7 @@ func (x *RedriveDeadLetterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLetterResponse.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLetterResponse) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{28}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RedriveDeadLetterResponse) GetDeadLetter() *DeadLetter {
@@ -1907,7 +2017,7 @@ type ImportStatementRequest struct {
 
 func (x *ImportStatementRequest) Reset() {
 	*x = ImportStatementRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[29]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1919,7 +2029,7 @@ func (x *ImportStatementRequest) String() string {
 func (*ImportStatementRequest) ProtoMessage() {}
 
 func (x *ImportStatementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[29]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1932,7 +2042,7 @@ func (x *ImportStatementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportStatementRequest.ProtoReflect.Descriptor instead.
 func (*ImportStatementRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{29}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ImportStatementRequest) GetContent() []byte {
@@ -1967,7 +2077,7 @@ type ImportStatementResponse struct {
 
 func (x *ImportStatementResponse) Reset() {
 	*x = ImportStatementResponse{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[30]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1979,7 +2089,7 @@ func (x *ImportStatementResponse) String() string {
 func (*ImportStatementResponse) ProtoMessage() {}
 
 func (x *ImportStatementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[30]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1992,7 +2102,7 @@ func (x *ImportStatementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportStatementResponse.ProtoReflect.Descriptor instead.
 func (*ImportStatementResponse) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{30}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ImportStatementResponse) GetStatements() []*Statement {
@@ -2016,7 +2126,7 @@ type GetBatchReconciliationRequest struct {
 
 func (x *GetBatchReconciliationRequest) Reset() {
 	*x = GetBatchReconciliationRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[31]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2028,7 +2138,7 @@ func (x *GetBatchReconciliationRequest) String() string {
 func (*GetBatchReconciliationRequest) ProtoMessage() {}
 
 func (x *GetBatchReconciliationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[31]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2041,7 +2151,7 @@ func (x *GetBatchReconciliationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBatchReconciliationRequest.ProtoReflect.Descriptor instead.
 func (*GetBatchReconciliationRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{31}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetBatchReconciliationRequest) GetName() string {
@@ -2151,7 +2261,14 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"\x04rail\x18\x03 \x01(\tR\x04rail\"x\n" +
 	"\x17ListDeadLettersResponse\x125\n" +
 	"\fdead_letters\x18\x01 \x03(\v2\x12.gpo.v1.DeadLetterR\vdeadLetters\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"j\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"=\n" +
+	"\x14ListRailStatsRequest\x12%\n" +
+	"\x0ewindow_seconds\x18\x01 \x01(\x05R\rwindowSeconds\"\xa9\x01\n" +
+	"\x15ListRailStatsResponse\x120\n" +
+	"\n" +
+	"rail_stats\x18\x01 \x03(\v2\x11.gpo.v1.RailStatsR\trailStats\x12%\n" +
+	"\x0ewindow_seconds\x18\x02 \x01(\x05R\rwindowSeconds\x127\n" +
+	"\tread_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\breadTime\"j\n" +
 	"\x16ListAuditEventsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -2203,7 +2320,7 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"\x1dGetBatchReconciliationRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"list_limit\x18\x02 \x01(\x05R\tlistLimit2\xb0\x10\n" +
+	"list_limit\x18\x02 \x01(\x05R\tlistLimit2\x95\x11\n" +
 	"\x13DisbursementService\x12i\n" +
 	"\vUploadBatch\x12\x1a.gpo.v1.UploadBatchRequest\x1a\x1b.gpo.v1.UploadBatchResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/batches:upload(\x010\x01\x12P\n" +
 	"\bGetBatch\x12\x17.gpo.v1.GetBatchRequest\x1a\r.gpo.v1.Batch\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=batches/*}\x12[\n" +
@@ -2219,7 +2336,8 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"\vCancelBatch\x12\x1a.gpo.v1.CancelBatchRequest\x1a\r.gpo.v1.Batch\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/{name=batches/*}:cancel\x12}\n" +
 	"\x13RetryFailedPayments\x12\".gpo.v1.RetryFailedPaymentsRequest\x1a\r.gpo.v1.Batch\"3\x82\xd3\xe4\x93\x02-:\x01*\"(/v1/{name=batches/*}:retryFailedPayments\x12k\n" +
 	"\x0fListDeadLetters\x12\x1e.gpo.v1.ListDeadLettersRequest\x1a\x1f.gpo.v1.ListDeadLettersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/deadLetters\x12\x85\x01\n" +
-	"\x11RedriveDeadLetter\x12 .gpo.v1.RedriveDeadLetterRequest\x1a!.gpo.v1.RedriveDeadLetterResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/{name=deadLetters/*}:redrive\x12k\n" +
+	"\x11RedriveDeadLetter\x12 .gpo.v1.RedriveDeadLetterRequest\x1a!.gpo.v1.RedriveDeadLetterResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/{name=deadLetters/*}:redrive\x12c\n" +
+	"\rListRailStats\x12\x1c.gpo.v1.ListRailStatsRequest\x1a\x1d.gpo.v1.ListRailStatsResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/railStats\x12k\n" +
 	"\x0fListAuditEvents\x12\x1e.gpo.v1.ListAuditEventsRequest\x1a\x1f.gpo.v1.ListAuditEventsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/auditEvents\x12t\n" +
 	"\x0fImportStatement\x12\x1e.gpo.v1.ImportStatementRequest\x1a\x1f.gpo.v1.ImportStatementResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/statements:import\x12\x89\x01\n" +
 	"\x16GetBatchReconciliation\x12%.gpo.v1.GetBatchReconciliationRequest\x1a\x1b.gpo.v1.BatchReconciliation\"+\x82\xd3\xe4\x93\x02%\x12#/v1/{name=batches/*/reconciliation}\x12x\n" +
@@ -2239,7 +2357,7 @@ func file_gpo_v1_disbursement_service_proto_rawDescGZIP() []byte {
 	return file_gpo_v1_disbursement_service_proto_rawDescData
 }
 
-var file_gpo_v1_disbursement_service_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_gpo_v1_disbursement_service_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_gpo_v1_disbursement_service_proto_goTypes = []any{
 	(*UploadBatchRequest)(nil),            // 0: gpo.v1.UploadBatchRequest
 	(*BatchHeader)(nil),                   // 1: gpo.v1.BatchHeader
@@ -2259,90 +2377,97 @@ var file_gpo_v1_disbursement_service_proto_goTypes = []any{
 	(*RetryFailedPaymentsRequest)(nil),    // 15: gpo.v1.RetryFailedPaymentsRequest
 	(*ListDeadLettersRequest)(nil),        // 16: gpo.v1.ListDeadLettersRequest
 	(*ListDeadLettersResponse)(nil),       // 17: gpo.v1.ListDeadLettersResponse
-	(*ListAuditEventsRequest)(nil),        // 18: gpo.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),       // 19: gpo.v1.ListAuditEventsResponse
-	(*VerifyAuditTrailRequest)(nil),       // 20: gpo.v1.VerifyAuditTrailRequest
-	(*VerifyAuditTrailResponse)(nil),      // 21: gpo.v1.VerifyAuditTrailResponse
-	(*CancelBatchRequest)(nil),            // 22: gpo.v1.CancelBatchRequest
-	(*CancelPaymentRequest)(nil),          // 23: gpo.v1.CancelPaymentRequest
-	(*RetryPaymentRequest)(nil),           // 24: gpo.v1.RetryPaymentRequest
-	(*ResolvePaymentRequest)(nil),         // 25: gpo.v1.ResolvePaymentRequest
-	(*ExportPaymentsRequest)(nil),         // 26: gpo.v1.ExportPaymentsRequest
-	(*RedriveDeadLetterRequest)(nil),      // 27: gpo.v1.RedriveDeadLetterRequest
-	(*RedriveDeadLetterResponse)(nil),     // 28: gpo.v1.RedriveDeadLetterResponse
-	(*ImportStatementRequest)(nil),        // 29: gpo.v1.ImportStatementRequest
-	(*ImportStatementResponse)(nil),       // 30: gpo.v1.ImportStatementResponse
-	(*GetBatchReconciliationRequest)(nil), // 31: gpo.v1.GetBatchReconciliationRequest
-	nil,                                   // 32: gpo.v1.PaymentInput.MetadataEntry
-	(*timestamppb.Timestamp)(nil),         // 33: google.protobuf.Timestamp
-	(*Batch)(nil),                         // 34: gpo.v1.Batch
-	(*Payment)(nil),                       // 35: gpo.v1.Payment
-	(*StatusChange)(nil),                  // 36: gpo.v1.StatusChange
-	(*DeadLetter)(nil),                    // 37: gpo.v1.DeadLetter
-	(*AuditEvent)(nil),                    // 38: gpo.v1.AuditEvent
-	(*Statement)(nil),                     // 39: gpo.v1.Statement
-	(*httpbody.HttpBody)(nil),             // 40: google.api.HttpBody
-	(*BatchReconciliation)(nil),           // 41: gpo.v1.BatchReconciliation
+	(*ListRailStatsRequest)(nil),          // 18: gpo.v1.ListRailStatsRequest
+	(*ListRailStatsResponse)(nil),         // 19: gpo.v1.ListRailStatsResponse
+	(*ListAuditEventsRequest)(nil),        // 20: gpo.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),       // 21: gpo.v1.ListAuditEventsResponse
+	(*VerifyAuditTrailRequest)(nil),       // 22: gpo.v1.VerifyAuditTrailRequest
+	(*VerifyAuditTrailResponse)(nil),      // 23: gpo.v1.VerifyAuditTrailResponse
+	(*CancelBatchRequest)(nil),            // 24: gpo.v1.CancelBatchRequest
+	(*CancelPaymentRequest)(nil),          // 25: gpo.v1.CancelPaymentRequest
+	(*RetryPaymentRequest)(nil),           // 26: gpo.v1.RetryPaymentRequest
+	(*ResolvePaymentRequest)(nil),         // 27: gpo.v1.ResolvePaymentRequest
+	(*ExportPaymentsRequest)(nil),         // 28: gpo.v1.ExportPaymentsRequest
+	(*RedriveDeadLetterRequest)(nil),      // 29: gpo.v1.RedriveDeadLetterRequest
+	(*RedriveDeadLetterResponse)(nil),     // 30: gpo.v1.RedriveDeadLetterResponse
+	(*ImportStatementRequest)(nil),        // 31: gpo.v1.ImportStatementRequest
+	(*ImportStatementResponse)(nil),       // 32: gpo.v1.ImportStatementResponse
+	(*GetBatchReconciliationRequest)(nil), // 33: gpo.v1.GetBatchReconciliationRequest
+	nil,                                   // 34: gpo.v1.PaymentInput.MetadataEntry
+	(*timestamppb.Timestamp)(nil),         // 35: google.protobuf.Timestamp
+	(*Batch)(nil),                         // 36: gpo.v1.Batch
+	(*Payment)(nil),                       // 37: gpo.v1.Payment
+	(*StatusChange)(nil),                  // 38: gpo.v1.StatusChange
+	(*DeadLetter)(nil),                    // 39: gpo.v1.DeadLetter
+	(*RailStats)(nil),                     // 40: gpo.v1.RailStats
+	(*AuditEvent)(nil),                    // 41: gpo.v1.AuditEvent
+	(*Statement)(nil),                     // 42: gpo.v1.Statement
+	(*httpbody.HttpBody)(nil),             // 43: google.api.HttpBody
+	(*BatchReconciliation)(nil),           // 44: gpo.v1.BatchReconciliation
 }
 var file_gpo_v1_disbursement_service_proto_depIdxs = []int32{
 	1,  // 0: gpo.v1.UploadBatchRequest.header:type_name -> gpo.v1.BatchHeader
 	2,  // 1: gpo.v1.UploadBatchRequest.chunk:type_name -> gpo.v1.PaymentChunk
-	33, // 2: gpo.v1.BatchHeader.schedule_time:type_name -> google.protobuf.Timestamp
+	35, // 2: gpo.v1.BatchHeader.schedule_time:type_name -> google.protobuf.Timestamp
 	3,  // 3: gpo.v1.PaymentChunk.payments:type_name -> gpo.v1.PaymentInput
-	33, // 4: gpo.v1.PaymentInput.schedule_time:type_name -> google.protobuf.Timestamp
-	32, // 5: gpo.v1.PaymentInput.metadata:type_name -> gpo.v1.PaymentInput.MetadataEntry
-	34, // 6: gpo.v1.UploadBatchResponse.batch:type_name -> gpo.v1.Batch
+	35, // 4: gpo.v1.PaymentInput.schedule_time:type_name -> google.protobuf.Timestamp
+	34, // 5: gpo.v1.PaymentInput.metadata:type_name -> gpo.v1.PaymentInput.MetadataEntry
+	36, // 6: gpo.v1.UploadBatchResponse.batch:type_name -> gpo.v1.Batch
 	5,  // 7: gpo.v1.UploadBatchResponse.rejections:type_name -> gpo.v1.PaymentRejection
-	34, // 8: gpo.v1.ListBatchesResponse.batches:type_name -> gpo.v1.Batch
-	35, // 9: gpo.v1.ListPaymentsResponse.payments:type_name -> gpo.v1.Payment
-	36, // 10: gpo.v1.ListStatusChangesResponse.status_changes:type_name -> gpo.v1.StatusChange
-	34, // 11: gpo.v1.WatchBatchResponse.batch:type_name -> gpo.v1.Batch
-	33, // 12: gpo.v1.WatchBatchResponse.read_time:type_name -> google.protobuf.Timestamp
-	37, // 13: gpo.v1.ListDeadLettersResponse.dead_letters:type_name -> gpo.v1.DeadLetter
-	38, // 14: gpo.v1.ListAuditEventsResponse.audit_events:type_name -> gpo.v1.AuditEvent
-	37, // 15: gpo.v1.RedriveDeadLetterResponse.dead_letter:type_name -> gpo.v1.DeadLetter
-	39, // 16: gpo.v1.ImportStatementResponse.statements:type_name -> gpo.v1.Statement
-	0,  // 17: gpo.v1.DisbursementService.UploadBatch:input_type -> gpo.v1.UploadBatchRequest
-	6,  // 18: gpo.v1.DisbursementService.GetBatch:input_type -> gpo.v1.GetBatchRequest
-	7,  // 19: gpo.v1.DisbursementService.ListBatches:input_type -> gpo.v1.ListBatchesRequest
-	9,  // 20: gpo.v1.DisbursementService.ListPayments:input_type -> gpo.v1.ListPaymentsRequest
-	23, // 21: gpo.v1.DisbursementService.CancelPayment:input_type -> gpo.v1.CancelPaymentRequest
-	24, // 22: gpo.v1.DisbursementService.RetryPayment:input_type -> gpo.v1.RetryPaymentRequest
-	25, // 23: gpo.v1.DisbursementService.ResolvePayment:input_type -> gpo.v1.ResolvePaymentRequest
-	26, // 24: gpo.v1.DisbursementService.ExportPayments:input_type -> gpo.v1.ExportPaymentsRequest
-	11, // 25: gpo.v1.DisbursementService.ListStatusChanges:input_type -> gpo.v1.ListStatusChangesRequest
-	13, // 26: gpo.v1.DisbursementService.WatchBatch:input_type -> gpo.v1.WatchBatchRequest
-	22, // 27: gpo.v1.DisbursementService.CancelBatch:input_type -> gpo.v1.CancelBatchRequest
-	15, // 28: gpo.v1.DisbursementService.RetryFailedPayments:input_type -> gpo.v1.RetryFailedPaymentsRequest
-	16, // 29: gpo.v1.DisbursementService.ListDeadLetters:input_type -> gpo.v1.ListDeadLettersRequest
-	27, // 30: gpo.v1.DisbursementService.RedriveDeadLetter:input_type -> gpo.v1.RedriveDeadLetterRequest
-	18, // 31: gpo.v1.DisbursementService.ListAuditEvents:input_type -> gpo.v1.ListAuditEventsRequest
-	29, // 32: gpo.v1.DisbursementService.ImportStatement:input_type -> gpo.v1.ImportStatementRequest
-	31, // 33: gpo.v1.DisbursementService.GetBatchReconciliation:input_type -> gpo.v1.GetBatchReconciliationRequest
-	20, // 34: gpo.v1.DisbursementService.VerifyAuditTrail:input_type -> gpo.v1.VerifyAuditTrailRequest
-	4,  // 35: gpo.v1.DisbursementService.UploadBatch:output_type -> gpo.v1.UploadBatchResponse
-	34, // 36: gpo.v1.DisbursementService.GetBatch:output_type -> gpo.v1.Batch
-	8,  // 37: gpo.v1.DisbursementService.ListBatches:output_type -> gpo.v1.ListBatchesResponse
-	10, // 38: gpo.v1.DisbursementService.ListPayments:output_type -> gpo.v1.ListPaymentsResponse
-	35, // 39: gpo.v1.DisbursementService.CancelPayment:output_type -> gpo.v1.Payment
-	35, // 40: gpo.v1.DisbursementService.RetryPayment:output_type -> gpo.v1.Payment
-	35, // 41: gpo.v1.DisbursementService.ResolvePayment:output_type -> gpo.v1.Payment
-	40, // 42: gpo.v1.DisbursementService.ExportPayments:output_type -> google.api.HttpBody
-	12, // 43: gpo.v1.DisbursementService.ListStatusChanges:output_type -> gpo.v1.ListStatusChangesResponse
-	14, // 44: gpo.v1.DisbursementService.WatchBatch:output_type -> gpo.v1.WatchBatchResponse
-	34, // 45: gpo.v1.DisbursementService.CancelBatch:output_type -> gpo.v1.Batch
-	34, // 46: gpo.v1.DisbursementService.RetryFailedPayments:output_type -> gpo.v1.Batch
-	17, // 47: gpo.v1.DisbursementService.ListDeadLetters:output_type -> gpo.v1.ListDeadLettersResponse
-	28, // 48: gpo.v1.DisbursementService.RedriveDeadLetter:output_type -> gpo.v1.RedriveDeadLetterResponse
-	19, // 49: gpo.v1.DisbursementService.ListAuditEvents:output_type -> gpo.v1.ListAuditEventsResponse
-	30, // 50: gpo.v1.DisbursementService.ImportStatement:output_type -> gpo.v1.ImportStatementResponse
-	41, // 51: gpo.v1.DisbursementService.GetBatchReconciliation:output_type -> gpo.v1.BatchReconciliation
-	21, // 52: gpo.v1.DisbursementService.VerifyAuditTrail:output_type -> gpo.v1.VerifyAuditTrailResponse
-	35, // [35:53] is the sub-list for method output_type
-	17, // [17:35] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	36, // 8: gpo.v1.ListBatchesResponse.batches:type_name -> gpo.v1.Batch
+	37, // 9: gpo.v1.ListPaymentsResponse.payments:type_name -> gpo.v1.Payment
+	38, // 10: gpo.v1.ListStatusChangesResponse.status_changes:type_name -> gpo.v1.StatusChange
+	36, // 11: gpo.v1.WatchBatchResponse.batch:type_name -> gpo.v1.Batch
+	35, // 12: gpo.v1.WatchBatchResponse.read_time:type_name -> google.protobuf.Timestamp
+	39, // 13: gpo.v1.ListDeadLettersResponse.dead_letters:type_name -> gpo.v1.DeadLetter
+	40, // 14: gpo.v1.ListRailStatsResponse.rail_stats:type_name -> gpo.v1.RailStats
+	35, // 15: gpo.v1.ListRailStatsResponse.read_time:type_name -> google.protobuf.Timestamp
+	41, // 16: gpo.v1.ListAuditEventsResponse.audit_events:type_name -> gpo.v1.AuditEvent
+	39, // 17: gpo.v1.RedriveDeadLetterResponse.dead_letter:type_name -> gpo.v1.DeadLetter
+	42, // 18: gpo.v1.ImportStatementResponse.statements:type_name -> gpo.v1.Statement
+	0,  // 19: gpo.v1.DisbursementService.UploadBatch:input_type -> gpo.v1.UploadBatchRequest
+	6,  // 20: gpo.v1.DisbursementService.GetBatch:input_type -> gpo.v1.GetBatchRequest
+	7,  // 21: gpo.v1.DisbursementService.ListBatches:input_type -> gpo.v1.ListBatchesRequest
+	9,  // 22: gpo.v1.DisbursementService.ListPayments:input_type -> gpo.v1.ListPaymentsRequest
+	25, // 23: gpo.v1.DisbursementService.CancelPayment:input_type -> gpo.v1.CancelPaymentRequest
+	26, // 24: gpo.v1.DisbursementService.RetryPayment:input_type -> gpo.v1.RetryPaymentRequest
+	27, // 25: gpo.v1.DisbursementService.ResolvePayment:input_type -> gpo.v1.ResolvePaymentRequest
+	28, // 26: gpo.v1.DisbursementService.ExportPayments:input_type -> gpo.v1.ExportPaymentsRequest
+	11, // 27: gpo.v1.DisbursementService.ListStatusChanges:input_type -> gpo.v1.ListStatusChangesRequest
+	13, // 28: gpo.v1.DisbursementService.WatchBatch:input_type -> gpo.v1.WatchBatchRequest
+	24, // 29: gpo.v1.DisbursementService.CancelBatch:input_type -> gpo.v1.CancelBatchRequest
+	15, // 30: gpo.v1.DisbursementService.RetryFailedPayments:input_type -> gpo.v1.RetryFailedPaymentsRequest
+	16, // 31: gpo.v1.DisbursementService.ListDeadLetters:input_type -> gpo.v1.ListDeadLettersRequest
+	29, // 32: gpo.v1.DisbursementService.RedriveDeadLetter:input_type -> gpo.v1.RedriveDeadLetterRequest
+	18, // 33: gpo.v1.DisbursementService.ListRailStats:input_type -> gpo.v1.ListRailStatsRequest
+	20, // 34: gpo.v1.DisbursementService.ListAuditEvents:input_type -> gpo.v1.ListAuditEventsRequest
+	31, // 35: gpo.v1.DisbursementService.ImportStatement:input_type -> gpo.v1.ImportStatementRequest
+	33, // 36: gpo.v1.DisbursementService.GetBatchReconciliation:input_type -> gpo.v1.GetBatchReconciliationRequest
+	22, // 37: gpo.v1.DisbursementService.VerifyAuditTrail:input_type -> gpo.v1.VerifyAuditTrailRequest
+	4,  // 38: gpo.v1.DisbursementService.UploadBatch:output_type -> gpo.v1.UploadBatchResponse
+	36, // 39: gpo.v1.DisbursementService.GetBatch:output_type -> gpo.v1.Batch
+	8,  // 40: gpo.v1.DisbursementService.ListBatches:output_type -> gpo.v1.ListBatchesResponse
+	10, // 41: gpo.v1.DisbursementService.ListPayments:output_type -> gpo.v1.ListPaymentsResponse
+	37, // 42: gpo.v1.DisbursementService.CancelPayment:output_type -> gpo.v1.Payment
+	37, // 43: gpo.v1.DisbursementService.RetryPayment:output_type -> gpo.v1.Payment
+	37, // 44: gpo.v1.DisbursementService.ResolvePayment:output_type -> gpo.v1.Payment
+	43, // 45: gpo.v1.DisbursementService.ExportPayments:output_type -> google.api.HttpBody
+	12, // 46: gpo.v1.DisbursementService.ListStatusChanges:output_type -> gpo.v1.ListStatusChangesResponse
+	14, // 47: gpo.v1.DisbursementService.WatchBatch:output_type -> gpo.v1.WatchBatchResponse
+	36, // 48: gpo.v1.DisbursementService.CancelBatch:output_type -> gpo.v1.Batch
+	36, // 49: gpo.v1.DisbursementService.RetryFailedPayments:output_type -> gpo.v1.Batch
+	17, // 50: gpo.v1.DisbursementService.ListDeadLetters:output_type -> gpo.v1.ListDeadLettersResponse
+	30, // 51: gpo.v1.DisbursementService.RedriveDeadLetter:output_type -> gpo.v1.RedriveDeadLetterResponse
+	19, // 52: gpo.v1.DisbursementService.ListRailStats:output_type -> gpo.v1.ListRailStatsResponse
+	21, // 53: gpo.v1.DisbursementService.ListAuditEvents:output_type -> gpo.v1.ListAuditEventsResponse
+	32, // 54: gpo.v1.DisbursementService.ImportStatement:output_type -> gpo.v1.ImportStatementResponse
+	44, // 55: gpo.v1.DisbursementService.GetBatchReconciliation:output_type -> gpo.v1.BatchReconciliation
+	23, // 56: gpo.v1.DisbursementService.VerifyAuditTrail:output_type -> gpo.v1.VerifyAuditTrailResponse
+	38, // [38:57] is the sub-list for method output_type
+	19, // [19:38] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_gpo_v1_disbursement_service_proto_init() }
@@ -2361,7 +2486,7 @@ func file_gpo_v1_disbursement_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gpo_v1_disbursement_service_proto_rawDesc), len(file_gpo_v1_disbursement_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

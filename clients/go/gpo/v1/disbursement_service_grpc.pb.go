@@ -34,6 +34,7 @@ const (
 	DisbursementService_RetryFailedPayments_FullMethodName    = "/gpo.v1.DisbursementService/RetryFailedPayments"
 	DisbursementService_ListDeadLetters_FullMethodName        = "/gpo.v1.DisbursementService/ListDeadLetters"
 	DisbursementService_RedriveDeadLetter_FullMethodName      = "/gpo.v1.DisbursementService/RedriveDeadLetter"
+	DisbursementService_ListRailStats_FullMethodName          = "/gpo.v1.DisbursementService/ListRailStats"
 	DisbursementService_ListAuditEvents_FullMethodName        = "/gpo.v1.DisbursementService/ListAuditEvents"
 	DisbursementService_ImportStatement_FullMethodName        = "/gpo.v1.DisbursementService/ImportStatement"
 	DisbursementService_GetBatchReconciliation_FullMethodName = "/gpo.v1.DisbursementService/GetBatchReconciliation"
@@ -95,6 +96,9 @@ type DisbursementServiceClient interface {
 	// Sends a dead-lettered chunk's never-claimed payments (ACCEPTED, QUEUED) again with their keys, however
 	// often they were re-driven before (operators only). Its SENT payments are left to rail look-ups.
 	RedriveDeadLetter(ctx context.Context, in *RedriveDeadLetterRequest, opts ...grpc.CallOption) (*RedriveDeadLetterResponse, error)
+	// Lists each rail's payments settled (SUCCEEDED or FAILED) in a recent window, with the failures by
+	// reason code, and its payments still in flight: throughput and error rates (operators only).
+	ListRailStats(ctx context.Context, in *ListRailStatsRequest, opts ...grpc.CallOption) (*ListRailStatsResponse, error)
 	// Lists the audit trail of state-changing calls, oldest first (operators only).
 	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
 	// Imports a bank statement (operators and reconcilers): an end-of-day camt.053.001.08 (checked against
@@ -279,6 +283,16 @@ func (c *disbursementServiceClient) RedriveDeadLetter(ctx context.Context, in *R
 	return out, nil
 }
 
+func (c *disbursementServiceClient) ListRailStats(ctx context.Context, in *ListRailStatsRequest, opts ...grpc.CallOption) (*ListRailStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRailStatsResponse)
+	err := c.cc.Invoke(ctx, DisbursementService_ListRailStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *disbursementServiceClient) ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListAuditEventsResponse)
@@ -374,6 +388,9 @@ type DisbursementServiceServer interface {
 	// Sends a dead-lettered chunk's never-claimed payments (ACCEPTED, QUEUED) again with their keys, however
 	// often they were re-driven before (operators only). Its SENT payments are left to rail look-ups.
 	RedriveDeadLetter(context.Context, *RedriveDeadLetterRequest) (*RedriveDeadLetterResponse, error)
+	// Lists each rail's payments settled (SUCCEEDED or FAILED) in a recent window, with the failures by
+	// reason code, and its payments still in flight: throughput and error rates (operators only).
+	ListRailStats(context.Context, *ListRailStatsRequest) (*ListRailStatsResponse, error)
 	// Lists the audit trail of state-changing calls, oldest first (operators only).
 	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
 	// Imports a bank statement (operators and reconcilers): an end-of-day camt.053.001.08 (checked against
@@ -438,6 +455,9 @@ func (UnimplementedDisbursementServiceServer) ListDeadLetters(context.Context, *
 }
 func (UnimplementedDisbursementServiceServer) RedriveDeadLetter(context.Context, *RedriveDeadLetterRequest) (*RedriveDeadLetterResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RedriveDeadLetter not implemented")
+}
+func (UnimplementedDisbursementServiceServer) ListRailStats(context.Context, *ListRailStatsRequest) (*ListRailStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRailStats not implemented")
 }
 func (UnimplementedDisbursementServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
@@ -699,6 +719,24 @@ func _DisbursementService_RedriveDeadLetter_Handler(srv interface{}, ctx context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DisbursementService_ListRailStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRailStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DisbursementServiceServer).ListRailStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DisbursementService_ListRailStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DisbursementServiceServer).ListRailStats(ctx, req.(*ListRailStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _DisbursementService_ListAuditEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListAuditEventsRequest)
 	if err := dec(in); err != nil {
@@ -821,6 +859,10 @@ var DisbursementService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RedriveDeadLetter",
 			Handler:    _DisbursementService_RedriveDeadLetter_Handler,
+		},
+		{
+			MethodName: "ListRailStats",
+			Handler:    _DisbursementService_ListRailStats_Handler,
 		},
 		{
 			MethodName: "ListAuditEvents",

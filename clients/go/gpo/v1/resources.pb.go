@@ -1730,6 +1730,155 @@ func (x *UnconfirmedPayment) GetRailReference() string {
 	return ""
 }
 
+// One rail's activity: payments it settled in a recent window, and its payments not yet final. Counted
+// over batches in progress or updated in the window (ListRailStats).
+type RailStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rail.
+	// At most 64 characters.
+	Rail string `protobuf:"bytes,1,opt,name=rail,proto3" json:"rail,omitempty"`
+	// Payments that became SUCCEEDED in the window.
+	SucceededCount int64 `protobuf:"varint,2,opt,name=succeeded_count,json=succeededCount,proto3" json:"succeeded_count,omitempty"`
+	// Payments that became FAILED in the window.
+	FailedCount int64 `protobuf:"varint,3,opt,name=failed_count,json=failedCount,proto3" json:"failed_count,omitempty"`
+	// The window's failures by reason code, most frequent first.
+	FailureReasons []*ReasonCount `protobuf:"bytes,4,rep,name=failure_reasons,json=failureReasons,proto3" json:"failure_reasons,omitempty"`
+	// Payments of this rail waiting to be sent (ACCEPTED or QUEUED).
+	WaitingCount int64 `protobuf:"varint,5,opt,name=waiting_count,json=waitingCount,proto3" json:"waiting_count,omitempty"`
+	// Payments a sidecar of this rail has claimed and not yet reported (SENT).
+	SentCount     int64 `protobuf:"varint,6,opt,name=sent_count,json=sentCount,proto3" json:"sent_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RailStats) Reset() {
+	*x = RailStats{}
+	mi := &file_gpo_v1_resources_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RailStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RailStats) ProtoMessage() {}
+
+func (x *RailStats) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_resources_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RailStats.ProtoReflect.Descriptor instead.
+func (*RailStats) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RailStats) GetRail() string {
+	if x != nil {
+		return x.Rail
+	}
+	return ""
+}
+
+func (x *RailStats) GetSucceededCount() int64 {
+	if x != nil {
+		return x.SucceededCount
+	}
+	return 0
+}
+
+func (x *RailStats) GetFailedCount() int64 {
+	if x != nil {
+		return x.FailedCount
+	}
+	return 0
+}
+
+func (x *RailStats) GetFailureReasons() []*ReasonCount {
+	if x != nil {
+		return x.FailureReasons
+	}
+	return nil
+}
+
+func (x *RailStats) GetWaitingCount() int64 {
+	if x != nil {
+		return x.WaitingCount
+	}
+	return 0
+}
+
+func (x *RailStats) GetSentCount() int64 {
+	if x != nil {
+		return x.SentCount
+	}
+	return 0
+}
+
+// How many payments carry one reason code.
+type ReasonCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A G2P Connect reason code, e.g. "rjct.account.invalid".
+	// At most 128 characters.
+	ReasonCode string `protobuf:"bytes,1,opt,name=reason_code,json=reasonCode,proto3" json:"reason_code,omitempty"`
+	// Number of payments.
+	Count         int64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReasonCount) Reset() {
+	*x = ReasonCount{}
+	mi := &file_gpo_v1_resources_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReasonCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReasonCount) ProtoMessage() {}
+
+func (x *ReasonCount) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_resources_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReasonCount.ProtoReflect.Descriptor instead.
+func (*ReasonCount) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ReasonCount) GetReasonCode() string {
+	if x != nil {
+		return x.ReasonCode
+	}
+	return ""
+}
+
+func (x *ReasonCount) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 var File_gpo_v1_resources_proto protoreflect.FileDescriptor
 
 const file_gpo_v1_resources_proto_rawDesc = "" +
@@ -1892,7 +2041,19 @@ const file_gpo_v1_resources_proto_rawDesc = "" +
 	"\x06amount\x18\x02 \x01(\tR\x06amount\x12#\n" +
 	"\rcurrency_code\x18\x03 \x01(\tR\fcurrencyCode\x12\x12\n" +
 	"\x04rail\x18\x04 \x01(\tR\x04rail\x12%\n" +
-	"\x0erail_reference\x18\x05 \x01(\tR\rrailReference*\x96\x01\n" +
+	"\x0erail_reference\x18\x05 \x01(\tR\rrailReference\"\xed\x01\n" +
+	"\tRailStats\x12\x12\n" +
+	"\x04rail\x18\x01 \x01(\tR\x04rail\x12'\n" +
+	"\x0fsucceeded_count\x18\x02 \x01(\x03R\x0esucceededCount\x12!\n" +
+	"\ffailed_count\x18\x03 \x01(\x03R\vfailedCount\x12<\n" +
+	"\x0ffailure_reasons\x18\x04 \x03(\v2\x13.gpo.v1.ReasonCountR\x0efailureReasons\x12#\n" +
+	"\rwaiting_count\x18\x05 \x01(\x03R\fwaitingCount\x12\x1d\n" +
+	"\n" +
+	"sent_count\x18\x06 \x01(\x03R\tsentCount\"D\n" +
+	"\vReasonCount\x12\x1f\n" +
+	"\vreason_code\x18\x01 \x01(\tR\n" +
+	"reasonCode\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count*\x96\x01\n" +
 	"\n" +
 	"BatchState\x12\x1b\n" +
 	"\x17BATCH_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
@@ -1926,7 +2087,7 @@ func file_gpo_v1_resources_proto_rawDescGZIP() []byte {
 }
 
 var file_gpo_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_gpo_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_gpo_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_gpo_v1_resources_proto_goTypes = []any{
 	(BatchState)(0),               // 0: gpo.v1.BatchState
 	(PaymentStatus)(0),            // 1: gpo.v1.PaymentStatus
@@ -1942,38 +2103,41 @@ var file_gpo_v1_resources_proto_goTypes = []any{
 	(*StatementMatch)(nil),        // 11: gpo.v1.StatementMatch
 	(*StatementEntry)(nil),        // 12: gpo.v1.StatementEntry
 	(*UnconfirmedPayment)(nil),    // 13: gpo.v1.UnconfirmedPayment
-	nil,                           // 14: gpo.v1.Payment.MetadataEntry
-	nil,                           // 15: gpo.v1.Statement.OutcomeCountsEntry
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*RailStats)(nil),             // 14: gpo.v1.RailStats
+	(*ReasonCount)(nil),           // 15: gpo.v1.ReasonCount
+	nil,                           // 16: gpo.v1.Payment.MetadataEntry
+	nil,                           // 17: gpo.v1.Statement.OutcomeCountsEntry
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 }
 var file_gpo_v1_resources_proto_depIdxs = []int32{
 	0,  // 0: gpo.v1.Batch.state:type_name -> gpo.v1.BatchState
-	16, // 1: gpo.v1.Batch.schedule_time:type_name -> google.protobuf.Timestamp
+	18, // 1: gpo.v1.Batch.schedule_time:type_name -> google.protobuf.Timestamp
 	4,  // 2: gpo.v1.Batch.totals:type_name -> gpo.v1.PaymentTotal
-	16, // 3: gpo.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
-	16, // 4: gpo.v1.Batch.update_time:type_name -> google.protobuf.Timestamp
-	16, // 5: gpo.v1.Payment.schedule_time:type_name -> google.protobuf.Timestamp
-	14, // 6: gpo.v1.Payment.metadata:type_name -> gpo.v1.Payment.MetadataEntry
+	18, // 3: gpo.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
+	18, // 4: gpo.v1.Batch.update_time:type_name -> google.protobuf.Timestamp
+	18, // 5: gpo.v1.Payment.schedule_time:type_name -> google.protobuf.Timestamp
+	16, // 6: gpo.v1.Payment.metadata:type_name -> gpo.v1.Payment.MetadataEntry
 	1,  // 7: gpo.v1.Payment.status:type_name -> gpo.v1.PaymentStatus
-	16, // 8: gpo.v1.Payment.update_time:type_name -> google.protobuf.Timestamp
+	18, // 8: gpo.v1.Payment.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 9: gpo.v1.PaymentTotal.status:type_name -> gpo.v1.PaymentStatus
-	16, // 10: gpo.v1.DeadLetter.create_time:type_name -> google.protobuf.Timestamp
+	18, // 10: gpo.v1.DeadLetter.create_time:type_name -> google.protobuf.Timestamp
 	1,  // 11: gpo.v1.StatusChange.previous_status:type_name -> gpo.v1.PaymentStatus
 	1,  // 12: gpo.v1.StatusChange.status:type_name -> gpo.v1.PaymentStatus
-	16, // 13: gpo.v1.StatusChange.change_time:type_name -> google.protobuf.Timestamp
-	16, // 14: gpo.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
-	16, // 15: gpo.v1.Statement.create_time:type_name -> google.protobuf.Timestamp
-	15, // 16: gpo.v1.Statement.outcome_counts:type_name -> gpo.v1.Statement.OutcomeCountsEntry
+	18, // 13: gpo.v1.StatusChange.change_time:type_name -> google.protobuf.Timestamp
+	18, // 14: gpo.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
+	18, // 15: gpo.v1.Statement.create_time:type_name -> google.protobuf.Timestamp
+	17, // 16: gpo.v1.Statement.outcome_counts:type_name -> gpo.v1.Statement.OutcomeCountsEntry
 	10, // 17: gpo.v1.BatchReconciliation.totals:type_name -> gpo.v1.ReconciliationTotal
 	11, // 18: gpo.v1.BatchReconciliation.matched:type_name -> gpo.v1.StatementMatch
 	12, // 19: gpo.v1.BatchReconciliation.unmatched_entries:type_name -> gpo.v1.StatementEntry
 	13, // 20: gpo.v1.BatchReconciliation.unconfirmed_payments:type_name -> gpo.v1.UnconfirmedPayment
 	1,  // 21: gpo.v1.StatementMatch.status:type_name -> gpo.v1.PaymentStatus
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	15, // 22: gpo.v1.RailStats.failure_reasons:type_name -> gpo.v1.ReasonCount
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_gpo_v1_resources_proto_init() }
@@ -1987,7 +2151,7 @@ func file_gpo_v1_resources_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gpo_v1_resources_proto_rawDesc), len(file_gpo_v1_resources_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

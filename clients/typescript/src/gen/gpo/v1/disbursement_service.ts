@@ -24,7 +24,16 @@ import {
 } from "@grpc/grpc-js";
 import { HttpBody } from "../../google/api/httpbody";
 import { Timestamp } from "../../google/protobuf/timestamp";
-import { AuditEvent, Batch, BatchReconciliation, DeadLetter, Payment, Statement, StatusChange } from "./resources";
+import {
+  AuditEvent,
+  Batch,
+  BatchReconciliation,
+  DeadLetter,
+  Payment,
+  RailStats,
+  Statement,
+  StatusChange,
+} from "./resources";
 
 /** One message of an upload stream: the header first, then chunks. */
 export interface UploadBatchRequest {
@@ -338,6 +347,22 @@ export interface ListDeadLettersResponse {
    * At most 4096 characters.
    */
   nextPageToken: string;
+}
+
+/** Request for ListRailStats. */
+export interface ListRailStatsRequest {
+  /** The window, in seconds back from now; default 300, at most 86400. */
+  windowSeconds: number;
+}
+
+/** Response of ListRailStats. */
+export interface ListRailStatsResponse {
+  /** One entry per rail with payments settled in the window or still in flight, by rail name. */
+  railStats: RailStats[];
+  /** The window the counts cover, in seconds. */
+  windowSeconds: number;
+  /** When the counts were read. */
+  readTime?: Date | undefined;
 }
 
 /** Request for ListAuditEvents. */
@@ -2621,6 +2646,192 @@ export const ListDeadLettersResponse: MessageFns<ListDeadLettersResponse> = {
   },
 };
 
+function createBaseListRailStatsRequest(): ListRailStatsRequest {
+  return { windowSeconds: 0 };
+}
+
+export const ListRailStatsRequest: MessageFns<ListRailStatsRequest> = {
+  encode(message: ListRailStatsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.windowSeconds !== 0) {
+      writer.uint32(8).int32(message.windowSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListRailStatsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListRailStatsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.windowSeconds = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListRailStatsRequest {
+    return {
+      windowSeconds: isSet(object.windowSeconds)
+        ? globalThis.Number(object.windowSeconds)
+        : isSet(object.window_seconds)
+        ? globalThis.Number(object.window_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: ListRailStatsRequest): unknown {
+    const obj: any = {};
+    if (message.windowSeconds !== 0) {
+      obj.windowSeconds = Math.round(message.windowSeconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListRailStatsRequest>, I>>(base?: I): ListRailStatsRequest {
+    return ListRailStatsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListRailStatsRequest>, I>>(object: I): ListRailStatsRequest {
+    const message = createBaseListRailStatsRequest();
+    message.windowSeconds = object.windowSeconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseListRailStatsResponse(): ListRailStatsResponse {
+  return { railStats: [], windowSeconds: 0, readTime: undefined };
+}
+
+export const ListRailStatsResponse: MessageFns<ListRailStatsResponse> = {
+  encode(message: ListRailStatsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.railStats) {
+      RailStats.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.windowSeconds !== 0) {
+      writer.uint32(16).int32(message.windowSeconds);
+    }
+    if (message.readTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.readTime), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListRailStatsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListRailStatsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.railStats.push(RailStats.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.windowSeconds = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.readTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListRailStatsResponse {
+    return {
+      railStats: globalThis.Array.isArray(object?.railStats)
+        ? object.railStats.map((e: any) => RailStats.fromJSON(e))
+        : globalThis.Array.isArray(object?.rail_stats)
+        ? object.rail_stats.map((e: any) => RailStats.fromJSON(e))
+        : [],
+      windowSeconds: isSet(object.windowSeconds)
+        ? globalThis.Number(object.windowSeconds)
+        : isSet(object.window_seconds)
+        ? globalThis.Number(object.window_seconds)
+        : 0,
+      readTime: isSet(object.readTime)
+        ? fromJsonTimestamp(object.readTime)
+        : isSet(object.read_time)
+        ? fromJsonTimestamp(object.read_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ListRailStatsResponse): unknown {
+    const obj: any = {};
+    if (message.railStats?.length) {
+      obj.railStats = message.railStats.map((e) => RailStats.toJSON(e));
+    }
+    if (message.windowSeconds !== 0) {
+      obj.windowSeconds = Math.round(message.windowSeconds);
+    }
+    if (message.readTime !== undefined) {
+      obj.readTime = message.readTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListRailStatsResponse>, I>>(base?: I): ListRailStatsResponse {
+    return ListRailStatsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListRailStatsResponse>, I>>(object: I): ListRailStatsResponse {
+    const message = createBaseListRailStatsResponse();
+    message.railStats = object.railStats?.map((e) => RailStats.fromPartial(e)) || [];
+    message.windowSeconds = object.windowSeconds ?? 0;
+    message.readTime = object.readTime ?? undefined;
+    return message;
+  },
+};
+
 function createBaseListAuditEventsRequest(): ListAuditEventsRequest {
   return { pageSize: 0, pageToken: "", batch: "" };
 }
@@ -4062,6 +4273,20 @@ export const DisbursementServiceService = {
       Buffer.from(RedriveDeadLetterResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RedriveDeadLetterResponse => RedriveDeadLetterResponse.decode(value),
   },
+  /**
+   * Lists each rail's payments settled (SUCCEEDED or FAILED) in a recent window, with the failures by
+   * reason code, and its payments still in flight: throughput and error rates (operators only).
+   */
+  listRailStats: {
+    path: "/gpo.v1.DisbursementService/ListRailStats" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListRailStatsRequest): Buffer => Buffer.from(ListRailStatsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListRailStatsRequest => ListRailStatsRequest.decode(value),
+    responseSerialize: (value: ListRailStatsResponse): Buffer =>
+      Buffer.from(ListRailStatsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListRailStatsResponse => ListRailStatsResponse.decode(value),
+  },
   /** Lists the audit trail of state-changing calls, oldest first (operators only). */
   listAuditEvents: {
     path: "/gpo.v1.DisbursementService/ListAuditEvents" as const,
@@ -4180,6 +4405,11 @@ export interface DisbursementServiceServer extends UntypedServiceImplementation 
    * often they were re-driven before (operators only). Its SENT payments are left to rail look-ups.
    */
   redriveDeadLetter: handleUnaryCall<RedriveDeadLetterRequest, RedriveDeadLetterResponse>;
+  /**
+   * Lists each rail's payments settled (SUCCEEDED or FAILED) in a recent window, with the failures by
+   * reason code, and its payments still in flight: throughput and error rates (operators only).
+   */
+  listRailStats: handleUnaryCall<ListRailStatsRequest, ListRailStatsResponse>;
   /** Lists the audit trail of state-changing calls, oldest first (operators only). */
   listAuditEvents: handleUnaryCall<ListAuditEventsRequest, ListAuditEventsResponse>;
   /**
@@ -4424,6 +4654,25 @@ export interface DisbursementServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RedriveDeadLetterResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lists each rail's payments settled (SUCCEEDED or FAILED) in a recent window, with the failures by
+   * reason code, and its payments still in flight: throughput and error rates (operators only).
+   */
+  listRailStats(
+    request: ListRailStatsRequest,
+    callback: (error: ServiceError | null, response: ListRailStatsResponse) => void,
+  ): ClientUnaryCall;
+  listRailStats(
+    request: ListRailStatsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListRailStatsResponse) => void,
+  ): ClientUnaryCall;
+  listRailStats(
+    request: ListRailStatsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListRailStatsResponse) => void,
   ): ClientUnaryCall;
   /** Lists the audit trail of state-changing calls, oldest first (operators only). */
   listAuditEvents(

@@ -696,6 +696,39 @@ export interface UnconfirmedPayment {
   railReference: string;
 }
 
+/**
+ * One rail's activity: payments it settled in a recent window, and its payments not yet final. Counted
+ * over batches in progress or updated in the window (ListRailStats).
+ */
+export interface RailStats {
+  /**
+   * The rail.
+   * At most 64 characters.
+   */
+  rail: string;
+  /** Payments that became SUCCEEDED in the window. */
+  succeededCount: string;
+  /** Payments that became FAILED in the window. */
+  failedCount: string;
+  /** The window's failures by reason code, most frequent first. */
+  failureReasons: ReasonCount[];
+  /** Payments of this rail waiting to be sent (ACCEPTED or QUEUED). */
+  waitingCount: string;
+  /** Payments a sidecar of this rail has claimed and not yet reported (SENT). */
+  sentCount: string;
+}
+
+/** How many payments carry one reason code. */
+export interface ReasonCount {
+  /**
+   * A G2P Connect reason code, e.g. "rjct.account.invalid".
+   * At most 128 characters.
+   */
+  reasonCode: string;
+  /** Number of payments. */
+  count: string;
+}
+
 function createBaseBatch(): Batch {
   return {
     name: "",
@@ -3804,6 +3837,264 @@ export const UnconfirmedPayment: MessageFns<UnconfirmedPayment> = {
     message.currencyCode = object.currencyCode ?? "";
     message.rail = object.rail ?? "";
     message.railReference = object.railReference ?? "";
+    return message;
+  },
+};
+
+function createBaseRailStats(): RailStats {
+  return { rail: "", succeededCount: "0", failedCount: "0", failureReasons: [], waitingCount: "0", sentCount: "0" };
+}
+
+export const RailStats: MessageFns<RailStats> = {
+  encode(message: RailStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rail !== "") {
+      writer.uint32(10).string(message.rail);
+    }
+    if (message.succeededCount !== "0") {
+      writer.uint32(16).int64(message.succeededCount);
+    }
+    if (message.failedCount !== "0") {
+      writer.uint32(24).int64(message.failedCount);
+    }
+    for (const v of message.failureReasons) {
+      ReasonCount.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.waitingCount !== "0") {
+      writer.uint32(40).int64(message.waitingCount);
+    }
+    if (message.sentCount !== "0") {
+      writer.uint32(48).int64(message.sentCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RailStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRailStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rail = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.succeededCount = reader.int64().toString();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.failedCount = reader.int64().toString();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.failureReasons.push(ReasonCount.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.waitingCount = reader.int64().toString();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.sentCount = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RailStats {
+    return {
+      rail: isSet(object.rail) ? globalThis.String(object.rail) : "",
+      succeededCount: isSet(object.succeededCount)
+        ? globalThis.String(object.succeededCount)
+        : isSet(object.succeeded_count)
+        ? globalThis.String(object.succeeded_count)
+        : "0",
+      failedCount: isSet(object.failedCount)
+        ? globalThis.String(object.failedCount)
+        : isSet(object.failed_count)
+        ? globalThis.String(object.failed_count)
+        : "0",
+      failureReasons: globalThis.Array.isArray(object?.failureReasons)
+        ? object.failureReasons.map((e: any) => ReasonCount.fromJSON(e))
+        : globalThis.Array.isArray(object?.failure_reasons)
+        ? object.failure_reasons.map((e: any) => ReasonCount.fromJSON(e))
+        : [],
+      waitingCount: isSet(object.waitingCount)
+        ? globalThis.String(object.waitingCount)
+        : isSet(object.waiting_count)
+        ? globalThis.String(object.waiting_count)
+        : "0",
+      sentCount: isSet(object.sentCount)
+        ? globalThis.String(object.sentCount)
+        : isSet(object.sent_count)
+        ? globalThis.String(object.sent_count)
+        : "0",
+    };
+  },
+
+  toJSON(message: RailStats): unknown {
+    const obj: any = {};
+    if (message.rail !== "") {
+      obj.rail = message.rail;
+    }
+    if (message.succeededCount !== "0") {
+      obj.succeededCount = message.succeededCount;
+    }
+    if (message.failedCount !== "0") {
+      obj.failedCount = message.failedCount;
+    }
+    if (message.failureReasons?.length) {
+      obj.failureReasons = message.failureReasons.map((e) => ReasonCount.toJSON(e));
+    }
+    if (message.waitingCount !== "0") {
+      obj.waitingCount = message.waitingCount;
+    }
+    if (message.sentCount !== "0") {
+      obj.sentCount = message.sentCount;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RailStats>, I>>(base?: I): RailStats {
+    return RailStats.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RailStats>, I>>(object: I): RailStats {
+    const message = createBaseRailStats();
+    message.rail = object.rail ?? "";
+    message.succeededCount = object.succeededCount ?? "0";
+    message.failedCount = object.failedCount ?? "0";
+    message.failureReasons = object.failureReasons?.map((e) => ReasonCount.fromPartial(e)) || [];
+    message.waitingCount = object.waitingCount ?? "0";
+    message.sentCount = object.sentCount ?? "0";
+    return message;
+  },
+};
+
+function createBaseReasonCount(): ReasonCount {
+  return { reasonCode: "", count: "0" };
+}
+
+export const ReasonCount: MessageFns<ReasonCount> = {
+  encode(message: ReasonCount, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reasonCode !== "") {
+      writer.uint32(10).string(message.reasonCode);
+    }
+    if (message.count !== "0") {
+      writer.uint32(16).int64(message.count);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReasonCount {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReasonCount();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reasonCode = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.count = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReasonCount {
+    return {
+      reasonCode: isSet(object.reasonCode)
+        ? globalThis.String(object.reasonCode)
+        : isSet(object.reason_code)
+        ? globalThis.String(object.reason_code)
+        : "",
+      count: isSet(object.count) ? globalThis.String(object.count) : "0",
+    };
+  },
+
+  toJSON(message: ReasonCount): unknown {
+    const obj: any = {};
+    if (message.reasonCode !== "") {
+      obj.reasonCode = message.reasonCode;
+    }
+    if (message.count !== "0") {
+      obj.count = message.count;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReasonCount>, I>>(base?: I): ReasonCount {
+    return ReasonCount.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReasonCount>, I>>(object: I): ReasonCount {
+    const message = createBaseReasonCount();
+    message.reasonCode = object.reasonCode ?? "";
+    message.count = object.count ?? "0";
     return message;
   },
 };
