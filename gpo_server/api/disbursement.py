@@ -762,6 +762,7 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
     ) -> res_pb.BatchReconciliation:
         return await self.statements.batch_reconciliation(request, context)
 
+    @handles_errors
     async def ListRailStats(
         self, request: api_pb.ListRailStatsRequest, context: Context
     ) -> api_pb.ListRailStatsResponse:

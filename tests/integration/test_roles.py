@@ -68,6 +68,19 @@ async def test_operators_read_everything_and_retry_but_never_upload(gpo: Gpo) ->
     assert [b.name async for b in operator.batches(program)] == [uploaded.batch.name]
     # This run's rail: PostgreSQL is shared, and other tests record dead letters of their own rails there.
     assert [d async for d in operator.dead_letters(gpo.rail)] == []
+    # Rail statistics (operators only). This run's rail settled the batch just now,
+    # before anything of it is retried.
+    stats = await operator.stub.ListRailStats(api_pb.ListRailStatsRequest(), metadata=operator.metadata)
+    (mine,) = [r for r in stats.rail_stats if r.rail == gpo.rail]
+    assert stats.window_seconds == 300 and mine.succeeded_count + mine.failed_count >= 5
+    assert mine.failed_count == sum(r.count for r in mine.failure_reasons)
+    await expect_error(
+        operator.stub.ListRailStats(
+            api_pb.ListRailStatsRequest(window_seconds=86401), metadata=operator.metadata
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_WINDOW",
+    )
     await operator.retry_failed(uploaded.batch.name, str(uuid.uuid4()))
     await expect_error(
         raw_upload(operator, [api_pb.UploadBatchRequest(header=header(program))]),
@@ -80,23 +93,11 @@ async def test_operators_read_everything_and_retry_but_never_upload(gpo: Gpo) ->
         everyone.retry_failed(uploaded.batch.name, str(uuid.uuid4())), grpc.StatusCode.PERMISSION_DENIED
     )
     await expect_error(anext(everyone.dead_letters()), grpc.StatusCode.PERMISSION_DENIED, "OPERATOR_ONLY")
-
-    # Rail statistics span every program: operators only. This run's rail settled the batch just now.
-    stats = await operator.stub.ListRailStats(api_pb.ListRailStatsRequest(), metadata=operator.metadata)
-    (mine,) = [r for r in stats.rail_stats if r.rail == gpo.rail]
-    assert stats.window_seconds == 300 and mine.succeeded_count + mine.failed_count >= 5
-    assert mine.failed_count == sum(r.count for r in mine.failure_reasons)
+    # Rail statistics span every program: operators only.
     await expect_error(
         everyone.stub.ListRailStats(api_pb.ListRailStatsRequest(), metadata=everyone.metadata),
         grpc.StatusCode.PERMISSION_DENIED,
         "OPERATOR_ONLY",
-    )
-    await expect_error(
-        operator.stub.ListRailStats(
-            api_pb.ListRailStatsRequest(window_seconds=86401), metadata=operator.metadata
-        ),
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "INVALID_WINDOW",
     )
 
 
