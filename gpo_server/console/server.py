@@ -163,6 +163,10 @@ class Console:
             response = await handler(request)
         except grpc.aio.AioRpcError as error:
             response = self._api_error(request, error)
+        except web.HTTPException as refusal:  # redirects and refusals carry the headers too
+            for key, value in SECURITY_HEADERS.items():
+                refusal.headers.setdefault(key, value)
+            raise
         for key, value in SECURITY_HEADERS.items():
             response.headers.setdefault(key, value)
         return response
