@@ -52,6 +52,15 @@ def test_pip_install_of_the_repository_gives_working_commands(tmp_path: Path) ->
         cwd=tmp_path,
     )
     assert all(str(venv) in line for line in where.splitlines()), where
+    # So do the web console's templates and assets: it loads nothing from anywhere else.
+    shipped = _run(
+        venv / "bin" / "python",
+        "-c",
+        "import pathlib, gpo_server.console as c; d = pathlib.Path(c.__file__).parent;"
+        " print(*sorted(p.name for p in [*d.glob('templates/*.html'), *d.glob('static/*')]))",
+        cwd=tmp_path,
+    )
+    assert {"base.html", "batch.html", "console.css", "progress.js"} <= set(shipped.split()), shipped
     # And the installed server runs: the embedded demo pays a small batch and checks it against the ledger.
     last = _run(venv / "bin" / "gpo", "demo", "--payments", "20", cwd=tmp_path, timeout=300).splitlines()[-1]
     summary = json.loads(last)
