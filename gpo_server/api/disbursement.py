@@ -748,20 +748,6 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             response.next_page_token = encode_page_token(int(rows[size - 1].id), scope)
         return response
 
-    # ---- statement reconciliation (api/reconciliation.py) ------------------------------------------
-
-    @handles_errors
-    async def ImportStatement(
-        self, request: api_pb.ImportStatementRequest, context: Context
-    ) -> api_pb.ImportStatementResponse:
-        return await self.statements.import_statement(request, context)
-
-    @handles_errors
-    async def GetBatchReconciliation(
-        self, request: api_pb.GetBatchReconciliationRequest, context: Context
-    ) -> res_pb.BatchReconciliation:
-        return await self.statements.batch_reconciliation(request, context)
-
     @handles_errors
     async def ListRailStats(
         self, request: api_pb.ListRailStatsRequest, context: Context
@@ -792,6 +778,20 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
                 )
             )
         return response
+
+    # ---- statement reconciliation (api/reconciliation.py) ------------------------------------------
+
+    @handles_errors
+    async def ImportStatement(
+        self, request: api_pb.ImportStatementRequest, context: Context
+    ) -> api_pb.ImportStatementResponse:
+        return await self.statements.import_statement(request, context)
+
+    @handles_errors
+    async def GetBatchReconciliation(
+        self, request: api_pb.GetBatchReconciliationRequest, context: Context
+    ) -> res_pb.BatchReconciliation:
+        return await self.statements.batch_reconciliation(request, context)
 
 
 def _dead_letter_message(row: Any) -> res_pb.DeadLetter:
