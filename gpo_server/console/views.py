@@ -5,6 +5,7 @@ strings."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,9 +39,13 @@ def quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+_CONSOLE_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9/_.~%?=&+-]*")
+
+
 def safe_back(path: str) -> str:
-    """A link back inside the console only: a path, never another site or a script URL."""
-    return path if path.startswith("/") and not path.startswith(("//", "/\\")) else "/batches"
+    """A link back inside the console only: a plain path, never another site or a script URL (browsers drop
+    tabs and newlines from URLs, so a slash, a tab and a slash would be "//host": only plain characters pass)."""
+    return path if _CONSOLE_PATH.fullmatch(path) else "/batches"
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,17 @@ def test_rail_rates_per_minute_and_error_rate() -> None:
 
 def test_links_back_stay_inside_the_console_and_filter_strings_are_quoted() -> None:
     assert views.safe_back("/attention") == "/attention"
-    for outside in ("javascript:alert(1)", "//evil.example/", "/\\evil.example", "https://evil.example/"):
+    assert (
+        views.safe_back("/payment?name=batches%2Fb1%2Fpayments%2Fr-1")
+        == "/payment?name=batches%2Fb1%2Fpayments%2Fr-1"
+    )
+    elsewhere = (
+        "javascript:alert(1)",
+        "//evil.example/",
+        "/\\evil.example",
+        "https://evil.example/",
+        "/\t/evil.example",
+    )
+    for outside in elsewhere:
         assert views.safe_back(outside) == "/batches"
     assert views.quoted('a"b\\c') == '"a\\"b\\\\c"'
