@@ -22,6 +22,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,20 @@ from gpo.v1 import resources_pb2 as res_pb
 from gpo_server.api.auth import SIDECAR_ROLE
 from gpo_server.client import chunked
 from gpo_server.domain.money import format_amount, parse_amount
+from rail_sidecars.rails.gsma import transformers as gsma_t
+from rail_sidecars.rails.iso20022.pain001 import end_to_end_id
 from rail_sidecars.rails.simulator.store import read_totals
 from tests.faults.rig import FAULT_ENV, PAYER_FA, PROGRAM, Rig, completed, log_lines, reclaimed_on_rail
+from tests.peers.bank import Bank, Instruction
+from tests.peers.bank import Behaviour as BankBehaviour
+from tests.peers.gsma_provider import SPEC_FILE as GSMA_SPEC
+from tests.peers.gsma_provider import Behaviour as GsmaBehaviour
+from tests.peers.gsma_provider import GsmaProvider, SpecValidator
 from tests.peers.mojaloop_hub import MojaloopHub
 from tests.peers.mojaloop_hub import to_units as hub_units
+from tests.rails.test_iso20022 import XSD as ISO_XSD
 from tests.rails.test_mojaloop import PAYER_FSP, specs
-from tests.support.processes import Cluster, Proc, free_port
+from tests.support.processes import Cluster, Proc, free_port, spec_path
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(480)]
 
@@ -252,13 +261,147 @@ class MojaloopUnderTest(RailUnderTest):
         }
 
 
-# kind -> how to run it; KINDS run together in the test (add "gsma", "iso20022" here).
+class GsmaUnderTest(RailUnderTest):
+    """The GSMA rail against the provider peer, with lost POST responses and 503s; the provider calls back
+    one callback_url (a ServiceProxy), so a callback may reach the replica that did not post the batch.
+    The callback tokens' key is not configured: the replicas share the one recorded as a rail note."""
+
+    kind = "gsma"
+
+    def __init__(self, workdir: Path, name: str, count: int) -> None:
+        super().__init__(workdir, name, count)
+        self.provider = GsmaProvider(
+            SpecValidator(spec_path(GSMA_SPEC)),
+            GsmaBehaviour(
+                api_key="replicas-key",
+                reject_rate=0.05,
+                fail_post_rate=0.1,
+                lose_response_rate=0.1,
+                processing_delay_s=0.05,
+                seed="replicas",
+            ),
+        )
+        self.provider.port = free_port()  # the rails files name it before the provider starts
+        self.ports = [free_port() for _ in range(REPLICAS)]
+        self.proxy = ServiceProxy([f"http://127.0.0.1:{port}" for port in self.ports])
+
+    def payee(self, i: int) -> str:
+        return f"mobile:2547{i:08d}@{self.name}"
+
+    def table(self, replica: int) -> str:
+        return (
+            self.common()
+            + f"concurrency = 4\ntimeout_s = 10\nmax_call_s = 40\n[rails.{self.name}.options]\n"
+            + f'base_url = "{self.provider.base_url}"\napi_key = "replicas-key"\n'
+            + f'callback_port = {self.ports[replica]}\ncallback_url = "{self.proxy.url}"\n'
+            + "max_batch_size = 100\npoll_interval_s = 0.3\ncallback_wait_s = 1.0\n"
+            + "completion_timeout_s = 30\nin_flight_grace_s = 2\n"
+        )
+
+    async def start(self) -> None:
+        await self.proxy.start()
+        await self.provider.start(self.provider.port)
+
+    async def stop(self) -> None:
+        await self.provider.idle()
+        await self.provider.close()
+        await self.proxy.close()
+
+    def executed(self) -> int:
+        return len(self.provider.ledger)
+
+    def check(self, payments: Sequence[res_pb.Payment], logs: str) -> dict[str, Any]:
+        assert self.provider.violations == [], self.provider.violations[:5]
+        assert self.provider.duplicates() == {}, "a transaction was executed twice"
+        executed = self.provider.executions_by_reference()
+        assert set(executed) <= {p.idempotency_key for p in payments}, "the provider paid what GPO never sent"
+        succeeded = 0
+        for p in payments:
+            (e,) = executed[p.idempotency_key]
+            assert parse_amount(gsma_t.from_mmapi_amount(e.amount)) == parse_amount(p.amount)
+            assert p.status == (SUCCEEDED if e.completed else FAILED), (p.idempotency_key, e)
+            if e.completed:
+                succeeded += parse_amount(p.amount)
+        dropped = log_lines(logs, "answered and dropped")
+        assert dropped > 0, "no callback reached the other replica: the two-replica path was not exercised"
+        return {
+            "provider_executions": len(self.provider.ledger),
+            "batches": len(self.provider.batches),
+            "callbacks_per_replica": self.proxy.forwarded,
+            "callbacks_dropped": dropped,
+            "amount": format_amount(succeeded),
+        }
+
+
+class Iso20022UnderTest(RailUnderTest):
+    """The ISO 20022 rail against the bank peer: both replicas deliver to one inbound folder and read one
+    reports folder (as they would one SFTP server); accounts ending in 13 are closed."""
+
+    kind = "iso20022"
+
+    def __init__(self, workdir: Path, name: str, count: int) -> None:
+        super().__init__(workdir, name, count)
+        self.xsd = spec_path(ISO_XSD)
+        self.bank = Bank(workdir / f"{name}-bank", self.xsd, BankBehaviour(reject=_closed_accounts))
+
+    def routes(self) -> str:
+        return f'routes = ["account:*@{self.name}"]'
+
+    def payee(self, i: int) -> str:
+        return f"account:{1_000_000 + i}@{self.name}"
+
+    def table(self, replica: int) -> str:
+        return (
+            self.common()
+            + f"concurrency = 4\ntimeout_s = 10\nmax_call_s = 20\n[rails.{self.name}.options]\n"
+            + f'pain001_dir = "{self.bank.inbound}"\nreports_dir = "{self.bank.outbound}"\n'
+            + 'debtor_name = "Ministry of Social Protection"\ndebtor_iban = "DE89370400440532013000"\n'
+            + f'debtor_bic = "COBADEFFXXX"\nxsd_path = "{self.xsd}"\n'
+            + "poll_interval_s = 0.2\nreport_timeout_s = 10\n"
+        )
+
+    async def start(self) -> None:
+        await self.bank.start()
+
+    async def stop(self) -> None:
+        await self.bank.stop()
+
+    def executed(self) -> int:
+        return len(self.bank.ledger)
+
+    def check(self, payments: Sequence[res_pb.Payment], logs: str) -> dict[str, Any]:
+        assert not self.bank.invalid and self.bank.report_violations == []
+        assert not self.bank.duplicate_transfers, "a transfer came again in another file"
+        by_e2e = {end_to_end_id(p.idempotency_key): p for p in payments}
+        assert set(self.bank.ledger) <= set(by_e2e), "the bank paid a transfer GPO never sent (or sent twice)"
+        succeeded = 0
+        for e2e, p in by_e2e.items():
+            entry = self.bank.ledger[e2e]
+            assert entry.instruction.amount == Decimal(p.amount), (p.idempotency_key, entry)
+            assert p.status == (SUCCEEDED if entry.status == "ACSC" else FAILED), (p.idempotency_key, entry)
+            if entry.status == "ACSC":
+                succeeded += parse_amount(p.amount)
+        return {
+            "bank_transfers": len(self.bank.ledger),
+            "files": len(self.bank.files),
+            "copies_refused": sum(self.bank.copies.values()) - len(self.bank.copies),
+            "amount": format_amount(succeeded),
+        }
+
+
+def _closed_accounts(instruction: Instruction) -> tuple[str, str] | None:
+    return ("AC04", "account closed") if instruction.creditor_account.endswith("13") else None
+
+
+# kind -> how to run it; KINDS run together in the test.
 RAILS_UNDER_TEST: dict[str, type[RailUnderTest]] = {
     "simulator": SimulatorUnderTest,
     "mojaloop": MojaloopUnderTest,
+    "gsma": GsmaUnderTest,
+    "iso20022": Iso20022UnderTest,
 }
-KINDS = ["simulator", "mojaloop"]
-COUNTS = {"simulator": 3000, "mojaloop": 1500}
+KINDS = ["simulator", "mojaloop", "gsma", "iso20022"]
+COUNTS = {"simulator": 3000, "mojaloop": 1500, "gsma": 1000, "iso20022": 1000}
 
 
 def rails_file(path: Path, rails: Sequence[RailUnderTest], replica: int) -> Path:

@@ -158,8 +158,14 @@ class CallbackListener:
             body = json.loads(await request.read())
         except ValueError:
             return _error(400, "validation", "formatError", "the body is not JSON")
-        if not self.mailbox.expecting(correlation_id) and not await self._is_known(correlation_id):
-            return _error(404, "identification", "genericError", "unknown correlation id")
+        if not self.mailbox.expecting(correlation_id):
+            if not await self._is_known(correlation_id):
+                return _error(404, "identification", "genericError", "unknown correlation id")
+            # Another replica posted it (or this one before a restart): whoever waits polls instead.
+            log.info(
+                "callback for batch %s: no request of this replica waits for it; answered and dropped",
+                correlation_id,
+            )
         return correlation_id, body
 
     async def _no_token(self, request: web.Request) -> web.Response:
