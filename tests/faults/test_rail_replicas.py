@@ -322,6 +322,7 @@ class GsmaUnderTest(RailUnderTest):
             assert p.status == (SUCCEEDED if e.completed else FAILED), (p.idempotency_key, e)
             if e.completed:
                 succeeded += parse_amount(p.amount)
+        assert reclaimed_on_rail(logs) > 0, "the survivor found nothing of the dead replica's at the provider"
         dropped = log_lines(logs, "answered and dropped")
         assert dropped > 0, "no callback reached the other replica: the two-replica path was not exercised"
         return {
@@ -381,6 +382,7 @@ class Iso20022UnderTest(RailUnderTest):
             assert p.status == (SUCCEEDED if entry.status == "ACSC" else FAILED), (p.idempotency_key, entry)
             if entry.status == "ACSC":
                 succeeded += parse_amount(p.amount)
+        assert reclaimed_on_rail(logs) > 0, "the survivor found nothing of the dead replica's at the bank"
         return {
             "bank_transfers": len(self.bank.ledger),
             "files": len(self.bank.files),
