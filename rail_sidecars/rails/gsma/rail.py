@@ -292,7 +292,7 @@ class GsmaRail(Rail):
             record,
             "POST",
             "batchtransactions",
-            content=record.body.encode(),
+            content=await self.book.body(cid),
             headers=await self._auth(self._headers(cid, callback=self.listener.url_for(cid))),
         )
         if response.status_code in (200, 201, 202):

@@ -7,7 +7,8 @@ redelivery, on this replica or another) re-posts the same body under the same X-
 provider recognises, or resumes the batch the provider already holds.
 
 Notes (tag, idempotency key → body):
-    {cid}, ""                    the batch: {"body": exact requestBatchTransaction, "keys": {key: generation}}
+    {cid}, ""                    the batch's exact requestBatchTransaction (read only to post it)
+    {cid}.keys, ""               its keys: {key: generation}
     gsma.bind.{g}, key           the key's batch at generation g: cid (write-once: the first binder wins)
     {cid}.accepted / .id         the provider's answer to the POST (serverCorrelationId, batchId) / its batchId
     {cid}.approved / .completed  the approval PATCH was accepted / the provider completed the batch
@@ -47,7 +48,6 @@ class BatchState(StrEnum):
 @dataclass(frozen=True, slots=True)
 class BatchRecord:
     correlation_id: str
-    body: str
     keys: tuple[str, ...]
     state: BatchState
     batch_id: str | None = None
@@ -89,7 +89,11 @@ class BatchBook:
                 return bound
             notes: list[RailNote] = []
             for batch in make_batches(unbound):
-                notes.append(RailNote(batch.correlation_id, "", _batch_note(batch)))
+                cid = batch.correlation_id
+                notes += [
+                    RailNote(cid, "", batch.body.encode()),
+                    RailNote(f"{cid}.keys", "", json.dumps(batch.keys, separators=(",", ":")).encode()),
+                ]
                 notes += [
                     RailNote(f"{BIND}{g}", k, batch.correlation_id.encode()) for k, g in batch.keys.items()
                 ]
@@ -130,25 +134,24 @@ class BatchBook:
         if not cids:
             return {}
         found = {}
-        for note in await self.notes.for_tags(cids):
+        for note in await self.notes.for_tags([f"{c}.keys" for c in cids]):
             if not note.idempotency_key:
-                found[note.tag] = {k: int(g) for k, g in json.loads(note.body)["keys"].items()}
+                found[note.tag.removesuffix(".keys")] = {k: int(g) for k, g in json.loads(note.body).items()}
         return found
 
     # -- one batch
 
     async def get(self, correlation_id: str) -> BatchRecord | None:
         cid = correlation_id
-        tags = [cid, *(f"{cid}.{s}" for s in ("accepted", "id", "approved", "completed", "refused"))]
+        tags = [f"{cid}.{s}" for s in ("keys", "accepted", "id", "approved", "completed", "refused")]
         tags += [f"{cid}.{kind}.{n}" for kind in ("try", "done") for n in range(MAX_ATTEMPTS)]
         notes = {
             n.tag[len(cid) :].lstrip("."): n.body
             for n in await self.notes.for_tags(tags)
             if not n.idempotency_key
         }
-        if "" not in notes:
+        if "keys" not in notes:
             return None
-        batch = json.loads(notes[""])
         accepted = json.loads(notes["accepted"]) if "accepted" in notes else None
         batch_id = notes["id"].decode() if "id" in notes else (accepted or {}).get("batchId")
         refused = json.loads(notes["refused"]) if "refused" in notes else None
@@ -166,8 +169,7 @@ class BatchBook:
             state = BatchState.RECORDED
         return BatchRecord(
             correlation_id=cid,
-            body=batch["body"],
-            keys=tuple(batch["keys"]),
+            keys=tuple(json.loads(notes["keys"])),
             state=state,
             batch_id=batch_id or None,
             server_correlation_id=(accepted or {}).get("serverCorrelationId") or None,
@@ -209,11 +211,14 @@ class BatchBook:
         await self.notes.record([RailNote(f"{cid}.done.{attempt}", "", b"{}")])
 
     async def known(self, correlation_id: str) -> bool:
-        return any(not n.idempotency_key for n in await self.notes.for_tags([correlation_id]))
+        return any(not n.idempotency_key for n in await self.notes.for_tags([f"{correlation_id}.keys"]))
 
-
-def _batch_note(batch: NewBatch) -> bytes:
-    return json.dumps({"body": batch.body, "keys": batch.keys}, separators=(",", ":")).encode()
+    async def body(self, correlation_id: str) -> bytes:
+        """The batch's exact request body, as first recorded."""
+        for note in await self.notes.for_tags([correlation_id]):
+            if not note.idempotency_key:
+                return note.body
+        raise RuntimeError(f"GSMA batch {correlation_id}: no body in the rail notes")
 
 
 def _binds(notes: Sequence[RailNote]) -> dict[str, dict[int, str]]:
