@@ -147,7 +147,6 @@ async def test_an_operator_watches_a_batch_reads_a_failure_and_redrives_a_dead_l
             session = cookies["gpo_console"]
             assert session["httpOnly"] and session["secure"] and session["sameSite"] == "Strict"
             await expect(page.locator(f'tr[data-batch="{batch_uid}"]')).to_be_visible()
-            await shoot(page, "batches")
 
             # Progress moves on the open page as the sidecar works.
             await page.click(f'tr[data-batch="{batch_uid}"] a')
@@ -226,6 +225,10 @@ async def test_an_operator_watches_a_batch_reads_a_failure_and_redrives_a_dead_l
                 return batch.state == res_pb.BATCH_STATE_COMPLETED
 
             await until(poisoned_batch_paid, "the re-driven payments to be paid")
+            await page.click('header nav a:text-is("Batches")')
+            poisoned_row = page.locator(f'tr[data-batch="{poisoned.batch.name.removeprefix("batches/")}"]')
+            await expect(poisoned_row).to_contain_text("COMPLETED")
+            await shoot(page, "batches")
             redrives = [
                 e
                 async for e in operator.audit_events(poisoned.batch.name)
