@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import grpc
 from gpo.v1 import rail_pb2
+from gpo.v1 import resources_pb2 as res_pb
 
 from rail_sidecars.sdk.notes import RailNote
 from rail_sidecars.sdk.notes_grpc import GrpcRailNotes
-from tests.conftest import Gpo
-from tests.integration.test_api import deadline, expect_error
+from tests.conftest import Gpo, running_gpo
+from tests.integration.test_api import deadline, expect_error, header, new_program, payment, watch_to_end
 from tests.integration.test_audit import trail
+from tests.support.processes import free_port
 
 
 def _rail() -> str:
@@ -142,3 +145,36 @@ async def test_bad_notes_are_refused_with_a_clear_error(gpo: Gpo) -> None:
             grpc.StatusCode.INVALID_ARGUMENT,
             "INVALID_PAGE_TOKEN",
         )
+
+
+async def test_embedded_mode_keeps_a_configured_rails_notes_in_its_own_database(tmp_path: Path) -> None:
+    """Embedded mode builds a configured rail with notes kept by the in-process server: a Mojaloop batch
+    leaves its key map in the embedded database, not in a file of the rail's."""
+    from tests.peers.mojaloop_hub import MojaloopHub
+    from tests.rails.test_mojaloop import PAYER_FSP, specs
+
+    hub = MojaloopHub(spec=specs(), payee_fsps={"payeefsp1"}).start()
+    port = free_port()
+    hub.register(PAYER_FSP, f"http://127.0.0.1:{port}")
+    config = tmp_path / "rails.toml"
+    config.write_text(
+        '[rails.ml]\nkind = "mojaloop"\nroutes = ["mobile:*@payeefsp1"]\ntimeout_s = 30\n[rails.ml.options]\n'
+        f'base_url = "{hub.base_url}"\npayer_fsp = "{PAYER_FSP}"\ncallback_port = {port}\n'
+        "callback_timeout_s = 1.5\n"
+    )
+    try:
+        async with running_gpo("embedded", tmp_path, rails_config=str(config)) as gpo:
+            program = new_program()
+            client = gpo.client([program])
+            sent = [payment(i, payee_fa=f"mobile:2547{i:08d}@payeefsp1") for i in range(1, 21)]
+            uploaded = await deadline(client.upload(header(program), [sent]))
+            done = await watch_to_end(client, uploaded.batch.name)
+            assert done.state == res_pb.BATCH_STATE_COMPLETED
+            keys = [p.idempotency_key async for p in client.payments(uploaded.batch.name)]
+            async with grpc.aio.insecure_channel(gpo.target) as channel:
+                notes = GrpcRailNotes(channel, rail="ml", token=gpo.token_for_rails(["ml"]))
+                recorded = await deadline(notes.for_keys(keys))
+    finally:
+        hub.stop()
+    assert {n.idempotency_key for n in recorded} == set(keys)  # each key's bulk, noted before the POST
+    assert set(hub.snapshot()) == set(keys) and all(t.executions == 1 for t in hub.snapshot().values())
