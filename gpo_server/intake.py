@@ -57,6 +57,8 @@ class PreparedChunk:
     # chunk is prepared again against the database.
     source: api_pb.PaymentChunk
     checked_database: bool
+    # Rejections decided before intake, (reason code, message) by index in the chunk: kept for a repeat.
+    rejected: Mapping[int, tuple[str, str]] | None = None
 
 
 class _BatchTotalMoved(Exception):
@@ -122,6 +124,7 @@ class Intake:
         pending_references: frozenset[str] = frozenset(),
         check_database: bool = False,
         total_before: int | None = None,
+        rejected: Mapping[int, tuple[str, str]] | None = None,
     ) -> PreparedChunk:
         """The CPU half of intake: validation, routing, rows and work chunks, numbered from first_number.
         An upload stream prepares chunk N+1 while chunk N commits; `pending_references` are the references
@@ -132,12 +135,17 @@ class Intake:
         lookup per chunk cost a scan of the growing batch whenever PostgreSQL's statistics lagged.
 
         `total_before` is what the batch holds before this chunk (by default what `batch` shows); a payment
-        that would take the batch past MAX_BATCH_TOTAL_HUNDREDTHS is rejected. Commit checks it again."""
+        that would take the batch past MAX_BATCH_TOTAL_HUNDREDTHS is rejected. Commit checks it again.
+
+        `rejected` holds rejections decided before intake (G2P Connect's), (reason code, message) by the
+        payment's index in the chunk: those payments are stored REJECTED with that reason, as they came."""
         refs = [nfc(p.reference_id) for p in chunk.payments]
         taken = await self.store.existing_references(batch.id, refs) if check_database else set()
         taken.update(pending_references.intersection(refs))
         before = batch.received_total_hundredths if total_before is None else total_before
-        rows, work, rejections, total = await self._build(batch, chunk.payments, taken, first_number, before)
+        rows, work, rejections, total = await self._build(
+            batch, chunk.payments, taken, first_number, before, rejected or {}
+        )
         accepted = frozenset(r.reference_id for r in rows if r.status == ACCEPTED)
         return PreparedChunk(
             chunk.sequence,
@@ -150,6 +158,7 @@ class Intake:
             accepted,
             chunk,
             check_database,
+            rejected,
         )
 
     async def commit(self, batch_id: int, prepared: PreparedChunk) -> ChunkOutcome:
@@ -178,7 +187,11 @@ class Intake:
                 raise  # the batch row lock keeps other writers out: a checked chunk cannot collide
             # An earlier chunk stored some of these references: look them up and reject those payments.
             again = await self.prepare(
-                batch, prepared.source, first_number=prepared.first_number, check_database=True
+                batch,
+                prepared.source,
+                first_number=prepared.first_number,
+                check_database=True,
+                rejected=prepared.rejected,
             )
             return await self.commit(batch_id, again)
         except _BatchTotalMoved as moved:
@@ -189,6 +202,7 @@ class Intake:
                 first_number=prepared.first_number,
                 check_database=prepared.checked_database,
                 total_before=moved.total_before,
+                rejected=prepared.rejected,
             )
             return await self.commit(batch_id, again)
         rejected = len(prepared.rejections)
@@ -205,6 +219,7 @@ class Intake:
         taken: set[str],
         first_number: int,
         total_before: int,
+        decided: Mapping[int, tuple[str, str]],
     ) -> tuple[list[NewPayment], list[NewWorkChunk], list[api_pb.PaymentRejection], int]:
         rows: list[NewPayment] = []
         rejections: list[api_pb.PaymentRejection] = []
@@ -231,6 +246,12 @@ class Intake:
             metadata = dict(p.metadata) if p.metadata else None
             if metadata and not isinstance(verdict, Rejection):
                 verdict = validate_metadata(metadata) or verdict
+            amount_refused = False
+            if decided and index in decided:
+                # Decided before intake: stored with its own reason. An amount GPO's rules refuse is still
+                # kept out of every sum.
+                amount_refused = isinstance(verdict, Rejection) and verdict.reason is Reason.AMOUNT_INVALID
+                verdict = Rejection(*decided[index])
             rail = None
             if not isinstance(verdict, Rejection):
                 if received_total + verdict.amount_hundredths > room:
@@ -247,7 +268,10 @@ class Intake:
             key = uuid5(namespace, ref)
             metadata_json = json.dumps(metadata, ensure_ascii=False) if metadata else None
             if isinstance(verdict, Rejection):
-                amount = None if verdict.reason is Reason.AMOUNT_INVALID else _amount_or_none(amount_text)
+                if amount_refused or verdict.reason is Reason.AMOUNT_INVALID:
+                    amount = None
+                else:
+                    amount = _amount_or_none(amount_text)
                 if amount is not None and received_total + amount > room:
                     amount = None  # kept out of every sum, as the batch cannot hold it
                 received_total += amount or 0

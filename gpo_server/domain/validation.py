@@ -66,7 +66,7 @@ class PaymentFields(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    reason: Reason
+    reason: str  # a Reason, or a code decided outside GPO's own rules (G2P Connect's)
     message: str
 
 
