@@ -31,6 +31,7 @@ from gpo_server.maintenance import DeadLetterRecorder, EmptyBatchExpirer, StuckP
 from gpo_server.observability import metrics
 from gpo_server.storage.store import Store
 from gpo_server.storage.webhooks import WebhookStore
+from gpo_server.submission import Submissions
 from gpo_server.webhooks.destinations import Destinations, parse_networks
 from gpo_server.webhooks.signing import parse_secret
 from gpo_server.webhooks.worker import WebhookSettings, WebhookWorker
@@ -77,10 +78,17 @@ class Orchestrator:
         self.relay = OutboxRelay(self.store, self.broker)
         self.intake = Intake(self.store, settings.router(), settings.work_chunk_size, settings.chunk_sizes())
         self.build_work = RailWorkBuilder(settings.chunk_sizes(), settings.work_chunk_size)
+        # The one way to submit a batch, for UploadBatch and G2P Connect alike.
+        self.submissions = Submissions(self.store, self.intake, self.relay.wake)
         self.disbursements = DisbursementService(
-            self.store, self.intake, self.auth, self.relay.wake, self.build_work, specs_dir=settings.specs_dir
+            self.store,
+            self.submissions,
+            self.auth,
+            self.relay.wake,
+            self.build_work,
+            specs_dir=settings.specs_dir,
         )
-        self.g2p = G2pConnect(settings, self.store, self.intake, self.auth, self.relay.wake)
+        self.g2p = G2pConnect(settings, self.store, self.submissions, self.auth)
         self.health = health.HealthServicer()
         self.server = grpc.aio.server(
             # Every call is authenticated and checked for its caller's kind before its handler runs, then

@@ -7,7 +7,6 @@ import datetime as dt
 import logging
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -54,13 +53,13 @@ from gpo_server.domain.filters import (
     equal_values,
     parse_filter,
 )
-from gpo_server.domain.money import InvalidAmount, format_amount, parse_total
+from gpo_server.domain.money import format_amount
 from gpo_server.domain.states import FINAL, BatchState, PaymentStatus
-from gpo_server.domain.validation import callback_uri_problem, is_financial_address, program_problem
-from gpo_server.intake import MAX_PAYMENTS_PER_CHUNK, Intake, OutOfOrderChunk, PreparedChunk
+from gpo_server.intake import PreparedChunk
 from gpo_server.report import report_lines
 from gpo_server.storage.rail_stats import read_rail_activity
-from gpo_server.storage.store import BatchRecord, NewBatch, NothingToDo, Store, WorkBuilder
+from gpo_server.storage.store import BatchRecord, NothingToDo, Store, WorkBuilder
+from gpo_server.submission import Finished, Problem, Refused, Submissions, Upload
 
 log = logging.getLogger(__name__)
 
@@ -69,28 +68,25 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
     def __init__(
         self,
         store: Store,
-        intake: Intake,
+        submissions: Submissions,
         auth: Authenticator,
         on_upload_complete: Callable[[], None],
         build_work: WorkBuilder,
         watch_interval_s: float = 0.5,
         watch_recount_s: float = 5.0,
-        allow_http_loopback_callbacks: bool = False,
         watch_streams_per_caller: int = 32,
         watch_idle_s: float = 600.0,
         reply_bytes: int = 4 * 1024 * 1024,
         specs_dir: str = "",
     ) -> None:
         self.build_work = build_work
-        # Batch callback URIs are https only; http to loopback too where a deployment allows it.
-        self.allow_http_loopback_callbacks = allow_http_loopback_callbacks
         # 500 watchers took 91% of a core: one caller may hold only so many at once.
         self.watches = StreamLimit("WatchBatch", watch_streams_per_caller)
         self.watch_idle_s = watch_idle_s
         # A page ends at this many bytes of payments as well as at page_size (metadata makes rows large).
         self.reply_bytes = reply_bytes
         self.store = store
-        self.intake = intake
+        self.submissions = submissions
         self.auth = auth
         self.on_upload_complete = on_upload_complete
         self.watch_interval_s = watch_interval_s
@@ -126,63 +122,46 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         context: Context,
         replies: asyncio.Queue[api_pb.UploadBatchResponse | BaseException | None],
     ) -> None:
+        """Reads the stream and hands each part to the submission service; its rules, not this, decide."""
         committing: asyncio.Task[bool] | None = None
         try:
             caller = self.auth.caller(context)
             if not self.accepting:
                 raise ApiError(grpc.StatusCode.UNAVAILABLE, "the server is shutting down", "SHUTTING_DOWN")
-            batch: BatchRecord | None = None
-            # What comes next, by this stream's own count: the committing chunk's references are not yet
-            # visible in the database, so they travel with the next chunk's validation.
-            next_sequence = next_number = 0
-            pending_refs: frozenset[str] = frozenset()
+            upload: Upload | None = None
             async for request in request_iterator:
                 part = request.WhichOneof("part")
                 if part == "header":
-                    if batch is not None:
+                    if upload is not None:
                         raise invalid_argument("the header was sent twice", "HEADER_REPEATED")
-                    batch = await self._open_batch(caller, request.header)
-                    next_sequence, next_number = batch.last_chunk_sequence + 1, batch.payment_count + 1
-                    totals = await self.store.batch_totals(batch.id)
-                    replies.put_nowait(api_pb.UploadBatchResponse(batch=batch_message(batch, totals)))
+                    upload = self.submissions.upload(await self._open_batch(caller, request.header))
+                    totals = await self.store.batch_totals(upload.batch.id)
+                    replies.put_nowait(api_pb.UploadBatchResponse(batch=batch_message(upload.batch, totals)))
                 elif part == "chunk":
-                    if batch is None:
+                    if upload is None:
                         raise invalid_argument("the first message must be the header", "HEADER_MISSING")
                     chunk = request.chunk
-                    _check_chunk(chunk)
-                    if chunk.sequence < next_sequence:  # sent again by a resuming client: acknowledge only
-                        if committing is not None and not await committing:
-                            return
-                        replies.put_nowait(_chunk_ack(batch, chunk.sequence, next_number - 1, []))
-                        continue
-                    if chunk.sequence > next_sequence:
-                        raise _out_of_order(OutOfOrderChunk(next_sequence, chunk.sequence))
-                    prepared = await self.intake.prepare(
-                        batch, chunk, first_number=next_number, pending_references=pending_refs
-                    )
+                    prepared = await upload.prepare(chunk)
                     if committing is not None and not await committing:
                         return  # it failed and said why
-                    committing = asyncio.create_task(self._commit(batch, prepared, replies))
-                    next_sequence += 1
-                    next_number += len(prepared.rows)
-                    pending_refs = prepared.accepted_references
+                    if prepared is None:  # sent again by a resuming client: acknowledge only
+                        replies.put_nowait(_chunk_ack(upload.batch, chunk.sequence, upload.payment_count, []))
+                        continue
+                    committing = asyncio.create_task(self._commit(upload, prepared, replies))
                 else:
                     raise invalid_argument("a message carries neither header nor chunk", "EMPTY_MESSAGE")
             if committing is not None and not await committing:
                 return
-            if batch is None:
+            if upload is None:
                 raise invalid_argument("the upload sent no header", "HEADER_MISSING")
-            batch = await self.store.finish_upload(
-                batch.id,
-                audit=audit_event(caller, "batch.upload", context, request_id=batch.request_id),
+            finish = await self.submissions.finish(
+                upload.batch,
+                audit=audit_event(caller, "batch.upload", context, request_id=upload.batch.request_id),
             )
-            if batch.payment_count == 0:
+            batch = finish.batch
+            if finish.outcome is Finished.EMPTY:
                 raise invalid_argument("the batch has no payments", "EMPTY_BATCH")
-            if (
-                batch.state is BatchState.UPLOADING
-                and batch.expected_payment_count
-                and (batch.payment_count >= batch.expected_payment_count)
-            ):
+            if finish.outcome is Finished.MISMATCH:
                 # Everything declared has arrived but does not add up: say so rather than hold silently.
                 raise ApiError(
                     grpc.StatusCode.FAILED_PRECONDITION,
@@ -192,15 +171,6 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
                     "DECLARATION_MISMATCH",
                     metadata={"batch": f"batches/{batch.uid}"},
                 )
-            if batch.state is BatchState.UPLOADING:
-                log.info(
-                    "batch %s held: %d payments received of %d declared",
-                    batch.uid,
-                    batch.payment_count,
-                    batch.expected_payment_count,
-                )
-            else:
-                self.on_upload_complete()
             totals = await self.store.batch_totals(batch.id)
             replies.put_nowait(api_pb.UploadBatchResponse(batch=batch_message(batch, totals)))
             replies.put_nowait(None)
@@ -208,60 +178,32 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             # The stream ended (client gone or error answered). A commit in flight runs to its end: it is
             # all or nothing, and a resuming client learns from last_chunk_sequence whether it landed.
             raise
+        except Refused as refused:
+            replies.put_nowait(_refusal(refused))
         except BaseException as exc:  # handed to the replying side, which turns it into a status
             replies.put_nowait(exc)
 
     async def _commit(
         self,
-        batch: BatchRecord,
+        upload: Upload,
         prepared: PreparedChunk,
         replies: asyncio.Queue[api_pb.UploadBatchResponse | BaseException | None],
     ) -> bool:
         """Commits one chunk and queues its acknowledgement (or its error). True when it was stored."""
         try:
-            outcome = await self.intake.commit(batch.id, prepared)
-            if not outcome.duplicate and outcome.batch.state is not BatchState.UPLOADING:
-                raise ApiError(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    "the batch's upload is already complete",
-                    "UPLOAD_COMPLETE",
-                )
-        except OutOfOrderChunk as exc:
-            replies.put_nowait(_out_of_order(exc))
+            outcome = await upload.commit(prepared)
+        except Refused as refused:
+            replies.put_nowait(_refusal(refused))
             return False
         except Exception as exc:
             replies.put_nowait(exc)
             return False
         count = outcome.batch.payment_count + outcome.stored
-        replies.put_nowait(_chunk_ack(batch, prepared.sequence, count, outcome.rejections))
+        replies.put_nowait(_chunk_ack(upload.batch, prepared.sequence, count, outcome.rejections))
         return True
 
     async def _open_batch(self, caller: Caller, header: api_pb.BatchHeader) -> BatchRecord:
-        violations = []
-        if (problem := program_problem(header.program)) is not None:
-            violations.append(("header.program", problem))
-        if header.callback_uri and (
-            problem := callback_uri_problem(
-                header.callback_uri, allow_http_loopback=self.allow_http_loopback_callbacks
-            )
-        ):
-            violations.append(("header.callback_uri", problem))
-        try:
-            uuid.UUID(header.request_id)
-        except ValueError:
-            violations.append(("header.request_id", "must be a UUID (AIP-155)"))
-        if header.payer_fa and not is_financial_address(header.payer_fa):
-            violations.append(("header.payer_fa", "not a financial address scheme:id@provider"))
-        if header.expected_payment_count < 0:
-            violations.append(("header.expected_payment_count", "must not be negative"))
-        total = None
-        if header.expected_total_amount:
-            try:
-                total = parse_total(header.expected_total_amount)
-            except InvalidAmount as exc:
-                violations.append(("header.expected_total_amount", str(exc)))
-        if violations:
-            raise invalid_argument("the batch header is invalid", "INVALID_HEADER", violations)
+        new = self.submissions.check_header(header)  # an invalid header is refused before the caller
         if caller.is_operator:
             raise permission_denied(
                 "operators read, cancel and retry; uploads come from a program's own caller",
@@ -271,36 +213,12 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             raise permission_denied(
                 f"the caller may not pay for program {header.program!r}", "PROGRAM_FORBIDDEN"
             )
-        new = NewBatch(
-            program=header.program,
-            request_id=header.request_id,
-            payer_fa=header.payer_fa,
-            callback_uri=header.callback_uri,
-            schedule_time=header.schedule_time.ToDatetime(dt.UTC)
-            if header.HasField("schedule_time")
-            else None,
-            expected_payment_count=header.expected_payment_count,
-            expected_total_hundredths=total,
-        )
-        batch, created = await self.store.create_or_get_batch(
+        return await self.submissions.open(
             new,
             audit=audit_event(
                 caller, "batch.open", request_id=header.request_id, detail={"program": header.program}
             ),
         )
-        if not created and (
-            batch.payer_fa,
-            batch.expected_payment_count,
-            batch.expected_total_hundredths,
-        ) != (new.payer_fa, new.expected_payment_count, new.expected_total_hundredths):
-            raise ApiError(
-                grpc.StatusCode.ALREADY_EXISTS,
-                "request_id was used for a batch with a different header",
-                "REQUEST_ID_REUSED",
-                metadata={"batch": f"batches/{batch.uid}"},
-            )
-        log.info("batch %s %s for program %s", batch.uid, "created" if created else "resumed", batch.program)
-        return batch
 
     # ---- reads ---------------------------------------------------------------------------------
 
@@ -820,23 +738,15 @@ _DEAD_LETTER_NAME = re.compile(r"deadLetters/([1-9][0-9]{0,17})")
 _REPORT_SLICE = 1000  # payments per HttpBody message of a report
 
 
-def _check_chunk(chunk: api_pb.PaymentChunk) -> None:
-    if len(chunk.payments) > MAX_PAYMENTS_PER_CHUNK:
-        raise invalid_argument(
-            f"a chunk holds at most {MAX_PAYMENTS_PER_CHUNK} payments",
-            "CHUNK_TOO_LARGE",
-            [("chunk.payments", f"{len(chunk.payments)} payments")],
-        )
-    if chunk.sequence < 1:
-        raise invalid_argument("chunk.sequence starts at 1", "INVALID_SEQUENCE", [("chunk.sequence", "< 1")])
-
-
-def _out_of_order(exc: OutOfOrderChunk) -> ApiError:
+def _refusal(refused: Refused) -> ApiError:
+    """A submission rule broken, as the AIP-193 status the API gives it."""
+    code = {
+        Problem.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+        Problem.CONFLICT: grpc.StatusCode.ALREADY_EXISTS,
+        Problem.PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    }[refused.problem]
     return ApiError(
-        grpc.StatusCode.FAILED_PRECONDITION,
-        str(exc),
-        "CHUNK_OUT_OF_ORDER",
-        metadata={"expected_sequence": str(exc.expected)},
+        code, refused.message, refused.reason, metadata=refused.details or None, violations=refused.violations
     )
 
 

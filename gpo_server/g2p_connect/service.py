@@ -9,9 +9,10 @@ the token and the sender (403 err.request.forbidden). Then the header (MsgHeader
 rjct.version.invalid, rjct.message_ts.invalid, rjct.action.invalid, rjct.total_count.invalid,
 rjct.total_count.limit_exceeded, rjct.message_id.duplicate) and each disbursement (DisburseStatusReasonCode).
 
-A disburse becomes an ordinary GPO batch through Intake: request_id = uuid5(sender_id, transaction_id),
-so sending a transaction again never pays twice; each reference_id is a payment. The async answer (ACK) is
-sent only once the batch and the message record are committed.
+A disburse becomes an ordinary GPO batch through the submission service (`gpo_server/submission.py`):
+request_id = uuid5(sender_id, transaction_id), so sending a transaction again never pays twice; each
+reference_id is a payment. The async answer (ACK) is sent only once the batch and the message record are
+committed.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ from gpo_server.g2p_connect.config import G2pSettings, SenderConfig
 from gpo_server.g2p_connect.keymanager import KeymanagerClient, KeyServiceUnavailable
 from gpo_server.g2p_connect.mapper import MapperClient, MapperUnavailable
 from gpo_server.g2p_connect.storage import G2pStore, MessageRecord
-from gpo_server.intake import Intake, PreparedChunk
-from gpo_server.storage.store import BatchRecord, NewBatch, NewPayment, Store
+from gpo_server.storage.store import BatchRecord, NewBatch, Store
+from gpo_server.submission import Submissions
 
 log = logging.getLogger(__name__)
 
@@ -91,19 +92,17 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
     def __init__(
         self,
         store: Store,
-        intake: Intake,
+        submissions: Submissions,
         auth: Authenticator,
         settings: G2pSettings,
-        on_upload_complete: Any,
         callbacks: CallbackWorker,
         mapper: MapperClient,
     ) -> None:
         self.store = store
         self.g2p = G2pStore(store)
-        self.intake = intake
+        self.submissions = submissions
         self.auth = auth
         self.settings = settings
-        self.on_upload_complete = on_upload_complete
         self.callbacks = callbacks
         self.mapper = mapper
         self._jwks: dict[str, jwt.PyJWKClient] = {}
@@ -509,26 +508,17 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
             if req.caller is not None
             else None
         )
-        batch, _ = await self.store.create_or_get_batch(new, audit=audit)
+        batch = await self.submissions.open(new, audit=audit)
         if batch.state is BatchState.UPLOADING and batch.last_chunk_sequence == 0 and parsed.payments:
-            # Refusals decided here (bad types, unresolved IDs) go through Intake like any rejection: the
-            # payee is blanked so Intake rejects the payment, then its row gets the true reason and payee.
-            chunk = api_pb.PaymentChunk(sequence=1)
-            for index, payment in enumerate(parsed.payments):
-                copy = chunk.payments.add()
-                copy.CopyFrom(payment)
-                if index in parsed.rejections:
-                    copy.payee_fa = ""
-            prepared = await self.intake.prepare(batch, chunk, first_number=1)
-            prepared = _with_rejections(prepared, parsed)
-            await self.intake.commit(batch.id, prepared)
+            # Refusals decided here (bad types, unresolved IDs) are stored as they came, with their reasons.
+            chunk = api_pb.PaymentChunk(sequence=1, payments=parsed.payments)
+            await self.submissions.upload(batch).add(chunk, rejected=parsed.rejections)
         if batch.state is BatchState.UPLOADING:
-            batch = await self.store.finish_upload(
-                batch.id,
+            finish = await self.submissions.finish(
+                batch,
                 audit=None if audit is None else dataclasses.replace(audit, action="g2p.disburse.upload"),
             )
-            if batch.state is not BatchState.UPLOADING:
-                self.on_upload_complete()
+            batch = finish.batch
         return batch
 
     # ---- txn/status ----------------------------------------------------------------------------
@@ -702,28 +692,6 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
                 }
             )
         return found
-
-
-def _with_rejections(prepared: PreparedChunk, parsed: msg.ParsedDisbursements) -> PreparedChunk:
-    """The prepared rows, with the reasons and payees of refusals decided before intake."""
-    rows: list[NewPayment] = []
-    for row in prepared.rows:
-        index = row.number - prepared.first_number
-        if index in parsed.rejections and row.status == PaymentStatus.REJECTED.value:
-            code, text = parsed.rejections[index]
-            row = row._replace(
-                reason_code=code, reason_message=text, payee_fa=parsed.payments[index].payee_fa[:512]
-            )
-        rows.append(row)
-    rejections = []
-    for r in prepared.rejections:
-        if r.index in parsed.rejections:
-            code, text = parsed.rejections[r.index]
-            r = api_pb.PaymentRejection(
-                reference_id=r.reference_id, index=r.index, reason_code=code, message=text
-            )
-        rejections.append(r)
-    return dataclasses.replace(prepared, rows=rows, rejections=rejections)
 
 
 _SYNC_ACTIONS = {"disburse": "on-disburse", "txn/status": "on-search", "search": "on-search"}

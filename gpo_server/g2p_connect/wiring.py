@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 from gpo.v1 import g2p_connect_service_pb2, g2p_connect_service_pb2_grpc
@@ -15,8 +14,8 @@ from gpo_server.g2p_connect.callbacks import CallbackWorker
 from gpo_server.g2p_connect.mapper import MapperClient
 from gpo_server.g2p_connect.service import G2pConnectService
 from gpo_server.g2p_connect.storage import G2pStore
-from gpo_server.intake import Intake
 from gpo_server.storage.store import Store
+from gpo_server.submission import Submissions
 
 SERVICE_NAME = g2p_connect_service_pb2.DESCRIPTOR.services_by_name["G2pConnectService"].full_name
 
@@ -26,16 +25,13 @@ class G2pConnect:
         self,
         settings: Settings,
         store: Store,
-        intake: Intake,
+        submissions: Submissions,
         auth: Authenticator,
-        on_upload_complete: Callable[[], None],
     ) -> None:
         self.settings = config.load(settings.g2p_config or None, settings.data_dir)
         self.callbacks = CallbackWorker(G2pStore(store), self.settings)
         self.mapper = MapperClient(self.settings.mapper, self.settings.signer)
-        self.service = G2pConnectService(
-            store, intake, auth, self.settings, on_upload_complete, self.callbacks, self.mapper
-        )
+        self.service = G2pConnectService(store, submissions, auth, self.settings, self.callbacks, self.mapper)
 
     @staticmethod
     def service_name() -> str:
