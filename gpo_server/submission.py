@@ -189,11 +189,11 @@ class Upload:
         resuming client: acknowledge it, store nothing). `rejected` holds rejections decided beforehand,
         (reason code, message) by the payment's index in the chunk. Refused: a chunk too large, numbered
         below 1, or after a gap."""
-        check_chunk(chunk)
+        _check_chunk(chunk)
         if chunk.sequence < self.next_sequence:
             return None
         if chunk.sequence > self.next_sequence:
-            raise out_of_order(OutOfOrderChunk(self.next_sequence, chunk.sequence))
+            raise _out_of_order(OutOfOrderChunk(self.next_sequence, chunk.sequence))
         prepared = await self.intake.prepare(
             self.batch,
             chunk,
@@ -211,7 +211,7 @@ class Upload:
         try:
             outcome = await self.intake.commit(self.batch.id, prepared)
         except OutOfOrderChunk as exc:
-            raise out_of_order(exc) from None
+            raise _out_of_order(exc) from None
         if not outcome.duplicate and outcome.batch.state is not BatchState.UPLOADING:
             raise Refused(Problem.PRECONDITION, "the batch's upload is already complete", "UPLOAD_COMPLETE")
         return outcome
@@ -224,7 +224,7 @@ class Upload:
         return None if prepared is None else await self.commit(prepared)
 
 
-def check_chunk(chunk: api_pb.PaymentChunk) -> None:
+def _check_chunk(chunk: api_pb.PaymentChunk) -> None:
     if len(chunk.payments) > MAX_PAYMENTS_PER_CHUNK:
         raise Refused(
             Problem.INVALID,
@@ -241,7 +241,7 @@ def check_chunk(chunk: api_pb.PaymentChunk) -> None:
         )
 
 
-def out_of_order(exc: OutOfOrderChunk) -> Refused:
+def _out_of_order(exc: OutOfOrderChunk) -> Refused:
     return Refused(
         Problem.PRECONDITION,
         str(exc),
