@@ -25,8 +25,7 @@ from gpo_server.g2p_connect.storage import G2pStore
 from gpo_server.intake import Intake
 from gpo_server.storage.store import NewBatch, Store
 from gpo_server.storage.tables import g2p_callbacks, g2p_messages
-from tests.support.databases import create_database, drop_database
-from tests.support.processes import service_urls
+from tests.support.databases import migrated_store
 
 
 @pytest.mark.parametrize("key", [ed25519.Ed25519PrivateKey.generate(), rsa.generate_private_key(65537, 2048)])
@@ -187,20 +186,8 @@ async def test_callbacks_are_retried_with_backoff_then_abandoned(tmp_path: Path)
 async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     """A fresh database: on the shared PostgreSQL database, another run's callback worker would report
     this test's payments first (seen once: one callback of 5 instead of 2, 2, 1)."""
-    shared = ""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'gpo.db'}"
-    else:
-        shared, _ = service_urls()
-        url = await create_database(shared, prefix="gpo_g2p")
-    store = Store.open(url)
-    try:
-        await store.migrate()
+    async with migrated_store(request.param, tmp_path, own_database="gpo_g2p") as store:
         yield store
-    finally:
-        await store.close()
-        if shared:
-            await drop_database(shared, url)
 
 
 async def test_final_statuses_become_one_callback_each_and_once(any_store: Store) -> None:

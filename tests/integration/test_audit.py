@@ -27,8 +27,7 @@ from tests.integration.test_api import (
     payments,
     watch_to_end,
 )
-from tests.support.databases import create_database, drop_database
-from tests.support.processes import service_urls
+from tests.support.databases import migrated_store
 
 
 async def trail(operator: GpoClient, batch: str = "") -> list[dict[str, Any]]:
@@ -92,21 +91,8 @@ async def test_state_changes_are_audited_and_the_chain_verifies(gpo: Gpo) -> Non
 @pytest.fixture(params=["sqlite", "postgres"])
 async def fresh_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     """A store on a database of its own: tampering must not break the trail other tests read."""
-    if request.param == "sqlite":
-        store = Store.open(f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}")
-        await store.migrate()
+    async with migrated_store(request.param, tmp_path, own_database="gpo_audit") as store:
         yield store
-        await store.close()
-        return
-    shared, _ = service_urls()
-    url = await create_database(shared, prefix="gpo_audit")
-    store = Store.open(url)
-    try:
-        await store.migrate()
-        yield store
-    finally:
-        await store.close()
-        await drop_database(shared, url)
 
 
 @pytest.mark.parametrize("tampering", ["change", "delete"])

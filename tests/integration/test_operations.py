@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import secrets
 import time
 import uuid
@@ -30,6 +29,7 @@ from gpo_server.storage.store import NewBatch, ResultUpdate, Store
 from rail_sidecars.rails.base import Rail, RailPayment, RailResult, RetryableRailError
 from rail_sidecars.rails.simulator import SimulatorRail, SimulatorSettings
 from rail_sidecars.rails.simulator.store import read_totals
+from tests.support.databases import migrated_store
 
 PROGRAM = "ops"
 RAIL = "simulator"
@@ -179,16 +179,8 @@ async def test_an_unreachable_rail_fails_payments_that_keep_their_keys_on_retry(
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "postgres":
-        url = os.environ.get("GPO_TEST_DATABASE_URL")
-        if not url:
-            pytest.skip("GPO_TEST_DATABASE_URL is not set")
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'leases.db'}"
-    s = Store.open(url)
-    await s.migrate()
-    yield s
-    await s.close()
+    async with migrated_store(request.param, tmp_path) as s:
+        yield s
 
 
 async def _batch_with_payments(store: Store, count: int) -> int:

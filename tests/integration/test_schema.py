@@ -14,8 +14,7 @@ from sqlalchemy import insert, select, text
 
 from gpo_server.storage.store import NewBatch, Store, cached_plans
 from gpo_server.storage.tables import batches, metadata, payment_status_changes, payments
-from tests.support.databases import create_database, drop_database
-from tests.support.processes import service_urls
+from tests.support.databases import migrated_store
 
 # Columns dispatch changes on every payment. An index naming one (as a key or in its predicate) would make
 # each of those updates rewrite every index of the row.
@@ -35,19 +34,8 @@ async def postgres_store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 async def _store(kind: str, tmp_path: Path) -> AsyncIterator[Store]:
-    if kind == "postgres":
-        shared, _ = service_urls()
-        url = await create_database(shared, "gpo_schema")
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'schema.db'}"
-    s = Store.open(url)
-    try:
-        await s.migrate()
-        yield s
-    finally:
-        await s.close()
-        if kind == "postgres":
-            await drop_database(shared, url)
+    async with migrated_store(kind, tmp_path, own_database="gpo_schema") as store:
+        yield store
 
 
 async def test_migrations_build_exactly_the_schema_tables_py_declares(store: Store) -> None:

@@ -4,7 +4,6 @@ cover the protocols."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from gpo_server.intake import Intake
 from gpo_server.storage.store import NewBatch, Store
 from gpo_server.storage.tables import payments
 from gpo_server.submission import Finished, Problem, Refused, Submissions
+from tests.support.databases import migrated_store
 
 RAIL = "simulator"
 PAYER = "account:treasury@cb"
@@ -25,16 +25,8 @@ PAYER = "account:treasury@cb"
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "postgres":
-        url = os.environ.get("GPO_TEST_DATABASE_URL")
-        if not url:
-            pytest.fail("GPO_TEST_DATABASE_URL is not set (scripts/services.sh provides it)")
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'submission.db'}"
-    s = Store.open(url)
-    await s.migrate()
-    yield s
-    await s.close()
+    async with migrated_store(request.param, tmp_path) as s:
+        yield s
 
 
 class Wakes:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from gpo_server.storage.store import Store
 
 
 async def create_database(url: str, prefix: str = "gpo_fault") -> str:
@@ -29,3 +34,25 @@ async def _outside_transactions(url: str, statement: str) -> None:
             await conn.execute(text(statement))
     finally:
         await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def migrated_store(kind: str, tmp_path: Path, *, own_database: str = "") -> AsyncIterator[Store]:
+    """A migrated Store: "sqlite" in tmp_path; otherwise PostgreSQL, on the shared test database, or
+    with `own_database` (a name prefix) on a fresh database beside it, dropped afterwards."""
+    from tests.support.processes import service_urls
+
+    shared = fresh = ""
+    if kind == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    else:
+        shared, _ = service_urls()
+        url = fresh = await create_database(shared, own_database) if own_database else shared
+    store = Store.open(url)
+    try:
+        await store.migrate()
+        yield store
+    finally:
+        await store.close()
+        if fresh and own_database:
+            await drop_database(shared, fresh)
