@@ -10,12 +10,10 @@ from pathlib import Path
 
 import pytest
 from gpo.v1 import disbursement_service_pb2 as api_pb
-from sqlalchemy import select
 
 from gpo_server.domain.routing import Router
 from gpo_server.intake import Intake
 from gpo_server.storage.store import NewBatch, Store
-from gpo_server.storage.tables import payments
 from gpo_server.submission import Finished, Problem, Refused, Submissions
 from tests.support.databases import migrated_store
 
@@ -69,22 +67,10 @@ async def test_rejections_decided_beforehand_are_stored_with_their_reasons_and_a
     ]
     finish = await submissions.finish(batch)
     assert finish.outcome is Finished.COMPLETED and wakes.count == 1
-    async with store.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(
-                    payments.c.reference_id,
-                    payments.c.status,
-                    payments.c.reason_code,
-                    payments.c.payee_fa,
-                    payments.c.amount_hundredths,
-                    payments.c.rail,
-                )
-                .where(payments.c.batch_id == batch.id)
-                .order_by(payments.c.number)
-            )
-        ).all()
-    assert [tuple(r) for r in rows] == [
+    rows = await store.list_payments(batch.id, after_number=0, limit=10)
+    assert [
+        (r.reference_id, r.status, r.reason_code, r.payee_fa, r.amount_hundredths, r.rail) for r in rows
+    ] == [
         ("ok", "accepted", "", "mobile:254700000001@mpesa", 1000, RAIL),
         # The payee as it was sent; a well-formed amount kept, one GPO's own rules refuse left out.
         ("unresolved", "rejected", "rjct.payee_fa.not_resolved", "token:77@nid", 1250, None),
