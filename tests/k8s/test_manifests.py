@@ -36,10 +36,13 @@ K8S = REPO / "k8s"
 IMAGE = "ghcr.io/gpo-project/gpo:0.1.0"
 RAILS_CONFIGMAP = "gpo-rails"
 ORCHESTRATOR = "gpo"  # the Deployment and the Service
-# Every shipped rail answers look_up from a local SQLite record (key map or ledger): one replica per rail.
-STATEFUL_KINDS = {"simulator", "gsma", "mojaloop", "iso20022"}
-# Options that name a file or folder the rail writes.
-STATE_OPTIONS = {"state_path", "state_dir", "ledger_path"}
+# The simulator's ledger is the simulated bank, a SQLite file that serves one pod: one replica, on a volume.
+ONE_BANK_FILE_KINDS = {"simulator"}
+# The real rails keep what they must remember as rail notes in GPO's database (issue 19, item 1): several
+# replicas, rolled without downtime, nothing on a volume of their own.
+STATELESS_KINDS = {"gsma", "mojaloop", "iso20022", "http-ledger"}
+# Options that named a rail's local state; the stateless rails refuse them now.
+GONE_STATE_OPTIONS = {"state_path", "state_dir"}
 
 Doc = dict[str, Any]
 
@@ -237,11 +240,8 @@ def test_orchestrator_runs_several_replicas_kept_up_by_a_pdb_and_the_hpa() -> No
     replicas = deployment["spec"]["replicas"]
     assert replicas >= 2
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
-    pdbs = objects("PodDisruptionBudget")
-    assert pdbs
-    for pdb in pdbs:
-        assert selected_deployment(pdb["spec"]["selector"]["matchLabels"]) is deployment
-        assert 1 <= pdb["spec"]["minAvailable"] < replicas, "a PDB at the replica count would block drains"
+    pdbs = [p for p in objects("PodDisruptionBudget") if budgeted(p) is deployment]
+    assert len(pdbs) == 1
     for hpa in objects("HorizontalPodAutoscaler"):
         target = hpa["spec"]["scaleTargetRef"]
         assert (target["kind"], target["name"]) == ("Deployment", ORCHESTRATOR)
@@ -249,6 +249,17 @@ def test_orchestrator_runs_several_replicas_kept_up_by_a_pdb_and_the_hpa() -> No
         for metric in hpa["spec"]["metrics"]:
             if metric["type"] == "ContainerResource":
                 assert metric["containerResource"]["container"] in {c["name"] for c in containers(deployment)}
+
+
+def budgeted(pdb: Doc) -> Doc:
+    """The one Deployment a PodDisruptionBudget keeps up."""
+    return selected_deployment(pdb["spec"]["selector"]["matchLabels"])
+
+
+def test_every_budget_keeps_one_deployment_up_without_blocking_drains() -> None:
+    for pdb in objects("PodDisruptionBudget"):
+        replicas = budgeted(pdb)["spec"]["replicas"]
+        assert 1 <= pdb["spec"]["minAvailable"] < replicas, "a PDB at the replica count would block drains"
 
 
 # ---- containers --------------------------------------------------------------------------------
@@ -542,7 +553,7 @@ def secret_env_names(options: Any) -> Iterator[str]:
                 yield from secret_env_names(value)
 
 
-def test_rail_sidecars_have_their_settings_secrets_and_a_volume_for_their_state(
+def test_rail_sidecars_have_their_settings_and_secrets(
     rails: RailsConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service = one("Service", ORCHESTRATOR)
@@ -557,19 +568,65 @@ def test_rail_sidecars_have_their_settings_secrets_and_a_volume_for_their_state(
         assert env["GPO_ORCHESTRATOR"] == f"{ORCHESTRATOR}:{grpc_port}", where
         missing = set(secret_env_names(config.options)) - set(env)
         assert not missing, f"{where}: rails.toml reads {missing} from an environment that lacks them"
-        if config.kind in STATEFUL_KINDS:
-            assert rail.deployment["spec"]["replicas"] == 1, f"{where}: one local key map or ledger per rail"
-            assert rail.deployment["spec"]["strategy"]["type"] == "Recreate", where
-        for option in STATE_OPTIONS & set(config.options):
-            mount, volume, _ = mounted_path(rail.deployment, rail.sidecar, str(config.option(option)))
-            assert "persistentVolumeClaim" in volume, f"{where}: {option} would vanish with the pod"
-            assert not mount.get("readOnly", False), where
-        # The plugin builds from its table with this container's environment (unknown or missing
+        # The outcome journal (sidecar-RAIL.journal in GPO_DATA_DIR) must be writable.
+        mount, _, _ = mounted_path(rail.deployment, rail.sidecar, env["GPO_DATA_DIR"] + "/sidecar.journal")
+        assert not mount.get("readOnly", False), where
+        # The plugin builds from its table with this container's environment (unknown, missing or removed
         # options fail here). The simulator opens its ledger on construction, so it is left out.
         if config.kind != "simulator":
             for name, value in env.items():
                 monkeypatch.setenv(name, value)
             make_rail(config)
+
+
+def test_stateless_rails_run_several_replicas_rolled_one_at_a_time_with_no_volume_of_their_own(
+    rails: RailsConfig,
+) -> None:
+    budgets = {budgeted(p)["metadata"]["name"]: p for p in objects("PodDisruptionBudget")}
+    stateless = [r for r in rail_deployments() if rails.rails[r.rail].kind in STATELESS_KINDS]
+    assert stateless, "the example has a stateless rail"
+    for rail in stateless:
+        where = rail.deployment["metadata"]["name"]
+        spec = rail.deployment["spec"]
+        assert spec["replicas"] >= 2, f"{where}: one replica is downtime at every rollout and node loss"
+        assert spec["strategy"] == {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+        }
+        assert where in budgets, f"{where}: no PodDisruptionBudget keeps a replica up through drains"
+        # Nothing outlives the pod: what the rail remembers is rail notes in GPO's database.
+        assert not [v for v in pod(rail.deployment)["volumes"] if "persistentVolumeClaim" in v], where
+        assert not GONE_STATE_OPTIONS & set(rails.rails[rail.rail].options), where
+        spread = pod(rail.deployment).get("topologySpreadConstraints", [])
+        assert any(
+            s["topologyKey"] == "kubernetes.io/hostname"
+            and labels_match(s["labelSelector"]["matchLabels"], spec["template"]["metadata"]["labels"])
+            for s in spread
+        ), f"{where}: replicas may land on one node"
+    claimed = {
+        v["persistentVolumeClaim"]["claimName"]
+        for d in objects("Deployment")
+        for v in pod(d)["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    assert {c["metadata"]["name"] for c in objects("PersistentVolumeClaim")} == claimed, "a claim no pod uses"
+
+
+def test_the_simulator_keeps_one_bank_on_one_volume_and_one_replica(rails: RailsConfig) -> None:
+    """Its ledger is the simulated bank, a SQLite file: replicas must share it, which a ReadWriteOnce volume
+    allows one pod only. Recreate lets the old pod go before the new one opens the ledger."""
+    simulators = [r for r in rail_deployments() if rails.rails[r.rail].kind in ONE_BANK_FILE_KINDS]
+    assert simulators
+    for rail in simulators:
+        where = rail.deployment["metadata"]["name"]
+        assert rail.deployment["spec"]["replicas"] == 1, f"{where}: a second pod would be a second bank"
+        assert rail.deployment["spec"]["strategy"] == {"type": "Recreate"}, where
+        ledger = str(rails.rails[rail.rail].option("ledger_path"))
+        mount, volume, _ = mounted_path(rail.deployment, rail.sidecar, ledger)
+        assert "persistentVolumeClaim" in volume, f"{where}: the ledger would vanish with the pod"
+        assert not mount.get("readOnly", False), where
+        claim = one("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+        assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
 
 
 def test_gsma_rails_listen_where_their_service_and_probes_point(rails: RailsConfig) -> None:

@@ -65,33 +65,50 @@ def deployment(docs: tuple[Doc, ...], name: str) -> Doc:
     return found[0]
 
 
-def test_the_sidecar_overlay_runs_each_rail_as_a_native_sidecar_of_one_orchestrator() -> None:
+def test_the_sidecar_overlay_runs_each_stateless_rail_as_a_native_sidecar_of_every_orchestrator() -> None:
     base, overlay = render("k8s"), render("deploy/k8s-sidecars")
-    gpo = deployment(overlay, "gpo")
+    gpo, own_gpo = deployment(overlay, "gpo"), deployment(base, "gpo")
     spec = gpo["spec"]["template"]["spec"]
-    assert gpo["spec"]["replicas"] == 1 and gpo["spec"]["strategy"] == {"type": "Recreate"}
-    assert not [d for d in overlay if d["kind"] == "Deployment" and d["metadata"]["name"] != "gpo"]
-    assert not [d for d in overlay if d["kind"] in ("HorizontalPodAutoscaler", "PodDisruptionBudget")]
+    # The rails keep nothing in the pod, so the orchestrator keeps its replicas, rollouts and budget.
+    assert gpo["spec"]["replicas"] == own_gpo["spec"]["replicas"] >= 2
+    assert gpo["spec"]["strategy"] == own_gpo["spec"]["strategy"]
+    assert gpo["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    budgets = [d for d in overlay if d["kind"] == "PodDisruptionBudget"]
+    assert [b["metadata"]["name"] for b in budgets] == ["gpo"]
+    assert not [d for d in overlay if d["kind"] == "HorizontalPodAutoscaler"], (
+        "copies of a rail would autoscale"
+    )
+    # Stateless rails have no claim; the simulator (one bank file) keeps its Deployment and its claim.
+    stateless = [
+        d["metadata"]["name"].removeprefix("gpo-rail-")
+        for d in base
+        if d["kind"] == "Deployment" and d["metadata"]["name"] != "gpo" and not claims(d)
+    ]
+    assert stateless
+    kept = sorted(d["metadata"]["name"] for d in overlay if d["kind"] == "Deployment")
+    assert kept == sorted(
+        d["metadata"]["name"]
+        for d in base
+        if d["kind"] == "Deployment" and d["metadata"]["name"].removeprefix("gpo-rail-") not in stateless
+    )
+    assert "gpo-rail-simulator" in kept
+    assert sorted(c["name"] for c in spec["initContainers"]) == sorted(f"rail-{r}" for r in stateless)
+    assert not claims(gpo), "a claim in a pod with several replicas"
     volumes = {v["name"]: v for v in spec["volumes"]}
-    rails = [d["metadata"]["name"].removeprefix("gpo-rail-") for d in base if d["kind"] == "Deployment"]
-    rails.remove("gpo")
-    assert sorted(c["name"] for c in spec["initContainers"]) == sorted(f"rail-{r}" for r in rails)
     grace = max(
         deployment(base, f"gpo-rail-{r}")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-        for r in rails
+        for r in stateless
     )
     assert spec["terminationGracePeriodSeconds"] >= grace
-    for rail in rails:
+    for rail in stateless:
         own = deployment(base, f"gpo-rail-{rail}")["spec"]["template"]["spec"]
         sidecar = next(c for c in spec["initContainers"] if c["name"] == f"rail-{rail}")
         assert sidecar.pop("restartPolicy") == "Always"
-        # The same container as the rail's Deployment, but for its name, where GPO is and its volumes' names.
+        # The same container as the rail's Deployment, but for its name and its volumes' names: it still
+        # dials the Service, so while its own pod's GPO stops, another replica takes its reports.
         expected = copy.deepcopy(own["containers"][0])
         expected["name"] = f"rail-{rail}"
-        for e in expected["env"]:
-            if e["name"] == "GPO_ORCHESTRATOR":
-                e["value"] = "127.0.0.1:50051"
-        renamed = {"state": f"state-{rail}", "tls": f"rail-{rail}-tls"}
+        renamed = {"tls": f"rail-{rail}-tls", "journal": f"journal-{rail}"}
         for mount in expected["volumeMounts"]:
             mount["name"] = renamed.get(mount["name"], mount["name"])
         assert sidecar == expected, rail
@@ -109,3 +126,11 @@ def test_the_sidecar_overlay_runs_each_rail_as_a_native_sidecar_of_one_orchestra
         d for d in overlay if d["kind"] == "Service" and d["metadata"]["name"] == "gpo-rail-mpesa"
     )
     assert callbacks["spec"]["selector"].items() <= gpo["spec"]["template"]["metadata"]["labels"].items()
+
+
+def claims(d: Doc) -> list[str]:
+    return [
+        v["persistentVolumeClaim"]["claimName"]
+        for v in d["spec"]["template"]["spec"]["volumes"]
+        if "persistentVolumeClaim" in v
+    ]
