@@ -312,6 +312,8 @@ class SidecarRunner:
                 request = await self._work(chunk, claim_id, plan, items)
             if request.results or request.released_payment_numbers or request.unknown_payment_numbers:
                 with tracing.span("gpo.sidecar.report", _chunk_attributes(chunk)):
+                    if traceparent := tracing.traceparent():
+                        request.traceparent = traceparent  # the shared stream's metadata names no chunk
                     await self._report_patiently(request, chunk.chunk_id)
         finally:
             if heartbeat is not None:
@@ -419,7 +421,7 @@ class SidecarRunner:
                         payment_numbers=sorted(held),
                         lease_duration=_duration(plan.lease_s),
                     ),
-                    metadata=self.metadata,
+                    metadata=(*self.metadata, *tracing.carrier().items()),  # the chunk span's traceparent
                     timeout=max(1.0, interval),
                 )
                 plan.deadline = sent + renewed.lease_duration.ToTimedelta().total_seconds()

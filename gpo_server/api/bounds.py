@@ -33,6 +33,7 @@ MAX_FILTER = 1024
 MAX_RAIL = 64
 MAX_CHUNK_ID = 128
 MAX_CLAIM_ID = 256
+MAX_TRACEPARENT = 128  # W3C version 00 takes 55
 MAX_SIDECAR = 128
 MAX_TOTAL_AMOUNT = 32
 MAX_REASON_CODE = 128
@@ -101,6 +102,7 @@ MAX_CHARS: Mapping[str, int] = {
     "gpo.v1.ReportResultsRequest.chunk_id": MAX_CHUNK_ID,
     "gpo.v1.ReportResultsRequest.batch": MAX_NAME,
     "gpo.v1.ReportResultsRequest.claim_id": MAX_CLAIM_ID,
+    "gpo.v1.ReportResultsRequest.traceparent": MAX_TRACEPARENT,
     "gpo.v1.PaymentResult.idempotency_key": MAX_REQUEST_ID,
     "gpo.v1.PaymentResult.reason_code": MAX_REASON_CODE,
     "gpo.v1.PaymentResult.reason_message": MAX_REASON_MESSAGE,

@@ -17,6 +17,7 @@ from gpo_server.api.errors import invalid_argument
 from gpo_server.domain.money import format_amount
 from gpo_server.domain.states import UPLOAD_CAUSE, BatchState, PaymentStatus, cause_of
 from gpo_server.storage.store import BatchRecord, StatusTotal
+from gpo_server.storage.webhooks import WebhookStatus
 
 _BATCH_NAME = re.compile(r"batches/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
 
@@ -193,4 +194,23 @@ def status_change_message(row: Any) -> res_pb.StatusChange:
         reason_code=row.reason_code,
         reason_message=row.reason_message,
         attempts=row.attempts,
+    )
+
+
+def webhook_delivery_message(status: WebhookStatus) -> res_pb.WebhookDelivery:
+    if status.failed_time is not None:
+        state = res_pb.WEBHOOK_DELIVERY_STATE_FAILED
+    elif status.attempts > 0:
+        state = res_pb.WEBHOOK_DELIVERY_STATE_RETRYING
+    elif status.delivered_sequence < status.last_sequence:
+        state = res_pb.WEBHOOK_DELIVERY_STATE_PENDING
+    else:
+        state = res_pb.WEBHOOK_DELIVERY_STATE_DELIVERED
+    return res_pb.WebhookDelivery(
+        state=state,
+        event_count=status.last_sequence,
+        delivered_event_count=status.delivered_sequence,
+        failed_attempt_count=status.attempts,
+        last_error=status.last_error[:500],
+        fail_time=timestamp(status.failed_time),
     )

@@ -32,6 +32,7 @@ from gpo_server.api.convert import (
     status_change_message,
     timestamp,
     upload_change,
+    webhook_delivery_message,
 )
 from gpo_server.api.errors import (
     ApiError,
@@ -59,6 +60,7 @@ from gpo_server.intake import PreparedChunk
 from gpo_server.report import report_lines
 from gpo_server.storage.rail_stats import read_rail_activity
 from gpo_server.storage.store import BatchRecord, NothingToDo, Store, WorkBuilder
+from gpo_server.storage.webhooks import WebhookStore
 from gpo_server.submission import Finished, Problem, Refused, Submissions, Upload
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         self.reply_bytes = reply_bytes
         self.store = store
         self.submissions = submissions
+        self.webhooks = WebhookStore(store.engine)
         self.auth = auth
         self.on_upload_complete = on_upload_complete
         self.watch_interval_s = watch_interval_s
@@ -239,7 +242,10 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
     @handles_errors
     async def GetBatch(self, request: api_pb.GetBatchRequest, context: Context) -> res_pb.Batch:
         batch = await self._readable_batch(request.name, context)
-        return batch_message(batch, await self.store.batch_totals(batch.id))
+        message = batch_message(batch, await self.store.batch_totals(batch.id))
+        if batch.callback_uri and (delivery := await self.webhooks.status_of(batch.id)) is not None:
+            message.webhook_delivery.CopyFrom(webhook_delivery_message(delivery))
+        return message
 
     @handles_errors
     async def ListBatches(

@@ -25,12 +25,15 @@ from gpo_server.api.errors import (
     invalid_argument,
     not_found,
 )
+from gpo_server.api.tracing import message_span
 from gpo_server.domain.states import PaymentStatus
 from gpo_server.observability import metrics
 from gpo_server.storage.rail_notes import NoteInput, RailNotesStore
 from gpo_server.storage.store import ForeignRail, ResultUpdate, Store, WorkBuilder
 
 log = logging.getLogger(__name__)
+
+REPORT_RESULTS = "/gpo.v1.RailService/ReportResults"
 
 # Rail outcome -> (payment status, whether a failure is definite).
 _OUTCOMES = {
@@ -208,48 +211,50 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
         try:
             caller = self._sidecar(context)
             async for request in request_iterator:
-                batch_id = await self._batch_id(request.batch)
-                updates = [_result_update(r) for r in request.results]
-                refused: list[int] = []
-                started = time.perf_counter()
-                applied = await self.store.apply_results(
-                    batch_id,
-                    updates,
-                    owner=request.claim_id,
-                    token=request.lease_token,
-                    released=list(request.released_payment_numbers),
-                    unknown=list(request.unknown_payment_numbers),
-                    max_sweeps=self.max_sweeps,
-                    redispatch=self.redispatch,
-                    refused=refused,
-                    rails=caller.rails,
-                    audit=audit_event(
-                        caller,
-                        "rail.report",
-                        batch_uid=batch_uid(request.batch, "batch"),
-                        detail={"chunk_id": request.chunk_id[:100], "claim_id": request.claim_id[:200]},
-                    ),
-                )
-                metrics.REPORT_SECONDS.observe(time.perf_counter() - started)
-                metrics.REPORTED_PAYMENTS.inc(applied)
-                if request.unknown_payment_numbers and self.redispatch is not None:
-                    self.on_work()  # the relay publishes what was sent again
-                if twice := sum(1 for u in updates if u.rail_executions > 1):
-                    self.paid_twice += twice
-                    log.error(
-                        "chunk %s: the rail executed %d payments more than once (%d since start); they are"
-                        " flagged for attention",
-                        request.chunk_id,
-                        twice,
-                        self.paid_twice,
+                # Each request in its chunk's trace: one stream carries every chunk a sidecar reports.
+                with message_span(REPORT_RESULTS, request, request.traceparent):
+                    batch_id = await self._batch_id(request.batch)
+                    updates = [_result_update(r) for r in request.results]
+                    refused: list[int] = []
+                    started = time.perf_counter()
+                    applied = await self.store.apply_results(
+                        batch_id,
+                        updates,
+                        owner=request.claim_id,
+                        token=request.lease_token,
+                        released=list(request.released_payment_numbers),
+                        unknown=list(request.unknown_payment_numbers),
+                        max_sweeps=self.max_sweeps,
+                        redispatch=self.redispatch,
+                        refused=refused,
+                        rails=caller.rails,
+                        audit=audit_event(
+                            caller,
+                            "rail.report",
+                            batch_uid=batch_uid(request.batch, "batch"),
+                            detail={"chunk_id": request.chunk_id[:100], "claim_id": request.claim_id[:200]},
+                        ),
                     )
-                if refused:
-                    log.warning(
-                        "chunk %s: %d statements of claim %s refused: it no longer holds those payments",
-                        request.chunk_id,
-                        len(refused),
-                        request.claim_id,
-                    )
+                    metrics.REPORT_SECONDS.observe(time.perf_counter() - started)
+                    metrics.REPORTED_PAYMENTS.inc(applied)
+                    if request.unknown_payment_numbers and self.redispatch is not None:
+                        self.on_work()  # the relay publishes what was sent again
+                    if twice := sum(1 for u in updates if u.rail_executions > 1):
+                        self.paid_twice += twice
+                        log.error(
+                            "chunk %s: the rail executed %d payments more than once (%d since start); they are"
+                            " flagged for attention",
+                            request.chunk_id,
+                            twice,
+                            self.paid_twice,
+                        )
+                    if refused:
+                        log.warning(
+                            "chunk %s: %d statements of claim %s refused: it no longer holds those payments",
+                            request.chunk_id,
+                            len(refused),
+                            request.claim_id,
+                        )
                 yield rail_pb2.ReportResultsResponse(
                     chunk_id=request.chunk_id, applied_count=applied, refused_payment_numbers=refused
                 )

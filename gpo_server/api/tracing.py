@@ -1,13 +1,13 @@
 """The tracing interceptor: each call runs in a server span that continues the caller's trace (W3C
 `traceparent` in the call's metadata). Installed only when tracing is on, ahead of authentication, so a
-refused call is traced too; spans are per RPC, and carry the request's batch and chunk ids where it names
-them (never payment data).
+refused call is traced too; spans are per RPC (per request message on the streams of PER_MESSAGE), and
+carry the request's batch and chunk ids where it names them (never payment data).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 import grpc
@@ -15,6 +15,10 @@ import grpc
 from gpo_kernel import tracing
 from gpo_server.api.errors import Context
 from gpo_server.api.interceptor import around_each_call
+
+# Streams shared by many chunks' work: a span per stream would join no chunk's trace, so the service
+# makes one per request message, parented by the traceparent the message carries.
+PER_MESSAGE = frozenset({"/gpo.v1.RailService/ReportResults"})
 
 
 class TracingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -26,6 +30,8 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(details)
         if handler is None or str(details.method).startswith("/grpc."):
             return handler  # unknown methods, health checks and reflection: no spans
+        if str(details.method) in PER_MESSAGE:
+            return handler  # one span per request message instead, in the chunk's trace (rail_service.py)
         return _traced(handler, str(details.method))
 
 
@@ -54,3 +60,14 @@ def _traced(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandle
             yield
 
     return around_each_call(handler, span)
+
+
+def message_span(method: str, request: Any, traceparent: str) -> AbstractContextManager[None]:
+    """The server span of one request message of a PER_MESSAGE stream, child of the `traceparent` it
+    carries (the sidecar's span for that chunk); nothing when tracing is off."""
+    if not tracing.enabled():
+        return nullcontext()
+    parent = tracing.parent_from({"traceparent": traceparent}) if traceparent else None
+    return tracing.span(
+        method.lstrip("/"), _attributes(method, request), parent=parent, kind=tracing.SpanKind.SERVER
+    )

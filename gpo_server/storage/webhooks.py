@@ -253,6 +253,13 @@ class WebhookStore:
             .join(batches, batches.c.id == webhook_batches.c.batch_id)
             .where(batches.c.uid == batch_uid)
         )
+        return await self._status(query)
+
+    async def status_of(self, batch_id: int) -> WebhookStatus | None:
+        """The batch's delivery state, for GetBatch; None when it has no callback URI or no event yet."""
+        return await self._status(select(webhook_batches).where(webhook_batches.c.batch_id == batch_id))
+
+    async def _status(self, query: Any) -> WebhookStatus | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(query)).first()
         if row is None:

@@ -29,6 +29,13 @@ from tests.support.processes import Cluster, service_urls
 
 PAYEES = [f"mobile:25471{i:07d}@mpesa" for i in range(5)]
 CHUNK_SIZE = 2  # five payments: three work chunks, hence three publishes and three sidecar chunk spans
+# The sidecar renews its claim every third of its lease while a chunk executes: a rail call longer than
+# that (the simulator's latency) makes every chunk renew at least once.
+LEASE_S = 3  # the shortest lease the orchestrator grants
+LATENCY_MS = 2500
+
+
+RENEW = "gpo.v1.RailService/RenewClaim"
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,13 @@ async def test_one_trace_from_the_gateway_to_the_sidecar(tmp_path: Path) -> None
         client = None
         try:
             cluster.start_orchestrator()
-            cluster.start_sidecar(rail, "--simulator", "latency_ms=1,failure_rate=0,seed=1")
+            cluster.start_sidecar(
+                rail,
+                "--lease-s",
+                str(LEASE_S),
+                "--simulator",
+                f"latency_ms={LATENCY_MS},failure_rate=0,seed=1",
+            )
             url, gateway = start_gateway(
                 cluster.target, tmp_path / "gateway.log", tls=cluster.tls, env=tracing_env
             )
@@ -172,6 +185,8 @@ async def test_one_trace_from_the_gateway_to_the_sidecar(tmp_path: Path) -> None
                     sum(s.name == "gpo.sidecar.report" for s in spans) >= 3
                     and any(s.service == "gpo-gateway" and not s.parent_id for s in spans)
                     and any(s.name == "gpo.v1.RailService/ClaimWorkChunk" for s in spans)
+                    and sum(s.name == "gpo.v1.RailService/ReportResults" for s in spans) >= 3
+                    and len({s.attributes.get("gpo.chunk_id") for s in spans if s.name == RENEW}) >= 3
                 )
 
             while not arrived():
@@ -233,6 +248,20 @@ async def test_one_trace_from_the_gateway_to_the_sidecar(tmp_path: Path) -> None
             if s.name == "gpo.v1.RailService/ClaimWorkChunk" and s.attributes.get("gpo.chunk_id") == chunk_id
         )
         assert claim.service == "gpo-server" and parent(claim) is steps["gpo.sidecar.claim"]
+        # The report of the chunk, one message on a stream shared by every chunk, carried the report span's
+        # traceparent: the server's span for it is that span's child.
+        reports = [
+            s
+            for s in trace
+            if s.name == "gpo.v1.RailService/ReportResults" and s.attributes.get("gpo.chunk_id") == chunk_id
+        ]
+        assert len(reports) == 1, reports
+        assert reports[0].service == "gpo-server" and parent(reports[0]) is steps["gpo.sidecar.report"]
+        assert reports[0].attributes["gpo.batch"] == batch
+        # Each renewal of the chunk's claim carried the chunk span's traceparent.
+        renewals = [s for s in spans if s.name == RENEW and s.attributes.get("gpo.chunk_id") == chunk_id]
+        assert renewals, "the rail call outlasted a third of the lease, so the claim was renewed"
+        assert all(r.service == "gpo-server" and parent(r) is chunk for r in renewals), renewals
 
     # No span says anything about a payee: attributes are ids.
     for span in spans:

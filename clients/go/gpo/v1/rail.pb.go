@@ -912,7 +912,11 @@ type ReportResultsRequest struct {
 	// The claim's fencing token. Outcomes (but REVERSED, which needs no claim), releases and unknowns apply
 	// only while this claim still holds the payment, even past its lease; once another claim took it, that
 	// claim's look-up decides. 0 means the claim_id alone decides (a sidecar that predates tokens).
-	LeaseToken    int64 `protobuf:"varint,7,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
+	LeaseToken int64 `protobuf:"varint,7,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
+	// The W3C `traceparent` of the sidecar's report of this chunk, when it traces: GPO's span for this
+	// request joins the chunk's trace. A field, not call metadata, because one stream carries every chunk.
+	// At most 128 characters (version 00 takes 55).
+	Traceparent   string `protobuf:"bytes,8,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -994,6 +998,13 @@ func (x *ReportResultsRequest) GetLeaseToken() int64 {
 		return x.LeaseToken
 	}
 	return 0
+}
+
+func (x *ReportResultsRequest) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
 }
 
 // Response of ReportResults, sent once the request's outcomes are committed.
@@ -1447,7 +1458,7 @@ const file_gpo_v1_rail_proto_rawDesc = "" +
 	"\x0ereason_message\x18\x05 \x01(\tR\rreasonMessage\x12%\n" +
 	"\x0erail_reference\x18\x06 \x01(\tR\rrailReference\x12?\n" +
 	"\rcomplete_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\fcompleteTime\x12'\n" +
-	"\x0frail_executions\x18\b \x01(\x05R\x0erailExecutions\"\xa6\x02\n" +
+	"\x0frail_executions\x18\b \x01(\x05R\x0erailExecutions\"\xc8\x02\n" +
 	"\x14ReportResultsRequest\x12\x19\n" +
 	"\bchunk_id\x18\x01 \x01(\tR\achunkId\x12\x14\n" +
 	"\x05batch\x18\x02 \x01(\tR\x05batch\x12/\n" +
@@ -1456,7 +1467,8 @@ const file_gpo_v1_rail_proto_rawDesc = "" +
 	"\x17unknown_payment_numbers\x18\x05 \x03(\x03R\x15unknownPaymentNumbers\x12\x19\n" +
 	"\bclaim_id\x18\x06 \x01(\tR\aclaimId\x12\x1f\n" +
 	"\vlease_token\x18\a \x01(\x03R\n" +
-	"leaseToken\"\x8f\x01\n" +
+	"leaseToken\x12 \n" +
+	"\vtraceparent\x18\b \x01(\tR\vtraceparent\"\x8f\x01\n" +
 	"\x15ReportResultsResponse\x12\x19\n" +
 	"\bchunk_id\x18\x01 \x01(\tR\achunkId\x12#\n" +
 	"\rapplied_count\x18\x02 \x01(\x05R\fappliedCount\x126\n" +

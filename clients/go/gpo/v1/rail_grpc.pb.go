@@ -44,7 +44,8 @@ type RailServiceClient interface {
 	// execute it, must first look its idempotency key up on the rail (it may have been executed before),
 	// or must skip it (final or cancelled).
 	ClaimWorkChunk(ctx context.Context, in *ClaimWorkChunkRequest, opts ...grpc.CallOption) (*ClaimWorkChunkResponse, error)
-	// Renews a claim's lease (a heartbeat) while the sidecar works on its payments. Fails with
+	// Renews a claim's lease (a heartbeat) while the sidecar works on its payments; a sidecar that traces
+	// sends the chunk's `traceparent` in the call's metadata. Fails with
 	// FAILED_PRECONDITION (reason LEASE_LOST) when the claim no longer holds every listed payment: the
 	// sidecar must then start no new rail call for that claim.
 	RenewClaim(ctx context.Context, in *RenewClaimRequest, opts ...grpc.CallOption) (*RenewClaimResponse, error)
@@ -137,7 +138,8 @@ type RailServiceServer interface {
 	// execute it, must first look its idempotency key up on the rail (it may have been executed before),
 	// or must skip it (final or cancelled).
 	ClaimWorkChunk(context.Context, *ClaimWorkChunkRequest) (*ClaimWorkChunkResponse, error)
-	// Renews a claim's lease (a heartbeat) while the sidecar works on its payments. Fails with
+	// Renews a claim's lease (a heartbeat) while the sidecar works on its payments; a sidecar that traces
+	// sends the chunk's `traceparent` in the call's metadata. Fails with
 	// FAILED_PRECONDITION (reason LEASE_LOST) when the claim no longer holds every listed payment: the
 	// sidecar must then start no new rail call for that claim.
 	RenewClaim(context.Context, *RenewClaimRequest) (*RenewClaimResponse, error)

@@ -22,6 +22,68 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Where the delivery of a batch's webhook events stands.
+type WebhookDeliveryState int32
+
+const (
+	// Unset.
+	WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_UNSPECIFIED WebhookDeliveryState = 0
+	// Every event made so far was delivered.
+	WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_DELIVERED WebhookDeliveryState = 1
+	// An event waits for its first attempt.
+	WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_PENDING WebhookDeliveryState = 2
+	// The last attempt failed; the next is due after a backoff.
+	WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_RETRYING WebhookDeliveryState = 3
+	// The receiver failed every attempt up to GPO_WEBHOOK_MAX_ATTEMPTS: GPO gave up on it, and an
+	// operator must act (see last_error).
+	WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_FAILED WebhookDeliveryState = 4
+)
+
+// Enum value maps for WebhookDeliveryState.
+var (
+	WebhookDeliveryState_name = map[int32]string{
+		0: "WEBHOOK_DELIVERY_STATE_UNSPECIFIED",
+		1: "WEBHOOK_DELIVERY_STATE_DELIVERED",
+		2: "WEBHOOK_DELIVERY_STATE_PENDING",
+		3: "WEBHOOK_DELIVERY_STATE_RETRYING",
+		4: "WEBHOOK_DELIVERY_STATE_FAILED",
+	}
+	WebhookDeliveryState_value = map[string]int32{
+		"WEBHOOK_DELIVERY_STATE_UNSPECIFIED": 0,
+		"WEBHOOK_DELIVERY_STATE_DELIVERED":   1,
+		"WEBHOOK_DELIVERY_STATE_PENDING":     2,
+		"WEBHOOK_DELIVERY_STATE_RETRYING":    3,
+		"WEBHOOK_DELIVERY_STATE_FAILED":      4,
+	}
+)
+
+func (x WebhookDeliveryState) Enum() *WebhookDeliveryState {
+	p := new(WebhookDeliveryState)
+	*p = x
+	return p
+}
+
+func (x WebhookDeliveryState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WebhookDeliveryState) Descriptor() protoreflect.EnumDescriptor {
+	return file_gpo_v1_resources_proto_enumTypes[0].Descriptor()
+}
+
+func (WebhookDeliveryState) Type() protoreflect.EnumType {
+	return &file_gpo_v1_resources_proto_enumTypes[0]
+}
+
+func (x WebhookDeliveryState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WebhookDeliveryState.Descriptor instead.
+func (WebhookDeliveryState) EnumDescriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{0}
+}
+
 // The life of a batch.
 type BatchState int32
 
@@ -67,11 +129,11 @@ func (x BatchState) String() string {
 }
 
 func (BatchState) Descriptor() protoreflect.EnumDescriptor {
-	return file_gpo_v1_resources_proto_enumTypes[0].Descriptor()
+	return file_gpo_v1_resources_proto_enumTypes[1].Descriptor()
 }
 
 func (BatchState) Type() protoreflect.EnumType {
-	return &file_gpo_v1_resources_proto_enumTypes[0]
+	return &file_gpo_v1_resources_proto_enumTypes[1]
 }
 
 func (x BatchState) Number() protoreflect.EnumNumber {
@@ -80,7 +142,7 @@ func (x BatchState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BatchState.Descriptor instead.
 func (BatchState) EnumDescriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{0}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{1}
 }
 
 // The status of one payment. Final statuses: SUCCEEDED, FAILED, REJECTED, CANCELLED, REVERSED (a
@@ -145,11 +207,11 @@ func (x PaymentStatus) String() string {
 }
 
 func (PaymentStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_gpo_v1_resources_proto_enumTypes[1].Descriptor()
+	return file_gpo_v1_resources_proto_enumTypes[2].Descriptor()
 }
 
 func (PaymentStatus) Type() protoreflect.EnumType {
-	return &file_gpo_v1_resources_proto_enumTypes[1]
+	return &file_gpo_v1_resources_proto_enumTypes[2]
 }
 
 func (x PaymentStatus) Number() protoreflect.EnumNumber {
@@ -158,7 +220,7 @@ func (x PaymentStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PaymentStatus.Descriptor instead.
 func (PaymentStatus) EnumDescriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{1}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{2}
 }
 
 // A bulk disbursement: one upload of payments for one program.
@@ -198,9 +260,13 @@ type Batch struct {
 	// When the batch was created.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// When the batch last changed.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Output only. How the delivery of the batch's webhook events to callback_uri stands, e.g. that GPO
+	// gave up on the receiver (docs/WEBHOOKS.md). Set by GetBatch once GPO's webhook worker tracks the
+	// batch's callback_uri; unset otherwise and in ListBatches.
+	WebhookDelivery *WebhookDelivery `protobuf:"bytes,15,opt,name=webhook_delivery,json=webhookDelivery,proto3" json:"webhook_delivery,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Batch) Reset() {
@@ -331,6 +397,105 @@ func (x *Batch) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Batch) GetWebhookDelivery() *WebhookDelivery {
+	if x != nil {
+		return x.WebhookDelivery
+	}
+	return nil
+}
+
+// Where the delivery of a batch's webhook events stands.
+type WebhookDelivery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. Delivered, waiting, retrying or given up.
+	State WebhookDeliveryState `protobuf:"varint,1,opt,name=state,proto3,enum=gpo.v1.WebhookDeliveryState" json:"state,omitempty"`
+	// Output only. Events made for the batch so far (the last event's sequence number).
+	EventCount int64 `protobuf:"varint,2,opt,name=event_count,json=eventCount,proto3" json:"event_count,omitempty"`
+	// Output only. Events the receiver acknowledged with a 2xx answer (they are delivered in order).
+	DeliveredEventCount int64 `protobuf:"varint,3,opt,name=delivered_event_count,json=deliveredEventCount,proto3" json:"delivered_event_count,omitempty"`
+	// Output only. Failed attempts to deliver the next event.
+	FailedAttemptCount int32 `protobuf:"varint,4,opt,name=failed_attempt_count,json=failedAttemptCount,proto3" json:"failed_attempt_count,omitempty"`
+	// Output only. Why the last attempt failed; empty once an event is delivered.
+	// At most 500 characters.
+	LastError string `protobuf:"bytes,5,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// Output only. When GPO gave up on the receiver (state FAILED): no further event is made or sent.
+	FailTime      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=fail_time,json=failTime,proto3" json:"fail_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookDelivery) Reset() {
+	*x = WebhookDelivery{}
+	mi := &file_gpo_v1_resources_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookDelivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookDelivery) ProtoMessage() {}
+
+func (x *WebhookDelivery) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_resources_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookDelivery.ProtoReflect.Descriptor instead.
+func (*WebhookDelivery) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *WebhookDelivery) GetState() WebhookDeliveryState {
+	if x != nil {
+		return x.State
+	}
+	return WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_UNSPECIFIED
+}
+
+func (x *WebhookDelivery) GetEventCount() int64 {
+	if x != nil {
+		return x.EventCount
+	}
+	return 0
+}
+
+func (x *WebhookDelivery) GetDeliveredEventCount() int64 {
+	if x != nil {
+		return x.DeliveredEventCount
+	}
+	return 0
+}
+
+func (x *WebhookDelivery) GetFailedAttemptCount() int32 {
+	if x != nil {
+		return x.FailedAttemptCount
+	}
+	return 0
+}
+
+func (x *WebhookDelivery) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetFailTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FailTime
+	}
+	return nil
+}
+
 // One payment to one beneficiary, as received and as it stands now.
 // Resource name: "batches/{batch}/payments/{reference_id}".
 type Payment struct {
@@ -400,7 +565,7 @@ type Payment struct {
 
 func (x *Payment) Reset() {
 	*x = Payment{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[1]
+	mi := &file_gpo_v1_resources_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +577,7 @@ func (x *Payment) String() string {
 func (*Payment) ProtoMessage() {}
 
 func (x *Payment) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[1]
+	mi := &file_gpo_v1_resources_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +590,7 @@ func (x *Payment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Payment.ProtoReflect.Descriptor instead.
 func (*Payment) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{1}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Payment) GetName() string {
@@ -594,7 +759,7 @@ type PaymentTotal struct {
 
 func (x *PaymentTotal) Reset() {
 	*x = PaymentTotal{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[2]
+	mi := &file_gpo_v1_resources_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -606,7 +771,7 @@ func (x *PaymentTotal) String() string {
 func (*PaymentTotal) ProtoMessage() {}
 
 func (x *PaymentTotal) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[2]
+	mi := &file_gpo_v1_resources_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -619,7 +784,7 @@ func (x *PaymentTotal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentTotal.ProtoReflect.Descriptor instead.
 func (*PaymentTotal) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{2}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PaymentTotal) GetStatus() PaymentStatus {
@@ -678,7 +843,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[3]
+	mi := &file_gpo_v1_resources_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +855,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[3]
+	mi := &file_gpo_v1_resources_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +868,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{3}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DeadLetter) GetRail() string {
@@ -783,7 +948,7 @@ type StatusChange struct {
 
 func (x *StatusChange) Reset() {
 	*x = StatusChange{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[4]
+	mi := &file_gpo_v1_resources_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -795,7 +960,7 @@ func (x *StatusChange) String() string {
 func (*StatusChange) ProtoMessage() {}
 
 func (x *StatusChange) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[4]
+	mi := &file_gpo_v1_resources_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -808,7 +973,7 @@ func (x *StatusChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusChange.ProtoReflect.Descriptor instead.
 func (*StatusChange) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{4}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StatusChange) GetPreviousStatus() PaymentStatus {
@@ -903,7 +1068,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[5]
+	mi := &file_gpo_v1_resources_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -915,7 +1080,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[5]
+	mi := &file_gpo_v1_resources_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -928,7 +1093,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{5}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AuditEvent) GetId() int64 {
@@ -1050,7 +1215,7 @@ type Statement struct {
 
 func (x *Statement) Reset() {
 	*x = Statement{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[6]
+	mi := &file_gpo_v1_resources_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1227,7 @@ func (x *Statement) String() string {
 func (*Statement) ProtoMessage() {}
 
 func (x *Statement) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[6]
+	mi := &file_gpo_v1_resources_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1240,7 @@ func (x *Statement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Statement.ProtoReflect.Descriptor instead.
 func (*Statement) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{6}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Statement) GetName() string {
@@ -1176,7 +1341,7 @@ type BatchReconciliation struct {
 
 func (x *BatchReconciliation) Reset() {
 	*x = BatchReconciliation{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[7]
+	mi := &file_gpo_v1_resources_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1353,7 @@ func (x *BatchReconciliation) String() string {
 func (*BatchReconciliation) ProtoMessage() {}
 
 func (x *BatchReconciliation) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[7]
+	mi := &file_gpo_v1_resources_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1366,7 @@ func (x *BatchReconciliation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchReconciliation.ProtoReflect.Descriptor instead.
 func (*BatchReconciliation) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{7}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BatchReconciliation) GetName() string {
@@ -1287,7 +1452,7 @@ type ReconciliationTotal struct {
 
 func (x *ReconciliationTotal) Reset() {
 	*x = ReconciliationTotal{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[8]
+	mi := &file_gpo_v1_resources_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1464,7 @@ func (x *ReconciliationTotal) String() string {
 func (*ReconciliationTotal) ProtoMessage() {}
 
 func (x *ReconciliationTotal) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[8]
+	mi := &file_gpo_v1_resources_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1477,7 @@ func (x *ReconciliationTotal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconciliationTotal.ProtoReflect.Descriptor instead.
 func (*ReconciliationTotal) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{8}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReconciliationTotal) GetCurrencyCode() string {
@@ -1395,7 +1560,7 @@ type StatementMatch struct {
 
 func (x *StatementMatch) Reset() {
 	*x = StatementMatch{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[9]
+	mi := &file_gpo_v1_resources_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1572,7 @@ func (x *StatementMatch) String() string {
 func (*StatementMatch) ProtoMessage() {}
 
 func (x *StatementMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[9]
+	mi := &file_gpo_v1_resources_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1585,7 @@ func (x *StatementMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementMatch.ProtoReflect.Descriptor instead.
 func (*StatementMatch) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{9}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StatementMatch) GetPayment() string {
@@ -1524,7 +1689,7 @@ type StatementEntry struct {
 
 func (x *StatementEntry) Reset() {
 	*x = StatementEntry{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[10]
+	mi := &file_gpo_v1_resources_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1536,7 +1701,7 @@ func (x *StatementEntry) String() string {
 func (*StatementEntry) ProtoMessage() {}
 
 func (x *StatementEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[10]
+	mi := &file_gpo_v1_resources_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1549,7 +1714,7 @@ func (x *StatementEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementEntry.ProtoReflect.Descriptor instead.
 func (*StatementEntry) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{10}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StatementEntry) GetStatement() string {
@@ -1667,7 +1832,7 @@ type UnconfirmedPayment struct {
 
 func (x *UnconfirmedPayment) Reset() {
 	*x = UnconfirmedPayment{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[11]
+	mi := &file_gpo_v1_resources_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +1844,7 @@ func (x *UnconfirmedPayment) String() string {
 func (*UnconfirmedPayment) ProtoMessage() {}
 
 func (x *UnconfirmedPayment) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[11]
+	mi := &file_gpo_v1_resources_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +1857,7 @@ func (x *UnconfirmedPayment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnconfirmedPayment.ProtoReflect.Descriptor instead.
 func (*UnconfirmedPayment) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{11}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UnconfirmedPayment) GetPayment() string {
@@ -1753,7 +1918,7 @@ type RailStats struct {
 
 func (x *RailStats) Reset() {
 	*x = RailStats{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[12]
+	mi := &file_gpo_v1_resources_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1765,7 +1930,7 @@ func (x *RailStats) String() string {
 func (*RailStats) ProtoMessage() {}
 
 func (x *RailStats) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[12]
+	mi := &file_gpo_v1_resources_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1778,7 +1943,7 @@ func (x *RailStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RailStats.ProtoReflect.Descriptor instead.
 func (*RailStats) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{12}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RailStats) GetRail() string {
@@ -1837,7 +2002,7 @@ type ReasonCount struct {
 
 func (x *ReasonCount) Reset() {
 	*x = ReasonCount{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[13]
+	mi := &file_gpo_v1_resources_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1849,7 +2014,7 @@ func (x *ReasonCount) String() string {
 func (*ReasonCount) ProtoMessage() {}
 
 func (x *ReasonCount) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[13]
+	mi := &file_gpo_v1_resources_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1862,7 +2027,7 @@ func (x *ReasonCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReasonCount.ProtoReflect.Descriptor instead.
 func (*ReasonCount) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{13}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReasonCount) GetReasonCode() string {
@@ -1883,7 +2048,7 @@ var File_gpo_v1_resources_proto protoreflect.FileDescriptor
 
 const file_gpo_v1_resources_proto_rawDesc = "" +
 	"\n" +
-	"\x16gpo/v1/resources.proto\x12\x06gpo.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\x04\n" +
+	"\x16gpo/v1/resources.proto\x12\x06gpo.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x05\n" +
 	"\x05Batch\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aprogram\x18\x02 \x01(\tR\aprogram\x12\x1d\n" +
@@ -1902,7 +2067,17 @@ const file_gpo_v1_resources_proto_rawDesc = "" +
 	"\vcreate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xb2\x06\n" +
+	"updateTime\x12B\n" +
+	"\x10webhook_delivery\x18\x0f \x01(\v2\x17.gpo.v1.WebhookDeliveryR\x0fwebhookDelivery\"\xa4\x02\n" +
+	"\x0fWebhookDelivery\x122\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x1c.gpo.v1.WebhookDeliveryStateR\x05state\x12\x1f\n" +
+	"\vevent_count\x18\x02 \x01(\x03R\n" +
+	"eventCount\x122\n" +
+	"\x15delivered_event_count\x18\x03 \x01(\x03R\x13deliveredEventCount\x120\n" +
+	"\x14failed_attempt_count\x18\x04 \x01(\x05R\x12failedAttemptCount\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x05 \x01(\tR\tlastError\x127\n" +
+	"\tfail_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bfailTime\"\xb2\x06\n" +
 	"\aPayment\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\freference_id\x18\x02 \x01(\tR\vreferenceId\x12\x19\n" +
@@ -2053,7 +2228,13 @@ const file_gpo_v1_resources_proto_rawDesc = "" +
 	"\vReasonCount\x12\x1f\n" +
 	"\vreason_code\x18\x01 \x01(\tR\n" +
 	"reasonCode\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x03R\x05count*\x96\x01\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count*\xd0\x01\n" +
+	"\x14WebhookDeliveryState\x12&\n" +
+	"\"WEBHOOK_DELIVERY_STATE_UNSPECIFIED\x10\x00\x12$\n" +
+	" WEBHOOK_DELIVERY_STATE_DELIVERED\x10\x01\x12\"\n" +
+	"\x1eWEBHOOK_DELIVERY_STATE_PENDING\x10\x02\x12#\n" +
+	"\x1fWEBHOOK_DELIVERY_STATE_RETRYING\x10\x03\x12!\n" +
+	"\x1dWEBHOOK_DELIVERY_STATE_FAILED\x10\x04*\x96\x01\n" +
 	"\n" +
 	"BatchState\x12\x1b\n" +
 	"\x17BATCH_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
@@ -2086,58 +2267,63 @@ func file_gpo_v1_resources_proto_rawDescGZIP() []byte {
 	return file_gpo_v1_resources_proto_rawDescData
 }
 
-var file_gpo_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_gpo_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_gpo_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_gpo_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_gpo_v1_resources_proto_goTypes = []any{
-	(BatchState)(0),               // 0: gpo.v1.BatchState
-	(PaymentStatus)(0),            // 1: gpo.v1.PaymentStatus
-	(*Batch)(nil),                 // 2: gpo.v1.Batch
-	(*Payment)(nil),               // 3: gpo.v1.Payment
-	(*PaymentTotal)(nil),          // 4: gpo.v1.PaymentTotal
-	(*DeadLetter)(nil),            // 5: gpo.v1.DeadLetter
-	(*StatusChange)(nil),          // 6: gpo.v1.StatusChange
-	(*AuditEvent)(nil),            // 7: gpo.v1.AuditEvent
-	(*Statement)(nil),             // 8: gpo.v1.Statement
-	(*BatchReconciliation)(nil),   // 9: gpo.v1.BatchReconciliation
-	(*ReconciliationTotal)(nil),   // 10: gpo.v1.ReconciliationTotal
-	(*StatementMatch)(nil),        // 11: gpo.v1.StatementMatch
-	(*StatementEntry)(nil),        // 12: gpo.v1.StatementEntry
-	(*UnconfirmedPayment)(nil),    // 13: gpo.v1.UnconfirmedPayment
-	(*RailStats)(nil),             // 14: gpo.v1.RailStats
-	(*ReasonCount)(nil),           // 15: gpo.v1.ReasonCount
-	nil,                           // 16: gpo.v1.Payment.MetadataEntry
-	nil,                           // 17: gpo.v1.Statement.OutcomeCountsEntry
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(WebhookDeliveryState)(0),     // 0: gpo.v1.WebhookDeliveryState
+	(BatchState)(0),               // 1: gpo.v1.BatchState
+	(PaymentStatus)(0),            // 2: gpo.v1.PaymentStatus
+	(*Batch)(nil),                 // 3: gpo.v1.Batch
+	(*WebhookDelivery)(nil),       // 4: gpo.v1.WebhookDelivery
+	(*Payment)(nil),               // 5: gpo.v1.Payment
+	(*PaymentTotal)(nil),          // 6: gpo.v1.PaymentTotal
+	(*DeadLetter)(nil),            // 7: gpo.v1.DeadLetter
+	(*StatusChange)(nil),          // 8: gpo.v1.StatusChange
+	(*AuditEvent)(nil),            // 9: gpo.v1.AuditEvent
+	(*Statement)(nil),             // 10: gpo.v1.Statement
+	(*BatchReconciliation)(nil),   // 11: gpo.v1.BatchReconciliation
+	(*ReconciliationTotal)(nil),   // 12: gpo.v1.ReconciliationTotal
+	(*StatementMatch)(nil),        // 13: gpo.v1.StatementMatch
+	(*StatementEntry)(nil),        // 14: gpo.v1.StatementEntry
+	(*UnconfirmedPayment)(nil),    // 15: gpo.v1.UnconfirmedPayment
+	(*RailStats)(nil),             // 16: gpo.v1.RailStats
+	(*ReasonCount)(nil),           // 17: gpo.v1.ReasonCount
+	nil,                           // 18: gpo.v1.Payment.MetadataEntry
+	nil,                           // 19: gpo.v1.Statement.OutcomeCountsEntry
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
 }
 var file_gpo_v1_resources_proto_depIdxs = []int32{
-	0,  // 0: gpo.v1.Batch.state:type_name -> gpo.v1.BatchState
-	18, // 1: gpo.v1.Batch.schedule_time:type_name -> google.protobuf.Timestamp
-	4,  // 2: gpo.v1.Batch.totals:type_name -> gpo.v1.PaymentTotal
-	18, // 3: gpo.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
-	18, // 4: gpo.v1.Batch.update_time:type_name -> google.protobuf.Timestamp
-	18, // 5: gpo.v1.Payment.schedule_time:type_name -> google.protobuf.Timestamp
-	16, // 6: gpo.v1.Payment.metadata:type_name -> gpo.v1.Payment.MetadataEntry
-	1,  // 7: gpo.v1.Payment.status:type_name -> gpo.v1.PaymentStatus
-	18, // 8: gpo.v1.Payment.update_time:type_name -> google.protobuf.Timestamp
-	1,  // 9: gpo.v1.PaymentTotal.status:type_name -> gpo.v1.PaymentStatus
-	18, // 10: gpo.v1.DeadLetter.create_time:type_name -> google.protobuf.Timestamp
-	1,  // 11: gpo.v1.StatusChange.previous_status:type_name -> gpo.v1.PaymentStatus
-	1,  // 12: gpo.v1.StatusChange.status:type_name -> gpo.v1.PaymentStatus
-	18, // 13: gpo.v1.StatusChange.change_time:type_name -> google.protobuf.Timestamp
-	18, // 14: gpo.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
-	18, // 15: gpo.v1.Statement.create_time:type_name -> google.protobuf.Timestamp
-	17, // 16: gpo.v1.Statement.outcome_counts:type_name -> gpo.v1.Statement.OutcomeCountsEntry
-	10, // 17: gpo.v1.BatchReconciliation.totals:type_name -> gpo.v1.ReconciliationTotal
-	11, // 18: gpo.v1.BatchReconciliation.matched:type_name -> gpo.v1.StatementMatch
-	12, // 19: gpo.v1.BatchReconciliation.unmatched_entries:type_name -> gpo.v1.StatementEntry
-	13, // 20: gpo.v1.BatchReconciliation.unconfirmed_payments:type_name -> gpo.v1.UnconfirmedPayment
-	1,  // 21: gpo.v1.StatementMatch.status:type_name -> gpo.v1.PaymentStatus
-	15, // 22: gpo.v1.RailStats.failure_reasons:type_name -> gpo.v1.ReasonCount
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	1,  // 0: gpo.v1.Batch.state:type_name -> gpo.v1.BatchState
+	20, // 1: gpo.v1.Batch.schedule_time:type_name -> google.protobuf.Timestamp
+	6,  // 2: gpo.v1.Batch.totals:type_name -> gpo.v1.PaymentTotal
+	20, // 3: gpo.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
+	20, // 4: gpo.v1.Batch.update_time:type_name -> google.protobuf.Timestamp
+	4,  // 5: gpo.v1.Batch.webhook_delivery:type_name -> gpo.v1.WebhookDelivery
+	0,  // 6: gpo.v1.WebhookDelivery.state:type_name -> gpo.v1.WebhookDeliveryState
+	20, // 7: gpo.v1.WebhookDelivery.fail_time:type_name -> google.protobuf.Timestamp
+	20, // 8: gpo.v1.Payment.schedule_time:type_name -> google.protobuf.Timestamp
+	18, // 9: gpo.v1.Payment.metadata:type_name -> gpo.v1.Payment.MetadataEntry
+	2,  // 10: gpo.v1.Payment.status:type_name -> gpo.v1.PaymentStatus
+	20, // 11: gpo.v1.Payment.update_time:type_name -> google.protobuf.Timestamp
+	2,  // 12: gpo.v1.PaymentTotal.status:type_name -> gpo.v1.PaymentStatus
+	20, // 13: gpo.v1.DeadLetter.create_time:type_name -> google.protobuf.Timestamp
+	2,  // 14: gpo.v1.StatusChange.previous_status:type_name -> gpo.v1.PaymentStatus
+	2,  // 15: gpo.v1.StatusChange.status:type_name -> gpo.v1.PaymentStatus
+	20, // 16: gpo.v1.StatusChange.change_time:type_name -> google.protobuf.Timestamp
+	20, // 17: gpo.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
+	20, // 18: gpo.v1.Statement.create_time:type_name -> google.protobuf.Timestamp
+	19, // 19: gpo.v1.Statement.outcome_counts:type_name -> gpo.v1.Statement.OutcomeCountsEntry
+	12, // 20: gpo.v1.BatchReconciliation.totals:type_name -> gpo.v1.ReconciliationTotal
+	13, // 21: gpo.v1.BatchReconciliation.matched:type_name -> gpo.v1.StatementMatch
+	14, // 22: gpo.v1.BatchReconciliation.unmatched_entries:type_name -> gpo.v1.StatementEntry
+	15, // 23: gpo.v1.BatchReconciliation.unconfirmed_payments:type_name -> gpo.v1.UnconfirmedPayment
+	2,  // 24: gpo.v1.StatementMatch.status:type_name -> gpo.v1.PaymentStatus
+	17, // 25: gpo.v1.RailStats.failure_reasons:type_name -> gpo.v1.ReasonCount
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_gpo_v1_resources_proto_init() }
@@ -2150,8 +2336,8 @@ func file_gpo_v1_resources_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gpo_v1_resources_proto_rawDesc), len(file_gpo_v1_resources_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   16,
+			NumEnums:      3,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -162,7 +162,7 @@ class PaymentResult(_message.Message):
     def __init__(self, payment_number: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., outcome: _Optional[_Union[RailOutcome, str]] = ..., reason_code: _Optional[str] = ..., reason_message: _Optional[str] = ..., rail_reference: _Optional[str] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rail_executions: _Optional[int] = ...) -> None: ...
 
 class ReportResultsRequest(_message.Message):
-    __slots__ = ("chunk_id", "batch", "results", "released_payment_numbers", "unknown_payment_numbers", "claim_id", "lease_token")
+    __slots__ = ("chunk_id", "batch", "results", "released_payment_numbers", "unknown_payment_numbers", "claim_id", "lease_token", "traceparent")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
@@ -170,6 +170,7 @@ class ReportResultsRequest(_message.Message):
     UNKNOWN_PAYMENT_NUMBERS_FIELD_NUMBER: _ClassVar[int]
     CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     batch: str
     results: _containers.RepeatedCompositeFieldContainer[PaymentResult]
@@ -177,7 +178,8 @@ class ReportResultsRequest(_message.Message):
     unknown_payment_numbers: _containers.RepeatedScalarFieldContainer[int]
     claim_id: str
     lease_token: int
-    def __init__(self, chunk_id: _Optional[str] = ..., batch: _Optional[str] = ..., results: _Optional[_Iterable[_Union[PaymentResult, _Mapping]]] = ..., released_payment_numbers: _Optional[_Iterable[int]] = ..., unknown_payment_numbers: _Optional[_Iterable[int]] = ..., claim_id: _Optional[str] = ..., lease_token: _Optional[int] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, chunk_id: _Optional[str] = ..., batch: _Optional[str] = ..., results: _Optional[_Iterable[_Union[PaymentResult, _Mapping]]] = ..., released_payment_numbers: _Optional[_Iterable[int]] = ..., unknown_payment_numbers: _Optional[_Iterable[int]] = ..., claim_id: _Optional[str] = ..., lease_token: _Optional[int] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class ReportResultsResponse(_message.Message):
     __slots__ = ("chunk_id", "applied_count", "refused_payment_numbers")

@@ -92,7 +92,8 @@ class RailServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RenewClaim(self, request, context):
-        """Renews a claim's lease (a heartbeat) while the sidecar works on its payments. Fails with
+        """Renews a claim's lease (a heartbeat) while the sidecar works on its payments; a sidecar that traces
+        sends the chunk's `traceparent` in the call's metadata. Fails with
         FAILED_PRECONDITION (reason LEASE_LOST) when the claim no longer holds every listed payment: the
         sidecar must then start no new rail call for that claim.
         """

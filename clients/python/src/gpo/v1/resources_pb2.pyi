@@ -10,6 +10,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class WebhookDeliveryState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WEBHOOK_DELIVERY_STATE_UNSPECIFIED: _ClassVar[WebhookDeliveryState]
+    WEBHOOK_DELIVERY_STATE_DELIVERED: _ClassVar[WebhookDeliveryState]
+    WEBHOOK_DELIVERY_STATE_PENDING: _ClassVar[WebhookDeliveryState]
+    WEBHOOK_DELIVERY_STATE_RETRYING: _ClassVar[WebhookDeliveryState]
+    WEBHOOK_DELIVERY_STATE_FAILED: _ClassVar[WebhookDeliveryState]
+
 class BatchState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     BATCH_STATE_UNSPECIFIED: _ClassVar[BatchState]
@@ -29,6 +37,11 @@ class PaymentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PAYMENT_STATUS_REJECTED: _ClassVar[PaymentStatus]
     PAYMENT_STATUS_CANCELLED: _ClassVar[PaymentStatus]
     PAYMENT_STATUS_REVERSED: _ClassVar[PaymentStatus]
+WEBHOOK_DELIVERY_STATE_UNSPECIFIED: WebhookDeliveryState
+WEBHOOK_DELIVERY_STATE_DELIVERED: WebhookDeliveryState
+WEBHOOK_DELIVERY_STATE_PENDING: WebhookDeliveryState
+WEBHOOK_DELIVERY_STATE_RETRYING: WebhookDeliveryState
+WEBHOOK_DELIVERY_STATE_FAILED: WebhookDeliveryState
 BATCH_STATE_UNSPECIFIED: BatchState
 BATCH_STATE_UPLOADING: BatchState
 BATCH_STATE_PROCESSING: BatchState
@@ -45,7 +58,7 @@ PAYMENT_STATUS_CANCELLED: PaymentStatus
 PAYMENT_STATUS_REVERSED: PaymentStatus
 
 class Batch(_message.Message):
-    __slots__ = ("name", "program", "request_id", "state", "payer_fa", "schedule_time", "callback_uri", "expected_payment_count", "expected_total_amount", "payment_count", "totals", "last_chunk_sequence", "create_time", "update_time")
+    __slots__ = ("name", "program", "request_id", "state", "payer_fa", "schedule_time", "callback_uri", "expected_payment_count", "expected_total_amount", "payment_count", "totals", "last_chunk_sequence", "create_time", "update_time", "webhook_delivery")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROGRAM_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +73,7 @@ class Batch(_message.Message):
     LAST_CHUNK_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_DELIVERY_FIELD_NUMBER: _ClassVar[int]
     name: str
     program: str
     request_id: str
@@ -74,7 +88,24 @@ class Batch(_message.Message):
     last_chunk_sequence: int
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., program: _Optional[str] = ..., request_id: _Optional[str] = ..., state: _Optional[_Union[BatchState, str]] = ..., payer_fa: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., callback_uri: _Optional[str] = ..., expected_payment_count: _Optional[int] = ..., expected_total_amount: _Optional[str] = ..., payment_count: _Optional[int] = ..., totals: _Optional[_Iterable[_Union[PaymentTotal, _Mapping]]] = ..., last_chunk_sequence: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    webhook_delivery: WebhookDelivery
+    def __init__(self, name: _Optional[str] = ..., program: _Optional[str] = ..., request_id: _Optional[str] = ..., state: _Optional[_Union[BatchState, str]] = ..., payer_fa: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., callback_uri: _Optional[str] = ..., expected_payment_count: _Optional[int] = ..., expected_total_amount: _Optional[str] = ..., payment_count: _Optional[int] = ..., totals: _Optional[_Iterable[_Union[PaymentTotal, _Mapping]]] = ..., last_chunk_sequence: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook_delivery: _Optional[_Union[WebhookDelivery, _Mapping]] = ...) -> None: ...
+
+class WebhookDelivery(_message.Message):
+    __slots__ = ("state", "event_count", "delivered_event_count", "failed_attempt_count", "last_error", "fail_time")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    EVENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_EVENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FAILED_ATTEMPT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    FAIL_TIME_FIELD_NUMBER: _ClassVar[int]
+    state: WebhookDeliveryState
+    event_count: int
+    delivered_event_count: int
+    failed_attempt_count: int
+    last_error: str
+    fail_time: _timestamp_pb2.Timestamp
+    def __init__(self, state: _Optional[_Union[WebhookDeliveryState, str]] = ..., event_count: _Optional[int] = ..., delivered_event_count: _Optional[int] = ..., failed_attempt_count: _Optional[int] = ..., last_error: _Optional[str] = ..., fail_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Payment(_message.Message):
     __slots__ = ("name", "reference_id", "payer_fa", "payee_fa", "amount", "currency_code", "payee_name", "note", "purpose", "schedule_time", "metadata", "status", "reason_code", "reason_message", "rail", "idempotency_key", "rail_reference", "update_time", "attempts", "attention_reason", "retries")

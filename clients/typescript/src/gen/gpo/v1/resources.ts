@@ -8,6 +8,66 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Timestamp } from "../../google/protobuf/timestamp";
 
+/** Where the delivery of a batch's webhook events stands. */
+export enum WebhookDeliveryState {
+  /** WEBHOOK_DELIVERY_STATE_UNSPECIFIED - Unset. */
+  WEBHOOK_DELIVERY_STATE_UNSPECIFIED = 0,
+  /** WEBHOOK_DELIVERY_STATE_DELIVERED - Every event made so far was delivered. */
+  WEBHOOK_DELIVERY_STATE_DELIVERED = 1,
+  /** WEBHOOK_DELIVERY_STATE_PENDING - An event waits for its first attempt. */
+  WEBHOOK_DELIVERY_STATE_PENDING = 2,
+  /** WEBHOOK_DELIVERY_STATE_RETRYING - The last attempt failed; the next is due after a backoff. */
+  WEBHOOK_DELIVERY_STATE_RETRYING = 3,
+  /**
+   * WEBHOOK_DELIVERY_STATE_FAILED - The receiver failed every attempt up to GPO_WEBHOOK_MAX_ATTEMPTS: GPO gave up on it, and an
+   * operator must act (see last_error).
+   */
+  WEBHOOK_DELIVERY_STATE_FAILED = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function webhookDeliveryStateFromJSON(object: any): WebhookDeliveryState {
+  switch (object) {
+    case 0:
+    case "WEBHOOK_DELIVERY_STATE_UNSPECIFIED":
+      return WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_UNSPECIFIED;
+    case 1:
+    case "WEBHOOK_DELIVERY_STATE_DELIVERED":
+      return WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_DELIVERED;
+    case 2:
+    case "WEBHOOK_DELIVERY_STATE_PENDING":
+      return WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_PENDING;
+    case 3:
+    case "WEBHOOK_DELIVERY_STATE_RETRYING":
+      return WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_RETRYING;
+    case 4:
+    case "WEBHOOK_DELIVERY_STATE_FAILED":
+      return WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_FAILED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return WebhookDeliveryState.UNRECOGNIZED;
+  }
+}
+
+export function webhookDeliveryStateToJSON(object: WebhookDeliveryState): string {
+  switch (object) {
+    case WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_UNSPECIFIED:
+      return "WEBHOOK_DELIVERY_STATE_UNSPECIFIED";
+    case WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_DELIVERED:
+      return "WEBHOOK_DELIVERY_STATE_DELIVERED";
+    case WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_PENDING:
+      return "WEBHOOK_DELIVERY_STATE_PENDING";
+    case WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_RETRYING:
+      return "WEBHOOK_DELIVERY_STATE_RETRYING";
+    case WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_FAILED:
+      return "WEBHOOK_DELIVERY_STATE_FAILED";
+    case WebhookDeliveryState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** The life of a batch. */
 export enum BatchState {
   /** BATCH_STATE_UNSPECIFIED - Unset. */
@@ -207,7 +267,34 @@ export interface Batch {
     | Date
     | undefined;
   /** When the batch last changed. */
-  updateTime?: Date | undefined;
+  updateTime?:
+    | Date
+    | undefined;
+  /**
+   * Output only. How the delivery of the batch's webhook events to callback_uri stands, e.g. that GPO
+   * gave up on the receiver (docs/WEBHOOKS.md). Set by GetBatch once GPO's webhook worker tracks the
+   * batch's callback_uri; unset otherwise and in ListBatches.
+   */
+  webhookDelivery?: WebhookDelivery | undefined;
+}
+
+/** Where the delivery of a batch's webhook events stands. */
+export interface WebhookDelivery {
+  /** Output only. Delivered, waiting, retrying or given up. */
+  state: WebhookDeliveryState;
+  /** Output only. Events made for the batch so far (the last event's sequence number). */
+  eventCount: string;
+  /** Output only. Events the receiver acknowledged with a 2xx answer (they are delivered in order). */
+  deliveredEventCount: string;
+  /** Output only. Failed attempts to deliver the next event. */
+  failedAttemptCount: number;
+  /**
+   * Output only. Why the last attempt failed; empty once an event is delivered.
+   * At most 500 characters.
+   */
+  lastError: string;
+  /** Output only. When GPO gave up on the receiver (state FAILED): no further event is made or sent. */
+  failTime?: Date | undefined;
 }
 
 /**
@@ -745,6 +832,7 @@ function createBaseBatch(): Batch {
     lastChunkSequence: "0",
     createTime: undefined,
     updateTime: undefined,
+    webhookDelivery: undefined,
   };
 }
 
@@ -791,6 +879,9 @@ export const Batch: MessageFns<Batch> = {
     }
     if (message.updateTime !== undefined) {
       Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(114).fork()).join();
+    }
+    if (message.webhookDelivery !== undefined) {
+      WebhookDelivery.encode(message.webhookDelivery, writer.uint32(122).fork()).join();
     }
     return writer;
   },
@@ -920,6 +1011,14 @@ export const Batch: MessageFns<Batch> = {
             message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.webhookDelivery = WebhookDelivery.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -990,6 +1089,11 @@ export const Batch: MessageFns<Batch> = {
         : isSet(object.update_time)
         ? fromJsonTimestamp(object.update_time)
         : undefined,
+      webhookDelivery: isSet(object.webhookDelivery)
+        ? WebhookDelivery.fromJSON(object.webhookDelivery)
+        : isSet(object.webhook_delivery)
+        ? WebhookDelivery.fromJSON(object.webhook_delivery)
+        : undefined,
     };
   },
 
@@ -1037,6 +1141,9 @@ export const Batch: MessageFns<Batch> = {
     if (message.updateTime !== undefined) {
       obj.updateTime = message.updateTime.toISOString();
     }
+    if (message.webhookDelivery !== undefined) {
+      obj.webhookDelivery = WebhookDelivery.toJSON(message.webhookDelivery);
+    }
     return obj;
   },
 
@@ -1059,6 +1166,185 @@ export const Batch: MessageFns<Batch> = {
     message.lastChunkSequence = object.lastChunkSequence ?? "0";
     message.createTime = object.createTime ?? undefined;
     message.updateTime = object.updateTime ?? undefined;
+    message.webhookDelivery = (object.webhookDelivery !== undefined && object.webhookDelivery !== null)
+      ? WebhookDelivery.fromPartial(object.webhookDelivery)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseWebhookDelivery(): WebhookDelivery {
+  return {
+    state: 0,
+    eventCount: "0",
+    deliveredEventCount: "0",
+    failedAttemptCount: 0,
+    lastError: "",
+    failTime: undefined,
+  };
+}
+
+export const WebhookDelivery: MessageFns<WebhookDelivery> = {
+  encode(message: WebhookDelivery, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.state !== 0) {
+      writer.uint32(8).int32(message.state);
+    }
+    if (message.eventCount !== "0") {
+      writer.uint32(16).int64(message.eventCount);
+    }
+    if (message.deliveredEventCount !== "0") {
+      writer.uint32(24).int64(message.deliveredEventCount);
+    }
+    if (message.failedAttemptCount !== 0) {
+      writer.uint32(32).int32(message.failedAttemptCount);
+    }
+    if (message.lastError !== "") {
+      writer.uint32(42).string(message.lastError);
+    }
+    if (message.failTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.failTime), writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WebhookDelivery {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWebhookDelivery();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.eventCount = reader.int64().toString();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.deliveredEventCount = reader.int64().toString();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.failedAttemptCount = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.lastError = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.failTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WebhookDelivery {
+    return {
+      state: isSet(object.state) ? webhookDeliveryStateFromJSON(object.state) : 0,
+      eventCount: isSet(object.eventCount)
+        ? globalThis.String(object.eventCount)
+        : isSet(object.event_count)
+        ? globalThis.String(object.event_count)
+        : "0",
+      deliveredEventCount: isSet(object.deliveredEventCount)
+        ? globalThis.String(object.deliveredEventCount)
+        : isSet(object.delivered_event_count)
+        ? globalThis.String(object.delivered_event_count)
+        : "0",
+      failedAttemptCount: isSet(object.failedAttemptCount)
+        ? globalThis.Number(object.failedAttemptCount)
+        : isSet(object.failed_attempt_count)
+        ? globalThis.Number(object.failed_attempt_count)
+        : 0,
+      lastError: isSet(object.lastError)
+        ? globalThis.String(object.lastError)
+        : isSet(object.last_error)
+        ? globalThis.String(object.last_error)
+        : "",
+      failTime: isSet(object.failTime)
+        ? fromJsonTimestamp(object.failTime)
+        : isSet(object.fail_time)
+        ? fromJsonTimestamp(object.fail_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: WebhookDelivery): unknown {
+    const obj: any = {};
+    if (message.state !== 0) {
+      obj.state = webhookDeliveryStateToJSON(message.state);
+    }
+    if (message.eventCount !== "0") {
+      obj.eventCount = message.eventCount;
+    }
+    if (message.deliveredEventCount !== "0") {
+      obj.deliveredEventCount = message.deliveredEventCount;
+    }
+    if (message.failedAttemptCount !== 0) {
+      obj.failedAttemptCount = Math.round(message.failedAttemptCount);
+    }
+    if (message.lastError !== "") {
+      obj.lastError = message.lastError;
+    }
+    if (message.failTime !== undefined) {
+      obj.failTime = message.failTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WebhookDelivery>, I>>(base?: I): WebhookDelivery {
+    return WebhookDelivery.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WebhookDelivery>, I>>(object: I): WebhookDelivery {
+    const message = createBaseWebhookDelivery();
+    message.state = object.state ?? 0;
+    message.eventCount = object.eventCount ?? "0";
+    message.deliveredEventCount = object.deliveredEventCount ?? "0";
+    message.failedAttemptCount = object.failedAttemptCount ?? 0;
+    message.lastError = object.lastError ?? "";
+    message.failTime = object.failTime ?? undefined;
     return message;
   },
 };
