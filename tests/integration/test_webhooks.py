@@ -11,6 +11,7 @@ import base64
 import contextlib
 import dataclasses
 import datetime as dt
+import json
 import logging
 import os
 import secrets
@@ -34,6 +35,7 @@ from gpo_server.client import chunked
 from gpo_server.demo import synthetic_payments
 from gpo_server.storage.webhooks import WebhookStatus, WebhookStore
 from tests.conftest import SIMULATOR, Gpo, running_gpo
+from tests.integration.test_cli import cli
 from tests.integration.test_payment_history import wait_final
 from tests.peers.webhook_receiver import WebhookReceiver
 from tests.support import certificates
@@ -149,6 +151,7 @@ async def test_a_batch_reports_progress_in_order_and_completes_once_through_fail
             await receiver.wait_for(lambda: any(e["type"] == "batch.completed" for e in receiver.events))
             status = await webhook_status(gpo, name, lambda s: s.delivered_sequence == s.last_sequence)
             payments = [p async for p in client.payments(name)]
+            shown = (await client.get_batch(name)).webhook_delivery
 
     assert all(d.verified for d in receiver.deliveries), (
         "every signature verifies with the receiver's library"
@@ -163,6 +166,8 @@ async def test_a_batch_reports_progress_in_order_and_completes_once_through_fail
     events = receiver.events
     assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
     assert status.last_sequence == len(events) and status.failed_time is None
+    assert shown.state == res_pb.WEBHOOK_DELIVERY_STATE_DELIVERED and not shown.HasField("fail_time")
+    assert shown.event_count == shown.delivered_event_count == len(events) and not shown.last_error
     assert [e["type"] for e in events[:-1]] == ["batch.progress"] * (len(events) - 1)
     assert events[-1]["type"] == "batch.completed" and len(events) >= 2
     assert [e["event_id"] for e in events] == [d.webhook_id for d in receiver.deliveries if d.answer == "ok"]
@@ -217,6 +222,9 @@ async def test_a_receiver_that_never_accepts_marks_the_batch_webhook_failed_afte
             await wait_final(gpo.client([PROGRAM]), name)
             operator = gpo.client([], [OPERATOR_ROLE], subject="webhook-operator")
             audited = [e async for e in operator.audit_events(name) if e.action == "webhook.abandoned"]
+            # GetBatch, and so `gpo status`, tell an operator the receiver was given up on, and why.
+            shown = (await gpo.client([PROGRAM]).get_batch(name)).webhook_delivery
+            status_run = await cli(gpo, "status", name, tmp=tmp_path)
 
     deliveries: Sequence[object] = receiver.deliveries
     assert len(deliveries) == 3, deliveries  # the bound, each attempt reaching the receiver
@@ -233,6 +241,15 @@ async def test_a_receiver_that_never_accepts_marks_the_batch_webhook_failed_afte
     (event,) = audited  # an operator sees it in the batch's audit trail (gpo audit)
     assert event.caller_kind == "system" and status.last_error in event.detail_json
     assert any(name.removeprefix("batches/") in r.getMessage() for r in caplog.records)
+    assert shown.state == res_pb.WEBHOOK_DELIVERY_STATE_FAILED
+    # Progress events made while event 1 was retried wait behind it: none was delivered.
+    assert shown.event_count == status.last_sequence >= 1 and shown.delivered_event_count == 0
+    assert shown.failed_attempt_count == 3
+    assert shown.last_error == status.last_error and status.failed_time is not None
+    assert shown.fail_time.ToDatetime(dt.UTC) == status.failed_time
+    assert status_run.code == 0, status_run.err
+    printed = json.loads(status_run.out)["webhook_delivery"]
+    assert printed["state"] == "WEBHOOK_DELIVERY_STATE_FAILED" and printed["last_error"] == status.last_error
 
 
 def abandoned() -> float:
