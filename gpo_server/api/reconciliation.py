@@ -13,6 +13,7 @@ import grpc
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import resources_pb2 as res_pb
 
+from gpo_kernel.masking import mask_account
 from gpo_server.api.audit import audit_event
 from gpo_server.api.auth import Authenticator, Caller, permission_denied
 from gpo_server.api.convert import PAYMENT_STATUSES, batch_uid, timestamp
@@ -156,7 +157,7 @@ class StatementApi:
 def _statement_message(s: ImportedStatement, uids: dict[int, str]) -> res_pb.Statement:
     return res_pb.Statement(
         name=f"statements/{s.id}",
-        account=s.account,
+        account=mask_account(s.account),  # an account number is never answered in full
         statement_id=s.statement_ref,
         format=s.format,
         entry_count=s.entry_count,

@@ -19,6 +19,12 @@ from gpo_server.statements.records import EntryRecord
 
 # Stored on a payment a statement shows returned (REVERSED), with the return's reason in the message.
 RETURN_REASON_CODE = "rjct.payment.returned"
+# The attention flag of a payment a statement shows returned while GPO does not hold it as paid: no state
+# transition fits (a SENT one is its rail's to settle, a FAILED one was never paid as far as GPO knows).
+RETURNED_NOT_SUCCEEDED = (
+    "returned on bank statement {statement} (entry {entry}{reason}) while {status} in GPO: the bank says it"
+    " was paid and came back; settle it with the rail and the bank, then resolve this flag"
+)
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # The ISO 20022 rail's EndToEndId of a later attempt: the key's 32 hex digits, "R" and two digits.
@@ -36,6 +42,9 @@ def iso20022_end_to_end_id(idempotency_key: str) -> str:
 class Outcome(StrEnum):
     MATCHED = "matched"  # a booked debit of exactly these payments
     RETURNED = "returned"  # money came back for exactly these payments: they are reversed
+    # A return naming payments GPO does not hold as paid (e.g. still SENT, or FAILED): its SUCCEEDED
+    # payments are reversed, the others flagged for attention.
+    RETURN_NOT_SUCCEEDED = "return_not_succeeded"
     AMOUNT_MISMATCH = "amount_mismatch"  # names payments, but the amounts, currency or count differ
     PAID_NOT_SUCCEEDED = "paid_not_succeeded"  # a debit for payments GPO does not hold as paid
     UNMATCHED = "unmatched"  # a booked debit or return that names no payment of the batches looked at
@@ -44,9 +53,15 @@ class Outcome(StrEnum):
 
 
 # Entries an operator must look at, listed with every batch the statement was matched against.
-PROBLEMS = frozenset({Outcome.AMOUNT_MISMATCH, Outcome.PAID_NOT_SUCCEEDED, Outcome.UNMATCHED})
+PROBLEMS = frozenset(
+    {Outcome.AMOUNT_MISMATCH, Outcome.PAID_NOT_SUCCEEDED, Outcome.UNMATCHED, Outcome.RETURN_NOT_SUCCEEDED}
+)
 # Matched entries that confirm a payment was paid.
-CONFIRMING = frozenset({Outcome.MATCHED, Outcome.RETURNED})
+CONFIRMING = frozenset({Outcome.MATCHED, Outcome.RETURNED, Outcome.RETURN_NOT_SUCCEEDED})
+# Entries whose SUCCEEDED payments become REVERSED.
+RETURNS = frozenset({Outcome.RETURNED, Outcome.RETURN_NOT_SUCCEEDED})
+# Payments a return may name without an operator: paid, or already reversed.
+PAID = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.REVERSED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +143,18 @@ def _judge(entry: EntryRecord, payments: list[PaymentKeys]) -> EntryResult:
             payments,
             f"the batch booking says {entry.batch_count} transactions; {len(payments)} payments found",
         )
+    unpaid = [p for p in payments if p.status not in PAID]
+    if entry.returned and unpaid:
+        return EntryResult(
+            entry,
+            Outcome.RETURN_NOT_SUCCEEDED,
+            payments,
+            f"returns {len(unpaid)} payments GPO does not hold as paid, e.g. number {unpaid[0].number}"
+            f" ({unpaid[0].status.value}): they are flagged for attention",
+        )
     if entry.returned:
         return EntryResult(entry, Outcome.RETURNED, payments)
-    paid = {PaymentStatus.SUCCEEDED, PaymentStatus.REVERSED}
-    if unpaid := [p for p in payments if p.status not in paid]:
+    if unpaid:
         return EntryResult(
             entry,
             Outcome.PAID_NOT_SUCCEEDED,

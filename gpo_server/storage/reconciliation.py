@@ -15,14 +15,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, select, update
+from sqlalchemy import and_, case, exists, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gpo_kernel.masking import mask_account
 from gpo_server.domain.reconciliation import (
     CONFIRMING,
+    PAID,
     PROBLEMS,
     RETURN_REASON_CODE,
+    RETURNED_NOT_SUCCEEDED,
+    RETURNS,
     EntryResult,
     Matcher,
     Outcome,
@@ -153,7 +157,7 @@ class ReconciliationStore:
                 await conn.execute(
                     insert(statement_batches), [{"statement_id": statement_id, "batch_id": b} for b in chosen]
                 )
-            reversed_count = await self._reverse(conn, parsed, results, now)
+            reversed_count, flagged_count = await self._reverse(conn, parsed, results, now)
             await conn.execute(
                 update(statements).where(statements.c.id == statement_id).values(reversed_count=reversed_count)
             )
@@ -166,11 +170,12 @@ class ReconciliationStore:
                     detail={
                         **audit.detail,
                         "statement": parsed.statement_id,
-                        "account": _masked(parsed.account),
+                        "account": mask_account(parsed.account),
                         "format": parsed.format,
                         "entries": len(parsed.entries),
                         "outcomes": outcomes,
                         "reversed": reversed_count,
+                        "flagged": flagged_count,
                     },
                 ),
                 is_postgres=self.is_postgres,
@@ -298,18 +303,21 @@ class ReconciliationStore:
 
     async def _reverse(
         self, conn: AsyncConnection, parsed: ParsedStatement, results: Sequence[EntryResult], now: dt.datetime
-    ) -> int:
+    ) -> tuple[int, int]:
         """Moves the payments of returned entries to REVERSED through the state machine's one transition
         (from SUCCEEDED); the payment history trigger records the change (cause "reversal"). A payment not
-        SUCCEEDED is left alone: a SENT one is its rail's to settle."""
-        count = 0
+        SUCCEEDED (nor already REVERSED) keeps its status, a SENT one being its rail's to settle, and is
+        flagged for an operator's attention. Returns how many were reversed and how many flagged."""
+        count = flagged = 0
         for r in results:
-            if r.outcome is not Outcome.RETURNED:
+            if r.outcome not in RETURNS:
                 continue
             message = (
                 f"returned on statement {parsed.statement_id} entry {r.entry.number}"
                 + (f": {r.entry.return_reason}" if r.entry.return_reason else "")
             )[:1000]
+            if r.outcome is Outcome.RETURN_NOT_SUCCEEDED:
+                flagged += await self._flag_unpaid(conn, parsed, r)
             for p in r.payments:
                 changed = await conn.execute(
                     update(payments)
@@ -326,7 +334,35 @@ class ReconciliationStore:
                     )
                 )
                 count += max(changed.rowcount, 0)
-        return count
+        return count, flagged
+
+    async def _flag_unpaid(self, conn: AsyncConnection, parsed: ParsedStatement, result: EntryResult) -> int:
+        """Flags the entry's payments that are not paid in GPO for attention (as the sweeper flags a stuck
+        payment), keeping a reason they were flagged for before after the new one."""
+        flagged = 0
+        for p in result.payments:
+            reason = RETURNED_NOT_SUCCEEDED.format(
+                statement=parsed.statement_id[:64],
+                entry=result.entry.number,
+                reason=f": {result.entry.return_reason[:200]}" if result.entry.return_reason else "",
+                status=p.status.value,
+            )
+            earlier = payments.c.attention_reason
+            changed = await conn.execute(
+                update(payments)
+                .where(
+                    payments.c.batch_id == p.batch_id,
+                    payments.c.number == p.number,
+                    payments.c.status.not_in([s.value for s in PAID]),
+                )
+                .values(
+                    attention_reason=case(
+                        (earlier == "", reason), else_=literal(reason + "; flagged before: ") + earlier
+                    )
+                )
+            )
+            flagged += max(changed.rowcount, 0)
+        return flagged
 
     # ---- reads ---------------------------------------------------------------------------------
 
@@ -460,10 +496,6 @@ async def _totals(conn: AsyncConnection, batch_ids: Sequence[int]) -> Totals:
         declared_hundredths=int(declared[1]),
         currencies=[CurrencyTotals(c, **by_currency[c]) for c in sorted(by_currency)],
     )
-
-
-def _masked(account: str) -> str:
-    return f"***{account[-4:]}" if len(account) > 6 else "***"
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

@@ -30,6 +30,7 @@ IBAN = "NL91ABNA0417164300"
 TODAY = dt.date.today().isoformat()
 SUCCEEDED = res_pb.PAYMENT_STATUS_SUCCEEDED
 REVERSED = res_pb.PAYMENT_STATUS_REVERSED
+FAILED = res_pb.PAYMENT_STATUS_FAILED
 
 
 # ---- the bank: statements as it would write them ---------------------------------------------------
@@ -148,6 +149,8 @@ async def test_statements_confirm_payments_reverse_returns_and_list_what_does_no
         paid = [p for p in stored if p.status == SUCCEEDED]
         assert len(paid) >= 10, "the simulator's seeded failures leave enough paid payments"
         failed = [p for p in stored if p.status != SUCCEEDED]
+        assert any(p.status == FAILED for p in failed), "the simulator's seeded failures leave a FAILED one"
+        returned_failed = next(p for p in failed if p.status == FAILED)
         reconciler = gpo.client([], ["reconciler"], subject="treasury-desk")
         statement_id = f"STMT-{uuid.uuid4().hex[:12]}"
         batch_ref = f"PMTINF-{uuid.uuid4().hex[:8]}"
@@ -189,7 +192,9 @@ async def test_statements_confirm_payments_reverse_returns_and_list_what_does_no
 
         imported = await deadline(reconciler.import_statement(camt, batches=[name]))
         [statement] = imported.statements
-        assert (statement.statement_id, statement.account, statement.format) == (statement_id, IBAN, "camt.053")
+        # The account number is masked in the answer, as in logs and the audit trail.
+        assert (statement.statement_id, statement.account, statement.format) == (statement_id, "***4300", "camt.053")
+        assert IBAN not in str(imported)
         assert not statement.already_imported and statement.batches == [name]
         assert statement.entry_count == 8 and statement.reversed_count == 1
         assert dict(statement.outcome_counts) == {
@@ -205,18 +210,21 @@ async def test_statements_confirm_payments_reverse_returns_and_list_what_does_no
         assert again.statements[0].already_imported and again.statements[0].name == statement.name
         assert again.statements[0].reversed_count == 1
 
-        # MT940 from the same bank: paid[7] paid then returned, paid[8] paid.
+        # MT940 from the same bank: paid[7] paid then returned, paid[8] paid, and a return of a payment GPO
+        # holds as FAILED (its rail said no, yet the bank paid and got it back): an operator must look.
+        mt_reference = f"MT{uuid.uuid4().hex[:10]}"
         text = mt940(
-            f"MT{uuid.uuid4().hex[:10]}",
+            mt_reference,
             [
                 ("D", amount_text(paid[7]).replace(".", ","), f"/EREF/{e2e(paid[7])}/REMI/benefit"),
                 ("RD", amount_text(paid[7]).replace(".", ","), f"/EREF/{e2e(paid[7])}/RTRN/MD07/"),
                 ("D", amount_text(paid[8]).replace(".", ","), f"/EREF/{e2e(paid[8])}/"),
+                ("RD", amount_text(returned_failed).replace(".", ","), f"/EREF/{e2e(returned_failed)}/RTRN/AC04/"),
             ],
         )
         [swift] = (await deadline(reconciler.import_statement(text, batches=[name]))).statements
         assert swift.format == "mt940" and swift.reversed_count == 1
-        assert dict(swift.outcome_counts) == {"matched": 2, "returned": 1}
+        assert dict(swift.outcome_counts) == {"matched": 2, "returned": 1, "return_not_succeeded": 1}
 
         after = {p.reference_id: p for p in await all_payments(gpo.client([program]), name)}
         for p in (paid[5], paid[7]):
@@ -226,6 +234,12 @@ async def test_statements_confirm_payments_reverse_returns_and_list_what_does_no
         assert [p.reference_id for p in after.values() if p.status == REVERSED] == sorted(
             [paid[5].reference_id, paid[7].reference_id]
         )
+        # The FAILED payment keeps its status and is flagged for an operator, saying why.
+        flagged = after[returned_failed.reference_id]
+        assert flagged.status == FAILED and flagged.reason_code == returned_failed.reason_code
+        assert flagged.attention_reason.startswith(f"returned on bank statement {swift.statement_id} (entry 4")
+        assert "while failed in GPO" in flagged.attention_reason and "AC04" in flagged.attention_reason
+        assert [p.reference_id for p in after.values() if p.attention_reason] == [returned_failed.reference_id]
         changes = [c async for c in reconciler_history(gpo.client([program]), f"{name}/payments/{paid[5].reference_id}")]
         assert changes[-1].cause == "reversal" and changes[-1].status == REVERSED
 
@@ -236,7 +250,14 @@ async def test_statements_confirm_payments_reverse_returns_and_list_what_does_no
         batch_rows = [m for m in view.matched if m.payment.rsplit("/", 1)[1] in {p.reference_id for p in group}]
         assert {m.entry_number for m in batch_rows} == {3}
         unmatched = sorted((e.outcome, e.account_servicer_reference) for e in view.unmatched_entries)
-        assert unmatched == [("amount_mismatch", "BK-7"), ("unmatched", "BK-6")]
+        assert unmatched == [
+            ("amount_mismatch", "BK-7"),
+            ("return_not_succeeded", f"MT{mt_reference[-6:]}004"),
+            ("unmatched", "BK-6"),
+        ]
+        [needs_action] = [e for e in view.unmatched_entries if e.outcome == "return_not_succeeded"]
+        assert needs_action.returned and "flagged for attention" in needs_action.note
+        assert [m.payment for m in view.matched if m.outcome == "return_not_succeeded"] == [returned_failed.name]
         missing = {p.reference_id for p in paid} - confirmed
         assert {u.payment.rsplit("/", 1)[1] for u in view.unconfirmed_payments} == missing
         assert view.unconfirmed_count == len(missing) and paid[6].reference_id in missing
@@ -274,7 +295,7 @@ async def test_statements_confirm_payments_reverse_returns_and_list_what_does_no
         assert (row["declared_count"], Decimal(row["declared_total_amount"])) == (str(len(stored)), total_of(stored))
         assert (row["paid_count"], Decimal(row["paid_amount"])) == (str(len(paid)), total_of(paid))
         assert (row["confirmed_count"], row["reversed_count"]) == (str(len(confirmed)), "2")
-        assert (row["unconfirmed_count"], row["unmatched_entries"]) == (str(len(missing)), "2")
+        assert (row["unconfirmed_count"], row["unmatched_entries"]) == (str(len(missing)), "3")
 
 
 async def reconciler_history(client: GpoClient, payment: str) -> AsyncIterator[res_pb.StatusChange]:

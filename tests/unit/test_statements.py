@@ -8,7 +8,14 @@ import uuid
 
 import pytest
 
-from gpo_server.domain.reconciliation import Matcher, Outcome, PaymentKeys, iso20022_end_to_end_id
+from gpo_server.domain.reconciliation import (
+    CONFIRMING,
+    PROBLEMS,
+    Matcher,
+    Outcome,
+    PaymentKeys,
+    iso20022_end_to_end_id,
+)
 from gpo_server.domain.states import PaymentStatus
 from gpo_server.statements import camt053, mt940
 from gpo_server.statements.records import EntryRecord, StatementInvalid
@@ -184,3 +191,28 @@ def test_each_entry_gets_its_outcome() -> None:
         Outcome.OTHER_CREDIT,
         Outcome.NOT_BOOKED,
     ]
+
+
+def test_a_return_of_payments_not_paid_in_gpo_needs_an_operator() -> None:
+    sent, failed, paid, reversed_ = (
+        payment(1, 100, S.SENT),
+        payment(2, 200, S.FAILED),
+        payment(3, 300),
+        payment(4, 400, S.REVERSED),
+    )
+    matcher = Matcher(
+        [
+            entry(1, 100, credit=True, returned=True, end_to_end_ids=(sent.idempotency_key,)),
+            # A batch return: one payment paid, one FAILED in GPO.
+            entry(2, 500, credit=True, returned=True, end_to_end_ids=(failed.idempotency_key, paid.idempotency_key)),
+            # Returned again on a later statement: already REVERSED needs nobody.
+            entry(3, 400, credit=True, returned=True, end_to_end_ids=(reversed_.idempotency_key,)),
+        ]
+    )
+    matcher.offer([sent, failed, paid, reversed_])
+    one, batch, again = matcher.results()
+    assert one.outcome is Outcome.RETURN_NOT_SUCCEEDED and "number 1 (sent)" in one.note
+    assert batch.outcome is Outcome.RETURN_NOT_SUCCEEDED and "number 2 (failed)" in batch.note
+    assert [p.number for p in batch.payments] == [2, 3]
+    assert again.outcome is Outcome.RETURNED
+    assert Outcome.RETURN_NOT_SUCCEEDED in PROBLEMS and Outcome.RETURN_NOT_SUCCEEDED in CONFIRMING

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from gpo_kernel.masking import mask_fa
+from gpo_kernel.masking import mask_account, mask_fa
 from gpo_kernel.reasons import Reason
 from gpo_server.domain.validation import (
     MAX_FA,
@@ -396,6 +396,14 @@ def test_bad_metadata(metadata: dict[str, str]) -> None:
 )
 def test_mask_fa_examples(fa: str, masked: str) -> None:
     assert mask_fa(fa) == masked
+
+
+@pytest.mark.parametrize(
+    ("account", "masked"),
+    [("NL91ABNA0417164300", "***4300"), ("1234567", "***4567"), ("123456", "***"), ("", "***")],
+)
+def test_mask_account_examples(account: str, masked: str) -> None:
+    assert mask_account(account) == masked
 
 
 _scheme = st.from_regex(r"[a-z][a-z0-9_-]{0,31}", fullmatch=True)

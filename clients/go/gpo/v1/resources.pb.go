@@ -1186,7 +1186,8 @@ type Statement struct {
 	// "statements/{id}", GPO's id.
 	// At most 128 characters.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// The account the statement is for (IBAN or the bank's account id).
+	// The account the statement is for (IBAN or the bank's account id), masked: "***" and its last 4
+	// characters, as GPO's logs and audit trail show it.
 	// At most 64 characters.
 	Account string `protobuf:"bytes,2,opt,name=account,proto3" json:"account,omitempty"`
 	// The bank's id of the statement (camt.053 Stmt/Id; MT940 :20:/:28C:).
@@ -1201,8 +1202,8 @@ type Statement struct {
 	ReversedCount int64 `protobuf:"varint,6,opt,name=reversed_count,json=reversedCount,proto3" json:"reversed_count,omitempty"`
 	// When GPO imported it.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	// Entries per outcome: matched, returned, amount_mismatch, paid_not_succeeded, unmatched, not_booked,
-	// other_credit.
+	// Entries per outcome: matched, returned, return_not_succeeded, amount_mismatch, paid_not_succeeded,
+	// unmatched, not_booked, other_credit.
 	OutcomeCounts map[string]int64 `protobuf:"bytes,8,rep,name=outcome_counts,json=outcomeCounts,proto3" json:"outcome_counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// The batches it was matched against ("batches/{batch}").
 	// At most 128 characters each.
@@ -1329,7 +1330,8 @@ type BatchReconciliation struct {
 	// Payments a statement entry booked or returned, one row per entry and payment.
 	Matched []*StatementMatch `protobuf:"bytes,5,rep,name=matched,proto3" json:"matched,omitempty"`
 	// Entries of the statements matched against this batch that need an operator: unmatched debits and
-	// returns, amount mismatches, debits of payments GPO does not hold as paid.
+	// returns, amount mismatches, debits of payments GPO does not hold as paid, and returns of payments GPO
+	// does not hold as paid (return_not_succeeded: those payments are flagged for attention).
 	UnmatchedEntries []*StatementEntry `protobuf:"bytes,6,rep,name=unmatched_entries,json=unmatchedEntries,proto3" json:"unmatched_entries,omitempty"`
 	// SUCCEEDED payments no statement has shown booked yet.
 	UnconfirmedPayments []*UnconfirmedPayment `protobuf:"bytes,7,rep,name=unconfirmed_payments,json=unconfirmedPayments,proto3" json:"unconfirmed_payments,omitempty"`
@@ -1548,7 +1550,8 @@ type StatementMatch struct {
 	Statement string `protobuf:"bytes,5,opt,name=statement,proto3" json:"statement,omitempty"`
 	// The entry's position in its statement, from 1.
 	EntryNumber int32 `protobuf:"varint,6,opt,name=entry_number,json=entryNumber,proto3" json:"entry_number,omitempty"`
-	// The entry's outcome: matched or returned (or amount_mismatch, paid_not_succeeded).
+	// The entry's outcome: matched or returned (or return_not_succeeded, amount_mismatch,
+	// paid_not_succeeded).
 	// At most 32 characters.
 	Outcome string `protobuf:"bytes,7,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	// The entry's booking date (YYYY-MM-DD), "" when the statement gives none.
@@ -1677,7 +1680,8 @@ type StatementEntry struct {
 	// The return's reason code and text.
 	// At most 200 characters.
 	ReturnReason string `protobuf:"bytes,11,opt,name=return_reason,json=returnReason,proto3" json:"return_reason,omitempty"`
-	// matched, returned, amount_mismatch, paid_not_succeeded, unmatched, not_booked or other_credit.
+	// matched, returned, return_not_succeeded, amount_mismatch, paid_not_succeeded, unmatched, not_booked or
+	// other_credit.
 	// At most 32 characters.
 	Outcome string `protobuf:"bytes,12,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	// Why, for the outcomes that need an operator.

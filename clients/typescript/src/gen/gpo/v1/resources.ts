@@ -556,7 +556,8 @@ export interface Statement {
    */
   name: string;
   /**
-   * The account the statement is for (IBAN or the bank's account id).
+   * The account the statement is for (IBAN or the bank's account id), masked: "***" and its last 4
+   * characters, as GPO's logs and audit trail show it.
    * At most 64 characters.
    */
   account: string;
@@ -579,8 +580,8 @@ export interface Statement {
     | Date
     | undefined;
   /**
-   * Entries per outcome: matched, returned, amount_mismatch, paid_not_succeeded, unmatched, not_booked,
-   * other_credit.
+   * Entries per outcome: matched, returned, return_not_succeeded, amount_mismatch, paid_not_succeeded,
+   * unmatched, not_booked, other_credit.
    */
   outcomeCounts: { [key: string]: string };
   /**
@@ -617,7 +618,8 @@ export interface BatchReconciliation {
   matched: StatementMatch[];
   /**
    * Entries of the statements matched against this batch that need an operator: unmatched debits and
-   * returns, amount mismatches, debits of payments GPO does not hold as paid.
+   * returns, amount mismatches, debits of payments GPO does not hold as paid, and returns of payments GPO
+   * does not hold as paid (return_not_succeeded: those payments are flagged for attention).
    */
   unmatchedEntries: StatementEntry[];
   /** SUCCEEDED payments no statement has shown booked yet. */
@@ -683,7 +685,8 @@ export interface StatementMatch {
   /** The entry's position in its statement, from 1. */
   entryNumber: number;
   /**
-   * The entry's outcome: matched or returned (or amount_mismatch, paid_not_succeeded).
+   * The entry's outcome: matched or returned (or return_not_succeeded, amount_mismatch,
+   * paid_not_succeeded).
    * At most 32 characters.
    */
   outcome: string;
@@ -743,7 +746,8 @@ export interface StatementEntry {
    */
   returnReason: string;
   /**
-   * matched, returned, amount_mismatch, paid_not_succeeded, unmatched, not_booked or other_credit.
+   * matched, returned, return_not_succeeded, amount_mismatch, paid_not_succeeded, unmatched, not_booked or
+   * other_credit.
    * At most 32 characters.
    */
   outcome: string;
