@@ -13,7 +13,7 @@ code (domain/validation.py) and the rest of its chunk goes on.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 from gpo.v1 import disbursement_service_pb2, g2p_connect_service_pb2, rail_pb2
 
 from gpo_server.api.errors import ApiError, Context, abort, invalid_argument
-from gpo_server.api.interceptor import behavior_of
+from gpo_server.api.interceptor import HandlerInterceptor, behavior_of, service_of
 from gpo_server.domain import validation as v
 
 MAX_NAME = 128  # "batches/{uuid}" is 44
@@ -248,19 +248,11 @@ if missing := _unbounded():  # a new request field without a bound: refuse to st
     raise RuntimeError(f"request string fields without a bound in gpo_server/api/bounds.py: {missing}")
 
 
-class BoundsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class BoundsInterceptor(HandlerInterceptor):
     """Checks every request message (each one of a stream) against MAX_CHARS before its handler sees it."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        service = str(details.method).lstrip("/").split("/", 1)[0]
-        if not service.startswith("gpo.v1."):
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        if not service_of(method).startswith("gpo.v1."):
             return handler  # health and reflection
         return _checked(handler)
 
@@ -295,11 +287,7 @@ def _checked(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
             return await inner(request, context)
 
         behavior = unary
-    return make(
-        behavior,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    return make(behavior)
 
 
 async def _refuse_if_too_long(request: Message, context: Context) -> None:

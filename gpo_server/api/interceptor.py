@@ -48,10 +48,9 @@ def admits(access: Access, caller: Caller) -> ApiError | None:
     return None
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, auth: Authenticator, services: Mapping[str, Access] = SERVICES) -> None:
-        self.auth = auth
-        self.services = services
+class HandlerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """An interceptor that gives the handler of each known method to `wrap`, which returns the handler to
+    serve (the same one, or one around it). Unknown methods pass through: gRPC answers UNIMPLEMENTED."""
 
     async def intercept_service(
         self,
@@ -60,9 +59,25 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
         if handler is None:
-            return None  # unknown method: gRPC answers UNIMPLEMENTED
-        service = str(details.method).lstrip("/").split("/", 1)[0]
-        access = self.services.get(service)
+            return None
+        return self.wrap(handler, str(details.method))
+
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        raise NotImplementedError
+
+
+def service_of(method: str) -> str:
+    """The service a method's full name ("/gpo.v1.RailService/ClaimWorkChunk") belongs to."""
+    return method.lstrip("/").split("/", 1)[0]
+
+
+class AuthInterceptor(HandlerInterceptor):
+    def __init__(self, auth: Authenticator, services: Mapping[str, Access] = SERVICES) -> None:
+        self.auth = auth
+        self.services = services
+
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        access = self.services.get(service_of(method))
         if access is Access.PUBLIC:
             return handler
         return _guarded(handler, lambda context: self._admit(context, access))
@@ -89,14 +104,25 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 
 def behavior_of(handler: grpc.RpcMethodHandler) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """A handler's behaviour and the factory that makes a handler of the same kind around another one."""
+    """A handler's behaviour, and a function that makes a handler of the same kind and (de)serializers
+    around another behaviour."""
     if handler.request_streaming and handler.response_streaming:
-        return handler.stream_stream, grpc.stream_stream_rpc_method_handler
-    if handler.request_streaming:
-        return handler.stream_unary, grpc.stream_unary_rpc_method_handler
-    if handler.response_streaming:
-        return handler.unary_stream, grpc.unary_stream_rpc_method_handler
-    return handler.unary_unary, grpc.unary_unary_rpc_method_handler
+        inner, make = handler.stream_stream, grpc.stream_stream_rpc_method_handler
+    elif handler.request_streaming:
+        inner, make = handler.stream_unary, grpc.stream_unary_rpc_method_handler
+    elif handler.response_streaming:
+        inner, make = handler.unary_stream, grpc.unary_stream_rpc_method_handler
+    else:
+        inner, make = handler.unary_unary, grpc.unary_unary_rpc_method_handler
+
+    def rebuilt(behavior: Callable[..., Any]) -> grpc.RpcMethodHandler:
+        return make(
+            behavior,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    return inner, rebuilt
 
 
 def around_each_call(
@@ -124,11 +150,7 @@ def around_each_call(
                 return await inner(request, context)
 
         behavior = unary
-    return make(
-        behavior,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    return make(behavior)
 
 
 def _guarded(

@@ -6,7 +6,7 @@ carry the request's batch and chunk ids where it names them (never payment data)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
@@ -14,25 +14,20 @@ import grpc
 
 from gpo_kernel import tracing
 from gpo_server.api.errors import Context
-from gpo_server.api.interceptor import around_each_call
+from gpo_server.api.interceptor import HandlerInterceptor, around_each_call
 
 # Streams shared by many chunks' work: a span per stream would join no chunk's trace, so the service
 # makes one per request message, parented by the traceparent the message carries.
 PER_MESSAGE = frozenset({"/gpo.v1.RailService/ReportResults"})
 
 
-class TracingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None or str(details.method).startswith("/grpc."):
-            return handler  # unknown methods, health checks and reflection: no spans
-        if str(details.method) in PER_MESSAGE:
+class TracingInterceptor(HandlerInterceptor):
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        if method.startswith("/grpc."):
+            return handler  # health checks and reflection: no spans
+        if method in PER_MESSAGE:
             return handler  # one span per request message instead, in the chunk's trace (rail_service.py)
-        return _traced(handler, str(details.method))
+        return _traced(handler, method)
 
 
 def _attributes(method: str, request: Any) -> dict[str, str | int]:
