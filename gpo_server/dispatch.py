@@ -16,6 +16,7 @@ from gpo.v1 import rail_pb2
 from gpo_kernel import tracing
 from gpo_kernel.queueing.base import Broker, OutgoingMessage
 from gpo_server.observability import metrics
+from gpo_server.stopping import sleep_unless_stopped
 from gpo_server.storage.store import PublishableChunk, Store
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class OutboxRelay:
                 failures += 1
                 log.exception("outbox relay: publishing failed (attempt %d); retrying", failures)
                 published = 0
-                await _wait(stop, min(0.5 * 2**failures, 15.0))
+                await sleep_unless_stopped(stop, min(0.5 * 2**failures, 15.0))
                 continue
             if published == 0:
                 self._wake.clear()
@@ -95,13 +96,6 @@ def _publish_span(
     )
     spans.callback(span.end)
     return headers
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass
 
 
 async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:

@@ -12,6 +12,7 @@ from google.protobuf.message import DecodeError
 from gpo.v1 import rail_pb2
 
 from gpo_kernel.queueing.base import Broker, Delivery
+from gpo_server.stopping import sleep_unless_stopped
 from gpo_server.storage.store import Store, WorkBuilder
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,7 @@ class StuckPaymentSweeper:
                     self.on_work()
             except Exception:
                 log.exception("sweeper round failed; trying again next round")
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval_s)
-            except TimeoutError:
-                pass
+            await sleep_unless_stopped(stop, self.interval_s)
 
 
 class DeadLetterRecorder:
@@ -96,10 +94,7 @@ class DeadLetterRecorder:
                 return
             if (error := consumer.exception()) is not None:
                 log.error("dead-letter recorder for rail %s failed (%r); restarting", self.rail, error)
-                try:
-                    await asyncio.wait_for(stop.wait(), 5)
-                except TimeoutError:
-                    pass
+                await sleep_unless_stopped(stop, 5)
 
     async def _consume(self) -> None:
         async for delivery in self.broker.consume_dead_letters(self.rail, prefetch=16):
@@ -172,7 +167,4 @@ class EmptyBatchExpirer:
                     )
             except Exception:
                 log.exception("empty batch expiry failed; trying again next round")
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval_s)
-            except TimeoutError:
-                pass
+            await sleep_unless_stopped(stop, self.interval_s)

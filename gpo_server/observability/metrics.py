@@ -20,6 +20,7 @@ from sqlalchemy import case, func, select
 
 from gpo_kernel.queueing.base import Broker
 from gpo_server.domain.states import BatchState, PaymentStatus
+from gpo_server.stopping import sleep_unless_stopped
 from gpo_server.storage.store import Store
 from gpo_server.storage.tables import batches, dead_letters, outbox, payments
 
@@ -231,10 +232,7 @@ class MetricsSampler:
             except Exception:
                 SAMPLE_FAILURES.inc()
                 log.warning("metrics: sampling the database failed", exc_info=True)
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval_s)
-            except TimeoutError:
-                pass
+            await sleep_unless_stopped(stop, self.interval_s)
 
 
 __all__ = [

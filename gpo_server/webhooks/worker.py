@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import httpx
 
 from gpo_server.observability import metrics
+from gpo_server.stopping import sleep_unless_stopped
 from gpo_server.storage.store import utcnow
 from gpo_server.storage.webhooks import DueEvent, WebhookStore
 from gpo_server.webhooks import payload, signing
@@ -75,10 +76,7 @@ class WebhookWorker:
                     return
                 if (error := work.exception()) is not None:
                     log.error("webhooks: a round failed; trying again", exc_info=error)
-                try:
-                    await asyncio.wait_for(stop.wait(), self.settings.poll_s)
-                except TimeoutError:
-                    pass
+                await sleep_unless_stopped(stop, self.settings.poll_s)
         finally:
             await self.client.aclose()
 
