@@ -21,7 +21,7 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -60,8 +60,9 @@ class RailUnderTest(abc.ABC):
     """One rail of the test: `count` payments of the batch go to it, served by REPLICAS sidecars."""
 
     kind: str
-    # False: the test kills replica 0 (kill -9) once a quarter of the rail's payments were executed. True:
-    # replica 0 crashes by itself at the worst moment (a fault injection in its rails-file table).
+    # False: the test kills replica 0 (kill -9) as the rail's peer records a quarter of the rail's payments
+    # executed (from the peer's own hook, so a fast rail cannot finish between two looks of the test).
+    # True: replica 0 crashes by itself at the worst moment (a fault injection in its rails-file table).
     dies_by_itself = False
 
     def __init__(self, workdir: Path, name: str, count: int) -> None:
@@ -86,6 +87,11 @@ class RailUnderTest(abc.ABC):
     @abc.abstractmethod
     def executed(self) -> int:
         """Executions the rail's own records show so far."""
+
+    def on_executed(self, hook: Callable[[int], None] | None) -> None:
+        """Has the peer call `hook` with its count of executions after each step it executes (a transfer,
+        a batch, a file), before it takes the next."""
+        raise NotImplementedError(f"{self.kind}: its peer has no execution hook")
 
     @abc.abstractmethod
     def check(self, payments: Sequence[res_pb.Payment], logs: str) -> dict[str, Any]:
@@ -230,6 +236,9 @@ class MojaloopUnderTest(RailUnderTest):
     def executed(self) -> int:
         return self.hub.executed()
 
+    def on_executed(self, hook: Callable[[int], None] | None) -> None:
+        self.hub.on_executed = hook
+
     def check(self, payments: Sequence[res_pb.Payment], logs: str) -> dict[str, Any]:
         ledger = self.hub.snapshot()
         assert self.hub.violations == [], self.hub.violations[:5]
@@ -310,6 +319,9 @@ class GsmaUnderTest(RailUnderTest):
     def executed(self) -> int:
         return len(self.provider.ledger)
 
+    def on_executed(self, hook: Callable[[int], None] | None) -> None:
+        self.provider.on_executed = hook
+
     def check(self, payments: Sequence[res_pb.Payment], logs: str) -> dict[str, Any]:
         assert self.provider.violations == [], self.provider.violations[:5]
         assert self.provider.duplicates() == {}, "a transaction was executed twice"
@@ -370,6 +382,9 @@ class Iso20022UnderTest(RailUnderTest):
     def executed(self) -> int:
         return len(self.bank.ledger)
 
+    def on_executed(self, hook: Callable[[int], None] | None) -> None:
+        self.bank.on_executed = hook
+
     def check(self, payments: Sequence[res_pb.Payment], logs: str) -> dict[str, Any]:
         assert not self.bank.invalid and self.bank.report_violations == []
         assert not self.bank.duplicate_transfers, "a transfer came again in another file"
@@ -426,6 +441,18 @@ def batch_payments(rails: Sequence[RailUnderTest], seed: int = 3) -> Iterator[ap
         )
 
 
+def _kill_at_a_quarter(rail: RailUnderTest, first: Proc, killed_at: dict[str, int]) -> Callable[[int], None]:
+    """The peer's hook: kill -9 `first` once the peer has executed a quarter of the rail's payments, and
+    note how many it had (the hook may run in the peer's own thread)."""
+
+    def hook(executed: int) -> None:
+        if executed >= rail.count // 4 and rail.name not in killed_at:
+            first.kill9()
+            killed_at[rail.name] = executed
+
+    return hook
+
+
 def start_replica(rig: Rig, node: Cluster, rail: RailUnderTest, replica: int, config: Path) -> Proc:
     """A `gpo-sidecar` process for `rail` with its own rails file and log."""
     env = {**node.env(), "GPO_SIDECAR_TOKEN": node.token([], [SIDECAR_ROLE])}
@@ -467,35 +494,39 @@ async def test_two_replicas_of_each_rail_kill9_one_mid_batch(rig: Rig) -> None:
             rail.name: [start_replica(rig, node, rail, r, files[r]) for r in range(REPLICAS)]
             for rail in rails
         }
+        # kill -9 the first replica of each rail as its peer records a quarter of that rail's payments
+        # executed, while the rail still has work: the peer calls back before its next step, so the kill
+        # point does not depend on how soon this loop would notice (a rail may pay 1000 in 2 s).
+        killed_at: dict[str, int] = {}
+        for rail in rails:
+            if not rail.dies_by_itself:
+                rail.on_executed(_kill_at_a_quarter(rail, replicas[rail.name][0], killed_at))
         client = rig.client(node)
         header = api_pb.BatchHeader(program=PROGRAM, request_id=str(uuid.uuid4()), payer_fa=PAYER_FA)
         uploaded = await client.upload(header, chunked(batch_payments(rails), 1000))
         assert uploaded.rejected == 0 and uploaded.batch.payment_count == total, uploaded.rejections[:3]
         name = uploaded.batch.name
 
-        # kill -9 the first replica of each rail once a quarter of that rail's payments were executed,
-        # while the rail still has work.
-        killed_at: dict[str, int] = {}
         deadline = time.monotonic() + 180
         while len(killed_at) < len(rails):
             for rail in rails:
                 first = replicas[rail.name][0]
-                if rail.name in killed_at:
-                    continue
-                done = rail.executed()
-                if rail.dies_by_itself and not first.alive():
-                    killed_at[rail.name] = done
+                if rail.dies_by_itself and rail.name not in killed_at and not first.alive():
+                    # The dead replica's last chunk is leased to it (GPO_CLAIM_LEASE_S), so the survivor
+                    # cannot have finished the rail in the moment since the crash.
+                    killed_at[rail.name] = done = rail.executed()
                     assert done < rail.count, f"{rail.kind}: the batch was done before the crash"
-                elif not rail.dies_by_itself and done >= rail.count // 4:
-                    await asyncio.to_thread(first.kill9)
-                    killed_at[rail.name] = done
-                    assert done < rail.count, f"{rail.kind}: the batch was done before the kill"
             for rail in rails:
                 for proc in replicas[rail.name][1:]:
                     assert proc.alive(), proc.tail()
             assert time.monotonic() < deadline, f"executions {[r.executed() for r in rails]} of {COUNTS}"
             await asyncio.sleep(0.05)
         killed = time.monotonic()
+        for rail in rails:
+            if not rail.dies_by_itself:
+                rail.on_executed(None)
+                assert not replicas[rail.name][0].alive()
+                assert killed_at[rail.name] < rail.count, f"{rail.kind}: the batch was done before the kill"
 
         [batch] = await completed(client, [name], deadline_s=240)
         recovered_s = round(time.monotonic() - killed, 1)

@@ -112,6 +112,9 @@ class Bank:
         self.behaviour = behaviour or Behaviour()
         self.poll_s = poll_s
         self.ledger: dict[str, LedgerEntry] = {}
+        # Called with the ledger's size after each file the bank takes, before the next: a test acts at an
+        # exact point of a run, however late its own polling would see it (one pass may take many files).
+        self.on_executed: Callable[[int], None] | None = None
         self.copies: Counter[str] = Counter()  # MsgId -> copies received
         self.invalid: list[tuple[str, str]] = []  # (file, why) for files refused as a whole
         self.duplicate_transfers: Counter[str] = Counter()  # EndToEndIds that came again in another file
@@ -182,6 +185,8 @@ class Bank:
                 data = path.read_bytes()
                 os.replace(path, self.archive / f"{next(self._sequence):06d}-{name}")
                 self._take(name, data)
+                if self.on_executed is not None:
+                    self.on_executed(len(self.ledger))
             await asyncio.sleep(self.poll_s)
 
     def release(self) -> None:

@@ -29,7 +29,7 @@ import itertools
 import json
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -237,6 +237,9 @@ class GsmaProvider:
         self.refused_correlations: dict[str, dict[str, Any]] = {}  # X-CorrelationID → errorObject
         self.request_states: dict[str, dict[str, Any]] = {}
         self.ledger: list[Execution] = []
+        # Called with the ledger's size after each batch it executes, before the next: a test acts at an
+        # exact point of a run, however late its own polling would see it.
+        self.on_executed: Callable[[int], None] | None = None
         self.violations: list[str] = []
         self.requests: Counter[str] = Counter()  # "POST /batchtransactions" → count
         self.injected: Counter[str] = Counter()  # fault → times injected
@@ -486,6 +489,8 @@ class GsmaProvider:
                     reason,
                 )
             )
+        if self.on_executed is not None:
+            self.on_executed(len(self.ledger))
         batch.status = "completed"
         batch.completed = _now()
         state = self.request_states[batch.server_correlation_id]
