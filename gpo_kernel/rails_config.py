@@ -19,15 +19,17 @@ default_rail = "mpesa"             # where unmatched payees go; omit to reject t
 
 from __future__ import annotations
 
-import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpo_kernel.settings import ConfigError, references, refuse_unknown, resolve_secret
 
-class ConfigError(ValueError):
-    pass
+__all__ = ["ConfigError", "RailConfig", "RailsConfig", "load_rails_config", "resolve_secret"]
+
+_RAIL_KEYS = ("kind", "routes", "chunk_size", "concurrency", "rate_limit", "timeout_s", "max_call_s", "options")
 
 
 @dataclass(frozen=True)
@@ -44,50 +46,42 @@ class RailConfig:
     max_call_s: float = 60
     options: dict[str, Any] = field(default_factory=dict)
 
-    def option(self, key: str, default: Any = None) -> Any:
+    def option(self, key: str, default: Any = None, env: Mapping[str, str] | None = None) -> Any:
         """A kind-specific option, with {env = …} and {file = …} secrets resolved."""
-        return resolve_secret(self.options.get(key, default), f"rails.{self.name}.options.{key}")
+        return resolve_secret(self.options.get(key, default), f"rails.{self.name}.options.{key}", env)
 
 
 @dataclass(frozen=True)
 class RailsConfig:
     rails: dict[str, RailConfig]
     default_rail: str | None
+    source: str = ""  # the file it was read from, for messages
+
+    def references(self) -> set[str]:
+        """The environment variables the file's `{ env = "NAME" }` secrets name."""
+        return set().union(*(references(r.options) for r in self.rails.values())) if self.rails else set()
 
     def routes(self) -> str:
         """The rules in the GPO_ROUTES form, in file order."""
         return ",".join(f"{pattern}={r.name}" for r in self.rails.values() for pattern in r.routes)
 
 
-def resolve_secret(value: Any, where: str) -> Any:
-    if isinstance(value, dict) and set(value) == {"env"}:
-        if value["env"] not in os.environ:
-            raise ConfigError(f"{where}: environment variable {value['env']} is not set")
-        return os.environ[value["env"]]
-    if isinstance(value, dict) and set(value) == {"file"}:
-        return Path(value["file"]).read_text().strip()
-    return value
-
-
 def load_rails_config(path: str | Path) -> RailsConfig:
-    with open(path, "rb") as handle:
-        data = tomllib.load(handle)
+    """The rails file, read once by each process at start (Settings.from_env, gpo-sidecar) and passed down."""
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"GPO_RAILS_CONFIG: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    refuse_unknown(data, ("rails", "defaults"), str(path))
+    refuse_unknown(data.get("defaults") or {}, ("default_rail",), f"{path}: defaults")
     rails = {}
     for name, table in (data.get("rails") or {}).items():
         if "kind" not in table:
-            raise ConfigError(f"rails.{name}: 'kind' is required")
-        unknown = set(table) - {
-            "kind",
-            "routes",
-            "chunk_size",
-            "concurrency",
-            "rate_limit",
-            "timeout_s",
-            "max_call_s",
-            "options",
-        }
-        if unknown:
-            raise ConfigError(f"rails.{name}: unknown settings {sorted(unknown)}")
+            raise ConfigError(f"{path}: rails.{name}: 'kind' is required")
+        refuse_unknown(table, _RAIL_KEYS, f"{path}: rails.{name}")
         rails[name] = RailConfig(
             name=name,
             kind=str(table["kind"]),
@@ -103,5 +97,5 @@ def load_rails_config(path: str | Path) -> RailsConfig:
         )
     default = (data.get("defaults") or {}).get("default_rail")
     if default is not None and default not in rails:
-        raise ConfigError(f"defaults.default_rail {default!r} is not a configured rail")
-    return RailsConfig(rails, default)
+        raise ConfigError(f"{path}: defaults.default_rail {default!r} is not a configured rail")
+    return RailsConfig(rails, default, str(path))

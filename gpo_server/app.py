@@ -121,6 +121,10 @@ class Orchestrator:
         self.console_port = 0
 
     async def start(self) -> None:
+        if self.settings.embedded:  # before anything starts: a misrouted rail is a settings error
+            from gpo_server import embedded
+
+            embedded.check_rails(self.settings, self.embedded_rails)
         await self.store.migrate()
         await self.broker.connect()
         for rail in self.settings.rails():

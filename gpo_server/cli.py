@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from gpo.v1 import resources_pb2 as res_pb
 from gpo_kernel import tracing
 from gpo_kernel.logs import configure
 from gpo_kernel.runtime import tune_garbage_collector
+from gpo_kernel.settings import ConfigError, Environment, environment
 from gpo_server.api.auth import OPERATOR_ROLE, RECONCILER_ROLE, SIDECAR_ROLE, local_secret, mint_token
 from gpo_server.client import GpoClient, status_counts
 from gpo_server.config import ENVIRONMENT, Settings
@@ -93,11 +95,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Everything after `sidecar` belongs to gpo-sidecar, --help included.
             return _sidecar_main(argv[sidecar_at + 1 :])
         args = _parser().parse_args(argv)
-        configure(os.environ.get("GPO_LOG_LEVEL", "WARNING" if args.func is not _serve else "INFO"))
+        # The settings of this run, read once: commands take them from args.settings.
+        args.settings = Settings.from_env()
+        configure(args.settings.log_level or ("WARNING" if args.func is not _serve else "INFO"))
         result: int = args.func(args)
         return result
     except CliError as exc:
         return _fail(str(exc), exc.code)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
     except FileProblem as exc:
         for line in exc.lines:
             print(line, file=sys.stderr)
@@ -116,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _quiet_stdout()
         return EXIT_BROKEN_PIPE
     except Exception as exc:  # anything else is still one line; the traceback only when asked for
-        if os.environ.get("GPO_LOG_LEVEL", "").upper() == "DEBUG":
+        if Environment().text("GPO_LOG_LEVEL").upper() == "DEBUG":
             raise
         text = str(exc) or type(exc).__name__
         return _fail(f"{text} ({type(exc).__name__}; GPO_LOG_LEVEL=DEBUG shows where)", EXIT_FAILED)
@@ -391,12 +397,9 @@ def _sidecar_main(argv: Sequence[str]) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    settings.listen = args.listen or settings.listen
-    settings.database_url = args.database_url or settings.database_url
-    settings.amqp_url = args.amqp_url or settings.amqp_url
-    configure(settings.log_level)
-    tracing.configure("gpo-server", os.environ)
+    flags = {"listen": args.listen, "database_url": args.database_url, "amqp_url": args.amqp_url}
+    settings = dataclasses.replace(args.settings, **{k: v for k, v in flags.items() if v})
+    tracing.configure("gpo-server", environment())
     try:
         return asyncio.run(_run_server(settings))
     finally:
@@ -451,14 +454,14 @@ def batch_summary(batch: res_pb.Batch) -> dict[str, Any]:
 
 
 def _server(args: argparse.Namespace) -> str:
-    return str(getattr(args, "server", None) or os.environ.get("GPO_SERVER") or DEFAULT_SERVER)
+    return str(getattr(args, "server", None) or args.settings.server or DEFAULT_SERVER)
 
 
 def _client(args: argparse.Namespace, *, operator: bool = False) -> GpoClient:
     """A client with --token / GPO_TOKEN, else a short token minted from the local secret: a program
     caller for every program, or an operator for the operator's commands (retry, dead-letters)."""
-    settings = Settings.from_env()
-    token = getattr(args, "token", None) or os.environ.get("GPO_TOKEN", "")
+    settings: Settings = args.settings
+    token = getattr(args, "token", None) or settings.token
     if not token:
         secret = local_secret(settings.data_dir)
         if operator:
@@ -517,7 +520,7 @@ def _server_from(argv: Sequence[str]) -> str:
             return argv[i + 1]
         if arg.startswith("--server="):
             return arg.split("=", 1)[1]
-    return os.environ.get("GPO_SERVER") or DEFAULT_SERVER
+    return Environment().text("GPO_SERVER", DEFAULT_SERVER)
 
 
 def _error_info(exc: grpc.aio.AioRpcError) -> tuple[str, dict[str, str]]:
@@ -917,7 +920,7 @@ async def _audit(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    secret = local_secret(Settings.from_env().data_dir)
+    secret = local_secret(args.settings.data_dir)
     if (args.sidecar or args.operator or args.reconciler) and args.program:
         raise CliError(
             "--program is for program callers; a sidecar, operator or reconciler token names none", EXIT_USAGE
@@ -940,7 +943,7 @@ async def _demo(args: argparse.Namespace) -> int:
     from gpo_server.demo import clean_runs, run_demo
 
     if args.clean:
-        emit(clean_runs())
+        emit(clean_runs(args.settings.data_dir))
         return EXIT_OK
     return await run_demo(args)
 

@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import os
 import random
 import shutil
 import socket
@@ -28,6 +27,7 @@ from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import resources_pb2 as res_pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gpo_kernel.settings import environment
 from gpo_kernel.tls import ClientTls
 from gpo_kernel.tls import channel as tls_channel
 from gpo_server.api.auth import SIDECAR_ROLE, local_secret, mint_token
@@ -90,14 +90,15 @@ async def _wait_serving(
 
 
 async def run_demo(args: argparse.Namespace) -> int:
-    base = Settings.from_env().data_dir
+    settings: Settings = args.settings
+    base = settings.data_dir
     run_dir = (base / "demo" / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S-%f")).resolve()
     run_dir.mkdir(parents=True)
     secret = local_secret(run_dir)
     port = _free_port()
     ledger = run_dir / "simulator-ledger.db"
     env = {
-        **os.environ,
+        **environment(),
         "GPO_DATA_DIR": str(run_dir),
         "GPO_LISTEN": f"127.0.0.1:{port}",
         "GPO_SIMULATOR": args.simulator,
@@ -141,7 +142,7 @@ async def run_demo(args: argparse.Namespace) -> int:
             )
         # GPO_TLS_* in the environment reach gpo serve and gpo-sidecar as they are; the demo's own client
         # trusts (and presents) what they name too, so the whole demo can run over mTLS.
-        client_tls = Settings.from_env().client_tls()
+        client_tls = settings.client_tls()
         await _wait_serving(f"127.0.0.1:{port}", processes, client_tls)
         summary = await asyncio.wait_for(
             _pay(args, f"127.0.0.1:{port}", mint_token(secret, "demo", [PROGRAM]), ledger, client_tls),
@@ -217,9 +218,9 @@ def earlier_runs(folder: Path) -> list[Path]:
     return sorted(d for d in folder.iterdir() if d.is_dir() and d.name[:8].isdigit() and "T" in d.name)
 
 
-def clean_runs() -> dict[str, Any]:
+def clean_runs(data_dir: Path) -> dict[str, Any]:
     """`gpo demo --clean`: removes every run folder under GPO_DATA_DIR/demo, and says how much."""
-    folder = (Settings.from_env().data_dir / "demo").resolve()
+    folder = (data_dir / "demo").resolve()
     runs = earlier_runs(folder)
     total = sum(_size(d) for d in runs)
     for d in runs:

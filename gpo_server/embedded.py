@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 
 from gpo_kernel.queueing.base import Broker
-from gpo_kernel.rails_config import load_rails_config
+from gpo_kernel.settings import ConfigError
 from gpo_server.config import Settings
 from rail_sidecars.cli import main as sidecar_main
 from rail_sidecars.rails.base import Rail
@@ -25,7 +25,9 @@ from rail_sidecars.rails.simulator.store import LedgerTotals, read_totals
 from rail_sidecars.runner import SidecarRunner
 from rail_sidecars.sdk.notes_grpc import GrpcRailNotes
 
-__all__ = ["LedgerTotals", "Rail", "run_sidecar_command", "simulator_totals", "start_sidecars"]
+SIMULATOR = "simulator"  # the rail embedded mode runs on the simulator without configuring it
+
+__all__ = ["LedgerTotals", "Rail", "check_rails", "run_sidecar_command", "simulator_totals", "start_sidecars"]
 
 
 def start_sidecars(
@@ -38,11 +40,14 @@ def start_sidecars(
     stop: asyncio.Event,
 ) -> list[asyncio.Task[None]]:
     """One in-process sidecar per routed rail: an injected rail (tests), else the rail the rails file
-    configures, else the simulator."""
+    configures, else, for the rail named "simulator" only, the simulator (GPO_SIMULATOR). A routed rail
+    that is none of these is a ConfigError before any sidecar starts: a real rail's payments must not
+    silently go to the simulator (a rails file can name a rail of kind "simulator" to have that)."""
     sim = SimulatorSettings.parse(
         settings.simulator, ledger_path=str(settings.data_dir / "simulator-ledger.db")
     )
-    configured = load_rails_config(settings.rails_config).rails if settings.rails_config else {}
+    check_rails(settings, rails)
+    configured = settings.rails_file.rails if settings.rails_file is not None else {}
     tasks = []
     for rail_name in settings.rails():
         if rail_name in rails:
@@ -65,6 +70,17 @@ def start_sidecars(
         )
         tasks.append(asyncio.create_task(runner.run(stop)))
     return tasks
+
+
+def check_rails(settings: Settings, injected: Mapping[str, Rail]) -> None:
+    """ConfigError unless every routed rail is injected, configured in the rails file, or the simulator."""
+    configured = settings.rails_file.rails if settings.rails_file is not None else {}
+    for name in settings.rails():
+        if name not in injected and name not in configured and name != SIMULATOR:
+            raise ConfigError(
+                f"embedded mode: rail {name!r} is routed but not configured; name it in a rails file"
+                f' (GPO_RAILS_CONFIG; kind = "simulator" for the simulator), or route to {SIMULATOR!r}'
+            )
 
 
 def run_sidecar_command(argv: Sequence[str]) -> int:

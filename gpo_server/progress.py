@@ -8,7 +8,6 @@ and CI output stay readable. stdout is never touched: it carries the command's J
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from types import TracebackType
@@ -28,6 +27,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from gpo_kernel.settings import environment
 from gpo_server.client import status_counts
 
 FINAL_STATUSES = ("succeeded", "failed", "rejected", "cancelled", "reversed")
@@ -50,7 +50,7 @@ def _is_tty(stream: IO[str] | None) -> bool:
 
 
 def on_terminal(stream: IO[str]) -> bool:
-    return stream.isatty() and os.environ.get("TERM", "") != "dumb"
+    return stream.isatty() and environment().get("TERM", "") != "dumb"
 
 
 class _RateColumn(ProgressColumn):

@@ -16,6 +16,7 @@ from gpo_kernel import tracing
 from gpo_kernel.logs import configure
 from gpo_kernel.rails_config import RailConfig, load_rails_config
 from gpo_kernel.runtime import tune_garbage_collector
+from gpo_kernel.settings import ConfigError, Environment, check_environment
 from gpo_kernel.tls import channel as tls_channel
 from gpo_kernel.tls import client_tls_from, keepalive
 from rail_sidecars.rails.registry import make_rail
@@ -31,18 +32,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rail_sidecars.rails.simulator.store import main as ledger_main
 
         return ledger_main(argv[1:])
+    env = Environment()  # this process's GPO_* settings, read once (the rails file too, below)
     parser = argparse.ArgumentParser(prog="gpo-sidecar", description="Run a GPO rail sidecar.")
     parser.add_argument("--rail", required=True, help="the rail's name: its queue is gpo.rail.NAME")
     parser.add_argument(
         "--config",
-        default=os.environ.get("GPO_RAILS_CONFIG", ""),
+        default=env.text("GPO_RAILS_CONFIG"),
         help="rails TOML file (GPO_RAILS_CONFIG); without it the rail is the simulator",
     )
-    parser.add_argument("--orchestrator", default=os.environ.get("GPO_ORCHESTRATOR", "127.0.0.1:50051"))
-    parser.add_argument("--amqp-url", default=os.environ.get("GPO_AMQP_URL", ""), required=False)
+    parser.add_argument("--orchestrator", default=env.text("GPO_ORCHESTRATOR", "127.0.0.1:50051"))
+    parser.add_argument("--amqp-url", default=env.secret("GPO_AMQP_URL"), required=False)
     parser.add_argument(
         "--token",
-        default=os.environ.get("GPO_SIDECAR_TOKEN", ""),
+        default=env.secret("GPO_SIDECAR_TOKEN"),
         help="bearer JWT with role 'sidecar' (GPO_SIDECAR_TOKEN)",
     )
     parser.add_argument(
@@ -55,61 +57,65 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--lease-s",
         type=float,
-        default=float(os.environ.get("GPO_SIDECAR_LEASE_S", 15)),
+        default=env.number("GPO_SIDECAR_LEASE_S", 15),
         help="the claim lease asked for, renewed every third of it (GPO_SIDECAR_LEASE_S, default 15)",
     )
     parser.add_argument(
         "--journal",
-        default=os.environ.get("GPO_SIDECAR_JOURNAL", ""),
+        default=env.text("GPO_SIDECAR_JOURNAL"),
         help="outcome journal file (GPO_SIDECAR_JOURNAL; default: sidecar-RAIL.journal in GPO_DATA_DIR or"
         " the working directory; 'off' for none)",
     )
     parser.add_argument(
         "--simulator",
-        default=os.environ.get("GPO_SIMULATOR", ""),
+        default=env.text("GPO_SIMULATOR"),
         help="simulator settings, e.g. latency_ms=5,failure_rate=0.01,rate_limit=1000",
     )
-    parser.add_argument("--ledger", default=os.environ.get("GPO_SIMULATOR_LEDGER", "simulator-ledger.db"))
+    parser.add_argument("--ledger", default=env.text("GPO_SIMULATOR_LEDGER", "simulator-ledger.db"))
     parser.add_argument(
         "--metrics-port",
         type=int,
-        default=int(os.environ["GPO_SIDECAR_METRICS_PORT"])
-        if os.environ.get("GPO_SIDECAR_METRICS_PORT")
-        else None,
+        default=env.optional_integer("GPO_SIDECAR_METRICS_PORT"),
         help="serve Prometheus /metrics on this port (GPO_SIDECAR_METRICS_PORT; default off)",
     )
     parser.add_argument(
         "--metrics-host",
-        default=os.environ.get("GPO_SIDECAR_METRICS_HOST", "127.0.0.1"),
+        default=env.text("GPO_SIDECAR_METRICS_HOST", "127.0.0.1"),
         help="address /metrics binds (GPO_SIDECAR_METRICS_HOST; default 127.0.0.1)",
     )
     parser.add_argument(
         "--keepalive-s",
         type=float,
-        default=float(os.environ.get("GPO_SIDECAR_KEEPALIVE_S", 30)),
+        default=env.number("GPO_SIDECAR_KEEPALIVE_S", 30),
         help="ping the orchestrator this often, and drop a connection whose ping goes unanswered as long"
         " (GPO_SIDECAR_KEEPALIVE_S, default 30; gpo serve's GPO_GRPC_MIN_PING_INTERVAL_S must not exceed it)",
     )
     tls = parser.add_argument_group("TLS to the orchestrator (plaintext when no CA file is named)")
-    tls.add_argument("--tls-ca", default=os.environ.get("GPO_TLS_CA_FILE", ""), help="PEM CA(s) to trust")
+    tls.add_argument("--tls-ca", default=env.text("GPO_TLS_CA_FILE"), help="PEM CA(s) to trust")
     tls.add_argument(
         "--tls-cert",
-        default=os.environ.get("GPO_TLS_CLIENT_CERT_FILE", ""),
+        default=env.text("GPO_TLS_CLIENT_CERT_FILE"),
         help="PEM client certificate (mTLS)",
     )
-    tls.add_argument("--tls-key", default=os.environ.get("GPO_TLS_CLIENT_KEY_FILE", ""), help="its PEM key")
+    tls.add_argument("--tls-key", default=env.text("GPO_TLS_CLIENT_KEY_FILE"), help="its PEM key")
     tls.add_argument(
         "--tls-server-name",
-        default=os.environ.get("GPO_TLS_SERVER_NAME", ""),
+        default=env.text("GPO_TLS_SERVER_NAME"),
         help="name the certificate carries",
     )
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+        args.rails_file = load_rails_config(args.config) if args.config else None
+        check_environment(env.env, args.rails_file.references() if args.rails_file else ())
+    except ConfigError as exc:
+        parser.error(str(exc))
+    args.data_dir = env.text("GPO_DATA_DIR", ".")
     if not args.amqp_url:
         parser.error("--amqp-url (or GPO_AMQP_URL) is required: a separate sidecar needs RabbitMQ")
     if not args.token:
         parser.error("--token (or GPO_SIDECAR_TOKEN) is required")
-    configure(os.environ.get("GPO_LOG_LEVEL", "INFO"))
-    tracing.configure(f"gpo-sidecar-{args.rail}", os.environ)
+    configure(env.text("GPO_LOG_LEVEL", "INFO"))
+    tracing.configure(f"gpo-sidecar-{args.rail}", env.env)
     try:
         return asyncio.run(_run(args))
     finally:
@@ -117,8 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _rail_config(args: argparse.Namespace) -> RailConfig:
-    if args.config:
-        rails = load_rails_config(args.config).rails
+    if args.rails_file is not None:
+        rails: dict[str, RailConfig] = args.rails_file.rails
         if args.rail not in rails:
             raise SystemExit(f"gpo-sidecar: rail {args.rail!r} is not in {args.config}")
         return rails[args.rail]
@@ -152,7 +158,7 @@ async def _run(args: argparse.Namespace) -> int:
     )
     rail = make_rail(config, notes=GrpcRailNotes(channel, rail=args.rail, token=args.token))
     journal_path = args.journal or str(
-        Path(os.environ.get("GPO_DATA_DIR", ".")) / f"sidecar-{args.rail}.journal"
+        Path(args.data_dir) / f"sidecar-{args.rail}.journal"
     )
     journal = None if args.journal == "off" else OutcomeJournal.open(journal_path)
     runner = SidecarRunner(

@@ -5,20 +5,24 @@ the option."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from gpo_kernel.rails_config import ConfigError, RailConfig
+from gpo_kernel.settings import Environment, did_you_mean
 
 
 class Options:
     def __init__(self, config: RailConfig, kind: str, known: Iterable[str]) -> None:
         self.config = config
-        unknown = sorted(set(config.options) - set(known))
+        self.env = Environment()  # the process's documented GPO_* settings (GPO_DATA_DIR, GPO_SPECS_DIR)
+        known = set(known)
+        unknown = sorted(set(config.options) - known)
         if unknown:
-            raise ConfigError(f"rails.{config.name}.options: unknown {kind} options {unknown}")
+            raise ConfigError(
+                f"rails.{config.name}.options: unknown {kind} options {unknown}{did_you_mean(unknown[0], known)}"
+            )
 
     def where(self, key: str) -> str:
         return f"rails.{self.config.name}.options.{key}"
@@ -67,5 +71,5 @@ class Options:
     def state_path(self, prefix: str) -> str:
         """Where the rail keeps its state file: the state_path option, else
         $GPO_DATA_DIR/{prefix}-{rail name}.db."""
-        data_dir = os.environ.get("GPO_DATA_DIR", ".")
+        data_dir = self.env.text("GPO_DATA_DIR", ".")
         return self.text("state_path") or str(Path(data_dir) / f"{prefix}-{self.config.name}.db")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,7 +113,7 @@ def _settings(o: Options) -> Iso20022Settings:
         )
     xsd_path: Path | None = None
     if o.flag("validate", True):
-        default_xsd = os.environ.get("GPO_SPECS_DIR", "")
+        default_xsd = o.env.text("GPO_SPECS_DIR")
         xsd = o.text("xsd_path") or (
             str(Path(default_xsd) / "iso20022" / "pain.001.001.09.xsd") if default_xsd else ""
         )
