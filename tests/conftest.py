@@ -71,7 +71,7 @@ async def running_gpo(backend: str, tmp_path: Path, **settings_given: Any) -> As
     `settings_given` (tests of one duty configure it here rather than patching)."""
     secret = secrets.token_bytes(32)
     ledger = tmp_path / "simulator-ledger.db"
-    settings = Settings(
+    given: dict[str, Any] = dict(
         data_dir=tmp_path, listen="127.0.0.1:0", auth_hs256_secrets=[secret], simulator=SIMULATOR
     )
     if backend == "postgres":
@@ -82,10 +82,9 @@ async def running_gpo(backend: str, tmp_path: Path, **settings_given: Any) -> As
                 "GPO_TEST_DATABASE_URL and GPO_TEST_AMQP_URL are not set "
                 "(run scripts/services.sh for a local PostgreSQL and RabbitMQ)"
             )
-        settings.database_url, settings.amqp_url = database_url, amqp_url
-        settings.default_rail = f"sim{uuid.uuid4().hex[:12]}"
-    for name, value in settings_given.items():
-        setattr(settings, name, value)
+        given |= {"database_url": database_url, "amqp_url": amqp_url}
+        given["default_rail"] = f"sim{uuid.uuid4().hex[:12]}"
+    settings = Settings(**(given | settings_given))  # frozen: built once, with the test's settings
     orchestrator = Orchestrator(settings)
     await orchestrator.start()
     gpo = Gpo(backend, orchestrator, secret, ledger, settings.default_rail)

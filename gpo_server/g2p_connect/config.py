@@ -1,7 +1,11 @@
 """G2P Connect settings: GPO's own identity and signing key, the mapper, callbacks, and each sender.
 
-Read from the TOML file named by GPO_G2P_CONFIG (docs/G2P_CONNECT.md shows every key). Without one,
-G2P Connect still answers, but knows no sender, so every message is refused with err.sender_id.invalid.
+Read once at start from the TOML file named by GPO_G2P_CONFIG (docs/G2P_CONNECT.md shows every key) with
+gpo_kernel.settings' rules: an unknown key is refused (with the key meant, when one is close), and the
+tokens (bearer_token, keymanager_token, callback_bearer_token) may be `{ env = "NAME" }` or
+`{ file = "/path" }` secrets, left out of every repr. Without a file, G2P Connect still answers, but knows
+no sender, so every message is refused with err.sender_id.invalid. Only the signing keys are read again,
+when their files change (KeyRing), so that a key rotates without a restart.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 
+from gpo_kernel.settings import ConfigError, refuse_unknown, resolve_secret
 from gpo_server.g2p_connect.signatures import SCHEMES, Signer, keymanager_reference_id, public_jwk
 
 
@@ -49,9 +54,9 @@ class SenderConfig:
     keymanager_verify_url: str = ""
     keymanager_reference_id: str = ""
     keymanager_application_id: str = ""
-    keymanager_token: str = ""  # sent as the Authorization cookie and bearer token, if set
+    keymanager_token: str = field(default="", repr=False)  # sent as the Authorization cookie and bearer token
     # Sent as Authorization: Bearer on callbacks to this sender; default: [callbacks].bearer_token.
-    callback_bearer_token: str = ""
+    callback_bearer_token: str = field(default="", repr=False)
 
     def may_be(self, subject: str) -> bool:
         return subject in (self.subjects or {self.sender_id})
@@ -67,7 +72,7 @@ class MapperConfig:
     cache_max_entries: int = 100_000
     batch_size: int = 500
     timeout_s: float = 30.0
-    bearer_token: str = ""
+    bearer_token: str = field(default="", repr=False)
     signature_scheme: str = "beckn"  # how GPO signs its mapper requests: "beckn" or "jws" (OpenG2P SPAR)
     sync_path: str = "/mapper/sync/resolve"  # appended to url
     # Asynchronous resolve (/mapper/resolve, answered by an on-resolve callback to GPO): used for messages
@@ -87,7 +92,7 @@ class CallbackConfig:
     batch_size: int = 500  # payment statuses per on-disburse callback
     poll_interval_s: float = 0.5
     timeout_s: float = 30.0
-    bearer_token: str = ""  # sent as Authorization on callbacks, if set
+    bearer_token: str = field(default="", repr=False)  # sent as Authorization on callbacks, if set
 
 
 class KeyRing:
@@ -184,15 +189,57 @@ class G2pSettings:
     signature_skew_s: int = 300
 
 
+_TOP = (
+    "receiver_id",
+    "signing_key_file",
+    "signing_key_id",
+    "signing_keys",
+    "max_disbursements",
+    "signature_skew_s",
+    "senders",
+    "mapper",
+    "callbacks",
+)
+_MAPPER = tuple(f.name for f in fields(MapperConfig))
+_CALLBACKS = tuple(f.name for f in fields(CallbackConfig))
+_SENDER = tuple(f.name for f in fields(SenderConfig) if f.name != "sender_id")
+
+
+def _read(path: str | Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"GPO_G2P_CONFIG: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _table(raw: dict[str, Any], key: str, known: tuple[str, ...], where: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: [{key}] must be a table")
+    refuse_unknown(value, known, f"{where}: [{key}]")
+    return dict(value)
+
+
+def _secret(table: dict[str, Any], key: str, where: str) -> str:
+    return str(resolve_secret(table.get(key, ""), f"{where}.{key}") or "")
+
+
 def load(path: str | Path | None, data_dir: Path) -> G2pSettings:
-    raw: dict[str, Any] = tomllib.loads(Path(path).read_text()) if path else {}
+    raw: dict[str, Any] = _read(path) if path else {}
+    where = str(path)
+    refuse_unknown(raw, _TOP, where)
     base = Path(path).parent if path else data_dir
     receiver_id = str(raw.get("receiver_id", "gpo"))
     if not raw.get("signing_key_file") and not raw.get("signing_keys"):
         _local_signing_key(data_dir)
     signer = KeyRing(Path(path) if path else None, data_dir, receiver_id)
-    senders = {sid: _sender(sid, values, base) for sid, values in dict(raw.get("senders", {})).items()}
-    m = dict(raw.get("mapper", {}))
+    senders = {
+        sid: _sender(sid, values, base, f"{where}: [senders.{sid!r}]")
+        for sid, values in dict(raw.get("senders", {})).items()
+    }
+    m = _table(raw, "mapper", _MAPPER, where)
     mapper = MapperConfig(
         url=str(m.get("url", "")).rstrip("/"),
         id_providers=frozenset(p.lower() for p in m.get("id_providers", [])),
@@ -200,7 +247,7 @@ def load(path: str | Path | None, data_dir: Path) -> G2pSettings:
         cache_max_entries=int(m.get("cache_max_entries", 100_000)),
         batch_size=int(m.get("batch_size", 500)),
         timeout_s=float(m.get("timeout_s", 30)),
-        bearer_token=str(m.get("bearer_token", "")),
+        bearer_token=_secret(m, "bearer_token", "mapper"),
         signature_scheme=_scheme(m.get("signature_scheme", "beckn")),
         sync_path=str(m.get("sync_path", "/mapper/sync/resolve")),
         async_path=str(m.get("async_path", "/mapper/resolve")),
@@ -208,7 +255,7 @@ def load(path: str | Path | None, data_dir: Path) -> G2pSettings:
         async_above=int(m.get("async_above", 0)),
         async_timeout_s=float(m.get("async_timeout_s", 120)),
     )
-    c = dict(raw.get("callbacks", {}))
+    c = _table(raw, "callbacks", _CALLBACKS, where)
     callbacks = CallbackConfig(
         max_attempts=int(c.get("max_attempts", 10)),
         backoff_s=float(c.get("backoff_s", 1.0)),
@@ -216,7 +263,7 @@ def load(path: str | Path | None, data_dir: Path) -> G2pSettings:
         batch_size=int(c.get("batch_size", 500)),
         poll_interval_s=float(c.get("poll_interval_s", 0.5)),
         timeout_s=float(c.get("timeout_s", 30)),
-        bearer_token=str(c.get("bearer_token", "")),
+        bearer_token=_secret(c, "bearer_token", "callbacks"),
     )
     return G2pSettings(
         receiver_id,
@@ -229,7 +276,11 @@ def load(path: str | Path | None, data_dir: Path) -> G2pSettings:
     )
 
 
-def _sender(sender_id: str, v: dict[str, Any], base: Path) -> SenderConfig:
+def _sender(sender_id: str, v: dict[str, Any], base: Path, where: str) -> SenderConfig:
+    if not isinstance(v, dict):
+        raise ConfigError(f"{where} must be a table")
+    refuse_unknown(v, _SENDER, where)
+    secret_where = f"senders.{sender_id}"
     programs = [str(p) for p in v.get("programs", [])]
     keys = {
         str(kid): load_pem_public_key(
@@ -254,8 +305,8 @@ def _sender(sender_id: str, v: dict[str, Any], base: Path) -> SenderConfig:
             v.get("keymanager_reference_id", "") or keymanager_reference_id(sender_id)
         ),
         keymanager_application_id=str(v.get("keymanager_application_id", "")),
-        keymanager_token=str(v.get("keymanager_token", "")),
-        callback_bearer_token=str(v.get("callback_bearer_token", "")),
+        keymanager_token=_secret(v, "keymanager_token", secret_where),
+        callback_bearer_token=_secret(v, "callback_bearer_token", secret_where),
     )
 
 

@@ -3,6 +3,7 @@ health service and nothing else, while the API port requires mTLS."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from pathlib import Path
 
@@ -33,10 +34,11 @@ OTHER_METHODS = [
 async def test_the_health_port_serves_health_only_in_plaintext(tmp_path: Path) -> None:
     files = cluster_tls(tmp_path / "tls")
     secret = secrets.token_bytes(32)
-    settings = Settings.from_env(
-        {"GPO_DATA_DIR": str(tmp_path), "GPO_LISTEN": "127.0.0.1:0", **server_tls_settings(files)}
+    settings = dataclasses.replace(
+        Settings.from_env({"GPO_DATA_DIR": str(tmp_path), "GPO_LISTEN": "127.0.0.1:0", **server_tls_settings(files)}),
+        auth_hs256_secrets=(secret,),
+        health_port=0,
     )
-    settings.auth_hs256_secrets, settings.health_port = [secret], 0
     orchestrator = Orchestrator(settings)
     await orchestrator.start()
     try:
@@ -72,7 +74,7 @@ async def test_without_the_setting_there_is_no_health_port(tmp_path: Path) -> No
     settings = Settings.from_env({"GPO_DATA_DIR": str(tmp_path), "GPO_LISTEN": "127.0.0.1:0"})
     assert settings.health_port is None
     assert Settings.from_env({"GPO_HEALTH_PORT": "8081"}).health_port == 8081
-    settings.auth_hs256_secrets = [secrets.token_bytes(32)]
+    settings = dataclasses.replace(settings, auth_hs256_secrets=(secrets.token_bytes(32),))
     orchestrator = Orchestrator(settings)
     await orchestrator.start()
     try:

@@ -156,8 +156,12 @@ def mounted_path(deployment: Doc, c: Doc, path: str) -> tuple[Doc, Doc, str]:
     raise AssertionError(f"{path} is on no volume of container {c['name']}")
 
 
-def orchestrator_settings() -> Settings:
-    return Settings.from_env(env_of(container(one("Deployment", ORCHESTRATOR), "gpo")))
+def orchestrator_settings(rails_file: Path) -> Settings:
+    """The orchestrator's Settings from its container's environment, its rails file being `rails_file`
+    (the ConfigMap's file, as mounted in the pod: Settings reads it at once)."""
+    env = env_of(container(one("Deployment", ORCHESTRATOR), "gpo"))
+    assert env.get("GPO_RAILS_CONFIG"), "the orchestrator reads no rails file"
+    return Settings.from_env({**env, "GPO_RAILS_CONFIG": str(rails_file)})
 
 
 # ---- the objects themselves --------------------------------------------------------------------
@@ -440,10 +444,10 @@ def test_gpo_sidecar_accepts_the_flags_of_every_rail_deployment(monkeypatch: pyt
 # ---- the orchestrator --------------------------------------------------------------------------
 
 
-def test_orchestrator_settings_select_postgresql_rabbitmq_and_real_keys() -> None:
+def test_orchestrator_settings_select_postgresql_rabbitmq_and_real_keys(rails_file: Path) -> None:
     deployment = one("Deployment", ORCHESTRATOR)
     gpo = container(deployment, "gpo")
-    settings = orchestrator_settings()
+    settings = orchestrator_settings(rails_file)
     assert not settings.embedded, "GPO_AMQP_URL unset: each replica would run its own in-process queue"
     assert settings.database_url, "GPO_DATABASE_URL unset: each replica would have its own SQLite file"
     # With no key configured GPO invents a local secret per pod, which the replicas would not share.
@@ -453,7 +457,7 @@ def test_orchestrator_settings_select_postgresql_rabbitmq_and_real_keys() -> Non
     assert {"name": "grpc", "containerPort": int(port)} in [
         {k: p[k] for k in ("name", "containerPort")} for p in gpo["ports"]
     ]
-    mount, volume, inside = mounted_path(deployment, gpo, settings.rails_config)
+    mount, volume, inside = mounted_path(deployment, gpo, env_of(gpo)["GPO_RAILS_CONFIG"])
     assert volume["configMap"]["name"] == RAILS_CONFIGMAP and inside == "rails.toml"
     assert mount.get("readOnly") is True
     data_mount, _, _ = mounted_path(deployment, gpo, str(settings.data_dir / "auth.secret"))
@@ -461,8 +465,7 @@ def test_orchestrator_settings_select_postgresql_rabbitmq_and_real_keys() -> Non
 
 
 def test_orchestrator_routes_only_to_rails_that_have_a_sidecar(rails_file: Path) -> None:
-    settings = orchestrator_settings()
-    settings.rails_config = str(rails_file)  # the ConfigMap's file, as mounted in the pod
+    settings = orchestrator_settings(rails_file)
     routed = set(settings.rails())
     assert routed, "the rails file routes nothing"
     served = {r.rail for r in rail_deployments()}
@@ -629,8 +632,8 @@ def test_the_simulator_keeps_one_bank_on_one_volume_and_one_replica(rails: Rails
         assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
 
 
-def test_gsma_rails_listen_where_their_service_and_probes_point(rails: RailsConfig) -> None:
-    lease_s = orchestrator_settings().claim_lease_s
+def test_gsma_rails_listen_where_their_service_and_probes_point(rails_file: Path, rails: RailsConfig) -> None:
+    lease_s = orchestrator_settings(rails_file).claim_lease_s
     checked = 0
     for rail in rail_deployments():
         config = rails.rails[rail.rail]
@@ -676,10 +679,12 @@ def script_rails() -> set[str]:
     return set(match.group(1).split())
 
 
-def test_the_orchestrator_serves_mtls_only_and_its_probes_use_the_plaintext_health_port() -> None:
+def test_the_orchestrator_serves_mtls_only_and_its_probes_use_the_plaintext_health_port(
+    rails_file: Path,
+) -> None:
     deployment = one("Deployment", ORCHESTRATOR)
     gpo = container(deployment, "gpo")
-    settings = orchestrator_settings()
+    settings = orchestrator_settings(rails_file)
     server = settings.server_tls()
     assert server is not None, "the gRPC port is plaintext"
     assert server.client_ca_file is not None, "client certificates are not required"
