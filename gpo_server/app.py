@@ -69,9 +69,14 @@ def make_authenticator(settings: Settings) -> tuple[Authenticator, bytes | None]
 class Orchestrator:
     def __init__(self, settings: Settings, *, embedded_rails: Mapping[str, Rail] | None = None) -> None:
         """embedded_rails: Rail plugins for the in-process sidecars, by rail name (tests inject rails
-        here instead of patching); rails not given are built from the rails config or are simulators."""
+        here instead of patching); rails not given are built from the rails config, or are the simulator
+        for the rail named "simulator"; any other routed rail is a ConfigError here, before anything opens."""
         self.settings = settings
         self.embedded_rails = dict(embedded_rails or {})
+        if settings.embedded:
+            from gpo_server import embedded
+
+            embedded.check_rails(settings, self.embedded_rails)
         self.store = Store.open(settings.effective_database_url)
         self.broker = make_broker(settings)
         self.auth, self.local_secret = make_authenticator(settings)
@@ -121,10 +126,6 @@ class Orchestrator:
         self.console_port = 0
 
     async def start(self) -> None:
-        if self.settings.embedded:  # before anything starts: a misrouted rail is a settings error
-            from gpo_server import embedded
-
-            embedded.check_rails(self.settings, self.embedded_rails)
         await self.store.migrate()
         await self.broker.connect()
         for rail in self.settings.rails():
