@@ -39,7 +39,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import os
 import secrets
 import shlex
 import signal
@@ -64,6 +63,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from gpo_conformance.ledger import Ledger
 from gpo_kernel.queueing.base import dead_letter_queue_name, queue_name
+from gpo_kernel.settings import Environment, environment
 from gpo_server.api.auth import SIDECAR_ROLE, mint_token
 from gpo_server.client import GpoClient
 
@@ -114,7 +114,7 @@ class Kit:
         with socket_port() as port:
             self.port = port
         env = {
-            **os.environ,
+            **environment(),
             "GPO_DATA_DIR": str(self.workdir),
             "GPO_LISTEN": self.target,
             "GPO_DATABASE_URL": self.database_url,
@@ -150,7 +150,7 @@ class Kit:
 
     def sidecar_env(self) -> dict[str, str]:
         return {
-            **os.environ,
+            **environment(),
             "GPO_ORCHESTRATOR": self.target,
             "GPO_AMQP_URL": self.amqp_url,
             "GPO_RAIL": self.rail,
@@ -799,8 +799,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rail", required=True, help="the rail's name (its queue is gpo.rail.NAME)")
     parser.add_argument("--sidecar", required=True, help="the command that starts one sidecar instance")
-    parser.add_argument("--database-url", default=os.environ.get("GPO_DATABASE_URL", ""))
-    parser.add_argument("--amqp-url", default=os.environ.get("GPO_AMQP_URL", ""))
+    env = Environment()
+    parser.add_argument("--database-url", default=env.secret("GPO_DATABASE_URL"))
+    parser.add_argument("--amqp-url", default=env.secret("GPO_AMQP_URL"))
     parser.add_argument("--lease-s", type=float, default=6.0, help="GPO_CLAIM_LEASE_S of the kit's GPO")
     parser.add_argument("--timeout-s", type=float, default=180.0, help="the longest wait of one step")
     parser.add_argument("--only", nargs="*", help="run only these checks (in the kit's order)")

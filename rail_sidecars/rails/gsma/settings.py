@@ -12,21 +12,21 @@ from rail_sidecars.sdk.options import Options
 @dataclass(frozen=True)
 class GsmaSettings:
     base_url: str
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)
     client_id: str = ""
     callback_host: str = "127.0.0.1"
     callback_port: int = 0  # 0: any free port
     callback_url: str = ""  # the listener's public base URL; default http://{host}:{port}
-    callback_api_key: str = ""  # when set, callbacks must carry it in X-API-Key
+    callback_api_key: str = field(default="", repr=False)  # when set, callbacks must carry it in X-API-Key
     callback_auth: str = "token"  # "token" (a secret in each X-Callback-URL), "api_key" or "none"
-    callback_secret: str = ""  # the token's key; default: a random one kept as a rail note in GPO
+    callback_secret: str = field(default="", repr=False)  # the token's key; default: a random one kept as a rail note in GPO
     # What the provider does with a repeated X-CorrelationID, and whether it serves /responses: a
     # provider that does neither makes a lost response indistinguishable from a lost request.
     provider_dedupes_correlation_id: bool = True
     provider_serves_responses: bool = True
     oauth2_token_url: str = ""  # OAuth2 client credentials: token endpoint (absolute URL)
     oauth2_client_id: str = ""
-    oauth2_client_secret: str = ""
+    oauth2_client_secret: str = field(default="", repr=False)
     oauth2_scope: str = ""
     approval_required: bool = False
     max_batch_size: int = 1000

@@ -10,7 +10,7 @@ import asyncio
 import posixpath
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import asyncssh
@@ -27,9 +27,9 @@ class SftpSettings:
     username: str
     pain001_dir: str
     reports_dir: str
-    private_key: str = ""  # OpenSSH or PEM text
+    private_key: str = field(default="", repr=False)  # OpenSSH or PEM text
     passphrase: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)
     known_hosts: str = ""  # path of a known_hosts file
     host_key: str = ""  # or the server's public key, "ssh-ed25519 AAAA…"
     insecure_skip_host_key_check: bool = False

@@ -53,11 +53,11 @@ class MojaloopSettings:
     sub_scenario: str = ""
     initiator_type: str = "BUSINESS"
     verify_fulfilment: bool = True  # SHA-256(fulfilment) must equal the quote's condition
-    bearer_token: str = ""  # sent as `Authorization: Bearer …` when the hub or its gateway wants one
+    bearer_token: str = field(default="", repr=False)  # sent as `Authorization: Bearer …` when the hub or its gateway wants one
     # Who may call back: the payee FSP of a bulk, and the hub itself (its FSPIOP-Source for the errors it
     # makes, e.g. 3201 or 3210). A callback from anybody else is refused and logged.
     hub_fsp: str = "switch"
-    signing_key: str = ""  # PEM private key: every POST carries FSPIOP-Signature (JWS, RS256/ES256)
+    signing_key: str = field(default="", repr=False)  # PEM private key: every POST carries FSPIOP-Signature (JWS, RS256/ES256)
     # FSP id -> PEM public key or certificate: callbacks from these FSPs must carry a valid signature.
     verify_keys: dict[str, str] = field(default_factory=dict)
     # With verify_keys set, a callback from an FSP without a key is refused (true) or taken unsigned.
