@@ -27,7 +27,14 @@ log = logging.getLogger("gpo-sidecar")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except ConfigError as exc:  # a setting that cannot be used: one line, as argparse reports a bad flag
+        print(f"gpo-sidecar: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["ledger"]:
         from rail_sidecars.rails.simulator.store import main as ledger_main
 
@@ -103,12 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=env.text("GPO_TLS_SERVER_NAME"),
         help="name the certificate carries",
     )
-    try:
-        args = parser.parse_args(argv)
-        args.rails_file = load_rails_config(args.config) if args.config else None
-        check_environment(env.env, args.rails_file.references() if args.rails_file else ())
-    except ConfigError as exc:
-        parser.error(str(exc))
+    args = parser.parse_args(argv)
+    args.rails_file = load_rails_config(args.config) if args.config else None
+    check_environment(env.env, args.rails_file.references() if args.rails_file else ())
     args.data_dir = env.text("GPO_DATA_DIR", ".")
     if not args.amqp_url:
         parser.error("--amqp-url (or GPO_AMQP_URL) is required: a separate sidecar needs RabbitMQ")
