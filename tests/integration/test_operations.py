@@ -54,13 +54,14 @@ async def start(tmp_path: Path, rail: Rail | None = None, **overrides: object) -
     secret = secrets.token_bytes(32)
     ledger = tmp_path / "ledger.db"
     settings = Settings(
-        data_dir=tmp_path,
-        listen="127.0.0.1:0",
-        auth_hs256_secrets=[secret],
-        simulator="failure_rate=0.2,seed=11",
+        **{
+            "data_dir": tmp_path,
+            "listen": "127.0.0.1:0",
+            "auth_hs256_secrets": [secret],
+            "simulator": "failure_rate=0.2,seed=11",
+            **overrides,
+        }  # type: ignore[arg-type]
     )
-    for key, value in overrides.items():
-        setattr(settings, key, value)
     rails: Mapping[str, Rail] = (
         {RAIL: rail}
         if rail is not None
