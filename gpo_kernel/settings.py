@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -169,12 +169,18 @@ def refuse_unknown(given: Iterable[str], known: Iterable[str], where: str) -> No
         raise ConfigError(f"{where}: unknown setting {name!r}{did_you_mean(name, known)}{more}")
 
 
-def check_environment(env: Mapping[str, str], referenced: Iterable[str] = ()) -> None:
+def check_environment(
+    env: Mapping[str, str], referenced: Iterable[str] | Callable[[], Iterable[str]] = ()
+) -> None:
     """Refuses a GPO_* variable that no GPO program reads (a typo such as GPO_DATABSE_URL would otherwise
-    leave the default in force). Variables a settings file names in `{env=NAME}` are known too."""
-    known = _DOCUMENTED | set(referenced)
-    for name in sorted(env):
-        if name.startswith("GPO_") and name not in known and not _not_ours(name):
+    leave the default in force). Variables a settings file names in `{env=NAME}` are known too; given as a
+    callable, they are asked for only when some name is not otherwise known."""
+    unknown = [n for n in sorted(env) if n.startswith("GPO_") and n not in _DOCUMENTED and not _not_ours(n)]
+    if not unknown:
+        return
+    known = set(referenced() if callable(referenced) else referenced)
+    for name in unknown:
+        if name not in known:
             raise ConfigError(
                 f"environment: unknown variable {name}{did_you_mean(name, _DOCUMENTED)}"
                 " (gpo --help lists every GPO_* variable)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from gpo_kernel import tracing
 from gpo_kernel.logs import configure
-from gpo_kernel.rails_config import RailConfig, load_rails_config
+from gpo_kernel.rails_config import RailConfig, RailsConfig, load_rails_config
 from gpo_kernel.runtime import tune_garbage_collector
 from gpo_kernel.settings import ConfigError, Environment, check_environment
 from gpo_kernel.tls import channel as tls_channel
@@ -111,19 +112,26 @@ def _main(argv: list[str]) -> int:
         help="name the certificate carries",
     )
     args = parser.parse_args(argv)
-    args.rails_file = load_rails_config(args.config) if args.config else None
-    check_environment(env.env, args.rails_file.references() if args.rails_file else ())
+    # The rails file is read once, here: for the variables its secrets name (only when some GPO_* variable
+    # is not otherwise known, so that a typo is reported before a missing flag) and for the rail itself.
+    rails_file = functools.cache(lambda: load_rails_config(args.config) if args.config else None)
+    check_environment(env.env, lambda: _references(rails_file()))
     args.data_dir = env.text("GPO_DATA_DIR", ".")
     if not args.amqp_url:
         parser.error("--amqp-url (or GPO_AMQP_URL) is required: a separate sidecar needs RabbitMQ")
     if not args.token:
         parser.error("--token (or GPO_SIDECAR_TOKEN) is required")
+    args.rails_file = rails_file()
     configure(env.text("GPO_LOG_LEVEL", "INFO"))
     tracing.configure(f"gpo-sidecar-{args.rail}", env.env)
     try:
         return asyncio.run(_run(args))
     finally:
         tracing.shutdown()
+
+
+def _references(rails: RailsConfig | None) -> set[str]:
+    return rails.references() if rails is not None else set()
 
 
 def _rail_config(args: argparse.Namespace) -> RailConfig:
