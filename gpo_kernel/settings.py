@@ -127,14 +127,16 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
 _DOCUMENTED = frozenset(name for name, _ in ENVIRONMENT)
 
 # GPO_* names that belong to other programs, which GPO's own programs leave alone: the gateway's settings,
-# the test suite's servers and switches, the conformance kit's variables for sidecars under test, and the
-# credentials deploy/k8s-clustered interpolates into GPO_DATABASE_URL and GPO_AMQP_URL.
+# the test suite's servers and switches (GPO_TEST_*, the fault tests', the console screenshots'), the
+# conformance kit's variables for sidecars under test, and the credentials deploy/k8s-clustered
+# interpolates into GPO_DATABASE_URL and GPO_AMQP_URL.
 # Names ending in "_" are prefixes.
 NOT_OURS: tuple[str, ...] = (
     "GPO_GATEWAY_",
     "GPO_TEST_",
     "GPO_FAULTS_LONG",
     "GPO_FAULT_RESULTS",
+    "GPO_CONSOLE_SCREENSHOTS",
     "GPO_RAIL",
     "GPO_CONFORMANCE_RAIL_URL",
     "GPO_NODE_SIDECAR_BUG",
