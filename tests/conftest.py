@@ -72,7 +72,7 @@ async def running_gpo(backend: str, tmp_path: Path, **settings_given: Any) -> As
     secret = secrets.token_bytes(32)
     ledger = tmp_path / "simulator-ledger.db"
     given: dict[str, Any] = dict(
-        data_dir=tmp_path, listen="127.0.0.1:0", auth_hs256_secrets=[secret], simulator=SIMULATOR
+        data_dir=tmp_path, listen="127.0.0.1:0", auth_hs256_secrets=(secret,), simulator=SIMULATOR
     )
     if backend == "postgres":
         database_url = os.environ.get("GPO_TEST_DATABASE_URL")

@@ -108,6 +108,17 @@ class KeyRing:
         self._stamp: tuple[float, ...] = ()
         self._load()
 
+    @classmethod
+    def holding(cls, signer: Signer) -> KeyRing:
+        """A ring of one key the caller already holds, with no files behind it, so never reloaded."""
+        ring = cls.__new__(cls)
+        ring.path, ring.data_dir, ring.sender_id = None, Path(), signer.sender_id
+        ring._lock = threading.Lock()
+        ring._checked = float("inf")  # _fresh() never looks at files
+        ring._signers, ring._active = {signer.key_id: signer}, signer
+        ring._files_now, ring._stamp = {}, ()
+        return ring
+
     def _files(self, raw: dict[str, Any]) -> tuple[str, dict[str, Path]]:
         base = self.path.parent if self.path else self.data_dir
         keys = {str(k): base / str(v) for k, v in dict(raw.get("signing_keys", {})).items()}

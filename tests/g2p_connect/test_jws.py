@@ -17,7 +17,13 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from gpo_server.g2p_connect import config, signatures
 from gpo_server.g2p_connect.callbacks import CallbackWorker
-from gpo_server.g2p_connect.config import CallbackConfig, G2pSettings, MapperConfig, SenderConfig
+from gpo_server.g2p_connect.config import (
+    CallbackConfig,
+    G2pSettings,
+    KeyRing,
+    MapperConfig,
+    SenderConfig,
+)
 from gpo_server.g2p_connect.keymanager import KeymanagerClient, KeyServiceUnavailable
 from gpo_server.g2p_connect.mapper import MapperClient, MapperUnavailable
 from gpo_server.g2p_connect.signatures import Signer
@@ -249,7 +255,10 @@ async def test_callbacks_are_signed_in_the_senders_scheme_with_its_token(tmp_pat
         "beckn-sender": SenderConfig("beckn-sender", frozenset(), "", callback_bearer_token="own-token"),
     }
     settings = G2pSettings(
-        "gpo", Signer("gpo", "k", key), senders, callbacks=CallbackConfig(bearer_token="default-token")
+        "gpo",
+        KeyRing.holding(Signer("gpo", "k", key)),
+        senders,
+        callbacks=CallbackConfig(bearer_token="default-token"),
     )
     worker = CallbackWorker(g2p, settings, httpx.AsyncClient(transport=httpx.MockTransport(handle)))
     await worker.deliver_due()

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from gpo_server.domain.routing import Router
 from gpo_server.g2p_connect import signatures
 from gpo_server.g2p_connect.callbacks import CallbackWorker, callback_uri
-from gpo_server.g2p_connect.config import CallbackConfig, G2pSettings, MapperConfig
+from gpo_server.g2p_connect.config import CallbackConfig, G2pSettings, KeyRing, MapperConfig
 from gpo_server.g2p_connect.mapper import MapperClient, MapperUnavailable
 from gpo_server.g2p_connect.signatures import Signer
 from gpo_server.g2p_connect.storage import G2pStore
@@ -165,7 +165,7 @@ async def test_callbacks_are_retried_with_backoff_then_abandoned(tmp_path: Path)
 
     settings = G2pSettings(
         "gpo",
-        Signer("gpo", "k", ed25519.Ed25519PrivateKey.generate()),
+        KeyRing.holding(Signer("gpo", "k", ed25519.Ed25519PrivateKey.generate())),
         {},
         callbacks=CallbackConfig(max_attempts=3, backoff_s=0.0),
     )
@@ -222,7 +222,9 @@ async def test_final_statuses_become_one_callback_each_and_once(any_store: Store
             "batch_id": batch.id,
         }
     )
-    settings = G2pSettings("gpo", Signer("gpo", "k", ed25519.Ed25519PrivateKey.generate()), {})
+    settings = G2pSettings(
+        "gpo", KeyRing.holding(Signer("gpo", "k", ed25519.Ed25519PrivateKey.generate())), {}
+    )
     worker = CallbackWorker(g2p, settings)
     await g2p.report_final(worker.on_disburse, batch_size=2)
     await g2p.report_final(worker.on_disburse, batch_size=2)  # nothing new the second time

@@ -215,7 +215,7 @@ async def test_the_orchestrator_expires_empty_batches_by_itself(tmp_path: Path, 
     assert Settings.from_env({"GPO_EMPTY_BATCH_EXPIRY_S": "7"}).empty_batch_expiry_s == 7
     secret = secrets.token_bytes(32)
     settings = Settings(
-        data_dir=tmp_path, listen="127.0.0.1:0", auth_hs256_secrets=[secret], empty_batch_expiry_s=0.2
+        data_dir=tmp_path, listen="127.0.0.1:0", auth_hs256_secrets=(secret,), empty_batch_expiry_s=0.2
     )
     orchestrator = Orchestrator(settings)
     await orchestrator.start()
@@ -580,7 +580,7 @@ async def test_the_cli_speaks_tls_when_told_to(tmp_path: Path, program: str) -> 
     settings = Settings(
         data_dir=tmp_path / "data",
         listen="127.0.0.1:0",
-        auth_hs256_secrets=[secret],
+        auth_hs256_secrets=(secret,),
         tls_cert_file=str(server.cert_file),
         tls_key_file=str(server.key_file),
         tls_client_ca_file=str(ca.cert_file),

@@ -50,7 +50,7 @@ async def test_a_chunk_of_1000_keys_is_recorded_in_one_call_and_read_back(gpo: G
 
     operator = gpo.client([], ["operator"], subject="ops")
     recorded = [e for e in await trail(operator) if e["action"] == "rail.notes.record"]
-    recorded = [e for e in recorded if e["detail"].get("rail") == rail]  # type: ignore[union-attr]
+    recorded = [e for e in recorded if e["detail"].get("rail") == rail]
     # One call: one event (and one transaction) for the 1,001 notes.
     assert [(e["kind"], e["detail"]) for e in recorded] == [("sidecar", {"rail": rail, "notes": 1001})]
 

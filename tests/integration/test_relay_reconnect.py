@@ -110,7 +110,7 @@ async def test_relay_round_survives_a_dropped_connection(tmp_path: Path) -> None
     settings = Settings(
         data_dir=tmp_path,
         listen="127.0.0.1:0",
-        auth_hs256_secrets=[secret],
+        auth_hs256_secrets=(secret,),
         database_url=database_url,
         amqp_url=str(URL(amqp_url).update_query(name=connection_name)),
         default_rail=rail,

@@ -59,7 +59,7 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     settings = Settings(
         data_dir=tmp_path / "data",
         listen="127.0.0.1:0",
-        auth_hs256_secrets=[secret],
+        auth_hs256_secrets=(secret,),
         tls_cert_file=str(server.cert_file),
         tls_key_file=str(server.key_file),
         tls_client_ca_file=str(ca.cert_file) if request.param == "mtls" else "",

@@ -288,7 +288,7 @@ async def test_streaming_calls_are_refused_with_unauthenticated(gpo: Gpo) -> Non
 
 async def test_embedded_data_files_are_private(tmp_path: Path) -> None:
     """The SQLite database and the simulator's ledger were world-readable (0644)."""
-    settings = Settings(data_dir=tmp_path / "data", listen="127.0.0.1:0", auth_hs256_secrets=[b"s" * 32])
+    settings = Settings(data_dir=tmp_path / "data", listen="127.0.0.1:0", auth_hs256_secrets=(b"s" * 32,))
     orchestrator = Orchestrator(settings)
     await orchestrator.start()
     try:

@@ -782,7 +782,7 @@ async def test_the_script_s_certificates_let_the_gateway_and_the_sidecars_in(tmp
     settings = Settings(
         data_dir=tmp_path / "data",
         listen="127.0.0.1:0",
-        auth_hs256_secrets=[secrets.token_bytes(32)],
+        auth_hs256_secrets=(secrets.token_bytes(32),),
         tls_cert_file=str(tmp_path / "server.crt"),
         tls_key_file=str(tmp_path / "server.key"),
         tls_client_ca_file=str(ca),
