@@ -106,19 +106,23 @@ class Rig:
         (self.workdir / name).mkdir()
         if not self.tls:
             self.tls = cluster_tls(self.workdir / "tls")
+        extra_env = {
+            **FAULT_ENV,
+            "GPO_DEFAULT_RAIL": self.rail,
+            "GPO_SIMULATOR": SIMULATOR,
+            "GPO_SIMULATOR_LEDGER": str(self.ledger),
+            **env,
+        }
+        if "GPO_RAILS_CONFIG" in env:
+            # The rails file names the rails and routes; GPO refuses a second default rail beside it.
+            del extra_env["GPO_DEFAULT_RAIL"]
         cluster = Cluster(
             workdir=self.workdir / name,
             database_url=self.database_url,
             amqp_url=self.amqp_url,
             secret=self.secret,
             tls=self.tls,
-            extra_env={
-                **FAULT_ENV,
-                "GPO_DEFAULT_RAIL": self.rail,
-                "GPO_SIMULATOR": SIMULATOR,
-                "GPO_SIMULATOR_LEDGER": str(self.ledger),
-                **env,
-            },
+            extra_env=extra_env,
         )
         self.replicas.append(cluster)
         return cluster
