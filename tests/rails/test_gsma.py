@@ -27,6 +27,7 @@ from rail_sidecars.rails.registry import make_rail
 from rail_sidecars.sdk.notes import MemoryRailNotes, RailNote, RailNotes
 from tests.peers.gsma_provider import SPEC_FILE, Behaviour, GsmaProvider, SpecValidator
 from tests.support.processes import free_port, spec_path
+from tests.support.rail_notes import InterleavedRailNotes
 
 # -- helpers
 
@@ -513,7 +514,7 @@ async def test_two_replicas_binding_the_same_keys_at_once_post_each_key_once(
 ) -> None:
     """Issue 19.1: two replicas bind overlapping chunks at the same moment; each key's first bind note
     wins, a batch holding a key bound elsewhere is never posted, and its other keys are bound again."""
-    notes = _Interleaved()  # both read before either records: a real race on GPO's notes
+    notes = InterleavedRailNotes()  # both read before either records: a real race on GPO's notes
     payments = batch_of(30)
     left, right = make(notes), make(notes)
     outcomes = await asyncio.gather(left.execute(payments[:20]), right.execute(payments[10:]))
@@ -529,24 +530,6 @@ async def test_two_replicas_binding_the_same_keys_at_once_post_each_key_once(
     assert len(peer.by_correlation) == 2
     # The race did happen: three batches were recorded, one of them void.
     assert len([n for n in notes.recorded if not n.idempotency_key and "." not in n.tag]) == 3
-
-
-class _Interleaved(MemoryRailNotes):
-    """Memory notes that let other tasks run before each call, as a round trip to GPO would; `recorded`
-    keeps every note the rails recorded."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.recorded: list[RailNote] = []
-
-    async def record(self, notes: Sequence[RailNote]) -> None:
-        await asyncio.sleep(0)
-        self.recorded += notes
-        await super().record(notes)
-
-    async def for_keys(self, idempotency_keys: Sequence[str]) -> Sequence[RailNote]:
-        await asyncio.sleep(0)
-        return await super().for_keys(idempotency_keys)
 
 
 class _Hiding(RailNotes):

@@ -14,7 +14,7 @@ import functools
 import re
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -35,10 +35,11 @@ from rail_sidecars.rails.iso20022.delivery_sftp import SftpSettings, SftpTranspo
 from rail_sidecars.rails.iso20022.rail import Iso20022Rail, from_config
 from rail_sidecars.rails.iso20022.settings import Iso20022Settings
 from rail_sidecars.rails.registry import make_rail
-from rail_sidecars.sdk.notes import MemoryRailNotes, RailNote
+from rail_sidecars.sdk.notes import MemoryRailNotes
 from tests.peers.bank import Bank, Behaviour, Instruction
 from tests.peers.conformance import counted
 from tests.support.processes import Cluster, service_urls, spec_path
+from tests.support.rail_notes import InterleavedRailNotes
 
 XSD = "iso20022/pain.001.001.09.xsd"
 NS = {"p": pain001.NAMESPACE}
@@ -615,7 +616,7 @@ async def test_two_replicas_recording_overlapping_chunks_send_each_key_once(setu
     """Issue 19.1: two replicas record files for overlapping chunks at the same moment; each transfer's
     first note wins, the file holding a transfer recorded for the other is void (never delivered), and
     its other keys go out once, in a file of their own."""
-    notes = _Interleaved()
+    notes = InterleavedRailNotes()
     bank, left = await setup(notes=notes)
     _, right = await setup(notes=notes)
     payments = [payment(i) for i in range(1, 31)]
@@ -627,24 +628,6 @@ async def test_two_replicas_recording_overlapping_chunks_send_each_key_once(setu
     assert len(bank.files) == 2 and not bank.duplicate_transfers
     # The race did happen: three files were recorded, one of them void.
     assert len([n for n in notes.recorded if n.tag.endswith(".members")]) == 3
-
-
-class _Interleaved(MemoryRailNotes):
-    """Memory notes that let other tasks run before each call, as a round trip to GPO would; `recorded`
-    keeps every note the rails recorded."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.recorded: list[RailNote] = []
-
-    async def record(self, notes: Sequence[RailNote]) -> None:
-        await asyncio.sleep(0)
-        self.recorded += notes
-        await super().record(notes)
-
-    async def for_keys(self, idempotency_keys: Sequence[str]) -> Sequence[RailNote]:
-        await asyncio.sleep(0)
-        return await super().for_keys(idempotency_keys)
 
 
 async def test_a_retry_after_a_definite_failure_is_a_new_transfer(setup: Setup) -> None:
