@@ -63,7 +63,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from gpo_conformance.ledger import Ledger
 from gpo_kernel.queueing.base import dead_letter_queue_name, queue_name
-from gpo_kernel.settings import Environment, environment
+from gpo_kernel.settings import ConfigError, Environment, environment
 from gpo_server.api.auth import SIDECAR_ROLE, mint_token
 from gpo_server.client import GpoClient
 
@@ -794,6 +794,14 @@ async def _outside_transactions(url: str, statement: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except ConfigError as exc:  # a setting that cannot be used: one line, as argparse reports a bad flag
+        print(f"gpo-sidecar-conformance: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(
         prog="gpo-sidecar-conformance", description="The sidecar contract's checks against a sidecar command."
     )

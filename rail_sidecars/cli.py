@@ -79,7 +79,11 @@ def _main(argv: list[str]) -> int:
         default=env.text("GPO_SIMULATOR"),
         help="simulator settings, e.g. latency_ms=5,failure_rate=0.01,rate_limit=1000",
     )
-    parser.add_argument("--ledger", default=env.text("GPO_SIMULATOR_LEDGER", "simulator-ledger.db"))
+    parser.add_argument(
+        "--ledger",
+        default=env.text("GPO_SIMULATOR_LEDGER"),
+        help="the simulator's ledger file (GPO_SIMULATOR_LEDGER; default simulator-ledger.db)",
+    )
     parser.add_argument(
         "--metrics-port",
         type=int,
@@ -116,6 +120,13 @@ def _main(argv: list[str]) -> int:
     # is not otherwise known, so that a typo is reported before a missing flag) and for the rail itself.
     rails_file = functools.cache(lambda: load_rails_config(args.config) if args.config else None)
     check_environment(env.env, lambda: _references(rails_file()))
+    if args.config and (args.simulator or args.ledger):
+        # Two sources for one rail's settings: the rails file names its kind and options.
+        parser.error(
+            "--simulator and --ledger (GPO_SIMULATOR, GPO_SIMULATOR_LEDGER) configure the simulator only"
+            " when there is no rails file; with --config (GPO_RAILS_CONFIG) give a simulator rail's"
+            " settings as its options in that file"
+        )
     args.data_dir = env.text("GPO_DATA_DIR", ".")
     if not args.amqp_url:
         parser.error("--amqp-url (or GPO_AMQP_URL) is required: a separate sidecar needs RabbitMQ")
@@ -140,7 +151,7 @@ def _rail_config(args: argparse.Namespace) -> RailConfig:
         if args.rail not in rails:
             raise SystemExit(f"gpo-sidecar: rail {args.rail!r} is not in {args.config}")
         return rails[args.rail]
-    sim = SimulatorSettings.parse(args.simulator, ledger_path=args.ledger)
+    sim = SimulatorSettings.parse(args.simulator, ledger_path=args.ledger or "simulator-ledger.db")
     # Every simulator setting but the rate limit travels as an option (the rate limit is the rail's own).
     options = {f.name: getattr(sim, f.name) for f in fields(sim) if f.name != "rate_limit"}
     # The simulator's calls run in this process: a call cannot outlive it by more than a moment.

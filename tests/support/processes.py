@@ -169,6 +169,10 @@ class Cluster:
 
     def start_sidecar(self, rail: str, *args: str) -> Proc:
         env = {**self.env(), "GPO_SIDECAR_TOKEN": self.token([], [SIDECAR_ROLE])}
+        if "--config" in args or "GPO_RAILS_CONFIG" in env:
+            # The rails file configures the rail: gpo-sidecar refuses simulator settings beside it.
+            for name in ("GPO_SIMULATOR", "GPO_SIMULATOR_LEDGER"):
+                env.pop(name, None)
         proc = Proc(
             f"sidecar-{rail}",
             [sys.executable, "-m", "rail_sidecars.cli", "--rail", rail, "--orchestrator", self.target, *args],

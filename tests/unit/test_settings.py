@@ -274,3 +274,54 @@ def test_both_commands_refuse_an_unknown_variable_before_doing_anything(
     )
     assert done.returncode == 2, done.stderr
     assert f"unknown variable {typo} (did you mean {meant}?)" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "env"),
+    [
+        (["--simulator", "failure_rate=0.5"], {}),
+        (["--ledger", "other.db"], {}),
+        ([], {"GPO_SIMULATOR": "failure_rate=0.5"}),
+        ([], {"GPO_SIMULATOR_LEDGER": "other.db"}),
+    ],
+)
+def test_the_sidecar_refuses_simulator_settings_beside_a_rails_file(
+    flags: list[str], env: dict[str, str], tmp_path: Path
+) -> None:
+    rails = tmp_path / "rails.toml"
+    rails.write_text('[rails.simulator]\nkind = "simulator"\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "rail_sidecars.cli", "--rail", "simulator", "--config", str(rails), *flags],
+        env={"PATH": "/usr/bin:/bin", "GPO_DATA_DIR": str(tmp_path), "GPO_SIDECAR_TOKEN": "t", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "configure the simulator only when there is no rails file" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["gpo_server.cli", "batches"],
+        ["rail_sidecars.cli", "--rail", "simulator"],
+        ["gpo_conformance.kit", "--rail", "simulator", "--sidecar", "true"],
+    ],
+)
+def test_every_command_reports_an_unset_secret_reference_in_one_line(
+    command: list[str], tmp_path: Path
+) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "GPO_DATA_DIR": str(tmp_path),
+        "GPO_AMQP_URL": "{env=GPO_TEST_NOT_SET_ANYWHERE}",
+        "GPO_DATABASE_URL": "{env=GPO_TEST_NOT_SET_ANYWHERE}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", *command], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert "environment variable GPO_TEST_NOT_SET_ANYWHERE is not set" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
