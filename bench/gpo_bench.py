@@ -554,16 +554,23 @@ async def _scrape_every(urls_: list[str], interval_s: float, counts: dict[str, i
             await asyncio.sleep(interval_s)
 
 
-async def _observed_e2e(n: int, observed: bool, scrape_interval_s: float) -> dict[str, Any]:
-    """One e2e run of n payments, with metrics scraped and traces exported, or with both off."""
+async def _observed_e2e(
+    n: int, observed: bool, scrape_interval_s: float, observe: str = "both"
+) -> dict[str, Any]:
+    """One e2e run of n payments, with metrics scraped and traces exported (`observe`: both, metrics or
+    traces), or with both off."""
     extra_env: dict[str, str] = {}
     sidecar_args: tuple[str, ...] = ()
-    sink = TraceSink() if observed else None
+    metrics = observed and observe in ("both", "metrics")
+    sink = TraceSink() if observed and observe in ("both", "traces") else None
     scraped = {"scrapes": 0, "bytes": 0}
+    endpoints: list[str] = []
     if sink is not None:
-        orchestrator_port, sidecar_port = free_port(), free_port()
         # Every span of every chunk is exported (the default sampler keeps them all).
-        extra_env = {"GPO_METRICS_PORT": str(orchestrator_port), "GPO_OTLP_ENDPOINT": sink.url}
+        extra_env["GPO_OTLP_ENDPOINT"] = sink.url
+    if metrics:
+        orchestrator_port, sidecar_port = free_port(), free_port()
+        extra_env["GPO_METRICS_PORT"] = str(orchestrator_port)
         sidecar_args = ("--metrics-port", str(sidecar_port))
         endpoints = [f"http://127.0.0.1:{port}/metrics" for port in (orchestrator_port, sidecar_port)]
     try:
@@ -572,7 +579,7 @@ async def _observed_e2e(n: int, observed: bool, scrape_interval_s: float) -> dic
         ) as bench:
             client = bench.client()
             scraper = (
-                asyncio.create_task(_scrape_every(endpoints, scrape_interval_s, scraped)) if sink else None
+                asyncio.create_task(_scrape_every(endpoints, scrape_interval_s, scraped)) if metrics else None
             )
             meter = CpuMeter(bench)
             meter.start()
@@ -611,7 +618,7 @@ async def scenario_observability(args: argparse.Namespace) -> dict[str, Any]:
     runs = []
     for round_ in range(args.rounds):
         for observed in (False, True) if round_ % 2 == 0 else (True, False):
-            runs.append(await _observed_e2e(n, observed, args.scrape_interval_s))
+            runs.append(await _observed_e2e(n, observed, args.scrape_interval_s, args.observe))
             await settle_database(urls()[0])
     off = sum(r["elapsed_s"] for r in runs if not r["observed"])
     on = sum(r["elapsed_s"] for r in runs if r["observed"])
@@ -621,6 +628,7 @@ async def scenario_observability(args: argparse.Namespace) -> dict[str, Any]:
         "payments": n,
         "rounds": args.rounds,
         "scrape_interval_s": args.scrape_interval_s,
+        "observe": args.observe,
         "runs": runs,
         "off_elapsed_s": round(off, 2),
         "on_elapsed_s": round(on, 2),
@@ -652,6 +660,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-limit", type=float, default=2000)
     parser.add_argument("--prefetch", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1, help="observability: off/on pairs")
+    parser.add_argument(
+        "--observe",
+        choices=("both", "metrics", "traces"),
+        default="both",
+        help="observability: what the 'on' runs turn on (the target is for both)",
+    )
     parser.add_argument(
         "--scrape-interval-s", type=float, default=5.0, help="observability: seconds between scrapes"
     )

@@ -206,7 +206,7 @@ def _set_labelled(gauge: Gauge, values: dict[tuple[str, ...], float], *, keep_ze
 # The sampler spends at most this share of its time sampling: on a database with millions of unfinished
 # payments one sample scans them all, so it then waits longer than interval_s rather than load the
 # database the payments need (bench observability measured the cost).
-MAX_SAMPLING_SHARE = 0.02
+MAX_SAMPLING_SHARE = 0.01
 
 
 class MetricsSampler:
