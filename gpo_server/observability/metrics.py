@@ -207,6 +207,8 @@ def _set_labelled(gauge: Gauge, values: dict[tuple[str, ...], float], *, keep_ze
 # payments one sample scans them all, so it then waits longer than interval_s rather than load the
 # database the payments need (bench observability measured the cost).
 MAX_SAMPLING_SHARE = 0.01
+# ... but never waits longer than this: the GpoMetricsSamplingStale alert fires at 300 s.
+MAX_SAMPLING_PAUSE_S = 120.0
 
 
 class MetricsSampler:
@@ -238,7 +240,8 @@ class MetricsSampler:
 
     def pause_after(self, took_s: float) -> float:
         """Seconds to wait after a sample that took `took_s`."""
-        return max(self.interval_s, took_s / MAX_SAMPLING_SHARE - took_s)
+        stretched = min(took_s / MAX_SAMPLING_SHARE - took_s, MAX_SAMPLING_PAUSE_S)
+        return max(self.interval_s, stretched)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
