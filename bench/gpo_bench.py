@@ -531,7 +531,7 @@ class TraceSink:
         self.server.server_close()
 
 
-async def _scrape_every(urls_: list[str], interval_s: float, counts: dict[str, int]) -> None:
+async def _scrape_every(urls_: list[str], interval_s: float, counts: dict[str, float]) -> None:
     """What a Prometheus server does to GPO: GET each /metrics endpoint every interval_s."""
     async with httpx.AsyncClient(timeout=10) as http:
         # The sidecar opens its /metrics once it has started: wait for each endpoint to answer.
@@ -551,6 +551,10 @@ async def _scrape_every(urls_: list[str], interval_s: float, counts: dict[str, i
                 response.raise_for_status()
                 counts["scrapes"] += 1
                 counts["bytes"] += len(response.content)
+                for line in response.text.splitlines():
+                    if line.startswith("gpo_metrics_sample_duration_seconds "):
+                        sample_s = float(line.split()[1])
+                        counts["sample_s_max"] = max(counts.get("sample_s_max", 0.0), sample_s)
             await asyncio.sleep(interval_s)
 
 
@@ -563,7 +567,7 @@ async def _observed_e2e(
     sidecar_args: tuple[str, ...] = ()
     metrics = observed and observe in ("both", "metrics")
     sink = TraceSink() if observed and observe in ("both", "traces") else None
-    scraped = {"scrapes": 0, "bytes": 0}
+    scraped: dict[str, float] = {"scrapes": 0, "bytes": 0}
     endpoints: list[str] = []
     if sink is not None:
         # Every span of every chunk is exported (the default sampler keeps them all).
@@ -603,6 +607,7 @@ async def _observed_e2e(
         "payments_per_s": round(n / elapsed),
         "cpu_s": cpu,
         "scrapes": scraped["scrapes"],
+        "metrics_sample_s_max": scraped.get("sample_s_max", 0.0),
         "scraped_bytes": scraped["bytes"],
         "trace_exports": sink.requests if sink else 0,
         "trace_bytes": sink.bytes if sink else 0,

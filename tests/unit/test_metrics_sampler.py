@@ -17,6 +17,7 @@ def sampler(interval_s: float) -> MetricsSampler:
 
 def test_a_quick_sample_waits_the_interval() -> None:
     assert sampler(15.0).pause_after(0.01) == 15.0
+    assert sampler(0.2).pause_after(0.1) == 0.2  # a short interval (tests) with small samples stays
 
 
 @pytest.mark.parametrize("took", [0.5, 1.0])
