@@ -9,6 +9,9 @@ rate_limit = 100                   # payments per second to the rail; 0 = unlimi
 timeout_s = 30                     # per call to the rail
 max_call_s = 60                    # the longest a call to the rail can still take effect after it started
                                    # (default 60; 5 for the in-process simulator)
+funds_control = false              # true: a batch's funds are blocked with the sponsor bank through this
+                                   # rail's sidecar before it dispatches (docs/TREASURY.md); the rail must
+                                   # implement the funds hooks, or its sidecar refuses to start
 [rails.mpesa.options]              # kind-specific settings
 base_url = "http://127.0.0.1:8080"
 api_key = { env = "MPESA_API_KEY" }       # secrets: { env = "NAME" } or { file = "/path" }
@@ -29,7 +32,17 @@ from gpo_kernel.settings import ConfigError, references, refuse_unknown, resolve
 
 __all__ = ["ConfigError", "RailConfig", "RailsConfig", "load_rails_config", "resolve_secret"]
 
-_RAIL_KEYS = ("kind", "routes", "chunk_size", "concurrency", "rate_limit", "timeout_s", "max_call_s", "options")
+_RAIL_KEYS = (
+    "kind",
+    "routes",
+    "chunk_size",
+    "concurrency",
+    "rate_limit",
+    "timeout_s",
+    "max_call_s",
+    "funds_control",
+    "options",
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,9 @@ class RailConfig:
     # How long after it started a call to the rail can still take effect (a request in flight, a queue on
     # the rail's side). GPO keeps a dead sidecar's payments BUSY for this long after its lease lapses.
     max_call_s: float = 60
+    # Its sidecar blocks each batch's funds with the sponsor bank before the batch dispatches
+    # (docs/TREASURY.md): the orchestrator holds such batches in AWAITING_FUNDS until it has.
+    funds_control: bool = False
     options: dict[str, Any] = field(default_factory=dict)
 
     def option(self, key: str, default: Any = None, env: Mapping[str, str] | None = None) -> Any:
@@ -93,9 +109,16 @@ def load_rails_config(path: str | Path) -> RailsConfig:
             # The simulator runs inside the sidecar: none of its calls outlives the process by more
             # than a moment.
             max_call_s=float(table.get("max_call_s", 5 if table["kind"] == "simulator" else 60)),
+            funds_control=_flag(table.get("funds_control", False), f"{path}: rails.{name}.funds_control"),
             options=dict(table.get("options", {})),
         )
     default = (data.get("defaults") or {}).get("default_rail")
     if default is not None and default not in rails:
         raise ConfigError(f"{path}: defaults.default_rail {default!r} is not a configured rail")
     return RailsConfig(rails, default, str(path))
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: must be true or false, not {value!r}")
+    return value

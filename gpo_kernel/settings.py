@@ -76,10 +76,20 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("GPO_TLS_CLIENT_KEY_FILE", "clients: PEM private key of that certificate"),
     ("GPO_TLS_SERVER_NAME", "clients: the name the orchestrator's certificate must carry, if not the host"),
     ("GPO_CLAIM_LEASE_S", "seconds a claimed work chunk belongs to one delivery (default 300)"),
+    (
+        "GPO_FUNDS_RECHECK_S",
+        "seconds before a funds block refused for lack of funds is asked again (default 300)",
+    ),
     ("GPO_STUCK_AFTER_S", "seconds before an unheld SENT payment is looked up on its rail (default 900)"),
     ("GPO_MAX_SWEEPS", "look-ups without an answer before a payment needs attention (default 3)"),
-    ("GPO_GRPC_MIN_PING_INTERVAL_S", "shortest keepalive ping interval gpo serve accepts from a client (default 10)"),
-    ("GPO_MAX_REDRIVES", "re-sends of a dead-lettered chunk's never-claimed payments before attention (default 3)"),
+    (
+        "GPO_GRPC_MIN_PING_INTERVAL_S",
+        "shortest keepalive ping interval gpo serve accepts from a client (default 10)",
+    ),
+    (
+        "GPO_MAX_REDRIVES",
+        "re-sends of a dead-lettered chunk's never-claimed payments before attention (default 3)",
+    ),
     ("GPO_REDRIVE_AFTER_S", "seconds before the first such re-send, doubled for each later one (default 60)"),
     (
         "GPO_EMPTY_BATCH_EXPIRY_S",
@@ -92,10 +102,19 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ),
     ("GPO_WEBHOOK_SECRET_FILE", "gpo serve: a file holding the webhook secret"),
     ("GPO_WEBHOOK_PROGRESS_S", "gpo serve: at most one progress webhook per batch this often (default 30)"),
-    ("GPO_WEBHOOK_MAX_ATTEMPTS", "gpo serve: attempts of one webhook event before the batch's webhook fails (default 12)"),
-    ("GPO_WEBHOOK_BACKOFF_S", "gpo serve: wait after a webhook's first failed attempt, doubled each time (default 2)"),
+    (
+        "GPO_WEBHOOK_MAX_ATTEMPTS",
+        "gpo serve: attempts of one webhook event before the batch's webhook fails (default 12)",
+    ),
+    (
+        "GPO_WEBHOOK_BACKOFF_S",
+        "gpo serve: wait after a webhook's first failed attempt, doubled each time (default 2)",
+    ),
     ("GPO_WEBHOOK_MAX_BACKOFF_S", "gpo serve: longest wait between webhook attempts (default 600)"),
-    ("GPO_WEBHOOK_TIMEOUT_S", "gpo serve: seconds for one webhook attempt to connect, send and be answered (default 10)"),
+    (
+        "GPO_WEBHOOK_TIMEOUT_S",
+        "gpo serve: seconds for one webhook attempt to connect, send and be answered (default 10)",
+    ),
     ("GPO_WEBHOOK_CA_FILE", "gpo serve: PEM CA(s) trusted for webhook receivers (default: the system's)"),
     (
         "GPO_WEBHOOK_ALLOW_NETWORKS",
@@ -118,10 +137,15 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ),
     ("GPO_SIDECAR_METRICS_HOST", "gpo-sidecar: address /metrics binds (default 127.0.0.1); --metrics-host"),
     ("GPO_SIDECAR_LEASE_S", "gpo-sidecar: the claim lease asked for, renewed every third of it (default 15)"),
-    ("GPO_SIDECAR_KEEPALIVE_S", "gpo-sidecar: seconds between pings to the orchestrator, and to wait for one's answer (default 30)"),
-    ("GPO_SPECS_DIR", "folder of the specifications: iso20022/ pain.001 XSD (ISO 20022 rail), camt.053 XSD (statements)"),
+    (
+        "GPO_SIDECAR_KEEPALIVE_S",
+        "gpo-sidecar: seconds between pings to the orchestrator, and to wait for one's answer (default 30)",
+    ),
+    (
+        "GPO_SPECS_DIR",
+        "folder of the specifications: iso20022/ pain.001 XSD (ISO 20022 rail), camt.053 XSD (statements)",
+    ),
 )
-
 
 
 _DOCUMENTED = frozenset(name for name, _ in ENVIRONMENT)
@@ -202,7 +226,7 @@ def resolve_secret(value: Any, where: str, env: Mapping[str, str] | None = None)
         ((kind, target),) = value.items()
         target = str(target)
     elif isinstance(value, dict) and set(value) & {"env", "file"}:
-        raise ConfigError(f"{where}: a secret reference is {{ env = \"NAME\" }} or {{ file = \"/path\" }} alone")
+        raise ConfigError(f'{where}: a secret reference is {{ env = "NAME" }} or {{ file = "/path" }} alone')
     elif isinstance(value, str) and (match := _REFERENCE.match(value.strip())):
         kind, target = match.group(1), match.group(2)
     else:

@@ -77,7 +77,7 @@ class Orchestrator:
             from gpo_server import embedded
 
             embedded.check_rails(settings, self.embedded_rails)
-        self.store = Store.open(settings.effective_database_url)
+        self.store = Store.open(settings.effective_database_url, funds_rails=settings.funds_rails())
         self.broker = make_broker(settings)
         self.auth, self.local_secret = make_authenticator(settings)
         self.relay = OutboxRelay(self.store, self.broker)
@@ -109,7 +109,7 @@ class Orchestrator:
                 ("grpc.max_send_message_length", settings.max_message_bytes),
                 # Sidecars ping to notice a vanished orchestrator; their pings must not be refused.
                 *tls.ping_policy(settings.grpc_min_ping_interval_s),
-            ]
+            ],
         )
         self.port = 0
         # The health-only port: no interceptor, no other service, so it answers UNIMPLEMENTED to anything
@@ -140,6 +140,7 @@ class Orchestrator:
             max_sweeps=self.settings.max_sweeps,
             redispatch=self.build_work,
             on_work=self.relay.wake,
+            funds_recheck_s=self.settings.funds_recheck_s,
         )
         rail_pb2_grpc.add_RailServiceServicer_to_server(rail_service, self.server)
         self.g2p.add_to(self.server)

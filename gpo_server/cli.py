@@ -258,7 +258,7 @@ def _parser() -> argparse.ArgumentParser:
         "--state",
         default="",
         type=str.upper,
-        choices=("", "UPLOADING", "PROCESSING", "COMPLETED", "CANCELLED"),
+        choices=("", "UPLOADING", "AWAITING_FUNDS", "PROCESSING", "COMPLETED", "CANCELLED"),
         help="only batches in this state",
     )
     batches.add_argument("--since", default="", help="only batches created at or after this RFC 3339 time")
@@ -318,9 +318,14 @@ def _parser() -> argparse.ArgumentParser:
         " returns reversed. Importing the same statement again changes nothing (already_imported).",
     )
     reconcile.add_argument("file", type=Path, help="the statement file as the bank sent it")
-    reconcile.add_argument("--format", choices=("camt.053", "mt940"), default="", help="default: from the content")
     reconcile.add_argument(
-        "--batch", action="append", default=[], help="match against this batch only (repeat); default: recent batches"
+        "--format", choices=("camt.053", "mt940"), default="", help="default: from the content"
+    )
+    reconcile.add_argument(
+        "--batch",
+        action="append",
+        default=[],
+        help="match against this batch only (repeat); default: recent batches",
     )
     reconcile.set_defaults(func=lambda a: asyncio.run(_reconcile(a)))
 
@@ -330,7 +335,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     reconciliation.add_argument("batch", help="batches/{uuid} or the uuid")
     reconciliation.add_argument(
-        "--csv", type=Path, help="write the report (declared, paid, confirmed, reversed) as CSV (- for stdout)"
+        "--csv",
+        type=Path,
+        help="write the report (declared, paid, confirmed, reversed) as CSV (- for stdout)",
     )
     reconciliation.add_argument("--limit", type=int, default=0, help="rows per list at most (default 1000)")
     reconciliation.set_defaults(func=lambda a: asyncio.run(_reconciliation(a)))
@@ -352,7 +359,9 @@ def _parser() -> argparse.ArgumentParser:
         "--operator", action="store_true", help="an operator's token: every program, retries, dead letters"
     )
     kind.add_argument(
-        "--reconciler", action="store_true", help="a reconciler's token: bank statements and reconciliations only"
+        "--reconciler",
+        action="store_true",
+        help="a reconciler's token: bank statements and reconciliations only",
     )
     token.add_argument(
         "--rail", action="append", default=[], help="with --sidecar: a rail it serves (repeat)"

@@ -20,6 +20,7 @@ from gpo_server.domain.routing import Router
 
 __all__ = ["ENVIRONMENT", "ConfigError", "Settings"]
 
+
 @dataclass(frozen=True)
 class Settings:
     """Built once at start (from_env) and never changed; a test builds the Settings it needs.
@@ -48,7 +49,9 @@ class Settings:
     auth_jwks_url: str = ""
     auth_issuer: str = ""
     simulator: str = ""  # embedded simulator settings, e.g. "latency_ms=5,failure_rate=0.01"
-    rails_config: str = ""  # a rails TOML file (gpo_kernel/rails_config.py): routes, default rail, chunk sizes
+    rails_config: str = (
+        ""  # a rails TOML file (gpo_kernel/rails_config.py): routes, default rail, chunk sizes
+    )
     # That file as read, once, when these Settings were built (from_env, or __post_init__ when given a path).
     rails_file: RailsConfig | None = None
     max_message_bytes: int = 16 * 1024 * 1024
@@ -73,6 +76,8 @@ class Settings:
     # after redrive_after_s, each later one after twice the wait before it; then they need an operator.
     max_redrives: int = 3
     redrive_after_s: float = 60
+    # A funds block the bank refused for lack of funds is asked for again after this long (docs/TREASURY.md).
+    funds_recheck_s: float = 300
     # An UPLOADING batch that received no payment is deleted after this long (its request id is then free).
     empty_batch_expiry_s: float = 3600
     log_level: str = ""  # empty: the command's default (INFO for gpo serve, WARNING for the others)
@@ -154,6 +159,13 @@ class Settings:
             return {name: r.chunk_size for name, r in self.rails_file.rails.items()}
         return {}
 
+    def funds_rails(self) -> frozenset[str]:
+        """Rails whose sidecar blocks a batch's funds with the sponsor bank before it dispatches: those with
+        `funds_control = true` in the rails file (docs/TREASURY.md)."""
+        if self.rails_file is not None:
+            return frozenset(name for name, r in self.rails_file.rails.items() if r.funds_control)
+        return frozenset()
+
     def rails(self) -> list[str]:
         """Every rail the routing can choose."""
         router = self.router()
@@ -202,6 +214,7 @@ class Settings:
             max_redrives=e.integer("GPO_MAX_REDRIVES", d.max_redrives),
             redrive_after_s=e.number("GPO_REDRIVE_AFTER_S", d.redrive_after_s),
             empty_batch_expiry_s=e.number("GPO_EMPTY_BATCH_EXPIRY_S", d.empty_batch_expiry_s),
+            funds_recheck_s=e.number("GPO_FUNDS_RECHECK_S", d.funds_recheck_s),
             log_level=e.text("GPO_LOG_LEVEL"),
             g2p_config=e.text("GPO_G2P_CONFIG"),
             webhook_secret=e.secret("GPO_WEBHOOK_SECRET"),

@@ -67,6 +67,7 @@ def start_sidecars(
             sidecar_name=f"embedded-{rail_name}",
             rate_limit=sim.rate_limit if rail_name not in configured else configured[rail_name].rate_limit,
             max_call_s=configured[rail_name].max_call_s if rail_name in configured else 5.0,
+            funds=rail_name in configured and configured[rail_name].funds_control,
         )
         tasks.append(asyncio.create_task(runner.run(stop)))
     return tasks

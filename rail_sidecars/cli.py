@@ -153,7 +153,11 @@ def _rail_config(args: argparse.Namespace) -> RailConfig:
         return rails[args.rail]
     sim = SimulatorSettings.parse(args.simulator, ledger_path=args.ledger or "simulator-ledger.db")
     # Every simulator setting but the rate limit travels as an option (the rate limit is the rail's own).
-    options = {f.name: getattr(sim, f.name) for f in fields(sim) if f.name != "rate_limit"}
+    options = {
+        f.name: getattr(sim, f.name)
+        for f in fields(sim)
+        if f.name not in ("rate_limit", "balances", "funds")  # balances: from a rails file only
+    }
     # The simulator's calls run in this process: a call cannot outlive it by more than a moment.
     return RailConfig(
         name=args.rail, kind="simulator", rate_limit=sim.rate_limit, max_call_s=5.0, options=options
@@ -180,9 +184,7 @@ async def _run(args: argparse.Namespace) -> int:
         ],
     )
     rail = make_rail(config, notes=GrpcRailNotes(channel, rail=args.rail, token=args.token))
-    journal_path = args.journal or str(
-        Path(args.data_dir) / f"sidecar-{args.rail}.journal"
-    )
+    journal_path = args.journal or str(Path(args.data_dir) / f"sidecar-{args.rail}.journal")
     journal = None if args.journal == "off" else OutcomeJournal.open(journal_path)
     runner = SidecarRunner(
         rail_name=args.rail,
@@ -198,6 +200,7 @@ async def _run(args: argparse.Namespace) -> int:
         max_call_s=config.max_call_s,
         journal=journal,
         sidecar_name=f"{args.rail}-{os.getpid()}",
+        funds=config.funds_control,
     )
     metrics_server = None
     if args.metrics_port is not None:

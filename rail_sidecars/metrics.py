@@ -12,7 +12,14 @@ from typing import TypeVar
 
 from prometheus_client import Counter, Histogram
 
-from rail_sidecars.rails.base import Rail, RailPayment, RailResult, RetryableRailError
+from rail_sidecars.rails.base import (
+    FundsRequest,
+    FundsResult,
+    Rail,
+    RailPayment,
+    RailResult,
+    RetryableRailError,
+)
 
 _T = TypeVar("_T")
 
@@ -68,6 +75,12 @@ class MeteredRail(Rail):
 
     def late_results(self) -> AsyncIterator[RailResult]:
         return self.inner.late_results()
+
+    async def block_funds(self, request: FundsRequest) -> FundsResult:
+        return await self.inner.block_funds(request)
+
+    async def release_funds(self, request: FundsRequest) -> FundsResult:
+        return await self.inner.release_funds(request)
 
     async def start(self) -> None:
         await self.inner.start()

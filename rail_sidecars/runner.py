@@ -37,7 +37,16 @@ from gpo_kernel.queueing.base import Broker, Delivery
 from gpo_kernel.reasons import Reason
 from rail_sidecars.journal import OutcomeJournal
 from rail_sidecars.metrics import MeteredRail
-from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult, RetryableRailError
+from rail_sidecars.rails.base import (
+    FundsOutcome,
+    FundsRequest,
+    Outcome,
+    Rail,
+    RailPayment,
+    RailResult,
+    RetryableRailError,
+    has_funds_hooks,
+)
 from rail_sidecars.sdk.rate import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -172,6 +181,8 @@ class SidecarRunner:
         rpc_timeout_s: float = 60.0,
         hold_patience_s: float = HOLD_PATIENCE_S,
         journal: OutcomeJournal | None = None,
+        funds: bool = False,
+        funds_poll_s: float = 1.0,
     ) -> None:
         self.rail_name = rail_name
         self.rail = MeteredRail(rail, rail_name)  # every rail call timed and counted for /metrics
@@ -198,6 +209,13 @@ class SidecarRunner:
         self.journal = journal
         self.chunks_done = 0
         self._in_hand: set[str] = set()
+        # Funds control (the rails file's funds_control): this sidecar blocks and releases batches' funds
+        # with the bank, asking GPO for pending requests every funds_poll_s while there are none.
+        if funds and not has_funds_hooks(rail):
+            raise ValueError(f"rail {rail_name!r} has funds_control but its rail implements no funds hooks")
+        self.funds = funds
+        self.funds_poll_s = funds_poll_s
+        self.funds_done = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consumes until `stop` is set, then lets the chunks in hand finish (graceful shutdown)."""
@@ -217,6 +235,7 @@ class SidecarRunner:
         consumer = asyncio.create_task(consume())
         late = asyncio.create_task(self._forward_late_results())
         replay = asyncio.create_task(self._replay_journal())
+        funds = asyncio.create_task(self._funds_loop(stop)) if self.funds else None
         stopper = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait([consumer, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -228,7 +247,9 @@ class SidecarRunner:
             late.cancel()
             replay.cancel()
             stopper.cancel()
-            await asyncio.gather(consumer, late, replay, return_exceptions=True)
+            if funds is not None:
+                funds.cancel()
+            await asyncio.gather(consumer, late, replay, *([funds] if funds else []), return_exceptions=True)
             await self.reporter.close()
         if consumer.done() and not consumer.cancelled() and consumer.exception() is not None:
             raise consumer.exception()  # type: ignore[misc]
@@ -589,6 +610,87 @@ class SidecarRunner:
                 last_error = str(exc)
         return [*done, *(_unreachable(p, last_error) for p in pending)], []
 
+    async def _funds_loop(self, stop: asyncio.Event) -> None:
+        """Funds check and block (docs/TREASURY.md): claims the rail's pending funds requests from GPO,
+        asks the bank to block or release each (the bank is idempotent by block id, so a request taken
+        again after a crash blocks nothing twice), and reports the answers."""
+        claim_id = f"{self.instance}:funds"
+        attempt = 0
+        while not stop.is_set():
+            try:
+                claim = await self.stub.ClaimFundsBlocks(
+                    rail_pb2.ClaimFundsBlocksRequest(
+                        rail=self.rail_name,
+                        claim_id=claim_id,
+                        max_requests=20,
+                        lease_duration=_duration(self.lease_s),
+                    ),
+                    metadata=self.metadata,
+                    timeout=self.rpc_timeout_s,
+                )
+                attempt = 0
+            except grpc.aio.AioRpcError as exc:
+                attempt += 1
+                log.warning("funds requests not claimed (%s); attempt %d", _short(exc), attempt)
+                await _wait(stop, self._hold_wait(attempt))
+                continue
+            results = []
+            for request in claim.requests:
+                asked = FundsRequest(
+                    block_id=request.block_id,
+                    batch=request.batch,
+                    payer_fa=request.payer_fa,
+                    currency_code=request.currency_code,
+                    amount=request.amount,
+                )
+                try:
+                    if request.action == rail_pb2.FUNDS_ACTION_RELEASE:
+                        answer = await self.rail.release_funds(asked)
+                    else:
+                        answer = await self.rail.block_funds(asked)
+                except Exception as exc:
+                    # Unanswered: its lease runs out and it is claimed again.
+                    log.warning("funds block %s: the bank did not answer (%s)", request.block_id, _short(exc))
+                    continue
+                log.info("funds block %s of %s: %s", request.block_id, request.batch, answer.outcome.value)
+                results.append(
+                    rail_pb2.FundsResult(
+                        block_id=answer.block_id,
+                        outcome=_FUNDS_OUTCOMES[answer.outcome],
+                        reason_message=answer.message[:1024],
+                        bank_reference=answer.bank_reference[:256],
+                    )
+                )
+            if results:
+                await self._report_funds(claim_id, results, stop)
+            if not claim.requests:
+                await _wait(stop, self.funds_poll_s)
+
+    async def _report_funds(
+        self, claim_id: str, results: list[rail_pb2.FundsResult], stop: asyncio.Event
+    ) -> None:
+        """Reports the bank's answers until GPO has them, or gives up at shutdown or after a permanent
+        error: the requests then come again once their lease ends, and the bank answers the same."""
+        attempt = 0
+        while True:
+            try:
+                await self.stub.ReportFundsBlocks(
+                    rail_pb2.ReportFundsBlocksRequest(
+                        rail=self.rail_name, claim_id=claim_id, results=results
+                    ),
+                    metadata=self.metadata,
+                    timeout=self.rpc_timeout_s,
+                )
+                self.funds_done += len(results)
+                return
+            except grpc.aio.AioRpcError as exc:
+                attempt += 1
+                if exc.code() in _PERMANENT or stop.is_set():
+                    log.error("funds results refused (%s)", _short(exc))
+                    return
+                log.warning("funds results not reported yet (%s); attempt %d", _short(exc), attempt)
+                await asyncio.sleep(self._hold_wait(attempt))
+
     async def _forward_late_results(self) -> None:
         """Reports outcomes the rail learns after the fact (returns), whenever they come."""
         async for result in self.rail.late_results():
@@ -617,6 +719,21 @@ class SidecarRunner:
         """Grows with each redelivery, so an outage of the orchestrator does not burn the delivery limit."""
         ceiling = min(MAX_REQUEUE_WAIT_S, self.retry_base_s * 2.0 ** min(delivery_count + 1, 10))
         return ceiling * random.uniform(0.5, 1.0)
+
+
+_FUNDS_OUTCOMES = {
+    FundsOutcome.BLOCKED: rail_pb2.FUNDS_OUTCOME_BLOCKED,
+    FundsOutcome.INSUFFICIENT: rail_pb2.FUNDS_OUTCOME_INSUFFICIENT,
+    FundsOutcome.RELEASED: rail_pb2.FUNDS_OUTCOME_RELEASED,
+}
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    """Sleeps `seconds`, or less if `stop` is set meanwhile."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass
 
 
 def _chunk_attributes(chunk: rail_pb2.WorkChunk) -> dict[str, str | int]:

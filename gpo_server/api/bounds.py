@@ -114,6 +114,13 @@ MAX_CHARS: Mapping[str, int] = {
     "gpo.v1.ListRailNotesRequest.idempotency_keys": MAX_REQUEST_ID,
     "gpo.v1.ListRailNotesRequest.tags": MAX_NOTE_TAG,
     "gpo.v1.ListRailNotesRequest.page_token": MAX_PAGE_TOKEN,
+    "gpo.v1.ClaimFundsBlocksRequest.rail": MAX_RAIL,
+    "gpo.v1.ClaimFundsBlocksRequest.claim_id": MAX_CLAIM_ID,
+    "gpo.v1.ReportFundsBlocksRequest.rail": MAX_RAIL,
+    "gpo.v1.ReportFundsBlocksRequest.claim_id": MAX_CLAIM_ID,
+    "gpo.v1.FundsResult.block_id": MAX_REQUEST_ID,
+    "gpo.v1.FundsResult.reason_message": MAX_REASON_MESSAGE,
+    "gpo.v1.FundsResult.bank_reference": MAX_RAIL_REFERENCE,
     # G2pConnectService: google.api.HttpBody (its comment is in g2p_connect_service.proto)
     "google.api.HttpBody.content_type": MAX_CONTENT_TYPE,
 }

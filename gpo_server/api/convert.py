@@ -15,7 +15,8 @@ from sqlalchemy import Row
 
 from gpo_server.api.errors import invalid_argument
 from gpo_server.domain.money import format_amount
-from gpo_server.domain.states import UPLOAD_CAUSE, BatchState, PaymentStatus, cause_of
+from gpo_server.domain.states import UPLOAD_CAUSE, BatchState, FundsBlockState, PaymentStatus, cause_of
+from gpo_server.storage.funds import FundsBlockRecord
 from gpo_server.storage.store import BatchRecord, StatusTotal
 from gpo_server.storage.webhooks import WebhookStatus
 
@@ -89,6 +90,25 @@ def batch_message(batch: BatchRecord, totals: Sequence[StatusTotal] | None = Non
             amount=format_amount(t.amount_hundredths),
         )
     return message
+
+
+FUNDS_BLOCK_STATES = {s: getattr(res_pb, f"FUNDS_BLOCK_STATE_{s.name}") for s in FundsBlockState}
+
+
+def funds_block_message(block: FundsBlockRecord) -> res_pb.FundsBlock:
+    return res_pb.FundsBlock(
+        block_id=block.block_id,
+        rail=block.rail,
+        payer_fa=block.payer_fa,
+        currency_code=block.currency_code,
+        amount=format_amount(block.amount_hundredths),
+        state=FUNDS_BLOCK_STATES[block.state],
+        reason_code=block.reason_code,
+        reason_message=block.reason_message,
+        bank_reference=block.bank_reference,
+        attempt_count=block.attempts,
+        update_time=timestamp(block.update_time),
+    )
 
 
 def payment_message(batch_uid: str, row: Row[Any]) -> res_pb.Payment:

@@ -27,6 +27,7 @@ from gpo_server.api.convert import (
     batch_uid,
     decode_page_token,
     encode_page_token,
+    funds_block_message,
     payment_message,
     payment_reference,
     status_change_message,
@@ -55,7 +56,7 @@ from gpo_server.domain.filters import (
     parse_filter,
 )
 from gpo_server.domain.money import format_amount
-from gpo_server.domain.states import FINAL, BatchState, PaymentStatus
+from gpo_server.domain.states import FINAL, BatchState, PaymentStatus, batch_sources_of
 from gpo_server.intake import PreparedChunk
 from gpo_server.report import report_lines
 from gpo_server.storage.rail_stats import read_rail_activity
@@ -243,6 +244,8 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
     async def GetBatch(self, request: api_pb.GetBatchRequest, context: Context) -> res_pb.Batch:
         batch = await self._readable_batch(request.name, context)
         message = batch_message(batch, await self.store.batch_totals(batch.id))
+        for block in await self.store.funds_blocks_of(batch.id):
+            message.funds_blocks.append(funds_block_message(block))
         if batch.callback_uri and (delivery := await self.webhooks.status_of(batch.id)) is not None:
             message.webhook_delivery.CopyFrom(webhook_delivery_message(delivery))
         return message
@@ -417,7 +420,7 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
     @handles_errors
     async def CancelBatch(self, request: api_pb.CancelBatchRequest, context: Context) -> res_pb.Batch:
         batch = await self._readable_batch(request.name, context)
-        if batch.state in (BatchState.UPLOADING, BatchState.PROCESSING):
+        if batch.state in batch_sources_of(BatchState.CANCELLED):
             caller = self.auth.caller(context)
             await self.store.cancel_batch(
                 batch.id, audit=audit_event(caller, "batch.cancel", context, batch_uid=batch.uid)

@@ -26,8 +26,10 @@ from gpo_server.api.errors import (
     not_found,
 )
 from gpo_server.api.tracing import message_span
-from gpo_server.domain.states import PaymentStatus
+from gpo_server.domain.money import format_amount
+from gpo_server.domain.states import FundsBlockState, PaymentStatus
 from gpo_server.observability import metrics
+from gpo_server.storage.funds import FundsReport
 from gpo_server.storage.rail_notes import NoteInput, RailNotesStore
 from gpo_server.storage.store import ForeignRail, ResultUpdate, Store, WorkBuilder
 
@@ -51,6 +53,9 @@ MIN_LEASE_S = 3.0
 MAX_NOTES = 10_000  # notes per RecordRailNotes, keys and tags per ListRailNotes, notes per page
 MAX_NOTE_BODY = 1024 * 1024
 MAX_NOTES_BODIES = 8 * 1024 * 1024  # bodies per RecordRailNotes, and per page of ListRailNotes
+# Funds requests (ClaimFundsBlocks, ReportFundsBlocks): per call, and the lease of a claim that asks none.
+MAX_FUNDS_REQUESTS = 100
+FUNDS_LEASE_S = 30.0
 
 
 class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
@@ -63,6 +68,7 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
         max_sweeps: int = 3,
         redispatch: WorkBuilder | None = None,
         on_work: Callable[[], None] = lambda: None,
+        funds_recheck_s: float = 300.0,
     ) -> None:
         self.store = store
         self.notes = RailNotesStore(store.engine)
@@ -72,6 +78,8 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
         # Builds work chunks for payments a verify-only look-up found absent, so they are sent again.
         self.redispatch = redispatch
         self.on_work = on_work
+        # An INSUFFICIENT funds block is asked of the bank again after this long (GPO_FUNDS_RECHECK_S).
+        self.funds_recheck_s = funds_recheck_s
         self.paid_twice = 0  # payments the rail said it executed more than once, since start
         # Batch name -> (id, schedule_time): neither changes once the batch exists.
         self._batches: dict[str, tuple[int, dt.datetime | None]] = {}
@@ -352,6 +360,87 @@ class RailService(rail_pb2_grpc.RailServiceServicer):  # type: ignore[misc]
         if more and notes:
             response.next_page_token = encode_page_token(notes[-1].id, scope)
         return response
+
+    @handles_errors
+    async def ClaimFundsBlocks(
+        self, request: rail_pb2.ClaimFundsBlocksRequest, context: Context
+    ) -> rail_pb2.ClaimFundsBlocksResponse:
+        caller = self._sidecar(context)
+        rail = self._note_rail(caller, request.rail)
+        if not request.claim_id:
+            raise invalid_argument("claim_id is required", "CLAIM_ID_MISSING", [("claim_id", "empty")])
+        if request.max_requests < 0:
+            raise invalid_argument(
+                "max_requests must not be negative", "INVALID_PAGE_SIZE", [("max_requests", "negative")]
+            )
+        asked = (
+            request.lease_duration.ToTimedelta().total_seconds() if request.HasField("lease_duration") else 0
+        )
+        lease_s = min(max(asked or FUNDS_LEASE_S, MIN_LEASE_S), max(self.lease_s, MIN_LEASE_S))
+        blocks = await self.store.claim_funds_blocks(
+            rail,
+            request.claim_id,
+            lease_s,
+            min(request.max_requests or MAX_FUNDS_REQUESTS, MAX_FUNDS_REQUESTS),
+            self.funds_recheck_s,
+        )
+        response = rail_pb2.ClaimFundsBlocksResponse()
+        for block in blocks:
+            response.requests.add(
+                block_id=block.block_id,
+                action=rail_pb2.FUNDS_ACTION_RELEASE
+                if block.state is FundsBlockState.RELEASING
+                else rail_pb2.FUNDS_ACTION_BLOCK,
+                batch=f"batches/{block.batch_uid}",
+                payer_fa=block.payer_fa,
+                currency_code=block.currency_code,
+                amount=format_amount(block.amount_hundredths),
+            )
+        if blocks:
+            log.info(
+                "sidecar %s claimed %d funds requests of rail %s", caller.subject[:100], len(blocks), rail
+            )
+        return response
+
+    @handles_errors
+    async def ReportFundsBlocks(
+        self, request: rail_pb2.ReportFundsBlocksRequest, context: Context
+    ) -> rail_pb2.ReportFundsBlocksResponse:
+        caller = self._sidecar(context)
+        rail = self._note_rail(caller, request.rail)
+        if len(request.results) > MAX_FUNDS_REQUESTS:
+            raise invalid_argument(
+                f"at most {MAX_FUNDS_REQUESTS} results per call",
+                "TOO_MANY_RESULTS",
+                [("results", f"{len(request.results)} results")],
+            )
+        reports = []
+        for r in request.results:
+            outcome = _FUNDS_OUTCOMES.get(r.outcome)
+            if outcome is None:
+                raise invalid_argument(
+                    "every result needs outcome BLOCKED, INSUFFICIENT or RELEASED",
+                    "INVALID_OUTCOME",
+                    [("results.outcome", f"block {r.block_id[:64]}: {r.outcome}")],
+                )
+            reports.append(FundsReport(r.block_id, outcome, "", r.reason_message, r.bank_reference))
+        applied, released = await self.store.report_funds_blocks(
+            rail,
+            reports,
+            audit_event(caller, "rail.funds", context, detail={"rail": rail}),
+        )
+        for uid in released:
+            log.info("batch %s: funds blocked with the bank; dispatching", uid)
+        if released:
+            self.on_work()
+        return rail_pb2.ReportFundsBlocksResponse(applied_count=applied)
+
+
+_FUNDS_OUTCOMES = {
+    rail_pb2.FUNDS_OUTCOME_BLOCKED: FundsBlockState.BLOCKED,
+    rail_pb2.FUNDS_OUTCOME_INSUFFICIENT: FundsBlockState.INSUFFICIENT,
+    rail_pb2.FUNDS_OUTCOME_RELEASED: FundsBlockState.RELEASED,
+}
 
 
 def _result_update(r: rail_pb2.PaymentResult) -> ResultUpdate:

@@ -115,6 +115,60 @@ def batch_is_final(statuses: Iterable[PaymentStatus]) -> bool:
 
 class BatchState(StrEnum):
     UPLOADING = "uploading"
+    # The upload is complete; the batch's funds are being blocked with the sponsor bank by the sidecar of
+    # a rail with funds control (docs/TREASURY.md), or were found insufficient. Nothing is published yet.
+    AWAITING_FUNDS = "awaiting_funds"
     PROCESSING = "processing"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
+
+
+B = BatchState
+
+# Every legal batch transition. PROCESSING is reached from a gate only through the storage function that
+# releases a batch (storage/funds.py, `release_batch`), which decides the next state with
+# `next_state_after_gates`.
+BATCH_TRANSITIONS: dict[BatchState, frozenset[BatchState]] = {
+    B.UPLOADING: frozenset({B.AWAITING_FUNDS, B.PROCESSING, B.CANCELLED}),
+    B.AWAITING_FUNDS: frozenset({B.PROCESSING, B.CANCELLED}),
+    B.PROCESSING: frozenset({B.COMPLETED, B.CANCELLED}),
+    B.COMPLETED: frozenset({B.PROCESSING}),  # an operator's retry of failed payments reopens it
+    B.CANCELLED: frozenset(),
+}
+
+
+def batch_sources_of(target: BatchState) -> frozenset[BatchState]:
+    """States a batch may leave for `target`: storage's WHERE clauses."""
+    return frozenset(s for s, nxt in BATCH_TRANSITIONS.items() if target in nxt)
+
+
+def next_state_after_gates(*, needs_funds: bool) -> BatchState:
+    """Where a batch goes once its upload ended (and any approval it needed was given): it waits for its
+    funds block when some accepted payment goes to a rail with funds control, else it dispatches."""
+    return B.AWAITING_FUNDS if needs_funds else B.PROCESSING
+
+
+class FundsBlockState(StrEnum):
+    """A batch's funds block with the sponsor bank, one per rail and currency (docs/TREASURY.md)."""
+
+    REQUESTED = "requested"  # the rail's sidecar is to block it (ClaimFundsBlocks)
+    BLOCKED = "blocked"  # the bank holds it: payments are debited against it
+    INSUFFICIENT = "insufficient"  # the bank refused: not enough funds; re-checked later
+    RELEASING = "releasing"  # the batch was cancelled: the sidecar is to release it
+    RELEASED = "released"  # the bank released what was left of it
+
+
+F = FundsBlockState
+
+FUNDS_TRANSITIONS: dict[FundsBlockState, frozenset[FundsBlockState]] = {
+    F.REQUESTED: frozenset({F.BLOCKED, F.INSUFFICIENT, F.RELEASING}),
+    # A re-check of an insufficient block asks the bank again; the block stays INSUFFICIENT meanwhile.
+    F.INSUFFICIENT: frozenset({F.BLOCKED, F.RELEASING}),
+    F.BLOCKED: frozenset({F.RELEASING}),
+    F.RELEASING: frozenset({F.RELEASED}),
+    F.RELEASED: frozenset(),
+}
+
+
+def funds_sources_of(target: FundsBlockState) -> frozenset[FundsBlockState]:
+    return frozenset(s for s, nxt in FUNDS_TRANSITIONS.items() if target in nxt)

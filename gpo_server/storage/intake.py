@@ -22,6 +22,7 @@ from gpo_server.domain.states import (
 )
 from gpo_server.storage.audit import AuditEvent
 from gpo_server.storage.batches import BatchStore
+from gpo_server.storage.funds import release_batch
 from gpo_server.storage.records import (
     PAYMENT_COLUMNS,
     BatchRecord,
@@ -32,7 +33,6 @@ from gpo_server.storage.records import (
 from gpo_server.storage.sql import (
     S,
     cached_plans,
-    count_unfinished,
     hold_sqlite_writer,
     insert_work,
     utcnow,
@@ -78,12 +78,9 @@ class IntakeStore(BatchStore):
                 and batch.payment_count > 0
                 and batch.upload_matches_declaration
             ):
-                await conn.execute(
-                    update(batches)
-                    .where(batches.c.id == batch_id, batches.c.state == BatchState.UPLOADING.value)
-                    .values(state=BatchState.PROCESSING.value, update_time=utcnow())
+                await release_batch(
+                    conn, batch_id, batch.uid, BatchState.UPLOADING, self.funds_rails, utcnow()
                 )
-                await count_unfinished(conn, batch_id)
                 if audit is not None:
                     await self._audit(
                         conn, replace(audit, batch_uid=batch.uid, payment_count=batch.payment_count)

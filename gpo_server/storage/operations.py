@@ -27,11 +27,13 @@ from gpo_server.domain.states import (
     REDRIVABLE,
     BatchState,
     PaymentStatus,
+    batch_sources_of,
     operator_sources_of,
     sources_of,
 )
 from gpo_server.storage import audit as audit_trail
 from gpo_server.storage.audit import AuditEvent
+from gpo_server.storage.funds import release_funds_of
 from gpo_server.storage.records import (
     BatchRecord,
     DeadLetterOutcome,
@@ -462,18 +464,23 @@ class OperationsStore(StorePart):
                     update_time=now,
                 )
             )
-            await conn.execute(
+            ended = await conn.execute(
                 update(batches)
                 .where(
                     batches.c.id == batch_id,
-                    batches.c.state.in_([BatchState.UPLOADING.value, BatchState.PROCESSING.value]),
+                    batches.c.state.in_([s.value for s in batch_sources_of(BatchState.CANCELLED)]),
                 )
                 .values(state=BatchState.CANCELLED.value, update_time=now)
             )
+            # Its funds blocks with the bank are released by their rail's sidecar (docs/TREASURY.md).
+            releasing = await release_funds_of(conn, batch_id, now) if ended.rowcount == 1 else 0
             # After the state: a CANCELLED batch stays CANCELLED whatever its count.
             await count_unfinished(conn, batch_id, -max(cancelled.rowcount, 0))
             if audit is not None:
-                await self._audit(conn, replace(audit, payment_count=max(cancelled.rowcount, 0)))
+                detail = {**audit.detail, "funds_blocks_released": releasing} if releasing else audit.detail
+                await self._audit(
+                    conn, replace(audit, payment_count=max(cancelled.rowcount, 0), detail=detail)
+                )
 
     async def record_audit(self, event: AuditEvent) -> None:
         """An audit event of its own, for changes made outside the store's transactions."""

@@ -45,6 +45,9 @@ class StorePart:
 
     engine: AsyncEngine
     is_postgres: bool
+    # Rails whose sidecar blocks a batch's funds with the sponsor bank before it dispatches (the rails
+    # file's `funds_control`; docs/TREASURY.md). Set once at start.
+    funds_rails: frozenset[str] = frozenset()
 
     async def _audit(self, conn: AsyncConnection, event: AuditEvent) -> None:
         """Appends to the audit trail inside `conn`'s transaction: the last statement before its commit."""

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gpo_server.storage.batches import BatchStore, read_batch_totals
 from gpo_server.storage.dispatch import PAID_TWICE, STUCK_UNKNOWN, DispatchStore
+from gpo_server.storage.funds import FundsStore
 from gpo_server.storage.intake import ANALYZE_AFTER, REFERENCE_INDEX, ChunkTransaction, IntakeStore
 from gpo_server.storage.operations import (
     REDRIVES_EXHAUSTED,
@@ -85,13 +86,14 @@ __all__ = [
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class Store(IntakeStore, BatchStore, DispatchStore, OperationsStore):
-    def __init__(self, engine: AsyncEngine) -> None:
+class Store(IntakeStore, BatchStore, DispatchStore, OperationsStore, FundsStore):
+    def __init__(self, engine: AsyncEngine, *, funds_rails: frozenset[str] = frozenset()) -> None:
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"
+        self.funds_rails = funds_rails
 
     @classmethod
-    def open(cls, url: str, *, pool_size: int = 10) -> Store:
+    def open(cls, url: str, *, pool_size: int = 10, funds_rails: frozenset[str] = frozenset()) -> Store:
         if url.startswith("sqlite"):
             if (database := make_url(url).database) and database != ":memory:":
                 _create_private(Path(database))
@@ -108,7 +110,7 @@ class Store(IntakeStore, BatchStore, DispatchStore, OperationsStore):
                 # scanned the whole batch per chunk (quadratic in the batch size), so plans stay custom.
                 connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
             )
-        return cls(engine)
+        return cls(engine, funds_rails=funds_rails)
 
     async def migrate(self) -> None:
         """Brings the schema to the newest migration."""

@@ -376,3 +376,30 @@ statement_batches = Table(
     PrimaryKeyConstraint("statement_id", "batch_id", name="pk_statement_batches"),
     Index("ix_statement_batches_batch", "batch_id"),
 )
+
+# A batch's funds blocks with the sponsor bank (docs/TREASURY.md): one per rail with funds control and
+# currency, made when the batch leaves its gates; the rail's sidecar blocks and releases them at the bank
+# (RailService ClaimFundsBlocks / ReportFundsBlocks). block_id is derived from the batch, rail and currency,
+# so the bank can refuse a second block under it.
+funds_blocks = Table(
+    "funds_blocks",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("block_id", Text, nullable=False, unique=True),
+    Column("batch_id", BigInteger, ForeignKey("batches.id"), nullable=False),
+    Column("rail", Text, nullable=False),
+    Column("currency_code", Text, nullable=False),
+    Column("payer_fa", Text, nullable=False),
+    Column("amount_hundredths", BigInteger, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("reason_code", Text, nullable=False, server_default=""),
+    Column("reason_message", Text, nullable=False, server_default=""),
+    Column("bank_reference", Text, nullable=False, server_default=""),
+    Column("lease_owner", Text),
+    Column("lease_expire_time", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("update_time", DateTime(timezone=True), nullable=False),
+    Index("ix_funds_blocks_batch", "batch_id"),
+    Index("ix_funds_blocks_rail_state", "rail", "state"),
+)

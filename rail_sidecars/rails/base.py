@@ -1,5 +1,6 @@
 """The Rail interface: every rail is the same small set of hooks: execute and look_up, plus the optional
-start, late_results and close.
+start, late_results and close, and the optional funds hooks block_funds and release_funds (a rail with
+`funds_control` in the rails file; docs/TREASURY.md).
 
 A rail must treat the idempotency key as the identity of a payment. GPO sends the same key on every
 attempt and, before executing a payment that may have been sent before, asks look_up whether the rail
@@ -58,6 +59,31 @@ class RailResult:
                 object.__setattr__(self, field, value[:most])
 
 
+class FundsOutcome(StrEnum):
+    BLOCKED = "blocked"  # the amount is held under the block id (now, or by an earlier request)
+    INSUFFICIENT = "insufficient"  # the payer's available balance is below the amount: nothing held
+    RELEASED = "released"  # released, or never placed (and never to be placed under this id)
+
+
+@dataclass(frozen=True, slots=True)
+class FundsRequest:
+    """A batch's funds block with the sponsor bank: GPO's request, by the block's id."""
+
+    block_id: str  # the bank's idempotency key: at most one block per id, ever
+    batch: str  # "batches/{uuid}": that batch's payments are debited against the block
+    payer_fa: str
+    currency_code: str
+    amount: str  # exact decimal string
+
+
+@dataclass(frozen=True, slots=True)
+class FundsResult:
+    block_id: str
+    outcome: FundsOutcome
+    message: str = ""  # the bank's own words, e.g. the balance it found
+    bank_reference: str = ""
+
+
 class RetryableRailError(Exception):
     """The rail could not take the call now (timeout, 5xx, throttled); nothing was executed by it."""
 
@@ -78,11 +104,30 @@ class Rail(abc.ABC):
         each carrying batch and payment_number. Most rails have none."""
         return _no_results()
 
+    async def block_funds(self, request: FundsRequest) -> FundsResult:
+        """Optional funds hook: checks the payer's balance and blocks request.amount under request.block_id
+        with the sponsor bank. A repeated request for a block already held answers BLOCKED and blocks
+        nothing more; a request for a block released before answers RELEASED. Raise (any exception) when
+        the bank cannot answer now: GPO asks again later. Only rails with `funds_control` need it."""
+        raise NotImplementedError(f"rail {self.name!r} has no funds control")
+
+    async def release_funds(self, request: FundsRequest) -> FundsResult:
+        """Optional funds hook: releases what is left of the block (its batch was cancelled) and answers
+        RELEASED, also for a block never placed, which the bank must then refuse to place later."""
+        raise NotImplementedError(f"rail {self.name!r} has no funds control")
+
     async def start(self) -> None:  # noqa: B027 (optional hook)
         """Opens what the rail needs before the first chunk, e.g. a callback listener."""
 
     async def close(self) -> None:  # noqa: B027 (optional hook; most rails hold nothing to release)
         """Releases connections and files."""
+
+
+def has_funds_hooks(rail: Rail) -> bool:
+    """Whether the rail (or the rail a wrapper holds in `inner`) implements block_funds and release_funds."""
+    rail = getattr(rail, "inner", rail)
+    kind = type(rail)
+    return kind.block_funds is not Rail.block_funds and kind.release_funds is not Rail.release_funds
 
 
 async def _no_results() -> AsyncIterator[RailResult]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from rail_sidecars.rails.base import Outcome, RailPayment, RailResult
+from rail_sidecars.rails.base import FundsOutcome, FundsRequest, Outcome, RailPayment, RailResult
 from rail_sidecars.rails.simulator import FAILURE_REASONS, SimulatorRail, SimulatorSettings
 from rail_sidecars.rails.simulator.store import (
     Ledger,
@@ -450,3 +450,78 @@ def test_module_entry_point(tmp_path: Path) -> None:
         text=True,
     ).stdout
     assert json.loads(out)["amount"] == "0.00"
+
+
+# -- the simulated bank's funds (docs/TREASURY.md)
+
+PAYER = "account:treasury@bank"
+
+
+def funds_request(block_id: str, amount: str, batch: str = "batches/b1") -> FundsRequest:
+    return FundsRequest(block_id=block_id, batch=batch, payer_fa=PAYER, currency_code="USD", amount=amount)
+
+
+def batch_payments(batch: str, n: int, amount: str) -> list[RailPayment]:
+    return [dataclasses.replace(p, batch=batch) for p in payments(n, prefix=f"{batch}-", amount=amount)]
+
+
+async def test_a_block_is_placed_once_per_id_and_paid_payments_are_debited_against_it(tmp_path: Path) -> None:
+    rail = make_rail(tmp_path, balances=((PAYER, "USD", 100_00),), funds=True)
+    try:
+        first = await rail.block_funds(funds_request("blk-1", "60.00"))
+        again = await rail.block_funds(funds_request("blk-1", "60.00"))
+        assert (first.outcome, again.outcome) == (FundsOutcome.BLOCKED, FundsOutcome.BLOCKED)
+        # 40.00 left free: a second batch's 50.00 does not fit.
+        refused = await rail.block_funds(funds_request("blk-2", "50.00", batch="batches/b2"))
+        assert refused.outcome is FundsOutcome.INSUFFICIENT
+        assert "available 40.00 USD" in refused.message
+        results = await rail.execute(batch_payments("batches/b1", 6, "10.00"))
+        assert {r.outcome for r in results} == {Outcome.SUCCEEDED}
+        # A key executed again is debited once.
+        await rail.execute(batch_payments("batches/b1", 1, "10.00"))
+        [block] = rail.ledger.funds_blocks()
+        assert (block["amount"], block["used"], block["remaining"], block["requests"]) == (
+            "60.00",
+            "60.00",
+            "0.00",
+            2,
+        )
+        # Outside any block, the free 40.00 pays four and refuses the fifth.
+        free = await rail.execute(batch_payments("batches/b3", 5, "10.00"))
+        assert [r.outcome for r in free] == [Outcome.SUCCEEDED] * 4 + [Outcome.FAILED]
+        assert free[-1].reason_code == "rjct.payer.insufficient_funds"
+    finally:
+        await rail.close()
+
+
+async def test_a_release_frees_what_is_left_and_refuses_a_late_block(tmp_path: Path) -> None:
+    rail = make_rail(tmp_path, balances=((PAYER, "USD", 100_00),), funds=True)
+    try:
+        assert (await rail.block_funds(funds_request("blk-1", "80.00"))).outcome is FundsOutcome.BLOCKED
+        await rail.execute(batch_payments("batches/b1", 3, "10.00"))
+        assert (await rail.release_funds(funds_request("blk-1", "80.00"))).outcome is FundsOutcome.RELEASED
+        # 30.00 was paid: 70.00 is free again.
+        assert (await rail.block_funds(funds_request("blk-2", "70.00", "batches/b2"))).outcome is (
+            FundsOutcome.BLOCKED
+        )
+        # A release that arrives before its block: the block is then refused for good.
+        assert (await rail.release_funds(funds_request("blk-3", "1.00"))).outcome is FundsOutcome.RELEASED
+        assert (await rail.block_funds(funds_request("blk-3", "1.00"))).outcome is FundsOutcome.RELEASED
+        states = {b["block_id"]: (b["state"], b["used"], b["remaining"]) for b in rail.ledger.funds_blocks()}
+        assert states == {
+            "blk-1": ("released", "30.00", "0.00"),
+            "blk-2": ("blocked", "0.00", "70.00"),
+            "blk-3": ("released", "0.00", "0.00"),
+        }
+    finally:
+        await rail.close()
+
+
+async def test_without_balances_funds_are_unlimited_and_the_ledger_unchanged(tmp_path: Path) -> None:
+    rail = make_rail(tmp_path)
+    try:
+        assert (await rail.block_funds(funds_request("blk-1", "1000000.00"))).outcome is FundsOutcome.BLOCKED
+        await rail.execute(payments(3))
+        assert read_totals(tmp_path / "ledger.db").payments == 3
+    finally:
+        await rail.close()

@@ -20,7 +20,15 @@ import os
 from collections.abc import Mapping, Sequence
 
 from gpo_kernel.rails_config import RailConfig
-from rail_sidecars.rails.base import Outcome, Rail, RailPayment, RailResult
+from rail_sidecars.rails.base import (
+    FundsOutcome,
+    FundsRequest,
+    FundsResult,
+    Outcome,
+    Rail,
+    RailPayment,
+    RailResult,
+)
 from rail_sidecars.rails.simulator.settings import SimulatorSettings, settings_from_config
 from rail_sidecars.rails.simulator.store import Ledger, LedgerEntry, parse_hundredths
 from rail_sidecars.sdk.notes import RailNotes
@@ -46,6 +54,8 @@ class SimulatorRail(Rail):
         self._seed_prefix = b"" if settings.seed is None else f"{settings.seed}\x00".encode()
         self._executions = 0
         self._calls = 0
+        self._blocks = 0
+        self._balances = {(payer, currency): amount for payer, currency, amount in settings.balances}
 
     async def execute(self, payments: Sequence[RailPayment]) -> Sequence[RailResult]:
         if not payments:
@@ -57,7 +67,13 @@ class SimulatorRail(Rail):
             await asyncio.sleep(self.settings.stall_s)  # fault injection: the rail hangs, then executes
         entries = [self._decide(p) for p in payments]
         # The chunk is committed in one transaction before returning: what we report executed is on disk.
-        await self.ledger.record(entries)
+        if self.settings.funds:
+            # The bank debits each paid payment against its batch's block, else the payer's free balance.
+            entries = await self.ledger.record_funded(
+                entries, [(p.batch, p.payer_fa) for p in payments], self._balances
+            )
+        else:
+            await self.ledger.record(entries)
         self._executions += 1
         if self._executions == self.settings.exit_after_executions:
             os._exit(137)  # fault injection: executed and recorded, but never reported
@@ -67,6 +83,32 @@ class SimulatorRail(Rail):
         if not idempotency_keys:
             return {}
         return await self.ledger.look_up(idempotency_keys)
+
+    async def block_funds(self, request: FundsRequest) -> FundsResult:
+        """The simulated bank blocks the amount if the payer's balance (unlimited unless configured)
+        covers what is not yet blocked or debited; at most one block per block_id, ever."""
+        amount = parse_hundredths(request.amount)
+        if amount is None:
+            raise ValueError(f"funds block {request.block_id}: amount {request.amount!r} is not money")
+        state, message, new = await self.ledger.block(
+            request.block_id,
+            request.batch,
+            request.payer_fa,
+            request.currency_code,
+            amount,
+            self._balances.get((request.payer_fa, request.currency_code)),
+        )
+        if new:
+            self._blocks += 1
+            if self._blocks == self.settings.exit_after_blocks:
+                os._exit(137)  # fault injection: blocked at the bank, never reported
+            if self.settings.block_stall_s > 0:
+                await asyncio.sleep(self.settings.block_stall_s)
+        return FundsResult(request.block_id, FundsOutcome(state), message, "simblk-" + request.block_id[:8])
+
+    async def release_funds(self, request: FundsRequest) -> FundsResult:
+        await self.ledger.release(request.block_id, request.batch, request.payer_fa, request.currency_code)
+        return FundsResult(request.block_id, FundsOutcome.RELEASED, "released")
 
     async def close(self) -> None:
         if self._owns_ledger:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from gpo_kernel.rails_config import RailConfig
+from gpo_kernel.money import InvalidAmount, parse_amount
+from gpo_kernel.rails_config import ConfigError, RailConfig
 from rail_sidecars.sdk.options import Options
 
 
@@ -24,6 +25,17 @@ class SimulatorSettings:
     # that hangs, e.g. longer than a claim's lease). 0 = never.
     stall_after_executions: int = 0
     stall_s: float = 0.0
+    # The simulated bank's balances (docs/TREASURY.md): (payer_fa, currency, hundredths); an account and
+    # currency not named is unlimited. From the rails file's `balances` table only.
+    balances: tuple[tuple[str, str, int], ...] = ()
+    # Funds mode: the bank debits each paid payment against its batch's block or the payer's balance
+    # (a rail with funds_control, or balances). Off: the ledger records executions only, as before.
+    funds: bool = False
+    # Fault injection: the process dies (os._exit(137)) right after the N-th new funds block is committed
+    # to the bank, before the answer reaches anybody; 0 = never. And: each new block's answer is held
+    # block_stall_s seconds after it is committed (an orchestrator can be killed meanwhile).
+    exit_after_blocks: int = 0
+    block_stall_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
@@ -68,6 +80,9 @@ _OPTIONS = {
     "exit_after_executions",
     "stall_after_executions",
     "stall_s",
+    "balances",
+    "exit_after_blocks",
+    "block_stall_s",
 }
 
 
@@ -81,11 +96,30 @@ def settings_from_options(o: Options) -> SimulatorSettings:
         exit_after_executions=o.integer("exit_after_executions", 0),
         stall_after_executions=o.integer("stall_after_executions", 0),
         stall_s=o.number("stall_s", 0.0),
+        balances=_balances(o),
+        exit_after_blocks=o.integer("exit_after_blocks", 0),
+        block_stall_s=o.number("block_stall_s", 0.0),
     )
 
 
+def _balances(o: Options) -> tuple[tuple[str, str, int], ...]:
+    """balances = { "account:treasury-001@central-bank" = { KES = "1000000.00" } }: exact amounts."""
+    found = []
+    for payer_fa, currencies in o.table("balances").items():
+        if not isinstance(currencies, dict):
+            raise ConfigError(f"{o.where('balances')}.{payer_fa}: not a table of currency = amount")
+        for currency, amount in currencies.items():
+            try:
+                found.append((str(payer_fa), str(currency), parse_amount(str(amount))))
+            except InvalidAmount as exc:
+                raise ConfigError(f"{o.where('balances')}.{payer_fa}.{currency}: {exc}") from None
+    return tuple(found)
+
+
 def settings_from_config(config: RailConfig) -> SimulatorSettings:
-    """Options: ledger_path (default simulator-ledger.db), latency_ms, failure_rate, seed,
-    exit_after_executions, stall_after_executions and stall_s (fault injection for tests). The rail's
-    rate_limit is not among them: the runner applies it, before each claim, as for every rail."""
-    return settings_from_options(Options(config, "simulator", _OPTIONS))
+    """Options: ledger_path (default simulator-ledger.db), latency_ms, failure_rate, seed, balances,
+    exit_after_executions, stall_after_executions, stall_s, exit_after_blocks and block_stall_s (fault
+    injection for tests). The rail's rate_limit is not among them: the runner applies it, before each
+    claim, as for every rail. Funds mode is on for a rail with funds_control or balances."""
+    settings = settings_from_options(Options(config, "simulator", _OPTIONS))
+    return replace(settings, funds=config.funds_control or bool(settings.balances))

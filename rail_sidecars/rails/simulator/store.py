@@ -14,7 +14,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,37 @@ CREATE TABLE IF NOT EXISTS payments (
     first_time        TEXT NOT NULL,
     last_time         TEXT NOT NULL
 ) WITHOUT ROWID
+"""
+
+# The simulated sponsor bank's funds blocks (docs/TREASURY.md): at most one per block_id, ever. A release
+# of a block never placed leaves a RELEASED row with amount 0, so that a late block request is refused.
+_BLOCKS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS funds_blocks (
+    block_id          TEXT PRIMARY KEY,
+    batch             TEXT NOT NULL,
+    payer_fa          TEXT NOT NULL,
+    currency          TEXT NOT NULL,
+    amount_hundredths INTEGER NOT NULL,
+    used_hundredths   INTEGER NOT NULL,   -- debited against it
+    state             TEXT NOT NULL,      -- 'blocked' or 'released'
+    requests          INTEGER NOT NULL,   -- block requests received under this id
+    create_time       TEXT NOT NULL,
+    update_time       TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS funds_blocks_batch ON funds_blocks (batch, payer_fa, currency);
+CREATE TABLE IF NOT EXISTS debits (
+    idempotency_key   TEXT PRIMARY KEY,   -- one debit per paid key, however often it was executed
+    block_id          TEXT,               -- NULL: debited from the free balance
+    payer_fa          TEXT NOT NULL,
+    currency          TEXT NOT NULL,
+    amount_hundredths INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS free_debits (  -- per account: debits outside any block
+    payer_fa          TEXT NOT NULL,
+    currency          TEXT NOT NULL,
+    amount_hundredths INTEGER NOT NULL,
+    PRIMARY KEY (payer_fa, currency)
+) WITHOUT ROWID;
 """
 
 # The first execution's result stays; a re-execution only counts (the simulator is a naive rail).
@@ -104,6 +135,8 @@ class LedgerTotals:
     failed: int = 0  # keys that failed
     duplicates: int = 0  # keys executed more than once
     executions: int = 0  # every execution, duplicates included
+    # The bank's funds blocks (docs/TREASURY.md), each with what was debited against it and what is left.
+    funds_blocks: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -142,7 +175,10 @@ class Ledger:
         self.path = str(path)
         # Checkpoints copy the WAL into the database file and fsync it: every 64 MB of WAL, not every 4 MB.
         self._file = StateFile(
-            path, (_SCHEMA,), busy_timeout_ms=busy_timeout_ms, pragmas=("wal_autocheckpoint = 16384",)
+            path,
+            (_SCHEMA, _BLOCKS_SCHEMA),
+            busy_timeout_ms=busy_timeout_ms,
+            pragmas=("wal_autocheckpoint = 16384",),
         )
         self._conn = self._file.conn
         self._queued: list[tuple[list[tuple[Any, ...]], asyncio.Future[None]]] = []
@@ -184,6 +220,119 @@ class Ledger:
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
         with self._file.transaction():
             self._conn.execute(_UPSERT, (json.dumps(rows),))
+
+    # -- the bank's funds (only rails with funds control or balances use these)
+
+    async def block(
+        self,
+        block_id: str,
+        batch: str,
+        payer_fa: str,
+        currency: str,
+        amount_hundredths: int,
+        balance_hundredths: int | None,
+    ) -> tuple[str, str, bool]:
+        """Blocks the amount under block_id if the payer's available balance (None: unlimited) covers
+        it: ("blocked" | "insufficient" | "released", the bank's words, whether a new block was placed).
+        A block_id seen before answers as it stands and blocks nothing more."""
+        return await self._file.run(
+            self.block_sync, block_id, batch, payer_fa, currency, amount_hundredths, balance_hundredths
+        )
+
+    def block_sync(
+        self,
+        block_id: str,
+        batch: str,
+        payer_fa: str,
+        currency: str,
+        amount_hundredths: int,
+        balance_hundredths: int | None,
+    ) -> tuple[str, str, bool]:
+        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        with self._file.transaction() as conn:
+            row = conn.execute("SELECT state FROM funds_blocks WHERE block_id = ?", (block_id,)).fetchone()
+            if row is not None:
+                conn.execute(
+                    "UPDATE funds_blocks SET requests = requests + 1, update_time = ? WHERE block_id = ?",
+                    (now, block_id),
+                )
+                return str(row[0]), f"block {block_id} is {row[0]} already", False
+            if balance_hundredths is not None:
+                available = balance_hundredths - _committed(conn, payer_fa, currency)
+                if available < amount_hundredths:
+                    return (
+                        "insufficient",
+                        f"available {format_hundredths(available)} {currency},"
+                        f" {format_hundredths(amount_hundredths)} asked",
+                        False,
+                    )
+            conn.execute(
+                "INSERT INTO funds_blocks VALUES (?, ?, ?, ?, ?, 0, 'blocked', 1, ?, ?)",
+                (block_id, batch, payer_fa, currency, amount_hundredths, now, now),
+            )
+            return "blocked", f"{format_hundredths(amount_hundredths)} {currency} blocked", True
+
+    async def release(self, block_id: str, batch: str, payer_fa: str, currency: str) -> str:
+        return await self._file.run(self.release_sync, block_id, batch, payer_fa, currency)
+
+    def release_sync(self, block_id: str, batch: str, payer_fa: str, currency: str) -> str:
+        """Releases what is left of the block; a block never placed is recorded released (amount 0), so
+        a block request arriving later under its id is refused."""
+        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        with self._file.transaction() as conn:
+            conn.execute(
+                "INSERT INTO funds_blocks VALUES (?, ?, ?, ?, 0, 0, 'released', 0, ?, ?)"
+                " ON CONFLICT (block_id) DO UPDATE SET state = 'released', update_time = excluded.update_time",
+                (block_id, batch, payer_fa, currency, now, now),
+            )
+        return "released"
+
+    async def record_funded(
+        self, entries: Sequence[LedgerEntry], payers: Sequence[tuple[str, str]], balances: Balances
+    ) -> list[LedgerEntry]:
+        """record() for a bank that keeps balances: each payment that would succeed is debited against
+        its batch's block (payers: (batch, payer_fa) per entry), else against the payer's free balance,
+        else fails for insufficient funds; all in one transaction. Returns the entries as recorded."""
+        return await self._file.run(self.record_funded_sync, entries, payers, balances)
+
+    def record_funded_sync(
+        self, entries: Sequence[LedgerEntry], payers: Sequence[tuple[str, str]], balances: Balances
+    ) -> list[LedgerEntry]:
+        recorded = []
+        with self._file.transaction() as conn:
+            for entry, (batch, payer_fa) in zip(entries, payers, strict=True):
+                amount = entry.amount_hundredths
+                if entry.outcome is Outcome.SUCCEEDED and amount is not None:
+                    debited = conn.execute(
+                        "SELECT 1 FROM debits WHERE idempotency_key = ?", (entry.idempotency_key,)
+                    ).fetchone()
+                    if debited is None:
+                        entry = _debit(conn, entry, amount, batch, payer_fa, balances)
+                recorded.append(entry)
+            conn.execute(_UPSERT, (json.dumps(_rows(recorded)),))
+        return recorded
+
+    def funds_blocks(self) -> list[dict[str, Any]]:
+        """Every block: its amount, what was debited against it (used) and what is left (remaining)."""
+        with self._file.transaction(write=False) as conn:
+            rows = conn.execute(
+                "SELECT block_id, batch, payer_fa, currency, amount_hundredths, state, requests,"
+                " used_hundredths FROM funds_blocks ORDER BY create_time, block_id"
+            ).fetchall()
+        return [
+            {
+                "block_id": block_id,
+                "batch": batch,
+                "payer_fa": payer_fa,
+                "currency": currency,
+                "amount": format_hundredths(amount),
+                "state": state,
+                "requests": requests,
+                "used": format_hundredths(used),
+                "remaining": format_hundredths(amount - used if state == "blocked" else 0),
+            }
+            for block_id, batch, payer_fa, currency, amount, state, requests, used in rows
+        ]
 
     # -- reads
 
@@ -243,6 +392,7 @@ class Ledger:
         by_currency = {currency: high * _SPLIT + low for currency, high, low in sums}
         payments, failed, duplicates, executions = (int(n) for n in counts)
         return LedgerTotals(
+            funds_blocks=self.funds_blocks(),
             payments=payments,
             amount=format_hundredths(sum(by_currency.values())),
             amounts_by_currency={c: format_hundredths(h) for c, h in by_currency.items()},
@@ -267,6 +417,59 @@ class Ledger:
         self.close()
 
 
+# A bank's balances: (payer_fa, currency) -> hundredths; an account and currency not named is unlimited.
+Balances = dict[tuple[str, str], int]
+
+
+def _committed(conn: Any, payer_fa: str, currency: str) -> int:
+    """What the payer's balance no longer has free: blocks held (their whole amount), what was debited
+    against blocks since released, and debits outside any block."""
+    row = conn.execute(
+        "SELECT COALESCE((SELECT SUM(CASE WHEN state = 'blocked' THEN amount_hundredths ELSE used_hundredths"
+        " END) FROM funds_blocks WHERE payer_fa = ? AND currency = ?), 0)"
+        " + COALESCE((SELECT amount_hundredths FROM free_debits WHERE payer_fa = ? AND currency = ?), 0)",
+        (payer_fa, currency, payer_fa, currency),
+    ).fetchone()
+    return int(row[0])
+
+
+def _debit(
+    conn: Any, entry: LedgerEntry, amount: int, batch: str, payer_fa: str, balances: Balances
+) -> LedgerEntry:
+    """Debits a payment against its batch's held block when what is left of it covers the amount, else
+    against the payer's free balance, else fails it for insufficient funds."""
+    currency = entry.currency
+    block = conn.execute(
+        "SELECT block_id FROM funds_blocks WHERE batch = ? AND payer_fa = ? AND currency = ?"
+        " AND state = 'blocked' AND amount_hundredths - used_hundredths >= ?",
+        (batch, payer_fa, currency, amount),
+    ).fetchone()
+    if block is not None:
+        conn.execute(
+            "UPDATE funds_blocks SET used_hundredths = used_hundredths + ? WHERE block_id = ?",
+            (amount, block[0]),
+        )
+    else:
+        balance = balances.get((payer_fa, currency))
+        if balance is not None and balance - _committed(conn, payer_fa, currency) < amount:
+            return replace(
+                entry,
+                outcome=Outcome.FAILED,
+                reason_code="rjct.payer.insufficient_funds",
+                reason_message="insufficient funds in the payer's account",
+            )
+        conn.execute(
+            "INSERT INTO free_debits VALUES (?, ?, ?) ON CONFLICT (payer_fa, currency)"
+            " DO UPDATE SET amount_hundredths = amount_hundredths + excluded.amount_hundredths",
+            (payer_fa, currency, amount),
+        )
+    conn.execute(
+        "INSERT INTO debits VALUES (?, ?, ?, ?, ?)",
+        (entry.idempotency_key, block[0] if block is not None else None, payer_fa, currency, amount),
+    )
+    return entry
+
+
 def read_totals(path: str | Path) -> LedgerTotals:
     """The totals of a ledger file (convenience for tests and scripts)."""
     with Ledger(path) as ledger:
@@ -289,6 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = [
+    "Balances",
     "Ledger",
     "LedgerEntry",
     "LedgerTotals",

@@ -26,6 +26,19 @@ class RailOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RAIL_OUTCOME_FAILED: _ClassVar[RailOutcome]
     RAIL_OUTCOME_UNREACHABLE: _ClassVar[RailOutcome]
     RAIL_OUTCOME_REVERSED: _ClassVar[RailOutcome]
+
+class FundsAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FUNDS_ACTION_UNSPECIFIED: _ClassVar[FundsAction]
+    FUNDS_ACTION_BLOCK: _ClassVar[FundsAction]
+    FUNDS_ACTION_RELEASE: _ClassVar[FundsAction]
+
+class FundsOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FUNDS_OUTCOME_UNSPECIFIED: _ClassVar[FundsOutcome]
+    FUNDS_OUTCOME_BLOCKED: _ClassVar[FundsOutcome]
+    FUNDS_OUTCOME_INSUFFICIENT: _ClassVar[FundsOutcome]
+    FUNDS_OUTCOME_RELEASED: _ClassVar[FundsOutcome]
 CLAIM_ACTION_UNSPECIFIED: ClaimAction
 CLAIM_ACTION_EXECUTE: ClaimAction
 CLAIM_ACTION_VERIFY: ClaimAction
@@ -36,6 +49,13 @@ RAIL_OUTCOME_SUCCEEDED: RailOutcome
 RAIL_OUTCOME_FAILED: RailOutcome
 RAIL_OUTCOME_UNREACHABLE: RailOutcome
 RAIL_OUTCOME_REVERSED: RailOutcome
+FUNDS_ACTION_UNSPECIFIED: FundsAction
+FUNDS_ACTION_BLOCK: FundsAction
+FUNDS_ACTION_RELEASE: FundsAction
+FUNDS_OUTCOME_UNSPECIFIED: FundsOutcome
+FUNDS_OUTCOME_BLOCKED: FundsOutcome
+FUNDS_OUTCOME_INSUFFICIENT: FundsOutcome
+FUNDS_OUTCOME_RELEASED: FundsOutcome
 
 class WorkChunk(_message.Message):
     __slots__ = ("chunk_id", "rail", "batch", "items", "create_time", "verify_only")
@@ -238,3 +258,65 @@ class ListRailNotesResponse(_message.Message):
     notes: _containers.RepeatedCompositeFieldContainer[RailNote]
     next_page_token: str
     def __init__(self, notes: _Optional[_Iterable[_Union[RailNote, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ClaimFundsBlocksRequest(_message.Message):
+    __slots__ = ("rail", "claim_id", "max_requests", "lease_duration")
+    RAIL_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_DURATION_FIELD_NUMBER: _ClassVar[int]
+    rail: str
+    claim_id: str
+    max_requests: int
+    lease_duration: _duration_pb2.Duration
+    def __init__(self, rail: _Optional[str] = ..., claim_id: _Optional[str] = ..., max_requests: _Optional[int] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class FundsRequest(_message.Message):
+    __slots__ = ("block_id", "action", "batch", "payer_fa", "currency_code", "amount")
+    BLOCK_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    PAYER_FA_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    block_id: str
+    action: FundsAction
+    batch: str
+    payer_fa: str
+    currency_code: str
+    amount: str
+    def __init__(self, block_id: _Optional[str] = ..., action: _Optional[_Union[FundsAction, str]] = ..., batch: _Optional[str] = ..., payer_fa: _Optional[str] = ..., currency_code: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
+
+class ClaimFundsBlocksResponse(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[FundsRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[FundsRequest, _Mapping]]] = ...) -> None: ...
+
+class FundsResult(_message.Message):
+    __slots__ = ("block_id", "outcome", "reason_message", "bank_reference")
+    BLOCK_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    REASON_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    BANK_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    block_id: str
+    outcome: FundsOutcome
+    reason_message: str
+    bank_reference: str
+    def __init__(self, block_id: _Optional[str] = ..., outcome: _Optional[_Union[FundsOutcome, str]] = ..., reason_message: _Optional[str] = ..., bank_reference: _Optional[str] = ...) -> None: ...
+
+class ReportFundsBlocksRequest(_message.Message):
+    __slots__ = ("rail", "claim_id", "results")
+    RAIL_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    rail: str
+    claim_id: str
+    results: _containers.RepeatedCompositeFieldContainer[FundsResult]
+    def __init__(self, rail: _Optional[str] = ..., claim_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[FundsResult, _Mapping]]] = ...) -> None: ...
+
+class ReportFundsBlocksResponse(_message.Message):
+    __slots__ = ("applied_count",)
+    APPLIED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    applied_count: int
+    def __init__(self, applied_count: _Optional[int] = ...) -> None: ...

@@ -68,6 +68,16 @@ class RailServiceStub:
                 request_serializer=gpo_dot_v1_dot_rail__pb2.ListRailNotesRequest.SerializeToString,
                 response_deserializer=gpo_dot_v1_dot_rail__pb2.ListRailNotesResponse.FromString,
                 _registered_method=True)
+        self.ClaimFundsBlocks = channel.unary_unary(
+                '/gpo.v1.RailService/ClaimFundsBlocks',
+                request_serializer=gpo_dot_v1_dot_rail__pb2.ClaimFundsBlocksRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_rail__pb2.ClaimFundsBlocksResponse.FromString,
+                _registered_method=True)
+        self.ReportFundsBlocks = channel.unary_unary(
+                '/gpo.v1.RailService/ReportFundsBlocks',
+                request_serializer=gpo_dot_v1_dot_rail__pb2.ReportFundsBlocksRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_rail__pb2.ReportFundsBlocksResponse.FromString,
+                _registered_method=True)
 
 
 class RailServiceServicer:
@@ -124,6 +134,23 @@ class RailServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClaimFundsBlocks(self, request, context):
+        """Funds check and block (a rail with `funds_control` in the rails file): leases the rail's pending funds
+        requests to this sidecar: blocks to place with the sponsor bank before a batch dispatches, and blocks
+        of cancelled batches to release. Answers at once, with none when nothing is pending.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportFundsBlocks(self, request, context):
+        """Reports what the bank answered for claimed funds requests; answered once committed. A batch whose
+        blocks are all BLOCKED moves to PROCESSING in the same transaction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RailServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -151,6 +178,16 @@ def add_RailServiceServicer_to_server(servicer, server):
                     servicer.ListRailNotes,
                     request_deserializer=gpo_dot_v1_dot_rail__pb2.ListRailNotesRequest.FromString,
                     response_serializer=gpo_dot_v1_dot_rail__pb2.ListRailNotesResponse.SerializeToString,
+            ),
+            'ClaimFundsBlocks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimFundsBlocks,
+                    request_deserializer=gpo_dot_v1_dot_rail__pb2.ClaimFundsBlocksRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_rail__pb2.ClaimFundsBlocksResponse.SerializeToString,
+            ),
+            'ReportFundsBlocks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportFundsBlocks,
+                    request_deserializer=gpo_dot_v1_dot_rail__pb2.ReportFundsBlocksRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_rail__pb2.ReportFundsBlocksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -297,6 +334,60 @@ class RailService:
             '/gpo.v1.RailService/ListRailNotes',
             gpo_dot_v1_dot_rail__pb2.ListRailNotesRequest.SerializeToString,
             gpo_dot_v1_dot_rail__pb2.ListRailNotesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimFundsBlocks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.RailService/ClaimFundsBlocks',
+            gpo_dot_v1_dot_rail__pb2.ClaimFundsBlocksRequest.SerializeToString,
+            gpo_dot_v1_dot_rail__pb2.ClaimFundsBlocksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportFundsBlocks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.RailService/ReportFundsBlocks',
+            gpo_dot_v1_dot_rail__pb2.ReportFundsBlocksRequest.SerializeToString,
+            gpo_dot_v1_dot_rail__pb2.ReportFundsBlocksResponse.FromString,
             options,
             channel_credentials,
             insecure,

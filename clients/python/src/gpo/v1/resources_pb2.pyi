@@ -10,6 +10,15 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class FundsBlockState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FUNDS_BLOCK_STATE_UNSPECIFIED: _ClassVar[FundsBlockState]
+    FUNDS_BLOCK_STATE_REQUESTED: _ClassVar[FundsBlockState]
+    FUNDS_BLOCK_STATE_BLOCKED: _ClassVar[FundsBlockState]
+    FUNDS_BLOCK_STATE_INSUFFICIENT: _ClassVar[FundsBlockState]
+    FUNDS_BLOCK_STATE_RELEASING: _ClassVar[FundsBlockState]
+    FUNDS_BLOCK_STATE_RELEASED: _ClassVar[FundsBlockState]
+
 class WebhookDeliveryState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     WEBHOOK_DELIVERY_STATE_UNSPECIFIED: _ClassVar[WebhookDeliveryState]
@@ -25,6 +34,7 @@ class BatchState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BATCH_STATE_PROCESSING: _ClassVar[BatchState]
     BATCH_STATE_COMPLETED: _ClassVar[BatchState]
     BATCH_STATE_CANCELLED: _ClassVar[BatchState]
+    BATCH_STATE_AWAITING_FUNDS: _ClassVar[BatchState]
 
 class PaymentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -37,6 +47,12 @@ class PaymentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PAYMENT_STATUS_REJECTED: _ClassVar[PaymentStatus]
     PAYMENT_STATUS_CANCELLED: _ClassVar[PaymentStatus]
     PAYMENT_STATUS_REVERSED: _ClassVar[PaymentStatus]
+FUNDS_BLOCK_STATE_UNSPECIFIED: FundsBlockState
+FUNDS_BLOCK_STATE_REQUESTED: FundsBlockState
+FUNDS_BLOCK_STATE_BLOCKED: FundsBlockState
+FUNDS_BLOCK_STATE_INSUFFICIENT: FundsBlockState
+FUNDS_BLOCK_STATE_RELEASING: FundsBlockState
+FUNDS_BLOCK_STATE_RELEASED: FundsBlockState
 WEBHOOK_DELIVERY_STATE_UNSPECIFIED: WebhookDeliveryState
 WEBHOOK_DELIVERY_STATE_DELIVERED: WebhookDeliveryState
 WEBHOOK_DELIVERY_STATE_PENDING: WebhookDeliveryState
@@ -47,6 +63,7 @@ BATCH_STATE_UPLOADING: BatchState
 BATCH_STATE_PROCESSING: BatchState
 BATCH_STATE_COMPLETED: BatchState
 BATCH_STATE_CANCELLED: BatchState
+BATCH_STATE_AWAITING_FUNDS: BatchState
 PAYMENT_STATUS_UNSPECIFIED: PaymentStatus
 PAYMENT_STATUS_ACCEPTED: PaymentStatus
 PAYMENT_STATUS_QUEUED: PaymentStatus
@@ -58,7 +75,7 @@ PAYMENT_STATUS_CANCELLED: PaymentStatus
 PAYMENT_STATUS_REVERSED: PaymentStatus
 
 class Batch(_message.Message):
-    __slots__ = ("name", "program", "request_id", "state", "payer_fa", "schedule_time", "callback_uri", "expected_payment_count", "expected_total_amount", "payment_count", "totals", "last_chunk_sequence", "create_time", "update_time", "webhook_delivery")
+    __slots__ = ("name", "program", "request_id", "state", "payer_fa", "schedule_time", "callback_uri", "expected_payment_count", "expected_total_amount", "payment_count", "totals", "last_chunk_sequence", "create_time", "update_time", "webhook_delivery", "funds_blocks")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROGRAM_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +91,7 @@ class Batch(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     WEBHOOK_DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    FUNDS_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     name: str
     program: str
     request_id: str
@@ -89,7 +107,34 @@ class Batch(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     webhook_delivery: WebhookDelivery
-    def __init__(self, name: _Optional[str] = ..., program: _Optional[str] = ..., request_id: _Optional[str] = ..., state: _Optional[_Union[BatchState, str]] = ..., payer_fa: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., callback_uri: _Optional[str] = ..., expected_payment_count: _Optional[int] = ..., expected_total_amount: _Optional[str] = ..., payment_count: _Optional[int] = ..., totals: _Optional[_Iterable[_Union[PaymentTotal, _Mapping]]] = ..., last_chunk_sequence: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook_delivery: _Optional[_Union[WebhookDelivery, _Mapping]] = ...) -> None: ...
+    funds_blocks: _containers.RepeatedCompositeFieldContainer[FundsBlock]
+    def __init__(self, name: _Optional[str] = ..., program: _Optional[str] = ..., request_id: _Optional[str] = ..., state: _Optional[_Union[BatchState, str]] = ..., payer_fa: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., callback_uri: _Optional[str] = ..., expected_payment_count: _Optional[int] = ..., expected_total_amount: _Optional[str] = ..., payment_count: _Optional[int] = ..., totals: _Optional[_Iterable[_Union[PaymentTotal, _Mapping]]] = ..., last_chunk_sequence: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook_delivery: _Optional[_Union[WebhookDelivery, _Mapping]] = ..., funds_blocks: _Optional[_Iterable[_Union[FundsBlock, _Mapping]]] = ...) -> None: ...
+
+class FundsBlock(_message.Message):
+    __slots__ = ("block_id", "rail", "payer_fa", "currency_code", "amount", "state", "reason_code", "reason_message", "bank_reference", "attempt_count", "update_time")
+    BLOCK_ID_FIELD_NUMBER: _ClassVar[int]
+    RAIL_FIELD_NUMBER: _ClassVar[int]
+    PAYER_FA_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    BANK_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    block_id: str
+    rail: str
+    payer_fa: str
+    currency_code: str
+    amount: str
+    state: FundsBlockState
+    reason_code: str
+    reason_message: str
+    bank_reference: str
+    attempt_count: int
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, block_id: _Optional[str] = ..., rail: _Optional[str] = ..., payer_fa: _Optional[str] = ..., currency_code: _Optional[str] = ..., amount: _Optional[str] = ..., state: _Optional[_Union[FundsBlockState, str]] = ..., reason_code: _Optional[str] = ..., reason_message: _Optional[str] = ..., bank_reference: _Optional[str] = ..., attempt_count: _Optional[int] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class WebhookDelivery(_message.Message):
     __slots__ = ("state", "event_count", "delivered_event_count", "failed_attempt_count", "last_error", "fail_time")
