@@ -319,6 +319,7 @@ class Console:
             request,
             "batch.html",
             batch=views.batch_view(batch),
+            funds_blocks=views.funds_block_views(batch),
             payments=[views.payment_view(p) for p in listed.payments],
             status_filter=status,
             statuses=views.PAYMENT_STATUSES,

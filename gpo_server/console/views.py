@@ -17,7 +17,7 @@ from gpo.v1 import resources_pb2 as res_pb
 
 from gpo_kernel.masking import mask_fa
 
-BATCH_STATES = ("UPLOADING", "PROCESSING", "COMPLETED", "CANCELLED")
+BATCH_STATES = ("UPLOADING", "AWAITING_FUNDS", "PROCESSING", "COMPLETED", "CANCELLED")
 PAYMENT_STATUSES = ("ACCEPTED", "QUEUED", "SENT", "SUCCEEDED", "FAILED", "REJECTED", "CANCELLED", "REVERSED")
 FINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "REJECTED", "CANCELLED", "REVERSED"})
 RAIL_WINDOWS = (60, 300, 900, 3600, 86400)
@@ -96,6 +96,36 @@ def batch_view(batch: res_pb.Batch) -> BatchView:
         create_time=time_text(batch.create_time),
         update_time=time_text(batch.update_time),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class FundsBlockView:
+    """A batch's funds block with the sponsor bank (docs/TREASURY.md), as the batch page shows it."""
+
+    rail: str
+    payer_fa: str  # masked
+    currency: str
+    amount: str
+    state: str
+    reason: str
+    attempts: int
+    update_time: str
+
+
+def funds_block_views(batch: res_pb.Batch) -> list[FundsBlockView]:
+    return [
+        FundsBlockView(
+            rail=b.rail,
+            payer_fa=mask_fa(b.payer_fa),
+            currency=b.currency_code,
+            amount=b.amount,
+            state=res_pb.FundsBlockState.Name(b.state).removeprefix("FUNDS_BLOCK_STATE_"),
+            reason=" ".join(x for x in (b.reason_code, b.reason_message and f"({b.reason_message})") if x),
+            attempts=b.attempt_count,
+            update_time=time_text(b.update_time),
+        )
+        for b in batch.funds_blocks
+    ]
 
 
 def progress_json(view: BatchView) -> dict[str, Any]:
