@@ -20,6 +20,7 @@ from gpo_kernel.runtime import tune_garbage_collector
 from gpo_kernel.settings import ConfigError, Environment, check_environment
 from gpo_kernel.tls import channel as tls_channel
 from gpo_kernel.tls import client_tls_from, keepalive
+from rail_sidecars.rails.base import has_funds_hooks
 from rail_sidecars.rails.registry import make_rail
 from rail_sidecars.rails.simulator import SimulatorSettings
 from rail_sidecars.sdk.notes_grpc import GrpcRailNotes
@@ -184,6 +185,12 @@ async def _run(args: argparse.Namespace) -> int:
         ],
     )
     rail = make_rail(config, notes=GrpcRailNotes(channel, rail=args.rail, token=args.token))
+    if config.funds_control and not has_funds_hooks(rail):
+        await rail.close()
+        raise SystemExit(
+            f"gpo-sidecar: rail {args.rail!r} has funds_control, but its kind {config.kind!r} cannot block"
+            " funds (no block_funds/release_funds hooks; docs/TREASURY.md)"
+        )
     journal_path = args.journal or str(Path(args.data_dir) / f"sidecar-{args.rail}.journal")
     journal = None if args.journal == "off" else OutcomeJournal.open(journal_path)
     runner = SidecarRunner(
