@@ -73,7 +73,7 @@ SAMPLE_SECONDS = Gauge("gpo_metrics_sample_duration_seconds", "Time the last dat
 SAMPLE_TIME = Gauge("gpo_metrics_sample_timestamp_seconds", "When the sampled gauges were last computed.")
 SAMPLE_FAILURES = Counter("gpo_metrics_sample_failures", "Database samples that failed.")
 
-_NOT_COMPLETED = [BatchState.UPLOADING.value, BatchState.PROCESSING.value, BatchState.CANCELLED.value]
+_NOT_COMPLETED = [s.value for s in BatchState if s is not BatchState.COMPLETED]
 
 
 @dataclass(frozen=True, slots=True)

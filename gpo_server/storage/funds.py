@@ -239,6 +239,32 @@ class FundsStore(StorePart):
             )
             return [FundsBlockRecord.from_row(r) for r in rows]
 
+    @staticmethod
+    async def _apply_funds_report(
+        conn: AsyncConnection, rail: str, report: FundsReport, sources: Sequence[str], now: dt.datetime
+    ) -> list[int]:
+        """The batch ids of the blocks the report moved (one at most): from `sources` only."""
+        changed = await conn.execute(
+            update(funds_blocks)
+            .where(
+                funds_blocks.c.block_id == report.block_id,
+                funds_blocks.c.rail == rail,
+                funds_blocks.c.state.in_(sources),
+            )
+            .values(
+                state=report.outcome.value,
+                # The operator's reason for a batch held for its funds; the bank's own text beside it.
+                reason_code=INSUFFICIENT_REASON if report.outcome is F.INSUFFICIENT else "",
+                reason_message=report.reason_message[:1024],
+                bank_reference=report.bank_reference[:256] or funds_blocks.c.bank_reference,
+                lease_owner=None,
+                lease_expire_time=None,
+                update_time=now,
+            )
+            .returning(funds_blocks.c.batch_id)
+        )
+        return [int(row[0]) for row in changed]
+
     async def report_funds_blocks(
         self, rail: str, reports: Sequence[FundsReport], audit: AuditEvent
     ) -> tuple[int, list[str]]:
@@ -253,34 +279,16 @@ class FundsStore(StorePart):
         async with self.engine.begin() as conn:
             for report in reports:
                 sources = [s.value for s in funds_sources_of(report.outcome)]
-                if report.outcome is F.INSUFFICIENT:
-                    sources.append(F.INSUFFICIENT.value)  # a re-check that still finds too little
-                changed = (
-                    await conn.execute(
-                        update(funds_blocks)
-                        .where(
-                            funds_blocks.c.block_id == report.block_id,
-                            funds_blocks.c.rail == rail,
-                            funds_blocks.c.state.in_(sources),
-                        )
-                        .values(
-                            state=report.outcome.value,
-                            # The operator's reason for a batch held for its funds; the bank's own text beside it.
-                            reason_code=INSUFFICIENT_REASON if report.outcome is F.INSUFFICIENT else "",
-                            reason_message=report.reason_message[:1024],
-                            bank_reference=report.bank_reference[:256] or funds_blocks.c.bank_reference,
-                            lease_owner=None,
-                            lease_expire_time=None,
-                            update_time=now,
-                        )
-                        .returning(funds_blocks.c.batch_id, funds_blocks.c.state)
-                    )
-                ).all()
-                for batch_id, _ in changed:
+                changed = await self._apply_funds_report(conn, rail, report, sources, now)
+                if not changed and report.outcome is F.INSUFFICIENT:
+                    # A re-check that still finds too little: the block stays held, with the bank's new
+                    # words and time; not a change of state, so not counted or audited again.
+                    await self._apply_funds_report(conn, rail, report, [F.INSUFFICIENT.value], now)
+                for batch_id in changed:
                     applied += 1
-                    touched[int(batch_id)] = report.outcome.value
+                    touched[batch_id] = report.outcome.value
                     if report.outcome is F.INSUFFICIENT:
-                        insufficient.setdefault(int(batch_id), []).append(report.block_id)
+                        insufficient.setdefault(batch_id, []).append(report.block_id)
             released: list[str] = []
             for batch_id in sorted(touched):
                 states = {

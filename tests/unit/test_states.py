@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from gpo.v1 import resources_pb2 as res_pb
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -12,14 +13,19 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from gpo_server.domain.states import (
     CAUSES,
     FINAL,
+    FUNDS_TRANSITIONS,
     OPERATOR_TRANSITIONS,
     REDRIVABLE,
     TRANSITIONS,
     BatchState,
+    FundsBlockState,
     PaymentStatus,
     batch_is_final,
+    batch_sources_of,
     can_move,
+    funds_sources_of,
     is_final,
+    next_state_after_gates,
     sources_of,
 )
 
@@ -345,7 +351,38 @@ def test_batch_is_final_property(statuses: list[PaymentStatus]) -> None:
 
 
 def test_batch_states() -> None:
-    assert {s.value for s in BatchState} == {"uploading", "processing", "completed", "cancelled"}
+    assert {s.value for s in BatchState} == {
+        "uploading",
+        "awaiting_funds",
+        "processing",
+        "completed",
+        "cancelled",
+    }
+
+
+def test_batch_transitions_reach_processing_through_the_gates_only() -> None:
+    assert batch_sources_of(BatchState.PROCESSING) == {
+        BatchState.UPLOADING,
+        BatchState.AWAITING_FUNDS,
+        BatchState.COMPLETED,  # an operator's retry reopens a completed batch
+    }
+    assert batch_sources_of(BatchState.CANCELLED) == {
+        BatchState.UPLOADING,
+        BatchState.AWAITING_FUNDS,
+        BatchState.PROCESSING,
+    }
+    assert next_state_after_gates(needs_funds=True) is BatchState.AWAITING_FUNDS
+    assert next_state_after_gates(needs_funds=False) is BatchState.PROCESSING
+    # Every batch's proto state exists (BATCH_STATE_<NAME>).
+    assert all(hasattr(res_pb, f"BATCH_STATE_{s.name}") for s in BatchState)
+
+
+def test_funds_blocks_move_only_forward() -> None:
+    F = FundsBlockState
+    assert funds_sources_of(F.BLOCKED) == {F.REQUESTED, F.INSUFFICIENT}
+    assert funds_sources_of(F.RELEASING) == {F.REQUESTED, F.INSUFFICIENT, F.BLOCKED}
+    assert funds_sources_of(F.RELEASED) == {F.RELEASING}
+    assert FUNDS_TRANSITIONS[F.RELEASED] == frozenset()
 
 
 def test_every_transition_has_a_cause_in_the_payment_history() -> None:
