@@ -24,8 +24,10 @@ import pytest
 from gpo.v1 import disbursement_service_pb2 as api_pb
 from gpo.v1 import resources_pb2 as res_pb
 
+from gpo_kernel.queueing.base import dead_letter_queue_name, queue_name
 from gpo_server.client import GpoClient, status_counts
 from rail_sidecars.rails.simulator.store import read_totals
+from tests.faults.rig import delete_queues
 from tests.support.databases import create_database, drop_database
 from tests.support.processes import Cluster, service_urls
 
@@ -127,6 +129,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         yield world
     finally:
         world.stop()
+        await delete_queues(amqp_url, [queue_name(rail), dead_letter_queue_name(rail)])
         with contextlib.suppress(Exception):
             await drop_database(shared_url, database_url)
 
