@@ -139,7 +139,10 @@ class LedgerTotals:
     funds_blocks: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        totals = asdict(self)
+        if not self.funds_blocks:
+            del totals["funds_blocks"]  # a bank without funds control prints what it always printed
+        return json.dumps(totals, sort_keys=True)
 
 
 def _rows(entries: Sequence[LedgerEntry]) -> list[tuple[Any, ...]]:

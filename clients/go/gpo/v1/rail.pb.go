@@ -148,6 +148,118 @@ func (RailOutcome) EnumDescriptor() ([]byte, []int) {
 	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{1}
 }
 
+// What the bank is to do with a funds block.
+type FundsAction int32
+
+const (
+	// Unset.
+	FundsAction_FUNDS_ACTION_UNSPECIFIED FundsAction = 0
+	// Check the payer's balance and block the amount under block_id. The bank MUST hold at most one block
+	// per block_id: a repeated request answers the block already held.
+	FundsAction_FUNDS_ACTION_BLOCK FundsAction = 1
+	// Release what is left of the block (its batch was cancelled). A release of a block the bank never
+	// placed answers RELEASED, and the bank MUST then refuse a later block under that id.
+	FundsAction_FUNDS_ACTION_RELEASE FundsAction = 2
+)
+
+// Enum value maps for FundsAction.
+var (
+	FundsAction_name = map[int32]string{
+		0: "FUNDS_ACTION_UNSPECIFIED",
+		1: "FUNDS_ACTION_BLOCK",
+		2: "FUNDS_ACTION_RELEASE",
+	}
+	FundsAction_value = map[string]int32{
+		"FUNDS_ACTION_UNSPECIFIED": 0,
+		"FUNDS_ACTION_BLOCK":       1,
+		"FUNDS_ACTION_RELEASE":     2,
+	}
+)
+
+func (x FundsAction) Enum() *FundsAction {
+	p := new(FundsAction)
+	*p = x
+	return p
+}
+
+func (x FundsAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FundsAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_gpo_v1_rail_proto_enumTypes[2].Descriptor()
+}
+
+func (FundsAction) Type() protoreflect.EnumType {
+	return &file_gpo_v1_rail_proto_enumTypes[2]
+}
+
+func (x FundsAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FundsAction.Descriptor instead.
+func (FundsAction) EnumDescriptor() ([]byte, []int) {
+	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{2}
+}
+
+// What the bank answered.
+type FundsOutcome int32
+
+const (
+	// Unset.
+	FundsOutcome_FUNDS_OUTCOME_UNSPECIFIED FundsOutcome = 0
+	// The amount is blocked under block_id (now, or by an earlier request).
+	FundsOutcome_FUNDS_OUTCOME_BLOCKED FundsOutcome = 1
+	// The payer's available balance is below the amount: nothing was blocked.
+	FundsOutcome_FUNDS_OUTCOME_INSUFFICIENT FundsOutcome = 2
+	// The block is released (or was never placed, and never will be under this id).
+	FundsOutcome_FUNDS_OUTCOME_RELEASED FundsOutcome = 3
+)
+
+// Enum value maps for FundsOutcome.
+var (
+	FundsOutcome_name = map[int32]string{
+		0: "FUNDS_OUTCOME_UNSPECIFIED",
+		1: "FUNDS_OUTCOME_BLOCKED",
+		2: "FUNDS_OUTCOME_INSUFFICIENT",
+		3: "FUNDS_OUTCOME_RELEASED",
+	}
+	FundsOutcome_value = map[string]int32{
+		"FUNDS_OUTCOME_UNSPECIFIED":  0,
+		"FUNDS_OUTCOME_BLOCKED":      1,
+		"FUNDS_OUTCOME_INSUFFICIENT": 2,
+		"FUNDS_OUTCOME_RELEASED":     3,
+	}
+)
+
+func (x FundsOutcome) Enum() *FundsOutcome {
+	p := new(FundsOutcome)
+	*p = x
+	return p
+}
+
+func (x FundsOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FundsOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_gpo_v1_rail_proto_enumTypes[3].Descriptor()
+}
+
+func (FundsOutcome) Type() protoreflect.EnumType {
+	return &file_gpo_v1_rail_proto_enumTypes[3]
+}
+
+func (x FundsOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FundsOutcome.Descriptor instead.
+func (FundsOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{3}
+}
+
 // The body of one AMQP message on a rail queue (content type "application/x-protobuf",
 // type "gpo.v1.WorkChunk", message id = chunk_id). Every payment of a chunk belongs to one batch.
 type WorkChunk struct {
@@ -1392,6 +1504,413 @@ func (x *ListRailNotesResponse) GetNextPageToken() string {
 	return ""
 }
 
+// Request for ClaimFundsBlocks.
+type ClaimFundsBlocksRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rail; the sidecar's token must name it.
+	// At most 64 characters.
+	Rail string `protobuf:"bytes,1,opt,name=rail,proto3" json:"rail,omitempty"`
+	// The owner of the lease on the requests returned, e.g. "{process uuid}:funds".
+	// At most 256 characters.
+	ClaimId string `protobuf:"bytes,2,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`
+	// The most requests to return (at most 100; 0: 100).
+	MaxRequests int32 `protobuf:"varint,3,opt,name=max_requests,json=maxRequests,proto3" json:"max_requests,omitempty"`
+	// How long the requests are this sidecar's before another may take them (GPO grants at least 3 s and
+	// at most GPO_CLAIM_LEASE_S; unset: 30 s).
+	LeaseDuration *durationpb.Duration `protobuf:"bytes,4,opt,name=lease_duration,json=leaseDuration,proto3" json:"lease_duration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimFundsBlocksRequest) Reset() {
+	*x = ClaimFundsBlocksRequest{}
+	mi := &file_gpo_v1_rail_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimFundsBlocksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimFundsBlocksRequest) ProtoMessage() {}
+
+func (x *ClaimFundsBlocksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_rail_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimFundsBlocksRequest.ProtoReflect.Descriptor instead.
+func (*ClaimFundsBlocksRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ClaimFundsBlocksRequest) GetRail() string {
+	if x != nil {
+		return x.Rail
+	}
+	return ""
+}
+
+func (x *ClaimFundsBlocksRequest) GetClaimId() string {
+	if x != nil {
+		return x.ClaimId
+	}
+	return ""
+}
+
+func (x *ClaimFundsBlocksRequest) GetMaxRequests() int32 {
+	if x != nil {
+		return x.MaxRequests
+	}
+	return 0
+}
+
+func (x *ClaimFundsBlocksRequest) GetLeaseDuration() *durationpb.Duration {
+	if x != nil {
+		return x.LeaseDuration
+	}
+	return nil
+}
+
+// One funds request.
+type FundsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The block's id; the bank's idempotency key for it.
+	// At most 64 characters.
+	BlockId string `protobuf:"bytes,1,opt,name=block_id,json=blockId,proto3" json:"block_id,omitempty"`
+	// What to do.
+	Action FundsAction `protobuf:"varint,2,opt,name=action,proto3,enum=gpo.v1.FundsAction" json:"action,omitempty"`
+	// The batch, "batches/{batch}"; payments of that batch are debited against the block.
+	// At most 128 characters.
+	Batch string `protobuf:"bytes,3,opt,name=batch,proto3" json:"batch,omitempty"`
+	// The payer's financial address: the account to block in.
+	// At most 255 characters.
+	PayerFa string `protobuf:"bytes,4,opt,name=payer_fa,json=payerFa,proto3" json:"payer_fa,omitempty"`
+	// ISO 4217 code.
+	// At most 3 characters.
+	CurrencyCode string `protobuf:"bytes,5,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
+	// The amount to block, a decimal string, e.g. "125000.50".
+	// At most 32 characters.
+	Amount        string `protobuf:"bytes,6,opt,name=amount,proto3" json:"amount,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FundsRequest) Reset() {
+	*x = FundsRequest{}
+	mi := &file_gpo_v1_rail_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FundsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FundsRequest) ProtoMessage() {}
+
+func (x *FundsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_rail_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FundsRequest.ProtoReflect.Descriptor instead.
+func (*FundsRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *FundsRequest) GetBlockId() string {
+	if x != nil {
+		return x.BlockId
+	}
+	return ""
+}
+
+func (x *FundsRequest) GetAction() FundsAction {
+	if x != nil {
+		return x.Action
+	}
+	return FundsAction_FUNDS_ACTION_UNSPECIFIED
+}
+
+func (x *FundsRequest) GetBatch() string {
+	if x != nil {
+		return x.Batch
+	}
+	return ""
+}
+
+func (x *FundsRequest) GetPayerFa() string {
+	if x != nil {
+		return x.PayerFa
+	}
+	return ""
+}
+
+func (x *FundsRequest) GetCurrencyCode() string {
+	if x != nil {
+		return x.CurrencyCode
+	}
+	return ""
+}
+
+func (x *FundsRequest) GetAmount() string {
+	if x != nil {
+		return x.Amount
+	}
+	return ""
+}
+
+// Response of ClaimFundsBlocks.
+type ClaimFundsBlocksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The requests leased to this claim.
+	Requests      []*FundsRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimFundsBlocksResponse) Reset() {
+	*x = ClaimFundsBlocksResponse{}
+	mi := &file_gpo_v1_rail_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimFundsBlocksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimFundsBlocksResponse) ProtoMessage() {}
+
+func (x *ClaimFundsBlocksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_rail_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimFundsBlocksResponse.ProtoReflect.Descriptor instead.
+func (*ClaimFundsBlocksResponse) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ClaimFundsBlocksResponse) GetRequests() []*FundsRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// The bank's answer for one block.
+type FundsResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The block's id.
+	// At most 64 characters.
+	BlockId string `protobuf:"bytes,1,opt,name=block_id,json=blockId,proto3" json:"block_id,omitempty"`
+	// The answer.
+	Outcome FundsOutcome `protobuf:"varint,2,opt,name=outcome,proto3,enum=gpo.v1.FundsOutcome" json:"outcome,omitempty"`
+	// The bank's own words, e.g. the balance it found.
+	// At most 1024 characters.
+	ReasonMessage string `protobuf:"bytes,3,opt,name=reason_message,json=reasonMessage,proto3" json:"reason_message,omitempty"`
+	// The bank's reference of the block.
+	// At most 256 characters.
+	BankReference string `protobuf:"bytes,4,opt,name=bank_reference,json=bankReference,proto3" json:"bank_reference,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FundsResult) Reset() {
+	*x = FundsResult{}
+	mi := &file_gpo_v1_rail_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FundsResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FundsResult) ProtoMessage() {}
+
+func (x *FundsResult) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_rail_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FundsResult.ProtoReflect.Descriptor instead.
+func (*FundsResult) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *FundsResult) GetBlockId() string {
+	if x != nil {
+		return x.BlockId
+	}
+	return ""
+}
+
+func (x *FundsResult) GetOutcome() FundsOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return FundsOutcome_FUNDS_OUTCOME_UNSPECIFIED
+}
+
+func (x *FundsResult) GetReasonMessage() string {
+	if x != nil {
+		return x.ReasonMessage
+	}
+	return ""
+}
+
+func (x *FundsResult) GetBankReference() string {
+	if x != nil {
+		return x.BankReference
+	}
+	return ""
+}
+
+// Request for ReportFundsBlocks.
+type ReportFundsBlocksRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rail; the sidecar's token must name it.
+	// At most 64 characters.
+	Rail string `protobuf:"bytes,1,opt,name=rail,proto3" json:"rail,omitempty"`
+	// The claim_id of the ClaimFundsBlocks the results follow (for logs; the bank's answer stands whoever
+	// reports it).
+	// At most 256 characters.
+	ClaimId string `protobuf:"bytes,2,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`
+	// The answers; at most 100.
+	Results       []*FundsResult `protobuf:"bytes,3,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportFundsBlocksRequest) Reset() {
+	*x = ReportFundsBlocksRequest{}
+	mi := &file_gpo_v1_rail_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportFundsBlocksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportFundsBlocksRequest) ProtoMessage() {}
+
+func (x *ReportFundsBlocksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_rail_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportFundsBlocksRequest.ProtoReflect.Descriptor instead.
+func (*ReportFundsBlocksRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ReportFundsBlocksRequest) GetRail() string {
+	if x != nil {
+		return x.Rail
+	}
+	return ""
+}
+
+func (x *ReportFundsBlocksRequest) GetClaimId() string {
+	if x != nil {
+		return x.ClaimId
+	}
+	return ""
+}
+
+func (x *ReportFundsBlocksRequest) GetResults() []*FundsResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// Response of ReportFundsBlocks, sent once the results are committed.
+type ReportFundsBlocksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many blocks changed; repeats count zero.
+	AppliedCount  int32 `protobuf:"varint,1,opt,name=applied_count,json=appliedCount,proto3" json:"applied_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportFundsBlocksResponse) Reset() {
+	*x = ReportFundsBlocksResponse{}
+	mi := &file_gpo_v1_rail_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportFundsBlocksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportFundsBlocksResponse) ProtoMessage() {}
+
+func (x *ReportFundsBlocksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_rail_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportFundsBlocksResponse.ProtoReflect.Descriptor instead.
+func (*ReportFundsBlocksResponse) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_rail_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ReportFundsBlocksResponse) GetAppliedCount() int32 {
+	if x != nil {
+		return x.AppliedCount
+	}
+	return 0
+}
+
 var File_gpo_v1_rail_proto protoreflect.FileDescriptor
 
 const file_gpo_v1_rail_proto_rawDesc = "" +
@@ -1493,7 +2012,32 @@ const file_gpo_v1_rail_proto_rawDesc = "" +
 	"page_token\x18\x05 \x01(\tR\tpageToken\"g\n" +
 	"\x15ListRailNotesResponse\x12&\n" +
 	"\x05notes\x18\x01 \x03(\v2\x10.gpo.v1.RailNoteR\x05notes\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x8c\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xad\x01\n" +
+	"\x17ClaimFundsBlocksRequest\x12\x12\n" +
+	"\x04rail\x18\x01 \x01(\tR\x04rail\x12\x19\n" +
+	"\bclaim_id\x18\x02 \x01(\tR\aclaimId\x12!\n" +
+	"\fmax_requests\x18\x03 \x01(\x05R\vmaxRequests\x12@\n" +
+	"\x0elease_duration\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\"\xc4\x01\n" +
+	"\fFundsRequest\x12\x19\n" +
+	"\bblock_id\x18\x01 \x01(\tR\ablockId\x12+\n" +
+	"\x06action\x18\x02 \x01(\x0e2\x13.gpo.v1.FundsActionR\x06action\x12\x14\n" +
+	"\x05batch\x18\x03 \x01(\tR\x05batch\x12\x19\n" +
+	"\bpayer_fa\x18\x04 \x01(\tR\apayerFa\x12#\n" +
+	"\rcurrency_code\x18\x05 \x01(\tR\fcurrencyCode\x12\x16\n" +
+	"\x06amount\x18\x06 \x01(\tR\x06amount\"L\n" +
+	"\x18ClaimFundsBlocksResponse\x120\n" +
+	"\brequests\x18\x01 \x03(\v2\x14.gpo.v1.FundsRequestR\brequests\"\xa6\x01\n" +
+	"\vFundsResult\x12\x19\n" +
+	"\bblock_id\x18\x01 \x01(\tR\ablockId\x12.\n" +
+	"\aoutcome\x18\x02 \x01(\x0e2\x14.gpo.v1.FundsOutcomeR\aoutcome\x12%\n" +
+	"\x0ereason_message\x18\x03 \x01(\tR\rreasonMessage\x12%\n" +
+	"\x0ebank_reference\x18\x04 \x01(\tR\rbankReference\"x\n" +
+	"\x18ReportFundsBlocksRequest\x12\x12\n" +
+	"\x04rail\x18\x01 \x01(\tR\x04rail\x12\x19\n" +
+	"\bclaim_id\x18\x02 \x01(\tR\aclaimId\x12-\n" +
+	"\aresults\x18\x03 \x03(\v2\x13.gpo.v1.FundsResultR\aresults\"@\n" +
+	"\x19ReportFundsBlocksResponse\x12#\n" +
+	"\rapplied_count\x18\x01 \x01(\x05R\fappliedCount*\x8c\x01\n" +
 	"\vClaimAction\x12\x1c\n" +
 	"\x18CLAIM_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CLAIM_ACTION_EXECUTE\x10\x01\x12\x17\n" +
@@ -1505,14 +2049,25 @@ const file_gpo_v1_rail_proto_rawDesc = "" +
 	"\x16RAIL_OUTCOME_SUCCEEDED\x10\x01\x12\x17\n" +
 	"\x13RAIL_OUTCOME_FAILED\x10\x02\x12\x1c\n" +
 	"\x18RAIL_OUTCOME_UNREACHABLE\x10\x03\x12\x19\n" +
-	"\x15RAIL_OUTCOME_REVERSED\x10\x042\x97\x03\n" +
+	"\x15RAIL_OUTCOME_REVERSED\x10\x04*]\n" +
+	"\vFundsAction\x12\x1c\n" +
+	"\x18FUNDS_ACTION_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12FUNDS_ACTION_BLOCK\x10\x01\x12\x18\n" +
+	"\x14FUNDS_ACTION_RELEASE\x10\x02*\x84\x01\n" +
+	"\fFundsOutcome\x12\x1d\n" +
+	"\x19FUNDS_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15FUNDS_OUTCOME_BLOCKED\x10\x01\x12\x1e\n" +
+	"\x1aFUNDS_OUTCOME_INSUFFICIENT\x10\x02\x12\x1a\n" +
+	"\x16FUNDS_OUTCOME_RELEASED\x10\x032\xc8\x04\n" +
 	"\vRailService\x12O\n" +
 	"\x0eClaimWorkChunk\x12\x1d.gpo.v1.ClaimWorkChunkRequest\x1a\x1e.gpo.v1.ClaimWorkChunkResponse\x12C\n" +
 	"\n" +
 	"RenewClaim\x12\x19.gpo.v1.RenewClaimRequest\x1a\x1a.gpo.v1.RenewClaimResponse\x12P\n" +
 	"\rReportResults\x12\x1c.gpo.v1.ReportResultsRequest\x1a\x1d.gpo.v1.ReportResultsResponse(\x010\x01\x12R\n" +
 	"\x0fRecordRailNotes\x12\x1e.gpo.v1.RecordRailNotesRequest\x1a\x1f.gpo.v1.RecordRailNotesResponse\x12L\n" +
-	"\rListRailNotes\x12\x1c.gpo.v1.ListRailNotesRequest\x1a\x1d.gpo.v1.ListRailNotesResponseBB\n" +
+	"\rListRailNotes\x12\x1c.gpo.v1.ListRailNotesRequest\x1a\x1d.gpo.v1.ListRailNotesResponse\x12U\n" +
+	"\x10ClaimFundsBlocks\x12\x1f.gpo.v1.ClaimFundsBlocksRequest\x1a .gpo.v1.ClaimFundsBlocksResponse\x12X\n" +
+	"\x11ReportFundsBlocks\x12 .gpo.v1.ReportFundsBlocksRequest\x1a!.gpo.v1.ReportFundsBlocksResponseBB\n" +
 	"\n" +
 	"org.gpo.v1P\x01Z2github.com/gpo-project/gpo/clients/go/gpo/v1;gpov1b\x06proto3"
 
@@ -1528,63 +2083,80 @@ func file_gpo_v1_rail_proto_rawDescGZIP() []byte {
 	return file_gpo_v1_rail_proto_rawDescData
 }
 
-var file_gpo_v1_rail_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_gpo_v1_rail_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_gpo_v1_rail_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_gpo_v1_rail_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_gpo_v1_rail_proto_goTypes = []any{
-	(ClaimAction)(0),                // 0: gpo.v1.ClaimAction
-	(RailOutcome)(0),                // 1: gpo.v1.RailOutcome
-	(*WorkChunk)(nil),               // 2: gpo.v1.WorkChunk
-	(*WorkItem)(nil),                // 3: gpo.v1.WorkItem
-	(*ClaimWorkChunkRequest)(nil),   // 4: gpo.v1.ClaimWorkChunkRequest
-	(*ClaimDecision)(nil),           // 5: gpo.v1.ClaimDecision
-	(*ClaimWorkChunkResponse)(nil),  // 6: gpo.v1.ClaimWorkChunkResponse
-	(*RenewClaimRequest)(nil),       // 7: gpo.v1.RenewClaimRequest
-	(*RenewClaimResponse)(nil),      // 8: gpo.v1.RenewClaimResponse
-	(*PaymentResult)(nil),           // 9: gpo.v1.PaymentResult
-	(*ReportResultsRequest)(nil),    // 10: gpo.v1.ReportResultsRequest
-	(*ReportResultsResponse)(nil),   // 11: gpo.v1.ReportResultsResponse
-	(*RailNote)(nil),                // 12: gpo.v1.RailNote
-	(*RecordRailNotesRequest)(nil),  // 13: gpo.v1.RecordRailNotesRequest
-	(*RecordRailNotesResponse)(nil), // 14: gpo.v1.RecordRailNotesResponse
-	(*ListRailNotesRequest)(nil),    // 15: gpo.v1.ListRailNotesRequest
-	(*ListRailNotesResponse)(nil),   // 16: gpo.v1.ListRailNotesResponse
-	(*timestamppb.Timestamp)(nil),   // 17: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 18: google.protobuf.Duration
+	(ClaimAction)(0),                  // 0: gpo.v1.ClaimAction
+	(RailOutcome)(0),                  // 1: gpo.v1.RailOutcome
+	(FundsAction)(0),                  // 2: gpo.v1.FundsAction
+	(FundsOutcome)(0),                 // 3: gpo.v1.FundsOutcome
+	(*WorkChunk)(nil),                 // 4: gpo.v1.WorkChunk
+	(*WorkItem)(nil),                  // 5: gpo.v1.WorkItem
+	(*ClaimWorkChunkRequest)(nil),     // 6: gpo.v1.ClaimWorkChunkRequest
+	(*ClaimDecision)(nil),             // 7: gpo.v1.ClaimDecision
+	(*ClaimWorkChunkResponse)(nil),    // 8: gpo.v1.ClaimWorkChunkResponse
+	(*RenewClaimRequest)(nil),         // 9: gpo.v1.RenewClaimRequest
+	(*RenewClaimResponse)(nil),        // 10: gpo.v1.RenewClaimResponse
+	(*PaymentResult)(nil),             // 11: gpo.v1.PaymentResult
+	(*ReportResultsRequest)(nil),      // 12: gpo.v1.ReportResultsRequest
+	(*ReportResultsResponse)(nil),     // 13: gpo.v1.ReportResultsResponse
+	(*RailNote)(nil),                  // 14: gpo.v1.RailNote
+	(*RecordRailNotesRequest)(nil),    // 15: gpo.v1.RecordRailNotesRequest
+	(*RecordRailNotesResponse)(nil),   // 16: gpo.v1.RecordRailNotesResponse
+	(*ListRailNotesRequest)(nil),      // 17: gpo.v1.ListRailNotesRequest
+	(*ListRailNotesResponse)(nil),     // 18: gpo.v1.ListRailNotesResponse
+	(*ClaimFundsBlocksRequest)(nil),   // 19: gpo.v1.ClaimFundsBlocksRequest
+	(*FundsRequest)(nil),              // 20: gpo.v1.FundsRequest
+	(*ClaimFundsBlocksResponse)(nil),  // 21: gpo.v1.ClaimFundsBlocksResponse
+	(*FundsResult)(nil),               // 22: gpo.v1.FundsResult
+	(*ReportFundsBlocksRequest)(nil),  // 23: gpo.v1.ReportFundsBlocksRequest
+	(*ReportFundsBlocksResponse)(nil), // 24: gpo.v1.ReportFundsBlocksResponse
+	(*timestamppb.Timestamp)(nil),     // 25: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 26: google.protobuf.Duration
 }
 var file_gpo_v1_rail_proto_depIdxs = []int32{
-	3,  // 0: gpo.v1.WorkChunk.items:type_name -> gpo.v1.WorkItem
-	17, // 1: gpo.v1.WorkChunk.create_time:type_name -> google.protobuf.Timestamp
-	18, // 2: gpo.v1.ClaimWorkChunkRequest.lease_duration:type_name -> google.protobuf.Duration
-	18, // 3: gpo.v1.ClaimWorkChunkRequest.max_call_duration:type_name -> google.protobuf.Duration
+	5,  // 0: gpo.v1.WorkChunk.items:type_name -> gpo.v1.WorkItem
+	25, // 1: gpo.v1.WorkChunk.create_time:type_name -> google.protobuf.Timestamp
+	26, // 2: gpo.v1.ClaimWorkChunkRequest.lease_duration:type_name -> google.protobuf.Duration
+	26, // 3: gpo.v1.ClaimWorkChunkRequest.max_call_duration:type_name -> google.protobuf.Duration
 	0,  // 4: gpo.v1.ClaimDecision.action:type_name -> gpo.v1.ClaimAction
-	5,  // 5: gpo.v1.ClaimWorkChunkResponse.decisions:type_name -> gpo.v1.ClaimDecision
-	17, // 6: gpo.v1.ClaimWorkChunkResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
-	18, // 7: gpo.v1.ClaimWorkChunkResponse.retry_after:type_name -> google.protobuf.Duration
-	18, // 8: gpo.v1.ClaimWorkChunkResponse.lease_duration:type_name -> google.protobuf.Duration
-	18, // 9: gpo.v1.RenewClaimRequest.lease_duration:type_name -> google.protobuf.Duration
-	17, // 10: gpo.v1.RenewClaimResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
-	18, // 11: gpo.v1.RenewClaimResponse.lease_duration:type_name -> google.protobuf.Duration
+	7,  // 5: gpo.v1.ClaimWorkChunkResponse.decisions:type_name -> gpo.v1.ClaimDecision
+	25, // 6: gpo.v1.ClaimWorkChunkResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
+	26, // 7: gpo.v1.ClaimWorkChunkResponse.retry_after:type_name -> google.protobuf.Duration
+	26, // 8: gpo.v1.ClaimWorkChunkResponse.lease_duration:type_name -> google.protobuf.Duration
+	26, // 9: gpo.v1.RenewClaimRequest.lease_duration:type_name -> google.protobuf.Duration
+	25, // 10: gpo.v1.RenewClaimResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
+	26, // 11: gpo.v1.RenewClaimResponse.lease_duration:type_name -> google.protobuf.Duration
 	1,  // 12: gpo.v1.PaymentResult.outcome:type_name -> gpo.v1.RailOutcome
-	17, // 13: gpo.v1.PaymentResult.complete_time:type_name -> google.protobuf.Timestamp
-	9,  // 14: gpo.v1.ReportResultsRequest.results:type_name -> gpo.v1.PaymentResult
-	17, // 15: gpo.v1.RailNote.create_time:type_name -> google.protobuf.Timestamp
-	12, // 16: gpo.v1.RecordRailNotesRequest.notes:type_name -> gpo.v1.RailNote
-	12, // 17: gpo.v1.ListRailNotesResponse.notes:type_name -> gpo.v1.RailNote
-	4,  // 18: gpo.v1.RailService.ClaimWorkChunk:input_type -> gpo.v1.ClaimWorkChunkRequest
-	7,  // 19: gpo.v1.RailService.RenewClaim:input_type -> gpo.v1.RenewClaimRequest
-	10, // 20: gpo.v1.RailService.ReportResults:input_type -> gpo.v1.ReportResultsRequest
-	13, // 21: gpo.v1.RailService.RecordRailNotes:input_type -> gpo.v1.RecordRailNotesRequest
-	15, // 22: gpo.v1.RailService.ListRailNotes:input_type -> gpo.v1.ListRailNotesRequest
-	6,  // 23: gpo.v1.RailService.ClaimWorkChunk:output_type -> gpo.v1.ClaimWorkChunkResponse
-	8,  // 24: gpo.v1.RailService.RenewClaim:output_type -> gpo.v1.RenewClaimResponse
-	11, // 25: gpo.v1.RailService.ReportResults:output_type -> gpo.v1.ReportResultsResponse
-	14, // 26: gpo.v1.RailService.RecordRailNotes:output_type -> gpo.v1.RecordRailNotesResponse
-	16, // 27: gpo.v1.RailService.ListRailNotes:output_type -> gpo.v1.ListRailNotesResponse
-	23, // [23:28] is the sub-list for method output_type
-	18, // [18:23] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	25, // 13: gpo.v1.PaymentResult.complete_time:type_name -> google.protobuf.Timestamp
+	11, // 14: gpo.v1.ReportResultsRequest.results:type_name -> gpo.v1.PaymentResult
+	25, // 15: gpo.v1.RailNote.create_time:type_name -> google.protobuf.Timestamp
+	14, // 16: gpo.v1.RecordRailNotesRequest.notes:type_name -> gpo.v1.RailNote
+	14, // 17: gpo.v1.ListRailNotesResponse.notes:type_name -> gpo.v1.RailNote
+	26, // 18: gpo.v1.ClaimFundsBlocksRequest.lease_duration:type_name -> google.protobuf.Duration
+	2,  // 19: gpo.v1.FundsRequest.action:type_name -> gpo.v1.FundsAction
+	20, // 20: gpo.v1.ClaimFundsBlocksResponse.requests:type_name -> gpo.v1.FundsRequest
+	3,  // 21: gpo.v1.FundsResult.outcome:type_name -> gpo.v1.FundsOutcome
+	22, // 22: gpo.v1.ReportFundsBlocksRequest.results:type_name -> gpo.v1.FundsResult
+	6,  // 23: gpo.v1.RailService.ClaimWorkChunk:input_type -> gpo.v1.ClaimWorkChunkRequest
+	9,  // 24: gpo.v1.RailService.RenewClaim:input_type -> gpo.v1.RenewClaimRequest
+	12, // 25: gpo.v1.RailService.ReportResults:input_type -> gpo.v1.ReportResultsRequest
+	15, // 26: gpo.v1.RailService.RecordRailNotes:input_type -> gpo.v1.RecordRailNotesRequest
+	17, // 27: gpo.v1.RailService.ListRailNotes:input_type -> gpo.v1.ListRailNotesRequest
+	19, // 28: gpo.v1.RailService.ClaimFundsBlocks:input_type -> gpo.v1.ClaimFundsBlocksRequest
+	23, // 29: gpo.v1.RailService.ReportFundsBlocks:input_type -> gpo.v1.ReportFundsBlocksRequest
+	8,  // 30: gpo.v1.RailService.ClaimWorkChunk:output_type -> gpo.v1.ClaimWorkChunkResponse
+	10, // 31: gpo.v1.RailService.RenewClaim:output_type -> gpo.v1.RenewClaimResponse
+	13, // 32: gpo.v1.RailService.ReportResults:output_type -> gpo.v1.ReportResultsResponse
+	16, // 33: gpo.v1.RailService.RecordRailNotes:output_type -> gpo.v1.RecordRailNotesResponse
+	18, // 34: gpo.v1.RailService.ListRailNotes:output_type -> gpo.v1.ListRailNotesResponse
+	21, // 35: gpo.v1.RailService.ClaimFundsBlocks:output_type -> gpo.v1.ClaimFundsBlocksResponse
+	24, // 36: gpo.v1.RailService.ReportFundsBlocks:output_type -> gpo.v1.ReportFundsBlocksResponse
+	30, // [30:37] is the sub-list for method output_type
+	23, // [23:30] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_gpo_v1_rail_proto_init() }
@@ -1597,8 +2169,8 @@ func file_gpo_v1_rail_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gpo_v1_rail_proto_rawDesc), len(file_gpo_v1_rail_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   15,
+			NumEnums:      4,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

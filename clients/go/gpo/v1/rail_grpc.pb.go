@@ -19,11 +19,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RailService_ClaimWorkChunk_FullMethodName  = "/gpo.v1.RailService/ClaimWorkChunk"
-	RailService_RenewClaim_FullMethodName      = "/gpo.v1.RailService/RenewClaim"
-	RailService_ReportResults_FullMethodName   = "/gpo.v1.RailService/ReportResults"
-	RailService_RecordRailNotes_FullMethodName = "/gpo.v1.RailService/RecordRailNotes"
-	RailService_ListRailNotes_FullMethodName   = "/gpo.v1.RailService/ListRailNotes"
+	RailService_ClaimWorkChunk_FullMethodName    = "/gpo.v1.RailService/ClaimWorkChunk"
+	RailService_RenewClaim_FullMethodName        = "/gpo.v1.RailService/RenewClaim"
+	RailService_ReportResults_FullMethodName     = "/gpo.v1.RailService/ReportResults"
+	RailService_RecordRailNotes_FullMethodName   = "/gpo.v1.RailService/RecordRailNotes"
+	RailService_ListRailNotes_FullMethodName     = "/gpo.v1.RailService/ListRailNotes"
+	RailService_ClaimFundsBlocks_FullMethodName  = "/gpo.v1.RailService/ClaimFundsBlocks"
+	RailService_ReportFundsBlocks_FullMethodName = "/gpo.v1.RailService/ReportFundsBlocks"
 )
 
 // RailServiceClient is the client API for RailService service.
@@ -57,6 +59,13 @@ type RailServiceClient interface {
 	RecordRailNotes(ctx context.Context, in *RecordRailNotesRequest, opts ...grpc.CallOption) (*RecordRailNotesResponse, error)
 	// Lists a rail's notes by idempotency keys or by tags, in the order they were recorded.
 	ListRailNotes(ctx context.Context, in *ListRailNotesRequest, opts ...grpc.CallOption) (*ListRailNotesResponse, error)
+	// Funds check and block (a rail with `funds_control` in the rails file): leases the rail's pending funds
+	// requests to this sidecar: blocks to place with the sponsor bank before a batch dispatches, and blocks
+	// of cancelled batches to release. Answers at once, with none when nothing is pending.
+	ClaimFundsBlocks(ctx context.Context, in *ClaimFundsBlocksRequest, opts ...grpc.CallOption) (*ClaimFundsBlocksResponse, error)
+	// Reports what the bank answered for claimed funds requests; answered once committed. A batch whose
+	// blocks are all BLOCKED moves to PROCESSING in the same transaction.
+	ReportFundsBlocks(ctx context.Context, in *ReportFundsBlocksRequest, opts ...grpc.CallOption) (*ReportFundsBlocksResponse, error)
 }
 
 type railServiceClient struct {
@@ -120,6 +129,26 @@ func (c *railServiceClient) ListRailNotes(ctx context.Context, in *ListRailNotes
 	return out, nil
 }
 
+func (c *railServiceClient) ClaimFundsBlocks(ctx context.Context, in *ClaimFundsBlocksRequest, opts ...grpc.CallOption) (*ClaimFundsBlocksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClaimFundsBlocksResponse)
+	err := c.cc.Invoke(ctx, RailService_ClaimFundsBlocks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *railServiceClient) ReportFundsBlocks(ctx context.Context, in *ReportFundsBlocksRequest, opts ...grpc.CallOption) (*ReportFundsBlocksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportFundsBlocksResponse)
+	err := c.cc.Invoke(ctx, RailService_ReportFundsBlocks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RailServiceServer is the server API for RailService service.
 // All implementations must embed UnimplementedRailServiceServer
 // for forward compatibility.
@@ -151,6 +180,13 @@ type RailServiceServer interface {
 	RecordRailNotes(context.Context, *RecordRailNotesRequest) (*RecordRailNotesResponse, error)
 	// Lists a rail's notes by idempotency keys or by tags, in the order they were recorded.
 	ListRailNotes(context.Context, *ListRailNotesRequest) (*ListRailNotesResponse, error)
+	// Funds check and block (a rail with `funds_control` in the rails file): leases the rail's pending funds
+	// requests to this sidecar: blocks to place with the sponsor bank before a batch dispatches, and blocks
+	// of cancelled batches to release. Answers at once, with none when nothing is pending.
+	ClaimFundsBlocks(context.Context, *ClaimFundsBlocksRequest) (*ClaimFundsBlocksResponse, error)
+	// Reports what the bank answered for claimed funds requests; answered once committed. A batch whose
+	// blocks are all BLOCKED moves to PROCESSING in the same transaction.
+	ReportFundsBlocks(context.Context, *ReportFundsBlocksRequest) (*ReportFundsBlocksResponse, error)
 	mustEmbedUnimplementedRailServiceServer()
 }
 
@@ -175,6 +211,12 @@ func (UnimplementedRailServiceServer) RecordRailNotes(context.Context, *RecordRa
 }
 func (UnimplementedRailServiceServer) ListRailNotes(context.Context, *ListRailNotesRequest) (*ListRailNotesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListRailNotes not implemented")
+}
+func (UnimplementedRailServiceServer) ClaimFundsBlocks(context.Context, *ClaimFundsBlocksRequest) (*ClaimFundsBlocksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClaimFundsBlocks not implemented")
+}
+func (UnimplementedRailServiceServer) ReportFundsBlocks(context.Context, *ReportFundsBlocksRequest) (*ReportFundsBlocksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportFundsBlocks not implemented")
 }
 func (UnimplementedRailServiceServer) mustEmbedUnimplementedRailServiceServer() {}
 func (UnimplementedRailServiceServer) testEmbeddedByValue()                     {}
@@ -276,6 +318,42 @@ func _RailService_ListRailNotes_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RailService_ClaimFundsBlocks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClaimFundsBlocksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RailServiceServer).ClaimFundsBlocks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RailService_ClaimFundsBlocks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RailServiceServer).ClaimFundsBlocks(ctx, req.(*ClaimFundsBlocksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RailService_ReportFundsBlocks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportFundsBlocksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RailServiceServer).ReportFundsBlocks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RailService_ReportFundsBlocks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RailServiceServer).ReportFundsBlocks(ctx, req.(*ReportFundsBlocksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RailService_ServiceDesc is the grpc.ServiceDesc for RailService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -298,6 +376,14 @@ var RailService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListRailNotes",
 			Handler:    _RailService_ListRailNotes_Handler,
+		},
+		{
+			MethodName: "ClaimFundsBlocks",
+			Handler:    _RailService_ClaimFundsBlocks_Handler,
+		},
+		{
+			MethodName: "ReportFundsBlocks",
+			Handler:    _RailService_ReportFundsBlocks_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

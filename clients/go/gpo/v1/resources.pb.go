@@ -22,6 +22,72 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Where a funds block stands.
+type FundsBlockState int32
+
+const (
+	// Unset.
+	FundsBlockState_FUNDS_BLOCK_STATE_UNSPECIFIED FundsBlockState = 0
+	// The rail's sidecar is to block it with the bank.
+	FundsBlockState_FUNDS_BLOCK_STATE_REQUESTED FundsBlockState = 1
+	// The bank holds the amount; the batch dispatches once all its blocks are BLOCKED.
+	FundsBlockState_FUNDS_BLOCK_STATE_BLOCKED FundsBlockState = 2
+	// The bank refused for lack of funds: the batch waits in AWAITING_FUNDS, and the block is asked for
+	// again every GPO_FUNDS_RECHECK_S.
+	FundsBlockState_FUNDS_BLOCK_STATE_INSUFFICIENT FundsBlockState = 3
+	// The batch was cancelled: the rail's sidecar is to release the block.
+	FundsBlockState_FUNDS_BLOCK_STATE_RELEASING FundsBlockState = 4
+	// The bank released what was left of the block.
+	FundsBlockState_FUNDS_BLOCK_STATE_RELEASED FundsBlockState = 5
+)
+
+// Enum value maps for FundsBlockState.
+var (
+	FundsBlockState_name = map[int32]string{
+		0: "FUNDS_BLOCK_STATE_UNSPECIFIED",
+		1: "FUNDS_BLOCK_STATE_REQUESTED",
+		2: "FUNDS_BLOCK_STATE_BLOCKED",
+		3: "FUNDS_BLOCK_STATE_INSUFFICIENT",
+		4: "FUNDS_BLOCK_STATE_RELEASING",
+		5: "FUNDS_BLOCK_STATE_RELEASED",
+	}
+	FundsBlockState_value = map[string]int32{
+		"FUNDS_BLOCK_STATE_UNSPECIFIED":  0,
+		"FUNDS_BLOCK_STATE_REQUESTED":    1,
+		"FUNDS_BLOCK_STATE_BLOCKED":      2,
+		"FUNDS_BLOCK_STATE_INSUFFICIENT": 3,
+		"FUNDS_BLOCK_STATE_RELEASING":    4,
+		"FUNDS_BLOCK_STATE_RELEASED":     5,
+	}
+)
+
+func (x FundsBlockState) Enum() *FundsBlockState {
+	p := new(FundsBlockState)
+	*p = x
+	return p
+}
+
+func (x FundsBlockState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FundsBlockState) Descriptor() protoreflect.EnumDescriptor {
+	return file_gpo_v1_resources_proto_enumTypes[0].Descriptor()
+}
+
+func (FundsBlockState) Type() protoreflect.EnumType {
+	return &file_gpo_v1_resources_proto_enumTypes[0]
+}
+
+func (x FundsBlockState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FundsBlockState.Descriptor instead.
+func (FundsBlockState) EnumDescriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{0}
+}
+
 // Where the delivery of a batch's webhook events stands.
 type WebhookDeliveryState int32
 
@@ -68,11 +134,11 @@ func (x WebhookDeliveryState) String() string {
 }
 
 func (WebhookDeliveryState) Descriptor() protoreflect.EnumDescriptor {
-	return file_gpo_v1_resources_proto_enumTypes[0].Descriptor()
+	return file_gpo_v1_resources_proto_enumTypes[1].Descriptor()
 }
 
 func (WebhookDeliveryState) Type() protoreflect.EnumType {
-	return &file_gpo_v1_resources_proto_enumTypes[0]
+	return &file_gpo_v1_resources_proto_enumTypes[1]
 }
 
 func (x WebhookDeliveryState) Number() protoreflect.EnumNumber {
@@ -81,7 +147,7 @@ func (x WebhookDeliveryState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WebhookDeliveryState.Descriptor instead.
 func (WebhookDeliveryState) EnumDescriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{0}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{1}
 }
 
 // The life of a batch.
@@ -98,6 +164,10 @@ const (
 	BatchState_BATCH_STATE_COMPLETED BatchState = 3
 	// Cancelled by an operator; payments that were in flight still finish.
 	BatchState_BATCH_STATE_CANCELLED BatchState = 4
+	// The upload is complete; the batch waits until the sidecar of each of its rails with funds control
+	// has blocked its funds with the sponsor bank (Batch.funds_blocks says how each stands). Nothing is
+	// dispatched yet.
+	BatchState_BATCH_STATE_AWAITING_FUNDS BatchState = 6
 )
 
 // Enum value maps for BatchState.
@@ -108,13 +178,15 @@ var (
 		2: "BATCH_STATE_PROCESSING",
 		3: "BATCH_STATE_COMPLETED",
 		4: "BATCH_STATE_CANCELLED",
+		6: "BATCH_STATE_AWAITING_FUNDS",
 	}
 	BatchState_value = map[string]int32{
-		"BATCH_STATE_UNSPECIFIED": 0,
-		"BATCH_STATE_UPLOADING":   1,
-		"BATCH_STATE_PROCESSING":  2,
-		"BATCH_STATE_COMPLETED":   3,
-		"BATCH_STATE_CANCELLED":   4,
+		"BATCH_STATE_UNSPECIFIED":    0,
+		"BATCH_STATE_UPLOADING":      1,
+		"BATCH_STATE_PROCESSING":     2,
+		"BATCH_STATE_COMPLETED":      3,
+		"BATCH_STATE_CANCELLED":      4,
+		"BATCH_STATE_AWAITING_FUNDS": 6,
 	}
 )
 
@@ -129,11 +201,11 @@ func (x BatchState) String() string {
 }
 
 func (BatchState) Descriptor() protoreflect.EnumDescriptor {
-	return file_gpo_v1_resources_proto_enumTypes[1].Descriptor()
+	return file_gpo_v1_resources_proto_enumTypes[2].Descriptor()
 }
 
 func (BatchState) Type() protoreflect.EnumType {
-	return &file_gpo_v1_resources_proto_enumTypes[1]
+	return &file_gpo_v1_resources_proto_enumTypes[2]
 }
 
 func (x BatchState) Number() protoreflect.EnumNumber {
@@ -142,7 +214,7 @@ func (x BatchState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BatchState.Descriptor instead.
 func (BatchState) EnumDescriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{1}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{2}
 }
 
 // The status of one payment. Final statuses: SUCCEEDED, FAILED, REJECTED, CANCELLED, REVERSED (a
@@ -207,11 +279,11 @@ func (x PaymentStatus) String() string {
 }
 
 func (PaymentStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_gpo_v1_resources_proto_enumTypes[2].Descriptor()
+	return file_gpo_v1_resources_proto_enumTypes[3].Descriptor()
 }
 
 func (PaymentStatus) Type() protoreflect.EnumType {
-	return &file_gpo_v1_resources_proto_enumTypes[2]
+	return &file_gpo_v1_resources_proto_enumTypes[3]
 }
 
 func (x PaymentStatus) Number() protoreflect.EnumNumber {
@@ -220,7 +292,7 @@ func (x PaymentStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PaymentStatus.Descriptor instead.
 func (PaymentStatus) EnumDescriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{2}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{3}
 }
 
 // A bulk disbursement: one upload of payments for one program.
@@ -265,8 +337,12 @@ type Batch struct {
 	// gave up on the receiver (docs/WEBHOOKS.md). Set by GetBatch once GPO's webhook worker tracks the
 	// batch's callback_uri; unset otherwise and in ListBatches.
 	WebhookDelivery *WebhookDelivery `protobuf:"bytes,15,opt,name=webhook_delivery,json=webhookDelivery,proto3" json:"webhook_delivery,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Output only. The batch's funds blocks with the sponsor bank, one per rail with funds control, payer
+	// account and currency (docs/TREASURY.md). Set by GetBatch; empty when no rail of the batch blocks
+	// funds, and in ListBatches.
+	FundsBlocks   []*FundsBlock `protobuf:"bytes,16,rep,name=funds_blocks,json=fundsBlocks,proto3" json:"funds_blocks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Batch) Reset() {
@@ -404,6 +480,160 @@ func (x *Batch) GetWebhookDelivery() *WebhookDelivery {
 	return nil
 }
 
+func (x *Batch) GetFundsBlocks() []*FundsBlock {
+	if x != nil {
+		return x.FundsBlocks
+	}
+	return nil
+}
+
+// The amount of a batch blocked (reserved) in the payer's account at the sponsor bank before the batch
+// dispatches; its payments are debited against it.
+type FundsBlock struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. The block's id, derived from the batch, rail, payer account and currency; the bank
+	// holds at most one block under it.
+	// At most 64 characters.
+	BlockId string `protobuf:"bytes,1,opt,name=block_id,json=blockId,proto3" json:"block_id,omitempty"`
+	// Output only. The rail whose sidecar blocks it with the bank.
+	// At most 64 characters.
+	Rail string `protobuf:"bytes,2,opt,name=rail,proto3" json:"rail,omitempty"`
+	// Output only. The payer's financial address.
+	// At most 255 characters.
+	PayerFa string `protobuf:"bytes,3,opt,name=payer_fa,json=payerFa,proto3" json:"payer_fa,omitempty"`
+	// Output only. ISO 4217 code.
+	// At most 3 characters.
+	CurrencyCode string `protobuf:"bytes,4,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
+	// Output only. The amount to block: the batch's accepted payments on that rail, account and currency,
+	// as a decimal string.
+	// At most 32 characters.
+	Amount string `protobuf:"bytes,5,opt,name=amount,proto3" json:"amount,omitempty"`
+	// Output only. Where the block stands.
+	State FundsBlockState `protobuf:"varint,6,opt,name=state,proto3,enum=gpo.v1.FundsBlockState" json:"state,omitempty"`
+	// Output only. Why the batch is held: "funds.insufficient" while the bank refuses the block.
+	// At most 128 characters.
+	ReasonCode string `protobuf:"bytes,7,opt,name=reason_code,json=reasonCode,proto3" json:"reason_code,omitempty"`
+	// Output only. The bank's own words.
+	// At most 1024 characters.
+	ReasonMessage string `protobuf:"bytes,8,opt,name=reason_message,json=reasonMessage,proto3" json:"reason_message,omitempty"`
+	// Output only. The bank's reference of the block.
+	// At most 256 characters.
+	BankReference string `protobuf:"bytes,9,opt,name=bank_reference,json=bankReference,proto3" json:"bank_reference,omitempty"`
+	// Output only. How many times a sidecar took the request to the bank.
+	AttemptCount int32 `protobuf:"varint,10,opt,name=attempt_count,json=attemptCount,proto3" json:"attempt_count,omitempty"`
+	// Output only. When the block last changed.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FundsBlock) Reset() {
+	*x = FundsBlock{}
+	mi := &file_gpo_v1_resources_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FundsBlock) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FundsBlock) ProtoMessage() {}
+
+func (x *FundsBlock) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_resources_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FundsBlock.ProtoReflect.Descriptor instead.
+func (*FundsBlock) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *FundsBlock) GetBlockId() string {
+	if x != nil {
+		return x.BlockId
+	}
+	return ""
+}
+
+func (x *FundsBlock) GetRail() string {
+	if x != nil {
+		return x.Rail
+	}
+	return ""
+}
+
+func (x *FundsBlock) GetPayerFa() string {
+	if x != nil {
+		return x.PayerFa
+	}
+	return ""
+}
+
+func (x *FundsBlock) GetCurrencyCode() string {
+	if x != nil {
+		return x.CurrencyCode
+	}
+	return ""
+}
+
+func (x *FundsBlock) GetAmount() string {
+	if x != nil {
+		return x.Amount
+	}
+	return ""
+}
+
+func (x *FundsBlock) GetState() FundsBlockState {
+	if x != nil {
+		return x.State
+	}
+	return FundsBlockState_FUNDS_BLOCK_STATE_UNSPECIFIED
+}
+
+func (x *FundsBlock) GetReasonCode() string {
+	if x != nil {
+		return x.ReasonCode
+	}
+	return ""
+}
+
+func (x *FundsBlock) GetReasonMessage() string {
+	if x != nil {
+		return x.ReasonMessage
+	}
+	return ""
+}
+
+func (x *FundsBlock) GetBankReference() string {
+	if x != nil {
+		return x.BankReference
+	}
+	return ""
+}
+
+func (x *FundsBlock) GetAttemptCount() int32 {
+	if x != nil {
+		return x.AttemptCount
+	}
+	return 0
+}
+
+func (x *FundsBlock) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
 // Where the delivery of a batch's webhook events stands.
 type WebhookDelivery struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -426,7 +656,7 @@ type WebhookDelivery struct {
 
 func (x *WebhookDelivery) Reset() {
 	*x = WebhookDelivery{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[1]
+	mi := &file_gpo_v1_resources_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -438,7 +668,7 @@ func (x *WebhookDelivery) String() string {
 func (*WebhookDelivery) ProtoMessage() {}
 
 func (x *WebhookDelivery) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[1]
+	mi := &file_gpo_v1_resources_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -451,7 +681,7 @@ func (x *WebhookDelivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookDelivery.ProtoReflect.Descriptor instead.
 func (*WebhookDelivery) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{1}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *WebhookDelivery) GetState() WebhookDeliveryState {
@@ -565,7 +795,7 @@ type Payment struct {
 
 func (x *Payment) Reset() {
 	*x = Payment{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[2]
+	mi := &file_gpo_v1_resources_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +807,7 @@ func (x *Payment) String() string {
 func (*Payment) ProtoMessage() {}
 
 func (x *Payment) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[2]
+	mi := &file_gpo_v1_resources_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +820,7 @@ func (x *Payment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Payment.ProtoReflect.Descriptor instead.
 func (*Payment) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{2}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Payment) GetName() string {
@@ -759,7 +989,7 @@ type PaymentTotal struct {
 
 func (x *PaymentTotal) Reset() {
 	*x = PaymentTotal{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[3]
+	mi := &file_gpo_v1_resources_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +1001,7 @@ func (x *PaymentTotal) String() string {
 func (*PaymentTotal) ProtoMessage() {}
 
 func (x *PaymentTotal) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[3]
+	mi := &file_gpo_v1_resources_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +1014,7 @@ func (x *PaymentTotal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentTotal.ProtoReflect.Descriptor instead.
 func (*PaymentTotal) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{3}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PaymentTotal) GetStatus() PaymentStatus {
@@ -843,7 +1073,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[4]
+	mi := &file_gpo_v1_resources_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -855,7 +1085,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[4]
+	mi := &file_gpo_v1_resources_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -868,7 +1098,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{4}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DeadLetter) GetRail() string {
@@ -948,7 +1178,7 @@ type StatusChange struct {
 
 func (x *StatusChange) Reset() {
 	*x = StatusChange{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[5]
+	mi := &file_gpo_v1_resources_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -960,7 +1190,7 @@ func (x *StatusChange) String() string {
 func (*StatusChange) ProtoMessage() {}
 
 func (x *StatusChange) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[5]
+	mi := &file_gpo_v1_resources_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +1203,7 @@ func (x *StatusChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusChange.ProtoReflect.Descriptor instead.
 func (*StatusChange) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{5}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StatusChange) GetPreviousStatus() PaymentStatus {
@@ -1068,7 +1298,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[6]
+	mi := &file_gpo_v1_resources_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1310,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[6]
+	mi := &file_gpo_v1_resources_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1323,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{6}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AuditEvent) GetId() int64 {
@@ -1216,7 +1446,7 @@ type Statement struct {
 
 func (x *Statement) Reset() {
 	*x = Statement{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[7]
+	mi := &file_gpo_v1_resources_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1228,7 +1458,7 @@ func (x *Statement) String() string {
 func (*Statement) ProtoMessage() {}
 
 func (x *Statement) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[7]
+	mi := &file_gpo_v1_resources_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1241,7 +1471,7 @@ func (x *Statement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Statement.ProtoReflect.Descriptor instead.
 func (*Statement) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{7}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Statement) GetName() string {
@@ -1343,7 +1573,7 @@ type BatchReconciliation struct {
 
 func (x *BatchReconciliation) Reset() {
 	*x = BatchReconciliation{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[8]
+	mi := &file_gpo_v1_resources_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1355,7 +1585,7 @@ func (x *BatchReconciliation) String() string {
 func (*BatchReconciliation) ProtoMessage() {}
 
 func (x *BatchReconciliation) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[8]
+	mi := &file_gpo_v1_resources_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1368,7 +1598,7 @@ func (x *BatchReconciliation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchReconciliation.ProtoReflect.Descriptor instead.
 func (*BatchReconciliation) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{8}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BatchReconciliation) GetName() string {
@@ -1454,7 +1684,7 @@ type ReconciliationTotal struct {
 
 func (x *ReconciliationTotal) Reset() {
 	*x = ReconciliationTotal{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[9]
+	mi := &file_gpo_v1_resources_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1466,7 +1696,7 @@ func (x *ReconciliationTotal) String() string {
 func (*ReconciliationTotal) ProtoMessage() {}
 
 func (x *ReconciliationTotal) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[9]
+	mi := &file_gpo_v1_resources_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1479,7 +1709,7 @@ func (x *ReconciliationTotal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconciliationTotal.ProtoReflect.Descriptor instead.
 func (*ReconciliationTotal) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{9}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReconciliationTotal) GetCurrencyCode() string {
@@ -1563,7 +1793,7 @@ type StatementMatch struct {
 
 func (x *StatementMatch) Reset() {
 	*x = StatementMatch{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[10]
+	mi := &file_gpo_v1_resources_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1575,7 +1805,7 @@ func (x *StatementMatch) String() string {
 func (*StatementMatch) ProtoMessage() {}
 
 func (x *StatementMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[10]
+	mi := &file_gpo_v1_resources_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1588,7 +1818,7 @@ func (x *StatementMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementMatch.ProtoReflect.Descriptor instead.
 func (*StatementMatch) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{10}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StatementMatch) GetPayment() string {
@@ -1693,7 +1923,7 @@ type StatementEntry struct {
 
 func (x *StatementEntry) Reset() {
 	*x = StatementEntry{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[11]
+	mi := &file_gpo_v1_resources_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1935,7 @@ func (x *StatementEntry) String() string {
 func (*StatementEntry) ProtoMessage() {}
 
 func (x *StatementEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[11]
+	mi := &file_gpo_v1_resources_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1948,7 @@ func (x *StatementEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementEntry.ProtoReflect.Descriptor instead.
 func (*StatementEntry) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{11}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StatementEntry) GetStatement() string {
@@ -1836,7 +2066,7 @@ type UnconfirmedPayment struct {
 
 func (x *UnconfirmedPayment) Reset() {
 	*x = UnconfirmedPayment{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[12]
+	mi := &file_gpo_v1_resources_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1848,7 +2078,7 @@ func (x *UnconfirmedPayment) String() string {
 func (*UnconfirmedPayment) ProtoMessage() {}
 
 func (x *UnconfirmedPayment) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[12]
+	mi := &file_gpo_v1_resources_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1861,7 +2091,7 @@ func (x *UnconfirmedPayment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnconfirmedPayment.ProtoReflect.Descriptor instead.
 func (*UnconfirmedPayment) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{12}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UnconfirmedPayment) GetPayment() string {
@@ -1922,7 +2152,7 @@ type RailStats struct {
 
 func (x *RailStats) Reset() {
 	*x = RailStats{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[13]
+	mi := &file_gpo_v1_resources_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1934,7 +2164,7 @@ func (x *RailStats) String() string {
 func (*RailStats) ProtoMessage() {}
 
 func (x *RailStats) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[13]
+	mi := &file_gpo_v1_resources_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1947,7 +2177,7 @@ func (x *RailStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RailStats.ProtoReflect.Descriptor instead.
 func (*RailStats) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{13}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RailStats) GetRail() string {
@@ -2006,7 +2236,7 @@ type ReasonCount struct {
 
 func (x *ReasonCount) Reset() {
 	*x = ReasonCount{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[14]
+	mi := &file_gpo_v1_resources_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2018,7 +2248,7 @@ func (x *ReasonCount) String() string {
 func (*ReasonCount) ProtoMessage() {}
 
 func (x *ReasonCount) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[14]
+	mi := &file_gpo_v1_resources_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2031,7 +2261,7 @@ func (x *ReasonCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReasonCount.ProtoReflect.Descriptor instead.
 func (*ReasonCount) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{14}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReasonCount) GetReasonCode() string {
@@ -2052,7 +2282,7 @@ var File_gpo_v1_resources_proto protoreflect.FileDescriptor
 
 const file_gpo_v1_resources_proto_rawDesc = "" +
 	"\n" +
-	"\x16gpo/v1/resources.proto\x12\x06gpo.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x05\n" +
+	"\x16gpo/v1/resources.proto\x12\x06gpo.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x05\n" +
 	"\x05Batch\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aprogram\x18\x02 \x01(\tR\aprogram\x12\x1d\n" +
@@ -2072,7 +2302,24 @@ const file_gpo_v1_resources_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12B\n" +
-	"\x10webhook_delivery\x18\x0f \x01(\v2\x17.gpo.v1.WebhookDeliveryR\x0fwebhookDelivery\"\xa4\x02\n" +
+	"\x10webhook_delivery\x18\x0f \x01(\v2\x17.gpo.v1.WebhookDeliveryR\x0fwebhookDelivery\x125\n" +
+	"\ffunds_blocks\x18\x10 \x03(\v2\x12.gpo.v1.FundsBlockR\vfundsBlocks\"\x93\x03\n" +
+	"\n" +
+	"FundsBlock\x12\x19\n" +
+	"\bblock_id\x18\x01 \x01(\tR\ablockId\x12\x12\n" +
+	"\x04rail\x18\x02 \x01(\tR\x04rail\x12\x19\n" +
+	"\bpayer_fa\x18\x03 \x01(\tR\apayerFa\x12#\n" +
+	"\rcurrency_code\x18\x04 \x01(\tR\fcurrencyCode\x12\x16\n" +
+	"\x06amount\x18\x05 \x01(\tR\x06amount\x12-\n" +
+	"\x05state\x18\x06 \x01(\x0e2\x17.gpo.v1.FundsBlockStateR\x05state\x12\x1f\n" +
+	"\vreason_code\x18\a \x01(\tR\n" +
+	"reasonCode\x12%\n" +
+	"\x0ereason_message\x18\b \x01(\tR\rreasonMessage\x12%\n" +
+	"\x0ebank_reference\x18\t \x01(\tR\rbankReference\x12#\n" +
+	"\rattempt_count\x18\n" +
+	" \x01(\x05R\fattemptCount\x12;\n" +
+	"\vupdate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"\xa4\x02\n" +
 	"\x0fWebhookDelivery\x122\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1c.gpo.v1.WebhookDeliveryStateR\x05state\x12\x1f\n" +
 	"\vevent_count\x18\x02 \x01(\x03R\n" +
@@ -2232,20 +2479,28 @@ const file_gpo_v1_resources_proto_rawDesc = "" +
 	"\vReasonCount\x12\x1f\n" +
 	"\vreason_code\x18\x01 \x01(\tR\n" +
 	"reasonCode\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x03R\x05count*\xd0\x01\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count*\xd9\x01\n" +
+	"\x0fFundsBlockState\x12!\n" +
+	"\x1dFUNDS_BLOCK_STATE_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bFUNDS_BLOCK_STATE_REQUESTED\x10\x01\x12\x1d\n" +
+	"\x19FUNDS_BLOCK_STATE_BLOCKED\x10\x02\x12\"\n" +
+	"\x1eFUNDS_BLOCK_STATE_INSUFFICIENT\x10\x03\x12\x1f\n" +
+	"\x1bFUNDS_BLOCK_STATE_RELEASING\x10\x04\x12\x1e\n" +
+	"\x1aFUNDS_BLOCK_STATE_RELEASED\x10\x05*\xd0\x01\n" +
 	"\x14WebhookDeliveryState\x12&\n" +
 	"\"WEBHOOK_DELIVERY_STATE_UNSPECIFIED\x10\x00\x12$\n" +
 	" WEBHOOK_DELIVERY_STATE_DELIVERED\x10\x01\x12\"\n" +
 	"\x1eWEBHOOK_DELIVERY_STATE_PENDING\x10\x02\x12#\n" +
 	"\x1fWEBHOOK_DELIVERY_STATE_RETRYING\x10\x03\x12!\n" +
-	"\x1dWEBHOOK_DELIVERY_STATE_FAILED\x10\x04*\x96\x01\n" +
+	"\x1dWEBHOOK_DELIVERY_STATE_FAILED\x10\x04*\xb6\x01\n" +
 	"\n" +
 	"BatchState\x12\x1b\n" +
 	"\x17BATCH_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15BATCH_STATE_UPLOADING\x10\x01\x12\x1a\n" +
 	"\x16BATCH_STATE_PROCESSING\x10\x02\x12\x19\n" +
 	"\x15BATCH_STATE_COMPLETED\x10\x03\x12\x19\n" +
-	"\x15BATCH_STATE_CANCELLED\x10\x04*\x91\x02\n" +
+	"\x15BATCH_STATE_CANCELLED\x10\x04\x12\x1e\n" +
+	"\x1aBATCH_STATE_AWAITING_FUNDS\x10\x06*\x91\x02\n" +
 	"\rPaymentStatus\x12\x1e\n" +
 	"\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17PAYMENT_STATUS_ACCEPTED\x10\x01\x12\x19\n" +
@@ -2271,63 +2526,68 @@ func file_gpo_v1_resources_proto_rawDescGZIP() []byte {
 	return file_gpo_v1_resources_proto_rawDescData
 }
 
-var file_gpo_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_gpo_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_gpo_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_gpo_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_gpo_v1_resources_proto_goTypes = []any{
-	(WebhookDeliveryState)(0),     // 0: gpo.v1.WebhookDeliveryState
-	(BatchState)(0),               // 1: gpo.v1.BatchState
-	(PaymentStatus)(0),            // 2: gpo.v1.PaymentStatus
-	(*Batch)(nil),                 // 3: gpo.v1.Batch
-	(*WebhookDelivery)(nil),       // 4: gpo.v1.WebhookDelivery
-	(*Payment)(nil),               // 5: gpo.v1.Payment
-	(*PaymentTotal)(nil),          // 6: gpo.v1.PaymentTotal
-	(*DeadLetter)(nil),            // 7: gpo.v1.DeadLetter
-	(*StatusChange)(nil),          // 8: gpo.v1.StatusChange
-	(*AuditEvent)(nil),            // 9: gpo.v1.AuditEvent
-	(*Statement)(nil),             // 10: gpo.v1.Statement
-	(*BatchReconciliation)(nil),   // 11: gpo.v1.BatchReconciliation
-	(*ReconciliationTotal)(nil),   // 12: gpo.v1.ReconciliationTotal
-	(*StatementMatch)(nil),        // 13: gpo.v1.StatementMatch
-	(*StatementEntry)(nil),        // 14: gpo.v1.StatementEntry
-	(*UnconfirmedPayment)(nil),    // 15: gpo.v1.UnconfirmedPayment
-	(*RailStats)(nil),             // 16: gpo.v1.RailStats
-	(*ReasonCount)(nil),           // 17: gpo.v1.ReasonCount
-	nil,                           // 18: gpo.v1.Payment.MetadataEntry
-	nil,                           // 19: gpo.v1.Statement.OutcomeCountsEntry
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(FundsBlockState)(0),          // 0: gpo.v1.FundsBlockState
+	(WebhookDeliveryState)(0),     // 1: gpo.v1.WebhookDeliveryState
+	(BatchState)(0),               // 2: gpo.v1.BatchState
+	(PaymentStatus)(0),            // 3: gpo.v1.PaymentStatus
+	(*Batch)(nil),                 // 4: gpo.v1.Batch
+	(*FundsBlock)(nil),            // 5: gpo.v1.FundsBlock
+	(*WebhookDelivery)(nil),       // 6: gpo.v1.WebhookDelivery
+	(*Payment)(nil),               // 7: gpo.v1.Payment
+	(*PaymentTotal)(nil),          // 8: gpo.v1.PaymentTotal
+	(*DeadLetter)(nil),            // 9: gpo.v1.DeadLetter
+	(*StatusChange)(nil),          // 10: gpo.v1.StatusChange
+	(*AuditEvent)(nil),            // 11: gpo.v1.AuditEvent
+	(*Statement)(nil),             // 12: gpo.v1.Statement
+	(*BatchReconciliation)(nil),   // 13: gpo.v1.BatchReconciliation
+	(*ReconciliationTotal)(nil),   // 14: gpo.v1.ReconciliationTotal
+	(*StatementMatch)(nil),        // 15: gpo.v1.StatementMatch
+	(*StatementEntry)(nil),        // 16: gpo.v1.StatementEntry
+	(*UnconfirmedPayment)(nil),    // 17: gpo.v1.UnconfirmedPayment
+	(*RailStats)(nil),             // 18: gpo.v1.RailStats
+	(*ReasonCount)(nil),           // 19: gpo.v1.ReasonCount
+	nil,                           // 20: gpo.v1.Payment.MetadataEntry
+	nil,                           // 21: gpo.v1.Statement.OutcomeCountsEntry
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
 }
 var file_gpo_v1_resources_proto_depIdxs = []int32{
-	1,  // 0: gpo.v1.Batch.state:type_name -> gpo.v1.BatchState
-	20, // 1: gpo.v1.Batch.schedule_time:type_name -> google.protobuf.Timestamp
-	6,  // 2: gpo.v1.Batch.totals:type_name -> gpo.v1.PaymentTotal
-	20, // 3: gpo.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
-	20, // 4: gpo.v1.Batch.update_time:type_name -> google.protobuf.Timestamp
-	4,  // 5: gpo.v1.Batch.webhook_delivery:type_name -> gpo.v1.WebhookDelivery
-	0,  // 6: gpo.v1.WebhookDelivery.state:type_name -> gpo.v1.WebhookDeliveryState
-	20, // 7: gpo.v1.WebhookDelivery.fail_time:type_name -> google.protobuf.Timestamp
-	20, // 8: gpo.v1.Payment.schedule_time:type_name -> google.protobuf.Timestamp
-	18, // 9: gpo.v1.Payment.metadata:type_name -> gpo.v1.Payment.MetadataEntry
-	2,  // 10: gpo.v1.Payment.status:type_name -> gpo.v1.PaymentStatus
-	20, // 11: gpo.v1.Payment.update_time:type_name -> google.protobuf.Timestamp
-	2,  // 12: gpo.v1.PaymentTotal.status:type_name -> gpo.v1.PaymentStatus
-	20, // 13: gpo.v1.DeadLetter.create_time:type_name -> google.protobuf.Timestamp
-	2,  // 14: gpo.v1.StatusChange.previous_status:type_name -> gpo.v1.PaymentStatus
-	2,  // 15: gpo.v1.StatusChange.status:type_name -> gpo.v1.PaymentStatus
-	20, // 16: gpo.v1.StatusChange.change_time:type_name -> google.protobuf.Timestamp
-	20, // 17: gpo.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
-	20, // 18: gpo.v1.Statement.create_time:type_name -> google.protobuf.Timestamp
-	19, // 19: gpo.v1.Statement.outcome_counts:type_name -> gpo.v1.Statement.OutcomeCountsEntry
-	12, // 20: gpo.v1.BatchReconciliation.totals:type_name -> gpo.v1.ReconciliationTotal
-	13, // 21: gpo.v1.BatchReconciliation.matched:type_name -> gpo.v1.StatementMatch
-	14, // 22: gpo.v1.BatchReconciliation.unmatched_entries:type_name -> gpo.v1.StatementEntry
-	15, // 23: gpo.v1.BatchReconciliation.unconfirmed_payments:type_name -> gpo.v1.UnconfirmedPayment
-	2,  // 24: gpo.v1.StatementMatch.status:type_name -> gpo.v1.PaymentStatus
-	17, // 25: gpo.v1.RailStats.failure_reasons:type_name -> gpo.v1.ReasonCount
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	2,  // 0: gpo.v1.Batch.state:type_name -> gpo.v1.BatchState
+	22, // 1: gpo.v1.Batch.schedule_time:type_name -> google.protobuf.Timestamp
+	8,  // 2: gpo.v1.Batch.totals:type_name -> gpo.v1.PaymentTotal
+	22, // 3: gpo.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
+	22, // 4: gpo.v1.Batch.update_time:type_name -> google.protobuf.Timestamp
+	6,  // 5: gpo.v1.Batch.webhook_delivery:type_name -> gpo.v1.WebhookDelivery
+	5,  // 6: gpo.v1.Batch.funds_blocks:type_name -> gpo.v1.FundsBlock
+	0,  // 7: gpo.v1.FundsBlock.state:type_name -> gpo.v1.FundsBlockState
+	22, // 8: gpo.v1.FundsBlock.update_time:type_name -> google.protobuf.Timestamp
+	1,  // 9: gpo.v1.WebhookDelivery.state:type_name -> gpo.v1.WebhookDeliveryState
+	22, // 10: gpo.v1.WebhookDelivery.fail_time:type_name -> google.protobuf.Timestamp
+	22, // 11: gpo.v1.Payment.schedule_time:type_name -> google.protobuf.Timestamp
+	20, // 12: gpo.v1.Payment.metadata:type_name -> gpo.v1.Payment.MetadataEntry
+	3,  // 13: gpo.v1.Payment.status:type_name -> gpo.v1.PaymentStatus
+	22, // 14: gpo.v1.Payment.update_time:type_name -> google.protobuf.Timestamp
+	3,  // 15: gpo.v1.PaymentTotal.status:type_name -> gpo.v1.PaymentStatus
+	22, // 16: gpo.v1.DeadLetter.create_time:type_name -> google.protobuf.Timestamp
+	3,  // 17: gpo.v1.StatusChange.previous_status:type_name -> gpo.v1.PaymentStatus
+	3,  // 18: gpo.v1.StatusChange.status:type_name -> gpo.v1.PaymentStatus
+	22, // 19: gpo.v1.StatusChange.change_time:type_name -> google.protobuf.Timestamp
+	22, // 20: gpo.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
+	22, // 21: gpo.v1.Statement.create_time:type_name -> google.protobuf.Timestamp
+	21, // 22: gpo.v1.Statement.outcome_counts:type_name -> gpo.v1.Statement.OutcomeCountsEntry
+	14, // 23: gpo.v1.BatchReconciliation.totals:type_name -> gpo.v1.ReconciliationTotal
+	15, // 24: gpo.v1.BatchReconciliation.matched:type_name -> gpo.v1.StatementMatch
+	16, // 25: gpo.v1.BatchReconciliation.unmatched_entries:type_name -> gpo.v1.StatementEntry
+	17, // 26: gpo.v1.BatchReconciliation.unconfirmed_payments:type_name -> gpo.v1.UnconfirmedPayment
+	3,  // 27: gpo.v1.StatementMatch.status:type_name -> gpo.v1.PaymentStatus
+	19, // 28: gpo.v1.RailStats.failure_reasons:type_name -> gpo.v1.ReasonCount
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_gpo_v1_resources_proto_init() }
@@ -2340,8 +2600,8 @@ func file_gpo_v1_resources_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gpo_v1_resources_proto_rawDesc), len(file_gpo_v1_resources_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   17,
+			NumEnums:      4,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

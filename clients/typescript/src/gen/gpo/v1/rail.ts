@@ -146,6 +146,105 @@ export function railOutcomeToJSON(object: RailOutcome): string {
   }
 }
 
+/** What the bank is to do with a funds block. */
+export enum FundsAction {
+  /** FUNDS_ACTION_UNSPECIFIED - Unset. */
+  FUNDS_ACTION_UNSPECIFIED = 0,
+  /**
+   * FUNDS_ACTION_BLOCK - Check the payer's balance and block the amount under block_id. The bank MUST hold at most one block
+   * per block_id: a repeated request answers the block already held.
+   */
+  FUNDS_ACTION_BLOCK = 1,
+  /**
+   * FUNDS_ACTION_RELEASE - Release what is left of the block (its batch was cancelled). A release of a block the bank never
+   * placed answers RELEASED, and the bank MUST then refuse a later block under that id.
+   */
+  FUNDS_ACTION_RELEASE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function fundsActionFromJSON(object: any): FundsAction {
+  switch (object) {
+    case 0:
+    case "FUNDS_ACTION_UNSPECIFIED":
+      return FundsAction.FUNDS_ACTION_UNSPECIFIED;
+    case 1:
+    case "FUNDS_ACTION_BLOCK":
+      return FundsAction.FUNDS_ACTION_BLOCK;
+    case 2:
+    case "FUNDS_ACTION_RELEASE":
+      return FundsAction.FUNDS_ACTION_RELEASE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return FundsAction.UNRECOGNIZED;
+  }
+}
+
+export function fundsActionToJSON(object: FundsAction): string {
+  switch (object) {
+    case FundsAction.FUNDS_ACTION_UNSPECIFIED:
+      return "FUNDS_ACTION_UNSPECIFIED";
+    case FundsAction.FUNDS_ACTION_BLOCK:
+      return "FUNDS_ACTION_BLOCK";
+    case FundsAction.FUNDS_ACTION_RELEASE:
+      return "FUNDS_ACTION_RELEASE";
+    case FundsAction.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** What the bank answered. */
+export enum FundsOutcome {
+  /** FUNDS_OUTCOME_UNSPECIFIED - Unset. */
+  FUNDS_OUTCOME_UNSPECIFIED = 0,
+  /** FUNDS_OUTCOME_BLOCKED - The amount is blocked under block_id (now, or by an earlier request). */
+  FUNDS_OUTCOME_BLOCKED = 1,
+  /** FUNDS_OUTCOME_INSUFFICIENT - The payer's available balance is below the amount: nothing was blocked. */
+  FUNDS_OUTCOME_INSUFFICIENT = 2,
+  /** FUNDS_OUTCOME_RELEASED - The block is released (or was never placed, and never will be under this id). */
+  FUNDS_OUTCOME_RELEASED = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function fundsOutcomeFromJSON(object: any): FundsOutcome {
+  switch (object) {
+    case 0:
+    case "FUNDS_OUTCOME_UNSPECIFIED":
+      return FundsOutcome.FUNDS_OUTCOME_UNSPECIFIED;
+    case 1:
+    case "FUNDS_OUTCOME_BLOCKED":
+      return FundsOutcome.FUNDS_OUTCOME_BLOCKED;
+    case 2:
+    case "FUNDS_OUTCOME_INSUFFICIENT":
+      return FundsOutcome.FUNDS_OUTCOME_INSUFFICIENT;
+    case 3:
+    case "FUNDS_OUTCOME_RELEASED":
+      return FundsOutcome.FUNDS_OUTCOME_RELEASED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return FundsOutcome.UNRECOGNIZED;
+  }
+}
+
+export function fundsOutcomeToJSON(object: FundsOutcome): string {
+  switch (object) {
+    case FundsOutcome.FUNDS_OUTCOME_UNSPECIFIED:
+      return "FUNDS_OUTCOME_UNSPECIFIED";
+    case FundsOutcome.FUNDS_OUTCOME_BLOCKED:
+      return "FUNDS_OUTCOME_BLOCKED";
+    case FundsOutcome.FUNDS_OUTCOME_INSUFFICIENT:
+      return "FUNDS_OUTCOME_INSUFFICIENT";
+    case FundsOutcome.FUNDS_OUTCOME_RELEASED:
+      return "FUNDS_OUTCOME_RELEASED";
+    case FundsOutcome.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /**
  * The body of one AMQP message on a rail queue (content type "application/x-protobuf",
  * type "gpo.v1.WorkChunk", message id = chunk_id). Every payment of a chunk belongs to one batch.
@@ -500,6 +599,108 @@ export interface ListRailNotesResponse {
    * At most 4096 characters.
    */
   nextPageToken: string;
+}
+
+/** Request for ClaimFundsBlocks. */
+export interface ClaimFundsBlocksRequest {
+  /**
+   * The rail; the sidecar's token must name it.
+   * At most 64 characters.
+   */
+  rail: string;
+  /**
+   * The owner of the lease on the requests returned, e.g. "{process uuid}:funds".
+   * At most 256 characters.
+   */
+  claimId: string;
+  /** The most requests to return (at most 100; 0: 100). */
+  maxRequests: number;
+  /**
+   * How long the requests are this sidecar's before another may take them (GPO grants at least 3 s and
+   * at most GPO_CLAIM_LEASE_S; unset: 30 s).
+   */
+  leaseDuration?: Duration | undefined;
+}
+
+/** One funds request. */
+export interface FundsRequest {
+  /**
+   * The block's id; the bank's idempotency key for it.
+   * At most 64 characters.
+   */
+  blockId: string;
+  /** What to do. */
+  action: FundsAction;
+  /**
+   * The batch, "batches/{batch}"; payments of that batch are debited against the block.
+   * At most 128 characters.
+   */
+  batch: string;
+  /**
+   * The payer's financial address: the account to block in.
+   * At most 255 characters.
+   */
+  payerFa: string;
+  /**
+   * ISO 4217 code.
+   * At most 3 characters.
+   */
+  currencyCode: string;
+  /**
+   * The amount to block, a decimal string, e.g. "125000.50".
+   * At most 32 characters.
+   */
+  amount: string;
+}
+
+/** Response of ClaimFundsBlocks. */
+export interface ClaimFundsBlocksResponse {
+  /** The requests leased to this claim. */
+  requests: FundsRequest[];
+}
+
+/** The bank's answer for one block. */
+export interface FundsResult {
+  /**
+   * The block's id.
+   * At most 64 characters.
+   */
+  blockId: string;
+  /** The answer. */
+  outcome: FundsOutcome;
+  /**
+   * The bank's own words, e.g. the balance it found.
+   * At most 1024 characters.
+   */
+  reasonMessage: string;
+  /**
+   * The bank's reference of the block.
+   * At most 256 characters.
+   */
+  bankReference: string;
+}
+
+/** Request for ReportFundsBlocks. */
+export interface ReportFundsBlocksRequest {
+  /**
+   * The rail; the sidecar's token must name it.
+   * At most 64 characters.
+   */
+  rail: string;
+  /**
+   * The claim_id of the ClaimFundsBlocks the results follow (for logs; the bank's answer stands whoever
+   * reports it).
+   * At most 256 characters.
+   */
+  claimId: string;
+  /** The answers; at most 100. */
+  results: FundsResult[];
+}
+
+/** Response of ReportFundsBlocks, sent once the results are committed. */
+export interface ReportFundsBlocksResponse {
+  /** How many blocks changed; repeats count zero. */
+  appliedCount: number;
 }
 
 function createBaseWorkChunk(): WorkChunk {
@@ -2758,6 +2959,676 @@ export const ListRailNotesResponse: MessageFns<ListRailNotesResponse> = {
   },
 };
 
+function createBaseClaimFundsBlocksRequest(): ClaimFundsBlocksRequest {
+  return { rail: "", claimId: "", maxRequests: 0, leaseDuration: undefined };
+}
+
+export const ClaimFundsBlocksRequest: MessageFns<ClaimFundsBlocksRequest> = {
+  encode(message: ClaimFundsBlocksRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rail !== "") {
+      writer.uint32(10).string(message.rail);
+    }
+    if (message.claimId !== "") {
+      writer.uint32(18).string(message.claimId);
+    }
+    if (message.maxRequests !== 0) {
+      writer.uint32(24).int32(message.maxRequests);
+    }
+    if (message.leaseDuration !== undefined) {
+      Duration.encode(message.leaseDuration, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClaimFundsBlocksRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClaimFundsBlocksRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rail = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.claimId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.maxRequests = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.leaseDuration = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClaimFundsBlocksRequest {
+    return {
+      rail: isSet(object.rail) ? globalThis.String(object.rail) : "",
+      claimId: isSet(object.claimId)
+        ? globalThis.String(object.claimId)
+        : isSet(object.claim_id)
+        ? globalThis.String(object.claim_id)
+        : "",
+      maxRequests: isSet(object.maxRequests)
+        ? globalThis.Number(object.maxRequests)
+        : isSet(object.max_requests)
+        ? globalThis.Number(object.max_requests)
+        : 0,
+      leaseDuration: isSet(object.leaseDuration)
+        ? Duration.fromJSON(object.leaseDuration)
+        : isSet(object.lease_duration)
+        ? Duration.fromJSON(object.lease_duration)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ClaimFundsBlocksRequest): unknown {
+    const obj: any = {};
+    if (message.rail !== "") {
+      obj.rail = message.rail;
+    }
+    if (message.claimId !== "") {
+      obj.claimId = message.claimId;
+    }
+    if (message.maxRequests !== 0) {
+      obj.maxRequests = Math.round(message.maxRequests);
+    }
+    if (message.leaseDuration !== undefined) {
+      obj.leaseDuration = Duration.toJSON(message.leaseDuration);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClaimFundsBlocksRequest>, I>>(base?: I): ClaimFundsBlocksRequest {
+    return ClaimFundsBlocksRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClaimFundsBlocksRequest>, I>>(object: I): ClaimFundsBlocksRequest {
+    const message = createBaseClaimFundsBlocksRequest();
+    message.rail = object.rail ?? "";
+    message.claimId = object.claimId ?? "";
+    message.maxRequests = object.maxRequests ?? 0;
+    message.leaseDuration = (object.leaseDuration !== undefined && object.leaseDuration !== null)
+      ? Duration.fromPartial(object.leaseDuration)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseFundsRequest(): FundsRequest {
+  return { blockId: "", action: 0, batch: "", payerFa: "", currencyCode: "", amount: "" };
+}
+
+export const FundsRequest: MessageFns<FundsRequest> = {
+  encode(message: FundsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.blockId !== "") {
+      writer.uint32(10).string(message.blockId);
+    }
+    if (message.action !== 0) {
+      writer.uint32(16).int32(message.action);
+    }
+    if (message.batch !== "") {
+      writer.uint32(26).string(message.batch);
+    }
+    if (message.payerFa !== "") {
+      writer.uint32(34).string(message.payerFa);
+    }
+    if (message.currencyCode !== "") {
+      writer.uint32(42).string(message.currencyCode);
+    }
+    if (message.amount !== "") {
+      writer.uint32(50).string(message.amount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FundsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFundsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.blockId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.action = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.batch = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.payerFa = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.currencyCode = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.amount = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FundsRequest {
+    return {
+      blockId: isSet(object.blockId)
+        ? globalThis.String(object.blockId)
+        : isSet(object.block_id)
+        ? globalThis.String(object.block_id)
+        : "",
+      action: isSet(object.action) ? fundsActionFromJSON(object.action) : 0,
+      batch: isSet(object.batch) ? globalThis.String(object.batch) : "",
+      payerFa: isSet(object.payerFa)
+        ? globalThis.String(object.payerFa)
+        : isSet(object.payer_fa)
+        ? globalThis.String(object.payer_fa)
+        : "",
+      currencyCode: isSet(object.currencyCode)
+        ? globalThis.String(object.currencyCode)
+        : isSet(object.currency_code)
+        ? globalThis.String(object.currency_code)
+        : "",
+      amount: isSet(object.amount) ? globalThis.String(object.amount) : "",
+    };
+  },
+
+  toJSON(message: FundsRequest): unknown {
+    const obj: any = {};
+    if (message.blockId !== "") {
+      obj.blockId = message.blockId;
+    }
+    if (message.action !== 0) {
+      obj.action = fundsActionToJSON(message.action);
+    }
+    if (message.batch !== "") {
+      obj.batch = message.batch;
+    }
+    if (message.payerFa !== "") {
+      obj.payerFa = message.payerFa;
+    }
+    if (message.currencyCode !== "") {
+      obj.currencyCode = message.currencyCode;
+    }
+    if (message.amount !== "") {
+      obj.amount = message.amount;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FundsRequest>, I>>(base?: I): FundsRequest {
+    return FundsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FundsRequest>, I>>(object: I): FundsRequest {
+    const message = createBaseFundsRequest();
+    message.blockId = object.blockId ?? "";
+    message.action = object.action ?? 0;
+    message.batch = object.batch ?? "";
+    message.payerFa = object.payerFa ?? "";
+    message.currencyCode = object.currencyCode ?? "";
+    message.amount = object.amount ?? "";
+    return message;
+  },
+};
+
+function createBaseClaimFundsBlocksResponse(): ClaimFundsBlocksResponse {
+  return { requests: [] };
+}
+
+export const ClaimFundsBlocksResponse: MessageFns<ClaimFundsBlocksResponse> = {
+  encode(message: ClaimFundsBlocksResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.requests) {
+      FundsRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClaimFundsBlocksResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClaimFundsBlocksResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requests.push(FundsRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClaimFundsBlocksResponse {
+    return {
+      requests: globalThis.Array.isArray(object?.requests)
+        ? object.requests.map((e: any) => FundsRequest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ClaimFundsBlocksResponse): unknown {
+    const obj: any = {};
+    if (message.requests?.length) {
+      obj.requests = message.requests.map((e) => FundsRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClaimFundsBlocksResponse>, I>>(base?: I): ClaimFundsBlocksResponse {
+    return ClaimFundsBlocksResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClaimFundsBlocksResponse>, I>>(object: I): ClaimFundsBlocksResponse {
+    const message = createBaseClaimFundsBlocksResponse();
+    message.requests = object.requests?.map((e) => FundsRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseFundsResult(): FundsResult {
+  return { blockId: "", outcome: 0, reasonMessage: "", bankReference: "" };
+}
+
+export const FundsResult: MessageFns<FundsResult> = {
+  encode(message: FundsResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.blockId !== "") {
+      writer.uint32(10).string(message.blockId);
+    }
+    if (message.outcome !== 0) {
+      writer.uint32(16).int32(message.outcome);
+    }
+    if (message.reasonMessage !== "") {
+      writer.uint32(26).string(message.reasonMessage);
+    }
+    if (message.bankReference !== "") {
+      writer.uint32(34).string(message.bankReference);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FundsResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFundsResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.blockId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.outcome = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reasonMessage = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.bankReference = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FundsResult {
+    return {
+      blockId: isSet(object.blockId)
+        ? globalThis.String(object.blockId)
+        : isSet(object.block_id)
+        ? globalThis.String(object.block_id)
+        : "",
+      outcome: isSet(object.outcome) ? fundsOutcomeFromJSON(object.outcome) : 0,
+      reasonMessage: isSet(object.reasonMessage)
+        ? globalThis.String(object.reasonMessage)
+        : isSet(object.reason_message)
+        ? globalThis.String(object.reason_message)
+        : "",
+      bankReference: isSet(object.bankReference)
+        ? globalThis.String(object.bankReference)
+        : isSet(object.bank_reference)
+        ? globalThis.String(object.bank_reference)
+        : "",
+    };
+  },
+
+  toJSON(message: FundsResult): unknown {
+    const obj: any = {};
+    if (message.blockId !== "") {
+      obj.blockId = message.blockId;
+    }
+    if (message.outcome !== 0) {
+      obj.outcome = fundsOutcomeToJSON(message.outcome);
+    }
+    if (message.reasonMessage !== "") {
+      obj.reasonMessage = message.reasonMessage;
+    }
+    if (message.bankReference !== "") {
+      obj.bankReference = message.bankReference;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FundsResult>, I>>(base?: I): FundsResult {
+    return FundsResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FundsResult>, I>>(object: I): FundsResult {
+    const message = createBaseFundsResult();
+    message.blockId = object.blockId ?? "";
+    message.outcome = object.outcome ?? 0;
+    message.reasonMessage = object.reasonMessage ?? "";
+    message.bankReference = object.bankReference ?? "";
+    return message;
+  },
+};
+
+function createBaseReportFundsBlocksRequest(): ReportFundsBlocksRequest {
+  return { rail: "", claimId: "", results: [] };
+}
+
+export const ReportFundsBlocksRequest: MessageFns<ReportFundsBlocksRequest> = {
+  encode(message: ReportFundsBlocksRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rail !== "") {
+      writer.uint32(10).string(message.rail);
+    }
+    if (message.claimId !== "") {
+      writer.uint32(18).string(message.claimId);
+    }
+    for (const v of message.results) {
+      FundsResult.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportFundsBlocksRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportFundsBlocksRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rail = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.claimId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.results.push(FundsResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReportFundsBlocksRequest {
+    return {
+      rail: isSet(object.rail) ? globalThis.String(object.rail) : "",
+      claimId: isSet(object.claimId)
+        ? globalThis.String(object.claimId)
+        : isSet(object.claim_id)
+        ? globalThis.String(object.claim_id)
+        : "",
+      results: globalThis.Array.isArray(object?.results) ? object.results.map((e: any) => FundsResult.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ReportFundsBlocksRequest): unknown {
+    const obj: any = {};
+    if (message.rail !== "") {
+      obj.rail = message.rail;
+    }
+    if (message.claimId !== "") {
+      obj.claimId = message.claimId;
+    }
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => FundsResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReportFundsBlocksRequest>, I>>(base?: I): ReportFundsBlocksRequest {
+    return ReportFundsBlocksRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReportFundsBlocksRequest>, I>>(object: I): ReportFundsBlocksRequest {
+    const message = createBaseReportFundsBlocksRequest();
+    message.rail = object.rail ?? "";
+    message.claimId = object.claimId ?? "";
+    message.results = object.results?.map((e) => FundsResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseReportFundsBlocksResponse(): ReportFundsBlocksResponse {
+  return { appliedCount: 0 };
+}
+
+export const ReportFundsBlocksResponse: MessageFns<ReportFundsBlocksResponse> = {
+  encode(message: ReportFundsBlocksResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.appliedCount !== 0) {
+      writer.uint32(8).int32(message.appliedCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportFundsBlocksResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportFundsBlocksResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.appliedCount = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReportFundsBlocksResponse {
+    return {
+      appliedCount: isSet(object.appliedCount)
+        ? globalThis.Number(object.appliedCount)
+        : isSet(object.applied_count)
+        ? globalThis.Number(object.applied_count)
+        : 0,
+    };
+  },
+
+  toJSON(message: ReportFundsBlocksResponse): unknown {
+    const obj: any = {};
+    if (message.appliedCount !== 0) {
+      obj.appliedCount = Math.round(message.appliedCount);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReportFundsBlocksResponse>, I>>(base?: I): ReportFundsBlocksResponse {
+    return ReportFundsBlocksResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReportFundsBlocksResponse>, I>>(object: I): ReportFundsBlocksResponse {
+    const message = createBaseReportFundsBlocksResponse();
+    message.appliedCount = object.appliedCount ?? 0;
+    return message;
+  },
+};
+
 /**
  * The contract between the orchestrator and a rail sidecar (see docs/SIDECAR_CONTRACT.md).
  *
@@ -2840,6 +3711,37 @@ export const RailServiceService = {
       Buffer.from(ListRailNotesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListRailNotesResponse => ListRailNotesResponse.decode(value),
   },
+  /**
+   * Funds check and block (a rail with `funds_control` in the rails file): leases the rail's pending funds
+   * requests to this sidecar: blocks to place with the sponsor bank before a batch dispatches, and blocks
+   * of cancelled batches to release. Answers at once, with none when nothing is pending.
+   */
+  claimFundsBlocks: {
+    path: "/gpo.v1.RailService/ClaimFundsBlocks" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ClaimFundsBlocksRequest): Buffer =>
+      Buffer.from(ClaimFundsBlocksRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ClaimFundsBlocksRequest => ClaimFundsBlocksRequest.decode(value),
+    responseSerialize: (value: ClaimFundsBlocksResponse): Buffer =>
+      Buffer.from(ClaimFundsBlocksResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ClaimFundsBlocksResponse => ClaimFundsBlocksResponse.decode(value),
+  },
+  /**
+   * Reports what the bank answered for claimed funds requests; answered once committed. A batch whose
+   * blocks are all BLOCKED moves to PROCESSING in the same transaction.
+   */
+  reportFundsBlocks: {
+    path: "/gpo.v1.RailService/ReportFundsBlocks" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReportFundsBlocksRequest): Buffer =>
+      Buffer.from(ReportFundsBlocksRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReportFundsBlocksRequest => ReportFundsBlocksRequest.decode(value),
+    responseSerialize: (value: ReportFundsBlocksResponse): Buffer =>
+      Buffer.from(ReportFundsBlocksResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReportFundsBlocksResponse => ReportFundsBlocksResponse.decode(value),
+  },
 } as const;
 
 export interface RailServiceServer extends UntypedServiceImplementation {
@@ -2866,6 +3768,17 @@ export interface RailServiceServer extends UntypedServiceImplementation {
   recordRailNotes: handleUnaryCall<RecordRailNotesRequest, RecordRailNotesResponse>;
   /** Lists a rail's notes by idempotency keys or by tags, in the order they were recorded. */
   listRailNotes: handleUnaryCall<ListRailNotesRequest, ListRailNotesResponse>;
+  /**
+   * Funds check and block (a rail with `funds_control` in the rails file): leases the rail's pending funds
+   * requests to this sidecar: blocks to place with the sponsor bank before a batch dispatches, and blocks
+   * of cancelled batches to release. Answers at once, with none when nothing is pending.
+   */
+  claimFundsBlocks: handleUnaryCall<ClaimFundsBlocksRequest, ClaimFundsBlocksResponse>;
+  /**
+   * Reports what the bank answered for claimed funds requests; answered once committed. A batch whose
+   * blocks are all BLOCKED moves to PROCESSING in the same transaction.
+   */
+  reportFundsBlocks: handleUnaryCall<ReportFundsBlocksRequest, ReportFundsBlocksResponse>;
 }
 
 export interface RailServiceClient extends Client {
@@ -2952,6 +3865,45 @@ export interface RailServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListRailNotesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Funds check and block (a rail with `funds_control` in the rails file): leases the rail's pending funds
+   * requests to this sidecar: blocks to place with the sponsor bank before a batch dispatches, and blocks
+   * of cancelled batches to release. Answers at once, with none when nothing is pending.
+   */
+  claimFundsBlocks(
+    request: ClaimFundsBlocksRequest,
+    callback: (error: ServiceError | null, response: ClaimFundsBlocksResponse) => void,
+  ): ClientUnaryCall;
+  claimFundsBlocks(
+    request: ClaimFundsBlocksRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ClaimFundsBlocksResponse) => void,
+  ): ClientUnaryCall;
+  claimFundsBlocks(
+    request: ClaimFundsBlocksRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ClaimFundsBlocksResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Reports what the bank answered for claimed funds requests; answered once committed. A batch whose
+   * blocks are all BLOCKED moves to PROCESSING in the same transaction.
+   */
+  reportFundsBlocks(
+    request: ReportFundsBlocksRequest,
+    callback: (error: ServiceError | null, response: ReportFundsBlocksResponse) => void,
+  ): ClientUnaryCall;
+  reportFundsBlocks(
+    request: ReportFundsBlocksRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReportFundsBlocksResponse) => void,
+  ): ClientUnaryCall;
+  reportFundsBlocks(
+    request: ReportFundsBlocksRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReportFundsBlocksResponse) => void,
   ): ClientUnaryCall;
 }
 

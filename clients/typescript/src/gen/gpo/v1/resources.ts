@@ -8,6 +8,73 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Timestamp } from "../../google/protobuf/timestamp";
 
+/** Where a funds block stands. */
+export enum FundsBlockState {
+  /** FUNDS_BLOCK_STATE_UNSPECIFIED - Unset. */
+  FUNDS_BLOCK_STATE_UNSPECIFIED = 0,
+  /** FUNDS_BLOCK_STATE_REQUESTED - The rail's sidecar is to block it with the bank. */
+  FUNDS_BLOCK_STATE_REQUESTED = 1,
+  /** FUNDS_BLOCK_STATE_BLOCKED - The bank holds the amount; the batch dispatches once all its blocks are BLOCKED. */
+  FUNDS_BLOCK_STATE_BLOCKED = 2,
+  /**
+   * FUNDS_BLOCK_STATE_INSUFFICIENT - The bank refused for lack of funds: the batch waits in AWAITING_FUNDS, and the block is asked for
+   * again every GPO_FUNDS_RECHECK_S.
+   */
+  FUNDS_BLOCK_STATE_INSUFFICIENT = 3,
+  /** FUNDS_BLOCK_STATE_RELEASING - The batch was cancelled: the rail's sidecar is to release the block. */
+  FUNDS_BLOCK_STATE_RELEASING = 4,
+  /** FUNDS_BLOCK_STATE_RELEASED - The bank released what was left of the block. */
+  FUNDS_BLOCK_STATE_RELEASED = 5,
+  UNRECOGNIZED = -1,
+}
+
+export function fundsBlockStateFromJSON(object: any): FundsBlockState {
+  switch (object) {
+    case 0:
+    case "FUNDS_BLOCK_STATE_UNSPECIFIED":
+      return FundsBlockState.FUNDS_BLOCK_STATE_UNSPECIFIED;
+    case 1:
+    case "FUNDS_BLOCK_STATE_REQUESTED":
+      return FundsBlockState.FUNDS_BLOCK_STATE_REQUESTED;
+    case 2:
+    case "FUNDS_BLOCK_STATE_BLOCKED":
+      return FundsBlockState.FUNDS_BLOCK_STATE_BLOCKED;
+    case 3:
+    case "FUNDS_BLOCK_STATE_INSUFFICIENT":
+      return FundsBlockState.FUNDS_BLOCK_STATE_INSUFFICIENT;
+    case 4:
+    case "FUNDS_BLOCK_STATE_RELEASING":
+      return FundsBlockState.FUNDS_BLOCK_STATE_RELEASING;
+    case 5:
+    case "FUNDS_BLOCK_STATE_RELEASED":
+      return FundsBlockState.FUNDS_BLOCK_STATE_RELEASED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return FundsBlockState.UNRECOGNIZED;
+  }
+}
+
+export function fundsBlockStateToJSON(object: FundsBlockState): string {
+  switch (object) {
+    case FundsBlockState.FUNDS_BLOCK_STATE_UNSPECIFIED:
+      return "FUNDS_BLOCK_STATE_UNSPECIFIED";
+    case FundsBlockState.FUNDS_BLOCK_STATE_REQUESTED:
+      return "FUNDS_BLOCK_STATE_REQUESTED";
+    case FundsBlockState.FUNDS_BLOCK_STATE_BLOCKED:
+      return "FUNDS_BLOCK_STATE_BLOCKED";
+    case FundsBlockState.FUNDS_BLOCK_STATE_INSUFFICIENT:
+      return "FUNDS_BLOCK_STATE_INSUFFICIENT";
+    case FundsBlockState.FUNDS_BLOCK_STATE_RELEASING:
+      return "FUNDS_BLOCK_STATE_RELEASING";
+    case FundsBlockState.FUNDS_BLOCK_STATE_RELEASED:
+      return "FUNDS_BLOCK_STATE_RELEASED";
+    case FundsBlockState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Where the delivery of a batch's webhook events stands. */
 export enum WebhookDeliveryState {
   /** WEBHOOK_DELIVERY_STATE_UNSPECIFIED - Unset. */
@@ -80,6 +147,12 @@ export enum BatchState {
   BATCH_STATE_COMPLETED = 3,
   /** BATCH_STATE_CANCELLED - Cancelled by an operator; payments that were in flight still finish. */
   BATCH_STATE_CANCELLED = 4,
+  /**
+   * BATCH_STATE_AWAITING_FUNDS - The upload is complete; the batch waits until the sidecar of each of its rails with funds control
+   * has blocked its funds with the sponsor bank (Batch.funds_blocks says how each stands). Nothing is
+   * dispatched yet.
+   */
+  BATCH_STATE_AWAITING_FUNDS = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -100,6 +173,9 @@ export function batchStateFromJSON(object: any): BatchState {
     case 4:
     case "BATCH_STATE_CANCELLED":
       return BatchState.BATCH_STATE_CANCELLED;
+    case 6:
+    case "BATCH_STATE_AWAITING_FUNDS":
+      return BatchState.BATCH_STATE_AWAITING_FUNDS;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -119,6 +195,8 @@ export function batchStateToJSON(object: BatchState): string {
       return "BATCH_STATE_COMPLETED";
     case BatchState.BATCH_STATE_CANCELLED:
       return "BATCH_STATE_CANCELLED";
+    case BatchState.BATCH_STATE_AWAITING_FUNDS:
+      return "BATCH_STATE_AWAITING_FUNDS";
     case BatchState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -275,7 +353,70 @@ export interface Batch {
    * gave up on the receiver (docs/WEBHOOKS.md). Set by GetBatch once GPO's webhook worker tracks the
    * batch's callback_uri; unset otherwise and in ListBatches.
    */
-  webhookDelivery?: WebhookDelivery | undefined;
+  webhookDelivery?:
+    | WebhookDelivery
+    | undefined;
+  /**
+   * Output only. The batch's funds blocks with the sponsor bank, one per rail with funds control, payer
+   * account and currency (docs/TREASURY.md). Set by GetBatch; empty when no rail of the batch blocks
+   * funds, and in ListBatches.
+   */
+  fundsBlocks: FundsBlock[];
+}
+
+/**
+ * The amount of a batch blocked (reserved) in the payer's account at the sponsor bank before the batch
+ * dispatches; its payments are debited against it.
+ */
+export interface FundsBlock {
+  /**
+   * Output only. The block's id, derived from the batch, rail, payer account and currency; the bank
+   * holds at most one block under it.
+   * At most 64 characters.
+   */
+  blockId: string;
+  /**
+   * Output only. The rail whose sidecar blocks it with the bank.
+   * At most 64 characters.
+   */
+  rail: string;
+  /**
+   * Output only. The payer's financial address.
+   * At most 255 characters.
+   */
+  payerFa: string;
+  /**
+   * Output only. ISO 4217 code.
+   * At most 3 characters.
+   */
+  currencyCode: string;
+  /**
+   * Output only. The amount to block: the batch's accepted payments on that rail, account and currency,
+   * as a decimal string.
+   * At most 32 characters.
+   */
+  amount: string;
+  /** Output only. Where the block stands. */
+  state: FundsBlockState;
+  /**
+   * Output only. Why the batch is held: "funds.insufficient" while the bank refuses the block.
+   * At most 128 characters.
+   */
+  reasonCode: string;
+  /**
+   * Output only. The bank's own words.
+   * At most 1024 characters.
+   */
+  reasonMessage: string;
+  /**
+   * Output only. The bank's reference of the block.
+   * At most 256 characters.
+   */
+  bankReference: string;
+  /** Output only. How many times a sidecar took the request to the bank. */
+  attemptCount: number;
+  /** Output only. When the block last changed. */
+  updateTime?: Date | undefined;
 }
 
 /** Where the delivery of a batch's webhook events stands. */
@@ -837,6 +978,7 @@ function createBaseBatch(): Batch {
     createTime: undefined,
     updateTime: undefined,
     webhookDelivery: undefined,
+    fundsBlocks: [],
   };
 }
 
@@ -886,6 +1028,9 @@ export const Batch: MessageFns<Batch> = {
     }
     if (message.webhookDelivery !== undefined) {
       WebhookDelivery.encode(message.webhookDelivery, writer.uint32(122).fork()).join();
+    }
+    for (const v of message.fundsBlocks) {
+      FundsBlock.encode(v!, writer.uint32(130).fork()).join();
     }
     return writer;
   },
@@ -1023,6 +1168,14 @@ export const Batch: MessageFns<Batch> = {
             message.webhookDelivery = WebhookDelivery.decode(reader, reader.uint32());
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.fundsBlocks.push(FundsBlock.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1098,6 +1251,11 @@ export const Batch: MessageFns<Batch> = {
         : isSet(object.webhook_delivery)
         ? WebhookDelivery.fromJSON(object.webhook_delivery)
         : undefined,
+      fundsBlocks: globalThis.Array.isArray(object?.fundsBlocks)
+        ? object.fundsBlocks.map((e: any) => FundsBlock.fromJSON(e))
+        : globalThis.Array.isArray(object?.funds_blocks)
+        ? object.funds_blocks.map((e: any) => FundsBlock.fromJSON(e))
+        : [],
     };
   },
 
@@ -1148,6 +1306,9 @@ export const Batch: MessageFns<Batch> = {
     if (message.webhookDelivery !== undefined) {
       obj.webhookDelivery = WebhookDelivery.toJSON(message.webhookDelivery);
     }
+    if (message.fundsBlocks?.length) {
+      obj.fundsBlocks = message.fundsBlocks.map((e) => FundsBlock.toJSON(e));
+    }
     return obj;
   },
 
@@ -1173,6 +1334,280 @@ export const Batch: MessageFns<Batch> = {
     message.webhookDelivery = (object.webhookDelivery !== undefined && object.webhookDelivery !== null)
       ? WebhookDelivery.fromPartial(object.webhookDelivery)
       : undefined;
+    message.fundsBlocks = object.fundsBlocks?.map((e) => FundsBlock.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseFundsBlock(): FundsBlock {
+  return {
+    blockId: "",
+    rail: "",
+    payerFa: "",
+    currencyCode: "",
+    amount: "",
+    state: 0,
+    reasonCode: "",
+    reasonMessage: "",
+    bankReference: "",
+    attemptCount: 0,
+    updateTime: undefined,
+  };
+}
+
+export const FundsBlock: MessageFns<FundsBlock> = {
+  encode(message: FundsBlock, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.blockId !== "") {
+      writer.uint32(10).string(message.blockId);
+    }
+    if (message.rail !== "") {
+      writer.uint32(18).string(message.rail);
+    }
+    if (message.payerFa !== "") {
+      writer.uint32(26).string(message.payerFa);
+    }
+    if (message.currencyCode !== "") {
+      writer.uint32(34).string(message.currencyCode);
+    }
+    if (message.amount !== "") {
+      writer.uint32(42).string(message.amount);
+    }
+    if (message.state !== 0) {
+      writer.uint32(48).int32(message.state);
+    }
+    if (message.reasonCode !== "") {
+      writer.uint32(58).string(message.reasonCode);
+    }
+    if (message.reasonMessage !== "") {
+      writer.uint32(66).string(message.reasonMessage);
+    }
+    if (message.bankReference !== "") {
+      writer.uint32(74).string(message.bankReference);
+    }
+    if (message.attemptCount !== 0) {
+      writer.uint32(80).int32(message.attemptCount);
+    }
+    if (message.updateTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(90).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FundsBlock {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFundsBlock();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.blockId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.rail = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.payerFa = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.currencyCode = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.amount = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.reasonCode = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.reasonMessage = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.bankReference = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.attemptCount = reader.int32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FundsBlock {
+    return {
+      blockId: isSet(object.blockId)
+        ? globalThis.String(object.blockId)
+        : isSet(object.block_id)
+        ? globalThis.String(object.block_id)
+        : "",
+      rail: isSet(object.rail) ? globalThis.String(object.rail) : "",
+      payerFa: isSet(object.payerFa)
+        ? globalThis.String(object.payerFa)
+        : isSet(object.payer_fa)
+        ? globalThis.String(object.payer_fa)
+        : "",
+      currencyCode: isSet(object.currencyCode)
+        ? globalThis.String(object.currencyCode)
+        : isSet(object.currency_code)
+        ? globalThis.String(object.currency_code)
+        : "",
+      amount: isSet(object.amount) ? globalThis.String(object.amount) : "",
+      state: isSet(object.state) ? fundsBlockStateFromJSON(object.state) : 0,
+      reasonCode: isSet(object.reasonCode)
+        ? globalThis.String(object.reasonCode)
+        : isSet(object.reason_code)
+        ? globalThis.String(object.reason_code)
+        : "",
+      reasonMessage: isSet(object.reasonMessage)
+        ? globalThis.String(object.reasonMessage)
+        : isSet(object.reason_message)
+        ? globalThis.String(object.reason_message)
+        : "",
+      bankReference: isSet(object.bankReference)
+        ? globalThis.String(object.bankReference)
+        : isSet(object.bank_reference)
+        ? globalThis.String(object.bank_reference)
+        : "",
+      attemptCount: isSet(object.attemptCount)
+        ? globalThis.Number(object.attemptCount)
+        : isSet(object.attempt_count)
+        ? globalThis.Number(object.attempt_count)
+        : 0,
+      updateTime: isSet(object.updateTime)
+        ? fromJsonTimestamp(object.updateTime)
+        : isSet(object.update_time)
+        ? fromJsonTimestamp(object.update_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: FundsBlock): unknown {
+    const obj: any = {};
+    if (message.blockId !== "") {
+      obj.blockId = message.blockId;
+    }
+    if (message.rail !== "") {
+      obj.rail = message.rail;
+    }
+    if (message.payerFa !== "") {
+      obj.payerFa = message.payerFa;
+    }
+    if (message.currencyCode !== "") {
+      obj.currencyCode = message.currencyCode;
+    }
+    if (message.amount !== "") {
+      obj.amount = message.amount;
+    }
+    if (message.state !== 0) {
+      obj.state = fundsBlockStateToJSON(message.state);
+    }
+    if (message.reasonCode !== "") {
+      obj.reasonCode = message.reasonCode;
+    }
+    if (message.reasonMessage !== "") {
+      obj.reasonMessage = message.reasonMessage;
+    }
+    if (message.bankReference !== "") {
+      obj.bankReference = message.bankReference;
+    }
+    if (message.attemptCount !== 0) {
+      obj.attemptCount = Math.round(message.attemptCount);
+    }
+    if (message.updateTime !== undefined) {
+      obj.updateTime = message.updateTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FundsBlock>, I>>(base?: I): FundsBlock {
+    return FundsBlock.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FundsBlock>, I>>(object: I): FundsBlock {
+    const message = createBaseFundsBlock();
+    message.blockId = object.blockId ?? "";
+    message.rail = object.rail ?? "";
+    message.payerFa = object.payerFa ?? "";
+    message.currencyCode = object.currencyCode ?? "";
+    message.amount = object.amount ?? "";
+    message.state = object.state ?? 0;
+    message.reasonCode = object.reasonCode ?? "";
+    message.reasonMessage = object.reasonMessage ?? "";
+    message.bankReference = object.bankReference ?? "";
+    message.attemptCount = object.attemptCount ?? 0;
+    message.updateTime = object.updateTime ?? undefined;
     return message;
   },
 };
