@@ -394,6 +394,10 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
                 # database at most about a tenth of its time, however large the batch.
                 interval = max(self.watch_interval_s, 10 * (counted_at - now))
             message = batch_message(batch, totals)
+            if batch.state is BatchState.AWAITING_FUNDS:
+                # Why it waits (e.g. funds.insufficient), where a watcher looks.
+                for block in await self.store.funds_blocks_of(batch.id):
+                    message.funds_blocks.append(funds_block_message(block))
             view = message.SerializeToString(deterministic=True)
             if view != last:
                 read_time = Timestamp()

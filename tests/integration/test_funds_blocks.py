@@ -154,6 +154,12 @@ async def test_a_batch_waits_for_its_blocks_and_a_report_applies_once(pg: tuple[
         "available 3.00 USD",
     )
     assert status_counts(batch) == {"accepted": 5}
+    # A watcher sees why the batch waits too.
+    call = client.stub.WatchBatch(api_pb.WatchBatchRequest(name=name), metadata=client.metadata)
+    watched = (await call.read()).batch
+    call.cancel()
+    assert watched.state == res_pb.BATCH_STATE_AWAITING_FUNDS
+    assert "funds.insufficient" in [b.reason_code for b in watched.funds_blocks]
 
     # The re-check (GPO_FUNDS_RECHECK_S, 0.5 s here) offers it again; now the bank blocks it.
     deadline = time.monotonic() + 30

@@ -338,8 +338,8 @@ type Batch struct {
 	// batch's callback_uri; unset otherwise and in ListBatches.
 	WebhookDelivery *WebhookDelivery `protobuf:"bytes,15,opt,name=webhook_delivery,json=webhookDelivery,proto3" json:"webhook_delivery,omitempty"`
 	// Output only. The batch's funds blocks with the sponsor bank, one per rail with funds control, payer
-	// account and currency (docs/TREASURY.md). Set by GetBatch; empty when no rail of the batch blocks
-	// funds, and in ListBatches.
+	// account and currency (docs/TREASURY.md). Set by GetBatch, and by WatchBatch while the batch is
+	// AWAITING_FUNDS; empty when no rail of the batch blocks funds, and in ListBatches.
 	FundsBlocks   []*FundsBlock `protobuf:"bytes,16,rep,name=funds_blocks,json=fundsBlocks,proto3" json:"funds_blocks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

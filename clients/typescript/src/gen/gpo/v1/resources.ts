@@ -358,8 +358,8 @@ export interface Batch {
     | undefined;
   /**
    * Output only. The batch's funds blocks with the sponsor bank, one per rail with funds control, payer
-   * account and currency (docs/TREASURY.md). Set by GetBatch; empty when no rail of the batch blocks
-   * funds, and in ListBatches.
+   * account and currency (docs/TREASURY.md). Set by GetBatch, and by WatchBatch while the batch is
+   * AWAITING_FUNDS; empty when no rail of the batch blocks funds, and in ListBatches.
    */
   fundsBlocks: FundsBlock[];
 }
