@@ -48,7 +48,7 @@ from tests.peers.mojaloop_hub import MojaloopHub
 from tests.peers.mojaloop_hub import to_units as hub_units
 from tests.rails.test_iso20022 import XSD as ISO_XSD
 from tests.rails.test_mojaloop import PAYER_FSP, specs
-from tests.support.processes import Cluster, Proc, free_port, spec_path
+from tests.support.processes import Cluster, Proc, free_port, spec_path, without_simulator_settings
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(480)]
 
@@ -455,7 +455,7 @@ def _kill_at_a_quarter(rail: RailUnderTest, first: Proc, killed_at: dict[str, in
 
 def start_replica(rig: Rig, node: Cluster, rail: RailUnderTest, replica: int, config: Path) -> Proc:
     """A `gpo-sidecar` process for `rail` with its own rails file and log."""
-    env = {**node.env(), "GPO_SIDECAR_TOKEN": node.token([], [SIDECAR_ROLE])}
+    env = without_simulator_settings({**node.env(), "GPO_SIDECAR_TOKEN": node.token([], [SIDECAR_ROLE])})
     proc = Proc(
         f"sidecar-{rail.name}-{replica}",
         [

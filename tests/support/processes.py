@@ -170,9 +170,7 @@ class Cluster:
     def start_sidecar(self, rail: str, *args: str) -> Proc:
         env = {**self.env(), "GPO_SIDECAR_TOKEN": self.token([], [SIDECAR_ROLE])}
         if "--config" in args or "GPO_RAILS_CONFIG" in env:
-            # The rails file configures the rail: gpo-sidecar refuses simulator settings beside it.
-            for name in ("GPO_SIMULATOR", "GPO_SIMULATOR_LEDGER"):
-                env.pop(name, None)
+            env = without_simulator_settings(env)
         proc = Proc(
             f"sidecar-{rail}",
             [sys.executable, "-m", "rail_sidecars.cli", "--rail", rail, "--orchestrator", self.target, *args],
@@ -186,6 +184,12 @@ class Cluster:
         for proc in [*self.sidecars.values(), *([self.orchestrator] if self.orchestrator else [])]:
             if proc.popen is not None:
                 proc.terminate()
+
+
+def without_simulator_settings(env: dict[str, str]) -> dict[str, str]:
+    """A sidecar's environment when a rails file configures its rail: gpo-sidecar refuses simulator
+    settings beside one."""
+    return {k: v for k, v in env.items() if k not in ("GPO_SIMULATOR", "GPO_SIMULATOR_LEDGER")}
 
 
 def wait_serving(target: str, procs: list[Proc], timeout_s: float = 60, tls: ClientTls | None = None) -> None:
