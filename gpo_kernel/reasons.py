@@ -20,6 +20,8 @@ class Reason(StrEnum):
     PURPOSE_INVALID = "rjct.purpose.invalid"
     METADATA_INVALID = "rjct.metadata.invalid"
     PAYEE_FA_UNROUTABLE = "rjct.payee_fa.unroutable"
+    # The beneficiary was already paid, or is being paid, in the batch's cycle (issue 17, item 2).
+    BENEFICIARY_DUPLICATE = "rjct.beneficiary.duplicate"
     # Rail outcomes.
     RAIL_INSUFFICIENT_FUNDS = "rjct.payer.insufficient_funds"
     RAIL_ACCOUNT_INVALID = "rjct.payee_fa.invalid"

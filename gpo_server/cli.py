@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import csv
 import dataclasses
+import datetime as dt
 import json
 import logging
 import os
@@ -233,6 +234,11 @@ def _parser() -> argparse.ArgumentParser:
         help="idempotency key (UUID); default: derived from the file's content, so the same file is "
         "never a second batch and a changed file is a new one",
     )
+    submit.add_argument(
+        "--cycle",
+        default="",
+        help="the program's cycle the batch pays in, e.g. 2026-12 (gpo cycles lists them)",
+    )
     submit.add_argument("--format", choices=("csv", "jsonl"), default="", help="default: from the file name")
     submit.add_argument("--encoding", default="", help="the file's text encoding (default UTF-8)")
     submit.add_argument("--chunk-size", type=int, default=1000, help="payments per upload chunk")
@@ -341,6 +347,61 @@ def _parser() -> argparse.ArgumentParser:
     )
     reconciliation.add_argument("--limit", type=int, default=0, help="rows per list at most (default 1000)")
     reconciliation.set_defaults(func=lambda a: asyncio.run(_reconciliation(a)))
+
+    cycles = command(
+        "cycles",
+        "create and show programs' cycles: budgets per currency, windows, totals (docs/TREASURY.md)",
+    )
+    cycle_verbs = cycles.add_subparsers(required=True, metavar="VERB", dest="verb")
+    create = cycle_verbs.add_parser(
+        "create", help="create a program's cycle (operators)", parents=[common], epilog=_epilog()
+    )
+    create.add_argument("program", help="the program")
+    create.add_argument("cycle", help="the cycle's ID, e.g. 2026-12")
+    create.add_argument(
+        "--budget",
+        action="append",
+        default=[],
+        metavar="CUR=AMOUNT",
+        help="a budget, e.g. KES=1000000.00 (repeat)",
+    )
+    create.add_argument("--start", default="", help="batches are refused before this RFC 3339 time")
+    create.add_argument("--end", default="", help="batches are refused from this RFC 3339 time on")
+    create.add_argument(
+        "--allow-repeat-payments",
+        action="store_true",
+        help="a beneficiary may be paid more than once in the cycle",
+    )
+    create.set_defaults(func=lambda a: asyncio.run(_cycles_create(a)))
+    change = cycle_verbs.add_parser(
+        "update",
+        help="change a cycle's budgets or window (operators); what is not given stays",
+        parents=[common],
+        epilog=_epilog(),
+    )
+    change.add_argument("program", help="the program")
+    change.add_argument("cycle", help="the cycle's ID")
+    change.add_argument(
+        "--budget",
+        action="append",
+        default=[],
+        metavar="CUR=AMOUNT",
+        help="the budgets (repeat): all are replaced",
+    )
+    change.add_argument("--start", default="", help="a new start, RFC 3339, or 'none'")
+    change.add_argument("--end", default="", help="a new end, RFC 3339, or 'none'")
+    change.set_defaults(func=lambda a: asyncio.run(_cycles_update(a)))
+    show = cycle_verbs.add_parser(
+        "get", help="show a cycle with its totals per currency", parents=[common], epilog=_epilog()
+    )
+    show.add_argument("program", help="the program")
+    show.add_argument("cycle", help="the cycle's ID")
+    show.set_defaults(func=lambda a: asyncio.run(_cycles_get(a)))
+    listing = cycle_verbs.add_parser(
+        "list", help="list cycles with their totals, newest first", parents=[common], epilog=_epilog()
+    )
+    listing.add_argument("--program", default="", help="only this program's (default every program)")
+    listing.set_defaults(func=lambda a: asyncio.run(_cycles_list(a)))
 
     dead = command("dead-letters", "list work chunks the rails could not process")
     dead.add_argument("--rail", default="")
@@ -576,6 +637,7 @@ async def _submit(args: argparse.Namespace) -> int:
         request_id=request_id,
         payer_fa=args.payer_fa,
         expected_payment_count=checked.payments,
+        cycle=args.cycle,
     )
     client = _client(args)
     already = ""
@@ -901,6 +963,97 @@ async def _reconciliation(args: argparse.Namespace) -> int:
             args.csv.write_text(reconciliation_csv(view))
         except OSError as exc:
             raise CliError(f"cannot write {args.csv}: {exc.strerror or exc}", EXIT_USAGE) from None
+    return EXIT_OK
+
+
+def _rfc3339(text: str, flag: str) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(f"{flag} {text!r} is not an RFC 3339 time", EXIT_USAGE) from None
+    if moment.tzinfo is None:
+        raise CliError(f"{flag} {text!r} needs a time zone, e.g. 2026-12-01T00:00:00Z", EXIT_USAGE)
+    return moment
+
+
+def _budgets(given: list[str]) -> dict[str, str]:
+    budgets: dict[str, str] = {}
+    for text in given:
+        currency, sep, amount = text.partition("=")
+        if not sep or not currency or not amount:
+            raise CliError(f"--budget {text!r} is not CUR=AMOUNT, e.g. KES=1000.00", EXIT_USAGE)
+        budgets[currency] = amount
+    return budgets
+
+
+async def _cycles_update(args: argparse.Namespace) -> int:
+    name = f"programs/{args.program}/cycles/{args.cycle}"
+    client = _client(args, operator=True)
+    try:
+        current = await client.get_cycle(name)
+
+        def moment(text: str, flag: str, kept: dt.datetime | None) -> dt.datetime | None:
+            if text == "none":
+                return None
+            return _rfc3339(text, flag) if text else kept
+
+        cycle = await client.update_cycle(
+            name,
+            _budgets(args.budget) if args.budget else {b.currency_code: b.amount for b in current.budgets},
+            start_time=moment(
+                args.start,
+                "--start",
+                current.start_time.ToDatetime(dt.UTC) if current.HasField("start_time") else None,
+            ),
+            end_time=moment(
+                args.end,
+                "--end",
+                current.end_time.ToDatetime(dt.UTC) if current.HasField("end_time") else None,
+            ),
+            allow_repeat_payments=current.allow_repeat_payments,
+        )
+    finally:
+        await client.close()
+    emit(message_dict(cycle))
+    return EXIT_OK
+
+
+async def _cycles_create(args: argparse.Namespace) -> int:
+    budgets = _budgets(args.budget)
+    client = _client(args, operator=True)
+    try:
+        cycle = await client.create_cycle(
+            args.program,
+            args.cycle,
+            budgets,
+            start_time=_rfc3339(args.start, "--start"),
+            end_time=_rfc3339(args.end, "--end"),
+            allow_repeat_payments=args.allow_repeat_payments,
+        )
+    finally:
+        await client.close()
+    emit(message_dict(cycle))
+    return EXIT_OK
+
+
+async def _cycles_get(args: argparse.Namespace) -> int:
+    client = _client(args, operator=True)
+    try:
+        emit(message_dict(await client.get_cycle(f"programs/{args.program}/cycles/{args.cycle}")))
+    finally:
+        await client.close()
+    return EXIT_OK
+
+
+async def _cycles_list(args: argparse.Namespace) -> int:
+    client = _client(args, operator=True)
+    try:
+        async for cycle in client.cycles(args.program or "-"):
+            emit(message_dict(cycle))
+    finally:
+        await client.close()
     return EXIT_OK
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+import datetime as dt
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,7 +232,6 @@ class GpoClient:
         )
         return batch
 
-
     async def import_statement(
         self, content: bytes, format: str = "", batches: Sequence[str] = ()
     ) -> api_pb.ImportStatementResponse:
@@ -249,6 +249,79 @@ class GpoClient:
             metadata=self.metadata,
         )
         return answer
+
+    async def create_cycle(
+        self,
+        program: str,
+        cycle_id: str,
+        budgets: Mapping[str, str],
+        *,
+        start_time: dt.datetime | None = None,
+        end_time: dt.datetime | None = None,
+        allow_repeat_payments: bool = False,
+    ) -> res_pb.Cycle:
+        """Creates a program's cycle (operators only); `budgets` are decimal strings by currency."""
+        cycle = res_pb.Cycle(
+            budgets=[res_pb.CycleBudget(currency_code=c, amount=a) for c, a in budgets.items()],
+            allow_repeat_payments=allow_repeat_payments,
+        )
+        if start_time is not None:
+            cycle.start_time.FromDatetime(start_time.astimezone(dt.UTC))
+        if end_time is not None:
+            cycle.end_time.FromDatetime(end_time.astimezone(dt.UTC))
+        answer: res_pb.Cycle = await self.stub.CreateCycle(
+            api_pb.CreateCycleRequest(parent=f"programs/{program}", cycle_id=cycle_id, cycle=cycle),
+            metadata=self.metadata,
+        )
+        return answer
+
+    async def update_cycle(
+        self,
+        name: str,
+        budgets: Mapping[str, str],
+        *,
+        start_time: dt.datetime | None = None,
+        end_time: dt.datetime | None = None,
+        allow_repeat_payments: bool = False,
+    ) -> res_pb.Cycle:
+        """Replaces cycle `name`'s budgets and window (operators only)."""
+        cycle = res_pb.Cycle(
+            name=name,
+            budgets=[res_pb.CycleBudget(currency_code=c, amount=a) for c, a in budgets.items()],
+            allow_repeat_payments=allow_repeat_payments,
+        )
+        if start_time is not None:
+            cycle.start_time.FromDatetime(start_time.astimezone(dt.UTC))
+        if end_time is not None:
+            cycle.end_time.FromDatetime(end_time.astimezone(dt.UTC))
+        answer: res_pb.Cycle = await self.stub.UpdateCycle(
+            api_pb.UpdateCycleRequest(cycle=cycle), metadata=self.metadata
+        )
+        return answer
+
+    async def get_cycle(self, name: str) -> res_pb.Cycle:
+        """The cycle "programs/{program}/cycles/{cycle}" with its totals."""
+        answer: res_pb.Cycle = await self.stub.GetCycle(
+            api_pb.GetCycleRequest(name=name), metadata=self.metadata
+        )
+        return answer
+
+    async def cycles(self, program: str = "-") -> AsyncIterator[res_pb.Cycle]:
+        """A program's cycles ("-": of every program the caller may read), newest first."""
+        request = api_pb.ListCyclesRequest(parent=f"programs/{program}", page_size=100)
+        async for cycle in self._pages(self.stub.ListCycles, request, "cycles"):
+            yield cycle
+
+
+def error_metadata(error: grpc.aio.AioRpcError) -> dict[str, str]:
+    """The ErrorInfo metadata of a GPO error (e.g. a cycle's budget, committed and requested amounts)."""
+    status = rpc_status.from_call(error)
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return dict(info.metadata)
+    return {}
 
 
 def chunked(items: Iterable[api_pb.PaymentInput], size: int) -> Iterator[list[api_pb.PaymentInput]]:

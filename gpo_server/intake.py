@@ -16,12 +16,20 @@ from gpo.v1 import rail_pb2
 
 from gpo_kernel import tracing
 from gpo_kernel.reasons import Reason
+from gpo_server.domain.cycles import beneficiary_key
 from gpo_server.domain.money import MAX_BATCH_TOTAL_HUNDREDTHS, InvalidAmount, format_amount, parse_amount
 from gpo_server.domain.routing import Router
 from gpo_server.domain.states import BatchState, PaymentStatus
 from gpo_server.domain.validation import Rejection, nfc, validate_metadata, validate_payment
 from gpo_server.observability import metrics
-from gpo_server.storage.store import BatchRecord, NewPayment, NewWorkChunk, ReferenceTaken, Store
+from gpo_server.storage.store import (
+    BatchRecord,
+    BeneficiaryTaken,
+    NewPayment,
+    NewWorkChunk,
+    ReferenceTaken,
+    Store,
+)
 from gpo_server.work import work_chunks
 
 MAX_PAYMENTS_PER_CHUNK = 10_000
@@ -59,6 +67,8 @@ class PreparedChunk:
     checked_database: bool
     # Rejections decided before intake, (reason code, message) by index in the chunk: kept for a repeat.
     rejected: Mapping[int, tuple[str, str]] | None = None
+    # (number, beneficiary key) of the accepted payments, when the batch's cycle pays each beneficiary once.
+    beneficiaries: list[tuple[int, str]] | None = None
 
 
 class _BatchTotalMoved(Exception):
@@ -106,6 +116,18 @@ class Intake:
         # Many uploads at once must not take every pooled connection (watchers, claims and results need
         # theirs); two cores gain nothing from more COPYs at a time than this anyway.
         self._commit_slots = asyncio.Semaphore(max_concurrent_commits)
+        # Whether a (program, cycle) pays each beneficiary once; fixed when the cycle is created.
+        self._once_per_beneficiary: dict[tuple[str, str], bool] = {}
+
+    async def _pays_once(self, batch: BatchRecord) -> bool:
+        """Whether the batch's cycle pays each beneficiary once (False for a batch without a cycle)."""
+        if not batch.cycle:
+            return False
+        key = (batch.program, batch.cycle)
+        if key not in self._once_per_beneficiary:
+            cycle = await self.store.get_cycle(batch.program, batch.cycle)
+            self._once_per_beneficiary[key] = cycle is not None and not cycle.allow_repeat_payments
+        return self._once_per_beneficiary[key]
 
     async def store_chunk(self, batch_id: int, chunk: api_pb.PaymentChunk) -> ChunkOutcome:
         """Validates and stores one chunk, all or nothing (prepare, then commit)."""
@@ -143,8 +165,9 @@ class Intake:
         taken = await self.store.existing_references(batch.id, refs) if check_database else set()
         taken.update(pending_references.intersection(refs))
         before = batch.received_total_hundredths if total_before is None else total_before
-        rows, work, rejections, total = await self._build(
-            batch, chunk.payments, taken, first_number, before, rejected or {}
+        once = await self._pays_once(batch)
+        rows, work, rejections, total, beneficiaries = await self._build(
+            batch, chunk.payments, taken, first_number, before, rejected or {}, once
         )
         accepted = frozenset(r.reference_id for r in rows if r.status == ACCEPTED)
         return PreparedChunk(
@@ -159,6 +182,7 @@ class Intake:
             chunk,
             check_database,
             rejected,
+            beneficiaries if once else None,
         )
 
     async def commit(self, batch_id: int, prepared: PreparedChunk) -> ChunkOutcome:
@@ -181,7 +205,27 @@ class Intake:
                     and held + prepared.received_total > MAX_BATCH_TOTAL_HUNDREDTHS
                 ):
                     raise _BatchTotalMoved(held)
-                await tx.write(prepared.sequence, prepared.rows, prepared.work, prepared.received_total)
+                await tx.write(
+                    prepared.sequence,
+                    prepared.rows,
+                    prepared.work,
+                    prepared.received_total,
+                    prepared.beneficiaries or (),
+                )
+        except BeneficiaryTaken as held:
+            # Other payments hold some of these beneficiaries in the cycle (paid, or on their way): those
+            # payments are rejected, and the chunk is decided again (the rest may meet others meanwhile).
+            decided = dict(prepared.rejected or {})
+            for number in held.numbers:
+                decided[number - prepared.first_number] = (Reason.BENEFICIARY_DUPLICATE, _BENEFICIARY_HELD)
+            again = await self.prepare(
+                batch,
+                prepared.source,
+                first_number=prepared.first_number,
+                check_database=prepared.checked_database,
+                rejected=decided,
+            )
+            return await self.commit(batch_id, again)
         except ReferenceTaken:
             if prepared.checked_database:
                 raise  # the batch row lock keeps other writers out: a checked chunk cannot collide
@@ -220,8 +264,14 @@ class Intake:
         first_number: int,
         total_before: int,
         decided: Mapping[int, tuple[str, str]],
-    ) -> tuple[list[NewPayment], list[NewWorkChunk], list[api_pb.PaymentRejection], int]:
+        once_per_beneficiary: bool = False,
+    ) -> tuple[
+        list[NewPayment], list[NewWorkChunk], list[api_pb.PaymentRejection], int, list[tuple[int, str]]
+    ]:
         rows: list[NewPayment] = []
+        # (number, key) of accepted payments, when the cycle pays each beneficiary once; their keys.
+        beneficiaries: list[tuple[int, str]] = []
+        paid: set[str] = set()
         rejections: list[api_pb.PaymentRejection] = []
         groups: dict[tuple[str, dt.datetime | None], list[rail_pb2.WorkItem]] = defaultdict(list)
         seen: set[str] = set()
@@ -264,6 +314,14 @@ class Intake:
                     verdict = Rejection(
                         Reason.PAYEE_FA_UNROUTABLE, "no rail serves this payee financial address"
                     )
+                elif once_per_beneficiary:
+                    beneficiary = beneficiary_key(payee_fa, metadata)
+                    if beneficiary in paid:
+                        verdict = Rejection(Reason.BENEFICIARY_DUPLICATE, _BENEFICIARY_TWICE)
+                        rail = None  # only accepted payments have a rail
+                    else:
+                        paid.add(beneficiary)
+                        beneficiaries.append((number, beneficiary))
             schedule = p.schedule_time.ToDatetime(dt.UTC) if p.HasField("schedule_time") else None
             key = uuid5(namespace, ref)
             metadata_json = json.dumps(metadata, ensure_ascii=False) if metadata else None
@@ -344,7 +402,7 @@ class Intake:
                     "",
                 )
             )
-        return rows, self._work_chunks(batch, groups), rejections, received_total
+        return rows, self._work_chunks(batch, groups), rejections, received_total, beneficiaries
 
     def _work_chunks(
         self, batch: BatchRecord, groups: dict[tuple[str, dt.datetime | None], list[rail_pb2.WorkItem]]
@@ -363,6 +421,15 @@ class Intake:
 _OVER_BATCH_MAXIMUM = (
     f"the batch's amounts would add up to more than {format_amount(MAX_BATCH_TOTAL_HUNDREDTHS)}, "
     "the most one batch may carry: split the disbursement into several batches"
+)
+
+
+_BENEFICIARY_HELD = (
+    "the beneficiary was already paid, or is being paid, in this batch's cycle; the cycle pays each "
+    "beneficiary once"
+)
+_BENEFICIARY_TWICE = (
+    "another payment of this batch pays the same beneficiary; the cycle pays each beneficiary once"
 )
 
 

@@ -19,12 +19,22 @@ from dataclasses import dataclass
 
 from gpo.v1 import disbursement_service_pb2 as api_pb
 
-from gpo_server.domain.money import InvalidAmount, parse_total
+from gpo_server.domain.cycles import (
+    CYCLE_BUDGET_EXCEEDED,
+    CYCLE_CLOSED,
+    CYCLE_NOT_FOUND,
+    CYCLE_REQUIRED,
+    cycle_id_problem,
+    cycle_name,
+    window_problem,
+)
+from gpo_server.domain.money import InvalidAmount, format_amount, parse_total
 from gpo_server.domain.states import BatchState
 from gpo_server.domain.validation import callback_uri_problem, is_financial_address, program_problem
 from gpo_server.intake import MAX_PAYMENTS_PER_CHUNK, ChunkOutcome, Intake, OutOfOrderChunk, PreparedChunk
 from gpo_server.storage.audit import AuditEvent
-from gpo_server.storage.records import BatchRecord, NewBatch
+from gpo_server.storage.records import BatchRecord, CycleRefused, NewBatch
+from gpo_server.storage.sql import utcnow
 from gpo_server.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -102,6 +112,8 @@ class Submissions:
             violations.append(("header.payer_fa", "not a financial address scheme:id@provider"))
         if header.expected_payment_count < 0:
             violations.append(("header.expected_payment_count", "must not be negative"))
+        if header.cycle and (problem := cycle_id_problem(header.cycle)):
+            violations.append(("header.cycle", problem))
         total = None
         if header.expected_total_amount:
             try:
@@ -122,17 +134,22 @@ class Submissions:
             else None,
             expected_payment_count=header.expected_payment_count,
             expected_total_hundredths=total,
+            cycle=header.cycle,
         )
 
     async def open(self, new: NewBatch, audit: AuditEvent | None = None) -> BatchRecord:
         """The batch of `new`'s program and request_id: created (`audit` recorded with it), or the one
-        already there if it declared the same; Refused (REQUEST_ID_REUSED) if it declared otherwise."""
+        already there if it declared the same; Refused (REQUEST_ID_REUSED) if it declared otherwise.
+        A new batch's cycle is checked first (`check_cycle`)."""
+        if await self.store.find_batch(new.program, new.request_id) is None:
+            await self.check_cycle(new)
         batch, created = await self.store.create_or_get_batch(new, audit=audit)
         if not created and (
             batch.payer_fa,
             batch.expected_payment_count,
             batch.expected_total_hundredths,
-        ) != (new.payer_fa, new.expected_payment_count, new.expected_total_hundredths):
+            batch.cycle,
+        ) != (new.payer_fa, new.expected_payment_count, new.expected_total_hundredths, new.cycle):
             raise Refused(
                 Problem.CONFLICT,
                 "request_id was used for a batch with a different header",
@@ -142,13 +159,62 @@ class Submissions:
         log.info("batch %s %s for program %s", batch.uid, "created" if created else "resumed", batch.program)
         return batch
 
+    async def check_cycle(self, new: NewBatch) -> None:
+        """Refused unless the new batch may open in its cycle: a program with cycles needs one named
+        (CYCLE_REQUIRED); it must exist (CYCLE_NOT_FOUND) and be open now (CYCLE_CLOSED); a declared total
+        larger than all the cycle has left, every currency together, cannot fit (CYCLE_BUDGET_EXCEEDED). The
+        decisive budget check is at the end of the upload, under the cycle's lock (Store.finish_upload)."""
+        if not new.cycle:
+            if await self.store.program_has_cycles(new.program):
+                raise Refused(
+                    Problem.PRECONDITION,
+                    f"program {new.program!r} pays in cycles: the batch header must name one (header.cycle)",
+                    CYCLE_REQUIRED,
+                    violations=[("header.cycle", "required: the program has cycles")],
+                )
+            return
+        name = cycle_name(new.program, new.cycle)
+        cycle = await self.store.get_cycle(new.program, new.cycle)
+        if cycle is None:
+            raise Refused(
+                Problem.PRECONDITION,
+                f"program {new.program!r} has no cycle {new.cycle!r}",
+                CYCLE_NOT_FOUND,
+                violations=[("header.cycle", "no such cycle")],
+                details={"cycle": name},
+            )
+        if problem := window_problem(cycle.start_time, cycle.end_time, utcnow()):
+            raise Refused(Problem.PRECONDITION, problem, CYCLE_CLOSED, details={"cycle": name})
+        if cycle.budgets and new.expected_total_hundredths is not None:
+            committed = await self.store.cycle_committed(cycle)
+            left = sum(max(b - committed.get(c, 0), 0) for c, b in cycle.budgets.items())
+            if new.expected_total_hundredths > left:
+                raise Refused(
+                    Problem.PRECONDITION,
+                    f"the declared total {format_amount(new.expected_total_hundredths)} is more than cycle "
+                    f"{new.cycle!r} has left ({format_amount(left)}, every currency together)",
+                    CYCLE_BUDGET_EXCEEDED,
+                    details={
+                        "cycle": name,
+                        "left": format_amount(left),
+                        "requested": format_amount(new.expected_total_hundredths),
+                    },
+                )
+
     def upload(self, batch: BatchRecord) -> Upload:
         """Adds chunks to an open batch, from the chunk after the last one stored."""
         return Upload(self.intake, batch)
 
     async def finish(self, batch: BatchRecord, audit: AuditEvent | None = None) -> Finish:
-        """Ends the upload if what arrived matches what was declared (`audit` recorded when it ends)."""
-        batch = await self.store.finish_upload(batch.id, audit=audit)
+        """Ends the upload if what arrived matches what was declared (`audit` recorded when it ends). A
+        batch its cycle refuses (closed, or over its budget) is Refused and stays UPLOADING: nothing of it
+        is sent; CancelBatch cancels it, or, once the cycle fits it, the same request_id finishes it."""
+        try:
+            batch = await self.store.finish_upload(batch.id, audit=audit)
+        except CycleRefused as refused:
+            log.info("batch %s refused by its cycle: %s", batch.uid, refused.message)
+            details = {"batch": f"batches/{batch.uid}", **refused.details}
+            raise Refused(Problem.PRECONDITION, refused.message, refused.reason, details=details) from None
         if batch.payment_count == 0:
             return Finish(batch, Finished.EMPTY)
         if batch.state is not BatchState.UPLOADING:

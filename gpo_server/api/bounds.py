@@ -41,6 +41,9 @@ MAX_REASON_MESSAGE = 1024
 MAX_RAIL_REFERENCE = 256
 MAX_CONTENT_TYPE = 255
 MAX_NOTE_TAG = 128
+MAX_CYCLE_ID = 63  # domain/cycles.py
+MAX_PROGRAM_NAME = 160  # "programs/" and a program (at most 128 characters)
+MAX_CYCLE_NAME = 200  # "programs/{program}/cycles/{cycle}"
 
 # A payment's own fields: checked one payment at a time by domain/validation.py (a rejection, not an error).
 PER_PAYMENT = "gpo.v1.PaymentInput"
@@ -91,6 +94,24 @@ MAX_CHARS: Mapping[str, int] = {
     "gpo.v1.ImportStatementRequest.format": 16,
     "gpo.v1.ImportStatementRequest.batches": MAX_NAME,
     "gpo.v1.GetBatchReconciliationRequest.name": MAX_NAME,
+    "gpo.v1.BatchHeader.cycle": MAX_CYCLE_ID,
+    "gpo.v1.CreateCycleRequest.parent": MAX_PROGRAM_NAME,
+    "gpo.v1.CreateCycleRequest.cycle_id": MAX_CYCLE_ID,
+    "gpo.v1.Cycle.name": MAX_CYCLE_NAME,
+    "gpo.v1.Cycle.declared_total_amount": MAX_TOTAL_AMOUNT,
+    "gpo.v1.CycleBudget.currency_code": 3,
+    "gpo.v1.CycleBudget.amount": MAX_TOTAL_AMOUNT,
+    "gpo.v1.CycleTotal.currency_code": 8,
+    "gpo.v1.CycleTotal.budget_amount": MAX_TOTAL_AMOUNT,
+    "gpo.v1.CycleTotal.committed_amount": MAX_TOTAL_AMOUNT,
+    "gpo.v1.CycleTotal.accepted_amount": MAX_TOTAL_AMOUNT,
+    "gpo.v1.CycleTotal.paid_amount": MAX_TOTAL_AMOUNT,
+    "gpo.v1.CycleTotal.failed_amount": MAX_TOTAL_AMOUNT,
+    "gpo.v1.CycleTotal.reversed_amount": MAX_TOTAL_AMOUNT,
+    "gpo.v1.CycleTotal.cancelled_amount": MAX_TOTAL_AMOUNT,
+    "gpo.v1.GetCycleRequest.name": MAX_CYCLE_NAME,
+    "gpo.v1.ListCyclesRequest.parent": MAX_PROGRAM_NAME,
+    "gpo.v1.ListCyclesRequest.page_token": MAX_PAGE_TOKEN,
     # RailService
     "gpo.v1.ClaimWorkChunkRequest.chunk_id": MAX_CHUNK_ID,
     "gpo.v1.ClaimWorkChunkRequest.batch": MAX_NAME,

@@ -81,6 +81,7 @@ def batch_message(batch: BatchRecord, totals: Sequence[StatusTotal] | None = Non
         last_chunk_sequence=batch.last_chunk_sequence,
         create_time=timestamp(batch.create_time),
         update_time=timestamp(batch.update_time),
+        cycle=batch.cycle,
     )
     for t in totals or ():
         message.totals.add(

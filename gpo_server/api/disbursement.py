@@ -7,8 +7,8 @@ import datetime as dt
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import grpc
 from google.api import httpbody_pb2  # type: ignore[import-untyped]
@@ -35,6 +35,7 @@ from gpo_server.api.convert import (
     upload_change,
     webhook_delivery_message,
 )
+from gpo_server.api.cycles import CycleApi
 from gpo_server.api.errors import (
     ApiError,
     Context,
@@ -46,6 +47,7 @@ from gpo_server.api.errors import (
 )
 from gpo_server.api.limits import StreamLimit
 from gpo_server.api.reconciliation import StatementApi
+from gpo_server.domain.cycles import cycle_name
 from gpo_server.domain.filters import (
     BATCH_FIELDS,
     PAYMENT_FIELDS,
@@ -60,11 +62,12 @@ from gpo_server.domain.states import FINAL, BatchState, PaymentStatus, batch_sou
 from gpo_server.intake import PreparedChunk
 from gpo_server.report import report_lines
 from gpo_server.storage.rail_stats import read_rail_activity
-from gpo_server.storage.store import BatchRecord, NothingToDo, Store, WorkBuilder
+from gpo_server.storage.store import BatchRecord, CycleRefused, NothingToDo, Store, WorkBuilder
 from gpo_server.storage.webhooks import WebhookStore
 from gpo_server.submission import Finished, Problem, Refused, Submissions, Upload
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 
 class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore[misc]
@@ -97,6 +100,7 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         self.watch_recount_s = watch_recount_s
         self.accepting = True
         self.statements = StatementApi(store, auth, specs_dir)
+        self.cycles = CycleApi(store, auth)
 
     # ---- upload --------------------------------------------------------------------------------
 
@@ -446,11 +450,13 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
                 f"a batch in state {batch.state.value} cannot be retried",
                 "BATCH_NOT_RETRYABLE",
             )
-        retried = await self.store.retry_failed(
-            batch.id,
-            request.request_id,
-            self.build_work,
-            audit=audit_event(self.auth.caller(context), "batch.retry", request_id=request.request_id),
+        retried = await _cycle_checked(
+            self.store.retry_failed(
+                batch.id,
+                request.request_id,
+                self.build_work,
+                audit=audit_event(self.auth.caller(context), "batch.retry", request_id=request.request_id),
+            )
         )
         if retried:
             log.info("batch %s: %d failed payments sent again", batch.uid, retried)
@@ -511,23 +517,32 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             )
         # The store's WHERE is the state table's (operator_sources_of): a payment not FAILED changes nothing.
         try:
-            retried = await self.store.retry_failed(
-                batch.id,
-                request.request_id,
-                self.build_work,
-                audit=audit_event(
-                    caller,
-                    "payment.retry",
-                    context,
-                    request_id=request.request_id,
-                    detail={"reference_id": row.reference_id},
-                ),
-                numbers=[int(row.number)],
+            retried = await _cycle_checked(
+                self.store.retry_failed(
+                    batch.id,
+                    request.request_id,
+                    self.build_work,
+                    audit=audit_event(
+                        caller,
+                        "payment.retry",
+                        context,
+                        request_id=request.request_id,
+                        detail={"reference_id": row.reference_id},
+                    ),
+                    numbers=[int(row.number)],
+                )
             )
         except NothingToDo:
-            raise _not_retryable(
-                PaymentStatus((await self.store.get_payment(batch.id, int(row.number))).status)
-            ) from None
+            status = PaymentStatus((await self.store.get_payment(batch.id, int(row.number))).status)
+            if status is PaymentStatus.FAILED:  # skipped: a later batch of the cycle pays its beneficiary
+                raise ApiError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    "the payment's beneficiary is paid by a later batch of its cycle, which pays each "
+                    "beneficiary once",
+                    "BENEFICIARY_DUPLICATE",
+                    metadata={"cycle": cycle_name(batch.program, batch.cycle)},
+                ) from None
+            raise _not_retryable(status) from None
         if retried:
             log.info("batch %s: payment %d sent again", batch.uid, row.number)
             self.on_upload_complete()
@@ -724,6 +739,26 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
     ) -> res_pb.BatchReconciliation:
         return await self.statements.batch_reconciliation(request, context)
 
+    # ---- program cycles (api/cycles.py) ----------------------------------------------------------
+
+    @handles_errors
+    async def CreateCycle(self, request: api_pb.CreateCycleRequest, context: Context) -> res_pb.Cycle:
+        return await self.cycles.create_cycle(request, context)
+
+    @handles_errors
+    async def UpdateCycle(self, request: api_pb.UpdateCycleRequest, context: Context) -> res_pb.Cycle:
+        return await self.cycles.update_cycle(request, context)
+
+    @handles_errors
+    async def GetCycle(self, request: api_pb.GetCycleRequest, context: Context) -> res_pb.Cycle:
+        return await self.cycles.get_cycle(request, context)
+
+    @handles_errors
+    async def ListCycles(
+        self, request: api_pb.ListCyclesRequest, context: Context
+    ) -> api_pb.ListCyclesResponse:
+        return await self.cycles.list_cycles(request, context)
+
 
 def _dead_letter_message(row: Any) -> res_pb.DeadLetter:
     return res_pb.DeadLetter(
@@ -749,6 +784,16 @@ _DEFAULT_RAIL_WINDOW_S = 300
 _MAX_RAIL_WINDOW_S = 86400
 _DEAD_LETTER_NAME = re.compile(r"deadLetters/([1-9][0-9]{0,17})")
 _REPORT_SLICE = 1000  # payments per HttpBody message of a report
+
+
+async def _cycle_checked(call: Awaitable[R]) -> R:
+    """A store call that may meet a cycle's refusal (its budget), which becomes FAILED_PRECONDITION."""
+    try:
+        return await call
+    except CycleRefused as refused:
+        raise ApiError(
+            grpc.StatusCode.FAILED_PRECONDITION, refused.message, refused.reason, metadata=refused.details
+        ) from None
 
 
 def _refusal(refused: Refused) -> ApiError:

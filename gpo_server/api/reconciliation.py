@@ -83,11 +83,15 @@ class StatementApi:
                     )
                 found = camt053.parse(content, camt053.xsd_path(Path(self.specs_dir)))
         except StatementInvalid as exc:
-            raise invalid_argument(str(exc)[:1000], "INVALID_STATEMENT", [("content", str(exc)[:200])]) from None
+            raise invalid_argument(
+                str(exc)[:1000], "INVALID_STATEMENT", [("content", str(exc)[:200])]
+            ) from None
         for s in found:
             if not s.statement_id or not s.account:
                 raise invalid_argument(
-                    f"{kind}: a statement has no id or no account", "INVALID_STATEMENT", [("content", "no id")]
+                    f"{kind}: a statement has no id or no account",
+                    "INVALID_STATEMENT",
+                    [("content", "no id")],
                 )
         return found
 
@@ -116,7 +120,9 @@ class StatementApi:
         if batch is None:
             raise not_found("batch", batch_name)
         if request.list_limit < 0:
-            raise invalid_argument("list_limit must not be negative", "INVALID_ARGUMENT", [("list_limit", "< 0")])
+            raise invalid_argument(
+                "list_limit must not be negative", "INVALID_ARGUMENT", [("list_limit", "< 0")]
+            )
         limit = min(request.list_limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
         found = await self.reconciliation.batch_reconciliation(batch.id, limit)
         payment = f"{batch_name}/payments/"

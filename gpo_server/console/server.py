@@ -136,6 +136,7 @@ class Console:
         app.router.add_get("/rails", self.rails)
         app.router.add_get("/attention", self.attention)
         app.router.add_get("/dead-letters", self.dead_letters)
+        app.router.add_get("/cycles", self.cycles)
         app.router.add_get("/confirm", self.confirm)
         app.router.add_post("/act", self.act)
         return app
@@ -399,6 +400,23 @@ class Console:
             request,
             "dead_letters.html",
             dead_letters=[views.dead_letter_view(d) for d in listed.dead_letters],
+            next_page_token=listed.next_page_token,
+        )
+
+    async def cycles(self, request: web.Request) -> web.Response:
+        """Programs' cycles with their budgets and totals per currency (docs/TREASURY.md)."""
+        program = request.query.get("program", "")
+        listed = await self.stub.ListCycles(
+            api_pb.ListCyclesRequest(
+                parent=f"programs/{program or '-'}", page_token=request.query.get("page_token", "")
+            ),
+            metadata=self._metadata(request),
+        )
+        return self._page(
+            request,
+            "cycles.html",
+            cycles=[views.cycle_view(c) for c in listed.cycles],
+            program=program,
             next_page_token=listed.next_page_token,
         )
 

@@ -276,3 +276,31 @@ def outcome_view(result: Any) -> Outcome:
         view = payment_view(result)
         return Outcome(f"The payment is now {view.status}.", view)
     return Outcome("Done.")
+
+
+@dataclass(frozen=True, slots=True)
+class CycleView:
+    name: str
+    program: str
+    cycle: str
+    window: str
+    repeat: bool
+    batch_count: int
+    declared: str
+    totals: list[res_pb.CycleTotal]
+
+
+def cycle_view(cycle: res_pb.Cycle) -> CycleView:
+    program, _, cycle_id = cycle.name.removeprefix("programs/").rpartition("/cycles/")
+    start = time_text(cycle.start_time) if cycle.HasField("start_time") else "…"
+    end = time_text(cycle.end_time) if cycle.HasField("end_time") else "…"
+    return CycleView(
+        name=cycle.name,
+        program=program,
+        cycle=cycle_id,
+        window="" if start == end == "…" else f"{start} to {end}",
+        repeat=cycle.allow_repeat_payments,
+        batch_count=cycle.batch_count,
+        declared=f"{cycle.declared_payment_count} payments, {cycle.declared_total_amount}",
+        totals=list(cycle.totals),
+    )

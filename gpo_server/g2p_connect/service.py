@@ -36,6 +36,13 @@ from gpo.v1 import g2p_connect_service_pb2_grpc as g2p_grpc
 from gpo_server.api.audit import audit_event
 from gpo_server.api.auth import Authenticator, Caller
 from gpo_server.api.errors import ApiError, Context
+from gpo_server.domain.cycles import (
+    CYCLE_BUDGET_EXCEEDED,
+    CYCLE_CLOSED,
+    CYCLE_NOT_FOUND,
+    CYCLE_REQUIRED,
+    cycle_id_problem,
+)
 from gpo_server.domain.states import FINAL, BatchState, PaymentStatus
 from gpo_server.g2p_connect import messages as msg
 from gpo_server.g2p_connect import signatures
@@ -45,7 +52,7 @@ from gpo_server.g2p_connect.keymanager import KeymanagerClient, KeyServiceUnavai
 from gpo_server.g2p_connect.mapper import MapperClient, MapperUnavailable
 from gpo_server.g2p_connect.storage import G2pStore, MessageRecord
 from gpo_server.storage.store import BatchRecord, NewBatch, Store
-from gpo_server.submission import Submissions
+from gpo_server.submission import Refused, Submissions
 
 log = logging.getLogger(__name__)
 
@@ -492,6 +499,7 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
             schedule_time=None,
             expected_payment_count=0,
             expected_total_hundredths=None,
+            cycle=self._cycle(req),
         )
         audit = (
             audit_event(
@@ -508,18 +516,37 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
             if req.caller is not None
             else None
         )
-        batch = await self.submissions.open(new, audit=audit)
-        if batch.state is BatchState.UPLOADING and batch.last_chunk_sequence == 0 and parsed.payments:
-            # Refusals decided here (bad types, unresolved IDs) are stored as they came, with their reasons.
-            chunk = api_pb.PaymentChunk(sequence=1, payments=parsed.payments)
-            await self.submissions.upload(batch).add(chunk, rejected=parsed.rejections)
-        if batch.state is BatchState.UPLOADING:
-            finish = await self.submissions.finish(
-                batch,
-                audit=None if audit is None else dataclasses.replace(audit, action="g2p.disburse.upload"),
-            )
-            batch = finish.batch
+        try:
+            batch = await self.submissions.open(new, audit=audit)
+            if batch.state is BatchState.UPLOADING and batch.last_chunk_sequence == 0 and parsed.payments:
+                # Refusals decided here (bad types, unresolved IDs) are stored as they came, with their
+                # reasons.
+                chunk = api_pb.PaymentChunk(sequence=1, payments=parsed.payments)
+                await self.submissions.upload(batch).add(chunk, rejected=parsed.rejections)
+            if batch.state is BatchState.UPLOADING:
+                finish = await self.submissions.finish(
+                    batch,
+                    audit=None if audit is None else dataclasses.replace(audit, action="g2p.disburse.upload"),
+                )
+                batch = finish.batch
+        except Refused as refused:
+            if refused.reason not in _CYCLE_REASONS:
+                raise
+            # The program's cycle refuses the disbursement (docs/TREASURY.md): nothing is paid. A batch
+            # refused at its end stays held; the same transaction sent again (once the cycle fits it)
+            # finishes it. The spec's Error codes have none for a budget, so GPO's code leads the message.
+            raise Refusal("err.request.bad", f"{_CYCLE_REASONS[refused.reason]}: {refused.message}") from None
         return batch
+
+    def _cycle(self, req: Request) -> str:
+        """The program's cycle the disbursement pays in: header.meta.cycle, "" for none."""
+        meta = req.header.get("meta")
+        cycle = meta.get("cycle") if isinstance(meta, dict) else None
+        if cycle is None or cycle == "":
+            return ""
+        if not isinstance(cycle, str) or cycle_id_problem(cycle) is not None:
+            raise Refusal("err.request.bad", 'header.meta.cycle must be a cycle ID such as "2026-12"')
+        return cycle
 
     # ---- txn/status ----------------------------------------------------------------------------
 
@@ -749,6 +776,15 @@ def _checked_uri(uri: Any, sender: SenderConfig) -> str:
     if sender.callback_uri_prefixes and not any(uri.startswith(p) for p in sender.callback_uri_prefixes):
         raise Refusal("err.sender_uri.invalid", "sender_uri is not one registered for this sender")
     return uri
+
+
+# A cycle's refusal (domain/cycles.py) as the G2P Connect code GPO answers with.
+_CYCLE_REASONS = {
+    CYCLE_BUDGET_EXCEEDED: "rjct.cycle.budget_exceeded",
+    CYCLE_CLOSED: "rjct.cycle.closed",
+    CYCLE_NOT_FOUND: "rjct.cycle.invalid",
+    CYCLE_REQUIRED: "rjct.cycle.invalid",
+}
 
 
 def _metadata(context: Context, key: str) -> str:

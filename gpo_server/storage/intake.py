@@ -22,10 +22,17 @@ from gpo_server.domain.states import (
 )
 from gpo_server.storage.audit import AuditEvent
 from gpo_server.storage.batches import BatchStore
+from gpo_server.storage.cycles import (
+    CycleRecord,
+    check_cycle_at_finish,
+    claim_beneficiaries,
+    read_cycle,
+)
 from gpo_server.storage.funds import release_batch
 from gpo_server.storage.records import (
     PAYMENT_COLUMNS,
     BatchRecord,
+    BeneficiaryTaken,
     NewPayment,
     NewWorkChunk,
     ReferenceTaken,
@@ -62,22 +69,35 @@ class IntakeStore(BatchStore):
             else:
                 await hold_sqlite_writer(conn, batch_id)
             row = (await conn.execute(query)).one()
+            batch = BatchRecord.from_row(row)
+            cycle = await read_cycle(conn, batch.program, batch.cycle) if batch.cycle else None
             # Every statement of a chunk's transaction reads or writes by key: no plan depends on values.
             async with cached_plans(conn):
-                yield ChunkTransaction(conn, BatchRecord.from_row(row), self.is_postgres)
+                yield ChunkTransaction(conn, batch, self.is_postgres, cycle)
 
     async def finish_upload(self, batch_id: int, audit: AuditEvent | None = None) -> BatchRecord:
         """Ends the upload if what arrived matches what was declared; the batch then starts dispatching.
         An upload with no payments stays open, so the same request_id can still send them. `audit` is
-        recorded when the upload ends here."""
+        recorded when the upload ends here.
+
+        A batch of a cycle is checked first, under the cycle's row lock, in this transaction: its window,
+        then its amounts against what the cycle has left (domain/cycles.py). CycleRefused (nothing changed:
+        the batch stays UPLOADING, nothing of it is sent) when it does not fit."""
         async with self.engine.begin() as conn:
-            row = (await conn.execute(select(batches).where(batches.c.id == batch_id))).one()
+            query = select(batches).where(batches.c.id == batch_id)
+            if self.is_postgres:
+                query = query.with_for_update()  # the batch row, then the cycle's: the order everywhere
+            else:
+                await hold_sqlite_writer(conn, batch_id)
+            row = (await conn.execute(query)).one()
             batch = BatchRecord.from_row(row)
             if (
                 batch.state is BatchState.UPLOADING
                 and batch.payment_count > 0
                 and batch.upload_matches_declaration
             ):
+                if batch.cycle:
+                    await check_cycle_at_finish(conn, batch.id, batch.program, batch.cycle)
                 await release_batch(
                     conn, batch_id, batch.uid, BatchState.UPLOADING, self.funds_rails, utcnow()
                 )
@@ -102,10 +122,13 @@ class IntakeStore(BatchStore):
 class ChunkTransaction:
     """What intake does inside one chunk's transaction."""
 
-    def __init__(self, conn: AsyncConnection, batch: BatchRecord, is_postgres: bool) -> None:
+    def __init__(
+        self, conn: AsyncConnection, batch: BatchRecord, is_postgres: bool, cycle: CycleRecord | None = None
+    ) -> None:
         self.conn = conn
         self.batch = batch
         self.is_postgres = is_postgres
+        self.cycle = cycle  # the batch's cycle, if it names one
 
     async def write(
         self,
@@ -113,9 +136,16 @@ class ChunkTransaction:
         rows: Sequence[NewPayment],
         work: Sequence[NewWorkChunk],
         received_total_hundredths: int,
+        beneficiaries: Sequence[tuple[int, str]] = (),
     ) -> None:
-        """Raises ReferenceTaken (the transaction is then unusable) when a reference is already stored."""
+        """Raises ReferenceTaken (the transaction is then unusable) when a reference is already stored, and
+        BeneficiaryTaken (likewise) when another payment holds a beneficiary of `beneficiaries` ((number,
+        key) of the accepted payments) in the batch's cycle."""
         now = utcnow()
+        if beneficiaries and self.cycle is not None and not self.cycle.allow_repeat_payments:
+            taken = await claim_beneficiaries(self.conn, self.cycle, self.batch.id, beneficiaries)
+            if taken:
+                raise BeneficiaryTaken(taken)
         if rows:
             if self.is_postgres:
                 raw = await self.conn.get_raw_connection()

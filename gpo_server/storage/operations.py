@@ -14,6 +14,7 @@ from sqlalchemy import (
     Row,
     and_,
     bindparam,
+    func,
     insert,
     or_,
     select,
@@ -33,6 +34,7 @@ from gpo_server.domain.states import (
 )
 from gpo_server.storage import audit as audit_trail
 from gpo_server.storage.audit import AuditEvent
+from gpo_server.storage.cycles import check_budget, holds_beneficiary, over_budget, read_cycle
 from gpo_server.storage.funds import release_funds_of
 from gpo_server.storage.records import (
     BatchRecord,
@@ -92,13 +94,17 @@ class OperationsStore(StorePart):
         now = utcnow()
         # One bound parameter per status, not an expanding IN, which executemany below cannot take.
         retryable = or_(*(payments.c.status == s.value for s in sorted(operator_sources_of(S.ACCEPTED))))
-        chosen = payments.c.number.in_(list(numbers)) if numbers is not None else true()
+        chosen: Any = payments.c.number.in_(list(numbers)) if numbers is not None else true()
         kind = "retry_failed" if numbers is None else "retry_payment"
         async with self.engine.begin() as conn:
             if not await _record_operation(conn, batch_id, request_id, kind, now):
                 return None
             query = select(batches).where(batches.c.id == batch_id)
             batch = BatchRecord.from_row((await conn.execute(locked(query, self.is_postgres))).one())
+            if batch.cycle:
+                # Under the cycle's row lock (after the batch's, the order everywhere): a failed payment whose
+                # beneficiary a later batch took is not sent again, and the rest must fit the budget.
+                chosen = and_(chosen, await _cycle_retry_rule(conn, batch, retryable, chosen))
             total, after = 0, 0
             while rows := (
                 await conn.execute(
@@ -512,6 +518,25 @@ class OperationsStore(StorePart):
                 checked += result.checked
                 after, previous = int(rows[-1].id), rows[-1].hash
         return audit_trail.ChainCheck(checked)
+
+
+async def _cycle_retry_rule(conn: AsyncConnection, batch: BatchRecord, retryable: Any, chosen: Any) -> Any:
+    """The extra WHERE clause of a cycle batch's retry, decided under the cycle's row lock; CycleRefused
+    when the payments it would send again do not fit the cycle's budget."""
+    cycle = await read_cycle(conn, batch.program, batch.cycle, lock=True)
+    if cycle is None:
+        return true()
+    rule = true() if cycle.allow_repeat_payments else holds_beneficiary(cycle)
+    if cycle.budgets:
+        rows = await conn.execute(
+            select(payments.c.currency_code, func.coalesce(func.sum(payments.c.amount_hundredths), 0))
+            .where(payments.c.batch_id == batch.id, retryable, chosen, rule)
+            .group_by(payments.c.currency_code)
+        )
+        overrun = await check_budget(conn, cycle, {c: int(a) for c, a in rows})
+        if overrun is not None:
+            raise over_budget(cycle, overrun)
+    return rule
 
 
 async def _record_operation(

@@ -35,6 +35,7 @@ class BatchRecord:
     create_time: dt.datetime
     update_time: dt.datetime
     unfinished_count: int = 0
+    cycle: str = ""  # the program's cycle the batch pays in (domain/cycles.py); "" for none
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> BatchRecord:
@@ -59,6 +60,7 @@ class NewBatch:
     schedule_time: dt.datetime | None
     expected_payment_count: int
     expected_total_hundredths: int | None
+    cycle: str = ""
 
 
 class NewPayment(NamedTuple):
@@ -171,6 +173,22 @@ PublishDone = Callable[[Sequence[tuple["PublishableChunk", Sequence[int]]]], Awa
 
 class ReferenceTaken(Exception):
     """A chunk's payment uses a reference_id the batch already holds (its unique index refused it)."""
+
+
+class BeneficiaryTaken(Exception):
+    """Payments of a chunk pay beneficiaries that other payments hold in the batch's cycle (by number)."""
+
+    def __init__(self, numbers: set[int]) -> None:
+        super().__init__(f"{len(numbers)} beneficiaries are held in the cycle already")
+        self.numbers = numbers
+
+
+class CycleRefused(Exception):
+    """A batch (or a retry) its cycle refuses: a reason (the API's), a message and details to act on."""
+
+    def __init__(self, reason: str, message: str, details: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.reason, self.message, self.details = reason, message, dict(details or {})
 
 
 class NothingToDo(Exception):

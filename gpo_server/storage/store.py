@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gpo_server.storage.batches import BatchStore, read_batch_totals
+from gpo_server.storage.cycles import CycleExists, CycleRecord, CycleStore, CycleTotals, NewCycle
 from gpo_server.storage.dispatch import PAID_TWICE, STUCK_UNKNOWN, DispatchStore
 from gpo_server.storage.funds import FundsStore
 from gpo_server.storage.intake import ANALYZE_AFTER, REFERENCE_INDEX, ChunkTransaction, IntakeStore
@@ -36,7 +37,9 @@ from gpo_server.storage.operations import (
 from gpo_server.storage.records import (
     PAYMENT_COLUMNS,
     BatchRecord,
+    BeneficiaryTaken,
     ClaimOutcome,
+    CycleRefused,
     DeadLetterOutcome,
     ForeignRail,
     NewBatch,
@@ -62,11 +65,17 @@ __all__ = [
     "STUCK_UNANSWERED",
     "STUCK_UNKNOWN",
     "BatchRecord",
+    "BeneficiaryTaken",
     "ChunkTransaction",
     "ClaimOutcome",
+    "CycleExists",
+    "CycleRecord",
+    "CycleRefused",
+    "CycleTotals",
     "DeadLetterOutcome",
     "ForeignRail",
     "NewBatch",
+    "NewCycle",
     "NewPayment",
     "NewWorkChunk",
     "NothingToDo",
@@ -86,7 +95,7 @@ __all__ = [
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class Store(IntakeStore, BatchStore, DispatchStore, OperationsStore, FundsStore):
+class Store(IntakeStore, BatchStore, DispatchStore, OperationsStore, FundsStore, CycleStore):
     def __init__(self, engine: AsyncEngine, *, funds_rails: frozenset[str] = frozenset()) -> None:
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"

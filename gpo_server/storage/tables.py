@@ -47,7 +47,16 @@ batches = Table(
     # Migration 0005: payments not yet final (ACCEPTED, QUEUED, SENT), kept in step with every status change
     # in the same transaction, so "is the batch done?" is one row, not a search of the batch's payments.
     Column("unfinished_count", BigInteger, nullable=False, server_default="0"),
+    # Migration 0017: the program's cycle the batch pays in (cycles.cycle), "" for none.
+    Column("cycle", Text, nullable=False, server_default=""),
     UniqueConstraint("program", "request_id", name="uq_batches_program_request_id"),
+    Index(
+        "ix_batches_program_cycle",
+        "program",
+        "cycle",
+        postgresql_where=text("cycle <> ''"),
+        sqlite_where=text("cycle <> ''"),
+    ),
 )
 
 payments = Table(
@@ -402,4 +411,46 @@ funds_blocks = Table(
     Column("update_time", DateTime(timezone=True), nullable=False),
     Index("ix_funds_blocks_batch", "batch_id"),
     Index("ix_funds_blocks_rail_state", "rail", "state"),
+)
+
+# ---- Program cycles (migration 0017): budgets, windows, one payment per beneficiary (domain/cycles.py) ----
+
+# A program's cycle, "programs/{program}/cycles/{cycle}". Its batches name it (batches.cycle).
+cycles = Table(
+    "cycles",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("program", Text, nullable=False),
+    Column("cycle", Text, nullable=False),  # the cycle's ID within its program, e.g. "2026-12"
+    Column("start_time", DateTime(timezone=True)),  # batches are refused before it, if set
+    Column("end_time", DateTime(timezone=True)),  # and from it on, if set
+    # True: a beneficiary may be paid more than once in the cycle (no cycle_beneficiaries rows are kept).
+    Column("allow_repeat_payments", Boolean, nullable=False, server_default=text("false")),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("update_time", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("program", "cycle", name="uq_cycles_program_cycle"),
+)
+
+# A cycle's budget in one currency. A cycle with no row here is not budget-controlled.
+cycle_budgets = Table(
+    "cycle_budgets",
+    metadata,
+    Column("cycle_id", BigInteger, ForeignKey("cycles.id"), nullable=False),
+    Column("currency_code", Text, nullable=False),
+    Column("budget_hundredths", BigInteger, nullable=False),
+    PrimaryKeyConstraint("cycle_id", "currency_code", name="pk_cycle_budgets"),
+)
+
+# Who holds each beneficiary of a cycle: the payment (batch_id, number) that pays them. Written in the
+# intake chunk's transaction; the primary key refuses a second holder, so two concurrent batches cannot both
+# pay one beneficiary. A holder that FAILED, was CANCELLED or REVERSED is replaced by the next payment.
+cycle_beneficiaries = Table(
+    "cycle_beneficiaries",
+    metadata,
+    Column("cycle_id", BigInteger, ForeignKey("cycles.id"), nullable=False),
+    Column("beneficiary_key", Text, nullable=False),
+    Column("batch_id", BigInteger, nullable=False),
+    Column("number", BigInteger, nullable=False),
+    PrimaryKeyConstraint("cycle_id", "beneficiary_key", name="pk_cycle_beneficiaries"),
+    Index("ix_cycle_beneficiaries_payment", "batch_id", "number"),
 )

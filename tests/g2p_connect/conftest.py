@@ -12,7 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from jwt.algorithms import RSAAlgorithm
 
+from gpo_kernel.tls import ClientTls
 from gpo_server.api.auth import mint_token
+from gpo_server.client import GpoClient
 from tests.clients.live import build, live_gpo
 from tests.g2p_connect.openg2p import openg2p  # noqa: F401  (the OpenG2P environment's fixture)
 from tests.gateway.conftest import start_gateway
@@ -22,6 +24,7 @@ from tests.support.processes import Proc, spec_path
 
 SENDER_ID = "spp.test"
 PROGRAM = "g2p-cash"
+CYCLE_PROGRAM = "g2p-cycles"  # a program with cycles (tests/g2p_connect/test_cycles.py)
 RESOLVABLE = 80
 JWS_SENDER_KEY = ec.generate_private_key(ec.SECP256R1())  # jws.test's key (ES256), configured as a PEM
 JWKS_SENDER_KEY = rsa.generate_private_key(
@@ -37,9 +40,14 @@ class G2pEnv:
     mapper: MockMapper
     schemas: SpecSchemas
     gpo: Proc
+    target: str = ""  # GPO's gRPC port, for a test's own client (`client`)
+    tls: ClientTls | None = None
 
     def token(self, programs: list[str] | None = None, subject: str = SENDER_ID) -> str:
         return mint_token(self.secret, subject, [PROGRAM] if programs is None else programs)
+
+    def client(self, programs: list[str], roles: list[str]) -> GpoClient:
+        return GpoClient(self.target, mint_token(self.secret, "test", programs, roles), tls=self.tls)
 
 
 def person_fa(i: int) -> str:
@@ -82,7 +90,7 @@ backoff_s = 0.2
 poll_interval_s = 0.2
 
 [senders."{SENDER_ID}"]
-programs = ["{PROGRAM}", "other-program"]
+programs = ["{PROGRAM}", "other-program", "{CYCLE_PROGRAM}"]
 default_program = "{PROGRAM}"
 require_signature = true
 keys = {{ "key-1" = "sender.pem" }}
@@ -112,7 +120,9 @@ require_signature = false
         with live_gpo(workdir, {**settings, **server_tls_settings(files)}, tls=client_tls(files)) as gpo:
             url, gateway = start_gateway(gpo.target, workdir / "gateway.log", tls=files)
             try:
-                yield G2pEnv(url, gpo.secret, sender, mapper, schemas, gpo.proc)
+                yield G2pEnv(
+                    url, gpo.secret, sender, mapper, schemas, gpo.proc, gpo.target, client_tls(files)
+                )
             finally:
                 gateway.terminate()
     finally:

@@ -133,8 +133,13 @@ type BatchHeader struct {
 	// Optional: the total amount as a decimal string; checked with expected_payment_count.
 	// At most 32 characters.
 	ExpectedTotalAmount string `protobuf:"bytes,7,opt,name=expected_total_amount,json=expectedTotalAmount,proto3" json:"expected_total_amount,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// The program's cycle the batch pays in, its ID ("2026-12"), checked against the cycle's window and
+	// budget and paying each beneficiary once (docs/TREASURY.md). Required once the program has a cycle;
+	// empty otherwise.
+	// At most 63 characters.
+	Cycle         string `protobuf:"bytes,8,opt,name=cycle,proto3" json:"cycle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BatchHeader) Reset() {
@@ -212,6 +217,13 @@ func (x *BatchHeader) GetExpectedPaymentCount() int64 {
 func (x *BatchHeader) GetExpectedTotalAmount() string {
 	if x != nil {
 		return x.ExpectedTotalAmount
+	}
+	return ""
+}
+
+func (x *BatchHeader) GetCycle() string {
+	if x != nil {
+		return x.Cycle
 	}
 	return ""
 }
@@ -2168,6 +2180,289 @@ func (x *GetBatchReconciliationRequest) GetListLimit() int32 {
 	return 0
 }
 
+// Request for CreateCycle.
+type CreateCycleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The program, "programs/{program}".
+	// At most 160 characters.
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// The cycle's ID within the program, e.g. "2026-12": 1 to 63 letters, digits, ".", "_" or "-", starting
+	// with a letter or digit.
+	// At most 63 characters.
+	CycleId string `protobuf:"bytes,2,opt,name=cycle_id,json=cycleId,proto3" json:"cycle_id,omitempty"`
+	// The cycle: budgets, window and allow_repeat_payments (its name and output fields are ignored).
+	Cycle         *Cycle `protobuf:"bytes,3,opt,name=cycle,proto3" json:"cycle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateCycleRequest) Reset() {
+	*x = CreateCycleRequest{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateCycleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateCycleRequest) ProtoMessage() {}
+
+func (x *CreateCycleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateCycleRequest.ProtoReflect.Descriptor instead.
+func (*CreateCycleRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *CreateCycleRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *CreateCycleRequest) GetCycleId() string {
+	if x != nil {
+		return x.CycleId
+	}
+	return ""
+}
+
+func (x *CreateCycleRequest) GetCycle() *Cycle {
+	if x != nil {
+		return x.Cycle
+	}
+	return nil
+}
+
+// Request for UpdateCycle.
+type UpdateCycleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cycle, its name set ("programs/{program}/cycles/{cycle}"), with its new budgets and window; its
+	// allow_repeat_payments must be the cycle's, and its output fields are ignored.
+	Cycle         *Cycle `protobuf:"bytes,1,opt,name=cycle,proto3" json:"cycle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateCycleRequest) Reset() {
+	*x = UpdateCycleRequest{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateCycleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateCycleRequest) ProtoMessage() {}
+
+func (x *UpdateCycleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateCycleRequest.ProtoReflect.Descriptor instead.
+func (*UpdateCycleRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *UpdateCycleRequest) GetCycle() *Cycle {
+	if x != nil {
+		return x.Cycle
+	}
+	return nil
+}
+
+// Request for GetCycle.
+type GetCycleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cycle, "programs/{program}/cycles/{cycle}".
+	// At most 200 characters.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCycleRequest) Reset() {
+	*x = GetCycleRequest{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCycleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCycleRequest) ProtoMessage() {}
+
+func (x *GetCycleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCycleRequest.ProtoReflect.Descriptor instead.
+func (*GetCycleRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *GetCycleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// Request for ListCycles.
+type ListCyclesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The program, "programs/{program}"; "programs/-" for every program the caller may read.
+	// At most 160 characters.
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// At most this many cycles; default 20, at most 100.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// A next_page_token from a previous call with the same parent.
+	// At most 4096 characters.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCyclesRequest) Reset() {
+	*x = ListCyclesRequest{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCyclesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCyclesRequest) ProtoMessage() {}
+
+func (x *ListCyclesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCyclesRequest.ProtoReflect.Descriptor instead.
+func (*ListCyclesRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListCyclesRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *ListCyclesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListCyclesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// Response of ListCycles.
+type ListCyclesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cycles, newest first.
+	Cycles []*Cycle `protobuf:"bytes,1,rep,name=cycles,proto3" json:"cycles,omitempty"`
+	// Token for the next page; empty on the last page.
+	// At most 4096 characters.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCyclesResponse) Reset() {
+	*x = ListCyclesResponse{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCyclesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCyclesResponse) ProtoMessage() {}
+
+func (x *ListCyclesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCyclesResponse.ProtoReflect.Descriptor instead.
+func (*ListCyclesResponse) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListCyclesResponse) GetCycles() []*Cycle {
+	if x != nil {
+		return x.Cycles
+	}
+	return nil
+}
+
+func (x *ListCyclesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_gpo_v1_disbursement_service_proto protoreflect.FileDescriptor
 
 const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
@@ -2176,7 +2471,7 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"\x12UploadBatchRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x13.gpo.v1.BatchHeaderH\x00R\x06header\x12,\n" +
 	"\x05chunk\x18\x02 \x01(\v2\x14.gpo.v1.PaymentChunkH\x00R\x05chunkB\x06\n" +
-	"\x04part\"\xaf\x02\n" +
+	"\x04part\"\xc5\x02\n" +
 	"\vBatchHeader\x12\x18\n" +
 	"\aprogram\x18\x01 \x01(\tR\aprogram\x12\x1d\n" +
 	"\n" +
@@ -2185,7 +2480,8 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"\rschedule_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\fscheduleTime\x12!\n" +
 	"\fcallback_uri\x18\x05 \x01(\tR\vcallbackUri\x124\n" +
 	"\x16expected_payment_count\x18\x06 \x01(\x03R\x14expectedPaymentCount\x122\n" +
-	"\x15expected_total_amount\x18\a \x01(\tR\x13expectedTotalAmount\"\\\n" +
+	"\x15expected_total_amount\x18\a \x01(\tR\x13expectedTotalAmount\x12\x14\n" +
+	"\x05cycle\x18\b \x01(\tR\x05cycle\"\\\n" +
 	"\fPaymentChunk\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x120\n" +
 	"\bpayments\x18\x02 \x03(\v2\x14.gpo.v1.PaymentInputR\bpayments\"\xaf\x03\n" +
@@ -2320,7 +2616,23 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"\x1dGetBatchReconciliationRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"list_limit\x18\x02 \x01(\x05R\tlistLimit2\x95\x11\n" +
+	"list_limit\x18\x02 \x01(\x05R\tlistLimit\"l\n" +
+	"\x12CreateCycleRequest\x12\x16\n" +
+	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x19\n" +
+	"\bcycle_id\x18\x02 \x01(\tR\acycleId\x12#\n" +
+	"\x05cycle\x18\x03 \x01(\v2\r.gpo.v1.CycleR\x05cycle\"9\n" +
+	"\x12UpdateCycleRequest\x12#\n" +
+	"\x05cycle\x18\x01 \x01(\v2\r.gpo.v1.CycleR\x05cycle\"%\n" +
+	"\x0fGetCycleRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"g\n" +
+	"\x11ListCyclesRequest\x12\x16\n" +
+	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"c\n" +
+	"\x12ListCyclesResponse\x12%\n" +
+	"\x06cycles\x18\x01 \x03(\v2\r.gpo.v1.CycleR\x06cycles\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xb6\x14\n" +
 	"\x13DisbursementService\x12i\n" +
 	"\vUploadBatch\x12\x1a.gpo.v1.UploadBatchRequest\x1a\x1b.gpo.v1.UploadBatchResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/batches:upload(\x010\x01\x12P\n" +
 	"\bGetBatch\x12\x17.gpo.v1.GetBatchRequest\x1a\r.gpo.v1.Batch\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=batches/*}\x12[\n" +
@@ -2341,7 +2653,12 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"\x0fListAuditEvents\x12\x1e.gpo.v1.ListAuditEventsRequest\x1a\x1f.gpo.v1.ListAuditEventsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/auditEvents\x12t\n" +
 	"\x0fImportStatement\x12\x1e.gpo.v1.ImportStatementRequest\x1a\x1f.gpo.v1.ImportStatementResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/statements:import\x12\x89\x01\n" +
 	"\x16GetBatchReconciliation\x12%.gpo.v1.GetBatchReconciliationRequest\x1a\x1b.gpo.v1.BatchReconciliation\"+\x82\xd3\xe4\x93\x02%\x12#/v1/{name=batches/*/reconciliation}\x12x\n" +
-	"\x10VerifyAuditTrail\x12\x1f.gpo.v1.VerifyAuditTrailRequest\x1a .gpo.v1.VerifyAuditTrailResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/auditEvents:verifyBB\n" +
+	"\x10VerifyAuditTrail\x12\x1f.gpo.v1.VerifyAuditTrailRequest\x1a .gpo.v1.VerifyAuditTrailResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/auditEvents:verify\x12g\n" +
+	"\vCreateCycle\x12\x1a.gpo.v1.CreateCycleRequest\x1a\r.gpo.v1.Cycle\"-\x82\xd3\xe4\x93\x02':\x05cycle\"\x1e/v1/{parent=programs/*}/cycles\x12Z\n" +
+	"\bGetCycle\x12\x17.gpo.v1.GetCycleRequest\x1a\r.gpo.v1.Cycle\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=programs/*/cycles/*}\x12m\n" +
+	"\vUpdateCycle\x12\x1a.gpo.v1.UpdateCycleRequest\x1a\r.gpo.v1.Cycle\"3\x82\xd3\xe4\x93\x02-:\x05cycle2$/v1/{cycle.name=programs/*/cycles/*}\x12k\n" +
+	"\n" +
+	"ListCycles\x12\x19.gpo.v1.ListCyclesRequest\x1a\x1a.gpo.v1.ListCyclesResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=programs/*}/cyclesBB\n" +
 	"\n" +
 	"org.gpo.v1P\x01Z2github.com/gpo-project/gpo/clients/go/gpo/v1;gpov1b\x06proto3"
 
@@ -2357,7 +2674,7 @@ func file_gpo_v1_disbursement_service_proto_rawDescGZIP() []byte {
 	return file_gpo_v1_disbursement_service_proto_rawDescData
 }
 
-var file_gpo_v1_disbursement_service_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_gpo_v1_disbursement_service_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_gpo_v1_disbursement_service_proto_goTypes = []any{
 	(*UploadBatchRequest)(nil),            // 0: gpo.v1.UploadBatchRequest
 	(*BatchHeader)(nil),                   // 1: gpo.v1.BatchHeader
@@ -2393,81 +2710,98 @@ var file_gpo_v1_disbursement_service_proto_goTypes = []any{
 	(*ImportStatementRequest)(nil),        // 31: gpo.v1.ImportStatementRequest
 	(*ImportStatementResponse)(nil),       // 32: gpo.v1.ImportStatementResponse
 	(*GetBatchReconciliationRequest)(nil), // 33: gpo.v1.GetBatchReconciliationRequest
-	nil,                                   // 34: gpo.v1.PaymentInput.MetadataEntry
-	(*timestamppb.Timestamp)(nil),         // 35: google.protobuf.Timestamp
-	(*Batch)(nil),                         // 36: gpo.v1.Batch
-	(*Payment)(nil),                       // 37: gpo.v1.Payment
-	(*StatusChange)(nil),                  // 38: gpo.v1.StatusChange
-	(*DeadLetter)(nil),                    // 39: gpo.v1.DeadLetter
-	(*RailStats)(nil),                     // 40: gpo.v1.RailStats
-	(*AuditEvent)(nil),                    // 41: gpo.v1.AuditEvent
-	(*Statement)(nil),                     // 42: gpo.v1.Statement
-	(*httpbody.HttpBody)(nil),             // 43: google.api.HttpBody
-	(*BatchReconciliation)(nil),           // 44: gpo.v1.BatchReconciliation
+	(*CreateCycleRequest)(nil),            // 34: gpo.v1.CreateCycleRequest
+	(*UpdateCycleRequest)(nil),            // 35: gpo.v1.UpdateCycleRequest
+	(*GetCycleRequest)(nil),               // 36: gpo.v1.GetCycleRequest
+	(*ListCyclesRequest)(nil),             // 37: gpo.v1.ListCyclesRequest
+	(*ListCyclesResponse)(nil),            // 38: gpo.v1.ListCyclesResponse
+	nil,                                   // 39: gpo.v1.PaymentInput.MetadataEntry
+	(*timestamppb.Timestamp)(nil),         // 40: google.protobuf.Timestamp
+	(*Batch)(nil),                         // 41: gpo.v1.Batch
+	(*Payment)(nil),                       // 42: gpo.v1.Payment
+	(*StatusChange)(nil),                  // 43: gpo.v1.StatusChange
+	(*DeadLetter)(nil),                    // 44: gpo.v1.DeadLetter
+	(*RailStats)(nil),                     // 45: gpo.v1.RailStats
+	(*AuditEvent)(nil),                    // 46: gpo.v1.AuditEvent
+	(*Statement)(nil),                     // 47: gpo.v1.Statement
+	(*Cycle)(nil),                         // 48: gpo.v1.Cycle
+	(*httpbody.HttpBody)(nil),             // 49: google.api.HttpBody
+	(*BatchReconciliation)(nil),           // 50: gpo.v1.BatchReconciliation
 }
 var file_gpo_v1_disbursement_service_proto_depIdxs = []int32{
 	1,  // 0: gpo.v1.UploadBatchRequest.header:type_name -> gpo.v1.BatchHeader
 	2,  // 1: gpo.v1.UploadBatchRequest.chunk:type_name -> gpo.v1.PaymentChunk
-	35, // 2: gpo.v1.BatchHeader.schedule_time:type_name -> google.protobuf.Timestamp
+	40, // 2: gpo.v1.BatchHeader.schedule_time:type_name -> google.protobuf.Timestamp
 	3,  // 3: gpo.v1.PaymentChunk.payments:type_name -> gpo.v1.PaymentInput
-	35, // 4: gpo.v1.PaymentInput.schedule_time:type_name -> google.protobuf.Timestamp
-	34, // 5: gpo.v1.PaymentInput.metadata:type_name -> gpo.v1.PaymentInput.MetadataEntry
-	36, // 6: gpo.v1.UploadBatchResponse.batch:type_name -> gpo.v1.Batch
+	40, // 4: gpo.v1.PaymentInput.schedule_time:type_name -> google.protobuf.Timestamp
+	39, // 5: gpo.v1.PaymentInput.metadata:type_name -> gpo.v1.PaymentInput.MetadataEntry
+	41, // 6: gpo.v1.UploadBatchResponse.batch:type_name -> gpo.v1.Batch
 	5,  // 7: gpo.v1.UploadBatchResponse.rejections:type_name -> gpo.v1.PaymentRejection
-	36, // 8: gpo.v1.ListBatchesResponse.batches:type_name -> gpo.v1.Batch
-	37, // 9: gpo.v1.ListPaymentsResponse.payments:type_name -> gpo.v1.Payment
-	38, // 10: gpo.v1.ListStatusChangesResponse.status_changes:type_name -> gpo.v1.StatusChange
-	36, // 11: gpo.v1.WatchBatchResponse.batch:type_name -> gpo.v1.Batch
-	35, // 12: gpo.v1.WatchBatchResponse.read_time:type_name -> google.protobuf.Timestamp
-	39, // 13: gpo.v1.ListDeadLettersResponse.dead_letters:type_name -> gpo.v1.DeadLetter
-	40, // 14: gpo.v1.ListRailStatsResponse.rail_stats:type_name -> gpo.v1.RailStats
-	35, // 15: gpo.v1.ListRailStatsResponse.read_time:type_name -> google.protobuf.Timestamp
-	41, // 16: gpo.v1.ListAuditEventsResponse.audit_events:type_name -> gpo.v1.AuditEvent
-	39, // 17: gpo.v1.RedriveDeadLetterResponse.dead_letter:type_name -> gpo.v1.DeadLetter
-	42, // 18: gpo.v1.ImportStatementResponse.statements:type_name -> gpo.v1.Statement
-	0,  // 19: gpo.v1.DisbursementService.UploadBatch:input_type -> gpo.v1.UploadBatchRequest
-	6,  // 20: gpo.v1.DisbursementService.GetBatch:input_type -> gpo.v1.GetBatchRequest
-	7,  // 21: gpo.v1.DisbursementService.ListBatches:input_type -> gpo.v1.ListBatchesRequest
-	9,  // 22: gpo.v1.DisbursementService.ListPayments:input_type -> gpo.v1.ListPaymentsRequest
-	25, // 23: gpo.v1.DisbursementService.CancelPayment:input_type -> gpo.v1.CancelPaymentRequest
-	26, // 24: gpo.v1.DisbursementService.RetryPayment:input_type -> gpo.v1.RetryPaymentRequest
-	27, // 25: gpo.v1.DisbursementService.ResolvePayment:input_type -> gpo.v1.ResolvePaymentRequest
-	28, // 26: gpo.v1.DisbursementService.ExportPayments:input_type -> gpo.v1.ExportPaymentsRequest
-	11, // 27: gpo.v1.DisbursementService.ListStatusChanges:input_type -> gpo.v1.ListStatusChangesRequest
-	13, // 28: gpo.v1.DisbursementService.WatchBatch:input_type -> gpo.v1.WatchBatchRequest
-	24, // 29: gpo.v1.DisbursementService.CancelBatch:input_type -> gpo.v1.CancelBatchRequest
-	15, // 30: gpo.v1.DisbursementService.RetryFailedPayments:input_type -> gpo.v1.RetryFailedPaymentsRequest
-	16, // 31: gpo.v1.DisbursementService.ListDeadLetters:input_type -> gpo.v1.ListDeadLettersRequest
-	29, // 32: gpo.v1.DisbursementService.RedriveDeadLetter:input_type -> gpo.v1.RedriveDeadLetterRequest
-	18, // 33: gpo.v1.DisbursementService.ListRailStats:input_type -> gpo.v1.ListRailStatsRequest
-	20, // 34: gpo.v1.DisbursementService.ListAuditEvents:input_type -> gpo.v1.ListAuditEventsRequest
-	31, // 35: gpo.v1.DisbursementService.ImportStatement:input_type -> gpo.v1.ImportStatementRequest
-	33, // 36: gpo.v1.DisbursementService.GetBatchReconciliation:input_type -> gpo.v1.GetBatchReconciliationRequest
-	22, // 37: gpo.v1.DisbursementService.VerifyAuditTrail:input_type -> gpo.v1.VerifyAuditTrailRequest
-	4,  // 38: gpo.v1.DisbursementService.UploadBatch:output_type -> gpo.v1.UploadBatchResponse
-	36, // 39: gpo.v1.DisbursementService.GetBatch:output_type -> gpo.v1.Batch
-	8,  // 40: gpo.v1.DisbursementService.ListBatches:output_type -> gpo.v1.ListBatchesResponse
-	10, // 41: gpo.v1.DisbursementService.ListPayments:output_type -> gpo.v1.ListPaymentsResponse
-	37, // 42: gpo.v1.DisbursementService.CancelPayment:output_type -> gpo.v1.Payment
-	37, // 43: gpo.v1.DisbursementService.RetryPayment:output_type -> gpo.v1.Payment
-	37, // 44: gpo.v1.DisbursementService.ResolvePayment:output_type -> gpo.v1.Payment
-	43, // 45: gpo.v1.DisbursementService.ExportPayments:output_type -> google.api.HttpBody
-	12, // 46: gpo.v1.DisbursementService.ListStatusChanges:output_type -> gpo.v1.ListStatusChangesResponse
-	14, // 47: gpo.v1.DisbursementService.WatchBatch:output_type -> gpo.v1.WatchBatchResponse
-	36, // 48: gpo.v1.DisbursementService.CancelBatch:output_type -> gpo.v1.Batch
-	36, // 49: gpo.v1.DisbursementService.RetryFailedPayments:output_type -> gpo.v1.Batch
-	17, // 50: gpo.v1.DisbursementService.ListDeadLetters:output_type -> gpo.v1.ListDeadLettersResponse
-	30, // 51: gpo.v1.DisbursementService.RedriveDeadLetter:output_type -> gpo.v1.RedriveDeadLetterResponse
-	19, // 52: gpo.v1.DisbursementService.ListRailStats:output_type -> gpo.v1.ListRailStatsResponse
-	21, // 53: gpo.v1.DisbursementService.ListAuditEvents:output_type -> gpo.v1.ListAuditEventsResponse
-	32, // 54: gpo.v1.DisbursementService.ImportStatement:output_type -> gpo.v1.ImportStatementResponse
-	44, // 55: gpo.v1.DisbursementService.GetBatchReconciliation:output_type -> gpo.v1.BatchReconciliation
-	23, // 56: gpo.v1.DisbursementService.VerifyAuditTrail:output_type -> gpo.v1.VerifyAuditTrailResponse
-	38, // [38:57] is the sub-list for method output_type
-	19, // [19:38] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	41, // 8: gpo.v1.ListBatchesResponse.batches:type_name -> gpo.v1.Batch
+	42, // 9: gpo.v1.ListPaymentsResponse.payments:type_name -> gpo.v1.Payment
+	43, // 10: gpo.v1.ListStatusChangesResponse.status_changes:type_name -> gpo.v1.StatusChange
+	41, // 11: gpo.v1.WatchBatchResponse.batch:type_name -> gpo.v1.Batch
+	40, // 12: gpo.v1.WatchBatchResponse.read_time:type_name -> google.protobuf.Timestamp
+	44, // 13: gpo.v1.ListDeadLettersResponse.dead_letters:type_name -> gpo.v1.DeadLetter
+	45, // 14: gpo.v1.ListRailStatsResponse.rail_stats:type_name -> gpo.v1.RailStats
+	40, // 15: gpo.v1.ListRailStatsResponse.read_time:type_name -> google.protobuf.Timestamp
+	46, // 16: gpo.v1.ListAuditEventsResponse.audit_events:type_name -> gpo.v1.AuditEvent
+	44, // 17: gpo.v1.RedriveDeadLetterResponse.dead_letter:type_name -> gpo.v1.DeadLetter
+	47, // 18: gpo.v1.ImportStatementResponse.statements:type_name -> gpo.v1.Statement
+	48, // 19: gpo.v1.CreateCycleRequest.cycle:type_name -> gpo.v1.Cycle
+	48, // 20: gpo.v1.UpdateCycleRequest.cycle:type_name -> gpo.v1.Cycle
+	48, // 21: gpo.v1.ListCyclesResponse.cycles:type_name -> gpo.v1.Cycle
+	0,  // 22: gpo.v1.DisbursementService.UploadBatch:input_type -> gpo.v1.UploadBatchRequest
+	6,  // 23: gpo.v1.DisbursementService.GetBatch:input_type -> gpo.v1.GetBatchRequest
+	7,  // 24: gpo.v1.DisbursementService.ListBatches:input_type -> gpo.v1.ListBatchesRequest
+	9,  // 25: gpo.v1.DisbursementService.ListPayments:input_type -> gpo.v1.ListPaymentsRequest
+	25, // 26: gpo.v1.DisbursementService.CancelPayment:input_type -> gpo.v1.CancelPaymentRequest
+	26, // 27: gpo.v1.DisbursementService.RetryPayment:input_type -> gpo.v1.RetryPaymentRequest
+	27, // 28: gpo.v1.DisbursementService.ResolvePayment:input_type -> gpo.v1.ResolvePaymentRequest
+	28, // 29: gpo.v1.DisbursementService.ExportPayments:input_type -> gpo.v1.ExportPaymentsRequest
+	11, // 30: gpo.v1.DisbursementService.ListStatusChanges:input_type -> gpo.v1.ListStatusChangesRequest
+	13, // 31: gpo.v1.DisbursementService.WatchBatch:input_type -> gpo.v1.WatchBatchRequest
+	24, // 32: gpo.v1.DisbursementService.CancelBatch:input_type -> gpo.v1.CancelBatchRequest
+	15, // 33: gpo.v1.DisbursementService.RetryFailedPayments:input_type -> gpo.v1.RetryFailedPaymentsRequest
+	16, // 34: gpo.v1.DisbursementService.ListDeadLetters:input_type -> gpo.v1.ListDeadLettersRequest
+	29, // 35: gpo.v1.DisbursementService.RedriveDeadLetter:input_type -> gpo.v1.RedriveDeadLetterRequest
+	18, // 36: gpo.v1.DisbursementService.ListRailStats:input_type -> gpo.v1.ListRailStatsRequest
+	20, // 37: gpo.v1.DisbursementService.ListAuditEvents:input_type -> gpo.v1.ListAuditEventsRequest
+	31, // 38: gpo.v1.DisbursementService.ImportStatement:input_type -> gpo.v1.ImportStatementRequest
+	33, // 39: gpo.v1.DisbursementService.GetBatchReconciliation:input_type -> gpo.v1.GetBatchReconciliationRequest
+	22, // 40: gpo.v1.DisbursementService.VerifyAuditTrail:input_type -> gpo.v1.VerifyAuditTrailRequest
+	34, // 41: gpo.v1.DisbursementService.CreateCycle:input_type -> gpo.v1.CreateCycleRequest
+	36, // 42: gpo.v1.DisbursementService.GetCycle:input_type -> gpo.v1.GetCycleRequest
+	35, // 43: gpo.v1.DisbursementService.UpdateCycle:input_type -> gpo.v1.UpdateCycleRequest
+	37, // 44: gpo.v1.DisbursementService.ListCycles:input_type -> gpo.v1.ListCyclesRequest
+	4,  // 45: gpo.v1.DisbursementService.UploadBatch:output_type -> gpo.v1.UploadBatchResponse
+	41, // 46: gpo.v1.DisbursementService.GetBatch:output_type -> gpo.v1.Batch
+	8,  // 47: gpo.v1.DisbursementService.ListBatches:output_type -> gpo.v1.ListBatchesResponse
+	10, // 48: gpo.v1.DisbursementService.ListPayments:output_type -> gpo.v1.ListPaymentsResponse
+	42, // 49: gpo.v1.DisbursementService.CancelPayment:output_type -> gpo.v1.Payment
+	42, // 50: gpo.v1.DisbursementService.RetryPayment:output_type -> gpo.v1.Payment
+	42, // 51: gpo.v1.DisbursementService.ResolvePayment:output_type -> gpo.v1.Payment
+	49, // 52: gpo.v1.DisbursementService.ExportPayments:output_type -> google.api.HttpBody
+	12, // 53: gpo.v1.DisbursementService.ListStatusChanges:output_type -> gpo.v1.ListStatusChangesResponse
+	14, // 54: gpo.v1.DisbursementService.WatchBatch:output_type -> gpo.v1.WatchBatchResponse
+	41, // 55: gpo.v1.DisbursementService.CancelBatch:output_type -> gpo.v1.Batch
+	41, // 56: gpo.v1.DisbursementService.RetryFailedPayments:output_type -> gpo.v1.Batch
+	17, // 57: gpo.v1.DisbursementService.ListDeadLetters:output_type -> gpo.v1.ListDeadLettersResponse
+	30, // 58: gpo.v1.DisbursementService.RedriveDeadLetter:output_type -> gpo.v1.RedriveDeadLetterResponse
+	19, // 59: gpo.v1.DisbursementService.ListRailStats:output_type -> gpo.v1.ListRailStatsResponse
+	21, // 60: gpo.v1.DisbursementService.ListAuditEvents:output_type -> gpo.v1.ListAuditEventsResponse
+	32, // 61: gpo.v1.DisbursementService.ImportStatement:output_type -> gpo.v1.ImportStatementResponse
+	50, // 62: gpo.v1.DisbursementService.GetBatchReconciliation:output_type -> gpo.v1.BatchReconciliation
+	23, // 63: gpo.v1.DisbursementService.VerifyAuditTrail:output_type -> gpo.v1.VerifyAuditTrailResponse
+	48, // 64: gpo.v1.DisbursementService.CreateCycle:output_type -> gpo.v1.Cycle
+	48, // 65: gpo.v1.DisbursementService.GetCycle:output_type -> gpo.v1.Cycle
+	48, // 66: gpo.v1.DisbursementService.UpdateCycle:output_type -> gpo.v1.Cycle
+	38, // 67: gpo.v1.DisbursementService.ListCycles:output_type -> gpo.v1.ListCyclesResponse
+	45, // [45:68] is the sub-list for method output_type
+	22, // [22:45] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_gpo_v1_disbursement_service_proto_init() }
@@ -2486,7 +2820,7 @@ func file_gpo_v1_disbursement_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gpo_v1_disbursement_service_proto_rawDesc), len(file_gpo_v1_disbursement_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -39,6 +39,10 @@ const (
 	DisbursementService_ImportStatement_FullMethodName        = "/gpo.v1.DisbursementService/ImportStatement"
 	DisbursementService_GetBatchReconciliation_FullMethodName = "/gpo.v1.DisbursementService/GetBatchReconciliation"
 	DisbursementService_VerifyAuditTrail_FullMethodName       = "/gpo.v1.DisbursementService/VerifyAuditTrail"
+	DisbursementService_CreateCycle_FullMethodName            = "/gpo.v1.DisbursementService/CreateCycle"
+	DisbursementService_GetCycle_FullMethodName               = "/gpo.v1.DisbursementService/GetCycle"
+	DisbursementService_UpdateCycle_FullMethodName            = "/gpo.v1.DisbursementService/UpdateCycle"
+	DisbursementService_ListCycles_FullMethodName             = "/gpo.v1.DisbursementService/ListCycles"
 )
 
 // DisbursementServiceClient is the client API for DisbursementService service.
@@ -112,6 +116,18 @@ type DisbursementServiceClient interface {
 	GetBatchReconciliation(ctx context.Context, in *GetBatchReconciliationRequest, opts ...grpc.CallOption) (*BatchReconciliation, error)
 	// Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only).
 	VerifyAuditTrail(ctx context.Context, in *VerifyAuditTrailRequest, opts ...grpc.CallOption) (*VerifyAuditTrailResponse, error)
+	// Creates a program's cycle with its budgets and window (operators only; docs/TREASURY.md). Once a
+	// program has a cycle, each of its batches must name one.
+	CreateCycle(ctx context.Context, in *CreateCycleRequest, opts ...grpc.CallOption) (*Cycle, error)
+	// Gets a cycle with its totals (operators and the program's callers).
+	GetCycle(ctx context.Context, in *GetCycleRequest, opts ...grpc.CallOption) (*Cycle, error)
+	// Replaces a cycle's budgets and window with the request's (operators only; a full update: a window
+	// end left unset is cleared), under the cycle's lock. A batch held over the budget finishes when its
+	// request_id is sent again once it fits. allow_repeat_payments cannot change.
+	UpdateCycle(ctx context.Context, in *UpdateCycleRequest, opts ...grpc.CallOption) (*Cycle, error)
+	// Lists a program's cycles, newest first, with their totals; "programs/-" lists those of every program
+	// the caller may read.
+	ListCycles(ctx context.Context, in *ListCyclesRequest, opts ...grpc.CallOption) (*ListCyclesResponse, error)
 }
 
 type disbursementServiceClient struct {
@@ -333,6 +349,46 @@ func (c *disbursementServiceClient) VerifyAuditTrail(ctx context.Context, in *Ve
 	return out, nil
 }
 
+func (c *disbursementServiceClient) CreateCycle(ctx context.Context, in *CreateCycleRequest, opts ...grpc.CallOption) (*Cycle, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Cycle)
+	err := c.cc.Invoke(ctx, DisbursementService_CreateCycle_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *disbursementServiceClient) GetCycle(ctx context.Context, in *GetCycleRequest, opts ...grpc.CallOption) (*Cycle, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Cycle)
+	err := c.cc.Invoke(ctx, DisbursementService_GetCycle_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *disbursementServiceClient) UpdateCycle(ctx context.Context, in *UpdateCycleRequest, opts ...grpc.CallOption) (*Cycle, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Cycle)
+	err := c.cc.Invoke(ctx, DisbursementService_UpdateCycle_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *disbursementServiceClient) ListCycles(ctx context.Context, in *ListCyclesRequest, opts ...grpc.CallOption) (*ListCyclesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCyclesResponse)
+	err := c.cc.Invoke(ctx, DisbursementService_ListCycles_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DisbursementServiceServer is the server API for DisbursementService service.
 // All implementations must embed UnimplementedDisbursementServiceServer
 // for forward compatibility.
@@ -404,6 +460,18 @@ type DisbursementServiceServer interface {
 	GetBatchReconciliation(context.Context, *GetBatchReconciliationRequest) (*BatchReconciliation, error)
 	// Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only).
 	VerifyAuditTrail(context.Context, *VerifyAuditTrailRequest) (*VerifyAuditTrailResponse, error)
+	// Creates a program's cycle with its budgets and window (operators only; docs/TREASURY.md). Once a
+	// program has a cycle, each of its batches must name one.
+	CreateCycle(context.Context, *CreateCycleRequest) (*Cycle, error)
+	// Gets a cycle with its totals (operators and the program's callers).
+	GetCycle(context.Context, *GetCycleRequest) (*Cycle, error)
+	// Replaces a cycle's budgets and window with the request's (operators only; a full update: a window
+	// end left unset is cleared), under the cycle's lock. A batch held over the budget finishes when its
+	// request_id is sent again once it fits. allow_repeat_payments cannot change.
+	UpdateCycle(context.Context, *UpdateCycleRequest) (*Cycle, error)
+	// Lists a program's cycles, newest first, with their totals; "programs/-" lists those of every program
+	// the caller may read.
+	ListCycles(context.Context, *ListCyclesRequest) (*ListCyclesResponse, error)
 	mustEmbedUnimplementedDisbursementServiceServer()
 }
 
@@ -470,6 +538,18 @@ func (UnimplementedDisbursementServiceServer) GetBatchReconciliation(context.Con
 }
 func (UnimplementedDisbursementServiceServer) VerifyAuditTrail(context.Context, *VerifyAuditTrailRequest) (*VerifyAuditTrailResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyAuditTrail not implemented")
+}
+func (UnimplementedDisbursementServiceServer) CreateCycle(context.Context, *CreateCycleRequest) (*Cycle, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateCycle not implemented")
+}
+func (UnimplementedDisbursementServiceServer) GetCycle(context.Context, *GetCycleRequest) (*Cycle, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCycle not implemented")
+}
+func (UnimplementedDisbursementServiceServer) UpdateCycle(context.Context, *UpdateCycleRequest) (*Cycle, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateCycle not implemented")
+}
+func (UnimplementedDisbursementServiceServer) ListCycles(context.Context, *ListCyclesRequest) (*ListCyclesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCycles not implemented")
 }
 func (UnimplementedDisbursementServiceServer) mustEmbedUnimplementedDisbursementServiceServer() {}
 func (UnimplementedDisbursementServiceServer) testEmbeddedByValue()                             {}
@@ -809,6 +889,78 @@ func _DisbursementService_VerifyAuditTrail_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DisbursementService_CreateCycle_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateCycleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DisbursementServiceServer).CreateCycle(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DisbursementService_CreateCycle_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DisbursementServiceServer).CreateCycle(ctx, req.(*CreateCycleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DisbursementService_GetCycle_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCycleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DisbursementServiceServer).GetCycle(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DisbursementService_GetCycle_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DisbursementServiceServer).GetCycle(ctx, req.(*GetCycleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DisbursementService_UpdateCycle_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateCycleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DisbursementServiceServer).UpdateCycle(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DisbursementService_UpdateCycle_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DisbursementServiceServer).UpdateCycle(ctx, req.(*UpdateCycleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DisbursementService_ListCycles_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCyclesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DisbursementServiceServer).ListCycles(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DisbursementService_ListCycles_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DisbursementServiceServer).ListCycles(ctx, req.(*ListCyclesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DisbursementService_ServiceDesc is the grpc.ServiceDesc for DisbursementService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -879,6 +1031,22 @@ var DisbursementService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifyAuditTrail",
 			Handler:    _DisbursementService_VerifyAuditTrail_Handler,
+		},
+		{
+			MethodName: "CreateCycle",
+			Handler:    _DisbursementService_CreateCycle_Handler,
+		},
+		{
+			MethodName: "GetCycle",
+			Handler:    _DisbursementService_GetCycle_Handler,
+		},
+		{
+			MethodName: "UpdateCycle",
+			Handler:    _DisbursementService_UpdateCycle_Handler,
+		},
+		{
+			MethodName: "ListCycles",
+			Handler:    _DisbursementService_ListCycles_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -340,7 +340,11 @@ type Batch struct {
 	// Output only. The batch's funds blocks with the sponsor bank, one per rail with funds control, payer
 	// account and currency (docs/TREASURY.md). Set by GetBatch, and by WatchBatch while the batch is
 	// AWAITING_FUNDS; empty when no rail of the batch blocks funds, and in ListBatches.
-	FundsBlocks   []*FundsBlock `protobuf:"bytes,16,rep,name=funds_blocks,json=fundsBlocks,proto3" json:"funds_blocks,omitempty"`
+	FundsBlocks []*FundsBlock `protobuf:"bytes,16,rep,name=funds_blocks,json=fundsBlocks,proto3" json:"funds_blocks,omitempty"`
+	// The program's cycle the batch pays in ("2026-12"; Cycle "programs/{program}/cycles/{cycle}"), empty
+	// for none.
+	// At most 63 characters.
+	Cycle         string `protobuf:"bytes,17,opt,name=cycle,proto3" json:"cycle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -485,6 +489,13 @@ func (x *Batch) GetFundsBlocks() []*FundsBlock {
 		return x.FundsBlocks
 	}
 	return nil
+}
+
+func (x *Batch) GetCycle() string {
+	if x != nil {
+		return x.Cycle
+	}
+	return ""
 }
 
 // The amount of a batch blocked (reserved) in the payer's account at the sponsor bank before the batch
@@ -2278,11 +2289,373 @@ func (x *ReasonCount) GetCount() int64 {
 	return 0
 }
 
+// A program's disbursement cycle, e.g. a month: its budget per currency, its window, whether a beneficiary
+// may be paid more than once in it, and its totals (docs/TREASURY.md).
+// Resource name: "programs/{program}/cycles/{cycle}".
+type Cycle struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cycle's resource name, "programs/{program}/cycles/{cycle}".
+	// At most 200 characters.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Optional: batches of the cycle are refused before this time.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Optional: batches of the cycle are refused from this time on.
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// The most the cycle's batches may pay, per currency (at most one entry a currency). No budget at all:
+	// the cycle is not budget-controlled; otherwise a currency without a budget may not be paid.
+	Budgets []*CycleBudget `protobuf:"bytes,4,rep,name=budgets,proto3" json:"budgets,omitempty"`
+	// True: a beneficiary may be paid more than once in the cycle. False (the default): a payment to a
+	// beneficiary paid, or being paid, in the cycle is REJECTED with rjct.beneficiary.duplicate.
+	AllowRepeatPayments bool `protobuf:"varint,5,opt,name=allow_repeat_payments,json=allowRepeatPayments,proto3" json:"allow_repeat_payments,omitempty"`
+	// Output only. The cycle's totals per currency.
+	Totals []*CycleTotal `protobuf:"bytes,6,rep,name=totals,proto3" json:"totals,omitempty"`
+	// Output only. The batches that name the cycle.
+	BatchCount int64 `protobuf:"varint,7,opt,name=batch_count,json=batchCount,proto3" json:"batch_count,omitempty"`
+	// Output only. The payment counts the batches declared, added up.
+	DeclaredPaymentCount int64 `protobuf:"varint,8,opt,name=declared_payment_count,json=declaredPaymentCount,proto3" json:"declared_payment_count,omitempty"`
+	// Output only. The totals the batches declared, added up, as a decimal string.
+	// At most 32 characters.
+	DeclaredTotalAmount string `protobuf:"bytes,9,opt,name=declared_total_amount,json=declaredTotalAmount,proto3" json:"declared_total_amount,omitempty"`
+	// Output only. When the cycle was created.
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Cycle) Reset() {
+	*x = Cycle{}
+	mi := &file_gpo_v1_resources_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Cycle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Cycle) ProtoMessage() {}
+
+func (x *Cycle) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_resources_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Cycle.ProtoReflect.Descriptor instead.
+func (*Cycle) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Cycle) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Cycle) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *Cycle) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *Cycle) GetBudgets() []*CycleBudget {
+	if x != nil {
+		return x.Budgets
+	}
+	return nil
+}
+
+func (x *Cycle) GetAllowRepeatPayments() bool {
+	if x != nil {
+		return x.AllowRepeatPayments
+	}
+	return false
+}
+
+func (x *Cycle) GetTotals() []*CycleTotal {
+	if x != nil {
+		return x.Totals
+	}
+	return nil
+}
+
+func (x *Cycle) GetBatchCount() int64 {
+	if x != nil {
+		return x.BatchCount
+	}
+	return 0
+}
+
+func (x *Cycle) GetDeclaredPaymentCount() int64 {
+	if x != nil {
+		return x.DeclaredPaymentCount
+	}
+	return 0
+}
+
+func (x *Cycle) GetDeclaredTotalAmount() string {
+	if x != nil {
+		return x.DeclaredTotalAmount
+	}
+	return ""
+}
+
+func (x *Cycle) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// A cycle's budget in one currency.
+type CycleBudget struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ISO 4217 code.
+	// At most 3 characters.
+	CurrencyCode string `protobuf:"bytes,1,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
+	// The most the cycle may pay in this currency, as a decimal string.
+	// At most 32 characters.
+	Amount        string `protobuf:"bytes,2,opt,name=amount,proto3" json:"amount,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CycleBudget) Reset() {
+	*x = CycleBudget{}
+	mi := &file_gpo_v1_resources_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CycleBudget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CycleBudget) ProtoMessage() {}
+
+func (x *CycleBudget) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_resources_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CycleBudget.ProtoReflect.Descriptor instead.
+func (*CycleBudget) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CycleBudget) GetCurrencyCode() string {
+	if x != nil {
+		return x.CurrencyCode
+	}
+	return ""
+}
+
+func (x *CycleBudget) GetAmount() string {
+	if x != nil {
+		return x.Amount
+	}
+	return ""
+}
+
+// A cycle's figures in one currency.
+type CycleTotal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ISO 4217 code; empty for payments whose currency was invalid.
+	// At most 8 characters.
+	CurrencyCode string `protobuf:"bytes,1,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
+	// The budget, as a decimal string; empty when the cycle has no budget in this currency.
+	// At most 32 characters.
+	BudgetAmount string `protobuf:"bytes,2,opt,name=budget_amount,json=budgetAmount,proto3" json:"budget_amount,omitempty"`
+	// What the cycle has committed: payments of its batches past their upload that are paid or on their
+	// way (ACCEPTED, QUEUED, SENT, SUCCEEDED), as a decimal string.
+	// At most 32 characters.
+	CommittedAmount string `protobuf:"bytes,3,opt,name=committed_amount,json=committedAmount,proto3" json:"committed_amount,omitempty"`
+	// Payments accepted at intake (every status but REJECTED), of every batch of the cycle.
+	AcceptedCount int64 `protobuf:"varint,4,opt,name=accepted_count,json=acceptedCount,proto3" json:"accepted_count,omitempty"`
+	// Their amount, as a decimal string.
+	// At most 32 characters.
+	AcceptedAmount string `protobuf:"bytes,5,opt,name=accepted_amount,json=acceptedAmount,proto3" json:"accepted_amount,omitempty"`
+	// Payments SUCCEEDED.
+	PaidCount int64 `protobuf:"varint,6,opt,name=paid_count,json=paidCount,proto3" json:"paid_count,omitempty"`
+	// Their amount, as a decimal string.
+	// At most 32 characters.
+	PaidAmount string `protobuf:"bytes,7,opt,name=paid_amount,json=paidAmount,proto3" json:"paid_amount,omitempty"`
+	// Payments FAILED.
+	FailedCount int64 `protobuf:"varint,8,opt,name=failed_count,json=failedCount,proto3" json:"failed_count,omitempty"`
+	// Their amount, as a decimal string.
+	// At most 32 characters.
+	FailedAmount string `protobuf:"bytes,9,opt,name=failed_amount,json=failedAmount,proto3" json:"failed_amount,omitempty"`
+	// Payments REVERSED (paid, then returned).
+	ReversedCount int64 `protobuf:"varint,10,opt,name=reversed_count,json=reversedCount,proto3" json:"reversed_count,omitempty"`
+	// Their amount, as a decimal string.
+	// At most 32 characters.
+	ReversedAmount string `protobuf:"bytes,11,opt,name=reversed_amount,json=reversedAmount,proto3" json:"reversed_amount,omitempty"`
+	// Payments CANCELLED.
+	CancelledCount int64 `protobuf:"varint,12,opt,name=cancelled_count,json=cancelledCount,proto3" json:"cancelled_count,omitempty"`
+	// Their amount, as a decimal string.
+	// At most 32 characters.
+	CancelledAmount string `protobuf:"bytes,13,opt,name=cancelled_amount,json=cancelledAmount,proto3" json:"cancelled_amount,omitempty"`
+	// Payments REJECTED at intake (rjct.beneficiary.duplicate among them).
+	RejectedCount int64 `protobuf:"varint,14,opt,name=rejected_count,json=rejectedCount,proto3" json:"rejected_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CycleTotal) Reset() {
+	*x = CycleTotal{}
+	mi := &file_gpo_v1_resources_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CycleTotal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CycleTotal) ProtoMessage() {}
+
+func (x *CycleTotal) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_resources_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CycleTotal.ProtoReflect.Descriptor instead.
+func (*CycleTotal) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CycleTotal) GetCurrencyCode() string {
+	if x != nil {
+		return x.CurrencyCode
+	}
+	return ""
+}
+
+func (x *CycleTotal) GetBudgetAmount() string {
+	if x != nil {
+		return x.BudgetAmount
+	}
+	return ""
+}
+
+func (x *CycleTotal) GetCommittedAmount() string {
+	if x != nil {
+		return x.CommittedAmount
+	}
+	return ""
+}
+
+func (x *CycleTotal) GetAcceptedCount() int64 {
+	if x != nil {
+		return x.AcceptedCount
+	}
+	return 0
+}
+
+func (x *CycleTotal) GetAcceptedAmount() string {
+	if x != nil {
+		return x.AcceptedAmount
+	}
+	return ""
+}
+
+func (x *CycleTotal) GetPaidCount() int64 {
+	if x != nil {
+		return x.PaidCount
+	}
+	return 0
+}
+
+func (x *CycleTotal) GetPaidAmount() string {
+	if x != nil {
+		return x.PaidAmount
+	}
+	return ""
+}
+
+func (x *CycleTotal) GetFailedCount() int64 {
+	if x != nil {
+		return x.FailedCount
+	}
+	return 0
+}
+
+func (x *CycleTotal) GetFailedAmount() string {
+	if x != nil {
+		return x.FailedAmount
+	}
+	return ""
+}
+
+func (x *CycleTotal) GetReversedCount() int64 {
+	if x != nil {
+		return x.ReversedCount
+	}
+	return 0
+}
+
+func (x *CycleTotal) GetReversedAmount() string {
+	if x != nil {
+		return x.ReversedAmount
+	}
+	return ""
+}
+
+func (x *CycleTotal) GetCancelledCount() int64 {
+	if x != nil {
+		return x.CancelledCount
+	}
+	return 0
+}
+
+func (x *CycleTotal) GetCancelledAmount() string {
+	if x != nil {
+		return x.CancelledAmount
+	}
+	return ""
+}
+
+func (x *CycleTotal) GetRejectedCount() int64 {
+	if x != nil {
+		return x.RejectedCount
+	}
+	return 0
+}
+
 var File_gpo_v1_resources_proto protoreflect.FileDescriptor
 
 const file_gpo_v1_resources_proto_rawDesc = "" +
 	"\n" +
-	"\x16gpo/v1/resources.proto\x12\x06gpo.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x05\n" +
+	"\x16gpo/v1/resources.proto\x12\x06gpo.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x05\n" +
 	"\x05Batch\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aprogram\x18\x02 \x01(\tR\aprogram\x12\x1d\n" +
@@ -2303,7 +2676,8 @@ const file_gpo_v1_resources_proto_rawDesc = "" +
 	"\vupdate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12B\n" +
 	"\x10webhook_delivery\x18\x0f \x01(\v2\x17.gpo.v1.WebhookDeliveryR\x0fwebhookDelivery\x125\n" +
-	"\ffunds_blocks\x18\x10 \x03(\v2\x12.gpo.v1.FundsBlockR\vfundsBlocks\"\x93\x03\n" +
+	"\ffunds_blocks\x18\x10 \x03(\v2\x12.gpo.v1.FundsBlockR\vfundsBlocks\x12\x14\n" +
+	"\x05cycle\x18\x11 \x01(\tR\x05cycle\"\x93\x03\n" +
 	"\n" +
 	"FundsBlock\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\tR\ablockId\x12\x12\n" +
@@ -2479,7 +2853,44 @@ const file_gpo_v1_resources_proto_rawDesc = "" +
 	"\vReasonCount\x12\x1f\n" +
 	"\vreason_code\x18\x01 \x01(\tR\n" +
 	"reasonCode\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x03R\x05count*\xd9\x01\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"\xe4\x03\n" +
+	"\x05Cycle\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
+	"\n" +
+	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12-\n" +
+	"\abudgets\x18\x04 \x03(\v2\x13.gpo.v1.CycleBudgetR\abudgets\x122\n" +
+	"\x15allow_repeat_payments\x18\x05 \x01(\bR\x13allowRepeatPayments\x12*\n" +
+	"\x06totals\x18\x06 \x03(\v2\x12.gpo.v1.CycleTotalR\x06totals\x12\x1f\n" +
+	"\vbatch_count\x18\a \x01(\x03R\n" +
+	"batchCount\x124\n" +
+	"\x16declared_payment_count\x18\b \x01(\x03R\x14declaredPaymentCount\x122\n" +
+	"\x15declared_total_amount\x18\t \x01(\tR\x13declaredTotalAmount\x12;\n" +
+	"\vcreate_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"J\n" +
+	"\vCycleBudget\x12#\n" +
+	"\rcurrency_code\x18\x01 \x01(\tR\fcurrencyCode\x12\x16\n" +
+	"\x06amount\x18\x02 \x01(\tR\x06amount\"\xa4\x04\n" +
+	"\n" +
+	"CycleTotal\x12#\n" +
+	"\rcurrency_code\x18\x01 \x01(\tR\fcurrencyCode\x12#\n" +
+	"\rbudget_amount\x18\x02 \x01(\tR\fbudgetAmount\x12)\n" +
+	"\x10committed_amount\x18\x03 \x01(\tR\x0fcommittedAmount\x12%\n" +
+	"\x0eaccepted_count\x18\x04 \x01(\x03R\racceptedCount\x12'\n" +
+	"\x0faccepted_amount\x18\x05 \x01(\tR\x0eacceptedAmount\x12\x1d\n" +
+	"\n" +
+	"paid_count\x18\x06 \x01(\x03R\tpaidCount\x12\x1f\n" +
+	"\vpaid_amount\x18\a \x01(\tR\n" +
+	"paidAmount\x12!\n" +
+	"\ffailed_count\x18\b \x01(\x03R\vfailedCount\x12#\n" +
+	"\rfailed_amount\x18\t \x01(\tR\ffailedAmount\x12%\n" +
+	"\x0ereversed_count\x18\n" +
+	" \x01(\x03R\rreversedCount\x12'\n" +
+	"\x0freversed_amount\x18\v \x01(\tR\x0ereversedAmount\x12'\n" +
+	"\x0fcancelled_count\x18\f \x01(\x03R\x0ecancelledCount\x12)\n" +
+	"\x10cancelled_amount\x18\r \x01(\tR\x0fcancelledAmount\x12%\n" +
+	"\x0erejected_count\x18\x0e \x01(\x03R\rrejectedCount*\xd9\x01\n" +
 	"\x0fFundsBlockState\x12!\n" +
 	"\x1dFUNDS_BLOCK_STATE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bFUNDS_BLOCK_STATE_REQUESTED\x10\x01\x12\x1d\n" +
@@ -2527,7 +2938,7 @@ func file_gpo_v1_resources_proto_rawDescGZIP() []byte {
 }
 
 var file_gpo_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_gpo_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_gpo_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_gpo_v1_resources_proto_goTypes = []any{
 	(FundsBlockState)(0),          // 0: gpo.v1.FundsBlockState
 	(WebhookDeliveryState)(0),     // 1: gpo.v1.WebhookDeliveryState
@@ -2549,45 +2960,53 @@ var file_gpo_v1_resources_proto_goTypes = []any{
 	(*UnconfirmedPayment)(nil),    // 17: gpo.v1.UnconfirmedPayment
 	(*RailStats)(nil),             // 18: gpo.v1.RailStats
 	(*ReasonCount)(nil),           // 19: gpo.v1.ReasonCount
-	nil,                           // 20: gpo.v1.Payment.MetadataEntry
-	nil,                           // 21: gpo.v1.Statement.OutcomeCountsEntry
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*Cycle)(nil),                 // 20: gpo.v1.Cycle
+	(*CycleBudget)(nil),           // 21: gpo.v1.CycleBudget
+	(*CycleTotal)(nil),            // 22: gpo.v1.CycleTotal
+	nil,                           // 23: gpo.v1.Payment.MetadataEntry
+	nil,                           // 24: gpo.v1.Statement.OutcomeCountsEntry
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
 }
 var file_gpo_v1_resources_proto_depIdxs = []int32{
 	2,  // 0: gpo.v1.Batch.state:type_name -> gpo.v1.BatchState
-	22, // 1: gpo.v1.Batch.schedule_time:type_name -> google.protobuf.Timestamp
+	25, // 1: gpo.v1.Batch.schedule_time:type_name -> google.protobuf.Timestamp
 	8,  // 2: gpo.v1.Batch.totals:type_name -> gpo.v1.PaymentTotal
-	22, // 3: gpo.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
-	22, // 4: gpo.v1.Batch.update_time:type_name -> google.protobuf.Timestamp
+	25, // 3: gpo.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
+	25, // 4: gpo.v1.Batch.update_time:type_name -> google.protobuf.Timestamp
 	6,  // 5: gpo.v1.Batch.webhook_delivery:type_name -> gpo.v1.WebhookDelivery
 	5,  // 6: gpo.v1.Batch.funds_blocks:type_name -> gpo.v1.FundsBlock
 	0,  // 7: gpo.v1.FundsBlock.state:type_name -> gpo.v1.FundsBlockState
-	22, // 8: gpo.v1.FundsBlock.update_time:type_name -> google.protobuf.Timestamp
+	25, // 8: gpo.v1.FundsBlock.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 9: gpo.v1.WebhookDelivery.state:type_name -> gpo.v1.WebhookDeliveryState
-	22, // 10: gpo.v1.WebhookDelivery.fail_time:type_name -> google.protobuf.Timestamp
-	22, // 11: gpo.v1.Payment.schedule_time:type_name -> google.protobuf.Timestamp
-	20, // 12: gpo.v1.Payment.metadata:type_name -> gpo.v1.Payment.MetadataEntry
+	25, // 10: gpo.v1.WebhookDelivery.fail_time:type_name -> google.protobuf.Timestamp
+	25, // 11: gpo.v1.Payment.schedule_time:type_name -> google.protobuf.Timestamp
+	23, // 12: gpo.v1.Payment.metadata:type_name -> gpo.v1.Payment.MetadataEntry
 	3,  // 13: gpo.v1.Payment.status:type_name -> gpo.v1.PaymentStatus
-	22, // 14: gpo.v1.Payment.update_time:type_name -> google.protobuf.Timestamp
+	25, // 14: gpo.v1.Payment.update_time:type_name -> google.protobuf.Timestamp
 	3,  // 15: gpo.v1.PaymentTotal.status:type_name -> gpo.v1.PaymentStatus
-	22, // 16: gpo.v1.DeadLetter.create_time:type_name -> google.protobuf.Timestamp
+	25, // 16: gpo.v1.DeadLetter.create_time:type_name -> google.protobuf.Timestamp
 	3,  // 17: gpo.v1.StatusChange.previous_status:type_name -> gpo.v1.PaymentStatus
 	3,  // 18: gpo.v1.StatusChange.status:type_name -> gpo.v1.PaymentStatus
-	22, // 19: gpo.v1.StatusChange.change_time:type_name -> google.protobuf.Timestamp
-	22, // 20: gpo.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
-	22, // 21: gpo.v1.Statement.create_time:type_name -> google.protobuf.Timestamp
-	21, // 22: gpo.v1.Statement.outcome_counts:type_name -> gpo.v1.Statement.OutcomeCountsEntry
+	25, // 19: gpo.v1.StatusChange.change_time:type_name -> google.protobuf.Timestamp
+	25, // 20: gpo.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
+	25, // 21: gpo.v1.Statement.create_time:type_name -> google.protobuf.Timestamp
+	24, // 22: gpo.v1.Statement.outcome_counts:type_name -> gpo.v1.Statement.OutcomeCountsEntry
 	14, // 23: gpo.v1.BatchReconciliation.totals:type_name -> gpo.v1.ReconciliationTotal
 	15, // 24: gpo.v1.BatchReconciliation.matched:type_name -> gpo.v1.StatementMatch
 	16, // 25: gpo.v1.BatchReconciliation.unmatched_entries:type_name -> gpo.v1.StatementEntry
 	17, // 26: gpo.v1.BatchReconciliation.unconfirmed_payments:type_name -> gpo.v1.UnconfirmedPayment
 	3,  // 27: gpo.v1.StatementMatch.status:type_name -> gpo.v1.PaymentStatus
 	19, // 28: gpo.v1.RailStats.failure_reasons:type_name -> gpo.v1.ReasonCount
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	25, // 29: gpo.v1.Cycle.start_time:type_name -> google.protobuf.Timestamp
+	25, // 30: gpo.v1.Cycle.end_time:type_name -> google.protobuf.Timestamp
+	21, // 31: gpo.v1.Cycle.budgets:type_name -> gpo.v1.CycleBudget
+	22, // 32: gpo.v1.Cycle.totals:type_name -> gpo.v1.CycleTotal
+	25, // 33: gpo.v1.Cycle.create_time:type_name -> google.protobuf.Timestamp
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_gpo_v1_resources_proto_init() }
@@ -2601,7 +3020,7 @@ func file_gpo_v1_resources_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gpo_v1_resources_proto_rawDesc), len(file_gpo_v1_resources_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   18,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

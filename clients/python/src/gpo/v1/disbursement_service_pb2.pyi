@@ -21,7 +21,7 @@ class UploadBatchRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[BatchHeader, _Mapping]] = ..., chunk: _Optional[_Union[PaymentChunk, _Mapping]] = ...) -> None: ...
 
 class BatchHeader(_message.Message):
-    __slots__ = ("program", "request_id", "payer_fa", "schedule_time", "callback_uri", "expected_payment_count", "expected_total_amount")
+    __slots__ = ("program", "request_id", "payer_fa", "schedule_time", "callback_uri", "expected_payment_count", "expected_total_amount", "cycle")
     PROGRAM_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PAYER_FA_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,7 @@ class BatchHeader(_message.Message):
     CALLBACK_URI_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_PAYMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_TOTAL_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CYCLE_FIELD_NUMBER: _ClassVar[int]
     program: str
     request_id: str
     payer_fa: str
@@ -36,7 +37,8 @@ class BatchHeader(_message.Message):
     callback_uri: str
     expected_payment_count: int
     expected_total_amount: str
-    def __init__(self, program: _Optional[str] = ..., request_id: _Optional[str] = ..., payer_fa: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., callback_uri: _Optional[str] = ..., expected_payment_count: _Optional[int] = ..., expected_total_amount: _Optional[str] = ...) -> None: ...
+    cycle: str
+    def __init__(self, program: _Optional[str] = ..., request_id: _Optional[str] = ..., payer_fa: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., callback_uri: _Optional[str] = ..., expected_payment_count: _Optional[int] = ..., expected_total_amount: _Optional[str] = ..., cycle: _Optional[str] = ...) -> None: ...
 
 class PaymentChunk(_message.Message):
     __slots__ = ("sequence", "payments")
@@ -330,3 +332,43 @@ class GetBatchReconciliationRequest(_message.Message):
     name: str
     list_limit: int
     def __init__(self, name: _Optional[str] = ..., list_limit: _Optional[int] = ...) -> None: ...
+
+class CreateCycleRequest(_message.Message):
+    __slots__ = ("parent", "cycle_id", "cycle")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    CYCLE_ID_FIELD_NUMBER: _ClassVar[int]
+    CYCLE_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    cycle_id: str
+    cycle: _resources_pb2.Cycle
+    def __init__(self, parent: _Optional[str] = ..., cycle_id: _Optional[str] = ..., cycle: _Optional[_Union[_resources_pb2.Cycle, _Mapping]] = ...) -> None: ...
+
+class UpdateCycleRequest(_message.Message):
+    __slots__ = ("cycle",)
+    CYCLE_FIELD_NUMBER: _ClassVar[int]
+    cycle: _resources_pb2.Cycle
+    def __init__(self, cycle: _Optional[_Union[_resources_pb2.Cycle, _Mapping]] = ...) -> None: ...
+
+class GetCycleRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListCyclesRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListCyclesResponse(_message.Message):
+    __slots__ = ("cycles", "next_page_token")
+    CYCLES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    cycles: _containers.RepeatedCompositeFieldContainer[_resources_pb2.Cycle]
+    next_page_token: str
+    def __init__(self, cycles: _Optional[_Iterable[_Union[_resources_pb2.Cycle, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -138,6 +138,26 @@ class DisbursementServiceStub:
                 request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.VerifyAuditTrailRequest.SerializeToString,
                 response_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.VerifyAuditTrailResponse.FromString,
                 _registered_method=True)
+        self.CreateCycle = channel.unary_unary(
+                '/gpo.v1.DisbursementService/CreateCycle',
+                request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.CreateCycleRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_resources__pb2.Cycle.FromString,
+                _registered_method=True)
+        self.GetCycle = channel.unary_unary(
+                '/gpo.v1.DisbursementService/GetCycle',
+                request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.GetCycleRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_resources__pb2.Cycle.FromString,
+                _registered_method=True)
+        self.UpdateCycle = channel.unary_unary(
+                '/gpo.v1.DisbursementService/UpdateCycle',
+                request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.UpdateCycleRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_resources__pb2.Cycle.FromString,
+                _registered_method=True)
+        self.ListCycles = channel.unary_unary(
+                '/gpo.v1.DisbursementService/ListCycles',
+                request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ListCyclesRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ListCyclesResponse.FromString,
+                _registered_method=True)
 
 
 class DisbursementServiceServicer:
@@ -304,6 +324,38 @@ class DisbursementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateCycle(self, request, context):
+        """Creates a program's cycle with its budgets and window (operators only; docs/TREASURY.md). Once a
+        program has a cycle, each of its batches must name one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCycle(self, request, context):
+        """Gets a cycle with its totals (operators and the program's callers).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateCycle(self, request, context):
+        """Replaces a cycle's budgets and window with the request's (operators only; a full update: a window
+        end left unset is cleared), under the cycle's lock. A batch held over the budget finishes when its
+        request_id is sent again once it fits. allow_repeat_payments cannot change.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCycles(self, request, context):
+        """Lists a program's cycles, newest first, with their totals; "programs/-" lists those of every program
+        the caller may read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DisbursementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -401,6 +453,26 @@ def add_DisbursementServiceServicer_to_server(servicer, server):
                     servicer.VerifyAuditTrail,
                     request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.VerifyAuditTrailRequest.FromString,
                     response_serializer=gpo_dot_v1_dot_disbursement__service__pb2.VerifyAuditTrailResponse.SerializeToString,
+            ),
+            'CreateCycle': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCycle,
+                    request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.CreateCycleRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_resources__pb2.Cycle.SerializeToString,
+            ),
+            'GetCycle': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCycle,
+                    request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.GetCycleRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_resources__pb2.Cycle.SerializeToString,
+            ),
+            'UpdateCycle': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCycle,
+                    request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.UpdateCycleRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_resources__pb2.Cycle.SerializeToString,
+            ),
+            'ListCycles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCycles,
+                    request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ListCyclesRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ListCyclesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -923,6 +995,114 @@ class DisbursementService:
             '/gpo.v1.DisbursementService/VerifyAuditTrail',
             gpo_dot_v1_dot_disbursement__service__pb2.VerifyAuditTrailRequest.SerializeToString,
             gpo_dot_v1_dot_disbursement__service__pb2.VerifyAuditTrailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCycle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.DisbursementService/CreateCycle',
+            gpo_dot_v1_dot_disbursement__service__pb2.CreateCycleRequest.SerializeToString,
+            gpo_dot_v1_dot_resources__pb2.Cycle.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCycle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.DisbursementService/GetCycle',
+            gpo_dot_v1_dot_disbursement__service__pb2.GetCycleRequest.SerializeToString,
+            gpo_dot_v1_dot_resources__pb2.Cycle.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCycle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.DisbursementService/UpdateCycle',
+            gpo_dot_v1_dot_disbursement__service__pb2.UpdateCycleRequest.SerializeToString,
+            gpo_dot_v1_dot_resources__pb2.Cycle.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCycles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.DisbursementService/ListCycles',
+            gpo_dot_v1_dot_disbursement__service__pb2.ListCyclesRequest.SerializeToString,
+            gpo_dot_v1_dot_disbursement__service__pb2.ListCyclesResponse.FromString,
             options,
             channel_credentials,
             insecure,

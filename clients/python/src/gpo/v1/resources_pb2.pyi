@@ -75,7 +75,7 @@ PAYMENT_STATUS_CANCELLED: PaymentStatus
 PAYMENT_STATUS_REVERSED: PaymentStatus
 
 class Batch(_message.Message):
-    __slots__ = ("name", "program", "request_id", "state", "payer_fa", "schedule_time", "callback_uri", "expected_payment_count", "expected_total_amount", "payment_count", "totals", "last_chunk_sequence", "create_time", "update_time", "webhook_delivery", "funds_blocks")
+    __slots__ = ("name", "program", "request_id", "state", "payer_fa", "schedule_time", "callback_uri", "expected_payment_count", "expected_total_amount", "payment_count", "totals", "last_chunk_sequence", "create_time", "update_time", "webhook_delivery", "funds_blocks", "cycle")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROGRAM_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +92,7 @@ class Batch(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     WEBHOOK_DELIVERY_FIELD_NUMBER: _ClassVar[int]
     FUNDS_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    CYCLE_FIELD_NUMBER: _ClassVar[int]
     name: str
     program: str
     request_id: str
@@ -108,7 +109,8 @@ class Batch(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     webhook_delivery: WebhookDelivery
     funds_blocks: _containers.RepeatedCompositeFieldContainer[FundsBlock]
-    def __init__(self, name: _Optional[str] = ..., program: _Optional[str] = ..., request_id: _Optional[str] = ..., state: _Optional[_Union[BatchState, str]] = ..., payer_fa: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., callback_uri: _Optional[str] = ..., expected_payment_count: _Optional[int] = ..., expected_total_amount: _Optional[str] = ..., payment_count: _Optional[int] = ..., totals: _Optional[_Iterable[_Union[PaymentTotal, _Mapping]]] = ..., last_chunk_sequence: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook_delivery: _Optional[_Union[WebhookDelivery, _Mapping]] = ..., funds_blocks: _Optional[_Iterable[_Union[FundsBlock, _Mapping]]] = ...) -> None: ...
+    cycle: str
+    def __init__(self, name: _Optional[str] = ..., program: _Optional[str] = ..., request_id: _Optional[str] = ..., state: _Optional[_Union[BatchState, str]] = ..., payer_fa: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., callback_uri: _Optional[str] = ..., expected_payment_count: _Optional[int] = ..., expected_total_amount: _Optional[str] = ..., payment_count: _Optional[int] = ..., totals: _Optional[_Iterable[_Union[PaymentTotal, _Mapping]]] = ..., last_chunk_sequence: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook_delivery: _Optional[_Union[WebhookDelivery, _Mapping]] = ..., funds_blocks: _Optional[_Iterable[_Union[FundsBlock, _Mapping]]] = ..., cycle: _Optional[str] = ...) -> None: ...
 
 class FundsBlock(_message.Message):
     __slots__ = ("block_id", "rail", "payer_fa", "currency_code", "amount", "state", "reason_code", "reason_message", "bank_reference", "attempt_count", "update_time")
@@ -437,3 +439,67 @@ class ReasonCount(_message.Message):
     reason_code: str
     count: int
     def __init__(self, reason_code: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class Cycle(_message.Message):
+    __slots__ = ("name", "start_time", "end_time", "budgets", "allow_repeat_payments", "totals", "batch_count", "declared_payment_count", "declared_total_amount", "create_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_REPEAT_PAYMENTS_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DECLARED_PAYMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DECLARED_TOTAL_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    budgets: _containers.RepeatedCompositeFieldContainer[CycleBudget]
+    allow_repeat_payments: bool
+    totals: _containers.RepeatedCompositeFieldContainer[CycleTotal]
+    batch_count: int
+    declared_payment_count: int
+    declared_total_amount: str
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., budgets: _Optional[_Iterable[_Union[CycleBudget, _Mapping]]] = ..., allow_repeat_payments: _Optional[bool] = ..., totals: _Optional[_Iterable[_Union[CycleTotal, _Mapping]]] = ..., batch_count: _Optional[int] = ..., declared_payment_count: _Optional[int] = ..., declared_total_amount: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CycleBudget(_message.Message):
+    __slots__ = ("currency_code", "amount")
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    currency_code: str
+    amount: str
+    def __init__(self, currency_code: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
+
+class CycleTotal(_message.Message):
+    __slots__ = ("currency_code", "budget_amount", "committed_amount", "accepted_count", "accepted_amount", "paid_count", "paid_amount", "failed_count", "failed_amount", "reversed_count", "reversed_amount", "cancelled_count", "cancelled_amount", "rejected_count")
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    PAID_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PAID_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    FAILED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FAILED_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REVERSED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REVERSED_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    currency_code: str
+    budget_amount: str
+    committed_amount: str
+    accepted_count: int
+    accepted_amount: str
+    paid_count: int
+    paid_amount: str
+    failed_count: int
+    failed_amount: str
+    reversed_count: int
+    reversed_amount: str
+    cancelled_count: int
+    cancelled_amount: str
+    rejected_count: int
+    def __init__(self, currency_code: _Optional[str] = ..., budget_amount: _Optional[str] = ..., committed_amount: _Optional[str] = ..., accepted_count: _Optional[int] = ..., accepted_amount: _Optional[str] = ..., paid_count: _Optional[int] = ..., paid_amount: _Optional[str] = ..., failed_count: _Optional[int] = ..., failed_amount: _Optional[str] = ..., reversed_count: _Optional[int] = ..., reversed_amount: _Optional[str] = ..., cancelled_count: _Optional[int] = ..., cancelled_amount: _Optional[str] = ..., rejected_count: _Optional[int] = ...) -> None: ...

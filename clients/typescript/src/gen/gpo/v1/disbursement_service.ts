@@ -28,6 +28,7 @@ import {
   AuditEvent,
   Batch,
   BatchReconciliation,
+  Cycle,
   DeadLetter,
   Payment,
   RailStats,
@@ -78,6 +79,13 @@ export interface BatchHeader {
    * At most 32 characters.
    */
   expectedTotalAmount: string;
+  /**
+   * The program's cycle the batch pays in, its ID ("2026-12"), checked against the cycle's window and
+   * budget and paying each beneficiary once (docs/TREASURY.md). Required once the program has a cycle;
+   * empty otherwise.
+   * At most 63 characters.
+   */
+  cycle: string;
 }
 
 /** A chunk of payments; hundreds to a few thousand per chunk. */
@@ -534,6 +542,68 @@ export interface GetBatchReconciliationRequest {
   listLimit: number;
 }
 
+/** Request for CreateCycle. */
+export interface CreateCycleRequest {
+  /**
+   * The program, "programs/{program}".
+   * At most 160 characters.
+   */
+  parent: string;
+  /**
+   * The cycle's ID within the program, e.g. "2026-12": 1 to 63 letters, digits, ".", "_" or "-", starting
+   * with a letter or digit.
+   * At most 63 characters.
+   */
+  cycleId: string;
+  /** The cycle: budgets, window and allow_repeat_payments (its name and output fields are ignored). */
+  cycle?: Cycle | undefined;
+}
+
+/** Request for UpdateCycle. */
+export interface UpdateCycleRequest {
+  /**
+   * The cycle, its name set ("programs/{program}/cycles/{cycle}"), with its new budgets and window; its
+   * allow_repeat_payments must be the cycle's, and its output fields are ignored.
+   */
+  cycle?: Cycle | undefined;
+}
+
+/** Request for GetCycle. */
+export interface GetCycleRequest {
+  /**
+   * The cycle, "programs/{program}/cycles/{cycle}".
+   * At most 200 characters.
+   */
+  name: string;
+}
+
+/** Request for ListCycles. */
+export interface ListCyclesRequest {
+  /**
+   * The program, "programs/{program}"; "programs/-" for every program the caller may read.
+   * At most 160 characters.
+   */
+  parent: string;
+  /** At most this many cycles; default 20, at most 100. */
+  pageSize: number;
+  /**
+   * A next_page_token from a previous call with the same parent.
+   * At most 4096 characters.
+   */
+  pageToken: string;
+}
+
+/** Response of ListCycles. */
+export interface ListCyclesResponse {
+  /** The cycles, newest first. */
+  cycles: Cycle[];
+  /**
+   * Token for the next page; empty on the last page.
+   * At most 4096 characters.
+   */
+  nextPageToken: string;
+}
+
 function createBaseUploadBatchRequest(): UploadBatchRequest {
   return { header: undefined, chunk: undefined };
 }
@@ -632,6 +702,7 @@ function createBaseBatchHeader(): BatchHeader {
     callbackUri: "",
     expectedPaymentCount: "0",
     expectedTotalAmount: "",
+    cycle: "",
   };
 }
 
@@ -657,6 +728,9 @@ export const BatchHeader: MessageFns<BatchHeader> = {
     }
     if (message.expectedTotalAmount !== "") {
       writer.uint32(58).string(message.expectedTotalAmount);
+    }
+    if (message.cycle !== "") {
+      writer.uint32(66).string(message.cycle);
     }
     return writer;
   },
@@ -730,6 +804,14 @@ export const BatchHeader: MessageFns<BatchHeader> = {
             message.expectedTotalAmount = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.cycle = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -775,6 +857,7 @@ export const BatchHeader: MessageFns<BatchHeader> = {
         : isSet(object.expected_total_amount)
         ? globalThis.String(object.expected_total_amount)
         : "",
+      cycle: isSet(object.cycle) ? globalThis.String(object.cycle) : "",
     };
   },
 
@@ -801,6 +884,9 @@ export const BatchHeader: MessageFns<BatchHeader> = {
     if (message.expectedTotalAmount !== "") {
       obj.expectedTotalAmount = message.expectedTotalAmount;
     }
+    if (message.cycle !== "") {
+      obj.cycle = message.cycle;
+    }
     return obj;
   },
 
@@ -816,6 +902,7 @@ export const BatchHeader: MessageFns<BatchHeader> = {
     message.callbackUri = object.callbackUri ?? "";
     message.expectedPaymentCount = object.expectedPaymentCount ?? "0";
     message.expectedTotalAmount = object.expectedTotalAmount ?? "";
+    message.cycle = object.cycle ?? "";
     return message;
   },
 };
@@ -4081,6 +4168,443 @@ export const GetBatchReconciliationRequest: MessageFns<GetBatchReconciliationReq
   },
 };
 
+function createBaseCreateCycleRequest(): CreateCycleRequest {
+  return { parent: "", cycleId: "", cycle: undefined };
+}
+
+export const CreateCycleRequest: MessageFns<CreateCycleRequest> = {
+  encode(message: CreateCycleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.parent !== "") {
+      writer.uint32(10).string(message.parent);
+    }
+    if (message.cycleId !== "") {
+      writer.uint32(18).string(message.cycleId);
+    }
+    if (message.cycle !== undefined) {
+      Cycle.encode(message.cycle, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateCycleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateCycleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.parent = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.cycleId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.cycle = Cycle.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateCycleRequest {
+    return {
+      parent: isSet(object.parent) ? globalThis.String(object.parent) : "",
+      cycleId: isSet(object.cycleId)
+        ? globalThis.String(object.cycleId)
+        : isSet(object.cycle_id)
+        ? globalThis.String(object.cycle_id)
+        : "",
+      cycle: isSet(object.cycle) ? Cycle.fromJSON(object.cycle) : undefined,
+    };
+  },
+
+  toJSON(message: CreateCycleRequest): unknown {
+    const obj: any = {};
+    if (message.parent !== "") {
+      obj.parent = message.parent;
+    }
+    if (message.cycleId !== "") {
+      obj.cycleId = message.cycleId;
+    }
+    if (message.cycle !== undefined) {
+      obj.cycle = Cycle.toJSON(message.cycle);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateCycleRequest>, I>>(base?: I): CreateCycleRequest {
+    return CreateCycleRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateCycleRequest>, I>>(object: I): CreateCycleRequest {
+    const message = createBaseCreateCycleRequest();
+    message.parent = object.parent ?? "";
+    message.cycleId = object.cycleId ?? "";
+    message.cycle = (object.cycle !== undefined && object.cycle !== null) ? Cycle.fromPartial(object.cycle) : undefined;
+    return message;
+  },
+};
+
+function createBaseUpdateCycleRequest(): UpdateCycleRequest {
+  return { cycle: undefined };
+}
+
+export const UpdateCycleRequest: MessageFns<UpdateCycleRequest> = {
+  encode(message: UpdateCycleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cycle !== undefined) {
+      Cycle.encode(message.cycle, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateCycleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateCycleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.cycle = Cycle.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateCycleRequest {
+    return { cycle: isSet(object.cycle) ? Cycle.fromJSON(object.cycle) : undefined };
+  },
+
+  toJSON(message: UpdateCycleRequest): unknown {
+    const obj: any = {};
+    if (message.cycle !== undefined) {
+      obj.cycle = Cycle.toJSON(message.cycle);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateCycleRequest>, I>>(base?: I): UpdateCycleRequest {
+    return UpdateCycleRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateCycleRequest>, I>>(object: I): UpdateCycleRequest {
+    const message = createBaseUpdateCycleRequest();
+    message.cycle = (object.cycle !== undefined && object.cycle !== null) ? Cycle.fromPartial(object.cycle) : undefined;
+    return message;
+  },
+};
+
+function createBaseGetCycleRequest(): GetCycleRequest {
+  return { name: "" };
+}
+
+export const GetCycleRequest: MessageFns<GetCycleRequest> = {
+  encode(message: GetCycleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetCycleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetCycleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetCycleRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: GetCycleRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetCycleRequest>, I>>(base?: I): GetCycleRequest {
+    return GetCycleRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetCycleRequest>, I>>(object: I): GetCycleRequest {
+    const message = createBaseGetCycleRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseListCyclesRequest(): ListCyclesRequest {
+  return { parent: "", pageSize: 0, pageToken: "" };
+}
+
+export const ListCyclesRequest: MessageFns<ListCyclesRequest> = {
+  encode(message: ListCyclesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.parent !== "") {
+      writer.uint32(10).string(message.parent);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListCyclesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListCyclesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.parent = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListCyclesRequest {
+    return {
+      parent: isSet(object.parent) ? globalThis.String(object.parent) : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListCyclesRequest): unknown {
+    const obj: any = {};
+    if (message.parent !== "") {
+      obj.parent = message.parent;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListCyclesRequest>, I>>(base?: I): ListCyclesRequest {
+    return ListCyclesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListCyclesRequest>, I>>(object: I): ListCyclesRequest {
+    const message = createBaseListCyclesRequest();
+    message.parent = object.parent ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListCyclesResponse(): ListCyclesResponse {
+  return { cycles: [], nextPageToken: "" };
+}
+
+export const ListCyclesResponse: MessageFns<ListCyclesResponse> = {
+  encode(message: ListCyclesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.cycles) {
+      Cycle.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListCyclesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListCyclesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.cycles.push(Cycle.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListCyclesResponse {
+    return {
+      cycles: globalThis.Array.isArray(object?.cycles) ? object.cycles.map((e: any) => Cycle.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListCyclesResponse): unknown {
+    const obj: any = {};
+    if (message.cycles?.length) {
+      obj.cycles = message.cycles.map((e) => Cycle.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListCyclesResponse>, I>>(base?: I): ListCyclesResponse {
+    return ListCyclesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListCyclesResponse>, I>>(object: I): ListCyclesResponse {
+    const message = createBaseListCyclesResponse();
+    message.cycles = object.cycles?.map((e) => Cycle.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
 /**
  * Bulk disbursements: upload, follow, and cancel batches of payments.
  * Errors are google.rpc.Status with ErrorInfo (domain "gpo.dev") and, for bad fields, BadRequest.
@@ -4343,6 +4867,56 @@ export const DisbursementServiceService = {
       Buffer.from(VerifyAuditTrailResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): VerifyAuditTrailResponse => VerifyAuditTrailResponse.decode(value),
   },
+  /**
+   * Creates a program's cycle with its budgets and window (operators only; docs/TREASURY.md). Once a
+   * program has a cycle, each of its batches must name one.
+   */
+  createCycle: {
+    path: "/gpo.v1.DisbursementService/CreateCycle" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateCycleRequest): Buffer => Buffer.from(CreateCycleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateCycleRequest => CreateCycleRequest.decode(value),
+    responseSerialize: (value: Cycle): Buffer => Buffer.from(Cycle.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Cycle => Cycle.decode(value),
+  },
+  /** Gets a cycle with its totals (operators and the program's callers). */
+  getCycle: {
+    path: "/gpo.v1.DisbursementService/GetCycle" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetCycleRequest): Buffer => Buffer.from(GetCycleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetCycleRequest => GetCycleRequest.decode(value),
+    responseSerialize: (value: Cycle): Buffer => Buffer.from(Cycle.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Cycle => Cycle.decode(value),
+  },
+  /**
+   * Replaces a cycle's budgets and window with the request's (operators only; a full update: a window
+   * end left unset is cleared), under the cycle's lock. A batch held over the budget finishes when its
+   * request_id is sent again once it fits. allow_repeat_payments cannot change.
+   */
+  updateCycle: {
+    path: "/gpo.v1.DisbursementService/UpdateCycle" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateCycleRequest): Buffer => Buffer.from(UpdateCycleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateCycleRequest => UpdateCycleRequest.decode(value),
+    responseSerialize: (value: Cycle): Buffer => Buffer.from(Cycle.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Cycle => Cycle.decode(value),
+  },
+  /**
+   * Lists a program's cycles, newest first, with their totals; "programs/-" lists those of every program
+   * the caller may read.
+   */
+  listCycles: {
+    path: "/gpo.v1.DisbursementService/ListCycles" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListCyclesRequest): Buffer => Buffer.from(ListCyclesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListCyclesRequest => ListCyclesRequest.decode(value),
+    responseSerialize: (value: ListCyclesResponse): Buffer => Buffer.from(ListCyclesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListCyclesResponse => ListCyclesResponse.decode(value),
+  },
 } as const;
 
 export interface DisbursementServiceServer extends UntypedServiceImplementation {
@@ -4427,6 +5001,24 @@ export interface DisbursementServiceServer extends UntypedServiceImplementation 
   getBatchReconciliation: handleUnaryCall<GetBatchReconciliationRequest, BatchReconciliation>;
   /** Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only). */
   verifyAuditTrail: handleUnaryCall<VerifyAuditTrailRequest, VerifyAuditTrailResponse>;
+  /**
+   * Creates a program's cycle with its budgets and window (operators only; docs/TREASURY.md). Once a
+   * program has a cycle, each of its batches must name one.
+   */
+  createCycle: handleUnaryCall<CreateCycleRequest, Cycle>;
+  /** Gets a cycle with its totals (operators and the program's callers). */
+  getCycle: handleUnaryCall<GetCycleRequest, Cycle>;
+  /**
+   * Replaces a cycle's budgets and window with the request's (operators only; a full update: a window
+   * end left unset is cleared), under the cycle's lock. A batch held over the budget finishes when its
+   * request_id is sent again once it fits. allow_repeat_payments cannot change.
+   */
+  updateCycle: handleUnaryCall<UpdateCycleRequest, Cycle>;
+  /**
+   * Lists a program's cycles, newest first, with their totals; "programs/-" lists those of every program
+   * the caller may read.
+   */
+  listCycles: handleUnaryCall<ListCyclesRequest, ListCyclesResponse>;
 }
 
 export interface DisbursementServiceClient extends Client {
@@ -4746,6 +5338,77 @@ export interface DisbursementServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: VerifyAuditTrailResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Creates a program's cycle with its budgets and window (operators only; docs/TREASURY.md). Once a
+   * program has a cycle, each of its batches must name one.
+   */
+  createCycle(
+    request: CreateCycleRequest,
+    callback: (error: ServiceError | null, response: Cycle) => void,
+  ): ClientUnaryCall;
+  createCycle(
+    request: CreateCycleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Cycle) => void,
+  ): ClientUnaryCall;
+  createCycle(
+    request: CreateCycleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Cycle) => void,
+  ): ClientUnaryCall;
+  /** Gets a cycle with its totals (operators and the program's callers). */
+  getCycle(request: GetCycleRequest, callback: (error: ServiceError | null, response: Cycle) => void): ClientUnaryCall;
+  getCycle(
+    request: GetCycleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Cycle) => void,
+  ): ClientUnaryCall;
+  getCycle(
+    request: GetCycleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Cycle) => void,
+  ): ClientUnaryCall;
+  /**
+   * Replaces a cycle's budgets and window with the request's (operators only; a full update: a window
+   * end left unset is cleared), under the cycle's lock. A batch held over the budget finishes when its
+   * request_id is sent again once it fits. allow_repeat_payments cannot change.
+   */
+  updateCycle(
+    request: UpdateCycleRequest,
+    callback: (error: ServiceError | null, response: Cycle) => void,
+  ): ClientUnaryCall;
+  updateCycle(
+    request: UpdateCycleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Cycle) => void,
+  ): ClientUnaryCall;
+  updateCycle(
+    request: UpdateCycleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Cycle) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lists a program's cycles, newest first, with their totals; "programs/-" lists those of every program
+   * the caller may read.
+   */
+  listCycles(
+    request: ListCyclesRequest,
+    callback: (error: ServiceError | null, response: ListCyclesResponse) => void,
+  ): ClientUnaryCall;
+  listCycles(
+    request: ListCyclesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListCyclesResponse) => void,
+  ): ClientUnaryCall;
+  listCycles(
+    request: ListCyclesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListCyclesResponse) => void,
   ): ClientUnaryCall;
 }
 

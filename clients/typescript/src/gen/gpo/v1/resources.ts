@@ -362,6 +362,12 @@ export interface Batch {
    * AWAITING_FUNDS; empty when no rail of the batch blocks funds, and in ListBatches.
    */
   fundsBlocks: FundsBlock[];
+  /**
+   * The program's cycle the batch pays in ("2026-12"; Cycle "programs/{program}/cycles/{cycle}"), empty
+   * for none.
+   * At most 63 characters.
+   */
+  cycle: string;
 }
 
 /**
@@ -961,6 +967,121 @@ export interface ReasonCount {
   count: string;
 }
 
+/**
+ * A program's disbursement cycle, e.g. a month: its budget per currency, its window, whether a beneficiary
+ * may be paid more than once in it, and its totals (docs/TREASURY.md).
+ * Resource name: "programs/{program}/cycles/{cycle}".
+ */
+export interface Cycle {
+  /**
+   * The cycle's resource name, "programs/{program}/cycles/{cycle}".
+   * At most 200 characters.
+   */
+  name: string;
+  /** Optional: batches of the cycle are refused before this time. */
+  startTime?:
+    | Date
+    | undefined;
+  /** Optional: batches of the cycle are refused from this time on. */
+  endTime?:
+    | Date
+    | undefined;
+  /**
+   * The most the cycle's batches may pay, per currency (at most one entry a currency). No budget at all:
+   * the cycle is not budget-controlled; otherwise a currency without a budget may not be paid.
+   */
+  budgets: CycleBudget[];
+  /**
+   * True: a beneficiary may be paid more than once in the cycle. False (the default): a payment to a
+   * beneficiary paid, or being paid, in the cycle is REJECTED with rjct.beneficiary.duplicate.
+   */
+  allowRepeatPayments: boolean;
+  /** Output only. The cycle's totals per currency. */
+  totals: CycleTotal[];
+  /** Output only. The batches that name the cycle. */
+  batchCount: string;
+  /** Output only. The payment counts the batches declared, added up. */
+  declaredPaymentCount: string;
+  /**
+   * Output only. The totals the batches declared, added up, as a decimal string.
+   * At most 32 characters.
+   */
+  declaredTotalAmount: string;
+  /** Output only. When the cycle was created. */
+  createTime?: Date | undefined;
+}
+
+/** A cycle's budget in one currency. */
+export interface CycleBudget {
+  /**
+   * ISO 4217 code.
+   * At most 3 characters.
+   */
+  currencyCode: string;
+  /**
+   * The most the cycle may pay in this currency, as a decimal string.
+   * At most 32 characters.
+   */
+  amount: string;
+}
+
+/** A cycle's figures in one currency. */
+export interface CycleTotal {
+  /**
+   * ISO 4217 code; empty for payments whose currency was invalid.
+   * At most 8 characters.
+   */
+  currencyCode: string;
+  /**
+   * The budget, as a decimal string; empty when the cycle has no budget in this currency.
+   * At most 32 characters.
+   */
+  budgetAmount: string;
+  /**
+   * What the cycle has committed: payments of its batches past their upload that are paid or on their
+   * way (ACCEPTED, QUEUED, SENT, SUCCEEDED), as a decimal string.
+   * At most 32 characters.
+   */
+  committedAmount: string;
+  /** Payments accepted at intake (every status but REJECTED), of every batch of the cycle. */
+  acceptedCount: string;
+  /**
+   * Their amount, as a decimal string.
+   * At most 32 characters.
+   */
+  acceptedAmount: string;
+  /** Payments SUCCEEDED. */
+  paidCount: string;
+  /**
+   * Their amount, as a decimal string.
+   * At most 32 characters.
+   */
+  paidAmount: string;
+  /** Payments FAILED. */
+  failedCount: string;
+  /**
+   * Their amount, as a decimal string.
+   * At most 32 characters.
+   */
+  failedAmount: string;
+  /** Payments REVERSED (paid, then returned). */
+  reversedCount: string;
+  /**
+   * Their amount, as a decimal string.
+   * At most 32 characters.
+   */
+  reversedAmount: string;
+  /** Payments CANCELLED. */
+  cancelledCount: string;
+  /**
+   * Their amount, as a decimal string.
+   * At most 32 characters.
+   */
+  cancelledAmount: string;
+  /** Payments REJECTED at intake (rjct.beneficiary.duplicate among them). */
+  rejectedCount: string;
+}
+
 function createBaseBatch(): Batch {
   return {
     name: "",
@@ -979,6 +1100,7 @@ function createBaseBatch(): Batch {
     updateTime: undefined,
     webhookDelivery: undefined,
     fundsBlocks: [],
+    cycle: "",
   };
 }
 
@@ -1031,6 +1153,9 @@ export const Batch: MessageFns<Batch> = {
     }
     for (const v of message.fundsBlocks) {
       FundsBlock.encode(v!, writer.uint32(130).fork()).join();
+    }
+    if (message.cycle !== "") {
+      writer.uint32(138).string(message.cycle);
     }
     return writer;
   },
@@ -1176,6 +1301,14 @@ export const Batch: MessageFns<Batch> = {
             message.fundsBlocks.push(FundsBlock.decode(reader, reader.uint32()));
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.cycle = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1256,6 +1389,7 @@ export const Batch: MessageFns<Batch> = {
         : globalThis.Array.isArray(object?.funds_blocks)
         ? object.funds_blocks.map((e: any) => FundsBlock.fromJSON(e))
         : [],
+      cycle: isSet(object.cycle) ? globalThis.String(object.cycle) : "",
     };
   },
 
@@ -1309,6 +1443,9 @@ export const Batch: MessageFns<Batch> = {
     if (message.fundsBlocks?.length) {
       obj.fundsBlocks = message.fundsBlocks.map((e) => FundsBlock.toJSON(e));
     }
+    if (message.cycle !== "") {
+      obj.cycle = message.cycle;
+    }
     return obj;
   },
 
@@ -1335,6 +1472,7 @@ export const Batch: MessageFns<Batch> = {
       ? WebhookDelivery.fromPartial(object.webhookDelivery)
       : undefined;
     message.fundsBlocks = object.fundsBlocks?.map((e) => FundsBlock.fromPartial(e)) || [];
+    message.cycle = object.cycle ?? "";
     return message;
   },
 };
@@ -4820,6 +4958,695 @@ export const ReasonCount: MessageFns<ReasonCount> = {
     const message = createBaseReasonCount();
     message.reasonCode = object.reasonCode ?? "";
     message.count = object.count ?? "0";
+    return message;
+  },
+};
+
+function createBaseCycle(): Cycle {
+  return {
+    name: "",
+    startTime: undefined,
+    endTime: undefined,
+    budgets: [],
+    allowRepeatPayments: false,
+    totals: [],
+    batchCount: "0",
+    declaredPaymentCount: "0",
+    declaredTotalAmount: "",
+    createTime: undefined,
+  };
+}
+
+export const Cycle: MessageFns<Cycle> = {
+  encode(message: Cycle, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.startTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.startTime), writer.uint32(18).fork()).join();
+    }
+    if (message.endTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.endTime), writer.uint32(26).fork()).join();
+    }
+    for (const v of message.budgets) {
+      CycleBudget.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.allowRepeatPayments !== false) {
+      writer.uint32(40).bool(message.allowRepeatPayments);
+    }
+    for (const v of message.totals) {
+      CycleTotal.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.batchCount !== "0") {
+      writer.uint32(56).int64(message.batchCount);
+    }
+    if (message.declaredPaymentCount !== "0") {
+      writer.uint32(64).int64(message.declaredPaymentCount);
+    }
+    if (message.declaredTotalAmount !== "") {
+      writer.uint32(74).string(message.declaredTotalAmount);
+    }
+    if (message.createTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.createTime), writer.uint32(82).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Cycle {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCycle();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.startTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.endTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.budgets.push(CycleBudget.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.allowRepeatPayments = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.totals.push(CycleTotal.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.batchCount = reader.int64().toString();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.declaredPaymentCount = reader.int64().toString();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.declaredTotalAmount = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Cycle {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      startTime: isSet(object.startTime)
+        ? fromJsonTimestamp(object.startTime)
+        : isSet(object.start_time)
+        ? fromJsonTimestamp(object.start_time)
+        : undefined,
+      endTime: isSet(object.endTime)
+        ? fromJsonTimestamp(object.endTime)
+        : isSet(object.end_time)
+        ? fromJsonTimestamp(object.end_time)
+        : undefined,
+      budgets: globalThis.Array.isArray(object?.budgets) ? object.budgets.map((e: any) => CycleBudget.fromJSON(e)) : [],
+      allowRepeatPayments: isSet(object.allowRepeatPayments)
+        ? globalThis.Boolean(object.allowRepeatPayments)
+        : isSet(object.allow_repeat_payments)
+        ? globalThis.Boolean(object.allow_repeat_payments)
+        : false,
+      totals: globalThis.Array.isArray(object?.totals) ? object.totals.map((e: any) => CycleTotal.fromJSON(e)) : [],
+      batchCount: isSet(object.batchCount)
+        ? globalThis.String(object.batchCount)
+        : isSet(object.batch_count)
+        ? globalThis.String(object.batch_count)
+        : "0",
+      declaredPaymentCount: isSet(object.declaredPaymentCount)
+        ? globalThis.String(object.declaredPaymentCount)
+        : isSet(object.declared_payment_count)
+        ? globalThis.String(object.declared_payment_count)
+        : "0",
+      declaredTotalAmount: isSet(object.declaredTotalAmount)
+        ? globalThis.String(object.declaredTotalAmount)
+        : isSet(object.declared_total_amount)
+        ? globalThis.String(object.declared_total_amount)
+        : "",
+      createTime: isSet(object.createTime)
+        ? fromJsonTimestamp(object.createTime)
+        : isSet(object.create_time)
+        ? fromJsonTimestamp(object.create_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: Cycle): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.startTime !== undefined) {
+      obj.startTime = message.startTime.toISOString();
+    }
+    if (message.endTime !== undefined) {
+      obj.endTime = message.endTime.toISOString();
+    }
+    if (message.budgets?.length) {
+      obj.budgets = message.budgets.map((e) => CycleBudget.toJSON(e));
+    }
+    if (message.allowRepeatPayments !== false) {
+      obj.allowRepeatPayments = message.allowRepeatPayments;
+    }
+    if (message.totals?.length) {
+      obj.totals = message.totals.map((e) => CycleTotal.toJSON(e));
+    }
+    if (message.batchCount !== "0") {
+      obj.batchCount = message.batchCount;
+    }
+    if (message.declaredPaymentCount !== "0") {
+      obj.declaredPaymentCount = message.declaredPaymentCount;
+    }
+    if (message.declaredTotalAmount !== "") {
+      obj.declaredTotalAmount = message.declaredTotalAmount;
+    }
+    if (message.createTime !== undefined) {
+      obj.createTime = message.createTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Cycle>, I>>(base?: I): Cycle {
+    return Cycle.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Cycle>, I>>(object: I): Cycle {
+    const message = createBaseCycle();
+    message.name = object.name ?? "";
+    message.startTime = object.startTime ?? undefined;
+    message.endTime = object.endTime ?? undefined;
+    message.budgets = object.budgets?.map((e) => CycleBudget.fromPartial(e)) || [];
+    message.allowRepeatPayments = object.allowRepeatPayments ?? false;
+    message.totals = object.totals?.map((e) => CycleTotal.fromPartial(e)) || [];
+    message.batchCount = object.batchCount ?? "0";
+    message.declaredPaymentCount = object.declaredPaymentCount ?? "0";
+    message.declaredTotalAmount = object.declaredTotalAmount ?? "";
+    message.createTime = object.createTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseCycleBudget(): CycleBudget {
+  return { currencyCode: "", amount: "" };
+}
+
+export const CycleBudget: MessageFns<CycleBudget> = {
+  encode(message: CycleBudget, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.currencyCode !== "") {
+      writer.uint32(10).string(message.currencyCode);
+    }
+    if (message.amount !== "") {
+      writer.uint32(18).string(message.amount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CycleBudget {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCycleBudget();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.currencyCode = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.amount = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CycleBudget {
+    return {
+      currencyCode: isSet(object.currencyCode)
+        ? globalThis.String(object.currencyCode)
+        : isSet(object.currency_code)
+        ? globalThis.String(object.currency_code)
+        : "",
+      amount: isSet(object.amount) ? globalThis.String(object.amount) : "",
+    };
+  },
+
+  toJSON(message: CycleBudget): unknown {
+    const obj: any = {};
+    if (message.currencyCode !== "") {
+      obj.currencyCode = message.currencyCode;
+    }
+    if (message.amount !== "") {
+      obj.amount = message.amount;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CycleBudget>, I>>(base?: I): CycleBudget {
+    return CycleBudget.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CycleBudget>, I>>(object: I): CycleBudget {
+    const message = createBaseCycleBudget();
+    message.currencyCode = object.currencyCode ?? "";
+    message.amount = object.amount ?? "";
+    return message;
+  },
+};
+
+function createBaseCycleTotal(): CycleTotal {
+  return {
+    currencyCode: "",
+    budgetAmount: "",
+    committedAmount: "",
+    acceptedCount: "0",
+    acceptedAmount: "",
+    paidCount: "0",
+    paidAmount: "",
+    failedCount: "0",
+    failedAmount: "",
+    reversedCount: "0",
+    reversedAmount: "",
+    cancelledCount: "0",
+    cancelledAmount: "",
+    rejectedCount: "0",
+  };
+}
+
+export const CycleTotal: MessageFns<CycleTotal> = {
+  encode(message: CycleTotal, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.currencyCode !== "") {
+      writer.uint32(10).string(message.currencyCode);
+    }
+    if (message.budgetAmount !== "") {
+      writer.uint32(18).string(message.budgetAmount);
+    }
+    if (message.committedAmount !== "") {
+      writer.uint32(26).string(message.committedAmount);
+    }
+    if (message.acceptedCount !== "0") {
+      writer.uint32(32).int64(message.acceptedCount);
+    }
+    if (message.acceptedAmount !== "") {
+      writer.uint32(42).string(message.acceptedAmount);
+    }
+    if (message.paidCount !== "0") {
+      writer.uint32(48).int64(message.paidCount);
+    }
+    if (message.paidAmount !== "") {
+      writer.uint32(58).string(message.paidAmount);
+    }
+    if (message.failedCount !== "0") {
+      writer.uint32(64).int64(message.failedCount);
+    }
+    if (message.failedAmount !== "") {
+      writer.uint32(74).string(message.failedAmount);
+    }
+    if (message.reversedCount !== "0") {
+      writer.uint32(80).int64(message.reversedCount);
+    }
+    if (message.reversedAmount !== "") {
+      writer.uint32(90).string(message.reversedAmount);
+    }
+    if (message.cancelledCount !== "0") {
+      writer.uint32(96).int64(message.cancelledCount);
+    }
+    if (message.cancelledAmount !== "") {
+      writer.uint32(106).string(message.cancelledAmount);
+    }
+    if (message.rejectedCount !== "0") {
+      writer.uint32(112).int64(message.rejectedCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CycleTotal {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCycleTotal();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.currencyCode = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.budgetAmount = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.committedAmount = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.acceptedCount = reader.int64().toString();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.acceptedAmount = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.paidCount = reader.int64().toString();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.paidAmount = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.failedCount = reader.int64().toString();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.failedAmount = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.reversedCount = reader.int64().toString();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.reversedAmount = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.cancelledCount = reader.int64().toString();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.cancelledAmount = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.rejectedCount = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CycleTotal {
+    return {
+      currencyCode: isSet(object.currencyCode)
+        ? globalThis.String(object.currencyCode)
+        : isSet(object.currency_code)
+        ? globalThis.String(object.currency_code)
+        : "",
+      budgetAmount: isSet(object.budgetAmount)
+        ? globalThis.String(object.budgetAmount)
+        : isSet(object.budget_amount)
+        ? globalThis.String(object.budget_amount)
+        : "",
+      committedAmount: isSet(object.committedAmount)
+        ? globalThis.String(object.committedAmount)
+        : isSet(object.committed_amount)
+        ? globalThis.String(object.committed_amount)
+        : "",
+      acceptedCount: isSet(object.acceptedCount)
+        ? globalThis.String(object.acceptedCount)
+        : isSet(object.accepted_count)
+        ? globalThis.String(object.accepted_count)
+        : "0",
+      acceptedAmount: isSet(object.acceptedAmount)
+        ? globalThis.String(object.acceptedAmount)
+        : isSet(object.accepted_amount)
+        ? globalThis.String(object.accepted_amount)
+        : "",
+      paidCount: isSet(object.paidCount)
+        ? globalThis.String(object.paidCount)
+        : isSet(object.paid_count)
+        ? globalThis.String(object.paid_count)
+        : "0",
+      paidAmount: isSet(object.paidAmount)
+        ? globalThis.String(object.paidAmount)
+        : isSet(object.paid_amount)
+        ? globalThis.String(object.paid_amount)
+        : "",
+      failedCount: isSet(object.failedCount)
+        ? globalThis.String(object.failedCount)
+        : isSet(object.failed_count)
+        ? globalThis.String(object.failed_count)
+        : "0",
+      failedAmount: isSet(object.failedAmount)
+        ? globalThis.String(object.failedAmount)
+        : isSet(object.failed_amount)
+        ? globalThis.String(object.failed_amount)
+        : "",
+      reversedCount: isSet(object.reversedCount)
+        ? globalThis.String(object.reversedCount)
+        : isSet(object.reversed_count)
+        ? globalThis.String(object.reversed_count)
+        : "0",
+      reversedAmount: isSet(object.reversedAmount)
+        ? globalThis.String(object.reversedAmount)
+        : isSet(object.reversed_amount)
+        ? globalThis.String(object.reversed_amount)
+        : "",
+      cancelledCount: isSet(object.cancelledCount)
+        ? globalThis.String(object.cancelledCount)
+        : isSet(object.cancelled_count)
+        ? globalThis.String(object.cancelled_count)
+        : "0",
+      cancelledAmount: isSet(object.cancelledAmount)
+        ? globalThis.String(object.cancelledAmount)
+        : isSet(object.cancelled_amount)
+        ? globalThis.String(object.cancelled_amount)
+        : "",
+      rejectedCount: isSet(object.rejectedCount)
+        ? globalThis.String(object.rejectedCount)
+        : isSet(object.rejected_count)
+        ? globalThis.String(object.rejected_count)
+        : "0",
+    };
+  },
+
+  toJSON(message: CycleTotal): unknown {
+    const obj: any = {};
+    if (message.currencyCode !== "") {
+      obj.currencyCode = message.currencyCode;
+    }
+    if (message.budgetAmount !== "") {
+      obj.budgetAmount = message.budgetAmount;
+    }
+    if (message.committedAmount !== "") {
+      obj.committedAmount = message.committedAmount;
+    }
+    if (message.acceptedCount !== "0") {
+      obj.acceptedCount = message.acceptedCount;
+    }
+    if (message.acceptedAmount !== "") {
+      obj.acceptedAmount = message.acceptedAmount;
+    }
+    if (message.paidCount !== "0") {
+      obj.paidCount = message.paidCount;
+    }
+    if (message.paidAmount !== "") {
+      obj.paidAmount = message.paidAmount;
+    }
+    if (message.failedCount !== "0") {
+      obj.failedCount = message.failedCount;
+    }
+    if (message.failedAmount !== "") {
+      obj.failedAmount = message.failedAmount;
+    }
+    if (message.reversedCount !== "0") {
+      obj.reversedCount = message.reversedCount;
+    }
+    if (message.reversedAmount !== "") {
+      obj.reversedAmount = message.reversedAmount;
+    }
+    if (message.cancelledCount !== "0") {
+      obj.cancelledCount = message.cancelledCount;
+    }
+    if (message.cancelledAmount !== "") {
+      obj.cancelledAmount = message.cancelledAmount;
+    }
+    if (message.rejectedCount !== "0") {
+      obj.rejectedCount = message.rejectedCount;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CycleTotal>, I>>(base?: I): CycleTotal {
+    return CycleTotal.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CycleTotal>, I>>(object: I): CycleTotal {
+    const message = createBaseCycleTotal();
+    message.currencyCode = object.currencyCode ?? "";
+    message.budgetAmount = object.budgetAmount ?? "";
+    message.committedAmount = object.committedAmount ?? "";
+    message.acceptedCount = object.acceptedCount ?? "0";
+    message.acceptedAmount = object.acceptedAmount ?? "";
+    message.paidCount = object.paidCount ?? "0";
+    message.paidAmount = object.paidAmount ?? "";
+    message.failedCount = object.failedCount ?? "0";
+    message.failedAmount = object.failedAmount ?? "";
+    message.reversedCount = object.reversedCount ?? "0";
+    message.reversedAmount = object.reversedAmount ?? "";
+    message.cancelledCount = object.cancelledCount ?? "0";
+    message.cancelledAmount = object.cancelledAmount ?? "";
+    message.rejectedCount = object.rejectedCount ?? "0";
     return message;
   },
 };
