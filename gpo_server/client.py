@@ -286,7 +286,6 @@ class GpoClient:
     ) -> res_pb.Cycle:
         """Replaces cycle `name`'s budgets and window (operators only)."""
         cycle = res_pb.Cycle(
-            name=name,
             budgets=[res_pb.CycleBudget(currency_code=c, amount=a) for c, a in budgets.items()],
             allow_repeat_payments=allow_repeat_payments,
         )
@@ -295,7 +294,7 @@ class GpoClient:
         if end_time is not None:
             cycle.end_time.FromDatetime(end_time.astimezone(dt.UTC))
         answer: res_pb.Cycle = await self.stub.UpdateCycle(
-            api_pb.UpdateCycleRequest(cycle=cycle), metadata=self.metadata
+            api_pb.UpdateCycleRequest(name=name, cycle=cycle), metadata=self.metadata
         )
         return answer
 

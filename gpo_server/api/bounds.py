@@ -110,6 +110,7 @@ MAX_CHARS: Mapping[str, int] = {
     "gpo.v1.CycleTotal.reversed_amount": MAX_TOTAL_AMOUNT,
     "gpo.v1.CycleTotal.cancelled_amount": MAX_TOTAL_AMOUNT,
     "gpo.v1.GetCycleRequest.name": MAX_CYCLE_NAME,
+    "gpo.v1.UpdateCycleRequest.name": MAX_CYCLE_NAME,
     "gpo.v1.ListCyclesRequest.parent": MAX_PROGRAM_NAME,
     "gpo.v1.ListCyclesRequest.page_token": MAX_PAGE_TOKEN,
     # RailService

@@ -62,12 +62,12 @@ class CycleApi:
 
     async def update_cycle(self, request: api_pb.UpdateCycleRequest, context: Context) -> res_pb.Cycle:
         caller = self._operator(context, "updating a cycle")
-        parsed = parse_cycle_name(request.cycle.name)
+        parsed = parse_cycle_name(request.name)
         if parsed is None:
             raise invalid_argument(
-                "cycle.name must be programs/{program}/cycles/{cycle}",
+                "name must be programs/{program}/cycles/{cycle}",
                 "INVALID_NAME",
-                [("cycle.name", "not of the form programs/{program}/cycles/{cycle}")],
+                [("name", "not of the form programs/{program}/cycles/{cycle}")],
             )
         program, cycle_id = parsed
         violations: list[tuple[str, str]] = []
@@ -76,7 +76,7 @@ class CycleApi:
             raise invalid_argument("the cycle is invalid", "INVALID_CYCLE", violations)
         current = await self.store.get_cycle(program, cycle_id)
         if current is None:
-            raise not_found("cycle", request.cycle.name)
+            raise not_found("cycle", request.name)
         if current.allow_repeat_payments != request.cycle.allow_repeat_payments:
             raise invalid_argument(
                 "allow_repeat_payments is fixed when the cycle is created",
@@ -90,11 +90,11 @@ class CycleApi:
             start_time=start,
             end_time=end,
             audit=audit_event(
-                caller, "cycle.update", context, detail=_audit_detail(request.cycle.name, budgets, start, end)
+                caller, "cycle.update", context, detail=_audit_detail(request.name, budgets, start, end)
             ),
         )
         if updated is None:
-            raise not_found("cycle", request.cycle.name)
+            raise not_found("cycle", request.name)
         return await self._message(updated)
 
     def _operator(self, context: Context, what: str) -> Caller:

@@ -2250,9 +2250,13 @@ func (x *CreateCycleRequest) GetCycle() *Cycle {
 // Request for UpdateCycle.
 type UpdateCycleRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The cycle, its name set ("programs/{program}/cycles/{cycle}"), with its new budgets and window; its
-	// allow_repeat_payments must be the cycle's, and its output fields are ignored.
-	Cycle         *Cycle `protobuf:"bytes,1,opt,name=cycle,proto3" json:"cycle,omitempty"`
+	// The cycle's new budgets and window; its allow_repeat_payments must be the cycle's, and its name and
+	// output fields are ignored.
+	Cycle *Cycle `protobuf:"bytes,1,opt,name=cycle,proto3" json:"cycle,omitempty"`
+	// The cycle, "programs/{program}/cycles/{cycle}" (a field of its own rather than cycle.name, so the REST
+	// path names one parameter).
+	// At most 200 characters.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2292,6 +2296,13 @@ func (x *UpdateCycleRequest) GetCycle() *Cycle {
 		return x.Cycle
 	}
 	return nil
+}
+
+func (x *UpdateCycleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
 }
 
 // Request for GetCycle.
@@ -2620,9 +2631,10 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"\x12CreateCycleRequest\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x19\n" +
 	"\bcycle_id\x18\x02 \x01(\tR\acycleId\x12#\n" +
-	"\x05cycle\x18\x03 \x01(\v2\r.gpo.v1.CycleR\x05cycle\"9\n" +
+	"\x05cycle\x18\x03 \x01(\v2\r.gpo.v1.CycleR\x05cycle\"M\n" +
 	"\x12UpdateCycleRequest\x12#\n" +
-	"\x05cycle\x18\x01 \x01(\v2\r.gpo.v1.CycleR\x05cycle\"%\n" +
+	"\x05cycle\x18\x01 \x01(\v2\r.gpo.v1.CycleR\x05cycle\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"%\n" +
 	"\x0fGetCycleRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"g\n" +
 	"\x11ListCyclesRequest\x12\x16\n" +
@@ -2632,7 +2644,7 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"c\n" +
 	"\x12ListCyclesResponse\x12%\n" +
 	"\x06cycles\x18\x01 \x03(\v2\r.gpo.v1.CycleR\x06cycles\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xb6\x14\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xb0\x14\n" +
 	"\x13DisbursementService\x12i\n" +
 	"\vUploadBatch\x12\x1a.gpo.v1.UploadBatchRequest\x1a\x1b.gpo.v1.UploadBatchResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/batches:upload(\x010\x01\x12P\n" +
 	"\bGetBatch\x12\x17.gpo.v1.GetBatchRequest\x1a\r.gpo.v1.Batch\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=batches/*}\x12[\n" +
@@ -2655,8 +2667,8 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"\x16GetBatchReconciliation\x12%.gpo.v1.GetBatchReconciliationRequest\x1a\x1b.gpo.v1.BatchReconciliation\"+\x82\xd3\xe4\x93\x02%\x12#/v1/{name=batches/*/reconciliation}\x12x\n" +
 	"\x10VerifyAuditTrail\x12\x1f.gpo.v1.VerifyAuditTrailRequest\x1a .gpo.v1.VerifyAuditTrailResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/auditEvents:verify\x12g\n" +
 	"\vCreateCycle\x12\x1a.gpo.v1.CreateCycleRequest\x1a\r.gpo.v1.Cycle\"-\x82\xd3\xe4\x93\x02':\x05cycle\"\x1e/v1/{parent=programs/*}/cycles\x12Z\n" +
-	"\bGetCycle\x12\x17.gpo.v1.GetCycleRequest\x1a\r.gpo.v1.Cycle\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=programs/*/cycles/*}\x12m\n" +
-	"\vUpdateCycle\x12\x1a.gpo.v1.UpdateCycleRequest\x1a\r.gpo.v1.Cycle\"3\x82\xd3\xe4\x93\x02-:\x05cycle2$/v1/{cycle.name=programs/*/cycles/*}\x12k\n" +
+	"\bGetCycle\x12\x17.gpo.v1.GetCycleRequest\x1a\r.gpo.v1.Cycle\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=programs/*/cycles/*}\x12g\n" +
+	"\vUpdateCycle\x12\x1a.gpo.v1.UpdateCycleRequest\x1a\r.gpo.v1.Cycle\"-\x82\xd3\xe4\x93\x02':\x05cycle2\x1e/v1/{name=programs/*/cycles/*}\x12k\n" +
 	"\n" +
 	"ListCycles\x12\x19.gpo.v1.ListCyclesRequest\x1a\x1a.gpo.v1.ListCyclesResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=programs/*}/cyclesBB\n" +
 	"\n" +

@@ -344,10 +344,12 @@ class CreateCycleRequest(_message.Message):
     def __init__(self, parent: _Optional[str] = ..., cycle_id: _Optional[str] = ..., cycle: _Optional[_Union[_resources_pb2.Cycle, _Mapping]] = ...) -> None: ...
 
 class UpdateCycleRequest(_message.Message):
-    __slots__ = ("cycle",)
+    __slots__ = ("cycle", "name")
     CYCLE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     cycle: _resources_pb2.Cycle
-    def __init__(self, cycle: _Optional[_Union[_resources_pb2.Cycle, _Mapping]] = ...) -> None: ...
+    name: str
+    def __init__(self, cycle: _Optional[_Union[_resources_pb2.Cycle, _Mapping]] = ..., name: _Optional[str] = ...) -> None: ...
 
 class GetCycleRequest(_message.Message):
     __slots__ = ("name",)

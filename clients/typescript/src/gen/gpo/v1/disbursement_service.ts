@@ -562,10 +562,18 @@ export interface CreateCycleRequest {
 /** Request for UpdateCycle. */
 export interface UpdateCycleRequest {
   /**
-   * The cycle, its name set ("programs/{program}/cycles/{cycle}"), with its new budgets and window; its
-   * allow_repeat_payments must be the cycle's, and its output fields are ignored.
+   * The cycle's new budgets and window; its allow_repeat_payments must be the cycle's, and its name and
+   * output fields are ignored.
    */
-  cycle?: Cycle | undefined;
+  cycle?:
+    | Cycle
+    | undefined;
+  /**
+   * The cycle, "programs/{program}/cycles/{cycle}" (a field of its own rather than cycle.name, so the REST
+   * path names one parameter).
+   * At most 200 characters.
+   */
+  name: string;
 }
 
 /** Request for GetCycle. */
@@ -4274,13 +4282,16 @@ export const CreateCycleRequest: MessageFns<CreateCycleRequest> = {
 };
 
 function createBaseUpdateCycleRequest(): UpdateCycleRequest {
-  return { cycle: undefined };
+  return { cycle: undefined, name: "" };
 }
 
 export const UpdateCycleRequest: MessageFns<UpdateCycleRequest> = {
   encode(message: UpdateCycleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.cycle !== undefined) {
       Cycle.encode(message.cycle, writer.uint32(10).fork()).join();
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
     }
     return writer;
   },
@@ -4306,6 +4317,14 @@ export const UpdateCycleRequest: MessageFns<UpdateCycleRequest> = {
             message.cycle = Cycle.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4319,13 +4338,19 @@ export const UpdateCycleRequest: MessageFns<UpdateCycleRequest> = {
   },
 
   fromJSON(object: any): UpdateCycleRequest {
-    return { cycle: isSet(object.cycle) ? Cycle.fromJSON(object.cycle) : undefined };
+    return {
+      cycle: isSet(object.cycle) ? Cycle.fromJSON(object.cycle) : undefined,
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+    };
   },
 
   toJSON(message: UpdateCycleRequest): unknown {
     const obj: any = {};
     if (message.cycle !== undefined) {
       obj.cycle = Cycle.toJSON(message.cycle);
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
     }
     return obj;
   },
@@ -4336,6 +4361,7 @@ export const UpdateCycleRequest: MessageFns<UpdateCycleRequest> = {
   fromPartial<I extends Exact<DeepPartial<UpdateCycleRequest>, I>>(object: I): UpdateCycleRequest {
     const message = createBaseUpdateCycleRequest();
     message.cycle = (object.cycle !== undefined && object.cycle !== null) ? Cycle.fromPartial(object.cycle) : undefined;
+    message.name = object.name ?? "";
     return message;
   },
 };
