@@ -83,6 +83,7 @@ async function main(): Promise<void> {
       callbackUri: "",
       expectedPaymentCount: "0",
       expectedTotalAmount: "",
+      cycle: "", // the program has no cycles (docs/TREASURY.md)
     },
   });
   for (let start = 0, sequence = 1; start < count; start += chunkSize, sequence += 1) {
