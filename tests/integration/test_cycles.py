@@ -32,6 +32,7 @@ from tests.integration.test_api import (
     new_program,
     watch_to_end,
 )
+from tests.integration.test_cli import cli
 
 P = res_pb
 DUPLICATE = "rjct.beneficiary.duplicate"
@@ -373,3 +374,62 @@ async def test_one_beneficiary_uploaded_in_two_batches_at_once_is_accepted_once(
     assert sum(len(r.rejections) for r in results) == len(shared)
     kes = totals_by_currency(await operator.get_cycle(name))["KES"]
     assert (kes.accepted_count, kes.rejected_count) == (len(shared) + 2, len(shared))
+
+
+async def test_the_cli_creates_changes_and_shows_cycles_and_submits_into_one(
+    gpo: Gpo, tmp_path: Path
+) -> None:
+    program = new_program()
+    operator_env = {"GPO_TOKEN": gpo.token([], [OPERATOR_ROLE])}
+    created = await cli(
+        gpo,
+        "cycles",
+        "create",
+        program,
+        "2026-12",
+        "--budget",
+        "KES=100.00",
+        "--end",
+        "2099-01-01T00:00:00Z",
+        tmp=tmp_path,
+        env=operator_env,
+    )
+    assert created.code == 0, created.err
+    (cycle,) = created.records
+    assert cycle["name"] == f"programs/{program}/cycles/2026-12"
+    assert cycle["budgets"] == [{"currency_code": "KES", "amount": "100.00"}]
+    bad = await cli(gpo, "cycles", "create", program, "x", "--budget", "KES", tmp=tmp_path, env=operator_env)
+    assert bad.code != 0 and "CUR=AMOUNT" in bad.err
+
+    payments = tmp_path / "p.csv"
+    payments.write_text(
+        "reference_id,payee_fa,amount,currency_code,payee_name\n"
+        "r1,mobile:254700000001@mpesa,60.00,KES,One\n"
+        "r2,mobile:254700000002@mpesa,60.00,KES,Two\n"
+    )
+    submit = [
+        "submit",
+        str(payments),
+        "--program",
+        program,
+        "--payer-fa",
+        "account:treasury@cb",
+        "--cycle",
+        "2026-12",
+    ]
+    over = await cli(gpo, *submit, "--quiet", tmp=tmp_path)
+    assert over.code != 0 and "CYCLE_BUDGET_EXCEEDED" in over.err, over.err
+    changed = await cli(
+        gpo, "cycles", "update", program, "2026-12", "--budget", "KES=120.00", tmp=tmp_path, env=operator_env
+    )
+    assert changed.code == 0, changed.err
+    assert changed.records[0]["budgets"] == [{"currency_code": "KES", "amount": "120.00"}]
+    assert changed.records[0]["end_time"] == "2099-01-01T00:00:00Z"  # what was not given stays
+    again = await cli(gpo, *submit, "--quiet", tmp=tmp_path)
+    assert again.code == 0, again.err
+    shown = await cli(gpo, "cycles", "get", program, "2026-12", tmp=tmp_path, env=operator_env)
+    totals = shown.records[0]["totals"]
+    assert isinstance(totals, list) and len(totals) == 1
+    assert (totals[0]["accepted_count"], totals[0]["accepted_amount"]) == ("2", "120.00")
+    listed = await cli(gpo, "cycles", "list", "--program", program, tmp=tmp_path, env=operator_env)
+    assert [c["name"] for c in listed.records] == [cycle["name"]]
