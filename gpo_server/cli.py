@@ -34,11 +34,23 @@ from gpo_kernel import tracing
 from gpo_kernel.logs import configure
 from gpo_kernel.runtime import tune_garbage_collector
 from gpo_kernel.settings import ConfigError, Environment, environment
-from gpo_server.api.auth import OPERATOR_ROLE, RECONCILER_ROLE, SIDECAR_ROLE, local_secret, mint_token
+from gpo_server.api.auth import (
+    APPROVER_ROLE,
+    OPERATOR_ROLE,
+    RECONCILER_ROLE,
+    SIDECAR_ROLE,
+    local_secret,
+    mint_token,
+)
 from gpo_server.client import GpoClient, status_counts
 from gpo_server.config import ENVIRONMENT, Settings
 from gpo_server.payments_file import CheckedFile, FileProblem, check_file, chunks_checked, read_payments
 from gpo_server.report import PAYMENT_CSV_COLUMNS, csv_cell
+
+# Batch states as the API names them, without the prefix (UPLOADING, AWAITING_APPROVAL, ...).
+BATCH_STATE_NAMES = tuple(
+    n.removeprefix("BATCH_STATE_") for n in res_pb.BatchState.keys() if n != "BATCH_STATE_UNSPECIFIED"
+)
 
 log = logging.getLogger("gpo")
 
@@ -264,7 +276,7 @@ def _parser() -> argparse.ArgumentParser:
         "--state",
         default="",
         type=str.upper,
-        choices=("", "UPLOADING", "AWAITING_FUNDS", "PROCESSING", "COMPLETED", "CANCELLED"),
+        choices=("", *BATCH_STATE_NAMES),
         help="only batches in this state",
     )
     batches.add_argument("--since", default="", help="only batches created at or after this RFC 3339 time")
@@ -412,6 +424,48 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--verify", action="store_true", help="check the chain; exit 1 if it is broken")
     audit.set_defaults(func=lambda a: asyncio.run(_audit(a)))
 
+    approvals = command(
+        "approvals",
+        "list batches awaiting approval (maker-checker), oldest decisions first",
+        "Each line is a batch with its approvals so far and the number it needs (docs/TREASURY.md).",
+    )
+    approvals.add_argument("--program", default="")
+    approvals.set_defaults(func=lambda a: asyncio.run(_approvals(a)))
+
+    approve = command(
+        "approve",
+        "approve a batch awaiting approval (an approver's token: --token or GPO_TOKEN)",
+        "Never the batch's uploader, never twice by one approver; the last approval needed releases the batch.",
+    )
+    approve.add_argument("batch", help="batches/{uuid} or the uuid")
+    approve.add_argument("--request-id", default="", help="idempotency key; default: a new one")
+    approve.set_defaults(func=lambda a: asyncio.run(_approve(a)))
+
+    reject = command(
+        "reject", "reject a batch awaiting approval: it is cancelled and pays nothing (an approver's token)"
+    )
+    reject.add_argument("batch", help="batches/{uuid} or the uuid")
+    reject.add_argument(
+        "--reason", required=True, help="why (kept in the batch's approvals and the audit trail)"
+    )
+    reject.add_argument("--request-id", default="", help="idempotency key; default: a new one")
+    reject.set_defaults(func=lambda a: asyncio.run(_reject(a)))
+
+    policy = command(
+        "approval-policy",
+        "show a program's approval policy, or set it (operators) with --amount/--count/--required",
+        "A batch above any threshold (its accepted payments' total in a currency, or their count) waits in\n"
+        "AWAITING_APPROVAL for --required distinct approvers. Setting replaces the whole policy; a policy\n"
+        "with no threshold holds nothing.",
+    )
+    policy.add_argument("program")
+    policy.add_argument(
+        "--amount", action="append", default=[], metavar="CUR=AMOUNT", help="e.g. KES=1000000.00 (repeat)"
+    )
+    policy.add_argument("--count", type=int, default=None, help="payment count threshold (0: none)")
+    policy.add_argument("--required", type=int, default=None, help="approvals needed (default 2)")
+    policy.set_defaults(func=lambda a: asyncio.run(_approval_policy(a)))
+
     token = command("token", "print a token signed with the embedded default's local secret")
     token.add_argument("--program", action="append", default=[], help="allowed program (repeat); default all")
     kind = token.add_mutually_exclusive_group()
@@ -420,12 +474,20 @@ def _parser() -> argparse.ArgumentParser:
         "--operator", action="store_true", help="an operator's token: every program, retries, dead letters"
     )
     kind.add_argument(
+        "--approver",
+        action="store_true",
+        help="an approver's token: approves the --program batches (default all); give it a --subject",
+    )
+    kind.add_argument(
         "--reconciler",
         action="store_true",
         help="a reconciler's token: bank statements and reconciliations only",
     )
     token.add_argument(
         "--rail", action="append", default=[], help="with --sidecar: a rail it serves (repeat)"
+    )
+    token.add_argument(
+        "--subject", default="gpo-token", help="the token's sub: who calls (an approver's name, say)"
     )
     token.add_argument("--ttl", type=int, default=86400)
     token.set_defaults(func=_token)
@@ -1085,19 +1147,93 @@ def _token(args: argparse.Namespace) -> int:
     secret = local_secret(args.settings.data_dir)
     if (args.sidecar or args.operator or args.reconciler) and args.program:
         raise CliError(
-            "--program is for program callers; a sidecar, operator or reconciler token names none", EXIT_USAGE
+            "--program is for program callers and approvers; a sidecar, operator or reconciler token names none",
+            EXIT_USAGE,
         )
     if args.rail and not args.sidecar:
         raise CliError("--rail is for sidecar tokens (--sidecar)", EXIT_USAGE)
+    subject = args.subject
     if args.sidecar:
-        token = mint_token(secret, "gpo-token", [], [SIDECAR_ROLE], ttl_s=args.ttl, rails=args.rail or None)
+        token = mint_token(secret, subject, [], [SIDECAR_ROLE], ttl_s=args.ttl, rails=args.rail or None)
     elif args.operator:
-        token = mint_token(secret, "gpo-token", [], [OPERATOR_ROLE], ttl_s=args.ttl)
+        token = mint_token(secret, subject, [], [OPERATOR_ROLE], ttl_s=args.ttl)
     elif args.reconciler:
-        token = mint_token(secret, "gpo-token", [], [RECONCILER_ROLE], ttl_s=args.ttl)
+        token = mint_token(secret, subject, [], [RECONCILER_ROLE], ttl_s=args.ttl)
+    elif args.approver:
+        token = mint_token(secret, subject, args.program or ["*"], [APPROVER_ROLE], ttl_s=args.ttl)
     else:
-        token = mint_token(secret, "gpo-token", args.program or ["*"], ttl_s=args.ttl)
+        token = mint_token(secret, subject, args.program or ["*"], ttl_s=args.ttl)
     print(token)
+    return EXIT_OK
+
+
+async def _approvals(args: argparse.Namespace) -> int:
+    client = _client(args)
+    try:
+        async for batch in client.batches(args.program, "state = AWAITING_APPROVAL"):
+            record = batch_record(batch)
+            record["approved_count"] = sum(
+                1 for a in batch.approvals if a.decision == res_pb.APPROVAL_DECISION_APPROVED
+            )
+            emit(record)
+    finally:
+        await client.close()
+    return EXIT_OK
+
+
+def _approver_client(args: argparse.Namespace) -> GpoClient:
+    if not (getattr(args, "token", None) or args.settings.token):
+        raise CliError(
+            "approving and rejecting need an approver's token (--token or GPO_TOKEN); for the embedded"
+            " default: gpo token --approver --subject NAME",
+            EXIT_USAGE,
+        )
+    return _client(args)
+
+
+async def _approve(args: argparse.Namespace) -> int:
+    name = batch_name(args.batch)
+    client = _approver_client(args)
+    try:
+        batch = await client.approve(name, args.request_id or str(uuid.uuid4()))
+        emit(batch_summary(batch) | {"approvals": len(batch.approvals), "required": batch.required_approvals})
+    finally:
+        await client.close()
+    return EXIT_OK
+
+
+async def _reject(args: argparse.Namespace) -> int:
+    name = batch_name(args.batch)
+    if not args.reason.strip():
+        raise CliError("--reason must say why", EXIT_USAGE)
+    client = _approver_client(args)
+    try:
+        emit(batch_summary(await client.reject(name, args.reason, args.request_id or str(uuid.uuid4()))))
+    finally:
+        await client.close()
+    return EXIT_OK
+
+
+async def _approval_policy(args: argparse.Namespace) -> int:
+    setting = bool(args.amount) or args.count is not None or args.required is not None
+    client = _client(args, operator=setting)
+    try:
+        if not setting:
+            emit(message_dict(await client.approval_policy(args.program)))
+            return EXIT_OK
+        policy = res_pb.ApprovalPolicy(
+            name=f"programs/{args.program}/approvalPolicy",
+            payment_count_threshold=args.count or 0,
+            required_approvals=args.required or 0,
+        )
+        for item in args.amount:
+            currency, separator, amount = item.partition("=")
+            if not separator:
+                raise CliError(f"--amount {item!r}: give CUR=AMOUNT, e.g. KES=1000000.00", EXIT_USAGE)
+            policy.amount_thresholds.add(currency_code=currency.strip().upper(), amount=amount.strip())
+        emit(message_dict(await client.set_approval_policy(policy)))
+    finally:
+        await client.close()
     return EXIT_OK
 
 

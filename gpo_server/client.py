@@ -232,6 +232,34 @@ class GpoClient:
         )
         return batch
 
+    async def approve(self, name: str, request_id: str = "") -> res_pb.Batch:
+        """Approves a batch awaiting approval (an approver's token)."""
+        batch: res_pb.Batch = await self.stub.ApproveBatch(
+            api_pb.ApproveBatchRequest(name=name, request_id=request_id), metadata=self.metadata
+        )
+        return batch
+
+    async def reject(self, name: str, reason: str, request_id: str = "") -> res_pb.Batch:
+        """Rejects a batch awaiting approval, which is cancelled (an approver's token)."""
+        batch: res_pb.Batch = await self.stub.RejectBatch(
+            api_pb.RejectBatchRequest(name=name, reason=reason, request_id=request_id), metadata=self.metadata
+        )
+        return batch
+
+    async def approval_policy(self, program: str) -> res_pb.ApprovalPolicy:
+        policy: res_pb.ApprovalPolicy = await self.stub.GetApprovalPolicy(
+            api_pb.GetApprovalPolicyRequest(name=f"programs/{program}/approvalPolicy"), metadata=self.metadata
+        )
+        return policy
+
+    async def set_approval_policy(self, policy: res_pb.ApprovalPolicy) -> res_pb.ApprovalPolicy:
+        """Replaces a program's approval policy (operators); policy.name is programs/{program}/approvalPolicy."""
+        stored: res_pb.ApprovalPolicy = await self.stub.UpdateApprovalPolicy(
+            api_pb.UpdateApprovalPolicyRequest(approval_policy=policy, name=policy.name),
+            metadata=self.metadata,
+        )
+        return stored
+
     async def import_statement(
         self, content: bytes, format: str = "", batches: Sequence[str] = ()
     ) -> api_pb.ImportStatementResponse:

@@ -15,7 +15,7 @@ import enum
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gpo.v1 import disbursement_service_pb2 as api_pb
 
@@ -66,7 +66,7 @@ class Refused(Exception):
 
 
 class Finished(enum.Enum):
-    COMPLETED = "completed"  # the upload ended: the batch dispatches (or was cancelled meanwhile)
+    COMPLETED = "completed"  # the upload ended: the batch dispatches, awaits approval, or was cancelled
     HELD = "held"  # fewer payments than declared so far: the same request_id may send the rest
     MISMATCH = "mismatch"  # everything declared arrived but count or total differ: held, and said so
     EMPTY = "empty"  # no payment at all: the upload stays open
@@ -143,6 +143,8 @@ class Submissions:
         A new batch's cycle is checked first (`check_cycle`)."""
         if await self.store.find_batch(new.program, new.request_id) is None:
             await self.check_cycle(new)
+        if audit is not None and not new.uploader:
+            new = replace(new, uploader=audit.subject)  # maker-checker: the uploader never approves it
         batch, created = await self.store.create_or_get_batch(new, audit=audit)
         if not created and (
             batch.payer_fa,
@@ -218,7 +220,8 @@ class Submissions:
         if batch.payment_count == 0:
             return Finish(batch, Finished.EMPTY)
         if batch.state is not BatchState.UPLOADING:
-            self.on_upload_complete()
+            if batch.state is not BatchState.AWAITING_APPROVAL:  # else its release wakes the relay
+                self.on_upload_complete()
             return Finish(batch, Finished.COMPLETED)
         if batch.expected_payment_count and batch.payment_count >= batch.expected_payment_count:
             return Finish(batch, Finished.MISMATCH)

@@ -10,7 +10,11 @@ Tokens are checked against configured keys: HS256 shared secrets and/or RS256/ES
 - a rail sidecar: `roles` = ["sidecar"] and `rails` (rail names, or ["*"]), no programs: RailService only,
   and only for payments of its rails;
 - a reconciler: `roles` = ["reconciler"], no programs: imports bank statements and reads batches'
-  reconciliations (ImportStatement, GetBatchReconciliation), nothing else.
+  reconciliations (ImportStatement, GetBatchReconciliation), nothing else;
+- an approver: `roles` = ["approver"] and `programs` (the programs whose batches it may approve, or ["*"]):
+  reads those programs' batches and approves or rejects the ones awaiting approval (maker-checker,
+  docs/TREASURY.md); never uploads, cancels or retries. Its `sub` names the person: a batch is never
+  approved by its uploader's subject, nor twice by one subject.
 
 The kinds are disjoint: a token that mixes them is refused. The interceptor (api/interceptor.py) checks
 every call against its service's kind before any handler runs.
@@ -36,6 +40,7 @@ AUDIENCE = "gpo"
 SIDECAR_ROLE = "sidecar"
 OPERATOR_ROLE = "operator"
 RECONCILER_ROLE = "reconciler"
+APPROVER_ROLE = "approver"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +71,15 @@ class Caller:
         return RECONCILER_ROLE in self.roles
 
     @property
+    def is_approver(self) -> bool:
+        return APPROVER_ROLE in self.roles
+
+    @property
     def kind(self) -> str:
         if self.is_sidecar:
             return "sidecar"
+        if self.is_approver:
+            return "approver"
         return "operator" if self.is_operator else "reconciler" if self.is_reconciler else "program"
 
 
@@ -123,11 +134,19 @@ class Authenticator:
             roles=roles,
             rails=None if "*" in rails else frozenset(rails),
         )
-        kinds = [SIDECAR_ROLE in roles, OPERATOR_ROLE in roles, RECONCILER_ROLE in roles, bool(programs)]
+        approver = APPROVER_ROLE in roles  # an approver's programs are those it may approve for
+        kinds = [
+            SIDECAR_ROLE in roles,
+            OPERATOR_ROLE in roles,
+            RECONCILER_ROLE in roles,
+            approver,
+            bool(programs) and not approver,
+        ]
         if sum(kinds) > 1 or (rails and SIDECAR_ROLE not in roles):
             raise permission_denied(
                 "a token is for a program caller (programs), an operator (role operator), a reconciler (role"
-                " reconciler) or a rail sidecar (role sidecar with rails), never several",
+                " reconciler), an approver (role approver with programs) or a rail sidecar (role sidecar"
+                " with rails), never several",
                 "ROLES_NOT_DISJOINT",
             )
         return caller

@@ -44,6 +44,7 @@ MAX_NOTE_TAG = 128
 MAX_CYCLE_ID = 63  # domain/cycles.py
 MAX_PROGRAM_NAME = 160  # "programs/" and a program (at most 128 characters)
 MAX_CYCLE_NAME = 200  # "programs/{program}/cycles/{cycle}"
+MAX_POLICY_NAME = 160  # "programs/" + a program (at most 128) + "/approvalPolicy"
 
 # A payment's own fields: checked one payment at a time by domain/validation.py (a rejection, not an error).
 PER_PAYMENT = "gpo.v1.PaymentInput"
@@ -113,6 +114,16 @@ MAX_CHARS: Mapping[str, int] = {
     "gpo.v1.UpdateCycleRequest.name": MAX_CYCLE_NAME,
     "gpo.v1.ListCyclesRequest.parent": MAX_PROGRAM_NAME,
     "gpo.v1.ListCyclesRequest.page_token": MAX_PAGE_TOKEN,
+    "gpo.v1.ApproveBatchRequest.name": MAX_NAME,
+    "gpo.v1.ApproveBatchRequest.request_id": MAX_REQUEST_ID,
+    "gpo.v1.RejectBatchRequest.name": MAX_NAME,
+    "gpo.v1.RejectBatchRequest.request_id": MAX_REQUEST_ID,
+    "gpo.v1.RejectBatchRequest.reason": MAX_REASON_MESSAGE,
+    "gpo.v1.GetApprovalPolicyRequest.name": MAX_POLICY_NAME,
+    "gpo.v1.ApprovalPolicy.name": MAX_POLICY_NAME,
+    "gpo.v1.UpdateApprovalPolicyRequest.name": MAX_POLICY_NAME,
+    "gpo.v1.AmountThreshold.currency_code": 3,
+    "gpo.v1.AmountThreshold.amount": MAX_TOTAL_AMOUNT,
     # RailService
     "gpo.v1.ClaimWorkChunkRequest.chunk_id": MAX_CHUNK_ID,
     "gpo.v1.ClaimWorkChunkRequest.batch": MAX_NAME,

@@ -14,9 +14,12 @@ from gpo.v1 import resources_pb2 as res_pb
 from sqlalchemy import Row
 
 from gpo_server.api.errors import invalid_argument
-from gpo_server.domain.money import format_amount
+from gpo_server.domain.approval import APPROVED, DEFAULT_REQUIRED_APPROVALS, REJECTED, ApprovalPolicy
+from gpo_server.domain.money import InvalidAmount, format_amount, parse_total
 from gpo_server.domain.states import UPLOAD_CAUSE, BatchState, FundsBlockState, PaymentStatus, cause_of
+from gpo_server.domain.validation import program_problem
 from gpo_server.storage.funds import FundsBlockRecord
+from gpo_server.storage.records import ApprovalRecord
 from gpo_server.storage.store import BatchRecord, StatusTotal
 from gpo_server.storage.webhooks import WebhookStatus
 
@@ -24,6 +27,12 @@ _BATCH_NAME = re.compile(r"batches/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 
 BATCH_STATES = {s: getattr(res_pb, f"BATCH_STATE_{s.name}") for s in BatchState}
 PAYMENT_STATUSES = {s: getattr(res_pb, f"PAYMENT_STATUS_{s.name}") for s in PaymentStatus}
+APPROVAL_DECISIONS = {
+    APPROVED: res_pb.APPROVAL_DECISION_APPROVED,
+    REJECTED: res_pb.APPROVAL_DECISION_REJECTED,
+}
+_POLICY_NAME = re.compile(r"programs/(.+)/approvalPolicy", re.DOTALL)
+_CURRENCY = re.compile(r"[A-Z]{3}")
 
 
 _PAYMENT_NAME = re.compile(r"(batches/[^/]+)/payments/(.+)", re.DOTALL)
@@ -62,7 +71,11 @@ def timestamp(value: dt.datetime | None) -> Timestamp | None:
     return ts
 
 
-def batch_message(batch: BatchRecord, totals: Sequence[StatusTotal] | None = None) -> res_pb.Batch:
+def batch_message(
+    batch: BatchRecord,
+    totals: Sequence[StatusTotal] | None = None,
+    approvals: Sequence[ApprovalRecord] = (),
+) -> res_pb.Batch:
     message = res_pb.Batch(
         name=f"batches/{batch.uid}",
         program=batch.program,
@@ -82,7 +95,15 @@ def batch_message(batch: BatchRecord, totals: Sequence[StatusTotal] | None = Non
         create_time=timestamp(batch.create_time),
         update_time=timestamp(batch.update_time),
         cycle=batch.cycle,
+        required_approvals=batch.required_approvals,
     )
+    for a in approvals:
+        message.approvals.add(
+            approver=a.approver,
+            decision=APPROVAL_DECISIONS[a.decision],
+            reason=a.reason,
+            create_time=timestamp(a.create_time),
+        )
     for t in totals or ():
         message.totals.add(
             status=PAYMENT_STATUSES[t.status],
@@ -235,3 +256,61 @@ def webhook_delivery_message(status: WebhookStatus) -> res_pb.WebhookDelivery:
         last_error=status.last_error[:500],
         fail_time=timestamp(status.failed_time),
     )
+
+
+def policy_program(name: str, field: str = "name") -> str:
+    """The program of an approval policy's name, "programs/{program}/approvalPolicy"."""
+    match = _POLICY_NAME.fullmatch(name)
+    problem = "not of the form programs/{program}/approvalPolicy"
+    if match is not None and (found := program_problem(match.group(1))) is None:
+        return match.group(1)
+    if match is not None:
+        problem = f"program: {found}"
+    raise invalid_argument(
+        f"{field} must be programs/{{program}}/approvalPolicy", "INVALID_NAME", [(field, problem)]
+    )
+
+
+def policy_message(program: str, policy: ApprovalPolicy | None) -> res_pb.ApprovalPolicy:
+    """A program's policy; an empty one (holding nothing) when it has none."""
+    message = res_pb.ApprovalPolicy(name=f"programs/{program}/approvalPolicy")
+    if policy is None:
+        return message
+    message.payment_count_threshold = policy.count_threshold
+    message.required_approvals = policy.required_approvals
+    for currency, hundredths in sorted(policy.amount_thresholds.items()):
+        message.amount_thresholds.add(currency_code=currency, amount=format_amount(hundredths))
+    if (updated := timestamp(policy.update_time)) is not None:
+        message.update_time.CopyFrom(updated)
+    return message
+
+
+def policy_from_message(name: str, message: res_pb.ApprovalPolicy) -> ApprovalPolicy:
+    """The policy an update asks for (`name`: "programs/{program}/approvalPolicy"); INVALID_ARGUMENT naming
+    every field at fault."""
+    program = policy_program(name, "name")
+    thresholds: dict[str, int] = {}
+    violations: list[tuple[str, str]] = []
+    for i, t in enumerate(message.amount_thresholds):
+        where = f"approval_policy.amount_thresholds[{i}]"
+        if not _CURRENCY.fullmatch(t.currency_code):
+            violations.append((f"{where}.currency_code", f"{t.currency_code!r} is not an ISO 4217 code"))
+        if t.currency_code in thresholds:
+            violations.append((f"{where}.currency_code", f"{t.currency_code} is named twice"))
+        try:
+            thresholds[t.currency_code] = parse_total(t.amount)
+        except InvalidAmount as exc:
+            violations.append((f"{where}.amount", str(exc)))
+    policy = ApprovalPolicy(
+        program=program,
+        amount_thresholds=thresholds,
+        count_threshold=message.payment_count_threshold,
+        required_approvals=message.required_approvals or DEFAULT_REQUIRED_APPROVALS,
+    )
+    # Each threshold was checked above, by its index.
+    violations += [
+        (f"approval_policy.{f}", p) for f, p in policy.problems() if not f.startswith("amount_thresholds.")
+    ]
+    if violations:
+        raise invalid_argument("the approval policy is invalid", "INVALID_APPROVAL_POLICY", violations)
+    return policy

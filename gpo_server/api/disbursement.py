@@ -30,6 +30,9 @@ from gpo_server.api.convert import (
     funds_block_message,
     payment_message,
     payment_reference,
+    policy_from_message,
+    policy_message,
+    policy_program,
     status_change_message,
     timestamp,
     upload_change,
@@ -47,6 +50,7 @@ from gpo_server.api.errors import (
 )
 from gpo_server.api.limits import StreamLimit
 from gpo_server.api.reconciliation import StatementApi
+from gpo_server.domain.approval import APPROVED, REJECTED
 from gpo_server.domain.cycles import cycle_name
 from gpo_server.domain.filters import (
     BATCH_FIELDS,
@@ -58,10 +62,12 @@ from gpo_server.domain.filters import (
     parse_filter,
 )
 from gpo_server.domain.money import format_amount
-from gpo_server.domain.states import FINAL, BatchState, PaymentStatus, batch_sources_of
+from gpo_server.domain.states import FINAL, BatchState, PaymentStatus, can_move_batch
 from gpo_server.intake import PreparedChunk
 from gpo_server.report import report_lines
+from gpo_server.storage.approvals import NOT_AWAITING, ApprovalRefused
 from gpo_server.storage.rail_stats import read_rail_activity
+from gpo_server.storage.records import ApprovalRecord
 from gpo_server.storage.store import BatchRecord, CycleRefused, NothingToDo, Store, WorkBuilder
 from gpo_server.storage.webhooks import WebhookStore
 from gpo_server.submission import Finished, Problem, Refused, Submissions, Upload
@@ -217,6 +223,11 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
                 "operators read, cancel and retry; uploads come from a program's own caller",
                 "OPERATORS_DO_NOT_UPLOAD",
             )
+        if caller.is_approver:
+            raise permission_denied(
+                "approvers approve or reject batches; uploads come from a program's own caller",
+                "APPROVERS_DO_NOT_UPLOAD",
+            )
         if not caller.may_use(header.program):
             raise permission_denied(
                 f"the caller may not pay for program {header.program!r}", "PROGRAM_FORBIDDEN"
@@ -239,15 +250,19 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         return batch
 
     async def _view(self, uid: str) -> res_pb.Batch:
-        """The batch as it stands now, with its totals."""
+        """The batch as it stands now, with its totals and approvals."""
         batch = await self.store.get_batch(uid)
         assert batch is not None
-        return batch_message(batch, await self.store.batch_totals(batch.id))
+        return await self._message(batch)
+
+    async def _message(self, batch: BatchRecord) -> res_pb.Batch:
+        approvals = (await self.store.approvals_of([batch.id]))[batch.id] if batch.required_approvals else []
+        return batch_message(batch, await self.store.batch_totals(batch.id), approvals)
 
     @handles_errors
     async def GetBatch(self, request: api_pb.GetBatchRequest, context: Context) -> res_pb.Batch:
         batch = await self._readable_batch(request.name, context)
-        message = batch_message(batch, await self.store.batch_totals(batch.id))
+        message = await self._message(batch)
         for block in await self.store.funds_blocks_of(batch.id):
             message.funds_blocks.append(funds_block_message(block))
         if batch.callback_uri and (delivery := await self.webhooks.status_of(batch.id)) is not None:
@@ -267,8 +282,11 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             programs=caller.programs, program=request.program, after_id=after, limit=size + 1, where=where
         )
         response = api_pb.ListBatchesResponse()
+        approvals = await self.store.approvals_of([b.id for b in rows[:size] if b.required_approvals])
         for batch in rows[:size]:
-            response.batches.append(batch_message(batch, await self.store.batch_totals(batch.id)))
+            response.batches.append(
+                batch_message(batch, await self.store.batch_totals(batch.id), approvals.get(batch.id, []))
+            )
         if len(rows) > size:
             response.next_page_token = encode_page_token(rows[size - 1].id, scope)
         return response
@@ -382,6 +400,7 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
         last: bytes | None = None
         changed_at = time.monotonic()
         counted_for: tuple[object, ...] | None = None  # the batch row the totals were counted at
+        approvals: list[ApprovalRecord] = []
         counted_at = 0.0
         interval = self.watch_interval_s
         while True:
@@ -393,11 +412,13 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             seen = (batch.state, batch.payment_count, batch.unfinished_count, batch.update_time)
             if seen != counted_for or now - counted_at >= self.watch_recount_s:
                 totals = await self.store.batch_totals(batch.id)
+                if batch.required_approvals:
+                    approvals = (await self.store.approvals_of([batch.id]))[batch.id]
                 counted_for, counted_at = seen, time.monotonic()
                 # A million-payment batch takes a while to count: poll so that watching costs the
                 # database at most about a tenth of its time, however large the batch.
                 interval = max(self.watch_interval_s, 10 * (counted_at - now))
-            message = batch_message(batch, totals)
+            message = batch_message(batch, totals, approvals)
             if batch.state is BatchState.AWAITING_FUNDS:
                 # Why it waits (e.g. funds.insufficient), where a watcher looks.
                 for block in await self.store.funds_blocks_of(batch.id):
@@ -427,8 +448,9 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
 
     @handles_errors
     async def CancelBatch(self, request: api_pb.CancelBatchRequest, context: Context) -> res_pb.Batch:
+        self._not_approver(context, "cancelling a batch")
         batch = await self._readable_batch(request.name, context)
-        if batch.state in batch_sources_of(BatchState.CANCELLED):
+        if can_move_batch(batch.state, BatchState.CANCELLED):
             caller = self.auth.caller(context)
             await self.store.cancel_batch(
                 batch.id, audit=audit_event(caller, "batch.cancel", context, batch_uid=batch.uid)
@@ -473,6 +495,14 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
             raise not_found("payment", name)
         return batch, row
 
+    def _not_approver(self, context: Context, what: str) -> Caller:
+        caller = self.auth.caller(context)
+        if caller.is_approver:
+            raise permission_denied(
+                f"{what} is not an approver's: an approver rejects (RejectBatch)", "APPROVER_NOT_ALLOWED"
+            )
+        return caller
+
     def _operator(self, context: Context, what: str) -> Caller:
         caller = self.auth.caller(context)
         if not caller.is_operator:
@@ -481,7 +511,7 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
 
     @handles_errors
     async def CancelPayment(self, request: api_pb.CancelPaymentRequest, context: Context) -> res_pb.Payment:
-        caller = self.auth.caller(context)
+        caller = self._not_approver(context, "cancelling a payment")
         batch, row = await self._readable_payment(request.name, context)
         status = PaymentStatus(row.status)
         if status is not PaymentStatus.CANCELLED:
@@ -724,6 +754,95 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
                 )
             )
         return response
+
+    # ---- maker-checker approval (docs/TREASURY.md) --------------------------------------------------
+
+    def _approver(self, context: Context) -> Caller:
+        caller = self.auth.caller(context)
+        if not caller.is_approver:
+            raise permission_denied("approving or rejecting a batch needs the approver role", "APPROVER_ONLY")
+        if not caller.subject:
+            raise permission_denied("an approver's token must name its approver (sub)", "APPROVER_UNNAMED")
+        return caller
+
+    @handles_errors
+    async def ApproveBatch(self, request: api_pb.ApproveBatchRequest, context: Context) -> res_pb.Batch:
+        caller = self._approver(context)
+        batch = await self._readable_batch(request.name, context)
+        return await self._decide(batch, caller, APPROVED, "", request.request_id, context)
+
+    @handles_errors
+    async def RejectBatch(self, request: api_pb.RejectBatchRequest, context: Context) -> res_pb.Batch:
+        caller = self._approver(context)
+        if not request.reason.strip():
+            raise invalid_argument("a rejection needs a reason", "REASON_REQUIRED", [("reason", "empty")])
+        batch = await self._readable_batch(request.name, context)
+        return await self._decide(
+            batch, caller, REJECTED, request.reason.strip(), request.request_id, context
+        )
+
+    async def _decide(
+        self,
+        batch: BatchRecord,
+        caller: Caller,
+        decision: str,
+        reason: str,
+        request_id: str,
+        context: Context,
+    ) -> res_pb.Batch:
+        action = "batch.approve" if decision == APPROVED else "batch.reject"
+        try:
+            outcome = await self.store.decide(
+                batch.id,
+                approver=caller.subject,
+                decision=decision,
+                reason=reason,
+                request_id=request_id,
+                audit=audit_event(caller, action, context, request_id=request_id, batch_uid=batch.uid),
+            )
+        except ApprovalRefused as refused:
+            code = (
+                grpc.StatusCode.FAILED_PRECONDITION
+                if refused.reason == NOT_AWAITING
+                else grpc.StatusCode.PERMISSION_DENIED
+            )
+            raise ApiError(
+                code, refused.message, refused.reason, metadata={"batch": f"batches/{batch.uid}"}
+            ) from None
+        if not outcome.repeated:
+            log.info(
+                "batch %s %s by %s (%d approvals)", batch.uid, decision, caller.subject, outcome.approvals
+            )
+        if outcome.released:
+            self.on_upload_complete()  # the relay publishes its work now
+        return await self._view(batch.uid)
+
+    @handles_errors
+    async def GetApprovalPolicy(
+        self, request: api_pb.GetApprovalPolicyRequest, context: Context
+    ) -> res_pb.ApprovalPolicy:
+        program = policy_program(request.name)
+        if not self.auth.caller(context).may_use(program):
+            raise not_found("approval policy", request.name)
+        return policy_message(program, await self.store.get_approval_policy(program))
+
+    @handles_errors
+    async def UpdateApprovalPolicy(
+        self, request: api_pb.UpdateApprovalPolicyRequest, context: Context
+    ) -> res_pb.ApprovalPolicy:
+        caller = self._operator(context, "setting an approval policy")
+        policy = policy_from_message(request.name, request.approval_policy)
+        detail = {
+            "program": policy.program,
+            "amount_thresholds": {c: format_amount(h) for c, h in sorted(policy.amount_thresholds.items())},
+            "payment_count_threshold": policy.count_threshold,
+            "required_approvals": policy.required_approvals,
+        }
+        stored = await self.store.set_approval_policy(
+            policy, audit=audit_event(caller, "approval_policy.update", context, detail=detail)
+        )
+        log.info("approval policy of program %s set: %s", policy.program, detail)
+        return policy_message(policy.program, stored)
 
     # ---- statement reconciliation (api/reconciliation.py) ------------------------------------------
 

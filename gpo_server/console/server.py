@@ -3,8 +3,9 @@
 Every page calls the API over a gRPC channel to this same server with the signed-in user's JWT, so the
 console sees and does exactly what that token may through the API, audited as any other call. Templates
 autoescape everything (payee names and reason messages are untrusted); financial addresses are shown
-masked; POSTs need the session's CSRF token; actions need the operator role and a confirmation page, and
-each carries a request id made on that page, so submitting it twice acts once.
+masked; POSTs need the session's CSRF token; actions need the operator role (approving and rejecting a
+batch, the approver role) and a confirmation page, and each carries a request id made on that page, so
+submitting it twice acts once.
 """
 
 from __future__ import annotations
@@ -64,18 +65,50 @@ class Action:
     title: str
     explanation: str
     name_pattern: re.Pattern[str]
-    call: Callable[[api_grpc.DisbursementServiceStub, str, str, Any], Awaitable[Any]]
+    # (stub, name, request_id, metadata, reason) -> the API's answer
+    call: Callable[[api_grpc.DisbursementServiceStub, str, str, Any, str], Awaitable[Any]]
+    role: str = "operator"  # who is offered it: "operator", or "approver" (maker-checker)
+    needs_reason: bool = False  # the confirmation page asks why (a rejection)
 
 
 def _payment_call(method: str, request_type: Any) -> Callable[..., Awaitable[Any]]:
-    def call(stub: api_grpc.DisbursementServiceStub, name: str, request_id: str, metadata: Any) -> Any:
+    def call(
+        stub: api_grpc.DisbursementServiceStub, name: str, request_id: str, metadata: Any, reason: str
+    ) -> Any:
         return getattr(stub, method)(request_type(name=name, request_id=request_id), metadata=metadata)
 
     return call
 
 
+def _reject_call(
+    stub: api_grpc.DisbursementServiceStub, name: str, request_id: str, metadata: Any, reason: str
+) -> Any:
+    return stub.RejectBatch(
+        api_pb.RejectBatchRequest(name=name, request_id=request_id, reason=reason), metadata=metadata
+    )
+
+
 _PAYMENT_NAME = re.compile(r"batches/[^/]+/payments/.+", re.DOTALL)
+_BATCH_NAME = re.compile(r"batches/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+MAX_REASON = 1024
 ACTIONS: Mapping[str, Action] = {
+    "approve": Action(
+        "Approve batch",
+        "Your approval counts once; the batch's uploader may not approve it. The last approval its "
+        "program's policy requires releases it: its payments are sent.",
+        _BATCH_NAME,
+        _payment_call("ApproveBatch", api_pb.ApproveBatchRequest),
+        role="approver",
+    ),
+    "reject": Action(
+        "Reject batch",
+        "The batch is cancelled: none of its payments is sent. Your reason is kept with the batch and in "
+        "the audit trail.",
+        _BATCH_NAME,
+        _reject_call,
+        role="approver",
+        needs_reason=True,
+    ),
     "redrive": Action(
         "Re-drive dead letter",
         "Its never-claimed payments (ACCEPTED, QUEUED) are sent again with their own idempotency keys; "
@@ -137,6 +170,7 @@ class Console:
         app.router.add_get("/attention", self.attention)
         app.router.add_get("/dead-letters", self.dead_letters)
         app.router.add_get("/cycles", self.cycles)
+        app.router.add_get("/approvals", self.approvals)
         app.router.add_get("/confirm", self.confirm)
         app.router.add_post("/act", self.act)
         return app
@@ -420,12 +454,34 @@ class Console:
             next_page_token=listed.next_page_token,
         )
 
+    async def approvals(self, request: web.Request) -> web.Response:
+        """Batches awaiting approval (maker-checker), with their approvals so far."""
+        listed = await self.stub.ListBatches(
+            api_pb.ListBatchesRequest(
+                page_size=50,
+                page_token=request.query.get("page_token", ""),
+                filter="state = AWAITING_APPROVAL",
+            ),
+            metadata=self._metadata(request),
+        )
+        return self._page(
+            request,
+            "approvals.html",
+            batches=[views.batch_view(b) for b in listed.batches],
+            next_page_token=listed.next_page_token,
+        )
+
     # ---- actions --------------------------------------------------------------------------------
 
     def _action(self, request: web.Request, kind: str, name: str) -> Action:
-        if not request[_VIEWER].is_operator:
-            raise web.HTTPForbidden(text="console actions need the operator role")
         action = ACTIONS.get(kind)
+        viewer: Viewer = request[_VIEWER]
+        allowed = (
+            viewer.is_approver if action is not None and action.role == "approver" else viewer.is_operator
+        )
+        if not allowed:
+            role = action.role if action is not None else "operator"
+            raise web.HTTPForbidden(text=f"this console action needs the {role} role")
         if action is None or not action.name_pattern.fullmatch(name):
             raise web.HTTPBadRequest(text="unknown action or malformed name")
         return action
@@ -450,8 +506,13 @@ class Console:
         request_id = str(form.get("request_id", ""))
         if not _REQUEST_ID.fullmatch(request_id):
             raise web.HTTPBadRequest(text="request_id must be a UUID")
+        reason = str(form.get("reason", "")).strip()
+        if action.needs_reason and not reason:
+            raise web.HTTPBadRequest(text="say why: a reason is required")
+        if len(reason) > MAX_REASON:
+            raise web.HTTPBadRequest(text=f"a reason has at most {MAX_REASON} characters")
         viewer: Viewer = request[_VIEWER]
-        result = await action.call(self.stub, name, request_id, self._metadata(request))
+        result = await action.call(self.stub, name, request_id, self._metadata(request), reason)
         log.info("console: %s asked to %s %s (request id %s)", viewer.subject, kind, name, request_id)
         return self._page(
             request,

@@ -2,7 +2,7 @@
 
 The console holds no identity of its own: each page calls DisbursementService with the JWT the user gave
 on the login page, so the API's checks decide what is shown and what is done. The JWT is verified here
-too, but only to say who is signed in and whether to offer the operator's actions.
+too, but only to say who is signed in and whether to offer the operator's (or the approver's) actions.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import secrets
 from dataclasses import dataclass
 
 from gpo_server.api.auth import (
+    APPROVER_ROLE,
     OPERATOR_ROLE,
     SIDECAR_ROLE,
     Authenticator,
@@ -31,10 +32,11 @@ class Viewer:
     subject: str
     is_operator: bool
     expires: dt.datetime
+    is_approver: bool = False  # maker-checker: may approve or reject batches awaiting approval
 
     @property
     def role(self) -> str:
-        return "operator" if self.is_operator else "reader"
+        return "operator" if self.is_operator else "approver" if self.is_approver else "reader"
 
 
 class Sessions:
@@ -56,6 +58,7 @@ class Sessions:
             token=token,
             subject=str(claims.get("sub", "")),
             is_operator=OPERATOR_ROLE in roles,
+            is_approver=APPROVER_ROLE in roles,
             expires=dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC),
         )
 

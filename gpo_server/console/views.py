@@ -17,7 +17,9 @@ from gpo.v1 import resources_pb2 as res_pb
 
 from gpo_kernel.masking import mask_fa
 
-BATCH_STATES = ("UPLOADING", "AWAITING_FUNDS", "PROCESSING", "COMPLETED", "CANCELLED")
+BATCH_STATES = tuple(
+    n.removeprefix("BATCH_STATE_") for n in res_pb.BatchState.keys() if n != "BATCH_STATE_UNSPECIFIED"
+)
 PAYMENT_STATUSES = ("ACCEPTED", "QUEUED", "SENT", "SUCCEEDED", "FAILED", "REJECTED", "CANCELLED", "REVERSED")
 FINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "REJECTED", "CANCELLED", "REVERSED"})
 RAIL_WINDOWS = (60, 300, 900, 3600, 86400)
@@ -56,6 +58,14 @@ class AmountLine:
     amount: str
 
 
+@dataclass(frozen=True, slots=True)
+class ApprovalLine:
+    approver: str
+    decision: str  # APPROVED, REJECTED
+    reason: str
+    time: str
+
+
 @dataclass(slots=True)
 class BatchView:
     name: str
@@ -69,6 +79,8 @@ class BatchView:
     amounts: list[AmountLine]
     create_time: str
     update_time: str
+    required_approvals: int = 0  # maker-checker: 0 when the batch needed no approval
+    approvals: list[ApprovalLine] = field(default_factory=list)
 
     @property
     def final(self) -> bool:
@@ -95,6 +107,16 @@ def batch_view(batch: res_pb.Batch) -> BatchView:
         amounts=sorted(amounts, key=lambda a: (PAYMENT_STATUSES.index(a.status), a.currency)),
         create_time=time_text(batch.create_time),
         update_time=time_text(batch.update_time),
+        required_approvals=batch.required_approvals,
+        approvals=[
+            ApprovalLine(
+                a.approver,
+                res_pb.ApprovalDecision.Name(a.decision).removeprefix("APPROVAL_DECISION_"),
+                a.reason,
+                time_text(a.create_time),
+            )
+            for a in batch.approvals
+        ],
     )
 
 
@@ -275,6 +297,12 @@ def outcome_view(result: Any) -> Outcome:
     if isinstance(result, res_pb.Payment):
         view = payment_view(result)
         return Outcome(f"The payment is now {view.status}.", view)
+    if isinstance(result, res_pb.Batch):
+        batch = batch_view(result)
+        approved = sum(1 for a in batch.approvals if a.decision == "APPROVED")
+        return Outcome(
+            f"The batch is now {batch.state} ({approved} of {batch.required_approvals} approvals)."
+        )
     return Outcome("Done.")
 
 

@@ -115,8 +115,12 @@ def batch_is_final(statuses: Iterable[PaymentStatus]) -> bool:
 
 class BatchState(StrEnum):
     UPLOADING = "uploading"
-    # The upload is complete; the batch's funds are being blocked with the sponsor bank by the sidecar of
-    # a rail with funds control (docs/TREASURY.md), or were found insufficient. Nothing is published yet.
+    # The upload is complete and the program's approval policy holds the batch for approvers
+    # (maker-checker, docs/TREASURY.md): nothing of it is published until it is released.
+    AWAITING_APPROVAL = "awaiting_approval"
+    # The upload is complete (and approved, if it needed approval); the batch's funds are being blocked with
+    # the sponsor bank by the sidecar of a rail with funds control (docs/TREASURY.md), or were found
+    # insufficient. Nothing is published yet.
     AWAITING_FUNDS = "awaiting_funds"
     PROCESSING = "processing"
     COMPLETED = "completed"
@@ -125,21 +129,33 @@ class BatchState(StrEnum):
 
 B = BatchState
 
-# Every legal batch transition. PROCESSING is reached from a gate only through the storage function that
+# The batch state machine, like TRANSITIONS for payments: every legal move of a batch, and nowhere else.
+# Storage takes its WHERE clauses from here (batch_sources_of), so a stale or repeated update never moves
+# a batch backwards or past a gate. PROCESSING is reached from a gate only through the storage function that
 # releases a batch (storage/funds.py, `release_batch`), which decides the next state with
-# `next_state_after_gates`.
+# `next_state_after_gates`: the end of an upload not held for approval, and the last approval, both go there.
 BATCH_TRANSITIONS: dict[BatchState, frozenset[BatchState]] = {
-    B.UPLOADING: frozenset({B.AWAITING_FUNDS, B.PROCESSING, B.CANCELLED}),
+    B.UPLOADING: frozenset({B.AWAITING_APPROVAL, B.AWAITING_FUNDS, B.PROCESSING, B.CANCELLED}),
+    # Approved (released), or rejected by an approver (CANCELLED).
+    B.AWAITING_APPROVAL: frozenset({B.AWAITING_FUNDS, B.PROCESSING, B.CANCELLED}),
     B.AWAITING_FUNDS: frozenset({B.PROCESSING, B.CANCELLED}),
     B.PROCESSING: frozenset({B.COMPLETED, B.CANCELLED}),
     B.COMPLETED: frozenset({B.PROCESSING}),  # an operator's retry of failed payments reopens it
     B.CANCELLED: frozenset(),
 }
 
+# A batch is final when nothing in GPO moves it on by itself (a CANCELLED one's claimed payments still
+# finish on their rails).
+BATCH_FINAL: frozenset[BatchState] = frozenset({B.COMPLETED, B.CANCELLED})
+
 
 def batch_sources_of(target: BatchState) -> frozenset[BatchState]:
     """States a batch may leave for `target`: storage's WHERE clauses."""
     return frozenset(s for s, nxt in BATCH_TRANSITIONS.items() if target in nxt)
+
+
+def can_move_batch(source: BatchState, target: BatchState) -> bool:
+    return target in BATCH_TRANSITIONS[source]
 
 
 def next_state_after_gates(*, needs_funds: bool) -> BatchState:

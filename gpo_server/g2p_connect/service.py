@@ -201,6 +201,10 @@ class G2pConnectService(g2p_grpc.G2pConnectServiceServicer):
             caller = self.auth.caller(context)
         except ApiError as exc:
             raise Refusal("err.request.unauthorized", exc.message, 401) from None
+        if caller.is_approver:
+            raise Refusal(
+                "err.request.unauthorized", "an approver's token approves batches; it never pays", 403
+            )
         try:
             body = json.loads(raw)
         except ValueError:

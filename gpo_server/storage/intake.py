@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gpo_server.domain.states import (
     BatchState,
 )
+from gpo_server.storage.approvals import accepted_totals, read_policy
 from gpo_server.storage.audit import AuditEvent
 from gpo_server.storage.batches import BatchStore
 from gpo_server.storage.cycles import (
@@ -39,6 +40,7 @@ from gpo_server.storage.records import (
 )
 from gpo_server.storage.sql import (
     S,
+    batch_move,
     cached_plans,
     hold_sqlite_writer,
     insert_work,
@@ -98,12 +100,33 @@ class IntakeStore(BatchStore):
             ):
                 if batch.cycle:
                     await check_cycle_at_finish(conn, batch.id, batch.program, batch.cycle)
-                await release_batch(
-                    conn, batch_id, batch.uid, BatchState.UPLOADING, self.funds_rails, utcnow()
-                )
+                # Maker-checker: the program's approval policy may hold the batch for approvers; else it
+                # is released (funds block, or dispatch) by the one function that releases a batch.
+                policy = await read_policy(conn, batch.program)
+                needs_approval = False
+                if policy is not None and policy.holds_anything:
+                    totals, count = await accepted_totals(conn, batch_id)
+                    needs_approval = policy.requires_approval(totals, count)
+                if policy is not None and needs_approval:
+                    await conn.execute(
+                        batch_move(batch_id, BatchState.UPLOADING, BatchState.AWAITING_APPROVAL).values(
+                            required_approvals=policy.required_approvals
+                        )
+                    )
+                else:
+                    await release_batch(
+                        conn, batch_id, batch.uid, BatchState.UPLOADING, self.funds_rails, utcnow()
+                    )
                 if audit is not None:
+                    detail = dict(audit.detail)
+                    if policy is not None and needs_approval:
+                        detail |= {
+                            "state": BatchState.AWAITING_APPROVAL.value,
+                            "required_approvals": policy.required_approvals,
+                        }
                     await self._audit(
-                        conn, replace(audit, batch_uid=batch.uid, payment_count=batch.payment_count)
+                        conn,
+                        replace(audit, batch_uid=batch.uid, payment_count=batch.payment_count, detail=detail),
                     )
         found = await self.get_batch(batch.uid)
         assert found is not None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gpo_server.domain.states import BatchState, PaymentStatus
+from gpo_server.domain.states import BATCH_FINAL, BatchState, PaymentStatus
 from gpo_server.storage.tables import batches, payments
 
 S = PaymentStatus
@@ -36,7 +36,7 @@ async def read_rail_activity(engine: AsyncEngine, since: dt.datetime) -> list[Ra
     """Every rail with payments settled since `since` or still in flight, by rail name."""
     active_batches = select(batches.c.id).where(
         or_(
-            batches.c.state.in_([BatchState.UPLOADING.value, BatchState.PROCESSING.value]),
+            batches.c.state.in_([s.value for s in BatchState if s not in BATCH_FINAL]),
             batches.c.update_time >= since,
             and_(batches.c.state == BatchState.CANCELLED.value, batches.c.unfinished_count > 0),
         )

@@ -36,6 +36,8 @@ class BatchRecord:
     update_time: dt.datetime
     unfinished_count: int = 0
     cycle: str = ""  # the program's cycle the batch pays in (domain/cycles.py); "" for none
+    uploader: str = ""  # the token subject that opened it (maker-checker: never its approver)
+    required_approvals: int = 0  # approvals its program's policy required when its upload ended
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> BatchRecord:
@@ -61,6 +63,7 @@ class NewBatch:
     expected_payment_count: int
     expected_total_hundredths: int | None
     cycle: str = ""
+    uploader: str = ""
 
 
 class NewPayment(NamedTuple):
@@ -201,3 +204,19 @@ class ForeignRail(Exception):
     def __init__(self, numbers: Sequence[int]) -> None:
         super().__init__(f"{len(numbers)} payments belong to another rail, e.g. {sorted(numbers)[:5]}")
         self.numbers = list(numbers)
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRecord:
+    """One approver's decision on a batch (maker-checker)."""
+
+    approver: str
+    decision: str  # domain.approval.APPROVED or REJECTED
+    reason: str
+    request_id: str
+    create_time: dt.datetime
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> ApprovalRecord:
+        m = row._mapping
+        return cls(**{f.name: m[f.name] for f in fields(cls)})

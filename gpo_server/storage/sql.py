@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     Select,
+    Update,
     and_,
     any_,
     case,
@@ -23,6 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gpo_server.domain.states import (
     BatchState,
     PaymentStatus,
+    batch_sources_of,
+    can_move_batch,
+    sources_of,
 )
 from gpo_server.storage import audit as audit_trail
 from gpo_server.storage.audit import AuditEvent
@@ -30,6 +34,7 @@ from gpo_server.storage.records import NewWorkChunk
 from gpo_server.storage.tables import (
     batches,
     outbox,
+    payments,
 )
 
 S = PaymentStatus
@@ -131,3 +136,58 @@ async def hold_sqlite_writer(conn: AsyncConnection, batch_id: int) -> None:
 
 def locked(query: Select[Any], is_postgres: bool) -> Select[Any]:
     return query.with_for_update() if is_postgres else query
+
+
+def batch_move(batch_id: int, source: BatchState, target: BatchState) -> Update:
+    """The UPDATE that moves one batch from `source` to `target`, a move of BATCH_TRANSITIONS; it matches no
+    row when the batch has left `source` meanwhile (its rowcount says whether it moved)."""
+    if not can_move_batch(source, target):
+        raise ValueError(f"a batch never moves from {source.value} to {target.value}")
+    return (
+        update(batches)
+        .where(batches.c.id == batch_id, batches.c.state == source.value)
+        .values(state=target.value, update_time=utcnow())
+    )
+
+
+async def cancel_in(
+    conn: AsyncConnection,
+    batch_id: int,
+    now: dt.datetime,
+    reason_message: str = "batch cancelled",
+) -> int:
+    """Cancels a batch inside `conn`'s transaction: payments no rail has claimed become CANCELLED (claimed
+    ones finish on their rail) and the batch CANCELLED from any state it may leave for it. Returns the
+    payments cancelled."""
+    # Unpublished work is dropped: its payments are all cancelled below. Outbox rows first, then
+    # payments: the relay's order (publishing), so the two never deadlock on PostgreSQL.
+    await conn.execute(
+        update(outbox)
+        .where(outbox.c.batch_id == batch_id, outbox.c.publish_time.is_(None))
+        .values(publish_time=now)
+    )
+    cancelled = await conn.execute(
+        update(payments)
+        .where(
+            payments.c.batch_id == batch_id,
+            payments.c.status.in_([s.value for s in sources_of(S.CANCELLED)]),
+        )
+        .values(
+            status=S.CANCELLED.value,
+            reason_code="rjct.batch.cancelled",
+            reason_message=reason_message,
+            update_time=now,
+        )
+    )
+    await conn.execute(
+        update(batches)
+        .where(
+            batches.c.id == batch_id,
+            batches.c.state.in_([s.value for s in batch_sources_of(BatchState.CANCELLED)]),
+        )
+        .values(state=BatchState.CANCELLED.value, update_time=now)
+    )
+    # After the state: a CANCELLED batch stays CANCELLED whatever its count.
+    count = max(cancelled.rowcount, 0)
+    await count_unfinished(conn, batch_id, -count)
+    return count

@@ -24,6 +24,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from gpo_server.storage.approvals import ApprovalStore
 from gpo_server.storage.batches import BatchStore, read_batch_totals
 from gpo_server.storage.cycles import CycleExists, CycleRecord, CycleStore, CycleTotals, NewCycle
 from gpo_server.storage.dispatch import PAID_TWICE, STUCK_UNKNOWN, DispatchStore
@@ -95,7 +96,7 @@ __all__ = [
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class Store(IntakeStore, BatchStore, DispatchStore, OperationsStore, FundsStore, CycleStore):
+class Store(IntakeStore, BatchStore, DispatchStore, OperationsStore, FundsStore, CycleStore, ApprovalStore):
     def __init__(self, engine: AsyncEngine, *, funds_rails: frozenset[str] = frozenset()) -> None:
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"

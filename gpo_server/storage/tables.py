@@ -49,6 +49,10 @@ batches = Table(
     Column("unfinished_count", BigInteger, nullable=False, server_default="0"),
     # Migration 0017: the program's cycle the batch pays in (cycles.cycle), "" for none.
     Column("cycle", Text, nullable=False, server_default=""),
+    # Migration 0018 (maker-checker approval): the token subject that opened the batch, who may never
+    # approve it; and the approvals its program's policy required when its upload ended (0: none).
+    Column("uploader", Text, nullable=False, server_default=""),
+    Column("required_approvals", Integer, nullable=False, server_default="0"),
     UniqueConstraint("program", "request_id", name="uq_batches_program_request_id"),
     Index(
         "ix_batches_program_cycle",
@@ -453,4 +457,31 @@ cycle_beneficiaries = Table(
     Column("number", BigInteger, nullable=False),
     PrimaryKeyConstraint("cycle_id", "beneficiary_key", name="pk_cycle_beneficiaries"),
     Index("ix_cycle_beneficiaries_payment", "batch_id", "number"),
+)
+
+# ---- Maker-checker approval (migration 0018): per program policies, and each approver's decision ------------
+
+# A program's approval policy (domain/approval.py). amount_thresholds: JSON {currency: hundredths}.
+approval_policies = Table(
+    "approval_policies",
+    metadata,
+    Column("program", Text, primary_key=True),
+    Column("amount_thresholds", Text, nullable=False, server_default="{}"),
+    Column("count_threshold", BigInteger, nullable=False, server_default="0"),
+    Column("required_approvals", Integer, nullable=False, server_default="2"),
+    Column("update_time", DateTime(timezone=True), nullable=False),
+)
+
+# One approver's decision on one batch: (batch_id, approver) is the primary key, so the same approver
+# can never count twice, however many calls race.
+batch_approvals = Table(
+    "batch_approvals",
+    metadata,
+    Column("batch_id", BigInteger, ForeignKey("batches.id"), nullable=False),
+    Column("approver", Text, nullable=False),
+    Column("decision", Text, nullable=False),  # approved, rejected
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("request_id", Text, nullable=False, server_default=""),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("batch_id", "approver", name="pk_batch_approvals"),
 )

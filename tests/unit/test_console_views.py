@@ -77,3 +77,18 @@ def test_links_back_stay_inside_the_console_and_filter_strings_are_quoted() -> N
     for outside in elsewhere:
         assert views.safe_back(outside) == "/batches"
     assert views.quoted('a"b\\c') == '"a\\"b\\\\c"'
+
+
+def test_a_batch_awaiting_approval_is_not_final_and_shows_its_approvals() -> None:
+    batch = res_pb.Batch(
+        name="batches/b2",
+        state=res_pb.BATCH_STATE_AWAITING_APPROVAL,
+        payment_count=2,
+        required_approvals=2,
+        approvals=[res_pb.BatchApproval(approver="alice", decision=res_pb.APPROVAL_DECISION_APPROVED)],
+    )
+    view = views.batch_view(batch)
+    assert view.state == "AWAITING_APPROVAL" and not view.final
+    assert [(a.approver, a.decision) for a in view.approvals] == [("alice", "APPROVED")]
+    assert "AWAITING_APPROVAL" in views.BATCH_STATES
+    assert views.outcome_view(batch).summary == "The batch is now AWAITING_APPROVAL (1 of 2 approvals)."

@@ -353,6 +353,7 @@ def test_batch_is_final_property(statuses: list[PaymentStatus]) -> None:
 def test_batch_states() -> None:
     assert {s.value for s in BatchState} == {
         "uploading",
+        "awaiting_approval",
         "awaiting_funds",
         "processing",
         "completed",
@@ -363,11 +364,13 @@ def test_batch_states() -> None:
 def test_batch_transitions_reach_processing_through_the_gates_only() -> None:
     assert batch_sources_of(BatchState.PROCESSING) == {
         BatchState.UPLOADING,
+        BatchState.AWAITING_APPROVAL,
         BatchState.AWAITING_FUNDS,
         BatchState.COMPLETED,  # an operator's retry reopens a completed batch
     }
     assert batch_sources_of(BatchState.CANCELLED) == {
         BatchState.UPLOADING,
+        BatchState.AWAITING_APPROVAL,
         BatchState.AWAITING_FUNDS,
         BatchState.PROCESSING,
     }

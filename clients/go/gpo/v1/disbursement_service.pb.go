@@ -2474,6 +2474,234 @@ func (x *ListCyclesResponse) GetNextPageToken() string {
 	return ""
 }
 
+// Request for ApproveBatch.
+type ApproveBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batch, "batches/{batch}".
+	// At most 128 characters.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Idempotency key of the request (AIP-155): the same approver sending it again is answered as before.
+	// At most 64 characters.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveBatchRequest) Reset() {
+	*x = ApproveBatchRequest{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveBatchRequest) ProtoMessage() {}
+
+func (x *ApproveBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveBatchRequest.ProtoReflect.Descriptor instead.
+func (*ApproveBatchRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ApproveBatchRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ApproveBatchRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// Request for RejectBatch.
+type RejectBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batch, "batches/{batch}".
+	// At most 128 characters.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Idempotency key of the request (AIP-155).
+	// At most 64 characters.
+	RequestId string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Why the batch is rejected; required.
+	// At most 1024 characters.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectBatchRequest) Reset() {
+	*x = RejectBatchRequest{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectBatchRequest) ProtoMessage() {}
+
+func (x *RejectBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectBatchRequest.ProtoReflect.Descriptor instead.
+func (*RejectBatchRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RejectBatchRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RejectBatchRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *RejectBatchRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// Request for GetApprovalPolicy.
+type GetApprovalPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "programs/{program}/approvalPolicy".
+	// At most 160 characters.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetApprovalPolicyRequest) Reset() {
+	*x = GetApprovalPolicyRequest{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetApprovalPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetApprovalPolicyRequest) ProtoMessage() {}
+
+func (x *GetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetApprovalPolicyRequest.ProtoReflect.Descriptor instead.
+func (*GetApprovalPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *GetApprovalPolicyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// Request for UpdateApprovalPolicy: the whole policy is replaced.
+type UpdateApprovalPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy's thresholds and required approvals; its name and output fields are ignored.
+	ApprovalPolicy *ApprovalPolicy `protobuf:"bytes,1,opt,name=approval_policy,json=approvalPolicy,proto3" json:"approval_policy,omitempty"`
+	// The policy, "programs/{program}/approvalPolicy" (a field of its own rather than approval_policy.name,
+	// so the REST path names one parameter).
+	// At most 160 characters.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateApprovalPolicyRequest) Reset() {
+	*x = UpdateApprovalPolicyRequest{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateApprovalPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateApprovalPolicyRequest) ProtoMessage() {}
+
+func (x *UpdateApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateApprovalPolicyRequest.ProtoReflect.Descriptor instead.
+func (*UpdateApprovalPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *UpdateApprovalPolicyRequest) GetApprovalPolicy() *ApprovalPolicy {
+	if x != nil {
+		return x.ApprovalPolicy
+	}
+	return nil
+}
+
+func (x *UpdateApprovalPolicyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 var File_gpo_v1_disbursement_service_proto protoreflect.FileDescriptor
 
 const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
@@ -2644,7 +2872,21 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"c\n" +
 	"\x12ListCyclesResponse\x12%\n" +
 	"\x06cycles\x18\x01 \x03(\v2\r.gpo.v1.CycleR\x06cycles\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xb0\x14\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"H\n" +
+	"\x13ApproveBatchRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"_\n" +
+	"\x12RejectBatchRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\".\n" +
+	"\x18GetApprovalPolicyRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"r\n" +
+	"\x1bUpdateApprovalPolicyRequest\x12?\n" +
+	"\x0fapproval_policy\x18\x01 \x01(\v2\x16.gpo.v1.ApprovalPolicyR\x0eapprovalPolicy\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name2\x89\x18\n" +
 	"\x13DisbursementService\x12i\n" +
 	"\vUploadBatch\x12\x1a.gpo.v1.UploadBatchRequest\x1a\x1b.gpo.v1.UploadBatchResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/batches:upload(\x010\x01\x12P\n" +
 	"\bGetBatch\x12\x17.gpo.v1.GetBatchRequest\x1a\r.gpo.v1.Batch\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=batches/*}\x12[\n" +
@@ -2664,7 +2906,11 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"\rListRailStats\x12\x1c.gpo.v1.ListRailStatsRequest\x1a\x1d.gpo.v1.ListRailStatsResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/railStats\x12k\n" +
 	"\x0fListAuditEvents\x12\x1e.gpo.v1.ListAuditEventsRequest\x1a\x1f.gpo.v1.ListAuditEventsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/auditEvents\x12t\n" +
 	"\x0fImportStatement\x12\x1e.gpo.v1.ImportStatementRequest\x1a\x1f.gpo.v1.ImportStatementResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/statements:import\x12\x89\x01\n" +
-	"\x16GetBatchReconciliation\x12%.gpo.v1.GetBatchReconciliationRequest\x1a\x1b.gpo.v1.BatchReconciliation\"+\x82\xd3\xe4\x93\x02%\x12#/v1/{name=batches/*/reconciliation}\x12x\n" +
+	"\x16GetBatchReconciliation\x12%.gpo.v1.GetBatchReconciliationRequest\x1a\x1b.gpo.v1.BatchReconciliation\"+\x82\xd3\xe4\x93\x02%\x12#/v1/{name=batches/*/reconciliation}\x12c\n" +
+	"\fApproveBatch\x12\x1b.gpo.v1.ApproveBatchRequest\x1a\r.gpo.v1.Batch\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/{name=batches/*}:approve\x12`\n" +
+	"\vRejectBatch\x12\x1a.gpo.v1.RejectBatchRequest\x1a\r.gpo.v1.Batch\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/{name=batches/*}:reject\x12{\n" +
+	"\x11GetApprovalPolicy\x12 .gpo.v1.GetApprovalPolicyRequest\x1a\x16.gpo.v1.ApprovalPolicy\",\x82\xd3\xe4\x93\x02&\x12$/v1/{name=programs/*/approvalPolicy}\x12\x92\x01\n" +
+	"\x14UpdateApprovalPolicy\x12#.gpo.v1.UpdateApprovalPolicyRequest\x1a\x16.gpo.v1.ApprovalPolicy\"=\x82\xd3\xe4\x93\x027:\x0fapproval_policy2$/v1/{name=programs/*/approvalPolicy}\x12x\n" +
 	"\x10VerifyAuditTrail\x12\x1f.gpo.v1.VerifyAuditTrailRequest\x1a .gpo.v1.VerifyAuditTrailResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/auditEvents:verify\x12g\n" +
 	"\vCreateCycle\x12\x1a.gpo.v1.CreateCycleRequest\x1a\r.gpo.v1.Cycle\"-\x82\xd3\xe4\x93\x02':\x05cycle\"\x1e/v1/{parent=programs/*}/cycles\x12Z\n" +
 	"\bGetCycle\x12\x17.gpo.v1.GetCycleRequest\x1a\r.gpo.v1.Cycle\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=programs/*/cycles/*}\x12g\n" +
@@ -2686,7 +2932,7 @@ func file_gpo_v1_disbursement_service_proto_rawDescGZIP() []byte {
 	return file_gpo_v1_disbursement_service_proto_rawDescData
 }
 
-var file_gpo_v1_disbursement_service_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_gpo_v1_disbursement_service_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_gpo_v1_disbursement_service_proto_goTypes = []any{
 	(*UploadBatchRequest)(nil),            // 0: gpo.v1.UploadBatchRequest
 	(*BatchHeader)(nil),                   // 1: gpo.v1.BatchHeader
@@ -2727,93 +2973,107 @@ var file_gpo_v1_disbursement_service_proto_goTypes = []any{
 	(*GetCycleRequest)(nil),               // 36: gpo.v1.GetCycleRequest
 	(*ListCyclesRequest)(nil),             // 37: gpo.v1.ListCyclesRequest
 	(*ListCyclesResponse)(nil),            // 38: gpo.v1.ListCyclesResponse
-	nil,                                   // 39: gpo.v1.PaymentInput.MetadataEntry
-	(*timestamppb.Timestamp)(nil),         // 40: google.protobuf.Timestamp
-	(*Batch)(nil),                         // 41: gpo.v1.Batch
-	(*Payment)(nil),                       // 42: gpo.v1.Payment
-	(*StatusChange)(nil),                  // 43: gpo.v1.StatusChange
-	(*DeadLetter)(nil),                    // 44: gpo.v1.DeadLetter
-	(*RailStats)(nil),                     // 45: gpo.v1.RailStats
-	(*AuditEvent)(nil),                    // 46: gpo.v1.AuditEvent
-	(*Statement)(nil),                     // 47: gpo.v1.Statement
-	(*Cycle)(nil),                         // 48: gpo.v1.Cycle
-	(*httpbody.HttpBody)(nil),             // 49: google.api.HttpBody
-	(*BatchReconciliation)(nil),           // 50: gpo.v1.BatchReconciliation
+	(*ApproveBatchRequest)(nil),           // 39: gpo.v1.ApproveBatchRequest
+	(*RejectBatchRequest)(nil),            // 40: gpo.v1.RejectBatchRequest
+	(*GetApprovalPolicyRequest)(nil),      // 41: gpo.v1.GetApprovalPolicyRequest
+	(*UpdateApprovalPolicyRequest)(nil),   // 42: gpo.v1.UpdateApprovalPolicyRequest
+	nil,                                   // 43: gpo.v1.PaymentInput.MetadataEntry
+	(*timestamppb.Timestamp)(nil),         // 44: google.protobuf.Timestamp
+	(*Batch)(nil),                         // 45: gpo.v1.Batch
+	(*Payment)(nil),                       // 46: gpo.v1.Payment
+	(*StatusChange)(nil),                  // 47: gpo.v1.StatusChange
+	(*DeadLetter)(nil),                    // 48: gpo.v1.DeadLetter
+	(*RailStats)(nil),                     // 49: gpo.v1.RailStats
+	(*AuditEvent)(nil),                    // 50: gpo.v1.AuditEvent
+	(*Statement)(nil),                     // 51: gpo.v1.Statement
+	(*Cycle)(nil),                         // 52: gpo.v1.Cycle
+	(*ApprovalPolicy)(nil),                // 53: gpo.v1.ApprovalPolicy
+	(*httpbody.HttpBody)(nil),             // 54: google.api.HttpBody
+	(*BatchReconciliation)(nil),           // 55: gpo.v1.BatchReconciliation
 }
 var file_gpo_v1_disbursement_service_proto_depIdxs = []int32{
 	1,  // 0: gpo.v1.UploadBatchRequest.header:type_name -> gpo.v1.BatchHeader
 	2,  // 1: gpo.v1.UploadBatchRequest.chunk:type_name -> gpo.v1.PaymentChunk
-	40, // 2: gpo.v1.BatchHeader.schedule_time:type_name -> google.protobuf.Timestamp
+	44, // 2: gpo.v1.BatchHeader.schedule_time:type_name -> google.protobuf.Timestamp
 	3,  // 3: gpo.v1.PaymentChunk.payments:type_name -> gpo.v1.PaymentInput
-	40, // 4: gpo.v1.PaymentInput.schedule_time:type_name -> google.protobuf.Timestamp
-	39, // 5: gpo.v1.PaymentInput.metadata:type_name -> gpo.v1.PaymentInput.MetadataEntry
-	41, // 6: gpo.v1.UploadBatchResponse.batch:type_name -> gpo.v1.Batch
+	44, // 4: gpo.v1.PaymentInput.schedule_time:type_name -> google.protobuf.Timestamp
+	43, // 5: gpo.v1.PaymentInput.metadata:type_name -> gpo.v1.PaymentInput.MetadataEntry
+	45, // 6: gpo.v1.UploadBatchResponse.batch:type_name -> gpo.v1.Batch
 	5,  // 7: gpo.v1.UploadBatchResponse.rejections:type_name -> gpo.v1.PaymentRejection
-	41, // 8: gpo.v1.ListBatchesResponse.batches:type_name -> gpo.v1.Batch
-	42, // 9: gpo.v1.ListPaymentsResponse.payments:type_name -> gpo.v1.Payment
-	43, // 10: gpo.v1.ListStatusChangesResponse.status_changes:type_name -> gpo.v1.StatusChange
-	41, // 11: gpo.v1.WatchBatchResponse.batch:type_name -> gpo.v1.Batch
-	40, // 12: gpo.v1.WatchBatchResponse.read_time:type_name -> google.protobuf.Timestamp
-	44, // 13: gpo.v1.ListDeadLettersResponse.dead_letters:type_name -> gpo.v1.DeadLetter
-	45, // 14: gpo.v1.ListRailStatsResponse.rail_stats:type_name -> gpo.v1.RailStats
-	40, // 15: gpo.v1.ListRailStatsResponse.read_time:type_name -> google.protobuf.Timestamp
-	46, // 16: gpo.v1.ListAuditEventsResponse.audit_events:type_name -> gpo.v1.AuditEvent
-	44, // 17: gpo.v1.RedriveDeadLetterResponse.dead_letter:type_name -> gpo.v1.DeadLetter
-	47, // 18: gpo.v1.ImportStatementResponse.statements:type_name -> gpo.v1.Statement
-	48, // 19: gpo.v1.CreateCycleRequest.cycle:type_name -> gpo.v1.Cycle
-	48, // 20: gpo.v1.UpdateCycleRequest.cycle:type_name -> gpo.v1.Cycle
-	48, // 21: gpo.v1.ListCyclesResponse.cycles:type_name -> gpo.v1.Cycle
-	0,  // 22: gpo.v1.DisbursementService.UploadBatch:input_type -> gpo.v1.UploadBatchRequest
-	6,  // 23: gpo.v1.DisbursementService.GetBatch:input_type -> gpo.v1.GetBatchRequest
-	7,  // 24: gpo.v1.DisbursementService.ListBatches:input_type -> gpo.v1.ListBatchesRequest
-	9,  // 25: gpo.v1.DisbursementService.ListPayments:input_type -> gpo.v1.ListPaymentsRequest
-	25, // 26: gpo.v1.DisbursementService.CancelPayment:input_type -> gpo.v1.CancelPaymentRequest
-	26, // 27: gpo.v1.DisbursementService.RetryPayment:input_type -> gpo.v1.RetryPaymentRequest
-	27, // 28: gpo.v1.DisbursementService.ResolvePayment:input_type -> gpo.v1.ResolvePaymentRequest
-	28, // 29: gpo.v1.DisbursementService.ExportPayments:input_type -> gpo.v1.ExportPaymentsRequest
-	11, // 30: gpo.v1.DisbursementService.ListStatusChanges:input_type -> gpo.v1.ListStatusChangesRequest
-	13, // 31: gpo.v1.DisbursementService.WatchBatch:input_type -> gpo.v1.WatchBatchRequest
-	24, // 32: gpo.v1.DisbursementService.CancelBatch:input_type -> gpo.v1.CancelBatchRequest
-	15, // 33: gpo.v1.DisbursementService.RetryFailedPayments:input_type -> gpo.v1.RetryFailedPaymentsRequest
-	16, // 34: gpo.v1.DisbursementService.ListDeadLetters:input_type -> gpo.v1.ListDeadLettersRequest
-	29, // 35: gpo.v1.DisbursementService.RedriveDeadLetter:input_type -> gpo.v1.RedriveDeadLetterRequest
-	18, // 36: gpo.v1.DisbursementService.ListRailStats:input_type -> gpo.v1.ListRailStatsRequest
-	20, // 37: gpo.v1.DisbursementService.ListAuditEvents:input_type -> gpo.v1.ListAuditEventsRequest
-	31, // 38: gpo.v1.DisbursementService.ImportStatement:input_type -> gpo.v1.ImportStatementRequest
-	33, // 39: gpo.v1.DisbursementService.GetBatchReconciliation:input_type -> gpo.v1.GetBatchReconciliationRequest
-	22, // 40: gpo.v1.DisbursementService.VerifyAuditTrail:input_type -> gpo.v1.VerifyAuditTrailRequest
-	34, // 41: gpo.v1.DisbursementService.CreateCycle:input_type -> gpo.v1.CreateCycleRequest
-	36, // 42: gpo.v1.DisbursementService.GetCycle:input_type -> gpo.v1.GetCycleRequest
-	35, // 43: gpo.v1.DisbursementService.UpdateCycle:input_type -> gpo.v1.UpdateCycleRequest
-	37, // 44: gpo.v1.DisbursementService.ListCycles:input_type -> gpo.v1.ListCyclesRequest
-	4,  // 45: gpo.v1.DisbursementService.UploadBatch:output_type -> gpo.v1.UploadBatchResponse
-	41, // 46: gpo.v1.DisbursementService.GetBatch:output_type -> gpo.v1.Batch
-	8,  // 47: gpo.v1.DisbursementService.ListBatches:output_type -> gpo.v1.ListBatchesResponse
-	10, // 48: gpo.v1.DisbursementService.ListPayments:output_type -> gpo.v1.ListPaymentsResponse
-	42, // 49: gpo.v1.DisbursementService.CancelPayment:output_type -> gpo.v1.Payment
-	42, // 50: gpo.v1.DisbursementService.RetryPayment:output_type -> gpo.v1.Payment
-	42, // 51: gpo.v1.DisbursementService.ResolvePayment:output_type -> gpo.v1.Payment
-	49, // 52: gpo.v1.DisbursementService.ExportPayments:output_type -> google.api.HttpBody
-	12, // 53: gpo.v1.DisbursementService.ListStatusChanges:output_type -> gpo.v1.ListStatusChangesResponse
-	14, // 54: gpo.v1.DisbursementService.WatchBatch:output_type -> gpo.v1.WatchBatchResponse
-	41, // 55: gpo.v1.DisbursementService.CancelBatch:output_type -> gpo.v1.Batch
-	41, // 56: gpo.v1.DisbursementService.RetryFailedPayments:output_type -> gpo.v1.Batch
-	17, // 57: gpo.v1.DisbursementService.ListDeadLetters:output_type -> gpo.v1.ListDeadLettersResponse
-	30, // 58: gpo.v1.DisbursementService.RedriveDeadLetter:output_type -> gpo.v1.RedriveDeadLetterResponse
-	19, // 59: gpo.v1.DisbursementService.ListRailStats:output_type -> gpo.v1.ListRailStatsResponse
-	21, // 60: gpo.v1.DisbursementService.ListAuditEvents:output_type -> gpo.v1.ListAuditEventsResponse
-	32, // 61: gpo.v1.DisbursementService.ImportStatement:output_type -> gpo.v1.ImportStatementResponse
-	50, // 62: gpo.v1.DisbursementService.GetBatchReconciliation:output_type -> gpo.v1.BatchReconciliation
-	23, // 63: gpo.v1.DisbursementService.VerifyAuditTrail:output_type -> gpo.v1.VerifyAuditTrailResponse
-	48, // 64: gpo.v1.DisbursementService.CreateCycle:output_type -> gpo.v1.Cycle
-	48, // 65: gpo.v1.DisbursementService.GetCycle:output_type -> gpo.v1.Cycle
-	48, // 66: gpo.v1.DisbursementService.UpdateCycle:output_type -> gpo.v1.Cycle
-	38, // 67: gpo.v1.DisbursementService.ListCycles:output_type -> gpo.v1.ListCyclesResponse
-	45, // [45:68] is the sub-list for method output_type
-	22, // [22:45] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	45, // 8: gpo.v1.ListBatchesResponse.batches:type_name -> gpo.v1.Batch
+	46, // 9: gpo.v1.ListPaymentsResponse.payments:type_name -> gpo.v1.Payment
+	47, // 10: gpo.v1.ListStatusChangesResponse.status_changes:type_name -> gpo.v1.StatusChange
+	45, // 11: gpo.v1.WatchBatchResponse.batch:type_name -> gpo.v1.Batch
+	44, // 12: gpo.v1.WatchBatchResponse.read_time:type_name -> google.protobuf.Timestamp
+	48, // 13: gpo.v1.ListDeadLettersResponse.dead_letters:type_name -> gpo.v1.DeadLetter
+	49, // 14: gpo.v1.ListRailStatsResponse.rail_stats:type_name -> gpo.v1.RailStats
+	44, // 15: gpo.v1.ListRailStatsResponse.read_time:type_name -> google.protobuf.Timestamp
+	50, // 16: gpo.v1.ListAuditEventsResponse.audit_events:type_name -> gpo.v1.AuditEvent
+	48, // 17: gpo.v1.RedriveDeadLetterResponse.dead_letter:type_name -> gpo.v1.DeadLetter
+	51, // 18: gpo.v1.ImportStatementResponse.statements:type_name -> gpo.v1.Statement
+	52, // 19: gpo.v1.CreateCycleRequest.cycle:type_name -> gpo.v1.Cycle
+	52, // 20: gpo.v1.UpdateCycleRequest.cycle:type_name -> gpo.v1.Cycle
+	52, // 21: gpo.v1.ListCyclesResponse.cycles:type_name -> gpo.v1.Cycle
+	53, // 22: gpo.v1.UpdateApprovalPolicyRequest.approval_policy:type_name -> gpo.v1.ApprovalPolicy
+	0,  // 23: gpo.v1.DisbursementService.UploadBatch:input_type -> gpo.v1.UploadBatchRequest
+	6,  // 24: gpo.v1.DisbursementService.GetBatch:input_type -> gpo.v1.GetBatchRequest
+	7,  // 25: gpo.v1.DisbursementService.ListBatches:input_type -> gpo.v1.ListBatchesRequest
+	9,  // 26: gpo.v1.DisbursementService.ListPayments:input_type -> gpo.v1.ListPaymentsRequest
+	25, // 27: gpo.v1.DisbursementService.CancelPayment:input_type -> gpo.v1.CancelPaymentRequest
+	26, // 28: gpo.v1.DisbursementService.RetryPayment:input_type -> gpo.v1.RetryPaymentRequest
+	27, // 29: gpo.v1.DisbursementService.ResolvePayment:input_type -> gpo.v1.ResolvePaymentRequest
+	28, // 30: gpo.v1.DisbursementService.ExportPayments:input_type -> gpo.v1.ExportPaymentsRequest
+	11, // 31: gpo.v1.DisbursementService.ListStatusChanges:input_type -> gpo.v1.ListStatusChangesRequest
+	13, // 32: gpo.v1.DisbursementService.WatchBatch:input_type -> gpo.v1.WatchBatchRequest
+	24, // 33: gpo.v1.DisbursementService.CancelBatch:input_type -> gpo.v1.CancelBatchRequest
+	15, // 34: gpo.v1.DisbursementService.RetryFailedPayments:input_type -> gpo.v1.RetryFailedPaymentsRequest
+	16, // 35: gpo.v1.DisbursementService.ListDeadLetters:input_type -> gpo.v1.ListDeadLettersRequest
+	29, // 36: gpo.v1.DisbursementService.RedriveDeadLetter:input_type -> gpo.v1.RedriveDeadLetterRequest
+	18, // 37: gpo.v1.DisbursementService.ListRailStats:input_type -> gpo.v1.ListRailStatsRequest
+	20, // 38: gpo.v1.DisbursementService.ListAuditEvents:input_type -> gpo.v1.ListAuditEventsRequest
+	31, // 39: gpo.v1.DisbursementService.ImportStatement:input_type -> gpo.v1.ImportStatementRequest
+	33, // 40: gpo.v1.DisbursementService.GetBatchReconciliation:input_type -> gpo.v1.GetBatchReconciliationRequest
+	39, // 41: gpo.v1.DisbursementService.ApproveBatch:input_type -> gpo.v1.ApproveBatchRequest
+	40, // 42: gpo.v1.DisbursementService.RejectBatch:input_type -> gpo.v1.RejectBatchRequest
+	41, // 43: gpo.v1.DisbursementService.GetApprovalPolicy:input_type -> gpo.v1.GetApprovalPolicyRequest
+	42, // 44: gpo.v1.DisbursementService.UpdateApprovalPolicy:input_type -> gpo.v1.UpdateApprovalPolicyRequest
+	22, // 45: gpo.v1.DisbursementService.VerifyAuditTrail:input_type -> gpo.v1.VerifyAuditTrailRequest
+	34, // 46: gpo.v1.DisbursementService.CreateCycle:input_type -> gpo.v1.CreateCycleRequest
+	36, // 47: gpo.v1.DisbursementService.GetCycle:input_type -> gpo.v1.GetCycleRequest
+	35, // 48: gpo.v1.DisbursementService.UpdateCycle:input_type -> gpo.v1.UpdateCycleRequest
+	37, // 49: gpo.v1.DisbursementService.ListCycles:input_type -> gpo.v1.ListCyclesRequest
+	4,  // 50: gpo.v1.DisbursementService.UploadBatch:output_type -> gpo.v1.UploadBatchResponse
+	45, // 51: gpo.v1.DisbursementService.GetBatch:output_type -> gpo.v1.Batch
+	8,  // 52: gpo.v1.DisbursementService.ListBatches:output_type -> gpo.v1.ListBatchesResponse
+	10, // 53: gpo.v1.DisbursementService.ListPayments:output_type -> gpo.v1.ListPaymentsResponse
+	46, // 54: gpo.v1.DisbursementService.CancelPayment:output_type -> gpo.v1.Payment
+	46, // 55: gpo.v1.DisbursementService.RetryPayment:output_type -> gpo.v1.Payment
+	46, // 56: gpo.v1.DisbursementService.ResolvePayment:output_type -> gpo.v1.Payment
+	54, // 57: gpo.v1.DisbursementService.ExportPayments:output_type -> google.api.HttpBody
+	12, // 58: gpo.v1.DisbursementService.ListStatusChanges:output_type -> gpo.v1.ListStatusChangesResponse
+	14, // 59: gpo.v1.DisbursementService.WatchBatch:output_type -> gpo.v1.WatchBatchResponse
+	45, // 60: gpo.v1.DisbursementService.CancelBatch:output_type -> gpo.v1.Batch
+	45, // 61: gpo.v1.DisbursementService.RetryFailedPayments:output_type -> gpo.v1.Batch
+	17, // 62: gpo.v1.DisbursementService.ListDeadLetters:output_type -> gpo.v1.ListDeadLettersResponse
+	30, // 63: gpo.v1.DisbursementService.RedriveDeadLetter:output_type -> gpo.v1.RedriveDeadLetterResponse
+	19, // 64: gpo.v1.DisbursementService.ListRailStats:output_type -> gpo.v1.ListRailStatsResponse
+	21, // 65: gpo.v1.DisbursementService.ListAuditEvents:output_type -> gpo.v1.ListAuditEventsResponse
+	32, // 66: gpo.v1.DisbursementService.ImportStatement:output_type -> gpo.v1.ImportStatementResponse
+	55, // 67: gpo.v1.DisbursementService.GetBatchReconciliation:output_type -> gpo.v1.BatchReconciliation
+	45, // 68: gpo.v1.DisbursementService.ApproveBatch:output_type -> gpo.v1.Batch
+	45, // 69: gpo.v1.DisbursementService.RejectBatch:output_type -> gpo.v1.Batch
+	53, // 70: gpo.v1.DisbursementService.GetApprovalPolicy:output_type -> gpo.v1.ApprovalPolicy
+	53, // 71: gpo.v1.DisbursementService.UpdateApprovalPolicy:output_type -> gpo.v1.ApprovalPolicy
+	23, // 72: gpo.v1.DisbursementService.VerifyAuditTrail:output_type -> gpo.v1.VerifyAuditTrailResponse
+	52, // 73: gpo.v1.DisbursementService.CreateCycle:output_type -> gpo.v1.Cycle
+	52, // 74: gpo.v1.DisbursementService.GetCycle:output_type -> gpo.v1.Cycle
+	52, // 75: gpo.v1.DisbursementService.UpdateCycle:output_type -> gpo.v1.Cycle
+	38, // 76: gpo.v1.DisbursementService.ListCycles:output_type -> gpo.v1.ListCyclesResponse
+	50, // [50:77] is the sub-list for method output_type
+	23, // [23:50] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_gpo_v1_disbursement_service_proto_init() }
@@ -2832,7 +3092,7 @@ func file_gpo_v1_disbursement_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gpo_v1_disbursement_service_proto_rawDesc), len(file_gpo_v1_disbursement_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   40,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

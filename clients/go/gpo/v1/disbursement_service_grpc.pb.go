@@ -38,6 +38,10 @@ const (
 	DisbursementService_ListAuditEvents_FullMethodName        = "/gpo.v1.DisbursementService/ListAuditEvents"
 	DisbursementService_ImportStatement_FullMethodName        = "/gpo.v1.DisbursementService/ImportStatement"
 	DisbursementService_GetBatchReconciliation_FullMethodName = "/gpo.v1.DisbursementService/GetBatchReconciliation"
+	DisbursementService_ApproveBatch_FullMethodName           = "/gpo.v1.DisbursementService/ApproveBatch"
+	DisbursementService_RejectBatch_FullMethodName            = "/gpo.v1.DisbursementService/RejectBatch"
+	DisbursementService_GetApprovalPolicy_FullMethodName      = "/gpo.v1.DisbursementService/GetApprovalPolicy"
+	DisbursementService_UpdateApprovalPolicy_FullMethodName   = "/gpo.v1.DisbursementService/UpdateApprovalPolicy"
 	DisbursementService_VerifyAuditTrail_FullMethodName       = "/gpo.v1.DisbursementService/VerifyAuditTrail"
 	DisbursementService_CreateCycle_FullMethodName            = "/gpo.v1.DisbursementService/CreateCycle"
 	DisbursementService_GetCycle_FullMethodName               = "/gpo.v1.DisbursementService/GetCycle"
@@ -114,6 +118,18 @@ type DisbursementServiceClient interface {
 	// may concern any program): the payments they confirmed, their entries nobody matched, the paid payments no statement
 	// showed yet, and the totals declared, paid, confirmed on a statement and reversed.
 	GetBatchReconciliation(ctx context.Context, in *GetBatchReconciliationRequest, opts ...grpc.CallOption) (*BatchReconciliation, error)
+	// Approves a batch awaiting approval (approvers of its program only; never its uploader, never twice by
+	// one approver). The last required approval releases it: it starts dispatching.
+	ApproveBatch(ctx context.Context, in *ApproveBatchRequest, opts ...grpc.CallOption) (*Batch, error)
+	// Rejects a batch awaiting approval (approvers of its program only), with a reason: it is cancelled and
+	// pays nothing.
+	RejectBatch(ctx context.Context, in *RejectBatchRequest, opts ...grpc.CallOption) (*Batch, error)
+	// Gets a program's approval policy (operators, and the program's callers and approvers); a program with
+	// none has an empty one, which holds nothing.
+	GetApprovalPolicy(ctx context.Context, in *GetApprovalPolicyRequest, opts ...grpc.CallOption) (*ApprovalPolicy, error)
+	// Sets a program's approval policy (operators only). Batches already awaiting approval keep the count
+	// of approvals they were given.
+	UpdateApprovalPolicy(ctx context.Context, in *UpdateApprovalPolicyRequest, opts ...grpc.CallOption) (*ApprovalPolicy, error)
 	// Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only).
 	VerifyAuditTrail(ctx context.Context, in *VerifyAuditTrailRequest, opts ...grpc.CallOption) (*VerifyAuditTrailResponse, error)
 	// Creates a program's cycle with its budgets and window (operators only; docs/TREASURY.md). Once a
@@ -339,6 +355,46 @@ func (c *disbursementServiceClient) GetBatchReconciliation(ctx context.Context, 
 	return out, nil
 }
 
+func (c *disbursementServiceClient) ApproveBatch(ctx context.Context, in *ApproveBatchRequest, opts ...grpc.CallOption) (*Batch, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Batch)
+	err := c.cc.Invoke(ctx, DisbursementService_ApproveBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *disbursementServiceClient) RejectBatch(ctx context.Context, in *RejectBatchRequest, opts ...grpc.CallOption) (*Batch, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Batch)
+	err := c.cc.Invoke(ctx, DisbursementService_RejectBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *disbursementServiceClient) GetApprovalPolicy(ctx context.Context, in *GetApprovalPolicyRequest, opts ...grpc.CallOption) (*ApprovalPolicy, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApprovalPolicy)
+	err := c.cc.Invoke(ctx, DisbursementService_GetApprovalPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *disbursementServiceClient) UpdateApprovalPolicy(ctx context.Context, in *UpdateApprovalPolicyRequest, opts ...grpc.CallOption) (*ApprovalPolicy, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApprovalPolicy)
+	err := c.cc.Invoke(ctx, DisbursementService_UpdateApprovalPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *disbursementServiceClient) VerifyAuditTrail(ctx context.Context, in *VerifyAuditTrailRequest, opts ...grpc.CallOption) (*VerifyAuditTrailResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(VerifyAuditTrailResponse)
@@ -458,6 +514,18 @@ type DisbursementServiceServer interface {
 	// may concern any program): the payments they confirmed, their entries nobody matched, the paid payments no statement
 	// showed yet, and the totals declared, paid, confirmed on a statement and reversed.
 	GetBatchReconciliation(context.Context, *GetBatchReconciliationRequest) (*BatchReconciliation, error)
+	// Approves a batch awaiting approval (approvers of its program only; never its uploader, never twice by
+	// one approver). The last required approval releases it: it starts dispatching.
+	ApproveBatch(context.Context, *ApproveBatchRequest) (*Batch, error)
+	// Rejects a batch awaiting approval (approvers of its program only), with a reason: it is cancelled and
+	// pays nothing.
+	RejectBatch(context.Context, *RejectBatchRequest) (*Batch, error)
+	// Gets a program's approval policy (operators, and the program's callers and approvers); a program with
+	// none has an empty one, which holds nothing.
+	GetApprovalPolicy(context.Context, *GetApprovalPolicyRequest) (*ApprovalPolicy, error)
+	// Sets a program's approval policy (operators only). Batches already awaiting approval keep the count
+	// of approvals they were given.
+	UpdateApprovalPolicy(context.Context, *UpdateApprovalPolicyRequest) (*ApprovalPolicy, error)
 	// Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only).
 	VerifyAuditTrail(context.Context, *VerifyAuditTrailRequest) (*VerifyAuditTrailResponse, error)
 	// Creates a program's cycle with its budgets and window (operators only; docs/TREASURY.md). Once a
@@ -535,6 +603,18 @@ func (UnimplementedDisbursementServiceServer) ImportStatement(context.Context, *
 }
 func (UnimplementedDisbursementServiceServer) GetBatchReconciliation(context.Context, *GetBatchReconciliationRequest) (*BatchReconciliation, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBatchReconciliation not implemented")
+}
+func (UnimplementedDisbursementServiceServer) ApproveBatch(context.Context, *ApproveBatchRequest) (*Batch, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveBatch not implemented")
+}
+func (UnimplementedDisbursementServiceServer) RejectBatch(context.Context, *RejectBatchRequest) (*Batch, error) {
+	return nil, status.Error(codes.Unimplemented, "method RejectBatch not implemented")
+}
+func (UnimplementedDisbursementServiceServer) GetApprovalPolicy(context.Context, *GetApprovalPolicyRequest) (*ApprovalPolicy, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetApprovalPolicy not implemented")
+}
+func (UnimplementedDisbursementServiceServer) UpdateApprovalPolicy(context.Context, *UpdateApprovalPolicyRequest) (*ApprovalPolicy, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateApprovalPolicy not implemented")
 }
 func (UnimplementedDisbursementServiceServer) VerifyAuditTrail(context.Context, *VerifyAuditTrailRequest) (*VerifyAuditTrailResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyAuditTrail not implemented")
@@ -871,6 +951,78 @@ func _DisbursementService_GetBatchReconciliation_Handler(srv interface{}, ctx co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DisbursementService_ApproveBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DisbursementServiceServer).ApproveBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DisbursementService_ApproveBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DisbursementServiceServer).ApproveBatch(ctx, req.(*ApproveBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DisbursementService_RejectBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RejectBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DisbursementServiceServer).RejectBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DisbursementService_RejectBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DisbursementServiceServer).RejectBatch(ctx, req.(*RejectBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DisbursementService_GetApprovalPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetApprovalPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DisbursementServiceServer).GetApprovalPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DisbursementService_GetApprovalPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DisbursementServiceServer).GetApprovalPolicy(ctx, req.(*GetApprovalPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DisbursementService_UpdateApprovalPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateApprovalPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DisbursementServiceServer).UpdateApprovalPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DisbursementService_UpdateApprovalPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DisbursementServiceServer).UpdateApprovalPolicy(ctx, req.(*UpdateApprovalPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _DisbursementService_VerifyAuditTrail_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(VerifyAuditTrailRequest)
 	if err := dec(in); err != nil {
@@ -1027,6 +1179,22 @@ var DisbursementService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetBatchReconciliation",
 			Handler:    _DisbursementService_GetBatchReconciliation_Handler,
+		},
+		{
+			MethodName: "ApproveBatch",
+			Handler:    _DisbursementService_ApproveBatch_Handler,
+		},
+		{
+			MethodName: "RejectBatch",
+			Handler:    _DisbursementService_RejectBatch_Handler,
+		},
+		{
+			MethodName: "GetApprovalPolicy",
+			Handler:    _DisbursementService_GetApprovalPolicy_Handler,
+		},
+		{
+			MethodName: "UpdateApprovalPolicy",
+			Handler:    _DisbursementService_UpdateApprovalPolicy_Handler,
 		},
 		{
 			MethodName: "VerifyAuditTrail",

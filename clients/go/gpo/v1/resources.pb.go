@@ -22,6 +22,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// What an approver decided.
+type ApprovalDecision int32
+
+const (
+	// Unset.
+	ApprovalDecision_APPROVAL_DECISION_UNSPECIFIED ApprovalDecision = 0
+	// The approver approved the batch.
+	ApprovalDecision_APPROVAL_DECISION_APPROVED ApprovalDecision = 1
+	// The approver rejected the batch, which was cancelled.
+	ApprovalDecision_APPROVAL_DECISION_REJECTED ApprovalDecision = 2
+)
+
+// Enum value maps for ApprovalDecision.
+var (
+	ApprovalDecision_name = map[int32]string{
+		0: "APPROVAL_DECISION_UNSPECIFIED",
+		1: "APPROVAL_DECISION_APPROVED",
+		2: "APPROVAL_DECISION_REJECTED",
+	}
+	ApprovalDecision_value = map[string]int32{
+		"APPROVAL_DECISION_UNSPECIFIED": 0,
+		"APPROVAL_DECISION_APPROVED":    1,
+		"APPROVAL_DECISION_REJECTED":    2,
+	}
+)
+
+func (x ApprovalDecision) Enum() *ApprovalDecision {
+	p := new(ApprovalDecision)
+	*p = x
+	return p
+}
+
+func (x ApprovalDecision) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ApprovalDecision) Descriptor() protoreflect.EnumDescriptor {
+	return file_gpo_v1_resources_proto_enumTypes[0].Descriptor()
+}
+
+func (ApprovalDecision) Type() protoreflect.EnumType {
+	return &file_gpo_v1_resources_proto_enumTypes[0]
+}
+
+func (x ApprovalDecision) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ApprovalDecision.Descriptor instead.
+func (ApprovalDecision) EnumDescriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{0}
+}
+
 // Where a funds block stands.
 type FundsBlockState int32
 
@@ -72,11 +125,11 @@ func (x FundsBlockState) String() string {
 }
 
 func (FundsBlockState) Descriptor() protoreflect.EnumDescriptor {
-	return file_gpo_v1_resources_proto_enumTypes[0].Descriptor()
+	return file_gpo_v1_resources_proto_enumTypes[1].Descriptor()
 }
 
 func (FundsBlockState) Type() protoreflect.EnumType {
-	return &file_gpo_v1_resources_proto_enumTypes[0]
+	return &file_gpo_v1_resources_proto_enumTypes[1]
 }
 
 func (x FundsBlockState) Number() protoreflect.EnumNumber {
@@ -85,7 +138,7 @@ func (x FundsBlockState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FundsBlockState.Descriptor instead.
 func (FundsBlockState) EnumDescriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{0}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{1}
 }
 
 // Where the delivery of a batch's webhook events stands.
@@ -134,11 +187,11 @@ func (x WebhookDeliveryState) String() string {
 }
 
 func (WebhookDeliveryState) Descriptor() protoreflect.EnumDescriptor {
-	return file_gpo_v1_resources_proto_enumTypes[1].Descriptor()
+	return file_gpo_v1_resources_proto_enumTypes[2].Descriptor()
 }
 
 func (WebhookDeliveryState) Type() protoreflect.EnumType {
-	return &file_gpo_v1_resources_proto_enumTypes[1]
+	return &file_gpo_v1_resources_proto_enumTypes[2]
 }
 
 func (x WebhookDeliveryState) Number() protoreflect.EnumNumber {
@@ -147,7 +200,7 @@ func (x WebhookDeliveryState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WebhookDeliveryState.Descriptor instead.
 func (WebhookDeliveryState) EnumDescriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{1}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{2}
 }
 
 // The life of a batch.
@@ -164,6 +217,9 @@ const (
 	BatchState_BATCH_STATE_COMPLETED BatchState = 3
 	// Cancelled by an operator; payments that were in flight still finish.
 	BatchState_BATCH_STATE_CANCELLED BatchState = 4
+	// The upload is complete and the program's approval policy holds it for approvers; nothing is sent
+	// until enough distinct approvers approved it (a rejection cancels it).
+	BatchState_BATCH_STATE_AWAITING_APPROVAL BatchState = 5
 	// The upload is complete; the batch waits until the sidecar of each of its rails with funds control
 	// has blocked its funds with the sponsor bank (Batch.funds_blocks says how each stands). Nothing is
 	// dispatched yet.
@@ -178,15 +234,17 @@ var (
 		2: "BATCH_STATE_PROCESSING",
 		3: "BATCH_STATE_COMPLETED",
 		4: "BATCH_STATE_CANCELLED",
+		5: "BATCH_STATE_AWAITING_APPROVAL",
 		6: "BATCH_STATE_AWAITING_FUNDS",
 	}
 	BatchState_value = map[string]int32{
-		"BATCH_STATE_UNSPECIFIED":    0,
-		"BATCH_STATE_UPLOADING":      1,
-		"BATCH_STATE_PROCESSING":     2,
-		"BATCH_STATE_COMPLETED":      3,
-		"BATCH_STATE_CANCELLED":      4,
-		"BATCH_STATE_AWAITING_FUNDS": 6,
+		"BATCH_STATE_UNSPECIFIED":       0,
+		"BATCH_STATE_UPLOADING":         1,
+		"BATCH_STATE_PROCESSING":        2,
+		"BATCH_STATE_COMPLETED":         3,
+		"BATCH_STATE_CANCELLED":         4,
+		"BATCH_STATE_AWAITING_APPROVAL": 5,
+		"BATCH_STATE_AWAITING_FUNDS":    6,
 	}
 )
 
@@ -201,11 +259,11 @@ func (x BatchState) String() string {
 }
 
 func (BatchState) Descriptor() protoreflect.EnumDescriptor {
-	return file_gpo_v1_resources_proto_enumTypes[2].Descriptor()
+	return file_gpo_v1_resources_proto_enumTypes[3].Descriptor()
 }
 
 func (BatchState) Type() protoreflect.EnumType {
-	return &file_gpo_v1_resources_proto_enumTypes[2]
+	return &file_gpo_v1_resources_proto_enumTypes[3]
 }
 
 func (x BatchState) Number() protoreflect.EnumNumber {
@@ -214,7 +272,7 @@ func (x BatchState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BatchState.Descriptor instead.
 func (BatchState) EnumDescriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{2}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{3}
 }
 
 // The status of one payment. Final statuses: SUCCEEDED, FAILED, REJECTED, CANCELLED, REVERSED (a
@@ -279,11 +337,11 @@ func (x PaymentStatus) String() string {
 }
 
 func (PaymentStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_gpo_v1_resources_proto_enumTypes[3].Descriptor()
+	return file_gpo_v1_resources_proto_enumTypes[4].Descriptor()
 }
 
 func (PaymentStatus) Type() protoreflect.EnumType {
-	return &file_gpo_v1_resources_proto_enumTypes[3]
+	return &file_gpo_v1_resources_proto_enumTypes[4]
 }
 
 func (x PaymentStatus) Number() protoreflect.EnumNumber {
@@ -292,7 +350,7 @@ func (x PaymentStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PaymentStatus.Descriptor instead.
 func (PaymentStatus) EnumDescriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{3}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{4}
 }
 
 // A bulk disbursement: one upload of payments for one program.
@@ -344,9 +402,14 @@ type Batch struct {
 	// The program's cycle the batch pays in ("2026-12"; Cycle "programs/{program}/cycles/{cycle}"), empty
 	// for none.
 	// At most 63 characters.
-	Cycle         string `protobuf:"bytes,17,opt,name=cycle,proto3" json:"cycle,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Cycle string `protobuf:"bytes,17,opt,name=cycle,proto3" json:"cycle,omitempty"`
+	// Output only. The approvers' decisions on the batch, oldest first (maker-checker, docs/TREASURY.md).
+	Approvals []*BatchApproval `protobuf:"bytes,18,rep,name=approvals,proto3" json:"approvals,omitempty"`
+	// Output only. The approvals the program's approval policy required when the upload ended; 0 when the
+	// batch did not need approval.
+	RequiredApprovals int32 `protobuf:"varint,19,opt,name=required_approvals,json=requiredApprovals,proto3" json:"required_approvals,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Batch) Reset() {
@@ -498,6 +561,237 @@ func (x *Batch) GetCycle() string {
 	return ""
 }
 
+func (x *Batch) GetApprovals() []*BatchApproval {
+	if x != nil {
+		return x.Approvals
+	}
+	return nil
+}
+
+func (x *Batch) GetRequiredApprovals() int32 {
+	if x != nil {
+		return x.RequiredApprovals
+	}
+	return 0
+}
+
+// One approver's decision on a batch awaiting approval.
+type BatchApproval struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The approver's token subject (sub).
+	// At most 256 characters.
+	Approver string `protobuf:"bytes,1,opt,name=approver,proto3" json:"approver,omitempty"`
+	// Approved or rejected.
+	Decision ApprovalDecision `protobuf:"varint,2,opt,name=decision,proto3,enum=gpo.v1.ApprovalDecision" json:"decision,omitempty"`
+	// Why it was rejected (empty for an approval).
+	// At most 1024 characters.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// When the decision was recorded.
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchApproval) Reset() {
+	*x = BatchApproval{}
+	mi := &file_gpo_v1_resources_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchApproval) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchApproval) ProtoMessage() {}
+
+func (x *BatchApproval) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_resources_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchApproval.ProtoReflect.Descriptor instead.
+func (*BatchApproval) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BatchApproval) GetApprover() string {
+	if x != nil {
+		return x.Approver
+	}
+	return ""
+}
+
+func (x *BatchApproval) GetDecision() ApprovalDecision {
+	if x != nil {
+		return x.Decision
+	}
+	return ApprovalDecision_APPROVAL_DECISION_UNSPECIFIED
+}
+
+func (x *BatchApproval) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *BatchApproval) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// A program's maker-checker approval policy: a batch whose accepted payments are above any threshold
+// (strictly) waits in BATCH_STATE_AWAITING_APPROVAL when its upload ends, until required_approvals
+// distinct approvers (never its uploader) approved it. A program without thresholds holds nothing.
+type ApprovalPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy's resource name, "programs/{program}/approvalPolicy".
+	// At most 160 characters.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Amount thresholds, at most one per currency: the batch's accepted payments of that currency in total.
+	AmountThresholds []*AmountThreshold `protobuf:"bytes,2,rep,name=amount_thresholds,json=amountThresholds,proto3" json:"amount_thresholds,omitempty"`
+	// A batch with more accepted payments than this waits; 0: no count threshold.
+	PaymentCountThreshold int64 `protobuf:"varint,3,opt,name=payment_count_threshold,json=paymentCountThreshold,proto3" json:"payment_count_threshold,omitempty"`
+	// Distinct approvals a held batch needs, 1 to 10; 0 in an update means the default, 2.
+	RequiredApprovals int32 `protobuf:"varint,4,opt,name=required_approvals,json=requiredApprovals,proto3" json:"required_approvals,omitempty"`
+	// Output only. When the policy was last changed.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApprovalPolicy) Reset() {
+	*x = ApprovalPolicy{}
+	mi := &file_gpo_v1_resources_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApprovalPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApprovalPolicy) ProtoMessage() {}
+
+func (x *ApprovalPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_resources_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApprovalPolicy.ProtoReflect.Descriptor instead.
+func (*ApprovalPolicy) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ApprovalPolicy) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ApprovalPolicy) GetAmountThresholds() []*AmountThreshold {
+	if x != nil {
+		return x.AmountThresholds
+	}
+	return nil
+}
+
+func (x *ApprovalPolicy) GetPaymentCountThreshold() int64 {
+	if x != nil {
+		return x.PaymentCountThreshold
+	}
+	return 0
+}
+
+func (x *ApprovalPolicy) GetRequiredApprovals() int32 {
+	if x != nil {
+		return x.RequiredApprovals
+	}
+	return 0
+}
+
+func (x *ApprovalPolicy) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+// An amount in one currency.
+type AmountThreshold struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ISO 4217 currency code, e.g. "KES".
+	// At most 3 characters.
+	CurrencyCode string `protobuf:"bytes,1,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
+	// A decimal string with at most two decimals, e.g. "100000.00".
+	// At most 32 characters.
+	Amount        string `protobuf:"bytes,2,opt,name=amount,proto3" json:"amount,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AmountThreshold) Reset() {
+	*x = AmountThreshold{}
+	mi := &file_gpo_v1_resources_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AmountThreshold) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AmountThreshold) ProtoMessage() {}
+
+func (x *AmountThreshold) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_resources_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AmountThreshold.ProtoReflect.Descriptor instead.
+func (*AmountThreshold) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AmountThreshold) GetCurrencyCode() string {
+	if x != nil {
+		return x.CurrencyCode
+	}
+	return ""
+}
+
+func (x *AmountThreshold) GetAmount() string {
+	if x != nil {
+		return x.Amount
+	}
+	return ""
+}
+
 // The amount of a batch blocked (reserved) in the payer's account at the sponsor bank before the batch
 // dispatches; its payments are debited against it.
 type FundsBlock struct {
@@ -540,7 +834,7 @@ type FundsBlock struct {
 
 func (x *FundsBlock) Reset() {
 	*x = FundsBlock{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[1]
+	mi := &file_gpo_v1_resources_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +846,7 @@ func (x *FundsBlock) String() string {
 func (*FundsBlock) ProtoMessage() {}
 
 func (x *FundsBlock) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[1]
+	mi := &file_gpo_v1_resources_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +859,7 @@ func (x *FundsBlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FundsBlock.ProtoReflect.Descriptor instead.
 func (*FundsBlock) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{1}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *FundsBlock) GetBlockId() string {
@@ -667,7 +961,7 @@ type WebhookDelivery struct {
 
 func (x *WebhookDelivery) Reset() {
 	*x = WebhookDelivery{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[2]
+	mi := &file_gpo_v1_resources_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +973,7 @@ func (x *WebhookDelivery) String() string {
 func (*WebhookDelivery) ProtoMessage() {}
 
 func (x *WebhookDelivery) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[2]
+	mi := &file_gpo_v1_resources_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +986,7 @@ func (x *WebhookDelivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookDelivery.ProtoReflect.Descriptor instead.
 func (*WebhookDelivery) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{2}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *WebhookDelivery) GetState() WebhookDeliveryState {
@@ -806,7 +1100,7 @@ type Payment struct {
 
 func (x *Payment) Reset() {
 	*x = Payment{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[3]
+	mi := &file_gpo_v1_resources_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -818,7 +1112,7 @@ func (x *Payment) String() string {
 func (*Payment) ProtoMessage() {}
 
 func (x *Payment) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[3]
+	mi := &file_gpo_v1_resources_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -831,7 +1125,7 @@ func (x *Payment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Payment.ProtoReflect.Descriptor instead.
 func (*Payment) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{3}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Payment) GetName() string {
@@ -1000,7 +1294,7 @@ type PaymentTotal struct {
 
 func (x *PaymentTotal) Reset() {
 	*x = PaymentTotal{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[4]
+	mi := &file_gpo_v1_resources_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1306,7 @@ func (x *PaymentTotal) String() string {
 func (*PaymentTotal) ProtoMessage() {}
 
 func (x *PaymentTotal) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[4]
+	mi := &file_gpo_v1_resources_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1319,7 @@ func (x *PaymentTotal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentTotal.ProtoReflect.Descriptor instead.
 func (*PaymentTotal) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{4}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PaymentTotal) GetStatus() PaymentStatus {
@@ -1084,7 +1378,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[5]
+	mi := &file_gpo_v1_resources_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1096,7 +1390,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[5]
+	mi := &file_gpo_v1_resources_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1109,7 +1403,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{5}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeadLetter) GetRail() string {
@@ -1189,7 +1483,7 @@ type StatusChange struct {
 
 func (x *StatusChange) Reset() {
 	*x = StatusChange{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[6]
+	mi := &file_gpo_v1_resources_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1201,7 +1495,7 @@ func (x *StatusChange) String() string {
 func (*StatusChange) ProtoMessage() {}
 
 func (x *StatusChange) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[6]
+	mi := &file_gpo_v1_resources_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1214,7 +1508,7 @@ func (x *StatusChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusChange.ProtoReflect.Descriptor instead.
 func (*StatusChange) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{6}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StatusChange) GetPreviousStatus() PaymentStatus {
@@ -1309,7 +1603,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[7]
+	mi := &file_gpo_v1_resources_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1321,7 +1615,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[7]
+	mi := &file_gpo_v1_resources_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1334,7 +1628,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{7}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AuditEvent) GetId() int64 {
@@ -1457,7 +1751,7 @@ type Statement struct {
 
 func (x *Statement) Reset() {
 	*x = Statement{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[8]
+	mi := &file_gpo_v1_resources_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1469,7 +1763,7 @@ func (x *Statement) String() string {
 func (*Statement) ProtoMessage() {}
 
 func (x *Statement) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[8]
+	mi := &file_gpo_v1_resources_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1482,7 +1776,7 @@ func (x *Statement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Statement.ProtoReflect.Descriptor instead.
 func (*Statement) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{8}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Statement) GetName() string {
@@ -1584,7 +1878,7 @@ type BatchReconciliation struct {
 
 func (x *BatchReconciliation) Reset() {
 	*x = BatchReconciliation{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[9]
+	mi := &file_gpo_v1_resources_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1890,7 @@ func (x *BatchReconciliation) String() string {
 func (*BatchReconciliation) ProtoMessage() {}
 
 func (x *BatchReconciliation) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[9]
+	mi := &file_gpo_v1_resources_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1903,7 @@ func (x *BatchReconciliation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchReconciliation.ProtoReflect.Descriptor instead.
 func (*BatchReconciliation) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{9}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BatchReconciliation) GetName() string {
@@ -1695,7 +1989,7 @@ type ReconciliationTotal struct {
 
 func (x *ReconciliationTotal) Reset() {
 	*x = ReconciliationTotal{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[10]
+	mi := &file_gpo_v1_resources_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1707,7 +2001,7 @@ func (x *ReconciliationTotal) String() string {
 func (*ReconciliationTotal) ProtoMessage() {}
 
 func (x *ReconciliationTotal) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[10]
+	mi := &file_gpo_v1_resources_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1720,7 +2014,7 @@ func (x *ReconciliationTotal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconciliationTotal.ProtoReflect.Descriptor instead.
 func (*ReconciliationTotal) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{10}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReconciliationTotal) GetCurrencyCode() string {
@@ -1804,7 +2098,7 @@ type StatementMatch struct {
 
 func (x *StatementMatch) Reset() {
 	*x = StatementMatch{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[11]
+	mi := &file_gpo_v1_resources_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1816,7 +2110,7 @@ func (x *StatementMatch) String() string {
 func (*StatementMatch) ProtoMessage() {}
 
 func (x *StatementMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[11]
+	mi := &file_gpo_v1_resources_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1829,7 +2123,7 @@ func (x *StatementMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementMatch.ProtoReflect.Descriptor instead.
 func (*StatementMatch) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{11}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StatementMatch) GetPayment() string {
@@ -1934,7 +2228,7 @@ type StatementEntry struct {
 
 func (x *StatementEntry) Reset() {
 	*x = StatementEntry{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[12]
+	mi := &file_gpo_v1_resources_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1946,7 +2240,7 @@ func (x *StatementEntry) String() string {
 func (*StatementEntry) ProtoMessage() {}
 
 func (x *StatementEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[12]
+	mi := &file_gpo_v1_resources_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1959,7 +2253,7 @@ func (x *StatementEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementEntry.ProtoReflect.Descriptor instead.
 func (*StatementEntry) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{12}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StatementEntry) GetStatement() string {
@@ -2077,7 +2371,7 @@ type UnconfirmedPayment struct {
 
 func (x *UnconfirmedPayment) Reset() {
 	*x = UnconfirmedPayment{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[13]
+	mi := &file_gpo_v1_resources_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2089,7 +2383,7 @@ func (x *UnconfirmedPayment) String() string {
 func (*UnconfirmedPayment) ProtoMessage() {}
 
 func (x *UnconfirmedPayment) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[13]
+	mi := &file_gpo_v1_resources_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2102,7 +2396,7 @@ func (x *UnconfirmedPayment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnconfirmedPayment.ProtoReflect.Descriptor instead.
 func (*UnconfirmedPayment) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{13}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UnconfirmedPayment) GetPayment() string {
@@ -2163,7 +2457,7 @@ type RailStats struct {
 
 func (x *RailStats) Reset() {
 	*x = RailStats{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[14]
+	mi := &file_gpo_v1_resources_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2175,7 +2469,7 @@ func (x *RailStats) String() string {
 func (*RailStats) ProtoMessage() {}
 
 func (x *RailStats) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[14]
+	mi := &file_gpo_v1_resources_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2188,7 +2482,7 @@ func (x *RailStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RailStats.ProtoReflect.Descriptor instead.
 func (*RailStats) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{14}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RailStats) GetRail() string {
@@ -2247,7 +2541,7 @@ type ReasonCount struct {
 
 func (x *ReasonCount) Reset() {
 	*x = ReasonCount{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[15]
+	mi := &file_gpo_v1_resources_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2259,7 +2553,7 @@ func (x *ReasonCount) String() string {
 func (*ReasonCount) ProtoMessage() {}
 
 func (x *ReasonCount) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[15]
+	mi := &file_gpo_v1_resources_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2272,7 +2566,7 @@ func (x *ReasonCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReasonCount.ProtoReflect.Descriptor instead.
 func (*ReasonCount) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{15}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReasonCount) GetReasonCode() string {
@@ -2324,7 +2618,7 @@ type Cycle struct {
 
 func (x *Cycle) Reset() {
 	*x = Cycle{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[16]
+	mi := &file_gpo_v1_resources_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2336,7 +2630,7 @@ func (x *Cycle) String() string {
 func (*Cycle) ProtoMessage() {}
 
 func (x *Cycle) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[16]
+	mi := &file_gpo_v1_resources_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2349,7 +2643,7 @@ func (x *Cycle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cycle.ProtoReflect.Descriptor instead.
 func (*Cycle) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{16}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Cycle) GetName() string {
@@ -2437,7 +2731,7 @@ type CycleBudget struct {
 
 func (x *CycleBudget) Reset() {
 	*x = CycleBudget{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[17]
+	mi := &file_gpo_v1_resources_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2449,7 +2743,7 @@ func (x *CycleBudget) String() string {
 func (*CycleBudget) ProtoMessage() {}
 
 func (x *CycleBudget) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[17]
+	mi := &file_gpo_v1_resources_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2462,7 +2756,7 @@ func (x *CycleBudget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CycleBudget.ProtoReflect.Descriptor instead.
 func (*CycleBudget) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{17}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CycleBudget) GetCurrencyCode() string {
@@ -2525,7 +2819,7 @@ type CycleTotal struct {
 
 func (x *CycleTotal) Reset() {
 	*x = CycleTotal{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[18]
+	mi := &file_gpo_v1_resources_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2537,7 +2831,7 @@ func (x *CycleTotal) String() string {
 func (*CycleTotal) ProtoMessage() {}
 
 func (x *CycleTotal) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[18]
+	mi := &file_gpo_v1_resources_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2550,7 +2844,7 @@ func (x *CycleTotal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CycleTotal.ProtoReflect.Descriptor instead.
 func (*CycleTotal) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{18}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CycleTotal) GetCurrencyCode() string {
@@ -2655,7 +2949,7 @@ var File_gpo_v1_resources_proto protoreflect.FileDescriptor
 
 const file_gpo_v1_resources_proto_rawDesc = "" +
 	"\n" +
-	"\x16gpo/v1/resources.proto\x12\x06gpo.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x05\n" +
+	"\x16gpo/v1/resources.proto\x12\x06gpo.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x06\n" +
 	"\x05Batch\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aprogram\x18\x02 \x01(\tR\aprogram\x12\x1d\n" +
@@ -2677,7 +2971,25 @@ const file_gpo_v1_resources_proto_rawDesc = "" +
 	"updateTime\x12B\n" +
 	"\x10webhook_delivery\x18\x0f \x01(\v2\x17.gpo.v1.WebhookDeliveryR\x0fwebhookDelivery\x125\n" +
 	"\ffunds_blocks\x18\x10 \x03(\v2\x12.gpo.v1.FundsBlockR\vfundsBlocks\x12\x14\n" +
-	"\x05cycle\x18\x11 \x01(\tR\x05cycle\"\x93\x03\n" +
+	"\x05cycle\x18\x11 \x01(\tR\x05cycle\x123\n" +
+	"\tapprovals\x18\x12 \x03(\v2\x15.gpo.v1.BatchApprovalR\tapprovals\x12-\n" +
+	"\x12required_approvals\x18\x13 \x01(\x05R\x11requiredApprovals\"\xb6\x01\n" +
+	"\rBatchApproval\x12\x1a\n" +
+	"\bapprover\x18\x01 \x01(\tR\bapprover\x124\n" +
+	"\bdecision\x18\x02 \x01(\x0e2\x18.gpo.v1.ApprovalDecisionR\bdecision\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12;\n" +
+	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"\x8e\x02\n" +
+	"\x0eApprovalPolicy\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12D\n" +
+	"\x11amount_thresholds\x18\x02 \x03(\v2\x17.gpo.v1.AmountThresholdR\x10amountThresholds\x126\n" +
+	"\x17payment_count_threshold\x18\x03 \x01(\x03R\x15paymentCountThreshold\x12-\n" +
+	"\x12required_approvals\x18\x04 \x01(\x05R\x11requiredApprovals\x12;\n" +
+	"\vupdate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"N\n" +
+	"\x0fAmountThreshold\x12#\n" +
+	"\rcurrency_code\x18\x01 \x01(\tR\fcurrencyCode\x12\x16\n" +
+	"\x06amount\x18\x02 \x01(\tR\x06amount\"\x93\x03\n" +
 	"\n" +
 	"FundsBlock\x12\x19\n" +
 	"\bblock_id\x18\x01 \x01(\tR\ablockId\x12\x12\n" +
@@ -2890,7 +3202,11 @@ const file_gpo_v1_resources_proto_rawDesc = "" +
 	"\x0freversed_amount\x18\v \x01(\tR\x0ereversedAmount\x12'\n" +
 	"\x0fcancelled_count\x18\f \x01(\x03R\x0ecancelledCount\x12)\n" +
 	"\x10cancelled_amount\x18\r \x01(\tR\x0fcancelledAmount\x12%\n" +
-	"\x0erejected_count\x18\x0e \x01(\x03R\rrejectedCount*\xd9\x01\n" +
+	"\x0erejected_count\x18\x0e \x01(\x03R\rrejectedCount*u\n" +
+	"\x10ApprovalDecision\x12!\n" +
+	"\x1dAPPROVAL_DECISION_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aAPPROVAL_DECISION_APPROVED\x10\x01\x12\x1e\n" +
+	"\x1aAPPROVAL_DECISION_REJECTED\x10\x02*\xd9\x01\n" +
 	"\x0fFundsBlockState\x12!\n" +
 	"\x1dFUNDS_BLOCK_STATE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bFUNDS_BLOCK_STATE_REQUESTED\x10\x01\x12\x1d\n" +
@@ -2903,14 +3219,15 @@ const file_gpo_v1_resources_proto_rawDesc = "" +
 	" WEBHOOK_DELIVERY_STATE_DELIVERED\x10\x01\x12\"\n" +
 	"\x1eWEBHOOK_DELIVERY_STATE_PENDING\x10\x02\x12#\n" +
 	"\x1fWEBHOOK_DELIVERY_STATE_RETRYING\x10\x03\x12!\n" +
-	"\x1dWEBHOOK_DELIVERY_STATE_FAILED\x10\x04*\xb6\x01\n" +
+	"\x1dWEBHOOK_DELIVERY_STATE_FAILED\x10\x04*\xd9\x01\n" +
 	"\n" +
 	"BatchState\x12\x1b\n" +
 	"\x17BATCH_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15BATCH_STATE_UPLOADING\x10\x01\x12\x1a\n" +
 	"\x16BATCH_STATE_PROCESSING\x10\x02\x12\x19\n" +
 	"\x15BATCH_STATE_COMPLETED\x10\x03\x12\x19\n" +
-	"\x15BATCH_STATE_CANCELLED\x10\x04\x12\x1e\n" +
+	"\x15BATCH_STATE_CANCELLED\x10\x04\x12!\n" +
+	"\x1dBATCH_STATE_AWAITING_APPROVAL\x10\x05\x12\x1e\n" +
 	"\x1aBATCH_STATE_AWAITING_FUNDS\x10\x06*\x91\x02\n" +
 	"\rPaymentStatus\x12\x1e\n" +
 	"\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
@@ -2937,76 +3254,85 @@ func file_gpo_v1_resources_proto_rawDescGZIP() []byte {
 	return file_gpo_v1_resources_proto_rawDescData
 }
 
-var file_gpo_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_gpo_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_gpo_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_gpo_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_gpo_v1_resources_proto_goTypes = []any{
-	(FundsBlockState)(0),          // 0: gpo.v1.FundsBlockState
-	(WebhookDeliveryState)(0),     // 1: gpo.v1.WebhookDeliveryState
-	(BatchState)(0),               // 2: gpo.v1.BatchState
-	(PaymentStatus)(0),            // 3: gpo.v1.PaymentStatus
-	(*Batch)(nil),                 // 4: gpo.v1.Batch
-	(*FundsBlock)(nil),            // 5: gpo.v1.FundsBlock
-	(*WebhookDelivery)(nil),       // 6: gpo.v1.WebhookDelivery
-	(*Payment)(nil),               // 7: gpo.v1.Payment
-	(*PaymentTotal)(nil),          // 8: gpo.v1.PaymentTotal
-	(*DeadLetter)(nil),            // 9: gpo.v1.DeadLetter
-	(*StatusChange)(nil),          // 10: gpo.v1.StatusChange
-	(*AuditEvent)(nil),            // 11: gpo.v1.AuditEvent
-	(*Statement)(nil),             // 12: gpo.v1.Statement
-	(*BatchReconciliation)(nil),   // 13: gpo.v1.BatchReconciliation
-	(*ReconciliationTotal)(nil),   // 14: gpo.v1.ReconciliationTotal
-	(*StatementMatch)(nil),        // 15: gpo.v1.StatementMatch
-	(*StatementEntry)(nil),        // 16: gpo.v1.StatementEntry
-	(*UnconfirmedPayment)(nil),    // 17: gpo.v1.UnconfirmedPayment
-	(*RailStats)(nil),             // 18: gpo.v1.RailStats
-	(*ReasonCount)(nil),           // 19: gpo.v1.ReasonCount
-	(*Cycle)(nil),                 // 20: gpo.v1.Cycle
-	(*CycleBudget)(nil),           // 21: gpo.v1.CycleBudget
-	(*CycleTotal)(nil),            // 22: gpo.v1.CycleTotal
-	nil,                           // 23: gpo.v1.Payment.MetadataEntry
-	nil,                           // 24: gpo.v1.Statement.OutcomeCountsEntry
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(ApprovalDecision)(0),         // 0: gpo.v1.ApprovalDecision
+	(FundsBlockState)(0),          // 1: gpo.v1.FundsBlockState
+	(WebhookDeliveryState)(0),     // 2: gpo.v1.WebhookDeliveryState
+	(BatchState)(0),               // 3: gpo.v1.BatchState
+	(PaymentStatus)(0),            // 4: gpo.v1.PaymentStatus
+	(*Batch)(nil),                 // 5: gpo.v1.Batch
+	(*BatchApproval)(nil),         // 6: gpo.v1.BatchApproval
+	(*ApprovalPolicy)(nil),        // 7: gpo.v1.ApprovalPolicy
+	(*AmountThreshold)(nil),       // 8: gpo.v1.AmountThreshold
+	(*FundsBlock)(nil),            // 9: gpo.v1.FundsBlock
+	(*WebhookDelivery)(nil),       // 10: gpo.v1.WebhookDelivery
+	(*Payment)(nil),               // 11: gpo.v1.Payment
+	(*PaymentTotal)(nil),          // 12: gpo.v1.PaymentTotal
+	(*DeadLetter)(nil),            // 13: gpo.v1.DeadLetter
+	(*StatusChange)(nil),          // 14: gpo.v1.StatusChange
+	(*AuditEvent)(nil),            // 15: gpo.v1.AuditEvent
+	(*Statement)(nil),             // 16: gpo.v1.Statement
+	(*BatchReconciliation)(nil),   // 17: gpo.v1.BatchReconciliation
+	(*ReconciliationTotal)(nil),   // 18: gpo.v1.ReconciliationTotal
+	(*StatementMatch)(nil),        // 19: gpo.v1.StatementMatch
+	(*StatementEntry)(nil),        // 20: gpo.v1.StatementEntry
+	(*UnconfirmedPayment)(nil),    // 21: gpo.v1.UnconfirmedPayment
+	(*RailStats)(nil),             // 22: gpo.v1.RailStats
+	(*ReasonCount)(nil),           // 23: gpo.v1.ReasonCount
+	(*Cycle)(nil),                 // 24: gpo.v1.Cycle
+	(*CycleBudget)(nil),           // 25: gpo.v1.CycleBudget
+	(*CycleTotal)(nil),            // 26: gpo.v1.CycleTotal
+	nil,                           // 27: gpo.v1.Payment.MetadataEntry
+	nil,                           // 28: gpo.v1.Statement.OutcomeCountsEntry
+	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
 }
 var file_gpo_v1_resources_proto_depIdxs = []int32{
-	2,  // 0: gpo.v1.Batch.state:type_name -> gpo.v1.BatchState
-	25, // 1: gpo.v1.Batch.schedule_time:type_name -> google.protobuf.Timestamp
-	8,  // 2: gpo.v1.Batch.totals:type_name -> gpo.v1.PaymentTotal
-	25, // 3: gpo.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
-	25, // 4: gpo.v1.Batch.update_time:type_name -> google.protobuf.Timestamp
-	6,  // 5: gpo.v1.Batch.webhook_delivery:type_name -> gpo.v1.WebhookDelivery
-	5,  // 6: gpo.v1.Batch.funds_blocks:type_name -> gpo.v1.FundsBlock
-	0,  // 7: gpo.v1.FundsBlock.state:type_name -> gpo.v1.FundsBlockState
-	25, // 8: gpo.v1.FundsBlock.update_time:type_name -> google.protobuf.Timestamp
-	1,  // 9: gpo.v1.WebhookDelivery.state:type_name -> gpo.v1.WebhookDeliveryState
-	25, // 10: gpo.v1.WebhookDelivery.fail_time:type_name -> google.protobuf.Timestamp
-	25, // 11: gpo.v1.Payment.schedule_time:type_name -> google.protobuf.Timestamp
-	23, // 12: gpo.v1.Payment.metadata:type_name -> gpo.v1.Payment.MetadataEntry
-	3,  // 13: gpo.v1.Payment.status:type_name -> gpo.v1.PaymentStatus
-	25, // 14: gpo.v1.Payment.update_time:type_name -> google.protobuf.Timestamp
-	3,  // 15: gpo.v1.PaymentTotal.status:type_name -> gpo.v1.PaymentStatus
-	25, // 16: gpo.v1.DeadLetter.create_time:type_name -> google.protobuf.Timestamp
-	3,  // 17: gpo.v1.StatusChange.previous_status:type_name -> gpo.v1.PaymentStatus
-	3,  // 18: gpo.v1.StatusChange.status:type_name -> gpo.v1.PaymentStatus
-	25, // 19: gpo.v1.StatusChange.change_time:type_name -> google.protobuf.Timestamp
-	25, // 20: gpo.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
-	25, // 21: gpo.v1.Statement.create_time:type_name -> google.protobuf.Timestamp
-	24, // 22: gpo.v1.Statement.outcome_counts:type_name -> gpo.v1.Statement.OutcomeCountsEntry
-	14, // 23: gpo.v1.BatchReconciliation.totals:type_name -> gpo.v1.ReconciliationTotal
-	15, // 24: gpo.v1.BatchReconciliation.matched:type_name -> gpo.v1.StatementMatch
-	16, // 25: gpo.v1.BatchReconciliation.unmatched_entries:type_name -> gpo.v1.StatementEntry
-	17, // 26: gpo.v1.BatchReconciliation.unconfirmed_payments:type_name -> gpo.v1.UnconfirmedPayment
-	3,  // 27: gpo.v1.StatementMatch.status:type_name -> gpo.v1.PaymentStatus
-	19, // 28: gpo.v1.RailStats.failure_reasons:type_name -> gpo.v1.ReasonCount
-	25, // 29: gpo.v1.Cycle.start_time:type_name -> google.protobuf.Timestamp
-	25, // 30: gpo.v1.Cycle.end_time:type_name -> google.protobuf.Timestamp
-	21, // 31: gpo.v1.Cycle.budgets:type_name -> gpo.v1.CycleBudget
-	22, // 32: gpo.v1.Cycle.totals:type_name -> gpo.v1.CycleTotal
-	25, // 33: gpo.v1.Cycle.create_time:type_name -> google.protobuf.Timestamp
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	3,  // 0: gpo.v1.Batch.state:type_name -> gpo.v1.BatchState
+	29, // 1: gpo.v1.Batch.schedule_time:type_name -> google.protobuf.Timestamp
+	12, // 2: gpo.v1.Batch.totals:type_name -> gpo.v1.PaymentTotal
+	29, // 3: gpo.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
+	29, // 4: gpo.v1.Batch.update_time:type_name -> google.protobuf.Timestamp
+	10, // 5: gpo.v1.Batch.webhook_delivery:type_name -> gpo.v1.WebhookDelivery
+	9,  // 6: gpo.v1.Batch.funds_blocks:type_name -> gpo.v1.FundsBlock
+	6,  // 7: gpo.v1.Batch.approvals:type_name -> gpo.v1.BatchApproval
+	0,  // 8: gpo.v1.BatchApproval.decision:type_name -> gpo.v1.ApprovalDecision
+	29, // 9: gpo.v1.BatchApproval.create_time:type_name -> google.protobuf.Timestamp
+	8,  // 10: gpo.v1.ApprovalPolicy.amount_thresholds:type_name -> gpo.v1.AmountThreshold
+	29, // 11: gpo.v1.ApprovalPolicy.update_time:type_name -> google.protobuf.Timestamp
+	1,  // 12: gpo.v1.FundsBlock.state:type_name -> gpo.v1.FundsBlockState
+	29, // 13: gpo.v1.FundsBlock.update_time:type_name -> google.protobuf.Timestamp
+	2,  // 14: gpo.v1.WebhookDelivery.state:type_name -> gpo.v1.WebhookDeliveryState
+	29, // 15: gpo.v1.WebhookDelivery.fail_time:type_name -> google.protobuf.Timestamp
+	29, // 16: gpo.v1.Payment.schedule_time:type_name -> google.protobuf.Timestamp
+	27, // 17: gpo.v1.Payment.metadata:type_name -> gpo.v1.Payment.MetadataEntry
+	4,  // 18: gpo.v1.Payment.status:type_name -> gpo.v1.PaymentStatus
+	29, // 19: gpo.v1.Payment.update_time:type_name -> google.protobuf.Timestamp
+	4,  // 20: gpo.v1.PaymentTotal.status:type_name -> gpo.v1.PaymentStatus
+	29, // 21: gpo.v1.DeadLetter.create_time:type_name -> google.protobuf.Timestamp
+	4,  // 22: gpo.v1.StatusChange.previous_status:type_name -> gpo.v1.PaymentStatus
+	4,  // 23: gpo.v1.StatusChange.status:type_name -> gpo.v1.PaymentStatus
+	29, // 24: gpo.v1.StatusChange.change_time:type_name -> google.protobuf.Timestamp
+	29, // 25: gpo.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
+	29, // 26: gpo.v1.Statement.create_time:type_name -> google.protobuf.Timestamp
+	28, // 27: gpo.v1.Statement.outcome_counts:type_name -> gpo.v1.Statement.OutcomeCountsEntry
+	18, // 28: gpo.v1.BatchReconciliation.totals:type_name -> gpo.v1.ReconciliationTotal
+	19, // 29: gpo.v1.BatchReconciliation.matched:type_name -> gpo.v1.StatementMatch
+	20, // 30: gpo.v1.BatchReconciliation.unmatched_entries:type_name -> gpo.v1.StatementEntry
+	21, // 31: gpo.v1.BatchReconciliation.unconfirmed_payments:type_name -> gpo.v1.UnconfirmedPayment
+	4,  // 32: gpo.v1.StatementMatch.status:type_name -> gpo.v1.PaymentStatus
+	23, // 33: gpo.v1.RailStats.failure_reasons:type_name -> gpo.v1.ReasonCount
+	29, // 34: gpo.v1.Cycle.start_time:type_name -> google.protobuf.Timestamp
+	29, // 35: gpo.v1.Cycle.end_time:type_name -> google.protobuf.Timestamp
+	25, // 36: gpo.v1.Cycle.budgets:type_name -> gpo.v1.CycleBudget
+	26, // 37: gpo.v1.Cycle.totals:type_name -> gpo.v1.CycleTotal
+	29, // 38: gpo.v1.Cycle.create_time:type_name -> google.protobuf.Timestamp
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_gpo_v1_resources_proto_init() }
@@ -3019,8 +3345,8 @@ func file_gpo_v1_resources_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gpo_v1_resources_proto_rawDesc), len(file_gpo_v1_resources_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   21,
+			NumEnums:      5,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -374,3 +374,35 @@ class ListCyclesResponse(_message.Message):
     cycles: _containers.RepeatedCompositeFieldContainer[_resources_pb2.Cycle]
     next_page_token: str
     def __init__(self, cycles: _Optional[_Iterable[_Union[_resources_pb2.Cycle, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ApproveBatchRequest(_message.Message):
+    __slots__ = ("name", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RejectBatchRequest(_message.Message):
+    __slots__ = ("name", "request_id", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    request_id: str
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., request_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class GetApprovalPolicyRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class UpdateApprovalPolicyRequest(_message.Message):
+    __slots__ = ("approval_policy", "name")
+    APPROVAL_POLICY_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    approval_policy: _resources_pb2.ApprovalPolicy
+    name: str
+    def __init__(self, approval_policy: _Optional[_Union[_resources_pb2.ApprovalPolicy, _Mapping]] = ..., name: _Optional[str] = ...) -> None: ...

@@ -133,6 +133,26 @@ class DisbursementServiceStub:
                 request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.GetBatchReconciliationRequest.SerializeToString,
                 response_deserializer=gpo_dot_v1_dot_resources__pb2.BatchReconciliation.FromString,
                 _registered_method=True)
+        self.ApproveBatch = channel.unary_unary(
+                '/gpo.v1.DisbursementService/ApproveBatch',
+                request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ApproveBatchRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_resources__pb2.Batch.FromString,
+                _registered_method=True)
+        self.RejectBatch = channel.unary_unary(
+                '/gpo.v1.DisbursementService/RejectBatch',
+                request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.RejectBatchRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_resources__pb2.Batch.FromString,
+                _registered_method=True)
+        self.GetApprovalPolicy = channel.unary_unary(
+                '/gpo.v1.DisbursementService/GetApprovalPolicy',
+                request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.GetApprovalPolicyRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_resources__pb2.ApprovalPolicy.FromString,
+                _registered_method=True)
+        self.UpdateApprovalPolicy = channel.unary_unary(
+                '/gpo.v1.DisbursementService/UpdateApprovalPolicy',
+                request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.UpdateApprovalPolicyRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_resources__pb2.ApprovalPolicy.FromString,
+                _registered_method=True)
         self.VerifyAuditTrail = channel.unary_unary(
                 '/gpo.v1.DisbursementService/VerifyAuditTrail',
                 request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.VerifyAuditTrailRequest.SerializeToString,
@@ -317,6 +337,38 @@ class DisbursementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApproveBatch(self, request, context):
+        """Approves a batch awaiting approval (approvers of its program only; never its uploader, never twice by
+        one approver). The last required approval releases it: it starts dispatching.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectBatch(self, request, context):
+        """Rejects a batch awaiting approval (approvers of its program only), with a reason: it is cancelled and
+        pays nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetApprovalPolicy(self, request, context):
+        """Gets a program's approval policy (operators, and the program's callers and approvers); a program with
+        none has an empty one, which holds nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateApprovalPolicy(self, request, context):
+        """Sets a program's approval policy (operators only). Batches already awaiting approval keep the count
+        of approvals they were given.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def VerifyAuditTrail(self, request, context):
         """Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only).
         """
@@ -448,6 +500,26 @@ def add_DisbursementServiceServicer_to_server(servicer, server):
                     servicer.GetBatchReconciliation,
                     request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.GetBatchReconciliationRequest.FromString,
                     response_serializer=gpo_dot_v1_dot_resources__pb2.BatchReconciliation.SerializeToString,
+            ),
+            'ApproveBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveBatch,
+                    request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.ApproveBatchRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_resources__pb2.Batch.SerializeToString,
+            ),
+            'RejectBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectBatch,
+                    request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.RejectBatchRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_resources__pb2.Batch.SerializeToString,
+            ),
+            'GetApprovalPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetApprovalPolicy,
+                    request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.GetApprovalPolicyRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_resources__pb2.ApprovalPolicy.SerializeToString,
+            ),
+            'UpdateApprovalPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateApprovalPolicy,
+                    request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.UpdateApprovalPolicyRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_resources__pb2.ApprovalPolicy.SerializeToString,
             ),
             'VerifyAuditTrail': grpc.unary_unary_rpc_method_handler(
                     servicer.VerifyAuditTrail,
@@ -968,6 +1040,114 @@ class DisbursementService:
             '/gpo.v1.DisbursementService/GetBatchReconciliation',
             gpo_dot_v1_dot_disbursement__service__pb2.GetBatchReconciliationRequest.SerializeToString,
             gpo_dot_v1_dot_resources__pb2.BatchReconciliation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.DisbursementService/ApproveBatch',
+            gpo_dot_v1_dot_disbursement__service__pb2.ApproveBatchRequest.SerializeToString,
+            gpo_dot_v1_dot_resources__pb2.Batch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.DisbursementService/RejectBatch',
+            gpo_dot_v1_dot_disbursement__service__pb2.RejectBatchRequest.SerializeToString,
+            gpo_dot_v1_dot_resources__pb2.Batch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetApprovalPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.DisbursementService/GetApprovalPolicy',
+            gpo_dot_v1_dot_disbursement__service__pb2.GetApprovalPolicyRequest.SerializeToString,
+            gpo_dot_v1_dot_resources__pb2.ApprovalPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateApprovalPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.DisbursementService/UpdateApprovalPolicy',
+            gpo_dot_v1_dot_disbursement__service__pb2.UpdateApprovalPolicyRequest.SerializeToString,
+            gpo_dot_v1_dot_resources__pb2.ApprovalPolicy.FromString,
             options,
             channel_credentials,
             insecure,

@@ -10,6 +10,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ApprovalDecision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    APPROVAL_DECISION_UNSPECIFIED: _ClassVar[ApprovalDecision]
+    APPROVAL_DECISION_APPROVED: _ClassVar[ApprovalDecision]
+    APPROVAL_DECISION_REJECTED: _ClassVar[ApprovalDecision]
+
 class FundsBlockState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     FUNDS_BLOCK_STATE_UNSPECIFIED: _ClassVar[FundsBlockState]
@@ -34,6 +40,7 @@ class BatchState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BATCH_STATE_PROCESSING: _ClassVar[BatchState]
     BATCH_STATE_COMPLETED: _ClassVar[BatchState]
     BATCH_STATE_CANCELLED: _ClassVar[BatchState]
+    BATCH_STATE_AWAITING_APPROVAL: _ClassVar[BatchState]
     BATCH_STATE_AWAITING_FUNDS: _ClassVar[BatchState]
 
 class PaymentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
@@ -47,6 +54,9 @@ class PaymentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PAYMENT_STATUS_REJECTED: _ClassVar[PaymentStatus]
     PAYMENT_STATUS_CANCELLED: _ClassVar[PaymentStatus]
     PAYMENT_STATUS_REVERSED: _ClassVar[PaymentStatus]
+APPROVAL_DECISION_UNSPECIFIED: ApprovalDecision
+APPROVAL_DECISION_APPROVED: ApprovalDecision
+APPROVAL_DECISION_REJECTED: ApprovalDecision
 FUNDS_BLOCK_STATE_UNSPECIFIED: FundsBlockState
 FUNDS_BLOCK_STATE_REQUESTED: FundsBlockState
 FUNDS_BLOCK_STATE_BLOCKED: FundsBlockState
@@ -63,6 +73,7 @@ BATCH_STATE_UPLOADING: BatchState
 BATCH_STATE_PROCESSING: BatchState
 BATCH_STATE_COMPLETED: BatchState
 BATCH_STATE_CANCELLED: BatchState
+BATCH_STATE_AWAITING_APPROVAL: BatchState
 BATCH_STATE_AWAITING_FUNDS: BatchState
 PAYMENT_STATUS_UNSPECIFIED: PaymentStatus
 PAYMENT_STATUS_ACCEPTED: PaymentStatus
@@ -75,7 +86,7 @@ PAYMENT_STATUS_CANCELLED: PaymentStatus
 PAYMENT_STATUS_REVERSED: PaymentStatus
 
 class Batch(_message.Message):
-    __slots__ = ("name", "program", "request_id", "state", "payer_fa", "schedule_time", "callback_uri", "expected_payment_count", "expected_total_amount", "payment_count", "totals", "last_chunk_sequence", "create_time", "update_time", "webhook_delivery", "funds_blocks", "cycle")
+    __slots__ = ("name", "program", "request_id", "state", "payer_fa", "schedule_time", "callback_uri", "expected_payment_count", "expected_total_amount", "payment_count", "totals", "last_chunk_sequence", "create_time", "update_time", "webhook_delivery", "funds_blocks", "cycle", "approvals", "required_approvals")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROGRAM_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +104,8 @@ class Batch(_message.Message):
     WEBHOOK_DELIVERY_FIELD_NUMBER: _ClassVar[int]
     FUNDS_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     CYCLE_FIELD_NUMBER: _ClassVar[int]
+    APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_APPROVALS_FIELD_NUMBER: _ClassVar[int]
     name: str
     program: str
     request_id: str
@@ -110,7 +123,43 @@ class Batch(_message.Message):
     webhook_delivery: WebhookDelivery
     funds_blocks: _containers.RepeatedCompositeFieldContainer[FundsBlock]
     cycle: str
-    def __init__(self, name: _Optional[str] = ..., program: _Optional[str] = ..., request_id: _Optional[str] = ..., state: _Optional[_Union[BatchState, str]] = ..., payer_fa: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., callback_uri: _Optional[str] = ..., expected_payment_count: _Optional[int] = ..., expected_total_amount: _Optional[str] = ..., payment_count: _Optional[int] = ..., totals: _Optional[_Iterable[_Union[PaymentTotal, _Mapping]]] = ..., last_chunk_sequence: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook_delivery: _Optional[_Union[WebhookDelivery, _Mapping]] = ..., funds_blocks: _Optional[_Iterable[_Union[FundsBlock, _Mapping]]] = ..., cycle: _Optional[str] = ...) -> None: ...
+    approvals: _containers.RepeatedCompositeFieldContainer[BatchApproval]
+    required_approvals: int
+    def __init__(self, name: _Optional[str] = ..., program: _Optional[str] = ..., request_id: _Optional[str] = ..., state: _Optional[_Union[BatchState, str]] = ..., payer_fa: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., callback_uri: _Optional[str] = ..., expected_payment_count: _Optional[int] = ..., expected_total_amount: _Optional[str] = ..., payment_count: _Optional[int] = ..., totals: _Optional[_Iterable[_Union[PaymentTotal, _Mapping]]] = ..., last_chunk_sequence: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook_delivery: _Optional[_Union[WebhookDelivery, _Mapping]] = ..., funds_blocks: _Optional[_Iterable[_Union[FundsBlock, _Mapping]]] = ..., cycle: _Optional[str] = ..., approvals: _Optional[_Iterable[_Union[BatchApproval, _Mapping]]] = ..., required_approvals: _Optional[int] = ...) -> None: ...
+
+class BatchApproval(_message.Message):
+    __slots__ = ("approver", "decision", "reason", "create_time")
+    APPROVER_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    approver: str
+    decision: ApprovalDecision
+    reason: str
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, approver: _Optional[str] = ..., decision: _Optional[_Union[ApprovalDecision, str]] = ..., reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ApprovalPolicy(_message.Message):
+    __slots__ = ("name", "amount_thresholds", "payment_count_threshold", "required_approvals", "update_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_COUNT_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    amount_thresholds: _containers.RepeatedCompositeFieldContainer[AmountThreshold]
+    payment_count_threshold: int
+    required_approvals: int
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., amount_thresholds: _Optional[_Iterable[_Union[AmountThreshold, _Mapping]]] = ..., payment_count_threshold: _Optional[int] = ..., required_approvals: _Optional[int] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AmountThreshold(_message.Message):
+    __slots__ = ("currency_code", "amount")
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    currency_code: str
+    amount: str
+    def __init__(self, currency_code: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
 
 class FundsBlock(_message.Message):
     __slots__ = ("block_id", "rail", "payer_fa", "currency_code", "amount", "state", "reason_code", "reason_message", "bank_reference", "attempt_count", "update_time")

@@ -25,6 +25,7 @@ import {
 import { HttpBody } from "../../google/api/httpbody";
 import { Timestamp } from "../../google/protobuf/timestamp";
 import {
+  ApprovalPolicy,
   AuditEvent,
   Batch,
   BatchReconciliation,
@@ -610,6 +611,62 @@ export interface ListCyclesResponse {
    * At most 4096 characters.
    */
   nextPageToken: string;
+}
+
+/** Request for ApproveBatch. */
+export interface ApproveBatchRequest {
+  /**
+   * The batch, "batches/{batch}".
+   * At most 128 characters.
+   */
+  name: string;
+  /**
+   * Idempotency key of the request (AIP-155): the same approver sending it again is answered as before.
+   * At most 64 characters.
+   */
+  requestId: string;
+}
+
+/** Request for RejectBatch. */
+export interface RejectBatchRequest {
+  /**
+   * The batch, "batches/{batch}".
+   * At most 128 characters.
+   */
+  name: string;
+  /**
+   * Idempotency key of the request (AIP-155).
+   * At most 64 characters.
+   */
+  requestId: string;
+  /**
+   * Why the batch is rejected; required.
+   * At most 1024 characters.
+   */
+  reason: string;
+}
+
+/** Request for GetApprovalPolicy. */
+export interface GetApprovalPolicyRequest {
+  /**
+   * "programs/{program}/approvalPolicy".
+   * At most 160 characters.
+   */
+  name: string;
+}
+
+/** Request for UpdateApprovalPolicy: the whole policy is replaced. */
+export interface UpdateApprovalPolicyRequest {
+  /** The policy's thresholds and required approvals; its name and output fields are ignored. */
+  approvalPolicy?:
+    | ApprovalPolicy
+    | undefined;
+  /**
+   * The policy, "programs/{program}/approvalPolicy" (a field of its own rather than approval_policy.name,
+   * so the REST path names one parameter).
+   * At most 160 characters.
+   */
+  name: string;
 }
 
 function createBaseUploadBatchRequest(): UploadBatchRequest {
@@ -4631,6 +4688,358 @@ export const ListCyclesResponse: MessageFns<ListCyclesResponse> = {
   },
 };
 
+function createBaseApproveBatchRequest(): ApproveBatchRequest {
+  return { name: "", requestId: "" };
+}
+
+export const ApproveBatchRequest: MessageFns<ApproveBatchRequest> = {
+  encode(message: ApproveBatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(18).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApproveBatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApproveBatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApproveBatchRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ApproveBatchRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApproveBatchRequest>, I>>(base?: I): ApproveBatchRequest {
+    return ApproveBatchRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApproveBatchRequest>, I>>(object: I): ApproveBatchRequest {
+    const message = createBaseApproveBatchRequest();
+    message.name = object.name ?? "";
+    message.requestId = object.requestId ?? "";
+    return message;
+  },
+};
+
+function createBaseRejectBatchRequest(): RejectBatchRequest {
+  return { name: "", requestId: "", reason: "" };
+}
+
+export const RejectBatchRequest: MessageFns<RejectBatchRequest> = {
+  encode(message: RejectBatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(18).string(message.requestId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RejectBatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRejectBatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RejectBatchRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: RejectBatchRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RejectBatchRequest>, I>>(base?: I): RejectBatchRequest {
+    return RejectBatchRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RejectBatchRequest>, I>>(object: I): RejectBatchRequest {
+    const message = createBaseRejectBatchRequest();
+    message.name = object.name ?? "";
+    message.requestId = object.requestId ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseGetApprovalPolicyRequest(): GetApprovalPolicyRequest {
+  return { name: "" };
+}
+
+export const GetApprovalPolicyRequest: MessageFns<GetApprovalPolicyRequest> = {
+  encode(message: GetApprovalPolicyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetApprovalPolicyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetApprovalPolicyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetApprovalPolicyRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: GetApprovalPolicyRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetApprovalPolicyRequest>, I>>(base?: I): GetApprovalPolicyRequest {
+    return GetApprovalPolicyRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetApprovalPolicyRequest>, I>>(object: I): GetApprovalPolicyRequest {
+    const message = createBaseGetApprovalPolicyRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseUpdateApprovalPolicyRequest(): UpdateApprovalPolicyRequest {
+  return { approvalPolicy: undefined, name: "" };
+}
+
+export const UpdateApprovalPolicyRequest: MessageFns<UpdateApprovalPolicyRequest> = {
+  encode(message: UpdateApprovalPolicyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.approvalPolicy !== undefined) {
+      ApprovalPolicy.encode(message.approvalPolicy, writer.uint32(10).fork()).join();
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateApprovalPolicyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateApprovalPolicyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.approvalPolicy = ApprovalPolicy.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateApprovalPolicyRequest {
+    return {
+      approvalPolicy: isSet(object.approvalPolicy)
+        ? ApprovalPolicy.fromJSON(object.approvalPolicy)
+        : isSet(object.approval_policy)
+        ? ApprovalPolicy.fromJSON(object.approval_policy)
+        : undefined,
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+    };
+  },
+
+  toJSON(message: UpdateApprovalPolicyRequest): unknown {
+    const obj: any = {};
+    if (message.approvalPolicy !== undefined) {
+      obj.approvalPolicy = ApprovalPolicy.toJSON(message.approvalPolicy);
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateApprovalPolicyRequest>, I>>(base?: I): UpdateApprovalPolicyRequest {
+    return UpdateApprovalPolicyRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateApprovalPolicyRequest>, I>>(object: I): UpdateApprovalPolicyRequest {
+    const message = createBaseUpdateApprovalPolicyRequest();
+    message.approvalPolicy = (object.approvalPolicy !== undefined && object.approvalPolicy !== null)
+      ? ApprovalPolicy.fromPartial(object.approvalPolicy)
+      : undefined;
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
 /**
  * Bulk disbursements: upload, follow, and cancel batches of payments.
  * Errors are google.rpc.Status with ErrorInfo (domain "gpo.dev") and, for bad fields, BadRequest.
@@ -4881,6 +5290,60 @@ export const DisbursementServiceService = {
     responseSerialize: (value: BatchReconciliation): Buffer => Buffer.from(BatchReconciliation.encode(value).finish()),
     responseDeserialize: (value: Buffer): BatchReconciliation => BatchReconciliation.decode(value),
   },
+  /**
+   * Approves a batch awaiting approval (approvers of its program only; never its uploader, never twice by
+   * one approver). The last required approval releases it: it starts dispatching.
+   */
+  approveBatch: {
+    path: "/gpo.v1.DisbursementService/ApproveBatch" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ApproveBatchRequest): Buffer => Buffer.from(ApproveBatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ApproveBatchRequest => ApproveBatchRequest.decode(value),
+    responseSerialize: (value: Batch): Buffer => Buffer.from(Batch.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Batch => Batch.decode(value),
+  },
+  /**
+   * Rejects a batch awaiting approval (approvers of its program only), with a reason: it is cancelled and
+   * pays nothing.
+   */
+  rejectBatch: {
+    path: "/gpo.v1.DisbursementService/RejectBatch" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RejectBatchRequest): Buffer => Buffer.from(RejectBatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RejectBatchRequest => RejectBatchRequest.decode(value),
+    responseSerialize: (value: Batch): Buffer => Buffer.from(Batch.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Batch => Batch.decode(value),
+  },
+  /**
+   * Gets a program's approval policy (operators, and the program's callers and approvers); a program with
+   * none has an empty one, which holds nothing.
+   */
+  getApprovalPolicy: {
+    path: "/gpo.v1.DisbursementService/GetApprovalPolicy" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetApprovalPolicyRequest): Buffer =>
+      Buffer.from(GetApprovalPolicyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetApprovalPolicyRequest => GetApprovalPolicyRequest.decode(value),
+    responseSerialize: (value: ApprovalPolicy): Buffer => Buffer.from(ApprovalPolicy.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ApprovalPolicy => ApprovalPolicy.decode(value),
+  },
+  /**
+   * Sets a program's approval policy (operators only). Batches already awaiting approval keep the count
+   * of approvals they were given.
+   */
+  updateApprovalPolicy: {
+    path: "/gpo.v1.DisbursementService/UpdateApprovalPolicy" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateApprovalPolicyRequest): Buffer =>
+      Buffer.from(UpdateApprovalPolicyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateApprovalPolicyRequest => UpdateApprovalPolicyRequest.decode(value),
+    responseSerialize: (value: ApprovalPolicy): Buffer => Buffer.from(ApprovalPolicy.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ApprovalPolicy => ApprovalPolicy.decode(value),
+  },
   /** Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only). */
   verifyAuditTrail: {
     path: "/gpo.v1.DisbursementService/VerifyAuditTrail" as const,
@@ -5025,6 +5488,26 @@ export interface DisbursementServiceServer extends UntypedServiceImplementation 
    * showed yet, and the totals declared, paid, confirmed on a statement and reversed.
    */
   getBatchReconciliation: handleUnaryCall<GetBatchReconciliationRequest, BatchReconciliation>;
+  /**
+   * Approves a batch awaiting approval (approvers of its program only; never its uploader, never twice by
+   * one approver). The last required approval releases it: it starts dispatching.
+   */
+  approveBatch: handleUnaryCall<ApproveBatchRequest, Batch>;
+  /**
+   * Rejects a batch awaiting approval (approvers of its program only), with a reason: it is cancelled and
+   * pays nothing.
+   */
+  rejectBatch: handleUnaryCall<RejectBatchRequest, Batch>;
+  /**
+   * Gets a program's approval policy (operators, and the program's callers and approvers); a program with
+   * none has an empty one, which holds nothing.
+   */
+  getApprovalPolicy: handleUnaryCall<GetApprovalPolicyRequest, ApprovalPolicy>;
+  /**
+   * Sets a program's approval policy (operators only). Batches already awaiting approval keep the count
+   * of approvals they were given.
+   */
+  updateApprovalPolicy: handleUnaryCall<UpdateApprovalPolicyRequest, ApprovalPolicy>;
   /** Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only). */
   verifyAuditTrail: handleUnaryCall<VerifyAuditTrailRequest, VerifyAuditTrailResponse>;
   /**
@@ -5348,6 +5831,82 @@ export interface DisbursementServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: BatchReconciliation) => void,
+  ): ClientUnaryCall;
+  /**
+   * Approves a batch awaiting approval (approvers of its program only; never its uploader, never twice by
+   * one approver). The last required approval releases it: it starts dispatching.
+   */
+  approveBatch(
+    request: ApproveBatchRequest,
+    callback: (error: ServiceError | null, response: Batch) => void,
+  ): ClientUnaryCall;
+  approveBatch(
+    request: ApproveBatchRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Batch) => void,
+  ): ClientUnaryCall;
+  approveBatch(
+    request: ApproveBatchRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Batch) => void,
+  ): ClientUnaryCall;
+  /**
+   * Rejects a batch awaiting approval (approvers of its program only), with a reason: it is cancelled and
+   * pays nothing.
+   */
+  rejectBatch(
+    request: RejectBatchRequest,
+    callback: (error: ServiceError | null, response: Batch) => void,
+  ): ClientUnaryCall;
+  rejectBatch(
+    request: RejectBatchRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Batch) => void,
+  ): ClientUnaryCall;
+  rejectBatch(
+    request: RejectBatchRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Batch) => void,
+  ): ClientUnaryCall;
+  /**
+   * Gets a program's approval policy (operators, and the program's callers and approvers); a program with
+   * none has an empty one, which holds nothing.
+   */
+  getApprovalPolicy(
+    request: GetApprovalPolicyRequest,
+    callback: (error: ServiceError | null, response: ApprovalPolicy) => void,
+  ): ClientUnaryCall;
+  getApprovalPolicy(
+    request: GetApprovalPolicyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ApprovalPolicy) => void,
+  ): ClientUnaryCall;
+  getApprovalPolicy(
+    request: GetApprovalPolicyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ApprovalPolicy) => void,
+  ): ClientUnaryCall;
+  /**
+   * Sets a program's approval policy (operators only). Batches already awaiting approval keep the count
+   * of approvals they were given.
+   */
+  updateApprovalPolicy(
+    request: UpdateApprovalPolicyRequest,
+    callback: (error: ServiceError | null, response: ApprovalPolicy) => void,
+  ): ClientUnaryCall;
+  updateApprovalPolicy(
+    request: UpdateApprovalPolicyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ApprovalPolicy) => void,
+  ): ClientUnaryCall;
+  updateApprovalPolicy(
+    request: UpdateApprovalPolicyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ApprovalPolicy) => void,
   ): ClientUnaryCall;
   /** Recomputes the audit trail's hash chain and says where it first breaks, if it does (operators only). */
   verifyAuditTrail(

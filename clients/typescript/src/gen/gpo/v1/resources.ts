@@ -8,6 +8,49 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Timestamp } from "../../google/protobuf/timestamp";
 
+/** What an approver decided. */
+export enum ApprovalDecision {
+  /** APPROVAL_DECISION_UNSPECIFIED - Unset. */
+  APPROVAL_DECISION_UNSPECIFIED = 0,
+  /** APPROVAL_DECISION_APPROVED - The approver approved the batch. */
+  APPROVAL_DECISION_APPROVED = 1,
+  /** APPROVAL_DECISION_REJECTED - The approver rejected the batch, which was cancelled. */
+  APPROVAL_DECISION_REJECTED = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function approvalDecisionFromJSON(object: any): ApprovalDecision {
+  switch (object) {
+    case 0:
+    case "APPROVAL_DECISION_UNSPECIFIED":
+      return ApprovalDecision.APPROVAL_DECISION_UNSPECIFIED;
+    case 1:
+    case "APPROVAL_DECISION_APPROVED":
+      return ApprovalDecision.APPROVAL_DECISION_APPROVED;
+    case 2:
+    case "APPROVAL_DECISION_REJECTED":
+      return ApprovalDecision.APPROVAL_DECISION_REJECTED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ApprovalDecision.UNRECOGNIZED;
+  }
+}
+
+export function approvalDecisionToJSON(object: ApprovalDecision): string {
+  switch (object) {
+    case ApprovalDecision.APPROVAL_DECISION_UNSPECIFIED:
+      return "APPROVAL_DECISION_UNSPECIFIED";
+    case ApprovalDecision.APPROVAL_DECISION_APPROVED:
+      return "APPROVAL_DECISION_APPROVED";
+    case ApprovalDecision.APPROVAL_DECISION_REJECTED:
+      return "APPROVAL_DECISION_REJECTED";
+    case ApprovalDecision.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Where a funds block stands. */
 export enum FundsBlockState {
   /** FUNDS_BLOCK_STATE_UNSPECIFIED - Unset. */
@@ -148,6 +191,11 @@ export enum BatchState {
   /** BATCH_STATE_CANCELLED - Cancelled by an operator; payments that were in flight still finish. */
   BATCH_STATE_CANCELLED = 4,
   /**
+   * BATCH_STATE_AWAITING_APPROVAL - The upload is complete and the program's approval policy holds it for approvers; nothing is sent
+   * until enough distinct approvers approved it (a rejection cancels it).
+   */
+  BATCH_STATE_AWAITING_APPROVAL = 5,
+  /**
    * BATCH_STATE_AWAITING_FUNDS - The upload is complete; the batch waits until the sidecar of each of its rails with funds control
    * has blocked its funds with the sponsor bank (Batch.funds_blocks says how each stands). Nothing is
    * dispatched yet.
@@ -173,6 +221,9 @@ export function batchStateFromJSON(object: any): BatchState {
     case 4:
     case "BATCH_STATE_CANCELLED":
       return BatchState.BATCH_STATE_CANCELLED;
+    case 5:
+    case "BATCH_STATE_AWAITING_APPROVAL":
+      return BatchState.BATCH_STATE_AWAITING_APPROVAL;
     case 6:
     case "BATCH_STATE_AWAITING_FUNDS":
       return BatchState.BATCH_STATE_AWAITING_FUNDS;
@@ -195,6 +246,8 @@ export function batchStateToJSON(object: BatchState): string {
       return "BATCH_STATE_COMPLETED";
     case BatchState.BATCH_STATE_CANCELLED:
       return "BATCH_STATE_CANCELLED";
+    case BatchState.BATCH_STATE_AWAITING_APPROVAL:
+      return "BATCH_STATE_AWAITING_APPROVAL";
     case BatchState.BATCH_STATE_AWAITING_FUNDS:
       return "BATCH_STATE_AWAITING_FUNDS";
     case BatchState.UNRECOGNIZED:
@@ -368,6 +421,66 @@ export interface Batch {
    * At most 63 characters.
    */
   cycle: string;
+  /** Output only. The approvers' decisions on the batch, oldest first (maker-checker, docs/TREASURY.md). */
+  approvals: BatchApproval[];
+  /**
+   * Output only. The approvals the program's approval policy required when the upload ended; 0 when the
+   * batch did not need approval.
+   */
+  requiredApprovals: number;
+}
+
+/** One approver's decision on a batch awaiting approval. */
+export interface BatchApproval {
+  /**
+   * The approver's token subject (sub).
+   * At most 256 characters.
+   */
+  approver: string;
+  /** Approved or rejected. */
+  decision: ApprovalDecision;
+  /**
+   * Why it was rejected (empty for an approval).
+   * At most 1024 characters.
+   */
+  reason: string;
+  /** When the decision was recorded. */
+  createTime?: Date | undefined;
+}
+
+/**
+ * A program's maker-checker approval policy: a batch whose accepted payments are above any threshold
+ * (strictly) waits in BATCH_STATE_AWAITING_APPROVAL when its upload ends, until required_approvals
+ * distinct approvers (never its uploader) approved it. A program without thresholds holds nothing.
+ */
+export interface ApprovalPolicy {
+  /**
+   * The policy's resource name, "programs/{program}/approvalPolicy".
+   * At most 160 characters.
+   */
+  name: string;
+  /** Amount thresholds, at most one per currency: the batch's accepted payments of that currency in total. */
+  amountThresholds: AmountThreshold[];
+  /** A batch with more accepted payments than this waits; 0: no count threshold. */
+  paymentCountThreshold: string;
+  /** Distinct approvals a held batch needs, 1 to 10; 0 in an update means the default, 2. */
+  requiredApprovals: number;
+  /** Output only. When the policy was last changed. */
+  updateTime?: Date | undefined;
+}
+
+/** An amount in one currency. */
+export interface AmountThreshold {
+  /**
+   * ISO 4217 currency code, e.g. "KES".
+   * At most 3 characters.
+   */
+  currencyCode: string;
+  /**
+   * A decimal string with at most two decimals, e.g. "100000.00".
+   * At most 32 characters.
+   */
+  amount: string;
 }
 
 /**
@@ -1101,6 +1214,8 @@ function createBaseBatch(): Batch {
     webhookDelivery: undefined,
     fundsBlocks: [],
     cycle: "",
+    approvals: [],
+    requiredApprovals: 0,
   };
 }
 
@@ -1156,6 +1271,12 @@ export const Batch: MessageFns<Batch> = {
     }
     if (message.cycle !== "") {
       writer.uint32(138).string(message.cycle);
+    }
+    for (const v of message.approvals) {
+      BatchApproval.encode(v!, writer.uint32(146).fork()).join();
+    }
+    if (message.requiredApprovals !== 0) {
+      writer.uint32(152).int32(message.requiredApprovals);
     }
     return writer;
   },
@@ -1309,6 +1430,22 @@ export const Batch: MessageFns<Batch> = {
             message.cycle = reader.string();
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.approvals.push(BatchApproval.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.requiredApprovals = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1390,6 +1527,14 @@ export const Batch: MessageFns<Batch> = {
         ? object.funds_blocks.map((e: any) => FundsBlock.fromJSON(e))
         : [],
       cycle: isSet(object.cycle) ? globalThis.String(object.cycle) : "",
+      approvals: globalThis.Array.isArray(object?.approvals)
+        ? object.approvals.map((e: any) => BatchApproval.fromJSON(e))
+        : [],
+      requiredApprovals: isSet(object.requiredApprovals)
+        ? globalThis.Number(object.requiredApprovals)
+        : isSet(object.required_approvals)
+        ? globalThis.Number(object.required_approvals)
+        : 0,
     };
   },
 
@@ -1446,6 +1591,12 @@ export const Batch: MessageFns<Batch> = {
     if (message.cycle !== "") {
       obj.cycle = message.cycle;
     }
+    if (message.approvals?.length) {
+      obj.approvals = message.approvals.map((e) => BatchApproval.toJSON(e));
+    }
+    if (message.requiredApprovals !== 0) {
+      obj.requiredApprovals = Math.round(message.requiredApprovals);
+    }
     return obj;
   },
 
@@ -1473,6 +1624,367 @@ export const Batch: MessageFns<Batch> = {
       : undefined;
     message.fundsBlocks = object.fundsBlocks?.map((e) => FundsBlock.fromPartial(e)) || [];
     message.cycle = object.cycle ?? "";
+    message.approvals = object.approvals?.map((e) => BatchApproval.fromPartial(e)) || [];
+    message.requiredApprovals = object.requiredApprovals ?? 0;
+    return message;
+  },
+};
+
+function createBaseBatchApproval(): BatchApproval {
+  return { approver: "", decision: 0, reason: "", createTime: undefined };
+}
+
+export const BatchApproval: MessageFns<BatchApproval> = {
+  encode(message: BatchApproval, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.approver !== "") {
+      writer.uint32(10).string(message.approver);
+    }
+    if (message.decision !== 0) {
+      writer.uint32(16).int32(message.decision);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    if (message.createTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.createTime), writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchApproval {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchApproval();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.approver = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.decision = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchApproval {
+    return {
+      approver: isSet(object.approver) ? globalThis.String(object.approver) : "",
+      decision: isSet(object.decision) ? approvalDecisionFromJSON(object.decision) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      createTime: isSet(object.createTime)
+        ? fromJsonTimestamp(object.createTime)
+        : isSet(object.create_time)
+        ? fromJsonTimestamp(object.create_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: BatchApproval): unknown {
+    const obj: any = {};
+    if (message.approver !== "") {
+      obj.approver = message.approver;
+    }
+    if (message.decision !== 0) {
+      obj.decision = approvalDecisionToJSON(message.decision);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.createTime !== undefined) {
+      obj.createTime = message.createTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BatchApproval>, I>>(base?: I): BatchApproval {
+    return BatchApproval.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BatchApproval>, I>>(object: I): BatchApproval {
+    const message = createBaseBatchApproval();
+    message.approver = object.approver ?? "";
+    message.decision = object.decision ?? 0;
+    message.reason = object.reason ?? "";
+    message.createTime = object.createTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseApprovalPolicy(): ApprovalPolicy {
+  return { name: "", amountThresholds: [], paymentCountThreshold: "0", requiredApprovals: 0, updateTime: undefined };
+}
+
+export const ApprovalPolicy: MessageFns<ApprovalPolicy> = {
+  encode(message: ApprovalPolicy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    for (const v of message.amountThresholds) {
+      AmountThreshold.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.paymentCountThreshold !== "0") {
+      writer.uint32(24).int64(message.paymentCountThreshold);
+    }
+    if (message.requiredApprovals !== 0) {
+      writer.uint32(32).int32(message.requiredApprovals);
+    }
+    if (message.updateTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApprovalPolicy {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApprovalPolicy();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.amountThresholds.push(AmountThreshold.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.paymentCountThreshold = reader.int64().toString();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.requiredApprovals = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApprovalPolicy {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      amountThresholds: globalThis.Array.isArray(object?.amountThresholds)
+        ? object.amountThresholds.map((e: any) => AmountThreshold.fromJSON(e))
+        : globalThis.Array.isArray(object?.amount_thresholds)
+        ? object.amount_thresholds.map((e: any) => AmountThreshold.fromJSON(e))
+        : [],
+      paymentCountThreshold: isSet(object.paymentCountThreshold)
+        ? globalThis.String(object.paymentCountThreshold)
+        : isSet(object.payment_count_threshold)
+        ? globalThis.String(object.payment_count_threshold)
+        : "0",
+      requiredApprovals: isSet(object.requiredApprovals)
+        ? globalThis.Number(object.requiredApprovals)
+        : isSet(object.required_approvals)
+        ? globalThis.Number(object.required_approvals)
+        : 0,
+      updateTime: isSet(object.updateTime)
+        ? fromJsonTimestamp(object.updateTime)
+        : isSet(object.update_time)
+        ? fromJsonTimestamp(object.update_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ApprovalPolicy): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.amountThresholds?.length) {
+      obj.amountThresholds = message.amountThresholds.map((e) => AmountThreshold.toJSON(e));
+    }
+    if (message.paymentCountThreshold !== "0") {
+      obj.paymentCountThreshold = message.paymentCountThreshold;
+    }
+    if (message.requiredApprovals !== 0) {
+      obj.requiredApprovals = Math.round(message.requiredApprovals);
+    }
+    if (message.updateTime !== undefined) {
+      obj.updateTime = message.updateTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApprovalPolicy>, I>>(base?: I): ApprovalPolicy {
+    return ApprovalPolicy.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApprovalPolicy>, I>>(object: I): ApprovalPolicy {
+    const message = createBaseApprovalPolicy();
+    message.name = object.name ?? "";
+    message.amountThresholds = object.amountThresholds?.map((e) => AmountThreshold.fromPartial(e)) || [];
+    message.paymentCountThreshold = object.paymentCountThreshold ?? "0";
+    message.requiredApprovals = object.requiredApprovals ?? 0;
+    message.updateTime = object.updateTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseAmountThreshold(): AmountThreshold {
+  return { currencyCode: "", amount: "" };
+}
+
+export const AmountThreshold: MessageFns<AmountThreshold> = {
+  encode(message: AmountThreshold, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.currencyCode !== "") {
+      writer.uint32(10).string(message.currencyCode);
+    }
+    if (message.amount !== "") {
+      writer.uint32(18).string(message.amount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AmountThreshold {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAmountThreshold();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.currencyCode = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.amount = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AmountThreshold {
+    return {
+      currencyCode: isSet(object.currencyCode)
+        ? globalThis.String(object.currencyCode)
+        : isSet(object.currency_code)
+        ? globalThis.String(object.currency_code)
+        : "",
+      amount: isSet(object.amount) ? globalThis.String(object.amount) : "",
+    };
+  },
+
+  toJSON(message: AmountThreshold): unknown {
+    const obj: any = {};
+    if (message.currencyCode !== "") {
+      obj.currencyCode = message.currencyCode;
+    }
+    if (message.amount !== "") {
+      obj.amount = message.amount;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AmountThreshold>, I>>(base?: I): AmountThreshold {
+    return AmountThreshold.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AmountThreshold>, I>>(object: I): AmountThreshold {
+    const message = createBaseAmountThreshold();
+    message.currencyCode = object.currencyCode ?? "";
+    message.amount = object.amount ?? "";
     return message;
   },
 };
