@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from pathlib import Path
 
 import grpc
 import pytest
@@ -17,7 +18,7 @@ from sqlalchemy import func, select
 
 from gpo_server.client import GpoClient
 from gpo_server.storage.tables import outbox
-from tests.conftest import Gpo
+from tests.conftest import Gpo, running_gpo
 from tests.integration.test_api import (
     all_payments,
     deadline,
@@ -28,6 +29,7 @@ from tests.integration.test_api import (
     payments,
     watch_to_end,
 )
+from tests.integration.test_funds_blocks import chunk, eventually, rails_file, upload_header
 
 P = res_pb
 WAITING = P.BATCH_STATE_AWAITING_APPROVAL
@@ -244,3 +246,28 @@ async def test_the_policy_is_set_by_operators_read_by_the_program_and_checked(gp
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await deadline(_approver(gpo, program, "alice").upload(header(program), [payments(1, 1)]))
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_an_approved_batch_on_a_rail_with_funds_control_waits_for_its_funds_block_then_pays(
+    tmp_path: Path,
+) -> None:
+    """The approval gate comes before the funds gate: released, the batch goes to AWAITING_FUNDS (its blocks
+    requested only then), and pays once the bank blocked its total (embedded: SQLite, in-process sidecar)."""
+    config = rails_file(tmp_path / "rails.toml", "bank", tmp_path / "bank.db", balance="100.00")
+    async with running_gpo("embedded", tmp_path, rails_config=str(config)) as gpo:
+        await _set_policy(gpo, "funds", kes="50.00")
+        maker = gpo.client(["funds"], subject="maker")
+        name = (await deadline(maker.upload(upload_header(6), [chunk("a", 6)]))).batch.name  # 63.00
+        waiting = await deadline(maker.get_batch(name))
+        assert waiting.state == WAITING and not waiting.funds_blocks  # no block before the approvals
+        await deadline(_approver(gpo, "funds", "alice").approve(name))
+        released = await deadline(_approver(gpo, "funds", "bob").approve(name))
+        assert released.state in (
+            P.BATCH_STATE_AWAITING_FUNDS,
+            P.BATCH_STATE_PROCESSING,
+            P.BATCH_STATE_COMPLETED,
+        )
+        paid = await eventually(gpo, name, lambda b: b.state == P.BATCH_STATE_COMPLETED, "the batch pays")
+        assert [b.state for b in paid.funds_blocks] == [P.FUNDS_BLOCK_STATE_BLOCKED]
+        release = [e for e in await _audit(gpo, name) if e.action == "batch.release"]
+        assert len(release) == 1 and json.loads(release[0].detail_json)["to"] == "awaiting_funds"
