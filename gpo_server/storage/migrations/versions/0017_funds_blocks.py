@@ -1,7 +1,7 @@
 """Funds check and block (issue 17, item 3): a batch's funds blocks with the sponsor bank, one per rail
 with funds control and currency (docs/TREASURY.md).
 
-Revision ID: 0019
+Revision ID: 0017
 Revises: 0016
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0019"
+revision = "0017"
 down_revision = "0016"
 branch_labels = None
 depends_on = None

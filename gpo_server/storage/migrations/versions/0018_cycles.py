@@ -1,8 +1,8 @@
 """Program cycles (issue 17, items 1 and 2): cycles with budgets per currency and a window, the cycle a
 batch pays in, and who holds each beneficiary of a cycle.
 
-Revision ID: 0017
-Revises: 0019
+Revision ID: 0018
+Revises: 0017
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0017"
-down_revision = "0019"
+revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 

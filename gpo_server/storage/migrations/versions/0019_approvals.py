@@ -1,8 +1,8 @@
 """Maker-checker approval (issue 17, item 4): programs' approval policies, approvers' decisions per batch,
-and each batch's uploader and required approvals. Applied after 0017 (cycles) and 0019 (funds blocks), which landed first.
+and each batch's uploader and required approvals. Applied after 0017 (funds blocks) and 0018 (cycles).
 
-Revision ID: 0018
-Revises: 0017
+Revision ID: 0019
+Revises: 0018
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0018"
-down_revision = "0017"
+revision = "0019"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
