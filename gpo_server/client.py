@@ -289,14 +289,7 @@ class GpoClient:
         allow_repeat_payments: bool = False,
     ) -> res_pb.Cycle:
         """Creates a program's cycle (operators only); `budgets` are decimal strings by currency."""
-        cycle = res_pb.Cycle(
-            budgets=[res_pb.CycleBudget(currency_code=c, amount=a) for c, a in budgets.items()],
-            allow_repeat_payments=allow_repeat_payments,
-        )
-        if start_time is not None:
-            cycle.start_time.FromDatetime(start_time.astimezone(dt.UTC))
-        if end_time is not None:
-            cycle.end_time.FromDatetime(end_time.astimezone(dt.UTC))
+        cycle = _cycle(budgets, start_time, end_time, allow_repeat_payments)
         answer: res_pb.Cycle = await self.stub.CreateCycle(
             api_pb.CreateCycleRequest(parent=f"programs/{program}", cycle_id=cycle_id, cycle=cycle),
             metadata=self.metadata,
@@ -313,14 +306,7 @@ class GpoClient:
         allow_repeat_payments: bool = False,
     ) -> res_pb.Cycle:
         """Replaces cycle `name`'s budgets and window (operators only)."""
-        cycle = res_pb.Cycle(
-            budgets=[res_pb.CycleBudget(currency_code=c, amount=a) for c, a in budgets.items()],
-            allow_repeat_payments=allow_repeat_payments,
-        )
-        if start_time is not None:
-            cycle.start_time.FromDatetime(start_time.astimezone(dt.UTC))
-        if end_time is not None:
-            cycle.end_time.FromDatetime(end_time.astimezone(dt.UTC))
+        cycle = _cycle(budgets, start_time, end_time, allow_repeat_payments)
         answer: res_pb.Cycle = await self.stub.UpdateCycle(
             api_pb.UpdateCycleRequest(name=name, cycle=cycle), metadata=self.metadata
         )
@@ -381,3 +367,21 @@ def error_reason(error: grpc.aio.AioRpcError) -> str:
             detail.Unpack(info)
             return str(info.reason)
     return ""
+
+
+def _cycle(
+    budgets: Mapping[str, str],
+    start_time: dt.datetime | None,
+    end_time: dt.datetime | None,
+    allow_repeat_payments: bool,
+) -> res_pb.Cycle:
+    """A Cycle message of budgets (decimal strings by currency) and an optional window."""
+    cycle = res_pb.Cycle(
+        budgets=[res_pb.CycleBudget(currency_code=c, amount=a) for c, a in budgets.items()],
+        allow_repeat_payments=allow_repeat_payments,
+    )
+    if start_time is not None:
+        cycle.start_time.FromDatetime(start_time.astimezone(dt.UTC))
+    if end_time is not None:
+        cycle.end_time.FromDatetime(end_time.astimezone(dt.UTC))
+    return cycle

@@ -62,14 +62,7 @@ class CycleApi:
 
     async def update_cycle(self, request: api_pb.UpdateCycleRequest, context: Context) -> res_pb.Cycle:
         caller = self._operator(context, "updating a cycle")
-        parsed = parse_cycle_name(request.name)
-        if parsed is None:
-            raise invalid_argument(
-                "name must be programs/{program}/cycles/{cycle}",
-                "INVALID_NAME",
-                [("name", "not of the form programs/{program}/cycles/{cycle}")],
-            )
-        program, cycle_id = parsed
+        program, cycle_id = _parsed_name(request.name)
         violations: list[tuple[str, str]] = []
         budgets, start, end = _settings(request.cycle, violations)
         if violations:
@@ -105,14 +98,7 @@ class CycleApi:
 
     async def get_cycle(self, request: api_pb.GetCycleRequest, context: Context) -> res_pb.Cycle:
         caller = self.auth.caller(context)
-        parsed = parse_cycle_name(request.name)
-        if parsed is None:
-            raise invalid_argument(
-                "name must be programs/{program}/cycles/{cycle}",
-                "INVALID_NAME",
-                [("name", "not of the form programs/{program}/cycles/{cycle}")],
-            )
-        program, cycle_id = parsed
+        program, cycle_id = _parsed_name(request.name)
         _readable(caller, program, request.name)
         found = await self.store.get_cycle(program, cycle_id)
         if found is None:
@@ -248,3 +234,15 @@ def _readable(caller: Caller, program: str, name: str) -> None:
     """Operators read every program's cycles; a program caller its own programs' (others are not found)."""
     if not caller.may_use(program):
         raise not_found("cycle" if "/cycles/" in name else "program", name)
+
+
+def _parsed_name(name: str) -> tuple[str, str]:
+    """(program, cycle ID) of a cycle's resource name; INVALID_ARGUMENT if it is not one."""
+    parsed = parse_cycle_name(name)
+    if parsed is None:
+        raise invalid_argument(
+            "name must be programs/{program}/cycles/{cycle}",
+            "INVALID_NAME",
+            [("name", "not of the form programs/{program}/cycles/{cycle}")],
+        )
+    return parsed

@@ -174,7 +174,7 @@ class ApprovalStore(StorePart):
                     replace(
                         audit,
                         batch_uid=batch.uid,
-                        payment_count=cancelled,
+                        payment_count=cancelled.payments,
                         detail={**audit.detail, "reason": reason},
                     ),
                 )

@@ -28,7 +28,6 @@ from gpo_server.domain.states import (
     REDRIVABLE,
     BatchState,
     PaymentStatus,
-    batch_sources_of,
     operator_sources_of,
     sources_of,
 )
@@ -46,6 +45,7 @@ from gpo_server.storage.records import (
 from gpo_server.storage.sql import (
     S,
     StorePart,
+    cancel_in,
     count_unfinished,
     insert_work,
     locked,
@@ -56,7 +56,6 @@ from gpo_server.storage.tables import (
     batch_operations,
     batches,
     dead_letters,
-    outbox,
     payments,
 )
 
@@ -450,43 +449,12 @@ class OperationsStore(StorePart):
         """Payments no rail has claimed become CANCELLED; claimed ones finish on their rail."""
         now = utcnow()
         async with self.engine.begin() as conn:
-            # Unpublished work is dropped: its payments are all cancelled below. Outbox rows first, then
-            # payments: the relay's order (publishing), so the two never deadlock on PostgreSQL.
-            await conn.execute(
-                update(outbox)
-                .where(outbox.c.batch_id == batch_id, outbox.c.publish_time.is_(None))
-                .values(publish_time=now)
-            )
-            cancelled = await conn.execute(
-                update(payments)
-                .where(
-                    payments.c.batch_id == batch_id,
-                    payments.c.status.in_([s.value for s in sources_of(S.CANCELLED)]),
-                )
-                .values(
-                    status=S.CANCELLED.value,
-                    reason_code="rjct.batch.cancelled",
-                    reason_message="batch cancelled",
-                    update_time=now,
-                )
-            )
-            ended = await conn.execute(
-                update(batches)
-                .where(
-                    batches.c.id == batch_id,
-                    batches.c.state.in_([s.value for s in batch_sources_of(BatchState.CANCELLED)]),
-                )
-                .values(state=BatchState.CANCELLED.value, update_time=now)
-            )
+            cancelled = await cancel_in(conn, batch_id, now)
             # Its funds blocks with the bank are released by their rail's sidecar (docs/TREASURY.md).
-            releasing = await release_funds_of(conn, batch_id, now) if ended.rowcount == 1 else 0
-            # After the state: a CANCELLED batch stays CANCELLED whatever its count.
-            await count_unfinished(conn, batch_id, -max(cancelled.rowcount, 0))
+            releasing = await release_funds_of(conn, batch_id, now) if cancelled.batch_ended else 0
             if audit is not None:
                 detail = {**audit.detail, "funds_blocks_released": releasing} if releasing else audit.detail
-                await self._audit(
-                    conn, replace(audit, payment_count=max(cancelled.rowcount, 0), detail=detail)
-                )
+                await self._audit(conn, replace(audit, payment_count=cancelled.payments, detail=detail))
 
     async def record_audit(self, event: AuditEvent) -> None:
         """An audit event of its own, for changes made outside the store's transactions."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -150,15 +151,20 @@ def batch_move(batch_id: int, source: BatchState, target: BatchState) -> Update:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    payments: int  # payments moved to CANCELLED
+    batch_ended: bool  # the batch moved to CANCELLED here (not before, by another cancel)
+
+
 async def cancel_in(
     conn: AsyncConnection,
     batch_id: int,
     now: dt.datetime,
     reason_message: str = "batch cancelled",
-) -> int:
+) -> Cancelled:
     """Cancels a batch inside `conn`'s transaction: payments no rail has claimed become CANCELLED (claimed
-    ones finish on their rail) and the batch CANCELLED from any state it may leave for it. Returns the
-    payments cancelled."""
+    ones finish on their rail) and the batch CANCELLED from any state it may leave for it."""
     # Unpublished work is dropped: its payments are all cancelled below. Outbox rows first, then
     # payments: the relay's order (publishing), so the two never deadlock on PostgreSQL.
     await conn.execute(
@@ -179,7 +185,7 @@ async def cancel_in(
             update_time=now,
         )
     )
-    await conn.execute(
+    ended = await conn.execute(
         update(batches)
         .where(
             batches.c.id == batch_id,
@@ -190,4 +196,4 @@ async def cancel_in(
     # After the state: a CANCELLED batch stays CANCELLED whatever its count.
     count = max(cancelled.rowcount, 0)
     await count_unfinished(conn, batch_id, -count)
-    return count
+    return Cancelled(count, ended.rowcount == 1)
