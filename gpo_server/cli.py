@@ -349,9 +349,12 @@ def _parser() -> argparse.ArgumentParser:
 
     reconciliation = command(
         "reconciliation",
-        "show what bank statements say of a batch: matched, unmatched entries, unconfirmed payments",
+        "show what bank statements say of a batch or a program cycle: matched (a batch's), unmatched"
+        " entries, unconfirmed payments",
     )
-    reconciliation.add_argument("batch", help="batches/{uuid} or the uuid")
+    reconciliation.add_argument(
+        "batch", help="batches/{uuid} or the uuid, or a cycle: programs/{program}/cycles/{cycle}"
+    )
     reconciliation.add_argument(
         "--csv",
         type=Path,
@@ -1010,10 +1013,13 @@ async def _reconcile(args: argparse.Namespace) -> int:
 async def _reconciliation(args: argparse.Namespace) -> int:
     from gpo_server.reconciliation_report import reconciliation_csv
 
-    name = batch_name(args.batch)
+    view: res_pb.BatchReconciliation | res_pb.CycleReconciliation
     client = _client(args, operator=True)
     try:
-        view = await client.reconciliation(name, args.limit)
+        if args.batch.startswith("programs/"):
+            view = await client.cycle_reconciliation(args.batch.removesuffix("/"), args.limit)
+        else:
+            view = await client.reconciliation(batch_name(args.batch), args.limit)
     finally:
         await client.close()
     if args.csv is None:

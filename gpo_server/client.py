@@ -278,6 +278,14 @@ class GpoClient:
         )
         return answer
 
+    async def cycle_reconciliation(self, name: str, list_limit: int = 0) -> res_pb.CycleReconciliation:
+        """What imported statements say of cycle `name` ("programs/{program}/cycles/{cycle}")."""
+        answer: res_pb.CycleReconciliation = await self.stub.GetCycleReconciliation(
+            api_pb.GetCycleReconciliationRequest(name=f"{name}/reconciliation", list_limit=list_limit),
+            metadata=self.metadata,
+        )
+        return answer
+
     async def create_cycle(
         self,
         program: str,

@@ -1,6 +1,6 @@
-"""A batch's reconciliation as CSV (`gpo reconciliation BATCH --csv`): one row per currency paid, stating
-what was declared, paid, confirmed on a bank statement and reversed. A cycle's report will be the same rows
-over the cycle's batches."""
+"""A batch's or a program cycle's reconciliation as CSV (`gpo reconciliation BATCH|CYCLE --csv`): one row
+per currency paid, stating what was declared, paid, confirmed on a bank statement and reversed. A cycle's
+rows are the same figures over the cycle's batches; its first column is named "cycle" instead of "batch"."""
 
 from __future__ import annotations
 
@@ -25,16 +25,18 @@ COLUMNS = (
 )
 
 
-def reconciliation_csv(view: res_pb.BatchReconciliation) -> str:
-    """The CSV text. The declared figures are the batch header's, over all currencies, on every row."""
+def reconciliation_csv(view: res_pb.BatchReconciliation | res_pb.CycleReconciliation) -> str:
+    """The CSV text. The declared figures are the batch header's (a cycle's: its batches' headers summed),
+    over all currencies, on every row."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    writer.writerow(("cycle", *COLUMNS[1:]) if isinstance(view, res_pb.CycleReconciliation) else COLUMNS)
     batch = view.name.removesuffix("/reconciliation")
     common = (view.declared_count, view.declared_total_amount)
     tail = (view.unconfirmed_count, len(view.unmatched_entries))
-    totals = list(view.totals) or [res_pb.ReconciliationTotal(paid_amount="0.00", confirmed_amount="0.00",
-                                                              reversed_amount="0.00")]
+    totals = list(view.totals) or [
+        res_pb.ReconciliationTotal(paid_amount="0.00", confirmed_amount="0.00", reversed_amount="0.00")
+    ]
     for t in totals:
         writer.writerow(
             (

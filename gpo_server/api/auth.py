@@ -10,7 +10,7 @@ Tokens are checked against configured keys: HS256 shared secrets and/or RS256/ES
 - a rail sidecar: `roles` = ["sidecar"] and `rails` (rail names, or ["*"]), no programs: RailService only,
   and only for payments of its rails;
 - a reconciler: `roles` = ["reconciler"], no programs: imports bank statements and reads batches'
-  reconciliations (ImportStatement, GetBatchReconciliation), nothing else;
+  reconciliations (ImportStatement, GetBatchReconciliation, GetCycleReconciliation), nothing else;
 - an approver: `roles` = ["approver"] and `programs` (the programs whose batches it may approve, or ["*"]):
   reads those programs' batches and approves or rejects the ones awaiting approval (maker-checker,
   docs/TREASURY.md); never uploads, cancels or retries. Its `sub` names the person: a batch is never

@@ -44,6 +44,7 @@ MAX_NOTE_TAG = 128
 MAX_CYCLE_ID = 63  # domain/cycles.py
 MAX_PROGRAM_NAME = 160  # "programs/" and a program (at most 128 characters)
 MAX_CYCLE_NAME = 200  # "programs/{program}/cycles/{cycle}"
+MAX_CYCLE_RECONCILIATION_NAME = MAX_CYCLE_NAME + len("/reconciliation")
 MAX_POLICY_NAME = 160  # "programs/" + a program (at most 128) + "/approvalPolicy"
 
 # A payment's own fields: checked one payment at a time by domain/validation.py (a rejection, not an error).
@@ -95,6 +96,7 @@ MAX_CHARS: Mapping[str, int] = {
     "gpo.v1.ImportStatementRequest.format": 16,
     "gpo.v1.ImportStatementRequest.batches": MAX_NAME,
     "gpo.v1.GetBatchReconciliationRequest.name": MAX_NAME,
+    "gpo.v1.GetCycleReconciliationRequest.name": MAX_CYCLE_RECONCILIATION_NAME,
     "gpo.v1.BatchHeader.cycle": MAX_CYCLE_ID,
     "gpo.v1.CreateCycleRequest.parent": MAX_PROGRAM_NAME,
     "gpo.v1.CreateCycleRequest.cycle_id": MAX_CYCLE_ID,

@@ -858,6 +858,12 @@ class DisbursementService(api_grpc.DisbursementServiceServicer):  # type: ignore
     ) -> res_pb.BatchReconciliation:
         return await self.statements.batch_reconciliation(request, context)
 
+    @handles_errors
+    async def GetCycleReconciliation(
+        self, request: api_pb.GetCycleReconciliationRequest, context: Context
+    ) -> res_pb.CycleReconciliation:
+        return await self.statements.cycle_reconciliation(request, context)
+
     # ---- program cycles (api/cycles.py) ----------------------------------------------------------
 
     @handles_errors

@@ -1,5 +1,6 @@
-"""ImportStatement and GetBatchReconciliation, for operators and reconcilers (DisbursementService delegates
-here): bank statements in, a batch's reconciliation out."""
+"""ImportStatement, GetBatchReconciliation and GetCycleReconciliation, for operators and reconcilers
+(DisbursementService delegates here): bank statements in, a batch's or a program cycle's reconciliation
+out."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from gpo_server.api.audit import audit_event
 from gpo_server.api.auth import Authenticator, Caller, permission_denied
 from gpo_server.api.convert import PAYMENT_STATUSES, batch_uid, timestamp
 from gpo_server.api.errors import ApiError, Context, invalid_argument, not_found
+from gpo_server.domain.cycles import parse_cycle_name
 from gpo_server.domain.money import format_amount
 from gpo_server.domain.states import PaymentStatus
 from gpo_server.statements import camt053, mt940
@@ -119,11 +121,7 @@ class StatementApi:
         batch = await self.store.get_batch(batch_uid(batch_name, "name"))
         if batch is None:
             raise not_found("batch", batch_name)
-        if request.list_limit < 0:
-            raise invalid_argument(
-                "list_limit must not be negative", "INVALID_ARGUMENT", [("list_limit", "< 0")]
-            )
-        limit = min(request.list_limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
+        limit = _list_limit(request.list_limit)
         found = await self.reconciliation.batch_reconciliation(batch.id, limit)
         payment = f"{batch_name}/payments/"
         message = res_pb.BatchReconciliation(
@@ -158,6 +156,51 @@ class StatementApi:
             unconfirmed_count=found.unconfirmed_count,
         )
         return message
+
+    async def cycle_reconciliation(
+        self, request: api_pb.GetCycleReconciliationRequest, context: Context
+    ) -> res_pb.CycleReconciliation:
+        self._allowed(context, "reading a reconciliation")
+        parsed = (
+            parse_cycle_name(request.name.removesuffix(_SUFFIX)) if request.name.endswith(_SUFFIX) else None
+        )
+        if parsed is None:
+            raise invalid_argument(
+                "name must be programs/{program}/cycles/{cycle}/reconciliation",
+                "INVALID_NAME",
+                [("name", "not of the form programs/{program}/cycles/{cycle}/reconciliation")],
+            )
+        program, cycle_id = parsed
+        cycle_name = request.name[: -len(_SUFFIX)]
+        if await self.store.get_cycle(program, cycle_id) is None:
+            raise not_found("cycle", cycle_name)
+        limit = _list_limit(request.list_limit)
+        found = await self.reconciliation.cycle_reconciliation(program, cycle_id, limit)
+        return res_pb.CycleReconciliation(
+            name=request.name,
+            batch_count=found.batch_count,
+            declared_count=found.totals.declared_count,
+            declared_total_amount=format_amount(found.totals.declared_hundredths),
+            totals=_totals(found.totals),
+            unmatched_entries=[_entry_message(e) for e in found.problems],
+            unconfirmed_payments=[
+                res_pb.UnconfirmedPayment(
+                    payment=f"batches/{p.uid}/payments/{p.reference_id}",
+                    amount=format_amount(int(p.amount_hundredths or 0)),
+                    currency_code=p.currency_code,
+                    rail=p.rail or "",
+                    rail_reference=p.rail_reference,
+                )
+                for p in found.unconfirmed
+            ],
+            unconfirmed_count=found.unconfirmed_count,
+        )
+
+
+def _list_limit(requested: int) -> int:
+    if requested < 0:
+        raise invalid_argument("list_limit must not be negative", "INVALID_ARGUMENT", [("list_limit", "< 0")])
+    return min(requested or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
 
 
 def _statement_message(s: ImportedStatement, uids: dict[int, str]) -> res_pb.Statement:

@@ -2,8 +2,8 @@
 they matched, returns applied as reversals) and reading a batch's reconciliation.
 
 Matching reads the candidate batches' payments in slices by primary key, so memory is the statement's
-size, not the batches'. Totals are computed for a set of batches (`totals`): a batch's report today, a
-program cycle's (its batches) once cycles exist.
+size, not the batches'. Totals are computed for a set of batches (`totals`): a batch's report, and a
+program cycle's over its batches (`cycle_reconciliation`, the cycle's batch ids as a subquery).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeAlias
 
-from sqlalchemy import and_, case, exists, func, insert, literal, select, update
+from sqlalchemy import Select, and_, case, exists, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -87,6 +87,19 @@ class Totals:
 
 
 @dataclass(frozen=True, slots=True)
+class CycleReconciliation:
+    batch_count: int
+    problems: Sequence[Any]  # entries needing an operator, of statements matched against the batches
+    unconfirmed: Sequence[Any]  # SUCCEEDED payments no statement has shown booked, with their batch's uid
+    unconfirmed_count: int
+    totals: Totals
+
+
+# A set of batches: their ids, or a query of them (one column, batches.id).
+BatchSet: TypeAlias = Sequence[int] | Select[Any]
+
+
+@dataclass(frozen=True, slots=True)
 class BatchReconciliation:
     matched: Sequence[Any]  # one per (entry, payment)
     problems: Sequence[Any]  # entries of the batch's statements an operator must look at
@@ -102,7 +115,9 @@ class ReconciliationStore:
 
     async def find_batch_ids(self, uids: Sequence[str]) -> dict[str, int]:
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(batches.c.uid, batches.c.id).where(batches.c.uid.in_(uids)))).all()
+            rows = (
+                await conn.execute(select(batches.c.uid, batches.c.id).where(batches.c.uid.in_(uids)))
+            ).all()
         return {uid: int(i) for uid, i in rows}
 
     async def import_statement(
@@ -159,7 +174,9 @@ class ReconciliationStore:
                 )
             reversed_count, flagged_count = await self._reverse(conn, parsed, results, now)
             await conn.execute(
-                update(statements).where(statements.c.id == statement_id).values(reversed_count=reversed_count)
+                update(statements)
+                .where(statements.c.id == statement_id)
+                .values(reversed_count=reversed_count)
             )
             outcomes = dict(Counter(r.outcome.value for r in results))
             await audit_trail.append(
@@ -197,7 +214,8 @@ class ReconciliationStore:
             row = (
                 await conn.execute(
                     select(statements).where(
-                        statements.c.account == parsed.account, statements.c.statement_ref == parsed.statement_id
+                        statements.c.account == parsed.account,
+                        statements.c.statement_ref == parsed.statement_id,
                     )
                 )
             ).one_or_none()
@@ -255,7 +273,11 @@ class ReconciliationStore:
                         payments.c.idempotency_key,
                         payments.c.rail_reference,
                     )
-                    .where(payments.c.batch_id == batch_id, payments.c.number > after, payments.c.rail.is_not(None))
+                    .where(
+                        payments.c.batch_id == batch_id,
+                        payments.c.number > after,
+                        payments.c.rail.is_not(None),
+                    )
                     .order_by(payments.c.number)
                     .limit(SLICE)
                 )
@@ -436,7 +458,61 @@ class ReconciliationStore:
             totals = await _totals(conn, [batch_id])
         return BatchReconciliation(matched, problems, unconfirmed, int(unconfirmed_count), totals)
 
-    async def totals(self, batch_ids: Sequence[int]) -> Totals:
+    async def cycle_reconciliation(self, program: str, cycle: str, limit: int) -> CycleReconciliation:
+        """What the statements say of a program cycle's batches, each list at most `limit` rows. Every
+        statement takes the cycle's batches as a subquery (ix_batches_program_cycle): no query per batch."""
+        # Never correlated: the queries it goes into read `batches` themselves.
+        of_cycle = (
+            select(batches.c.id).where(batches.c.program == program, batches.c.cycle == cycle).correlate(None)
+        )
+        async with self.engine.connect() as conn:
+            batch_count = (
+                await conn.execute(select(func.count()).select_from(of_cycle.subquery()))
+            ).scalar_one()
+            statements_of_cycle = select(statement_batches.c.statement_id).where(
+                statement_batches.c.batch_id.in_(of_cycle)
+            )
+            problems = (
+                await conn.execute(
+                    select(statement_entries, statements.c.statement_ref)
+                    .join(statements, statements.c.id == statement_entries.c.statement_id)
+                    .where(
+                        statement_entries.c.statement_id.in_(statements_of_cycle),
+                        statement_entries.c.outcome.in_([o.value for o in PROBLEMS]),
+                    )
+                    .order_by(statement_entries.c.id)
+                    .limit(limit)
+                )
+            ).all()
+            unconfirmed_where = (
+                payments.c.batch_id.in_(of_cycle),
+                payments.c.status == S.SUCCEEDED.value,
+                ~_confirmed_clause(),
+            )
+            unconfirmed = (
+                await conn.execute(
+                    select(
+                        batches.c.uid,
+                        payments.c.number,
+                        payments.c.reference_id,
+                        payments.c.amount_hundredths,
+                        payments.c.currency_code,
+                        payments.c.rail,
+                        payments.c.rail_reference,
+                    )
+                    .select_from(payments.join(batches, batches.c.id == payments.c.batch_id))
+                    .where(*unconfirmed_where)
+                    .order_by(payments.c.batch_id, payments.c.number)
+                    .limit(limit)
+                )
+            ).all()
+            unconfirmed_count = (
+                await conn.execute(select(func.count()).select_from(payments).where(*unconfirmed_where))
+            ).scalar_one()
+            totals = await _totals(conn, of_cycle)
+        return CycleReconciliation(int(batch_count), problems, unconfirmed, int(unconfirmed_count), totals)
+
+    async def totals(self, batch_ids: BatchSet) -> Totals:
         """Declared, paid, confirmed on a statement and reversed, over a set of batches (a batch, or a
         cycle's batches)."""
         async with self.engine.connect() as conn:
@@ -447,7 +523,9 @@ def _confirmed_clause() -> Any:
     """The payment (of the outer query) is booked or returned by some statement entry."""
     return exists(
         select(1)
-        .select_from(statement_matches.join(statement_entries, statement_entries.c.id == statement_matches.c.entry_id))
+        .select_from(
+            statement_matches.join(statement_entries, statement_entries.c.id == statement_matches.c.entry_id)
+        )
         .where(
             statement_matches.c.batch_id == payments.c.batch_id,
             statement_matches.c.number == payments.c.number,
@@ -456,7 +534,9 @@ def _confirmed_clause() -> Any:
     )
 
 
-async def _totals(conn: AsyncConnection, batch_ids: Sequence[int]) -> Totals:
+async def _totals(conn: AsyncConnection, batch_ids: BatchSet) -> Totals:
+    """Two statements whatever the set's size: the batches' declared figures, and their paid payments
+    grouped by currency, status and whether a statement confirmed them."""
     declared = (
         await conn.execute(
             select(

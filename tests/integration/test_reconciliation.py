@@ -119,7 +119,10 @@ def amount_text(p: res_pb.Payment) -> str:
 # ---- the test -------------------------------------------------------------------------------------
 
 
-async def _paid_batch(gpo_client: GpoClient, program: str, count: int) -> tuple[str, list[res_pb.Payment]]:
+async def _paid_batch(
+    gpo_client: GpoClient, program: str, count: int, *, first: int = 0, cycle: str = ""
+) -> tuple[str, list[res_pb.Payment]]:
+    """A batch of `count` EUR payments to beneficiaries first, first + 1, ..., paid on the simulator."""
     from gpo.v1 import disbursement_service_pb2 as api_pb
 
     items = [
@@ -130,10 +133,12 @@ async def _paid_batch(gpo_client: GpoClient, program: str, count: int) -> tuple[
             currency_code="EUR",
             payee_name=f"Beneficiary {i}",
         )
-        for i in range(count)
+        for i in range(first, first + count)
     ]
     total = sum(Decimal(p.amount) for p in items)
-    declared = header(program, expected_payment_count=count, expected_total_amount=f"{total:.2f}")
+    declared = header(
+        program, expected_payment_count=count, expected_total_amount=f"{total:.2f}", cycle=cycle
+    )
     batch = (await deadline(gpo_client.upload(declared, chunked(items, 10)))).batch
     await watch_to_end(gpo_client, batch.name)
     return batch.name, sorted(await all_payments(gpo_client, batch.name), key=lambda p: p.reference_id)
@@ -179,7 +184,11 @@ async def test_statements_confirm_payments_reverse_returns_and_list_what_does_no
                 # A debit no payment of the batch explains.
                 {"amount": "12.34", "ref": "BK-6", "e2e": ["0" * 32]},
                 # A debit for the wrong amount.
-                {"amount": f"{Decimal(paid[6].amount) + Decimal('0.01'):.2f}", "ref": "BK-7", "e2e": [e2e(paid[6])]},
+                {
+                    "amount": f"{Decimal(paid[6].amount) + Decimal('0.01'):.2f}",
+                    "ref": "BK-7",
+                    "e2e": [e2e(paid[6])],
+                },
                 # Money in that is no return (the account's funding).
                 {"amount": "5000.00", "ref": "BK-8", "credit": True},
             ],
@@ -187,13 +196,21 @@ async def test_statements_confirm_payments_reverse_returns_and_list_what_does_no
 
         # A program caller may neither import statements nor read reconciliations.
         program_client = gpo.client([program])
-        await expect_error(program_client.import_statement(camt), grpc.StatusCode.PERMISSION_DENIED, "RECONCILER_ONLY")
-        await expect_error(program_client.reconciliation(name), grpc.StatusCode.PERMISSION_DENIED, "RECONCILER_ONLY")
+        await expect_error(
+            program_client.import_statement(camt), grpc.StatusCode.PERMISSION_DENIED, "RECONCILER_ONLY"
+        )
+        await expect_error(
+            program_client.reconciliation(name), grpc.StatusCode.PERMISSION_DENIED, "RECONCILER_ONLY"
+        )
 
         imported = await deadline(reconciler.import_statement(camt, batches=[name]))
         [statement] = imported.statements
         # The account number is masked in the answer, as in logs and the audit trail.
-        assert (statement.statement_id, statement.account, statement.format) == (statement_id, "***4300", "camt.053")
+        assert (statement.statement_id, statement.account, statement.format) == (
+            statement_id,
+            "***4300",
+            "camt.053",
+        )
         assert IBAN not in str(imported)
         assert not statement.already_imported and statement.batches == [name]
         assert statement.entry_count == 8 and statement.reversed_count == 1
@@ -219,7 +236,11 @@ async def test_statements_confirm_payments_reverse_returns_and_list_what_does_no
                 ("D", amount_text(paid[7]).replace(".", ","), f"/EREF/{e2e(paid[7])}/REMI/benefit"),
                 ("RD", amount_text(paid[7]).replace(".", ","), f"/EREF/{e2e(paid[7])}/RTRN/MD07/"),
                 ("D", amount_text(paid[8]).replace(".", ","), f"/EREF/{e2e(paid[8])}/"),
-                ("RD", amount_text(returned_failed).replace(".", ","), f"/EREF/{e2e(returned_failed)}/RTRN/AC04/"),
+                (
+                    "RD",
+                    amount_text(returned_failed).replace(".", ","),
+                    f"/EREF/{e2e(returned_failed)}/RTRN/AC04/",
+                ),
             ],
         )
         [swift] = (await deadline(reconciler.import_statement(text, batches=[name]))).statements
@@ -237,17 +258,33 @@ async def test_statements_confirm_payments_reverse_returns_and_list_what_does_no
         # The FAILED payment keeps its status and is flagged for an operator, saying why.
         flagged = after[returned_failed.reference_id]
         assert flagged.status == FAILED and flagged.reason_code == returned_failed.reason_code
-        assert flagged.attention_reason.startswith(f"returned on bank statement {swift.statement_id} (entry 4")
+        assert flagged.attention_reason.startswith(
+            f"returned on bank statement {swift.statement_id} (entry 4"
+        )
         assert "while failed in GPO" in flagged.attention_reason and "AC04" in flagged.attention_reason
-        assert [p.reference_id for p in after.values() if p.attention_reason] == [returned_failed.reference_id]
-        changes = [c async for c in reconciler_history(gpo.client([program]), f"{name}/payments/{paid[5].reference_id}")]
+        assert [p.reference_id for p in after.values() if p.attention_reason] == [
+            returned_failed.reference_id
+        ]
+        changes = [
+            c
+            async for c in reconciler_history(
+                gpo.client([program]), f"{name}/payments/{paid[5].reference_id}"
+            )
+        ]
         assert changes[-1].cause == "reversal" and changes[-1].status == REVERSED
 
         view = await deadline(reconciler.reconciliation(name))
         confirmed = {paid[i].reference_id for i in (0, 1, 2, 3, 4, 5, 7, 8)}
-        assert {m.payment.rsplit("/", 1)[1] for m in view.matched if m.outcome in ("matched", "returned")} == confirmed
-        assert {m.outcome for m in view.matched if m.payment.endswith(paid[5].reference_id)} == {"matched", "returned"}
-        batch_rows = [m for m in view.matched if m.payment.rsplit("/", 1)[1] in {p.reference_id for p in group}]
+        assert {
+            m.payment.rsplit("/", 1)[1] for m in view.matched if m.outcome in ("matched", "returned")
+        } == confirmed
+        assert {m.outcome for m in view.matched if m.payment.endswith(paid[5].reference_id)} == {
+            "matched",
+            "returned",
+        }
+        batch_rows = [
+            m for m in view.matched if m.payment.rsplit("/", 1)[1] in {p.reference_id for p in group}
+        ]
         assert {m.entry_number for m in batch_rows} == {3}
         unmatched = sorted((e.outcome, e.account_servicer_reference) for e in view.unmatched_entries)
         assert unmatched == [
@@ -257,15 +294,26 @@ async def test_statements_confirm_payments_reverse_returns_and_list_what_does_no
         ]
         [needs_action] = [e for e in view.unmatched_entries if e.outcome == "return_not_succeeded"]
         assert needs_action.returned and "flagged for attention" in needs_action.note
-        assert [m.payment for m in view.matched if m.outcome == "return_not_succeeded"] == [returned_failed.name]
+        assert [m.payment for m in view.matched if m.outcome == "return_not_succeeded"] == [
+            returned_failed.name
+        ]
         missing = {p.reference_id for p in paid} - confirmed
         assert {u.payment.rsplit("/", 1)[1] for u in view.unconfirmed_payments} == missing
         assert view.unconfirmed_count == len(missing) and paid[6].reference_id in missing
-        assert not {u.payment.rsplit("/", 1)[1] for u in view.unconfirmed_payments} & {p.reference_id for p in failed}
+        assert not {u.payment.rsplit("/", 1)[1] for u in view.unconfirmed_payments} & {
+            p.reference_id for p in failed
+        }
         [eur] = view.totals
-        assert (eur.currency_code, eur.paid_count, Decimal(eur.paid_amount)) == ("EUR", len(paid), total_of(paid))
+        assert (eur.currency_code, eur.paid_count, Decimal(eur.paid_amount)) == (
+            "EUR",
+            len(paid),
+            total_of(paid),
+        )
         confirmed_payments = [p for p in paid if p.reference_id in confirmed]
-        assert (eur.confirmed_count, Decimal(eur.confirmed_amount)) == (len(confirmed), total_of(confirmed_payments))
+        assert (eur.confirmed_count, Decimal(eur.confirmed_amount)) == (
+            len(confirmed),
+            total_of(confirmed_payments),
+        )
         assert (eur.reversed_count, Decimal(eur.reversed_amount)) == (2, total_of([paid[5], paid[7]]))
         assert (view.declared_count, Decimal(view.declared_total_amount)) == (len(stored), total_of(stored))
 
@@ -292,10 +340,115 @@ async def test_statements_confirm_payments_reverse_returns_and_list_what_does_no
         assert run.code == 0, run.err
         [row] = list(csv.DictReader(io.StringIO(run.out)))
         assert row["batch"] == name and row["currency_code"] == "EUR"
-        assert (row["declared_count"], Decimal(row["declared_total_amount"])) == (str(len(stored)), total_of(stored))
+        assert (row["declared_count"], Decimal(row["declared_total_amount"])) == (
+            str(len(stored)),
+            total_of(stored),
+        )
         assert (row["paid_count"], Decimal(row["paid_amount"])) == (str(len(paid)), total_of(paid))
         assert (row["confirmed_count"], row["reversed_count"]) == (str(len(confirmed)), "2")
         assert (row["unconfirmed_count"], row["unmatched_entries"]) == (str(len(missing)), "3")
+
+
+async def test_a_cycles_reconciliation_sums_its_batches_and_its_csv_states_them(tmp_path: Path) -> None:
+    """A cycle of two batches, one camt.053 statement booking payments of both, returning one and holding a
+    debit nobody explains: GetCycleReconciliation (and `gpo reconciliation CYCLE --csv`) states declared,
+    paid, confirmed and reversed over both batches."""
+    async with running_gpo("postgres", tmp_path, specs_dir=str(SPECS_DIR)) as gpo:
+        program = new_program()
+        operator = gpo.client([], ["operator"])
+        cycle = (await deadline(operator.create_cycle(program, "2026-12", {"EUR": "100000.00"}))).name
+        caller = gpo.client([program])
+        first, first_stored = await _paid_batch(caller, program, 12, cycle="2026-12")
+        second, second_stored = await _paid_batch(caller, program, 12, first=50, cycle="2026-12")
+        # A batch of the program's other cycle counts for none of this one.
+        await deadline(operator.create_cycle(program, "2027-01", {"EUR": "100000.00"}))
+        await _paid_batch(caller, program, 3, first=80, cycle="2027-01")
+        stored = first_stored + second_stored
+        paid = [p for p in stored if p.status == SUCCEEDED]
+        one = [p for p in first_stored if p.status == SUCCEEDED]
+        two = [p for p in second_stored if p.status == SUCCEEDED]
+        assert len(one) >= 4 and len(two) >= 4, "the simulator's seeded failures leave enough paid payments"
+        booked = [one[0], one[1], two[0], two[1], two[2]]
+        camt = camt053(
+            f"STMT-{uuid.uuid4().hex[:12]}",
+            [
+                *(
+                    {"amount": amount_text(p), "ref": f"CY-{n}", "e2e": [e2e(p)]}
+                    for n, p in enumerate(booked)
+                ),
+                # two[2] came back.
+                {
+                    "amount": amount_text(two[2]),
+                    "ref": "CY-R",
+                    "credit": True,
+                    "e2e": [e2e(two[2])],
+                    "return_code": "AC04",
+                },
+                {"amount": "7.77", "ref": "CY-X", "e2e": ["f" * 32]},
+            ],
+        )
+        reconciler = gpo.client([], ["reconciler"])
+        [statement] = (await deadline(reconciler.import_statement(camt, batches=[first, second]))).statements
+        assert dict(statement.outcome_counts) == {"matched": 5, "returned": 1, "unmatched": 1}
+
+        # A program caller reads no reconciliation; an unknown cycle or a malformed name is refused.
+        await expect_error(
+            caller.cycle_reconciliation(cycle), grpc.StatusCode.PERMISSION_DENIED, "RECONCILER_ONLY"
+        )
+        await expect_error(
+            reconciler.cycle_reconciliation(f"programs/{program}/cycles/2027-01"), grpc.StatusCode.NOT_FOUND
+        )
+        await expect_error(
+            reconciler.cycle_reconciliation(f"programs/{program}/cycles/"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_NAME",
+        )
+
+        view = await deadline(reconciler.cycle_reconciliation(cycle))
+        assert view.name == f"{cycle}/reconciliation" and view.batch_count == 2
+        assert (view.declared_count, Decimal(view.declared_total_amount)) == (len(stored), total_of(stored))
+        [eur] = view.totals
+        assert (eur.currency_code, eur.paid_count, Decimal(eur.paid_amount)) == (
+            "EUR",
+            len(paid),
+            total_of(paid),
+        )
+        assert (eur.confirmed_count, Decimal(eur.confirmed_amount)) == (len(booked), total_of(booked))
+        assert (eur.reversed_count, Decimal(eur.reversed_amount)) == (1, total_of([two[2]]))
+        missing = {p.name for p in paid} - {p.name for p in booked}
+        assert {u.payment for u in view.unconfirmed_payments} == missing
+        assert view.unconfirmed_count == len(missing)
+        assert [(e.outcome, e.account_servicer_reference) for e in view.unmatched_entries] == [
+            ("unmatched", "CY-X")
+        ]
+        # The lists are limited, the count is not.
+        limited = await deadline(reconciler.cycle_reconciliation(cycle, 2))
+        assert len(limited.unconfirmed_payments) == 2 and limited.unconfirmed_count == len(missing)
+        # The cycle's figures are the sums of its batches'.
+        views = [await deadline(reconciler.reconciliation(b)) for b in (first, second)]
+        assert sum(v.totals[0].confirmed_count for v in views) == eur.confirmed_count
+        assert sum(v.unconfirmed_count for v in views) == view.unconfirmed_count
+
+        env = {"GPO_SERVER": gpo.target, "GPO_TOKEN": gpo.token([], ["reconciler"])}
+        run = await cli(None, "reconciliation", cycle, "--csv", "-", tmp=tmp_path, env=env)
+        assert run.code == 0, run.err
+        [row] = list(csv.DictReader(io.StringIO(run.out)))
+        assert row["cycle"] == cycle and row["currency_code"] == "EUR"
+        assert (row["declared_count"], Decimal(row["declared_total_amount"])) == (
+            str(len(stored)),
+            total_of(stored),
+        )
+        assert (row["paid_count"], Decimal(row["paid_amount"])) == (str(len(paid)), total_of(paid))
+        assert (row["confirmed_count"], Decimal(row["confirmed_amount"])) == (
+            str(len(booked)),
+            total_of(booked),
+        )
+        assert (row["reversed_count"], Decimal(row["reversed_amount"])) == ("1", total_of([two[2]]))
+        assert (row["unconfirmed_count"], row["unmatched_entries"]) == (str(len(missing)), "1")
+        run = await cli(None, "reconciliation", cycle, tmp=tmp_path, env=env)
+        assert run.code == 0, run.err
+        [record] = run.records
+        assert record["name"] == f"{cycle}/reconciliation" and record["batch_count"] == "2"
 
 
 async def reconciler_history(client: GpoClient, payment: str) -> AsyncIterator[res_pb.StatusChange]:
@@ -311,7 +464,9 @@ async def test_a_malformed_statement_is_refused_and_nothing_is_stored(tmp_path: 
         good = camt053(f"STMT-{uuid.uuid4().hex[:12]}", [{"amount": "1.00", "ref": "X", "e2e": ["1" * 32]}])
         broken = good.replace(b"<CdtDbtInd>DBIT</CdtDbtInd>", b"<CdtDbtInd>DEBIT</CdtDbtInd>")
         _, violations = await expect_error(
-            operator.import_statement(broken, batches=[name]), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_STATEMENT"
+            operator.import_statement(broken, batches=[name]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_STATEMENT",
         )
         assert "schema" in violations[0].description
         await expect_error(
