@@ -2180,6 +2180,62 @@ func (x *GetBatchReconciliationRequest) GetListLimit() int32 {
 	return 0
 }
 
+// Asks for a program cycle's reconciliation.
+type GetCycleReconciliationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "programs/{program}/cycles/{cycle}/reconciliation".
+	// At most 215 characters.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Rows per list at most (unmatched entries, unconfirmed payments); 0: 1000; at most 10000.
+	ListLimit     int32 `protobuf:"varint,2,opt,name=list_limit,json=listLimit,proto3" json:"list_limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCycleReconciliationRequest) Reset() {
+	*x = GetCycleReconciliationRequest{}
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCycleReconciliationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCycleReconciliationRequest) ProtoMessage() {}
+
+func (x *GetCycleReconciliationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCycleReconciliationRequest.ProtoReflect.Descriptor instead.
+func (*GetCycleReconciliationRequest) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *GetCycleReconciliationRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetCycleReconciliationRequest) GetListLimit() int32 {
+	if x != nil {
+		return x.ListLimit
+	}
+	return 0
+}
+
 // Request for CreateCycle.
 type CreateCycleRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2198,7 +2254,7 @@ type CreateCycleRequest struct {
 
 func (x *CreateCycleRequest) Reset() {
 	*x = CreateCycleRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[34]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2210,7 +2266,7 @@ func (x *CreateCycleRequest) String() string {
 func (*CreateCycleRequest) ProtoMessage() {}
 
 func (x *CreateCycleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[34]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2223,7 +2279,7 @@ func (x *CreateCycleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCycleRequest.ProtoReflect.Descriptor instead.
 func (*CreateCycleRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{34}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateCycleRequest) GetParent() string {
@@ -2263,7 +2319,7 @@ type UpdateCycleRequest struct {
 
 func (x *UpdateCycleRequest) Reset() {
 	*x = UpdateCycleRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[35]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2275,7 +2331,7 @@ func (x *UpdateCycleRequest) String() string {
 func (*UpdateCycleRequest) ProtoMessage() {}
 
 func (x *UpdateCycleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[35]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2288,7 +2344,7 @@ func (x *UpdateCycleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateCycleRequest.ProtoReflect.Descriptor instead.
 func (*UpdateCycleRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{35}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UpdateCycleRequest) GetCycle() *Cycle {
@@ -2317,7 +2373,7 @@ type GetCycleRequest struct {
 
 func (x *GetCycleRequest) Reset() {
 	*x = GetCycleRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[36]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2329,7 +2385,7 @@ func (x *GetCycleRequest) String() string {
 func (*GetCycleRequest) ProtoMessage() {}
 
 func (x *GetCycleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[36]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2342,7 +2398,7 @@ func (x *GetCycleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCycleRequest.ProtoReflect.Descriptor instead.
 func (*GetCycleRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{36}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetCycleRequest) GetName() string {
@@ -2369,7 +2425,7 @@ type ListCyclesRequest struct {
 
 func (x *ListCyclesRequest) Reset() {
 	*x = ListCyclesRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[37]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2381,7 +2437,7 @@ func (x *ListCyclesRequest) String() string {
 func (*ListCyclesRequest) ProtoMessage() {}
 
 func (x *ListCyclesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[37]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2394,7 +2450,7 @@ func (x *ListCyclesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCyclesRequest.ProtoReflect.Descriptor instead.
 func (*ListCyclesRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{37}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListCyclesRequest) GetParent() string {
@@ -2432,7 +2488,7 @@ type ListCyclesResponse struct {
 
 func (x *ListCyclesResponse) Reset() {
 	*x = ListCyclesResponse{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[38]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2444,7 +2500,7 @@ func (x *ListCyclesResponse) String() string {
 func (*ListCyclesResponse) ProtoMessage() {}
 
 func (x *ListCyclesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[38]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2457,7 +2513,7 @@ func (x *ListCyclesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCyclesResponse.ProtoReflect.Descriptor instead.
 func (*ListCyclesResponse) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{38}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListCyclesResponse) GetCycles() []*Cycle {
@@ -2489,7 +2545,7 @@ type ApproveBatchRequest struct {
 
 func (x *ApproveBatchRequest) Reset() {
 	*x = ApproveBatchRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[39]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2501,7 +2557,7 @@ func (x *ApproveBatchRequest) String() string {
 func (*ApproveBatchRequest) ProtoMessage() {}
 
 func (x *ApproveBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[39]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2514,7 +2570,7 @@ func (x *ApproveBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveBatchRequest.ProtoReflect.Descriptor instead.
 func (*ApproveBatchRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{39}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ApproveBatchRequest) GetName() string {
@@ -2549,7 +2605,7 @@ type RejectBatchRequest struct {
 
 func (x *RejectBatchRequest) Reset() {
 	*x = RejectBatchRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[40]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2561,7 +2617,7 @@ func (x *RejectBatchRequest) String() string {
 func (*RejectBatchRequest) ProtoMessage() {}
 
 func (x *RejectBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[40]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2574,7 +2630,7 @@ func (x *RejectBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectBatchRequest.ProtoReflect.Descriptor instead.
 func (*RejectBatchRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{40}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RejectBatchRequest) GetName() string {
@@ -2610,7 +2666,7 @@ type GetApprovalPolicyRequest struct {
 
 func (x *GetApprovalPolicyRequest) Reset() {
 	*x = GetApprovalPolicyRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[41]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2622,7 +2678,7 @@ func (x *GetApprovalPolicyRequest) String() string {
 func (*GetApprovalPolicyRequest) ProtoMessage() {}
 
 func (x *GetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[41]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2635,7 +2691,7 @@ func (x *GetApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetApprovalPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetApprovalPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{41}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetApprovalPolicyRequest) GetName() string {
@@ -2660,7 +2716,7 @@ type UpdateApprovalPolicyRequest struct {
 
 func (x *UpdateApprovalPolicyRequest) Reset() {
 	*x = UpdateApprovalPolicyRequest{}
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[42]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2672,7 +2728,7 @@ func (x *UpdateApprovalPolicyRequest) String() string {
 func (*UpdateApprovalPolicyRequest) ProtoMessage() {}
 
 func (x *UpdateApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[42]
+	mi := &file_gpo_v1_disbursement_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2685,7 +2741,7 @@ func (x *UpdateApprovalPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateApprovalPolicyRequest.ProtoReflect.Descriptor instead.
 func (*UpdateApprovalPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{42}
+	return file_gpo_v1_disbursement_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UpdateApprovalPolicyRequest) GetApprovalPolicy() *ApprovalPolicy {
@@ -2855,6 +2911,10 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"\x1dGetBatchReconciliationRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
+	"list_limit\x18\x02 \x01(\x05R\tlistLimit\"R\n" +
+	"\x1dGetCycleReconciliationRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
 	"list_limit\x18\x02 \x01(\x05R\tlistLimit\"l\n" +
 	"\x12CreateCycleRequest\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x19\n" +
@@ -2886,7 +2946,7 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"r\n" +
 	"\x1bUpdateApprovalPolicyRequest\x12?\n" +
 	"\x0fapproval_policy\x18\x01 \x01(\v2\x16.gpo.v1.ApprovalPolicyR\x0eapprovalPolicy\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name2\x89\x18\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name2\x9f\x19\n" +
 	"\x13DisbursementService\x12i\n" +
 	"\vUploadBatch\x12\x1a.gpo.v1.UploadBatchRequest\x1a\x1b.gpo.v1.UploadBatchResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/batches:upload(\x010\x01\x12P\n" +
 	"\bGetBatch\x12\x17.gpo.v1.GetBatchRequest\x1a\r.gpo.v1.Batch\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=batches/*}\x12[\n" +
@@ -2906,7 +2966,8 @@ const file_gpo_v1_disbursement_service_proto_rawDesc = "" +
 	"\rListRailStats\x12\x1c.gpo.v1.ListRailStatsRequest\x1a\x1d.gpo.v1.ListRailStatsResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/railStats\x12k\n" +
 	"\x0fListAuditEvents\x12\x1e.gpo.v1.ListAuditEventsRequest\x1a\x1f.gpo.v1.ListAuditEventsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/auditEvents\x12t\n" +
 	"\x0fImportStatement\x12\x1e.gpo.v1.ImportStatementRequest\x1a\x1f.gpo.v1.ImportStatementResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/statements:import\x12\x89\x01\n" +
-	"\x16GetBatchReconciliation\x12%.gpo.v1.GetBatchReconciliationRequest\x1a\x1b.gpo.v1.BatchReconciliation\"+\x82\xd3\xe4\x93\x02%\x12#/v1/{name=batches/*/reconciliation}\x12c\n" +
+	"\x16GetBatchReconciliation\x12%.gpo.v1.GetBatchReconciliationRequest\x1a\x1b.gpo.v1.BatchReconciliation\"+\x82\xd3\xe4\x93\x02%\x12#/v1/{name=batches/*/reconciliation}\x12\x93\x01\n" +
+	"\x16GetCycleReconciliation\x12%.gpo.v1.GetCycleReconciliationRequest\x1a\x1b.gpo.v1.CycleReconciliation\"5\x82\xd3\xe4\x93\x02/\x12-/v1/{name=programs/*/cycles/*/reconciliation}\x12c\n" +
 	"\fApproveBatch\x12\x1b.gpo.v1.ApproveBatchRequest\x1a\r.gpo.v1.Batch\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/{name=batches/*}:approve\x12`\n" +
 	"\vRejectBatch\x12\x1a.gpo.v1.RejectBatchRequest\x1a\r.gpo.v1.Batch\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/{name=batches/*}:reject\x12{\n" +
 	"\x11GetApprovalPolicy\x12 .gpo.v1.GetApprovalPolicyRequest\x1a\x16.gpo.v1.ApprovalPolicy\",\x82\xd3\xe4\x93\x02&\x12$/v1/{name=programs/*/approvalPolicy}\x12\x92\x01\n" +
@@ -2932,7 +2993,7 @@ func file_gpo_v1_disbursement_service_proto_rawDescGZIP() []byte {
 	return file_gpo_v1_disbursement_service_proto_rawDescData
 }
 
-var file_gpo_v1_disbursement_service_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_gpo_v1_disbursement_service_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_gpo_v1_disbursement_service_proto_goTypes = []any{
 	(*UploadBatchRequest)(nil),            // 0: gpo.v1.UploadBatchRequest
 	(*BatchHeader)(nil),                   // 1: gpo.v1.BatchHeader
@@ -2968,53 +3029,55 @@ var file_gpo_v1_disbursement_service_proto_goTypes = []any{
 	(*ImportStatementRequest)(nil),        // 31: gpo.v1.ImportStatementRequest
 	(*ImportStatementResponse)(nil),       // 32: gpo.v1.ImportStatementResponse
 	(*GetBatchReconciliationRequest)(nil), // 33: gpo.v1.GetBatchReconciliationRequest
-	(*CreateCycleRequest)(nil),            // 34: gpo.v1.CreateCycleRequest
-	(*UpdateCycleRequest)(nil),            // 35: gpo.v1.UpdateCycleRequest
-	(*GetCycleRequest)(nil),               // 36: gpo.v1.GetCycleRequest
-	(*ListCyclesRequest)(nil),             // 37: gpo.v1.ListCyclesRequest
-	(*ListCyclesResponse)(nil),            // 38: gpo.v1.ListCyclesResponse
-	(*ApproveBatchRequest)(nil),           // 39: gpo.v1.ApproveBatchRequest
-	(*RejectBatchRequest)(nil),            // 40: gpo.v1.RejectBatchRequest
-	(*GetApprovalPolicyRequest)(nil),      // 41: gpo.v1.GetApprovalPolicyRequest
-	(*UpdateApprovalPolicyRequest)(nil),   // 42: gpo.v1.UpdateApprovalPolicyRequest
-	nil,                                   // 43: gpo.v1.PaymentInput.MetadataEntry
-	(*timestamppb.Timestamp)(nil),         // 44: google.protobuf.Timestamp
-	(*Batch)(nil),                         // 45: gpo.v1.Batch
-	(*Payment)(nil),                       // 46: gpo.v1.Payment
-	(*StatusChange)(nil),                  // 47: gpo.v1.StatusChange
-	(*DeadLetter)(nil),                    // 48: gpo.v1.DeadLetter
-	(*RailStats)(nil),                     // 49: gpo.v1.RailStats
-	(*AuditEvent)(nil),                    // 50: gpo.v1.AuditEvent
-	(*Statement)(nil),                     // 51: gpo.v1.Statement
-	(*Cycle)(nil),                         // 52: gpo.v1.Cycle
-	(*ApprovalPolicy)(nil),                // 53: gpo.v1.ApprovalPolicy
-	(*httpbody.HttpBody)(nil),             // 54: google.api.HttpBody
-	(*BatchReconciliation)(nil),           // 55: gpo.v1.BatchReconciliation
+	(*GetCycleReconciliationRequest)(nil), // 34: gpo.v1.GetCycleReconciliationRequest
+	(*CreateCycleRequest)(nil),            // 35: gpo.v1.CreateCycleRequest
+	(*UpdateCycleRequest)(nil),            // 36: gpo.v1.UpdateCycleRequest
+	(*GetCycleRequest)(nil),               // 37: gpo.v1.GetCycleRequest
+	(*ListCyclesRequest)(nil),             // 38: gpo.v1.ListCyclesRequest
+	(*ListCyclesResponse)(nil),            // 39: gpo.v1.ListCyclesResponse
+	(*ApproveBatchRequest)(nil),           // 40: gpo.v1.ApproveBatchRequest
+	(*RejectBatchRequest)(nil),            // 41: gpo.v1.RejectBatchRequest
+	(*GetApprovalPolicyRequest)(nil),      // 42: gpo.v1.GetApprovalPolicyRequest
+	(*UpdateApprovalPolicyRequest)(nil),   // 43: gpo.v1.UpdateApprovalPolicyRequest
+	nil,                                   // 44: gpo.v1.PaymentInput.MetadataEntry
+	(*timestamppb.Timestamp)(nil),         // 45: google.protobuf.Timestamp
+	(*Batch)(nil),                         // 46: gpo.v1.Batch
+	(*Payment)(nil),                       // 47: gpo.v1.Payment
+	(*StatusChange)(nil),                  // 48: gpo.v1.StatusChange
+	(*DeadLetter)(nil),                    // 49: gpo.v1.DeadLetter
+	(*RailStats)(nil),                     // 50: gpo.v1.RailStats
+	(*AuditEvent)(nil),                    // 51: gpo.v1.AuditEvent
+	(*Statement)(nil),                     // 52: gpo.v1.Statement
+	(*Cycle)(nil),                         // 53: gpo.v1.Cycle
+	(*ApprovalPolicy)(nil),                // 54: gpo.v1.ApprovalPolicy
+	(*httpbody.HttpBody)(nil),             // 55: google.api.HttpBody
+	(*BatchReconciliation)(nil),           // 56: gpo.v1.BatchReconciliation
+	(*CycleReconciliation)(nil),           // 57: gpo.v1.CycleReconciliation
 }
 var file_gpo_v1_disbursement_service_proto_depIdxs = []int32{
 	1,  // 0: gpo.v1.UploadBatchRequest.header:type_name -> gpo.v1.BatchHeader
 	2,  // 1: gpo.v1.UploadBatchRequest.chunk:type_name -> gpo.v1.PaymentChunk
-	44, // 2: gpo.v1.BatchHeader.schedule_time:type_name -> google.protobuf.Timestamp
+	45, // 2: gpo.v1.BatchHeader.schedule_time:type_name -> google.protobuf.Timestamp
 	3,  // 3: gpo.v1.PaymentChunk.payments:type_name -> gpo.v1.PaymentInput
-	44, // 4: gpo.v1.PaymentInput.schedule_time:type_name -> google.protobuf.Timestamp
-	43, // 5: gpo.v1.PaymentInput.metadata:type_name -> gpo.v1.PaymentInput.MetadataEntry
-	45, // 6: gpo.v1.UploadBatchResponse.batch:type_name -> gpo.v1.Batch
+	45, // 4: gpo.v1.PaymentInput.schedule_time:type_name -> google.protobuf.Timestamp
+	44, // 5: gpo.v1.PaymentInput.metadata:type_name -> gpo.v1.PaymentInput.MetadataEntry
+	46, // 6: gpo.v1.UploadBatchResponse.batch:type_name -> gpo.v1.Batch
 	5,  // 7: gpo.v1.UploadBatchResponse.rejections:type_name -> gpo.v1.PaymentRejection
-	45, // 8: gpo.v1.ListBatchesResponse.batches:type_name -> gpo.v1.Batch
-	46, // 9: gpo.v1.ListPaymentsResponse.payments:type_name -> gpo.v1.Payment
-	47, // 10: gpo.v1.ListStatusChangesResponse.status_changes:type_name -> gpo.v1.StatusChange
-	45, // 11: gpo.v1.WatchBatchResponse.batch:type_name -> gpo.v1.Batch
-	44, // 12: gpo.v1.WatchBatchResponse.read_time:type_name -> google.protobuf.Timestamp
-	48, // 13: gpo.v1.ListDeadLettersResponse.dead_letters:type_name -> gpo.v1.DeadLetter
-	49, // 14: gpo.v1.ListRailStatsResponse.rail_stats:type_name -> gpo.v1.RailStats
-	44, // 15: gpo.v1.ListRailStatsResponse.read_time:type_name -> google.protobuf.Timestamp
-	50, // 16: gpo.v1.ListAuditEventsResponse.audit_events:type_name -> gpo.v1.AuditEvent
-	48, // 17: gpo.v1.RedriveDeadLetterResponse.dead_letter:type_name -> gpo.v1.DeadLetter
-	51, // 18: gpo.v1.ImportStatementResponse.statements:type_name -> gpo.v1.Statement
-	52, // 19: gpo.v1.CreateCycleRequest.cycle:type_name -> gpo.v1.Cycle
-	52, // 20: gpo.v1.UpdateCycleRequest.cycle:type_name -> gpo.v1.Cycle
-	52, // 21: gpo.v1.ListCyclesResponse.cycles:type_name -> gpo.v1.Cycle
-	53, // 22: gpo.v1.UpdateApprovalPolicyRequest.approval_policy:type_name -> gpo.v1.ApprovalPolicy
+	46, // 8: gpo.v1.ListBatchesResponse.batches:type_name -> gpo.v1.Batch
+	47, // 9: gpo.v1.ListPaymentsResponse.payments:type_name -> gpo.v1.Payment
+	48, // 10: gpo.v1.ListStatusChangesResponse.status_changes:type_name -> gpo.v1.StatusChange
+	46, // 11: gpo.v1.WatchBatchResponse.batch:type_name -> gpo.v1.Batch
+	45, // 12: gpo.v1.WatchBatchResponse.read_time:type_name -> google.protobuf.Timestamp
+	49, // 13: gpo.v1.ListDeadLettersResponse.dead_letters:type_name -> gpo.v1.DeadLetter
+	50, // 14: gpo.v1.ListRailStatsResponse.rail_stats:type_name -> gpo.v1.RailStats
+	45, // 15: gpo.v1.ListRailStatsResponse.read_time:type_name -> google.protobuf.Timestamp
+	51, // 16: gpo.v1.ListAuditEventsResponse.audit_events:type_name -> gpo.v1.AuditEvent
+	49, // 17: gpo.v1.RedriveDeadLetterResponse.dead_letter:type_name -> gpo.v1.DeadLetter
+	52, // 18: gpo.v1.ImportStatementResponse.statements:type_name -> gpo.v1.Statement
+	53, // 19: gpo.v1.CreateCycleRequest.cycle:type_name -> gpo.v1.Cycle
+	53, // 20: gpo.v1.UpdateCycleRequest.cycle:type_name -> gpo.v1.Cycle
+	53, // 21: gpo.v1.ListCyclesResponse.cycles:type_name -> gpo.v1.Cycle
+	54, // 22: gpo.v1.UpdateApprovalPolicyRequest.approval_policy:type_name -> gpo.v1.ApprovalPolicy
 	0,  // 23: gpo.v1.DisbursementService.UploadBatch:input_type -> gpo.v1.UploadBatchRequest
 	6,  // 24: gpo.v1.DisbursementService.GetBatch:input_type -> gpo.v1.GetBatchRequest
 	7,  // 25: gpo.v1.DisbursementService.ListBatches:input_type -> gpo.v1.ListBatchesRequest
@@ -3033,44 +3096,46 @@ var file_gpo_v1_disbursement_service_proto_depIdxs = []int32{
 	20, // 38: gpo.v1.DisbursementService.ListAuditEvents:input_type -> gpo.v1.ListAuditEventsRequest
 	31, // 39: gpo.v1.DisbursementService.ImportStatement:input_type -> gpo.v1.ImportStatementRequest
 	33, // 40: gpo.v1.DisbursementService.GetBatchReconciliation:input_type -> gpo.v1.GetBatchReconciliationRequest
-	39, // 41: gpo.v1.DisbursementService.ApproveBatch:input_type -> gpo.v1.ApproveBatchRequest
-	40, // 42: gpo.v1.DisbursementService.RejectBatch:input_type -> gpo.v1.RejectBatchRequest
-	41, // 43: gpo.v1.DisbursementService.GetApprovalPolicy:input_type -> gpo.v1.GetApprovalPolicyRequest
-	42, // 44: gpo.v1.DisbursementService.UpdateApprovalPolicy:input_type -> gpo.v1.UpdateApprovalPolicyRequest
-	22, // 45: gpo.v1.DisbursementService.VerifyAuditTrail:input_type -> gpo.v1.VerifyAuditTrailRequest
-	34, // 46: gpo.v1.DisbursementService.CreateCycle:input_type -> gpo.v1.CreateCycleRequest
-	36, // 47: gpo.v1.DisbursementService.GetCycle:input_type -> gpo.v1.GetCycleRequest
-	35, // 48: gpo.v1.DisbursementService.UpdateCycle:input_type -> gpo.v1.UpdateCycleRequest
-	37, // 49: gpo.v1.DisbursementService.ListCycles:input_type -> gpo.v1.ListCyclesRequest
-	4,  // 50: gpo.v1.DisbursementService.UploadBatch:output_type -> gpo.v1.UploadBatchResponse
-	45, // 51: gpo.v1.DisbursementService.GetBatch:output_type -> gpo.v1.Batch
-	8,  // 52: gpo.v1.DisbursementService.ListBatches:output_type -> gpo.v1.ListBatchesResponse
-	10, // 53: gpo.v1.DisbursementService.ListPayments:output_type -> gpo.v1.ListPaymentsResponse
-	46, // 54: gpo.v1.DisbursementService.CancelPayment:output_type -> gpo.v1.Payment
-	46, // 55: gpo.v1.DisbursementService.RetryPayment:output_type -> gpo.v1.Payment
-	46, // 56: gpo.v1.DisbursementService.ResolvePayment:output_type -> gpo.v1.Payment
-	54, // 57: gpo.v1.DisbursementService.ExportPayments:output_type -> google.api.HttpBody
-	12, // 58: gpo.v1.DisbursementService.ListStatusChanges:output_type -> gpo.v1.ListStatusChangesResponse
-	14, // 59: gpo.v1.DisbursementService.WatchBatch:output_type -> gpo.v1.WatchBatchResponse
-	45, // 60: gpo.v1.DisbursementService.CancelBatch:output_type -> gpo.v1.Batch
-	45, // 61: gpo.v1.DisbursementService.RetryFailedPayments:output_type -> gpo.v1.Batch
-	17, // 62: gpo.v1.DisbursementService.ListDeadLetters:output_type -> gpo.v1.ListDeadLettersResponse
-	30, // 63: gpo.v1.DisbursementService.RedriveDeadLetter:output_type -> gpo.v1.RedriveDeadLetterResponse
-	19, // 64: gpo.v1.DisbursementService.ListRailStats:output_type -> gpo.v1.ListRailStatsResponse
-	21, // 65: gpo.v1.DisbursementService.ListAuditEvents:output_type -> gpo.v1.ListAuditEventsResponse
-	32, // 66: gpo.v1.DisbursementService.ImportStatement:output_type -> gpo.v1.ImportStatementResponse
-	55, // 67: gpo.v1.DisbursementService.GetBatchReconciliation:output_type -> gpo.v1.BatchReconciliation
-	45, // 68: gpo.v1.DisbursementService.ApproveBatch:output_type -> gpo.v1.Batch
-	45, // 69: gpo.v1.DisbursementService.RejectBatch:output_type -> gpo.v1.Batch
-	53, // 70: gpo.v1.DisbursementService.GetApprovalPolicy:output_type -> gpo.v1.ApprovalPolicy
-	53, // 71: gpo.v1.DisbursementService.UpdateApprovalPolicy:output_type -> gpo.v1.ApprovalPolicy
-	23, // 72: gpo.v1.DisbursementService.VerifyAuditTrail:output_type -> gpo.v1.VerifyAuditTrailResponse
-	52, // 73: gpo.v1.DisbursementService.CreateCycle:output_type -> gpo.v1.Cycle
-	52, // 74: gpo.v1.DisbursementService.GetCycle:output_type -> gpo.v1.Cycle
-	52, // 75: gpo.v1.DisbursementService.UpdateCycle:output_type -> gpo.v1.Cycle
-	38, // 76: gpo.v1.DisbursementService.ListCycles:output_type -> gpo.v1.ListCyclesResponse
-	50, // [50:77] is the sub-list for method output_type
-	23, // [23:50] is the sub-list for method input_type
+	34, // 41: gpo.v1.DisbursementService.GetCycleReconciliation:input_type -> gpo.v1.GetCycleReconciliationRequest
+	40, // 42: gpo.v1.DisbursementService.ApproveBatch:input_type -> gpo.v1.ApproveBatchRequest
+	41, // 43: gpo.v1.DisbursementService.RejectBatch:input_type -> gpo.v1.RejectBatchRequest
+	42, // 44: gpo.v1.DisbursementService.GetApprovalPolicy:input_type -> gpo.v1.GetApprovalPolicyRequest
+	43, // 45: gpo.v1.DisbursementService.UpdateApprovalPolicy:input_type -> gpo.v1.UpdateApprovalPolicyRequest
+	22, // 46: gpo.v1.DisbursementService.VerifyAuditTrail:input_type -> gpo.v1.VerifyAuditTrailRequest
+	35, // 47: gpo.v1.DisbursementService.CreateCycle:input_type -> gpo.v1.CreateCycleRequest
+	37, // 48: gpo.v1.DisbursementService.GetCycle:input_type -> gpo.v1.GetCycleRequest
+	36, // 49: gpo.v1.DisbursementService.UpdateCycle:input_type -> gpo.v1.UpdateCycleRequest
+	38, // 50: gpo.v1.DisbursementService.ListCycles:input_type -> gpo.v1.ListCyclesRequest
+	4,  // 51: gpo.v1.DisbursementService.UploadBatch:output_type -> gpo.v1.UploadBatchResponse
+	46, // 52: gpo.v1.DisbursementService.GetBatch:output_type -> gpo.v1.Batch
+	8,  // 53: gpo.v1.DisbursementService.ListBatches:output_type -> gpo.v1.ListBatchesResponse
+	10, // 54: gpo.v1.DisbursementService.ListPayments:output_type -> gpo.v1.ListPaymentsResponse
+	47, // 55: gpo.v1.DisbursementService.CancelPayment:output_type -> gpo.v1.Payment
+	47, // 56: gpo.v1.DisbursementService.RetryPayment:output_type -> gpo.v1.Payment
+	47, // 57: gpo.v1.DisbursementService.ResolvePayment:output_type -> gpo.v1.Payment
+	55, // 58: gpo.v1.DisbursementService.ExportPayments:output_type -> google.api.HttpBody
+	12, // 59: gpo.v1.DisbursementService.ListStatusChanges:output_type -> gpo.v1.ListStatusChangesResponse
+	14, // 60: gpo.v1.DisbursementService.WatchBatch:output_type -> gpo.v1.WatchBatchResponse
+	46, // 61: gpo.v1.DisbursementService.CancelBatch:output_type -> gpo.v1.Batch
+	46, // 62: gpo.v1.DisbursementService.RetryFailedPayments:output_type -> gpo.v1.Batch
+	17, // 63: gpo.v1.DisbursementService.ListDeadLetters:output_type -> gpo.v1.ListDeadLettersResponse
+	30, // 64: gpo.v1.DisbursementService.RedriveDeadLetter:output_type -> gpo.v1.RedriveDeadLetterResponse
+	19, // 65: gpo.v1.DisbursementService.ListRailStats:output_type -> gpo.v1.ListRailStatsResponse
+	21, // 66: gpo.v1.DisbursementService.ListAuditEvents:output_type -> gpo.v1.ListAuditEventsResponse
+	32, // 67: gpo.v1.DisbursementService.ImportStatement:output_type -> gpo.v1.ImportStatementResponse
+	56, // 68: gpo.v1.DisbursementService.GetBatchReconciliation:output_type -> gpo.v1.BatchReconciliation
+	57, // 69: gpo.v1.DisbursementService.GetCycleReconciliation:output_type -> gpo.v1.CycleReconciliation
+	46, // 70: gpo.v1.DisbursementService.ApproveBatch:output_type -> gpo.v1.Batch
+	46, // 71: gpo.v1.DisbursementService.RejectBatch:output_type -> gpo.v1.Batch
+	54, // 72: gpo.v1.DisbursementService.GetApprovalPolicy:output_type -> gpo.v1.ApprovalPolicy
+	54, // 73: gpo.v1.DisbursementService.UpdateApprovalPolicy:output_type -> gpo.v1.ApprovalPolicy
+	23, // 74: gpo.v1.DisbursementService.VerifyAuditTrail:output_type -> gpo.v1.VerifyAuditTrailResponse
+	53, // 75: gpo.v1.DisbursementService.CreateCycle:output_type -> gpo.v1.Cycle
+	53, // 76: gpo.v1.DisbursementService.GetCycle:output_type -> gpo.v1.Cycle
+	53, // 77: gpo.v1.DisbursementService.UpdateCycle:output_type -> gpo.v1.Cycle
+	39, // 78: gpo.v1.DisbursementService.ListCycles:output_type -> gpo.v1.ListCyclesResponse
+	51, // [51:79] is the sub-list for method output_type
+	23, // [23:51] is the sub-list for method input_type
 	23, // [23:23] is the sub-list for extension type_name
 	23, // [23:23] is the sub-list for extension extendee
 	0,  // [0:23] is the sub-list for field type_name
@@ -3092,7 +3157,7 @@ func file_gpo_v1_disbursement_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gpo_v1_disbursement_service_proto_rawDesc), len(file_gpo_v1_disbursement_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   44,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -38,6 +38,7 @@ const (
 	DisbursementService_ListAuditEvents_FullMethodName        = "/gpo.v1.DisbursementService/ListAuditEvents"
 	DisbursementService_ImportStatement_FullMethodName        = "/gpo.v1.DisbursementService/ImportStatement"
 	DisbursementService_GetBatchReconciliation_FullMethodName = "/gpo.v1.DisbursementService/GetBatchReconciliation"
+	DisbursementService_GetCycleReconciliation_FullMethodName = "/gpo.v1.DisbursementService/GetCycleReconciliation"
 	DisbursementService_ApproveBatch_FullMethodName           = "/gpo.v1.DisbursementService/ApproveBatch"
 	DisbursementService_RejectBatch_FullMethodName            = "/gpo.v1.DisbursementService/RejectBatch"
 	DisbursementService_GetApprovalPolicy_FullMethodName      = "/gpo.v1.DisbursementService/GetApprovalPolicy"
@@ -118,6 +119,11 @@ type DisbursementServiceClient interface {
 	// may concern any program): the payments they confirmed, their entries nobody matched, the paid payments no statement
 	// showed yet, and the totals declared, paid, confirmed on a statement and reversed.
 	GetBatchReconciliation(ctx context.Context, in *GetBatchReconciliationRequest, opts ...grpc.CallOption) (*BatchReconciliation, error)
+	// Gets what imported statements say of a program's cycle, over all its batches (operators and
+	// reconcilers, as GetBatchReconciliation): the totals declared, paid, confirmed on a statement and
+	// reversed, the paid payments no statement showed yet, and the entries of the statements matched
+	// against its batches that nobody matched.
+	GetCycleReconciliation(ctx context.Context, in *GetCycleReconciliationRequest, opts ...grpc.CallOption) (*CycleReconciliation, error)
 	// Approves a batch awaiting approval (approvers of its program only; never its uploader, never twice by
 	// one approver). The last required approval releases it: it starts dispatching.
 	ApproveBatch(ctx context.Context, in *ApproveBatchRequest, opts ...grpc.CallOption) (*Batch, error)
@@ -355,6 +361,16 @@ func (c *disbursementServiceClient) GetBatchReconciliation(ctx context.Context, 
 	return out, nil
 }
 
+func (c *disbursementServiceClient) GetCycleReconciliation(ctx context.Context, in *GetCycleReconciliationRequest, opts ...grpc.CallOption) (*CycleReconciliation, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CycleReconciliation)
+	err := c.cc.Invoke(ctx, DisbursementService_GetCycleReconciliation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *disbursementServiceClient) ApproveBatch(ctx context.Context, in *ApproveBatchRequest, opts ...grpc.CallOption) (*Batch, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Batch)
@@ -514,6 +530,11 @@ type DisbursementServiceServer interface {
 	// may concern any program): the payments they confirmed, their entries nobody matched, the paid payments no statement
 	// showed yet, and the totals declared, paid, confirmed on a statement and reversed.
 	GetBatchReconciliation(context.Context, *GetBatchReconciliationRequest) (*BatchReconciliation, error)
+	// Gets what imported statements say of a program's cycle, over all its batches (operators and
+	// reconcilers, as GetBatchReconciliation): the totals declared, paid, confirmed on a statement and
+	// reversed, the paid payments no statement showed yet, and the entries of the statements matched
+	// against its batches that nobody matched.
+	GetCycleReconciliation(context.Context, *GetCycleReconciliationRequest) (*CycleReconciliation, error)
 	// Approves a batch awaiting approval (approvers of its program only; never its uploader, never twice by
 	// one approver). The last required approval releases it: it starts dispatching.
 	ApproveBatch(context.Context, *ApproveBatchRequest) (*Batch, error)
@@ -603,6 +624,9 @@ func (UnimplementedDisbursementServiceServer) ImportStatement(context.Context, *
 }
 func (UnimplementedDisbursementServiceServer) GetBatchReconciliation(context.Context, *GetBatchReconciliationRequest) (*BatchReconciliation, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBatchReconciliation not implemented")
+}
+func (UnimplementedDisbursementServiceServer) GetCycleReconciliation(context.Context, *GetCycleReconciliationRequest) (*CycleReconciliation, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCycleReconciliation not implemented")
 }
 func (UnimplementedDisbursementServiceServer) ApproveBatch(context.Context, *ApproveBatchRequest) (*Batch, error) {
 	return nil, status.Error(codes.Unimplemented, "method ApproveBatch not implemented")
@@ -951,6 +975,24 @@ func _DisbursementService_GetBatchReconciliation_Handler(srv interface{}, ctx co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DisbursementService_GetCycleReconciliation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCycleReconciliationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DisbursementServiceServer).GetCycleReconciliation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DisbursementService_GetCycleReconciliation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DisbursementServiceServer).GetCycleReconciliation(ctx, req.(*GetCycleReconciliationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _DisbursementService_ApproveBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ApproveBatchRequest)
 	if err := dec(in); err != nil {
@@ -1179,6 +1221,10 @@ var DisbursementService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetBatchReconciliation",
 			Handler:    _DisbursementService_GetBatchReconciliation_Handler,
+		},
+		{
+			MethodName: "GetCycleReconciliation",
+			Handler:    _DisbursementService_GetCycleReconciliation_Handler,
 		},
 		{
 			MethodName: "ApproveBatch",

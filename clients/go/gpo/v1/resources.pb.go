@@ -1962,6 +1962,120 @@ func (x *BatchReconciliation) GetUnconfirmedCount() int64 {
 	return 0
 }
 
+// What imported statements say of a program's cycle: the same figures as a batch's, over all the batches
+// that name the cycle.
+type CycleReconciliation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "programs/{program}/cycles/{cycle}/reconciliation".
+	// At most 215 characters.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// How many batches name the cycle.
+	BatchCount int64 `protobuf:"varint,2,opt,name=batch_count,json=batchCount,proto3" json:"batch_count,omitempty"`
+	// The sum of the batches' declared payment counts and total amounts (all currencies).
+	DeclaredCount int64 `protobuf:"varint,3,opt,name=declared_count,json=declaredCount,proto3" json:"declared_count,omitempty"`
+	// Decimal string.
+	// At most 32 characters.
+	DeclaredTotalAmount string `protobuf:"bytes,4,opt,name=declared_total_amount,json=declaredTotalAmount,proto3" json:"declared_total_amount,omitempty"`
+	// Paid, confirmed on a statement and reversed, per currency.
+	Totals []*ReconciliationTotal `protobuf:"bytes,5,rep,name=totals,proto3" json:"totals,omitempty"`
+	// Entries of the statements matched against any of the cycle's batches that need an operator (as in
+	// BatchReconciliation). An entry no payment explains names no batch: it is listed for each cycle whose
+	// batches its statement was matched against.
+	UnmatchedEntries []*StatementEntry `protobuf:"bytes,6,rep,name=unmatched_entries,json=unmatchedEntries,proto3" json:"unmatched_entries,omitempty"`
+	// SUCCEEDED payments of the cycle's batches no statement has shown booked yet.
+	UnconfirmedPayments []*UnconfirmedPayment `protobuf:"bytes,7,rep,name=unconfirmed_payments,json=unconfirmedPayments,proto3" json:"unconfirmed_payments,omitempty"`
+	// How many unconfirmed payments there are in all (the list holds at most list_limit).
+	UnconfirmedCount int64 `protobuf:"varint,8,opt,name=unconfirmed_count,json=unconfirmedCount,proto3" json:"unconfirmed_count,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *CycleReconciliation) Reset() {
+	*x = CycleReconciliation{}
+	mi := &file_gpo_v1_resources_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CycleReconciliation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CycleReconciliation) ProtoMessage() {}
+
+func (x *CycleReconciliation) ProtoReflect() protoreflect.Message {
+	mi := &file_gpo_v1_resources_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CycleReconciliation.ProtoReflect.Descriptor instead.
+func (*CycleReconciliation) Descriptor() ([]byte, []int) {
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *CycleReconciliation) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CycleReconciliation) GetBatchCount() int64 {
+	if x != nil {
+		return x.BatchCount
+	}
+	return 0
+}
+
+func (x *CycleReconciliation) GetDeclaredCount() int64 {
+	if x != nil {
+		return x.DeclaredCount
+	}
+	return 0
+}
+
+func (x *CycleReconciliation) GetDeclaredTotalAmount() string {
+	if x != nil {
+		return x.DeclaredTotalAmount
+	}
+	return ""
+}
+
+func (x *CycleReconciliation) GetTotals() []*ReconciliationTotal {
+	if x != nil {
+		return x.Totals
+	}
+	return nil
+}
+
+func (x *CycleReconciliation) GetUnmatchedEntries() []*StatementEntry {
+	if x != nil {
+		return x.UnmatchedEntries
+	}
+	return nil
+}
+
+func (x *CycleReconciliation) GetUnconfirmedPayments() []*UnconfirmedPayment {
+	if x != nil {
+		return x.UnconfirmedPayments
+	}
+	return nil
+}
+
+func (x *CycleReconciliation) GetUnconfirmedCount() int64 {
+	if x != nil {
+		return x.UnconfirmedCount
+	}
+	return 0
+}
+
 // One currency of a reconciliation.
 type ReconciliationTotal struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1989,7 +2103,7 @@ type ReconciliationTotal struct {
 
 func (x *ReconciliationTotal) Reset() {
 	*x = ReconciliationTotal{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[13]
+	mi := &file_gpo_v1_resources_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2001,7 +2115,7 @@ func (x *ReconciliationTotal) String() string {
 func (*ReconciliationTotal) ProtoMessage() {}
 
 func (x *ReconciliationTotal) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[13]
+	mi := &file_gpo_v1_resources_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2014,7 +2128,7 @@ func (x *ReconciliationTotal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconciliationTotal.ProtoReflect.Descriptor instead.
 func (*ReconciliationTotal) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{13}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReconciliationTotal) GetCurrencyCode() string {
@@ -2098,7 +2212,7 @@ type StatementMatch struct {
 
 func (x *StatementMatch) Reset() {
 	*x = StatementMatch{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[14]
+	mi := &file_gpo_v1_resources_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2110,7 +2224,7 @@ func (x *StatementMatch) String() string {
 func (*StatementMatch) ProtoMessage() {}
 
 func (x *StatementMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[14]
+	mi := &file_gpo_v1_resources_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2123,7 +2237,7 @@ func (x *StatementMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementMatch.ProtoReflect.Descriptor instead.
 func (*StatementMatch) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{14}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StatementMatch) GetPayment() string {
@@ -2228,7 +2342,7 @@ type StatementEntry struct {
 
 func (x *StatementEntry) Reset() {
 	*x = StatementEntry{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[15]
+	mi := &file_gpo_v1_resources_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2240,7 +2354,7 @@ func (x *StatementEntry) String() string {
 func (*StatementEntry) ProtoMessage() {}
 
 func (x *StatementEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[15]
+	mi := &file_gpo_v1_resources_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2253,7 +2367,7 @@ func (x *StatementEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementEntry.ProtoReflect.Descriptor instead.
 func (*StatementEntry) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{15}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StatementEntry) GetStatement() string {
@@ -2371,7 +2485,7 @@ type UnconfirmedPayment struct {
 
 func (x *UnconfirmedPayment) Reset() {
 	*x = UnconfirmedPayment{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[16]
+	mi := &file_gpo_v1_resources_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2383,7 +2497,7 @@ func (x *UnconfirmedPayment) String() string {
 func (*UnconfirmedPayment) ProtoMessage() {}
 
 func (x *UnconfirmedPayment) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[16]
+	mi := &file_gpo_v1_resources_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2396,7 +2510,7 @@ func (x *UnconfirmedPayment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnconfirmedPayment.ProtoReflect.Descriptor instead.
 func (*UnconfirmedPayment) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{16}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UnconfirmedPayment) GetPayment() string {
@@ -2457,7 +2571,7 @@ type RailStats struct {
 
 func (x *RailStats) Reset() {
 	*x = RailStats{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[17]
+	mi := &file_gpo_v1_resources_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2469,7 +2583,7 @@ func (x *RailStats) String() string {
 func (*RailStats) ProtoMessage() {}
 
 func (x *RailStats) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[17]
+	mi := &file_gpo_v1_resources_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2482,7 +2596,7 @@ func (x *RailStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RailStats.ProtoReflect.Descriptor instead.
 func (*RailStats) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{17}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RailStats) GetRail() string {
@@ -2541,7 +2655,7 @@ type ReasonCount struct {
 
 func (x *ReasonCount) Reset() {
 	*x = ReasonCount{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[18]
+	mi := &file_gpo_v1_resources_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2553,7 +2667,7 @@ func (x *ReasonCount) String() string {
 func (*ReasonCount) ProtoMessage() {}
 
 func (x *ReasonCount) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[18]
+	mi := &file_gpo_v1_resources_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2566,7 +2680,7 @@ func (x *ReasonCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReasonCount.ProtoReflect.Descriptor instead.
 func (*ReasonCount) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{18}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReasonCount) GetReasonCode() string {
@@ -2618,7 +2732,7 @@ type Cycle struct {
 
 func (x *Cycle) Reset() {
 	*x = Cycle{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[19]
+	mi := &file_gpo_v1_resources_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2630,7 +2744,7 @@ func (x *Cycle) String() string {
 func (*Cycle) ProtoMessage() {}
 
 func (x *Cycle) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[19]
+	mi := &file_gpo_v1_resources_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2643,7 +2757,7 @@ func (x *Cycle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cycle.ProtoReflect.Descriptor instead.
 func (*Cycle) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{19}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Cycle) GetName() string {
@@ -2731,7 +2845,7 @@ type CycleBudget struct {
 
 func (x *CycleBudget) Reset() {
 	*x = CycleBudget{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[20]
+	mi := &file_gpo_v1_resources_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2743,7 +2857,7 @@ func (x *CycleBudget) String() string {
 func (*CycleBudget) ProtoMessage() {}
 
 func (x *CycleBudget) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[20]
+	mi := &file_gpo_v1_resources_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2756,7 +2870,7 @@ func (x *CycleBudget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CycleBudget.ProtoReflect.Descriptor instead.
 func (*CycleBudget) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{20}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CycleBudget) GetCurrencyCode() string {
@@ -2819,7 +2933,7 @@ type CycleTotal struct {
 
 func (x *CycleTotal) Reset() {
 	*x = CycleTotal{}
-	mi := &file_gpo_v1_resources_proto_msgTypes[21]
+	mi := &file_gpo_v1_resources_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2831,7 +2945,7 @@ func (x *CycleTotal) String() string {
 func (*CycleTotal) ProtoMessage() {}
 
 func (x *CycleTotal) ProtoReflect() protoreflect.Message {
-	mi := &file_gpo_v1_resources_proto_msgTypes[21]
+	mi := &file_gpo_v1_resources_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2844,7 +2958,7 @@ func (x *CycleTotal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CycleTotal.ProtoReflect.Descriptor instead.
 func (*CycleTotal) Descriptor() ([]byte, []int) {
-	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{21}
+	return file_gpo_v1_resources_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CycleTotal) GetCurrencyCode() string {
@@ -3113,6 +3227,16 @@ const file_gpo_v1_resources_proto_rawDesc = "" +
 	"\amatched\x18\x05 \x03(\v2\x16.gpo.v1.StatementMatchR\amatched\x12C\n" +
 	"\x11unmatched_entries\x18\x06 \x03(\v2\x16.gpo.v1.StatementEntryR\x10unmatchedEntries\x12M\n" +
 	"\x14unconfirmed_payments\x18\a \x03(\v2\x1a.gpo.v1.UnconfirmedPaymentR\x13unconfirmedPayments\x12+\n" +
+	"\x11unconfirmed_count\x18\b \x01(\x03R\x10unconfirmedCount\"\x9b\x03\n" +
+	"\x13CycleReconciliation\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vbatch_count\x18\x02 \x01(\x03R\n" +
+	"batchCount\x12%\n" +
+	"\x0edeclared_count\x18\x03 \x01(\x03R\rdeclaredCount\x122\n" +
+	"\x15declared_total_amount\x18\x04 \x01(\tR\x13declaredTotalAmount\x123\n" +
+	"\x06totals\x18\x05 \x03(\v2\x1b.gpo.v1.ReconciliationTotalR\x06totals\x12C\n" +
+	"\x11unmatched_entries\x18\x06 \x03(\v2\x16.gpo.v1.StatementEntryR\x10unmatchedEntries\x12M\n" +
+	"\x14unconfirmed_payments\x18\a \x03(\v2\x1a.gpo.v1.UnconfirmedPaymentR\x13unconfirmedPayments\x12+\n" +
 	"\x11unconfirmed_count\x18\b \x01(\x03R\x10unconfirmedCount\"\x9e\x02\n" +
 	"\x13ReconciliationTotal\x12#\n" +
 	"\rcurrency_code\x18\x01 \x01(\tR\fcurrencyCode\x12\x1d\n" +
@@ -3255,7 +3379,7 @@ func file_gpo_v1_resources_proto_rawDescGZIP() []byte {
 }
 
 var file_gpo_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_gpo_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_gpo_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_gpo_v1_resources_proto_goTypes = []any{
 	(ApprovalDecision)(0),         // 0: gpo.v1.ApprovalDecision
 	(FundsBlockState)(0),          // 1: gpo.v1.FundsBlockState
@@ -3275,64 +3399,68 @@ var file_gpo_v1_resources_proto_goTypes = []any{
 	(*AuditEvent)(nil),            // 15: gpo.v1.AuditEvent
 	(*Statement)(nil),             // 16: gpo.v1.Statement
 	(*BatchReconciliation)(nil),   // 17: gpo.v1.BatchReconciliation
-	(*ReconciliationTotal)(nil),   // 18: gpo.v1.ReconciliationTotal
-	(*StatementMatch)(nil),        // 19: gpo.v1.StatementMatch
-	(*StatementEntry)(nil),        // 20: gpo.v1.StatementEntry
-	(*UnconfirmedPayment)(nil),    // 21: gpo.v1.UnconfirmedPayment
-	(*RailStats)(nil),             // 22: gpo.v1.RailStats
-	(*ReasonCount)(nil),           // 23: gpo.v1.ReasonCount
-	(*Cycle)(nil),                 // 24: gpo.v1.Cycle
-	(*CycleBudget)(nil),           // 25: gpo.v1.CycleBudget
-	(*CycleTotal)(nil),            // 26: gpo.v1.CycleTotal
-	nil,                           // 27: gpo.v1.Payment.MetadataEntry
-	nil,                           // 28: gpo.v1.Statement.OutcomeCountsEntry
-	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
+	(*CycleReconciliation)(nil),   // 18: gpo.v1.CycleReconciliation
+	(*ReconciliationTotal)(nil),   // 19: gpo.v1.ReconciliationTotal
+	(*StatementMatch)(nil),        // 20: gpo.v1.StatementMatch
+	(*StatementEntry)(nil),        // 21: gpo.v1.StatementEntry
+	(*UnconfirmedPayment)(nil),    // 22: gpo.v1.UnconfirmedPayment
+	(*RailStats)(nil),             // 23: gpo.v1.RailStats
+	(*ReasonCount)(nil),           // 24: gpo.v1.ReasonCount
+	(*Cycle)(nil),                 // 25: gpo.v1.Cycle
+	(*CycleBudget)(nil),           // 26: gpo.v1.CycleBudget
+	(*CycleTotal)(nil),            // 27: gpo.v1.CycleTotal
+	nil,                           // 28: gpo.v1.Payment.MetadataEntry
+	nil,                           // 29: gpo.v1.Statement.OutcomeCountsEntry
+	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
 }
 var file_gpo_v1_resources_proto_depIdxs = []int32{
 	3,  // 0: gpo.v1.Batch.state:type_name -> gpo.v1.BatchState
-	29, // 1: gpo.v1.Batch.schedule_time:type_name -> google.protobuf.Timestamp
+	30, // 1: gpo.v1.Batch.schedule_time:type_name -> google.protobuf.Timestamp
 	12, // 2: gpo.v1.Batch.totals:type_name -> gpo.v1.PaymentTotal
-	29, // 3: gpo.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
-	29, // 4: gpo.v1.Batch.update_time:type_name -> google.protobuf.Timestamp
+	30, // 3: gpo.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
+	30, // 4: gpo.v1.Batch.update_time:type_name -> google.protobuf.Timestamp
 	10, // 5: gpo.v1.Batch.webhook_delivery:type_name -> gpo.v1.WebhookDelivery
 	9,  // 6: gpo.v1.Batch.funds_blocks:type_name -> gpo.v1.FundsBlock
 	6,  // 7: gpo.v1.Batch.approvals:type_name -> gpo.v1.BatchApproval
 	0,  // 8: gpo.v1.BatchApproval.decision:type_name -> gpo.v1.ApprovalDecision
-	29, // 9: gpo.v1.BatchApproval.create_time:type_name -> google.protobuf.Timestamp
+	30, // 9: gpo.v1.BatchApproval.create_time:type_name -> google.protobuf.Timestamp
 	8,  // 10: gpo.v1.ApprovalPolicy.amount_thresholds:type_name -> gpo.v1.AmountThreshold
-	29, // 11: gpo.v1.ApprovalPolicy.update_time:type_name -> google.protobuf.Timestamp
+	30, // 11: gpo.v1.ApprovalPolicy.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 12: gpo.v1.FundsBlock.state:type_name -> gpo.v1.FundsBlockState
-	29, // 13: gpo.v1.FundsBlock.update_time:type_name -> google.protobuf.Timestamp
+	30, // 13: gpo.v1.FundsBlock.update_time:type_name -> google.protobuf.Timestamp
 	2,  // 14: gpo.v1.WebhookDelivery.state:type_name -> gpo.v1.WebhookDeliveryState
-	29, // 15: gpo.v1.WebhookDelivery.fail_time:type_name -> google.protobuf.Timestamp
-	29, // 16: gpo.v1.Payment.schedule_time:type_name -> google.protobuf.Timestamp
-	27, // 17: gpo.v1.Payment.metadata:type_name -> gpo.v1.Payment.MetadataEntry
+	30, // 15: gpo.v1.WebhookDelivery.fail_time:type_name -> google.protobuf.Timestamp
+	30, // 16: gpo.v1.Payment.schedule_time:type_name -> google.protobuf.Timestamp
+	28, // 17: gpo.v1.Payment.metadata:type_name -> gpo.v1.Payment.MetadataEntry
 	4,  // 18: gpo.v1.Payment.status:type_name -> gpo.v1.PaymentStatus
-	29, // 19: gpo.v1.Payment.update_time:type_name -> google.protobuf.Timestamp
+	30, // 19: gpo.v1.Payment.update_time:type_name -> google.protobuf.Timestamp
 	4,  // 20: gpo.v1.PaymentTotal.status:type_name -> gpo.v1.PaymentStatus
-	29, // 21: gpo.v1.DeadLetter.create_time:type_name -> google.protobuf.Timestamp
+	30, // 21: gpo.v1.DeadLetter.create_time:type_name -> google.protobuf.Timestamp
 	4,  // 22: gpo.v1.StatusChange.previous_status:type_name -> gpo.v1.PaymentStatus
 	4,  // 23: gpo.v1.StatusChange.status:type_name -> gpo.v1.PaymentStatus
-	29, // 24: gpo.v1.StatusChange.change_time:type_name -> google.protobuf.Timestamp
-	29, // 25: gpo.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
-	29, // 26: gpo.v1.Statement.create_time:type_name -> google.protobuf.Timestamp
-	28, // 27: gpo.v1.Statement.outcome_counts:type_name -> gpo.v1.Statement.OutcomeCountsEntry
-	18, // 28: gpo.v1.BatchReconciliation.totals:type_name -> gpo.v1.ReconciliationTotal
-	19, // 29: gpo.v1.BatchReconciliation.matched:type_name -> gpo.v1.StatementMatch
-	20, // 30: gpo.v1.BatchReconciliation.unmatched_entries:type_name -> gpo.v1.StatementEntry
-	21, // 31: gpo.v1.BatchReconciliation.unconfirmed_payments:type_name -> gpo.v1.UnconfirmedPayment
-	4,  // 32: gpo.v1.StatementMatch.status:type_name -> gpo.v1.PaymentStatus
-	23, // 33: gpo.v1.RailStats.failure_reasons:type_name -> gpo.v1.ReasonCount
-	29, // 34: gpo.v1.Cycle.start_time:type_name -> google.protobuf.Timestamp
-	29, // 35: gpo.v1.Cycle.end_time:type_name -> google.protobuf.Timestamp
-	25, // 36: gpo.v1.Cycle.budgets:type_name -> gpo.v1.CycleBudget
-	26, // 37: gpo.v1.Cycle.totals:type_name -> gpo.v1.CycleTotal
-	29, // 38: gpo.v1.Cycle.create_time:type_name -> google.protobuf.Timestamp
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	30, // 24: gpo.v1.StatusChange.change_time:type_name -> google.protobuf.Timestamp
+	30, // 25: gpo.v1.AuditEvent.create_time:type_name -> google.protobuf.Timestamp
+	30, // 26: gpo.v1.Statement.create_time:type_name -> google.protobuf.Timestamp
+	29, // 27: gpo.v1.Statement.outcome_counts:type_name -> gpo.v1.Statement.OutcomeCountsEntry
+	19, // 28: gpo.v1.BatchReconciliation.totals:type_name -> gpo.v1.ReconciliationTotal
+	20, // 29: gpo.v1.BatchReconciliation.matched:type_name -> gpo.v1.StatementMatch
+	21, // 30: gpo.v1.BatchReconciliation.unmatched_entries:type_name -> gpo.v1.StatementEntry
+	22, // 31: gpo.v1.BatchReconciliation.unconfirmed_payments:type_name -> gpo.v1.UnconfirmedPayment
+	19, // 32: gpo.v1.CycleReconciliation.totals:type_name -> gpo.v1.ReconciliationTotal
+	21, // 33: gpo.v1.CycleReconciliation.unmatched_entries:type_name -> gpo.v1.StatementEntry
+	22, // 34: gpo.v1.CycleReconciliation.unconfirmed_payments:type_name -> gpo.v1.UnconfirmedPayment
+	4,  // 35: gpo.v1.StatementMatch.status:type_name -> gpo.v1.PaymentStatus
+	24, // 36: gpo.v1.RailStats.failure_reasons:type_name -> gpo.v1.ReasonCount
+	30, // 37: gpo.v1.Cycle.start_time:type_name -> google.protobuf.Timestamp
+	30, // 38: gpo.v1.Cycle.end_time:type_name -> google.protobuf.Timestamp
+	26, // 39: gpo.v1.Cycle.budgets:type_name -> gpo.v1.CycleBudget
+	27, // 40: gpo.v1.Cycle.totals:type_name -> gpo.v1.CycleTotal
+	30, // 41: gpo.v1.Cycle.create_time:type_name -> google.protobuf.Timestamp
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_gpo_v1_resources_proto_init() }
@@ -3346,7 +3474,7 @@ func file_gpo_v1_resources_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gpo_v1_resources_proto_rawDesc), len(file_gpo_v1_resources_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -772,6 +772,59 @@ func local_request_DisbursementService_GetBatchReconciliation_0(ctx context.Cont
 	return msg, metadata, err
 }
 
+var filter_DisbursementService_GetCycleReconciliation_0 = &utilities.DoubleArray{Encoding: map[string]int{"name": 0}, Base: []int{1, 1, 0}, Check: []int{0, 1, 2}}
+
+func request_DisbursementService_GetCycleReconciliation_0(ctx context.Context, marshaler runtime.Marshaler, client extGpov1.DisbursementServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq extGpov1.GetCycleReconciliationRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	val, ok := pathParams["name"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "name")
+	}
+	protoReq.Name, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "name", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_DisbursementService_GetCycleReconciliation_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.GetCycleReconciliation(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_DisbursementService_GetCycleReconciliation_0(ctx context.Context, marshaler runtime.Marshaler, server extGpov1.DisbursementServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq extGpov1.GetCycleReconciliationRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	val, ok := pathParams["name"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "name")
+	}
+	protoReq.Name, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "name", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_DisbursementService_GetCycleReconciliation_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.GetCycleReconciliation(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 func request_DisbursementService_ApproveBatch_0(ctx context.Context, marshaler runtime.Marshaler, client extGpov1.DisbursementServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
 		protoReq extGpov1.ApproveBatchRequest
@@ -1495,6 +1548,26 @@ func RegisterDisbursementServiceHandlerServer(ctx context.Context, mux *runtime.
 		}
 		forward_DisbursementService_GetBatchReconciliation_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_DisbursementService_GetCycleReconciliation_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/gpo.v1.DisbursementService/GetCycleReconciliation", runtime.WithHTTPPathPattern("/v1/{name=programs/*/cycles/*/reconciliation}"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_DisbursementService_GetCycleReconciliation_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_DisbursementService_GetCycleReconciliation_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPost, pattern_DisbursementService_ApproveBatch_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -2021,6 +2094,23 @@ func RegisterDisbursementServiceHandlerClient(ctx context.Context, mux *runtime.
 		}
 		forward_DisbursementService_GetBatchReconciliation_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_DisbursementService_GetCycleReconciliation_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/gpo.v1.DisbursementService/GetCycleReconciliation", runtime.WithHTTPPathPattern("/v1/{name=programs/*/cycles/*/reconciliation}"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_DisbursementService_GetCycleReconciliation_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_DisbursementService_GetCycleReconciliation_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPost, pattern_DisbursementService_ApproveBatch_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -2196,6 +2286,7 @@ var (
 	pattern_DisbursementService_ListAuditEvents_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "auditEvents"}, ""))
 	pattern_DisbursementService_ImportStatement_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "statements"}, "import"))
 	pattern_DisbursementService_GetBatchReconciliation_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 4, 3, 5, 3}, []string{"v1", "batches", "reconciliation", "name"}, ""))
+	pattern_DisbursementService_GetCycleReconciliation_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 1, 0, 2, 3, 4, 5, 5, 4}, []string{"v1", "programs", "cycles", "reconciliation", "name"}, ""))
 	pattern_DisbursementService_ApproveBatch_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2}, []string{"v1", "batches", "name"}, "approve"))
 	pattern_DisbursementService_RejectBatch_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 2, 5, 2}, []string{"v1", "batches", "name"}, "reject"))
 	pattern_DisbursementService_GetApprovalPolicy_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 2, 2, 4, 3, 5, 3}, []string{"v1", "programs", "approvalPolicy", "name"}, ""))
@@ -2226,6 +2317,7 @@ var (
 	forward_DisbursementService_ListAuditEvents_0        = runtime.ForwardResponseMessage
 	forward_DisbursementService_ImportStatement_0        = runtime.ForwardResponseMessage
 	forward_DisbursementService_GetBatchReconciliation_0 = runtime.ForwardResponseMessage
+	forward_DisbursementService_GetCycleReconciliation_0 = runtime.ForwardResponseMessage
 	forward_DisbursementService_ApproveBatch_0           = runtime.ForwardResponseMessage
 	forward_DisbursementService_RejectBatch_0            = runtime.ForwardResponseMessage
 	forward_DisbursementService_GetApprovalPolicy_0      = runtime.ForwardResponseMessage

@@ -333,6 +333,14 @@ class GetBatchReconciliationRequest(_message.Message):
     list_limit: int
     def __init__(self, name: _Optional[str] = ..., list_limit: _Optional[int] = ...) -> None: ...
 
+class GetCycleReconciliationRequest(_message.Message):
+    __slots__ = ("name", "list_limit")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LIST_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    list_limit: int
+    def __init__(self, name: _Optional[str] = ..., list_limit: _Optional[int] = ...) -> None: ...
+
 class CreateCycleRequest(_message.Message):
     __slots__ = ("parent", "cycle_id", "cycle")
     PARENT_FIELD_NUMBER: _ClassVar[int]

@@ -133,6 +133,11 @@ class DisbursementServiceStub:
                 request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.GetBatchReconciliationRequest.SerializeToString,
                 response_deserializer=gpo_dot_v1_dot_resources__pb2.BatchReconciliation.FromString,
                 _registered_method=True)
+        self.GetCycleReconciliation = channel.unary_unary(
+                '/gpo.v1.DisbursementService/GetCycleReconciliation',
+                request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.GetCycleReconciliationRequest.SerializeToString,
+                response_deserializer=gpo_dot_v1_dot_resources__pb2.CycleReconciliation.FromString,
+                _registered_method=True)
         self.ApproveBatch = channel.unary_unary(
                 '/gpo.v1.DisbursementService/ApproveBatch',
                 request_serializer=gpo_dot_v1_dot_disbursement__service__pb2.ApproveBatchRequest.SerializeToString,
@@ -337,6 +342,16 @@ class DisbursementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCycleReconciliation(self, request, context):
+        """Gets what imported statements say of a program's cycle, over all its batches (operators and
+        reconcilers, as GetBatchReconciliation): the totals declared, paid, confirmed on a statement and
+        reversed, the paid payments no statement showed yet, and the entries of the statements matched
+        against its batches that nobody matched.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ApproveBatch(self, request, context):
         """Approves a batch awaiting approval (approvers of its program only; never its uploader, never twice by
         one approver). The last required approval releases it: it starts dispatching.
@@ -500,6 +515,11 @@ def add_DisbursementServiceServicer_to_server(servicer, server):
                     servicer.GetBatchReconciliation,
                     request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.GetBatchReconciliationRequest.FromString,
                     response_serializer=gpo_dot_v1_dot_resources__pb2.BatchReconciliation.SerializeToString,
+            ),
+            'GetCycleReconciliation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCycleReconciliation,
+                    request_deserializer=gpo_dot_v1_dot_disbursement__service__pb2.GetCycleReconciliationRequest.FromString,
+                    response_serializer=gpo_dot_v1_dot_resources__pb2.CycleReconciliation.SerializeToString,
             ),
             'ApproveBatch': grpc.unary_unary_rpc_method_handler(
                     servicer.ApproveBatch,
@@ -1040,6 +1060,33 @@ class DisbursementService:
             '/gpo.v1.DisbursementService/GetBatchReconciliation',
             gpo_dot_v1_dot_disbursement__service__pb2.GetBatchReconciliationRequest.SerializeToString,
             gpo_dot_v1_dot_resources__pb2.BatchReconciliation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCycleReconciliation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpo.v1.DisbursementService/GetCycleReconciliation',
+            gpo_dot_v1_dot_disbursement__service__pb2.GetCycleReconciliationRequest.SerializeToString,
+            gpo_dot_v1_dot_resources__pb2.CycleReconciliation.FromString,
             options,
             channel_credentials,
             insecure,

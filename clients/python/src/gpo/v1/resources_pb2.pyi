@@ -383,6 +383,26 @@ class BatchReconciliation(_message.Message):
     unconfirmed_count: int
     def __init__(self, name: _Optional[str] = ..., declared_count: _Optional[int] = ..., declared_total_amount: _Optional[str] = ..., totals: _Optional[_Iterable[_Union[ReconciliationTotal, _Mapping]]] = ..., matched: _Optional[_Iterable[_Union[StatementMatch, _Mapping]]] = ..., unmatched_entries: _Optional[_Iterable[_Union[StatementEntry, _Mapping]]] = ..., unconfirmed_payments: _Optional[_Iterable[_Union[UnconfirmedPayment, _Mapping]]] = ..., unconfirmed_count: _Optional[int] = ...) -> None: ...
 
+class CycleReconciliation(_message.Message):
+    __slots__ = ("name", "batch_count", "declared_count", "declared_total_amount", "totals", "unmatched_entries", "unconfirmed_payments", "unconfirmed_count")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BATCH_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DECLARED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DECLARED_TOTAL_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    UNMATCHED_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    UNCONFIRMED_PAYMENTS_FIELD_NUMBER: _ClassVar[int]
+    UNCONFIRMED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    batch_count: int
+    declared_count: int
+    declared_total_amount: str
+    totals: _containers.RepeatedCompositeFieldContainer[ReconciliationTotal]
+    unmatched_entries: _containers.RepeatedCompositeFieldContainer[StatementEntry]
+    unconfirmed_payments: _containers.RepeatedCompositeFieldContainer[UnconfirmedPayment]
+    unconfirmed_count: int
+    def __init__(self, name: _Optional[str] = ..., batch_count: _Optional[int] = ..., declared_count: _Optional[int] = ..., declared_total_amount: _Optional[str] = ..., totals: _Optional[_Iterable[_Union[ReconciliationTotal, _Mapping]]] = ..., unmatched_entries: _Optional[_Iterable[_Union[StatementEntry, _Mapping]]] = ..., unconfirmed_payments: _Optional[_Iterable[_Union[UnconfirmedPayment, _Mapping]]] = ..., unconfirmed_count: _Optional[int] = ...) -> None: ...
+
 class ReconciliationTotal(_message.Message):
     __slots__ = ("currency_code", "paid_count", "paid_amount", "confirmed_count", "confirmed_amount", "reversed_count", "reversed_amount")
     CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]

@@ -30,6 +30,7 @@ import {
   Batch,
   BatchReconciliation,
   Cycle,
+  CycleReconciliation,
   DeadLetter,
   Payment,
   RailStats,
@@ -540,6 +541,17 @@ export interface GetBatchReconciliationRequest {
    */
   name: string;
   /** Rows per list at most (matched, unmatched entries, unconfirmed payments); 0: 1000; at most 10000. */
+  listLimit: number;
+}
+
+/** Asks for a program cycle's reconciliation. */
+export interface GetCycleReconciliationRequest {
+  /**
+   * "programs/{program}/cycles/{cycle}/reconciliation".
+   * At most 215 characters.
+   */
+  name: string;
+  /** Rows per list at most (unmatched entries, unconfirmed payments); 0: 1000; at most 10000. */
   listLimit: number;
 }
 
@@ -4233,6 +4245,97 @@ export const GetBatchReconciliationRequest: MessageFns<GetBatchReconciliationReq
   },
 };
 
+function createBaseGetCycleReconciliationRequest(): GetCycleReconciliationRequest {
+  return { name: "", listLimit: 0 };
+}
+
+export const GetCycleReconciliationRequest: MessageFns<GetCycleReconciliationRequest> = {
+  encode(message: GetCycleReconciliationRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.listLimit !== 0) {
+      writer.uint32(16).int32(message.listLimit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetCycleReconciliationRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetCycleReconciliationRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.listLimit = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetCycleReconciliationRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      listLimit: isSet(object.listLimit)
+        ? globalThis.Number(object.listLimit)
+        : isSet(object.list_limit)
+        ? globalThis.Number(object.list_limit)
+        : 0,
+    };
+  },
+
+  toJSON(message: GetCycleReconciliationRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.listLimit !== 0) {
+      obj.listLimit = Math.round(message.listLimit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetCycleReconciliationRequest>, I>>(base?: I): GetCycleReconciliationRequest {
+    return GetCycleReconciliationRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetCycleReconciliationRequest>, I>>(
+    object: I,
+  ): GetCycleReconciliationRequest {
+    const message = createBaseGetCycleReconciliationRequest();
+    message.name = object.name ?? "";
+    message.listLimit = object.listLimit ?? 0;
+    return message;
+  },
+};
+
 function createBaseCreateCycleRequest(): CreateCycleRequest {
   return { parent: "", cycleId: "", cycle: undefined };
 }
@@ -5291,6 +5394,22 @@ export const DisbursementServiceService = {
     responseDeserialize: (value: Buffer): BatchReconciliation => BatchReconciliation.decode(value),
   },
   /**
+   * Gets what imported statements say of a program's cycle, over all its batches (operators and
+   * reconcilers, as GetBatchReconciliation): the totals declared, paid, confirmed on a statement and
+   * reversed, the paid payments no statement showed yet, and the entries of the statements matched
+   * against its batches that nobody matched.
+   */
+  getCycleReconciliation: {
+    path: "/gpo.v1.DisbursementService/GetCycleReconciliation" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetCycleReconciliationRequest): Buffer =>
+      Buffer.from(GetCycleReconciliationRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetCycleReconciliationRequest => GetCycleReconciliationRequest.decode(value),
+    responseSerialize: (value: CycleReconciliation): Buffer => Buffer.from(CycleReconciliation.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CycleReconciliation => CycleReconciliation.decode(value),
+  },
+  /**
    * Approves a batch awaiting approval (approvers of its program only; never its uploader, never twice by
    * one approver). The last required approval releases it: it starts dispatching.
    */
@@ -5488,6 +5607,13 @@ export interface DisbursementServiceServer extends UntypedServiceImplementation 
    * showed yet, and the totals declared, paid, confirmed on a statement and reversed.
    */
   getBatchReconciliation: handleUnaryCall<GetBatchReconciliationRequest, BatchReconciliation>;
+  /**
+   * Gets what imported statements say of a program's cycle, over all its batches (operators and
+   * reconcilers, as GetBatchReconciliation): the totals declared, paid, confirmed on a statement and
+   * reversed, the paid payments no statement showed yet, and the entries of the statements matched
+   * against its batches that nobody matched.
+   */
+  getCycleReconciliation: handleUnaryCall<GetCycleReconciliationRequest, CycleReconciliation>;
   /**
    * Approves a batch awaiting approval (approvers of its program only; never its uploader, never twice by
    * one approver). The last required approval releases it: it starts dispatching.
@@ -5831,6 +5957,27 @@ export interface DisbursementServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: BatchReconciliation) => void,
+  ): ClientUnaryCall;
+  /**
+   * Gets what imported statements say of a program's cycle, over all its batches (operators and
+   * reconcilers, as GetBatchReconciliation): the totals declared, paid, confirmed on a statement and
+   * reversed, the paid payments no statement showed yet, and the entries of the statements matched
+   * against its batches that nobody matched.
+   */
+  getCycleReconciliation(
+    request: GetCycleReconciliationRequest,
+    callback: (error: ServiceError | null, response: CycleReconciliation) => void,
+  ): ClientUnaryCall;
+  getCycleReconciliation(
+    request: GetCycleReconciliationRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CycleReconciliation) => void,
+  ): ClientUnaryCall;
+  getCycleReconciliation(
+    request: GetCycleReconciliationRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CycleReconciliation) => void,
   ): ClientUnaryCall;
   /**
    * Approves a batch awaiting approval (approvers of its program only; never its uploader, never twice by

@@ -888,6 +888,39 @@ export interface BatchReconciliation {
   unconfirmedCount: string;
 }
 
+/**
+ * What imported statements say of a program's cycle: the same figures as a batch's, over all the batches
+ * that name the cycle.
+ */
+export interface CycleReconciliation {
+  /**
+   * "programs/{program}/cycles/{cycle}/reconciliation".
+   * At most 215 characters.
+   */
+  name: string;
+  /** How many batches name the cycle. */
+  batchCount: string;
+  /** The sum of the batches' declared payment counts and total amounts (all currencies). */
+  declaredCount: string;
+  /**
+   * Decimal string.
+   * At most 32 characters.
+   */
+  declaredTotalAmount: string;
+  /** Paid, confirmed on a statement and reversed, per currency. */
+  totals: ReconciliationTotal[];
+  /**
+   * Entries of the statements matched against any of the cycle's batches that need an operator (as in
+   * BatchReconciliation). An entry no payment explains names no batch: it is listed for each cycle whose
+   * batches its statement was matched against.
+   */
+  unmatchedEntries: StatementEntry[];
+  /** SUCCEEDED payments of the cycle's batches no statement has shown booked yet. */
+  unconfirmedPayments: UnconfirmedPayment[];
+  /** How many unconfirmed payments there are in all (the list holds at most list_limit). */
+  unconfirmedCount: string;
+}
+
 /** One currency of a reconciliation. */
 export interface ReconciliationTotal {
   /**
@@ -4366,6 +4399,222 @@ export const BatchReconciliation: MessageFns<BatchReconciliation> = {
     message.declaredTotalAmount = object.declaredTotalAmount ?? "";
     message.totals = object.totals?.map((e) => ReconciliationTotal.fromPartial(e)) || [];
     message.matched = object.matched?.map((e) => StatementMatch.fromPartial(e)) || [];
+    message.unmatchedEntries = object.unmatchedEntries?.map((e) => StatementEntry.fromPartial(e)) || [];
+    message.unconfirmedPayments = object.unconfirmedPayments?.map((e) => UnconfirmedPayment.fromPartial(e)) || [];
+    message.unconfirmedCount = object.unconfirmedCount ?? "0";
+    return message;
+  },
+};
+
+function createBaseCycleReconciliation(): CycleReconciliation {
+  return {
+    name: "",
+    batchCount: "0",
+    declaredCount: "0",
+    declaredTotalAmount: "",
+    totals: [],
+    unmatchedEntries: [],
+    unconfirmedPayments: [],
+    unconfirmedCount: "0",
+  };
+}
+
+export const CycleReconciliation: MessageFns<CycleReconciliation> = {
+  encode(message: CycleReconciliation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.batchCount !== "0") {
+      writer.uint32(16).int64(message.batchCount);
+    }
+    if (message.declaredCount !== "0") {
+      writer.uint32(24).int64(message.declaredCount);
+    }
+    if (message.declaredTotalAmount !== "") {
+      writer.uint32(34).string(message.declaredTotalAmount);
+    }
+    for (const v of message.totals) {
+      ReconciliationTotal.encode(v!, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.unmatchedEntries) {
+      StatementEntry.encode(v!, writer.uint32(50).fork()).join();
+    }
+    for (const v of message.unconfirmedPayments) {
+      UnconfirmedPayment.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.unconfirmedCount !== "0") {
+      writer.uint32(64).int64(message.unconfirmedCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CycleReconciliation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCycleReconciliation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.batchCount = reader.int64().toString();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.declaredCount = reader.int64().toString();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.declaredTotalAmount = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.totals.push(ReconciliationTotal.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.unmatchedEntries.push(StatementEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.unconfirmedPayments.push(UnconfirmedPayment.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.unconfirmedCount = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CycleReconciliation {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      batchCount: isSet(object.batchCount)
+        ? globalThis.String(object.batchCount)
+        : isSet(object.batch_count)
+        ? globalThis.String(object.batch_count)
+        : "0",
+      declaredCount: isSet(object.declaredCount)
+        ? globalThis.String(object.declaredCount)
+        : isSet(object.declared_count)
+        ? globalThis.String(object.declared_count)
+        : "0",
+      declaredTotalAmount: isSet(object.declaredTotalAmount)
+        ? globalThis.String(object.declaredTotalAmount)
+        : isSet(object.declared_total_amount)
+        ? globalThis.String(object.declared_total_amount)
+        : "",
+      totals: globalThis.Array.isArray(object?.totals)
+        ? object.totals.map((e: any) => ReconciliationTotal.fromJSON(e))
+        : [],
+      unmatchedEntries: globalThis.Array.isArray(object?.unmatchedEntries)
+        ? object.unmatchedEntries.map((e: any) => StatementEntry.fromJSON(e))
+        : globalThis.Array.isArray(object?.unmatched_entries)
+        ? object.unmatched_entries.map((e: any) => StatementEntry.fromJSON(e))
+        : [],
+      unconfirmedPayments: globalThis.Array.isArray(object?.unconfirmedPayments)
+        ? object.unconfirmedPayments.map((e: any) => UnconfirmedPayment.fromJSON(e))
+        : globalThis.Array.isArray(object?.unconfirmed_payments)
+        ? object.unconfirmed_payments.map((e: any) => UnconfirmedPayment.fromJSON(e))
+        : [],
+      unconfirmedCount: isSet(object.unconfirmedCount)
+        ? globalThis.String(object.unconfirmedCount)
+        : isSet(object.unconfirmed_count)
+        ? globalThis.String(object.unconfirmed_count)
+        : "0",
+    };
+  },
+
+  toJSON(message: CycleReconciliation): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.batchCount !== "0") {
+      obj.batchCount = message.batchCount;
+    }
+    if (message.declaredCount !== "0") {
+      obj.declaredCount = message.declaredCount;
+    }
+    if (message.declaredTotalAmount !== "") {
+      obj.declaredTotalAmount = message.declaredTotalAmount;
+    }
+    if (message.totals?.length) {
+      obj.totals = message.totals.map((e) => ReconciliationTotal.toJSON(e));
+    }
+    if (message.unmatchedEntries?.length) {
+      obj.unmatchedEntries = message.unmatchedEntries.map((e) => StatementEntry.toJSON(e));
+    }
+    if (message.unconfirmedPayments?.length) {
+      obj.unconfirmedPayments = message.unconfirmedPayments.map((e) => UnconfirmedPayment.toJSON(e));
+    }
+    if (message.unconfirmedCount !== "0") {
+      obj.unconfirmedCount = message.unconfirmedCount;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CycleReconciliation>, I>>(base?: I): CycleReconciliation {
+    return CycleReconciliation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CycleReconciliation>, I>>(object: I): CycleReconciliation {
+    const message = createBaseCycleReconciliation();
+    message.name = object.name ?? "";
+    message.batchCount = object.batchCount ?? "0";
+    message.declaredCount = object.declaredCount ?? "0";
+    message.declaredTotalAmount = object.declaredTotalAmount ?? "";
+    message.totals = object.totals?.map((e) => ReconciliationTotal.fromPartial(e)) || [];
     message.unmatchedEntries = object.unmatchedEntries?.map((e) => StatementEntry.fromPartial(e)) || [];
     message.unconfirmedPayments = object.unconfirmedPayments?.map((e) => UnconfirmedPayment.fromPartial(e)) || [];
     message.unconfirmedCount = object.unconfirmedCount ?? "0";
