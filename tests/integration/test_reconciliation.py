@@ -369,13 +369,13 @@ async def test_a_cycles_reconciliation_sums_its_batches_and_its_csv_states_them(
         two = [p for p in second_stored if p.status == SUCCEEDED]
         assert len(one) >= 4 and len(two) >= 4, "the simulator's seeded failures leave enough paid payments"
         booked = [one[0], one[1], two[0], two[1], two[2]]
+        debits: list[dict[str, object]] = [
+            {"amount": amount_text(p), "ref": f"CY-{n}", "e2e": [e2e(p)]} for n, p in enumerate(booked)
+        ]
         camt = camt053(
             f"STMT-{uuid.uuid4().hex[:12]}",
             [
-                *(
-                    {"amount": amount_text(p), "ref": f"CY-{n}", "e2e": [e2e(p)]}
-                    for n, p in enumerate(booked)
-                ),
+                *debits,
                 # two[2] came back.
                 {
                     "amount": amount_text(two[2]),
