@@ -396,7 +396,7 @@ async def test_a_cycles_reconciliation_sums_its_batches_and_its_csv_states_them(
             caller.cycle_reconciliation(cycle), grpc.StatusCode.PERMISSION_DENIED, "RECONCILER_ONLY"
         )
         await expect_error(
-            reconciler.cycle_reconciliation(f"programs/{program}/cycles/2027-01"), grpc.StatusCode.NOT_FOUND
+            reconciler.cycle_reconciliation(f"programs/{program}/cycles/2099-01"), grpc.StatusCode.NOT_FOUND
         )
         await expect_error(
             reconciler.cycle_reconciliation(f"programs/{program}/cycles/"),
