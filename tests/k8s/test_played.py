@@ -289,6 +289,8 @@ CONFIG_VOLUME = "gpo-rails"  # podman keeps a ConfigMap volume as a named volume
 
 
 def tear_down(image: str | None) -> None:
+    if shutil.which("podman") is None:
+        return  # a fresh machine: scripts/image.sh installs podman, and nothing of an earlier run is left
     for deployment in DEPLOYMENTS:
         run("podman", "pod", "rm", "-f", "-t", "0", f"{deployment}-pod-0", check=False)
     run("podman", "volume", "rm", "-f", VOLUME, CONFIG_VOLUME, check=False)
