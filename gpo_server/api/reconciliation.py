@@ -143,16 +143,7 @@ class StatementApi:
                 for m in found.matched
             ],
             unmatched_entries=[_entry_message(e) for e in found.problems],
-            unconfirmed_payments=[
-                res_pb.UnconfirmedPayment(
-                    payment=payment + p.reference_id,
-                    amount=format_amount(int(p.amount_hundredths or 0)),
-                    currency_code=p.currency_code,
-                    rail=p.rail or "",
-                    rail_reference=p.rail_reference,
-                )
-                for p in found.unconfirmed
-            ],
+            unconfirmed_payments=[_unconfirmed_message(p) for p in found.unconfirmed],
             unconfirmed_count=found.unconfirmed_count,
         )
         return message
@@ -183,16 +174,7 @@ class StatementApi:
             declared_total_amount=format_amount(found.totals.declared_hundredths),
             totals=_totals(found.totals),
             unmatched_entries=[_entry_message(e) for e in found.problems],
-            unconfirmed_payments=[
-                res_pb.UnconfirmedPayment(
-                    payment=f"batches/{p.uid}/payments/{p.reference_id}",
-                    amount=format_amount(int(p.amount_hundredths or 0)),
-                    currency_code=p.currency_code,
-                    rail=p.rail or "",
-                    rail_reference=p.rail_reference,
-                )
-                for p in found.unconfirmed
-            ],
+            unconfirmed_payments=[_unconfirmed_message(p) for p in found.unconfirmed],
             unconfirmed_count=found.unconfirmed_count,
         )
 
@@ -253,3 +235,13 @@ def _entry_message(row: Any) -> res_pb.StatementEntry:
 
 def _date(value: Any) -> str:
     return value.isoformat() if value is not None else ""
+
+
+def _unconfirmed_message(p: Any) -> res_pb.UnconfirmedPayment:
+    return res_pb.UnconfirmedPayment(
+        payment=f"batches/{p.uid}/payments/{p.reference_id}",
+        amount=format_amount(int(p.amount_hundredths or 0)),
+        currency_code=p.currency_code,
+        rail=p.rail or "",
+        rail_reference=p.rail_reference,
+    )

@@ -390,7 +390,6 @@ class ReconciliationStore:
 
     async def batch_reconciliation(self, batch_id: int, limit: int) -> BatchReconciliation:
         """What the statements say of one batch; each list holds at most `limit` rows."""
-        confirmed = _confirmed_clause()
         async with self.engine.connect() as conn:
             matched = (
                 await conn.execute(
@@ -432,31 +431,9 @@ class ReconciliationStore:
                     .limit(limit)
                 )
             ).all()
-            unconfirmed_where = (
-                payments.c.batch_id == batch_id,
-                payments.c.status == S.SUCCEEDED.value,
-                ~confirmed,
-            )
-            unconfirmed = (
-                await conn.execute(
-                    select(
-                        payments.c.number,
-                        payments.c.reference_id,
-                        payments.c.amount_hundredths,
-                        payments.c.currency_code,
-                        payments.c.rail,
-                        payments.c.rail_reference,
-                    )
-                    .where(*unconfirmed_where)
-                    .order_by(payments.c.number)
-                    .limit(limit)
-                )
-            ).all()
-            unconfirmed_count = (
-                await conn.execute(select(func.count()).select_from(payments).where(*unconfirmed_where))
-            ).scalar_one()
+            unconfirmed, unconfirmed_count = await _unconfirmed(conn, [batch_id], limit)
             totals = await _totals(conn, [batch_id])
-        return BatchReconciliation(matched, problems, unconfirmed, int(unconfirmed_count), totals)
+        return BatchReconciliation(matched, problems, unconfirmed, unconfirmed_count, totals)
 
     async def cycle_reconciliation(self, program: str, cycle: str, limit: int) -> CycleReconciliation:
         """What the statements say of a program cycle's batches, each list at most `limit` rows. Every
@@ -484,39 +461,44 @@ class ReconciliationStore:
                     .limit(limit)
                 )
             ).all()
-            unconfirmed_where = (
-                payments.c.batch_id.in_(of_cycle),
-                payments.c.status == S.SUCCEEDED.value,
-                ~_confirmed_clause(),
-            )
-            unconfirmed = (
-                await conn.execute(
-                    select(
-                        batches.c.uid,
-                        payments.c.number,
-                        payments.c.reference_id,
-                        payments.c.amount_hundredths,
-                        payments.c.currency_code,
-                        payments.c.rail,
-                        payments.c.rail_reference,
-                    )
-                    .select_from(payments.join(batches, batches.c.id == payments.c.batch_id))
-                    .where(*unconfirmed_where)
-                    .order_by(payments.c.batch_id, payments.c.number)
-                    .limit(limit)
-                )
-            ).all()
-            unconfirmed_count = (
-                await conn.execute(select(func.count()).select_from(payments).where(*unconfirmed_where))
-            ).scalar_one()
+            unconfirmed, unconfirmed_count = await _unconfirmed(conn, of_cycle, limit)
             totals = await _totals(conn, of_cycle)
-        return CycleReconciliation(int(batch_count), problems, unconfirmed, int(unconfirmed_count), totals)
+        return CycleReconciliation(int(batch_count), problems, unconfirmed, unconfirmed_count, totals)
 
     async def totals(self, batch_ids: BatchSet) -> Totals:
         """Declared, paid, confirmed on a statement and reversed, over a set of batches (a batch, or a
         cycle's batches)."""
         async with self.engine.connect() as conn:
             return await _totals(conn, batch_ids)
+
+
+async def _unconfirmed(conn: AsyncConnection, batch_ids: BatchSet, limit: int) -> tuple[list[Any], int]:
+    """The SUCCEEDED payments of a set of batches that no statement has shown booked (at most `limit`,
+    with their batch's uid), and how many there are in all."""
+    where = (
+        payments.c.batch_id.in_(batch_ids),
+        payments.c.status == S.SUCCEEDED.value,
+        ~_confirmed_clause(),
+    )
+    rows = (
+        await conn.execute(
+            select(
+                batches.c.uid,
+                payments.c.number,
+                payments.c.reference_id,
+                payments.c.amount_hundredths,
+                payments.c.currency_code,
+                payments.c.rail,
+                payments.c.rail_reference,
+            )
+            .select_from(payments.join(batches, batches.c.id == payments.c.batch_id))
+            .where(*where)
+            .order_by(payments.c.batch_id, payments.c.number)
+            .limit(limit)
+        )
+    ).all()
+    count = (await conn.execute(select(func.count()).select_from(payments).where(*where))).scalar_one()
+    return list(rows), int(count)
 
 
 def _confirmed_clause() -> Any:
